@@ -1,0 +1,59 @@
+//! Engine.IO server settings. Defaults are the reference server's.
+
+use std::time::Duration;
+
+/// Which origins may call the server from a browser (CORS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Cors {
+    /// Same origin only: no CORS headers are sent (the default).
+    #[default]
+    SameOrigin,
+    /// Any origin (`Access-Control-Allow-Origin: *`).
+    Any,
+    /// These exact origins (e.g. `https://app.example.com`), echoed back with
+    /// credentials allowed.
+    List(Vec<String>),
+}
+
+/// Settings of one Engine.IO server.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Mount path of the handshake and transports, with trailing slash.
+    pub path: String,
+    /// How often the server pings each client.
+    pub ping_interval: Duration,
+    /// How long the server waits for the pong before closing the session.
+    pub ping_timeout: Duration,
+    /// Largest message (or polling request body) a client may send, in bytes.
+    pub max_payload: usize,
+    /// How long a client has to finish a polling→WebSocket upgrade.
+    pub upgrade_timeout: Duration,
+    /// Whether the HTTP long-polling transport is offered.
+    pub allow_polling: bool,
+    /// Whether the WebSocket transport is offered.
+    pub allow_websocket: bool,
+    /// Cross-origin policy.
+    pub cors: Cors,
+    /// Frames a session may have queued for sending; past it the session is a
+    /// slow consumer and is closed (volatile frames are dropped instead).
+    pub max_queued_frames: usize,
+    /// WebSocket read buffer per connection, in bytes.
+    pub ws_read_buffer: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            path: "/socket.io/".to_owned(),
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            upgrade_timeout: Duration::from_millis(10_000),
+            allow_polling: true,
+            allow_websocket: true,
+            cors: Cors::SameOrigin,
+            max_queued_frames: 4096,
+            ws_read_buffer: 4096,
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Engine.IO v4 server: the transport layer under Socket.IO.
+//!
+//! It owns the handshake, HTTP long-polling and WebSocket transports, the
+//! upgrade from one to the other, heartbeats, the packet codec and
+//! `maxPayload`. It knows nothing of namespaces, JSON events or users: a
+//! [`Handler`] gets a [`Connection`] per session and receives its messages.
+//!
+//! # Layout
+//!
+//! - [`packet`]: packet and payload codec; [`Frame`], the encoded outbound unit.
+//! - [`server`]: [`Engine`]: request checks, handshake, error codes, CORS.
+//! - [`socket`]: [`Socket`], one session: queue, heartbeat, upgrade, close.
+//! - `transports::polling`, `transports::websocket`: moving frames.
+//! - [`config`]: [`EngineConfig`], with the reference server's defaults.
+//! - [`sid`]: random session ids.
+
+pub mod config;
+pub mod packet;
+pub mod server;
+pub mod sid;
+pub mod socket;
+mod transports;
+
+pub use config::{Cors, EngineConfig};
+pub use packet::{Frame, Message, Packet, Str};
+pub use server::{Body, Engine, ErrorCode, Handler};
+pub use socket::{CloseReason, Connection, SendError, Socket, Transport};

@@ -1,0 +1,361 @@
+//! The Engine.IO server: request checks, handshake, routing to a session's
+//! transport, the reference server's error codes, and CORS.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use parking_lot::Mutex;
+
+use crate::config::{Cors, EngineConfig};
+use crate::sid::Sid;
+use crate::socket::{Connection, Socket, Transport};
+use crate::transports::{polling, websocket};
+
+/// The body type of every response the engine produces.
+pub type Body = Full<Bytes>;
+
+/// Creates the per-session [`Connection`] when a client opens a session.
+pub trait Handler: Send + Sync + 'static {
+    /// A session opened. `request` is the handshake request (for its query
+    /// and headers); `socket` is the session, to send to and close.
+    fn on_open(&self, socket: &Arc<Socket>, request: &http::request::Parts) -> Arc<dyn Connection>;
+}
+
+/// The reference server's request error codes (`Server.errors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    UnknownTransport = 0,
+    UnknownSid = 1,
+    BadHandshakeMethod = 2,
+    BadRequest = 3,
+    Forbidden = 4,
+    UnsupportedProtocolVersion = 5,
+}
+
+impl ErrorCode {
+    fn message(self) -> &'static str {
+        match self {
+            ErrorCode::UnknownTransport => "Transport unknown",
+            ErrorCode::UnknownSid => "Session ID unknown",
+            ErrorCode::BadHandshakeMethod => "Bad handshake method",
+            ErrorCode::BadRequest => "Bad request",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::UnsupportedProtocolVersion => "Unsupported protocol version",
+        }
+    }
+}
+
+/// State shared by the engine and its sessions.
+pub(crate) struct Shared {
+    pub(crate) config: EngineConfig,
+    sessions: Mutex<HashMap<Sid, Arc<Socket>>>,
+}
+
+impl Shared {
+    pub(crate) fn remove(&self, id: &Sid) {
+        self.sessions.lock().remove(id);
+    }
+}
+
+/// An Engine.IO server mounted at `config.path`. Cloning shares it.
+pub struct Engine<H> {
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+}
+
+impl<H> Clone for Engine<H> {
+    fn clone(&self) -> Self {
+        Engine {
+            shared: self.shared.clone(),
+            handler: self.handler.clone(),
+        }
+    }
+}
+
+/// The query parameters the engine reads.
+#[derive(Debug, Default)]
+struct Query<'a> {
+    eio: Option<&'a str>,
+    transport: Option<&'a str>,
+    sid: Option<&'a str>,
+}
+
+impl<'a> Query<'a> {
+    fn parse(query: &'a str) -> Query<'a> {
+        let mut q = Query::default();
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "EIO" => q.eio = Some(value),
+                "transport" => q.transport = Some(value),
+                "sid" => q.sid = Some(value),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+impl<H: Handler> Engine<H> {
+    /// An engine with these settings, handing new sessions to `handler`.
+    pub fn new(config: EngineConfig, handler: H) -> Engine<H> {
+        Engine {
+            shared: Arc::new(Shared {
+                config,
+                sessions: Mutex::new(HashMap::new()),
+            }),
+            handler: Arc::new(handler),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &Arc<H> {
+        &self.handler
+    }
+
+    /// Whether a request path belongs to this engine.
+    pub fn matches_path(&self, path: &str) -> bool {
+        let mount = self.shared.config.path.as_str();
+        path == mount || path == mount.trim_end_matches('/')
+    }
+
+    /// Number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions.lock().len()
+    }
+
+    /// Closes every session gracefully (for shutdown).
+    pub fn close_all(&self) {
+        let sessions: Vec<_> = self.shared.sessions.lock().values().cloned().collect();
+        for socket in sessions {
+            socket.close();
+        }
+    }
+
+    /// Serves one HTTP request addressed to the engine's path.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        let mut response = self.route(req).await;
+        self.add_cors(origin.as_ref(), &mut response);
+        response
+    }
+
+    async fn route<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        if req.method() == Method::OPTIONS {
+            return self.preflight(&req);
+        }
+        if let Err(code) = self.check_origin(&req) {
+            return error_response(code);
+        }
+        let query_string = req.uri().query().unwrap_or("").to_owned();
+        let query = Query::parse(&query_string);
+        let transport = match query.transport {
+            Some("polling") if self.shared.config.allow_polling => Transport::Polling,
+            Some("websocket") if self.shared.config.allow_websocket => Transport::WebSocket,
+            _ => return error_response(ErrorCode::UnknownTransport),
+        };
+        let is_upgrade = websocket::is_upgrade_request(&req);
+
+        if let Some(sid) = query.sid {
+            let Some(socket) = Sid::parse(sid).and_then(|sid| self.lookup(&sid)) else {
+                return error_response(ErrorCode::UnknownSid);
+            };
+            if !is_upgrade && socket.transport() != transport {
+                return error_response(ErrorCode::BadRequest);
+            }
+            return match transport {
+                Transport::Polling => match *req.method() {
+                    Method::GET => polling::poll(&socket).await,
+                    Method::POST => polling::post(&socket, req).await,
+                    _ => error_response(ErrorCode::BadRequest),
+                },
+                Transport::WebSocket => websocket::upgrade(socket, req),
+            };
+        }
+
+        if req.method() != Method::GET {
+            return error_response(ErrorCode::BadHandshakeMethod);
+        }
+        if transport == Transport::WebSocket && !is_upgrade {
+            return error_response(ErrorCode::BadRequest);
+        }
+        if query.eio != Some("4") {
+            return error_response(ErrorCode::UnsupportedProtocolVersion);
+        }
+        match transport {
+            Transport::Polling => {
+                let (parts, _body) = req.into_parts();
+                let socket = self.open(Transport::Polling, &parts);
+                tokio::spawn(crate::socket::polling_heartbeat(Arc::downgrade(&socket)));
+                polling::handshake_response(&socket, self.open_packet(&socket, Transport::Polling))
+            }
+            Transport::WebSocket => {
+                let engine = self.clone();
+                websocket::handshake(req, &self.shared.config, move |parts| {
+                    let socket = engine.open(Transport::WebSocket, parts);
+                    let open = engine.open_packet(&socket, Transport::WebSocket);
+                    (socket, open)
+                })
+            }
+        }
+    }
+
+    fn lookup(&self, sid: &Sid) -> Option<Arc<Socket>> {
+        self.shared.sessions.lock().get(sid).cloned()
+    }
+
+    /// Creates a session and its connection.
+    fn open(&self, transport: Transport, parts: &http::request::Parts) -> Arc<Socket> {
+        let sid = Sid::random();
+        let socket = Socket::new(sid, self.shared.clone(), transport);
+        self.shared.sessions.lock().insert(sid, socket.clone());
+        let conn = self.handler.on_open(&socket, parts);
+        socket.set_connection(conn);
+        tracing::debug!(
+            sid = socket.id(),
+            transport = transport.as_str(),
+            "session opened"
+        );
+        socket
+    }
+
+    /// The `open` packet's text.
+    fn open_packet(&self, socket: &Socket, transport: Transport) -> String {
+        let config = &self.shared.config;
+        let upgrades: &[&str] = if transport == Transport::Polling && config.allow_websocket {
+            &["websocket"]
+        } else {
+            &[]
+        };
+        let json = serde_json::json!({
+            "sid": socket.id(),
+            "upgrades": upgrades,
+            "pingInterval": config.ping_interval.as_millis() as u64,
+            "pingTimeout": config.ping_timeout.as_millis() as u64,
+            "maxPayload": config.max_payload,
+        });
+        format!("0{json}")
+    }
+
+    /// Whether a browser origin may use this server: same origin, or one the
+    /// CORS settings allow. Requests without `Origin` (non-browser) pass.
+    fn check_origin<B>(&self, req: &Request<B>) -> Result<(), ErrorCode> {
+        let Some(origin) = req.headers().get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let Ok(origin) = origin.to_str() else {
+            return Err(ErrorCode::BadRequest);
+        };
+        match &self.shared.config.cors {
+            Cors::Any => Ok(()),
+            Cors::List(list) if list.iter().any(|o| o == origin) => Ok(()),
+            _ => {
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok());
+                let authority = origin.split_once("://").map(|(_, a)| a);
+                if host.is_some() && authority == host {
+                    Ok(())
+                } else {
+                    Err(ErrorCode::Forbidden)
+                }
+            }
+        }
+    }
+
+    fn preflight<B>(&self, req: &Request<B>) -> Response<Body> {
+        let mut response = Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::default())
+            .unwrap_or_default();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET,HEAD,PUT,PATCH,POST,DELETE"),
+        );
+        if let Some(requested) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+        }
+        response
+    }
+
+    fn add_cors(&self, origin: Option<&HeaderValue>, response: &mut Response<Body>) {
+        let headers = response.headers_mut();
+        match &self.shared.config.cors {
+            Cors::SameOrigin => {}
+            Cors::Any => {
+                headers.insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+            }
+            Cors::List(list) => {
+                headers.append(header::VARY, HeaderValue::from_static("Origin"));
+                if let Some(origin) = origin
+                    && list.iter().any(|o| o.as_bytes() == origin.as_bytes())
+                {
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                    headers.insert(
+                        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                        HeaderValue::from_static("true"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The reference server's error response: HTTP 400 (403 for `Forbidden`)
+/// with `{"code":N,"message":"…"}`.
+pub(crate) fn error_response(code: ErrorCode) -> Response<Body> {
+    let status = if code == ErrorCode::Forbidden {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let body = serde_json::json!({ "code": code as u8, "message": code.message() });
+    json_response(status, body.to_string())
+}
+
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_query() {
+        let q = Query::parse("EIO=4&transport=polling&t=abc&sid=xyz");
+        assert_eq!(q.eio, Some("4"));
+        assert_eq!(q.transport, Some("polling"));
+        assert_eq!(q.sid, Some("xyz"));
+        let q = Query::parse("");
+        assert!(q.eio.is_none() && q.transport.is_none() && q.sid.is_none());
+    }
+}

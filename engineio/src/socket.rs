@@ -1,0 +1,414 @@
+//! One Engine.IO session: its outbound queue, heartbeat, transport state,
+//! upgrade and close. The transports (`transports::polling`,
+//! `transports::websocket`) move bytes; this module decides what they mean.
+//!
+//! Locking: all mutable state sits behind one short-held mutex; the
+//! transports wait on `changed` (a `Notify` used with `notify_waiters`, each
+//! waiter enabling its `Notified` before looking at the state, so no wake-up
+//! is lost).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::packet::{Frame, Message, Packet};
+use crate::server::Shared;
+use crate::sid::Sid;
+
+/// The transport a session currently uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Polling,
+    WebSocket,
+}
+
+impl Transport {
+    /// The name used in the `transport` query parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Polling => "polling",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+/// Why a session closed (the reference server's reasons, plus slow consumer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed the connection or sent a `close` packet.
+    TransportClose,
+    /// The connection failed, or the client broke the transport's rules.
+    TransportError,
+    /// No pong within `pingTimeout`.
+    PingTimeout,
+    /// The client sent a packet that could not be decoded.
+    ParseError,
+    /// The server closed the session.
+    ForcedClose,
+    /// The session's outbound queue stayed full.
+    SlowConsumer,
+    /// The client sent more than `maxPayload` bytes at once.
+    PayloadTooLarge,
+}
+
+impl CloseReason {
+    /// The reason as the reference server names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::TransportClose => "transport close",
+            CloseReason::TransportError
+            | CloseReason::SlowConsumer
+            | CloseReason::PayloadTooLarge => "transport error",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::ParseError => "parse error",
+            CloseReason::ForcedClose => "forced close",
+        }
+    }
+}
+
+/// Receives what one session's client sends. Created by
+/// [`Handler::on_open`](crate::Handler::on_open) for each new session.
+pub trait Connection: Send + Sync + 'static {
+    /// A message from the client. Calls for one session never overlap and
+    /// arrive in the client's order.
+    fn on_message(&self, message: Message);
+    /// The session closed; called once, after which no message arrives.
+    fn on_close(&self, reason: CloseReason);
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("session closed")]
+    Closed,
+    #[error("outbound queue full: slow consumer disconnected")]
+    SlowConsumer,
+    #[error("outbound queue full: volatile frame dropped")]
+    Dropped,
+}
+
+/// An Engine.IO session, shared by its transports and its [`Connection`].
+pub struct Socket {
+    id: Sid,
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+    /// Woken when frames are queued, the transport changes, or the session closes.
+    changed: Notify,
+}
+
+pub(crate) struct State {
+    pub(crate) transport: Transport,
+    pub(crate) upgrade: Upgrade,
+    pub(crate) queue: VecDeque<Frame>,
+    /// A GET is waiting for frames.
+    pub(crate) poll_waiting: bool,
+    /// A POST is being processed.
+    pub(crate) post_active: bool,
+    /// What the waiting GET answers once the session closed under it.
+    pub(crate) poll_terminal: Option<Frame>,
+    /// A graceful close: send what is queued, then close.
+    pub(crate) closing: bool,
+    pub(crate) closed: Option<CloseReason>,
+    conn: Option<Arc<dyn Connection>>,
+    awaiting_pong: bool,
+    /// Frames ever queued, and how many of them the transport has taken.
+    pub(crate) queued_total: u64,
+    pub(crate) sent_total: u64,
+    /// Someone waits in [`Socket::flushed`].
+    pub(crate) flush_waiters: bool,
+    /// When the heartbeat next acts: send a ping, or give up waiting for the pong.
+    heartbeat_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upgrade {
+    /// No WebSocket attached.
+    None,
+    /// A WebSocket is attached and has not probed yet.
+    Attached,
+    /// The WebSocket sent `2probe`: pending polls are answered with noop.
+    Probed,
+    /// The session moved to WebSocket.
+    Done,
+}
+
+impl Socket {
+    pub(crate) fn new(id: Sid, shared: Arc<Shared>, transport: Transport) -> Arc<Socket> {
+        let heartbeat_at = Instant::now() + shared.config.ping_interval;
+        Arc::new(Socket {
+            id,
+            shared,
+            state: Mutex::new(State {
+                transport,
+                upgrade: Upgrade::None,
+                queue: VecDeque::new(),
+                poll_waiting: false,
+                post_active: false,
+                poll_terminal: None,
+                closing: false,
+                closed: None,
+                conn: None,
+                awaiting_pong: false,
+                queued_total: 0,
+                sent_total: 0,
+                flush_waiters: false,
+                heartbeat_at,
+            }),
+            changed: Notify::new(),
+        })
+    }
+
+    pub(crate) fn set_connection(&self, conn: Arc<dyn Connection>) {
+        self.state.lock().conn = Some(conn);
+    }
+
+    /// The session id (authenticates polling requests: never show it to others).
+    pub fn id(&self) -> &str {
+        self.id.as_str()
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> Transport {
+        self.state.lock().transport
+    }
+
+    /// Whether the session has closed.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed.is_some()
+    }
+
+    /// Queues a frame. A full queue marks a slow consumer and closes the session.
+    pub fn send(&self, frame: Frame) -> Result<(), SendError> {
+        self.send_all(std::iter::once(frame), 1, false)
+    }
+
+    /// Queues frames that belong together (a packet and its attachments): all
+    /// or none. `volatile` frames are dropped when the queue is full instead
+    /// of closing the session.
+    pub fn send_all(
+        &self,
+        frames: impl IntoIterator<Item = Frame>,
+        count: usize,
+        volatile: bool,
+    ) -> Result<(), SendError> {
+        let mut state = self.state.lock();
+        if state.closed.is_some() || state.closing {
+            return Err(SendError::Closed);
+        }
+        if state.queue.len() + count > self.shared.config.max_queued_frames {
+            if volatile {
+                return Err(SendError::Dropped);
+            }
+            drop(state);
+            tracing::warn!(
+                sid = self.id(),
+                "slow consumer: outbound queue full, closing"
+            );
+            self.close_now(CloseReason::SlowConsumer, Frame::CLOSE);
+            return Err(SendError::SlowConsumer);
+        }
+        let was_empty = state.queue.is_empty();
+        state.queue.extend(frames);
+        state.queued_total += count as u64;
+        drop(state);
+        if was_empty {
+            self.changed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Completes once every frame queued so far has been handed to the
+    /// transport (written to the WebSocket, or taken by a poll), or the
+    /// session closed.
+    pub fn flushed(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let socket = self.clone();
+        let target = self.state.lock().queued_total;
+        async move {
+            socket
+                .wait_for(|state| {
+                    if state.sent_total >= target || state.closed.is_some() {
+                        Some(())
+                    } else {
+                        state.flush_waiters = true;
+                        None
+                    }
+                })
+                .await
+        }
+    }
+
+    /// Takes everything queued, for the transport to send.
+    pub(crate) fn take_queue(state: &mut State, out: &mut Vec<Frame>) {
+        out.extend(state.queue.drain(..));
+    }
+
+    /// Records that the transport took every frame queued up to `upto`.
+    pub(crate) fn mark_sent(&self, upto: u64) {
+        let mut state = self.state.lock();
+        state.sent_total = state.sent_total.max(upto);
+        if std::mem::take(&mut state.flush_waiters) {
+            drop(state);
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Closes the session once what is queued has been sent.
+    pub fn close(&self) {
+        let mut state = self.state.lock();
+        if state.closed.is_some() || state.closing {
+            return;
+        }
+        state.closing = true;
+        // A polling client that never polls again is let go at the next
+        // heartbeat deadline.
+        state.heartbeat_at = Instant::now() + self.shared.config.ping_timeout;
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// Closes the session at once. `poll_reply` answers a waiting GET (`1`
+    /// when the server ends the session, `6` when the client did).
+    pub(crate) fn close_now(&self, reason: CloseReason, poll_reply: Frame) {
+        let conn = {
+            let mut state = self.state.lock();
+            if state.closed.is_some() {
+                return;
+            }
+            state.closed = Some(reason);
+            if state.poll_waiting {
+                state.poll_terminal = Some(poll_reply);
+            }
+            state.queue.clear();
+            state.conn.take()
+        };
+        self.changed.notify_waiters();
+        self.shared.remove(&self.id);
+        tracing::debug!(sid = self.id(), reason = reason.as_str(), "session closed");
+        if let Some(conn) = conn {
+            conn.on_close(reason);
+        }
+    }
+
+    /// Handles a packet from the client, whatever the transport.
+    pub(crate) fn on_packet(&self, packet: Packet) {
+        match packet {
+            Packet::Message(message) => {
+                let conn = {
+                    let state = self.state.lock();
+                    if state.closed.is_some() {
+                        return;
+                    }
+                    state.conn.clone()
+                };
+                if let Some(conn) = conn {
+                    conn.on_message(message);
+                }
+            }
+            Packet::Pong(_) => {
+                let mut state = self.state.lock();
+                if state.awaiting_pong {
+                    state.awaiting_pong = false;
+                    state.heartbeat_at = Instant::now() + self.shared.config.ping_interval;
+                }
+            }
+            // In v4 only the server pings ("invalid heartbeat direction").
+            Packet::Ping(_) => self.close_now(CloseReason::TransportError, Frame::CLOSE),
+            Packet::Close => self.close_now(CloseReason::TransportClose, Frame::NOOP),
+            Packet::Open | Packet::Upgrade | Packet::Noop => {}
+        }
+    }
+
+    /// Runs the heartbeat: sends the ping when due, closes on a missed pong,
+    /// finishes a graceful close that did not drain. Returns when to call
+    /// again, or `None` once the session is closed.
+    pub(crate) fn heartbeat(&self, now: Instant) -> Option<Instant> {
+        let mut state = self.state.lock();
+        if state.closed.is_some() {
+            return None;
+        }
+        if now < state.heartbeat_at {
+            return Some(state.heartbeat_at);
+        }
+        if state.closing {
+            drop(state);
+            self.close_now(CloseReason::ForcedClose, Frame::CLOSE);
+            return None;
+        }
+        if state.awaiting_pong {
+            drop(state);
+            self.close_now(CloseReason::PingTimeout, Frame::CLOSE);
+            return None;
+        }
+        state.awaiting_pong = true;
+        state.heartbeat_at = now + self.shared.config.ping_timeout;
+        let was_empty = state.queue.is_empty();
+        state.queue.push_back(Frame::PING);
+        state.queued_total += 1;
+        drop(state);
+        if was_empty {
+            self.changed.notify_waiters();
+        }
+        Some(now + self.shared.config.ping_timeout)
+    }
+
+    /// Waits until `check` returns a value. `check` runs under the state lock
+    /// each time the session changes.
+    pub(crate) async fn wait_for<T>(&self, mut check: impl FnMut(&mut State) -> Option<T>) -> T {
+        loop {
+            let notified = self.changed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(value) = check(&mut self.state.lock()) {
+                return value;
+            }
+            notified.await;
+        }
+    }
+
+    /// Locks the state (for the transports).
+    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
+    }
+
+    /// Wakes every waiter after a transport changed the state.
+    pub(crate) fn notify(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// A future that completes on the next change (enable it before checking state).
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket").field("id", &self.id()).finish()
+    }
+}
+
+/// Drives the heartbeat of a polling session until it closes or moves to
+/// WebSocket (whose task then drives it). Holds only a weak reference, so
+/// a closed session is freed at once.
+pub(crate) async fn polling_heartbeat(socket: std::sync::Weak<Socket>) {
+    loop {
+        let Some(strong) = socket.upgrade() else {
+            return;
+        };
+        if strong.lock().upgrade == Upgrade::Done {
+            return;
+        }
+        let Some(next) = strong.heartbeat(Instant::now()) else {
+            return;
+        };
+        drop(strong);
+        tokio::time::sleep_until(next).await;
+    }
+}

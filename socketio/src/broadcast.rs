@@ -1,0 +1,75 @@
+//! Broadcast operators: `ns.to(room).except(other).volatile().emit(…)`.
+//! The packet is encoded once; every recipient's queue shares its bytes.
+
+use std::sync::Arc;
+
+use crate::adapter::BroadcastOptions;
+use crate::namespace::Namespace;
+use crate::packet::{Args, Encoded};
+use crate::socket::{Room, Socket, SocketId};
+
+/// A broadcast being built.
+#[derive(Debug, Clone)]
+pub struct BroadcastOperator {
+    ns: Arc<Namespace>,
+    opts: BroadcastOptions,
+}
+
+impl BroadcastOperator {
+    pub(crate) fn new(ns: Arc<Namespace>) -> BroadcastOperator {
+        BroadcastOperator {
+            ns,
+            opts: BroadcastOptions::default(),
+        }
+    }
+
+    /// Also reach the sockets in `room`.
+    pub fn to(mut self, room: impl Into<Room>) -> Self {
+        self.opts.rooms.push(room.into());
+        self
+    }
+
+    /// Leave out the sockets in `room`.
+    pub fn except(mut self, room: impl Into<Room>) -> Self {
+        self.opts.except.push(room.into());
+        self
+    }
+
+    /// Leave out one socket.
+    pub fn except_socket(mut self, id: SocketId) -> Self {
+        self.opts.except_socket = Some(id);
+        self
+    }
+
+    /// Drop the packet for sockets that are behind.
+    pub fn volatile(mut self) -> Self {
+        self.opts.volatile = true;
+        self
+    }
+
+    /// Emits; returns how many local sockets it was queued for.
+    pub fn emit(&self, event: &str, args: &Args) -> usize {
+        let packet = Encoded::event(self.ns.name(), event, args, None);
+        self.ns.adapter().broadcast(&self.ns, &packet, &self.opts)
+    }
+
+    /// The sockets this broadcast reaches.
+    pub fn sockets(&self) -> Vec<Arc<Socket>> {
+        self.ns.adapter().sockets(&self.ns, &self.opts)
+    }
+
+    /// Makes the sockets reached join `room`.
+    pub fn join(&self, room: impl Into<Room>) {
+        let room = room.into();
+        for socket in self.sockets() {
+            socket.join(room.clone());
+        }
+    }
+
+    /// Disconnects the sockets reached from the namespace.
+    pub fn disconnect(&self) {
+        for socket in self.sockets() {
+            socket.disconnect();
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! A namespace: the component that owns it ([`NamespaceHandler`]), its
+//! connect middleware, its sockets and its rooms (through the adapter).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde_json::value::RawValue;
+
+use crate::adapter::{Adapter, LocalAdapter};
+use crate::broadcast::BroadcastOperator;
+use crate::socket::{BoxFuture, DisconnectReason, Event, Room, Socket, SocketId};
+
+/// A client's request to join a namespace, as middleware sees it.
+#[derive(Debug)]
+pub struct ConnectRequest {
+    /// The namespace name.
+    pub nsp: String,
+    /// The CONNECT packet's payload (`{}` when absent).
+    pub auth: Box<RawValue>,
+    /// The query string of the Engine.IO handshake.
+    pub query: Arc<str>,
+    /// Data for the socket, carried over to [`Socket::extensions`].
+    pub extensions: http::Extensions,
+}
+
+/// A refused connection: the client's `connect_error` gets `message` and `data`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectError {
+    pub message: String,
+    pub data: Option<serde_json::Value>,
+}
+
+impl ConnectError {
+    /// An error with a message only.
+    pub fn new(message: impl Into<String>) -> ConnectError {
+        ConnectError {
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// An error with a message and data.
+    pub fn with_data(message: impl Into<String>, data: serde_json::Value) -> ConnectError {
+        ConnectError {
+            message: message.into(),
+            data: Some(data),
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> String {
+        let mut object = serde_json::Map::new();
+        object.insert("message".into(), self.message.clone().into());
+        if let Some(data) = &self.data {
+            object.insert("data".into(), data.clone());
+        }
+        serde_json::Value::Object(object).to_string()
+    }
+}
+
+/// Connect middleware: lets a client in (possibly attaching data to the
+/// request's extensions) or refuses it.
+pub trait Middleware: Send + Sync + 'static {
+    fn call(&self, request: ConnectRequest) -> BoxFuture<Result<ConnectRequest, ConnectError>>;
+}
+
+impl<F, Fut> Middleware for F
+where
+    F: Fn(ConnectRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<ConnectRequest, ConnectError>> + Send + 'static,
+{
+    fn call(&self, request: ConnectRequest) -> BoxFuture<Result<ConnectRequest, ConnectError>> {
+        Box::pin(self(request))
+    }
+}
+
+/// The component owning a namespace.
+pub trait NamespaceHandler: Send + Sync + 'static {
+    /// A socket joined the namespace (after middleware let it in).
+    fn on_connect(&self, _socket: &Arc<Socket>) {}
+
+    /// An event from a socket. Events of one socket are handled one at a
+    /// time, in order: return `None` when done, or a future to wait for
+    /// (the socket's next event waits for it; other sockets do not).
+    fn on_event(&self, socket: &Arc<Socket>, event: Event) -> Option<BoxFuture<()>>;
+
+    /// A socket left the namespace.
+    fn on_disconnect(&self, _socket: &Arc<Socket>, _reason: DisconnectReason) {}
+}
+
+/// A namespace.
+pub struct Namespace {
+    name: String,
+    handler: Arc<dyn NamespaceHandler>,
+    middlewares: RwLock<Vec<Arc<dyn Middleware>>>,
+    sockets: RwLock<HashMap<SocketId, Arc<Socket>>>,
+    adapter: Box<dyn Adapter>,
+}
+
+impl Namespace {
+    pub(crate) fn new(name: String, handler: Arc<dyn NamespaceHandler>) -> Namespace {
+        Namespace {
+            name,
+            handler,
+            middlewares: RwLock::new(Vec::new()),
+            sockets: RwLock::new(HashMap::new()),
+            adapter: Box::new(LocalAdapter::default()),
+        }
+    }
+
+    /// The name (`/`, `/chat`, …).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds connect middleware; middleware runs in the order added.
+    pub fn use_middleware(&self, middleware: impl Middleware) {
+        self.middlewares.write().push(Arc::new(middleware));
+    }
+
+    pub(crate) fn handler(&self) -> &Arc<dyn NamespaceHandler> {
+        &self.handler
+    }
+
+    pub(crate) fn adapter(&self) -> &dyn Adapter {
+        self.adapter.as_ref()
+    }
+
+    /// Runs the middleware chain on a connect request.
+    pub(crate) fn authorize(
+        &self,
+        request: ConnectRequest,
+    ) -> BoxFuture<Result<ConnectRequest, ConnectError>> {
+        let chain: Vec<_> = self.middlewares.read().clone();
+        Box::pin(async move {
+            let mut request = request;
+            for middleware in chain {
+                request = middleware.call(request).await?;
+            }
+            Ok(request)
+        })
+    }
+
+    pub(crate) fn insert(&self, socket: &Arc<Socket>) {
+        self.sockets.write().insert(*socket.id(), socket.clone());
+    }
+
+    pub(crate) fn remove(&self, socket: &Socket) {
+        self.adapter.del_all(self, socket);
+        self.sockets.write().remove(socket.id());
+    }
+
+    /// A connected socket by id.
+    pub fn get(&self, id: &SocketId) -> Option<Arc<Socket>> {
+        self.sockets.read().get(id).cloned()
+    }
+
+    /// Number of connected sockets.
+    pub fn len(&self) -> usize {
+        self.sockets.read().len()
+    }
+
+    /// Whether no socket is connected.
+    pub fn is_empty(&self) -> bool {
+        self.sockets.read().is_empty()
+    }
+
+    /// Calls `f` for each connected socket (under a read lock: keep it short).
+    pub fn for_each_socket(&self, mut f: impl FnMut(&Arc<Socket>)) {
+        for socket in self.sockets.read().values() {
+            f(socket);
+        }
+    }
+
+    /// A broadcast to one room (chain `.to()`, `.except()`, `.volatile()`).
+    pub fn to(self: &Arc<Self>, room: impl Into<Room>) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone()).to(room)
+    }
+
+    /// A broadcast to the whole namespace.
+    pub fn broadcast(self: &Arc<Self>) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone())
+    }
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .finish()
+    }
+}

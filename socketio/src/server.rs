@@ -1,0 +1,103 @@
+//! The Socket.IO server: settings, the namespace registry, and the glue that
+//! makes it an Engine.IO [`Handler`](engineio::Handler).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+use crate::client::{Client, ClientConnection};
+use crate::namespace::{Namespace, NamespaceHandler};
+
+/// Socket.IO settings. Defaults are the reference server's.
+#[derive(Debug, Clone)]
+pub struct SocketIoConfig {
+    /// How long a new connection has to join a namespace before it is closed.
+    pub connect_timeout: Duration,
+    /// Most binary attachments one packet may announce.
+    pub max_attachments: usize,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            connect_timeout: Duration::from_secs(45),
+            max_attachments: 10,
+        }
+    }
+}
+
+pub(crate) struct ServerInner {
+    pub(crate) config: SocketIoConfig,
+    namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
+}
+
+impl ServerInner {
+    pub(crate) fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.namespaces.read().get(name).cloned()
+    }
+}
+
+/// A Socket.IO server. Cloning shares it. Mount it with
+/// `engineio::Engine::new(config, io.clone())`.
+#[derive(Clone)]
+pub struct SocketIo {
+    inner: Arc<ServerInner>,
+}
+
+impl SocketIo {
+    /// A server with no namespace yet.
+    pub fn new(config: SocketIoConfig) -> SocketIo {
+        SocketIo {
+            inner: Arc::new(ServerInner {
+                config,
+                namespaces: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Adds a namespace owned by `handler` (replacing one of the same name).
+    pub fn add_namespace(&self, name: &str, handler: impl NamespaceHandler) -> Arc<Namespace> {
+        self.add_namespace_arc(name, Arc::new(handler))
+    }
+
+    /// Adds a namespace owned by a shared handler.
+    pub fn add_namespace_arc(
+        &self,
+        name: &str,
+        handler: Arc<dyn NamespaceHandler>,
+    ) -> Arc<Namespace> {
+        let ns = Arc::new(Namespace::new(name.to_owned(), handler));
+        self.inner
+            .namespaces
+            .write()
+            .insert(name.to_owned(), ns.clone());
+        ns
+    }
+
+    /// A namespace by name.
+    pub fn of(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.inner.namespace(name)
+    }
+
+    /// Every namespace.
+    pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
+        self.inner.namespaces.read().values().cloned().collect()
+    }
+}
+
+impl engineio::Handler for SocketIo {
+    fn on_open(
+        &self,
+        socket: &Arc<engineio::Socket>,
+        request: &http::request::Parts,
+    ) -> Arc<dyn engineio::Connection> {
+        let query = request.uri.query().unwrap_or("");
+        Arc::new(ClientConnection(Client::new(
+            socket.clone(),
+            self.inner.clone(),
+            query,
+        )))
+    }
+}

@@ -1,0 +1,419 @@
+//! A socket: one client's membership of one namespace. It emits to its
+//! client, joins and leaves rooms, runs the client's events through the
+//! namespace handler one at a time in arrival order, and tracks acks both ways.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Context;
+use std::time::Duration;
+
+use engineio::sid::Sid;
+use parking_lot::Mutex;
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+use crate::broadcast::BroadcastOperator;
+use crate::client::Client;
+use crate::namespace::Namespace;
+use crate::packet::{Args, Encoded, Packet, PacketType, Payload};
+
+/// A socket id: random per socket, never the Engine.IO session id.
+pub type SocketId = Sid;
+
+/// A room name.
+pub type Room = Arc<str>;
+
+/// A boxed future, as handlers return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Why a socket left its namespace (the reference server's reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The server called [`Socket::disconnect`].
+    ServerNamespaceDisconnect,
+    /// The client left the namespace.
+    ClientNamespaceDisconnect,
+    /// The server closed the whole connection.
+    ForcedServerClose,
+    /// The server is shutting down.
+    ServerShuttingDown,
+    /// The underlying Engine.IO session closed.
+    Transport(engineio::CloseReason),
+}
+
+impl DisconnectReason {
+    /// The reason as the reference server names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::ForcedServerClose => "forced server close",
+            DisconnectReason::ServerShuttingDown => "server shutting down",
+            DisconnectReason::Transport(reason) => reason.as_str(),
+        }
+    }
+}
+
+/// Why an emit with ack did not get its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    #[error("operation has timed out")]
+    Timeout,
+    #[error("socket disconnected")]
+    Disconnected,
+}
+
+/// An event from the client.
+#[derive(Debug)]
+pub struct Event {
+    /// The event name.
+    pub name: String,
+    /// Its arguments.
+    pub args: Args,
+    ack: Option<AckSender>,
+}
+
+impl Event {
+    /// The client's ack callback, if it asked for one.
+    pub fn take_ack(&mut self) -> Option<AckSender> {
+        self.ack.take()
+    }
+
+    /// Whether the client asked for an ack.
+    pub fn wants_ack(&self) -> bool {
+        self.ack.is_some()
+    }
+}
+
+/// Answers one client event's ack.
+#[derive(Debug)]
+pub struct AckSender {
+    socket: Arc<Socket>,
+    id: u64,
+}
+
+impl AckSender {
+    /// Sends the ack with these arguments.
+    pub fn send(self, args: &Args) {
+        let packet = Encoded::ack(self.socket.ns.name(), self.id, args);
+        self.socket.send_encoded(&packet, false);
+    }
+
+    /// Sends the ack with one argument.
+    pub fn send_one<T: serde::Serialize + ?Sized>(self, value: &T) {
+        self.send(&Args::one(value));
+    }
+}
+
+/// One client connected to one namespace.
+pub struct Socket {
+    id: SocketId,
+    ns: Arc<Namespace>,
+    client: Arc<Client>,
+    auth: Box<RawValue>,
+    extensions: Mutex<http::Extensions>,
+    state: Mutex<State>,
+}
+
+struct State {
+    connected: bool,
+    /// Events waiting while a previous one is being handled.
+    inbox: VecDeque<Event>,
+    /// An event handler is running.
+    busy: bool,
+    next_ack_id: u64,
+    acks: HashMap<u64, oneshot::Sender<Args>>,
+}
+
+impl Socket {
+    pub(crate) fn new(
+        ns: Arc<Namespace>,
+        client: Arc<Client>,
+        auth: Box<RawValue>,
+        extensions: http::Extensions,
+    ) -> Arc<Socket> {
+        Arc::new(Socket {
+            id: Sid::random(),
+            ns,
+            client,
+            auth,
+            extensions: Mutex::new(extensions),
+            state: Mutex::new(State {
+                connected: true,
+                inbox: VecDeque::new(),
+                // The connect handler runs first; see `Socket::start`.
+                busy: true,
+                next_ack_id: 0,
+                acks: HashMap::new(),
+            }),
+        })
+    }
+
+    /// The socket id.
+    pub fn id(&self) -> &SocketId {
+        &self.id
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+
+    /// The client's Engine.IO session (shared by all its namespaces).
+    pub fn conn(&self) -> &Arc<engineio::Socket> {
+        self.client.engine()
+    }
+
+    /// The CONNECT packet's payload (`{}` when the client sent none).
+    pub fn auth(&self) -> &RawValue {
+        &self.auth
+    }
+
+    /// The query string of the client's Engine.IO handshake.
+    pub fn handshake_query(&self) -> &str {
+        self.client.query()
+    }
+
+    /// Data attached to the socket (by middleware or handlers).
+    pub fn extensions(&self) -> parking_lot::MutexGuard<'_, http::Extensions> {
+        self.extensions.lock()
+    }
+
+    /// Whether the socket is still connected.
+    pub fn connected(&self) -> bool {
+        self.state.lock().connected
+    }
+
+    /// Emits an event to this socket's client.
+    pub fn emit(&self, event: &str, args: &Args) {
+        self.send_encoded(&Encoded::event(self.ns.name(), event, args, None), false);
+    }
+
+    /// Emits an event that may be dropped if the client is behind.
+    pub fn emit_volatile(&self, event: &str, args: &Args) {
+        self.send_encoded(&Encoded::event(self.ns.name(), event, args, None), true);
+    }
+
+    /// Emits an event and waits for the client's ack, at most `timeout`.
+    pub fn emit_with_ack(
+        self: &Arc<Self>,
+        event: &str,
+        args: &Args,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Args, AckError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut state = self.state.lock();
+            if state.connected {
+                let id = state.next_ack_id;
+                state.next_ack_id += 1;
+                state.acks.insert(id, tx);
+                Some(id)
+            } else {
+                None
+            }
+        };
+        if let Some(id) = id {
+            self.send_encoded(
+                &Encoded::event(self.ns.name(), event, args, Some(id)),
+                false,
+            );
+        }
+        let socket = Arc::downgrade(self);
+        async move {
+            let Some(id) = id else {
+                return Err(AckError::Disconnected);
+            };
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(args)) => Ok(args),
+                Ok(Err(_)) => Err(AckError::Disconnected),
+                Err(_) => {
+                    if let Some(socket) = socket.upgrade() {
+                        socket.state.lock().acks.remove(&id);
+                    }
+                    Err(AckError::Timeout)
+                }
+            }
+        }
+    }
+
+    /// Joins a room.
+    pub fn join(self: &Arc<Self>, room: impl Into<Room>) {
+        self.ns.adapter().add_all(&self.ns, self, &[room.into()]);
+    }
+
+    /// Joins several rooms.
+    pub fn join_all(self: &Arc<Self>, rooms: &[Room]) {
+        self.ns.adapter().add_all(&self.ns, self, rooms);
+    }
+
+    /// Leaves a room.
+    pub fn leave(&self, room: &str) {
+        self.ns.adapter().del(&self.ns, self, room);
+    }
+
+    /// The rooms this socket is in.
+    pub fn rooms(&self) -> Vec<Room> {
+        self.ns.adapter().rooms_of(&self.ns, self)
+    }
+
+    /// A broadcast to `room` that leaves this socket out.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        BroadcastOperator::new(self.ns.clone())
+            .to(room)
+            .except_socket(self.id)
+    }
+
+    /// A broadcast to the whole namespace but this socket.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.ns.clone()).except_socket(self.id)
+    }
+
+    /// Leaves the namespace (`server namespace disconnect`); the client may
+    /// reconnect to it.
+    pub fn disconnect(self: &Arc<Self>) {
+        if self.connected() {
+            self.send_encoded(&Encoded::disconnect(self.ns.name()), false);
+            self.on_close(DisconnectReason::ServerNamespaceDisconnect);
+        }
+    }
+
+    /// Disconnects every namespace of this client and closes its connection.
+    pub fn disconnect_all(&self) {
+        self.client.disconnect_all();
+    }
+
+    /// Queues an encoded packet for this socket's client.
+    pub fn send_encoded(&self, packet: &Encoded, volatile: bool) {
+        let _ = self.client.engine().send_all(
+            packet.frames.iter().cloned(),
+            packet.frames.len(),
+            volatile,
+        );
+    }
+
+    /// A packet for this socket (anything but CONNECT).
+    pub(crate) fn on_packet(self: &Arc<Self>, packet: Packet) {
+        match (packet.kind, packet.payload) {
+            (PacketType::Event | PacketType::BinaryEvent, Payload::Event(name, args)) => {
+                let ack = packet.id.map(|id| AckSender {
+                    socket: self.clone(),
+                    id,
+                });
+                self.dispatch(Event { name, args, ack });
+            }
+            (PacketType::Ack | PacketType::BinaryAck, Payload::Ack(args)) => {
+                let Some(id) = packet.id else { return };
+                let waiter = self.state.lock().acks.remove(&id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(args);
+                }
+            }
+            (PacketType::Disconnect, _) => {
+                self.on_close(DisconnectReason::ClientNamespaceDisconnect)
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs events one at a time, in order. A handler that finishes without
+    /// waiting runs inline; one that waits continues on a task of its own,
+    /// and the events that arrive meanwhile queue behind it.
+    fn dispatch(self: &Arc<Self>, event: Event) {
+        {
+            let mut state = self.state.lock();
+            if !state.connected {
+                return;
+            }
+            if state.busy {
+                state.inbox.push_back(event);
+                return;
+            }
+            state.busy = true;
+        }
+        let mut event = event;
+        loop {
+            if let Some(mut future) = self.ns.handler().on_event(self, event) {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                if future.as_mut().poll(&mut cx).is_pending() {
+                    let socket = self.clone();
+                    tokio::spawn(async move {
+                        future.await;
+                        socket.drain_async().await;
+                    });
+                    return;
+                }
+            }
+            match self.next_event() {
+                Some(next) => event = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Runs the namespace's connect handler once the CONNECT reply has
+    /// reached the transport, then the events that arrived meanwhile. So
+    /// the client learns it is connected before any event of the namespace,
+    /// and the connect handler runs before the socket's first event.
+    pub(crate) fn start(self: &Arc<Self>) {
+        let flushed = self.conn().flushed();
+        let socket = self.clone();
+        tokio::spawn(async move {
+            flushed.await;
+            if socket.connected() {
+                socket.ns.handler().on_connect(&socket);
+            }
+            socket.drain_async().await;
+        });
+    }
+
+    async fn drain_async(self: Arc<Self>) {
+        while let Some(event) = self.next_event() {
+            if let Some(future) = self.ns.handler().on_event(&self, event) {
+                future.await;
+            }
+        }
+    }
+
+    /// The next queued event, or `None` (and not busy any more).
+    fn next_event(&self) -> Option<Event> {
+        let mut state = self.state.lock();
+        let next = if state.connected {
+            state.inbox.pop_front()
+        } else {
+            None
+        };
+        if next.is_none() {
+            state.busy = false;
+        }
+        next
+    }
+
+    /// Leaves the namespace for `reason`; runs once.
+    pub(crate) fn on_close(self: &Arc<Self>, reason: DisconnectReason) {
+        {
+            let mut state = self.state.lock();
+            if !state.connected {
+                return;
+            }
+            state.connected = false;
+            state.inbox.clear();
+            // Dropping the senders tells every waiting emit_with_ack.
+            state.acks.clear();
+        }
+        self.ns.remove(self);
+        self.client.remove(self);
+        self.ns.handler().on_disconnect(self, reason);
+    }
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id)
+            .field("nsp", &self.ns.name())
+            .finish()
+    }
+}

@@ -1,0 +1,375 @@
+//! Configuration: a TOML file whose every key can be overridden by an
+//! environment variable `SWITCHBOARD_<SECTION>_<KEY>` (upper case), e.g.
+//! `SWITCHBOARD_ENGINE_PING_INTERVAL_MS=300`. With no file, defaults apply.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Addresses to listen on; a host name binds every address it resolves to.
+    pub listen: Vec<String>,
+    pub server: ServerSection,
+    pub engine: EngineSection,
+    pub socketio: SocketIoSection,
+    /// A raw Engine.IO echo server (no Socket.IO), for the Engine.IO test suite.
+    pub raw_engine: Option<RawEngineSection>,
+    /// The namespaces and the component that owns each.
+    pub namespaces: Vec<NamespaceSection>,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Most client connections at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// How long shutdown waits for connections to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSection {
+    pub path: String,
+    pub ping_interval_ms: u64,
+    pub ping_timeout_ms: u64,
+    /// Largest message a client may send, in bytes.
+    pub max_payload: usize,
+    pub upgrade_timeout_ms: u64,
+    /// Offered transports: `polling`, `websocket`.
+    pub transports: Vec<String>,
+    /// Origins allowed by CORS: empty = same origin only, `*` = any.
+    pub cors_origins: Vec<String>,
+    /// Frames a connection may have queued before it counts as a slow consumer.
+    pub max_queued_frames: usize,
+    /// WebSocket read buffer per connection, in bytes.
+    pub ws_read_buffer: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocketIoSection {
+    pub connect_timeout_ms: u64,
+    pub max_attachments: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngineSection {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceSection {
+    /// The namespace name, starting with `/`.
+    pub name: String,
+    /// The component owning it: `echo` or `testkit`.
+    pub handler: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter (`info`, `switchboard=debug`, …); `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec!["127.0.0.1:3000".to_owned()],
+            server: ServerSection::default(),
+            engine: EngineSection::default(),
+            socketio: SocketIoSection::default(),
+            raw_engine: None,
+            namespaces: vec![NamespaceSection {
+                name: "/".to_owned(),
+                handler: "echo".to_owned(),
+            }],
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            max_connections: 100_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        let engine = engineio::EngineConfig::default();
+        EngineSection {
+            path: engine.path,
+            ping_interval_ms: engine.ping_interval.as_millis() as u64,
+            ping_timeout_ms: engine.ping_timeout.as_millis() as u64,
+            max_payload: engine.max_payload,
+            upgrade_timeout_ms: engine.upgrade_timeout.as_millis() as u64,
+            transports: vec!["polling".to_owned(), "websocket".to_owned()],
+            cors_origins: Vec::new(),
+            max_queued_frames: engine.max_queued_frames,
+            ws_read_buffer: engine.ws_read_buffer,
+        }
+    }
+}
+
+impl Default for SocketIoSection {
+    fn default() -> Self {
+        let io = socketio::SocketIoConfig::default();
+        SocketIoSection {
+            connect_timeout_ms: io.connect_timeout.as_millis() as u64,
+            max_attachments: io.max_attachments,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: "text".to_owned(),
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (if any), then applies `SWITCHBOARD_*` variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut value = toml::Value::try_from(Config::default())?;
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            let file: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("parsing config file {}", path.display()))?;
+            merge(&mut value, toml::Value::Table(file));
+        }
+        for (key, raw) in env {
+            let Some(rest) = key.strip_prefix("SWITCHBOARD_") else {
+                continue;
+            };
+            if !apply_env(&mut value, &rest.to_ascii_lowercase(), &raw) {
+                bail!("unknown configuration variable {key}");
+            }
+        }
+        let config: Config = value.try_into().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.listen.is_empty() {
+            bail!("`listen` needs at least one address");
+        }
+        if !self.engine.path.starts_with('/') || !self.engine.path.ends_with('/') {
+            bail!("engine.path must start and end with `/`");
+        }
+        for t in &self.engine.transports {
+            if t != "polling" && t != "websocket" {
+                bail!("unknown transport {t:?} (polling, websocket)");
+            }
+        }
+        for ns in &self.namespaces {
+            if !ns.name.starts_with('/') {
+                bail!("namespace {:?} must start with `/`", ns.name);
+            }
+        }
+        if self.engine.max_queued_frames == 0 || self.engine.max_payload == 0 {
+            bail!("engine.max_queued_frames and engine.max_payload must be positive");
+        }
+        Ok(())
+    }
+
+    /// The Engine.IO settings.
+    pub fn engine_config(&self) -> engineio::EngineConfig {
+        let e = &self.engine;
+        let cors = if e.cors_origins.iter().any(|o| o == "*") {
+            engineio::Cors::Any
+        } else if e.cors_origins.is_empty() {
+            engineio::Cors::SameOrigin
+        } else {
+            engineio::Cors::List(e.cors_origins.clone())
+        };
+        engineio::EngineConfig {
+            path: e.path.clone(),
+            ping_interval: Duration::from_millis(e.ping_interval_ms),
+            ping_timeout: Duration::from_millis(e.ping_timeout_ms),
+            max_payload: e.max_payload,
+            upgrade_timeout: Duration::from_millis(e.upgrade_timeout_ms),
+            allow_polling: e.transports.iter().any(|t| t == "polling"),
+            allow_websocket: e.transports.iter().any(|t| t == "websocket"),
+            cors,
+            max_queued_frames: e.max_queued_frames,
+            ws_read_buffer: e.ws_read_buffer,
+        }
+    }
+
+    /// The Socket.IO settings.
+    pub fn socketio_config(&self) -> socketio::SocketIoConfig {
+        socketio::SocketIoConfig {
+            connect_timeout: Duration::from_millis(self.socketio.connect_timeout_ms),
+            max_attachments: self.socketio.max_attachments,
+        }
+    }
+}
+
+/// Overlays `over` onto `base`, table by table.
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(base), toml::Value::Table(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(slot) => merge(slot, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (slot, value) => *slot = value,
+    }
+}
+
+/// Sets the key named by `path` (`engine_ping_interval_ms`) from an
+/// environment value. Keys contain underscores, so every split is tried
+/// against the keys that exist. Returns whether a key matched.
+fn apply_env(value: &mut toml::Value, path: &str, raw: &str) -> bool {
+    let toml::Value::Table(table) = value else {
+        return false;
+    };
+    if let Some(slot) = table.get_mut(path) {
+        *slot = parse_env_value(slot, raw);
+        return true;
+    }
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        if let Some(rest) = path.strip_prefix(&key).and_then(|r| r.strip_prefix('_'))
+            && let Some(child) = table.get_mut(&key)
+            && apply_env(child, rest, raw)
+        {
+            return true;
+        }
+    }
+    // Optional sections absent from the defaults (e.g. raw_engine_path).
+    if path == "raw_engine_path" {
+        let mut section = toml::Table::new();
+        section.insert("path".into(), toml::Value::String(raw.to_owned()));
+        table.insert("raw_engine".into(), toml::Value::Table(section));
+        return true;
+    }
+    false
+}
+
+/// Parses an environment value in the type of the key it replaces.
+fn parse_env_value(current: &toml::Value, raw: &str) -> toml::Value {
+    match current {
+        toml::Value::String(_) => toml::Value::String(raw.to_owned()),
+        toml::Value::Array(_) => {
+            let parsed: Result<toml::Table, _> = toml::from_str(&format!("v = {raw}"));
+            match parsed.ok().and_then(|mut t| t.remove("v")) {
+                Some(v @ toml::Value::Array(_)) => v,
+                _ => toml::Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_owned()))
+                        .collect(),
+                ),
+            }
+        }
+        _ => {
+            let parsed: Result<toml::Table, _> = toml::from_str(&format!("v = {raw}"));
+            parsed
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_reference_server() {
+        let config = Config::load(None, env(&[])).unwrap();
+        let engine = config.engine_config();
+        assert_eq!(engine.ping_interval, Duration::from_millis(25_000));
+        assert_eq!(engine.ping_timeout, Duration::from_millis(20_000));
+        assert_eq!(engine.max_payload, 1_000_000);
+        assert_eq!(engine.path, "/socket.io/");
+        assert_eq!(
+            config.socketio_config().connect_timeout,
+            Duration::from_secs(45)
+        );
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("SWITCHBOARD_ENGINE_PING_INTERVAL_MS", "300"),
+                ("SWITCHBOARD_LISTEN", "127.0.0.1:0, [::1]:0"),
+                ("SWITCHBOARD_ENGINE_CORS_ORIGINS", "*"),
+                ("SWITCHBOARD_LOG_FORMAT", "json"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.engine.ping_interval_ms, 300);
+        assert_eq!(config.listen, vec!["127.0.0.1:0", "[::1]:0"]);
+        assert_eq!(config.engine_config().cors, engineio::Cors::Any);
+        assert_eq!(config.log.format, "json");
+    }
+
+    #[test]
+    fn rejects_unknown_and_invalid_settings() {
+        assert!(Config::load(None, env(&[("SWITCHBOARD_NOPE", "1")])).is_err());
+        assert!(
+            Config::load(
+                None,
+                env(&[("SWITCHBOARD_ENGINE_PING_INTERVAL_MS", "soon")])
+            )
+            .is_err()
+        );
+        assert!(
+            Config::load(
+                None,
+                env(&[("SWITCHBOARD_ENGINE_TRANSPORTS", "carrier-pigeon")])
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn reads_the_conformance_config() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance.toml");
+        let config = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(config.engine.ping_interval_ms, 300);
+        assert_eq!(config.raw_engine.unwrap().path, "/engine.io/");
+    }
+}

@@ -1,0 +1,11 @@
+//! Switchboard: the realtime hub of an enterprise social network.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML configuration and its `SWITCHBOARD_*` overrides.
+//! - [`server`]: the listener, request routing and graceful shutdown.
+//! - [`handlers`]: protocol-level namespace handlers (conformance echo, interop test kit).
+
+pub mod config;
+pub mod handlers;
+pub mod server;

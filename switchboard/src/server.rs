@@ -1,0 +1,214 @@
+//! The listener: accepts TCP connections, serves HTTP/1.1 on each (with
+//! WebSocket upgrades), routes requests to the engines, and shuts down
+//! gracefully: stop accepting, close every session so that clients
+//! reconnect elsewhere, let in-flight requests finish, bounded in time.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use engineio::Engine;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use socketio::SocketIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Config;
+use crate::handlers;
+use crate::handlers::echo::RawEcho;
+
+/// Everything a request can be routed to.
+#[derive(Clone)]
+pub struct App {
+    /// The Socket.IO server.
+    pub io: SocketIo,
+    /// Its Engine.IO server.
+    pub engine: Engine<SocketIo>,
+    /// The raw Engine.IO echo (conformance only).
+    pub raw_engine: Option<Engine<RawEcho>>,
+}
+
+impl App {
+    /// Builds the servers and namespaces the configuration describes.
+    pub fn new(config: &Config) -> anyhow::Result<App> {
+        let io = SocketIo::new(config.socketio_config());
+        for ns in &config.namespaces {
+            handlers::install(&io, &ns.name, &ns.handler)?;
+        }
+        let engine = Engine::new(config.engine_config(), io.clone());
+        let raw_engine = config.raw_engine.as_ref().map(|raw| {
+            let mut engine_config = config.engine_config();
+            engine_config.path = raw.path.clone();
+            Engine::new(engine_config, RawEcho)
+        });
+        Ok(App {
+            io,
+            engine,
+            raw_engine,
+        })
+    }
+
+    async fn route(self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        if self.engine.matches_path(path) {
+            return self.engine.handle(req).await;
+        }
+        if let Some(raw) = &self.raw_engine
+            && raw.matches_path(path)
+        {
+            return raw.handle(req).await;
+        }
+        let mut response = Response::new(Full::from(
+            r#"{"error":{"code":"not_found","message":"no such path"}}"#,
+        ));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+
+    fn close_all(&self) {
+        self.engine.close_all();
+        if let Some(raw) = &self.raw_engine {
+            raw.close_all();
+        }
+    }
+
+    fn session_count(&self) -> usize {
+        self.engine.session_count() + self.raw_engine.as_ref().map_or(0, |e| e.session_count())
+    }
+}
+
+/// Binds every configured address (a host name binds all it resolves to).
+pub async fn bind(addresses: &[String]) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for address in addresses {
+        let resolved: Vec<SocketAddr> = tokio::net::lookup_host(address.as_str())
+            .await
+            .with_context(|| format!("resolving listen address {address}"))?
+            .collect();
+        let mut bound = 0;
+        for addr in &resolved {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    listeners.push(listener);
+                    bound += 1;
+                }
+                // `localhost` may resolve to an IPv6 address the machine lacks.
+                Err(err) if resolved.len() > 1 => tracing::warn!(%addr, %err, "cannot listen"),
+                Err(err) => return Err(err).with_context(|| format!("listening on {addr}")),
+            }
+        }
+        if bound == 0 {
+            anyhow::bail!("could not listen on any address of {address}");
+        }
+    }
+    Ok(listeners)
+}
+
+/// Serves until `shutdown` completes, then drains.
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    config: &Config,
+    app: App,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let limit = Arc::new(Semaphore::new(config.server.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        tracing::info!(addr = %listener.local_addr()?, "listening");
+        accept_tasks.push(tokio::spawn(accept_loop(
+            listener,
+            app.clone(),
+            limit.clone(),
+            stop_rx.clone(),
+        )));
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down: closing sessions");
+    for task in &accept_tasks {
+        task.abort();
+    }
+    let _ = stop_tx.send(true);
+    app.close_all();
+
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let drained = tokio::time::timeout(grace, async {
+        let max = u32::try_from(config.server.max_connections).unwrap_or(u32::MAX);
+        let _all = limit.acquire_many(max).await;
+        while app.session_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(sessions = app.session_count(), "shutdown grace period over");
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: App,
+    limit: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, _peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, app, stop).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(stream: TcpStream, app: App, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(app.route(req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(%err, "connection error");
+            }
+        }
+        _ = async { let _ = stop.wait_for(|stopped| *stopped).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
