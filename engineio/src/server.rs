@@ -177,6 +177,12 @@ impl<H: Handler> Engine<H> {
             let Some(socket) = Sid::parse(sid).and_then(|sid| self.lookup(&sid)) else {
                 return error_response(ErrorCode::UnknownSid);
             };
+            if socket.check_expired() {
+                let lingering = socket.lock().poll_terminal.is_some();
+                if !lingering {
+                    return error_response(ErrorCode::UnknownSid);
+                }
+            }
             if !is_upgrade && socket.transport() != transport {
                 return error_response(ErrorCode::BadRequest);
             }

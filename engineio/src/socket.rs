@@ -129,8 +129,9 @@ pub(crate) enum Upgrade {
     None,
     /// A WebSocket is attached and has not probed yet.
     Attached,
-    /// The WebSocket sent `2probe`: pending polls are answered with noop.
-    Probed,
+    /// The WebSocket sent `2probe` at this instant: a pending poll is
+    /// released with a noop shortly after, so the client can finish.
+    Probed(Instant),
     /// The session moved to WebSocket.
     Done,
 }
@@ -272,20 +273,35 @@ impl Socket {
     /// Closes the session at once. `poll_reply` answers a waiting GET (`1`
     /// when the server ends the session, `6` when the client did).
     pub(crate) fn close_now(&self, reason: CloseReason, poll_reply: Frame) {
-        let conn = {
+        let (conn, linger) = {
             let mut state = self.state.lock();
             if state.closed.is_some() {
                 return;
             }
             state.closed = Some(reason);
-            if state.poll_waiting {
+            // A polling client closes with a POST while its next GET may
+            // still be on the way (on another connection): keep the session
+            // a moment so that this GET gets the noop rather than an error.
+            let linger = reason == CloseReason::TransportClose
+                && state.transport == Transport::Polling
+                && !state.poll_waiting;
+            if state.poll_waiting || linger {
                 state.poll_terminal = Some(poll_reply);
             }
             state.queue.clear();
-            state.conn.take()
+            (state.conn.take(), linger)
         };
         self.changed.notify_waiters();
-        self.shared.remove(&self.id);
+        if linger {
+            let shared = self.shared.clone();
+            let id = self.id;
+            tokio::spawn(async move {
+                tokio::time::sleep(shared.config.ping_timeout).await;
+                shared.remove(&id);
+            });
+        } else {
+            self.shared.remove(&self.id);
+        }
         tracing::debug!(sid = self.id(), reason = reason.as_str(), "session closed");
         if let Some(conn) = conn {
             conn.on_close(reason);
@@ -321,6 +337,22 @@ impl Socket {
         }
     }
 
+    /// Closes the session if its pong is overdue (timers may fire a little
+    /// late; a request must not revive a session the protocol says is dead).
+    /// Returns whether the session is closed.
+    pub(crate) fn check_expired(&self) -> bool {
+        let state = self.state.lock();
+        if state.closed.is_some() {
+            return true;
+        }
+        if state.awaiting_pong && Instant::now() >= state.heartbeat_at {
+            drop(state);
+            self.close_now(CloseReason::PingTimeout, Frame::CLOSE);
+            return true;
+        }
+        false
+    }
+
     /// Runs the heartbeat: sends the ping when due, closes on a missed pong,
     /// finishes a graceful close that did not drain. Returns when to call
     /// again, or `None` once the session is closed.
@@ -343,15 +375,17 @@ impl Socket {
             return None;
         }
         state.awaiting_pong = true;
-        state.heartbeat_at = now + self.shared.config.ping_timeout;
+        // From when the ping was due, not from when the timer fired.
+        state.heartbeat_at += self.shared.config.ping_timeout;
         let was_empty = state.queue.is_empty();
         state.queue.push_back(Frame::PING);
         state.queued_total += 1;
+        let state_deadline = state.heartbeat_at;
         drop(state);
         if was_empty {
             self.changed.notify_waiters();
         }
-        Some(now + self.shared.config.ping_timeout)
+        Some(state_deadline)
     }
 
     /// Waits until `check` returns a value. `check` runs under the state lock
@@ -385,6 +419,11 @@ impl Socket {
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// Forgets the session (after a lingering close was answered).
+    pub(crate) fn forget(&self) {
+        self.shared.remove(&self.id);
     }
 }
 

@@ -3,6 +3,7 @@
 //! a second one is a protocol error that closes the session.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -11,19 +12,41 @@ use http_body_util::{BodyExt, Limited};
 
 use crate::packet::{self, Frame, Packet};
 use crate::server::{Body, ErrorCode, error_response, json_response};
-use crate::socket::{CloseReason, Socket, Transport, Upgrade};
+use crate::socket::{CloseReason, Socket, State, Transport, Upgrade};
+use tokio::time::Instant;
 
 /// The answer to the handshake GET: the `open` packet.
 pub(crate) fn handshake_response(_socket: &Arc<Socket>, open: String) -> Response<Body> {
     text_response(Bytes::from(open))
 }
 
+/// How long a poll waiting during an upgrade is held before the noop that
+/// releases it (the reference server's upgrade check interval).
+const UPGRADE_CHECK: Duration = Duration::from_millis(100);
+
+/// What a waiting GET answers.
+enum PollAnswer {
+    Frames {
+        frames: Vec<Frame>,
+        finish_close: bool,
+    },
+    /// A GET sent while a WebSocket upgrade was under way, still waiting when
+    /// it completed: the session is not on polling any more.
+    Refused,
+}
+
 /// A GET: answers at once with what is queued, or waits for it.
 pub(crate) async fn poll(socket: &Arc<Socket>) -> Response<Body> {
-    {
+    let during_upgrade = {
         let mut state = socket.lock();
         if state.closed.is_some() {
-            return error_response(ErrorCode::UnknownSid);
+            // The one GET a client-closed session still answers (see `close_now`).
+            let Some(frame) = state.poll_terminal.take() else {
+                return error_response(ErrorCode::UnknownSid);
+            };
+            drop(state);
+            socket.forget();
+            return text_response(packet::encode_payload(&[frame]));
         }
         if state.poll_waiting {
             drop(state);
@@ -32,43 +55,95 @@ pub(crate) async fn poll(socket: &Arc<Socket>) -> Response<Body> {
             return error_response(ErrorCode::BadRequest);
         }
         state.poll_waiting = true;
-    }
+        state.upgrade != Upgrade::None
+    };
     // If the client goes away while we wait, the session is closed, as the
     // reference server does ("poll connection closed prematurely").
     let guard = PollGuard(socket);
-    let (frames, finish_close) = socket
-        .wait_for(|state| {
-            if let Some(frame) = state.poll_terminal.take() {
-                return Some((vec![frame], false));
+    let answer = loop {
+        let changed = socket.changed();
+        let mut changed = std::pin::pin!(changed);
+        changed.as_mut().enable();
+        let release_at = {
+            let mut state = socket.lock();
+            if let Some(answer) = answer_now(&mut state, during_upgrade) {
+                break answer;
             }
-            if state.closed.is_some() {
-                return Some((vec![Frame::CLOSE], false));
+            match state.upgrade {
+                Upgrade::Probed(at) => Some(at + UPGRADE_CHECK),
+                _ => None,
             }
-            let polling = state.transport == Transport::Polling;
-            if polling && (!state.queue.is_empty() || state.closing) {
-                let mut frames = Vec::with_capacity(state.queue.len() + 1);
-                Socket::take_queue(state, &mut frames);
-                state.sent_total = state.queued_total;
-                if state.closing {
-                    frames.push(Frame::CLOSE);
+        };
+        match release_at {
+            Some(at) => {
+                tokio::select! {
+                    _ = changed => {}
+                    _ = tokio::time::sleep_until(at) => {}
                 }
-                return Some((frames, state.closing));
             }
-            // An upgrade is under way or done: release the poll so that the
-            // client can move to the WebSocket.
-            if !polling || state.upgrade == Upgrade::Probed {
-                return Some((vec![Frame::NOOP], false));
-            }
-            None
-        })
-        .await;
+            None => changed.await,
+        }
+    };
     std::mem::forget(guard);
     socket.lock().poll_waiting = false;
     socket.mark_sent(0);
-    if finish_close {
-        socket.close_now(CloseReason::ForcedClose, Frame::CLOSE);
+    match answer {
+        PollAnswer::Frames {
+            frames,
+            finish_close,
+        } => {
+            if finish_close {
+                socket.close_now(CloseReason::ForcedClose, Frame::CLOSE);
+            }
+            text_response(packet::encode_payload(&frames))
+        }
+        PollAnswer::Refused => error_response(ErrorCode::BadRequest),
     }
-    text_response(packet::encode_payload(&frames))
+}
+
+/// What a waiting GET answers now, if anything.
+fn answer_now(state: &mut State, during_upgrade: bool) -> Option<PollAnswer> {
+    let frames = |frames| {
+        Some(PollAnswer::Frames {
+            frames,
+            finish_close: false,
+        })
+    };
+    if let Some(frame) = state.poll_terminal.take() {
+        return frames(vec![frame]);
+    }
+    if state.closed.is_some() {
+        return frames(vec![Frame::CLOSE]);
+    }
+    if state.transport != Transport::Polling {
+        // Upgraded. A real client waits for its poll to end before it sends
+        // the upgrade packet, so a poll still here is a straggler.
+        return if during_upgrade {
+            Some(PollAnswer::Refused)
+        } else {
+            frames(vec![Frame::NOOP])
+        };
+    }
+    if !state.queue.is_empty() || state.closing {
+        let mut out = Vec::with_capacity(state.queue.len() + 1);
+        Socket::take_queue(state, &mut out);
+        state.sent_total = state.queued_total;
+        if state.closing {
+            out.push(Frame::CLOSE);
+        }
+        return Some(PollAnswer::Frames {
+            frames: out,
+            finish_close: state.closing,
+        });
+    }
+    // The client probed the WebSocket and waits for this poll to end before
+    // it completes the upgrade.
+    if let Upgrade::Probed(at) = state.upgrade
+        && Instant::now() >= at + UPGRADE_CHECK
+    {
+        return frames(vec![Frame::NOOP]);
+    }
+    None
 }
 
 struct PollGuard<'a>(&'a Arc<Socket>);

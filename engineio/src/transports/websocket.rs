@@ -37,17 +37,17 @@ pub(crate) fn is_upgrade_request<B>(req: &Request<B>) -> bool {
 
 /// Accepts the upgrade: returns the `101` response and where the upgraded
 /// connection will arrive.
-fn accept<B>(req: &mut Request<B>) -> Result<(Response<Body>, OnUpgrade), Response<Body>> {
+fn accept<B>(req: &mut Request<B>) -> Result<(Response<Body>, OnUpgrade), ErrorCode> {
     let version_ok = req
         .headers()
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_some_and(|v| v.as_bytes() == b"13");
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
     let (Some(key), true) = (key, version_ok) else {
-        return Err(error_response(ErrorCode::BadRequest));
+        return Err(ErrorCode::BadRequest);
     };
     let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
-        return Err(error_response(ErrorCode::BadRequest));
+        return Err(ErrorCode::BadRequest);
     };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut response = Response::new(Body::default());
@@ -90,7 +90,7 @@ where
 {
     let (response, on_upgrade) = match accept(&mut req) {
         Ok(accepted) => accepted,
-        Err(response) => return response,
+        Err(code) => return error_response(code),
     };
     let (parts, _body) = req.into_parts();
     let config = ws_config(config);
@@ -117,7 +117,7 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>) -> Response<B
     }
     let (response, on_upgrade) = match accept(&mut req) {
         Ok(accepted) => accepted,
-        Err(response) => return response,
+        Err(code) => return error_response(code),
     };
     let config = ws_config(&socket.shared().config);
     // The reference server accepts a second upgrade and closes it at once.
@@ -179,7 +179,7 @@ async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
                         if ws.send(frame_to_ws(Frame::PROBE_PONG)).await.is_err() {
                             return false;
                         }
-                        socket.lock().upgrade = Upgrade::Probed;
+                        socket.lock().upgrade = Upgrade::Probed(Instant::now());
                         socket.notify();
                     }
                     Ok(Packet::Upgrade) => {
