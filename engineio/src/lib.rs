@@ -23,5 +23,5 @@ mod transports;
 
 pub use config::{Cors, EngineConfig};
 pub use packet::{Frame, Message, Packet, Str};
-pub use server::{Body, Engine, ErrorCode, Handler};
+pub use server::{Body, Engine, EngineStats, ErrorCode, Handler};
 pub use socket::{CloseReason, Connection, SendError, Socket, Transport};

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -49,9 +50,28 @@ impl ErrorCode {
     }
 }
 
+/// Counters of events an operator wants to see.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) slow_consumers: AtomicU64,
+    pub(crate) volatile_dropped: AtomicU64,
+}
+
+/// A snapshot of the engine's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Sessions open now.
+    pub sessions: usize,
+    /// Sessions closed because their outbound queue was full.
+    pub slow_consumer_disconnects: u64,
+    /// Volatile frames dropped because a queue was full.
+    pub volatile_dropped: u64,
+}
+
 /// State shared by the engine and its sessions.
 pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
+    pub(crate) counters: Counters,
     sessions: Mutex<HashMap<Sid, Arc<Socket>>>,
 }
 
@@ -106,6 +126,7 @@ impl<H: Handler> Engine<H> {
         Engine {
             shared: Arc::new(Shared {
                 config,
+                counters: Counters::default(),
                 sessions: Mutex::new(HashMap::new()),
             }),
             handler: Arc::new(handler),
@@ -133,11 +154,24 @@ impl<H: Handler> Engine<H> {
         self.shared.sessions.lock().len()
     }
 
-    /// Closes every session gracefully (for shutdown).
+    /// The engine's counters.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            sessions: self.session_count(),
+            slow_consumer_disconnects: self.shared.counters.slow_consumers.load(Ordering::Relaxed),
+            volatile_dropped: self
+                .shared
+                .counters
+                .volatile_dropped
+                .load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes every session for a shutdown (see [`Socket::shutdown`]).
     pub fn close_all(&self) {
         let sessions: Vec<_> = self.shared.sessions.lock().values().cloned().collect();
         for socket in sessions {
-            socket.close();
+            socket.shutdown();
         }
     }
 

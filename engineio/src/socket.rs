@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -201,14 +202,22 @@ impl Socket {
         }
         if state.queue.len() + count > self.shared.config.max_queued_frames {
             if volatile {
+                self.shared
+                    .counters
+                    .volatile_dropped
+                    .fetch_add(1, Ordering::Relaxed);
                 return Err(SendError::Dropped);
             }
             drop(state);
+            self.shared
+                .counters
+                .slow_consumers
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 sid = self.id(),
                 "slow consumer: outbound queue full, closing"
             );
-            self.close_now(CloseReason::SlowConsumer, Frame::CLOSE);
+            self.close_with(CloseReason::SlowConsumer, Frame::CLOSE, true);
             return Err(SendError::SlowConsumer);
         }
         let was_empty = state.queue.is_empty();
@@ -270,9 +279,30 @@ impl Socket {
         self.changed.notify_waiters();
     }
 
+    /// Closes the session for a server shutdown: gracefully where a
+    /// transport can carry the close now (a WebSocket, a waiting poll), at
+    /// once for a polling client between polls, which may never come back.
+    pub fn shutdown(&self) {
+        let idle_poller = {
+            let state = self.state.lock();
+            state.transport == Transport::Polling && !state.poll_waiting
+        };
+        if idle_poller {
+            self.close_now(CloseReason::ForcedClose, Frame::CLOSE);
+        } else {
+            self.close();
+        }
+    }
+
     /// Closes the session at once. `poll_reply` answers a waiting GET (`1`
     /// when the server ends the session, `6` when the client did).
     pub(crate) fn close_now(&self, reason: CloseReason, poll_reply: Frame) {
+        self.close_with(reason, poll_reply, false);
+    }
+
+    /// As [`close_now`](Self::close_now); with `deferred`, the connection
+    /// hears of it on another task (for closes decided inside a send).
+    fn close_with(&self, reason: CloseReason, poll_reply: Frame, deferred: bool) {
         let (conn, linger) = {
             let mut state = self.state.lock();
             if state.closed.is_some() {
@@ -304,7 +334,18 @@ impl Socket {
         }
         tracing::debug!(sid = self.id(), reason = reason.as_str(), "session closed");
         if let Some(conn) = conn {
-            conn.on_close(reason);
+            if deferred {
+                // We may be inside the caller's broadcast, under its locks:
+                // tell the connection from a task of its own.
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => {
+                        runtime.spawn(async move { conn.on_close(reason) });
+                    }
+                    Err(_) => conn.on_close(reason),
+                }
+            } else {
+                conn.on_close(reason);
+            }
         }
     }
 

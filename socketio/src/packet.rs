@@ -20,6 +20,9 @@ pub const RESERVED_EVENTS: [&str; 6] = [
     "removeListener",
 ];
 
+/// Longest namespace name accepted, in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 256;
+
 /// The type of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketType {
@@ -64,6 +67,8 @@ pub enum DecodeError {
     InvalidAckId,
     #[error("invalid payload")]
     InvalidPayload,
+    #[error("invalid namespace")]
+    InvalidNamespace,
     #[error("binary data received while no binary packet was pending")]
     UnexpectedBinary,
     #[error("text packet received while binary attachments were pending")]
@@ -243,6 +248,9 @@ impl Decoder {
         }
         let (packet, expected) = decode_header(text, self.max_attachments)?;
         if expected == 0 {
+            if packet.kind.is_binary() {
+                check_placeholders(&packet, 0)?;
+            }
             return Ok(Decoded::Packet(packet));
         }
         self.partial = Some(PartialPacket { packet, expected });
@@ -263,7 +271,39 @@ impl Decoder {
             return Ok(Decoded::Pending);
         }
         let partial = self.partial.take().ok_or(DecodeError::UnexpectedBinary)?;
+        check_placeholders(&partial.packet, partial.expected)?;
         Ok(Decoded::Packet(partial.packet))
+    }
+}
+
+/// Every `{"_placeholder":true,"num":N}` must name one of the `count`
+/// attachments, as the reference parser requires.
+fn check_placeholders(packet: &Packet, count: usize) -> Result<(), DecodeError> {
+    fn walk(value: &serde_json::Value, count: usize) -> bool {
+        match value {
+            serde_json::Value::Array(items) => items.iter().all(|v| walk(v, count)),
+            serde_json::Value::Object(map) => {
+                if map.get("_placeholder") == Some(&serde_json::Value::Bool(true)) {
+                    return map
+                        .get("num")
+                        .and_then(serde_json::Value::as_u64)
+                        .is_some_and(|n| (n as usize) < count);
+                }
+                map.values().all(|v| walk(v, count))
+            }
+            _ => true,
+        }
+    }
+    let args = match &packet.payload {
+        Payload::Event(_, args) | Payload::Ack(args) => args,
+        _ => return Ok(()),
+    };
+    let values: serde_json::Value =
+        serde_json::from_str(&args.to_json_array()).map_err(|_| DecodeError::InvalidPayload)?;
+    if walk(&values, count) {
+        Ok(())
+    } else {
+        Err(DecodeError::IllegalAttachments)
     }
 }
 
@@ -296,6 +336,11 @@ fn decode_header(s: &str, max_attachments: usize) -> Result<(Packet, usize), Dec
     if bytes.get(i) == Some(&b'/') {
         let end = s[i..].find(',').map_or(s.len(), |c| c + i);
         nsp = &s[i..end];
+        // Names are echoed in replies: no control characters (a record
+        // separator would split a polling payload), and a sane length.
+        if nsp.len() > MAX_NAMESPACE_LEN || nsp.chars().any(char::is_control) {
+            return Err(DecodeError::InvalidNamespace);
+        }
         i = (end + 1).min(s.len());
     }
 
@@ -562,6 +607,48 @@ mod tests {
         ] {
             assert!(decode_header(bad, 10).is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn placeholders_must_name_an_attachment() {
+        let mut d = Decoder::new(10);
+        d.text(r#"51-["x",{"_placeholder":true,"num":5}]"#).unwrap();
+        assert_eq!(
+            d.binary(Bytes::from_static(&[1])).unwrap_err(),
+            DecodeError::IllegalAttachments
+        );
+        let mut d = Decoder::new(10);
+        d.text(r#"51-["x",{"_placeholder":true,"num":-1}]"#)
+            .unwrap();
+        assert_eq!(
+            d.binary(Bytes::from_static(&[1])).unwrap_err(),
+            DecodeError::IllegalAttachments
+        );
+        let mut d = Decoder::new(10);
+        assert_eq!(
+            d.text(r#"50-["x",{"_placeholder":true,"num":0}]"#)
+                .unwrap_err(),
+            DecodeError::IllegalAttachments
+        );
+        let mut d = Decoder::new(10);
+        d.text(r#"51-["x",{"a":[{"_placeholder":true,"num":0}]}]"#)
+            .unwrap();
+        assert!(matches!(
+            d.binary(Bytes::from_static(&[1])),
+            Ok(Decoded::Packet(_))
+        ));
+    }
+
+    #[test]
+    fn namespaces_with_control_characters_are_refused() {
+        assert_eq!(
+            decode("0/a\x1eb,").unwrap_err(),
+            DecodeError::InvalidNamespace
+        );
+        assert_eq!(
+            decode(&format!("0/{},", "n".repeat(300))).unwrap_err(),
+            DecodeError::InvalidNamespace
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - `seq` (n): an asynchronous handler (waits up to 1 ms) recording `n`;
 //!   `seq-result` acks the numbers in the order the handler saw them.
 //! - `binary-reverse` (bytes): acks the bytes reversed, as binary.
+//! - `sleep` (ms): an asynchronous handler that acks after `ms` (at most 10 s).
 //! - `leave-namespace`: the server disconnects the socket from the namespace.
 //! - `close-connection`: the server closes the whole connection (the client
 //!   reconnects by itself).
@@ -200,6 +201,13 @@ impl NamespaceHandler for TestKit {
                     args.push_binary(Bytes::from(data));
                     ack.send(&args);
                 }
+            }
+            "sleep" => {
+                let ms = event.args.first::<u64>().unwrap_or(0).min(10_000);
+                return Some(Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    ack(&mut event, json!({"ok": true, "slept_ms": ms}));
+                }));
             }
             "leave-namespace" => socket.disconnect(),
             "close-connection" => socket.conn().close(),

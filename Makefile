@@ -1,3 +1,36 @@
+# Switchboard — the two commands a newcomer needs:
+#   make run    start the hub (release build, default configuration)
+#   make test   every test: lint, Rust unit/property/integration tests, interop
+#               tests with the official socket.io-client (installs npm packages)
+
+CARGO ?= cargo
+NPM ?= npm
+BIN := target/release/switchboard
+
+.PHONY: run test lint rust-test interop build release
+
+run: release
+	$(BIN) serve $(if $(CONFIG),--config $(CONFIG),)
+
+release:
+	$(CARGO) build --release -p switchboard
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+test: lint rust-test interop
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+rust-test:
+	$(CARGO) test --workspace
+
+interop: release
+	cd tests/interop && $(NPM) ci --no-audit --no-fund --loglevel=error
+	cd tests/interop && INTEROP_SERVER_BIN=$(CURDIR)/$(BIN) $(NPM) test --silent
+
 # --- conformance: official Engine.IO / Socket.IO protocol test suites --------
 #
 #   make conformance SUITES=/path/to/suites [RUNS=5] [SERVER="cmd ..."]
@@ -12,6 +45,7 @@
 #
 # Other knobs (environment, see tests/conformance/run.sh): ONLY=engine.io|socket.io,
 # STARTUP_TIMEOUT=30, RUN_TIMEOUT=300, OUT=dir (keep mocha JSON reports + server log).
+
 
 RUNS ?= 5
 

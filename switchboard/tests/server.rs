@@ -1,0 +1,479 @@
+//! Black-box tests of the server over the wire: a real server on
+//! `127.0.0.1:0`, raw HTTP and WebSocket clients speaking the protocol.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use switchboard::config::Config;
+use switchboard::server::{self, App};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+struct TestServer {
+    addr: SocketAddr,
+    app: App,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts a server with the test kit on `/` and `/a`, configured by `toml`.
+async fn start(toml: &str) -> TestServer {
+    let namespaces = r#"
+[[namespaces]]
+name = "/"
+handler = "testkit"
+[[namespaces]]
+name = "/a"
+handler = "testkit"
+"#;
+    let dir = std::env::temp_dir().join(format!("sb-test-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!("listen = [\"127.0.0.1:0\"]\n{toml}\n{namespaces}"),
+    )
+    .unwrap();
+    let config = Config::load(Some(&path), Vec::new()).unwrap();
+    let app = App::new(&config).unwrap();
+    let listeners = server::bind(&config.listen).await.unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let app = app.clone();
+        async move {
+            server::run(listeners, &config, app, async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    TestServer {
+        addr,
+        app,
+        stop: Some(stop),
+        task,
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    nanos ^ (std::process::id() as u64) << 32
+}
+
+struct HttpResponse {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// A raw Socket.IO client over WebSocket.
+struct Client {
+    ws: Ws,
+    engine_sid: String,
+}
+
+impl Client {
+    async fn open(addr: SocketAddr) -> Client {
+        let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let open = next_text(&mut ws).await;
+        assert!(open.starts_with('0'), "{open}");
+        let value: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+        Client {
+            ws,
+            engine_sid: value["sid"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Opens a session and joins namespace `/`; returns the socket id too.
+    async fn connect(addr: SocketAddr) -> (Client, String) {
+        let mut client = Client::open(addr).await;
+        client.send("40").await;
+        let reply = client.recv().await;
+        assert!(reply.starts_with("40{"), "{reply}");
+        let value: serde_json::Value = serde_json::from_str(&reply[2..]).unwrap();
+        (client, value["sid"].as_str().unwrap().to_owned())
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The next text message that is not a ping (pings are answered).
+    async fn recv(&mut self) -> String {
+        loop {
+            let text = next_text(&mut self.ws).await;
+            if text == "2" {
+                self.send("3").await;
+                continue;
+            }
+            return text;
+        }
+    }
+
+    /// Emits `event` with `args` (JSON, without brackets) and ack id `id`.
+    async fn emit(&mut self, id: u64, event: &str, args: &str) {
+        let sep = if args.is_empty() { "" } else { "," };
+        self.send(&format!(r#"42{id}["{event}"{sep}{args}]"#)).await;
+    }
+}
+
+async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("timed out waiting for a message")
+        {
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+/// Whether the server closed this WebSocket (reading until close or error).
+async fn closed_by_server(ws: &mut Ws) -> bool {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await {
+            Err(_) => return false,
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return true,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+fn error_code(response: &HttpResponse) -> u64 {
+    let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    body["code"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn request_errors_use_the_reference_codes() {
+    let server = start("").await;
+    let addr = server.addr;
+    let cases = [
+        (
+            "GET",
+            "/socket.io/?EIO=4&transport=carrier-pigeon",
+            0,
+            "Transport unknown",
+        ),
+        (
+            "GET",
+            "/socket.io/?EIO=4&transport=polling&sid=AAAAAAAAAAAAAAAAAAAA",
+            1,
+            "Session ID unknown",
+        ),
+        (
+            "POST",
+            "/socket.io/?EIO=4&transport=polling",
+            2,
+            "Bad handshake method",
+        ),
+        (
+            "GET",
+            "/socket.io/?EIO=4&transport=websocket",
+            3,
+            "Bad request",
+        ),
+        (
+            "GET",
+            "/socket.io/?EIO=3&transport=polling",
+            5,
+            "Unsupported protocol version",
+        ),
+        (
+            "GET",
+            "/socket.io/?transport=polling",
+            5,
+            "Unsupported protocol version",
+        ),
+    ];
+    for (method, path, code, message) in cases {
+        let response = http(addr, method, path, &[], "").await;
+        assert_eq!(response.status, 400, "{method} {path}");
+        assert_eq!(response.headers["content-type"], "application/json");
+        let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"code": code, "message": message}),
+            "{path}"
+        );
+    }
+    let response = http(addr, "GET", "/elsewhere", &[], "").await;
+    assert_eq!(response.status, 404);
+}
+
+#[tokio::test]
+async fn cors_allows_configured_and_same_origins_only() {
+    let server = start("[engine]\ncors_origins = [\"https://app.example.com\"]").await;
+    let addr = server.addr;
+    let path = "/socket.io/?EIO=4&transport=polling";
+
+    let allowed = http(
+        addr,
+        "GET",
+        path,
+        &[("Origin", "https://app.example.com")],
+        "",
+    )
+    .await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(
+        allowed.headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(allowed.headers["access-control-allow-credentials"], "true");
+
+    let foreign = http(addr, "GET", path, &[("Origin", "https://evil.example")], "").await;
+    assert_eq!(foreign.status, 403);
+    assert_eq!(error_code(&foreign), 4);
+    assert!(!foreign.headers.contains_key("access-control-allow-origin"));
+
+    let same = http(
+        addr,
+        "GET",
+        path,
+        &[("Origin", &format!("http://{addr}"))],
+        "",
+    )
+    .await;
+    assert_eq!(same.status, 200);
+
+    let preflight = http(
+        addr,
+        "OPTIONS",
+        path,
+        &[
+            ("Origin", "https://app.example.com"),
+            ("Access-Control-Request-Headers", "x-token"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.headers["access-control-allow-headers"], "x-token");
+    assert_eq!(
+        preflight.headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+}
+
+#[tokio::test]
+async fn polling_body_over_max_payload_is_refused_and_closes_the_session() {
+    let server = start("[engine]\nmax_payload = 1000").await;
+    let addr = server.addr;
+    let open = http(addr, "GET", "/socket.io/?EIO=4&transport=polling", &[], "").await;
+    let sid = serde_json::from_str::<serde_json::Value>(&open.body[1..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let big = format!("4{}", "x".repeat(2000));
+    let response = http(addr, "POST", &path, &[], &big).await;
+    assert_eq!(response.status, 413);
+    let after = http(addr, "GET", &path, &[], "").await;
+    assert_eq!(after.status, 400);
+    assert_eq!(error_code(&after), 1);
+}
+
+#[tokio::test]
+async fn malformed_packets_close_only_the_sender() {
+    let server = start("").await;
+    let (mut bad, _) = Client::connect(server.addr).await;
+    let (mut good, _) = Client::connect(server.addr).await;
+    for garbage in ["abc", "42{}", r#"42abc["echo"]"#, "4", "47"] {
+        let (mut victim, _) = Client::connect(server.addr).await;
+        victim.send(garbage).await;
+        assert!(
+            closed_by_server(&mut victim.ws).await,
+            "{garbage:?} did not close the session"
+        );
+    }
+    bad.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert!(
+        closed_by_server(&mut bad.ws).await,
+        "stray binary did not close the session"
+    );
+    good.emit(1, "echo", r#""still here""#).await;
+    assert_eq!(good.recv().await, r#"431["still here"]"#);
+}
+
+#[tokio::test]
+async fn socket_ids_are_not_engine_session_ids() {
+    let server = start("").await;
+    let (mut client, socket_id) = Client::connect(server.addr).await;
+    assert_ne!(socket_id, client.engine_sid);
+    client.send("40/a,").await;
+    let reply = client.recv().await;
+    let a_id = serde_json::from_str::<serde_json::Value>(&reply["40/a,".len()..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(a_id, socket_id);
+    assert_ne!(a_id, client.engine_sid);
+}
+
+#[tokio::test]
+async fn a_waiting_handler_delays_its_own_socket_only() {
+    let server = start("").await;
+    let (mut slow, _) = Client::connect(server.addr).await;
+    let (mut other, _) = Client::connect(server.addr).await;
+    // The slow socket's next event queues behind its sleeping handler…
+    slow.emit(1, "sleep", "400").await;
+    slow.emit(2, "echo", r#""after""#).await;
+    // …while another socket is served at once.
+    other.emit(7, "echo", r#""now""#).await;
+    assert_eq!(other.recv().await, r#"437["now"]"#);
+    assert_eq!(slow.recv().await, r#"431[{"ok":true,"slept_ms":400}]"#);
+    assert_eq!(slow.recv().await, r#"432["after"]"#);
+}
+
+#[tokio::test]
+async fn a_full_queue_disconnects_the_slow_consumer_and_spares_the_others() {
+    let server = start("[engine]\nmax_queued_frames = 16").await;
+    let (mut stalled, _) = Client::connect(server.addr).await;
+    stalled.emit(1, "join", r#""news""#).await;
+    assert_eq!(stalled.recv().await, r#"431[{"ok":true}]"#);
+    let (mut publisher, _) = Client::connect(server.addr).await;
+    // `stalled` stops reading; the kernel buffers fill, then its queue.
+    let chunk = "y".repeat(64 * 1024);
+    let mut id = 10;
+    while server.app.engine.stats().slow_consumer_disconnects == 0 {
+        assert!(id < 2_000, "the stalled client was never disconnected");
+        publisher
+            .emit(
+                id,
+                "broadcast",
+                &format!(r#"{{"event":"news","rooms":["news"],"data":"{chunk}"}}"#),
+            )
+            .await;
+        let ack = publisher.recv().await;
+        assert!(ack.starts_with(&format!("43{id}[")), "{ack}");
+        id += 1;
+    }
+    // The publisher keeps being served.
+    publisher.emit(1, "echo", "1").await;
+    assert_eq!(publisher.recv().await, "431[1]");
+    assert!(closed_by_server(&mut stalled.ws).await);
+}
+
+#[tokio::test]
+async fn volatile_packets_are_dropped_for_a_slow_consumer_instead() {
+    let server = start("[engine]\nmax_queued_frames = 16").await;
+    let (stalled, _) = Client::connect(server.addr).await;
+    let (mut publisher, _) = Client::connect(server.addr).await;
+    let chunk = "z".repeat(64 * 1024);
+    let mut id = 10;
+    while server.app.engine.stats().volatile_dropped == 0 {
+        assert!(id < 2_000, "no volatile packet was ever dropped");
+        publisher
+            .emit(
+                id,
+                "broadcast",
+                &format!(r#"{{"event":"v","volatile":true,"others":true,"data":"{chunk}"}}"#),
+            )
+            .await;
+        publisher.recv().await;
+        id += 1;
+    }
+    assert_eq!(server.app.engine.stats().slow_consumer_disconnects, 0);
+    assert_eq!(server.app.engine.stats().sessions, 2);
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn shutdown_closes_sessions_and_returns() {
+    let mut server = start("[server]\nshutdown_grace_ms = 3000").await;
+    let (mut client, _) = Client::connect(server.addr).await;
+    server.stop.take().unwrap().send(()).unwrap();
+    assert!(closed_by_server(&mut client.ws).await);
+    let result = tokio::time::timeout(WAIT, server.task)
+        .await
+        .expect("shutdown hung");
+    result.unwrap().unwrap();
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "still accepting"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_idle_polling_clients() {
+    let mut server = start("[server]\nshutdown_grace_ms = 30000").await;
+    let open = http(
+        server.addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(open.status, 200);
+    assert_eq!(server.app.engine.stats().sessions, 1);
+    server.stop.take().unwrap().send(()).unwrap();
+    let result = tokio::time::timeout(WAIT, server.task)
+        .await
+        .expect("shutdown waited for an idle poller");
+    result.unwrap().unwrap();
+}
