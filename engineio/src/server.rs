@@ -244,7 +244,7 @@ impl<H: Handler> Engine<H> {
                 let (parts, _body) = req.into_parts();
                 let socket = self.open(Transport::Polling, &parts);
                 tokio::spawn(crate::socket::polling_heartbeat(Arc::downgrade(&socket)));
-                polling::handshake_response(&socket, self.open_packet(&socket, Transport::Polling))
+                polling::handshake_response(self.open_packet(&socket, Transport::Polling))
             }
             Transport::WebSocket => {
                 let engine = self.clone();

@@ -135,7 +135,7 @@ impl Client {
 
     fn join(self: &Arc<Self>, ns: Arc<Namespace>, request: ConnectRequest) {
         let socket = Socket::new(ns.clone(), self.clone(), request.auth, request.extensions);
-        {
+        let replaced: Vec<Arc<Socket>> = {
             let mut state = self.state.lock();
             if state.closed {
                 return;
@@ -144,8 +144,15 @@ impl Client {
                 timeout.abort();
             }
             // A second CONNECT to the same namespace replaces the socket.
-            state.sockets.retain(|s| s.namespace().name() != ns.name());
+            let (replaced, kept) = std::mem::take(&mut state.sockets)
+                .into_iter()
+                .partition(|s| s.namespace().name() == ns.name());
+            state.sockets = kept;
             state.sockets.push(socket.clone());
+            replaced
+        };
+        for old in replaced {
+            old.on_close(DisconnectReason::ClientNamespaceDisconnect);
         }
         ns.insert(&socket);
         let handshake = format!(r#"{{"sid":"{}"}}"#, socket.id().as_str());

@@ -360,9 +360,6 @@ fn decode_header(s: &str, max_attachments: usize) -> Result<(Packet, usize), Dec
 
     let data = &s[i..];
     let payload = decode_payload(kind, data)?;
-    if kind.is_binary() && attachments == 0 {
-        // Allowed by the protocol; nothing to wait for.
-    }
     Ok((
         Packet {
             kind,

@@ -477,3 +477,19 @@ async fn shutdown_does_not_wait_for_idle_polling_clients() {
         .expect("shutdown waited for an idle poller");
     result.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_second_connect_to_a_namespace_replaces_the_socket() {
+    let server = start("").await;
+    let (mut client, first) = Client::connect(server.addr).await;
+    client.send("40").await;
+    let reply = client.recv().await;
+    assert!(
+        reply.starts_with("40{") && !reply.contains(&first),
+        "{reply}"
+    );
+    let ns = server.app.io.of("/").unwrap();
+    assert_eq!(ns.len(), 1, "the replaced socket is still registered");
+    client.emit(1, "echo", "2").await;
+    assert_eq!(client.recv().await, "431[2]");
+}

@@ -16,7 +16,7 @@ use crate::socket::{CloseReason, Socket, State, Transport, Upgrade};
 use tokio::time::Instant;
 
 /// The answer to the handshake GET: the `open` packet.
-pub(crate) fn handshake_response(_socket: &Arc<Socket>, open: String) -> Response<Body> {
+pub(crate) fn handshake_response(open: String) -> Response<Body> {
     text_response(Bytes::from(open))
 }
 
