@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use socketio::SocketIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::config::Config;
 use crate::handlers;
@@ -181,17 +181,31 @@ async fn accept_loop(
         };
         let app = app.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, app, stop).await;
-            drop(permit);
-        });
+        tokio::spawn(serve_connection(
+            stream,
+            app,
+            stop,
+            ConnectionPermit(Arc::new(permit)),
+        ));
     }
 }
 
-async fn serve_connection(stream: TcpStream, app: App, mut stop: watch::Receiver<bool>) {
+/// A slot of `server.max_connections`. Each request carries a clone, and
+/// the engine keeps a WebSocket's request extensions for as long as the
+/// connection lives, so an upgraded connection keeps its slot.
+#[derive(Clone)]
+struct ConnectionPermit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+
+async fn serve_connection(
+    stream: TcpStream,
+    app: App,
+    mut stop: watch::Receiver<bool>,
+    permit: ConnectionPermit,
+) {
     let _ = stream.set_nodelay(true);
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let app = app.clone();
+        req.extensions_mut().insert(permit.clone());
         async move { Ok::<_, Infallible>(app.route(req).await) }
     });
     let conn = http1::Builder::new()

@@ -92,7 +92,7 @@ where
         Ok(accepted) => accepted,
         Err(code) => return error_response(code),
     };
-    let (parts, _body) = req.into_parts();
+    let (mut parts, _body) = req.into_parts();
     let config = ws_config(config);
     tokio::spawn(async move {
         // Sessions are created only once the upgrade went through.
@@ -100,6 +100,9 @@ where
             return;
         };
         let (socket, open_packet) = open(&parts);
+        // The request's extensions live as long as the connection (the
+        // server may keep a connection-limit permit there).
+        let _extensions = std::mem::take(&mut parts.extensions);
         drop(parts);
         if ws.send(WsMessage::text(open_packet)).await.is_err() {
             socket.close_now(CloseReason::TransportError, Frame::CLOSE);
@@ -131,7 +134,9 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>) -> Response<B
         }
         refused
     };
+    let extensions = std::mem::take(req.extensions_mut());
     tokio::spawn(async move {
+        let _extensions = extensions;
         let Some(mut ws) = connect(on_upgrade, config).await else {
             reset_upgrade(&socket, refused);
             return;
