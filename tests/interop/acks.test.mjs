@@ -2,26 +2,14 @@
 //    and server→client (answered, and timing out).
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
-import { startServer } from "./server.mjs";
-import { Clients, TEST_TIMEOUT_MS, ack, ackAll, once, stopServer } from "./helpers.mjs";
+import { describe, test } from "node:test";
+import { TEST_TIMEOUT_MS, ack, ackAll, once, useServer } from "./helpers.mjs";
 
-let server;
-let clients;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await stopServer(server);
-});
-afterEach(() => clients?.closeAll());
+const ctx = useServer();
 
 for (const transport of ["websocket", "polling"]) {
   describe(`acks over ${transport}`, () => {
-    const connect = () => {
-      clients = new Clients(server.url);
-      return clients.connect("/", { transports: [transport] });
-    };
+    const connect = () => ctx.clients.connect("/", { transports: [transport] });
 
     test("client→server ack with a callback returns every argument", { timeout: TEST_TIMEOUT_MS }, async () => {
       const socket = await connect();

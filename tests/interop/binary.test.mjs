@@ -1,19 +1,10 @@
 // 3. Binary payloads both ways (attachments in events and in acks).
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
-import { startServer } from "./server.mjs";
-import { Clients, TEST_TIMEOUT_MS, ack, ackAll, once, stopServer } from "./helpers.mjs";
+import { describe, test } from "node:test";
+import { TEST_TIMEOUT_MS, ack, ackAll, once, useServer } from "./helpers.mjs";
 
-let server;
-let clients;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await stopServer(server);
-});
-afterEach(() => clients?.closeAll());
+const ctx = useServer();
 
 /** Any binary value the client may hand back, as a Buffer. */
 function bytes(value) {
@@ -28,10 +19,7 @@ const ALL_BYTES = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 
 for (const transport of ["websocket", "polling"]) {
   describe(`binary over ${transport}`, () => {
-    const connect = () => {
-      clients = new Clients(server.url);
-      return clients.connect("/", { transports: [transport] });
-    };
+    const connect = () => ctx.clients.connect("/", { transports: [transport] });
 
     test("a Buffer echoed through an ack comes back identical", { timeout: TEST_TIMEOUT_MS }, async () => {
       const socket = await connect();

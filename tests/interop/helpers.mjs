@@ -2,7 +2,9 @@
 // that a broken server fails a test instead of hanging it.
 
 import assert from "node:assert/strict";
+import { after, afterEach, before } from "node:test";
 import { io } from "socket.io-client";
+import { startServer } from "./server.mjs";
 
 /** The bound on any single wait (an event, an ack). */
 export const WAIT_MS = 5_000;
@@ -184,4 +186,49 @@ export async function stopServer(server) {
   const status = await server.stop();
   assert.ok(aliveBefore, `the server died during the tests (${JSON.stringify(status)})\n${server.output()}`);
   assert.deepEqual(status, { code: 0, signal: null }, `server exit status\n${server.output()}`);
+}
+
+/**
+ * The per-file setup every test file shares: call it once at the top level.
+ * It registers the hooks that start the file's server (`before`), stop it and
+ * check its exit (`after`, see stopServer) and close the test's clients
+ * (`afterEach`), and returns a context:
+ *
+ *   const ctx = useServer();
+ *   test("…", async () => {
+ *     const socket = await ctx.clients.connect("/");
+ *   });
+ *
+ * - `ctx.server`: the running server (`startServer()`), set in `before`.
+ * - `ctx.url`: its base URL.
+ * - `ctx.clients`: the current test's Clients, made on first use; `afterEach`
+ *   closes everything it created and the next test gets a new one.
+ *
+ * @param {Parameters<typeof startServer>[0]} [options] passed to startServer.
+ */
+export function useServer(options) {
+  let server;
+  let clients;
+  before(async () => {
+    server = await startServer(options);
+  });
+  after(async () => {
+    await stopServer(server);
+  });
+  afterEach(() => {
+    clients?.closeAll();
+    clients = undefined;
+  });
+  return {
+    get server() {
+      return server;
+    },
+    get url() {
+      return server.url;
+    },
+    get clients() {
+      clients ??= new Clients(server.url);
+      return clients;
+    },
+  };
 }

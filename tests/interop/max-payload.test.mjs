@@ -2,25 +2,16 @@
 //    connection of the client that sent it, and only that one.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, test } from "node:test";
-import { startServer } from "./server.mjs";
-import { Clients, Recorder, TEST_TIMEOUT_MS, ack, once, range, stopServer } from "./helpers.mjs";
+import { test } from "node:test";
+import { Recorder, TEST_TIMEOUT_MS, ack, once, range, useServer } from "./helpers.mjs";
 
 const MAX_PAYLOAD = 10_000;
 
-let server;
-let clients;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await stopServer(server);
-});
-afterEach(() => clients?.closeAll());
+const ctx = useServer();
 
 for (const transport of ["websocket", "polling"]) {
   test(`over ${transport}: a 20 KB message disconnects its sender only`, { timeout: TEST_TIMEOUT_MS }, async () => {
-    clients = new Clients(server.url);
+    const clients = ctx.clients;
     const opts = { transports: [transport] };
     const x = await clients.connect("/", opts);
     const y = await clients.connect("/", opts);
@@ -59,7 +50,7 @@ for (const transport of ["websocket", "polling"]) {
 
 test("polling: many small messages adding up to more than maxPayload are fine", { timeout: TEST_TIMEOUT_MS }, async () => {
   // The client splits its POSTs by the maxPayload announced in the handshake.
-  clients = new Clients(server.url);
+  const clients = ctx.clients;
   const socket = await clients.connect("/", { transports: ["polling"] });
   const chunk = "p".repeat(900);
   const replies = await Promise.all(range(30).map((i) => ack(socket, "echo", i, chunk)));

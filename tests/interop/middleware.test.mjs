@@ -2,20 +2,11 @@
 //    message and data the middleware gave; unknown namespaces are refused.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { Manager } from "socket.io-client";
-import { startServer } from "./server.mjs";
-import { Clients, TEST_TIMEOUT_MS, ack, connectError, connected, stopServer } from "./helpers.mjs";
+import { TEST_TIMEOUT_MS, ack, connectError, connected, useServer } from "./helpers.mjs";
 
-let server;
-let clients;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await stopServer(server);
-});
-afterEach(() => clients?.closeAll());
+const ctx = useServer();
 
 function assertUnauthorized(err) {
   assert.ok(err instanceof Error, "connect_error carries an Error");
@@ -28,7 +19,7 @@ for (const transport of ["websocket", "polling"]) {
     const opts = { transports: [transport] };
 
     test("/private without a token: connect_error unauthorized / invalid_token", { timeout: TEST_TIMEOUT_MS }, async () => {
-      clients = new Clients(server.url);
+      const clients = ctx.clients;
       const socket = clients.socket("/private", opts);
       assertUnauthorized(await connectError(socket));
       assert.equal(socket.connected, false);
@@ -36,7 +27,7 @@ for (const transport of ["websocket", "polling"]) {
     });
 
     test("/private with a bad token: connect_error unauthorized / invalid_token", { timeout: TEST_TIMEOUT_MS }, async () => {
-      clients = new Clients(server.url);
+      const clients = ctx.clients;
       for (const auth of [{ token: "nope" }, { token: 42 }, { other: "let-me-in" }]) {
         const socket = clients.socket("/private", { ...opts, auth });
         assertUnauthorized(await connectError(socket));
@@ -44,7 +35,7 @@ for (const transport of ["websocket", "polling"]) {
     });
 
     test("/private with the right token connects; retrying with a fixed token works", { timeout: TEST_TIMEOUT_MS }, async () => {
-      clients = new Clients(server.url);
+      const clients = ctx.clients;
       const ok = await clients.connect("/private", { ...opts, auth: { token: "let-me-in" } });
       assert.equal(await ack(ok, "echo", "inside"), "inside");
 
@@ -58,7 +49,7 @@ for (const transport of ["websocket", "polling"]) {
     });
 
     test("an unknown namespace gets connect_error \"Invalid namespace\"", { timeout: TEST_TIMEOUT_MS }, async () => {
-      clients = new Clients(server.url);
+      const clients = ctx.clients;
       const socket = clients.socket("/does-not-exist", opts);
       const err = await connectError(socket);
       assert.equal(err.message, "Invalid namespace");
@@ -66,8 +57,8 @@ for (const transport of ["websocket", "polling"]) {
     });
 
     test("a rejected namespace does not affect the others on the same Manager", { timeout: TEST_TIMEOUT_MS }, async () => {
-      clients = new Clients(server.url);
-      const manager = clients.trackManager(new Manager(server.url, { ...opts, reconnection: false }));
+      const clients = ctx.clients;
+      const manager = clients.trackManager(new Manager(ctx.url, { ...opts, reconnection: false }));
       const root = clients.track(manager.socket("/"));
       const denied = clients.track(manager.socket("/private"));
       const unknown = clients.track(manager.socket("/nope"));

@@ -2,21 +2,12 @@
 //    and ONE WebSocket.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, test } from "node:test";
+import { test } from "node:test";
 import { NodeWebSocket, NodeXHR } from "engine.io-client";
 import { Manager } from "socket.io-client";
-import { startServer } from "./server.mjs";
-import { Clients, TEST_TIMEOUT_MS, WAIT_MS, ack, connected, withTimeout, stopServer } from "./helpers.mjs";
+import { TEST_TIMEOUT_MS, WAIT_MS, ack, connected, withTimeout, useServer } from "./helpers.mjs";
 
-let server;
-let clients;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await stopServer(server);
-});
-afterEach(() => clients?.closeAll());
+const ctx = useServer();
 
 /** The client's own WebSocket transport, counting the WebSockets it opens. */
 function countingWebSocket() {
@@ -31,12 +22,12 @@ function countingWebSocket() {
 }
 
 test("one Manager, three namespaces: one Engine.IO session, one WebSocket", { timeout: TEST_TIMEOUT_MS }, async () => {
-  clients = new Clients(server.url);
+  const clients = ctx.clients;
   const { CountingWS, counter } = countingWebSocket();
   // The default transports (polling, then upgrade to websocket), with the
   // WebSocket transport wrapped to count the sockets it creates.
   const manager = clients.trackManager(
-    new Manager(server.url, { transports: [NodeXHR, CountingWS], reconnection: false }),
+    new Manager(ctx.url, { transports: [NodeXHR, CountingWS], reconnection: false }),
   );
   let opens = 0;
   manager.on("open", () => opens++);
@@ -88,10 +79,10 @@ test("one Manager, three namespaces: one Engine.IO session, one WebSocket", { ti
 });
 
 test("a websocket-only Manager also shares one session across namespaces", { timeout: TEST_TIMEOUT_MS }, async () => {
-  clients = new Clients(server.url);
+  const clients = ctx.clients;
   const { CountingWS, counter } = countingWebSocket();
   const manager = clients.trackManager(
-    new Manager(server.url, { transports: [CountingWS], reconnection: false }),
+    new Manager(ctx.url, { transports: [CountingWS], reconnection: false }),
   );
   let opens = 0;
   manager.on("open", () => opens++);

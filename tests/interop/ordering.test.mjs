@@ -2,25 +2,16 @@
 //    were emitted (the `seq` handler waits up to 1 ms before recording).
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, test } from "node:test";
-import { startServer } from "./server.mjs";
-import { Clients, TEST_TIMEOUT_MS, ack, range, stopServer } from "./helpers.mjs";
+import { test } from "node:test";
+import { TEST_TIMEOUT_MS, ack, range, useServer } from "./helpers.mjs";
 
 const N = 1000;
 
-let server;
-let clients;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await stopServer(server);
-});
-afterEach(() => clients?.closeAll());
+const ctx = useServer();
 
 for (const transport of ["websocket", "polling"]) {
   test(`over ${transport}: ${N} seq events reach the async handler in order`, { timeout: TEST_TIMEOUT_MS }, async () => {
-    clients = new Clients(server.url);
+    const clients = ctx.clients;
     const socket = await clients.connect("/", { transports: [transport] });
     for (const n of range(N)) socket.emit("seq", n);
     const seen = await ack(socket, "seq-result");
@@ -30,7 +21,7 @@ for (const transport of ["websocket", "polling"]) {
 }
 
 test("seq logs are per socket: two namespaces on one connection, interleaved", { timeout: TEST_TIMEOUT_MS }, async () => {
-  clients = new Clients(server.url);
+  const clients = ctx.clients;
   const root = await clients.connect("/", { transports: ["websocket"] });
   const a = clients.track(root.io.socket("/a"));
   await ack(a, "echo", "ready");

@@ -3,10 +3,9 @@
 //     namespace it does not.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { Manager } from "socket.io-client";
-import { startServer } from "./server.mjs";
-import { Clients, Recorder, TEST_TIMEOUT_MS, ack, connected, once, stopServer } from "./helpers.mjs";
+import { Recorder, TEST_TIMEOUT_MS, ack, connected, once, useServer } from "./helpers.mjs";
 
 // Fast, deterministic reconnection delays so the tests stay quick.
 const RECONNECT = {
@@ -16,22 +15,14 @@ const RECONNECT = {
   randomizationFactor: 0,
 };
 
-let server;
-let clients;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await stopServer(server);
-});
-afterEach(() => clients?.closeAll());
+const ctx = useServer();
 
 for (const transport of ["websocket", "polling"]) {
   describe(`reconnection over ${transport}`, () => {
     const opts = { transports: [transport], ...RECONNECT };
 
     test("close-connection: 'transport close', then an automatic reconnection", { timeout: TEST_TIMEOUT_MS }, async () => {
-      clients = new Clients(server.url);
+      const clients = ctx.clients;
       const socket = await clients.connect("/", opts);
       const firstId = socket.id;
       const firstSid = socket.io.engine.id;
@@ -57,8 +48,8 @@ for (const transport of ["websocket", "polling"]) {
     });
 
     test("close-connection reconnects every namespace of the Manager", { timeout: TEST_TIMEOUT_MS }, async () => {
-      clients = new Clients(server.url);
-      const manager = clients.trackManager(new Manager(server.url, opts));
+      const clients = ctx.clients;
+      const manager = clients.trackManager(new Manager(ctx.url, opts));
       const sockets = ["/", "/a", "/b"].map((nsp) => clients.track(manager.socket(nsp)));
       await Promise.all(sockets.map((s) => connected(s)));
       const oldIds = sockets.map((s) => s.id);
@@ -78,8 +69,8 @@ for (const transport of ["websocket", "polling"]) {
     });
 
     test("leave-namespace: 'io server disconnect' and no automatic reconnection", { timeout: TEST_TIMEOUT_MS }, async () => {
-      clients = new Clients(server.url);
-      const manager = clients.trackManager(new Manager(server.url, opts));
+      const clients = ctx.clients;
+      const manager = clients.trackManager(new Manager(ctx.url, opts));
       const socket = clients.track(manager.socket("/"));
       const other = clients.track(manager.socket("/a"));
       await Promise.all([connected(socket), connected(other)]);

@@ -6,19 +6,10 @@
 // the broadcast under test that was meant for it.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, test } from "node:test";
-import { startServer } from "./server.mjs";
-import { Clients, Recorder, TEST_TIMEOUT_MS, ack, once, stopServer } from "./helpers.mjs";
+import { test } from "node:test";
+import { Recorder, TEST_TIMEOUT_MS, ack, once, useServer } from "./helpers.mjs";
 
-let server;
-let clients;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await stopServer(server);
-});
-afterEach(() => clients?.closeAll());
+const ctx = useServer();
 
 let roundId = 0;
 
@@ -45,7 +36,7 @@ async function round(named, sender, spec) {
 }
 
 async function client(name) {
-  const socket = await clients.connect("/", { transports: ["websocket"] });
+  const socket = await ctx.clients.connect("/", { transports: ["websocket"] });
   return {
     name,
     socket,
@@ -59,7 +50,6 @@ async function join(c, room) {
 }
 
 test("broadcasts reach exactly the sockets in the rooms, once each", { timeout: TEST_TIMEOUT_MS }, async () => {
-  clients = new Clients(server.url);
   const A = await client("A");
   const B = await client("B");
   const C = await client("C");
@@ -115,7 +105,7 @@ test("broadcasts reach exactly the sockets in the rooms, once each", { timeout: 
 });
 
 test("a disconnected socket leaves its rooms; rooms are per namespace", { timeout: TEST_TIMEOUT_MS }, async () => {
-  clients = new Clients(server.url);
+  const clients = ctx.clients;
   const A = await client("A");
   const B = await client("B");
   await join(A, "shared");

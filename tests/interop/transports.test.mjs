@@ -3,10 +3,8 @@
 //    reordering messages sent around the upgrade.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, test } from "node:test";
-import { startServer } from "./server.mjs";
+import { test } from "node:test";
 import {
-  Clients,
   Recorder,
   TEST_TIMEOUT_MS,
   WAIT_MS,
@@ -15,21 +13,13 @@ import {
   once,
   range,
   withTimeout,
-  stopServer,
+  useServer,
 } from "./helpers.mjs";
 
-let server;
-let clients;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  await stopServer(server);
-});
-afterEach(() => clients?.closeAll());
+const ctx = useServer();
 
 test("a polling-only client connects, echoes, receives broadcasts and stays on polling", { timeout: TEST_TIMEOUT_MS }, async () => {
-  clients = new Clients(server.url);
+  const clients = ctx.clients;
   const polling = clients.socket("/", { transports: ["polling"] });
   const upgrades = [];
   polling.io.engine.on("upgrading", (t) => upgrades.push(`upgrading ${t.name}`));
@@ -63,7 +53,7 @@ test("a polling-only client connects, echoes, receives broadcasts and stays on p
 });
 
 test("the default client upgrades to WebSocket and keeps message order across the upgrade", { timeout: TEST_TIMEOUT_MS }, async () => {
-  clients = new Clients(server.url);
+  const clients = ctx.clients;
   const socket = clients.socket("/");
   const engine = socket.io.engine;
   const echoes = new Recorder(socket, "echo", (n) => n);
@@ -112,7 +102,7 @@ test("the default client upgrades to WebSocket and keeps message order across th
 });
 
 test("polling→WebSocket upgrade under a steady stream of acked events", { timeout: TEST_TIMEOUT_MS }, async () => {
-  clients = new Clients(server.url);
+  const clients = ctx.clients;
   const socket = clients.socket("/");
   const engine = socket.io.engine;
   const upgraded = once(engine, "upgrade");
