@@ -70,7 +70,7 @@ pub struct RawEngineSection {
 pub struct NamespaceSection {
     /// The namespace name, starting with `/`.
     pub name: String,
-    /// The component owning it: `echo` or `testkit`.
+    /// The component owning it: `echo`, `testkit` or `bench`.
     pub handler: String,
 }
 

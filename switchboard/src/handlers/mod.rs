@@ -1,8 +1,9 @@
 //! The namespace handlers this binary can run, by configured name.
 //!
 //! These are the protocol-level handlers (conformance echo, interop test
-//! kit); the ESN components live in the hub.
+//! kit, benchmark); the ESN components live in the hub.
 
+pub mod bench;
 pub mod echo;
 pub mod testkit;
 
@@ -16,7 +17,10 @@ pub fn install(io: &SocketIo, name: &str, kind: &str) -> anyhow::Result<()> {
             io.add_namespace(name, echo::Echo);
         }
         "testkit" => testkit::install(io, name),
-        other => bail!("unknown handler {other:?} for namespace {name} (echo, testkit)"),
+        "bench" => {
+            io.add_namespace(name, bench::Bench);
+        }
+        other => bail!("unknown handler {other:?} for namespace {name} (echo, testkit, bench)"),
     }
     Ok(())
 }
