@@ -248,7 +248,7 @@ impl<H: Handler> Engine<H> {
             }
             Transport::WebSocket => {
                 let engine = self.clone();
-                websocket::handshake(req, &self.shared.config, move |parts| {
+                websocket::handshake(req, self.shared.config.max_payload, move |parts| {
                     let socket = engine.open(Transport::WebSocket, parts);
                     let open = engine.open_packet(&socket, Transport::WebSocket);
                     (socket, open)

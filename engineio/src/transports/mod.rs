@@ -2,3 +2,4 @@
 
 pub(crate) mod polling;
 pub(crate) mod websocket;
+pub(crate) mod ws;

@@ -1,28 +1,21 @@
 //! The WebSocket transport: the HTTP upgrade, the probe that moves a polling
 //! session onto a WebSocket, and the one task per connection that reads
-//! frames, writes everything queued in one flush, and drives the heartbeat.
+//! frames, writes everything queued in one call, and drives the heartbeat.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 
-use crate::config::EngineConfig;
 use crate::packet::{Frame, Message, Packet, Str};
 use crate::server::{Body, ErrorCode, error_response};
 use crate::socket::{CloseReason, Socket, Transport, Upgrade};
-
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
+use crate::transports::ws::{WsConn, WsError, WsEvent, accept_key, close_code};
 
 /// Whether the request asks for a WebSocket upgrade.
 pub(crate) fn is_upgrade_request<B>(req: &Request<B>) -> bool {
@@ -49,7 +42,7 @@ fn accept<B>(req: &mut Request<B>) -> Result<(Response<Body>, OnUpgrade), ErrorC
     let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
         return Err(ErrorCode::BadRequest);
     };
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let accept = accept_key(key.as_bytes());
     let mut response = Response::new(Body::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
@@ -61,22 +54,23 @@ fn accept<B>(req: &mut Request<B>) -> Result<(Response<Body>, OnUpgrade), ErrorC
     Ok((response, on_upgrade))
 }
 
-fn ws_config(config: &EngineConfig) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(config.ws_read_buffer)
-        .write_buffer_size(0)
-        .max_message_size(Some(config.max_payload))
-        .max_frame_size(Some(config.max_payload))
-}
-
-async fn connect(on_upgrade: OnUpgrade, config: WebSocketConfig) -> Option<Ws> {
-    match on_upgrade.await {
-        Ok(upgraded) => Some(
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await,
-        ),
+/// The upgraded TCP connection, once hyper hands it over.
+async fn connect(on_upgrade: OnUpgrade, max_payload: usize) -> Option<WsConn> {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
         Err(err) => {
             tracing::debug!(%err, "WebSocket upgrade failed");
+            return None;
+        }
+    };
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Some(WsConn::new(
+            parts.io.into_inner(),
+            parts.read_buf,
+            max_payload,
+        )),
+        Err(_) => {
+            tracing::error!("WebSocket needs a plain TCP connection under hyper");
             None
         }
     }
@@ -84,7 +78,7 @@ async fn connect(on_upgrade: OnUpgrade, config: WebSocketConfig) -> Option<Ws> {
 
 /// A new session opened directly over WebSocket. `open` creates the session
 /// once the connection is upgraded and returns the `open` packet.
-pub(crate) fn handshake<B, F>(mut req: Request<B>, config: &EngineConfig, open: F) -> Response<Body>
+pub(crate) fn handshake<B, F>(mut req: Request<B>, max_payload: usize, open: F) -> Response<Body>
 where
     F: FnOnce(&http::request::Parts) -> (Arc<Socket>, String) + Send + 'static,
 {
@@ -93,22 +87,26 @@ where
         Err(code) => return error_response(code),
     };
     let (mut parts, _body) = req.into_parts();
-    let config = ws_config(config);
     tokio::spawn(async move {
         // Sessions are created only once the upgrade went through.
-        let Some(mut ws) = connect(on_upgrade, config).await else {
+        let Some(mut ws) = connect(on_upgrade, max_payload).await else {
             return;
         };
         let (socket, open_packet) = open(&parts);
         // The request's extensions live as long as the connection (the
         // server may keep a connection-limit permit there).
-        let _extensions = std::mem::take(&mut parts.extensions);
+        let extensions = std::mem::take(&mut parts.extensions);
         drop(parts);
-        if ws.send(WsMessage::text(open_packet)).await.is_err() {
+        let sent = ws
+            .write_messages(std::iter::once((true, open_packet.as_bytes())))
+            .is_ok();
+        drop(open_packet);
+        if !sent {
             socket.close_now(CloseReason::TransportError, Frame::CLOSE);
             return;
         }
-        run(socket, ws).await;
+        run(socket, ws, Vec::new()).await;
+        drop(extensions);
     });
     response
 }
@@ -122,7 +120,7 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>) -> Response<B
         Ok(accepted) => accepted,
         Err(code) => return error_response(code),
     };
-    let config = ws_config(&socket.shared().config);
+    let max_payload = socket.shared().config.max_payload;
     // The reference server accepts a second upgrade and closes it at once.
     let refused = {
         let mut state = socket.lock();
@@ -136,21 +134,22 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>) -> Response<B
     };
     let extensions = std::mem::take(req.extensions_mut());
     tokio::spawn(async move {
-        let _extensions = extensions;
-        let Some(mut ws) = connect(on_upgrade, config).await else {
+        let Some(mut ws) = connect(on_upgrade, max_payload).await else {
             reset_upgrade(&socket, refused);
             return;
         };
         if refused {
-            let _ = ws.close(None).await;
+            ws.close(close_code::POLICY, "already upgraded").await;
             return;
         }
-        if probe(&socket, &mut ws).await {
-            run(socket, ws).await;
+        let mut events = Vec::new();
+        if probe(&socket, &mut ws, &mut events).await {
+            run(socket, ws, events).await;
         } else {
             reset_upgrade(&socket, false);
-            let _ = ws.close(None).await;
+            ws.close(close_code::NORMAL, "upgrade failed").await;
         }
+        drop(extensions);
     });
     response
 }
@@ -165,8 +164,9 @@ fn reset_upgrade(socket: &Socket, refused: bool) {
 }
 
 /// The upgrade handshake: `2probe` → `3probe`, then `5`. Returns whether the
-/// session now uses this WebSocket.
-async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
+/// session now uses this WebSocket; `events` then holds what the client sent
+/// right behind the upgrade packet.
+async fn probe(socket: &Arc<Socket>, ws: &mut WsConn, events: &mut Vec<WsEvent>) -> bool {
     let deadline = Instant::now() + socket.shared().config.upgrade_timeout;
     loop {
         let changed = socket.changed();
@@ -175,32 +175,52 @@ async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
         if socket.is_closed() {
             return false;
         }
-        tokio::select! {
-            message = ws.next() => {
-                let Some(Ok(WsMessage::Text(text))) = message else { return false };
-                let Ok(text) = Str::from_utf8(Bytes::from(text)) else { return false };
-                match Packet::decode_text(text) {
-                    Ok(Packet::Ping(data)) if data.as_str() == "probe" => {
-                        if ws.send(frame_to_ws(Frame::PROBE_PONG)).await.is_err() {
+        while !events.is_empty() {
+            let WsEvent::Text(text) = events.remove(0) else {
+                return false;
+            };
+            let Ok(text) = Str::from_utf8(text) else {
+                return false;
+            };
+            match Packet::decode_text(text) {
+                Ok(Packet::Ping(data)) if data.as_str() == "probe" => {
+                    let Frame::Text(pong) = Frame::PROBE_PONG else {
+                        return false;
+                    };
+                    if ws
+                        .write_messages(std::iter::once((true, pong.as_bytes().as_ref())))
+                        .is_err()
+                    {
+                        return false;
+                    }
+                    socket.lock().upgrade = Upgrade::Probed(Instant::now());
+                    socket.notify();
+                }
+                Ok(Packet::Upgrade) => {
+                    {
+                        let mut state = socket.lock();
+                        if state.closed.is_some() {
                             return false;
                         }
-                        socket.lock().upgrade = Upgrade::Probed(Instant::now());
-                        socket.notify();
+                        state.transport = Transport::WebSocket;
+                        state.upgrade = Upgrade::Done;
                     }
-                    Ok(Packet::Upgrade) => {
-                        {
-                            let mut state = socket.lock();
-                            if state.closed.is_some() {
-                                return false;
-                            }
-                            state.transport = Transport::WebSocket;
-                            state.upgrade = Upgrade::Done;
-                        }
-                        socket.notify();
-                        tracing::debug!(sid = socket.id(), "upgraded to WebSocket");
-                        return true;
-                    }
-                    _ => return false,
+                    socket.notify();
+                    tracing::debug!(sid = socket.id(), "upgraded to WebSocket");
+                    return true;
+                }
+                _ => return false,
+            }
+        }
+        tokio::select! {
+            ready = ws.readable() => {
+                if ready.is_err() || !matches!(ws.read_available(events), Ok(true)) {
+                    return false;
+                }
+            }
+            writable = ws.writable(), if ws.has_unsent() => {
+                if writable.is_err() || ws.flush_some().is_err() {
+                    return false;
                 }
             }
             _ = changed => {}
@@ -209,49 +229,56 @@ async fn probe(socket: &Arc<Socket>, ws: &mut Ws) -> bool {
     }
 }
 
-fn frame_to_ws(frame: Frame) -> WsMessage {
-    match frame {
-        // SAFETY: `Str` always holds valid UTF-8.
-        Frame::Text(text) => {
-            WsMessage::Text(unsafe { Utf8Bytes::from_bytes_unchecked(text.into_bytes()) })
-        }
-        Frame::Binary(data) => WsMessage::Binary(data),
-    }
-}
-
 /// The session's transport loop: one task per WebSocket connection.
-async fn run(socket: Arc<Socket>, mut ws: Ws) {
-    let mut outbox: Vec<Frame> = Vec::new();
+async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
+    if ws.has_buffered_input() {
+        // Frames that came with the upgrade, or right behind the probe.
+        if let Err(err) = ws.read_available(&mut events) {
+            fail(&socket, &mut ws, err).await;
+            return;
+        }
+    }
     loop {
+        for event in events.drain(..) {
+            on_event(&socket, event);
+        }
+        if events.capacity() > 64 {
+            events = Vec::new(); // give a burst's memory back
+        }
         let changed = socket.changed();
         let mut changed = std::pin::pin!(changed);
         changed.as_mut().enable();
-        let (closed, closing, upto) = {
+        // Take the queue only once the kernel took the previous batch: the
+        // session's bounded queue is what holds a slow client back.
+        let (batch, closed, closing, upto) = {
             let mut state = socket.lock();
-            Socket::take_queue(&mut state, &mut outbox);
-            (state.closed, state.closing, state.queued_total)
+            let batch = if ws.has_unsent() {
+                VecDeque::new()
+            } else {
+                std::mem::take(&mut state.queue)
+            };
+            (batch, state.closed, state.closing, state.queued_total)
         };
-        if !outbox.is_empty() {
-            let mut failed = false;
-            for frame in outbox.drain(..) {
-                if ws.feed(frame_to_ws(frame)).await.is_err() {
-                    failed = true;
-                    break;
-                }
-            }
-            if failed || ws.flush().await.is_err() {
-                outbox.clear();
-                socket.close_now(CloseReason::TransportError, Frame::CLOSE);
+        if !batch.is_empty() {
+            let messages = batch.iter().map(|frame| match frame {
+                Frame::Text(text) => (true, text.as_bytes().as_ref()),
+                Frame::Binary(data) => (false, data.as_ref()),
+            });
+            if let Err(err) = ws.write_messages(messages) {
+                drop(batch);
+                fail(&socket, &mut ws, err).await;
                 return;
             }
+            drop(batch);
             socket.mark_sent(upto);
         }
         if let Some(reason) = closed {
-            close_ws(&mut ws, reason).await;
+            ws.close(close_code_for(reason), reason.as_str()).await;
             return;
         }
-        if closing {
-            close_ws(&mut ws, CloseReason::ForcedClose).await;
+        if closing && !ws.has_unsent() && socket.lock().queue.is_empty() {
+            ws.close(close_code::NORMAL, CloseReason::ForcedClose.as_str())
+                .await;
             socket.close_now(CloseReason::ForcedClose, Frame::CLOSE);
             return;
         }
@@ -259,52 +286,74 @@ async fn run(socket: Arc<Socket>, mut ws: Ws) {
             continue; // closed by the heartbeat: close the WebSocket above
         };
         tokio::select! {
-            message = ws.next() => match message {
-                Some(Ok(message)) => on_ws_message(&socket, message),
-                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                    socket.close_now(CloseReason::PayloadTooLarge, Frame::CLOSE);
+            ready = ws.readable() => {
+                let result = ready.map_err(WsError::from).and_then(|()| ws.read_available(&mut events));
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        for event in events.drain(..) {
+                            on_event(&socket, event);
+                        }
+                        socket.close_now(CloseReason::TransportClose, Frame::NOOP);
+                    }
+                    Err(err) => {
+                        for event in events.drain(..) {
+                            on_event(&socket, event);
+                        }
+                        fail(&socket, &mut ws, err).await;
+                        return;
+                    }
                 }
-                Some(Err(err)) => {
-                    tracing::debug!(sid = socket.id(), %err, "WebSocket error");
-                    socket.close_now(CloseReason::TransportError, Frame::CLOSE);
+            }
+            writable = ws.writable(), if ws.has_unsent() => {
+                let result = writable.map_err(WsError::from).and_then(|()| ws.flush_some());
+                if let Err(err) = result {
+                    fail(&socket, &mut ws, err).await;
+                    return;
                 }
-                None => socket.close_now(CloseReason::TransportClose, Frame::NOOP),
-            },
+            }
             _ = changed => {}
             _ = tokio::time::sleep_until(heartbeat_at) => {}
         }
     }
 }
 
-fn on_ws_message(socket: &Socket, message: WsMessage) {
-    let packet = match message {
-        WsMessage::Text(text) => {
-            match Str::from_utf8(Bytes::from(text)).and_then(Packet::decode_text) {
-                Ok(packet) => packet,
-                Err(err) => {
-                    tracing::debug!(sid = socket.id(), %err, "invalid packet");
-                    socket.close_now(CloseReason::ParseError, Frame::CLOSE);
-                    return;
-                }
+/// Ends the session after a WebSocket failure.
+async fn fail(socket: &Socket, ws: &mut WsConn, err: WsError) {
+    tracing::debug!(sid = socket.id(), %err, "WebSocket closed");
+    let reason = match err {
+        WsError::TooLarge => CloseReason::PayloadTooLarge,
+        WsError::Protocol(_) => CloseReason::ParseError,
+        WsError::Io(_) => CloseReason::TransportError,
+    };
+    socket.close_now(reason, Frame::CLOSE);
+    if !matches!(err, WsError::Io(_)) {
+        ws.close(err.close_code(), reason.as_str()).await;
+    }
+}
+
+fn on_event(socket: &Socket, event: WsEvent) {
+    let packet = match event {
+        WsEvent::Text(text) => match Str::from_utf8(text).and_then(Packet::decode_text) {
+            Ok(packet) => packet,
+            Err(err) => {
+                tracing::debug!(sid = socket.id(), %err, "invalid packet");
+                socket.close_now(CloseReason::ParseError, Frame::CLOSE);
+                return;
             }
-        }
-        WsMessage::Binary(data) => Packet::Message(Message::Binary(data)),
-        WsMessage::Close(_) => Packet::Close,
-        WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => return,
+        },
+        WsEvent::Binary(data) => Packet::Message(Message::Binary(data)),
+        WsEvent::Close => Packet::Close,
     };
     socket.on_packet(packet);
 }
 
-async fn close_ws(ws: &mut Ws, reason: CloseReason) {
-    let code = match reason {
-        CloseReason::PayloadTooLarge => CloseCode::Size,
-        CloseReason::ParseError | CloseReason::TransportError => CloseCode::Protocol,
-        CloseReason::SlowConsumer => CloseCode::Policy,
-        _ => CloseCode::Normal,
-    };
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason.as_str()),
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), ws.close(Some(frame))).await;
+fn close_code_for(reason: CloseReason) -> u16 {
+    match reason {
+        CloseReason::PayloadTooLarge => close_code::TOO_BIG,
+        CloseReason::ParseError => close_code::INVALID_DATA,
+        CloseReason::TransportError => close_code::PROTOCOL,
+        CloseReason::SlowConsumer => close_code::POLICY,
+        _ => close_code::NORMAL,
+    }
 }

@@ -1,0 +1,686 @@
+//! RFC 6455, server side, over a `TcpStream`: frame parsing, fragmented
+//! messages, control frames, and writing.
+//!
+//! Why our own: an idle connection must cost almost nothing. The read
+//! buffer exists only while bytes are being read or a frame is incomplete,
+//! and there is no write buffer: every frame queued for a connection is
+//! encoded into one per-thread scratch buffer and written with one call;
+//! only the part the kernel did not take is kept, for that connection.
+
+use std::cell::RefCell;
+use std::io;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::net::TcpStream;
+
+/// Read granularity: enough for a burst of small frames.
+const READ_CHUNK: usize = 4096;
+/// Most bytes read in one `read_available` call, so one busy client cannot
+/// keep a worker thread to itself.
+const READ_BUDGET: usize = 256 * 1024;
+/// The scratch buffer is given back to the allocator past this size.
+const SCRATCH_KEEP: usize = 256 * 1024;
+
+/// Close codes we send.
+pub(crate) mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const PROTOCOL: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// A complete message or a close from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum WsEvent {
+    /// A text message (UTF-8 not yet checked).
+    Text(Bytes),
+    Binary(Bytes),
+    /// The client sent a close frame (already answered).
+    Close,
+}
+
+/// Why the connection cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WsError {
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("message larger than maxPayload")]
+    TooLarge,
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl WsError {
+    /// The close code that tells the client why.
+    pub(crate) fn close_code(&self) -> u16 {
+        match self {
+            WsError::Protocol(_) => close_code::PROTOCOL,
+            WsError::TooLarge => close_code::TOO_BIG,
+            WsError::Io(_) => close_code::NORMAL,
+        }
+    }
+}
+
+/// Frame opcodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opcode {
+    Continuation = 0x0,
+    Text = 0x1,
+    Binary = 0x2,
+    Close = 0x8,
+    Ping = 0x9,
+    Pong = 0xA,
+}
+
+impl Opcode {
+    fn from_u8(b: u8) -> Option<Opcode> {
+        Some(match b {
+            0x0 => Opcode::Continuation,
+            0x1 => Opcode::Text,
+            0x2 => Opcode::Binary,
+            0x8 => Opcode::Close,
+            0x9 => Opcode::Ping,
+            0xA => Opcode::Pong,
+            _ => return None,
+        })
+    }
+
+    fn is_control(self) -> bool {
+        (self as u8) & 0x8 != 0
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One server-side WebSocket connection.
+pub(crate) struct WsConn {
+    tcp: TcpStream,
+    /// Bytes read and not yet parsed (absent when idle).
+    read: Option<BytesMut>,
+    /// A fragmented message being reassembled.
+    partial: Option<(Opcode, BytesMut)>,
+    /// Encoded bytes the kernel has not taken yet (absent when idle).
+    unsent: Option<Bytes>,
+    max_payload: usize,
+    /// We sent a close frame: write nothing more.
+    close_sent: bool,
+}
+
+impl WsConn {
+    /// Wraps an upgraded connection; `leftover` holds bytes the HTTP layer
+    /// read past the upgrade request.
+    pub(crate) fn new(tcp: TcpStream, leftover: Bytes, max_payload: usize) -> WsConn {
+        let read = (!leftover.is_empty()).then(|| BytesMut::from(&leftover[..]));
+        WsConn {
+            tcp,
+            read,
+            partial: None,
+            unsent: None,
+            max_payload,
+            close_sent: false,
+        }
+    }
+
+    /// Whether bytes read earlier are still waiting to be parsed.
+    pub(crate) fn has_buffered_input(&self) -> bool {
+        self.read.as_ref().is_some_and(|b| !b.is_empty())
+    }
+
+    /// Waits until the socket can be read.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        self.tcp.readable().await
+    }
+
+    /// Waits until the socket can take more bytes.
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        self.tcp.writable().await
+    }
+
+    /// Whether written bytes are still waiting for the kernel.
+    pub(crate) fn has_unsent(&self) -> bool {
+        self.unsent.is_some()
+    }
+
+    /// Reads what the socket has (bounded) and decodes every complete
+    /// message into `out`. Returns `false` once the client closed the TCP
+    /// connection.
+    pub(crate) fn read_available(&mut self, out: &mut Vec<WsEvent>) -> Result<bool, WsError> {
+        let mut total = 0;
+        let mut open = true;
+        // Bytes left from the upgrade request come first.
+        self.parse(out)?;
+        while total < READ_BUDGET && !out.contains(&WsEvent::Close) {
+            let buf = self
+                .read
+                .get_or_insert_with(|| BytesMut::with_capacity(READ_CHUNK));
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            match self.tcp.try_read_buf(buf) {
+                Ok(0) => {
+                    open = false;
+                    break;
+                }
+                Ok(n) => {
+                    total += n;
+                    self.parse(out)?;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if self.read.as_ref().is_some_and(|b| b.is_empty()) {
+            self.read = None;
+        }
+        Ok(open)
+    }
+
+    /// Decodes the complete frames in the read buffer.
+    fn parse(&mut self, out: &mut Vec<WsEvent>) -> Result<(), WsError> {
+        loop {
+            let Some(buf) = self.read.as_mut() else {
+                return Ok(());
+            };
+            let Some(header) = FrameHeader::parse(buf, self.max_payload)? else {
+                return Ok(());
+            };
+            let needed = header.header_len + header.payload_len;
+            if buf.len() < needed {
+                buf.reserve(needed - buf.len());
+                return Ok(());
+            }
+            let mut payload = buf.split_to(needed);
+            payload.advance(header.header_len);
+            unmask(&mut payload, header.mask);
+            if self.on_frame(header, payload, out)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles one frame; returns `true` when the client closed.
+    fn on_frame(
+        &mut self,
+        header: FrameHeader,
+        payload: BytesMut,
+        out: &mut Vec<WsEvent>,
+    ) -> Result<bool, WsError> {
+        match header.opcode {
+            Opcode::Close => {
+                let code = match payload.len() {
+                    0 => close_code::NORMAL,
+                    1 => return Err(WsError::Protocol("close frame with one byte")),
+                    _ => {
+                        if std::str::from_utf8(&payload[2..]).is_err() {
+                            return Err(WsError::Protocol("close reason not UTF-8"));
+                        }
+                        u16::from_be_bytes([payload[0], payload[1]])
+                    }
+                };
+                self.write_control(Opcode::Close, &code.to_be_bytes())?;
+                self.close_sent = true;
+                out.push(WsEvent::Close);
+                Ok(true)
+            }
+            Opcode::Ping => {
+                self.write_control(Opcode::Pong, &payload)?;
+                Ok(false)
+            }
+            Opcode::Pong => Ok(false),
+            Opcode::Text | Opcode::Binary => {
+                if self.partial.is_some() {
+                    return Err(WsError::Protocol("new message inside a fragmented one"));
+                }
+                if header.fin {
+                    out.push(message(header.opcode, payload.freeze()));
+                } else {
+                    self.partial = Some((header.opcode, payload));
+                }
+                Ok(false)
+            }
+            Opcode::Continuation => {
+                let Some((opcode, mut message_so_far)) = self.partial.take() else {
+                    return Err(WsError::Protocol("continuation without a message"));
+                };
+                if message_so_far.len() + payload.len() > self.max_payload {
+                    return Err(WsError::TooLarge);
+                }
+                message_so_far.extend_from_slice(&payload);
+                if header.fin {
+                    out.push(message(opcode, message_so_far.freeze()));
+                } else {
+                    self.partial = Some((opcode, message_so_far));
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Writes frames (`(is_text, payload)`) with one call where possible.
+    /// What the kernel does not take now is kept and must be flushed with
+    /// [`flush`](Self::flush) before writing again.
+    pub(crate) fn write_messages<'a>(
+        &mut self,
+        messages: impl Iterator<Item = (bool, &'a [u8])>,
+    ) -> Result<(), WsError> {
+        if self.close_sent {
+            return Ok(());
+        }
+        debug_assert!(
+            self.unsent.is_none(),
+            "write before the previous write drained"
+        );
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            for (is_text, payload) in messages {
+                let opcode = if is_text {
+                    Opcode::Text
+                } else {
+                    Opcode::Binary
+                };
+                encode_frame(&mut scratch, opcode, payload);
+            }
+            let result = self.write_now(&scratch);
+            if scratch.capacity() > SCRATCH_KEEP {
+                *scratch = Vec::new();
+            }
+            result
+        })
+    }
+
+    /// Writes a control frame (pong, close) at once.
+    fn write_control(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), WsError> {
+        if self.close_sent {
+            return Ok(());
+        }
+        let mut frame = Vec::with_capacity(payload.len() + 2);
+        encode_frame(&mut frame, opcode, payload);
+        if let Some(unsent) = self.unsent.take() {
+            // Behind already: keep the order.
+            let mut joined = BytesMut::with_capacity(unsent.len() + frame.len());
+            joined.put_slice(&unsent);
+            joined.put_slice(&frame);
+            self.unsent = Some(joined.freeze());
+            return Ok(());
+        }
+        self.write_now(&frame)
+    }
+
+    /// Writes as much of `bytes` as the kernel takes; keeps the rest.
+    fn write_now(&mut self, bytes: &[u8]) -> Result<(), WsError> {
+        let mut written = 0;
+        while written < bytes.len() {
+            match self.tcp.try_write(&bytes[written..]) {
+                Ok(n) => written += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if written < bytes.len() {
+            self.unsent = Some(Bytes::copy_from_slice(&bytes[written..]));
+        }
+        Ok(())
+    }
+
+    /// Writes kept bytes as far as the kernel takes them now.
+    pub(crate) fn flush_some(&mut self) -> Result<(), WsError> {
+        let Some(mut unsent) = self.unsent.take() else {
+            return Ok(());
+        };
+        while !unsent.is_empty() {
+            match self.tcp.try_write(&unsent) {
+                Ok(n) => unsent.advance(n),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if !unsent.is_empty() {
+            self.unsent = Some(unsent);
+        }
+        Ok(())
+    }
+
+    /// Writes every kept byte, waiting for the socket as needed.
+    pub(crate) async fn flush(&mut self) -> Result<(), WsError> {
+        while self.has_unsent() {
+            self.writable().await?;
+            self.flush_some()?;
+        }
+        Ok(())
+    }
+
+    /// Sends a close frame (after what is kept) and flushes, bounded in time.
+    pub(crate) async fn close(&mut self, code: u16, reason: &str) {
+        if !self.close_sent {
+            let mut payload = Vec::with_capacity(2 + reason.len());
+            payload.extend_from_slice(&code.to_be_bytes());
+            payload.extend_from_slice(reason.as_bytes());
+            let _ = self.write_control(Opcode::Close, &payload);
+            self.close_sent = true;
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.flush()).await;
+    }
+}
+
+fn message(opcode: Opcode, payload: Bytes) -> WsEvent {
+    if opcode == Opcode::Text {
+        WsEvent::Text(payload)
+    } else {
+        WsEvent::Binary(payload)
+    }
+}
+
+/// A parsed frame header.
+#[derive(Debug, Clone, Copy)]
+struct FrameHeader {
+    fin: bool,
+    opcode: Opcode,
+    mask: [u8; 4],
+    header_len: usize,
+    payload_len: usize,
+}
+
+impl FrameHeader {
+    /// Parses a client frame's header; `None` if more bytes are needed.
+    fn parse(buf: &[u8], max_payload: usize) -> Result<Option<FrameHeader>, WsError> {
+        if buf.len() < 2 {
+            return Ok(None);
+        }
+        let (b0, b1) = (buf[0], buf[1]);
+        if b0 & 0x70 != 0 {
+            return Err(WsError::Protocol("reserved bits set"));
+        }
+        let fin = b0 & 0x80 != 0;
+        let opcode = Opcode::from_u8(b0 & 0x0f).ok_or(WsError::Protocol("unknown opcode"))?;
+        if b1 & 0x80 == 0 {
+            return Err(WsError::Protocol("client frame not masked"));
+        }
+        let (payload_len, len_bytes) = match b1 & 0x7f {
+            126 => {
+                let Some(bytes) = buf.get(2..4) else {
+                    return Ok(None);
+                };
+                (u16::from_be_bytes([bytes[0], bytes[1]]) as u64, 2)
+            }
+            127 => {
+                let Some(bytes) = buf.get(2..10) else {
+                    return Ok(None);
+                };
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(bytes);
+                (u64::from_be_bytes(raw), 8)
+            }
+            n => (n as u64, 0),
+        };
+        if opcode.is_control() && (!fin || payload_len > 125) {
+            return Err(WsError::Protocol("invalid control frame"));
+        }
+        if payload_len > max_payload as u64 {
+            return Err(WsError::TooLarge);
+        }
+        let mask_at = 2 + len_bytes;
+        let Some(mask) = buf.get(mask_at..mask_at + 4) else {
+            return Ok(None);
+        };
+        Ok(Some(FrameHeader {
+            fin,
+            opcode,
+            mask: [mask[0], mask[1], mask[2], mask[3]],
+            header_len: mask_at + 4,
+            payload_len: payload_len as usize,
+        }))
+    }
+}
+
+/// Unmasks a payload in place, eight bytes at a time.
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = payload.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= mask[i % 4];
+    }
+}
+
+/// Appends a server frame (never masked) to `out`.
+pub(crate) fn encode_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
+    out.reserve(payload.len() + 10);
+    out.push(0x80 | opcode as u8);
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= u16::MAX as usize => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
+/// The `Sec-WebSocket-Accept` value for a client's key.
+pub(crate) fn accept_key(key: &[u8]) -> String {
+    use base64::Engine as _;
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key);
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::prelude::BASE64_STANDARD.encode(sha.digest().bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client frame: masked with `mask`.
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 65535 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn parses_headers_of_every_length() {
+        for len in [0usize, 1, 125, 126, 1000, 65535, 65536, 70000] {
+            let frame = client_frame(true, 2, &vec![7; len], [1, 2, 3, 4]);
+            let header = FrameHeader::parse(&frame, 1 << 20).unwrap().unwrap();
+            assert_eq!(header.payload_len, len);
+            assert_eq!(header.header_len + len, frame.len());
+            // Every strict prefix of the header asks for more bytes.
+            for cut in 0..header.header_len {
+                assert!(
+                    FrameHeader::parse(&frame[..cut], 1 << 20)
+                        .unwrap()
+                        .is_none()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_frames() {
+        let unmasked = [0x81u8, 0x01, b'a'];
+        assert!(matches!(
+            FrameHeader::parse(&unmasked, 100),
+            Err(WsError::Protocol(_))
+        ));
+        let reserved = client_frame(true, 1, b"a", [0; 4]);
+        let mut reserved = reserved.clone();
+        reserved[0] |= 0x40;
+        assert!(matches!(
+            FrameHeader::parse(&reserved, 100),
+            Err(WsError::Protocol(_))
+        ));
+        let unknown = client_frame(true, 3, b"a", [0; 4]);
+        assert!(matches!(
+            FrameHeader::parse(&unknown, 100),
+            Err(WsError::Protocol(_))
+        ));
+        let long_ping = client_frame(true, 9, &[0; 126], [0; 4]);
+        assert!(matches!(
+            FrameHeader::parse(&long_ping, 1000),
+            Err(WsError::Protocol(_))
+        ));
+        let fragmented_ping = client_frame(false, 9, b"x", [0; 4]);
+        assert!(matches!(
+            FrameHeader::parse(&fragmented_ping, 1000),
+            Err(WsError::Protocol(_))
+        ));
+        let big = client_frame(true, 2, &[0; 2000], [0; 4]);
+        assert!(matches!(
+            FrameHeader::parse(&big, 1000),
+            Err(WsError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn unmasking_inverts_masking() {
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len as u8).collect();
+            let mask = [0xde, 0xad, 0xbe, 0xef];
+            let mut masked: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            unmask(&mut masked, mask);
+            assert_eq!(masked, data);
+        }
+    }
+
+    #[test]
+    fn encodes_server_frames() {
+        let mut out = Vec::new();
+        encode_frame(&mut out, Opcode::Text, b"hi");
+        assert_eq!(out, [0x81, 2, b'h', b'i']);
+        out.clear();
+        encode_frame(&mut out, Opcode::Binary, &[0; 300]);
+        assert_eq!(&out[..4], &[0x82, 126, 1, 44]);
+        out.clear();
+        encode_frame(&mut out, Opcode::Binary, &vec![0; 70000]);
+        assert_eq!(&out[..2], &[0x82, 127]);
+        assert_eq!(out.len(), 70000 + 10);
+    }
+
+    async fn pair(max_payload: usize) -> (WsConn, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (WsConn::new(server, Bytes::new(), max_payload), client)
+    }
+
+    async fn read_events(conn: &mut WsConn, want: usize) -> Vec<WsEvent> {
+        let mut out = Vec::new();
+        while out.len() < want {
+            conn.readable().await.unwrap();
+            assert!(conn.read_available(&mut out).unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn reassembles_fragments_and_answers_pings_between_them() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut conn, mut client) = pair(1000).await;
+        let mut bytes = client_frame(false, 1, b"hel", [9, 8, 7, 6]);
+        bytes.extend(client_frame(true, 9, b"p", [1, 1, 1, 1]));
+        bytes.extend(client_frame(true, 0, b"lo", [5, 5, 5, 5]));
+        bytes.extend(client_frame(true, 2, &[1, 2, 3], [0, 0, 0, 0]));
+        // Arrives one byte at a time: every partial state is exercised.
+        for b in bytes {
+            client.write_all(&[b]).await.unwrap();
+        }
+        let events = read_events(&mut conn, 2).await;
+        assert_eq!(
+            events,
+            vec![
+                WsEvent::Text(Bytes::from_static(b"hello")),
+                WsEvent::Binary(Bytes::from_static(&[1, 2, 3]))
+            ]
+        );
+        let mut pong = [0u8; 3];
+        client.read_exact(&mut pong).await.unwrap();
+        assert_eq!(pong, [0x8A, 1, b'p']);
+        assert!(conn.read.is_none(), "idle connection kept a read buffer");
+    }
+
+    #[tokio::test]
+    async fn fragmented_message_over_max_payload_is_refused() {
+        use tokio::io::AsyncWriteExt;
+        let (mut conn, mut client) = pair(4).await;
+        let mut bytes = client_frame(false, 1, b"abc", [1, 2, 3, 4]);
+        bytes.extend(client_frame(true, 0, b"de", [1, 2, 3, 4]));
+        client.write_all(&bytes).await.unwrap();
+        let mut out = Vec::new();
+        let result = loop {
+            conn.readable().await.unwrap();
+            match conn.read_available(&mut out) {
+                Ok(_) if out.is_empty() => continue,
+                other => break other,
+            }
+        };
+        assert!(matches!(result, Err(WsError::TooLarge)));
+    }
+
+    #[tokio::test]
+    async fn close_is_answered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut conn, mut client) = pair(100).await;
+        client
+            .write_all(&client_frame(true, 8, &[0x03, 0xe8], [4, 3, 2, 1]))
+            .await
+            .unwrap();
+        assert_eq!(read_events(&mut conn, 1).await, vec![WsEvent::Close]);
+        let mut reply = [0u8; 4];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(reply, [0x88, 2, 0x03, 0xe8]);
+    }
+
+    #[tokio::test]
+    async fn writes_batches_in_order() {
+        use tokio::io::AsyncReadExt;
+        let (mut conn, mut client) = pair(100).await;
+        let messages = [(true, &b"42[\"a\"]"[..]), (false, &[1u8, 2][..])];
+        conn.write_messages(messages.into_iter()).unwrap();
+        conn.flush().await.unwrap();
+        let mut got = [0u8; 13];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(
+            &got[..9],
+            &[0x81, 7, b'4', b'2', b'[', b'"', b'a', b'"', b']']
+        );
+        assert_eq!(&got[9..], &[0x82, 2, 1, 2]);
+    }
+}
