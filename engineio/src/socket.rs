@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -96,6 +96,9 @@ pub struct Socket {
     id: Sid,
     shared: Arc<Shared>,
     state: Mutex<State>,
+    /// The WebSocket task is handling the client's messages and will take
+    /// the queue right after: frames queued meanwhile need no wake-up.
+    writer_busy: AtomicBool,
     /// Woken when frames are queued, the transport changes, or the session closes.
     changed: Notify,
 }
@@ -122,6 +125,46 @@ pub(crate) struct State {
     pub(crate) flush_waiters: bool,
     /// When the heartbeat next acts: send a ping, or give up waiting for the pong.
     heartbeat_at: Instant,
+}
+
+/// What the heartbeat decided.
+enum Heartbeat {
+    /// Nothing more to do before this instant (a ping may have been queued).
+    Wait(Instant),
+    /// The session must close.
+    Expired(CloseReason),
+}
+
+/// What the WebSocket task does after its turn.
+pub(crate) enum WriterTurn {
+    /// Keep serving; wake for the heartbeat at this instant.
+    Open { heartbeat_at: Instant },
+    /// The session closed.
+    Closed(CloseReason),
+    /// A graceful close: everything queued has been taken.
+    Drained,
+}
+
+impl State {
+    /// Sends the ping when due, expires a missed pong or an unfinished
+    /// graceful close.
+    fn heartbeat_step(&mut self, now: Instant, config: &crate::EngineConfig) -> Heartbeat {
+        if now < self.heartbeat_at {
+            return Heartbeat::Wait(self.heartbeat_at);
+        }
+        if self.closing {
+            return Heartbeat::Expired(CloseReason::ForcedClose);
+        }
+        if self.awaiting_pong {
+            return Heartbeat::Expired(CloseReason::PingTimeout);
+        }
+        self.awaiting_pong = true;
+        // From when the ping was due, not from when the timer fired.
+        self.heartbeat_at += config.ping_timeout;
+        self.queue.push_back(Frame::PING);
+        self.queued_total += 1;
+        Heartbeat::Wait(self.heartbeat_at)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +202,7 @@ impl Socket {
                 flush_waiters: false,
                 heartbeat_at,
             }),
+            writer_busy: AtomicBool::new(false),
             changed: Notify::new(),
         })
     }
@@ -223,8 +267,10 @@ impl Socket {
         let was_empty = state.queue.is_empty();
         state.queue.extend(frames);
         state.queued_total += count as u64;
+        // Read under the lock, which the writer holds when it clears it.
+        let writer_busy = self.writer_busy.load(Ordering::Relaxed);
         drop(state);
-        if was_empty {
+        if was_empty && !writer_busy {
             self.changed.notify_waiters();
         }
         Ok(())
@@ -402,31 +448,59 @@ impl Socket {
         if state.closed.is_some() {
             return None;
         }
-        if now < state.heartbeat_at {
-            return Some(state.heartbeat_at);
-        }
-        if state.closing {
-            drop(state);
-            self.close_now(CloseReason::ForcedClose, Frame::CLOSE);
-            return None;
-        }
-        if state.awaiting_pong {
-            drop(state);
-            self.close_now(CloseReason::PingTimeout, Frame::CLOSE);
-            return None;
-        }
-        state.awaiting_pong = true;
-        // From when the ping was due, not from when the timer fired.
-        state.heartbeat_at += self.shared.config.ping_timeout;
         let was_empty = state.queue.is_empty();
-        state.queue.push_back(Frame::PING);
-        state.queued_total += 1;
-        let state_deadline = state.heartbeat_at;
+        match state.heartbeat_step(now, &self.shared.config) {
+            Heartbeat::Wait(at) => {
+                let pinged = was_empty && !state.queue.is_empty();
+                drop(state);
+                if pinged {
+                    self.changed.notify_waiters();
+                }
+                Some(at)
+            }
+            Heartbeat::Expired(reason) => {
+                drop(state);
+                self.close_now(reason, Frame::CLOSE);
+                None
+            }
+        }
+    }
+
+    /// Marks the WebSocket task as handling inbound messages (see `writer_busy`).
+    pub(crate) fn set_writer_busy(&self) {
+        self.writer_busy.store(true, Ordering::Relaxed);
+    }
+
+    /// The WebSocket task's turn, under one lock: takes what is queued into
+    /// `batch` (when `may_take`: the previous batch is fully written), runs
+    /// the heartbeat, and says what comes next.
+    pub(crate) fn writer_turn(&self, batch: &mut VecDeque<Frame>, may_take: bool) -> WriterTurn {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        self.writer_busy.store(false, Ordering::Relaxed);
+        if let Some(reason) = state.closed {
+            return WriterTurn::Closed(reason);
+        }
+        let heartbeat = state.heartbeat_step(now, &self.shared.config);
+        let mut notify_flushed = false;
+        if may_take && !state.queue.is_empty() {
+            std::mem::swap(&mut state.queue, batch);
+            state.sent_total = state.queued_total;
+            notify_flushed = std::mem::take(&mut state.flush_waiters);
+        }
+        let drained = state.closing && may_take && state.queue.is_empty();
         drop(state);
-        if was_empty {
+        if notify_flushed {
             self.changed.notify_waiters();
         }
-        Some(state_deadline)
+        match heartbeat {
+            Heartbeat::Expired(reason) => {
+                self.close_now(reason, Frame::CLOSE);
+                WriterTurn::Closed(reason)
+            }
+            Heartbeat::Wait(_) if drained => WriterTurn::Drained,
+            Heartbeat::Wait(at) => WriterTurn::Open { heartbeat_at: at },
+        }
     }
 
     /// Waits until `check` returns a value. `check` runs under the state lock

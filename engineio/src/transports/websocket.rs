@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::packet::{Frame, Message, Packet, Str};
 use crate::server::{Body, ErrorCode, error_response};
-use crate::socket::{CloseReason, Socket, Transport, Upgrade};
+use crate::socket::{CloseReason, Socket, Transport, Upgrade, WriterTurn};
 use crate::transports::ws::{WsConn, WsError, WsEvent, accept_key, close_code};
 
 /// Whether the request asks for a WebSocket upgrade.
@@ -230,7 +230,19 @@ async fn probe(socket: &Arc<Socket>, ws: &mut WsConn, events: &mut Vec<WsEvent>)
 }
 
 /// The session's transport loop: one task per WebSocket connection.
+///
+/// Each turn handles what the client sent, then takes everything queued
+/// for it (one lock) and writes it with one call. The wake-up future and
+/// the heartbeat timer live across turns, so an idle turn costs no
+/// registration.
 async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
+    let mut batch: VecDeque<Frame> = VecDeque::new();
+    let changed = socket.changed();
+    let mut changed = std::pin::pin!(changed);
+    changed.as_mut().enable();
+    let sleep = tokio::time::sleep_until(Instant::now());
+    let mut sleep = std::pin::pin!(sleep);
+    let mut sleep_armed_for: Option<Instant> = None;
     if ws.has_buffered_input() {
         // Frames that came with the upgrade, or right behind the probe.
         if let Err(err) = ws.read_available(&mut events) {
@@ -239,52 +251,50 @@ async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
         }
     }
     loop {
-        for event in events.drain(..) {
-            on_event(&socket, event);
+        if !events.is_empty() {
+            socket.set_writer_busy();
+            for event in events.drain(..) {
+                on_event(&socket, event);
+            }
+            if events.capacity() > 64 {
+                events = Vec::new(); // give a burst's memory back
+            }
         }
-        if events.capacity() > 64 {
-            events = Vec::new(); // give a burst's memory back
-        }
-        let changed = socket.changed();
-        let mut changed = std::pin::pin!(changed);
-        changed.as_mut().enable();
         // Take the queue only once the kernel took the previous batch: the
         // session's bounded queue is what holds a slow client back.
-        let (batch, closed, closing, upto) = {
-            let mut state = socket.lock();
-            let batch = if ws.has_unsent() {
-                VecDeque::new()
-            } else {
-                std::mem::take(&mut state.queue)
-            };
-            (batch, state.closed, state.closing, state.queued_total)
-        };
+        let turn = socket.writer_turn(&mut batch, !ws.has_unsent());
         if !batch.is_empty() {
             let messages = batch.iter().map(|frame| match frame {
                 Frame::Text(text) => (true, text.as_bytes().as_ref()),
                 Frame::Binary(data) => (false, data.as_ref()),
             });
-            if let Err(err) = ws.write_messages(messages) {
-                drop(batch);
+            let written = ws.write_messages(messages);
+            batch.clear();
+            if batch.capacity() > 64 {
+                batch = VecDeque::new();
+            }
+            if let Err(err) = written {
                 fail(&socket, &mut ws, err).await;
                 return;
             }
-            drop(batch);
-            socket.mark_sent(upto);
         }
-        if let Some(reason) = closed {
-            ws.close(close_code_for(reason), reason.as_str()).await;
-            return;
-        }
-        if closing && !ws.has_unsent() && socket.lock().queue.is_empty() {
-            ws.close(close_code::NORMAL, CloseReason::ForcedClose.as_str())
-                .await;
-            socket.close_now(CloseReason::ForcedClose, Frame::CLOSE);
-            return;
-        }
-        let Some(heartbeat_at) = socket.heartbeat(Instant::now()) else {
-            continue; // closed by the heartbeat: close the WebSocket above
+        let heartbeat_at = match turn {
+            WriterTurn::Open { heartbeat_at } => heartbeat_at,
+            WriterTurn::Closed(reason) => {
+                ws.close(close_code_for(reason), reason.as_str()).await;
+                return;
+            }
+            WriterTurn::Drained => {
+                ws.close(close_code::NORMAL, CloseReason::ForcedClose.as_str())
+                    .await;
+                socket.close_now(CloseReason::ForcedClose, Frame::CLOSE);
+                return;
+            }
         };
+        if sleep_armed_for != Some(heartbeat_at) {
+            sleep.as_mut().reset(heartbeat_at);
+            sleep_armed_for = Some(heartbeat_at);
+        }
         tokio::select! {
             ready = ws.readable() => {
                 let result = ready.map_err(WsError::from).and_then(|()| ws.read_available(&mut events));
@@ -312,8 +322,13 @@ async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
                     return;
                 }
             }
-            _ = changed => {}
-            _ = tokio::time::sleep_until(heartbeat_at) => {}
+            _ = &mut changed => {
+                changed.set(socket.changed());
+                changed.as_mut().enable();
+            }
+            _ = &mut sleep => {
+                sleep_armed_for = None;
+            }
         }
     }
 }
