@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::io;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Read granularity: enough for a burst of small frames.
@@ -159,7 +160,21 @@ impl WsConn {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
             }
-            match self.tcp.try_read_buf(buf) {
+            let space = buf.capacity() - buf.len();
+            let tcp = &self.tcp;
+            let mut got = 0;
+            // A read shorter than the space offered drained the socket: say
+            // so to tokio (as its own `poll_read` does), which clears the
+            // readiness and saves the read that would only say WouldBlock.
+            let result = tcp.try_io(Interest::READABLE, || {
+                got = tcp.try_read_buf(buf)?;
+                if got > 0 && got < space {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(got)
+                }
+            });
+            match result {
                 Ok(0) => {
                     open = false;
                     break;
@@ -168,7 +183,12 @@ impl WsConn {
                     total += n;
                     self.parse(out)?;
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    if got > 0 {
+                        self.parse(out)?;
+                    }
+                    break;
+                }
                 Err(err) => return Err(err.into()),
             }
         }
