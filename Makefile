@@ -56,3 +56,31 @@ conformance:
 	fi
 	@if [ -z "$$SERVER" ]; then cargo build --release -p switchboard; fi
 	SUITES="$(SUITES)" RUNS="$(RUNS)" tests/conformance/run.sh
+
+# --- benchmarks: Switchboard against the Node.js socket.io@4 reference -------
+#
+#   make bench        full matrix, 3 runs per server and case, about 10 min;
+#                     regenerates docs/BENCHMARKS.md (between its bench markers),
+#                     docs/bench-results.jsonl and docs/bench-chart.svg
+#   make bench-quick  small sizes, 1 run: a smoke test of a minute or two, written
+#                     to target/bench-quick/ (docs/ is left alone)
+#
+# Options for loadgen suite: BENCH_ARGS="--only fanout,echo --reps 5". See
+# docs/BENCHMARKS.md for single scenarios by hand.
+
+BENCH_ARGS ?=
+LOADGEN := target/release/loadgen
+
+.PHONY: bench bench-quick bench-build
+
+bench-build:
+	$(CARGO) build --release -p switchboard -p loadgen
+	@if [ ! -d bench/peers/node/node_modules ]; then \
+	  cd bench/peers/node && $(NPM) ci --no-audit --no-fund --loglevel=error; \
+	fi
+
+bench: bench-build
+	$(LOADGEN) suite --reps 3 $(BENCH_ARGS)
+
+bench-quick: bench-build
+	$(LOADGEN) suite --quick $(BENCH_ARGS)

@@ -1,0 +1,394 @@
+//! Engine.IO v4 / Socket.IO v5 client side over [`crate::ws`]: target URL
+//! parsing (loopback only), the open handshake (`0{...}` → `40` → `40{...}`),
+//! Engine.IO ping answering, the idle loop that keeps a connection alive, and
+//! the ramp that opens many connections at a bounded rate and concurrency.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::stats::{Failures, now_us};
+use crate::ws::{Msg, WsConn, WsError};
+
+/// Where the server under test listens.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// `Host` header value.
+    pub host: String,
+    /// Request path with the Engine.IO query.
+    pub path: String,
+}
+
+impl Target {
+    /// Parses `ws://HOST:PORT[/path/]` (also `http://`). The host must be
+    /// `127.0.0.1`, `localhost` or `::1`: the generator never sends traffic
+    /// off the machine. The path defaults to `/socket.io/`.
+    pub fn parse(url: &str) -> Result<Target, String> {
+        let rest = url
+            .strip_prefix("ws://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| format!("{url}: only ws:// (or http://) URLs are supported"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/socket.io/"),
+        };
+        let (host, port) = if let Some(r) = authority.strip_prefix('[') {
+            let end = r
+                .find(']')
+                .ok_or_else(|| format!("{url}: unterminated [IPv6] host"))?;
+            let port = r[end + 1..]
+                .strip_prefix(':')
+                .ok_or_else(|| format!("{url}: missing :PORT"))?;
+            (&r[..end], port)
+        } else {
+            authority
+                .rsplit_once(':')
+                .ok_or_else(|| format!("{url}: missing :PORT"))?
+        };
+        let ip: IpAddr = match host {
+            "127.0.0.1" | "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            "::1" => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            other => {
+                return Err(format!(
+                    "{url}: host {other:?} refused: only 127.0.0.1, localhost or ::1 may be targeted"
+                ));
+            }
+        };
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{url}: bad port {port:?}"))?;
+        let path = path.split('?').next().unwrap_or(path);
+        let path = if path.ends_with('/') {
+            path.to_string()
+        } else {
+            format!("{path}/")
+        };
+        Ok(Target {
+            addr: SocketAddr::new(ip, port),
+            host: authority.to_string(),
+            path: format!("{path}?EIO=4&transport=websocket"),
+        })
+    }
+}
+
+/// A failed connection or a dropped one, with a category for counting.
+#[derive(Debug)]
+pub struct Fail {
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+impl Fail {
+    pub fn new(kind: &'static str, detail: impl Into<String>) -> Self {
+        Fail {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// Counts this failure in `f`.
+    pub fn count_in(self, f: &Failures) {
+        f.add(self.kind, || self.detail);
+    }
+}
+
+impl From<WsError> for Fail {
+    fn from(e: WsError) -> Self {
+        Fail::new(e.kind(), e.to_string())
+    }
+}
+
+/// Reads once from the socket; end of stream and errors become [`Fail`]s.
+pub async fn fill(conn: &mut WsConn) -> Result<(), Fail> {
+    match conn.fill().await {
+        Ok(0) => Err(Fail::new("server_closed", "end of stream")),
+        Ok(_) => Ok(()),
+        Err(e) => Err(Fail::new("io", e.to_string())),
+    }
+}
+
+/// Next Engine.IO packet that is not a ping/noop, or `None` when the buffer
+/// holds no complete message. Pings (`2`) are answered with `3` (queued:
+/// the caller flushes); a close (`1` or a WebSocket close) is an error.
+#[inline]
+pub fn next_packet(conn: &mut WsConn) -> Result<Option<Msg>, Fail> {
+    while let Some(m) = conn.next_message()? {
+        if m == Msg::Close {
+            return Err(Fail::new("server_closed", "websocket close frame"));
+        }
+        match conn.payload(m) {
+            b"2" => conn.queue_text(&[b"3"]),
+            b"6" => {}
+            b"1" => return Err(Fail::new("server_closed", "engine.io close packet")),
+            _ => return Ok(Some(m)),
+        }
+    }
+    Ok(None)
+}
+
+/// Flushes queued frames (pongs, events); a write error is a [`Fail`].
+pub async fn flush(conn: &mut WsConn) -> Result<(), Fail> {
+    conn.flush()
+        .await
+        .map_err(|e| Fail::new("io", e.to_string()))
+}
+
+/// Opens a Socket.IO connection to namespace `/`: WebSocket upgrade, the
+/// Engine.IO open packet, `40`, and the CONNECT ack `40{...}`.
+pub async fn open(target: &Target, rbuf: usize, timeout: Duration) -> Result<WsConn, Fail> {
+    match tokio::time::timeout(timeout, open_inner(target, rbuf)).await {
+        Ok(r) => r,
+        Err(_) => Err(Fail::new(
+            "handshake_timeout",
+            format!("no CONNECT ack within {timeout:?}"),
+        )),
+    }
+}
+
+async fn open_inner(target: &Target, rbuf: usize) -> Result<WsConn, Fail> {
+    let mut conn = WsConn::connect(target.addr, &target.host, &target.path, rbuf).await?;
+    // Engine.IO open packet.
+    loop {
+        if let Some(m) = next_packet(&mut conn)? {
+            let p = conn.payload(m);
+            if p.starts_with(b"0{") {
+                break;
+            }
+            return Err(Fail::new(
+                "eio_open",
+                format!(
+                    "expected the open packet, got {:?}",
+                    String::from_utf8_lossy(&p[..p.len().min(80)])
+                ),
+            ));
+        }
+        fill(&mut conn).await?;
+    }
+    conn.queue_text(&[b"40"]);
+    flush(&mut conn).await?;
+    // Socket.IO CONNECT ack.
+    loop {
+        while let Some(m) = next_packet(&mut conn)? {
+            let p = conn.payload(m);
+            if p.starts_with(b"40") {
+                flush(&mut conn).await?;
+                return Ok(conn);
+            }
+            if p.starts_with(b"44") {
+                return Err(Fail::new(
+                    "connect_error",
+                    String::from_utf8_lossy(&p[..p.len().min(200)]).into_owned(),
+                ));
+            }
+        }
+        flush(&mut conn).await?;
+        fill(&mut conn).await?;
+    }
+}
+
+/// Keeps an open connection alive (answering pings, discarding everything
+/// else) until `stop` fires (a send or the sender being dropped).
+pub async fn hold(conn: &mut WsConn, stop: &mut oneshot::Receiver<()>) -> Result<(), Fail> {
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut *stop => return Ok(()),
+            r = fill(conn) => {
+                r?;
+                while next_packet(conn)?.is_some() {}
+                flush(conn).await?;
+            }
+        }
+    }
+}
+
+/// What every scenario needs to open connections.
+pub struct Ctx {
+    pub target: Arc<Target>,
+    /// Connections started per second while ramping.
+    pub ramp_per_sec: f64,
+    /// Handshakes in flight at once while ramping.
+    pub max_handshakes: usize,
+    /// Limit for one full handshake (TCP, upgrade, open, CONNECT).
+    pub handshake_timeout: Duration,
+    pub failures: Arc<Failures>,
+}
+
+/// Opens `n` connections, starting at most `ctx.ramp_per_sec` per second with
+/// at most `ctx.max_handshakes` handshakes at once, each on a worker of
+/// [`crate::pool`]. `make(i)` is called on the coordinator before connection
+/// `i` is started and returns what that connection then runs, on the same
+/// worker, once its handshake succeeds. Failed handshakes are counted in
+/// `ctx.failures` and not retried. Returns once every handshake has finished,
+/// with the handshake durations (microseconds) of the successful ones and the
+/// handles of every connection task.
+pub async fn ramp<M, C, Fut>(
+    ctx: &Ctx,
+    n: usize,
+    rbuf: usize,
+    mut make: M,
+) -> (Vec<u64>, Vec<JoinHandle<()>>)
+where
+    M: FnMut(usize) -> C,
+    C: FnOnce(WsConn) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let sem = Arc::new(Semaphore::new(ctx.max_handshakes.max(1)));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Option<u64>>();
+    let start = tokio::time::Instant::now();
+    let per_sec = ctx.ramp_per_sec.max(0.001);
+    let mut launched = 0usize;
+    let mut done = 0usize;
+    let mut times = Vec::with_capacity(n);
+    let mut handles = Vec::with_capacity(n);
+    while done < n {
+        let next_due = start + Duration::from_secs_f64(launched as f64 / per_sec);
+        tokio::select! {
+            biased;
+            Some(r) = rx.recv() => {
+                done += 1;
+                if let Some(us) = r {
+                    times.push(us);
+                }
+            }
+            permit = sem.clone().acquire_owned(), if launched < n => {
+                let Ok(permit) = permit else { break };
+                tokio::time::sleep_until(next_due).await;
+                let cont = make(launched);
+                launched += 1;
+                let tx = tx.clone();
+                handles.push(crate::pool::spawn(connect_then(
+                    ctx.target.clone(),
+                    rbuf,
+                    ctx.handshake_timeout,
+                    ctx.failures.clone(),
+                    permit,
+                    move |r| {
+                        let _ = tx.send(r);
+                    },
+                    cont,
+                )));
+            }
+        }
+    }
+    (times, handles)
+}
+
+/// One connection's task: handshake (reporting its duration, or `None` on
+/// failure, to `done`), then `cont`.
+pub async fn connect_then<D, C, Fut>(
+    target: Arc<Target>,
+    rbuf: usize,
+    timeout: Duration,
+    failures: Arc<Failures>,
+    permit: OwnedSemaphorePermit,
+    done: D,
+    cont: C,
+) where
+    D: FnOnce(Option<u64>),
+    C: FnOnce(WsConn) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let t0 = now_us();
+    let r = open(&target, rbuf, timeout).await;
+    let took = now_us() - t0;
+    drop(permit);
+    match r {
+        Ok(conn) => {
+            done(Some(took));
+            cont(conn).await;
+        }
+        Err(f) => {
+            f.count_in(&failures);
+            done(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::testutil::{read_client_frame, server_frame};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A scripted server: open packet, CONNECT ack, then a ping, an event
+    /// and an Engine.IO close.
+    #[tokio::test]
+    async fn handshake_pings_and_close_are_handled() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut b).await.unwrap();
+                req.extend_from_slice(&b[..n]);
+            }
+            assert!(req.starts_with(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1"));
+            let mut out = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
+            out.extend(server_frame(0x81, br#"0{"sid":"a","pingInterval":25000}"#));
+            s.write_all(&out).await.unwrap();
+            assert_eq!(read_client_frame(&mut s).await.1, b"40");
+            let mut out = server_frame(0x81, br#"40{"sid":"b"}"#);
+            out.extend(server_frame(0x81, b"2"));
+            out.extend(server_frame(0x81, br#"42["msg",1,2,"x"]"#));
+            s.write_all(&out).await.unwrap();
+            assert_eq!(read_client_frame(&mut s).await.1, b"3");
+            s.write_all(&server_frame(0x81, b"1")).await.unwrap();
+        });
+        let target = Target::parse(&format!("ws://127.0.0.1:{port}")).unwrap();
+        let mut conn = open(&target, 1024, Duration::from_secs(5)).await.unwrap();
+        let mut events = 0;
+        let err = loop {
+            match next_packet(&mut conn) {
+                Ok(Some(m)) => {
+                    assert_eq!(conn.payload(m), br#"42["msg",1,2,"x"]"#);
+                    events += 1;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(f) => break f,
+            }
+            flush(&mut conn).await.unwrap();
+            if let Err(f) = fill(&mut conn).await {
+                break f;
+            }
+        };
+        assert_eq!(events, 1);
+        assert_eq!(err.kind, "server_closed");
+        server.await.unwrap();
+    }
+
+    #[test]
+    fn loopback_urls_are_accepted() {
+        let t = Target::parse("ws://127.0.0.1:3100").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:3100".parse().unwrap());
+        assert_eq!(t.path, "/socket.io/?EIO=4&transport=websocket");
+        let t = Target::parse("ws://localhost:80/socket.io/").unwrap();
+        assert_eq!(t.host, "localhost:80");
+        let t = Target::parse("ws://[::1]:3200/custom").unwrap();
+        assert_eq!(t.addr, "[::1]:3200".parse().unwrap());
+        assert_eq!(t.path, "/custom/?EIO=4&transport=websocket");
+    }
+
+    #[test]
+    fn other_hosts_are_refused() {
+        for u in [
+            "ws://10.0.0.1:3100",
+            "ws://example.com:80",
+            "ws://127.0.0.2:3100",
+            "ws://0.0.0.0:3100",
+            "wss://127.0.0.1:3100",
+            "ws://127.0.0.1",
+            "ws://[::2]:1",
+        ] {
+            assert!(Target::parse(u).is_err(), "{u}");
+        }
+    }
+}
