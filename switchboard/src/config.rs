@@ -22,6 +22,22 @@ pub struct Config {
     /// The namespaces and the component that owns each.
     pub namespaces: Vec<NamespaceSection>,
     pub log: LogSection,
+    /// Where the hub keeps its files (the development secret, the store).
+    pub data_dir: String,
+    pub auth: AuthSection,
+}
+
+/// How clients prove who they are (JWT). With no key at all, a development
+/// secret is generated in `data_dir` (with a warning).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// HS256 shared secret.
+    pub hs256_secret: String,
+    /// RS256 public key, PEM file.
+    pub rs256_public_key_file: String,
+    /// RS256 keys, JWKS file (chosen by the token's `kid`).
+    pub jwks_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +88,9 @@ pub struct NamespaceSection {
     pub name: String,
     /// The component owning it: `echo`, `testkit` or `bench`.
     pub handler: String,
+    /// Whether clients must present a token (see `[auth]`).
+    #[serde(default)]
+    pub auth: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,8 +113,11 @@ impl Default for Config {
             namespaces: vec![NamespaceSection {
                 name: "/".to_owned(),
                 handler: "echo".to_owned(),
+                auth: false,
             }],
             log: LogSection::default(),
+            data_dir: "data".to_owned(),
+            auth: AuthSection::default(),
         }
     }
 }

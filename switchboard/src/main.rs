@@ -1,6 +1,7 @@
 //! The `switchboard` command.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -30,6 +31,42 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Prints a token for a user, signed with the configured HS256 secret
+    /// (or the development secret), for development and tests.
+    Token {
+        /// The user id (`sub`).
+        #[arg(long)]
+        user: String,
+        /// How long the token is valid: 30s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: Duration,
+        /// A TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Parses `30s`, `15m`, `1h`, `7d`.
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected e.g. 30s, 15m, 1h, 7d"))?;
+    let seconds = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: unit must be s, m, h or d")),
+    };
+    number
+        .checked_mul(seconds)
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?}: out of range"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +83,21 @@ fn main() -> anyhow::Result<()> {
                 .build()
                 .context("starting the runtime")?;
             runtime.block_on(serve(config))
+        }
+        Command::Token { user, ttl, config } => {
+            let config = Config::load(config.as_deref(), std::env::vars())?;
+            let rs256_only = config.auth.hs256_secret.is_empty()
+                && (!config.auth.rs256_public_key_file.is_empty()
+                    || !config.auth.jwks_file.is_empty());
+            if rs256_only {
+                anyhow::bail!(
+                    "tokens are verified with RS256 keys here: issue them with your identity provider"
+                );
+            }
+            let secret = server::signing_secret(&config)?;
+            let token = hub::identity::issue(&secret, &user, ttl).context("signing the token")?;
+            println!("{token}");
+            Ok(())
         }
     }
 }

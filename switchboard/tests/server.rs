@@ -26,6 +26,14 @@ struct TestServer {
 /// Starts a server with the test kit on `/` and `/a`, configured by `toml`.
 async fn start(toml: &str) -> TestServer {
     let namespaces = r#"
+[auth]
+hs256_secret = "test-secret"
+
+[[namespaces]]
+name = "/secure"
+handler = "testkit"
+auth = true
+
 [[namespaces]]
 name = "/"
 handler = "testkit"
@@ -169,6 +177,13 @@ impl Client {
             }
             return text;
         }
+    }
+
+    /// Emits on namespace `nsp` (not `/`).
+    async fn emit_to(&mut self, nsp: &str, id: u64, event: &str, args: &str) {
+        let sep = if args.is_empty() { "" } else { "," };
+        self.send(&format!(r#"42{nsp},{id}["{event}"{sep}{args}]"#))
+            .await;
     }
 
     /// Emits `event` with `args` (JSON, without brackets) and ack id `id`.
@@ -515,4 +530,127 @@ async fn upgraded_websockets_count_against_the_connection_limit() {
         .unwrap()
         .unwrap();
     assert!(next_text(&mut ws).await.starts_with('0'));
+}
+
+fn token(user: &str, ttl_secs: u64) -> String {
+    hub::identity::issue("test-secret", user, Duration::from_secs(ttl_secs)).unwrap()
+}
+
+/// Opens a session and sends CONNECT to `/secure` with `auth`; returns the reply.
+async fn connect_secure(addr: SocketAddr, auth: &str) -> (Client, String) {
+    let mut client = Client::open(addr).await;
+    client.send(&format!("40/secure,{auth}")).await;
+    let reply = client.recv().await;
+    (client, reply)
+}
+
+#[tokio::test]
+async fn a_valid_token_admits_the_user_into_their_room() {
+    let server = start("").await;
+    let (mut client, reply) = connect_secure(
+        server.addr,
+        &format!(r#"{{"token":"{}"}}"#, token("alice", 60)),
+    )
+    .await;
+    assert!(reply.starts_with("40/secure,{\"sid\""), "{reply}");
+    client.emit_to("/secure", 1, "rooms", "").await;
+    assert_eq!(client.recv().await, r#"43/secure,1[["user:alice"]]"#);
+}
+
+#[tokio::test]
+async fn a_token_in_the_handshake_query_works_for_legacy_clients() {
+    let server = start("").await;
+    let url = format!(
+        "ws://{}/socket.io/?EIO=4&transport=websocket&token={}",
+        server.addr,
+        token("bob", 60)
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut client = Client {
+        ws,
+        engine_sid: String::new(),
+    };
+    assert!(next_text(&mut client.ws).await.starts_with('0'));
+    client.send("40/secure,").await;
+    assert!(client.recv().await.starts_with("40/secure,{"));
+}
+
+#[tokio::test]
+async fn missing_invalid_and_expired_tokens_are_refused_with_their_code() {
+    let server = start("").await;
+    let expired = expired_token();
+    let forged = hub::identity::issue("not-the-secret", "alice", Duration::from_secs(60)).unwrap();
+    for (auth, code) in [
+        ("".to_owned(), "missing_token"),
+        (r#"{"token":"garbage"}"#.to_owned(), "invalid_token"),
+        (format!(r#"{{"token":"{forged}"}}"#), "invalid_token"),
+        (format!(r#"{{"token":"{expired}"}}"#), "token_expired"),
+    ] {
+        let (_client, reply) = connect_secure(server.addr, &auth).await;
+        let body: serde_json::Value = serde_json::from_str(
+            reply
+                .strip_prefix("44/secure,")
+                .unwrap_or_else(|| panic!("{reply}")),
+        )
+        .unwrap();
+        assert_eq!(body["message"], "unauthorized");
+        assert_eq!(body["data"]["code"], code, "{auth}");
+    }
+}
+
+/// A token signed with the test secret whose `exp` has passed.
+fn expired_token() -> String {
+    hub::identity::issue_until("test-secret", "alice", hub::identity::now_secs() - 10).unwrap()
+}
+
+#[tokio::test]
+async fn refresh_extends_the_socket_and_only_for_the_same_user() {
+    let server = start("").await;
+    let (mut client, _) = connect_secure(
+        server.addr,
+        &format!(r#"{{"token":"{}"}}"#, token("alice", 60)),
+    )
+    .await;
+    client
+        .emit_to(
+            "/secure",
+            1,
+            "refresh",
+            &format!(r#"{{"token":"{}"}}"#, token("alice", 3600)),
+        )
+        .await;
+    let reply = client.recv().await;
+    assert!(
+        reply.starts_with(r#"43/secure,1[{"expires_at":"#) && reply.contains(r#""ok":true"#),
+        "{reply}"
+    );
+    client
+        .emit_to(
+            "/secure",
+            2,
+            "refresh",
+            &format!(r#"{{"token":"{}"}}"#, token("mallory", 3600)),
+        )
+        .await;
+    let reply = client.recv().await;
+    assert!(
+        reply.contains(r#""code":"wrong_user""#) && reply.contains(r#""ok":false"#),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn a_socket_whose_token_expires_is_disconnected() {
+    let server = start("").await;
+    let (mut client, reply) = connect_secure(
+        server.addr,
+        &format!(r#"{{"token":"{}"}}"#, token("alice", 1)),
+    )
+    .await;
+    assert!(reply.starts_with("40/secure,{"), "{reply}");
+    assert_eq!(
+        client.recv().await,
+        r#"42/secure,["auth:expired",{"code":"token_expired"}]"#
+    );
+    assert_eq!(client.recv().await, "41/secure,");
 }

@@ -7,20 +7,36 @@ pub mod bench;
 pub mod echo;
 pub mod testkit;
 
-use anyhow::bail;
-use socketio::SocketIo;
+use std::sync::Arc;
 
-/// Installs the handler named `kind` on namespace `name`.
-pub fn install(io: &SocketIo, name: &str, kind: &str) -> anyhow::Result<()> {
-    match kind {
-        "echo" => {
-            io.add_namespace(name, echo::Echo);
-        }
-        "testkit" => testkit::install(io, name),
-        "bench" => {
-            io.add_namespace(name, bench::Bench);
-        }
+use anyhow::bail;
+use hub::auth::Auth;
+use socketio::{Namespace, NamespaceHandler, SocketIo};
+
+/// Installs the handler named `kind` on namespace `name`; with `auth`, its
+/// clients must present a valid token and join their `user:<id>` room.
+pub fn install(
+    io: &SocketIo,
+    name: &str,
+    kind: &str,
+    auth: Option<&Auth>,
+) -> anyhow::Result<Arc<Namespace>> {
+    let handler: Arc<dyn NamespaceHandler> = match kind {
+        "echo" => Arc::new(echo::Echo),
+        "testkit" => Arc::new(testkit::TestKit),
+        "bench" => Arc::new(bench::Bench),
         other => bail!("unknown handler {other:?} for namespace {name} (echo, testkit, bench)"),
+    };
+    let handler = match auth {
+        Some(auth) => auth.wrap(handler),
+        None => handler,
+    };
+    let ns = io.add_namespace_arc(name, handler);
+    if let Some(auth) = auth {
+        auth.protect(&ns);
     }
-    Ok(())
+    if kind == "testkit" {
+        testkit::add_middleware(&ns);
+    }
+    Ok(ns)
 }

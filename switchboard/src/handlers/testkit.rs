@@ -33,13 +33,12 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 use socketio::{
-    Args, BoxFuture, ConnectError, ConnectRequest, Event, NamespaceHandler, Socket, SocketIo,
+    Args, BoxFuture, ConnectError, ConnectRequest, Event, Namespace, NamespaceHandler, Socket,
 };
 
-/// Installs the test kit on namespace `name`.
-pub fn install(io: &SocketIo, name: &str) {
-    let ns = io.add_namespace(name, TestKit);
-    if name.contains("private") {
+/// Adds the test kit's middleware to a namespace (see the module docs).
+pub fn add_middleware(ns: &Namespace) {
+    if ns.name().contains("private") {
         ns.use_middleware(|request: ConnectRequest| async move {
             // Asynchronous on purpose: exercises the deferred connect path.
             tokio::task::yield_now().await;
@@ -59,7 +58,8 @@ pub fn install(io: &SocketIo, name: &str) {
     }
 }
 
-struct TestKit;
+/// The test kit's namespace handler.
+pub struct TestKit;
 
 /// The `seq` numbers a socket's handler has seen.
 #[derive(Clone, Default)]

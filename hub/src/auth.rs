@@ -1,0 +1,227 @@
+//! Authentication of sockets: the connect middleware that verifies the
+//! client's token, the `user:<id>` room every socket of a user joins, the
+//! `refresh` event, and the sweep that disconnects sockets whose token
+//! expired.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use socketio::{
+    Args, BoxFuture, ConnectError, ConnectRequest, DisconnectReason, Event, Namespace,
+    NamespaceHandler, Socket,
+};
+
+use crate::identity::{AuthError, Identity, Verifier, now_secs};
+
+/// The room of every socket of user `user`.
+pub fn user_room(user: &str) -> String {
+    format!("user:{user}")
+}
+
+/// The authenticated user of a socket (in its extensions).
+pub fn identity_of(socket: &Socket) -> Option<Identity> {
+    socket.extensions().get::<Identity>().cloned()
+}
+
+/// Authentication for the namespaces that need it.
+#[derive(Clone)]
+pub struct Auth {
+    verifier: Arc<Verifier>,
+}
+
+impl Auth {
+    pub fn new(verifier: Verifier) -> Auth {
+        Auth {
+            verifier: Arc::new(verifier),
+        }
+    }
+
+    /// Protects `ns`: its clients must present a valid token.
+    pub fn protect(&self, ns: &Namespace) {
+        let verifier = self.verifier.clone();
+        ns.use_middleware(move |mut request: ConnectRequest| {
+            let verdict = verifier.verify(&token_of(&request));
+            async move {
+                match verdict {
+                    Ok(identity) => {
+                        request.extensions.insert(identity);
+                        Ok(request)
+                    }
+                    Err(err) => Err(ConnectError::with_data(
+                        "unauthorized",
+                        json!({"code": err.code(), "message": err.to_string()}),
+                    )),
+                }
+            }
+        });
+    }
+
+    /// Wraps a namespace's handler: joins `user:<id>` before it sees the
+    /// socket, and answers `refresh` itself.
+    pub fn wrap(&self, inner: Arc<dyn NamespaceHandler>) -> Arc<dyn NamespaceHandler> {
+        Arc::new(Authenticated {
+            inner,
+            verifier: self.verifier.clone(),
+        })
+    }
+
+    /// Disconnects, every `period`, the sockets of `namespaces` whose token
+    /// expired (after telling them with `auth:expired`). Runs until the
+    /// namespaces are dropped.
+    pub fn spawn_expiry_sweep(namespaces: Vec<std::sync::Weak<Namespace>>, period: Duration) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let live: Vec<Arc<Namespace>> =
+                    namespaces.iter().filter_map(|w| w.upgrade()).collect();
+                if live.is_empty() {
+                    return;
+                }
+                let now = now_secs();
+                for ns in live {
+                    let mut expired = Vec::new();
+                    ns.for_each_socket(|socket| {
+                        if identity_of(socket).is_some_and(|id| id.expires_at <= now) {
+                            expired.push(socket.clone());
+                        }
+                    });
+                    for socket in expired {
+                        socket.emit(
+                            "auth:expired",
+                            &Args::one(&json!({"code": "token_expired"})),
+                        );
+                        socket.disconnect();
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The token a client presents: `auth.token` in the CONNECT packet, or the
+/// handshake's `?token=` (legacy clients).
+fn token_of(request: &ConnectRequest) -> String {
+    #[derive(serde::Deserialize)]
+    struct AuthPayload {
+        token: Option<String>,
+    }
+    if let Ok(AuthPayload { token: Some(token) }) = serde_json::from_str(request.auth.get()) {
+        return token;
+    }
+    request
+        .query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(percent_decode)
+        .unwrap_or_default()
+}
+
+/// Decodes `%XX` escapes and `+` of a query value.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push((hi * 16 + lo) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+struct Authenticated {
+    inner: Arc<dyn NamespaceHandler>,
+    verifier: Arc<Verifier>,
+}
+
+impl NamespaceHandler for Authenticated {
+    fn on_connect(&self, socket: &Arc<Socket>) {
+        if let Some(identity) = identity_of(socket) {
+            socket.join(user_room(&identity.user));
+        }
+        self.inner.on_connect(socket);
+    }
+
+    fn on_event(&self, socket: &Arc<Socket>, mut event: Event) -> Option<BoxFuture<()>> {
+        if event.name != "refresh" {
+            return self.inner.on_event(socket, event);
+        }
+        let reply = match self.refresh(socket, &event) {
+            Ok(identity) => json!({"ok": true, "expires_at": identity.expires_at}),
+            Err((code, message)) => {
+                json!({"ok": false, "error": {"code": code, "message": message}})
+            }
+        };
+        if let Some(ack) = event.take_ack() {
+            ack.send_one(&reply);
+        }
+        None
+    }
+
+    fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
+        self.inner.on_disconnect(socket, reason);
+    }
+}
+
+impl Authenticated {
+    /// A new token for the same user extends the socket's life.
+    fn refresh(&self, socket: &Socket, event: &Event) -> Result<Identity, (&'static str, String)> {
+        #[derive(serde::Deserialize)]
+        struct Refresh {
+            token: String,
+        }
+        let token = match event.args.first::<Refresh>() {
+            Ok(refresh) => refresh.token,
+            Err(_) => match event.args.first::<String>() {
+                Ok(token) => token,
+                Err(_) => {
+                    return Err((
+                        "bad_request",
+                        "expected {token} or a token string".to_owned(),
+                    ));
+                }
+            },
+        };
+        let identity = self
+            .verifier
+            .verify(&token)
+            .map_err(|e: AuthError| (e.code(), e.to_string()))?;
+        let current = identity_of(socket).map(|id| id.user);
+        if current.as_deref() != Some(identity.user.as_str()) {
+            return Err(("wrong_user", "the new token is for another user".to_owned()));
+        }
+        socket.extensions().insert(identity.clone());
+        Ok(identity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_query_values() {
+        assert_eq!(percent_decode("a%2Eb+c"), "a.b c");
+        assert_eq!(percent_decode("abc"), "abc");
+        assert_eq!(percent_decode("bad%zz"), "bad%zz");
+        assert_eq!(percent_decode("end%2"), "end%2");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("é%C3%A9"), "éé");
+    }
+}
