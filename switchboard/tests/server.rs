@@ -654,3 +654,28 @@ async fn a_socket_whose_token_expires_is_disconnected() {
     );
     assert_eq!(client.recv().await, "41/secure,");
 }
+
+#[tokio::test]
+async fn without_keys_serve_and_token_share_the_development_secret() {
+    let dir = std::env::temp_dir().join(format!("sb-dev-secret-{}", rand_suffix()));
+    let mut config = Config::load(None, Vec::new()).unwrap();
+    config.data_dir = dir.to_string_lossy().into_owned();
+    config.listen = vec!["127.0.0.1:0".to_owned()];
+    config.namespaces[0].auth = true;
+    // What `switchboard token` signs with…
+    let secret = server::signing_secret(&config).unwrap();
+    let token = hub::identity::issue(&secret, "dana", Duration::from_secs(60)).unwrap();
+    // …is what `switchboard serve` verifies with.
+    let app = App::new(&config).unwrap();
+    let listeners = server::bind(&config.listen).await.unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    tokio::spawn(async move { server::run(listeners, &config, app, std::future::pending()).await });
+    let mut client = Client::open(addr).await;
+    client.send(&format!(r#"40{{"token":"{token}"}}"#)).await;
+    assert!(client.recv().await.starts_with("40{"));
+    let mut stranger = Client::open(addr).await;
+    let forged = hub::identity::issue("another-secret", "dana", Duration::from_secs(60)).unwrap();
+    stranger.send(&format!(r#"40{{"token":"{forged}"}}"#)).await;
+    assert!(stranger.recv().await.starts_with("44{"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
