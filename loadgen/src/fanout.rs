@@ -62,9 +62,13 @@ pub struct FanoutArgs {
     /// Publishing time before measuring starts.
     #[arg(long, default_value_t = 1.0)]
     pub warmup_secs: f64,
-    /// Longest wait for stragglers after the last publish.
+    /// After the last publish, wait for stragglers until this long passes
+    /// without any delivery (what is still missing then counts as lost).
     #[arg(long, default_value_t = 5.0)]
     pub drain_secs: f64,
+    /// Hard limit for that wait, even while deliveries still trickle in.
+    #[arg(long, default_value_t = 60.0)]
+    pub drain_max_secs: f64,
     /// Window mode: stop waiting for a message incomplete for this long (it
     /// leaves the window; its copies are still counted if they arrive).
     #[arg(long, default_value_t = 10.0)]
@@ -190,12 +194,25 @@ pub async fn run(ctx: Ctx, a: FanoutArgs) -> anyhow::Result<Value> {
         .context("publisher task ended without a report")?
         .map_err(|f| anyhow::anyhow!("publisher failed: {}: {}", f.kind, f.detail))?;
 
-    // Drain: wait until every copy of every message has arrived.
+    // Drain: wait until every copy of every message has arrived, or until
+    // `--drain-secs` pass without a single new delivery (or the hard cap).
     let drain_t0 = now_us();
-    let drain_limit = drain_t0 + (a.drain_secs.max(0.0) * 1e6) as u64;
-    while sh.live_deliveries.load(Ordering::Relaxed) < done.published * n_ok
-        && now_us() < drain_limit
-    {
+    let idle_limit = (a.drain_secs.max(0.0) * 1e6) as u64;
+    let hard_limit = drain_t0 + (a.drain_max_secs.max(a.drain_secs).max(0.0) * 1e6) as u64;
+    let mut last_seen = sh.live_deliveries.load(Ordering::Relaxed);
+    let mut last_progress = drain_t0;
+    loop {
+        let seen = sh.live_deliveries.load(Ordering::Relaxed);
+        let now = now_us();
+        if seen >= done.published * n_ok || now >= hard_limit {
+            break;
+        }
+        if seen != last_seen {
+            last_seen = seen;
+            last_progress = now;
+        } else if now - last_progress >= idle_limit {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let drain_secs = (now_us() - drain_t0) as f64 / 1e6;

@@ -84,6 +84,10 @@ pub struct Common {
     /// are spread over them round-robin.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// `per-core`: each worker thread runs its own single-threaded runtime
+    /// (fair under saturation); `multi`: one work-stealing tokio runtime.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::PerCore)]
+    pub runtime: RuntimeKind,
     /// Limit for the whole run; the default is derived from the scenario's sizes.
     #[arg(long)]
     pub timeout_secs: Option<f64>,
@@ -91,6 +95,14 @@ pub struct Common {
     #[arg(long)]
     #[serde(skip)]
     pub json_only: bool,
+}
+
+/// How connection tasks are scheduled (see `pool.rs`).
+#[derive(clap::ValueEnum, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeKind {
+    PerCore,
+    Multi,
 }
 
 impl Common {
@@ -118,8 +130,10 @@ fn main() {
             })
         }
         Cmd::Fanout(a) => {
-            let est =
-                a.common.ramp_secs(a.subscribers) + a.warmup_secs + a.duration_secs + a.drain_secs;
+            let est = a.common.ramp_secs(a.subscribers)
+                + a.warmup_secs
+                + a.duration_secs
+                + a.drain_max_secs;
             let params = serde_json::to_value(&a);
             run_scenario("fanout", &a.common, params, est, |ctx| {
                 fanout::run(ctx, a.clone())
@@ -194,15 +208,23 @@ where
     let limit = common
         .timeout_secs
         .unwrap_or(estimated_secs * 1.5 + common.handshake_timeout_secs + 60.0);
-    if let Err(e) = pool::start(common.workers) {
-        eprintln!("loadgen: cannot start the worker threads: {e}");
-        return 1;
-    }
-    // The coordinator: sleeps, counts and signals on the main thread.
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let built = if common.runtime == RuntimeKind::Multi {
+        // One work-stealing runtime for everything (for comparison).
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(common.workers.max(1))
+            .enable_all()
+            .build()
+    } else {
+        if let Err(e) = pool::start(common.workers) {
+            eprintln!("loadgen: cannot start the worker threads: {e}");
+            return 1;
+        }
+        // The coordinator: sleeps, counts and signals on the main thread.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("loadgen: cannot start the runtime: {e}");
@@ -212,7 +234,7 @@ where
     let result = rt.block_on(async {
         match tokio::time::timeout(Duration::from_secs_f64(limit), scenario(ctx)).await {
             Ok(r) => r,
-            Err(_) => Err(anyhow::anyhow!("global timeout of {limit:.0} s reached")),
+            Err(_) => Err(anyhow::anyhow!("global timeout of {limit:.1} s reached")),
         }
     });
     let (metrics, error) = match result {
