@@ -157,7 +157,7 @@ pub async fn bind(addresses: &[String]) -> anyhow::Result<Vec<TcpListener>> {
             .collect();
         let mut bound = 0;
         for addr in &resolved {
-            match TcpListener::bind(addr).await {
+            match listen(*addr) {
                 Ok(listener) => {
                     listeners.push(listener);
                     bound += 1;
@@ -172,6 +172,21 @@ pub async fn bind(addresses: &[String]) -> anyhow::Result<Vec<TcpListener>> {
         }
     }
     Ok(listeners)
+}
+
+/// Pending connections the kernel may queue for `accept` (tokio's default
+/// is smaller; a reconnect storm after a node restart needs more).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves until `shutdown` completes, then drains.
