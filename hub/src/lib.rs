@@ -9,6 +9,8 @@
 //!   tokens and the development secret.
 //! - [`auth`]: the connect middleware, `user:<id>` rooms, `refresh`, and the
 //!   sweep that disconnects expired sockets.
+//! - [`metrics`]: the Prometheus text format.
 
 pub mod auth;
 pub mod identity;
+pub mod metrics;

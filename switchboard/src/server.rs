@@ -124,15 +124,61 @@ impl App {
         {
             return raw.handle(req).await;
         }
-        let mut response = Response::new(Full::from(
-            r#"{"error":{"code":"not_found","message":"no such path"}}"#,
-        ));
-        *response.status_mut() = StatusCode::NOT_FOUND;
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        response
+        match (req.method(), path) {
+            (&http::Method::GET, "/healthz") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
+            (&http::Method::GET, "/metrics") => {
+                let mut response = Response::new(Full::from(self.metrics()));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                r#"{"error":{"code":"not_found","message":"no such path"}}"#,
+            ),
+        }
+    }
+
+    /// The operator metrics, in the Prometheus text format.
+    pub fn metrics(&self) -> String {
+        use hub::metrics::{Family, Kind, render};
+        let stats = self.engine.stats();
+        let mut sockets = Family {
+            name: "switchboard_sockets",
+            help: "Socket.IO sockets connected, by namespace.",
+            kind: Kind::Gauge,
+            samples: Vec::new(),
+        };
+        let mut namespaces = self.io.namespaces();
+        namespaces.sort_by(|a, b| a.name().cmp(b.name()));
+        for ns in namespaces {
+            sockets
+                .samples
+                .push((vec![("namespace", ns.name().to_owned())], ns.len() as f64));
+        }
+        render(&[
+            Family::single(
+                "switchboard_connections",
+                "Engine.IO sessions open (one per client connection).",
+                Kind::Gauge,
+                stats.sessions as f64,
+            ),
+            sockets,
+            Family::single(
+                "switchboard_slow_consumer_disconnects_total",
+                "Connections closed because their outbound queue stayed full.",
+                Kind::Counter,
+                stats.slow_consumer_disconnects as f64,
+            ),
+            Family::single(
+                "switchboard_dropped_packets_total",
+                "Volatile packets dropped because a queue was full.",
+                Kind::Counter,
+                stats.volatile_dropped as f64,
+            ),
+        ])
     }
 
     fn close_all(&self) {
@@ -145,6 +191,16 @@ impl App {
     fn session_count(&self) -> usize {
         self.engine.session_count() + self.raw_engine.as_ref().map_or(0, |e| e.session_count())
     }
+}
+
+fn json_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Binds every configured address (a host name binds all it resolves to).

@@ -431,6 +431,15 @@ async fn a_full_queue_disconnects_the_slow_consumer_and_spares_the_others() {
     publisher.emit(1, "echo", "1").await;
     assert_eq!(publisher.recv().await, "431[1]");
     assert!(closed_by_server(&mut stalled.ws).await);
+    // Operators see it.
+    let metrics = http(server.addr, "GET", "/metrics", &[], "").await;
+    assert!(
+        metrics
+            .body
+            .contains("\nswitchboard_slow_consumer_disconnects_total 1\n"),
+        "{}",
+        metrics.body
+    );
 }
 
 #[tokio::test]
@@ -678,4 +687,42 @@ async fn without_keys_serve_and_token_share_the_development_secret() {
     stranger.send(&format!(r#"40{{"token":"{forged}"}}"#)).await;
     assert!(stranger.recv().await.starts_with("44{"));
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn health_and_metrics_report_connections_and_sockets() {
+    let server = start("").await;
+    let health = http(server.addr, "GET", "/healthz", &[], "").await;
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (200, r#"{"status":"ok"}"#)
+    );
+    let (_client, _) = Client::connect(server.addr).await;
+    let metrics = http(server.addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.headers["content-type"].starts_with("text/plain; version=0.0.4"));
+    assert!(
+        metrics.body.contains("\nswitchboard_connections 1\n"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("\nswitchboard_sockets{namespace=\"/\"} 1\n"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("\nswitchboard_sockets{namespace=\"/a\"} 0\n"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("# TYPE switchboard_slow_consumer_disconnects_total counter")
+    );
 }
