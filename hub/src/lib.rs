@@ -9,8 +9,13 @@
 //!   tokens and the development secret.
 //! - [`auth`]: the connect middleware, `user:<id>` rooms, `refresh`, and the
 //!   sweep that disconnects expired sockets.
+//! - [`component`]: the [`Component`](component::Component) trait a feature
+//!   implements, run as a namespace handler: `{ok, error}` acks, authorized
+//!   `subscribe` / `unsubscribe`, the `{room, data}` envelope; `PubSub`, a
+//!   generic publish/subscribe component.
 //! - [`metrics`]: the Prometheus text format.
 
 pub mod auth;
+pub mod component;
 pub mod identity;
 pub mod metrics;

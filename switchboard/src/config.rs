@@ -86,7 +86,8 @@ pub struct RawEngineSection {
 pub struct NamespaceSection {
     /// The namespace name, starting with `/`.
     pub name: String,
-    /// The component owning it: `echo`, `testkit` or `bench`.
+    /// The component owning it: `pubsub`, or `echo`, `testkit`, `bench`
+    /// (protocol-level handlers for tests and benchmarks).
     pub handler: String,
     /// Whether clients must present a token (see `[auth]`).
     #[serde(default)]

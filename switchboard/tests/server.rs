@@ -35,6 +35,11 @@ handler = "testkit"
 auth = true
 
 [[namespaces]]
+name = "/pubsub"
+handler = "pubsub"
+auth = true
+
+[[namespaces]]
 name = "/"
 handler = "testkit"
 [[namespaces]]
@@ -724,5 +729,96 @@ async fn health_and_metrics_report_connections_and_sockets() {
         metrics
             .body
             .contains("# TYPE switchboard_slow_consumer_disconnects_total counter")
+    );
+}
+
+async fn connect_pubsub(addr: SocketAddr, user: &str) -> Client {
+    let mut client = Client::open(addr).await;
+    client
+        .send(&format!(r#"40/pubsub,{{"token":"{}"}}"#, token(user, 60)))
+        .await;
+    let reply = client.recv().await;
+    assert!(reply.starts_with("40/pubsub,{"), "{reply}");
+    client
+}
+
+#[tokio::test]
+async fn a_user_cannot_subscribe_to_another_users_room() {
+    let server = start("").await;
+    let mut alice = connect_pubsub(server.addr, "alice").await;
+    alice
+        .emit_to("/pubsub", 1, "subscribe", r#""user:bob""#)
+        .await;
+    let reply = alice.recv().await;
+    assert!(
+        reply.starts_with(r#"43/pubsub,1[{"error":{"code":"forbidden""#)
+            && reply.contains(r#""ok":false"#),
+        "{reply}"
+    );
+    alice
+        .emit_to("/pubsub", 2, "subscribe", r#""user:alice""#)
+        .await;
+    assert_eq!(
+        alice.recv().await,
+        r#"43/pubsub,2[{"ok":true,"room":"user:alice"}]"#
+    );
+}
+
+#[tokio::test]
+async fn every_event_is_acked_with_ok_or_an_error() {
+    let server = start("").await;
+    let mut alice = connect_pubsub(server.addr, "alice").await;
+    alice.emit_to("/pubsub", 1, "frobnicate", "").await;
+    let reply = alice.recv().await;
+    assert!(
+        reply.contains(r#""code":"unknown_event""#) && reply.contains(r#""ok":false"#),
+        "{reply}"
+    );
+    alice.emit_to("/pubsub", 2, "subscribe", "").await;
+    assert!(alice.recv().await.contains(r#""code":"bad_request""#));
+    alice
+        .emit_to("/pubsub", 3, "publish", r#"{"room":"topic:news","data":1}"#)
+        .await;
+    assert!(alice.recv().await.contains("subscribe to the room first"));
+}
+
+#[tokio::test]
+async fn room_events_reach_subscribers_only_in_a_room_data_envelope() {
+    let server = start("").await;
+    let mut alice = connect_pubsub(server.addr, "alice").await;
+    let mut bob = connect_pubsub(server.addr, "bob").await;
+    let mut carol = connect_pubsub(server.addr, "carol").await;
+    for (client, id) in [(&mut alice, 1), (&mut bob, 1)] {
+        client
+            .emit_to("/pubsub", id, "subscribe", r#""topic:news""#)
+            .await;
+        assert_eq!(
+            client.recv().await,
+            r#"43/pubsub,1[{"ok":true,"room":"topic:news"}]"#
+        );
+    }
+    alice
+        .emit_to(
+            "/pubsub",
+            2,
+            "publish",
+            r#"{"room":"topic:news","data":{"headline":"hi"}}"#,
+        )
+        .await;
+    let expected = r#"42/pubsub,["message",{"data":{"headline":"hi"},"room":"topic:news"}]"#;
+    assert_eq!(bob.recv().await, expected);
+    // alice is subscribed too: her copy, then her ack.
+    assert_eq!(alice.recv().await, expected);
+    assert_eq!(
+        alice.recv().await,
+        r#"43/pubsub,2[{"delivered":2,"ok":true}]"#
+    );
+    // carol did not subscribe: the next thing she sees is her own ack.
+    carol
+        .emit_to("/pubsub", 9, "subscribe", r#""topic:other""#)
+        .await;
+    assert_eq!(
+        carol.recv().await,
+        r#"43/pubsub,9[{"ok":true,"room":"topic:other"}]"#
     );
 }

@@ -25,7 +25,12 @@ pub fn install(
         "echo" => Arc::new(echo::Echo),
         "testkit" => Arc::new(testkit::TestKit),
         "bench" => Arc::new(bench::Bench),
-        other => bail!("unknown handler {other:?} for namespace {name} (echo, testkit, bench)"),
+        "pubsub" => Arc::new(hub::component::ComponentHandler::new(
+            hub::component::PubSub,
+        )),
+        other => {
+            bail!("unknown handler {other:?} for namespace {name} (echo, testkit, bench, pubsub)")
+        }
     };
     let handler = match auth {
         Some(auth) => auth.wrap(handler),

@@ -1,0 +1,168 @@
+//! Components: the ESN features, one per namespace. A component answers
+//! the client's events and decides which rooms a client may subscribe to;
+//! the hub turns that into Socket.IO: every event gets an ack
+//! `{ok:true, …}` or `{ok:false, error:{code, message}}`, and `subscribe` /
+//! `unsubscribe` (a room id) are handled here, authorized by the component.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use socketio::{Args, BoxFuture, Event, Namespace, NamespaceHandler, Socket};
+
+use crate::auth::{identity_of, user_room};
+use crate::identity::Identity;
+
+/// A refusal or failure, sent to the client as `{ok:false, error}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct HubError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl HubError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> HubError {
+        HubError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a component answers: the fields of `{ok:true, …}`.
+pub type Reply = Result<serde_json::Map<String, Value>, HubError>;
+
+/// An ESN feature owning one namespace.
+pub trait Component: Send + Sync + 'static {
+    /// Whether `user` may subscribe to `room`. By default: their own
+    /// `user:<id>` room only.
+    fn may_subscribe(&self, user: Option<&Identity>, room: &str) -> bool {
+        user.is_some_and(|u| room == user_room(&u.user))
+    }
+
+    /// Handles a client event other than `subscribe` / `unsubscribe`.
+    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply>;
+}
+
+/// Runs a [`Component`] as a namespace handler.
+pub struct ComponentHandler<C> {
+    component: Arc<C>,
+}
+
+impl<C: Component> ComponentHandler<C> {
+    pub fn new(component: C) -> ComponentHandler<C> {
+        ComponentHandler {
+            component: Arc::new(component),
+        }
+    }
+}
+
+fn ok(fields: serde_json::Map<String, Value>) -> Value {
+    let mut object = fields;
+    object.insert("ok".to_owned(), Value::Bool(true));
+    Value::Object(object)
+}
+
+fn error(err: &HubError) -> Value {
+    json!({"ok": false, "error": {"code": err.code, "message": err.message}})
+}
+
+/// Emits `event` to everyone in `room` with the envelope `{room, data}`;
+/// returns how many local sockets it reached.
+pub fn publish_to_room(ns: &Arc<Namespace>, room: &str, event: &str, data: &Value) -> usize {
+    ns.to(room)
+        .emit(event, &Args::one(&json!({"room": room, "data": data})))
+}
+
+impl<C: Component> NamespaceHandler for ComponentHandler<C> {
+    fn on_event(&self, socket: &Arc<Socket>, mut event: Event) -> Option<BoxFuture<()>> {
+        let ack = event.take_ack();
+        let reply = |value: Value| {
+            if let Some(ack) = ack {
+                ack.send_one(&value);
+            }
+        };
+        match event.name.as_str() {
+            "subscribe" | "unsubscribe" => {
+                let Ok(room) = event.args.first::<String>() else {
+                    reply(error(&HubError::new("bad_request", "expected a room id")));
+                    return None;
+                };
+                if event.name == "unsubscribe" {
+                    socket.leave(&room);
+                    reply(json!({"ok": true, "room": room}));
+                } else if self
+                    .component
+                    .may_subscribe(identity_of(socket).as_ref(), &room)
+                {
+                    socket.join(room.clone());
+                    reply(json!({"ok": true, "room": room}));
+                } else {
+                    reply(error(&HubError::new(
+                        "forbidden",
+                        format!("not allowed to subscribe to {room}"),
+                    )));
+                }
+                None
+            }
+            name => {
+                let future = self.component.handle(socket, name, &event.args);
+                Some(Box::pin(async move {
+                    let value = match future.await {
+                        Ok(fields) => ok(fields),
+                        Err(err) => error(&err),
+                    };
+                    reply(value);
+                }))
+            }
+        }
+    }
+}
+
+/// A generic publish/subscribe component: clients subscribe to their own
+/// `user:<id>` room and to `topic:*` rooms, and `publish` `{room, data}` to
+/// a topic room they are subscribed to; subscribers get `message` with the
+/// envelope `{room, data}`.
+pub struct PubSub;
+
+impl Component for PubSub {
+    fn may_subscribe(&self, user: Option<&Identity>, room: &str) -> bool {
+        room.starts_with("topic:") || user.is_some_and(|u| room == user_room(&u.user))
+    }
+
+    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
+        let result = match event {
+            "publish" => publish(socket, args),
+            other => Err(HubError::new(
+                "unknown_event",
+                format!("no handler for {other:?}"),
+            )),
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+fn publish(socket: &Arc<Socket>, args: &Args) -> Reply {
+    #[derive(serde::Deserialize)]
+    struct Publish {
+        room: String,
+        #[serde(default)]
+        data: Value,
+    }
+    let request: Publish = args
+        .first()
+        .map_err(|e| HubError::new("bad_request", format!("expected {{room, data}}: {e}")))?;
+    if !request.room.starts_with("topic:") {
+        return Err(HubError::new(
+            "forbidden",
+            "clients publish to topic rooms only",
+        ));
+    }
+    if !socket.rooms().iter().any(|r| **r == *request.room) {
+        return Err(HubError::new("forbidden", "subscribe to the room first"));
+    }
+    let count = publish_to_room(socket.namespace(), &request.room, "message", &request.data);
+    let mut fields = serde_json::Map::new();
+    fields.insert("delivered".to_owned(), json!(count));
+    Ok(fields)
+}
