@@ -13,9 +13,12 @@
 //!   implements, run as a namespace handler: `{ok, error}` acks, authorized
 //!   `subscribe` / `unsubscribe`, the `{room, data}` envelope; `PubSub`, a
 //!   generic publish/subscribe component.
+//! - [`publish`]: what backend services ask through the publish API
+//!   (publish to users, rooms or a namespace; disconnect a user; room sizes).
 //! - [`metrics`]: the Prometheus text format.
 
 pub mod auth;
 pub mod component;
 pub mod identity;
 pub mod metrics;
+pub mod publish;

@@ -25,6 +25,26 @@ pub struct Config {
     /// Where the hub keeps its files (the development secret, the store).
     pub data_dir: String,
     pub auth: AuthSection,
+    pub api: ApiSection,
+}
+
+/// The publish API for backend services.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// API keys (`Authorization: Bearer KEY`); none = every request is refused.
+    pub keys: Vec<String>,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            keys: Vec::new(),
+            max_body_bytes: 1 << 20,
+        }
+    }
 }
 
 /// How clients prove who they are (JWT). With no key at all, a development
@@ -119,6 +139,7 @@ impl Default for Config {
             log: LogSection::default(),
             data_dir: "data".to_owned(),
             auth: AuthSection::default(),
+            api: ApiSection::default(),
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct App {
     pub raw_engine: Option<Engine<RawEcho>>,
     /// Namespaces whose sockets are disconnected when their token expires.
     protected: Vec<Weak<Namespace>>,
+    /// The publish API's settings.
+    api: Arc<crate::api::ApiConfig>,
 }
 
 /// The token verifier the `[auth]` settings describe; without any key, the
@@ -111,6 +113,10 @@ impl App {
             engine,
             raw_engine,
             protected,
+            api: Arc::new(crate::api::ApiConfig {
+                keys: config.api.keys.clone(),
+                max_body_bytes: config.api.max_body_bytes,
+            }),
         })
     }
 
@@ -123,6 +129,9 @@ impl App {
             && raw.matches_path(path)
         {
             return raw.handle(req).await;
+        }
+        if path.starts_with("/api/v1/") {
+            return crate::api::handle(&self.io, &self.api, req).await;
         }
         match (req.method(), path) {
             (&http::Method::GET, "/healthz") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),

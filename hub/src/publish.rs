@@ -1,0 +1,145 @@
+//! What backend services ask of the hub through the publish API: an event
+//! for users, rooms or a whole namespace; disconnecting a user; counting a
+//! room. This module validates requests and carries them out on the
+//! Socket.IO server; the HTTP layer (status codes, keys, limits) is the
+//! binary's.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use socketio::{Args, BroadcastOperator, Namespace, SocketIo};
+
+use crate::auth::user_room;
+use crate::component::HubError;
+
+/// Longest event name accepted.
+const MAX_EVENT_LEN: usize = 128;
+
+/// `POST /api/v1/publish`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// The event name clients receive.
+    pub event: String,
+    /// The event's argument.
+    #[serde(default)]
+    pub data: Value,
+    /// Users to reach (every socket of each, in the chosen namespaces).
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Rooms to reach; their members get `{room, data}`.
+    #[serde(default)]
+    pub rooms: Vec<String>,
+    /// Every socket of the namespace (requires `namespace`).
+    #[serde(default)]
+    pub broadcast: bool,
+    /// Only this namespace; all namespaces when absent (not with `broadcast`).
+    pub namespace: Option<String>,
+}
+
+/// `POST /api/v1/disconnect`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisconnectRequest {
+    pub user: String,
+}
+
+fn invalid(message: impl Into<String>) -> HubError {
+    HubError::new("invalid_request", message)
+}
+
+/// The namespaces a request addresses.
+fn namespaces(io: &SocketIo, name: Option<&str>) -> Result<Vec<Arc<Namespace>>, HubError> {
+    match name {
+        Some(name) => io
+            .of(name)
+            .map(|ns| vec![ns])
+            .ok_or_else(|| HubError::new("unknown_namespace", format!("no namespace {name:?}"))),
+        None => Ok(io.namespaces()),
+    }
+}
+
+/// Checks and carries out a publish; returns how many sockets it reached on
+/// this node.
+pub fn publish(io: &SocketIo, request: &PublishRequest) -> Result<usize, HubError> {
+    if request.event.is_empty() || request.event.len() > MAX_EVENT_LEN {
+        return Err(invalid(format!(
+            "event must be 1 to {MAX_EVENT_LEN} characters"
+        )));
+    }
+    if socketio::packet::RESERVED_EVENTS.contains(&request.event.as_str()) {
+        return Err(invalid(format!(
+            "{:?} is a reserved event name",
+            request.event
+        )));
+    }
+    if request.users.is_empty() && request.rooms.is_empty() && !request.broadcast {
+        return Err(invalid("name users, rooms, or broadcast: true"));
+    }
+    if request.broadcast && request.namespace.is_none() {
+        return Err(invalid("broadcast needs a namespace"));
+    }
+    if request
+        .users
+        .iter()
+        .chain(&request.rooms)
+        .any(|s| s.is_empty())
+    {
+        return Err(invalid("user and room ids must not be empty"));
+    }
+    let mut delivered = 0;
+    for ns in namespaces(io, request.namespace.as_deref())? {
+        if request.broadcast {
+            delivered += ns
+                .broadcast()
+                .emit(&request.event, &Args::one(&request.data));
+            continue;
+        }
+        if !request.users.is_empty() {
+            let mut op: Option<BroadcastOperator> = None;
+            for user in &request.users {
+                let room = user_room(user);
+                op = Some(match op {
+                    Some(op) => op.to(room),
+                    None => ns.to(room),
+                });
+            }
+            if let Some(op) = op {
+                delivered += op.emit(&request.event, &Args::one(&request.data));
+            }
+        }
+        for room in &request.rooms {
+            let envelope = json!({"room": room, "data": &request.data});
+            delivered += ns
+                .to(room.as_str())
+                .emit(&request.event, &Args::one(&envelope));
+        }
+    }
+    Ok(delivered)
+}
+
+/// Disconnects every socket of a user, in every namespace; returns how many.
+pub fn disconnect_user(io: &SocketIo, request: &DisconnectRequest) -> Result<usize, HubError> {
+    if request.user.is_empty() {
+        return Err(invalid("user must not be empty"));
+    }
+    let mut count = 0;
+    for ns in io.namespaces() {
+        let op = ns.to(user_room(&request.user));
+        let sockets = op.sockets();
+        count += sockets.len();
+        for socket in sockets {
+            socket.disconnect();
+        }
+    }
+    Ok(count)
+}
+
+/// Sockets in `room` (in one namespace, or all).
+pub fn room_size(io: &SocketIo, room: &str, namespace: Option<&str>) -> Result<usize, HubError> {
+    Ok(namespaces(io, namespace)?
+        .iter()
+        .map(|ns| ns.to(room).sockets().len())
+        .sum())
+}

@@ -1,0 +1,180 @@
+//! The publish API over HTTP (`/api/v1/…`): API-key authentication
+//! (compared in constant time), the request size limit, and status codes
+//! with JSON bodies. What the requests do is `hub::publish`.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use socketio::SocketIo;
+
+use hub::component::HubError;
+use hub::publish::{self, DisconnectRequest, PublishRequest};
+
+/// API settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub keys: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn failure(
+    status: StatusCode,
+    code: &str,
+    message: impl std::fmt::Display,
+) -> Response<Full<Bytes>> {
+    reply(
+        status,
+        json!({"ok": false, "error": {"code": code, "message": message.to_string()}}),
+    )
+}
+
+fn hub_failure(err: HubError) -> Response<Full<Bytes>> {
+    let status = if err.code == "unknown_namespace" {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    failure(status, err.code, err.message)
+}
+
+/// Compares without an early exit, so timing does not reveal a key.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+fn authorized(config: &ApiConfig, headers: &HeaderMap) -> bool {
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    let Some(presented) = presented else {
+        return false;
+    };
+    // Every key is compared, so the time does not depend on which matched.
+    config.keys.iter().fold(false, |found, key| {
+        found | constant_time_eq(key.as_bytes(), presented.as_bytes())
+    })
+}
+
+/// Reads and parses a JSON body within the size limit.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<T, Response<Full<Bytes>>> {
+    let too_large = || {
+        failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body exceeds {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let body = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(err) => return Err(failure(StatusCode::BAD_REQUEST, "bad_body", err)),
+    };
+    serde_json::from_slice(&body).map_err(|err| {
+        if err.is_data() {
+            failure(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", err)
+        } else {
+            failure(StatusCode::BAD_REQUEST, "invalid_json", err)
+        }
+    })
+}
+
+/// Serves a request under `/api/v1/`.
+pub async fn handle(
+    io: &SocketIo,
+    config: &ApiConfig,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if !authorized(config, req.headers()) {
+        return failure(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid API key is required (Authorization: Bearer KEY)",
+        );
+    }
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    match (req.method().clone(), path.as_str()) {
+        (Method::POST, "/api/v1/publish") => {
+            let request: PublishRequest = match json_body(req, config.max_body_bytes).await {
+                Ok(r) => r,
+                Err(response) => return response,
+            };
+            match publish::publish(io, &request) {
+                Ok(delivered) => reply(StatusCode::OK, json!({"ok": true, "delivered": delivered})),
+                Err(err) => hub_failure(err),
+            }
+        }
+        (Method::POST, "/api/v1/disconnect") => {
+            let request: DisconnectRequest = match json_body(req, config.max_body_bytes).await {
+                Ok(r) => r,
+                Err(response) => return response,
+            };
+            match publish::disconnect_user(io, &request) {
+                Ok(count) => reply(StatusCode::OK, json!({"ok": true, "disconnected": count})),
+                Err(err) => hub_failure(err),
+            }
+        }
+        (Method::GET, p) if p.starts_with("/api/v1/rooms/") => {
+            let room = &p["/api/v1/rooms/".len()..];
+            let namespace = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("namespace="));
+            match publish::room_size(io, room, namespace) {
+                Ok(sockets) => reply(
+                    StatusCode::OK,
+                    json!({"ok": true, "room": room, "sockets": sockets}),
+                ),
+                Err(err) => hub_failure(err),
+            }
+        }
+        (_, "/api/v1/publish" | "/api/v1/disconnect") => failure(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use POST",
+        ),
+        _ => failure(StatusCode::NOT_FOUND, "not_found", "no such API path"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_comparison_is_equality() {
+        assert!(constant_time_eq(b"key", b"key"));
+        assert!(!constant_time_eq(b"key", b"kez"));
+        assert!(!constant_time_eq(b"key", b"key2"));
+        assert!(!constant_time_eq(b"", b"k"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}
