@@ -40,6 +40,24 @@ pub trait Component: Send + Sync + 'static {
         user.is_some_and(|u| room == user_room(&u.user))
     }
 
+    /// Answers `subscribe` with the rooms to join. By default: `room` if
+    /// [`may_subscribe`](Self::may_subscribe) allows it.
+    fn subscribe(
+        &self,
+        socket: &Arc<Socket>,
+        room: &str,
+    ) -> BoxFuture<Result<Vec<String>, HubError>> {
+        let verdict = if self.may_subscribe(identity_of(socket).as_ref(), room) {
+            Ok(vec![room.to_owned()])
+        } else {
+            Err(HubError::new(
+                "forbidden",
+                format!("not allowed to subscribe to {room}"),
+            ))
+        };
+        Box::pin(std::future::ready(verdict))
+    }
+
     /// Handles a client event other than `subscribe` / `unsubscribe`.
     fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply>;
 }
@@ -57,9 +75,10 @@ impl<C: Component> ComponentHandler<C> {
     }
 }
 
+/// `{ok:true, …fields}` (a component may set `ok` itself).
 fn ok(fields: serde_json::Map<String, Value>) -> Value {
     let mut object = fields;
-    object.insert("ok".to_owned(), Value::Bool(true));
+    object.entry("ok").or_insert(Value::Bool(true));
     Value::Object(object)
 }
 
@@ -91,19 +110,21 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 if event.name == "unsubscribe" {
                     socket.leave(&room);
                     reply(json!({"ok": true, "room": room}));
-                } else if self
-                    .component
-                    .may_subscribe(identity_of(socket).as_ref(), &room)
-                {
-                    socket.join(room.clone());
-                    reply(json!({"ok": true, "room": room}));
-                } else {
-                    reply(error(&HubError::new(
-                        "forbidden",
-                        format!("not allowed to subscribe to {room}"),
-                    )));
+                    return None;
                 }
-                None
+                let verdict = self.component.subscribe(socket, &room);
+                let socket = socket.clone();
+                Some(Box::pin(async move {
+                    match verdict.await {
+                        Ok(rooms) => {
+                            for joined in &rooms {
+                                socket.join(joined.as_str());
+                            }
+                            reply(json!({"ok": true, "room": room, "rooms": rooms}));
+                        }
+                        Err(err) => reply(error(&err)),
+                    }
+                }))
             }
             name => {
                 let future = self.component.handle(socket, name, &event.args);

@@ -764,7 +764,7 @@ async fn a_user_cannot_subscribe_to_another_users_room() {
         .await;
     assert_eq!(
         alice.recv().await,
-        r#"43/pubsub,2[{"ok":true,"room":"user:alice"}]"#
+        r#"43/pubsub,2[{"ok":true,"room":"user:alice","rooms":["user:alice"]}]"#
     );
 }
 
@@ -798,7 +798,7 @@ async fn room_events_reach_subscribers_only_in_a_room_data_envelope() {
             .await;
         assert_eq!(
             client.recv().await,
-            r#"43/pubsub,1[{"ok":true,"room":"topic:news"}]"#
+            r#"43/pubsub,1[{"ok":true,"room":"topic:news","rooms":["topic:news"]}]"#
         );
     }
     alice
@@ -823,7 +823,7 @@ async fn room_events_reach_subscribers_only_in_a_room_data_envelope() {
         .await;
     assert_eq!(
         carol.recv().await,
-        r#"43/pubsub,9[{"ok":true,"room":"topic:other"}]"#
+        r#"43/pubsub,9[{"ok":true,"room":"topic:other","rooms":["topic:other"]}]"#
     );
 }
 
@@ -954,7 +954,7 @@ async fn a_publish_to_a_user_reaches_every_socket_of_that_user_and_nobody_else()
     bob.emit_to("/pubsub", 5, "subscribe", r#""topic:x""#).await;
     assert_eq!(
         bob.recv().await,
-        r#"43/pubsub,5[{"ok":true,"room":"topic:x"}]"#
+        r#"43/pubsub,5[{"ok":true,"room":"topic:x","rooms":["topic:x"]}]"#
     );
 }
 
