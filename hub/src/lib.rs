@@ -13,6 +13,7 @@
 //!   implements, run as a namespace handler: `{ok, error}` acks, authorized
 //!   `subscribe` / `unsubscribe`, the `{room, data}` envelope; `PubSub`, a
 //!   generic publish/subscribe component.
+//! - [`proxy`]: proxy namespaces, owned by an HTTP backend.
 //! - [`publish`]: what backend services ask through the publish API
 //!   (publish to users, rooms or a namespace; disconnect a user; room sizes).
 //! - [`metrics`]: the Prometheus text format.
@@ -21,4 +22,5 @@ pub mod auth;
 pub mod component;
 pub mod identity;
 pub mod metrics;
+pub mod proxy;
 pub mod publish;

@@ -106,12 +106,22 @@ pub struct RawEngineSection {
 pub struct NamespaceSection {
     /// The namespace name, starting with `/`.
     pub name: String,
-    /// The component owning it: `pubsub`, or `echo`, `testkit`, `bench`
-    /// (protocol-level handlers for tests and benchmarks).
+    /// The component owning it: `pubsub`, `proxy` (see `backend`), or
+    /// `echo`, `testkit`, `bench` (protocol-level, for tests and benchmarks).
     pub handler: String,
     /// Whether clients must present a token (see `[auth]`).
     #[serde(default)]
     pub auth: bool,
+    /// For `handler = "proxy"`: the backend's URL (http://…).
+    #[serde(default)]
+    pub backend: String,
+    /// For `handler = "proxy"`: how long a backend request may take.
+    #[serde(default = "default_backend_timeout_ms")]
+    pub backend_timeout_ms: u64,
+}
+
+fn default_backend_timeout_ms() -> u64 {
+    5000
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +145,8 @@ impl Default for Config {
                 name: "/".to_owned(),
                 handler: "echo".to_owned(),
                 auth: false,
+                backend: String::new(),
+                backend_timeout_ms: default_backend_timeout_ms(),
             }],
             log: LogSection::default(),
             data_dir: "data".to_owned(),

@@ -97,7 +97,7 @@ impl App {
         let mut protected = Vec::new();
         for ns in &config.namespaces {
             let auth = auth.as_ref().filter(|_| ns.auth);
-            let namespace = handlers::install(&io, &ns.name, &ns.handler, auth)?;
+            let namespace = handlers::install(&io, ns, auth)?;
             if auth.is_some() {
                 protected.push(Arc::downgrade(&namespace));
             }

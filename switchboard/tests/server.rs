@@ -991,3 +991,93 @@ async fn the_api_publishes_to_rooms_counts_them_and_disconnects_users() {
     assert_eq!(json["disconnected"], 1);
     assert_eq!(alice.recv().await, "41/pubsub,");
 }
+
+/// A backend for a proxy namespace: answers `greet` with a greeting for the
+/// user, `boom` with HTTP 500, `slow` too late, and `subscribe` to
+/// `team:1` with the rooms to join (refusing any other room).
+async fn start_backend() -> SocketAddr {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let call: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let (status, answer) = match call["event"].as_str().unwrap() {
+                            "greet" => (
+                                200,
+                                serde_json::json!({
+                                    "greeting": format!("hello {}", call["user"].as_str().unwrap()),
+                                    "namespace": call["namespace"], "echo": call["data"],
+                                    "socket_given": call["socket"].as_str().is_some_and(|s| s.len() == 20),
+                                }),
+                            ),
+                            "boom" => (500, serde_json::json!({})),
+                            "slow" => {
+                                tokio::time::sleep(Duration::from_millis(2000)).await;
+                                (200, serde_json::json!({}))
+                            }
+                            "subscribe" if call["data"] == "team:1" => (
+                                200,
+                                serde_json::json!({"rooms": ["team:1", "team:1:admins"]}),
+                            ),
+                            _ => (200, serde_json::json!({"ok": false})),
+                        };
+                        let mut response = http::Response::new(
+                            http_body_util::Full::<bytes::Bytes>::from(answer.to_string()),
+                        );
+                        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_proxy_namespace_forwards_events_and_subscriptions_to_its_backend() {
+    let backend = start_backend().await;
+    let server = start(&format!(
+        "[[namespaces]]\nname = \"/ext\"\nhandler = \"proxy\"\nauth = true\nbackend = \"http://{backend}/events\"\nbackend_timeout_ms = 300"
+    ))
+    .await;
+    let mut client = Client::open(server.addr).await;
+    client
+        .send(&format!(r#"40/ext,{{"token":"{}"}}"#, token("erin", 60)))
+        .await;
+    assert!(client.recv().await.starts_with("40/ext,{"));
+
+    client.emit_to("/ext", 1, "greet", r#"{"x":1}"#).await;
+    assert_eq!(
+        client.recv().await,
+        r#"43/ext,1[{"echo":{"x":1},"greeting":"hello erin","namespace":"/ext","ok":true,"socket_given":true}]"#
+    );
+    client.emit_to("/ext", 2, "boom", "").await;
+    let reply = client.recv().await;
+    assert!(
+        reply.contains(r#""code":"backend_error""#) && reply.contains(r#""ok":false"#),
+        "{reply}"
+    );
+    client.emit_to("/ext", 3, "slow", "").await;
+    let reply = client.recv().await;
+    assert!(reply.contains(r#""code":"backend_timeout""#), "{reply}");
+
+    client.emit_to("/ext", 4, "subscribe", r#""team:1""#).await;
+    assert_eq!(
+        client.recv().await,
+        r#"43/ext,4[{"ok":true,"room":"team:1","rooms":["team:1","team:1:admins"]}]"#
+    );
+    client.emit_to("/ext", 5, "subscribe", r#""team:2""#).await;
+    assert!(client.recv().await.contains(r#""code":"forbidden""#));
+}

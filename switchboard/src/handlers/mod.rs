@@ -8,20 +8,29 @@ pub mod echo;
 pub mod testkit;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::bail;
 use hub::auth::Auth;
 use socketio::{Namespace, NamespaceHandler, SocketIo};
 
-/// Installs the handler named `kind` on namespace `name`; with `auth`, its
+use crate::config::NamespaceSection;
+
+/// Installs the handler a namespace section names; with `auth`, its
 /// clients must present a valid token and join their `user:<id>` room.
 pub fn install(
     io: &SocketIo,
-    name: &str,
-    kind: &str,
+    section: &NamespaceSection,
     auth: Option<&Auth>,
 ) -> anyhow::Result<Arc<Namespace>> {
+    let (name, kind) = (section.name.as_str(), section.handler.as_str());
     let handler: Arc<dyn NamespaceHandler> = match kind {
+        "proxy" => {
+            let timeout = Duration::from_millis(section.backend_timeout_ms);
+            let proxy = hub::proxy::Proxy::new(&section.backend, timeout)
+                .map_err(|e| anyhow::anyhow!("namespace {name}: {e}"))?;
+            Arc::new(hub::component::ComponentHandler::new(proxy))
+        }
         "echo" => Arc::new(echo::Echo),
         "testkit" => Arc::new(testkit::TestKit),
         "bench" => Arc::new(bench::Bench),
