@@ -1,13 +1,14 @@
 # Switchboard — the two commands a newcomer needs:
 #   make run    start the hub (release build, default configuration)
 #   make test   every test: lint, Rust unit/property/integration tests, interop
-#               tests with the official socket.io-client (installs npm packages)
+#               tests with the official socket.io-client (installs npm packages),
+#               schemathesis against the publish API (installs it from PyPI)
 
 CARGO ?= cargo
 NPM ?= npm
 BIN := target/release/switchboard
 
-.PHONY: run test lint rust-test interop build release
+.PHONY: run test lint rust-test interop schemathesis build release
 
 run: release
 	$(BIN) serve $(if $(CONFIG),--config $(CONFIG),)
@@ -18,7 +19,7 @@ release:
 build:
 	$(CARGO) build --workspace --all-targets
 
-test: lint rust-test interop
+test: lint rust-test interop schemathesis
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -26,6 +27,9 @@ lint:
 
 rust-test:
 	$(CARGO) test --workspace
+
+schemathesis: release
+	tests/schemathesis/run.sh $(CURDIR)/$(BIN)
 
 interop: release
 	cd tests/interop && $(NPM) ci --no-audit --no-fund --loglevel=error

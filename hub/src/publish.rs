@@ -17,13 +17,15 @@ use crate::component::HubError;
 const MAX_EVENT_LEN: usize = 128;
 
 /// `POST /api/v1/publish`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
-    /// The event name clients receive.
+    /// The event name clients receive (not a reserved Socket.IO name).
+    #[schema(min_length = 1, max_length = 128)]
     pub event: String,
     /// The event's argument.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub data: Value,
     /// Users to reach (every socket of each, in the chosen namespaces).
     #[serde(default)]
@@ -39,9 +41,11 @@ pub struct PublishRequest {
 }
 
 /// `POST /api/v1/disconnect`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DisconnectRequest {
+    /// The user id.
+    #[schema(min_length = 1)]
     pub user: String,
 }
 

@@ -107,12 +107,134 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// A failure: `{ok:false, error:{code, message}}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorReply {
+    ok: bool,
+    error: ErrorBody,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorBody {
+    code: String,
+    message: String,
+}
+
+/// `{ok:true, delivered}`: sockets reached on this node.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PublishReply {
+    ok: bool,
+    delivered: u64,
+}
+
+/// `{ok:true, disconnected}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DisconnectReply {
+    ok: bool,
+    disconnected: u64,
+}
+
+/// `{ok:true, room, sockets}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct RoomReply {
+    ok: bool,
+    room: String,
+    sockets: u64,
+}
+
+/// Publishes an event to users (every socket of each), rooms (members get
+/// `{room, data}`) or a whole namespace.
+#[utoipa::path(post, path = "/api/v1/publish", request_body = PublishRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Published", body = PublishReply),
+        (status = 400, description = "Not JSON", body = ErrorReply),
+        (status = 401, description = "No or wrong API key", body = ErrorReply),
+        (status = 404, description = "Unknown namespace", body = ErrorReply),
+        (status = 413, description = "Body too large", body = ErrorReply),
+        (status = 422, description = "Invalid request", body = ErrorReply),
+    ))]
+#[allow(dead_code)]
+fn publish_doc() {}
+
+/// Disconnects every socket of a user, in every namespace.
+#[utoipa::path(post, path = "/api/v1/disconnect", request_body = DisconnectRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Disconnected", body = DisconnectReply),
+        (status = 400, description = "Not JSON", body = ErrorReply),
+        (status = 401, description = "No or wrong API key", body = ErrorReply),
+        (status = 413, description = "Body too large", body = ErrorReply),
+        (status = 422, description = "Invalid request", body = ErrorReply),
+    ))]
+#[allow(dead_code)]
+fn disconnect_doc() {}
+
+/// Counts the sockets in a room.
+#[utoipa::path(get, path = "/api/v1/rooms/{room}",
+    security(("api_key" = [])),
+    params(
+        ("room" = String, Path, description = "The room id"),
+        ("namespace" = Option<String>, Query, description = "Only this namespace"),
+    ),
+    responses(
+        (status = 200, description = "The room's size", body = RoomReply),
+        (status = 401, description = "No or wrong API key", body = ErrorReply),
+        (status = 404, description = "Unknown namespace", body = ErrorReply),
+    ))]
+#[allow(dead_code)]
+fn room_doc() {}
+
+struct ApiKeyScheme;
+
+impl utoipa::Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of the publish API, generated from the code.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Switchboard publish API", description = "What backend services ask of the hub."),
+    paths(publish_doc, disconnect_doc, room_doc),
+    components(schemas(PublishRequest, DisconnectRequest, PublishReply, DisconnectReply, RoomReply, ErrorReply, ErrorBody)),
+    modifiers(&ApiKeyScheme)
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi as _;
+    ApiDoc::openapi()
+        .to_json()
+        .unwrap_or_else(|_| "{}".to_owned())
+}
+
 /// Serves a request under `/api/v1/`.
 pub async fn handle(
     io: &SocketIo,
     config: &ApiConfig,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    if req.method() == Method::GET && req.uri().path() == "/api/v1/openapi.json" {
+        let mut response = Response::new(Full::from(openapi_json()));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        return response;
+    }
     if !authorized(config, req.headers()) {
         return failure(
             StatusCode::UNAUTHORIZED,

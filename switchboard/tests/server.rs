@@ -1081,3 +1081,23 @@ async fn a_proxy_namespace_forwards_events_and_subscriptions_to_its_backend() {
     client.emit_to("/ext", 5, "subscribe", r#""team:2""#).await;
     assert!(client.recv().await.contains(r#""code":"forbidden""#));
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_api() {
+    let server = start("").await;
+    let response = http(server.addr, "GET", "/api/v1/openapi.json", &[], "").await;
+    assert_eq!(response.status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/v1/publish",
+        "/api/v1/disconnect",
+        "/api/v1/rooms/{room}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+}
