@@ -147,3 +147,31 @@ pub fn room_size(io: &SocketIo, room: &str, namespace: Option<&str>) -> Result<u
         .map(|ns| ns.to(room).sockets().len())
         .sum())
 }
+
+/// Most users one presence request may ask about.
+pub const MAX_PRESENCE_USERS: usize = 100;
+
+/// How many sockets each user has connected (on this node), for every
+/// namespace together.
+pub fn presence(io: &SocketIo, users: &[String]) -> Result<Vec<(String, usize)>, HubError> {
+    if users.is_empty() || users.len() > MAX_PRESENCE_USERS {
+        return Err(invalid(format!(
+            "ask about 1 to {MAX_PRESENCE_USERS} users"
+        )));
+    }
+    if users.iter().any(String::is_empty) {
+        return Err(invalid("user ids must not be empty"));
+    }
+    let namespaces = io.namespaces();
+    Ok(users
+        .iter()
+        .map(|user| {
+            let room = user_room(user);
+            let sockets = namespaces
+                .iter()
+                .map(|ns| ns.to(room.as_str()).sockets().len())
+                .sum();
+            (user.clone(), sockets)
+        })
+        .collect())
+}

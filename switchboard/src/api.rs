@@ -175,6 +175,18 @@ fn publish_doc() {}
 #[allow(dead_code)]
 fn disconnect_doc() {}
 
+/// Whether users are online: their connected sockets, all namespaces together.
+#[utoipa::path(get, path = "/api/v1/presence",
+    security(("api_key" = [])),
+    params(("user" = Vec<String>, Query, description = "A user id; repeat for several (at most 100)")),
+    responses(
+        (status = 200, description = "Each user's presence: {ok, presence: {id: {online, sockets}}}", body = Object),
+        (status = 401, description = "No or wrong API key", body = ErrorReply),
+        (status = 422, description = "No user, or too many", body = ErrorReply),
+    ))]
+#[allow(dead_code)]
+fn presence_doc() {}
+
 /// Counts the sockets in a room.
 #[utoipa::path(get, path = "/api/v1/rooms/{room}",
     security(("api_key" = [])),
@@ -207,7 +219,7 @@ impl utoipa::Modify for ApiKeyScheme {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Switchboard publish API", description = "What backend services ask of the hub."),
-    paths(publish_doc, disconnect_doc, room_doc),
+    paths(publish_doc, disconnect_doc, presence_doc, room_doc),
     components(schemas(PublishRequest, DisconnectRequest, PublishReply, DisconnectReply, RoomReply, ErrorReply, ErrorBody)),
     modifiers(&ApiKeyScheme)
 )]
@@ -262,6 +274,25 @@ pub async fn handle(
             };
             match publish::disconnect_user(io, &request) {
                 Ok(count) => reply(StatusCode::OK, json!({"ok": true, "disconnected": count})),
+                Err(err) => hub_failure(err),
+            }
+        }
+        (Method::GET, "/api/v1/presence") => {
+            let users: Vec<String> = query
+                .split('&')
+                .filter_map(|kv| kv.strip_prefix("user="))
+                .map(str::to_owned)
+                .collect();
+            match publish::presence(io, &users) {
+                Ok(list) => {
+                    let presence: serde_json::Map<String, Value> = list
+                        .into_iter()
+                        .map(|(user, sockets)| {
+                            (user, json!({"online": sockets > 0, "sockets": sockets}))
+                        })
+                        .collect();
+                    reply(StatusCode::OK, json!({"ok": true, "presence": presence}))
+                }
                 Err(err) => hub_failure(err),
             }
         }

@@ -1101,3 +1101,26 @@ async fn the_openapi_document_describes_the_api() {
         "bearer"
     );
 }
+
+#[tokio::test]
+async fn the_api_reports_presence_over_all_of_a_users_sockets() {
+    let server = start("").await;
+    let addr = server.addr;
+    let _phone = connect_pubsub(addr, "alice").await;
+    let _laptop = connect_pubsub(addr, "alice").await;
+    let (status, json) = api(addr, "GET", "/api/v1/presence?user=alice&user=bob", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        json["presence"]["alice"],
+        serde_json::json!({"online": true, "sockets": 2})
+    );
+    assert_eq!(
+        json["presence"]["bob"],
+        serde_json::json!({"online": false, "sockets": 0})
+    );
+    let (status, json) = api(addr, "GET", "/api/v1/presence", "").await;
+    assert_eq!(
+        (status, json["error"]["code"].as_str()),
+        (422, Some("invalid_request"))
+    );
+}
