@@ -42,6 +42,8 @@ pub struct App {
     protected: Vec<Weak<Namespace>>,
     /// The publish API's settings.
     api: Arc<crate::api::ApiConfig>,
+    /// API requests answered, by status code.
+    api_requests: Arc<parking_lot::Mutex<std::collections::BTreeMap<u16, u64>>>,
 }
 
 /// The token verifier the `[auth]` settings describe; without any key, the
@@ -113,6 +115,7 @@ impl App {
             engine,
             raw_engine,
             protected,
+            api_requests: Arc::default(),
             api: Arc::new(crate::api::ApiConfig {
                 keys: config.api.keys.clone(),
                 max_body_bytes: config.api.max_body_bytes,
@@ -131,7 +134,13 @@ impl App {
             return raw.handle(req).await;
         }
         if path.starts_with("/api/v1/") {
-            return crate::api::handle(&self.io, &self.api, req).await;
+            let response = crate::api::handle(&self.io, &self.api, req).await;
+            *self
+                .api_requests
+                .lock()
+                .entry(response.status().as_u16())
+                .or_default() += 1;
+            return response;
         }
         match (req.method(), path) {
             (&http::Method::GET, "/healthz") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
@@ -167,7 +176,19 @@ impl App {
                 .samples
                 .push((vec![("namespace", ns.name().to_owned())], ns.len() as f64));
         }
+        let api_requests = Family {
+            name: "switchboard_api_requests_total",
+            help: "Publish API requests answered, by HTTP status.",
+            kind: Kind::Counter,
+            samples: self
+                .api_requests
+                .lock()
+                .iter()
+                .map(|(status, count)| (vec![("status", status.to_string())], *count as f64))
+                .collect(),
+        };
         render(&[
+            api_requests,
             Family::single(
                 "switchboard_connections",
                 "Engine.IO sessions open (one per client connection).",

@@ -1123,4 +1123,20 @@ async fn the_api_reports_presence_over_all_of_a_users_sockets() {
         (status, json["error"]["code"].as_str()),
         (422, Some("invalid_request"))
     );
+    // Operators see the API's answers by status.
+    let metrics = http(addr, "GET", "/metrics", &[], "").await;
+    assert!(
+        metrics
+            .body
+            .contains("switchboard_api_requests_total{status=\"200\"} 1\n"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("switchboard_api_requests_total{status=\"422\"} 1\n"),
+        "{}",
+        metrics.body
+    );
 }
