@@ -84,7 +84,11 @@ impl Auth {
                 for ns in live {
                     let mut expired = Vec::new();
                     ns.for_each_socket(|socket| {
-                        if identity_of(socket).is_some_and(|id| id.expires_at <= now) {
+                        let expires_at = socket
+                            .extensions()
+                            .get::<Identity>()
+                            .map(|id| id.expires_at);
+                        if expires_at.is_some_and(|at| at <= now) {
                             expired.push(socket.clone());
                         }
                     });
