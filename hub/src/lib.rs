@@ -17,6 +17,7 @@
 //! - [`publish`]: what backend services ask through the publish API
 //!   (publish to users, rooms or a namespace; disconnect a user; room sizes).
 //! - [`metrics`]: the Prometheus text format.
+//! - [`query`]: percent-decoding of query values and path segments.
 
 pub mod auth;
 pub mod component;
@@ -24,3 +25,4 @@ pub mod identity;
 pub mod metrics;
 pub mod proxy;
 pub mod publish;
+pub mod query;

@@ -281,7 +281,7 @@ pub async fn handle(
             let users: Vec<String> = query
                 .split('&')
                 .filter_map(|kv| kv.strip_prefix("user="))
-                .map(str::to_owned)
+                .map(hub::query::percent_decode)
                 .collect();
             match publish::presence(io, &users) {
                 Ok(list) => {
@@ -297,11 +297,12 @@ pub async fn handle(
             }
         }
         (Method::GET, p) if p.starts_with("/api/v1/rooms/") => {
-            let room = &p["/api/v1/rooms/".len()..];
+            let room = hub::query::percent_decode(&p["/api/v1/rooms/".len()..]);
             let namespace = query
                 .split('&')
-                .find_map(|kv| kv.strip_prefix("namespace="));
-            match publish::room_size(io, room, namespace) {
+                .find_map(|kv| kv.strip_prefix("namespace="))
+                .map(hub::query::percent_decode);
+            match publish::room_size(io, &room, namespace.as_deref()) {
                 Ok(sockets) => reply(
                     StatusCode::OK,
                     json!({"ok": true, "room": room, "sockets": sockets}),

@@ -970,7 +970,7 @@ async fn the_api_publishes_to_rooms_counts_them_and_disconnects_users() {
     let (status, json) = api(
         addr,
         "GET",
-        "/api/v1/rooms/topic:news?namespace=/pubsub",
+        "/api/v1/rooms/topic%3Anews?namespace=%2Fpubsub",
         "",
     )
     .await;
