@@ -218,6 +218,24 @@ impl Frame {
     }
 }
 
+impl From<&Packet> for Frame {
+    /// The frame that carries `packet` (the encoder of [`Packet::decode_text`]).
+    fn from(packet: &Packet) -> Frame {
+        let text =
+            |prefix: &str, s: &Str| Frame::Text(Str::from(format!("{prefix}{}", s.as_str())));
+        match packet {
+            Packet::Open => Frame::Text(Str::from_static("0")),
+            Packet::Close => Frame::CLOSE,
+            Packet::Ping(s) => text("2", s),
+            Packet::Pong(s) => text("3", s),
+            Packet::Message(Message::Text(s)) => Frame::message(s),
+            Packet::Message(Message::Binary(b)) => Frame::binary(b.clone()),
+            Packet::Upgrade => Frame::Text(Str::from_static("5")),
+            Packet::Noop => Frame::NOOP,
+        }
+    }
+}
+
 /// Encodes frames as one HTTP long-polling payload.
 pub fn encode_payload(frames: &[Frame]) -> Bytes {
     let len: usize = frames.iter().map(|f| f.payload_len() + 1).sum();

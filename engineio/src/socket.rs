@@ -296,15 +296,11 @@ impl Socket {
         }
     }
 
-    /// Takes everything queued, for the transport to send.
-    pub(crate) fn take_queue(state: &mut State, out: &mut Vec<Frame>) {
-        out.extend(state.queue.drain(..));
-    }
-
-    /// Records that the transport took every frame queued up to `upto`.
-    pub(crate) fn mark_sent(&self, upto: u64) {
+    /// A poll has been answered: frees the slot and wakes whoever waits
+    /// in [`flushed`](Self::flushed).
+    pub(crate) fn finish_poll(&self) {
         let mut state = self.state.lock();
-        state.sent_total = state.sent_total.max(upto);
+        state.poll_waiting = false;
         if std::mem::take(&mut state.flush_waiters) {
             drop(state);
             self.changed.notify_waiters();

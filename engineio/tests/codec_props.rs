@@ -162,21 +162,6 @@ impl Spec {
     }
 }
 
-/// Re-encodes a decoded packet as the frame that carries it.
-fn frame_of(packet: &Packet) -> Frame {
-    let text = |prefix: &str, s: &Str| Frame::Text(Str::from(format!("{prefix}{}", s.as_str())));
-    match packet {
-        Packet::Open => Frame::Text(Str::from("0")),
-        Packet::Close => Frame::CLOSE,
-        Packet::Ping(s) => text("2", s),
-        Packet::Pong(s) => text("3", s),
-        Packet::Message(Message::Text(s)) => Frame::message(s),
-        Packet::Message(Message::Binary(b)) => Frame::binary(b.clone()),
-        Packet::Upgrade => Frame::Text(Str::from("5")),
-        Packet::Noop => Frame::NOOP,
-    }
-}
-
 proptest! {
     #![proptest_config(config())]
 
@@ -234,7 +219,7 @@ proptest! {
     #[test]
     fn decoded_payloads_reencode(bytes in bytes_input()) {
         if let Ok(packets) = decode_payload(Bytes::from(bytes)) {
-            let frames: Vec<Frame> = packets.iter().map(frame_of).collect();
+            let frames: Vec<Frame> = packets.iter().map(Frame::from).collect();
             prop_assert_eq!(decode_payload(encode_payload(&frames)), Ok(packets));
         }
     }

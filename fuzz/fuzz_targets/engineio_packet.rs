@@ -9,27 +9,12 @@
 
 use bytes::Bytes;
 use engineio::packet::{SEPARATOR, decode_payload, encode_payload};
-use engineio::{Frame, Message, Packet, Str};
+use engineio::{Frame, Packet, Str};
 use libfuzzer_sys::fuzz_target;
-
-/// The frame the server would send for `packet`.
-fn frame_of(packet: &Packet) -> Frame {
-    let text = |prefix: &str, s: &Str| Frame::Text(Str::from(format!("{prefix}{}", s.as_str())));
-    match packet {
-        Packet::Open => Frame::Text(Str::from("0")),
-        Packet::Close => Frame::CLOSE,
-        Packet::Ping(s) => text("2", s),
-        Packet::Pong(s) => text("3", s),
-        Packet::Message(Message::Text(s)) => Frame::message(s),
-        Packet::Message(Message::Binary(b)) => Frame::binary(b.clone()),
-        Packet::Upgrade => Frame::Text(Str::from("5")),
-        Packet::Noop => Frame::NOOP,
-    }
-}
 
 /// Encodes `frames` as a polling payload and decodes it back.
 fn payload_round_trip(packets: &[Packet]) {
-    let frames: Vec<Frame> = packets.iter().map(frame_of).collect();
+    let frames: Vec<Frame> = packets.iter().map(Frame::from).collect();
     let body = encode_payload(&frames);
     let announced = frames.iter().map(Frame::payload_len).sum::<usize>() + frames.len() - 1;
     assert_eq!(body.len(), announced, "payload_len of {frames:?}");
@@ -44,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     // WebSocket: the input as one text frame.
     if let Ok(text) = Str::from_utf8(bytes.clone())
         && let Ok(packet) = Packet::decode_text(text)
-        && let Frame::Text(s) = frame_of(&packet)
+        && let Frame::Text(s) = Frame::from(&packet)
     {
         // Text frames are sent as they are: decode_text reads them back.
         assert_eq!(

@@ -74,10 +74,11 @@ impl Client {
         &self.query
     }
 
-    fn send(&self, packet: &Encoded) {
+    /// Queues an encoded packet (and its attachments) on the connection.
+    pub(crate) fn send(&self, packet: &Encoded, volatile: bool) {
         let _ = self
             .engine
-            .send_all(packet.frames.iter().cloned(), packet.frames.len(), false);
+            .send_all(packet.frames.iter().cloned(), packet.frames.len(), volatile);
     }
 
     fn on_packet(self: &Arc<Self>, packet: Packet) {
@@ -105,7 +106,7 @@ impl Client {
     fn connect(self: &Arc<Self>, packet: Packet) {
         let Some(ns) = self.server.namespace(&packet.nsp) else {
             let error = r#"{"message":"Invalid namespace"}"#;
-            self.send(&Encoded::connect_error(&packet.nsp, error));
+            self.send(&Encoded::connect_error(&packet.nsp, error), false);
             return;
         };
         let auth = match packet.payload {
@@ -123,7 +124,9 @@ impl Client {
         let mut future = Box::pin(async move {
             match authorized.await {
                 Ok(request) => client.join(ns, request),
-                Err(error) => client.send(&Encoded::connect_error(ns.name(), &error.to_json())),
+                Err(error) => {
+                    client.send(&Encoded::connect_error(ns.name(), &error.to_json()), false)
+                }
             }
         });
         // Without asynchronous middleware the connection completes here.
@@ -156,7 +159,7 @@ impl Client {
         }
         ns.insert(&socket);
         let handshake = format!(r#"{{"sid":"{}"}}"#, socket.id().as_str());
-        self.send(&Encoded::connect(ns.name(), &handshake));
+        self.send(&Encoded::connect(ns.name(), &handshake), false);
         socket.start();
     }
 

@@ -287,11 +287,7 @@ impl Socket {
 
     /// Queues an encoded packet for this socket's client.
     pub fn send_encoded(&self, packet: &Encoded, volatile: bool) {
-        let _ = self.client.engine().send_all(
-            packet.frames.iter().cloned(),
-            packet.frames.len(),
-            volatile,
-        );
+        self.client.send(packet, volatile);
     }
 
     /// A packet for this socket (anything but CONNECT).

@@ -19,7 +19,7 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
 }
 
-fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+pub(crate) fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::from(body.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -29,7 +29,7 @@ fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     response
 }
 
-fn failure(
+pub(crate) fn failure(
     status: StatusCode,
     code: &str,
     message: impl std::fmt::Display,

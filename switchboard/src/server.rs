@@ -143,7 +143,9 @@ impl App {
             return response;
         }
         match (req.method(), path) {
-            (&http::Method::GET, "/healthz") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
+            (&http::Method::GET, "/healthz") => {
+                crate::api::reply(StatusCode::OK, serde_json::json!({"status": "ok"}))
+            }
             (&http::Method::GET, "/metrics") => {
                 let mut response = Response::new(Full::from(self.metrics()));
                 response.headers_mut().insert(
@@ -152,10 +154,7 @@ impl App {
                 );
                 response
             }
-            _ => json_response(
-                StatusCode::NOT_FOUND,
-                r#"{"error":{"code":"not_found","message":"no such path"}}"#,
-            ),
+            _ => crate::api::failure(StatusCode::NOT_FOUND, "not_found", "no such path"),
         }
     }
 
@@ -221,16 +220,6 @@ impl App {
     fn session_count(&self) -> usize {
         self.engine.session_count() + self.raw_engine.as_ref().map_or(0, |e| e.session_count())
     }
-}
-
-fn json_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// Binds every configured address (a host name binds all it resolves to).

@@ -85,8 +85,7 @@ pub(crate) async fn poll(socket: &Arc<Socket>) -> Response<Body> {
         }
     };
     std::mem::forget(guard);
-    socket.lock().poll_waiting = false;
-    socket.mark_sent(0);
+    socket.finish_poll();
     match answer {
         PollAnswer::Frames {
             frames,
@@ -126,7 +125,7 @@ fn answer_now(state: &mut State, during_upgrade: bool) -> Option<PollAnswer> {
     }
     if !state.queue.is_empty() || state.closing {
         let mut out = Vec::with_capacity(state.queue.len() + 1);
-        Socket::take_queue(state, &mut out);
+        out.extend(state.queue.drain(..));
         state.sent_total = state.queued_total;
         if state.closing {
             out.push(Frame::CLOSE);

@@ -98,9 +98,8 @@ where
         let extensions = std::mem::take(&mut parts.extensions);
         drop(parts);
         let sent = ws
-            .write_messages(std::iter::once((true, open_packet.as_bytes())))
+            .write_frames(&[Frame::Text(Str::from(open_packet))])
             .is_ok();
-        drop(open_packet);
         if !sent {
             socket.close_now(CloseReason::TransportError, Frame::CLOSE);
             return;
@@ -184,13 +183,7 @@ async fn probe(socket: &Arc<Socket>, ws: &mut WsConn, events: &mut Vec<WsEvent>)
             };
             match Packet::decode_text(text) {
                 Ok(Packet::Ping(data)) if data.as_str() == "probe" => {
-                    let Frame::Text(pong) = Frame::PROBE_PONG else {
-                        return false;
-                    };
-                    if ws
-                        .write_messages(std::iter::once((true, pong.as_bytes().as_ref())))
-                        .is_err()
-                    {
+                    if ws.write_frames(&[Frame::PROBE_PONG]).is_err() {
                         return false;
                     }
                     socket.lock().upgrade = Upgrade::Probed(Instant::now());
@@ -264,11 +257,7 @@ async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
         // session's bounded queue is what holds a slow client back.
         let turn = socket.writer_turn(&mut batch, !ws.has_unsent());
         if !batch.is_empty() {
-            let messages = batch.iter().map(|frame| match frame {
-                Frame::Text(text) => (true, text.as_bytes().as_ref()),
-                Frame::Binary(data) => (false, data.as_ref()),
-            });
-            let written = ws.write_messages(messages);
+            let written = ws.write_frames(&batch);
             batch.clear();
             if batch.capacity() > 64 {
                 batch = VecDeque::new();

@@ -12,6 +12,8 @@ use std::io;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::Interest;
+
+use crate::packet::Frame;
 use tokio::net::TcpStream;
 
 /// Read granularity: enough for a burst of small frames.
@@ -279,12 +281,12 @@ impl WsConn {
         }
     }
 
-    /// Writes frames (`(is_text, payload)`) with one call where possible.
-    /// What the kernel does not take now is kept and must be flushed with
+    /// Writes Engine.IO frames with one call where possible. What the
+    /// kernel does not take now is kept and must be flushed with
     /// [`flush`](Self::flush) before writing again.
-    pub(crate) fn write_messages<'a>(
+    pub(crate) fn write_frames<'a>(
         &mut self,
-        messages: impl Iterator<Item = (bool, &'a [u8])>,
+        frames: impl IntoIterator<Item = &'a Frame>,
     ) -> Result<(), WsError> {
         if self.close_sent {
             return Ok(());
@@ -296,13 +298,11 @@ impl WsConn {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             scratch.clear();
-            for (is_text, payload) in messages {
-                let opcode = if is_text {
-                    Opcode::Text
-                } else {
-                    Opcode::Binary
-                };
-                encode_frame(&mut scratch, opcode, payload);
+            for frame in frames {
+                match frame {
+                    Frame::Text(text) => encode_frame(&mut scratch, Opcode::Text, text.as_bytes()),
+                    Frame::Binary(data) => encode_frame(&mut scratch, Opcode::Binary, data),
+                }
             }
             let result = self.write_now(&scratch);
             if scratch.capacity() > SCRATCH_KEEP {
@@ -502,6 +502,7 @@ pub(crate) fn accept_key(key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::Str;
 
     /// A client frame: masked with `mask`.
     fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
@@ -692,8 +693,11 @@ mod tests {
     async fn writes_batches_in_order() {
         use tokio::io::AsyncReadExt;
         let (mut conn, mut client) = pair(100).await;
-        let messages = [(true, &b"42[\"a\"]"[..]), (false, &[1u8, 2][..])];
-        conn.write_messages(messages.into_iter()).unwrap();
+        let frames = [
+            Frame::Text(Str::from(r#"42["a"]"#)),
+            Frame::binary(Bytes::from_static(&[1, 2])),
+        ];
+        conn.write_frames(&frames).unwrap();
         conn.flush().await.unwrap();
         let mut got = [0u8; 13];
         client.read_exact(&mut got).await.unwrap();
