@@ -2,14 +2,26 @@
 
 use std::fmt::Write as _;
 
+use socketio::stats::HistogramSnapshot;
+
 /// One metric family: a name, help text, type, and its samples.
 #[derive(Debug, Clone)]
 pub struct Family {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Kind,
-    /// `(labels, value)`; labels as `(name, value)` pairs.
-    pub samples: Vec<(Vec<(&'static str, String)>, f64)>,
+    pub samples: Vec<Sample>,
+}
+
+/// One line of a family.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Appended to the family's name (`_bucket`, `_sum`, `_count` for a
+    /// histogram; empty otherwise).
+    pub suffix: &'static str,
+    /// `(name, value)` pairs.
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
 }
 
 /// The Prometheus metric type.
@@ -17,17 +29,66 @@ pub struct Family {
 pub enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 impl Family {
     /// A family with one unlabelled sample.
     pub fn single(name: &'static str, help: &'static str, kind: Kind, value: f64) -> Family {
+        let mut family = Family::new(name, help, kind);
+        family.push(Vec::new(), value);
+        family
+    }
+
+    /// A family with no sample yet.
+    pub fn new(name: &'static str, help: &'static str, kind: Kind) -> Family {
         Family {
             name,
             help,
             kind,
-            samples: vec![(Vec::new(), value)],
+            samples: Vec::new(),
         }
+    }
+
+    /// Adds a sample.
+    pub fn push(&mut self, labels: Vec<(&'static str, String)>, value: f64) {
+        self.samples.push(Sample {
+            suffix: "",
+            labels,
+            value,
+        });
+    }
+
+    /// Adds a histogram's buckets, sum and count.
+    pub fn push_histogram(
+        &mut self,
+        labels: Vec<(&'static str, String)>,
+        histogram: &HistogramSnapshot,
+    ) {
+        for (bound, count) in &histogram.buckets {
+            let le = if bound.is_infinite() {
+                "+Inf".to_owned()
+            } else {
+                bound.to_string()
+            };
+            let mut bucket_labels = labels.clone();
+            bucket_labels.push(("le", le));
+            self.samples.push(Sample {
+                suffix: "_bucket",
+                labels: bucket_labels,
+                value: *count as f64,
+            });
+        }
+        self.samples.push(Sample {
+            suffix: "_sum",
+            labels: labels.clone(),
+            value: histogram.sum,
+        });
+        self.samples.push(Sample {
+            suffix: "_count",
+            labels,
+            value: histogram.count as f64,
+        });
     }
 }
 
@@ -38,11 +99,18 @@ pub fn render(families: &[Family]) -> String {
         let kind = match family.kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         };
         let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
         let _ = writeln!(out, "# TYPE {} {kind}", family.name);
-        for (labels, value) in &family.samples {
+        for Sample {
+            suffix,
+            labels,
+            value,
+        } in &family.samples
+        {
             out.push_str(family.name);
+            out.push_str(suffix);
             if !labels.is_empty() {
                 out.push('{');
                 for (i, (name, value)) in labels.iter().enumerate() {
@@ -75,14 +143,11 @@ mod tests {
     fn renders_the_text_format() {
         let families = [
             Family::single("sb_sessions", "Sessions open.", Kind::Gauge, 3.0),
-            Family {
-                name: "sb_sockets",
-                help: "Sockets by namespace.",
-                kind: Kind::Gauge,
-                samples: vec![
-                    (vec![("namespace", "/".to_owned())], 2.0),
-                    (vec![("namespace", "/we\"ird\n".to_owned())], 1.0),
-                ],
+            {
+                let mut family = Family::new("sb_sockets", "Sockets by namespace.", Kind::Gauge);
+                family.push(vec![("namespace", "/".to_owned())], 2.0);
+                family.push(vec![("namespace", "/we\"ird\n".to_owned())], 1.0);
+                family
             },
         ];
         assert_eq!(
@@ -90,6 +155,23 @@ mod tests {
             "# HELP sb_sessions Sessions open.\n# TYPE sb_sessions gauge\nsb_sessions 3\n\
              # HELP sb_sockets Sockets by namespace.\n# TYPE sb_sockets gauge\n\
              sb_sockets{namespace=\"/\"} 2\nsb_sockets{namespace=\"/we\\\"ird\\n\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn renders_a_histogram_with_buckets_sum_and_count() {
+        let histogram = socketio::stats::Histogram::new(&[0.5]);
+        histogram.observe(0.25);
+        histogram.observe(2.0);
+        let mut family = Family::new("sb_latency_seconds", "Latency.", Kind::Histogram);
+        family.push_histogram(vec![("op", "x".to_owned())], &histogram.snapshot());
+        assert_eq!(
+            render(&[family]),
+            "# HELP sb_latency_seconds Latency.\n# TYPE sb_latency_seconds histogram\n\
+             sb_latency_seconds_bucket{op=\"x\",le=\"0.5\"} 1\n\
+             sb_latency_seconds_bucket{op=\"x\",le=\"+Inf\"} 2\n\
+             sb_latency_seconds_sum{op=\"x\"} 2.25\n\
+             sb_latency_seconds_count{op=\"x\"} 2\n"
         );
     }
 }

@@ -50,7 +50,11 @@ impl BroadcastOperator {
     /// Emits; returns how many local sockets it was queued for.
     pub fn emit(&self, event: &str, args: &Args) -> usize {
         let packet = Encoded::event(self.ns.name(), event, args, None);
-        self.ns.adapter().broadcast(&self.ns, &packet, &self.opts)
+        let count = self.ns.adapter().broadcast(&self.ns, &packet, &self.opts);
+        let stats = self.ns.stats();
+        stats.events_out.add(event, count as u64);
+        stats.fanout.observe(count as f64);
+        count
     }
 
     /// The sockets this broadcast reaches.

@@ -14,6 +14,7 @@
 //! - [`socket`]: [`Socket`]: emit, rooms, acks, ordered event handling.
 //! - [`broadcast`]: [`BroadcastOperator`] (`to`, `except`, `volatile`).
 //! - [`adapter`]: [`Adapter`] and [`LocalAdapter`].
+//! - [`stats`]: events in and out by name (bounded), broadcast fan-out.
 
 pub mod adapter;
 pub mod broadcast;
@@ -22,6 +23,7 @@ pub mod namespace;
 pub mod packet;
 pub mod server;
 pub mod socket;
+pub mod stats;
 
 pub use adapter::{Adapter, BroadcastOptions, LocalAdapter};
 pub use broadcast::BroadcastOperator;

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use crate::adapter::{Adapter, LocalAdapter};
 use crate::broadcast::BroadcastOperator;
 use crate::socket::{BoxFuture, DisconnectReason, Event, Room, Socket, SocketId};
+use crate::stats::{NamespaceStats, StatsConfig};
 
 /// A client's request to join a namespace, as middleware sees it.
 #[derive(Debug)]
@@ -96,22 +97,33 @@ pub struct Namespace {
     middlewares: RwLock<Vec<Arc<dyn Middleware>>>,
     sockets: RwLock<HashMap<SocketId, Arc<Socket>>>,
     adapter: Box<dyn Adapter>,
+    stats: NamespaceStats,
 }
 
 impl Namespace {
-    pub(crate) fn new(name: String, handler: Arc<dyn NamespaceHandler>) -> Namespace {
+    pub(crate) fn new(
+        name: String,
+        handler: Arc<dyn NamespaceHandler>,
+        stats: StatsConfig,
+    ) -> Namespace {
         Namespace {
             name,
             handler,
             middlewares: RwLock::new(Vec::new()),
             sockets: RwLock::new(HashMap::new()),
             adapter: Box::new(LocalAdapter::default()),
+            stats: NamespaceStats::new(stats),
         }
     }
 
     /// The name (`/`, `/chat`, …).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Events in and out, and broadcast fan-out.
+    pub fn stats(&self) -> &NamespaceStats {
+        &self.stats
     }
 
     /// Adds connect middleware; middleware runs in the order added.

@@ -17,6 +17,8 @@ pub struct SocketIoConfig {
     pub connect_timeout: Duration,
     /// Most binary attachments one packet may announce.
     pub max_attachments: usize,
+    /// Bounds on the per-namespace event counters.
+    pub stats: crate::stats::StatsConfig,
 }
 
 impl Default for SocketIoConfig {
@@ -24,6 +26,7 @@ impl Default for SocketIoConfig {
         SocketIoConfig {
             connect_timeout: Duration::from_secs(45),
             max_attachments: 10,
+            stats: crate::stats::StatsConfig::default(),
         }
     }
 }
@@ -68,7 +71,11 @@ impl SocketIo {
         name: &str,
         handler: Arc<dyn NamespaceHandler>,
     ) -> Arc<Namespace> {
-        let ns = Arc::new(Namespace::new(name.to_owned(), handler));
+        let ns = Arc::new(Namespace::new(
+            name.to_owned(),
+            handler,
+            self.inner.config.stats,
+        ));
         self.inner
             .namespaces
             .write()

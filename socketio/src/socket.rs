@@ -188,11 +188,13 @@ impl Socket {
 
     /// Emits an event to this socket's client.
     pub fn emit(&self, event: &str, args: &Args) {
+        self.ns.stats().events_out.add(event, 1);
         self.send_encoded(&Encoded::event(self.ns.name(), event, args, None), false);
     }
 
     /// Emits an event that may be dropped if the client is behind.
     pub fn emit_volatile(&self, event: &str, args: &Args) {
+        self.ns.stats().events_out.add(event, 1);
         self.send_encoded(&Encoded::event(self.ns.name(), event, args, None), true);
     }
 
@@ -216,6 +218,7 @@ impl Socket {
             }
         };
         if let Some(id) = id {
+            self.ns.stats().events_out.add(event, 1);
             self.send_encoded(
                 &Encoded::event(self.ns.name(), event, args, Some(id)),
                 false,
@@ -294,6 +297,7 @@ impl Socket {
     pub(crate) fn on_packet(self: &Arc<Self>, packet: Packet) {
         match (packet.kind, packet.payload) {
             (PacketType::Event | PacketType::BinaryEvent, Payload::Event(name, args)) => {
+                self.ns.stats().events_in.add(&name, 1);
                 let ack = packet.id.map(|id| AckSender {
                     socket: self.clone(),
                     id,
