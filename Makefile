@@ -1,6 +1,7 @@
 # Switchboard — the two commands a newcomer needs:
 #   make run    start the hub (release build, default configuration)
-#   make test   every test: lint, Rust unit/property/integration tests, interop
+#   make test   every test: lint, Rust unit/property/integration tests (with a
+#               throwaway PostgreSQL server for the store's tests), interop
 #               tests with the official socket.io-client (installs npm packages),
 #               schemathesis against the publish API (installs it from PyPI)
 
@@ -25,8 +26,10 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The PostgreSQL store tests get a throwaway server on loopback (installed
+# with apt-get when missing); see tests/postgres/with-postgres.sh.
 rust-test:
-	$(CARGO) test --workspace
+	tests/postgres/with-postgres.sh $(CARGO) test --workspace
 
 schemathesis: release
 	tests/schemathesis/run.sh $(CURDIR)/$(BIN)

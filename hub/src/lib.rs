@@ -18,6 +18,8 @@
 //!   (publish to users, rooms or a namespace; disconnect a user; room sizes).
 //! - [`metrics`]: the Prometheus text format.
 //! - [`query`]: percent-decoding of query values and path segments.
+//! - [`store`]: the SQL store (SQLite by default, PostgreSQL by URL), its
+//!   embedded migrations, and query latency.
 
 pub mod auth;
 pub mod component;
@@ -26,3 +28,4 @@ pub mod metrics;
 pub mod proxy;
 pub mod publish;
 pub mod query;
+pub mod store;

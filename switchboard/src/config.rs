@@ -26,6 +26,30 @@ pub struct Config {
     pub data_dir: String,
     pub auth: AuthSection,
     pub api: ApiSection,
+    pub store: StoreSection,
+}
+
+/// The SQL store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite:PATH` or `postgres://user:password@host:port/db`; empty = the
+    /// SQLite file `switchboard.db` in `data_dir`.
+    pub url: String,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long a store query (and `/readyz`'s check) may take.
+    pub timeout_ms: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            url: String::new(),
+            max_connections: 5,
+            timeout_ms: 3000,
+        }
+    }
 }
 
 /// The publish API for backend services.
@@ -93,6 +117,9 @@ pub struct EngineSection {
 pub struct SocketIoSection {
     pub connect_timeout_ms: u64,
     pub max_attachments: usize,
+    /// Event names counted separately in `/metrics`, per namespace and
+    /// direction; later names are counted as `_other`.
+    pub metrics_max_event_names: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +179,7 @@ impl Default for Config {
             data_dir: "data".to_owned(),
             auth: AuthSection::default(),
             api: ApiSection::default(),
+            store: StoreSection::default(),
         }
     }
 }
@@ -188,6 +216,7 @@ impl Default for SocketIoSection {
         SocketIoSection {
             connect_timeout_ms: io.connect_timeout.as_millis() as u64,
             max_attachments: io.max_attachments,
+            metrics_max_event_names: io.stats.max_event_names,
         }
     }
 }
@@ -248,6 +277,15 @@ impl Config {
         if self.engine.max_queued_frames == 0 || self.engine.max_payload == 0 {
             bail!("engine.max_queued_frames and engine.max_payload must be positive");
         }
+        if !self.store.url.is_empty() && hub::store::Backend::of(&self.store.url).is_none() {
+            bail!(
+                "store.url {:?}: use sqlite:PATH or postgres://…",
+                hub::store::redact(&self.store.url)
+            );
+        }
+        if self.store.max_connections == 0 || self.store.timeout_ms == 0 {
+            bail!("store.max_connections and store.timeout_ms must be positive");
+        }
         Ok(())
     }
 
@@ -276,10 +314,31 @@ impl Config {
     }
 
     /// The Socket.IO settings.
+    /// The store settings; an empty URL means `switchboard.db` in `data_dir`.
+    pub fn store_config(&self) -> hub::store::StoreConfig {
+        let url = if self.store.url.is_empty() {
+            format!(
+                "sqlite:{}",
+                Path::new(&self.data_dir).join("switchboard.db").display()
+            )
+        } else {
+            self.store.url.clone()
+        };
+        hub::store::StoreConfig {
+            url,
+            max_connections: self.store.max_connections,
+            timeout: Duration::from_millis(self.store.timeout_ms),
+        }
+    }
+
     pub fn socketio_config(&self) -> socketio::SocketIoConfig {
         socketio::SocketIoConfig {
             connect_timeout: Duration::from_millis(self.socketio.connect_timeout_ms),
             max_attachments: self.socketio.max_attachments,
+            stats: socketio::stats::StatsConfig {
+                max_event_names: self.socketio.metrics_max_event_names,
+                ..socketio::stats::StatsConfig::default()
+            },
         }
     }
 }

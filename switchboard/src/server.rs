@@ -17,6 +17,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hub::auth::Auth;
 use hub::identity::Verifier;
+use hub::store::Store;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -44,6 +45,8 @@ pub struct App {
     api: Arc<crate::api::ApiConfig>,
     /// API requests answered, by status code.
     api_requests: Arc<parking_lot::Mutex<std::collections::BTreeMap<u16, u64>>>,
+    /// The SQL store.
+    pub store: Store,
 }
 
 /// The token verifier the `[auth]` settings describe; without any key, the
@@ -88,8 +91,16 @@ pub fn signing_secret(config: &Config) -> anyhow::Result<String> {
 }
 
 impl App {
-    /// Builds the servers and namespaces the configuration describes.
-    pub fn new(config: &Config) -> anyhow::Result<App> {
+    /// Opens (and migrates) the store, and builds the servers and
+    /// namespaces the configuration describes.
+    pub async fn new(config: &Config) -> anyhow::Result<App> {
+        let store_config = config.store_config();
+        let store = Store::open(&store_config).await?;
+        tracing::info!(
+            backend = store.backend().as_str(),
+            url = %hub::store::redact(&store_config.url),
+            "store ready"
+        );
         let io = SocketIo::new(config.socketio_config());
         let auth = if config.namespaces.iter().any(|ns| ns.auth) {
             Some(Auth::new(verifier(config)?))
@@ -116,6 +127,7 @@ impl App {
             raw_engine,
             protected,
             api_requests: Arc::default(),
+            store,
             api: Arc::new(crate::api::ApiConfig {
                 keys: config.api.keys.clone(),
                 max_body_bytes: config.api.max_body_bytes,
@@ -146,6 +158,7 @@ impl App {
             (&http::Method::GET, "/healthz") => {
                 crate::api::reply(StatusCode::OK, serde_json::json!({"status": "ok"}))
             }
+            (&http::Method::GET, "/readyz") => self.readiness().await,
             (&http::Method::GET, "/metrics") => {
                 let mut response = Response::new(Full::from(self.metrics()));
                 response.headers_mut().insert(
@@ -158,48 +171,96 @@ impl App {
         }
     }
 
+    /// Ready to serve: the store answers (within `store.timeout_ms`).
+    async fn readiness(&self) -> Response<Full<Bytes>> {
+        let backend = self.store.backend().as_str();
+        match self.store.ping().await {
+            Ok(took) => crate::api::reply(
+                StatusCode::OK,
+                serde_json::json!({
+                    "status": "ready",
+                    "store": {"backend": backend, "latency_ms": took.as_secs_f64() * 1e3},
+                }),
+            ),
+            Err(err) => {
+                tracing::warn!(%err, "not ready: the store does not answer");
+                crate::api::reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({
+                        "status": "unavailable",
+                        "error": {"code": "store_unreachable", "message": err.to_string()},
+                        "store": {"backend": backend},
+                    }),
+                )
+            }
+        }
+    }
+
     /// The operator metrics, in the Prometheus text format.
     pub fn metrics(&self) -> String {
         use hub::metrics::{Family, Kind, render};
         let stats = self.engine.stats();
-        let mut sockets = Family {
-            name: "switchboard_sockets",
-            help: "Socket.IO sockets connected, by namespace.",
-            kind: Kind::Gauge,
-            samples: Vec::new(),
-        };
+        let mut sockets = Family::new(
+            "switchboard_sockets",
+            "Socket.IO sockets connected, by namespace.",
+            Kind::Gauge,
+        );
+        let mut events_in = Family::new(
+            "switchboard_events_received_total",
+            "Events received from clients, by namespace and event \
+             (names beyond socketio.metrics_max_event_names count as _other).",
+            Kind::Counter,
+        );
+        let mut events_out = Family::new(
+            "switchboard_events_sent_total",
+            "Event packets queued to clients, by namespace and event \
+             (a broadcast counts once per recipient).",
+            Kind::Counter,
+        );
+        let mut fanout = Family::new(
+            "switchboard_broadcast_fanout",
+            "Recipients per broadcast on this node, by namespace.",
+            Kind::Histogram,
+        );
         let mut namespaces = self.io.namespaces();
         namespaces.sort_by(|a, b| a.name().cmp(b.name()));
         for ns in namespaces {
-            sockets
-                .samples
-                .push((vec![("namespace", ns.name().to_owned())], ns.len() as f64));
+            let name = || ("namespace", ns.name().to_owned());
+            sockets.push(vec![name()], ns.len() as f64);
+            let stats = ns.stats();
+            for (event, count) in stats.events_in.snapshot() {
+                events_in.push(vec![name(), ("event", event)], count as f64);
+            }
+            for (event, count) in stats.events_out.snapshot() {
+                events_out.push(vec![name(), ("event", event)], count as f64);
+            }
+            fanout.push_histogram(vec![name()], &stats.fanout.snapshot());
         }
-        let api_requests = Family {
-            name: "switchboard_api_requests_total",
-            help: "Publish API requests answered, by HTTP status.",
-            kind: Kind::Counter,
-            samples: self
-                .api_requests
-                .lock()
-                .iter()
-                .map(|(status, count)| (vec![("status", status.to_string())], *count as f64))
-                .collect(),
-        };
+        let mut api_requests = Family::new(
+            "switchboard_api_requests_total",
+            "Publish API requests answered, by HTTP status.",
+            Kind::Counter,
+        );
+        for (status, count) in self.api_requests.lock().iter() {
+            api_requests.push(vec![("status", status.to_string())], *count as f64);
+        }
+        let mut store_latency = Family::new(
+            "switchboard_store_query_seconds",
+            "Store query latency (readiness checks included), by backend.",
+            Kind::Histogram,
+        );
+        store_latency.push_histogram(
+            vec![("backend", self.store.backend().as_str().to_owned())],
+            &self.store.latency(),
+        );
         render(&[
             api_requests,
+            fanout,
             Family::single(
                 "switchboard_connections",
                 "Engine.IO sessions open (one per client connection).",
                 Kind::Gauge,
                 stats.sessions as f64,
-            ),
-            sockets,
-            Family::single(
-                "switchboard_slow_consumer_disconnects_total",
-                "Connections closed because their outbound queue stayed full.",
-                Kind::Counter,
-                stats.slow_consumer_disconnects as f64,
             ),
             Family::single(
                 "switchboard_dropped_packets_total",
@@ -207,6 +268,16 @@ impl App {
                 Kind::Counter,
                 stats.volatile_dropped as f64,
             ),
+            events_in,
+            events_out,
+            Family::single(
+                "switchboard_slow_consumer_disconnects_total",
+                "Connections closed because their outbound queue stayed full.",
+                Kind::Counter,
+                stats.slow_consumer_disconnects as f64,
+            ),
+            sockets,
+            store_latency,
         ])
     }
 
@@ -289,8 +360,12 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("shutting down: closing sessions");
-    for task in &accept_tasks {
+    // Stop accepting before closing anything: a client told to reconnect
+    // must not land here again. Awaiting the aborted tasks makes sure their
+    // listeners are closed.
+    for task in accept_tasks {
         task.abort();
+        let _ = task.await;
     }
     let _ = stop_tx.send(true);
     app.close_all();
@@ -307,6 +382,7 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!(sessions = app.session_count(), "shutdown grace period over");
     }
+    app.store.close().await;
     Ok(())
 }
 

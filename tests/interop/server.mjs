@@ -11,7 +11,8 @@
 // `listening on 127.0.0.1:PORT` on stdout, which gives the port.
 
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -50,9 +51,12 @@ export async function startServer(options = {}) {
         "`cargo build --release -p switchboard` or set INTEROP_SERVER_BIN)",
     );
   }
+  // Each server its own data folder: servers start in parallel, and each
+  // creates and migrates its SQLite store there.
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "sb-interop-"));
   const child = spawn(bin, ["serve", "--config", CONFIG, ...(options.args ?? [])], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...(options.env ?? {}) },
+    env: { ...process.env, SWITCHBOARD_DATA_DIR: dataDir, ...(options.env ?? {}) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   running.add(child);
@@ -70,6 +74,7 @@ export async function startServer(options = {}) {
   const exited = new Promise((resolve) => {
     child.once("exit", (code, signal) => {
       running.delete(child);
+      rmSync(dataDir, { recursive: true, force: true });
       resolve({ code, signal });
     });
   });

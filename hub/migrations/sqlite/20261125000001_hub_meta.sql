@@ -1,0 +1,8 @@
+-- The hub's own facts about this store (e.g. when it was created). The
+-- components add their tables (notifications, conversations) in later
+-- migrations.
+CREATE TABLE hub_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO hub_meta (key, value) VALUES ('created_at', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));

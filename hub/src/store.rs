@@ -1,0 +1,317 @@
+//! The store: a SQL database through sqlx. SQLite by default (one file,
+//! created and migrated at start), PostgreSQL when the URL says so (the
+//! cluster's shared store). The migrations are embedded in the binary, one
+//! set per dialect (`hub/migrations/{sqlite,postgres}`), and run at start;
+//! a store already migrated is left as it is.
+//!
+//! Every query goes through [`Store::timed`], which bounds it in time and
+//! records its latency for the operator (`/metrics`).
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socketio::stats::{Histogram, HistogramSnapshot};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{MigrateError, Migrator};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Store query latency buckets, in seconds.
+pub const LATENCY_BOUNDS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Where the store is and how it is used.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite:PATH` (or `sqlite://PATH`) or `postgres://user:pass@host/db`.
+    pub url: String,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long a query may wait for a connection and run.
+    pub timeout: Duration,
+}
+
+/// Which database the URL named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Reads the backend off a URL's scheme.
+    pub fn of(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// The versions of the migrations embedded for this backend.
+    pub fn embedded_migrations(self) -> Vec<i64> {
+        self.migrator().iter().map(|m| m.version).collect()
+    }
+}
+
+/// What can go wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported store URL {0:?}: use sqlite:PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("cannot create the store's folder {path}: {source}")]
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store at {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("migrating the store: {0}")]
+    Migrate(#[from] MigrateError),
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("the store did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// An open, migrated store. Cloning shares it.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    timeout: Duration,
+    latency: Arc<Histogram>,
+}
+
+impl Store {
+    /// Opens the store (creating a SQLite file and its folder if need be)
+    /// and brings its schema up to date.
+    pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(&config.url)
+            .ok_or_else(|| StoreError::UnsupportedUrl(redact(&config.url)))?;
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(&config.url)?,
+            Backend::Postgres => config.url.clone(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(config.timeout)
+            .connect(&url)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: redact(&config.url),
+                source,
+            })?;
+        let store = Store {
+            pool,
+            backend,
+            timeout: config.timeout,
+            latency: Arc::new(Histogram::new(LATENCY_BOUNDS)),
+        };
+        if backend == Backend::Sqlite {
+            // Readers do not block the writer, and the setting stays with the file.
+            store
+                .timed(sqlx::query("PRAGMA journal_mode=WAL").execute(&store.pool))
+                .await?;
+        }
+        backend.migrator().run(&store.pool).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection pool, for the components' queries (run them through
+    /// [`timed`](Self::timed)).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Runs a query bounded by the configured timeout, recording its latency.
+    pub async fn timed<T>(
+        &self,
+        query: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.timeout, query).await;
+        self.latency.observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+        }
+    }
+
+    /// Whether the store answers; how long it took.
+    pub async fn ping(&self) -> Result<Duration, StoreError> {
+        let started = Instant::now();
+        self.timed(sqlx::query("SELECT 1").execute(&self.pool))
+            .await?;
+        Ok(started.elapsed())
+    }
+
+    /// The versions of the migrations applied to this store.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let versions: Vec<(i64,)> = self
+            .timed(
+                sqlx::query_as("SELECT version FROM _sqlx_migrations ORDER BY version")
+                    .fetch_all(&self.pool),
+            )
+            .await?;
+        Ok(versions.into_iter().map(|(v,)| v).collect())
+    }
+
+    /// A value of the hub's own bookkeeping (`hub_meta`).
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = self
+            .timed(
+                sqlx::query_as("SELECT value FROM hub_meta WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&self.pool),
+            )
+            .await?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    /// Query latencies so far, in seconds.
+    pub fn latency(&self) -> HistogramSnapshot {
+        self.latency.snapshot()
+    }
+
+    /// Closes every connection (at shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A SQLite URL that creates the file if missing, with its folder created.
+fn sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url.trim_start_matches("sqlite:");
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    let folder = Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && path != ":memory:");
+    if let Some(folder) = folder {
+        std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
+            path: folder.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+/// The URL without its password, for logs and errors.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_comes_from_the_scheme() {
+        assert_eq!(Backend::of("sqlite:data/x.db"), Some(Backend::Sqlite));
+        assert_eq!(Backend::of("postgres://u@h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::of("postgresql://u@h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::of("mysql://u@h/db"), None);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://sb:secret@db:5432/hub"),
+            "postgres://sb:***@db:5432/hub"
+        );
+        assert_eq!(redact("postgres://sb@db/hub"), "postgres://sb@db/hub");
+        assert_eq!(redact("sqlite:data/hub.db"), "sqlite:data/hub.db");
+    }
+
+    #[test]
+    fn both_dialects_embed_the_same_migrations() {
+        assert_eq!(
+            Backend::Sqlite.embedded_migrations(),
+            Backend::Postgres.embedded_migrations()
+        );
+        assert!(!Backend::Sqlite.embedded_migrations().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_file_is_created_migrated_and_reopened() {
+        let dir = std::env::temp_dir().join(format!("sb-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = StoreConfig {
+            url: format!("sqlite:{}/nested/hub.db", dir.display()),
+            max_connections: 2,
+            timeout: Duration::from_secs(5),
+        };
+        let store = Store::open(&config).await.unwrap();
+        assert!(dir.join("nested/hub.db").exists());
+        assert_eq!(
+            store.applied_migrations().await.unwrap(),
+            Backend::Sqlite.embedded_migrations()
+        );
+        let created = store.meta("created_at").await.unwrap().unwrap();
+        store.close().await;
+
+        // A second start finds the schema current and keeps the data.
+        let again = Store::open(&config).await.unwrap();
+        assert_eq!(again.meta("created_at").await.unwrap(), Some(created));
+        assert!(again.ping().await.is_ok());
+        assert!(again.latency().count >= 3);
+        again.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_refused() {
+        let config = StoreConfig {
+            url: "mysql://root:pw@localhost/db".to_owned(),
+            max_connections: 1,
+            timeout: Duration::from_secs(1),
+        };
+        let err = Store::open(&config).await.unwrap_err();
+        assert!(
+            err.to_string().contains("mysql://root:***@localhost/db"),
+            "{err}"
+        );
+    }
+}
