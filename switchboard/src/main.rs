@@ -103,34 +103,38 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = App::new(&config)?;
+    // Listen for SIGTERM before announcing the port: a signal that arrives
+    // right after start must drain, not kill.
+    let shutdown = shutdown_signal().context("installing the signal handlers")?;
+    let app = App::new(&config).await?;
     let listeners = server::bind(&config.listen).await?;
     for listener in &listeners {
         // Scripts and tests read this line to learn the port.
         println!("listening on {}", listener.local_addr()?);
     }
-    server::run(listeners, &config, app, shutdown_signal()).await
+    server::run(listeners, &config, app, shutdown).await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Resolves on SIGTERM or SIGINT (Ctrl-C); the handlers are installed at
+/// once, not when the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
             _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 fn init_logging(config: &Config) {

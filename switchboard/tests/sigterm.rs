@@ -1,0 +1,179 @@
+//! The `switchboard` binary under SIGTERM: it stops accepting, closes its
+//! clients' connections (so that they reconnect elsewhere), lets an API
+//! request already in flight finish, and exits within `shutdown_grace_ms`.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Starts the binary with `grace_ms` of drain time; returns it and its address.
+async fn spawn_server(grace_ms: u64) -> (Child, SocketAddr, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("sb-sigterm-{}-{}", std::process::id(), grace_ms));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n\
+             [server]\nshutdown_grace_ms = {grace_ms}\n\
+             [api]\nkeys = [\"k\"]\n\
+             [[namespaces]]\nname = \"/\"\nhandler = \"testkit\"\n",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                return addr.parse().unwrap();
+            }
+        }
+        panic!("the server exited before listening");
+    })
+    .await
+    .expect("the server did not start");
+    (child, addr, dir)
+}
+
+fn sigterm(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A WebSocket client that joined namespace `/`.
+async fn connect_client(
+    addr: SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    use futures_util::SinkExt;
+    ws.send(Message::text("40")).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => seen.push(t.to_string()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        seen[0].starts_with('0') && seen[1].starts_with("40{"),
+        "{seen:?}"
+    );
+    ws
+}
+
+/// Reads until the peer closes; returns what was read.
+async fn read_to_end(stream: &mut TcpStream) -> String {
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("no response")
+        .unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test]
+async fn sigterm_closes_clients_finishes_the_api_request_in_flight_and_exits() {
+    let (mut child, addr, dir) = spawn_server(10_000).await;
+    let mut ws = connect_client(addr).await;
+
+    // An API request whose body is still on its way when SIGTERM arrives.
+    let body = r#"{"namespace":"/","event":"news","data":{"n":1},"rooms":["nobody"]}"#;
+    let mut api = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    api.write_all(head.as_bytes()).await.unwrap();
+    api.write_all(&body.as_bytes()[..10]).await.unwrap();
+
+    sigterm(&child);
+    // The client's connection is closed (socket.io-client then reconnects,
+    // to another node behind the load balancer).
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the client was not disconnected");
+    // New connections are refused…
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+    // …while the request in flight completes.
+    api.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let response = read_to_end(&mut api).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#""ok":true"#), "{response}");
+
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("the server did not exit")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_exits_within_the_drain_time_even_if_a_request_never_ends() {
+    let grace = Duration::from_millis(1500);
+    let (mut child, addr, dir) = spawn_server(grace.as_millis() as u64).await;
+    // A request that will never be completed.
+    let mut stuck = TcpStream::connect(addr).await.unwrap();
+    stuck
+        .write_all(
+            b"POST /api/v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n\
+              Content-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    // The server has accepted it once it answers another request.
+    let mut probe = TcpStream::connect(addr).await.unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_to_end(&mut probe).await.starts_with("HTTP/1.1 200"));
+
+    let started = Instant::now();
+    sigterm(&child);
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("the server did not exit")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took >= grace - Duration::from_millis(100),
+        "exited after {took:?}: it did not wait for the request in flight"
+    );
+    assert!(
+        took < grace + Duration::from_secs(3),
+        "exited after {took:?}, drain time {grace:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
