@@ -1,8 +1,6 @@
 //! The ESN hub on top of [`socketio`]: who a client is, which component owns
 //! which namespace, and what backend services publish.
 //!
-//! Being built (issue 4); so far:
-//!
 //! # Layout
 //!
 //! - [`identity`]: JWT verification (HS256, RS256 key or JWKS), development

@@ -1,6 +1,7 @@
-//! The `switchboard` binary under SIGTERM: it stops accepting, closes its
-//! clients' connections (so that they reconnect elsewhere), lets an API
-//! request already in flight finish, and exits within `shutdown_grace_ms`.
+//! The `switchboard` process as operators run it. Under SIGTERM it stops
+//! accepting, closes its clients' connections (so that they reconnect
+//! elsewhere), lets an API request already in flight finish, and exits
+//! within `shutdown_grace_ms`; `log.format = "json"` logs JSON lines.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -176,4 +177,41 @@ async fn sigterm_exits_within_the_drain_time_even_if_a_request_never_ends() {
         "exited after {took:?}, drain time {grace:?}"
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let dir = std::env::temp_dir().join(format!("sb-json-logs-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SWITCHBOARD_LOG_FORMAT", "json")
+        .env("SWITCHBOARD_DATA_DIR", &dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let entry: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+            assert!(entry["level"].is_string() && entry["timestamp"].is_string());
+            if entry["fields"]["message"] == "listening" {
+                return entry;
+            }
+        }
+        panic!("the server exited before listening");
+    })
+    .await
+    .expect("no `listening` log line");
+    assert!(
+        listening["fields"]["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    sigterm(&child);
+    assert!(child.wait().await.unwrap().success());
+    let _ = std::fs::remove_dir_all(dir);
 }
