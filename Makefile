@@ -78,7 +78,7 @@ conformance:
 BENCH_ARGS ?=
 LOADGEN := target/release/loadgen
 
-.PHONY: bench bench-quick bench-build
+.PHONY: bench bench-quick bench-build bench-ceiling
 
 bench-build:
 	$(CARGO) build --release -p switchboard -p loadgen
@@ -91,3 +91,9 @@ bench: bench-build
 
 bench-quick: bench-build
 	$(LOADGEN) suite --quick $(BENCH_ARGS)
+
+# The machine's ceiling for echo: plain TCP round trips on loopback, no
+# protocol, 1,000 connections, 3 runs (see docs/BENCHMARKS.md).
+bench-ceiling:
+	$(CARGO) build --release -p loadgen --example tcp_echo_ceiling
+	for i in 1 2 3; do target/release/examples/tcp_echo_ceiling 1000 8; done
