@@ -2,7 +2,8 @@
 //! the client's events and decides which rooms a client may subscribe to;
 //! the hub turns that into Socket.IO: every event gets an ack
 //! `{ok:true, …}` or `{ok:false, error:{code, message}}`, and `subscribe` /
-//! `unsubscribe` (a room id) are handled here, authorized by the component.
+//! `unsubscribe` (a room id) are handled here, authorized by the component;
+//! each socket's events are rate-limited ([`RateLimit`]).
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use socketio::{Args, BoxFuture, Event, Namespace, NamespaceHandler, Socket};
 
 use crate::auth::{identity_of, user_room};
 use crate::identity::Identity;
+use crate::ratelimit::RateLimit;
 
 /// A refusal or failure, sent to the client as `{ok:false, error}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,13 +67,22 @@ pub trait Component: Send + Sync + 'static {
 /// Runs a [`Component`] as a namespace handler.
 pub struct ComponentHandler<C> {
     component: Arc<C>,
+    limit: RateLimit,
 }
 
 impl<C: Component> ComponentHandler<C> {
+    /// With the default [`RateLimit`].
     pub fn new(component: C) -> ComponentHandler<C> {
         ComponentHandler {
             component: Arc::new(component),
+            limit: RateLimit::default(),
         }
+    }
+
+    /// Limits each socket's events to `limit`.
+    pub fn with_rate_limit(mut self, limit: RateLimit) -> ComponentHandler<C> {
+        self.limit = limit;
+        self
     }
 }
 
@@ -101,6 +112,16 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 ack.send_one(&value);
             }
         };
+        if !self.limit.admit(socket) {
+            reply(error(&HubError::new(
+                "rate_limited",
+                format!(
+                    "more than {} events per second: slow down",
+                    self.limit.per_sec
+                ),
+            )));
+            return None;
+        }
         match event.name.as_str() {
             "subscribe" | "unsubscribe" => {
                 let Ok(room) = event.args.first::<String>() else {

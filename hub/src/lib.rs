@@ -16,6 +16,7 @@
 //!   (publish to users, rooms or a namespace; disconnect a user; room sizes).
 //! - [`metrics`]: the Prometheus text format.
 //! - [`query`]: percent-decoding of query values and path segments.
+//! - [`ratelimit`]: the per-socket event rate limit of component namespaces.
 //! - [`store`]: the SQL store (SQLite by default, PostgreSQL by URL), its
 //!   embedded migrations, and query latency.
 
@@ -26,4 +27,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod publish;
 pub mod query;
+pub mod ratelimit;
 pub mod store;

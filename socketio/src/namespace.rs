@@ -10,8 +10,9 @@ use serde_json::value::RawValue;
 
 use crate::adapter::{Adapter, LocalAdapter};
 use crate::broadcast::BroadcastOperator;
+use crate::server::SocketIoConfig;
 use crate::socket::{BoxFuture, DisconnectReason, Event, Room, Socket, SocketId};
-use crate::stats::{NamespaceStats, StatsConfig};
+use crate::stats::NamespaceStats;
 
 /// A client's request to join a namespace, as middleware sees it.
 #[derive(Debug)]
@@ -98,13 +99,15 @@ pub struct Namespace {
     sockets: RwLock<HashMap<SocketId, Arc<Socket>>>,
     adapter: Box<dyn Adapter>,
     stats: NamespaceStats,
+    /// See [`SocketIoConfig::max_pending_events`].
+    pub(crate) max_pending_events: usize,
 }
 
 impl Namespace {
     pub(crate) fn new(
         name: String,
         handler: Arc<dyn NamespaceHandler>,
-        stats: StatsConfig,
+        config: &SocketIoConfig,
     ) -> Namespace {
         Namespace {
             name,
@@ -112,7 +115,8 @@ impl Namespace {
             middlewares: RwLock::new(Vec::new()),
             sockets: RwLock::new(HashMap::new()),
             adapter: Box::new(LocalAdapter::default()),
-            stats: NamespaceStats::new(stats),
+            stats: NamespaceStats::new(config.stats),
+            max_pending_events: config.max_pending_events,
         }
     }
 

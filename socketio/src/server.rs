@@ -19,6 +19,10 @@ pub struct SocketIoConfig {
     pub max_attachments: usize,
     /// Bounds on the per-namespace event counters.
     pub stats: crate::stats::StatsConfig,
+    /// Events one socket may have waiting behind a handler that has not
+    /// finished; one more closes the connection (the client reconnects),
+    /// so a client cannot grow the server's memory without bound.
+    pub max_pending_events: usize,
 }
 
 impl Default for SocketIoConfig {
@@ -27,6 +31,7 @@ impl Default for SocketIoConfig {
             connect_timeout: Duration::from_secs(45),
             max_attachments: 10,
             stats: crate::stats::StatsConfig::default(),
+            max_pending_events: 1024,
         }
     }
 }
@@ -71,11 +76,7 @@ impl SocketIo {
         name: &str,
         handler: Arc<dyn NamespaceHandler>,
     ) -> Arc<Namespace> {
-        let ns = Arc::new(Namespace::new(
-            name.to_owned(),
-            handler,
-            self.inner.config.stats,
-        ));
+        let ns = Arc::new(Namespace::new(name.to_owned(), handler, &self.inner.config));
         self.inner
             .namespaces
             .write()

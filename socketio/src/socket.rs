@@ -328,7 +328,12 @@ impl Socket {
                 return;
             }
             if state.busy {
-                state.inbox.push_back(event);
+                if state.inbox.len() < self.ns.max_pending_events {
+                    state.inbox.push_back(event);
+                    return;
+                }
+                drop(state);
+                self.overflow();
                 return;
             }
             state.busy = true;
@@ -351,6 +356,22 @@ impl Socket {
                 None => return,
             }
         }
+    }
+
+    /// Too many events wait behind a slow handler: close the connection
+    /// (the client reconnects; its queued events are dropped with it).
+    fn overflow(&self) {
+        self.ns
+            .stats()
+            .inbox_overflows
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            namespace = self.ns.name(),
+            socket = self.id.as_str(),
+            limit = self.ns.max_pending_events,
+            "too many events waiting for a handler: closing the connection"
+        );
+        self.conn().close();
     }
 
     /// Runs the namespace's connect handler once the CONNECT reply has

@@ -158,6 +158,9 @@ pub struct NamespaceStats {
     pub events_out: EventCounts,
     /// Recipients per broadcast.
     pub fanout: Histogram,
+    /// Connections closed because a socket had more than
+    /// `max_pending_events` events waiting.
+    pub inbox_overflows: AtomicU64,
 }
 
 impl NamespaceStats {
@@ -166,6 +169,7 @@ impl NamespaceStats {
             events_in: EventCounts::new(config),
             events_out: EventCounts::new(config),
             fanout: Histogram::new(FANOUT_BOUNDS),
+            inbox_overflows: AtomicU64::new(0),
         }
     }
 }

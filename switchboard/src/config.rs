@@ -27,6 +27,28 @@ pub struct Config {
     pub auth: AuthSection,
     pub api: ApiSection,
     pub store: StoreSection,
+    pub rate_limit: RateLimitSection,
+}
+
+/// The per-socket limit on client events in component namespaces (`pubsub`,
+/// `proxy`); over it, an event is answered `rate_limited`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Sustained events per second per socket; 0 = no limit.
+    pub events_per_sec: f64,
+    /// Events a socket may send at once after a quiet spell.
+    pub burst: f64,
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        let limit = hub::ratelimit::RateLimit::default();
+        RateLimitSection {
+            events_per_sec: limit.per_sec,
+            burst: limit.burst,
+        }
+    }
 }
 
 /// The SQL store.
@@ -120,6 +142,9 @@ pub struct SocketIoSection {
     /// Event names counted separately in `/metrics`, per namespace and
     /// direction; later names are counted as `_other`.
     pub metrics_max_event_names: usize,
+    /// Events one socket may have waiting behind a handler that has not
+    /// finished; one more closes its connection.
+    pub max_pending_events: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,6 +205,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             api: ApiSection::default(),
             store: StoreSection::default(),
+            rate_limit: RateLimitSection::default(),
         }
     }
 }
@@ -217,6 +243,7 @@ impl Default for SocketIoSection {
             connect_timeout_ms: io.connect_timeout.as_millis() as u64,
             max_attachments: io.max_attachments,
             metrics_max_event_names: io.stats.max_event_names,
+            max_pending_events: io.max_pending_events,
         }
     }
 }
@@ -283,6 +310,13 @@ impl Config {
                 hub::store::redact(&self.store.url)
             );
         }
+        let limit = &self.rate_limit;
+        if !(limit.events_per_sec >= 0.0 && limit.burst >= 1.0) {
+            bail!("rate_limit.events_per_sec must be ≥ 0 and rate_limit.burst ≥ 1");
+        }
+        if self.socketio.max_pending_events == 0 {
+            bail!("socketio.max_pending_events must be positive");
+        }
         if self.store.max_connections == 0 || self.store.timeout_ms == 0 {
             bail!("store.max_connections and store.timeout_ms must be positive");
         }
@@ -314,6 +348,14 @@ impl Config {
     }
 
     /// The Socket.IO settings.
+    /// The event rate limit of component namespaces.
+    pub fn rate_limit(&self) -> hub::ratelimit::RateLimit {
+        hub::ratelimit::RateLimit {
+            per_sec: self.rate_limit.events_per_sec,
+            burst: self.rate_limit.burst,
+        }
+    }
+
     /// The store settings; an empty URL means `switchboard.db` in `data_dir`.
     pub fn store_config(&self) -> hub::store::StoreConfig {
         let url = if self.store.url.is_empty() {
@@ -339,6 +381,7 @@ impl Config {
                 max_event_names: self.socketio.metrics_max_event_names,
                 ..socketio::stats::StatsConfig::default()
             },
+            max_pending_events: self.socketio.max_pending_events,
         }
     }
 }

@@ -110,7 +110,7 @@ impl App {
         let mut protected = Vec::new();
         for ns in &config.namespaces {
             let auth = auth.as_ref().filter(|_| ns.auth);
-            let namespace = handlers::install(&io, ns, auth)?;
+            let namespace = handlers::install(&io, ns, auth, config.rate_limit())?;
             if auth.is_some() {
                 protected.push(Arc::downgrade(&namespace));
             }
@@ -217,6 +217,12 @@ impl App {
              (a broadcast counts once per recipient).",
             Kind::Counter,
         );
+        let mut overflows = Family::new(
+            "switchboard_inbox_overflow_disconnects_total",
+            "Connections closed because a socket had more than \
+             socketio.max_pending_events events waiting for its handler.",
+            Kind::Counter,
+        );
         let mut fanout = Family::new(
             "switchboard_broadcast_fanout",
             "Recipients per broadcast on this node, by namespace.",
@@ -235,6 +241,12 @@ impl App {
                 events_out.push(vec![name(), ("event", event)], count as f64);
             }
             fanout.push_histogram(vec![name()], &stats.fanout.snapshot());
+            overflows.push(
+                vec![name()],
+                stats
+                    .inbox_overflows
+                    .load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
         }
         let mut api_requests = Family::new(
             "switchboard_api_requests_total",
@@ -270,6 +282,7 @@ impl App {
             ),
             events_in,
             events_out,
+            overflows,
             Family::single(
                 "switchboard_slow_consumer_disconnects_total",
                 "Connections closed because their outbound queue stayed full.",

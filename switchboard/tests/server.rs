@@ -1340,3 +1340,55 @@ async fn metrics_count_events_fanout_and_store_latency() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn events_over_the_rate_limit_are_refused_for_that_socket_only() {
+    let server = start("[rate_limit]\nevents_per_sec = 0.5\nburst = 3\n").await;
+    let mut alice = connect_pubsub(server.addr, "alice").await;
+    let mut bob = connect_pubsub(server.addr, "bob").await;
+    for id in 1..=4 {
+        alice
+            .emit_to("/pubsub", id, "subscribe", r#""topic:news""#)
+            .await;
+    }
+    for id in 1..=3 {
+        let ack = alice.recv().await;
+        assert!(
+            ack.starts_with(&format!(r#"43/pubsub,{id}[{{"ok":true"#)),
+            "{ack}"
+        );
+    }
+    let refused = alice.recv().await;
+    assert!(
+        refused.starts_with(r#"43/pubsub,4[{"error":{"code":"rate_limited""#),
+        "{refused}"
+    );
+    // Bob has a bucket of his own, and alice stays connected.
+    bob.emit_to("/pubsub", 1, "subscribe", r#""topic:news""#)
+        .await;
+    assert!(bob.recv().await.starts_with(r#"43/pubsub,1[{"ok":true"#));
+    assert_eq!(server.app.engine.stats().sessions, 2);
+}
+
+#[tokio::test]
+async fn too_many_events_waiting_behind_a_handler_close_that_connection_only() {
+    let server = start("[socketio]\nmax_pending_events = 4\n").await;
+    let (mut flooder, _) = Client::connect(server.addr).await;
+    let (mut other, _) = Client::connect(server.addr).await;
+    flooder.emit(1, "sleep", "3000").await;
+    for id in 2..=6 {
+        flooder.emit(id, "echo", r#""more""#).await;
+    }
+    assert!(closed_by_server(&mut flooder.ws).await);
+    other.emit(7, "echo", r#""still here""#).await;
+    assert_eq!(other.recv().await, r#"437["still here"]"#);
+    let metrics = http(server.addr, "GET", "/metrics", &[], "").await.body;
+    assert_eq!(
+        sample(
+            &metrics,
+            "switchboard_inbox_overflow_disconnects_total{namespace=\"/\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+}

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use hub::auth::Auth;
+use hub::component::{ComponentHandler, PubSub};
+use hub::ratelimit::RateLimit;
 use socketio::{Namespace, NamespaceHandler, SocketIo};
 
 use crate::config::NamespaceSection;
@@ -22,6 +24,7 @@ pub fn install(
     io: &SocketIo,
     section: &NamespaceSection,
     auth: Option<&Auth>,
+    limit: RateLimit,
 ) -> anyhow::Result<Arc<Namespace>> {
     let (name, kind) = (section.name.as_str(), section.handler.as_str());
     let handler: Arc<dyn NamespaceHandler> = match kind {
@@ -29,14 +32,12 @@ pub fn install(
             let timeout = Duration::from_millis(section.backend_timeout_ms);
             let proxy = hub::proxy::Proxy::new(&section.backend, timeout)
                 .map_err(|e| anyhow::anyhow!("namespace {name}: {e}"))?;
-            Arc::new(hub::component::ComponentHandler::new(proxy))
+            Arc::new(ComponentHandler::new(proxy).with_rate_limit(limit))
         }
         "echo" => Arc::new(echo::Echo),
         "testkit" => Arc::new(testkit::TestKit),
         "bench" => Arc::new(bench::Bench),
-        "pubsub" => Arc::new(hub::component::ComponentHandler::new(
-            hub::component::PubSub,
-        )),
+        "pubsub" => Arc::new(ComponentHandler::new(PubSub).with_rate_limit(limit)),
         other => {
             bail!("unknown handler {other:?} for namespace {name} (echo, testkit, bench, pubsub)")
         }

@@ -1,0 +1,92 @@
+//! The per-socket limit on client events in component namespaces: a token
+//! bucket of `burst` events refilled at `per_sec`. An event over the limit
+//! is answered `{ok:false, error:{code:"rate_limited"}}` and not handled;
+//! the socket stays connected.
+
+use std::time::Instant;
+
+use socketio::Socket;
+
+/// Events per second a socket may send, with a burst allowance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained events per second; 0 turns the limit off.
+    pub per_sec: f64,
+    /// Events a socket may send at once after being quiet.
+    pub burst: f64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            per_sec: 100.0,
+            burst: 200.0,
+        }
+    }
+}
+
+/// A socket's bucket, kept in its extensions.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    /// Takes one event from `socket`'s bucket; false if it is empty.
+    pub fn admit(&self, socket: &Socket) -> bool {
+        if self.per_sec <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut extensions = socket.extensions();
+        let bucket = extensions.get_or_insert_with(|| Bucket {
+            tokens: self.burst,
+            last: now,
+        });
+        self.take(bucket, now)
+    }
+
+    fn take(&self, bucket: &mut Bucket, now: Instant) -> bool {
+        let refill = now.duration_since(bucket.last).as_secs_f64() * self.per_sec;
+        bucket.tokens = (bucket.tokens + refill).min(self.burst.max(1.0));
+        bucket.last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_burst_then_the_sustained_rate() {
+        let limit = RateLimit {
+            per_sec: 10.0,
+            burst: 3.0,
+        };
+        let start = Instant::now();
+        let mut bucket = Bucket {
+            tokens: limit.burst,
+            last: start,
+        };
+        let admitted = (0..5).filter(|_| limit.take(&mut bucket, start)).count();
+        assert_eq!(admitted, 3);
+        // 100 ms at 10/s refills one event, not more.
+        let later = start + Duration::from_millis(100);
+        assert!(limit.take(&mut bucket, later));
+        assert!(!limit.take(&mut bucket, later));
+        // A long pause refills up to the burst only.
+        let much_later = later + Duration::from_secs(60);
+        let admitted = (0..10)
+            .filter(|_| limit.take(&mut bucket, much_later))
+            .count();
+        assert_eq!(admitted, 3);
+    }
+}
