@@ -3,7 +3,7 @@
 //! the hub turns that into Socket.IO: every event gets an ack
 //! `{ok:true, …}` or `{ok:false, error:{code, message}}`, and `subscribe` /
 //! `unsubscribe` (a room id) are handled here, authorized by the component;
-//! each socket's events are rate-limited ([`RateLimit`]).
+//! each socket is held to [`Limits`] (event rate, rooms).
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use socketio::{Args, BoxFuture, Event, Namespace, NamespaceHandler, Socket};
 
 use crate::auth::{identity_of, user_room};
 use crate::identity::Identity;
-use crate::ratelimit::RateLimit;
+use crate::limits::Limits;
 
 /// A refusal or failure, sent to the client as `{ok:false, error}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,21 +67,21 @@ pub trait Component: Send + Sync + 'static {
 /// Runs a [`Component`] as a namespace handler.
 pub struct ComponentHandler<C> {
     component: Arc<C>,
-    limit: RateLimit,
+    limits: Limits,
 }
 
 impl<C: Component> ComponentHandler<C> {
-    /// With the default [`RateLimit`].
+    /// With the default [`Limits`].
     pub fn new(component: C) -> ComponentHandler<C> {
         ComponentHandler {
             component: Arc::new(component),
-            limit: RateLimit::default(),
+            limits: Limits::default(),
         }
     }
 
-    /// Limits each socket's events to `limit`.
-    pub fn with_rate_limit(mut self, limit: RateLimit) -> ComponentHandler<C> {
-        self.limit = limit;
+    /// Holds each socket to `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> ComponentHandler<C> {
+        self.limits = limits;
         self
     }
 }
@@ -112,12 +112,12 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 ack.send_one(&value);
             }
         };
-        if !self.limit.admit(socket) {
+        if !self.limits.rate.admit(socket) {
             reply(error(&HubError::new(
                 "rate_limited",
                 format!(
                     "more than {} events per second: slow down",
-                    self.limit.per_sec
+                    self.limits.rate.per_sec
                 ),
             )));
             return None;
@@ -133,10 +133,24 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                     reply(json!({"ok": true, "room": room}));
                     return None;
                 }
+                if room.len() > self.limits.max_room_len {
+                    reply(error(&HubError::new(
+                        "bad_request",
+                        format!("room ids are at most {} bytes", self.limits.max_room_len),
+                    )));
+                    return None;
+                }
+                let max_rooms = self.limits.max_rooms_per_socket;
                 let verdict = self.component.subscribe(socket, &room);
                 let socket = socket.clone();
                 Some(Box::pin(async move {
                     match verdict.await {
+                        Ok(rooms) if socket.rooms().len() + rooms.len() > max_rooms => {
+                            reply(error(&HubError::new(
+                                "too_many_rooms",
+                                format!("a socket may be in at most {max_rooms} rooms"),
+                            )));
+                        }
                         Ok(rooms) => {
                             for joined in &rooms {
                                 socket.join(joined.as_str());

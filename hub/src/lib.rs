@@ -11,21 +11,22 @@
 //!   implements, run as a namespace handler: `{ok, error}` acks, authorized
 //!   `subscribe` / `unsubscribe`, the `{room, data}` envelope; `PubSub`, a
 //!   generic publish/subscribe component.
+//! - [`limits`]: what one socket may ask of a component namespace (event
+//!   rate, rooms).
 //! - [`proxy`]: proxy namespaces, owned by an HTTP backend.
 //! - [`publish`]: what backend services ask through the publish API
 //!   (publish to users, rooms or a namespace; disconnect a user; room sizes).
 //! - [`metrics`]: the Prometheus text format.
 //! - [`query`]: percent-decoding of query values and path segments.
-//! - [`ratelimit`]: the per-socket event rate limit of component namespaces.
 //! - [`store`]: the SQL store (SQLite by default, PostgreSQL by URL), its
 //!   embedded migrations, and query latency.
 
 pub mod auth;
 pub mod component;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod publish;
 pub mod query;
-pub mod ratelimit;
 pub mod store;

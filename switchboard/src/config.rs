@@ -27,26 +27,32 @@ pub struct Config {
     pub auth: AuthSection,
     pub api: ApiSection,
     pub store: StoreSection,
-    pub rate_limit: RateLimitSection,
+    pub limits: LimitsSection,
 }
 
-/// The per-socket limit on client events in component namespaces (`pubsub`,
-/// `proxy`); over it, an event is answered `rate_limited`.
+/// What each socket of a component namespace (`pubsub`, `proxy`) may ask.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct RateLimitSection {
-    /// Sustained events per second per socket; 0 = no limit.
+pub struct LimitsSection {
+    /// Sustained events per second per socket; over it, an event is answered
+    /// `rate_limited`. 0 = no limit.
     pub events_per_sec: f64,
     /// Events a socket may send at once after a quiet spell.
-    pub burst: f64,
+    pub event_burst: f64,
+    /// Rooms a socket may be in; `subscribe` beyond is `too_many_rooms`.
+    pub max_rooms_per_socket: usize,
+    /// Longest room id a client may subscribe to, in bytes.
+    pub max_room_len: usize,
 }
 
-impl Default for RateLimitSection {
+impl Default for LimitsSection {
     fn default() -> Self {
-        let limit = hub::ratelimit::RateLimit::default();
-        RateLimitSection {
-            events_per_sec: limit.per_sec,
-            burst: limit.burst,
+        let limits = hub::limits::Limits::default();
+        LimitsSection {
+            events_per_sec: limits.rate.per_sec,
+            event_burst: limits.rate.burst,
+            max_rooms_per_socket: limits.max_rooms_per_socket,
+            max_room_len: limits.max_room_len,
         }
     }
 }
@@ -205,7 +211,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             api: ApiSection::default(),
             store: StoreSection::default(),
-            rate_limit: RateLimitSection::default(),
+            limits: LimitsSection::default(),
         }
     }
 }
@@ -310,9 +316,12 @@ impl Config {
                 hub::store::redact(&self.store.url)
             );
         }
-        let limit = &self.rate_limit;
-        if !(limit.events_per_sec >= 0.0 && limit.burst >= 1.0) {
-            bail!("rate_limit.events_per_sec must be ≥ 0 and rate_limit.burst ≥ 1");
+        let limits = &self.limits;
+        if !(limits.events_per_sec >= 0.0 && limits.event_burst >= 1.0) {
+            bail!("limits.events_per_sec must be ≥ 0 and limits.event_burst ≥ 1");
+        }
+        if limits.max_rooms_per_socket == 0 || limits.max_room_len == 0 {
+            bail!("limits.max_rooms_per_socket and limits.max_room_len must be positive");
         }
         if self.socketio.max_pending_events == 0 {
             bail!("socketio.max_pending_events must be positive");
@@ -348,11 +357,16 @@ impl Config {
     }
 
     /// The Socket.IO settings.
-    /// The event rate limit of component namespaces.
-    pub fn rate_limit(&self) -> hub::ratelimit::RateLimit {
-        hub::ratelimit::RateLimit {
-            per_sec: self.rate_limit.events_per_sec,
-            burst: self.rate_limit.burst,
+    /// What each socket of a component namespace may ask.
+    pub fn limits(&self) -> hub::limits::Limits {
+        let l = &self.limits;
+        hub::limits::Limits {
+            rate: hub::limits::RateLimit {
+                per_sec: l.events_per_sec,
+                burst: l.event_burst,
+            },
+            max_rooms_per_socket: l.max_rooms_per_socket,
+            max_room_len: l.max_room_len,
         }
     }
 

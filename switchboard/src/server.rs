@@ -110,7 +110,7 @@ impl App {
         let mut protected = Vec::new();
         for ns in &config.namespaces {
             let auth = auth.as_ref().filter(|_| ns.auth);
-            let namespace = handlers::install(&io, ns, auth, config.rate_limit())?;
+            let namespace = handlers::install(&io, ns, auth, config.limits())?;
             if auth.is_some() {
                 protected.push(Arc::downgrade(&namespace));
             }

@@ -1343,7 +1343,7 @@ async fn metrics_count_events_fanout_and_store_latency() {
 
 #[tokio::test]
 async fn events_over_the_rate_limit_are_refused_for_that_socket_only() {
-    let server = start("[rate_limit]\nevents_per_sec = 0.5\nburst = 3\n").await;
+    let server = start("[limits]\nevents_per_sec = 0.5\nevent_burst = 3\n").await;
     let mut alice = connect_pubsub(server.addr, "alice").await;
     let mut bob = connect_pubsub(server.addr, "bob").await;
     for id in 1..=4 {
@@ -1391,4 +1391,33 @@ async fn too_many_events_waiting_behind_a_handler_close_that_connection_only() {
         1.0,
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn subscriptions_are_bounded_in_number_and_room_length() {
+    // A socket starts in one room: user:alice.
+    let server = start("[limits]\nmax_rooms_per_socket = 2\nmax_room_len = 16\n").await;
+    let mut alice = connect_pubsub(server.addr, "alice").await;
+    let long = format!("\"topic:{}\"", "x".repeat(20));
+    alice.emit_to("/pubsub", 1, "subscribe", &long).await;
+    let ack = alice.recv().await;
+    assert!(ack.contains(r#""code":"bad_request""#), "{ack}");
+    alice
+        .emit_to("/pubsub", 2, "subscribe", r#""topic:a""#)
+        .await;
+    assert!(alice.recv().await.starts_with(r#"43/pubsub,2[{"ok":true"#));
+    alice
+        .emit_to("/pubsub", 3, "subscribe", r#""topic:b""#)
+        .await;
+    let ack = alice.recv().await;
+    assert!(ack.contains(r#""code":"too_many_rooms""#), "{ack}");
+    // Leaving one makes room again.
+    alice
+        .emit_to("/pubsub", 4, "unsubscribe", r#""topic:a""#)
+        .await;
+    assert!(alice.recv().await.starts_with(r#"43/pubsub,4[{"ok":true"#));
+    alice
+        .emit_to("/pubsub", 5, "subscribe", r#""topic:b""#)
+        .await;
+    assert!(alice.recv().await.starts_with(r#"43/pubsub,5[{"ok":true"#));
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::bail;
 use hub::auth::Auth;
 use hub::component::{ComponentHandler, PubSub};
-use hub::ratelimit::RateLimit;
+use hub::limits::Limits;
 use socketio::{Namespace, NamespaceHandler, SocketIo};
 
 use crate::config::NamespaceSection;
@@ -24,7 +24,7 @@ pub fn install(
     io: &SocketIo,
     section: &NamespaceSection,
     auth: Option<&Auth>,
-    limit: RateLimit,
+    limits: Limits,
 ) -> anyhow::Result<Arc<Namespace>> {
     let (name, kind) = (section.name.as_str(), section.handler.as_str());
     let handler: Arc<dyn NamespaceHandler> = match kind {
@@ -32,12 +32,12 @@ pub fn install(
             let timeout = Duration::from_millis(section.backend_timeout_ms);
             let proxy = hub::proxy::Proxy::new(&section.backend, timeout)
                 .map_err(|e| anyhow::anyhow!("namespace {name}: {e}"))?;
-            Arc::new(ComponentHandler::new(proxy).with_rate_limit(limit))
+            Arc::new(ComponentHandler::new(proxy).with_limits(limits))
         }
         "echo" => Arc::new(echo::Echo),
         "testkit" => Arc::new(testkit::TestKit),
         "bench" => Arc::new(bench::Bench),
-        "pubsub" => Arc::new(ComponentHandler::new(PubSub).with_rate_limit(limit)),
+        "pubsub" => Arc::new(ComponentHandler::new(PubSub).with_limits(limits)),
         other => {
             bail!("unknown handler {other:?} for namespace {name} (echo, testkit, bench, pubsub)")
         }

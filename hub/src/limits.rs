@@ -1,11 +1,33 @@
-//! The per-socket limit on client events in component namespaces: a token
-//! bucket of `burst` events refilled at `per_sec`. An event over the limit
-//! is answered `{ok:false, error:{code:"rate_limited"}}` and not handled;
-//! the socket stays connected.
+//! What one client may ask of a component namespace: events per second (a
+//! token bucket of `burst` events refilled at `per_sec`; an event over it is
+//! answered `{ok:false, error:{code:"rate_limited"}}` and not handled, the
+//! socket stays connected), and how many rooms it may subscribe to, with
+//! names how long.
 
 use std::time::Instant;
 
 use socketio::Socket;
+
+/// Limits on each socket of a component namespace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub rate: RateLimit,
+    /// Rooms a socket may be in through `subscribe` (its own `user:` room
+    /// included).
+    pub max_rooms_per_socket: usize,
+    /// Longest room id a client may subscribe to, in bytes.
+    pub max_room_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rate: RateLimit::default(),
+            max_rooms_per_socket: 1000,
+            max_room_len: 256,
+        }
+    }
+}
 
 /// Events per second a socket may send, with a burst allowance.
 #[derive(Debug, Clone, Copy, PartialEq)]
