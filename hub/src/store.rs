@@ -75,6 +75,16 @@ impl Backend {
     }
 }
 
+/// The `sqlite:` URL of a file: `%`, `?` and `#` in the path escaped.
+pub fn sqlite_url_of(path: &Path) -> String {
+    let path = path.display().to_string();
+    let escaped = path
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    format!("sqlite:{escaped}")
+}
+
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -210,8 +220,11 @@ impl Store {
 fn sqlite_url(url: &str) -> Result<String, StoreError> {
     let rest = url.trim_start_matches("sqlite:");
     let path = rest.trim_start_matches("//");
-    let path = path.split('?').next().unwrap_or_default();
-    let folder = Path::new(path)
+    // Decoded as sqlx decodes it (no `+` for space, unlike a query string).
+    let path = percent_encoding::percent_decode_str(path.split('?').next().unwrap_or_default())
+        .decode_utf8_lossy()
+        .into_owned();
+    let folder = Path::new(&path)
         .parent()
         .filter(|p| !p.as_os_str().is_empty() && path != ":memory:");
     if let Some(folder) = folder {
@@ -276,10 +289,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_sqlite_file_is_created_migrated_and_reopened() {
-        let dir = std::env::temp_dir().join(format!("sb-store-{}", std::process::id()));
+        // A folder name with the characters a URL would misread.
+        let dir = std::env::temp_dir().join(format!("sb-store-{}-50%?#+", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let config = StoreConfig {
-            url: format!("sqlite:{}/nested/hub.db", dir.display()),
+            url: sqlite_url_of(&dir.join("nested/hub.db")),
             max_connections: 2,
             timeout: Duration::from_secs(5),
         };

@@ -373,10 +373,7 @@ impl Config {
     /// The store settings; an empty URL means `switchboard.db` in `data_dir`.
     pub fn store_config(&self) -> hub::store::StoreConfig {
         let url = if self.store.url.is_empty() {
-            format!(
-                "sqlite:{}",
-                Path::new(&self.data_dir).join("switchboard.db").display()
-            )
+            hub::store::sqlite_url_of(&Path::new(&self.data_dir).join("switchboard.db"))
         } else {
             self.store.url.clone()
         };
