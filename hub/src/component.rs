@@ -113,6 +113,11 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
             }
         };
         if !self.limits.rate.admit(socket) {
+            socket
+                .namespace()
+                .stats()
+                .events_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             reply(error(&HubError::new(
                 "rate_limited",
                 format!(

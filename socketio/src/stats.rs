@@ -161,6 +161,9 @@ pub struct NamespaceStats {
     /// Connections closed because a socket had more than
     /// `max_pending_events` events waiting.
     pub inbox_overflows: AtomicU64,
+    /// Events the namespace's handler refused unhandled (over a rate limit,
+    /// say): counted by the handler.
+    pub events_refused: AtomicU64,
 }
 
 impl NamespaceStats {
@@ -170,6 +173,7 @@ impl NamespaceStats {
             events_out: EventCounts::new(config),
             fanout: Histogram::new(FANOUT_BOUNDS),
             inbox_overflows: AtomicU64::new(0),
+            events_refused: AtomicU64::new(0),
         }
     }
 }

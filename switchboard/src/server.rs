@@ -223,6 +223,11 @@ impl App {
              socketio.max_pending_events events waiting for its handler.",
             Kind::Counter,
         );
+        let mut refused = Family::new(
+            "switchboard_events_rate_limited_total",
+            "Client events refused with rate_limited, by namespace.",
+            Kind::Counter,
+        );
         let mut fanout = Family::new(
             "switchboard_broadcast_fanout",
             "Recipients per broadcast on this node, by namespace.",
@@ -241,6 +246,12 @@ impl App {
                 events_out.push(vec![name(), ("event", event)], count as f64);
             }
             fanout.push_histogram(vec![name()], &stats.fanout.snapshot());
+            refused.push(
+                vec![name()],
+                stats
+                    .events_refused
+                    .load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
             overflows.push(
                 vec![name()],
                 stats
@@ -282,6 +293,7 @@ impl App {
             ),
             events_in,
             events_out,
+            refused,
             overflows,
             Family::single(
                 "switchboard_slow_consumer_disconnects_total",

@@ -206,6 +206,15 @@ async fn events_over_the_rate_limit_are_refused_for_that_socket_only() {
         .await;
     assert!(bob.recv().await.starts_with(r#"43/pubsub,1[{"ok":true"#));
     assert_eq!(server.app.engine.stats().sessions, 2);
+    let metrics = http(server.addr, "GET", "/metrics", &[], "").await.body;
+    assert_eq!(
+        sample(
+            &metrics,
+            "switchboard_events_rate_limited_total{namespace=\"/pubsub\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
