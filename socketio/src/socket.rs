@@ -123,6 +123,9 @@ struct State {
     inbox: VecDeque<Event>,
     /// An event handler is running.
     busy: bool,
+    /// The inbox overflowed and the connection is closing: later events
+    /// are dropped.
+    overflowed: bool,
     next_ack_id: u64,
     acks: HashMap<u64, oneshot::Sender<Args>>,
 }
@@ -145,6 +148,7 @@ impl Socket {
                 inbox: VecDeque::new(),
                 // The connect handler runs first; see `Socket::start`.
                 busy: true,
+                overflowed: false,
                 next_ack_id: 0,
                 acks: HashMap::new(),
             }),
@@ -324,7 +328,7 @@ impl Socket {
     fn dispatch(self: &Arc<Self>, event: Event) {
         {
             let mut state = self.state.lock();
-            if !state.connected {
+            if !state.connected || state.overflowed {
                 return;
             }
             if state.busy {
@@ -332,6 +336,10 @@ impl Socket {
                     state.inbox.push_back(event);
                     return;
                 }
+                // Once: the connection may take a while to close (a
+                // polling client that never GETs), and events keep coming.
+                state.overflowed = true;
+                state.inbox.clear();
                 drop(state);
                 self.overflow();
                 return;

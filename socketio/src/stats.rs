@@ -50,11 +50,22 @@ impl EventCounts {
 
     /// Adds `n` to the count of `name`.
     pub fn add(&self, name: &str, n: u64) {
-        if let Some(counter) = self.named.read().get(name) {
-            counter.fetch_add(n, Ordering::Relaxed);
-            return;
+        {
+            let named = self.named.read();
+            if let Some(counter) = named.get(name) {
+                counter.fetch_add(n, Ordering::Relaxed);
+                return;
+            }
+            // Once full, new names never take the write lock: a client
+            // sending random names must not serialize the namespace.
+            if named.len() >= self.config.max_event_names {
+                self.other.fetch_add(n, Ordering::Relaxed);
+                return;
+            }
         }
-        if name.len() <= self.config.max_event_name_len {
+        // A client may name an event `_other`: it must not become a second
+        // series with the overflow's label.
+        if name.len() <= self.config.max_event_name_len && name != OTHER {
             let mut named = self.named.write();
             if let Some(counter) = named.get(name) {
                 counter.fetch_add(n, Ordering::Relaxed);
@@ -186,19 +197,21 @@ mod tests {
     fn names_beyond_the_bound_are_counted_as_other() {
         let counts = EventCounts::new(StatsConfig {
             max_event_names: 2,
-            max_event_name_len: 5,
+            max_event_name_len: 7,
         });
+        counts.add(OTHER, 0); // not a name of its own, even with room left
         counts.add("a", 1);
         counts.add("b", 2);
         counts.add("a", 3);
         counts.add("c", 1);
-        counts.add("toolong", 10);
+        counts.add("toolong!", 10);
+        counts.add(OTHER, 100);
         assert_eq!(
             counts.snapshot(),
             vec![
                 ("a".to_owned(), 4),
                 ("b".to_owned(), 2),
-                (OTHER.to_owned(), 11)
+                (OTHER.to_owned(), 111)
             ]
         );
     }
