@@ -3,7 +3,8 @@
 //! the hub turns that into Socket.IO: every event gets an ack
 //! `{ok:true, …}` or `{ok:false, error:{code, message}}`, and `subscribe` /
 //! `unsubscribe` (a room id) are handled here, authorized by the component;
-//! each socket is held to [`Limits`] (event rate, rooms).
+//! each socket is held to the room [`Limits`] (the event rate is enforced
+//! around the whole namespace handler: [`crate::limits::RateLimited`]).
 
 use std::sync::Arc;
 
@@ -86,6 +87,19 @@ impl<C: Component> ComponentHandler<C> {
     }
 }
 
+/// How many of `rooms` (deduplicated) `socket` is not in yet.
+fn new_rooms(socket: &Socket, rooms: &[String]) -> usize {
+    let current = socket.rooms();
+    let mut new: Vec<&str> = rooms
+        .iter()
+        .map(String::as_str)
+        .filter(|room| !current.iter().any(|r| &**r == *room))
+        .collect();
+    new.sort_unstable();
+    new.dedup();
+    new.len()
+}
+
 /// `{ok:true, …fields}` (a component may set `ok` itself).
 fn ok(fields: serde_json::Map<String, Value>) -> Value {
     let mut object = fields;
@@ -112,21 +126,6 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 ack.send_one(&value);
             }
         };
-        if !self.limits.rate.admit(socket) {
-            socket
-                .namespace()
-                .stats()
-                .events_refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            reply(error(&HubError::new(
-                "rate_limited",
-                format!(
-                    "more than {} events per second: slow down",
-                    self.limits.rate.per_sec
-                ),
-            )));
-            return None;
-        }
         match event.name.as_str() {
             "subscribe" | "unsubscribe" => {
                 let Ok(room) = event.args.first::<String>() else {
@@ -150,7 +149,9 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 let socket = socket.clone();
                 Some(Box::pin(async move {
                     match verdict.await {
-                        Ok(rooms) if socket.rooms().len() + rooms.len() > max_rooms => {
+                        Ok(rooms)
+                            if socket.rooms().len() + new_rooms(&socket, &rooms) > max_rooms =>
+                        {
                             reply(error(&HubError::new(
                                 "too_many_rooms",
                                 format!("a socket may be in at most {max_rooms} rooms"),

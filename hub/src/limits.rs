@@ -4,9 +4,12 @@
 //! socket stays connected), and how many rooms it may subscribe to, with
 //! names how long.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use socketio::Socket;
+use serde_json::json;
+use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Socket};
 
 /// Limits on each socket of a component namespace.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,6 +82,52 @@ impl RateLimit {
         } else {
             false
         }
+    }
+}
+
+/// Runs a namespace handler behind a per-socket [`RateLimit`]: an event over
+/// the limit is answered `rate_limited`, counted in the namespace's
+/// `events_refused`, and reaches nothing inside (not even an authenticated
+/// namespace's `refresh`, which verifies a signature).
+pub struct RateLimited {
+    inner: Arc<dyn NamespaceHandler>,
+    rate: RateLimit,
+}
+
+impl RateLimited {
+    pub fn wrap(inner: Arc<dyn NamespaceHandler>, rate: RateLimit) -> Arc<dyn NamespaceHandler> {
+        Arc::new(RateLimited { inner, rate })
+    }
+}
+
+impl NamespaceHandler for RateLimited {
+    fn on_connect(&self, socket: &Arc<Socket>) {
+        self.inner.on_connect(socket);
+    }
+
+    fn on_event(&self, socket: &Arc<Socket>, mut event: Event) -> Option<BoxFuture<()>> {
+        if self.rate.admit(socket) {
+            return self.inner.on_event(socket, event);
+        }
+        socket
+            .namespace()
+            .stats()
+            .events_refused
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(ack) = event.take_ack() {
+            let message = format!(
+                "more than {} events per second: slow down",
+                self.rate.per_sec
+            );
+            ack.send_one(
+                &json!({"ok": false, "error": {"code": "rate_limited", "message": message}}),
+            );
+        }
+        None
+    }
+
+    fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
+        self.inner.on_disconnect(socket, reason);
     }
 }
 

@@ -20,6 +20,9 @@ use sqlx::migrate::{MigrateError, Migrator};
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
+/// Attempts after a failed SQLite migration (see [`Store::open`]).
+const MIGRATE_RETRIES: u64 = 3;
+
 /// Store query latency buckets, in seconds.
 pub const LATENCY_BOUNDS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -140,14 +143,34 @@ impl Store {
             timeout: config.timeout,
             latency: Arc::new(Histogram::new(LATENCY_BOUNDS)),
         };
-        if backend == Backend::Sqlite {
-            // Readers do not block the writer, and the setting stays with the file.
-            store
-                .timed(sqlx::query("PRAGMA journal_mode=WAL").execute(&store.pool))
+        // SQLite has no migration lock: two processes starting on a new file
+        // may race (one sees the table the other just created, or finds the
+        // file locked while the other turns WAL on). The loser finds the
+        // schema current when it tries again.
+        let mut attempt = 0;
+        loop {
+            match store.prepare().await {
+                Ok(()) => break,
+                Err(err) if backend == Backend::Sqlite && attempt < MIGRATE_RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(%err, attempt, "migrating the store failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(store)
+    }
+
+    /// Turns WAL on (SQLite: readers do not block the writer, and the
+    /// setting stays with the file) and brings the schema up to date.
+    async fn prepare(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            self.timed(sqlx::query("PRAGMA journal_mode=WAL").execute(&self.pool))
                 .await?;
         }
-        backend.migrator().run(&store.pool).await?;
-        Ok(store)
+        self.backend.migrator().run(&self.pool).await?;
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {
@@ -242,18 +265,37 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
     })
 }
 
-/// The URL without its password, for logs and errors.
+/// The URL without its password (in the authority or as a `password` /
+/// `sslpassword` parameter), for logs and errors.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    if url.starts_with("sqlite:") {
         return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
     }
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        // Unparseable: show no more than the scheme.
+        let scheme = url.split(':').next().unwrap_or_default();
+        return format!("{scheme}:<unparseable URL>");
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    let secret =
+        |key: &str| key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword");
+    if parsed.query_pairs().any(|(key, _)| secret(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if secret(&key) {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -275,6 +317,16 @@ mod tests {
             "postgres://sb:***@db:5432/hub"
         );
         assert_eq!(redact("postgres://sb@db/hub"), "postgres://sb@db/hub");
+        // sqlx takes the last `@` as the end of the credentials.
+        assert_eq!(
+            redact("postgres://sb:p@ss@db/hub"),
+            "postgres://sb:***@db/hub"
+        );
+        assert_eq!(
+            redact("postgres://db/hub?user=sb&password=secret&sslmode=require"),
+            "postgres://db/hub?user=sb&password=***&sslmode=require"
+        );
+        assert!(!redact("postgres://sb:secret@[bad/hub").contains("secret"));
         assert_eq!(redact("sqlite:data/hub.db"), "sqlite:data/hub.db");
     }
 
@@ -313,6 +365,29 @@ mod tests {
         assert!(again.latency().count >= 3);
         again.close().await;
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_stores_opening_a_new_sqlite_file_at_once_both_succeed() {
+        for round in 0..5 {
+            let dir =
+                std::env::temp_dir().join(format!("sb-store-race-{}-{round}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let config = StoreConfig {
+                url: sqlite_url_of(&dir.join("hub.db")),
+                max_connections: 2,
+                timeout: Duration::from_secs(5),
+            };
+            let (a, b) = tokio::join!(Store::open(&config), Store::open(&config));
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!(
+                b.applied_migrations().await.unwrap(),
+                Backend::Sqlite.embedded_migrations()
+            );
+            a.close().await;
+            b.close().await;
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[tokio::test]

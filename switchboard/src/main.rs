@@ -106,7 +106,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Listen for SIGTERM before announcing the port: a signal that arrives
     // right after start must drain, not kill.
     let shutdown = shutdown_signal().context("installing the signal handlers")?;
-    let app = App::new(&config).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    // Opening the store may wait (a PostgreSQL migration lock another node
+    // holds): a signal meanwhile stops the start.
+    let app = tokio::select! {
+        app = App::new(&config) => app?,
+        _ = &mut shutdown => {
+            tracing::info!("signal received while starting: not started");
+            return Ok(());
+        }
+    };
     let listeners = server::bind(&config.listen).await?;
     for listener in &listeners {
         // Scripts and tests read this line to learn the port.

@@ -184,11 +184,15 @@ async fn events_over_the_rate_limit_are_refused_for_that_socket_only() {
     let server = start("[limits]\nevents_per_sec = 0.5\nevent_burst = 3\n").await;
     let mut alice = connect_pubsub(server.addr, "alice").await;
     let mut bob = connect_pubsub(server.addr, "bob").await;
-    for id in 1..=4 {
+    for id in 1..=3 {
         alice
             .emit_to("/pubsub", id, "subscribe", r#""topic:news""#)
             .await;
     }
+    // `refresh` (a signature to verify) is rate-limited like any event.
+    alice
+        .emit_to("/pubsub", 4, "refresh", r#"{"token":"not-checked"}"#)
+        .await;
     for id in 1..=3 {
         let ack = alice.recv().await;
         assert!(
@@ -230,6 +234,11 @@ async fn subscriptions_are_bounded_in_number_and_room_length() {
         .emit_to("/pubsub", 2, "subscribe", r#""topic:a""#)
         .await;
     assert!(alice.recv().await.starts_with(r#"43/pubsub,2[{"ok":true"#));
+    // Subscribing again to a room it is in takes no new place.
+    alice
+        .emit_to("/pubsub", 6, "subscribe", r#""topic:a""#)
+        .await;
+    assert!(alice.recv().await.starts_with(r#"43/pubsub,6[{"ok":true"#));
     alice
         .emit_to("/pubsub", 3, "subscribe", r#""topic:b""#)
         .await;

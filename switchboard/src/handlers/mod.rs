@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::bail;
 use hub::auth::Auth;
 use hub::component::{ComponentHandler, PubSub};
-use hub::limits::Limits;
+use hub::limits::{Limits, RateLimited};
 use socketio::{Namespace, NamespaceHandler, SocketIo};
 
 use crate::config::NamespaceSection;
@@ -45,6 +45,11 @@ pub fn install(
     let handler = match auth {
         Some(auth) => auth.wrap(handler),
         None => handler,
+    };
+    // Outermost, so that no event over the rate gets any work done.
+    let handler = match kind {
+        "proxy" | "pubsub" => RateLimited::wrap(handler, limits.rate),
+        _ => handler,
     };
     let ns = io.add_namespace_arc(name, handler);
     if let Some(auth) = auth {
