@@ -7,7 +7,7 @@
 # command ends, whatever its outcome.
 set -euo pipefail
 
-find_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+find_bindir() { { ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -n 1; }
 
 bindir="$(find_bindir)"
 if [ -z "$bindir" ]; then
@@ -20,12 +20,23 @@ if [ -z "$bindir" ]; then
   fi
 fi
 if [ -z "$bindir" ]; then
-  echo "with-postgres: PostgreSQL not found and cannot be installed here" >&2
-  exit 1
+  if [ -n "${CI:-}" ]; then
+    echo "with-postgres: PostgreSQL not found and cannot be installed here" >&2
+    exit 1
+  fi
+  # Outside CI the PostgreSQL tests skip themselves without TEST_POSTGRES_URL.
+  echo "with-postgres: PostgreSQL not found (install it, or run as root to let this script do it);" \
+       "running without it: the PostgreSQL tests are skipped" >&2
+  exec "$@"
 fi
 
 dir="$(mktemp -d /tmp/sb-postgres.XXXXXX)"
+stop() {
+  "${as_owner[@]}" "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
 as_owner=()
+trap stop EXIT
 if [ "$(id -u)" = 0 ]; then
   # PostgreSQL refuses to run as root: run it as the `postgres` user.
   id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
@@ -33,12 +44,6 @@ if [ "$(id -u)" = 0 ]; then
   as_owner=(runuser -u postgres --)
 fi
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-
-stop() {
-  "${as_owner[@]}" "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$dir"
-}
-trap stop EXIT
 
 "${as_owner[@]}" "$bindir/initdb" -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1 \
   || { cat "$dir/initdb.log" >&2; exit 1; }

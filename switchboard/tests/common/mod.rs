@@ -26,6 +26,17 @@ pub struct TestServer {
     pub dir: std::path::PathBuf,
     pub stop: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<anyhow::Result<()>>,
+    /// Removes `dir` when the test is done with the server.
+    pub cleanup: RemoveOnDrop,
+}
+
+/// Removes a folder when dropped.
+pub struct RemoveOnDrop(pub std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Starts a server with the test kit on `/` and `/a`, configured by `toml`.
@@ -83,19 +94,25 @@ handler = "testkit"
     TestServer {
         addr,
         app,
+        cleanup: RemoveOnDrop(dir.clone()),
         dir,
         stop: Some(stop),
         task,
     }
 }
 
+/// A number no other call in any test process returns (the clock and the
+/// process id for other processes, a counter within this one).
 pub fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    nanos ^ (std::process::id() as u64) << 32
+    let count = NEXT.fetch_add(1, Ordering::Relaxed);
+    (nanos ^ (std::process::id() as u64) << 32).wrapping_add(count << 48)
 }
 
 pub struct HttpResponse {
