@@ -3,8 +3,8 @@
 //! the hub turns that into Socket.IO: every event gets an ack
 //! `{ok:true, …}` or `{ok:false, error:{code, message}}`, and `subscribe` /
 //! `unsubscribe` (a room id) are handled here, authorized by the component;
-//! each socket is held to the room [`Limits`] (the event rate is enforced
-//! around the whole namespace handler: [`crate::limits::RateLimited`]).
+//! each socket is held to [`RoomLimits`] (its event rate is limited around
+//! the whole namespace handler: [`crate::limits::RateLimited`]).
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use socketio::{Args, BoxFuture, Event, Namespace, NamespaceHandler, Socket};
 
 use crate::auth::{identity_of, user_room};
 use crate::identity::Identity;
-use crate::limits::Limits;
+use crate::limits::RoomLimits;
 
 /// A refusal or failure, sent to the client as `{ok:false, error}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +29,11 @@ impl HubError {
             code,
             message: message.into(),
         }
+    }
+
+    /// The ack that carries it: `{ok:false, error:{code, message}}`.
+    pub fn reply(&self) -> Value {
+        json!({"ok": false, "error": {"code": self.code, "message": self.message}})
     }
 }
 
@@ -68,27 +73,27 @@ pub trait Component: Send + Sync + 'static {
 /// Runs a [`Component`] as a namespace handler.
 pub struct ComponentHandler<C> {
     component: Arc<C>,
-    limits: Limits,
+    limits: RoomLimits,
 }
 
 impl<C: Component> ComponentHandler<C> {
-    /// With the default [`Limits`].
+    /// With the default [`RoomLimits`].
     pub fn new(component: C) -> ComponentHandler<C> {
         ComponentHandler {
             component: Arc::new(component),
-            limits: Limits::default(),
+            limits: RoomLimits::default(),
         }
     }
 
-    /// Holds each socket to `limits`.
-    pub fn with_limits(mut self, limits: Limits) -> ComponentHandler<C> {
+    /// Holds each socket's subscriptions to `limits`.
+    pub fn with_limits(mut self, limits: RoomLimits) -> ComponentHandler<C> {
         self.limits = limits;
         self
     }
 }
 
-/// How many of `rooms` (deduplicated) `socket` is not in yet.
-fn new_rooms(socket: &Socket, rooms: &[String]) -> usize {
+/// How many rooms `socket` would be in after joining `rooms`.
+fn rooms_after_joining(socket: &Socket, rooms: &[String]) -> usize {
     let current = socket.rooms();
     let mut new: Vec<&str> = rooms
         .iter()
@@ -97,7 +102,7 @@ fn new_rooms(socket: &Socket, rooms: &[String]) -> usize {
         .collect();
     new.sort_unstable();
     new.dedup();
-    new.len()
+    current.len() + new.len()
 }
 
 /// `{ok:true, …fields}` (a component may set `ok` itself).
@@ -105,10 +110,6 @@ fn ok(fields: serde_json::Map<String, Value>) -> Value {
     let mut object = fields;
     object.entry("ok").or_insert(Value::Bool(true));
     Value::Object(object)
-}
-
-fn error(err: &HubError) -> Value {
-    json!({"ok": false, "error": {"code": err.code, "message": err.message}})
 }
 
 /// Emits `event` to everyone in `room` with the envelope `{room, data}`;
@@ -129,7 +130,7 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
         match event.name.as_str() {
             "subscribe" | "unsubscribe" => {
                 let Ok(room) = event.args.first::<String>() else {
-                    reply(error(&HubError::new("bad_request", "expected a room id")));
+                    reply(HubError::new("bad_request", "expected a room id").reply());
                     return None;
                 };
                 if event.name == "unsubscribe" {
@@ -138,10 +139,13 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                     return None;
                 }
                 if room.len() > self.limits.max_room_len {
-                    reply(error(&HubError::new(
-                        "bad_request",
-                        format!("room ids are at most {} bytes", self.limits.max_room_len),
-                    )));
+                    reply(
+                        HubError::new(
+                            "bad_request",
+                            format!("room ids are at most {} bytes", self.limits.max_room_len),
+                        )
+                        .reply(),
+                    );
                     return None;
                 }
                 let max_rooms = self.limits.max_rooms_per_socket;
@@ -149,13 +153,14 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 let socket = socket.clone();
                 Some(Box::pin(async move {
                     match verdict.await {
-                        Ok(rooms)
-                            if socket.rooms().len() + new_rooms(&socket, &rooms) > max_rooms =>
-                        {
-                            reply(error(&HubError::new(
-                                "too_many_rooms",
-                                format!("a socket may be in at most {max_rooms} rooms"),
-                            )));
+                        Ok(rooms) if rooms_after_joining(&socket, &rooms) > max_rooms => {
+                            reply(
+                                HubError::new(
+                                    "too_many_rooms",
+                                    format!("a socket may be in at most {max_rooms} rooms"),
+                                )
+                                .reply(),
+                            );
                         }
                         Ok(rooms) => {
                             for joined in &rooms {
@@ -163,7 +168,7 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                             }
                             reply(json!({"ok": true, "room": room, "rooms": rooms}));
                         }
-                        Err(err) => reply(error(&err)),
+                        Err(err) => reply(err.reply()),
                     }
                 }))
             }
@@ -172,7 +177,7 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 Some(Box::pin(async move {
                     let value = match future.await {
                         Ok(fields) => ok(fields),
-                        Err(err) => error(&err),
+                        Err(err) => err.reply(),
                     };
                     reply(value);
                 }))

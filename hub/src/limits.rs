@@ -8,13 +8,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use serde_json::json;
 use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Socket};
 
+use crate::component::HubError;
+
 /// Limits on each socket of a component namespace.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Limits {
+    /// Enforced by [`RateLimited`] around the namespace handler.
     pub rate: RateLimit,
+    /// Enforced by the component handler on `subscribe`.
+    pub rooms: RoomLimits,
+}
+
+/// What a socket may subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoomLimits {
     /// Rooms a socket may be in through `subscribe` (its own `user:` room
     /// included).
     pub max_rooms_per_socket: usize,
@@ -22,10 +31,9 @@ pub struct Limits {
     pub max_room_len: usize,
 }
 
-impl Default for Limits {
+impl Default for RoomLimits {
     fn default() -> Self {
-        Limits {
-            rate: RateLimit::default(),
+        RoomLimits {
             max_rooms_per_socket: 1000,
             max_room_len: 256,
         }
@@ -115,13 +123,14 @@ impl NamespaceHandler for RateLimited {
             .events_refused
             .fetch_add(1, Ordering::Relaxed);
         if let Some(ack) = event.take_ack() {
-            let message = format!(
-                "more than {} events per second: slow down",
-                self.rate.per_sec
+            let refusal = HubError::new(
+                "rate_limited",
+                format!(
+                    "more than {} events per second: slow down",
+                    self.rate.per_sec
+                ),
             );
-            ack.send_one(
-                &json!({"ok": false, "error": {"code": "rate_limited", "message": message}}),
-            );
+            ack.send_one(&refusal.reply());
         }
         None
     }

@@ -192,14 +192,18 @@ impl Socket {
 
     /// Emits an event to this socket's client.
     pub fn emit(&self, event: &str, args: &Args) {
-        self.ns.stats().events_out.add(event, 1);
-        self.send_encoded(&Encoded::event(self.ns.name(), event, args, None), false);
+        self.emit_packet(event, args, None, false);
     }
 
     /// Emits an event that may be dropped if the client is behind.
     pub fn emit_volatile(&self, event: &str, args: &Args) {
+        self.emit_packet(event, args, None, true);
+    }
+
+    /// Encodes, counts and queues one event for this socket's client.
+    fn emit_packet(&self, event: &str, args: &Args, ack: Option<u64>, volatile: bool) {
         self.ns.stats().events_out.add(event, 1);
-        self.send_encoded(&Encoded::event(self.ns.name(), event, args, None), true);
+        self.send_encoded(&Encoded::event(self.ns.name(), event, args, ack), volatile);
     }
 
     /// Emits an event and waits for the client's ack, at most `timeout`.
@@ -222,11 +226,7 @@ impl Socket {
             }
         };
         if let Some(id) = id {
-            self.ns.stats().events_out.add(event, 1);
-            self.send_encoded(
-                &Encoded::event(self.ns.name(), event, args, Some(id)),
-                false,
-            );
+            self.emit_packet(event, args, Some(id), false);
         }
         let socket = Arc::downgrade(self);
         async move {

@@ -51,8 +51,8 @@ impl Default for LimitsSection {
         LimitsSection {
             events_per_sec: limits.rate.per_sec,
             event_burst: limits.rate.burst,
-            max_rooms_per_socket: limits.max_rooms_per_socket,
-            max_room_len: limits.max_room_len,
+            max_rooms_per_socket: limits.rooms.max_rooms_per_socket,
+            max_room_len: limits.rooms.max_room_len,
         }
     }
 }
@@ -356,7 +356,6 @@ impl Config {
         }
     }
 
-    /// The Socket.IO settings.
     /// What each socket of a component namespace may ask.
     pub fn limits(&self) -> hub::limits::Limits {
         let l = &self.limits;
@@ -365,8 +364,10 @@ impl Config {
                 per_sec: l.events_per_sec,
                 burst: l.event_burst,
             },
-            max_rooms_per_socket: l.max_rooms_per_socket,
-            max_room_len: l.max_room_len,
+            rooms: hub::limits::RoomLimits {
+                max_rooms_per_socket: l.max_rooms_per_socket,
+                max_room_len: l.max_room_len,
+            },
         }
     }
 
@@ -384,6 +385,7 @@ impl Config {
         }
     }
 
+    /// The Socket.IO settings.
     pub fn socketio_config(&self) -> socketio::SocketIoConfig {
         socketio::SocketIoConfig {
             connect_timeout: Duration::from_millis(self.socketio.connect_timeout_ms),

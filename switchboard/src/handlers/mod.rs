@@ -32,12 +32,12 @@ pub fn install(
             let timeout = Duration::from_millis(section.backend_timeout_ms);
             let proxy = hub::proxy::Proxy::new(&section.backend, timeout)
                 .map_err(|e| anyhow::anyhow!("namespace {name}: {e}"))?;
-            Arc::new(ComponentHandler::new(proxy).with_limits(limits))
+            Arc::new(ComponentHandler::new(proxy).with_limits(limits.rooms))
         }
         "echo" => Arc::new(echo::Echo),
         "testkit" => Arc::new(testkit::TestKit),
         "bench" => Arc::new(bench::Bench),
-        "pubsub" => Arc::new(ComponentHandler::new(PubSub).with_limits(limits)),
+        "pubsub" => Arc::new(ComponentHandler::new(PubSub).with_limits(limits.rooms)),
         other => {
             bail!("unknown handler {other:?} for namespace {name} (echo, testkit, bench, pubsub)")
         }
