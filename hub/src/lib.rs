@@ -14,19 +14,20 @@
 //! - [`limits`]: what one socket may ask of a component namespace (event
 //!   rate, rooms).
 //! - [`proxy`]: proxy namespaces, owned by an HTTP backend.
-//! - [`publish`]: what backend services ask through the publish API
-//!   (publish to users, rooms or a namespace; disconnect a user; room sizes).
+//! - [`backend_api`]: what backend services ask through the publish API
+//!   (publish to users, rooms or a namespace; disconnect a user; presence;
+//!   room sizes).
 //! - [`metrics`]: the Prometheus text format.
 //! - [`query`]: percent-decoding of query values and path segments.
 //! - [`store`]: the SQL store (SQLite by default, PostgreSQL by URL), its
 //!   embedded migrations, and query latency.
 
 pub mod auth;
+pub mod backend_api;
 pub mod component;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
-pub mod publish;
 pub mod query;
 pub mod store;

@@ -1,6 +1,6 @@
 //! The publish API over HTTP (`/api/v1/…`): API-key authentication
 //! (compared in constant time), the request size limit, and status codes
-//! with JSON bodies. What the requests do is `hub::publish`.
+//! with JSON bodies. What the requests do is `hub::backend_api`.
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use socketio::SocketIo;
 
 use hub::component::HubError;
-use hub::publish::{self, DisconnectRequest, PublishRequest};
+use hub::backend_api::{self, DisconnectRequest, PublishRequest};
 
 /// API settings.
 #[derive(Debug, Clone)]
@@ -262,7 +262,7 @@ pub async fn handle(
                 Ok(r) => r,
                 Err(response) => return response,
             };
-            match publish::publish(io, &request) {
+            match backend_api::publish(io, &request) {
                 Ok(delivered) => reply(StatusCode::OK, json!({"ok": true, "delivered": delivered})),
                 Err(err) => hub_failure(err),
             }
@@ -272,7 +272,7 @@ pub async fn handle(
                 Ok(r) => r,
                 Err(response) => return response,
             };
-            match publish::disconnect_user(io, &request) {
+            match backend_api::disconnect_user(io, &request) {
                 Ok(count) => reply(StatusCode::OK, json!({"ok": true, "disconnected": count})),
                 Err(err) => hub_failure(err),
             }
@@ -283,7 +283,7 @@ pub async fn handle(
                 .filter_map(|kv| kv.strip_prefix("user="))
                 .map(hub::query::percent_decode)
                 .collect();
-            match publish::presence(io, &users) {
+            match backend_api::presence(io, &users) {
                 Ok(list) => {
                     let presence: serde_json::Map<String, Value> = list
                         .into_iter()
@@ -302,7 +302,7 @@ pub async fn handle(
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("namespace="))
                 .map(hub::query::percent_decode);
-            match publish::room_size(io, &room, namespace.as_deref()) {
+            match backend_api::room_size(io, &room, namespace.as_deref()) {
                 Ok(sockets) => reply(
                     StatusCode::OK,
                     json!({"ok": true, "room": room, "sockets": sockets}),

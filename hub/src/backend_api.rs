@@ -1,6 +1,6 @@
 //! What backend services ask of the hub through the publish API: an event
 //! for users, rooms or a whole namespace; disconnecting a user; counting a
-//! room. This module validates requests and carries them out on the
+//! room; presence. This module validates requests and carries them out on the
 //! Socket.IO server; the HTTP layer (status codes, keys, limits) is the
 //! binary's.
 
