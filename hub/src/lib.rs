@@ -3,6 +3,10 @@
 //!
 //! # Layout
 //!
+//! - [`config`]: the hub's configuration, plain data ([`HubConfig`]).
+//! - [`assembly`]: builds the [`Hub`] from it: the store, the token
+//!   verifier, every namespace with its handler (the hub's components or
+//!   [`Handlers`] the embedding program provides), wrapped in one order.
 //! - [`identity`]: JWT verification (HS256, RS256 key or JWKS), development
 //!   tokens and the development secret.
 //! - [`auth`]: the connect middleware, `user:<id>` rooms, `refresh`, and the
@@ -22,12 +26,17 @@
 //! - [`store`]: the SQL store (SQLite by default, PostgreSQL by URL), its
 //!   embedded migrations, and query latency.
 
+pub mod assembly;
 pub mod auth;
 pub mod backend_api;
 pub mod component;
+pub mod config;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod query;
 pub mod store;
+
+pub use assembly::{Handlers, Hub, StartError};
+pub use config::{BackendConfig, HubConfig, IdentityConfig, NamespaceConfig};

@@ -9,8 +9,8 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use socketio::SocketIo;
 
-use hub::component::HubError;
 use hub::backend_api::{self, DisconnectRequest, PublishRequest};
+use hub::component::HubError;
 
 /// API settings.
 #[derive(Debug, Clone)]

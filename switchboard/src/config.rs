@@ -385,6 +385,37 @@ impl Config {
         }
     }
 
+    /// The hub's configuration: the store, the identity settings, the
+    /// limits, the Socket.IO settings and the namespaces, as plain data.
+    pub fn hub_config(&self) -> hub::HubConfig {
+        let non_empty = |s: &String| (!s.is_empty()).then(|| s.clone());
+        let a = &self.auth;
+        hub::HubConfig {
+            store: self.store_config(),
+            identity: hub::IdentityConfig {
+                hs256_secret: non_empty(&a.hs256_secret),
+                rs256_public_key_file: non_empty(&a.rs256_public_key_file).map(Into::into),
+                jwks_file: non_empty(&a.jwks_file).map(Into::into),
+                data_dir: self.data_dir.clone().into(),
+            },
+            limits: self.limits(),
+            socketio: self.socketio_config(),
+            namespaces: self
+                .namespaces
+                .iter()
+                .map(|ns| hub::NamespaceConfig {
+                    name: ns.name.clone(),
+                    handler: ns.handler.clone(),
+                    auth: ns.auth,
+                    backend: non_empty(&ns.backend).map(|url| hub::BackendConfig {
+                        url,
+                        timeout: Duration::from_millis(ns.backend_timeout_ms),
+                    }),
+                })
+                .collect(),
+        }
+    }
+
     /// The Socket.IO settings.
     pub fn socketio_config(&self) -> socketio::SocketIoConfig {
         socketio::SocketIoConfig {

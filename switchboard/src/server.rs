@@ -6,8 +6,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,14 +14,13 @@ use bytes::Bytes;
 use engineio::Engine;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hub::auth::Auth;
-use hub::identity::Verifier;
+use hub::Hub;
 use hub::store::Store;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use socketio::{Namespace, SocketIo};
+use socketio::SocketIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
@@ -39,8 +37,8 @@ pub struct App {
     pub engine: Engine<SocketIo>,
     /// The raw Engine.IO echo (conformance only).
     pub raw_engine: Option<Engine<RawEcho>>,
-    /// Namespaces whose sockets are disconnected when their token expires.
-    protected: Vec<Weak<Namespace>>,
+    /// The hub: namespaces, components, store.
+    pub hub: Hub,
     /// The publish API's settings.
     api: Arc<crate::api::ApiConfig>,
     /// API requests answered, by status code.
@@ -49,72 +47,20 @@ pub struct App {
     pub store: Store,
 }
 
-/// The token verifier the `[auth]` settings describe; without any key, the
-/// development secret kept in `data_dir` (shared with `switchboard token`).
-pub fn verifier(config: &Config) -> anyhow::Result<Verifier> {
-    let a = &config.auth;
-    let non_empty = |s: &String| (!s.is_empty()).then(|| s.clone());
-    let mut secret = non_empty(&a.hs256_secret);
-    let rs256 = non_empty(&a.rs256_public_key_file).map(PathBuf::from);
-    let jwks = non_empty(&a.jwks_file).map(PathBuf::from);
-    if secret.is_none() && rs256.is_none() && jwks.is_none() {
-        secret = Some(signing_secret(config)?);
-    }
-    Ok(Verifier::new(
-        secret.as_deref(),
-        rs256.as_deref(),
-        jwks.as_deref(),
-    )?)
-}
-
-/// The HS256 secret: the configured one, or the development secret kept in
-/// `data_dir` (created on first use, with a warning), so that `serve` and
-/// `token` run from the same folder agree.
+/// The HS256 secret tokens are signed with: the configured one, or the
+/// development secret kept in `data_dir` (shared by `serve` and `token`).
 pub fn signing_secret(config: &Config) -> anyhow::Result<String> {
-    if !config.auth.hs256_secret.is_empty() {
-        return Ok(config.auth.hs256_secret.clone());
-    }
-    let dir = Path::new(&config.data_dir);
-    let (secret, created) = hub::identity::dev_secret(dir)
-        .with_context(|| format!("keeping the development secret in {}", dir.display()))?;
-    tracing::warn!(
-        path = %dir.join("dev-secret").display(),
-        "no [auth] key configured: using the development secret (not for production)"
-    );
-    if created {
-        eprintln!(
-            "warning: generated a development secret in {} (not for production)",
-            dir.join("dev-secret").display()
-        );
-    }
-    Ok(secret)
+    Ok(hub::assembly::signing_secret(
+        &config.hub_config().identity,
+    )?)
 }
 
 impl App {
     /// Opens (and migrates) the store, and builds the servers and
     /// namespaces the configuration describes.
     pub async fn new(config: &Config) -> anyhow::Result<App> {
-        let store_config = config.store_config();
-        let store = Store::open(&store_config).await?;
-        tracing::info!(
-            backend = store.backend().as_str(),
-            url = %hub::store::redact(&store_config.url),
-            "store ready"
-        );
-        let io = SocketIo::new(config.socketio_config());
-        let auth = if config.namespaces.iter().any(|ns| ns.auth) {
-            Some(Auth::new(verifier(config)?))
-        } else {
-            None
-        };
-        let mut protected = Vec::new();
-        for ns in &config.namespaces {
-            let auth = auth.as_ref().filter(|_| ns.auth);
-            let namespace = handlers::install(&io, ns, auth, config.limits())?;
-            if auth.is_some() {
-                protected.push(Arc::downgrade(&namespace));
-            }
-        }
+        let hub = Hub::new(config.hub_config(), &handlers::provided()).await?;
+        let io = hub.io.clone();
         let engine = Engine::new(config.engine_config(), io.clone());
         let raw_engine = config.raw_engine.as_ref().map(|raw| {
             let mut engine_config = config.engine_config();
@@ -125,9 +71,9 @@ impl App {
             io,
             engine,
             raw_engine,
-            protected,
             api_requests: Arc::default(),
-            store,
+            store: hub.store.clone(),
+            hub,
             api: Arc::new(crate::api::ApiConfig {
                 keys: config.api.keys.clone(),
                 max_body_bytes: config.api.max_body_bytes,
@@ -367,9 +313,7 @@ pub async fn run(
     app: App,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    if !app.protected.is_empty() {
-        Auth::spawn_expiry_sweep(app.protected.clone(), Duration::from_secs(1));
-    }
+    app.hub.start();
     let limit = Arc::new(Semaphore::new(config.server.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut accept_tasks = Vec::new();
@@ -407,7 +351,7 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!(sessions = app.session_count(), "shutdown grace period over");
     }
-    app.store.close().await;
+    app.hub.close().await;
     Ok(())
 }
 

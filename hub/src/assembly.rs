@@ -1,0 +1,269 @@
+//! Assembles the hub from its [`HubConfig`]: opens the store, builds the
+//! token verifier (with the development secret when no key is configured),
+//! and installs every namespace with its handler, wrapped the same way
+//! everywhere (see [`Hub::new`]). The embedding program passes in the
+//! handlers it provides itself ([`Handlers`]); the hub's components are
+//! chosen here.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use socketio::{Namespace, NamespaceHandler, SocketIo};
+
+use crate::auth::Auth;
+use crate::component::{ComponentHandler, PubSub};
+use crate::config::{HubConfig, IdentityConfig, NamespaceConfig};
+use crate::identity::{KeyError, Verifier};
+use crate::limits::{Limits, RateLimited};
+use crate::proxy::Proxy;
+use crate::store::{Store, StoreError};
+
+/// The hub's own components, by the name a namespace's `handler` gives.
+const COMPONENTS: &[&str] = &["pubsub", "proxy"];
+
+/// How often sockets whose token expired are looked for.
+const EXPIRY_SWEEP_PERIOD: Duration = Duration::from_secs(1);
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("keeping the development secret in {path}: {source}")]
+    DevSecret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("namespace {name}: {message}")]
+    Namespace { name: String, message: String },
+}
+
+/// A handler the embedding program provides: a new one per namespace, and
+/// the connect middleware it needs, if any.
+struct Provided {
+    make: Box<dyn Fn() -> Arc<dyn NamespaceHandler> + Send + Sync>,
+    middleware: Option<fn(&Namespace)>,
+}
+
+/// Namespace handlers the embedding program provides (protocol-level ones
+/// for tests and benchmarks), by the name a namespace's `handler` gives.
+/// They are installed like the hub's components, auth included, but are
+/// not held to [`Limits`]: those are the components' rules.
+#[derive(Default)]
+pub struct Handlers {
+    by_name: BTreeMap<String, Provided>,
+}
+
+impl Handlers {
+    pub fn new() -> Handlers {
+        Handlers::default()
+    }
+
+    /// Provides handler `name`; `make` builds the handler of each namespace
+    /// that names it.
+    pub fn with(
+        self,
+        name: &str,
+        make: impl Fn() -> Arc<dyn NamespaceHandler> + Send + Sync + 'static,
+    ) -> Handlers {
+        self.insert(name, Box::new(make), None)
+    }
+
+    /// Like [`with`](Self::with), and adds `middleware` to each of its
+    /// namespaces (connect checks of its own).
+    pub fn with_middleware(
+        self,
+        name: &str,
+        make: impl Fn() -> Arc<dyn NamespaceHandler> + Send + Sync + 'static,
+        middleware: fn(&Namespace),
+    ) -> Handlers {
+        self.insert(name, Box::new(make), Some(middleware))
+    }
+
+    fn insert(
+        mut self,
+        name: &str,
+        make: Box<dyn Fn() -> Arc<dyn NamespaceHandler> + Send + Sync>,
+        middleware: Option<fn(&Namespace)>,
+    ) -> Handlers {
+        self.by_name
+            .insert(name.to_owned(), Provided { make, middleware });
+        self
+    }
+
+    /// Every handler name a namespace may give, the hub's own first.
+    fn names(&self) -> String {
+        let provided = self.by_name.keys().map(String::as_str);
+        let all: Vec<&str> = COMPONENTS.iter().copied().chain(provided).collect();
+        all.join(", ")
+    }
+}
+
+/// The running hub: the Socket.IO server with its namespaces, and the store.
+/// Cloning shares it.
+#[derive(Clone)]
+pub struct Hub {
+    /// The Socket.IO server.
+    pub io: SocketIo,
+    /// The SQL store.
+    pub store: Store,
+    /// Namespaces whose sockets are disconnected when their token expires.
+    protected: Vec<Weak<Namespace>>,
+}
+
+impl Hub {
+    /// Opens (and migrates) the store and installs the namespaces `config`
+    /// describes; a namespace may name a handler of `provided`.
+    pub async fn new(config: HubConfig, provided: &Handlers) -> Result<Hub, StartError> {
+        let store = Store::open(&config.store).await?;
+        tracing::info!(
+            backend = store.backend().as_str(),
+            url = %crate::store::redact(&config.store.url),
+            "store ready"
+        );
+        let io = SocketIo::new(config.socketio.clone());
+        let auth = if config.namespaces.iter().any(|ns| ns.auth) {
+            Some(Auth::new(verifier(&config.identity)?))
+        } else {
+            None
+        };
+        let mut protected = Vec::new();
+        for ns in &config.namespaces {
+            let auth = auth.as_ref().filter(|_| ns.auth);
+            let namespace = install(&io, ns, auth, config.limits, provided)?;
+            if auth.is_some() {
+                protected.push(Arc::downgrade(&namespace));
+            }
+        }
+        Ok(Hub {
+            io,
+            store,
+            protected,
+        })
+    }
+
+    /// Starts the background work: the sweep that disconnects sockets whose
+    /// token expired. It ends when the namespaces are dropped.
+    pub fn start(&self) {
+        if !self.protected.is_empty() {
+            Auth::spawn_expiry_sweep(self.protected.clone(), EXPIRY_SWEEP_PERIOD);
+        }
+    }
+
+    /// Closes the store.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+}
+
+/// Adds one namespace. The one place that decides how a namespace's
+/// handler is wrapped: the rate limit outermost (an event over the rate
+/// gets no work done, not even `refresh`'s signature check), then auth
+/// (the `user:<id>` room, `refresh`), then what owns the namespace.
+fn install(
+    io: &SocketIo,
+    ns: &NamespaceConfig,
+    auth: Option<&Auth>,
+    limits: Limits,
+    provided: &Handlers,
+) -> Result<Arc<Namespace>, StartError> {
+    let failed = |message: String| StartError::Namespace {
+        name: ns.name.clone(),
+        message,
+    };
+    // What owns the namespace, and whether it is one of the hub's
+    // components (held to `limits`) or a handler of the program's.
+    let (handler, rate, middleware): (Arc<dyn NamespaceHandler>, _, _) = match ns.handler.as_str() {
+        "pubsub" => (
+            Arc::new(ComponentHandler::new(PubSub).with_limits(limits.rooms)),
+            Some(limits.rate),
+            None,
+        ),
+        "proxy" => {
+            let backend = ns
+                .backend
+                .as_ref()
+                .ok_or_else(|| failed("a proxy namespace needs a backend URL".to_owned()))?;
+            let proxy =
+                Proxy::new(&backend.url, backend.timeout).map_err(|e| failed(e.to_string()))?;
+            (
+                Arc::new(ComponentHandler::new(proxy).with_limits(limits.rooms)),
+                Some(limits.rate),
+                None,
+            )
+        }
+        other => match provided.by_name.get(other) {
+            Some(p) => ((p.make)(), None, p.middleware),
+            None => {
+                return Err(failed(format!(
+                    "unknown handler {other:?} ({})",
+                    provided.names()
+                )));
+            }
+        },
+    };
+    let handler = match auth {
+        Some(auth) => auth.wrap(handler),
+        None => handler,
+    };
+    let handler = match rate {
+        Some(rate) => RateLimited::wrap(handler, rate),
+        None => handler,
+    };
+    let namespace = io.add_namespace_arc(&ns.name, handler);
+    if let Some(auth) = auth {
+        auth.protect(&namespace);
+    }
+    if let Some(middleware) = middleware {
+        middleware(&namespace);
+    }
+    Ok(namespace)
+}
+
+/// The token verifier `identity` describes; without any key, the
+/// development secret.
+pub fn verifier(identity: &IdentityConfig) -> Result<Verifier, StartError> {
+    let mut secret = identity.hs256_secret.clone();
+    if secret.is_none() && identity.rs256_public_key_file.is_none() && identity.jwks_file.is_none()
+    {
+        secret = Some(signing_secret(identity)?);
+    }
+    Ok(Verifier::new(
+        secret.as_deref(),
+        identity.rs256_public_key_file.as_deref(),
+        identity.jwks_file.as_deref(),
+    )?)
+}
+
+/// The HS256 secret tokens are signed with: the configured one, or the
+/// development secret kept in `data_dir` (created on first use, with a
+/// warning), so that a server and `switchboard token` run from the same
+/// folder agree.
+pub fn signing_secret(identity: &IdentityConfig) -> Result<String, StartError> {
+    if let Some(secret) = &identity.hs256_secret {
+        return Ok(secret.clone());
+    }
+    let dir = &identity.data_dir;
+    let (secret, created) =
+        crate::identity::dev_secret(dir).map_err(|source| StartError::DevSecret {
+            path: dir.clone(),
+            source,
+        })?;
+    let path = dir.join("dev-secret");
+    tracing::warn!(
+        path = %path.display(),
+        "no [auth] key configured: using the development secret (not for production)"
+    );
+    if created {
+        // Also on stderr: `switchboard token` has no log to show it in.
+        eprintln!(
+            "warning: generated a development secret in {} (not for production)",
+            path.display()
+        );
+    }
+    Ok(secret)
+}
