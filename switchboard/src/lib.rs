@@ -2,12 +2,21 @@
 //!
 //! # Layout
 //!
+//! - [`config`]: the TOML configuration and its `SWITCHBOARD_*` overrides,
+//!   turned into the hub's plain configuration.
+//! - [`app`]: the hub and the engines wired together.
+//! - [`server`]: the listener and graceful shutdown.
+//! - [`routes`]: the HTTP routes beside Engine.IO (health, readiness,
+//!   metrics, the API).
 //! - [`api`]: the publish API over HTTP (`/api/v1/…`).
-//! - [`config`]: the TOML configuration and its `SWITCHBOARD_*` overrides.
-//! - [`server`]: the listener, request routing and graceful shutdown.
-//! - [`handlers`]: protocol-level namespace handlers (conformance echo, interop test kit).
+//! - [`metrics`]: the operator metrics, assembled.
+//! - [`handlers`]: protocol-level namespace handlers (conformance echo,
+//!   interop test kit, benchmark) provided to the hub.
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod handlers;
+pub mod metrics;
+pub mod routes;
 pub mod server;

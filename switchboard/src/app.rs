@@ -1,0 +1,78 @@
+//! The application: the hub and the engines wired together from the
+//! configuration, and what the listener asks of them at shutdown.
+
+use std::sync::Arc;
+
+use engineio::Engine;
+use hub::Hub;
+use hub::store::Store;
+use socketio::SocketIo;
+
+use crate::config::Config;
+use crate::handlers;
+use crate::handlers::echo::RawEcho;
+
+/// Everything a request can be routed to.
+#[derive(Clone)]
+pub struct App {
+    /// The Socket.IO server.
+    pub io: SocketIo,
+    /// Its Engine.IO server.
+    pub engine: Engine<SocketIo>,
+    /// The raw Engine.IO echo (conformance only).
+    pub raw_engine: Option<Engine<RawEcho>>,
+    /// The hub: namespaces, components, store.
+    pub hub: Hub,
+    /// The publish API's settings.
+    pub(crate) api: Arc<crate::api::ApiConfig>,
+    /// API requests answered, by status code.
+    pub(crate) api_requests: Arc<parking_lot::Mutex<std::collections::BTreeMap<u16, u64>>>,
+    /// The SQL store.
+    pub store: Store,
+}
+
+/// The HS256 secret tokens are signed with: the configured one, or the
+/// development secret kept in `data_dir` (shared by `serve` and `token`).
+pub fn signing_secret(config: &Config) -> anyhow::Result<String> {
+    Ok(hub::assembly::signing_secret(
+        &config.hub_config().identity,
+    )?)
+}
+
+impl App {
+    /// Opens (and migrates) the store, and builds the servers and
+    /// namespaces the configuration describes.
+    pub async fn new(config: &Config) -> anyhow::Result<App> {
+        let hub = Hub::new(config.hub_config(), &handlers::provided()).await?;
+        let io = hub.io.clone();
+        let engine = Engine::new(config.engine_config(), io.clone());
+        let raw_engine = config.raw_engine.as_ref().map(|raw| {
+            let mut engine_config = config.engine_config();
+            engine_config.path = raw.path.clone();
+            Engine::new(engine_config, RawEcho)
+        });
+        Ok(App {
+            io,
+            engine,
+            raw_engine,
+            api_requests: Arc::default(),
+            store: hub.store.clone(),
+            hub,
+            api: Arc::new(crate::api::ApiConfig {
+                keys: config.api.keys.clone(),
+                max_body_bytes: config.api.max_body_bytes,
+            }),
+        })
+    }
+
+    pub(crate) fn close_all(&self) {
+        self.engine.close_all();
+        if let Some(raw) = &self.raw_engine {
+            raw.close_all();
+        }
+    }
+
+    pub(crate) fn session_count(&self) -> usize {
+        self.engine.session_count() + self.raw_engine.as_ref().map_or(0, |e| e.session_count())
+    }
+}
