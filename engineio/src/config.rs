@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use crate::admission::AdmissionConfig;
+
 /// Which origins may call the server from a browser (CORS).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Cors {
@@ -39,6 +41,8 @@ pub struct EngineConfig {
     pub max_queued_frames: usize,
     /// WebSocket read buffer per connection, in bytes.
     pub ws_read_buffer: usize,
+    /// How many sessions are admitted, in all and per client address.
+    pub admission: AdmissionConfig,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +58,7 @@ impl Default for EngineConfig {
             cors: Cors::SameOrigin,
             max_queued_frames: 4096,
             ws_read_buffer: 4096,
+            admission: AdmissionConfig::default(),
         }
     }
 }

@@ -13,7 +13,10 @@
 //! - `transports::polling`, `transports::websocket`: moving frames.
 //! - [`config`]: [`EngineConfig`], with the reference server's defaults.
 //! - [`sid`]: random session ids.
+//! - [`admission`]: how many sessions are admitted, in all and per client
+//!   address ([`ClientAddr`]), and how fast.
 
+pub mod admission;
 pub mod config;
 pub mod packet;
 pub mod server;
@@ -21,6 +24,7 @@ pub mod sid;
 pub mod socket;
 mod transports;
 
+pub use admission::{AdmissionConfig, AdmissionStats, ClientAddr, IpNet, Refusal};
 pub use config::{Cors, EngineConfig};
 pub use packet::{Frame, Message, Packet, Str};
 pub use server::{Body, Engine, EngineStats, ErrorCode, Handler};

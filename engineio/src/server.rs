@@ -1,5 +1,6 @@
-//! The Engine.IO server: request checks, handshake, routing to a session's
-//! transport, the reference server's error codes, and CORS.
+//! The Engine.IO server: request checks, handshake (admission included),
+//! routing to a session's transport, the reference server's error codes,
+//! and CORS.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use parking_lot::Mutex;
 
+use crate::admission::{Admission, AdmissionStats, ClientAddr, Refusal, SessionPermit};
 use crate::config::{Cors, EngineConfig};
 use crate::sid::Sid;
 use crate::socket::{Connection, Socket, Transport};
@@ -57,15 +59,50 @@ pub(crate) struct Counters {
     pub(crate) volatile_dropped: AtomicU64,
 }
 
+impl Refusal {
+    /// The code in the JSON body. The reference server has no such errors:
+    /// these continue its numbering (0–5, see [`ErrorCode`]).
+    pub fn code(self) -> u8 {
+        match self {
+            Refusal::ServerFull => 6,
+            Refusal::AddressFull => 7,
+            Refusal::RateLimited => 8,
+        }
+    }
+
+    /// The message in the JSON body.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::ServerFull => "Server full",
+            Refusal::AddressFull => "Too many sessions from this address",
+            Refusal::RateLimited => "Too many handshakes from this address",
+        }
+    }
+
+    /// The HTTP status: 503 when the server is full (the condition is the
+    /// server's, not the client's, and a client or load balancer should try
+    /// again later or elsewhere), 429 when this client's address is over
+    /// its own limits.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::AddressFull | Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+}
+
 /// A snapshot of the engine's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineStats {
-    /// Sessions open now.
+    /// Sessions open now (each holds an admission slot until it closes,
+    /// whatever its transport).
     pub sessions: usize,
     /// Sessions closed because their outbound queue was full.
     pub slow_consumer_disconnects: u64,
     /// Volatile frames dropped because a queue was full.
     pub volatile_dropped: u64,
+    /// Admission: open slots, remembered addresses, refused handshakes.
+    pub admission: AdmissionStats,
 }
 
 /// State shared by the engine and its sessions.
@@ -73,6 +110,7 @@ pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
     pub(crate) counters: Counters,
     sessions: Mutex<HashMap<Sid, Arc<Socket>>>,
+    admission: Arc<Admission>,
 }
 
 impl Shared {
@@ -123,9 +161,11 @@ impl<'a> Query<'a> {
 impl<H: Handler> Engine<H> {
     /// An engine with these settings, handing new sessions to `handler`.
     pub fn new(config: EngineConfig, handler: H) -> Engine<H> {
+        let admission = Admission::new(config.admission.clone());
         Engine {
             shared: Arc::new(Shared {
                 config,
+                admission,
                 counters: Counters::default(),
                 sessions: Mutex::new(HashMap::new()),
             }),
@@ -149,15 +189,18 @@ impl<H: Handler> Engine<H> {
         path == mount || path == mount.trim_end_matches('/')
     }
 
-    /// Number of open sessions.
+    /// Number of sessions the engine still knows (closed polling sessions
+    /// linger a moment to answer their last GET).
     pub fn session_count(&self) -> usize {
         self.shared.sessions.lock().len()
     }
 
     /// The engine's counters.
     pub fn stats(&self) -> EngineStats {
+        let admission = self.shared.admission.stats();
         EngineStats {
-            sessions: self.session_count(),
+            sessions: admission.open,
+            admission,
             slow_consumer_disconnects: self.shared.counters.slow_consumers.load(Ordering::Relaxed),
             volatile_dropped: self
                 .shared
@@ -239,17 +282,23 @@ impl<H: Handler> Engine<H> {
         if query.eio != Some("4") {
             return error_response(ErrorCode::UnsupportedProtocolVersion);
         }
+        // The slot is taken before the session exists (a WebSocket's is
+        // created only after the upgrade), and freed if it never does.
+        let permit = match self.admit(&req) {
+            Ok(permit) => permit,
+            Err(refusal) => return refusal_response(refusal),
+        };
         match transport {
             Transport::Polling => {
                 let (parts, _body) = req.into_parts();
-                let socket = self.open(Transport::Polling, &parts);
+                let socket = self.open(Transport::Polling, &parts, permit);
                 tokio::spawn(crate::socket::polling_heartbeat(Arc::downgrade(&socket)));
                 polling::handshake_response(self.open_packet(&socket, Transport::Polling))
             }
             Transport::WebSocket => {
                 let engine = self.clone();
                 websocket::handshake(req, self.shared.config.max_payload, move |parts| {
-                    let socket = engine.open(Transport::WebSocket, parts);
+                    let socket = engine.open(Transport::WebSocket, parts, permit);
                     let open = engine.open_packet(&socket, Transport::WebSocket);
                     (socket, open)
                 })
@@ -261,10 +310,29 @@ impl<H: Handler> Engine<H> {
         self.shared.sessions.lock().get(sid).cloned()
     }
 
-    /// Creates a session and its connection.
-    fn open(&self, transport: Transport, parts: &http::request::Parts) -> Arc<Socket> {
+    /// A slot for a new session from the request's client address.
+    fn admit<B>(&self, req: &Request<B>) -> Result<SessionPermit, Refusal> {
+        let admission = &self.shared.admission;
+        let peer = req.extensions().get::<ClientAddr>().copied();
+        let client = admission.config().client_ip(req.headers(), peer);
+        let result = admission.admit(client, std::time::Instant::now());
+        if let Err(refusal) = result {
+            tracing::debug!(client = ?client, refusal = refusal.message(), "handshake refused");
+        }
+        result
+    }
+
+    /// Creates a session and its connection; the session holds `permit`
+    /// until it closes.
+    fn open(
+        &self,
+        transport: Transport,
+        parts: &http::request::Parts,
+        permit: SessionPermit,
+    ) -> Arc<Socket> {
         let sid = Sid::random();
         let socket = Socket::new(sid, self.shared.clone(), transport);
+        socket.set_permit(permit);
         self.shared.sessions.lock().insert(sid, socket.clone());
         let conn = self.handler.on_open(&socket, parts);
         socket.set_connection(conn);
@@ -373,6 +441,13 @@ pub(crate) fn error_response(code: ErrorCode) -> Response<Body> {
     };
     let body = serde_json::json!({ "code": code as u8, "message": code.message() });
     json_response(status, body.to_string())
+}
+
+/// A refused handshake: 503 or 429 (see [`Refusal::status`]) with
+/// `{"code":N,"message":"…"}`, as the other request errors.
+fn refusal_response(refusal: Refusal) -> Response<Body> {
+    let body = serde_json::json!({ "code": refusal.code(), "message": refusal.message() });
+    json_response(refusal.status(), body.to_string())
 }
 
 pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::admission::SessionPermit;
 use crate::packet::{Frame, Message, Packet};
 use crate::server::Shared;
 use crate::sid::Sid;
@@ -125,6 +126,8 @@ pub(crate) struct State {
     pub(crate) flush_waiters: bool,
     /// When the heartbeat next acts: send a ping, or give up waiting for the pong.
     heartbeat_at: Instant,
+    /// The session's admission slot, freed when it closes.
+    permit: Option<SessionPermit>,
 }
 
 /// What the heartbeat decided.
@@ -201,10 +204,15 @@ impl Socket {
                 sent_total: 0,
                 flush_waiters: false,
                 heartbeat_at,
+                permit: None,
             }),
             writer_busy: AtomicBool::new(false),
             changed: Notify::new(),
         })
+    }
+
+    pub(crate) fn set_permit(&self, permit: SessionPermit) {
+        self.state.lock().permit = Some(permit);
     }
 
     pub(crate) fn set_connection(&self, conn: Arc<dyn Connection>) {
@@ -345,12 +353,15 @@ impl Socket {
     /// As [`close_now`](Self::close_now); with `deferred`, the connection
     /// hears of it on another task (for closes decided inside a send).
     fn close_with(&self, reason: CloseReason, poll_reply: Frame, deferred: bool) {
-        let (conn, linger) = {
+        let (conn, linger, permit) = {
             let mut state = self.state.lock();
             if state.closed.is_some() {
                 return;
             }
             state.closed = Some(reason);
+            // Only here, once: the slot is free as soon as the session is
+            // closed, even while it lingers for a last GET.
+            let permit = state.permit.take();
             // A polling client closes with a POST while its next GET may
             // still be on the way (on another connection): keep the session
             // a moment so that this GET gets the noop rather than an error.
@@ -361,8 +372,9 @@ impl Socket {
                 state.poll_terminal = Some(poll_reply);
             }
             state.queue.clear();
-            (state.conn.take(), linger)
+            (state.conn.take(), linger, permit)
         };
+        drop(permit);
         self.changed.notify_waiters();
         if linger {
             let shared = self.shared.clone();

@@ -115,10 +115,27 @@ pub struct AuthSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSection {
-    /// Most client connections at once; more wait to be accepted.
+    /// Most Engine.IO sessions open at once, polling and WebSocket alike; a
+    /// handshake past it is refused with 503.
     pub max_connections: usize,
     /// How long shutdown waits for connections to finish.
     pub shutdown_grace_ms: u64,
+    /// Most TCP connections at once (file descriptors); more wait to be
+    /// accepted. 0 = twice `max_connections`: a polling session may hold
+    /// two (its waiting GET and a POST), an upgrading one two (polling and
+    /// the new WebSocket).
+    pub max_tcp_connections: usize,
+    /// Most sessions open at once from one client address (IPv6: one /64);
+    /// 0 = no limit. Generous: a whole site behind NAT shares one address.
+    pub max_sessions_per_address: usize,
+    /// Sustained handshakes per second from one client address; 0 = no limit.
+    pub handshakes_per_sec_per_address: f64,
+    /// Handshakes one client address may make at once (a reconnect storm
+    /// after a restart).
+    pub handshake_burst_per_address: f64,
+    /// Proxies (IP addresses or CIDR networks) whose `X-Forwarded-For` names
+    /// the client; empty = the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,6 +238,11 @@ impl Default for ServerSection {
         ServerSection {
             max_connections: 100_000,
             shutdown_grace_ms: 10_000,
+            max_tcp_connections: 0,
+            max_sessions_per_address: 10_000,
+            handshakes_per_sec_per_address: 100.0,
+            handshake_burst_per_address: 1000.0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -329,6 +351,20 @@ impl Config {
         if self.store.max_connections == 0 || self.store.timeout_ms == 0 {
             bail!("store.max_connections and store.timeout_ms must be positive");
         }
+        let server = &self.server;
+        if server.max_connections == 0 {
+            bail!("server.max_connections must be positive");
+        }
+        if !(server.handshakes_per_sec_per_address.is_finite()
+            && server.handshakes_per_sec_per_address >= 0.0
+            && server.handshake_burst_per_address >= 1.0)
+        {
+            bail!(
+                "server.handshakes_per_sec_per_address must be ≥ 0 and \
+                 server.handshake_burst_per_address ≥ 1"
+            );
+        }
+        self.trusted_proxies()?;
         Ok(())
     }
 
@@ -353,6 +389,37 @@ impl Config {
             cors,
             max_queued_frames: e.max_queued_frames,
             ws_read_buffer: e.ws_read_buffer,
+            admission: self.admission(),
+        }
+    }
+
+    /// Most TCP connections at once (`server.max_tcp_connections`, 0 =
+    /// twice `server.max_connections`).
+    pub fn max_tcp_connections(&self) -> usize {
+        match self.server.max_tcp_connections {
+            0 => self.server.max_connections.saturating_mul(2),
+            n => n,
+        }
+    }
+
+    fn trusted_proxies(&self) -> anyhow::Result<Vec<engineio::IpNet>> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .map(|p| p.parse().context("server.trusted_proxies"))
+            .collect()
+    }
+
+    /// How many sessions the engine admits.
+    fn admission(&self) -> engineio::AdmissionConfig {
+        let s = &self.server;
+        engineio::AdmissionConfig {
+            max_sessions: s.max_connections,
+            max_sessions_per_address: s.max_sessions_per_address,
+            handshakes_per_sec_per_address: s.handshakes_per_sec_per_address,
+            handshake_burst_per_address: s.handshake_burst_per_address,
+            // Checked by `validate`.
+            trusted_proxies: self.trusted_proxies().unwrap_or_default(),
         }
     }
 
@@ -565,6 +632,31 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn admission_settings() {
+        let config = Config::load(
+            None,
+            env(&[
+                (
+                    "SWITCHBOARD_SERVER_TRUSTED_PROXIES",
+                    "10.0.0.0/8, 192.0.2.1",
+                ),
+                ("SWITCHBOARD_SERVER_MAX_CONNECTIONS", "1000"),
+            ]),
+        )
+        .unwrap();
+        let admission = config.engine_config().admission;
+        assert_eq!(admission.max_sessions, 1000);
+        assert_eq!(admission.trusted_proxies.len(), 2);
+        assert_eq!(config.max_tcp_connections(), 2000);
+        let bad = Config::load(
+            None,
+            env(&[("SWITCHBOARD_SERVER_TRUSTED_PROXIES", "10.0.0.0/99")]),
+        )
+        .unwrap_err();
+        assert!(format!("{bad:#}").contains("10.0.0.0/99"), "{bad:#}");
     }
 
     #[test]

@@ -84,12 +84,26 @@ impl App {
             vec![("backend", self.store.backend().as_str().to_owned())],
             &self.store.latency(),
         );
+        let mut refused_handshakes = Family::new(
+            "switchboard_handshakes_refused_total",
+            "Engine.IO handshakes refused, by reason (server.max_connections, \
+             server.max_sessions_per_address, server.handshakes_per_sec_per_address).",
+            Kind::Counter,
+        );
+        let a = &stats.admission;
+        for (reason, n) in [
+            ("server_full", a.refused_server_full),
+            ("address_full", a.refused_address_full),
+            ("rate_limited", a.refused_rate_limited),
+        ] {
+            refused_handshakes.push(vec![("reason", reason.to_owned())], n as f64);
+        }
         render(&[
             api_requests,
             fanout,
             Family::single(
                 "switchboard_connections",
-                "Engine.IO sessions open (one per client connection).",
+                "Engine.IO sessions open, polling and WebSocket (what server.max_connections counts).",
                 Kind::Gauge,
                 stats.sessions as f64,
             ),
@@ -102,6 +116,7 @@ impl App {
             events_in,
             events_out,
             refused,
+            refused_handshakes,
             overflows,
             Family::single(
                 "switchboard_slow_consumer_disconnects_total",

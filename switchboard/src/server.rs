@@ -71,7 +71,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     app.hub.start();
-    let limit = Arc::new(Semaphore::new(config.server.max_connections));
+    // Sessions are counted by the engine (`server.max_connections`); this
+    // bounds the TCP connections, hence the file descriptors.
+    let max_tcp = config.max_tcp_connections();
+    let limit = Arc::new(Semaphore::new(max_tcp));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut accept_tasks = Vec::new();
     for listener in listeners {
@@ -98,7 +101,7 @@ pub async fn run(
 
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let drained = tokio::time::timeout(grace, async {
-        let max = u32::try_from(config.server.max_connections).unwrap_or(u32::MAX);
+        let max = u32::try_from(max_tcp).unwrap_or(u32::MAX);
         let _all = limit.acquire_many(max).await;
         while app.session_count() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -122,7 +125,7 @@ async fn accept_loop(
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;
         };
-        let (stream, _peer) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors and the like: back off, keep serving.
@@ -135,6 +138,7 @@ async fn accept_loop(
         let stop = stop.clone();
         tokio::spawn(serve_connection(
             stream,
+            peer,
             app,
             stop,
             ConnectionPermit(Arc::new(permit)),
@@ -142,7 +146,7 @@ async fn accept_loop(
     }
 }
 
-/// A slot of `server.max_connections`. Each request carries a clone, and
+/// A slot of `server.max_tcp_connections`. Each request carries a clone, and
 /// the engine keeps a WebSocket's request extensions for as long as the
 /// connection lives, so an upgraded connection keeps its slot.
 #[derive(Clone)]
@@ -150,6 +154,7 @@ struct ConnectionPermit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     app: App,
     mut stop: watch::Receiver<bool>,
     permit: ConnectionPermit,
@@ -158,6 +163,8 @@ async fn serve_connection(
     let service = service_fn(move |mut req: Request<Incoming>| {
         let app = app.clone();
         req.extensions_mut().insert(permit.clone());
+        // For the engine's per-address limits.
+        req.extensions_mut().insert(engineio::ClientAddr(peer));
         async move { Ok::<_, Infallible>(app.route(req).await) }
     });
     let conn = http1::Builder::new()

@@ -331,26 +331,3 @@ async fn a_second_connect_to_a_namespace_replaces_the_socket() {
     client.emit(1, "echo", "2").await;
     assert_eq!(client.recv().await, "431[2]");
 }
-
-#[tokio::test]
-async fn upgraded_websockets_count_against_the_connection_limit() {
-    let server = start("[server]\nmax_connections = 2").await;
-    let (mut first, _) = Client::connect(server.addr).await;
-    let (_second, _) = Client::connect(server.addr).await;
-    // A third connection waits for a slot…
-    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
-    let third = tokio::spawn(tokio_tungstenite::connect_async(url));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !third.is_finished(),
-        "a third connection was served beyond the limit"
-    );
-    // …and gets it when one closes.
-    first.ws.close(None).await.unwrap();
-    let (mut ws, _) = tokio::time::timeout(WAIT, third)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(next_text(&mut ws).await.starts_with('0'));
-}
