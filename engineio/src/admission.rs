@@ -191,6 +191,39 @@ pub enum Refusal {
     RateLimited,
 }
 
+impl Refusal {
+    /// The code in the JSON body. The reference server has no such errors:
+    /// these continue its numbering (0–5, see
+    /// [`ErrorCode`](crate::ErrorCode)).
+    pub fn code(self) -> u8 {
+        match self {
+            Refusal::ServerFull => 6,
+            Refusal::AddressFull => 7,
+            Refusal::RateLimited => 8,
+        }
+    }
+
+    /// The message in the JSON body.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::ServerFull => "Server full",
+            Refusal::AddressFull => "Too many sessions from this address",
+            Refusal::RateLimited => "Too many handshakes from this address",
+        }
+    }
+
+    /// The HTTP status: 503 when the server is full (the condition is the
+    /// server's, not the client's, and a client or load balancer should try
+    /// again later or elsewhere), 429 when this client's address is over
+    /// its own limits.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            Refusal::ServerFull => http::StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::AddressFull | Refusal::RateLimited => http::StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+}
+
 /// Idle addresses (no session, bucket still refilling) kept at most; past
 /// it they are forgotten, which only gives each a fresh burst.
 pub const MAX_IDLE_ADDRESSES: usize = 65_536;

@@ -59,38 +59,6 @@ pub(crate) struct Counters {
     pub(crate) volatile_dropped: AtomicU64,
 }
 
-impl Refusal {
-    /// The code in the JSON body. The reference server has no such errors:
-    /// these continue its numbering (0–5, see [`ErrorCode`]).
-    pub fn code(self) -> u8 {
-        match self {
-            Refusal::ServerFull => 6,
-            Refusal::AddressFull => 7,
-            Refusal::RateLimited => 8,
-        }
-    }
-
-    /// The message in the JSON body.
-    pub fn message(self) -> &'static str {
-        match self {
-            Refusal::ServerFull => "Server full",
-            Refusal::AddressFull => "Too many sessions from this address",
-            Refusal::RateLimited => "Too many handshakes from this address",
-        }
-    }
-
-    /// The HTTP status: 503 when the server is full (the condition is the
-    /// server's, not the client's, and a client or load balancer should try
-    /// again later or elsewhere), 429 when this client's address is over
-    /// its own limits.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Refusal::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::AddressFull | Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        }
-    }
-}
-
 /// A snapshot of the engine's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineStats {

@@ -352,8 +352,10 @@ impl Config {
             bail!("store.max_connections and store.timeout_ms must be positive");
         }
         let server = &self.server;
-        if server.max_connections == 0 {
-            bail!("server.max_connections must be positive");
+        if server.max_connections == 0 || self.max_tcp_connections() > u32::MAX as usize {
+            bail!(
+                "server.max_connections must be positive and server.max_tcp_connections at most 2^32 - 1"
+            );
         }
         if !(server.handshakes_per_sec_per_address.is_finite()
             && server.handshakes_per_sec_per_address >= 0.0

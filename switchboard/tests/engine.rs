@@ -1,10 +1,8 @@
 //! Engine.IO and Socket.IO behaviour over the wire: request errors, CORS,
-//! payload limits, malformed input, ordering, slow consumers, the connection
-//! limit, shutdown.
+//! payload limits, malformed input, ordering, slow consumers, shutdown (the
+//! connection limits are in `admission.rs`).
 
 mod common;
-
-use std::time::Duration;
 
 use futures_util::SinkExt;
 use tokio::net::TcpStream;
