@@ -478,3 +478,53 @@ async fn the_address_table_is_bounded_by_open_sessions() {
     }
     assert_eq!(server.app.engine.stats().admission.addresses, 0);
 }
+
+#[tokio::test]
+async fn a_failed_upgrade_keeps_the_one_slot() {
+    let server = start(&format!(
+        "[server]\nmax_connections = 1\n{NO_ADDRESS_LIMITS}"
+    ))
+    .await;
+    let addr = server.addr;
+    let mut conn = Conn::open(addr).await;
+    let sid = conn.handshake(&[]).await.unwrap();
+    // The WebSocket goes away in the middle of the probe.
+    let mut ws = websocket(addr, &format!("&sid={sid}"))
+        .await
+        .expect("an upgrade needs no slot of its own");
+    ws.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    drop(ws);
+    // Still one polling session, which still works and holds its slot.
+    let poll = conn
+        .request("POST", &format!("{HANDSHAKE}&sid={sid}"), &[], "40")
+        .await;
+    assert_eq!(poll.status, 200);
+    assert_eq!(server.app.engine.stats().sessions, 1);
+    assert_eq!(
+        refusal(&conn.handshake(&[]).await.unwrap_err()),
+        server_full()
+    );
+    conn.close_session(&sid).await;
+    assert_eq!(server.app.engine.stats().sessions, 0);
+}
+
+#[tokio::test]
+async fn shutdown_frees_every_slot() {
+    let mut server = start(&format!(
+        "[server]\nmax_connections = 10\nshutdown_grace_ms = 3000\n{NO_ADDRESS_LIMITS}"
+    ))
+    .await;
+    let mut conn = Conn::open(server.addr).await;
+    conn.handshake(&[]).await.unwrap();
+    let (mut client, _) = Client::connect(server.addr).await;
+    assert_eq!(server.app.engine.stats().sessions, 2);
+    server.stop.take().unwrap().send(()).unwrap();
+    assert!(closed_by_server(&mut client.ws).await);
+    tokio::time::timeout(WAIT, &mut server.task)
+        .await
+        .expect("shutdown hung")
+        .unwrap()
+        .unwrap();
+    assert_eq!(server.app.engine.stats().sessions, 0);
+}
