@@ -1,52 +1,45 @@
-//! The publish API over HTTP (`/api/v1/…`): API-key authentication
-//! (compared in constant time), the request size limit, and status codes
-//! with JSON bodies. What the requests do is `hub::backend_api`.
+//! The publish API over HTTP (`/api/v1/…`), on axum: API-key
+//! authentication (compared in constant time), the request body limit
+//! (tower-http), CORS when configured, status codes with JSON bodies, and
+//! the OpenAPI document generated from the handlers. What the requests do
+//! is `hub::backend_api`.
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use axum::Router;
+use axum::extract::{FromRequest, RawPathParams, RawQuery, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use socketio::SocketIo;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use hub::backend_api::{self, DisconnectRequest, PublishRequest};
 use hub::component::HubError;
+
+use crate::app::App;
+use crate::reply::{Failure, reply};
 
 /// API settings.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub keys: Vec<String>,
     pub max_body_bytes: usize,
+    /// Origins allowed by CORS: empty = none (same origin only), `*` = any.
+    pub cors_origins: Vec<String>,
 }
 
-pub(crate) fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::from(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-pub(crate) fn failure(
-    status: StatusCode,
-    code: &str,
-    message: impl std::fmt::Display,
-) -> Response<Full<Bytes>> {
-    reply(
-        status,
-        json!({"ok": false, "error": {"code": code, "message": message.to_string()}}),
-    )
-}
-
-fn hub_failure(err: HubError) -> Response<Full<Bytes>> {
-    let status = if err.code == "unknown_namespace" {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    failure(status, err.code, err.message)
+impl From<HubError> for Failure {
+    fn from(err: HubError) -> Failure {
+        let status = if err.code == "unknown_namespace" {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        Failure::new(status, err.code, err.message)
+    }
 }
 
 /// Compares without an early exit, so timing does not reveal a key.
@@ -73,38 +66,80 @@ fn authorized(config: &ApiConfig, headers: &HeaderMap) -> bool {
     })
 }
 
-/// Reads and parses a JSON body within the size limit.
-async fn json_body<T: serde::de::DeserializeOwned>(
-    req: Request<Incoming>,
-    limit: usize,
-) -> Result<T, Response<Full<Bytes>>> {
-    let too_large = || {
-        failure(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the body exceeds {limit} bytes"),
+/// Lets a request through only with a valid API key: before routing, so
+/// that without a key nothing about the API's paths and methods shows.
+async fn authenticate(State(app): State<App>, request: Request, next: Next) -> Response {
+    if !authorized(&app.api, request.headers()) {
+        return Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid API key is required (Authorization: Bearer KEY)",
         )
-    };
-    let declared = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
+        .into_response();
     }
-    let body = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(err) => return Err(failure(StatusCode::BAD_REQUEST, "bad_body", err)),
-    };
-    serde_json::from_slice(&body).map_err(|err| {
-        if err.is_data() {
-            failure(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", err)
-        } else {
-            failure(StatusCode::BAD_REQUEST, "invalid_json", err)
+    next.run(request).await
+}
+
+/// Counts every API answer by status, for `/metrics`.
+async fn count(State(app): State<App>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    *app.api_requests
+        .lock()
+        .entry(response.status().as_u16())
+        .or_default() += 1;
+    response
+}
+
+/// A JSON body: 413 past the limit (tower-http's limit layer counts the
+/// bytes), 400 when it is not JSON, 422 when it is not the request.
+struct ApiJson<T>(T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<App> for ApiJson<T> {
+    type Rejection = Failure;
+
+    async fn from_request(request: Request, app: &App) -> Result<Self, Failure> {
+        let limit = app.api.max_body_bytes;
+        let body = axum::body::to_bytes(request.into_body(), usize::MAX)
+            .await
+            .map_err(|err| {
+                if is_length_limit(&err) {
+                    Failure::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!("the body exceeds {limit} bytes"),
+                    )
+                } else {
+                    Failure::new(StatusCode::BAD_REQUEST, "bad_body", err)
+                }
+            })?;
+        serde_json::from_slice(&body).map(ApiJson).map_err(|err| {
+            if err.is_data() {
+                Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", err)
+            } else {
+                Failure::new(StatusCode::BAD_REQUEST, "invalid_json", err)
+            }
+        })
+    }
+}
+
+/// Whether reading a body failed because it passed the limit.
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
         }
-    })
+        source = err.source();
+    }
+    false
+}
+
+/// The values of `name` in a query string, percent-decoded, in order.
+fn query_values<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    query
+        .split('&')
+        .filter_map(move |kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .map(hub::query::percent_decode)
 }
 
 /// A failure: `{ok:false, error:{code, message}}`.
@@ -159,8 +194,16 @@ struct RoomReply {
         (status = 413, description = "Body too large", body = ErrorReply),
         (status = 422, description = "Invalid request", body = ErrorReply),
     ))]
-#[allow(dead_code)]
-fn publish_doc() {}
+async fn publish(
+    State(app): State<App>,
+    ApiJson(request): ApiJson<PublishRequest>,
+) -> Result<Response, Failure> {
+    let delivered = backend_api::publish(&app.io, &request)?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({"ok": true, "delivered": delivered}),
+    ))
+}
 
 /// Disconnects every socket of a user, in every namespace.
 #[utoipa::path(post, path = "/api/v1/disconnect", request_body = DisconnectRequest,
@@ -172,8 +215,16 @@ fn publish_doc() {}
         (status = 413, description = "Body too large", body = ErrorReply),
         (status = 422, description = "Invalid request", body = ErrorReply),
     ))]
-#[allow(dead_code)]
-fn disconnect_doc() {}
+async fn disconnect(
+    State(app): State<App>,
+    ApiJson(request): ApiJson<DisconnectRequest>,
+) -> Result<Response, Failure> {
+    let count = backend_api::disconnect_user(&app.io, &request)?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({"ok": true, "disconnected": count}),
+    ))
+}
 
 /// Whether users are online: their connected sockets, all namespaces together.
 #[utoipa::path(get, path = "/api/v1/presence",
@@ -184,8 +235,17 @@ fn disconnect_doc() {}
         (status = 401, description = "No or wrong API key", body = ErrorReply),
         (status = 422, description = "No user, or too many", body = ErrorReply),
     ))]
-#[allow(dead_code)]
-fn presence_doc() {}
+async fn presence(State(app): State<App>, RawQuery(query): RawQuery) -> Result<Response, Failure> {
+    let users: Vec<String> = query_values(query.as_deref().unwrap_or(""), "user").collect();
+    let presence: serde_json::Map<String, Value> = backend_api::presence(&app.io, &users)?
+        .into_iter()
+        .map(|(user, sockets)| (user, json!({"online": sockets > 0, "sockets": sockets})))
+        .collect();
+    Ok(reply(
+        StatusCode::OK,
+        json!({"ok": true, "presence": presence}),
+    ))
+}
 
 /// Counts the sockets in a room.
 #[utoipa::path(get, path = "/api/v1/rooms/{room}",
@@ -199,8 +259,30 @@ fn presence_doc() {}
         (status = 401, description = "No or wrong API key", body = ErrorReply),
         (status = 404, description = "Unknown namespace", body = ErrorReply),
     ))]
-#[allow(dead_code)]
-fn room_doc() {}
+async fn room(
+    State(app): State<App>,
+    params: RawPathParams,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Failure> {
+    // Decoded here rather than by `Path`, which refuses what is not UTF-8
+    // once decoded: a room id is what the client sent.
+    let room = params
+        .iter()
+        .find(|(name, _)| *name == "room")
+        .map(|(_, value)| hub::query::percent_decode(value))
+        .unwrap_or_default();
+    let namespace = query_values(query.as_deref().unwrap_or(""), "namespace").next();
+    let sockets = backend_api::room_size(&app.io, &room, namespace.as_deref())?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({"ok": true, "room": room, "sockets": sockets}),
+    ))
+}
+
+/// Any other path under `/api/v1/` (after the key check).
+async fn no_such_path() -> Failure {
+    Failure::new(StatusCode::NOT_FOUND, "not_found", "no such API path")
+}
 
 struct ApiKeyScheme;
 
@@ -215,108 +297,74 @@ impl utoipa::Modify for ApiKeyScheme {
     }
 }
 
-/// The OpenAPI document of the publish API, generated from the code.
+/// The OpenAPI document's frame; the paths come from the handlers.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Switchboard publish API", description = "What backend services ask of the hub."),
-    paths(publish_doc, disconnect_doc, presence_doc, room_doc),
     components(schemas(PublishRequest, DisconnectRequest, PublishReply, DisconnectReply, RoomReply, ErrorReply, ErrorBody)),
     modifiers(&ApiKeyScheme)
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
-/// The OpenAPI document as JSON.
-pub fn openapi_json() -> String {
-    use utoipa::OpenApi as _;
-    ApiDoc::openapi()
-        .to_json()
-        .unwrap_or_else(|_| "{}".to_owned())
+/// The API's routes with the OpenAPI document they make up.
+fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(publish))
+        .routes(routes!(disconnect))
+        .routes(routes!(presence))
+        .routes(routes!(room))
+        .split_for_parts()
 }
 
-/// Serves a request under `/api/v1/`.
-pub async fn handle(
-    io: &SocketIo,
-    config: &ApiConfig,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    if req.method() == Method::GET && req.uri().path() == "/api/v1/openapi.json" {
-        let mut response = Response::new(Full::from(openapi_json()));
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        return response;
+/// The OpenAPI document of the publish API, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+/// The publish API under `/api/v1/`. Outermost first: CORS (a browser's
+/// preflight carries no key), the request counter, the key check, the
+/// body limit; `openapi.json` needs no key.
+pub(crate) fn router(app: &App) -> Router<App> {
+    let (routes, doc) = routes();
+    let doc = doc.to_json().unwrap_or_else(|_| "{}".to_owned());
+    let router = routes
+        .route("/api/v1/{*rest}", axum::routing::any(no_such_path))
+        .layer(RequestBodyLimitLayer::new(app.api.max_body_bytes))
+        .layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { ([(http::header::CONTENT_TYPE, "application/json")], doc) }
+            }),
+        )
+        .layer(middleware::from_fn_with_state(app.clone(), count));
+    match cors(&app.api.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
     }
-    if !authorized(config, req.headers()) {
-        return failure(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid API key is required (Authorization: Bearer KEY)",
-        );
+}
+
+/// The CORS layer `origins` describe; none when empty (same origin only).
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
     }
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
-    match (req.method().clone(), path.as_str()) {
-        (Method::POST, "/api/v1/publish") => {
-            let request: PublishRequest = match json_body(req, config.max_body_bytes).await {
-                Ok(r) => r,
-                Err(response) => return response,
-            };
-            match backend_api::publish(io, &request) {
-                Ok(delivered) => reply(StatusCode::OK, json!({"ok": true, "delivered": delivered})),
-                Err(err) => hub_failure(err),
-            }
-        }
-        (Method::POST, "/api/v1/disconnect") => {
-            let request: DisconnectRequest = match json_body(req, config.max_body_bytes).await {
-                Ok(r) => r,
-                Err(response) => return response,
-            };
-            match backend_api::disconnect_user(io, &request) {
-                Ok(count) => reply(StatusCode::OK, json!({"ok": true, "disconnected": count})),
-                Err(err) => hub_failure(err),
-            }
-        }
-        (Method::GET, "/api/v1/presence") => {
-            let users: Vec<String> = query
-                .split('&')
-                .filter_map(|kv| kv.strip_prefix("user="))
-                .map(hub::query::percent_decode)
-                .collect();
-            match backend_api::presence(io, &users) {
-                Ok(list) => {
-                    let presence: serde_json::Map<String, Value> = list
-                        .into_iter()
-                        .map(|(user, sockets)| {
-                            (user, json!({"online": sockets > 0, "sockets": sockets}))
-                        })
-                        .collect();
-                    reply(StatusCode::OK, json!({"ok": true, "presence": presence}))
-                }
-                Err(err) => hub_failure(err),
-            }
-        }
-        (Method::GET, p) if p.starts_with("/api/v1/rooms/") => {
-            let room = hub::query::percent_decode(&p["/api/v1/rooms/".len()..]);
-            let namespace = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("namespace="))
-                .map(hub::query::percent_decode);
-            match backend_api::room_size(io, &room, namespace.as_deref()) {
-                Ok(sockets) => reply(
-                    StatusCode::OK,
-                    json!({"ok": true, "room": room, "sockets": sockets}),
-                ),
-                Err(err) => hub_failure(err),
-            }
-        }
-        (_, "/api/v1/publish" | "/api/v1/disconnect") => failure(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "use POST",
-        ),
-        _ => failure(StatusCode::NOT_FOUND, "not_found", "no such API path"),
-    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([http::Method::GET, http::Method::POST])
+            .allow_headers([
+                http::header::AUTHORIZATION,
+                http::header::CONTENT_TYPE,
+                http::HeaderName::from_static("x-api-key"),
+            ]),
+    )
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ impl App {
             api: Arc::new(crate::api::ApiConfig {
                 keys: config.api.keys.clone(),
                 max_body_bytes: config.api.max_body_bytes,
+                cors_origins: config.api.cors_origins.clone(),
             }),
         })
     }

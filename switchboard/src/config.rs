@@ -88,6 +88,8 @@ pub struct ApiSection {
     pub keys: Vec<String>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// Origins allowed by CORS on the API: empty = same origin only, `*` = any.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiSection {
@@ -95,6 +97,7 @@ impl Default for ApiSection {
         ApiSection {
             keys: Vec::new(),
             max_body_bytes: 1 << 20,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -10,6 +10,7 @@
 //!   metrics, the API).
 //! - [`api`]: the publish API over HTTP (`/api/v1/…`).
 //! - [`metrics`]: the operator metrics, assembled.
+//! - [`reply`]: JSON replies and failures of the HTTP routes.
 //! - [`handlers`]: protocol-level namespace handlers (conformance echo,
 //!   interop test kit, benchmark) provided to the hub.
 
@@ -18,5 +19,6 @@ pub mod app;
 pub mod config;
 pub mod handlers;
 pub mod metrics;
+pub mod reply;
 pub mod routes;
 pub mod server;

@@ -1,72 +1,78 @@
-//! The HTTP routes beside Engine.IO: the publish API (`/api/v1/…`),
-//! `/healthz`, `/readyz` (the store answers) and `/metrics`.
+//! The HTTP routes beside Engine.IO, on axum: the publish API
+//! (`/api/v1/…`), `/healthz`, `/readyz` (the store answers) and `/metrics`,
+//! behind tower-http's tracing and compression layers; every error answered
+//! with a JSON body. Engine.IO requests never come here: the listener hands
+//! them to the engine directly (`server`).
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use serde_json::json;
+use tower_http::compression::CompressionLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::app::App;
+use crate::reply::{Failure, json_errors, reply};
 
-impl App {
-    pub(crate) async fn route(self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let path = req.uri().path();
-        if self.engine.matches_path(path) {
-            return self.engine.handle(req).await;
-        }
-        if let Some(raw) = &self.raw_engine
-            && raw.matches_path(path)
-        {
-            return raw.handle(req).await;
-        }
-        if path.starts_with("/api/v1/") {
-            let response = crate::api::handle(&self.io, &self.api, req).await;
-            *self
-                .api_requests
-                .lock()
-                .entry(response.status().as_u16())
-                .or_default() += 1;
-            return response;
-        }
-        match (req.method(), path) {
-            (&http::Method::GET, "/healthz") => {
-                crate::api::reply(StatusCode::OK, serde_json::json!({"status": "ok"}))
-            }
-            (&http::Method::GET, "/readyz") => self.readiness().await,
-            (&http::Method::GET, "/metrics") => {
-                let mut response = Response::new(Full::from(self.metrics()));
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                response
-            }
-            _ => crate::api::failure(StatusCode::NOT_FOUND, "not_found", "no such path"),
-        }
-    }
+/// The router of the public listener.
+pub fn router(app: &App) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readiness))
+        .route("/metrics", get(metrics))
+        .merge(crate::api::router(app))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(app.clone())
+}
 
-    /// Ready to serve: the store answers (within `store.timeout_ms`).
-    async fn readiness(&self) -> Response<Full<Bytes>> {
-        let backend = self.store.backend().as_str();
-        match self.store.ping().await {
-            Ok(took) => crate::api::reply(
-                StatusCode::OK,
-                serde_json::json!({
-                    "status": "ready",
-                    "store": {"backend": backend, "latency_ms": took.as_secs_f64() * 1e3},
+async fn not_found() -> Failure {
+    Failure::new(StatusCode::NOT_FOUND, "not_found", "no such path")
+}
+
+/// Alive: the process answers.
+async fn healthz() -> Response {
+    reply(StatusCode::OK, json!({"status": "ok"}))
+}
+
+/// Ready to serve: the store answers (within `store.timeout_ms`).
+async fn readiness(State(app): State<App>) -> Response {
+    let store = &app.store;
+    let backend = store.backend().as_str();
+    match store.ping().await {
+        Ok(took) => reply(
+            StatusCode::OK,
+            json!({
+                "status": "ready",
+                "store": {"backend": backend, "latency_ms": took.as_secs_f64() * 1e3},
+            }),
+        ),
+        Err(err) => {
+            tracing::warn!(%err, "not ready: the store does not answer");
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({
+                    "status": "unavailable",
+                    "error": {"code": "store_unreachable", "message": err.to_string()},
+                    "store": {"backend": backend},
                 }),
-            ),
-            Err(err) => {
-                tracing::warn!(%err, "not ready: the store does not answer");
-                crate::api::reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    serde_json::json!({
-                        "status": "unavailable",
-                        "error": {"code": "store_unreachable", "message": err.to_string()},
-                        "store": {"backend": backend},
-                    }),
-                )
-            }
+            )
         }
     }
+}
+
+/// The operator metrics, in the Prometheus text format.
+async fn metrics(State(app): State<App>) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics(),
+    )
+        .into_response()
 }

@@ -10,13 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use http::Request;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tower::ServiceExt as _;
 
 pub use crate::app::{App, signing_secret};
 use crate::config::Config;
@@ -76,12 +79,16 @@ pub async fn run(
     let max_tcp = config.max_tcp_connections();
     let limit = Arc::new(Semaphore::new(max_tcp));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let site = Site {
+        app: app.clone(),
+        router: crate::routes::router(&app),
+    };
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         tracing::info!(addr = %listener.local_addr()?, "listening");
         accept_tasks.push(tokio::spawn(accept_loop(
             listener,
-            app.clone(),
+            site.clone(),
             limit.clone(),
             stop_rx.clone(),
         )));
@@ -117,7 +124,7 @@ pub async fn run(
 
 async fn accept_loop(
     listener: TcpListener,
-    app: App,
+    site: Site,
     limit: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
 ) {
@@ -134,15 +141,46 @@ async fn accept_loop(
                 continue;
             }
         };
-        let app = app.clone();
+        let site = site.clone();
         let stop = stop.clone();
         tokio::spawn(serve_connection(
             stream,
             peer,
-            app,
+            site,
             stop,
             ConnectionPermit(Arc::new(permit)),
         ));
+    }
+}
+
+/// What one listener serves: the engines' paths (on the public listener),
+/// then the HTTP routes.
+#[derive(Clone)]
+struct Site {
+    app: App,
+    router: axum::Router,
+}
+
+/// A response of either side: the engine's as it made it, or the router's.
+type Body = Either<Full<Bytes>, axum::body::Body>;
+
+impl Site {
+    /// Engine.IO requests go to their engine untouched (its path is the
+    /// measured one); everything else to the axum router.
+    async fn respond(self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path();
+        if self.app.engine.matches_path(path) {
+            return self.app.engine.handle(req).await.map(Either::Left);
+        }
+        if let Some(raw) = &self.app.raw_engine
+            && raw.matches_path(path)
+        {
+            return raw.handle(req).await.map(Either::Left);
+        }
+        match self.router.oneshot(req).await {
+            Ok(response) => response.map(Either::Right),
+            Err(never) => match never {},
+        }
     }
 }
 
@@ -155,17 +193,17 @@ struct ConnectionPermit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    app: App,
+    site: Site,
     mut stop: watch::Receiver<bool>,
     permit: ConnectionPermit,
 ) {
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |mut req: Request<Incoming>| {
-        let app = app.clone();
+        let site = site.clone();
         req.extensions_mut().insert(permit.clone());
         // For the engine's per-address limits.
         req.extensions_mut().insert(engineio::ClientAddr(peer));
-        async move { Ok::<_, Infallible>(app.route(req).await) }
+        async move { Ok::<_, Infallible>(site.respond(req).await) }
     });
     let conn = http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
