@@ -5,9 +5,10 @@
 //! is `hub::backend_api`.
 
 use axum::Router;
-use axum::extract::{FromRequest, RawPathParams, RawQuery, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, RawQuery, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -22,10 +23,46 @@ use hub::component::HubError;
 use crate::app::App;
 use crate::reply::{Failure, reply};
 
+/// What an API key allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `POST /api/v1/publish`.
+    Publish,
+    /// `POST /api/v1/disconnect`.
+    Disconnect,
+    /// `GET /api/v1/presence`, `GET /api/v1/rooms/{room}`.
+    Read,
+}
+
+impl Scope {
+    /// Every scope: what a plain key may do.
+    pub const ALL: [Scope; 3] = [Scope::Publish, Scope::Disconnect, Scope::Read];
+
+    /// The scope named `name` in the configuration.
+    pub fn parse(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Publish => "publish",
+            Scope::Disconnect => "disconnect",
+            Scope::Read => "read",
+        }
+    }
+}
+
+/// A key and its scopes.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub key: String,
+    pub scopes: Vec<Scope>,
+}
+
 /// API settings.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    pub keys: Vec<String>,
+    pub keys: Vec<ApiKey>,
     pub max_body_bytes: usize,
     /// Origins allowed by CORS: empty = none (same origin only), `*` = any.
     pub cors_origins: Vec<String>,
@@ -43,7 +80,7 @@ impl From<HubError> for Failure {
 }
 
 /// Compares without an early exit, so timing does not reveal a key.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
     for i in 0..a.len().max(b.len()) {
         diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
@@ -51,33 +88,81 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-fn authorized(config: &ApiConfig, headers: &HeaderMap) -> bool {
+/// The key a request presents, if it is one of `config`'s.
+fn caller(config: &ApiConfig, headers: &HeaderMap) -> Option<Caller> {
     let presented = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-    let Some(presented) = presented else {
-        return false;
-    };
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))?;
     // Every key is compared, so the time does not depend on which matched.
-    config.keys.iter().fold(false, |found, key| {
-        found | constant_time_eq(key.as_bytes(), presented.as_bytes())
-    })
+    let mut matched = None;
+    for key in &config.keys {
+        if constant_time_eq(key.key.as_bytes(), presented.as_bytes()) {
+            matched = Some(Caller(key.scopes.clone()));
+        }
+    }
+    matched
 }
+
+/// The scopes of the key a request presented (a request extension).
+#[derive(Debug, Clone)]
+struct Caller(Vec<Scope>);
 
 /// Lets a request through only with a valid API key: before routing, so
 /// that without a key nothing about the API's paths and methods shows.
-async fn authenticate(State(app): State<App>, request: Request, next: Next) -> Response {
-    if !authorized(&app.api, request.headers()) {
+async fn authenticate(State(app): State<App>, mut request: Request, next: Next) -> Response {
+    let Some(caller) = caller(&app.api, request.headers()) else {
         return Failure::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "a valid API key is required (Authorization: Bearer KEY)",
         )
         .into_response();
-    }
+    };
+    request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// A scope an endpoint needs, as a type (see [`Allowed`]).
+trait Needs {
+    const SCOPE: Scope;
+}
+
+struct PublishScope;
+impl Needs for PublishScope {
+    const SCOPE: Scope = Scope::Publish;
+}
+
+struct DisconnectScope;
+impl Needs for DisconnectScope {
+    const SCOPE: Scope = Scope::Disconnect;
+}
+
+struct ReadScope;
+impl Needs for ReadScope {
+    const SCOPE: Scope = Scope::Read;
+}
+
+/// The caller's key has scope `S`, else 403 `forbidden`. Extracted before
+/// the body, so a key without the scope gets nothing else done.
+struct Allowed<S>(std::marker::PhantomData<S>);
+
+impl<S: Needs> FromRequestParts<App> for Allowed<S> {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, _: &App) -> Result<Self, Failure> {
+        match parts.extensions.get::<Caller>() {
+            Some(Caller(scopes)) if scopes.contains(&S::SCOPE) => {
+                Ok(Allowed(std::marker::PhantomData))
+            }
+            _ => Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this API key lacks the {:?} scope", S::SCOPE.name()),
+            )),
+        }
+    }
 }
 
 /// Counts every API answer by status, for `/metrics`.
@@ -190,12 +275,14 @@ struct RoomReply {
         (status = 200, description = "Published", body = PublishReply),
         (status = 400, description = "Not JSON", body = ErrorReply),
         (status = 401, description = "No or wrong API key", body = ErrorReply),
+        (status = 403, description = "The key lacks the publish scope", body = ErrorReply),
         (status = 404, description = "Unknown namespace", body = ErrorReply),
         (status = 413, description = "Body too large", body = ErrorReply),
         (status = 422, description = "Invalid request", body = ErrorReply),
     ))]
 async fn publish(
     State(app): State<App>,
+    _: Allowed<PublishScope>,
     ApiJson(request): ApiJson<PublishRequest>,
 ) -> Result<Response, Failure> {
     let delivered = backend_api::publish(&app.io, &request)?;
@@ -212,11 +299,13 @@ async fn publish(
         (status = 200, description = "Disconnected", body = DisconnectReply),
         (status = 400, description = "Not JSON", body = ErrorReply),
         (status = 401, description = "No or wrong API key", body = ErrorReply),
+        (status = 403, description = "The key lacks the disconnect scope", body = ErrorReply),
         (status = 413, description = "Body too large", body = ErrorReply),
         (status = 422, description = "Invalid request", body = ErrorReply),
     ))]
 async fn disconnect(
     State(app): State<App>,
+    _: Allowed<DisconnectScope>,
     ApiJson(request): ApiJson<DisconnectRequest>,
 ) -> Result<Response, Failure> {
     let count = backend_api::disconnect_user(&app.io, &request)?;
@@ -233,9 +322,14 @@ async fn disconnect(
     responses(
         (status = 200, description = "Each user's presence: {ok, presence: {id: {online, sockets}}}", body = Object),
         (status = 401, description = "No or wrong API key", body = ErrorReply),
+        (status = 403, description = "The key lacks the read scope", body = ErrorReply),
         (status = 422, description = "No user, or too many", body = ErrorReply),
     ))]
-async fn presence(State(app): State<App>, RawQuery(query): RawQuery) -> Result<Response, Failure> {
+async fn presence(
+    State(app): State<App>,
+    _: Allowed<ReadScope>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Failure> {
     let users: Vec<String> = query_values(query.as_deref().unwrap_or(""), "user").collect();
     let presence: serde_json::Map<String, Value> = backend_api::presence(&app.io, &users)?
         .into_iter()
@@ -257,10 +351,12 @@ async fn presence(State(app): State<App>, RawQuery(query): RawQuery) -> Result<R
     responses(
         (status = 200, description = "The room's size", body = RoomReply),
         (status = 401, description = "No or wrong API key", body = ErrorReply),
+        (status = 403, description = "The key lacks the read scope", body = ErrorReply),
         (status = 404, description = "Unknown namespace", body = ErrorReply),
     ))]
 async fn room(
     State(app): State<App>,
+    _: Allowed<ReadScope>,
     params: RawPathParams,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Failure> {

@@ -59,7 +59,12 @@ impl App {
             store: hub.store.clone(),
             hub,
             api: Arc::new(crate::api::ApiConfig {
-                keys: config.api.keys.clone(),
+                keys: config
+                    .api
+                    .keys
+                    .iter()
+                    .map(|key| key.resolve())
+                    .collect::<anyhow::Result<_>>()?,
                 max_body_bytes: config.api.max_body_bytes,
                 cors_origins: config.api.cors_origins.clone(),
             }),

@@ -84,8 +84,10 @@ impl Default for StoreSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiSection {
-    /// API keys (`Authorization: Bearer KEY`); none = every request is refused.
-    pub keys: Vec<String>,
+    /// API keys (`Authorization: Bearer KEY`); none = every request is
+    /// refused. A plain string may do everything; `{key, scopes}` only what
+    /// its scopes (`publish`, `disconnect`, `read`) allow.
+    pub keys: Vec<ApiKeySection>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
     /// Origins allowed by CORS on the API: empty = same origin only, `*` = any.
@@ -99,6 +101,57 @@ impl Default for ApiSection {
             max_body_bytes: 1 << 20,
             cors_origins: Vec::new(),
         }
+    }
+}
+
+/// One API key: a plain string (every scope), or a key with its scopes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ApiKeySection {
+    Plain(String),
+    Scoped(ScopedKeySection),
+}
+
+/// `{key = "…", scopes = ["publish", …]}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopedKeySection {
+    pub key: String,
+    /// `publish`, `disconnect`, `read` (presence, room sizes).
+    pub scopes: Vec<String>,
+}
+
+impl ApiKeySection {
+    /// The key and what it may do, checked.
+    pub fn resolve(&self) -> anyhow::Result<crate::api::ApiKey> {
+        use crate::api::{ApiKey, Scope};
+        let (key, scopes) = match self {
+            ApiKeySection::Plain(key) => (key, Scope::ALL.to_vec()),
+            ApiKeySection::Scoped(scoped) => {
+                let scopes = scoped
+                    .scopes
+                    .iter()
+                    .map(|name| {
+                        Scope::parse(name).with_context(|| {
+                            format!("api.keys: unknown scope {name:?} (publish, disconnect, read)")
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                if scopes.is_empty() {
+                    bail!(
+                        "api.keys: a key without scopes can do nothing: give it some or remove it"
+                    );
+                }
+                (&scoped.key, scopes)
+            }
+        };
+        if key.trim().is_empty() {
+            bail!("api.keys: a key is empty: every key needs a secret value");
+        }
+        Ok(ApiKey {
+            key: key.clone(),
+            scopes,
+        })
     }
 }
 
@@ -139,6 +192,13 @@ pub struct ServerSection {
     /// Proxies (IP addresses or CIDR networks) whose `X-Forwarded-For` names
     /// the client; empty = the header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// An address for the operator endpoints (`/metrics`, the detail of
+    /// `/readyz`); when set, the public listener answers `/metrics` with 404
+    /// and `/readyz` with its status only. Empty = served on `listen`.
+    pub admin_listen: String,
+    /// A bearer token `/metrics` and the detail of `/readyz` require,
+    /// wherever they are served. Empty = none.
+    pub metrics_token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -246,6 +306,8 @@ impl Default for ServerSection {
             handshakes_per_sec_per_address: 100.0,
             handshake_burst_per_address: 1000.0,
             trusted_proxies: Vec::new(),
+            admin_listen: String::new(),
+            metrics_token: String::new(),
         }
     }
 }
@@ -350,6 +412,9 @@ impl Config {
         }
         if self.socketio.max_pending_events == 0 {
             bail!("socketio.max_pending_events must be positive");
+        }
+        for key in &self.api.keys {
+            key.resolve()?;
         }
         if self.store.max_connections == 0 || self.store.timeout_ms == 0 {
             bail!("store.max_connections and store.timeout_ms must be positive");

@@ -116,10 +116,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let listeners = server::bind(&config.listen).await?;
-    for listener in &listeners {
+    let listeners = server::Listeners::bind(&config).await?;
+    for listener in &listeners.public {
         // Scripts and tests read this line to learn the port.
         println!("listening on {}", listener.local_addr()?);
+    }
+    for listener in &listeners.admin {
+        println!("operator endpoints on {}", listener.local_addr()?);
     }
     server::run(listeners, &config, app, shutdown).await
 }

@@ -3,35 +3,120 @@
 //! behind tower-http's tracing and compression layers; every error answered
 //! with a JSON body. Engine.IO requests never come here: the listener hands
 //! them to the engine directly (`server`).
+//!
+//! The operator endpoints — `/metrics` and the detail of `/readyz` (the
+//! store's backend, latency, error) — can be kept off the public listener
+//! (`server.admin_listen`: served only there) and behind a bearer token
+//! (`server.metrics_token`); see [`Operator`].
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use serde_json::json;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::constant_time_eq;
 use crate::app::App;
+use crate::config::Config;
 use crate::reply::{Failure, json_errors, reply};
 
+/// Where and to whom a listener shows the operator endpoints.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    /// Whether this listener serves them (false on the public listener
+    /// when an admin listener is configured).
+    here: bool,
+    /// The bearer token they require, if any.
+    token: Option<String>,
+}
+
+impl Operator {
+    /// On the public listener: unless an admin listener takes them.
+    pub fn public(config: &Config) -> Operator {
+        Operator {
+            here: config.server.admin_listen.is_empty(),
+            token: Operator::token_of(config),
+        }
+    }
+
+    /// On the admin listener.
+    pub fn admin(config: &Config) -> Operator {
+        Operator {
+            here: true,
+            token: Operator::token_of(config),
+        }
+    }
+
+    fn token_of(config: &Config) -> Option<String> {
+        Some(config.server.metrics_token.clone()).filter(|t| !t.is_empty())
+    }
+
+    /// Whether this request may see them: served here, and with the token
+    /// when one is configured (compared in constant time).
+    fn admits(&self, headers: &HeaderMap) -> Result<(), Failure> {
+        if !self.here {
+            return Err(not_found_failure());
+        }
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if constant_time_eq(token.as_bytes(), presented.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the metrics token is required (Authorization: Bearer TOKEN)",
+            ))
+        }
+    }
+}
+
 /// The router of the public listener.
-pub fn router(app: &App) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readiness))
-        .route("/metrics", get(metrics))
+pub fn router(app: &App, operator: Operator) -> Router {
+    operator_routes()
         .merge(crate::api::router(app))
         .fallback(not_found)
+        .layer(Extension(operator))
         .layer(axum::middleware::map_response(json_errors))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(app.clone())
 }
 
-async fn not_found() -> Failure {
+/// The router of the admin listener: the operator endpoints only.
+pub fn admin_router(app: &App, operator: Operator) -> Router {
+    operator_routes()
+        .fallback(not_found)
+        .layer(Extension(operator))
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(app.clone())
+}
+
+fn operator_routes() -> Router<App> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readiness))
+        .route("/metrics", get(metrics))
+}
+
+fn not_found_failure() -> Failure {
     Failure::new(StatusCode::NOT_FOUND, "not_found", "no such path")
+}
+
+async fn not_found() -> Failure {
+    not_found_failure()
 }
 
 /// Alive: the process answers.
@@ -39,11 +124,18 @@ async fn healthz() -> Response {
     reply(StatusCode::OK, json!({"status": "ok"}))
 }
 
-/// Ready to serve: the store answers (within `store.timeout_ms`).
-async fn readiness(State(app): State<App>) -> Response {
+/// Ready to serve: the store answers (within `store.timeout_ms`). The
+/// detail (backend, latency, the error) only for the operator.
+async fn readiness(
+    State(app): State<App>,
+    Extension(operator): Extension<Operator>,
+    headers: HeaderMap,
+) -> Response {
+    let detailed = operator.admits(&headers).is_ok();
     let store = &app.store;
     let backend = store.backend().as_str();
     match store.ping().await {
+        Ok(_) if !detailed => reply(StatusCode::OK, json!({"status": "ready"})),
         Ok(took) => reply(
             StatusCode::OK,
             json!({
@@ -53,26 +145,33 @@ async fn readiness(State(app): State<App>) -> Response {
         ),
         Err(err) => {
             tracing::warn!(%err, "not ready: the store does not answer");
-            reply(
-                StatusCode::SERVICE_UNAVAILABLE,
+            let body = if detailed {
                 json!({
                     "status": "unavailable",
                     "error": {"code": "store_unreachable", "message": err.to_string()},
                     "store": {"backend": backend},
-                }),
-            )
+                })
+            } else {
+                json!({"status": "unavailable"})
+            };
+            reply(StatusCode::SERVICE_UNAVAILABLE, body)
         }
     }
 }
 
 /// The operator metrics, in the Prometheus text format.
-async fn metrics(State(app): State<App>) -> Response {
-    (
+async fn metrics(
+    State(app): State<App>,
+    Extension(operator): Extension<Operator>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    operator.admits(&headers)?;
+    Ok((
         [(
             http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         app.metrics(),
     )
-        .into_response()
+        .into_response())
 }

@@ -23,6 +23,38 @@ use tower::ServiceExt as _;
 
 pub use crate::app::{App, signing_secret};
 use crate::config::Config;
+use crate::routes::Operator;
+
+/// The listeners of a server: the public ones (`listen`), and the
+/// operator's (`server.admin_listen`), which serve only `/healthz`,
+/// `/readyz` and `/metrics`.
+pub struct Listeners {
+    pub public: Vec<TcpListener>,
+    pub admin: Vec<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `listen` and, when set, `server.admin_listen`.
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let admin = match config.server.admin_listen.as_str() {
+            "" => Vec::new(),
+            address => bind(&[address.to_owned()]).await?,
+        };
+        Ok(Listeners {
+            public: bind(&config.listen).await?,
+            admin,
+        })
+    }
+}
+
+impl From<Vec<TcpListener>> for Listeners {
+    fn from(public: Vec<TcpListener>) -> Listeners {
+        Listeners {
+            public,
+            admin: Vec::new(),
+        }
+    }
+}
 
 /// Binds every configured address (a host name binds all it resolves to).
 pub async fn bind(addresses: &[String]) -> anyhow::Result<Vec<TcpListener>> {
@@ -68,7 +100,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves until `shutdown` completes, then drains.
 pub async fn run(
-    listeners: Vec<TcpListener>,
+    listeners: impl Into<Listeners>,
     config: &Config,
     app: App,
     shutdown: impl Future<Output = ()>,
@@ -79,13 +111,26 @@ pub async fn run(
     let max_tcp = config.max_tcp_connections();
     let limit = Arc::new(Semaphore::new(max_tcp));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let site = Site {
+    let listeners = listeners.into();
+    let public = Site {
         app: app.clone(),
-        router: crate::routes::router(&app),
+        router: crate::routes::router(&app, Operator::public(config)),
+        engines: true,
+    };
+    let admin = Site {
+        app: app.clone(),
+        router: crate::routes::admin_router(&app, Operator::admin(config)),
+        engines: false,
     };
     let mut accept_tasks = Vec::new();
-    for listener in listeners {
-        tracing::info!(addr = %listener.local_addr()?, "listening");
+    let all = (listeners.public.into_iter().map(|l| (l, &public)))
+        .chain(listeners.admin.into_iter().map(|l| (l, &admin)));
+    for (listener, site) in all {
+        let addr = listener.local_addr()?;
+        match site.engines {
+            true => tracing::info!(%addr, "listening"),
+            false => tracing::info!(%addr, "listening (operator endpoints)"),
+        }
         accept_tasks.push(tokio::spawn(accept_loop(
             listener,
             site.clone(),
@@ -159,6 +204,8 @@ async fn accept_loop(
 struct Site {
     app: App,
     router: axum::Router,
+    /// Whether Engine.IO requests are served here.
+    engines: bool,
 }
 
 /// A response of either side: the engine's as it made it, or the router's.
@@ -169,6 +216,9 @@ impl Site {
     /// measured one); everything else to the axum router.
     async fn respond(self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
+        if !self.engines {
+            return self.route(req).await;
+        }
         if self.app.engine.matches_path(path) {
             return self.app.engine.handle(req).await.map(Either::Left);
         }
@@ -177,6 +227,10 @@ impl Site {
         {
             return raw.handle(req).await.map(Either::Left);
         }
+        self.route(req).await
+    }
+
+    async fn route(self, req: Request<Incoming>) -> Response<Body> {
         match self.router.oneshot(req).await {
             Ok(response) => response.map(Either::Right),
             Err(never) => match never {},

@@ -333,3 +333,41 @@ pub async fn postgres_database() -> Option<(String, String)> {
     let (base, _) = admin.rsplit_once('/').unwrap();
     Some((admin.clone(), format!("{base}/{name}")))
 }
+
+/// A server configured by `toml` alone (no namespaces or keys added): its
+/// public address, and its admin listener's when `server.admin_listen` is set.
+pub struct RawServer {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub app: App,
+    pub cleanup: RemoveOnDrop,
+}
+
+pub async fn start_raw(toml: &str) -> RawServer {
+    let dir = std::env::temp_dir().join(format!("sb-test-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n{toml}\n",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = Config::load(Some(&path), Vec::new()).unwrap();
+    let app = App::new(&config).await.unwrap();
+    let listeners = server::Listeners::bind(&config).await.unwrap();
+    let addr = listeners.public[0].local_addr().unwrap();
+    let admin = listeners.admin.first().map(|l| l.local_addr().unwrap());
+    tokio::spawn({
+        let app = app.clone();
+        async move { server::run(listeners, &config, app, std::future::pending()).await }
+    });
+    RawServer {
+        addr,
+        admin,
+        app,
+        cleanup: RemoveOnDrop(dir),
+    }
+}
