@@ -267,3 +267,82 @@ pub fn signing_secret(identity: &IdentityConfig) -> Result<String, StartError> {
     }
     Ok(secret)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreConfig;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Nothing;
+    impl NamespaceHandler for Nothing {
+        fn on_event(
+            &self,
+            _: &Arc<socketio::Socket>,
+            _: socketio::Event,
+        ) -> Option<socketio::BoxFuture<()>> {
+            None
+        }
+    }
+
+    static MIDDLEWARE_RAN: AtomicUsize = AtomicUsize::new(0);
+
+    fn config(dir: &std::path::Path, handler: &str) -> HubConfig {
+        HubConfig {
+            store: StoreConfig {
+                url: crate::store::sqlite_url_of(&dir.join("hub.db")),
+                max_connections: 1,
+                timeout: Duration::from_secs(5),
+            },
+            identity: IdentityConfig {
+                hs256_secret: Some("s".to_owned()),
+                data_dir: dir.to_owned(),
+                ..IdentityConfig::default()
+            },
+            limits: Limits::default(),
+            socketio: socketio::SocketIoConfig::default(),
+            namespaces: vec![NamespaceConfig {
+                name: "/x".to_owned(),
+                handler: handler.to_owned(),
+                auth: true,
+                backend: None,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_namespace_is_owned_by_a_component_or_a_provided_handler() {
+        let dir = std::env::temp_dir().join(format!(
+            "hub-assembly-{}-{}",
+            std::process::id(),
+            crate::identity::now_secs()
+        ));
+        let provided = Handlers::new()
+            .with("plain", || Arc::new(Nothing))
+            .with_middleware(
+                "checked",
+                || Arc::new(Nothing),
+                |_| {
+                    MIDDLEWARE_RAN.fetch_add(1, Ordering::Relaxed);
+                },
+            );
+        for handler in ["pubsub", "plain", "checked"] {
+            let hub = Hub::new(config(&dir, handler), &provided).await.unwrap();
+            assert!(hub.io.of("/x").is_some(), "{handler}");
+            assert_eq!(hub.protected.len(), 1);
+            hub.close().await;
+        }
+        assert_eq!(MIDDLEWARE_RAN.load(Ordering::Relaxed), 1);
+        let err = Hub::new(config(&dir, "nope"), &provided)
+            .await
+            .err()
+            .expect("an unknown handler stops the start");
+        assert_eq!(
+            err.to_string(),
+            "namespace /x: unknown handler \"nope\" (pubsub, proxy, checked, plain)"
+        );
+        let err = Hub::new(config(&dir, "proxy"), &provided).await.err();
+        assert!(err.unwrap().to_string().contains("needs a backend URL"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
