@@ -1,7 +1,11 @@
 //! `churn`: keep a population of P connections and, every 1/rate seconds,
 //! open a new one (full handshake including the Socket.IO CONNECT) and close
 //! the oldest once the new one is up; measures the achieved connect rate and
-//! the handshake time under that churn.
+//! the handshake time under that churn. With `--beside-fanout N`, N more
+//! connections are held open (the bench handler puts every socket in room
+//! `all`) and one publisher broadcasts to all of them back to back while the
+//! churn runs: the handshake time then shows whether a large fan-out holds
+//! up connects and disconnects.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -18,8 +22,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::Common;
-use crate::sio::{self, Ctx};
-use crate::stats::{CpuSample, Failures, Recorder, instant_at, now_us, round1};
+use crate::sio::{self, Ctx, Fail};
+use crate::stats::{CpuSample, Failures, Recorder, instant_at, now_us, push_u64, round1};
 use crate::ws::WsConn;
 
 #[derive(Args, Serialize, Clone, Debug)]
@@ -36,6 +40,11 @@ pub struct ChurnArgs {
     /// Measured churn time.
     #[arg(long)]
     pub duration_secs: f64,
+    /// Subscribers held open beside the churn, all in room `all`, with one
+    /// publisher broadcasting `pub` (100 B) to them back to back (the next
+    /// once the previous is acked) during the churn; 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub beside_fanout: usize,
 }
 
 /// The future a kept connection runs.
@@ -79,6 +88,27 @@ pub async fn run(ctx: Ctx, a: ChurnArgs) -> anyhow::Result<Value> {
     })
     .await;
     let initial_ok = times.len();
+
+    // The fan-out beside the churn: its subscribers, then its publisher.
+    let mut fan_stops = Vec::with_capacity(a.beside_fanout);
+    let mut fan_ok = 0;
+    let mut publisher = None;
+    let (pub_stop_tx, pub_stop_rx) = oneshot::channel::<()>();
+    if a.beside_fanout > 0 {
+        let (fan_times, fan_handles) = sio::ramp(&ctx, a.beside_fanout, 2048, |_| {
+            let (tx, cont) = keeper(dropped.clone(), disconnects.clone());
+            fan_stops.push(tx);
+            cont
+        })
+        .await;
+        fan_ok = fan_times.len();
+        handles.extend(fan_handles);
+        publisher = Some(crate::pool::spawn(broadcast_back_to_back(
+            ctx.target.clone(),
+            ctx.handshake_timeout,
+            pub_stop_rx,
+        )));
+    }
     let initial_failures = ctx.failures.total();
 
     // Churn phase.
@@ -154,8 +184,22 @@ pub async fn run(ctx: Ctx, a: ChurnArgs) -> anyhow::Result<Value> {
     }
     let cpu = cpu_result.unwrap_or_else(|| cpu.since());
     let dur = a.duration_secs.max(1e-9);
+    drop(pub_stop_tx);
+    let broadcasts = match publisher {
+        Some(task) => Some(
+            task.await
+                .unwrap_or_else(|_| Err(Fail::new("publisher", "the publisher task ended"))),
+        ),
+        None => None,
+    };
     drop(population);
+    drop(fan_stops);
     reap(handles).await;
+    let (fanout_broadcasts, fanout_error) = match broadcasts {
+        Some(Ok(n)) => (n, None),
+        Some(Err(f)) => (0, Some(format!("{}: {}", f.kind, f.detail))),
+        None => (0, None),
+    };
 
     Ok(json!({
         "population_requested": a.population,
@@ -172,10 +216,64 @@ pub async fn run(ctx: Ctx, a: ChurnArgs) -> anyhow::Result<Value> {
         "failures": ctx.failures.total() - initial_failures,
         "failure_kinds": ctx.failures.counts(),
         "failure_samples": ctx.failures.samples(),
+        "beside_fanout_requested": a.beside_fanout,
+        "beside_fanout_ok": fan_ok,
+        "fanout_broadcasts_per_sec": round1(fanout_broadcasts as f64 / dur),
+        "fanout_deliveries_per_sec": round1(fanout_broadcasts as f64 * (fan_ok + a.population) as f64 / dur),
+        "fanout_error": fanout_error,
         "disconnects": dropped.load(Ordering::Relaxed),
         "disconnect_kinds": disconnects.counts(),
         "cpu": cpu,
     }))
+}
+
+/// Broadcasts to room `all` back to back: sends `pub` with an ack id, waits
+/// for the ack (the bench handler acks once the broadcast is queued to
+/// every socket), sends the next, until `stop`. Returns how many were acked.
+async fn broadcast_back_to_back(
+    target: Arc<crate::sio::Target>,
+    timeout: Duration,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<u64, Fail> {
+    let mut conn = sio::open(&target, 8192, timeout).await?;
+    let pad = vec![b'x'; 100];
+    let mut acked = 0u64;
+    let mut head = Vec::with_capacity(32);
+    loop {
+        head.clear();
+        head.extend_from_slice(b"42");
+        push_u64(&mut head, acked);
+        head.extend_from_slice(b"[\"pub\",0,0,\"");
+        conn.queue_text(&[&head, &pad, b"\"]"]);
+        sio::flush(&mut conn).await?;
+        let mut ack = Vec::with_capacity(24);
+        ack.extend_from_slice(b"43");
+        push_u64(&mut ack, acked);
+        ack.push(b'[');
+        'wait: loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => {
+                    conn.close(Duration::from_secs(1)).await;
+                    return Ok(acked);
+                }
+                r = sio::fill(&mut conn) => {
+                    r?;
+                    let mut got = false;
+                    while let Some(m) = sio::next_packet(&mut conn)? {
+                        got |= conn.payload(m).starts_with(&ack);
+                    }
+                    if conn.has_pending() {
+                        sio::flush(&mut conn).await?;
+                    }
+                    if got {
+                        break 'wait;
+                    }
+                }
+            }
+        }
+        acked += 1;
+    }
 }
 
 /// Waits for every connection task (closing ones take up to a second).

@@ -147,7 +147,7 @@ fn main() {
             })
         }
         Cmd::Churn(a) => {
-            let est = a.common.ramp_secs(a.population) + a.duration_secs;
+            let est = a.common.ramp_secs(a.population + a.beside_fanout) + a.duration_secs;
             let params = serde_json::to_value(&a);
             run_scenario("churn", &a.common, params, est, |ctx| {
                 churn::run(ctx, a.clone())

@@ -378,6 +378,64 @@ fn matrix(quick: bool) -> Vec<Case> {
             ],
         });
     }
+    {
+        // A small churn beside a large fan-out: does broadcasting to 10,000
+        // sockets hold up connects and disconnects?
+        let (pop, rate, secs, beside): (u64, u64, u64, u64) = if quick {
+            (100, 100, 3, fan_small)
+        } else {
+            (100, 200, 8, fan_big)
+        };
+        let est = setup(pop + beside) + secs + 3;
+        cases.push(Case {
+            id: format!("churn-beside-fanout-{}", k(beside)),
+            title: format!(
+                "churn: population {pop}, {rate} connects/s, beside a {}-subscriber fan-out",
+                report::int(beside as f64)
+            ),
+            short: format!("churn @{rate}/s + fanout {}", k(beside)),
+            scenario: "churn",
+            args: args(&[
+                "--population",
+                &pop.to_string(),
+                "--rate",
+                &rate.to_string(),
+                "--duration-secs",
+                &secs.to_string(),
+                "--beside-fanout",
+                &beside.to_string(),
+            ]),
+            expect_connections: None,
+            estimate_secs: est,
+            timeout_secs: est * 3 + 30,
+            figures: vec![
+                fig(
+                    "handshake_us/p99",
+                    "handshake p99",
+                    Unit::Micros,
+                    Better::Lower,
+                    None,
+                    true,
+                ),
+                fig(
+                    "handshake_us/p50",
+                    "handshake p50",
+                    Unit::Micros,
+                    Better::Lower,
+                    None,
+                    false,
+                ),
+                fig(
+                    "fanout_deliveries_per_sec",
+                    "fan-out deliveries/s",
+                    Unit::PerSec,
+                    Better::Higher,
+                    None,
+                    false,
+                ),
+            ],
+        });
+    }
     cases
 }
 
