@@ -58,7 +58,8 @@ impl Auth {
     }
 
     /// Wraps a namespace's handler: joins `user:<id>` before it sees the
-    /// socket, and answers `refresh` itself.
+    /// socket (and before the client is told it is connected), and answers
+    /// `refresh` itself, within the connection's budget of costly requests.
     pub fn wrap(&self, inner: Arc<dyn NamespaceHandler>) -> Arc<dyn NamespaceHandler> {
         Arc::new(Authenticated {
             inner,
@@ -129,21 +130,37 @@ struct Authenticated {
 }
 
 impl NamespaceHandler for Authenticated {
-    fn on_connect(&self, socket: &Arc<Socket>) {
+    /// Joins `user:<id>` before the inner handler sees the socket, and so
+    /// before the client is told it is connected.
+    fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
         if let Some(identity) = identity_of(socket) {
             socket.join(user_room(&identity.user));
         }
-        self.inner.on_connect(socket);
+        self.inner.on_connect(socket)
+    }
+
+    fn on_connected(&self, socket: &Arc<Socket>) {
+        self.inner.on_connected(socket);
     }
 
     fn on_event(&self, socket: &Arc<Socket>, mut event: Event) -> Option<BoxFuture<()>> {
         if event.name != "refresh" {
             return self.inner.on_event(socket, event);
         }
-        let reply = match self.refresh(socket, &event) {
-            Ok(identity) => json!({"ok": true, "expires_at": identity.expires_at}),
-            Err((code, message)) => {
-                json!({"ok": false, "error": {"code": code, "message": message}})
+        // A refresh verifies a signature, as a CONNECT does: it draws on the
+        // connection's CONNECT budget, in every namespace with auth
+        // (component namespaces also hold it to their event rate).
+        let reply = if !socket.admit_costly() {
+            json!({"ok": false, "error": {
+                "code": "rate_limited",
+                "message": "too many CONNECTs and refreshes on this connection: slow down",
+            }})
+        } else {
+            match self.refresh(socket, &event) {
+                Ok(identity) => json!({"ok": true, "expires_at": identity.expires_at}),
+                Err((code, message)) => {
+                    json!({"ok": false, "error": {"code": code, "message": message}})
+                }
             }
         };
         if let Some(ack) = event.take_ack() {

@@ -12,9 +12,11 @@
 //! - [`auth`]: the connect middleware, `user:<id>` rooms, `refresh`, and the
 //!   sweep that disconnects expired sockets.
 //! - [`component`]: the [`Component`](component::Component) trait a feature
-//!   implements, run as a namespace handler: `{ok, error}` acks, authorized
-//!   `subscribe` / `unsubscribe`, the `{room, data}` envelope; `PubSub`, a
-//!   generic publish/subscribe component.
+//!   implements (its events, its subscriptions, each socket's `on_connect`
+//!   and `on_disconnect`), and `component/runner.rs`, which runs one as a
+//!   namespace handler: `{ok, error}` acks, authorized `subscribe` /
+//!   `unsubscribe`, the `{room, data}` envelope.
+//! - [`pubsub`]: `PubSub`, a generic publish/subscribe component.
 //! - [`limits`]: what one socket may ask of a component namespace (event
 //!   rate, rooms).
 //! - [`proxy`]: proxy namespaces, owned by an HTTP backend.
@@ -35,6 +37,7 @@ pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod pubsub;
 pub mod query;
 pub mod store;
 

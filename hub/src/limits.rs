@@ -109,8 +109,12 @@ impl RateLimited {
 }
 
 impl NamespaceHandler for RateLimited {
-    fn on_connect(&self, socket: &Arc<Socket>) {
-        self.inner.on_connect(socket);
+    fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+        self.inner.on_connect(socket)
+    }
+
+    fn on_connected(&self, socket: &Arc<Socket>) {
+        self.inner.on_connected(socket);
     }
 
     fn on_event(&self, socket: &Arc<Socket>, mut event: Event) -> Option<BoxFuture<()>> {

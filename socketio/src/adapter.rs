@@ -25,14 +25,17 @@ pub struct BroadcastOptions {
     pub volatile: bool,
 }
 
-/// Room membership and broadcast delivery for one namespace.
+/// Room membership and broadcast delivery for one namespace. Joins come
+/// from [`Socket::join_all`], under the socket's state lock (so none lands
+/// after the socket left); an adapter must not call back into the socket's
+/// state under its own locks, and must not hold them while it delivers.
 pub trait Adapter: Send + Sync + 'static {
     /// Adds a socket to rooms.
     fn add_all(&self, ns: &Namespace, socket: &Arc<Socket>, rooms: &[Room]);
     /// Removes a socket from a room.
     fn del(&self, ns: &Namespace, socket: &Socket, room: &str);
-    /// Removes a socket from every room.
-    fn del_all(&self, ns: &Namespace, socket: &Socket);
+    /// Removes a socket from every room; returns the rooms it was in.
+    fn del_all(&self, ns: &Namespace, socket: &Socket) -> Vec<Room>;
     /// The rooms a socket is in.
     fn rooms_of(&self, ns: &Namespace, socket: &Socket) -> Vec<Room>;
     /// The sockets a broadcast with `opts` would reach.
@@ -54,50 +57,49 @@ struct Rooms {
 }
 
 impl LocalAdapter {
-    /// Calls `f` once for each socket `opts` reaches.
-    fn for_each_target(
-        &self,
-        ns: &Namespace,
-        opts: &BroadcastOptions,
-        mut f: impl FnMut(&Arc<Socket>),
-    ) {
+    /// The sockets `opts` reaches, each once. Taken under the read lock
+    /// (cheap clones of `Arc`s), delivered to by the caller outside it: a
+    /// broadcast to 10,000 sockets does not hold up the joins and leaves of
+    /// connects and disconnects while it queues.
+    fn targets(&self, ns: &Namespace, opts: &BroadcastOptions) -> Vec<Arc<Socket>> {
         let rooms = self.inner.read();
         let mut excluded: HashSet<SocketId> = HashSet::new();
         excluded.extend(opts.except_socket);
         for room in &opts.except {
             if let Some(members) = rooms.members.get(room) {
                 excluded.extend(members.keys().copied());
-            } else if let Some(id) = engineio::sid::Sid::parse(room) {
+            } else if let Some(id) = SocketId::parse(room) {
                 excluded.insert(id);
             }
         }
         if opts.rooms.is_empty() {
             drop(rooms);
-            ns.for_each_socket(|socket| {
-                if !excluded.contains(socket.id()) {
-                    f(socket)
-                }
-            });
-            return;
+            let mut all = ns.sockets();
+            if !excluded.is_empty() {
+                all.retain(|socket| !excluded.contains(socket.id()));
+            }
+            return all;
         }
         let single = opts.rooms.len() == 1;
+        let mut out = Vec::new();
         let mut seen: HashSet<SocketId> = HashSet::new();
         for room in &opts.rooms {
             if let Some(members) = rooms.members.get(room) {
+                out.reserve(members.len());
                 for (id, socket) in members {
                     if excluded.contains(id) || (!single && !seen.insert(*id)) {
                         continue;
                     }
-                    f(socket);
+                    out.push(socket.clone());
                 }
-            } else if let Some(socket) = engineio::sid::Sid::parse(room).and_then(|id| ns.get(&id))
-            {
+            } else if let Some(socket) = SocketId::parse(room).and_then(|id| ns.get(&id)) {
                 // A socket id used as a room reaches that socket.
                 if !excluded.contains(socket.id()) && (single || seen.insert(*socket.id())) {
-                    f(&socket);
+                    out.push(socket);
                 }
             }
         }
+        out
     }
 }
 
@@ -132,19 +134,20 @@ impl Adapter for LocalAdapter {
         }
     }
 
-    fn del_all(&self, _ns: &Namespace, socket: &Socket) {
+    fn del_all(&self, _ns: &Namespace, socket: &Socket) -> Vec<Room> {
         let mut inner = self.inner.write();
         let Some(joined) = inner.joined.remove(socket.id()) else {
-            return;
+            return Vec::new();
         };
-        for room in joined {
-            if let Some(members) = inner.members.get_mut(&room) {
+        for room in &joined {
+            if let Some(members) = inner.members.get_mut(room) {
                 members.remove(socket.id());
                 if members.is_empty() {
-                    inner.members.remove(&room);
+                    inner.members.remove(room);
                 }
             }
         }
+        joined
     }
 
     fn rooms_of(&self, _ns: &Namespace, socket: &Socket) -> Vec<Room> {
@@ -157,17 +160,14 @@ impl Adapter for LocalAdapter {
     }
 
     fn sockets(&self, ns: &Namespace, opts: &BroadcastOptions) -> Vec<Arc<Socket>> {
-        let mut out = Vec::new();
-        self.for_each_target(ns, opts, |socket| out.push(socket.clone()));
-        out
+        self.targets(ns, opts)
     }
 
     fn broadcast(&self, ns: &Namespace, packet: &Encoded, opts: &BroadcastOptions) -> usize {
-        let mut count = 0;
-        self.for_each_target(ns, opts, |socket| {
+        let targets = self.targets(ns, opts);
+        for socket in &targets {
             socket.send_encoded(packet, opts.volatile);
-            count += 1;
-        });
-        count
+        }
+        targets.len()
     }
 }

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use tokio::task::AbortHandle;
 
+use crate::budget::Budget;
 use crate::namespace::{ConnectRequest, Namespace};
 use crate::packet::{Decoded, Decoder, Encoded, Packet, PacketType, Payload};
 use crate::server::ServerInner;
@@ -28,6 +29,11 @@ struct State {
     sockets: Vec<Arc<Socket>>,
     /// Closes the connection if no namespace is joined in time.
     connect_timeout: Option<AbortHandle>,
+    /// Closes the connection if a packet's attachments do not all arrive
+    /// within `attachment_timeout`; armed while the decoder holds one.
+    attachment_timeout: Option<AbortHandle>,
+    /// CONNECTs (and other costly requests) this connection may still send.
+    costly: Budget,
     closed: bool,
 }
 
@@ -37,16 +43,21 @@ impl Client {
         server: Arc<ServerInner>,
         query: &str,
     ) -> Arc<Client> {
-        let max_attachments = server.config.max_attachments;
-        let timeout = server.config.connect_timeout;
+        let config = &server.config;
+        let decoder = Decoder::new(config.max_attachments)
+            .with_max_pending_bytes(config.max_attachment_bytes);
+        let costly = Budget::new(config.connects_per_sec, config.connect_burst);
+        let timeout = config.connect_timeout;
         let client = Arc::new(Client {
             engine,
             server,
             query: Arc::from(query),
             state: Mutex::new(State {
-                decoder: Decoder::new(max_attachments),
+                decoder,
                 sockets: Vec::new(),
                 connect_timeout: None,
+                attachment_timeout: None,
+                costly,
                 closed: false,
             }),
         });
@@ -65,9 +76,21 @@ impl Client {
         client
     }
 
-    /// The Engine.IO session.
-    pub fn engine(&self) -> &Arc<engineio::Socket> {
+    /// The Engine.IO session (for this crate only: handlers never get it).
+    pub(crate) fn engine(&self) -> &Arc<engineio::Socket> {
         &self.engine
+    }
+
+    /// Takes one costly request from the connection's budget.
+    pub(crate) fn admit_costly(&self) -> bool {
+        self.state.lock().costly.take()
+    }
+
+    /// Closes every socket and the connection because the client broke the
+    /// protocol's rules (`parse error`, as for an undecodable packet).
+    fn close_for_parse_error(&self) {
+        self.close_sockets(DisconnectReason::Transport(CloseReason::ParseError));
+        self.engine.close();
     }
 
     pub(crate) fn query(&self) -> &str {
@@ -104,6 +127,17 @@ impl Client {
     }
 
     fn connect(self: &Arc<Self>, packet: Packet) {
+        // Counted before anything else: an unknown namespace or a refused
+        // token costs the client its budget too.
+        if !self.admit_costly() {
+            tracing::debug!(
+                nsp = packet.nsp,
+                "more CONNECTs than socketio.connects_per_sec: closing"
+            );
+            self.close_sockets(DisconnectReason::ForcedServerClose);
+            self.engine.close();
+            return;
+        }
         let Some(ns) = self.server.namespace(&packet.nsp) else {
             let error = r#"{"message":"Invalid namespace"}"#;
             self.send(&Encoded::connect_error(&packet.nsp, error), false);
@@ -157,10 +191,28 @@ impl Client {
         for old in replaced {
             old.on_close(DisconnectReason::ClientNamespaceDisconnect);
         }
-        ns.insert(&socket);
-        let handshake = format!(r#"{{"sid":"{}"}}"#, socket.id().as_str());
-        self.send(&Encoded::connect(ns.name(), &handshake), false);
+        // Registers it (unless the connection closed meanwhile), runs the
+        // handler's `on_connect`, then sends the CONNECT reply.
         socket.start();
+    }
+
+    /// Closes the connection unless the packet waiting for attachments
+    /// completes within `attachment_timeout` (the caller aborts it then).
+    fn attachment_timer(self: &Arc<Self>) -> AbortHandle {
+        let weak: Weak<Client> = Arc::downgrade(self);
+        let timeout = self.server.config.attachment_timeout;
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(client) = weak.upgrade() {
+                tracing::debug!(
+                    sid = client.engine.id(),
+                    "binary attachments not complete in time: closing"
+                );
+                client.state.lock().attachment_timeout = None;
+                client.close_for_parse_error();
+            }
+        })
+        .abort_handle()
     }
 
     pub(crate) fn remove(&self, socket: &Socket) {
@@ -183,7 +235,13 @@ impl Client {
         let sockets = {
             let mut state = self.state.lock();
             state.closed = true;
-            if let Some(timeout) = state.connect_timeout.take() {
+            for timeout in [
+                state.connect_timeout.take(),
+                state.attachment_timeout.take(),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 timeout.abort();
             }
             std::mem::take(&mut state.sockets)
@@ -202,18 +260,30 @@ impl Connection for ClientConnection {
         let client = &self.0;
         let decoded = {
             let mut state = client.state.lock();
-            match message {
+            let decoded = match message {
                 Message::Text(text) => state.decoder.text(&text),
                 Message::Binary(data) => state.decoder.binary(data),
+            };
+            // The timer runs from a packet's header to its last attachment.
+            match (&decoded, state.attachment_timeout.is_some()) {
+                (Ok(Decoded::Pending), false) if !state.closed => {
+                    state.attachment_timeout = Some(client.attachment_timer());
+                }
+                (Ok(Decoded::Packet(_)), true) | (Err(_), true) => {
+                    if let Some(timer) = state.attachment_timeout.take() {
+                        timer.abort();
+                    }
+                }
+                _ => {}
             }
+            decoded
         };
         match decoded {
             Ok(Decoded::Packet(packet)) => client.on_packet(packet),
             Ok(Decoded::Pending) => {}
             Err(err) => {
                 tracing::debug!(sid = client.engine.id(), %err, "invalid Socket.IO packet: closing");
-                client.close_sockets(DisconnectReason::Transport(CloseReason::ParseError));
-                client.engine.close();
+                client.close_for_parse_error();
             }
         }
     }

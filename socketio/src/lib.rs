@@ -15,9 +15,11 @@
 //! - [`broadcast`]: [`BroadcastOperator`] (`to`, `except`, `volatile`).
 //! - [`adapter`]: [`Adapter`] and [`LocalAdapter`].
 //! - [`stats`]: events in and out by name (bounded), broadcast fan-out.
+//! - `budget`: the token bucket of a connection's CONNECTs.
 
 pub mod adapter;
 pub mod broadcast;
+mod budget;
 mod client;
 pub mod namespace;
 pub mod packet;

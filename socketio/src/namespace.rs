@@ -77,17 +77,35 @@ where
     }
 }
 
-/// The component owning a namespace.
+/// The component owning a namespace. A socket's life, as its handler sees
+/// it: `on_connect` (once), then `on_connected` (once, unless the socket
+/// left meanwhile), its events one at a time, then `on_disconnect` (exactly
+/// once, after `on_connect` has finished).
 pub trait NamespaceHandler: Send + Sync + 'static {
-    /// A socket joined the namespace (after middleware let it in).
-    fn on_connect(&self, _socket: &Arc<Socket>) {}
+    /// A socket is joining the namespace (middleware let it in); its client
+    /// is not told yet. The rooms it joins here are in place by the time
+    /// the client sees `connect`, so a publish sent right after reaches it.
+    /// Return a future to wait for (a lookup): the client is told once it
+    /// completes, its events wait behind it, and `on_disconnect` never runs
+    /// before it ends. A join after the socket left is refused
+    /// ([`Socket::join`] returns false).
+    fn on_connect(&self, _socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+        None
+    }
+
+    /// The client has been told it is connected (the CONNECT reply reached
+    /// the transport); runs before the socket's first event. The place for
+    /// a greeting: it reaches the client after the CONNECT reply.
+    fn on_connected(&self, _socket: &Arc<Socket>) {}
 
     /// An event from a socket. Events of one socket are handled one at a
     /// time, in order: return `None` when done, or a future to wait for
     /// (the socket's next event waits for it; other sockets do not).
     fn on_event(&self, socket: &Arc<Socket>, event: Event) -> Option<BoxFuture<()>>;
 
-    /// A socket left the namespace.
+    /// A socket left the namespace: exactly once, after `on_connect`. It is
+    /// in no room any more and receives nothing, but [`Socket::rooms`] still
+    /// returns the rooms it was in.
     fn on_disconnect(&self, _socket: &Arc<Socket>, _reason: DisconnectReason) {}
 }
 
@@ -162,9 +180,12 @@ impl Namespace {
         self.sockets.write().insert(*socket.id(), socket.clone());
     }
 
-    pub(crate) fn remove(&self, socket: &Socket) {
-        self.adapter.del_all(self, socket);
+    /// Removes a socket from its rooms and the namespace; returns the
+    /// rooms it was in.
+    pub(crate) fn remove(&self, socket: &Socket) -> Vec<Room> {
+        let rooms = self.adapter.del_all(self, socket);
         self.sockets.write().remove(socket.id());
+        rooms
     }
 
     /// A connected socket by id.
@@ -182,11 +203,17 @@ impl Namespace {
         self.sockets.read().is_empty()
     }
 
-    /// Calls `f` for each connected socket (under a read lock: keep it short).
+    /// Calls `f` for each connected socket, outside the namespace's lock (on
+    /// a snapshot: connects and disconnects are not held up meanwhile).
     pub fn for_each_socket(&self, mut f: impl FnMut(&Arc<Socket>)) {
-        for socket in self.sockets.read().values() {
-            f(socket);
+        for socket in self.sockets() {
+            f(&socket);
         }
+    }
+
+    /// The connected sockets (a snapshot, taken under the read lock).
+    pub fn sockets(&self) -> Vec<Arc<Socket>> {
+        self.sockets.read().values().cloned().collect()
     }
 
     /// A broadcast to one room (chain `.to()`, `.except()`, `.volatile()`).

@@ -73,6 +73,8 @@ pub enum DecodeError {
     UnexpectedBinary,
     #[error("text packet received while binary attachments were pending")]
     UnexpectedText,
+    #[error("binary attachments larger than allowed")]
+    AttachmentsTooLarge,
 }
 
 /// Event or ack arguments: a JSON array's elements as raw JSON text, plus
@@ -214,6 +216,8 @@ impl Packet {
 pub struct PartialPacket {
     packet: Packet,
     expected: usize,
+    /// Bytes held so far: the header's text and the attachments received.
+    bytes: usize,
 }
 
 /// The result of feeding one Engine.IO message to a [`Decoder`].
@@ -226,10 +230,17 @@ pub enum Decoded {
 }
 
 /// Decodes a client's messages, reassembling binary packets.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
     partial: Option<PartialPacket>,
     max_attachments: usize,
+    max_pending_bytes: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(0)
+    }
 }
 
 impl Decoder {
@@ -238,7 +249,21 @@ impl Decoder {
         Decoder {
             partial: None,
             max_attachments,
+            max_pending_bytes: usize::MAX,
         }
+    }
+
+    /// Also refuses a packet waiting for attachments once it holds more
+    /// than `max` bytes (its header's text and the attachments received):
+    /// what a client announces is never held beyond it.
+    pub fn with_max_pending_bytes(mut self, max: usize) -> Decoder {
+        self.max_pending_bytes = max;
+        self
+    }
+
+    /// Whether a packet is waiting for attachments.
+    pub fn is_pending(&self) -> bool {
+        self.partial.is_some()
     }
 
     /// Feeds a text message.
@@ -253,7 +278,14 @@ impl Decoder {
             }
             return Ok(Decoded::Packet(packet));
         }
-        self.partial = Some(PartialPacket { packet, expected });
+        if text.len() > self.max_pending_bytes {
+            return Err(DecodeError::AttachmentsTooLarge);
+        }
+        self.partial = Some(PartialPacket {
+            packet,
+            expected,
+            bytes: text.len(),
+        });
         Ok(Decoded::Pending)
     }
 
@@ -262,6 +294,11 @@ impl Decoder {
         let Some(partial) = self.partial.as_mut() else {
             return Err(DecodeError::UnexpectedBinary);
         };
+        partial.bytes = partial.bytes.saturating_add(data.len());
+        if partial.bytes > self.max_pending_bytes {
+            self.partial = None;
+            return Err(DecodeError::AttachmentsTooLarge);
+        }
         let attachments = partial
             .packet
             .attachments_mut()
@@ -645,6 +682,38 @@ mod tests {
         assert_eq!(
             decode(&format!("0/{},", "n".repeat(300))).unwrap_err(),
             DecodeError::InvalidNamespace
+        );
+    }
+
+    #[test]
+    fn a_packet_waiting_for_attachments_holds_at_most_its_byte_bound() {
+        let header =
+            r#"52-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
+        let mut d = Decoder::new(10).with_max_pending_bytes(header.len() + 100);
+        d.text(header).unwrap();
+        assert!(d.is_pending());
+        assert!(matches!(
+            d.binary(Bytes::from(vec![0u8; 60])),
+            Ok(Decoded::Pending)
+        ));
+        assert_eq!(
+            d.binary(Bytes::from(vec![0u8; 41])).unwrap_err(),
+            DecodeError::AttachmentsTooLarge
+        );
+        assert!(!d.is_pending());
+        // Exactly at the bound is fine.
+        let mut d = Decoder::new(10).with_max_pending_bytes(header.len() + 100);
+        d.text(header).unwrap();
+        d.binary(Bytes::from(vec![0u8; 60])).unwrap();
+        assert!(matches!(
+            d.binary(Bytes::from(vec![0u8; 40])),
+            Ok(Decoded::Packet(_))
+        ));
+        // A header alone over the bound is refused.
+        let mut d = Decoder::new(10).with_max_pending_bytes(10);
+        assert_eq!(
+            d.text(header).unwrap_err(),
+            DecodeError::AttachmentsTooLarge
         );
     }
 

@@ -23,6 +23,21 @@ pub struct SocketIoConfig {
     /// finished; one more closes the connection (the client reconnects),
     /// so a client cannot grow the server's memory without bound.
     pub max_pending_events: usize,
+    /// Bytes (header and attachments) one packet may hold while it waits
+    /// for its binary attachments; past it the connection is closed
+    /// (`parse error`). The engine's `max_payload` is a sane value.
+    pub max_attachment_bytes: usize,
+    /// How long a packet may wait for its binary attachments; past it the
+    /// connection is closed (`parse error`).
+    pub attachment_timeout: Duration,
+    /// CONNECT packets per second one connection may send, whatever their
+    /// namespace, failing ones included (each may verify a signature), and
+    /// events that cost as much ([`Socket::admit_costly`](crate::Socket::admit_costly));
+    /// 0 turns the limit off. A connection over it is closed.
+    pub connects_per_sec: f64,
+    /// CONNECTs a connection may send at once (a client opening its
+    /// namespaces), before `connects_per_sec` applies.
+    pub connect_burst: f64,
 }
 
 impl Default for SocketIoConfig {
@@ -32,6 +47,10 @@ impl Default for SocketIoConfig {
             max_attachments: 10,
             stats: crate::stats::StatsConfig::default(),
             max_pending_events: 1024,
+            max_attachment_bytes: 1_000_000,
+            attachment_timeout: Duration::from_secs(30),
+            connects_per_sec: 5.0,
+            connect_burst: 20.0,
         }
     }
 }

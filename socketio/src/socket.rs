@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::task::Context;
 use std::time::Duration;
 
-use engineio::sid::Sid;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
@@ -19,8 +18,56 @@ use crate::client::Client;
 use crate::namespace::Namespace;
 use crate::packet::{Args, Encoded, Packet, PacketType, Payload};
 
-/// A socket id: random per socket, never the Engine.IO session id.
-pub type SocketId = Sid;
+/// A socket id: 20 random base64url characters per socket. Its own type,
+/// so that it is never confused with the Engine.IO session id (which
+/// authenticates polling requests and must not leak to other users): no
+/// conversion exists between the two.
+///
+/// ```compile_fail
+/// // A socket id is not an Engine.IO session id.
+/// fn session_of(id: socketio::SocketId) -> engineio::sid::Sid {
+///     id
+/// }
+/// ```
+///
+/// ```compile_fail
+/// // Namespace handlers never reach the Engine.IO session.
+/// fn session_of(socket: &socketio::Socket) {
+///     let _ = socket.conn();
+/// }
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SocketId(engineio::sid::Sid);
+
+impl SocketId {
+    /// A fresh random id (never the session's: drawn separately).
+    pub(crate) fn random() -> SocketId {
+        SocketId(engineio::sid::Sid::random())
+    }
+
+    /// Parses an id received from a client or a backend (a room name, an
+    /// API argument); `None` if it cannot be a socket id.
+    pub fn parse(s: &str) -> Option<SocketId> {
+        engineio::sid::Sid::parse(s).map(SocketId)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::fmt::Debug for SocketId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for SocketId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A room name.
 pub type Room = Arc<str>;
@@ -118,7 +165,17 @@ pub struct Socket {
 }
 
 struct State {
+    /// From creation until the socket leaves; a socket that is not
+    /// connected joins no room and is in none (see [`Socket::join_all`]).
     connected: bool,
+    /// The handler's `on_connect` has finished, so `on_disconnect` may run.
+    ready: bool,
+    /// The socket left before `on_connect` finished: why, for the
+    /// `on_disconnect` that runs once it has.
+    left_early: Option<DisconnectReason>,
+    /// The rooms the socket was in when it left, so that `on_disconnect`
+    /// can still read them.
+    left_rooms: Vec<Room>,
     /// Events waiting while a previous one is being handled.
     inbox: VecDeque<Event>,
     /// An event handler is running.
@@ -138,13 +195,16 @@ impl Socket {
         extensions: http::Extensions,
     ) -> Arc<Socket> {
         Arc::new(Socket {
-            id: Sid::random(),
+            id: SocketId::random(),
             ns,
             client,
             auth,
             extensions: Mutex::new(extensions),
             state: Mutex::new(State {
                 connected: true,
+                ready: false,
+                left_early: None,
+                left_rooms: Vec::new(),
                 inbox: VecDeque::new(),
                 // The connect handler runs first; see `Socket::start`.
                 busy: true,
@@ -165,9 +225,21 @@ impl Socket {
         &self.ns
     }
 
-    /// The client's Engine.IO session (shared by all its namespaces).
-    pub fn conn(&self) -> &Arc<engineio::Socket> {
-        self.client.engine()
+    /// Closes the client's whole connection without a DISCONNECT for its
+    /// namespaces, as a transport failure would: the client reconnects by
+    /// itself. (The Engine.IO session itself is not handed out: its id
+    /// authenticates polling requests.)
+    pub fn close_connection(&self) {
+        self.client.engine().close();
+    }
+
+    /// Takes one request from the connection's budget of costly requests
+    /// ([`SocketIoConfig::connects_per_sec`](crate::SocketIoConfig)), which
+    /// every CONNECT of the connection also draws on; false when it is
+    /// spent. For events that cost as much as a CONNECT (verifying a
+    /// signature), in whichever namespace they arrive.
+    pub fn admit_costly(&self) -> bool {
+        self.client.admit_costly()
     }
 
     /// The CONNECT packet's payload (`{}` when the client sent none).
@@ -246,14 +318,23 @@ impl Socket {
         }
     }
 
-    /// Joins a room.
-    pub fn join(self: &Arc<Self>, room: impl Into<Room>) {
-        self.ns.adapter().add_all(&self.ns, self, &[room.into()]);
+    /// Joins a room; false (and nothing joined) if the socket has left
+    /// (see [`join_all`](Self::join_all)).
+    pub fn join(self: &Arc<Self>, room: impl Into<Room>) -> bool {
+        self.join_all(&[room.into()])
     }
 
-    /// Joins several rooms.
-    pub fn join_all(self: &Arc<Self>, rooms: &[Room]) {
+    /// Joins several rooms; false (and nothing joined) if the socket has
+    /// left. A join decided after an `.await` (a backend's answer, a store
+    /// lookup) may come after the client left: checked under the lock that
+    /// its departure takes, so a socket that has left is never in a room.
+    pub fn join_all(self: &Arc<Self>, rooms: &[Room]) -> bool {
+        let state = self.state.lock();
+        if !state.connected {
+            return false;
+        }
         self.ns.adapter().add_all(&self.ns, self, rooms);
+        true
     }
 
     /// Leaves a room.
@@ -261,9 +342,15 @@ impl Socket {
         self.ns.adapter().del(&self.ns, self, room);
     }
 
-    /// The rooms this socket is in.
+    /// The rooms this socket is in; once it has left, the rooms it was in
+    /// (so that `on_disconnect` can tell who to notify).
     pub fn rooms(&self) -> Vec<Room> {
-        self.ns.adapter().rooms_of(&self.ns, self)
+        let state = self.state.lock();
+        if state.connected {
+            self.ns.adapter().rooms_of(&self.ns, self)
+        } else {
+            state.left_rooms.clone()
+        }
     }
 
     /// A broadcast to `room` that leaves this socket out.
@@ -379,20 +466,71 @@ impl Socket {
             limit = self.ns.max_pending_events,
             "too many events waiting for a handler: closing the connection"
         );
-        self.conn().close();
+        self.close_connection();
     }
 
-    /// Runs the namespace's connect handler once the CONNECT reply has
-    /// reached the transport, then the events that arrived meanwhile. So
-    /// the client learns it is connected before any event of the namespace,
-    /// and the connect handler runs before the socket's first event.
+    /// Enters the namespace: the socket is registered, the handler's
+    /// `on_connect` runs (and may wait), and only then is the client told
+    /// it is connected, so the rooms joined at connect are in place when it
+    /// sees `connect`. Then `on_connected`, once the CONNECT reply has
+    /// reached the transport, and the events that arrived meanwhile (they
+    /// wait in the inbox: the socket is busy from its creation).
     pub(crate) fn start(self: &Arc<Self>) {
-        let flushed = self.conn().flushed();
+        if !self.register() {
+            return;
+        }
+        let Some(mut future) = self.ns.handler().on_connect(self) else {
+            self.announce();
+            return;
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if future.as_mut().poll(&mut cx).is_ready() {
+            self.announce();
+            return;
+        }
+        let socket = self.clone();
+        tokio::spawn(async move {
+            future.await;
+            socket.announce();
+        });
+    }
+
+    /// Adds the socket to its namespace unless it has already left (its
+    /// client closed meanwhile): under the lock its departure takes.
+    fn register(self: &Arc<Self>) -> bool {
+        let state = self.state.lock();
+        if state.connected {
+            self.ns.insert(self);
+        }
+        state.connected
+    }
+
+    /// `on_connect` is done: tells the client (under the state lock, so a
+    /// socket that left meanwhile sends no CONNECT), or, if the socket left
+    /// during `on_connect`, runs the `on_disconnect` it deferred.
+    fn announce(self: &Arc<Self>) {
+        let left_early = {
+            let mut state = self.state.lock();
+            state.ready = true;
+            if state.connected {
+                let handshake = format!(r#"{{"sid":"{}"}}"#, self.id.as_str());
+                self.client
+                    .send(&Encoded::connect(self.ns.name(), &handshake), false);
+                None
+            } else {
+                state.left_early.take()
+            }
+        };
+        if let Some(reason) = left_early {
+            self.ns.handler().on_disconnect(self, reason);
+            return;
+        }
+        let flushed = self.client.engine().flushed();
         let socket = self.clone();
         tokio::spawn(async move {
             flushed.await;
             if socket.connected() {
-                socket.ns.handler().on_connect(&socket);
+                socket.ns.handler().on_connected(&socket);
             }
             socket.drain_async().await;
         });
@@ -420,9 +558,12 @@ impl Socket {
         next
     }
 
-    /// Leaves the namespace for `reason`; runs once.
+    /// Leaves the namespace for `reason`; runs once. The rooms are left
+    /// under the state lock, which every join takes too (no join can land
+    /// after them); `on_disconnect` runs once `on_connect` has finished,
+    /// with the rooms the socket was in still readable.
     pub(crate) fn on_close(self: &Arc<Self>, reason: DisconnectReason) {
-        {
+        let ready = {
             let mut state = self.state.lock();
             if !state.connected {
                 return;
@@ -431,10 +572,16 @@ impl Socket {
             state.inbox.clear();
             // Dropping the senders tells every waiting emit_with_ack.
             state.acks.clear();
-        }
-        self.ns.remove(self);
+            state.left_rooms = self.ns.remove(self);
+            if !state.ready {
+                state.left_early = Some(reason);
+            }
+            state.ready
+        };
         self.client.remove(self);
-        self.ns.handler().on_disconnect(self, reason);
+        if ready {
+            self.ns.handler().on_disconnect(self, reason);
+        }
     }
 }
 

@@ -231,6 +231,15 @@ pub struct SocketIoSection {
     /// Events one socket may have waiting behind a handler that has not
     /// finished; one more closes its connection.
     pub max_pending_events: usize,
+    /// Bytes a packet may hold while its binary attachments arrive; 0 means
+    /// `engine.max_payload`.
+    pub max_attachment_bytes: usize,
+    /// Time for a packet's binary attachments to arrive.
+    pub attachment_timeout_ms: u64,
+    /// CONNECT packets (and `refresh` events) per second per connection.
+    pub connects_per_sec: f64,
+    /// CONNECTs a connection may send at once.
+    pub connect_burst: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -337,6 +346,10 @@ impl Default for SocketIoSection {
             max_attachments: io.max_attachments,
             metrics_max_event_names: io.stats.max_event_names,
             max_pending_events: io.max_pending_events,
+            max_attachment_bytes: 0,
+            attachment_timeout_ms: io.attachment_timeout.as_millis() as u64,
+            connects_per_sec: io.connects_per_sec,
+            connect_burst: io.connect_burst,
         }
     }
 }
@@ -415,6 +428,16 @@ impl Config {
         }
         for key in &self.api.keys {
             key.resolve()?;
+        }
+        let io = &self.socketio;
+        if io.attachment_timeout_ms == 0 {
+            bail!("socketio.attachment_timeout_ms must be positive");
+        }
+        if !(io.connects_per_sec >= 0.0
+            && io.connects_per_sec.is_finite()
+            && io.connect_burst >= 1.0)
+        {
+            bail!("socketio.connects_per_sec must be ≥ 0 and socketio.connect_burst ≥ 1");
         }
         if self.store.max_connections == 0 || self.store.timeout_ms == 0 {
             bail!("store.max_connections and store.timeout_ms must be positive");
@@ -563,6 +586,13 @@ impl Config {
                 ..socketio::stats::StatsConfig::default()
             },
             max_pending_events: self.socketio.max_pending_events,
+            max_attachment_bytes: match self.socketio.max_attachment_bytes {
+                0 => self.engine.max_payload,
+                bytes => bytes,
+            },
+            attachment_timeout: Duration::from_millis(self.socketio.attachment_timeout_ms),
+            connects_per_sec: self.socketio.connects_per_sec,
+            connect_burst: self.socketio.connect_burst,
         }
     }
 }
@@ -664,6 +694,25 @@ mod tests {
             config.socketio_config().connect_timeout,
             Duration::from_secs(45)
         );
+    }
+
+    #[test]
+    fn attachments_are_bounded_by_max_payload_unless_configured() {
+        let config =
+            Config::load(None, env(&[("SWITCHBOARD_ENGINE_MAX_PAYLOAD", "5000")])).unwrap();
+        assert_eq!(config.socketio_config().max_attachment_bytes, 5000);
+        let config = Config::load(
+            None,
+            env(&[
+                ("SWITCHBOARD_SOCKETIO_MAX_ATTACHMENT_BYTES", "700"),
+                ("SWITCHBOARD_SOCKETIO_CONNECTS_PER_SEC", "2"),
+            ]),
+        )
+        .unwrap();
+        let io = config.socketio_config();
+        assert_eq!(io.max_attachment_bytes, 700);
+        assert_eq!(io.connects_per_sec, 2.0);
+        assert_eq!(io.attachment_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -11,8 +11,10 @@ use socketio::{Args, BoxFuture, Event, NamespaceHandler, Socket};
 pub struct Bench;
 
 impl NamespaceHandler for Bench {
-    fn on_connect(&self, socket: &Arc<Socket>) {
+    /// Joins `all` before the client is told it is connected.
+    fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
         socket.join("all");
+        None
     }
 
     fn on_event(&self, socket: &Arc<Socket>, mut event: Event) -> Option<BoxFuture<()>> {

@@ -14,7 +14,7 @@ use socketio::{Args, BoxFuture, Event, NamespaceHandler, Socket};
 pub struct Echo;
 
 impl NamespaceHandler for Echo {
-    fn on_connect(&self, socket: &Arc<Socket>) {
+    fn on_connected(&self, socket: &Arc<Socket>) {
         let mut args = Args::new();
         args.push_json(socket.auth());
         // The Socket.IO suite waits for one WebSocket message at a time with

@@ -102,8 +102,9 @@ fn bad_request(event: &mut Event, err: impl std::fmt::Display) {
 }
 
 impl NamespaceHandler for TestKit {
-    fn on_connect(&self, socket: &Arc<Socket>) {
+    fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
         socket.extensions().insert(SeqLog::default());
+        None
     }
 
     fn on_event(&self, socket: &Arc<Socket>, mut event: Event) -> Option<BoxFuture<()>> {
@@ -210,7 +211,7 @@ impl NamespaceHandler for TestKit {
                 }));
             }
             "leave-namespace" => socket.disconnect(),
-            "close-connection" => socket.conn().close(),
+            "close-connection" => socket.close_connection(),
             _ => {
                 let message = format!("no handler for {:?}", event.name);
                 ack(

@@ -1,0 +1,135 @@
+//! [`ComponentHandler`]: runs a [`Component`] as a namespace handler. Every
+//! client event is acked `{ok:true, …}` or `{ok:false, error:{code,
+//! message}}`; `subscribe` / `unsubscribe` (a room id) are handled here,
+//! authorized by the component, each socket held to [`RoomLimits`] (its
+//! event rate is limited around the whole namespace handler:
+//! [`crate::limits::RateLimited`]); the component's `on_connect` and
+//! `on_disconnect` are the socket's.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Room, Socket};
+
+use super::{Component, HubError};
+use crate::limits::RoomLimits;
+
+/// Runs a [`Component`] as a namespace handler.
+pub struct ComponentHandler<C> {
+    component: Arc<C>,
+    limits: RoomLimits,
+}
+
+impl<C: Component> ComponentHandler<C> {
+    /// With the default [`RoomLimits`].
+    pub fn new(component: C) -> ComponentHandler<C> {
+        ComponentHandler {
+            component: Arc::new(component),
+            limits: RoomLimits::default(),
+        }
+    }
+
+    /// Holds each socket's subscriptions to `limits`.
+    pub fn with_limits(mut self, limits: RoomLimits) -> ComponentHandler<C> {
+        self.limits = limits;
+        self
+    }
+}
+
+/// How many rooms `socket` would be in after joining `rooms`.
+fn rooms_after_joining(socket: &Socket, rooms: &[String]) -> usize {
+    let current = socket.rooms();
+    let mut new: Vec<&str> = rooms
+        .iter()
+        .map(String::as_str)
+        .filter(|room| !current.iter().any(|r| &**r == *room))
+        .collect();
+    new.sort_unstable();
+    new.dedup();
+    current.len() + new.len()
+}
+
+/// `{ok:true, …fields}` (a component may set `ok` itself).
+fn ok(fields: serde_json::Map<String, Value>) -> Value {
+    let mut object = fields;
+    object.entry("ok").or_insert(Value::Bool(true));
+    Value::Object(object)
+}
+
+impl<C: Component> NamespaceHandler for ComponentHandler<C> {
+    fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+        self.component.on_connect(socket)
+    }
+
+    fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
+        self.component.on_disconnect(socket, reason);
+    }
+
+    fn on_event(&self, socket: &Arc<Socket>, mut event: Event) -> Option<BoxFuture<()>> {
+        let ack = event.take_ack();
+        let reply = |value: Value| {
+            if let Some(ack) = ack {
+                ack.send_one(&value);
+            }
+        };
+        match event.name.as_str() {
+            "subscribe" | "unsubscribe" => {
+                let Ok(room) = event.args.first::<String>() else {
+                    reply(HubError::new("bad_request", "expected a room id").reply());
+                    return None;
+                };
+                if event.name == "unsubscribe" {
+                    socket.leave(&room);
+                    reply(json!({"ok": true, "room": room}));
+                    return None;
+                }
+                if room.len() > self.limits.max_room_len {
+                    reply(
+                        HubError::new(
+                            "bad_request",
+                            format!("room ids are at most {} bytes", self.limits.max_room_len),
+                        )
+                        .reply(),
+                    );
+                    return None;
+                }
+                let max_rooms = self.limits.max_rooms_per_socket;
+                let verdict = self.component.subscribe(socket, &room);
+                let socket = socket.clone();
+                Some(Box::pin(async move {
+                    match verdict.await {
+                        Ok(rooms) if rooms_after_joining(&socket, &rooms) > max_rooms => {
+                            reply(
+                                HubError::new(
+                                    "too_many_rooms",
+                                    format!("a socket may be in at most {max_rooms} rooms"),
+                                )
+                                .reply(),
+                            );
+                        }
+                        Ok(rooms) => {
+                            let joining: Vec<Room> =
+                                rooms.iter().map(|r| Room::from(r.as_str())).collect();
+                            // The answer may come after the client left: then
+                            // nothing is joined, and there is no one to ack.
+                            if socket.join_all(&joining) {
+                                reply(json!({"ok": true, "room": room, "rooms": rooms}));
+                            }
+                        }
+                        Err(err) => reply(err.reply()),
+                    }
+                }))
+            }
+            name => {
+                let future = self.component.handle(socket, name, &event.args);
+                Some(Box::pin(async move {
+                    let value = match future.await {
+                        Ok(fields) => ok(fields),
+                        Err(err) => err.reply(),
+                    };
+                    reply(value);
+                }))
+            }
+        }
+    }
+}

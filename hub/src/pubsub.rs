@@ -1,0 +1,58 @@
+//! [`PubSub`]: a generic publish/subscribe component.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use socketio::{Args, BoxFuture, Socket};
+
+use crate::auth::user_room;
+use crate::component::{Component, HubError, Reply, publish_to_room};
+use crate::identity::Identity;
+
+/// A generic publish/subscribe component: clients subscribe to their own
+/// `user:<id>` room and to `topic:*` rooms, and `publish` `{room, data}` to
+/// a topic room they are subscribed to; subscribers get `message` with the
+/// envelope `{room, data}`.
+pub struct PubSub;
+
+impl Component for PubSub {
+    fn may_subscribe(&self, user: Option<&Identity>, room: &str) -> bool {
+        room.starts_with("topic:") || user.is_some_and(|u| room == user_room(&u.user))
+    }
+
+    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
+        let result = match event {
+            "publish" => publish(socket, args),
+            other => Err(HubError::new(
+                "unknown_event",
+                format!("no handler for {other:?}"),
+            )),
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+fn publish(socket: &Arc<Socket>, args: &Args) -> Reply {
+    #[derive(serde::Deserialize)]
+    struct Publish {
+        room: String,
+        #[serde(default)]
+        data: Value,
+    }
+    let request: Publish = args
+        .first()
+        .map_err(|e| HubError::new("bad_request", format!("expected {{room, data}}: {e}")))?;
+    if !request.room.starts_with("topic:") {
+        return Err(HubError::new(
+            "forbidden",
+            "clients publish to topic rooms only",
+        ));
+    }
+    if !socket.rooms().iter().any(|r| **r == *request.room) {
+        return Err(HubError::new("forbidden", "subscribe to the room first"));
+    }
+    let count = publish_to_room(socket.namespace(), &request.room, "message", &request.data);
+    let mut fields = serde_json::Map::new();
+    fields.insert("delivered".to_owned(), json!(count));
+    Ok(fields)
+}
