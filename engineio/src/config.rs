@@ -39,8 +39,20 @@ pub struct EngineConfig {
     /// Frames a session may have queued for sending; past it the session is a
     /// slow consumer and is closed (volatile frames are dropped instead).
     pub max_queued_frames: usize,
-    /// WebSocket read buffer per connection, in bytes.
-    pub ws_read_buffer: usize,
+    /// Bytes a session may have queued for sending (shared `Bytes` counted
+    /// by their length); past it, as past `max_queued_frames`, the session is
+    /// a slow consumer and is closed (volatile frames are dropped instead).
+    /// A WebSocket whose unsent bytes pass twice this (plus a little for
+    /// control frames) is closed too.
+    pub max_queued_bytes: usize,
+    /// Bytes held for client messages not complete yet, all connections of
+    /// the engine together (each one is bounded by `max_payload` too); past
+    /// it, the connection holding the most is closed.
+    pub max_partial_bytes: usize,
+    /// How long a client message may take to arrive once its first byte
+    /// did (a WebSocket message, a polling request body); a slower one
+    /// closes its connection.
+    pub partial_timeout: Duration,
     /// How many sessions are admitted, in all and per client address.
     pub admission: AdmissionConfig,
 }
@@ -57,7 +69,9 @@ impl Default for EngineConfig {
             allow_websocket: true,
             cors: Cors::SameOrigin,
             max_queued_frames: 4096,
-            ws_read_buffer: 4096,
+            max_queued_bytes: 8 << 20,
+            max_partial_bytes: 256 << 20,
+            partial_timeout: Duration::from_millis(30_000),
             admission: AdmissionConfig::default(),
         }
     }

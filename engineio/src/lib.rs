@@ -12,6 +12,7 @@
 //! - [`socket`]: [`Socket`], one session: queue, heartbeat, upgrade, close.
 //! - `transports::polling`, `transports::websocket`: moving frames.
 //! - [`config`]: [`EngineConfig`], with the reference server's defaults.
+//! - `partial`: the engine-wide budget for incomplete client messages.
 //! - [`sid`]: random session ids.
 //! - [`admission`]: how many sessions are admitted, in all and per client
 //!   address ([`ClientAddr`]), and how fast.
@@ -19,6 +20,7 @@
 pub mod admission;
 pub mod config;
 pub mod packet;
+mod partial;
 pub mod server;
 pub mod sid;
 pub mod socket;
@@ -28,4 +30,5 @@ pub use admission::{AdmissionConfig, AdmissionStats, ClientAddr, IpNet, Refusal}
 pub use config::{Cors, EngineConfig};
 pub use packet::{Frame, Message, Packet, Str};
 pub use server::{Body, Engine, EngineStats, ErrorCode, Handler};
+pub use sid::LogId;
 pub use socket::{CloseReason, Connection, SendError, Socket, Transport};

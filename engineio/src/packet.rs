@@ -209,6 +209,15 @@ impl Frame {
         Frame::Binary(data)
     }
 
+    /// The bytes this frame holds (shared bytes counted in full: a
+    /// broadcast's frame weighs as much in every queue it is in).
+    pub fn byte_len(&self) -> usize {
+        match self {
+            Frame::Text(s) => s.len(),
+            Frame::Binary(b) => b.len(),
+        }
+    }
+
     /// The length this frame adds to a polling payload (without separator).
     pub fn payload_len(&self) -> usize {
         match self {

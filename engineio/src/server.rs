@@ -16,6 +16,8 @@ use crate::admission::{Admission, AdmissionStats, ClientAddr, Refusal, SessionPe
 use crate::config::{Cors, EngineConfig};
 use crate::sid::Sid;
 use crate::socket::{Connection, Socket, Transport};
+use crate::partial::PartialBudget;
+use crate::transports::ws::WsLimits;
 use crate::transports::{polling, websocket};
 
 /// The body type of every response the engine produces.
@@ -71,12 +73,16 @@ pub struct EngineStats {
     pub volatile_dropped: u64,
     /// Admission: open slots, remembered addresses, refused handshakes.
     pub admission: AdmissionStats,
+    /// Bytes held now for client messages not complete yet.
+    pub partial_bytes: usize,
 }
 
 /// State shared by the engine and its sessions.
 pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
     pub(crate) counters: Counters,
+    /// Bytes held for incomplete client messages, all sessions together.
+    pub(crate) partial: Arc<PartialBudget>,
     sessions: Mutex<HashMap<Sid, Arc<Socket>>>,
     admission: Arc<Admission>,
 }
@@ -132,6 +138,7 @@ impl<H: Handler> Engine<H> {
         let admission = Admission::new(config.admission.clone());
         Engine {
             shared: Arc::new(Shared {
+                partial: Arc::new(PartialBudget::new(config.max_partial_bytes)),
                 config,
                 admission,
                 counters: Counters::default(),
@@ -175,6 +182,7 @@ impl<H: Handler> Engine<H> {
                 .counters
                 .volatile_dropped
                 .load(Ordering::Relaxed),
+            partial_bytes: self.shared.partial.total(),
         }
     }
 
@@ -265,7 +273,7 @@ impl<H: Handler> Engine<H> {
             }
             Transport::WebSocket => {
                 let engine = self.clone();
-                websocket::handshake(req, self.shared.config.max_payload, move |parts| {
+                websocket::handshake(req, WsLimits::new(&self.shared.config), move |parts| {
                     let socket = engine.open(Transport::WebSocket, parts, permit);
                     let open = engine.open_packet(&socket, Transport::WebSocket);
                     (socket, open)
@@ -305,7 +313,7 @@ impl<H: Handler> Engine<H> {
         let conn = self.handler.on_open(&socket, parts);
         socket.set_connection(conn);
         tracing::debug!(
-            sid = socket.id(),
+            sid = %socket.log_id(),
             transport = transport.as_str(),
             "session opened"
         );

@@ -36,6 +36,33 @@ impl Sid {
         // Only base64url characters are ever stored (see `random` and `parse`).
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
+
+    /// What logs show instead of the id: 8 hex digits of a hash keyed per
+    /// process. Lines of one session can be told apart and followed, but
+    /// the id, which authenticates polling requests, cannot be recovered
+    /// from a log.
+    pub fn log_id(&self) -> LogId {
+        use std::hash::BuildHasher;
+        static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+        let hash = KEY.get_or_init(std::hash::RandomState::new).hash_one(self.0);
+        LogId((hash >> 32) as u32)
+    }
+}
+
+/// A session's name in logs (see [`Sid::log_id`]); shows as 8 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LogId(u32);
+
+impl std::fmt::Display for LogId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+impl std::fmt::Debug for LogId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl std::fmt::Debug for Sid {
@@ -57,5 +84,17 @@ mod tests {
         assert_eq!(Sid::parse(a.as_str()), Some(a));
         assert_eq!(Sid::parse("short"), None);
         assert_eq!(Sid::parse("aaaaaaaaaaaaaaaaaaa/"), None);
+    }
+
+    #[test]
+    fn log_ids_hide_the_id_and_stay_stable() {
+        let a = Sid::random();
+        let shown = a.log_id().to_string();
+        assert_eq!(shown.len(), 8);
+        assert!(shown.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Not the id, nor any part of it that could help guess it.
+        assert!(!a.as_str().contains(&shown));
+        assert_eq!(a.log_id(), a.log_id(), "one session, one name");
+        assert_ne!(a.log_id(), Sid::random().log_id());
     }
 }

@@ -108,6 +108,8 @@ pub(crate) struct State {
     pub(crate) transport: Transport,
     pub(crate) upgrade: Upgrade,
     pub(crate) queue: VecDeque<Frame>,
+    /// The bytes of the frames in `queue` (see [`Frame::byte_len`]).
+    pub(crate) queued_bytes: usize,
     /// A GET is waiting for frames.
     pub(crate) poll_waiting: bool,
     /// A POST is being processed.
@@ -165,6 +167,7 @@ impl State {
         // From when the ping was due, not from when the timer fired.
         self.heartbeat_at += config.ping_timeout;
         self.queue.push_back(Frame::PING);
+        self.queued_bytes += Frame::PING.byte_len();
         self.queued_total += 1;
         Heartbeat::Wait(self.heartbeat_at)
     }
@@ -193,6 +196,7 @@ impl Socket {
                 transport,
                 upgrade: Upgrade::None,
                 queue: VecDeque::new(),
+                queued_bytes: 0,
                 poll_waiting: false,
                 post_active: false,
                 poll_terminal: None,
@@ -224,6 +228,11 @@ impl Socket {
         self.id.as_str()
     }
 
+    /// What logs show for this session instead of its id (see [`Sid::log_id`]).
+    pub fn log_id(&self) -> crate::sid::LogId {
+        self.id.log_id()
+    }
+
     /// The transport in use.
     pub fn transport(&self) -> Transport {
         self.state.lock().transport
@@ -252,7 +261,16 @@ impl Socket {
         if state.closed.is_some() || state.closing {
             return Err(SendError::Closed);
         }
-        if state.queue.len() + count > self.shared.config.max_queued_frames {
+        // Queued first, taken back if they do not fit: the frames' sizes are
+        // known only by going through them.
+        let queued_before = state.queue.len();
+        let mut bytes = 0;
+        state.queue.extend(frames.into_iter().inspect(|f| bytes += f.byte_len()));
+        let config = &self.shared.config;
+        if queued_before + count > config.max_queued_frames
+            || state.queued_bytes + bytes > config.max_queued_bytes
+        {
+            state.queue.truncate(queued_before);
             if volatile {
                 self.shared
                     .counters
@@ -266,14 +284,14 @@ impl Socket {
                 .slow_consumers
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                sid = self.id(),
+                sid = %self.log_id(),
                 "slow consumer: outbound queue full, closing"
             );
             self.close_with(CloseReason::SlowConsumer, Frame::CLOSE, true);
             return Err(SendError::SlowConsumer);
         }
-        let was_empty = state.queue.is_empty();
-        state.queue.extend(frames);
+        let was_empty = queued_before == 0;
+        state.queued_bytes += bytes;
         state.queued_total += count as u64;
         // Read under the lock, which the writer holds when it clears it.
         let writer_busy = self.writer_busy.load(Ordering::Relaxed);
@@ -372,6 +390,7 @@ impl Socket {
                 state.poll_terminal = Some(poll_reply);
             }
             state.queue.clear();
+            state.queued_bytes = 0;
             (state.conn.take(), linger, permit)
         };
         drop(permit);
@@ -386,7 +405,7 @@ impl Socket {
         } else {
             self.shared.remove(&self.id);
         }
-        tracing::debug!(sid = self.id(), reason = reason.as_str(), "session closed");
+        tracing::debug!(sid = %self.log_id(), reason = reason.as_str(), "session closed");
         if let Some(conn) = conn {
             if deferred {
                 // We may be inside the caller's broadcast, under its locks:
@@ -493,6 +512,7 @@ impl Socket {
         let mut notify_flushed = false;
         if may_take && !state.queue.is_empty() {
             std::mem::swap(&mut state.queue, batch);
+            state.queued_bytes = 0;
             state.sent_total = state.queued_total;
             notify_flushed = std::mem::take(&mut state.flush_waiters);
         }

@@ -66,7 +66,7 @@ impl Client {
             tokio::time::sleep(timeout).await;
             if let Some(client) = weak.upgrade() {
                 tracing::debug!(
-                    sid = client.engine.id(),
+                    sid = %client.engine.log_id(),
                     "no namespace joined in time: closing"
                 );
                 client.engine.close();
@@ -282,7 +282,7 @@ impl Connection for ClientConnection {
             Ok(Decoded::Packet(packet)) => client.on_packet(packet),
             Ok(Decoded::Pending) => {}
             Err(err) => {
-                tracing::debug!(sid = client.engine.id(), %err, "invalid Socket.IO packet: closing");
+                tracing::debug!(sid = %client.engine.log_id(), %err, "invalid Socket.IO packet: closing");
                 client.close_for_parse_error();
             }
         }

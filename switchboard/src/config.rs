@@ -216,8 +216,13 @@ pub struct EngineSection {
     pub cors_origins: Vec<String>,
     /// Frames a connection may have queued before it counts as a slow consumer.
     pub max_queued_frames: usize,
-    /// WebSocket read buffer per connection, in bytes.
-    pub ws_read_buffer: usize,
+    /// Bytes a connection may have queued before it counts as a slow consumer.
+    pub max_queued_bytes: usize,
+    /// Bytes held for incomplete client messages, all connections together;
+    /// past it, the connection holding the most is closed.
+    pub max_partial_bytes: usize,
+    /// How long a client message may take to arrive once it started.
+    pub partial_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -333,7 +338,9 @@ impl Default for EngineSection {
             transports: vec!["polling".to_owned(), "websocket".to_owned()],
             cors_origins: Vec::new(),
             max_queued_frames: engine.max_queued_frames,
-            ws_read_buffer: engine.ws_read_buffer,
+            max_queued_bytes: engine.max_queued_bytes,
+            max_partial_bytes: engine.max_partial_bytes,
+            partial_timeout_ms: engine.partial_timeout.as_millis() as u64,
         }
     }
 }
@@ -410,6 +417,15 @@ impl Config {
         if self.engine.max_queued_frames == 0 || self.engine.max_payload == 0 {
             bail!("engine.max_queued_frames and engine.max_payload must be positive");
         }
+        if self.engine.max_queued_bytes == 0
+            || self.engine.max_partial_bytes == 0
+            || self.engine.partial_timeout_ms == 0
+        {
+            bail!(
+                "engine.max_queued_bytes, engine.max_partial_bytes and \
+                 engine.partial_timeout_ms must be positive"
+            );
+        }
         if !self.store.url.is_empty() && hub::store::Backend::of(&self.store.url).is_none() {
             bail!(
                 "store.url {:?}: use sqlite:PATH or postgres://…",
@@ -481,7 +497,9 @@ impl Config {
             allow_websocket: e.transports.iter().any(|t| t == "websocket"),
             cors,
             max_queued_frames: e.max_queued_frames,
-            ws_read_buffer: e.ws_read_buffer,
+            max_queued_bytes: e.max_queued_bytes,
+            max_partial_bytes: e.max_partial_bytes,
+            partial_timeout: Duration::from_millis(e.partial_timeout_ms),
             admission: self.admission(),
         }
     }

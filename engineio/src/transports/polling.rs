@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 
 use crate::packet::{self, Frame, Packet};
 use crate::server::{Body, ErrorCode, error_response, json_response};
@@ -50,7 +50,7 @@ pub(crate) async fn poll(socket: &Arc<Socket>) -> Response<Body> {
         }
         if state.poll_waiting {
             drop(state);
-            tracing::debug!(sid = socket.id(), "overlapping poll requests: closing");
+            tracing::debug!(sid = %socket.log_id(), "overlapping poll requests: closing");
             socket.close_now(CloseReason::TransportError, Frame::CLOSE);
             return error_response(ErrorCode::BadRequest);
         }
@@ -126,6 +126,7 @@ fn answer_now(state: &mut State, during_upgrade: bool) -> Option<PollAnswer> {
     if !state.queue.is_empty() || state.closing {
         let mut out = Vec::with_capacity(state.queue.len() + 1);
         out.extend(state.queue.drain(..));
+        state.queued_bytes = 0;
         state.sent_total = state.queued_total;
         if state.closing {
             out.push(Frame::CLOSE);
@@ -222,15 +223,22 @@ where
     if declared.is_some_and(|len| len > max as u64) {
         return Err(too_large());
     }
-    let body = match Limited::new(req.into_body(), max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(_) => return Err(bad_request(CloseReason::TransportError)),
+    let body = match read_body(socket, req.into_body(), max).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return Err(too_large()),
+        Err(BodyError::Timeout) => {
+            let body = r#"{"code":3,"message":"Request body not received in time"}"#;
+            return Err((
+                CloseReason::TransportError,
+                json_response(StatusCode::REQUEST_TIMEOUT, body.to_owned()),
+            ));
+        }
+        Err(BodyError::Failed) => return Err(bad_request(CloseReason::TransportError)),
     };
     let packets = match packet::decode_payload(body) {
         Ok(packets) => packets,
         Err(err) => {
-            tracing::debug!(sid = socket.id(), %err, "invalid polling payload");
+            tracing::debug!(sid = %socket.log_id(), %err, "invalid polling payload");
             return Err(bad_request(CloseReason::ParseError));
         }
     };
@@ -242,6 +250,69 @@ where
         }
     }
     Ok(())
+}
+
+enum BodyError {
+    /// Over `maxPayload`, or over the engine's budget for incomplete messages.
+    TooLarge,
+    /// Not complete within `partial_timeout`.
+    Timeout,
+    /// The connection failed, or the session closed meanwhile.
+    Failed,
+}
+
+/// Reads a request body as it arrives: memory follows the bytes received
+/// (never the announced `Content-Length`), bounded by `max`, counted
+/// against the engine's budget for incomplete messages, and in time.
+async fn read_body<B>(socket: &Arc<Socket>, body: B, max: usize) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let deadline = Instant::now() + socket.shared().config.partial_timeout;
+    let mut hold = socket.shared().partial.hold(socket);
+    let mut body = std::pin::pin!(body);
+    // The usual body comes in one chunk, kept as it is; more are joined.
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    loop {
+        let changed = socket.changed();
+        let mut changed = std::pin::pin!(changed);
+        changed.as_mut().enable();
+        if socket.is_closed() {
+            // Closed meanwhile: by the budget, the heartbeat or the client.
+            return Err(BodyError::TooLarge);
+        }
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            _ = changed => continue,
+            _ = tokio::time::sleep_until(deadline) => return Err(BodyError::Timeout),
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(_)) => return Err(BodyError::Failed),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue, // trailers
+            },
+        };
+        let held = first.as_ref().map_or(0, Bytes::len) + joined.len();
+        if held + data.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(earlier) => {
+                joined.extend_from_slice(&earlier);
+                joined.extend_from_slice(&data);
+            }
+        }
+        let held = first.as_ref().map_or(0, Bytes::len) + joined.capacity();
+        if hold.set(held).is_err() {
+            return Err(BodyError::TooLarge);
+        }
+    }
+    Ok(first.unwrap_or_else(|| joined.freeze()))
 }
 
 fn text_response(body: Bytes) -> Response<Body> {

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::packet::{Frame, Message, Packet, Str};
 use crate::server::{Body, ErrorCode, error_response};
 use crate::socket::{CloseReason, Socket, Transport, Upgrade, WriterTurn};
-use crate::transports::ws::{WsConn, WsError, WsEvent, accept_key, close_code};
+use crate::transports::ws::{WsConn, WsError, WsEvent, WsLimits, accept_key, close_code};
 
 /// Whether the request asks for a WebSocket upgrade.
 pub(crate) fn is_upgrade_request<B>(req: &Request<B>) -> bool {
@@ -55,7 +55,7 @@ fn accept<B>(req: &mut Request<B>) -> Result<(Response<Body>, OnUpgrade), ErrorC
 }
 
 /// The upgraded TCP connection, once hyper hands it over.
-async fn connect(on_upgrade: OnUpgrade, max_payload: usize) -> Option<WsConn> {
+async fn connect(on_upgrade: OnUpgrade, limits: WsLimits) -> Option<WsConn> {
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
         Err(err) => {
@@ -67,7 +67,7 @@ async fn connect(on_upgrade: OnUpgrade, max_payload: usize) -> Option<WsConn> {
         Ok(parts) => Some(WsConn::new(
             parts.io.into_inner(),
             parts.read_buf,
-            max_payload,
+            limits,
         )),
         Err(_) => {
             tracing::error!("WebSocket needs a plain TCP connection under hyper");
@@ -78,7 +78,7 @@ async fn connect(on_upgrade: OnUpgrade, max_payload: usize) -> Option<WsConn> {
 
 /// A new session opened directly over WebSocket. `open` creates the session
 /// once the connection is upgraded and returns the `open` packet.
-pub(crate) fn handshake<B, F>(mut req: Request<B>, max_payload: usize, open: F) -> Response<Body>
+pub(crate) fn handshake<B, F>(mut req: Request<B>, limits: WsLimits, open: F) -> Response<Body>
 where
     F: FnOnce(&http::request::Parts) -> (Arc<Socket>, String) + Send + 'static,
 {
@@ -89,10 +89,11 @@ where
     let (mut parts, _body) = req.into_parts();
     tokio::spawn(async move {
         // Sessions are created only once the upgrade went through.
-        let Some(mut ws) = connect(on_upgrade, max_payload).await else {
+        let Some(mut ws) = connect(on_upgrade, limits).await else {
             return;
         };
         let (socket, open_packet) = open(&parts);
+        ws.track_partial(socket.shared().partial.hold(&socket));
         // The request's extensions live as long as the connection (the
         // server may keep a connection-limit permit there).
         let extensions = std::mem::take(&mut parts.extensions);
@@ -119,7 +120,7 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>) -> Response<B
         Ok(accepted) => accepted,
         Err(code) => return error_response(code),
     };
-    let max_payload = socket.shared().config.max_payload;
+    let limits = WsLimits::new(&socket.shared().config);
     // The reference server accepts a second upgrade and closes it at once.
     let refused = {
         let mut state = socket.lock();
@@ -133,10 +134,11 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>) -> Response<B
     };
     let extensions = std::mem::take(req.extensions_mut());
     tokio::spawn(async move {
-        let Some(mut ws) = connect(on_upgrade, max_payload).await else {
+        let Some(mut ws) = connect(on_upgrade, limits).await else {
             reset_upgrade(&socket, refused);
             return;
         };
+        ws.track_partial(socket.shared().partial.hold(&socket));
         if refused {
             ws.close(close_code::POLICY, "already upgraded").await;
             return;
@@ -199,7 +201,7 @@ async fn probe(socket: &Arc<Socket>, ws: &mut WsConn, events: &mut Vec<WsEvent>)
                         state.upgrade = Upgrade::Done;
                     }
                     socket.notify();
-                    tracing::debug!(sid = socket.id(), "upgraded to WebSocket");
+                    tracing::debug!(sid = %socket.log_id(), "upgraded to WebSocket");
                     return true;
                 }
                 _ => return false,
@@ -280,12 +282,25 @@ async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
                 return;
             }
         };
-        if sleep_armed_for != Some(heartbeat_at) {
-            sleep.as_mut().reset(heartbeat_at);
-            sleep_armed_for = Some(heartbeat_at);
+        // A message that started must complete in time; the heartbeat's
+        // timer serves for both.
+        let mut wake_at = heartbeat_at;
+        if let Some(deadline) = ws.incomplete_deadline() {
+            if Instant::now() >= deadline {
+                fail(&socket, &mut ws, WsError::Timeout).await;
+                return;
+            }
+            wake_at = wake_at.min(deadline);
+        }
+        if sleep_armed_for != Some(wake_at) {
+            sleep.as_mut().reset(wake_at);
+            sleep_armed_for = Some(wake_at);
         }
         tokio::select! {
-            ready = ws.readable() => {
+            // Not while the client leaves our bytes unread: what it sends
+            // then (pings, say) waits in the kernel, and TCP holds it back.
+            // The heartbeat and closes still come through the other arms.
+            ready = ws.readable(), if !ws.has_unsent() => {
                 let result = ready.map_err(WsError::from).and_then(|()| ws.read_available(&mut events));
                 match result {
                     Ok(true) => {}
@@ -324,11 +339,12 @@ async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
 
 /// Ends the session after a WebSocket failure.
 async fn fail(socket: &Socket, ws: &mut WsConn, err: WsError) {
-    tracing::debug!(sid = socket.id(), %err, "WebSocket closed");
+    tracing::debug!(sid = %socket.log_id(), %err, "WebSocket closed");
     let reason = match err {
-        WsError::TooLarge => CloseReason::PayloadTooLarge,
+        WsError::TooLarge | WsError::OverBudget => CloseReason::PayloadTooLarge,
         WsError::Protocol(_) => CloseReason::ParseError,
-        WsError::Io(_) => CloseReason::TransportError,
+        WsError::Io(_) | WsError::Timeout => CloseReason::TransportError,
+        WsError::Unsent => CloseReason::SlowConsumer,
     };
     socket.close_now(reason, Frame::CLOSE);
     if !matches!(err, WsError::Io(_)) {
@@ -341,7 +357,7 @@ fn on_event(socket: &Socket, event: WsEvent) {
         WsEvent::Text(text) => match Str::from_utf8(text).and_then(Packet::decode_text) {
             Ok(packet) => packet,
             Err(err) => {
-                tracing::debug!(sid = socket.id(), %err, "invalid packet");
+                tracing::debug!(sid = %socket.log_id(), %err, "invalid packet");
                 socket.close_now(CloseReason::ParseError, Frame::CLOSE);
                 return;
             }

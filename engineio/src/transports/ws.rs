@@ -6,14 +6,29 @@
 //! and there is no write buffer: every frame queued for a connection is
 //! encoded into one per-thread scratch buffer and written with one call;
 //! only the part the kernel did not take is kept, for that connection.
+//!
+//! What a client can make us hold is bounded. Inbound, the read buffer
+//! grows with the bytes that actually arrived (never with the length a
+//! header announces), a message is at most `maxPayload`, what is held for
+//! incomplete messages counts against the engine-wide budget
+//! ([`crate::partial`]), and a message must complete in time. Outbound,
+//! while bytes are unsent a ping only replaces the pong waiting to go (RFC
+//! 6455 5.5.3 allows answering the latest ping only), the unsent bytes are
+//! bounded, and the transport task stops reading a client it cannot write
+//! to, so a client that sends without reading is held back by TCP.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
+use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::Interest;
+use tokio::time::Instant;
 
+use crate::EngineConfig;
 use crate::packet::Frame;
+use crate::partial::PartialHold;
 use tokio::net::TcpStream;
 
 /// Read granularity: enough for a burst of small frames.
@@ -31,6 +46,41 @@ pub(crate) mod close_code {
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+
+    /// Whether a client may send `code` in a close frame (RFC 6455 7.4:
+    /// 1005, 1006 and 1015 never go on the wire, 1004 and 1016–2999 are
+    /// unassigned or reserved, 3000–4999 are for libraries and
+    /// applications).
+    pub fn is_valid_from_client(code: u16) -> bool {
+        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
+}
+
+/// What one connection may make us hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WsLimits {
+    /// Largest message, in bytes.
+    pub(crate) max_payload: usize,
+    /// Most bytes written and not yet taken by the kernel.
+    pub(crate) max_unsent: usize,
+    /// How long a message may take to arrive once it started.
+    pub(crate) partial_timeout: Duration,
+}
+
+impl WsLimits {
+    pub(crate) fn new(config: &EngineConfig) -> WsLimits {
+        WsLimits {
+            max_payload: config.max_payload,
+            // One batch taken from a full queue (at most `max_queued_bytes`
+            // plus frame headers) and a few control frames fit: reaching it
+            // means something else is wrong, and the connection goes.
+            max_unsent: config
+                .max_queued_bytes
+                .saturating_mul(2)
+                .saturating_add(64 * 1024),
+            partial_timeout: config.partial_timeout,
+        }
+    }
 }
 
 /// A complete message or a close from the client.
@@ -50,6 +100,12 @@ pub(crate) enum WsError {
     Protocol(&'static str),
     #[error("message larger than maxPayload")]
     TooLarge,
+    #[error("incomplete messages over the engine's budget")]
+    OverBudget,
+    #[error("message not completed in time")]
+    Timeout,
+    #[error("too many bytes unsent: the client does not read")]
+    Unsent,
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
 }
@@ -59,7 +115,8 @@ impl WsError {
     pub(crate) fn close_code(&self) -> u16 {
         match self {
             WsError::Protocol(_) => close_code::PROTOCOL,
-            WsError::TooLarge => close_code::TOO_BIG,
+            WsError::TooLarge | WsError::OverBudget => close_code::TOO_BIG,
+            WsError::Timeout | WsError::Unsent => close_code::POLICY,
             WsError::Io(_) => close_code::NORMAL,
         }
     }
@@ -103,11 +160,22 @@ pub(crate) struct WsConn {
     tcp: TcpStream,
     /// Bytes read and not yet parsed (absent when idle).
     read: Option<BytesMut>,
-    /// A fragmented message being reassembled.
-    partial: Option<(Opcode, BytesMut)>,
-    /// Encoded bytes the kernel has not taken yet (absent when idle).
-    unsent: Option<Bytes>,
-    max_payload: usize,
+    /// Since when the read buffer holds an incomplete frame (set only then).
+    read_since: Option<Instant>,
+    /// A fragmented message being reassembled, and when it started.
+    partial: Option<(Opcode, BytesMut, Instant)>,
+    /// Encoded bytes the kernel has not taken yet, in order (empty when
+    /// idle; a few entries at most: a batch, then control frames).
+    unsent: VecDeque<Bytes>,
+    unsent_bytes: usize,
+    /// The answer to the latest ping received while bytes were unsent: it
+    /// goes once they are, and a newer ping replaces it. Only set while
+    /// `unsent` is not empty.
+    pending_pong: Option<BytesMut>,
+    limits: WsLimits,
+    /// This connection's share of the engine's budget for incomplete
+    /// messages (set once the session is known).
+    hold: Option<PartialHold>,
     /// We sent a close frame: write nothing more.
     close_sent: bool,
 }
@@ -115,16 +183,37 @@ pub(crate) struct WsConn {
 impl WsConn {
     /// Wraps an upgraded connection; `leftover` holds bytes the HTTP layer
     /// read past the upgrade request.
-    pub(crate) fn new(tcp: TcpStream, leftover: Bytes, max_payload: usize) -> WsConn {
+    pub(crate) fn new(tcp: TcpStream, leftover: Bytes, limits: WsLimits) -> WsConn {
         let read = (!leftover.is_empty()).then(|| BytesMut::from(&leftover[..]));
         WsConn {
             tcp,
             read,
+            read_since: None,
             partial: None,
-            unsent: None,
-            max_payload,
+            unsent: VecDeque::new(),
+            unsent_bytes: 0,
+            pending_pong: None,
+            limits,
+            hold: None,
             close_sent: false,
         }
+    }
+
+    /// Counts what this connection holds for incomplete messages against
+    /// the engine's budget, from now on.
+    pub(crate) fn track_partial(&mut self, hold: PartialHold) {
+        self.hold = Some(hold);
+    }
+
+    /// When the oldest incomplete message (or frame) times out, if any.
+    pub(crate) fn incomplete_deadline(&self) -> Option<Instant> {
+        let frame = self.read_since;
+        let message = self.partial.as_ref().map(|(_, _, since)| *since);
+        let since = match (frame, message) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(since + self.limits.partial_timeout)
     }
 
     /// Whether bytes read earlier are still waiting to be parsed.
@@ -144,7 +233,7 @@ impl WsConn {
 
     /// Whether written bytes are still waiting for the kernel.
     pub(crate) fn has_unsent(&self) -> bool {
-        self.unsent.is_some()
+        !self.unsent.is_empty()
     }
 
     /// Reads what the socket has (bounded) and decodes every complete
@@ -153,12 +242,14 @@ impl WsConn {
     pub(crate) fn read_available(&mut self, out: &mut Vec<WsEvent>) -> Result<bool, WsError> {
         let mut total = 0;
         let mut open = true;
+        let mut progressed = false;
         // Bytes left from the upgrade request come first.
-        self.parse(out)?;
+        progressed |= self.parse(out)?;
         while total < READ_BUDGET && !out.contains(&WsEvent::Close) {
             let buf = self
                 .read
                 .get_or_insert_with(|| BytesMut::with_capacity(READ_CHUNK));
+            // Grows with what arrives, whatever a header announced.
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
             }
@@ -183,11 +274,11 @@ impl WsConn {
                 }
                 Ok(n) => {
                     total += n;
-                    self.parse(out)?;
+                    progressed |= self.parse(out)?;
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     if got > 0 {
-                        self.parse(out)?;
+                        progressed |= self.parse(out)?;
                     }
                     break;
                 }
@@ -197,28 +288,48 @@ impl WsConn {
         if self.read.as_ref().is_some_and(|b| b.is_empty()) {
             self.read = None;
         }
+        self.account(progressed)?;
         Ok(open)
     }
 
-    /// Decodes the complete frames in the read buffer.
-    fn parse(&mut self, out: &mut Vec<WsEvent>) -> Result<(), WsError> {
+    /// After a read: what is held for incomplete messages, counted against
+    /// the budget, and since when (a frame that completed restarts the
+    /// clock of the one behind it).
+    fn account(&mut self, progressed: bool) -> Result<(), WsError> {
+        let read = self.read.as_ref().map_or(0, BytesMut::capacity);
+        let message = self.partial.as_ref().map_or(0, |(_, m, _)| m.capacity());
+        if read == 0 {
+            self.read_since = None;
+        } else if progressed || self.read_since.is_none() {
+            self.read_since = Some(Instant::now());
+        }
+        match self.hold.as_mut() {
+            Some(hold) => hold.set(read + message).map_err(|_| WsError::OverBudget),
+            None => Ok(()),
+        }
+    }
+
+    /// Decodes the complete frames in the read buffer; returns whether one did.
+    fn parse(&mut self, out: &mut Vec<WsEvent>) -> Result<bool, WsError> {
+        let mut progressed = false;
         loop {
             let Some(buf) = self.read.as_mut() else {
-                return Ok(());
+                return Ok(progressed);
             };
-            let Some(header) = FrameHeader::parse(buf, self.max_payload)? else {
-                return Ok(());
+            let Some(header) = FrameHeader::parse(buf, self.limits.max_payload)? else {
+                return Ok(progressed);
             };
             let needed = header.header_len + header.payload_len;
             if buf.len() < needed {
-                buf.reserve(needed - buf.len());
-                return Ok(());
+                // Not reserved: the bytes announced may never come.
+                return Ok(progressed);
             }
             let mut payload = buf.split_to(needed);
             payload.advance(header.header_len);
             unmask(&mut payload, header.mask);
+            progressed = true;
             if self.on_frame(header, payload, out)? {
-                return Ok(());
+                return Ok(progressed);
             }
         }
     }
@@ -239,7 +350,13 @@ impl WsConn {
                         if std::str::from_utf8(&payload[2..]).is_err() {
                             return Err(WsError::Protocol("close reason not UTF-8"));
                         }
-                        u16::from_be_bytes([payload[0], payload[1]])
+                        let code = u16::from_be_bytes([payload[0], payload[1]]);
+                        if !close_code::is_valid_from_client(code) {
+                            // Answered with 1002, never echoed (1005 and
+                            // 1006 must not appear on the wire at all).
+                            return Err(WsError::Protocol("invalid close code"));
+                        }
+                        code
                     }
                 };
                 self.write_control(Opcode::Close, &code.to_be_bytes())?;
@@ -259,22 +376,25 @@ impl WsConn {
                 if header.fin {
                     out.push(message(header.opcode, payload.freeze()));
                 } else {
-                    self.partial = Some((header.opcode, payload));
+                    // Its own allocation: the read buffer is not kept alive
+                    // (nor counted twice) for the message's first fragment.
+                    let first = BytesMut::from(&payload[..]);
+                    self.partial = Some((header.opcode, first, Instant::now()));
                 }
                 Ok(false)
             }
             Opcode::Continuation => {
-                let Some((opcode, mut message_so_far)) = self.partial.take() else {
+                let Some((opcode, mut message_so_far, since)) = self.partial.take() else {
                     return Err(WsError::Protocol("continuation without a message"));
                 };
-                if message_so_far.len() + payload.len() > self.max_payload {
+                if message_so_far.len() + payload.len() > self.limits.max_payload {
                     return Err(WsError::TooLarge);
                 }
                 message_so_far.extend_from_slice(&payload);
                 if header.fin {
                     out.push(message(opcode, message_so_far.freeze()));
                 } else {
-                    self.partial = Some((opcode, message_so_far));
+                    self.partial = Some((opcode, message_so_far, since));
                 }
                 Ok(false)
             }
@@ -292,7 +412,7 @@ impl WsConn {
             return Ok(());
         }
         debug_assert!(
-            self.unsent.is_none(),
+            self.unsent.is_empty(),
             "write before the previous write drained"
         );
         SCRATCH.with(|scratch| {
@@ -312,22 +432,33 @@ impl WsConn {
         })
     }
 
-    /// Writes a control frame (pong, close) at once.
+    /// Writes a control frame (pong, close) at once, or behind what is
+    /// unsent. A pong behind unsent bytes only replaces the one waiting:
+    /// a client that pings without reading makes us hold one pong, not one
+    /// per ping.
     fn write_control(&mut self, opcode: Opcode, payload: &[u8]) -> Result<(), WsError> {
         if self.close_sent {
             return Ok(());
         }
-        let mut frame = Vec::with_capacity(payload.len() + 2);
-        encode_frame(&mut frame, opcode, payload);
-        if let Some(unsent) = self.unsent.take() {
-            // Behind already: keep the order.
-            let mut joined = BytesMut::with_capacity(unsent.len() + frame.len());
-            joined.put_slice(&unsent);
-            joined.put_slice(&frame);
-            self.unsent = Some(joined.freeze());
-            return Ok(());
+        if self.has_unsent() {
+            if opcode == Opcode::Pong {
+                let pong = self.pending_pong.get_or_insert_with(BytesMut::new);
+                pong.clear();
+                pong.extend_from_slice(payload);
+                return Ok(());
+            }
+            // A close: nothing goes after it, not even the waiting pong.
+            self.pending_pong = None;
+            let mut frame = Vec::with_capacity(payload.len() + 2);
+            encode_frame(&mut frame, opcode, payload);
+            return self.keep(Bytes::from(frame));
         }
-        self.write_now(&frame)
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            encode_frame(&mut scratch, opcode, payload);
+            self.write_now(&scratch)
+        })
     }
 
     /// Writes as much of `bytes` as the kernel takes; keeps the rest.
@@ -341,27 +472,44 @@ impl WsConn {
             }
         }
         if written < bytes.len() {
-            self.unsent = Some(Bytes::copy_from_slice(&bytes[written..]));
+            self.keep(Bytes::copy_from_slice(&bytes[written..]))?;
         }
         Ok(())
     }
 
-    /// Writes kept bytes as far as the kernel takes them now.
+    /// Keeps bytes to send after those already kept, within the bound.
+    fn keep(&mut self, bytes: Bytes) -> Result<(), WsError> {
+        self.unsent_bytes += bytes.len();
+        self.unsent.push_back(bytes);
+        if self.unsent_bytes > self.limits.max_unsent {
+            return Err(WsError::Unsent);
+        }
+        Ok(())
+    }
+
+    /// Writes kept bytes as far as the kernel takes them now (then the
+    /// pong that waited for them).
     pub(crate) fn flush_some(&mut self) -> Result<(), WsError> {
-        let Some(mut unsent) = self.unsent.take() else {
-            return Ok(());
-        };
-        while !unsent.is_empty() {
-            match self.tcp.try_write(&unsent) {
-                Ok(n) => unsent.advance(n),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+        loop {
+            let Some(front) = self.unsent.front_mut() else {
+                if let Some(payload) = self.pending_pong.take() {
+                    // Whatever the kernel does not take of it is kept.
+                    self.write_control(Opcode::Pong, &payload)?;
+                }
+                return Ok(());
+            };
+            match self.tcp.try_write(front) {
+                Ok(n) => {
+                    front.advance(n);
+                    self.unsent_bytes -= n;
+                    if front.is_empty() {
+                        self.unsent.pop_front();
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(err) => return Err(err.into()),
             }
         }
-        if !unsent.is_empty() {
-            self.unsent = Some(unsent);
-        }
-        Ok(())
     }
 
     /// Writes every kept byte, waiting for the socket as needed.
@@ -381,6 +529,9 @@ impl WsConn {
             payload.extend_from_slice(reason.as_bytes());
             let _ = self.write_control(Opcode::Close, &payload);
             self.close_sent = true;
+            if self.unsent_bytes > self.limits.max_unsent {
+                return; // the client does not read: no use waiting
+            }
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.flush()).await;
     }
@@ -619,7 +770,12 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (WsConn::new(server, Bytes::new(), max_payload), client)
+        let limits = WsLimits {
+            max_payload,
+            max_unsent: 1 << 30,
+            partial_timeout: Duration::from_secs(30),
+        };
+        (WsConn::new(server, Bytes::new(), limits), client)
     }
 
     async fn read_events(conn: &mut WsConn, want: usize) -> Vec<WsEvent> {
@@ -706,5 +862,99 @@ mod tests {
             &[0x81, 7, b'4', b'2', b'[', b'"', b'a', b'"', b']']
         );
         assert_eq!(&got[9..], &[0x82, 2, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn an_announced_length_is_not_reserved() {
+        use tokio::io::AsyncWriteExt;
+        let (mut conn, mut client) = pair(1 << 20).await;
+        let mut bytes = client_frame(true, 2, &vec![0; 1_000_000], [1, 2, 3, 4]);
+        bytes.truncate(14 + 10); // the header and 10 bytes of payload
+        client.write_all(&bytes).await.unwrap();
+        let mut out = Vec::new();
+        while conn.read.as_ref().map_or(0, |b| b.len()) < bytes.len() {
+            conn.readable().await.unwrap();
+            assert!(conn.read_available(&mut out).unwrap());
+        }
+        assert!(out.is_empty());
+        let held = conn.read.as_ref().unwrap().capacity();
+        assert!(held <= 2 * READ_CHUNK, "{held} bytes held for 24 received");
+        assert!(conn.incomplete_deadline().is_some());
+    }
+
+    #[test]
+    fn close_codes_a_client_may_send() {
+        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1011, 1014, 3000, 4999] {
+            assert!(close_code::is_valid_from_client(code), "{code}");
+        }
+        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
+            assert!(!close_code::is_valid_from_client(code), "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_close_with_a_reserved_code_is_refused_not_echoed() {
+        use tokio::io::AsyncWriteExt;
+        let (mut conn, mut client) = pair(100).await;
+        client
+            .write_all(&client_frame(true, 8, &1005u16.to_be_bytes(), [4, 3, 2, 1]))
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let result = loop {
+            conn.readable().await.unwrap();
+            match conn.read_available(&mut out) {
+                Ok(_) => continue,
+                Err(err) => break err,
+            }
+        };
+        assert!(matches!(result, WsError::Protocol(_)));
+        assert_eq!(result.close_code(), close_code::PROTOCOL);
+    }
+
+    #[tokio::test]
+    async fn pings_behind_unsent_bytes_leave_one_pong_for_the_latest() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut conn, mut client) = pair(1000).await;
+        // More than the kernel buffers take while the client does not read.
+        let big = Frame::binary(Bytes::from(vec![7u8; 16 << 20]));
+        conn.write_frames([&big]).unwrap();
+        assert!(conn.has_unsent());
+        let kept = conn.unsent_bytes;
+        for i in 0..1000u32 {
+            let payload = i.to_be_bytes();
+            client
+                .write_all(&client_frame(true, 9, &payload, [1, 2, 3, 4]))
+                .await
+                .unwrap();
+        }
+        let mut out = Vec::new();
+        while conn.read.is_some() || conn.pending_pong.as_deref() != Some(&999u32.to_be_bytes()[..]) {
+            conn.readable().await.unwrap();
+            assert!(conn.read_available(&mut out).unwrap());
+        }
+        // One pong waits, and nothing was added to the unsent bytes.
+        assert_eq!(conn.unsent.len(), 1);
+        assert_eq!(conn.unsent_bytes, kept);
+        // Once the client reads: the big frame, then exactly one pong.
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        conn.flush().await.unwrap();
+        drop(conn);
+        let all = reader.await.unwrap();
+        let pong = [0x8A, 4, 0, 0, 3, 231];
+        assert_eq!(all.len(), 10 + (16 << 20) + pong.len());
+        assert_eq!(&all[all.len() - pong.len()..], &pong);
+    }
+
+    #[tokio::test]
+    async fn unsent_bytes_past_the_bound_close() {
+        let (mut conn, _client) = pair(1000).await;
+        conn.limits.max_unsent = 1 << 20;
+        let big = Frame::binary(Bytes::from(vec![7u8; 32 << 20]));
+        assert!(matches!(conn.write_frames([&big]), Err(WsError::Unsent)));
     }
 }

@@ -1,0 +1,294 @@
+//! What one WebSocket client can cost the server: a ping flood from a client
+//! that never reads, messages that never complete (per connection, in total,
+//! in time), outbound queues bounded in bytes, and close codes a client may
+//! not send. The CPU and memory figures are the real binary's, read from
+//! `/proc/PID/stat` and `/proc/PID/status`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Client, WAIT, closed_by_server, start};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::process::{Child, Command};
+
+/// A client frame (masked), `fin` set unless said otherwise.
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    header_len(&mut out, payload.len());
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// The masked length bytes of a client frame.
+fn header_len(out: &mut Vec<u8>, len: usize) {
+    match len {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 65535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+}
+
+/// The header (and zero mask) of a client text frame announcing `len` bytes;
+/// the payload then goes unmasked.
+fn announce_text(len: usize) -> Vec<u8> {
+    let mut out = vec![0x81];
+    header_len(&mut out, len);
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out
+}
+
+/// A WebSocket opened by hand (the Engine.IO `open` packet is left unread),
+/// with a receive buffer of `recv_buffer` bytes if given.
+async fn raw_ws(addr: SocketAddr, recv_buffer: Option<u32>) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let mut tcp = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // Up to the end of the 101 response, one byte at a time so that nothing
+    // after it is consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(WAIT, tcp.read_exact(&mut byte))
+            .await
+            .expect("no upgrade response")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&head));
+    tcp
+}
+
+/// Reads server frames until a close frame (returns its code) or the end
+/// of the connection (`None`).
+async fn read_until_close(tcp: &mut TcpStream) -> Option<u16> {
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(WAIT, async {
+        loop {
+            // Complete frames first.
+            while buf.len() >= 2 {
+                let (len, at) = match buf[1] & 0x7f {
+                    126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+                    127 if buf.len() >= 10 => {
+                        let mut raw = [0u8; 8];
+                        raw.copy_from_slice(&buf[2..10]);
+                        (u64::from_be_bytes(raw) as usize, 10)
+                    }
+                    126 | 127 => break,
+                    n => (n as usize, 2),
+                };
+                if buf.len() < at + len {
+                    break;
+                }
+                if buf[0] & 0x0f == 0x8 {
+                    return (len >= 2).then(|| u16::from_be_bytes([buf[at], buf[at + 1]]));
+                }
+                buf.drain(..at + len);
+            }
+            let mut chunk = [0u8; 65536];
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    read.await.expect("the server did not close the connection")
+}
+
+/// Reads server frames until a text frame; returns it.
+async fn read_text(tcp: &mut TcpStream) -> String {
+    let mut head = [0u8; 2];
+    loop {
+        tokio::time::timeout(WAIT, tcp.read_exact(&mut head))
+            .await
+            .expect("no frame")
+            .unwrap();
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut raw = [0u8; 2];
+                tcp.read_exact(&mut raw).await.unwrap();
+                u16::from_be_bytes(raw) as usize
+            }
+            127 => {
+                let mut raw = [0u8; 8];
+                tcp.read_exact(&mut raw).await.unwrap();
+                u64::from_be_bytes(raw) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        tcp.read_exact(&mut payload).await.unwrap();
+        if head[0] & 0x0f == 0x1 {
+            return String::from_utf8(payload).unwrap();
+        }
+    }
+}
+
+/// The real binary, configured by `toml` (after `listen` and `data_dir`).
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+    _dir: common::RemoveOnDrop,
+}
+
+impl Process {
+    async fn spawn(toml: &str) -> Process {
+        let dir = std::env::temp_dir().join(format!("sb-ws-limits-{}", common::rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n{toml}\n",
+                dir.display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("SWITCHBOARD_LOG_LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    return addr.parse().unwrap();
+                }
+            }
+            panic!("the server exited before listening");
+        })
+        .await
+        .expect("the server did not start");
+        Process {
+            child,
+            addr,
+            _dir: common::RemoveOnDrop(dir),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// CPU time (user + system) the process has used, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name, which is in parentheses.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        // utime and stime are fields 14 and 15 (1-based): 12 and 13 here.
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0 // USER_HZ is 100 on Linux
+    }
+
+    /// Resident memory, in bytes.
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+}
+
+/// A client floods pings with a tiny receive buffer and never reads: the
+/// server answers only the latest ping while a pong is unsent, stops
+/// reading from a connection it cannot write to, and so spends almost no
+/// CPU and memory on it.
+#[tokio::test]
+async fn a_ping_flood_from_a_client_that_never_reads_costs_little() {
+    let flood_for = Duration::from_secs(
+        std::env::var("SB_FLOOD_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20),
+    );
+    let server = Process::spawn("").await;
+    let mut flooder = raw_ws(server.addr, Some(4096)).await;
+    let (cpu_before, rss_before) = (server.cpu_seconds(), server.rss_bytes());
+    let ping = frame(true, 0x9, b"ping");
+    let batch: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 4096).collect();
+    let deadline = tokio::time::Instant::now() + flood_for;
+    let mut sent = 0usize;
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout_at(deadline, flooder.write_all(&batch)).await {
+            Ok(Ok(())) => sent += batch.len(),
+            Ok(Err(err)) => panic!("the server closed the connection: {err}"),
+            Err(_) => break, // the server stopped reading: the flood is held back
+        }
+    }
+    let cpu = server.cpu_seconds() - cpu_before;
+    let rss_after = server.rss_bytes();
+    let grew = rss_after.saturating_sub(rss_before);
+    eprintln!(
+        "ping flood {flood_for:?}: {sent} bytes of pings sent, server CPU {cpu:.2} s, \
+         RSS {rss_before} -> {rss_after} (+{grew} bytes)"
+    );
+    assert!(cpu < 1.0, "the flood cost the server {cpu:.2} CPU-seconds");
+    assert!(grew < 16 << 20, "the server's memory grew by {grew} bytes");
+    // The connection still works once the client reads again.
+    drop(flooder);
+}
+
+/// 200 connections each send 900 KB of a 1 MB message and stop: past
+/// `engine.max_partial_bytes` the connection holding the most is closed, so
+/// the server holds about the budget, not 180 MB.
+#[tokio::test]
+async fn incomplete_messages_are_bounded_in_total() {
+    let budget: usize = std::env::var("SB_PARTIAL_BUDGET")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32 << 20);
+    let server = Process::spawn("").await;
+    let rss_before = server.rss_bytes();
+    let started = Instant::now();
+    let mut conns = Vec::new();
+    let part = vec![b'x'; 900_000];
+    for _ in 0..200 {
+        let mut tcp = raw_ws(server.addr, None).await;
+        tcp.write_all(&announce_text(1_000_000)).await.unwrap();
+        // The server may close it meanwhile: that is the point.
+        let _ = tcp.write_all(&part).await;
+        conns.push(tcp);
+    }
+    // Everything sent has been read (or refused) once a fresh client is
+    // answered... after the server had its turn on every connection.
+    let mut probe = raw_ws(server.addr, None).await;
+    let open = read_text(&mut probe).await;
+    assert!(open.starts_with('0'), "{open}");
+    let rss_after = server.rss_bytes();
+    let grew = rss_after.saturating_sub(rss_before);
+    eprintln!(
+        "200 x 900 KB partial messages (budget {budget}) in {:?}: RSS {rss_before} -> \
+         {rss_after} (+{grew} bytes)",
+        started.elapsed()
+    );
+    assert!(
+        grew < (budget as u64) + (32 << 20),
+        "the server holds {grew} bytes for incomplete messages"
+    );
+}
+
