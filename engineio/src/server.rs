@@ -14,9 +14,9 @@ use parking_lot::Mutex;
 
 use crate::admission::{Admission, AdmissionStats, ClientAddr, Refusal, SessionPermit};
 use crate::config::{Cors, EngineConfig};
+use crate::partial::PartialBudget;
 use crate::sid::Sid;
 use crate::socket::{Connection, Socket, Transport};
-use crate::partial::PartialBudget;
 use crate::transports::ws::WsLimits;
 use crate::transports::{polling, websocket};
 

@@ -44,7 +44,9 @@ impl Sid {
     pub fn log_id(&self) -> LogId {
         use std::hash::BuildHasher;
         static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
-        let hash = KEY.get_or_init(std::hash::RandomState::new).hash_one(self.0);
+        let hash = KEY
+            .get_or_init(std::hash::RandomState::new)
+            .hash_one(self.0);
         LogId((hash >> 32) as u32)
     }
 }

@@ -265,7 +265,9 @@ impl Socket {
         // known only by going through them.
         let queued_before = state.queue.len();
         let mut bytes = 0;
-        state.queue.extend(frames.into_iter().inspect(|f| bytes += f.byte_len()));
+        state
+            .queue
+            .extend(frames.into_iter().inspect(|f| bytes += f.byte_len()));
         let config = &self.shared.config;
         if queued_before + count > config.max_queued_frames
             || state.queued_bytes + bytes > config.max_queued_bytes

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Client, WAIT, closed_by_server, start};
+use common::{Client, WAIT, start};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
@@ -74,7 +74,11 @@ async fn raw_ws(addr: SocketAddr, recv_buffer: Option<u32>) -> TcpStream {
             .unwrap();
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
     tcp
 }
 
@@ -230,7 +234,12 @@ async fn a_ping_flood_from_a_client_that_never_reads_costs_little() {
     let mut flooder = raw_ws(server.addr, Some(4096)).await;
     let (cpu_before, rss_before) = (server.cpu_seconds(), server.rss_bytes());
     let ping = frame(true, 0x9, b"ping");
-    let batch: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 4096).collect();
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 4096)
+        .collect();
     let deadline = tokio::time::Instant::now() + flood_for;
     let mut sent = 0usize;
     while tokio::time::Instant::now() < deadline {
@@ -249,7 +258,9 @@ async fn a_ping_flood_from_a_client_that_never_reads_costs_little() {
     );
     assert!(cpu < 1.0, "the flood cost the server {cpu:.2} CPU-seconds");
     assert!(grew < 16 << 20, "the server's memory grew by {grew} bytes");
-    // The connection still works once the client reads again.
+    // Meanwhile the server serves others.
+    let mut other = raw_ws(server.addr, None).await;
+    assert!(read_text(&mut other).await.starts_with('0'));
     drop(flooder);
 }
 
@@ -262,7 +273,7 @@ async fn incomplete_messages_are_bounded_in_total() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(32 << 20);
-    let server = Process::spawn("").await;
+    let server = Process::spawn(&format!("[engine]\nmax_partial_bytes = {budget}")).await;
     let rss_before = server.rss_bytes();
     let started = Instant::now();
     let mut conns = Vec::new();
@@ -292,3 +303,183 @@ async fn incomplete_messages_are_bounded_in_total() {
     );
 }
 
+/// A frame announcing 1 MB of which 10 bytes came holds about 10 bytes (the
+/// announced length is never reserved before its bytes arrive).
+#[tokio::test]
+async fn an_announced_length_is_not_reserved() {
+    let server = start("").await;
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let mut tcp = raw_ws(server.addr, None).await;
+        tcp.write_all(&announce_text(999_000)).await.unwrap();
+        tcp.write_all(b"4x........").await.unwrap();
+        conns.push(tcp);
+    }
+    // Every one of them has been read once the total reaches 20 headers + 10 bytes.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let held = server.app.engine.stats().partial_bytes;
+        if held >= 20 * 24 {
+            assert!(held <= 20 * 8192, "{held} bytes held for 20 x 24 bytes");
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {held} bytes seen");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Opens a raw WebSocket and joins namespace `/` (the `open` and CONNECT
+/// replies read).
+async fn raw_connected(addr: SocketAddr, recv_buffer: Option<u32>) -> TcpStream {
+    let mut tcp = raw_ws(addr, recv_buffer).await;
+    assert!(read_text(&mut tcp).await.starts_with('0'));
+    tcp.write_all(&frame(true, 0x1, b"40")).await.unwrap();
+    let connected = read_text(&mut tcp).await;
+    assert!(connected.starts_with("40{"), "{connected}");
+    tcp
+}
+
+/// Waits until the engine holds at least `bytes` for incomplete messages.
+async fn until_partial_at_least(server: &common::TestServer, bytes: usize) {
+    let deadline = Instant::now() + WAIT;
+    while server.app.engine.stats().partial_bytes < bytes {
+        assert!(
+            Instant::now() < deadline,
+            "{} bytes held, {bytes} expected",
+            server.app.engine.stats().partial_bytes
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Past `engine.max_partial_bytes`, the connection holding the most is
+/// closed; the other partial senders and the other clients go on.
+#[tokio::test]
+async fn past_the_partial_budget_the_largest_holder_is_closed() {
+    let server = start("[engine]\nmax_partial_bytes = 400000").await;
+    // A: 200 KB of a 500 KB message.
+    let mut a = raw_ws(server.addr, None).await;
+    a.write_all(&announce_text(500_000)).await.unwrap();
+    a.write_all(&vec![b'x'; 200_000]).await.unwrap();
+    until_partial_at_least(&server, 200_000).await;
+    // B: all but the end of a valid event, 20 KB.
+    let mut b = raw_connected(server.addr, None).await;
+    let event = format!(r#"421["echo","{}"]"#, "b".repeat(20_000));
+    b.write_all(&announce_text(event.len())).await.unwrap();
+    b.write_all(&event.as_bytes()[..event.len() - 2])
+        .await
+        .unwrap();
+    until_partial_at_least(&server, 220_000).await;
+    // C: 100 KB, which takes the total past the budget.
+    let mut c = raw_ws(server.addr, None).await;
+    c.write_all(&announce_text(500_000)).await.unwrap();
+    c.write_all(&vec![b'x'; 100_000]).await.unwrap();
+    assert_eq!(
+        read_until_close(&mut a).await,
+        Some(1009),
+        "A was not closed"
+    );
+    // B completes its message and is answered; C is still held.
+    b.write_all(&event.as_bytes()[event.len() - 2..])
+        .await
+        .unwrap();
+    let ack = read_text(&mut b).await;
+    assert_eq!(ack, format!(r#"431["{}"]"#, "b".repeat(20_000)));
+    assert!(server.app.engine.stats().partial_bytes >= 100_000);
+    // And everyone else is served.
+    let (mut other, _) = Client::connect(server.addr).await;
+    other.emit(2, "echo", r#""hi""#).await;
+    assert_eq!(other.recv().await, r#"432["hi"]"#);
+    drop(c);
+}
+
+/// A message that does not complete within `engine.partial_timeout_ms`
+/// closes its connection (1008), whether a frame or a fragmented message.
+#[tokio::test]
+async fn a_message_that_does_not_complete_in_time_closes_its_connection() {
+    let server = start("[engine]\npartial_timeout_ms = 300").await;
+    let started = Instant::now();
+    let mut stalled_frame = raw_ws(server.addr, None).await;
+    stalled_frame.write_all(&announce_text(1000)).await.unwrap();
+    stalled_frame.write_all(b"4 not all").await.unwrap();
+    let mut stalled_message = raw_ws(server.addr, None).await;
+    stalled_message
+        .write_all(&frame(false, 0x1, b"4first fragment"))
+        .await
+        .unwrap();
+    assert_eq!(read_until_close(&mut stalled_frame).await, Some(1008));
+    assert_eq!(read_until_close(&mut stalled_message).await, Some(1008));
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed before the timeout"
+    );
+    // A client that completes its messages is not affected.
+    let (mut other, _) = Client::connect(server.addr).await;
+    other.emit(3, "echo", "1").await;
+    assert_eq!(other.recv().await, "433[1]");
+}
+
+/// A close frame with a code a client may not send is answered with 1002,
+/// never echoed; a valid code is.
+#[tokio::test]
+async fn a_close_with_a_code_a_client_may_not_send_is_answered_with_1002() {
+    let server = start("").await;
+    for (sent, answer) in [
+        (1005u16, 1002u16),
+        (1006, 1002),
+        (999, 1002),
+        (1004, 1002),
+        (1015, 1002),
+        (1016, 1002),
+        (2999, 1002),
+        (5000, 1002),
+        (1000, 1000),
+        (4000, 4000),
+    ] {
+        let mut tcp = raw_ws(server.addr, None).await;
+        tcp.write_all(&frame(true, 0x8, &sent.to_be_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(
+            read_until_close(&mut tcp).await,
+            Some(answer),
+            "close {sent}"
+        );
+    }
+}
+
+/// A client that never reads is disconnected once its queue passes
+/// `engine.max_queued_bytes`, long before `max_queued_frames`; the
+/// publisher is still served.
+#[tokio::test]
+async fn a_queue_past_its_byte_bound_disconnects_the_slow_consumer() {
+    let server = start("[engine]\nmax_queued_bytes = 262144").await;
+    let mut stalled = raw_connected(server.addr, Some(4096)).await;
+    stalled
+        .write_all(&frame(true, 0x1, br#"421["join","news"]"#))
+        .await
+        .unwrap();
+    assert_eq!(read_text(&mut stalled).await, r#"431[{"ok":true}]"#);
+    // From here on `stalled` reads nothing.
+    let (mut publisher, _) = Client::connect(server.addr).await;
+    let chunk = "y".repeat(64 * 1024);
+    let mut id = 10;
+    while server.app.engine.stats().slow_consumer_disconnects == 0 {
+        // 4,096 frames (the frame bound) would be 256 MiB.
+        assert!(id < 1_000, "the stalled client was never disconnected");
+        publisher
+            .emit(
+                id,
+                "broadcast",
+                &format!(r#"{{"event":"news","rooms":["news"],"data":"{chunk}"}}"#),
+            )
+            .await;
+        let ack = publisher.recv().await;
+        assert!(ack.starts_with(&format!("43{id}[")), "{ack}");
+        id += 1;
+    }
+    publisher.emit(1, "echo", "1").await;
+    assert_eq!(publisher.recv().await, "431[1]");
+    assert_eq!(server.app.engine.stats().sessions, 1);
+    drop(stalled);
+}

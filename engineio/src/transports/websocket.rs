@@ -64,11 +64,7 @@ async fn connect(on_upgrade: OnUpgrade, limits: WsLimits) -> Option<WsConn> {
         }
     };
     match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => Some(WsConn::new(
-            parts.io.into_inner(),
-            parts.read_buf,
-            limits,
-        )),
+        Ok(parts) => Some(WsConn::new(parts.io.into_inner(), parts.read_buf, limits)),
         Err(_) => {
             tracing::error!("WebSocket needs a plain TCP connection under hyper");
             None

@@ -12,8 +12,10 @@
 //! header announces), a message is at most `maxPayload`, what is held for
 //! incomplete messages counts against the engine-wide budget
 //! ([`crate::partial`]), and a message must complete in time. Outbound,
-//! while bytes are unsent a ping only replaces the pong waiting to go (RFC
-//! 6455 5.5.3 allows answering the latest ping only), the unsent bytes are
+//! the pongs of one read go with one call, and while bytes are unsent a
+//! ping only replaces the pong waiting to go (RFC 6455 5.5.3 allows
+//! answering the latest ping only: no pong is ever appended to unsent
+//! bytes, which are never copied again), the unsent bytes are
 //! bounded, and the transport task stops reading a client it cannot write
 //! to, so a client that sends without reading is held back by TCP.
 
@@ -172,6 +174,8 @@ pub(crate) struct WsConn {
     /// goes once they are, and a newer ping replaces it. Only set while
     /// `unsent` is not empty.
     pending_pong: Option<BytesMut>,
+    /// Pongs for the pings of the read under way (absent otherwise).
+    pongs: Option<Vec<u8>>,
     limits: WsLimits,
     /// This connection's share of the engine's budget for incomplete
     /// messages (set once the session is known).
@@ -193,6 +197,7 @@ impl WsConn {
             unsent: VecDeque::new(),
             unsent_bytes: 0,
             pending_pong: None,
+            pongs: None,
             limits,
             hold: None,
             close_sent: false,
@@ -288,6 +293,7 @@ impl WsConn {
         if self.read.as_ref().is_some_and(|b| b.is_empty()) {
             self.read = None;
         }
+        self.write_pongs()?;
         self.account(progressed)?;
         Ok(open)
     }
@@ -305,6 +311,14 @@ impl WsConn {
         }
         match self.hold.as_mut() {
             Some(hold) => hold.set(read + message).map_err(|_| WsError::OverBudget),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the pongs answering this read's pings, if any.
+    fn write_pongs(&mut self) -> Result<(), WsError> {
+        match self.pongs.take() {
+            Some(pongs) => self.write_now(&pongs),
             None => Ok(()),
         }
     }
@@ -359,13 +373,28 @@ impl WsConn {
                         code
                     }
                 };
+                self.write_pongs()?;
                 self.write_control(Opcode::Close, &code.to_be_bytes())?;
                 self.close_sent = true;
                 out.push(WsEvent::Close);
                 Ok(true)
             }
             Opcode::Ping => {
-                self.write_control(Opcode::Pong, &payload)?;
+                if self.has_unsent() {
+                    // Behind unsent bytes, only the latest ping is
+                    // answered (RFC 6455 5.5.3): it replaces the pong that
+                    // waits, and nothing is appended to the unsent bytes.
+                    let pong = self.pending_pong.get_or_insert_with(BytesMut::new);
+                    pong.clear();
+                    pong.extend_from_slice(&payload);
+                } else {
+                    // Every ping answered, the pongs of one read written
+                    // with one call. As many bytes go out as come in, so a
+                    // client that pings without reading fills the kernel's
+                    // buffers, and then is not read any more.
+                    let pongs = self.pongs.get_or_insert_with(Vec::new);
+                    encode_frame(pongs, Opcode::Pong, &payload);
+                }
                 Ok(false)
             }
             Opcode::Pong => Ok(false),
@@ -887,7 +916,9 @@ mod tests {
         for code in [1000, 1001, 1002, 1003, 1007, 1008, 1011, 1014, 3000, 4999] {
             assert!(close_code::is_valid_from_client(code), "{code}");
         }
-        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
+        for code in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!close_code::is_valid_from_client(code), "{code}");
         }
     }
@@ -929,7 +960,8 @@ mod tests {
                 .unwrap();
         }
         let mut out = Vec::new();
-        while conn.read.is_some() || conn.pending_pong.as_deref() != Some(&999u32.to_be_bytes()[..]) {
+        while conn.read.is_some() || conn.pending_pong.as_deref() != Some(&999u32.to_be_bytes()[..])
+        {
             conn.readable().await.unwrap();
             assert!(conn.read_available(&mut out).unwrap());
         }
