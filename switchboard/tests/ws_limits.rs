@@ -483,3 +483,37 @@ async fn a_queue_past_its_byte_bound_disconnects_the_slow_consumer() {
     assert_eq!(server.app.engine.stats().sessions, 1);
     drop(stalled);
 }
+
+/// A polling request body is read as it arrives, under the same rules: one
+/// that does not arrive within `engine.partial_timeout_ms` gets a 408 with
+/// a JSON body, and its session is closed.
+#[tokio::test]
+async fn a_polling_body_that_does_not_arrive_in_time_is_refused() {
+    let server = start("[engine]\npartial_timeout_ms = 300").await;
+    let path = "/socket.io/?EIO=4&transport=polling";
+    let open = common::http(server.addr, "GET", path, &[], "").await;
+    let open: serde_json::Value = serde_json::from_str(&open.body[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap();
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST {path}&sid={sid} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain;charset=UTF-8\r\n\
+         Content-Length: 100000\r\n\r\n4only the start"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(WAIT, async {
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&response).contains('}') {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => response.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    read.await.expect("the server kept waiting for the body");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains(r#""code":3"#), "{response}");
+    let poll = common::http(server.addr, "GET", &format!("{path}&sid={sid}"), &[], "").await;
+    assert_eq!(poll.status, 400, "the session is still open");
+}
