@@ -278,9 +278,12 @@ where
         let changed = socket.changed();
         let mut changed = std::pin::pin!(changed);
         changed.as_mut().enable();
-        if socket.is_closed() {
-            // Closed meanwhile: by the budget, the heartbeat or the client.
-            return Err(BodyError::TooLarge);
+        match socket.lock().closed {
+            None => {}
+            // Closed meanwhile by the budget for incomplete messages…
+            Some(CloseReason::PayloadTooLarge) => return Err(BodyError::TooLarge),
+            // …or by the heartbeat, or the client.
+            Some(_) => return Err(BodyError::Failed),
         }
         let frame = tokio::select! {
             frame = body.frame() => frame,

@@ -431,8 +431,9 @@ impl WsConn {
     }
 
     /// Writes Engine.IO frames with one call where possible. What the
-    /// kernel does not take now is kept and must be flushed with
-    /// [`flush`](Self::flush) before writing again.
+    /// kernel does not take now is kept, to be flushed with
+    /// [`flush`](Self::flush); callers wait for that before writing again
+    /// (frames written meanwhile are kept behind it, within the bound).
     pub(crate) fn write_frames<'a>(
         &mut self,
         frames: impl IntoIterator<Item = &'a Frame>,
@@ -440,10 +441,6 @@ impl WsConn {
         if self.close_sent {
             return Ok(());
         }
-        debug_assert!(
-            self.unsent.is_empty(),
-            "write before the previous write drained"
-        );
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             scratch.clear();
@@ -453,7 +450,11 @@ impl WsConn {
                     Frame::Binary(data) => encode_frame(&mut scratch, Opcode::Binary, data),
                 }
             }
-            let result = self.write_now(&scratch);
+            let result = if self.has_unsent() {
+                self.keep(Bytes::copy_from_slice(&scratch))
+            } else {
+                self.write_now(&scratch)
+            };
             if scratch.capacity() > SCRATCH_KEEP {
                 *scratch = Vec::new();
             }
