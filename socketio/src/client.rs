@@ -205,7 +205,7 @@ impl Client {
             tokio::time::sleep(timeout).await;
             if let Some(client) = weak.upgrade() {
                 tracing::debug!(
-                    sid = client.engine.id(),
+                    sid = %client.engine.log_id(),
                     "binary attachments not complete in time: closing"
                 );
                 client.state.lock().attachment_timeout = None;
