@@ -67,9 +67,11 @@ impl std::fmt::Debug for LogId {
     }
 }
 
+/// Debug output shows the log id, never the sid itself: a `?sid` in a log
+/// line must not hand out what authenticates polling requests.
 impl std::fmt::Debug for Sid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        write!(f, "Sid({})", self.log_id())
     }
 }
 
