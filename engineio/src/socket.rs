@@ -574,7 +574,9 @@ impl Socket {
 
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Socket").field("id", &self.log_id()).finish()
+        f.debug_struct("Socket")
+            .field("id", &self.log_id())
+            .finish()
     }
 }
 
