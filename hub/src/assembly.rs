@@ -127,7 +127,7 @@ impl Hub {
         );
         let io = SocketIo::new(config.socketio.clone());
         let auth = if config.namespaces.iter().any(|ns| ns.auth) {
-            Some(Auth::new(verifier(&config.identity)?))
+            Some(Auth::new(verifier(&config.identity).await?))
         } else {
             None
         };
@@ -188,8 +188,16 @@ fn install(
                 .backend
                 .as_ref()
                 .ok_or_else(|| failed("a proxy namespace needs a backend URL".to_owned()))?;
-            let proxy =
+            let mut proxy =
                 Proxy::new(&backend.url, backend.timeout).map_err(|e| failed(e.to_string()))?;
+            match &backend.secret {
+                Some(secret) => proxy = proxy.with_secret(secret),
+                None => tracing::warn!(
+                    namespace = %ns.name,
+                    "no backend_secret: requests to the backend are not signed, \
+                     so it cannot tell that they come from this hub"
+                ),
+            }
             (
                 Arc::new(ComponentHandler::new(proxy).with_limits(limits.rooms)),
                 Some(limits.rate),
@@ -225,18 +233,20 @@ fn install(
 }
 
 /// The token verifier `identity` describes; without any key, the
-/// development secret.
-pub fn verifier(identity: &IdentityConfig) -> Result<Verifier, StartError> {
-    let mut secret = identity.hs256_secret.clone();
-    if secret.is_none() && identity.rs256_public_key_file.is_none() && identity.jwks_file.is_none()
-    {
-        secret = Some(signing_secret(identity)?);
+/// development secret. A JWKS URL is fetched before it returns.
+pub async fn verifier(identity: &IdentityConfig) -> Result<Verifier, StartError> {
+    let no_key = identity.hs256_secret.is_none()
+        && identity.rs256_public_key_file.is_none()
+        && identity.jwks_file.is_none()
+        && identity.jwks_url.is_none();
+    if no_key {
+        let with_secret = IdentityConfig {
+            hs256_secret: Some(signing_secret(identity)?),
+            ..identity.clone()
+        };
+        return Ok(Verifier::start(&with_secret).await?);
     }
-    Ok(Verifier::new(
-        secret.as_deref(),
-        identity.rs256_public_key_file.as_deref(),
-        identity.jwks_file.as_deref(),
-    )?)
+    Ok(Verifier::start(identity).await?)
 }
 
 /// The HS256 secret tokens are signed with: the configured one, or the

@@ -41,9 +41,12 @@ impl Auth {
     pub fn protect(&self, ns: &Namespace) {
         let verifier = self.verifier.clone();
         ns.use_middleware(move |mut request: ConnectRequest| {
-            let verdict = verifier.verify(&token_of(&request));
+            let token = token_of(&request);
+            let verifier = verifier.clone();
             async move {
-                match verdict {
+                // Async: a key the identity provider just rotated in is
+                // fetched before the verdict (no lock is held meanwhile).
+                match verifier.verify_fresh(&token).await {
                     Ok(identity) => {
                         request.extensions.insert(identity);
                         Ok(request)
@@ -147,26 +150,44 @@ impl NamespaceHandler for Authenticated {
         if event.name != "refresh" {
             return self.inner.on_event(socket, event);
         }
+        let ack = event.take_ack();
         // A refresh verifies a signature, as a CONNECT does: it draws on the
         // connection's CONNECT budget, in every namespace with auth
         // (component namespaces also hold it to their event rate).
-        let reply = if !socket.admit_costly() {
-            json!({"ok": false, "error": {
-                "code": "rate_limited",
-                "message": "too many CONNECTs and refreshes on this connection: slow down",
-            }})
-        } else {
-            match self.refresh(socket, &event) {
-                Ok(identity) => json!({"ok": true, "expires_at": identity.expires_at}),
-                Err((code, message)) => {
-                    json!({"ok": false, "error": {"code": code, "message": message}})
-                }
+        if !socket.admit_costly() {
+            reply_refresh(
+                ack,
+                socket,
+                Err((
+                    "rate_limited",
+                    "too many CONNECTs and refreshes on this connection: slow down".to_owned(),
+                )),
+            );
+            return None;
+        }
+        let token = match refresh_token(&event) {
+            Ok(token) => token,
+            Err(refused) => {
+                reply_refresh(ack, socket, Err(refused));
+                return None;
             }
         };
-        if let Some(ack) = event.take_ack() {
-            ack.send_one(&reply);
+        match self.verifier.verify(&token) {
+            // A key not in hand: fetching the JWKS again takes a while,
+            // and the socket's next events wait behind it, in order.
+            Err(AuthError::UnknownKey) => {
+                let verifier = self.verifier.clone();
+                let socket = socket.clone();
+                Some(Box::pin(async move {
+                    let verdict = verifier.verify_fresh(&token).await;
+                    reply_refresh(ack, &socket, verdict);
+                }))
+            }
+            verdict => {
+                reply_refresh(ack, socket, verdict);
+                None
+            }
         }
-        None
     }
 
     fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
@@ -174,34 +195,63 @@ impl NamespaceHandler for Authenticated {
     }
 }
 
-impl Authenticated {
-    /// A new token for the same user extends the socket's life.
-    fn refresh(&self, socket: &Socket, event: &Event) -> Result<Identity, (&'static str, String)> {
-        #[derive(serde::Deserialize)]
-        struct Refresh {
-            token: String,
-        }
-        let token = match event.args.first::<Refresh>() {
-            Ok(refresh) => refresh.token,
-            Err(_) => match event.args.first::<String>() {
-                Ok(token) => token,
-                Err(_) => {
-                    return Err((
-                        "bad_request",
-                        "expected {token} or a token string".to_owned(),
-                    ));
-                }
-            },
-        };
-        let identity = self
-            .verifier
-            .verify(&token)
-            .map_err(|e: AuthError| (e.code(), e.to_string()))?;
+/// The token of a `refresh` event: `{token}` or a token string.
+fn refresh_token(event: &Event) -> Result<String, (&'static str, String)> {
+    #[derive(serde::Deserialize)]
+    struct Refresh {
+        token: String,
+    }
+    match event.args.first::<Refresh>() {
+        Ok(refresh) => Ok(refresh.token),
+        Err(_) => event.args.first::<String>().map_err(|_| {
+            (
+                "bad_request",
+                "expected {token} or a token string".to_owned(),
+            )
+        }),
+    }
+}
+
+/// Answers a `refresh`: a new token for the same user extends the
+/// socket's life.
+fn reply_refresh(
+    ack: Option<socketio::AckSender>,
+    socket: &Socket,
+    verdict: Result<Identity, impl Into<Refused>>,
+) {
+    let outcome = verdict.map_err(Into::into).and_then(|identity| {
         let current = identity_of(socket).map(|id| id.user);
         if current.as_deref() != Some(identity.user.as_str()) {
-            return Err(("wrong_user", "the new token is for another user".to_owned()));
+            return Err(Refused(
+                "wrong_user",
+                "the new token is for another user".to_owned(),
+            ));
         }
         socket.extensions().insert(identity.clone());
         Ok(identity)
+    });
+    let reply = match outcome {
+        Ok(identity) => json!({"ok": true, "expires_at": identity.expires_at}),
+        Err(Refused(code, message)) => {
+            json!({"ok": false, "error": {"code": code, "message": message}})
+        }
+    };
+    if let Some(ack) = ack {
+        ack.send_one(&reply);
+    }
+}
+
+/// Why a `refresh` is refused: a code and a message.
+struct Refused(&'static str, String);
+
+impl From<AuthError> for Refused {
+    fn from(err: AuthError) -> Refused {
+        Refused(err.code(), err.to_string())
+    }
+}
+
+impl From<(&'static str, String)> for Refused {
+    fn from((code, message): (&'static str, String)) -> Refused {
+        Refused(code, message)
     }
 }

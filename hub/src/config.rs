@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::identity::ClaimRules;
+use crate::jwks::JwksSource;
 use crate::limits::Limits;
 use crate::store::StoreConfig;
 
@@ -24,8 +26,9 @@ pub struct HubConfig {
     pub namespaces: Vec<NamespaceConfig>,
 }
 
-/// The keys tokens are verified with. With none of them, the development
-/// secret kept in `data_dir` is used (with a warning).
+/// The keys tokens are verified with, and what their claims must say. With
+/// no key at all, the development secret kept in `data_dir` is used (with a
+/// warning).
 #[derive(Debug, Clone, Default)]
 pub struct IdentityConfig {
     /// An HS256 shared secret.
@@ -36,6 +39,10 @@ pub struct IdentityConfig {
     pub jwks_file: Option<PathBuf>,
     /// Where the development secret is kept (`dev-secret`).
     pub data_dir: PathBuf,
+    /// RS256 keys fetched from the identity provider, kept fresh.
+    pub jwks_url: Option<JwksSource>,
+    /// What the claims must say (`iss`, `aud`, leeway).
+    pub claims: ClaimRules,
 }
 
 /// One namespace.
@@ -60,4 +67,7 @@ pub struct BackendConfig {
     pub url: String,
     /// How long one request to it may take.
     pub timeout: Duration,
+    /// The secret each request is signed with ([`crate::signature`]);
+    /// `None`: unsigned, with a warning at start.
+    pub secret: Option<String>,
 }

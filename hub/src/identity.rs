@@ -1,26 +1,33 @@
 //! Identity: who a client is. Verifies the JWT a client presents (HS256 with
-//! a shared secret, RS256 with a public key file or a JWKS file), issues
-//! development tokens, and keeps the development secret.
+//! a shared secret, RS256 with a public key file, a JWKS file or a JWKS
+//! fetched from the identity provider's URL and kept fresh), checks its
+//! claims (`exp`, `nbf`, and `iss` / `aud` when configured, within a
+//! leeway), issues development tokens, and keeps the development secret.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+use crate::config::IdentityConfig;
+use crate::jwks::{KeySet, RemoteJwks};
 
 /// An authenticated user, as a verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// The user id (`sub`).
     pub user: String,
-    /// When the token expires (`exp`, seconds since the Unix epoch).
+    /// Until when this hub accepts the token (seconds since the Unix
+    /// epoch): its `exp` plus the configured leeway. The socket is
+    /// disconnected then unless refreshed.
     pub expires_at: u64,
 }
 
 /// Why a client is not let in. `code()` is what the client sees in
-/// `connect_error`'s `data.code`.
+/// `connect_error`'s `data.code` (and in a refused `refresh`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("no token")]
@@ -29,6 +36,19 @@ pub enum AuthError {
     Invalid,
     #[error("token expired")]
     Expired,
+    /// `nbf` is still in the future (beyond the leeway).
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// Validly signed, but `iss` is not the configured issuer.
+    #[error("token from another issuer")]
+    WrongIssuer,
+    /// Validly signed, but no `aud` is a configured audience.
+    #[error("token for another audience")]
+    WrongAudience,
+    /// The token names a key (`kid`) that none of the configured key sets
+    /// holds, even after fetching the JWKS again (when allowed).
+    #[error("token signed with an unknown key")]
+    UnknownKey,
 }
 
 impl AuthError {
@@ -38,6 +58,10 @@ impl AuthError {
             AuthError::Missing => "missing_token",
             AuthError::Invalid => "invalid_token",
             AuthError::Expired => "token_expired",
+            AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::WrongIssuer => "invalid_issuer",
+            AuthError::WrongAudience => "invalid_audience",
+            AuthError::UnknownKey => "unknown_key",
         }
     }
 }
@@ -45,7 +69,9 @@ impl AuthError {
 /// Why the verifier could not be built from its settings.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("no key configured: set an HS256 secret, an RS256 public key file or a JWKS file")]
+    #[error(
+        "no key configured: set an HS256 secret, an RS256 public key file, a JWKS file or a JWKS URL"
+    )]
     NoKey,
     #[error("reading {path}: {source}")]
     Read {
@@ -54,6 +80,20 @@ pub enum KeyError {
     },
     #[error("invalid key in {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Fetch(#[from] crate::jwks::FetchError),
+}
+
+/// What a token's claims must say, beyond `sub` and `exp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// The `iss` every token must carry; `None`: not checked.
+    pub issuer: Option<String>,
+    /// Audiences of this hub: a token's `aud` (a string or a list) must
+    /// name one. Empty: any `aud`, or none, is accepted.
+    pub audience: Vec<String>,
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    pub leeway_secs: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,12 +102,15 @@ struct Claims {
     exp: u64,
 }
 
-/// Verifies tokens against the configured keys.
+/// Verifies tokens against the configured keys and claim rules.
 pub struct Verifier {
     hs256: Option<DecodingKey>,
     rs256: Option<DecodingKey>,
-    /// JWKS keys by `kid`.
-    jwks: Vec<(Option<String>, DecodingKey)>,
+    /// The keys of the JWKS file.
+    jwks: KeySet,
+    /// The keys of the JWKS URL.
+    remote: Option<Arc<RemoteJwks>>,
+    claims: ClaimRules,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -76,18 +119,55 @@ impl std::fmt::Debug for Verifier {
             .field("hs256", &self.hs256.is_some())
             .field("rs256", &self.rs256.is_some())
             .field("jwks_keys", &self.jwks.len())
+            .field(
+                "jwks_url_keys",
+                &self.remote.as_ref().map(|r| r.keys().len()),
+            )
+            .field("claims", &self.claims)
             .finish()
     }
 }
 
 impl Verifier {
     /// A verifier with any of: an HS256 secret, an RS256 public key (PEM
-    /// file), a JWKS file (RS256 keys, chosen by the token's `kid`).
+    /// file), a JWKS file (RS256 keys, chosen by the token's `kid`); no
+    /// claim rules beyond `exp`, `nbf` and `sub`.
     pub fn new(
         hs256_secret: Option<&str>,
         rs256_public_key: Option<&Path>,
         jwks: Option<&Path>,
     ) -> Result<Verifier, KeyError> {
+        Verifier::from_files(&IdentityConfig {
+            hs256_secret: hs256_secret.map(str::to_owned),
+            rs256_public_key_file: rs256_public_key.map(Path::to_owned),
+            jwks_file: jwks.map(Path::to_owned),
+            ..IdentityConfig::default()
+        })
+    }
+
+    /// The verifier `config` describes (its `hs256_secret` as given: the
+    /// development secret is [`crate::assembly::verifier`]'s business). A
+    /// JWKS URL is fetched before this returns (an unreachable one is an
+    /// error), then kept fresh for as long as the verifier lives; needs a
+    /// Tokio runtime then.
+    pub async fn start(config: &IdentityConfig) -> Result<Verifier, KeyError> {
+        let mut verifier = Verifier::from_files(config)?;
+        if let Some(source) = &config.jwks_url {
+            verifier.remote = Some(RemoteJwks::start(source.clone()).await?);
+        }
+        if verifier.hs256.is_none()
+            && verifier.rs256.is_none()
+            && verifier.jwks.is_empty()
+            && verifier.remote.is_none()
+        {
+            return Err(KeyError::NoKey);
+        }
+        Ok(verifier)
+    }
+
+    /// Everything but the JWKS URL; `NoKey` only when no source at all is
+    /// configured.
+    fn from_files(config: &IdentityConfig) -> Result<Verifier, KeyError> {
         let read = |path: &Path| {
             std::fs::read(path).map_err(|source| KeyError::Read {
                 path: path.to_owned(),
@@ -98,60 +178,137 @@ impl Verifier {
             path: path.to_owned(),
             message,
         };
-        let hs256 = hs256_secret.map(|s| DecodingKey::from_secret(s.as_bytes()));
-        let rs256 = match rs256_public_key {
+        let hs256 = config
+            .hs256_secret
+            .as_deref()
+            .map(|s| DecodingKey::from_secret(s.as_bytes()));
+        let rs256 = match &config.rs256_public_key_file {
             Some(path) => Some(
                 DecodingKey::from_rsa_pem(&read(path)?)
                     .map_err(|e| invalid(path, e.to_string()))?,
             ),
             None => None,
         };
-        let mut jwks_keys = Vec::new();
-        if let Some(path) = jwks {
-            let set: JwkSet =
-                serde_json::from_slice(&read(path)?).map_err(|e| invalid(path, e.to_string()))?;
-            for jwk in &set.keys {
-                let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(path, e.to_string()))?;
-                jwks_keys.push((jwk.common.key_id.clone(), key));
+        let jwks = match &config.jwks_file {
+            Some(path) => {
+                let (set, skipped) = KeySet::parse(&read(path)?).map_err(|e| invalid(path, e))?;
+                if set.is_empty() {
+                    return Err(invalid(
+                        path,
+                        format!("no RS256 signing key ({skipped} other keys)"),
+                    ));
+                }
+                set
             }
-        }
-        if hs256.is_none() && rs256.is_none() && jwks_keys.is_empty() {
+            None => KeySet::default(),
+        };
+        if hs256.is_none() && rs256.is_none() && jwks.is_empty() && config.jwks_url.is_none() {
             return Err(KeyError::NoKey);
         }
         Ok(Verifier {
             hs256,
             rs256,
-            jwks: jwks_keys,
+            jwks,
+            remote: None,
+            claims: config.claims.clone(),
         })
     }
 
-    /// Verifies a token: signature, `exp` (no leeway), `sub`.
+    /// The same verifier, holding tokens to `claims`.
+    pub fn with_claims(mut self, claims: ClaimRules) -> Verifier {
+        self.claims = claims;
+        self
+    }
+
+    /// Verifies a token with the keys in hand: signature, `exp` and `nbf`
+    /// (within the leeway), `iss` and `aud` when configured, `sub`. A token
+    /// naming a key not in hand is [`AuthError::UnknownKey`]; see
+    /// [`verify_fresh`](Self::verify_fresh).
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
-        let key = match header.alg {
-            Algorithm::HS256 => self.hs256.as_ref(),
-            Algorithm::RS256 => match (&header.kid, &self.rs256) {
-                (None, Some(key)) => Some(key),
-                (kid, rs256) => self
-                    .jwks
-                    .iter()
-                    .find(|(id, _)| kid.is_none() || id == kid)
-                    .map(|(_, key)| key)
-                    .or(rs256.as_ref()),
-            },
-            _ => None,
+        match header.alg {
+            Algorithm::HS256 => {
+                let key = self.hs256.as_ref().ok_or(AuthError::Invalid)?;
+                self.check(token, key, header.alg)
+            }
+            Algorithm::RS256 => {
+                let kid = header.kid.as_deref();
+                let remote = self.remote.as_ref().map(|r| r.keys());
+                let from_sets = || {
+                    self.jwks
+                        .find(kid)
+                        .or_else(|| remote.as_deref().and_then(|set| set.find(kid)))
+                };
+                match (kid, &self.rs256) {
+                    // The PEM key signs tokens without a key id.
+                    (None, Some(pem)) => self.check(token, pem, header.alg),
+                    (None, None) => match from_sets() {
+                        Some(key) => self.check(token, key, header.alg),
+                        None => Err(AuthError::Invalid),
+                    },
+                    (Some(_), pem) => match (from_sets(), pem) {
+                        (Some(key), _) => self.check(token, key, header.alg),
+                        // A PEM-signed token may carry a key id too; if the
+                        // PEM key is not it, the JWKS URL may have it.
+                        (None, Some(pem)) => match self.check(token, pem, header.alg) {
+                            Err(AuthError::Invalid) if self.remote.is_some() => {
+                                Err(AuthError::UnknownKey)
+                            }
+                            verdict => verdict,
+                        },
+                        (None, None) => Err(AuthError::UnknownKey),
+                    },
+                }
+            }
+            _ => Err(AuthError::Invalid),
         }
-        .ok_or(AuthError::Invalid)?;
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+    }
+
+    /// [`verify`](Self::verify), and when the token names a key not in
+    /// hand and a JWKS URL is configured, fetches the set again (at most
+    /// once per `jwks_min_refresh`, so a flood of unknown `kid`s costs the
+    /// identity provider one request) and tries once more: a key the
+    /// identity provider has just rotated in is accepted without restart.
+    pub async fn verify_fresh(&self, token: &str) -> Result<Identity, AuthError> {
+        match self.verify(token) {
+            Err(AuthError::UnknownKey) => match &self.remote {
+                Some(remote) if remote.refresh_for_unknown_kid().await => self.verify(token),
+                _ => Err(AuthError::UnknownKey),
+            },
+            verdict => verdict,
+        }
+    }
+
+    fn check(&self, token: &str, key: &DecodingKey, alg: Algorithm) -> Result<Identity, AuthError> {
+        let rules = &self.claims;
+        let mut validation = Validation::new(alg);
+        validation.leeway = rules.leeway_secs;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &rules.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if rules.audience.is_empty() {
+            // No audience of our own: whatever the token was meant for.
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&rules.audience);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
             .kind()
         {
             ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => AuthError::WrongIssuer,
+            ErrorKind::InvalidAudience => AuthError::WrongAudience,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::WrongAudience,
             _ => AuthError::Invalid,
         })?;
         if data.claims.sub.is_empty() {
@@ -159,7 +316,7 @@ impl Verifier {
         }
         Ok(Identity {
             user: data.claims.sub,
-            expires_at: data.claims.exp,
+            expires_at: data.claims.exp.saturating_add(rules.leeway_secs),
         })
     }
 }
@@ -309,6 +466,123 @@ mod tests {
             Verifier::new(None, None, None),
             Err(KeyError::NoKey)
         ));
+    }
+
+    fn hs256_with(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap()
+    }
+
+    fn rules(issuer: Option<&str>, audience: &[&str], leeway_secs: u64) -> ClaimRules {
+        ClaimRules {
+            issuer: issuer.map(str::to_owned),
+            audience: audience.iter().map(|a| a.to_string()).collect(),
+            leeway_secs,
+        }
+    }
+
+    #[test]
+    fn a_token_with_an_audience_is_accepted_when_none_is_configured() {
+        // jsonwebtoken refuses any `aud` by default: identity providers always set one.
+        let verifier = Verifier::new(Some("s3cret"), None, None).unwrap();
+        let exp = now_secs() + 60;
+        for aud in [serde_json::json!("account"), serde_json::json!(["a", "b"])] {
+            let token = hs256_with(serde_json::json!({"sub": "al", "exp": exp, "aud": aud}));
+            assert_eq!(verifier.verify(&token).unwrap().user, "al");
+        }
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_when_configured() {
+        let verifier = Verifier::new(Some("s3cret"), None, None)
+            .unwrap()
+            .with_claims(rules(
+                Some("https://idp/realms/esn"),
+                &["switchboard", "esn"],
+                0,
+            ));
+        let exp = now_secs() + 60;
+        let iss = "https://idp/realms/esn";
+        let verdict = |claims: serde_json::Value| verifier.verify(&hs256_with(claims));
+        assert!(
+            verdict(serde_json::json!({"sub": "a", "exp": exp, "iss": iss, "aud": "esn"})).is_ok()
+        );
+        assert!(
+            verdict(serde_json::json!({"sub": "a", "exp": exp, "iss": iss, "aud": ["account", "switchboard"]}))
+                .is_ok()
+        );
+        for (claims, refused) in [
+            (
+                serde_json::json!({"sub": "a", "exp": exp, "iss": "https://evil", "aud": "esn"}),
+                AuthError::WrongIssuer,
+            ),
+            (
+                serde_json::json!({"sub": "a", "exp": exp, "aud": "esn"}),
+                AuthError::WrongIssuer,
+            ),
+            (
+                serde_json::json!({"sub": "a", "exp": exp, "iss": iss, "aud": "account"}),
+                AuthError::WrongAudience,
+            ),
+            (
+                serde_json::json!({"sub": "a", "exp": exp, "iss": iss, "aud": ["x", "y"]}),
+                AuthError::WrongAudience,
+            ),
+            (
+                serde_json::json!({"sub": "a", "exp": exp, "iss": iss}),
+                AuthError::WrongAudience,
+            ),
+        ] {
+            assert_eq!(verdict(claims.clone()), Err(refused), "{claims}");
+        }
+        // A forged token learns nothing about the claims: the signature comes first.
+        let forged = jsonwebtoken::encode(
+            &Header::default(),
+            &serde_json::json!({"sub": "a", "exp": exp, "iss": "https://evil"}),
+            &EncodingKey::from_secret(b"guess"),
+        )
+        .unwrap();
+        assert_eq!(verifier.verify(&forged), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn nbf_is_enforced_and_the_leeway_applies_to_exp_and_nbf() {
+        let strict = Verifier::new(Some("s3cret"), None, None).unwrap();
+        let lenient = Verifier::new(Some("s3cret"), None, None)
+            .unwrap()
+            .with_claims(rules(None, &[], 30));
+        let now = now_secs();
+        let early = hs256_with(serde_json::json!({"sub": "a", "exp": now + 120, "nbf": now + 10}));
+        assert_eq!(strict.verify(&early), Err(AuthError::NotYetValid));
+        assert!(lenient.verify(&early).is_ok());
+        let much_too_early =
+            hs256_with(serde_json::json!({"sub": "a", "exp": now + 120, "nbf": now + 60}));
+        assert_eq!(lenient.verify(&much_too_early), Err(AuthError::NotYetValid));
+        let started = hs256_with(serde_json::json!({"sub": "a", "exp": now + 120, "nbf": now - 1}));
+        assert!(strict.verify(&started).is_ok());
+
+        let just_expired = hs256_with(serde_json::json!({"sub": "a", "exp": now - 10}));
+        assert_eq!(strict.verify(&just_expired), Err(AuthError::Expired));
+        // Accepted within the leeway, and the socket lives until exp + leeway.
+        assert_eq!(lenient.verify(&just_expired).unwrap().expires_at, now + 20);
+        let long_expired = hs256_with(serde_json::json!({"sub": "a", "exp": now - 60}));
+        assert_eq!(lenient.verify(&long_expired), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn an_unknown_kid_is_told_apart_from_a_bad_signature() {
+        let jwks = Verifier::new(None, None, Some(&fixture("test-jwks.json"))).unwrap();
+        let token = rs256_token(Some("rotated-in"), "carol", now_secs() + 60);
+        assert_eq!(jwks.verify(&token), Err(AuthError::UnknownKey));
+        // No kid and a set of one: that key.
+        assert!(
+            jwks.verify(&rs256_token(None, "carol", now_secs() + 60))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -3,7 +3,12 @@
 //! `{namespace, event, user, socket, data}` (`data`: the event's first
 //! argument) and the response body becomes the ack; `subscribe` goes the
 //! same way and the backend answers `{rooms: [...]}`, the rooms to join.
-//! A backend error or timeout becomes `{ok:false, error}`.
+//! A backend error or timeout becomes `{ok:false, error}` with a generic
+//! message (`backend_error`, `backend_unavailable`, `backend_timeout`): what
+//! the backend said goes to the log, never to clients. A backend's own
+//! `{ok:false, error}` answer (HTTP 2xx) is its reply and reaches the client.
+//!
+//! With a secret, every request is signed ([`crate::signature`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +32,22 @@ pub struct Proxy {
     url: http::Uri,
     timeout: Duration,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Signs each request when set.
+    secret: Option<Arc<[u8]>>,
+}
+
+/// What the client sees when the backend failed; the detail is logged.
+const BACKEND_FAILED: &str = "the backend could not handle the event";
+
+/// The first bytes of a backend's answer, for the log.
+fn excerpt(bytes: &[u8]) -> String {
+    const MAX: usize = 256;
+    let cut = &bytes[..bytes.len().min(MAX)];
+    let mut text = String::from_utf8_lossy(cut).into_owned();
+    if bytes.len() > MAX {
+        text.push('…');
+    }
+    text
 }
 
 impl Proxy {
@@ -45,7 +66,14 @@ impl Proxy {
             url,
             timeout,
             client: Client::builder(TokioExecutor::new()).build_http(),
+            secret: None,
         })
+    }
+
+    /// Signs every request with `secret` (see [`crate::signature`]).
+    pub fn with_secret(mut self, secret: &str) -> Proxy {
+        self.secret = Some(Arc::from(secret.as_bytes()));
+        self
     }
 
     /// POSTs a request for `socket` and returns the backend's JSON object.
@@ -62,46 +90,76 @@ impl Proxy {
             "socket": socket.id().as_str(),
             "data": data,
         });
-        let request = http::Request::post(self.url.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::from(body.to_string()));
+        let body = Bytes::from(body.to_string());
+        let mut request = http::Request::post(self.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(secret) = &self.secret {
+            let timestamp = crate::identity::now_secs();
+            request = request
+                .header(crate::signature::TIMESTAMP_HEADER, timestamp)
+                .header(
+                    crate::signature::SIGNATURE_HEADER,
+                    crate::signature::sign(secret, timestamp, &body),
+                );
+        }
+        let request = request.body(Full::new(body));
         let client = self.client.clone();
         let timeout = self.timeout;
+        let namespace = socket.namespace().name().to_owned();
+        let event = event.to_owned();
         Box::pin(async move {
-            let request = request.map_err(|e| HubError::new("backend_error", e.to_string()))?;
+            // Every failure is logged with its detail and answered with a
+            // generic message: a backend's error text may hold anything.
+            let failed = |code: &'static str, client_message: &str, detail: String| {
+                tracing::warn!(%namespace, %event, code, %detail, "backend request failed");
+                HubError::new(code, client_message)
+            };
+            let request =
+                request.map_err(|e| failed("backend_error", BACKEND_FAILED, e.to_string()))?;
             let exchange = async {
-                let response = client
-                    .request(request)
-                    .await
-                    .map_err(|e| HubError::new("backend_unavailable", e.to_string()))?;
+                let response = client.request(request).await.map_err(|e| {
+                    failed(
+                        "backend_unavailable",
+                        "the backend is unavailable",
+                        format!("{e:?}"),
+                    )
+                })?;
                 let status = response.status();
                 let bytes = Limited::new(response.into_body(), MAX_RESPONSE)
                     .collect()
                     .await
-                    .map_err(|e| HubError::new("backend_error", e.to_string()))?
+                    .map_err(|e| {
+                        failed(
+                            "backend_error",
+                            BACKEND_FAILED,
+                            format!("reading the answer ({status}): {e}"),
+                        )
+                    })?
                     .to_bytes();
                 if !status.is_success() {
-                    return Err(HubError::new(
+                    return Err(failed(
                         "backend_error",
-                        format!("the backend answered {status}"),
+                        BACKEND_FAILED,
+                        format!("answered {status}: {}", excerpt(&bytes)),
                     ));
                 }
                 match serde_json::from_slice::<Value>(&bytes) {
                     Ok(Value::Object(object)) => Ok(object),
-                    _ => Err(HubError::new(
+                    _ => Err(failed(
                         "backend_error",
-                        "the backend did not answer a JSON object",
+                        BACKEND_FAILED,
+                        format!("answered {status} but no JSON object: {}", excerpt(&bytes)),
                     )),
                 }
             };
-            tokio::time::timeout(timeout, exchange)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(HubError::new(
-                        "backend_timeout",
-                        format!("no answer within {} ms", timeout.as_millis()),
-                    ))
-                })
+            match tokio::time::timeout(timeout, exchange).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(failed(
+                    "backend_timeout",
+                    "the backend did not answer in time",
+                    format!("no answer within {} ms", timeout.as_millis()),
+                )),
+            }
         })
     }
 }

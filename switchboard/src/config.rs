@@ -28,6 +28,9 @@ pub struct Config {
     pub api: ApiSection,
     pub store: StoreSection,
     pub limits: LimitsSection,
+    /// Says this is a test setup: required to run the `testkit` handler,
+    /// which lets any client join any room (start refuses it otherwise).
+    pub test_setup: bool,
 }
 
 /// What each socket of a component namespace (`pubsub`, `proxy`) may ask.
@@ -157,7 +160,7 @@ impl ApiKeySection {
 
 /// How clients prove who they are (JWT). With no key at all, a development
 /// secret is generated in `data_dir` (with a warning).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
     /// HS256 shared secret.
@@ -166,6 +169,59 @@ pub struct AuthSection {
     pub rs256_public_key_file: String,
     /// RS256 keys, JWKS file (chosen by the token's `kid`).
     pub jwks_file: String,
+    /// The `iss` every token must carry; empty = not checked.
+    pub issuer: String,
+    /// This hub's audience: a token's `aud` must name one of these (a
+    /// string or a list in TOML); empty = any `aud` is accepted.
+    #[serde(deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    pub leeway_secs: u64,
+    /// RS256 keys fetched from the identity provider's JWKS URL (http://…)
+    /// at start (start fails if it cannot be fetched), then kept fresh.
+    pub jwks_url: String,
+    /// How often the JWKS URL is fetched again.
+    pub jwks_refresh_secs: u64,
+    /// A token naming an unknown key fetches the JWKS again at most once
+    /// per this many seconds.
+    pub jwks_min_refresh_secs: u64,
+    /// Largest JWKS document read, in bytes.
+    pub jwks_max_bytes: usize,
+    /// How long one JWKS fetch may take.
+    pub jwks_timeout_ms: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            hs256_secret: String::new(),
+            rs256_public_key_file: String::new(),
+            jwks_file: String::new(),
+            issuer: String::new(),
+            audience: Vec::new(),
+            leeway_secs: 0,
+            jwks_url: String::new(),
+            jwks_refresh_secs: 300,
+            jwks_min_refresh_secs: 10,
+            jwks_max_bytes: 256 * 1024,
+            jwks_timeout_ms: 5000,
+        }
+    }
+}
+
+/// A string or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) if one.is_empty() => Vec::new(),
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -270,6 +326,11 @@ pub struct NamespaceSection {
     /// For `handler = "proxy"`: how long a backend request may take.
     #[serde(default = "default_backend_timeout_ms")]
     pub backend_timeout_ms: u64,
+    /// For `handler = "proxy"`: the secret every request to the backend is
+    /// signed with (HMAC-SHA256, see the README); empty = unsigned, with a
+    /// warning at start.
+    #[serde(default)]
+    pub backend_secret: String,
 }
 
 fn default_backend_timeout_ms() -> u64 {
@@ -299,6 +360,7 @@ impl Default for Config {
                 auth: false,
                 backend: String::new(),
                 backend_timeout_ms: default_backend_timeout_ms(),
+                backend_secret: String::new(),
             }],
             log: LogSection::default(),
             data_dir: "data".to_owned(),
@@ -306,6 +368,7 @@ impl Default for Config {
             api: ApiSection::default(),
             store: StoreSection::default(),
             limits: LimitsSection::default(),
+            test_setup: false,
         }
     }
 }
@@ -413,6 +476,29 @@ impl Config {
             if !ns.name.starts_with('/') {
                 bail!("namespace {:?} must start with `/`", ns.name);
             }
+            if ns.handler == "testkit" && !self.test_setup {
+                bail!(
+                    "namespace {}: the testkit handler lets any client join any room; \
+                     it runs only in a test setup (set `test_setup = true` at the top of the \
+                     configuration, never in production)",
+                    ns.name
+                );
+            }
+        }
+        let auth = &self.auth;
+        if !auth.jwks_url.is_empty() && !auth.jwks_url.starts_with("http://") {
+            bail!(
+                "auth.jwks_url must be http://… (put a TLS-terminating proxy in front of an \
+                 https identity provider)"
+            );
+        }
+        if auth.jwks_refresh_secs == 0 || auth.jwks_max_bytes == 0 || auth.jwks_timeout_ms == 0 {
+            bail!(
+                "auth.jwks_refresh_secs, auth.jwks_max_bytes and auth.jwks_timeout_ms must be positive"
+            );
+        }
+        if auth.audience.iter().any(String::is_empty) {
+            bail!("auth.audience: an audience cannot be empty");
         }
         if self.engine.max_queued_frames == 0 || self.engine.max_payload == 0 {
             bail!("engine.max_queued_frames and engine.max_payload must be positive");
@@ -575,6 +661,18 @@ impl Config {
                 rs256_public_key_file: non_empty(&a.rs256_public_key_file).map(Into::into),
                 jwks_file: non_empty(&a.jwks_file).map(Into::into),
                 data_dir: self.data_dir.clone().into(),
+                jwks_url: non_empty(&a.jwks_url).map(|url| hub::jwks::JwksSource {
+                    url,
+                    refresh: Duration::from_secs(a.jwks_refresh_secs),
+                    min_refresh: Duration::from_secs(a.jwks_min_refresh_secs),
+                    max_bytes: a.jwks_max_bytes,
+                    timeout: Duration::from_millis(a.jwks_timeout_ms),
+                }),
+                claims: hub::identity::ClaimRules {
+                    issuer: non_empty(&a.issuer),
+                    audience: a.audience.clone(),
+                    leeway_secs: a.leeway_secs,
+                },
             },
             limits: self.limits(),
             socketio: self.socketio_config(),
@@ -588,6 +686,7 @@ impl Config {
                     backend: non_empty(&ns.backend).map(|url| hub::BackendConfig {
                         url,
                         timeout: Duration::from_millis(ns.backend_timeout_ms),
+                        secret: non_empty(&ns.backend_secret),
                     }),
                 })
                 .collect(),

@@ -88,7 +88,8 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(config.as_deref(), std::env::vars())?;
             let rs256_only = config.auth.hs256_secret.is_empty()
                 && (!config.auth.rs256_public_key_file.is_empty()
-                    || !config.auth.jwks_file.is_empty());
+                    || !config.auth.jwks_file.is_empty()
+                    || !config.auth.jwks_url.is_empty());
             if rs256_only {
                 anyhow::bail!(
                     "tokens are verified with RS256 keys here: issue them with your identity provider"

@@ -23,7 +23,7 @@ async fn spawn_server(grace_ms: u64) -> (Child, SocketAddr, std::path::PathBuf) 
     std::fs::write(
         &config,
         format!(
-            "listen = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n\
+            "listen = [\"127.0.0.1:0\"]\ndata_dir = {:?}\ntest_setup = true\n\
              [server]\nshutdown_grace_ms = {grace_ms}\n\
              [api]\nkeys = [\"k\"]\n\
              [[namespaces]]\nname = \"/\"\nhandler = \"testkit\"\n",

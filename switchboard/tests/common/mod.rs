@@ -39,7 +39,8 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// Starts a server with the test kit on `/` and `/a`, configured by `toml`.
+/// Starts a server with the test kit on `/` and `/a`, configured by `toml`
+/// (a test setup: `test_setup = true`, which the test kit requires).
 pub async fn start(toml: &str) -> TestServer {
     let namespaces = r#"
 [auth]
@@ -72,7 +73,7 @@ handler = "testkit"
     std::fs::write(
         &path,
         format!(
-            "listen = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n{toml}\n{namespaces}",
+            "listen = [\"127.0.0.1:0\"]\ndata_dir = {:?}\ntest_setup = true\n{toml}\n{namespaces}",
             dir.display().to_string()
         ),
     )
@@ -344,8 +345,14 @@ pub struct RawServer {
 }
 
 pub async fn start_raw(toml: &str) -> RawServer {
+    try_start_raw(toml).await.unwrap()
+}
+
+/// [`start_raw`], returning why the configuration or the start failed.
+pub async fn try_start_raw(toml: &str) -> anyhow::Result<RawServer> {
     let dir = std::env::temp_dir().join(format!("sb-test-{}", rand_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
+    let cleanup = RemoveOnDrop(dir.clone());
     let path = dir.join("config.toml");
     std::fs::write(
         &path,
@@ -355,19 +362,19 @@ pub async fn start_raw(toml: &str) -> RawServer {
         ),
     )
     .unwrap();
-    let config = Config::load(Some(&path), Vec::new()).unwrap();
-    let app = App::new(&config).await.unwrap();
-    let listeners = server::Listeners::bind(&config).await.unwrap();
-    let addr = listeners.public[0].local_addr().unwrap();
-    let admin = listeners.admin.first().map(|l| l.local_addr().unwrap());
+    let config = Config::load(Some(&path), Vec::new())?;
+    let app = App::new(&config).await?;
+    let listeners = server::Listeners::bind(&config).await?;
+    let addr = listeners.public[0].local_addr()?;
+    let admin = listeners.admin.first().map(|l| l.local_addr()).transpose()?;
     tokio::spawn({
         let app = app.clone();
         async move { server::run(listeners, &config, app, std::future::pending()).await }
     });
-    RawServer {
+    Ok(RawServer {
         addr,
         admin,
         app,
-        cleanup: RemoveOnDrop(dir),
-    }
+        cleanup,
+    })
 }
