@@ -896,6 +896,30 @@ mod tests {
     }
 
     #[test]
+    fn the_audience_is_a_string_or_a_list_and_test_setup_is_a_top_level_flag() {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("one.toml");
+        std::fs::write(&path, "[auth]\naudience = \"switchboard\"\n").unwrap();
+        let config = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(config.auth.audience, vec!["switchboard"]);
+        assert!(!config.test_setup);
+        let config = Config::load(
+            None,
+            env(&[
+                ("SWITCHBOARD_AUTH_AUDIENCE", "switchboard, esn"),
+                ("SWITCHBOARD_AUTH_LEEWAY_SECS", "5"),
+                ("SWITCHBOARD_TEST_SETUP", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.auth.audience, vec!["switchboard", "esn"]);
+        assert_eq!(config.hub_config().identity.claims.leeway_secs, 5);
+        assert!(config.test_setup);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn reads_the_conformance_config() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance.toml");
         let config = Config::load(Some(&path), env(&[])).unwrap();
