@@ -58,7 +58,7 @@ fn hmac_of(secret: &[u8]) -> Hmac<Sha256> {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
