@@ -195,11 +195,6 @@ impl RemoteJwks {
         self.keys.read().clone()
     }
 
-    /// Fetches finished since start (the first one included).
-    pub fn fetches(&self) -> u64 {
-        *self.done.borrow() + 1
-    }
-
     /// A token named a key the set does not hold: fetches the set again
     /// unless one was fetched for this reason less than `min_refresh` ago,
     /// and waits for the fetch under way, if any. Returns whether a fetch

@@ -439,6 +439,20 @@ async fn start_fails_clearly_when_the_jwks_url_cannot_be_fetched() {
         "{error:#}"
     );
 
+    // A set larger than jwks_max_bytes is not read past the bound.
+    let idp = Idp::start(jwks_of(&["test-jwks.json"])).await;
+    let error = try_start_raw(&server_config(&format!(
+        "jwks_url = {:?}\njwks_max_bytes = 100",
+        idp.url()
+    )))
+    .await
+    .err()
+    .expect("read a JWKS over jwks_max_bytes");
+    assert!(
+        format!("{error:#}").contains("at most 100 bytes"),
+        "{error:#}"
+    );
+
     // And so is an https URL, refused at config load with the way out.
     let error = try_start_raw(&server_config(
         "jwks_url = \"https://idp.example.com/realms/esn/protocol/openid-connect/certs\"",
