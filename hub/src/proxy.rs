@@ -111,7 +111,8 @@ impl Proxy {
             // Every failure is logged with its detail and answered with a
             // generic message: a backend's error text may hold anything.
             let failed = |code: &'static str, client_message: &str, detail: String| {
-                tracing::warn!(%namespace, %event, code, %detail, "backend request failed");
+                // Debug-quoted: a backend's text cannot forge log lines.
+                tracing::warn!(%namespace, %event, code, ?detail, "backend request failed");
                 HubError::new(code, client_message)
             };
             let request =
