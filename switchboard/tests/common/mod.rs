@@ -366,7 +366,11 @@ pub async fn try_start_raw(toml: &str) -> anyhow::Result<RawServer> {
     let app = App::new(&config).await?;
     let listeners = server::Listeners::bind(&config).await?;
     let addr = listeners.public[0].local_addr()?;
-    let admin = listeners.admin.first().map(|l| l.local_addr()).transpose()?;
+    let admin = listeners
+        .admin
+        .first()
+        .map(|l| l.local_addr())
+        .transpose()?;
     tokio::spawn({
         let app = app.clone();
         async move { server::run(listeners, &config, app, std::future::pending()).await }
