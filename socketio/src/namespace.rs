@@ -119,6 +119,8 @@ pub struct Namespace {
     stats: NamespaceStats,
     /// See [`SocketIoConfig::max_pending_events`].
     pub(crate) max_pending_events: usize,
+    /// See [`SocketIoConfig::max_pending_bytes`].
+    pub(crate) max_pending_bytes: usize,
 }
 
 impl Namespace {
@@ -135,6 +137,7 @@ impl Namespace {
             adapter: Box::new(LocalAdapter::default()),
             stats: NamespaceStats::new(config.stats),
             max_pending_events: config.max_pending_events,
+            max_pending_bytes: config.max_pending_bytes,
         }
     }
 

@@ -131,6 +131,12 @@ impl Args {
         self
     }
 
+    /// Bytes the arguments hold: their JSON text and their attachments
+    /// (what a queued event costs in memory, give or take bookkeeping).
+    pub fn byte_len(&self) -> usize {
+        self.inner.len() + self.attachments.iter().map(Bytes::len).sum::<usize>()
+    }
+
     /// The arguments as JSON text without brackets.
     pub fn raw(&self) -> &str {
         &self.inner

@@ -23,6 +23,13 @@ pub struct SocketIoConfig {
     /// finished; one more closes the connection (the client reconnects),
     /// so a client cannot grow the server's memory without bound.
     pub max_pending_events: usize,
+    /// Bytes (arguments' JSON text and attachments) of the events one
+    /// socket may have waiting behind a handler that has not finished; an
+    /// event that would pass it closes the connection, as one event past
+    /// `max_pending_events` does. An event that finds the queue empty is
+    /// always queued, whatever its size (it is already bounded by the
+    /// engine's `max_payload`), so any bound lets one event wait.
+    pub max_pending_bytes: usize,
     /// Bytes (header and attachments) one packet may hold while it waits
     /// for its binary attachments; past it the connection is closed
     /// (`parse error`). The engine's `max_payload` is a sane value.
@@ -47,6 +54,7 @@ impl Default for SocketIoConfig {
             max_attachments: 10,
             stats: crate::stats::StatsConfig::default(),
             max_pending_events: 1024,
+            max_pending_bytes: 4 << 20,
             max_attachment_bytes: 1_000_000,
             attachment_timeout: Duration::from_secs(30),
             connects_per_sec: 5.0,

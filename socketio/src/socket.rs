@@ -178,6 +178,9 @@ struct State {
     left_rooms: Vec<Room>,
     /// Events waiting while a previous one is being handled.
     inbox: VecDeque<Event>,
+    /// Bytes of the inbox's events' arguments (see
+    /// [`SocketIoConfig::max_pending_bytes`](crate::SocketIoConfig::max_pending_bytes)).
+    inbox_bytes: usize,
     /// An event handler is running.
     busy: bool,
     /// The inbox overflowed and the connection is closing: later events
@@ -206,6 +209,7 @@ impl Socket {
                 left_early: None,
                 left_rooms: Vec::new(),
                 inbox: VecDeque::new(),
+                inbox_bytes: 0,
                 // The connect handler runs first; see `Socket::start`.
                 busy: true,
                 overflowed: false,
@@ -419,7 +423,14 @@ impl Socket {
                 return;
             }
             if state.busy {
-                if state.inbox.len() < self.ns.max_pending_events {
+                let bytes = event.args.byte_len();
+                // An event that finds the queue empty always fits: it is
+                // bounded by max_payload already, and a bound below it must
+                // not refuse every event behind a busy handler.
+                let fits = state.inbox.is_empty()
+                    || state.inbox_bytes.saturating_add(bytes) <= self.ns.max_pending_bytes;
+                if state.inbox.len() < self.ns.max_pending_events && fits {
+                    state.inbox_bytes += bytes;
                     state.inbox.push_back(event);
                     return;
                 }
@@ -427,6 +438,7 @@ impl Socket {
                 // polling client that never GETs), and events keep coming.
                 state.overflowed = true;
                 state.inbox.clear();
+                state.inbox_bytes = 0;
                 drop(state);
                 self.overflow();
                 return;
@@ -453,7 +465,7 @@ impl Socket {
         }
     }
 
-    /// Too many events wait behind a slow handler: close the connection
+    /// Too many events (or bytes) wait behind a slow handler: close the connection
     /// (the client reconnects; its queued events are dropped with it).
     fn overflow(&self) {
         self.ns
@@ -463,8 +475,9 @@ impl Socket {
         tracing::warn!(
             namespace = self.ns.name(),
             socket = self.id.as_str(),
-            limit = self.ns.max_pending_events,
-            "too many events waiting for a handler: closing the connection"
+            max_events = self.ns.max_pending_events,
+            max_bytes = self.ns.max_pending_bytes,
+            "too many events or bytes waiting for a handler: closing the connection"
         );
         self.close_connection();
     }
@@ -552,6 +565,10 @@ impl Socket {
         } else {
             None
         };
+        match &next {
+            Some(event) => state.inbox_bytes -= event.args.byte_len(),
+            None => state.inbox_bytes = 0,
+        }
         if next.is_none() {
             state.busy = false;
         }
@@ -570,6 +587,7 @@ impl Socket {
             }
             state.connected = false;
             state.inbox.clear();
+            state.inbox_bytes = 0;
             // Dropping the senders tells every waiting emit_with_ack.
             state.acks.clear();
             state.left_rooms = self.ns.remove(self);

@@ -170,7 +170,7 @@ pub struct NamespaceStats {
     /// Recipients per broadcast.
     pub fanout: Histogram,
     /// Connections closed because a socket had more than
-    /// `max_pending_events` events waiting.
+    /// `max_pending_events` events (or `max_pending_bytes` bytes) waiting.
     pub inbox_overflows: AtomicU64,
     /// Events the namespace's handler refused unhandled (over a rate limit,
     /// say): counted by the handler.

@@ -292,6 +292,10 @@ pub struct SocketIoSection {
     /// Events one socket may have waiting behind a handler that has not
     /// finished; one more closes its connection.
     pub max_pending_events: usize,
+    /// Bytes (arguments and attachments) of the events one socket may have
+    /// waiting behind a busy handler; an event past it closes its
+    /// connection. An event that finds the queue empty always waits.
+    pub max_pending_bytes: usize,
     /// Bytes a packet may hold while its binary attachments arrive; 0 means
     /// `engine.max_payload`.
     pub max_attachment_bytes: usize,
@@ -416,6 +420,7 @@ impl Default for SocketIoSection {
             max_attachments: io.max_attachments,
             metrics_max_event_names: io.stats.max_event_names,
             max_pending_events: io.max_pending_events,
+            max_pending_bytes: io.max_pending_bytes,
             max_attachment_bytes: 0,
             attachment_timeout_ms: io.attachment_timeout.as_millis() as u64,
             connects_per_sec: io.connects_per_sec,
@@ -527,6 +532,9 @@ impl Config {
         }
         if self.socketio.max_pending_events == 0 {
             bail!("socketio.max_pending_events must be positive");
+        }
+        if self.socketio.max_pending_bytes == 0 {
+            bail!("socketio.max_pending_bytes must be positive");
         }
         for key in &self.api.keys {
             key.resolve()?;
@@ -703,6 +711,7 @@ impl Config {
                 ..socketio::stats::StatsConfig::default()
             },
             max_pending_events: self.socketio.max_pending_events,
+            max_pending_bytes: self.socketio.max_pending_bytes,
             max_attachment_bytes: match self.socketio.max_attachment_bytes {
                 0 => self.engine.max_payload,
                 bytes => bytes,

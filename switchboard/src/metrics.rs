@@ -28,7 +28,7 @@ impl App {
         let mut overflows = Family::new(
             "switchboard_inbox_overflow_disconnects_total",
             "Connections closed because a socket had more than \
-             socketio.max_pending_events events waiting for its handler.",
+             socketio.max_pending_events events (or socketio.max_pending_bytes bytes) waiting for its handler.",
             Kind::Counter,
         );
         let mut refused = Family::new(
