@@ -182,6 +182,9 @@ pub(crate) struct WsConn {
     hold: Option<PartialHold>,
     /// We sent a close frame: write nothing more.
     close_sent: bool,
+    /// The client sent a close frame: read nothing more (a flag, so that
+    /// the read loop does not scan its events for it after every chunk).
+    close_received: bool,
 }
 
 impl WsConn {
@@ -201,6 +204,7 @@ impl WsConn {
             limits,
             hold: None,
             close_sent: false,
+            close_received: false,
         }
     }
 
@@ -250,7 +254,7 @@ impl WsConn {
         let mut progressed = false;
         // Bytes left from the upgrade request come first.
         progressed |= self.parse(out)?;
-        while total < READ_BUDGET && !out.contains(&WsEvent::Close) {
+        while total < READ_BUDGET && !self.close_received {
             let buf = self
                 .read
                 .get_or_insert_with(|| BytesMut::with_capacity(READ_CHUNK));
@@ -376,6 +380,7 @@ impl WsConn {
                 self.write_pongs()?;
                 self.write_control(Opcode::Close, &code.to_be_bytes())?;
                 self.close_sent = true;
+                self.close_received = true;
                 out.push(WsEvent::Close);
                 Ok(true)
             }
