@@ -14,10 +14,15 @@
 //! usually gets.
 //!
 //! The per-address table is bounded: an address is forgotten once it has no
-//! session and a full bucket, a sweep every time the table doubles removes
-//! those whose bucket has refilled since, and idle addresses past
-//! [`MAX_IDLE_ADDRESSES`] are forgotten even with a partial bucket (which
-//! only gives them a fresh burst). Addresses with sessions are bounded by
+//! session and a full bucket, and a sweep every time the table doubles
+//! removes those whose bucket has refilled since. An address whose bucket
+//! is not full is never forgotten before it refills (forgetting it would
+//! hand it a fresh burst — the attacker's first of all). Instead, idle
+//! addresses are bounded by [`MAX_IDLE_ADDRESSES`]: while that many idle
+//! addresses are still refilling, a handshake from an address the table
+//! does not know is refused as rate limited, and the table is swept again
+//! (at most once a second) to make room as buckets refill, which takes at
+//! most `burst / rate` seconds. Addresses with sessions are bounded by
 //! `max_sessions`.
 
 use std::collections::HashMap;
@@ -48,6 +53,11 @@ pub struct IpNet {
 pub struct IpNetError(String);
 
 impl IpNet {
+    /// The prefix length (0 = every address of its family).
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// Whether `ip` is in this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
@@ -225,8 +235,13 @@ impl Refusal {
 }
 
 /// Idle addresses (no session, bucket still refilling) kept at most; past
-/// it they are forgotten, which only gives each a fresh burst.
+/// it, handshakes from addresses the table does not know are refused until
+/// buckets refill (none is forgotten early: that would reset its bucket).
 pub const MAX_IDLE_ADDRESSES: usize = 65_536;
+
+/// How often, at most, a full table of idle addresses is swept again to
+/// make room (each sweep walks the whole table).
+const FULL_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The table never sweeps below this size.
 const MIN_SWEEP: usize = 1024;
@@ -264,6 +279,12 @@ impl Entry {
 struct Table {
     open: usize,
     addresses: HashMap<IpAddr, Entry>,
+    /// Entries of `addresses` with no session.
+    idle: usize,
+    /// Idle entries kept at most ([`MAX_IDLE_ADDRESSES`]; smaller in tests).
+    max_idle: usize,
+    /// When the table was last swept because `max_idle` was reached.
+    full_sweep: Option<Instant>,
     sweep_at: usize,
     refused: [u64; 3],
 }
@@ -316,6 +337,9 @@ impl Admission {
             table: Mutex::new(Table {
                 open: 0,
                 addresses: HashMap::new(),
+                idle: 0,
+                max_idle: MAX_IDLE_ADDRESSES,
+                full_sweep: None,
                 sweep_at: MIN_SWEEP,
                 refused: [0; 3],
             }),
@@ -342,9 +366,28 @@ impl Admission {
         }
         let key = client.filter(|_| config.per_address()).map(key_of);
         if let Some(key) = key {
-            if table.addresses.len() >= table.sweep_at && !table.addresses.contains_key(&key) {
-                table.sweep(now, config);
+            if !table.addresses.contains_key(&key) {
+                if table.addresses.len() >= table.sweep_at {
+                    table.sweep(now, config);
+                }
+                if table.idle >= table.max_idle {
+                    let due = table
+                        .full_sweep
+                        .is_none_or(|at| now.saturating_duration_since(at) >= FULL_SWEEP_EVERY);
+                    if due {
+                        table.full_sweep = Some(now);
+                        table.sweep(now, config);
+                    }
+                    if table.idle >= table.max_idle {
+                        // Room for a new address only as others refill.
+                        table.refused[2] += 1;
+                        return Err(Refusal::RateLimited);
+                    }
+                }
+                // Counted idle until it takes a session below.
+                table.idle += 1;
             }
+            let table = &mut *table;
             let entry = table.addresses.entry(key).or_insert(Entry {
                 sessions: 0,
                 tokens: config.handshake_burst_per_address,
@@ -367,6 +410,9 @@ impl Admission {
             if config.rate_limited() {
                 entry.tokens -= 1.0;
             }
+            if entry.sessions == 0 {
+                table.idle -= 1;
+            }
             entry.sessions += 1;
         }
         table.open += 1;
@@ -386,6 +432,8 @@ impl Admission {
             entry.sessions = entry.sessions.saturating_sub(1);
             if entry.forgettable(now, &self.config) {
                 table.addresses.remove(&key);
+            } else if entry.sessions == 0 {
+                table.idle += 1;
             }
         }
     }
@@ -403,14 +451,11 @@ impl Admission {
 }
 
 impl Table {
-    /// Forgets addresses with nothing to remember; past
-    /// [`MAX_IDLE_ADDRESSES`] idle ones, every idle one.
+    /// Forgets addresses with nothing to remember (no session, a full
+    /// bucket), and only those.
     fn sweep(&mut self, now: Instant, config: &AdmissionConfig) {
         self.addresses.retain(|_, e| !e.forgettable(now, config));
-        let idle = self.addresses.values().filter(|e| e.sessions == 0).count();
-        if idle > MAX_IDLE_ADDRESSES {
-            self.addresses.retain(|_, e| e.sessions > 0);
-        }
+        self.idle = self.addresses.values().filter(|e| e.sessions == 0).count();
         self.sweep_at = (self.addresses.len() * 2).max(MIN_SWEEP);
     }
 }
@@ -558,7 +603,11 @@ mod tests {
         // its bucket left partial.
         for i in 0..(MAX_IDLE_ADDRESSES as u32 * 3) {
             let addr = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            drop(admission.admit(Some(addr), now).unwrap());
+            // Past `MAX_IDLE_ADDRESSES` still refilling, new ones wait.
+            match admission.admit(Some(addr), now) {
+                Ok(permit) => drop(permit),
+                Err(refusal) => assert_eq!(refusal, Refusal::RateLimited),
+            }
         }
         let stats = admission.stats();
         assert_eq!(stats.open, 0);
@@ -574,5 +623,74 @@ mod tests {
         });
         drop(plain.admit(ip("192.0.2.1"), now).unwrap());
         assert_eq!(plain.stats().addresses, 0);
+    }
+
+    #[test]
+    fn a_partial_bucket_is_never_forgotten_before_it_refills() {
+        let admission = Admission::new(AdmissionConfig {
+            handshakes_per_sec_per_address: 1.0,
+            handshake_burst_per_address: 2.0,
+            ..AdmissionConfig::default()
+        });
+        let t0 = Instant::now();
+        let attacker = ip("192.0.2.66");
+        drop(admission.admit(attacker, t0).unwrap());
+        drop(admission.admit(attacker, t0).unwrap());
+        assert_eq!(
+            admission.admit(attacker, t0).unwrap_err(),
+            Refusal::RateLimited
+        );
+        // More idle addresses than the table keeps, each with a partial
+        // bucket: once the table is full, new ones wait for room.
+        let mut refused = 0;
+        for i in 0..(MAX_IDLE_ADDRESSES as u32 + 5000) {
+            let addr = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            match admission.admit(Some(addr), t0) {
+                Ok(permit) => drop(permit),
+                Err(refusal) => {
+                    assert_eq!(refusal, Refusal::RateLimited);
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 0);
+        assert!(admission.stats().addresses <= MAX_IDLE_ADDRESSES + 1);
+        // The attacker's bucket was not reset by the churn.
+        assert_eq!(
+            admission.admit(attacker, t0).unwrap_err(),
+            Refusal::RateLimited
+        );
+        // Once buckets refill (burst / rate = 2 s), room is made again.
+        let later = t0 + Duration::from_secs(2);
+        assert!(admission.admit(ip("198.51.100.1"), later).is_ok());
+        assert!(admission.admit(attacker, later).is_ok());
+    }
+
+    #[test]
+    fn idle_count_follows_sessions() {
+        let admission = Admission::new(AdmissionConfig {
+            handshakes_per_sec_per_address: 1.0,
+            handshake_burst_per_address: 5.0,
+            ..AdmissionConfig::default()
+        });
+        admission.table.lock().max_idle = 2;
+        let t0 = Instant::now();
+        let a = admission.admit(ip("192.0.2.1"), t0).unwrap();
+        let b = admission.admit(ip("192.0.2.2"), t0).unwrap();
+        let c = admission.admit(ip("192.0.2.3"), t0).unwrap();
+        // Sessions open: none idle, new addresses admitted.
+        assert_eq!(admission.table.lock().idle, 0);
+        drop(a);
+        drop(b);
+        assert_eq!(admission.table.lock().idle, 2);
+        assert_eq!(
+            admission.admit(ip("192.0.2.4"), t0).unwrap_err(),
+            Refusal::RateLimited
+        );
+        // A known address is still served from its own bucket.
+        let a = admission.admit(ip("192.0.2.1"), t0).unwrap();
+        assert_eq!(admission.table.lock().idle, 1);
+        assert!(admission.admit(ip("192.0.2.4"), t0).is_ok());
+        drop((a, c));
     }
 }
