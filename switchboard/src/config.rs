@@ -536,8 +536,19 @@ impl Config {
         if self.socketio.max_pending_bytes == 0 {
             bail!("socketio.max_pending_bytes must be positive");
         }
-        for key in &self.api.keys {
-            key.resolve()?;
+        let mut seen = std::collections::HashMap::new();
+        for (index, key) in self.api.keys.iter().enumerate() {
+            let key = key.resolve()?;
+            // The same secret twice would silently leave one entry's scopes
+            // unused (the last would win): refused, without naming it.
+            if let Some(first) = seen.insert(key.key, index) {
+                bail!(
+                    "api.keys: entries {} and {} hold the same key: \
+                     give each key one entry with all its scopes",
+                    first + 1,
+                    index + 1
+                );
+            }
         }
         let io = &self.socketio;
         if io.attachment_timeout_ms == 0 {
@@ -611,7 +622,18 @@ impl Config {
         self.server
             .trusted_proxies
             .iter()
-            .map(|p| p.parse().context("server.trusted_proxies"))
+            .map(|p| {
+                let net: engineio::IpNet = p.parse().context("server.trusted_proxies")?;
+                // A catch-all would trust every peer's X-Forwarded-For: any
+                // client could pick the address it is counted under.
+                if net.prefix() == 0 {
+                    bail!(
+                        "server.trusted_proxies: {p:?} trusts every address; \
+                         list only your proxies' addresses or networks"
+                    );
+                }
+                Ok(net)
+            })
             .collect()
     }
 
@@ -934,5 +956,48 @@ mod tests {
         let config = Config::load(Some(&path), env(&[])).unwrap();
         assert_eq!(config.engine.ping_interval_ms, 300);
         assert_eq!(config.raw_engine.unwrap().path, "/engine.io/");
+    }
+
+    #[test]
+    fn refuses_catch_all_trusted_proxies() {
+        for catch_all in ["0.0.0.0/0", "::/0", "10.0.0.1, 192.0.2.0/0"] {
+            let err = Config::load(
+                None,
+                env(&[("SWITCHBOARD_SERVER_TRUSTED_PROXIES", catch_all)]),
+            )
+            .unwrap_err();
+            let message = format!("{err:#}");
+            assert!(message.contains("trusts every address"), "{message}");
+        }
+        // A narrow network is fine.
+        Config::load(
+            None,
+            env(&[("SWITCHBOARD_SERVER_TRUSTED_PROXIES", "10.0.0.0/8, ::1/128")]),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn refuses_duplicate_api_keys_without_naming_them() {
+        let toml = |keys: &str| {
+            let dir = std::env::temp_dir().join(format!(
+                "switchboard-dupkeys-{}-{}",
+                std::process::id(),
+                keys.len()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("config.toml");
+            std::fs::write(&path, format!("[api]\nkeys = {keys}\n")).unwrap();
+            path
+        };
+        let path = toml(
+            r#"[{ key = "s3cret-dup", scopes = ["read"] }, "other", { key = "s3cret-dup", scopes = ["publish"] }]"#,
+        );
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("entries 1 and 3"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        let path = toml(r#"["one", { key = "two", scopes = ["read"] }]"#);
+        Config::load(Some(&path), env(&[])).unwrap();
     }
 }
