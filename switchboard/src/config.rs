@@ -255,6 +255,13 @@ pub struct ServerSection {
     /// A bearer token `/metrics` and the detail of `/readyz` require,
     /// wherever they are served. Empty = none.
     pub metrics_token: String,
+    /// TCP connections the admin listener accepts at once, apart from
+    /// `max_tcp_connections` (so a flood of the public port cannot keep
+    /// operators from `/metrics` and `/readyz`).
+    pub admin_max_tcp_connections: usize,
+    /// How long `/readyz` reuses a store check's outcome, in milliseconds
+    /// (concurrent requests share one check even at 0).
+    pub readiness_cache_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -389,6 +396,8 @@ impl Default for ServerSection {
             trusted_proxies: Vec::new(),
             admin_listen: String::new(),
             metrics_token: String::new(),
+            admin_max_tcp_connections: 64,
+            readiness_cache_ms: 1000,
         }
     }
 }
@@ -579,6 +588,9 @@ impl Config {
             );
         }
         self.trusted_proxies()?;
+        if self.server.admin_max_tcp_connections == 0 {
+            bail!("server.admin_max_tcp_connections must be positive");
+        }
         Ok(())
     }
 

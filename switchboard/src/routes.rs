@@ -8,6 +8,14 @@
 //! store's backend, latency, error) — can be kept off the public listener
 //! (`server.admin_listen`: served only there) and behind a bearer token
 //! (`server.metrics_token`); see [`Operator`].
+//!
+//! `/readyz` is unauthenticated, so its store ping is shared: concurrent
+//! requests wait for one ping, and its outcome is reused for
+//! `server.readiness_cache_ms` (see [`Readiness`]); a flood of `/readyz`
+//! does not become a flood of database queries.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::Router;
@@ -32,6 +40,8 @@ pub struct Operator {
     here: bool,
     /// The bearer token they require, if any.
     token: Option<String>,
+    /// The store check `/readyz` shares between requests.
+    readiness: Arc<Readiness>,
 }
 
 impl Operator {
@@ -40,6 +50,7 @@ impl Operator {
         Operator {
             here: config.server.admin_listen.is_empty(),
             token: Operator::token_of(config),
+            readiness: Readiness::new(config),
         }
     }
 
@@ -48,6 +59,7 @@ impl Operator {
         Operator {
             here: true,
             token: Operator::token_of(config),
+            readiness: Readiness::new(config),
         }
     }
 
@@ -78,6 +90,78 @@ impl Operator {
                 "the metrics token is required (Authorization: Bearer TOKEN)",
             ))
         }
+    }
+}
+
+/// What a store check found: its latency, or the error's text.
+type Outcome = Result<Duration, String>;
+
+/// The store check behind `/readyz`, shared by the requests of one
+/// listener: at most one ping in flight, and its outcome reused for a
+/// while. The ping runs in its own task, so a request that goes away does
+/// not cancel it for the others; the lock is never held across an await.
+#[derive(Debug)]
+pub struct Readiness {
+    /// How long an outcome is reused (`server.readiness_cache_ms`).
+    ttl: Duration,
+    state: parking_lot::Mutex<Check>,
+}
+
+#[derive(Debug)]
+enum Check {
+    None,
+    /// A ping in flight; its outcome arrives on the channel.
+    Pending(tokio::sync::watch::Receiver<Option<Outcome>>),
+    /// The last outcome, and when it was known.
+    Done(Instant, Outcome),
+}
+
+impl Readiness {
+    fn new(config: &Config) -> Arc<Readiness> {
+        Arc::new(Readiness {
+            ttl: Duration::from_millis(config.server.readiness_cache_ms),
+            state: parking_lot::Mutex::new(Check::None),
+        })
+    }
+
+    /// The store's state: a recent outcome, the one of the ping in flight,
+    /// or a new ping's.
+    async fn check(self: &Arc<Self>, app: &App) -> Outcome {
+        let mut receiver = {
+            let mut state = self.state.lock();
+            match &*state {
+                Check::Done(at, outcome) if at.elapsed() < self.ttl => return outcome.clone(),
+                Check::Pending(receiver) => receiver.clone(),
+                _ => {
+                    let (sender, receiver) = tokio::sync::watch::channel(None);
+                    *state = Check::Pending(receiver.clone());
+                    let this = self.clone();
+                    let store = app.store.clone();
+                    tokio::spawn(async move {
+                        let outcome = store.ping().await.map_err(|err| {
+                            tracing::warn!(%err, "not ready: the store does not answer");
+                            err.to_string()
+                        });
+                        *this.state.lock() = Check::Done(Instant::now(), outcome.clone());
+                        let _ = sender.send(Some(outcome));
+                    });
+                    receiver
+                }
+            }
+        };
+        let outcome = match receiver.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => None,
+        };
+        outcome.unwrap_or_else(|| {
+            // The task ended without an outcome (the runtime is stopping):
+            // let the next request start a new check.
+            let mut state = self.state.lock();
+            if matches!(&*state, Check::Pending(r) if r.same_channel(&receiver)) {
+                *state = Check::None;
+            }
+            Err("the store check was interrupted".into())
+        })
     }
 }
 
@@ -132,9 +216,8 @@ async fn readiness(
     headers: HeaderMap,
 ) -> Response {
     let detailed = operator.admits(&headers).is_ok();
-    let store = &app.store;
-    let backend = store.backend().as_str();
-    match store.ping().await {
+    let backend = app.store.backend().as_str();
+    match operator.readiness.check(&app).await {
         Ok(_) if !detailed => reply(StatusCode::OK, json!({"status": "ready"})),
         Ok(took) => reply(
             StatusCode::OK,
@@ -144,11 +227,10 @@ async fn readiness(
             }),
         ),
         Err(err) => {
-            tracing::warn!(%err, "not ready: the store does not answer");
             let body = if detailed {
                 json!({
                     "status": "unavailable",
-                    "error": {"code": "store_unreachable", "message": err.to_string()},
+                    "error": {"code": "store_unreachable", "message": err},
                     "store": {"backend": backend},
                 })
             } else {

@@ -106,10 +106,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     app.hub.start();
+    if config.server.admin_listen.is_empty() && config.server.metrics_token.is_empty() {
+        tracing::warn!(
+            "neither server.admin_listen nor server.metrics_token is set: metrics and \
+             readiness detail are served on the public listener"
+        );
+    }
     // Sessions are counted by the engine (`server.max_connections`); this
     // bounds the TCP connections, hence the file descriptors.
     let max_tcp = config.max_tcp_connections();
     let limit = Arc::new(Semaphore::new(max_tcp));
+    // The admin listener has its own bound: idle connections filling the
+    // public one must not lock operators out of /metrics and /readyz.
+    let max_admin_tcp = config.server.admin_max_tcp_connections;
+    let admin_limit = Arc::new(Semaphore::new(max_admin_tcp));
     let (stop_tx, stop_rx) = watch::channel(false);
     let listeners = listeners.into();
     let public = Site {
@@ -123,9 +133,13 @@ pub async fn run(
         engines: false,
     };
     let mut accept_tasks = Vec::new();
-    let all = (listeners.public.into_iter().map(|l| (l, &public)))
-        .chain(listeners.admin.into_iter().map(|l| (l, &admin)));
-    for (listener, site) in all {
+    let all = (listeners.public.into_iter().map(|l| (l, &public, &limit))).chain(
+        listeners
+            .admin
+            .into_iter()
+            .map(|l| (l, &admin, &admin_limit)),
+    );
+    for (listener, site, limit) in all {
         let addr = listener.local_addr()?;
         match site.engines {
             true => tracing::info!(%addr, "listening"),
@@ -155,6 +169,8 @@ pub async fn run(
     let drained = tokio::time::timeout(grace, async {
         let max = u32::try_from(max_tcp).unwrap_or(u32::MAX);
         let _all = limit.acquire_many(max).await;
+        let max_admin = u32::try_from(max_admin_tcp).unwrap_or(u32::MAX);
+        let _admin = admin_limit.acquire_many(max_admin).await;
         while app.session_count() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -238,7 +254,8 @@ impl Site {
     }
 }
 
-/// A slot of `server.max_tcp_connections`. Each request carries a clone, and
+/// A slot of `server.max_tcp_connections` (or, on the admin listener,
+/// `server.admin_max_tcp_connections`). Each request carries a clone, and
 /// the engine keeps a WebSocket's request extensions for as long as the
 /// connection lives, so an upgraded connection keeps its slot.
 #[derive(Clone)]

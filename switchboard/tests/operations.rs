@@ -83,7 +83,12 @@ async fn a_postgresql_store_is_migrated_and_readyz_fails_when_it_goes_away() {
     let Some((admin, url)) = postgres_database().await else {
         return;
     };
-    let server = start(&format!("[store]\nurl = {url:?}\ntimeout_ms = 1000\n")).await;
+    // No reuse of /readyz's outcome: the check right after the drop must
+    // see it.
+    let server = start(&format!(
+        "[store]\nurl = {url:?}\ntimeout_ms = 1000\n[server]\nreadiness_cache_ms = 0\n"
+    ))
+    .await;
     assert_eq!(
         server.app.store.applied_migrations().await.unwrap(),
         hub::store::Backend::Postgres.embedded_migrations()
