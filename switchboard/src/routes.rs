@@ -167,19 +167,22 @@ impl Readiness {
 
 /// The router of the public listener.
 pub fn router(app: &App, operator: Operator) -> Router {
-    operator_routes()
-        .merge(crate::api::router(app))
-        .fallback(not_found)
-        .layer(Extension(operator))
-        .layer(axum::middleware::map_response(json_errors))
-        .layer(CompressionLayer::new())
-        .layer(TraceLayer::new_for_http())
-        .with_state(app.clone())
+    with_layers(
+        operator_routes().merge(crate::api::router(app)),
+        app,
+        operator,
+    )
 }
 
 /// The router of the admin listener: the operator endpoints only.
 pub fn admin_router(app: &App, operator: Operator) -> Router {
-    operator_routes()
+    with_layers(operator_routes(), app, operator)
+}
+
+/// What every listener's routes share: the JSON 404, who sees the operator
+/// endpoints, JSON bodies on the framework's own errors, compression, tracing.
+fn with_layers(routes: Router<App>, app: &App, operator: Operator) -> Router {
+    routes
         .fallback(not_found)
         .layer(Extension(operator))
         .layer(axum::middleware::map_response(json_errors))

@@ -205,15 +205,7 @@ async fn too_many_events_waiting_behind_a_handler_close_that_connection_only() {
     assert!(closed_by_server(&mut flooder.ws).await);
     other.emit(7, "echo", r#""still here""#).await;
     assert_eq!(other.recv().await, r#"437["still here"]"#);
-    let metrics = http(server.addr, "GET", "/metrics", &[], "").await.body;
-    assert_eq!(
-        sample(
-            &metrics,
-            "switchboard_inbox_overflow_disconnects_total{namespace=\"/\"}"
-        ),
-        1.0,
-        "{metrics}"
-    );
+    assert_eq!(inbox_overflows(server.addr).await, 1.0);
 }
 
 #[tokio::test]
@@ -224,21 +216,7 @@ async fn a_full_queue_disconnects_the_slow_consumer_and_spares_the_others() {
     assert_eq!(stalled.recv().await, r#"431[{"ok":true}]"#);
     let (mut publisher, _) = Client::connect(server.addr).await;
     // `stalled` stops reading; the kernel buffers fill, then its queue.
-    let chunk = "y".repeat(64 * 1024);
-    let mut id = 10;
-    while server.app.engine.stats().slow_consumer_disconnects == 0 {
-        assert!(id < 2_000, "the stalled client was never disconnected");
-        publisher
-            .emit(
-                id,
-                "broadcast",
-                &format!(r#"{{"event":"news","rooms":["news"],"data":"{chunk}"}}"#),
-            )
-            .await;
-        let ack = publisher.recv().await;
-        assert!(ack.starts_with(&format!("43{id}[")), "{ack}");
-        id += 1;
-    }
+    publish_until_slow_consumer(&server, &mut publisher, 2_000).await;
     // The publisher keeps being served.
     publisher.emit(1, "echo", "1").await;
     assert_eq!(publisher.recv().await, "431[1]");

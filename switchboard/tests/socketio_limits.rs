@@ -20,15 +20,7 @@ async fn big_events_waiting_behind_a_handler_close_that_connection_at_the_byte_b
     assert!(closed_by_server(&mut flooder.ws).await);
     other.emit(7, "echo", r#""still here""#).await;
     assert_eq!(other.recv().await, r#"437["still here"]"#);
-    let metrics = http(server.addr, "GET", "/metrics", &[], "").await.body;
-    assert_eq!(
-        sample(
-            &metrics,
-            "switchboard_inbox_overflow_disconnects_total{namespace=\"/\"}"
-        ),
-        1.0,
-        "{metrics}"
-    );
+    assert_eq!(inbox_overflows(server.addr).await, 1.0);
 }
 
 #[tokio::test]
@@ -51,13 +43,5 @@ async fn events_under_the_byte_bound_and_one_bigger_event_alone_still_wait_their
     assert_eq!(client.recv().await, format!("4321[{huge}]"));
     client.emit(22, "echo", r#""after""#).await;
     assert_eq!(client.recv().await, r#"4322["after"]"#);
-    let metrics = http(server.addr, "GET", "/metrics", &[], "").await.body;
-    assert_eq!(
-        sample(
-            &metrics,
-            "switchboard_inbox_overflow_disconnects_total{namespace=\"/\"}"
-        ),
-        0.0,
-        "{metrics}"
-    );
+    assert_eq!(inbox_overflows(server.addr).await, 0.0);
 }

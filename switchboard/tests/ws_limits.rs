@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Client, WAIT, start};
+use common::{Client, WAIT, publish_until_slow_consumer, start};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::process::{Child, Command};
@@ -462,22 +462,8 @@ async fn a_queue_past_its_byte_bound_disconnects_the_slow_consumer() {
     assert_eq!(read_text(&mut stalled).await, r#"431[{"ok":true}]"#);
     // From here on `stalled` reads nothing.
     let (mut publisher, _) = Client::connect(server.addr).await;
-    let chunk = "y".repeat(64 * 1024);
-    let mut id = 10;
-    while server.app.engine.stats().slow_consumer_disconnects == 0 {
-        // 4,096 frames (the frame bound) would be 256 MiB.
-        assert!(id < 1_000, "the stalled client was never disconnected");
-        publisher
-            .emit(
-                id,
-                "broadcast",
-                &format!(r#"{{"event":"news","rooms":["news"],"data":"{chunk}"}}"#),
-            )
-            .await;
-        let ack = publisher.recv().await;
-        assert!(ack.starts_with(&format!("43{id}[")), "{ack}");
-        id += 1;
-    }
+    // 4,096 frames (the frame bound) would be 256 MiB: the byte bound trips first.
+    publish_until_slow_consumer(&server, &mut publisher, 1_000).await;
     publisher.emit(1, "echo", "1").await;
     assert_eq!(publisher.recv().await, "431[1]");
     assert_eq!(server.app.engine.stats().sessions, 1);

@@ -311,6 +311,39 @@ pub fn sample(metrics: &str, line_start: &str) -> f64 {
         .map_or(0.0, |value| value.parse().unwrap())
 }
 
+/// Connections of namespace `/` closed for an inbox overflow, from `/metrics`.
+pub async fn inbox_overflows(addr: SocketAddr) -> f64 {
+    let metrics = http(addr, "GET", "/metrics", &[], "").await.body;
+    sample(
+        &metrics,
+        "switchboard_inbox_overflow_disconnects_total{namespace=\"/\"}",
+    )
+}
+
+/// Broadcasts 64 KiB events to room `news` from `publisher` (each acked)
+/// until the server has closed a slow consumer; panics after `max_events`.
+pub async fn publish_until_slow_consumer(
+    server: &TestServer,
+    publisher: &mut Client,
+    max_events: u64,
+) {
+    let chunk = "y".repeat(64 * 1024);
+    let mut id = 10;
+    while server.app.engine.stats().slow_consumer_disconnects == 0 {
+        assert!(id < max_events, "the stalled client was never disconnected");
+        publisher
+            .emit(
+                id,
+                "broadcast",
+                &format!(r#"{{"event":"news","rooms":["news"],"data":"{chunk}"}}"#),
+            )
+            .await;
+        let ack = publisher.recv().await;
+        assert!(ack.starts_with(&format!("43{id}[")), "{ack}");
+        id += 1;
+    }
+}
+
 /// A fresh database on the test PostgreSQL server (`TEST_POSTGRES_URL`, set
 /// by `tests/postgres/with-postgres.sh`, which `make test` uses); `None`
 /// outside CI when no server is given. Returns the admin URL and the new
