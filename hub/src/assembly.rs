@@ -13,15 +13,30 @@ use std::time::Duration;
 use socketio::{Namespace, NamespaceHandler, SocketIo};
 
 use crate::auth::Auth;
+use crate::calls::Calls;
+use crate::chat::Chat;
 use crate::component::{ComponentHandler, PubSub};
-use crate::config::{HubConfig, IdentityConfig, NamespaceConfig};
+use crate::config::{ComponentsConfig, HubConfig, IdentityConfig, NamespaceConfig};
+use crate::context::{Context, Tasks};
 use crate::identity::{KeyError, Verifier};
 use crate::limits::{Limits, RateLimited};
+use crate::notifications::{Notifications, NotificationsComponent};
+use crate::presence::Presence;
 use crate::proxy::Proxy;
 use crate::store::{Store, StoreError};
 
 /// The hub's own components, by the name a namespace's `handler` gives.
-const COMPONENTS: &[&str] = &["pubsub", "proxy"];
+const COMPONENTS: &[&str] = &[
+    "notifications",
+    "chat",
+    "presence",
+    "calls",
+    "pubsub",
+    "proxy",
+];
+
+/// How long closing the hub waits for the components' background tasks.
+const TASKS_GRACE: Duration = Duration::from_secs(5);
 
 /// How often sockets whose token expired are looked for.
 const EXPIRY_SWEEP_PERIOD: Duration = Duration::from_secs(1);
@@ -111,6 +126,9 @@ pub struct Hub {
     pub io: SocketIo,
     /// The SQL store.
     pub store: Store,
+    /// What the components share (the notifications service, background
+    /// tasks).
+    pub ctx: Context,
     /// Namespaces whose sockets are disconnected when their token expires.
     protected: Vec<Weak<Namespace>>,
 }
@@ -131,10 +149,34 @@ impl Hub {
         } else {
             None
         };
+        let notifications_ns = config
+            .namespaces
+            .iter()
+            .find(|ns| ns.handler == "notifications")
+            .map(|ns| ns.name.as_str());
+        let ctx = Context {
+            store: store.clone(),
+            io: io.clone(),
+            notifications: Notifications::new(
+                store.clone(),
+                io.clone(),
+                notifications_ns,
+                config.components.notifications.clone(),
+            ),
+            tasks: Tasks::new(),
+        };
         let mut protected = Vec::new();
         for ns in &config.namespaces {
             let auth = auth.as_ref().filter(|_| ns.auth);
-            let namespace = install(&io, ns, auth, config.limits, provided)?;
+            let namespace = install(
+                &io,
+                ns,
+                auth,
+                config.limits,
+                &ctx,
+                &config.components,
+                provided,
+            )?;
             if auth.is_some() {
                 protected.push(Arc::downgrade(&namespace));
             }
@@ -142,6 +184,7 @@ impl Hub {
         Ok(Hub {
             io,
             store,
+            ctx,
             protected,
         })
     }
@@ -154,8 +197,9 @@ impl Hub {
         }
     }
 
-    /// Closes the store.
+    /// Stops the components' background tasks, then closes the store.
     pub async fn close(&self) {
+        self.ctx.tasks.shutdown(TASKS_GRACE).await;
         self.store.close().await;
     }
 }
@@ -169,6 +213,8 @@ fn install(
     ns: &NamespaceConfig,
     auth: Option<&Auth>,
     limits: Limits,
+    ctx: &Context,
+    components: &ComponentsConfig,
     provided: &Handlers,
 ) -> Result<Arc<Namespace>, StartError> {
     let failed = |message: String| StartError::Namespace {
@@ -177,7 +223,24 @@ fn install(
     };
     // What owns the namespace, and whether it is one of the hub's
     // components (held to `limits`) or a handler of the program's.
+    let component = |handler: Arc<dyn NamespaceHandler>| (handler, Some(limits.rate), None);
     let (handler, rate, middleware): (Arc<dyn NamespaceHandler>, _, _) = match ns.handler.as_str() {
+        "notifications" => component(Arc::new(
+            ComponentHandler::new(NotificationsComponent::new(ctx.notifications.clone()))
+                .with_limits(limits.rooms),
+        )),
+        "chat" => component(Arc::new(
+            ComponentHandler::new(Chat::new(ctx.clone(), components.chat.clone()))
+                .with_limits(limits.rooms),
+        )),
+        "presence" => component(Arc::new(
+            ComponentHandler::new(Presence::new(ctx.clone(), components.presence.clone()))
+                .with_limits(limits.rooms),
+        )),
+        "calls" => component(Arc::new(
+            ComponentHandler::new(Calls::new(ctx.clone(), components.calls.clone()))
+                .with_limits(limits.rooms),
+        )),
         "pubsub" => (
             Arc::new(ComponentHandler::new(PubSub).with_limits(limits.rooms)),
             Some(limits.rate),
@@ -317,6 +380,7 @@ mod tests {
                 auth: true,
                 backend: None,
             }],
+            components: ComponentsConfig::default(),
         }
     }
 
@@ -336,7 +400,15 @@ mod tests {
                     MIDDLEWARE_RAN.fetch_add(1, Ordering::Relaxed);
                 },
             );
-        for handler in ["pubsub", "plain", "checked"] {
+        for handler in [
+            "notifications",
+            "chat",
+            "presence",
+            "calls",
+            "pubsub",
+            "plain",
+            "checked",
+        ] {
             let hub = Hub::new(config(&dir, handler), &provided).await.unwrap();
             assert!(hub.io.of("/x").is_some(), "{handler}");
             assert_eq!(hub.protected.len(), 1);
@@ -349,7 +421,7 @@ mod tests {
             .expect("an unknown handler stops the start");
         assert_eq!(
             err.to_string(),
-            "namespace /x: unknown handler \"nope\" (pubsub, proxy, checked, plain)"
+            "namespace /x: unknown handler \"nope\" (notifications, chat, presence, calls, pubsub, proxy, checked, plain)"
         );
         let err = Hub::new(config(&dir, "proxy"), &provided).await.err();
         assert!(err.unwrap().to_string().contains("needs a backend URL"));

@@ -41,6 +41,15 @@ impl HubError {
     }
 }
 
+impl From<crate::store::StoreError> for HubError {
+    /// A store that failed or did not answer: the client is told to try
+    /// again later, the operator finds the cause in the log.
+    fn from(err: crate::store::StoreError) -> HubError {
+        tracing::warn!(%err, "store error");
+        HubError::new("unavailable", "the store is unavailable; try again")
+    }
+}
+
 /// What a component answers: the fields of `{ok:true, …}`.
 pub type Reply = Result<serde_json::Map<String, Value>, HubError>;
 

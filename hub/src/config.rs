@@ -24,6 +24,17 @@ pub struct HubConfig {
     pub socketio: socketio::SocketIoConfig,
     /// The namespaces, each with the handler that owns it.
     pub namespaces: Vec<NamespaceConfig>,
+    /// The settings of the hub's ESN components.
+    pub components: ComponentsConfig,
+}
+
+/// The settings of each ESN component (whichever namespace it serves).
+#[derive(Debug, Clone, Default)]
+pub struct ComponentsConfig {
+    pub notifications: crate::notifications::NotificationsConfig,
+    pub chat: crate::chat::ChatConfig,
+    pub presence: crate::presence::PresenceConfig,
+    pub calls: crate::calls::CallsConfig,
 }
 
 /// The keys tokens are verified with, and what their claims must say. With
@@ -50,7 +61,8 @@ pub struct IdentityConfig {
 pub struct NamespaceConfig {
     /// Its name, starting with `/`.
     pub name: String,
-    /// What owns it: a component of the hub (`pubsub`, `proxy`) or a
+    /// What owns it: a component of the hub (`notifications`, `chat`,
+    /// `presence`, `calls`, `pubsub`, `proxy`) or a
     /// handler the embedding program provides by that name
     /// ([`Handlers`](crate::Handlers)).
     pub handler: String,

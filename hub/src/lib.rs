@@ -18,6 +18,14 @@
 //!   and `on_disconnect`), and `component/runner.rs`, which runs one as a
 //!   namespace handler: `{ok, error}` acks, authorized `subscribe` /
 //!   `unsubscribe`, the `{room, data}` envelope.
+//! - [`context`]: what a component is built with: the store, the server
+//!   (emit to any namespace and room), the notifications service, and
+//!   background tasks that stop with the hub.
+//! - The ESN components, one folder each (logic, SQL in `store.rs`, tests):
+//!   [`notifications`], [`chat`], [`presence`], [`calls`]. Each keeps its
+//!   live state behind a trait of its own with an in-memory implementation
+//!   (the cluster backs it with Redis); their migrations are
+//!   `migrations/{sqlite,postgres}/*_<component>.sql`.
 //! - [`pubsub`]: `PubSub`, a generic publish/subscribe component.
 //! - [`limits`]: what one socket may ask of a component namespace (event
 //!   rate, rooms).
@@ -34,12 +42,17 @@
 pub mod assembly;
 pub mod auth;
 pub mod backend_api;
+pub mod calls;
+pub mod chat;
 pub mod component;
 pub mod config;
+pub mod context;
 pub mod identity;
 pub mod jwks;
 pub mod limits;
 pub mod metrics;
+pub mod notifications;
+pub mod presence;
 pub mod proxy;
 pub mod pubsub;
 pub mod query;
@@ -47,4 +60,4 @@ pub mod signature;
 pub mod store;
 
 pub use assembly::{Handlers, Hub, StartError};
-pub use config::{BackendConfig, HubConfig, IdentityConfig, NamespaceConfig};
+pub use config::{BackendConfig, ComponentsConfig, HubConfig, IdentityConfig, NamespaceConfig};

@@ -183,6 +183,20 @@ impl Store {
         &self.pool
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write
+    /// lock at once (`BEGIN IMMEDIATE`): a transaction that reads and then
+    /// writes would otherwise fail with "database is locked" when another
+    /// writer got there between its read and its write, where waiting
+    /// (SQLite's busy timeout) is what is wanted. Run the whole transaction
+    /// inside [`timed`](Self::timed); dropping it without `commit` rolls it
+    /// back, so an error leaves nothing half-written.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Runs a query bounded by the configured timeout, recording its latency.
     pub async fn timed<T>(
         &self,

@@ -31,6 +31,14 @@ pub struct Config {
     /// Says this is a test setup: required to run the `testkit` handler,
     /// which lets any client join any room (start refuses it otherwise).
     pub test_setup: bool,
+    /// The `notifications` component's settings.
+    pub notifications: hub::notifications::NotificationsConfig,
+    /// The `chat` component's settings.
+    pub chat: hub::chat::ChatConfig,
+    /// The `presence` component's settings.
+    pub presence: hub::presence::PresenceConfig,
+    /// The `calls` component's settings.
+    pub calls: hub::calls::CallsConfig,
 }
 
 /// What each socket of a component namespace (`pubsub`, `proxy`) may ask.
@@ -365,14 +373,25 @@ impl Default for Config {
             engine: EngineSection::default(),
             socketio: SocketIoSection::default(),
             raw_engine: None,
-            namespaces: vec![NamespaceSection {
-                name: "/".to_owned(),
-                handler: "echo".to_owned(),
-                auth: false,
+            // The protocol's echo on `/`, and the ESN's four components,
+            // each on its namespace, signed-in users only.
+            namespaces: [
+                ("/", "echo", false),
+                ("/notifications", "notifications", true),
+                ("/chat", "chat", true),
+                ("/presence", "presence", true),
+                ("/calls", "calls", true),
+            ]
+            .into_iter()
+            .map(|(name, handler, auth)| NamespaceSection {
+                name: name.to_owned(),
+                handler: handler.to_owned(),
+                auth,
                 backend: String::new(),
                 backend_timeout_ms: default_backend_timeout_ms(),
                 backend_secret: String::new(),
-            }],
+            })
+            .collect(),
             log: LogSection::default(),
             data_dir: "data".to_owned(),
             auth: AuthSection::default(),
@@ -380,6 +399,10 @@ impl Default for Config {
             store: StoreSection::default(),
             limits: LimitsSection::default(),
             test_setup: false,
+            notifications: Default::default(),
+            chat: Default::default(),
+            presence: Default::default(),
+            calls: Default::default(),
         }
     }
 }
@@ -732,6 +755,12 @@ impl Config {
                     }),
                 })
                 .collect(),
+            components: hub::ComponentsConfig {
+                notifications: self.notifications.clone(),
+                chat: self.chat.clone(),
+                presence: self.presence.clone(),
+                calls: self.calls.clone(),
+            },
         }
     }
 

@@ -40,8 +40,9 @@ process.on("exit", () => {
 
 /**
  * Spawns the server and resolves once it listens.
- * @param {{env?: Record<string,string>, args?: string[]}} [options]
- *   extra environment (e.g. SWITCHBOARD_ENGINE_PING_INTERVAL_MS) and arguments.
+ * @param {{env?: Record<string,string>, args?: string[], config?: string}} [options]
+ *   extra environment (e.g. SWITCHBOARD_ENGINE_PING_INTERVAL_MS) and arguments;
+ *   `config`: another configuration file, from the repo root (default CONFIG).
  */
 export async function startServer(options = {}) {
   const bin = serverBinary();
@@ -54,7 +55,7 @@ export async function startServer(options = {}) {
   // Each server its own data folder: servers start in parallel, and each
   // creates and migrates its SQLite store there.
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "sb-interop-"));
-  const child = spawn(bin, ["serve", "--config", CONFIG, ...(options.args ?? [])], {
+  const child = spawn(bin, ["serve", "--config", options.config ?? CONFIG, ...(options.args ?? [])], {
     cwd: REPO_ROOT,
     env: { ...process.env, SWITCHBOARD_DATA_DIR: dataDir, ...(options.env ?? {}) },
     stdio: ["ignore", "pipe", "pipe"],
