@@ -6,12 +6,21 @@
 //!
 //! Keys not meant for RS256 signatures are skipped (identity providers also
 //! publish encryption keys, `"use": "enc"`), never an error.
+//!
+//! The URL may be `http://` or `https://`. Over https the server's
+//! certificate is always verified, host name (or IP address) included,
+//! against the system's trusted roots plus, optionally, a PEM file of extra
+//! roots (an enterprise identity provider's internal CA). TLS is rustls on
+//! the *ring* provider, given explicitly to the client so that no
+//! process-wide default provider has to be installed.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -112,8 +121,11 @@ fn usable(value: serde_json::Value) -> Option<Key> {
 /// Where a fetched JWKS comes from and how it is kept fresh.
 #[derive(Debug, Clone)]
 pub struct JwksSource {
-    /// The JWKS URL (http://…).
+    /// The JWKS URL (`http://…` or `https://…`).
     pub url: String,
+    /// A PEM file of root certificates trusted for an https URL besides the
+    /// system's (an internal CA); `None`: the system's roots only.
+    pub ca_file: Option<PathBuf>,
     /// How often the set is fetched again.
     pub refresh: Duration,
     /// The least time between two fetches caused by unknown `kid`s.
@@ -136,7 +148,7 @@ pub struct FetchError {
 pub struct RemoteJwks {
     source: JwksSource,
     url: http::Uri,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     /// The current keys; replaced whole by each successful fetch, read by
     /// cloning the `Arc` (never held while anything waits).
     keys: RwLock<Arc<KeySet>>,
@@ -154,8 +166,9 @@ struct RefreshState {
 }
 
 impl RemoteJwks {
-    /// Fetches the set once (an unreachable URL or a set with no usable key
-    /// is an error: better not to start than to refuse every client), then
+    /// Fetches the set once (an unreachable URL, a certificate that does not
+    /// verify, an unreadable CA file or a set with no usable key is an
+    /// error: better not to start than to refuse every client), then
     /// fetches it again every `source.refresh` for as long as the returned
     /// value lives.
     pub async fn start(source: JwksSource) -> Result<Arc<RemoteJwks>, FetchError> {
@@ -165,14 +178,25 @@ impl RemoteJwks {
             message,
         };
         let url: http::Uri = source.url.parse().map_err(|e| error(format!("{e}")))?;
-        if url.scheme_str() != Some("http") || url.host().is_none() {
-            return Err(error(
-                "the URL must be http://host/… (put a TLS-terminating proxy in front of an https identity provider)".to_owned(),
-            ));
+        let https = match url.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(error("the URL must be http://… or https://…".to_owned())),
+        };
+        if url.host().is_none() {
+            return Err(error("the URL names no host".to_owned()));
         }
+        let tls = tls_config(https, source.ca_file.as_deref()).map_err(error)?;
+        // `https_or_http`: the scheme of the URL decides; an https URL is
+        // never fetched without TLS.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
         let remote = Arc::new(RemoteJwks {
             url,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
             keys: RwLock::new(Arc::new(KeySet::default())),
             refresh: Mutex::new(RefreshState::default()),
             done: watch::Sender::new(0),
@@ -260,7 +284,7 @@ impl RemoteJwks {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| format!("no answer: {e}"))?;
+                .map_err(|e| format!("no answer: {}", causes(&e)))?;
             let status = response.status();
             if status != http::StatusCode::OK {
                 return Err(format!("answered {status}"));
@@ -285,6 +309,93 @@ impl RemoteJwks {
                     self.source.timeout.as_millis()
                 ))
             })
+    }
+}
+
+/// The TLS settings of the client: the system's roots (for an https URL)
+/// plus those of `ca_file`, on the *ring* provider. Certificates are always
+/// verified (rustls's WebPKI verifier, host name included).
+fn tls_config(https: bool, ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    if https {
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::warn!(error = %e, "reading the system's trusted certificates");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(added, ignored, "the system's trusted certificates");
+    }
+    if let Some(path) = ca_file {
+        let shown = path.display();
+        let pem = std::fs::read(path).map_err(|e| format!("reading the CA file {shown}: {e}"))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the CA file {shown} is not valid PEM: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("the CA file {shown} holds no certificate"));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("the CA file {shown}: a certificate is invalid: {e}"))?;
+        }
+    }
+    if https && roots.is_empty() {
+        return Err(
+            "no trusted root certificate: the system has none and no CA file is given".to_owned(),
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS settings: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// An error and its causes, `: `-separated: the client's own error only
+/// says "client error (Connect)"; what went wrong (connection refused, the
+/// certificate's issuer is unknown…) is in its causes.
+/// An unknown issuer gets a hint, being what an internal CA missing from
+/// the configuration looks like.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut unknown_issuer = false;
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let shown = cause.to_string();
+        if !text.ends_with(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        unknown_issuer |= matches!(
+            tls_error(cause),
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        );
+        next = cause.source();
+    }
+    if unknown_issuer {
+        text.push_str(
+            " (the server's certificate is not signed by a trusted CA: the system's, or \
+             those of the CA file, if one is configured)",
+        );
+    }
+    text
+}
+
+/// The TLS error `error` is, if it is one: the connector reports it inside
+/// an `io::Error`, itself inside another.
+fn tls_error<'a>(mut error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        error = error.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
 }
 
