@@ -359,6 +359,7 @@ fn tls_config(https: bool, ca_file: Option<&Path>) -> Result<rustls::ClientConfi
 /// An error and its causes, `: `-separated: the client's own error only
 /// says "client error (Connect)"; what went wrong (connection refused, the
 /// certificate's issuer is unknown…) is in its causes.
+///
 /// An unknown issuer gets a hint, being what an internal CA missing from
 /// the configuration looks like.
 fn causes(error: &dyn std::error::Error) -> String {
