@@ -39,11 +39,12 @@ pub struct EngineConfig {
     /// Frames a session may have queued for sending; past it the session is a
     /// slow consumer and is closed (volatile frames are dropped instead).
     pub max_queued_frames: usize,
-    /// Bytes a session may have queued for sending (shared `Bytes` counted
-    /// by their length); past it, as past `max_queued_frames`, the session is
-    /// a slow consumer and is closed (volatile frames are dropped instead).
-    /// A WebSocket whose unsent bytes pass twice this (plus a little for
-    /// control frames) is closed too.
+    /// Bytes a session may hold for sending: its queue (shared `Bytes`
+    /// counted by their length) and, on WebSocket, the bytes its writer
+    /// took from the queue that the kernel has not taken yet, together.
+    /// Past it, as past `max_queued_frames`, the session is a slow consumer
+    /// and is closed (volatile frames are dropped instead). So what a client
+    /// that stops reading costs is this, plus the kernel's socket buffers.
     pub max_queued_bytes: usize,
     /// Bytes held for client messages not complete yet, all connections of
     /// the engine together (each one is bounded by `max_payload` too); past

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -50,7 +50,7 @@ pub enum CloseReason {
     ParseError,
     /// The server closed the session.
     ForcedClose,
-    /// The session's outbound queue stayed full.
+    /// The session's outbound queue and unsent bytes passed their bound.
     SlowConsumer,
     /// The client sent more than `maxPayload` bytes at once.
     PayloadTooLarge,
@@ -100,6 +100,14 @@ pub struct Socket {
     /// The WebSocket task is handling the client's messages and will take
     /// the queue right after: frames queued meanwhile need no wake-up.
     writer_busy: AtomicBool,
+    /// The bytes the WebSocket writer holds for this session: from when it
+    /// takes a batch from the queue (set then, under the state lock) until
+    /// the kernel has taken them (stored by the writer after each write and
+    /// flush, without the lock). They count against `max_queued_bytes`
+    /// together with the queue, so that the bound an operator sets is what
+    /// a connection that stops reading can make the server hold. Always 0
+    /// on polling, whose replies hyper writes.
+    writer_unsent: AtomicUsize,
     /// Woken when frames are queued, the transport changes, or the session closes.
     changed: Notify,
 }
@@ -211,6 +219,7 @@ impl Socket {
                 permit: None,
             }),
             writer_busy: AtomicBool::new(false),
+            writer_unsent: AtomicUsize::new(0),
             changed: Notify::new(),
         })
     }
@@ -269,8 +278,12 @@ impl Socket {
             .queue
             .extend(frames.into_iter().inspect(|f| bytes += f.byte_len()));
         let config = &self.shared.config;
+        // Read under the lock, under which the writer sets it when it takes
+        // a batch: a batch always counts, in the queue or here. The
+        // writer's later stores lower it (or raise it by frame headers).
+        let unsent = self.writer_unsent.load(Ordering::Relaxed);
         if queued_before + count > config.max_queued_frames
-            || state.queued_bytes + bytes > config.max_queued_bytes
+            || state.queued_bytes + unsent + bytes > config.max_queued_bytes
         {
             state.queue.truncate(queued_before);
             if volatile {
@@ -287,7 +300,7 @@ impl Socket {
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 sid = %self.log_id(),
-                "slow consumer: outbound queue full, closing"
+                "slow consumer: outbound queue and unsent bytes full, closing"
             );
             self.close_with(CloseReason::SlowConsumer, Frame::CLOSE, true);
             return Err(SendError::SlowConsumer);
@@ -495,6 +508,12 @@ impl Socket {
         }
     }
 
+    /// The WebSocket writer's unsent bytes after a write or a flush (see
+    /// `writer_unsent`).
+    pub(crate) fn set_writer_unsent(&self, bytes: usize) {
+        self.writer_unsent.store(bytes, Ordering::Relaxed);
+    }
+
     /// Marks the WebSocket task as handling inbound messages (see `writer_busy`).
     pub(crate) fn set_writer_busy(&self) {
         self.writer_busy.store(true, Ordering::Relaxed);
@@ -514,6 +533,9 @@ impl Socket {
         let mut notify_flushed = false;
         if may_take && !state.queue.is_empty() {
             std::mem::swap(&mut state.queue, batch);
+            // The writer holds them now, until the kernel takes them.
+            self.writer_unsent
+                .store(state.queued_bytes, Ordering::Relaxed);
             state.queued_bytes = 0;
             state.sent_total = state.queued_total;
             notify_flushed = std::mem::take(&mut state.flush_waiters);

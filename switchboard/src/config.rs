@@ -292,7 +292,9 @@ pub struct EngineSection {
     pub cors_origins: Vec<String>,
     /// Frames a connection may have queued before it counts as a slow consumer.
     pub max_queued_frames: usize,
-    /// Bytes a connection may have queued before it counts as a slow consumer.
+    /// Bytes a connection may hold outbound (queued, and on WebSocket
+    /// written but not yet taken by the kernel) before it counts as a slow
+    /// consumer.
     pub max_queued_bytes: usize,
     /// Bytes held for incomplete client messages, all connections together;
     /// past it, the connection holding the most is closed.

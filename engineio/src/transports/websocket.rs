@@ -225,7 +225,9 @@ async fn probe(socket: &Arc<Socket>, ws: &mut WsConn, events: &mut Vec<WsEvent>)
 /// Each turn handles what the client sent, then takes everything queued
 /// for it (one lock) and writes it with one call. The wake-up future and
 /// the heartbeat timer live across turns, so an idle turn costs no
-/// registration.
+/// registration. What the kernel has not taken yet is told to the session
+/// (one relaxed store when it changed), which counts it against
+/// `max_queued_bytes` with the queue.
 async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
     let mut batch: VecDeque<Frame> = VecDeque::new();
     let changed = socket.changed();
@@ -234,6 +236,8 @@ async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
     let sleep = tokio::time::sleep_until(Instant::now());
     let mut sleep = std::pin::pin!(sleep);
     let mut sleep_armed_for: Option<Instant> = None;
+    // The unsent bytes last told to the session.
+    let mut reported = 0;
     if ws.has_buffered_input() {
         // Frames that came with the upgrade, or right behind the probe.
         if let Err(err) = ws.read_available(&mut events) {
@@ -242,6 +246,11 @@ async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
         }
     }
     loop {
+        // After a flush, or pongs kept by a read.
+        if ws.unsent_bytes() != reported {
+            reported = ws.unsent_bytes();
+            socket.set_writer_unsent(reported);
+        }
         if !events.is_empty() {
             socket.set_writer_busy();
             for event in events.drain(..) {
@@ -256,6 +265,9 @@ async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
         let turn = socket.writer_turn(&mut batch, !ws.has_unsent());
         if !batch.is_empty() {
             let written = ws.write_frames(&batch);
+            // Taking the batch counted all of it: now only what is unsent.
+            reported = ws.unsent_bytes();
+            socket.set_writer_unsent(reported);
             batch.clear();
             if batch.capacity() > 64 {
                 batch = VecDeque::new();

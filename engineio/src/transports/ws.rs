@@ -16,8 +16,10 @@
 //! ping only replaces the pong waiting to go (RFC 6455 5.5.3 allows
 //! answering the latest ping only: no pong is ever appended to unsent
 //! bytes, which are never copied again), the unsent bytes are
-//! bounded, and the transport task stops reading a client it cannot write
-//! to, so a client that sends without reading is held back by TCP.
+//! bounded (the transport task reports them to the session, which counts
+//! them against `max_queued_bytes` with its queue; `max_unsent` here is
+//! the backstop), and the transport task stops reading a client it cannot
+//! write to, so a client that sends without reading is held back by TCP.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -63,7 +65,8 @@ pub(crate) mod close_code {
 pub(crate) struct WsLimits {
     /// Largest message, in bytes.
     pub(crate) max_payload: usize,
-    /// Most bytes written and not yet taken by the kernel.
+    /// Most bytes written and not yet taken by the kernel: a backstop, the
+    /// session counting them against `max_queued_bytes` first.
     pub(crate) max_unsent: usize,
     /// How long a message may take to arrive once it started.
     pub(crate) partial_timeout: Duration,
@@ -73,12 +76,14 @@ impl WsLimits {
     pub(crate) fn new(config: &EngineConfig) -> WsLimits {
         WsLimits {
             max_payload: config.max_payload,
-            // One batch taken from a full queue (at most `max_queued_bytes`
-            // plus frame headers) and a few control frames fit: reaching it
-            // means something else is wrong, and the connection goes.
+            // The writer takes a batch only once nothing is unsent, and the
+            // session lets queue and unsent bytes together reach
+            // `max_queued_bytes`: one batch, its frame headers (10 bytes at
+            // most each) and a few control frames fit. Reaching it means
+            // something else is wrong, and the connection goes.
             max_unsent: config
                 .max_queued_bytes
-                .saturating_mul(2)
+                .saturating_add(config.max_queued_frames.saturating_mul(10))
                 .saturating_add(64 * 1024),
             partial_timeout: config.partial_timeout,
         }
@@ -238,6 +243,12 @@ impl WsConn {
     /// Waits until the socket can take more bytes.
     pub(crate) async fn writable(&self) -> io::Result<()> {
         self.tcp.writable().await
+    }
+
+    /// The bytes written and not yet taken by the kernel (a waiting pong
+    /// aside: it is at most 127 bytes).
+    pub(crate) fn unsent_bytes(&self) -> usize {
+        self.unsent_bytes
     }
 
     /// Whether written bytes are still waiting for the kernel.
