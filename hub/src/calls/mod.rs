@@ -1,14 +1,39 @@
 //! `/calls`: WebRTC call signalling — invitations that ring every device
 //! of each invitee, accept/decline/hangup, `signal` relayed between the
 //! participants' devices, and TURN credentials.
+//!
+//! A device is a socket of the namespace; its id (the Socket.IO socket id,
+//! `socket.id` on the client) is what `signal` names. A call lives in
+//! [`CallState`] (`state.rs`), its transitions are pure (`call.rs`), the
+//! TURN REST API credentials are in `turn.rs`. Nothing is stored: a missed
+//! call becomes a notification through the notifications service.
+//!
+//! Perfect negotiation: of two participant devices, the one that joined the
+//! call later is the polite peer (the caller's device joined first, so it
+//! is impolite towards everyone). The server says so in every place a
+//! client meets a peer (`call:accept`'s ack, `call:accepted`, `signal`).
 
-use std::sync::Arc;
+mod call;
+mod state;
+mod turn;
 
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use socketio::{Args, BoxFuture, Socket};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket, SocketId};
 
+use crate::auth::{identity_of, user_room};
 use crate::component::{Component, HubError, Reply};
 use crate::context::Context;
+use crate::notifications::{NewNotification, now_ms};
+
+pub use call::{Answer, Call, EndReason, Invitee, Kind, Leave, Participant, Phase, Refusal};
+pub use state::{CallState, InsertError, MemoryCallState, StateError};
+pub use turn::{IceServer, credentials, ice_servers};
 
 /// The component's settings (`[calls]` in the configuration).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,6 +44,27 @@ pub struct CallsConfig {
     /// How long an invitation rings before it is a missed call, in
     /// milliseconds.
     pub ring_timeout_ms: u64,
+    /// Live calls one user may be busy in at once (calling, ringing or in
+    /// the call); an invitation past it is refused `busy`.
+    pub max_calls_per_user: usize,
+    /// Longest user id an invitation may name, in bytes.
+    pub max_user_id_bytes: usize,
+    /// Largest `signal` payload, in bytes of JSON.
+    pub max_signal_bytes: usize,
+    /// Signals one device may send per second (sustained).
+    pub signals_per_sec: f64,
+    /// Signals one device may send at once (ICE candidates come in bursts).
+    pub signal_burst: f64,
+    /// STUN URLs handed out by `ice_servers` (`stun:host:3478`).
+    pub stun_urls: Vec<String>,
+    /// TURN URLs handed out by `ice_servers`, with credentials
+    /// (`turn:host:3478?transport=udp`, `turns:host:443?transport=tcp`).
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn's
+    /// `static-auth-secret`); without it no TURN URL is handed out.
+    pub turn_secret: String,
+    /// How long issued TURN credentials are valid, in seconds.
+    pub turn_ttl_secs: u64,
 }
 
 impl Default for CallsConfig {
@@ -26,30 +72,653 @@ impl Default for CallsConfig {
         CallsConfig {
             max_participants: 8,
             ring_timeout_ms: 30_000,
+            max_calls_per_user: 4,
+            max_user_id_bytes: 256,
+            max_signal_bytes: 65_536,
+            signals_per_sec: 50.0,
+            signal_burst: 200.0,
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: String::new(),
+            turn_ttl_secs: 86_400,
         }
     }
 }
 
+/// Longest call or device id a client may name (ours are far shorter).
+const MAX_ID_BYTES: usize = 64;
+
+/// Compare-and-set attempts before giving up on a contended call.
+const MAX_WRITE_ATTEMPTS: usize = 16;
+
 /// The `/calls` namespace's component.
 pub struct Calls {
-    #[allow(dead_code)]
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     ctx: Context,
-    #[allow(dead_code)]
     config: CallsConfig,
+    state: Arc<dyn CallState>,
 }
 
 impl Calls {
+    /// With the in-memory state.
     pub fn new(ctx: Context, config: CallsConfig) -> Calls {
-        Calls { ctx, config }
+        Calls::with_state(ctx, config, Arc::new(MemoryCallState::new()))
+    }
+
+    /// With the live state `state` (a cluster's).
+    pub fn with_state(ctx: Context, config: CallsConfig, state: Arc<dyn CallState>) -> Calls {
+        if !config.turn_urls.is_empty() && config.turn_secret.is_empty() {
+            tracing::warn!("calls.turn_urls without calls.turn_secret: no TURN server handed out");
+        }
+        Calls {
+            inner: Arc::new(Inner { ctx, config, state }),
+        }
+    }
+}
+
+// --- payloads ---------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteArgs {
+    users: Vec<String>,
+    kind: Kind,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallRef {
+    call: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalArgs {
+    call: String,
+    to: String,
+    data: Box<RawValue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+/// A relayed `signal`.
+#[derive(Serialize)]
+struct SignalOut<'a> {
+    call: &'a str,
+    /// The sending device.
+    from: &'a str,
+    user: &'a str,
+    data: &'a RawValue,
+    /// Whether the receiving device is the polite peer towards the sender.
+    polite: bool,
+}
+
+/// A peer as one device sees it.
+#[derive(Serialize)]
+struct Peer<'a> {
+    user: &'a str,
+    device: &'a str,
+    /// Whether the device told is the polite peer towards this one.
+    polite: bool,
+}
+
+fn parse<T: DeserializeOwned>(args: &Args, event: &str) -> Result<T, HubError> {
+    args.first::<T>()
+        .map_err(|err| HubError::new("bad_request", format!("{event}: {err}")))
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), HubError> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(HubError::new(
+            "bad_request",
+            format!("{what} must be 1..={MAX_ID_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn refused(refusal: Refusal) -> HubError {
+    match refusal {
+        Refusal::NotInvited => HubError::new("forbidden", "you are not invited to this call"),
+        Refusal::AlreadyAnswered => {
+            HubError::new("already_answered", "another of your devices answered")
+        }
+        Refusal::NotRinging => HubError::new("not_ringing", "this call no longer rings for you"),
+        Refusal::NotParticipant => HubError::new("forbidden", "this device is not in the call"),
+        Refusal::Full => HubError::new("call_full", "the call has its maximum of participants"),
+        Refusal::Ended => not_found(),
+    }
+}
+
+fn not_found() -> HubError {
+    HubError::new("not_found", "no such call (or it has ended)")
+}
+
+fn unavailable(err: StateError) -> HubError {
+    tracing::warn!(%err, "call state error");
+    HubError::new("unavailable", "call state unavailable; try again")
+}
+
+fn ok(value: Value) -> Reply {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Ok(Map::new()),
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random_id() -> String {
+    let mut raw = [0u8; 16];
+    rand::fill(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A device's signal bucket, kept in its socket's extensions.
+#[derive(Clone, Copy)]
+struct SignalBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Takes one signal from `socket`'s bucket; false if it is empty.
+fn admit_signal(socket: &Socket, per_sec: f64, burst: f64) -> bool {
+    if per_sec <= 0.0 {
+        return true;
+    }
+    let now = Instant::now();
+    let mut extensions = socket.extensions();
+    let bucket = extensions.get_or_insert_with(|| SignalBucket {
+        tokens: burst,
+        last: now,
+    });
+    let refill = now.duration_since(bucket.last).as_secs_f64() * per_sec;
+    bucket.tokens = (bucket.tokens + refill).min(burst);
+    bucket.last = now;
+    if bucket.tokens >= 1.0 {
+        bucket.tokens -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
+// --- emitting ---------------------------------------------------------------
+
+/// Emits to every device of `users`, each socket once, but `except`.
+fn to_users<'a>(
+    ns: &Arc<Namespace>,
+    users: impl IntoIterator<Item = &'a str>,
+    except: Option<SocketId>,
+    event: &str,
+    payload: &Value,
+) {
+    let mut users = users.into_iter();
+    let Some(first) = users.next() else { return };
+    let mut op = ns.to(user_room(first));
+    for user in users {
+        op = op.to(user_room(user));
+    }
+    if let Some(id) = except {
+        op = op.except_socket(id);
+    }
+    op.emit(event, &Args::one(payload));
+}
+
+/// Emits to one device (a socket of this namespace), if it is here.
+fn to_device<T: Serialize + ?Sized>(ns: &Namespace, device: &str, event: &str, payload: &T) {
+    if let Some(socket) = SocketId::parse(device).and_then(|id| ns.get(&id)) {
+        socket.emit(event, &Args::one(payload));
+    }
+}
+
+// --- the events -------------------------------------------------------------
+
+impl Inner {
+    /// Reads call `id`, applies `change` to a copy and writes it back if
+    /// nobody wrote in between (else reads again). Returns the call as
+    /// written and what `change` returned.
+    async fn update<T>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut Call) -> Result<T, Refusal>,
+    ) -> Result<(Call, T), HubError> {
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let Some(current) = self.state.get(id).await.map_err(unavailable)? else {
+                return Err(not_found());
+            };
+            let mut next = current.clone();
+            let out = change(&mut next).map_err(refused)?;
+            next.version = current.version + 1;
+            if self
+                .state
+                .compare_and_set(current.version, next.clone())
+                .await
+                .map_err(unavailable)?
+            {
+                return Ok((next, out));
+            }
+        }
+        Err(HubError::new("unavailable", "the call is busy; try again"))
+    }
+
+    async fn invite(
+        self: &Arc<Self>,
+        socket: &Arc<Socket>,
+        caller: &str,
+        args: InviteArgs,
+    ) -> Reply {
+        let config = &self.config;
+        let mut users: Vec<String> = Vec::with_capacity(args.users.len());
+        for user in args.users {
+            if user.is_empty() || user.len() > config.max_user_id_bytes {
+                return Err(HubError::new(
+                    "bad_request",
+                    format!("user ids are 1..={} bytes", config.max_user_id_bytes),
+                ));
+            }
+            if user == caller {
+                return Err(HubError::new("bad_request", "you cannot invite yourself"));
+            }
+            if !users.contains(&user) {
+                users.push(user);
+            }
+            // Checked as the list grows: a long list is refused early.
+            if users.len() + 1 > config.max_participants {
+                return Err(HubError::new(
+                    "too_many_participants",
+                    format!(
+                        "a call has at most {} participants, caller included",
+                        config.max_participants
+                    ),
+                ));
+            }
+        }
+        if users.is_empty() {
+            return Err(HubError::new("bad_request", "invite at least one user"));
+        }
+        let device = socket.id().as_str();
+        let call = Call::new(random_id(), caller, device, args.kind, &users, now_ms());
+        match self
+            .state
+            .insert(call.clone(), config.max_calls_per_user)
+            .await
+        {
+            Ok(()) => {}
+            Err(InsertError::Busy(user)) if user == caller => {
+                return Err(HubError::new(
+                    "busy",
+                    format!("you are in {} calls already", config.max_calls_per_user),
+                ));
+            }
+            Err(InsertError::Busy(user)) => {
+                return Err(HubError::new(
+                    "busy",
+                    format!("{user} is in too many calls"),
+                ));
+            }
+            Err(InsertError::State(err)) => return Err(unavailable(err)),
+        }
+        let ns = socket.namespace().clone();
+        let ringing = json!({
+            "call": call.id,
+            "from": caller,
+            "kind": call.kind,
+            "invitees": users,
+            "created_at": call.created_at,
+            "ring_timeout_ms": config.ring_timeout_ms,
+        });
+        to_users(
+            &ns,
+            users.iter().map(String::as_str),
+            None,
+            "call:ringing",
+            &ringing,
+        );
+        let outgoing = json!({
+            "call": call.id,
+            "device": device,
+            "kind": call.kind,
+            "invitees": users,
+            "created_at": call.created_at,
+        });
+        to_users(
+            &ns,
+            [caller],
+            Some(*socket.id()),
+            "call:outgoing",
+            &outgoing,
+        );
+        self.start_ring_timer(&ns, &call.id);
+        // The caller may have left while the call was created: then its
+        // disconnect found nothing to leave.
+        if !socket.connected() {
+            self.leave(&ns, &call.id, device, Leave::Disconnect)
+                .await
+                .ok();
+        }
+        ok(json!({
+            "call": call.id,
+            "kind": call.kind,
+            "invitees": users,
+            "created_at": call.created_at,
+            "ring_timeout_ms": config.ring_timeout_ms,
+        }))
+    }
+
+    fn start_ring_timer(self: &Arc<Self>, ns: &Arc<Namespace>, id: &str) {
+        let inner = Arc::downgrade(self);
+        let ns: Weak<Namespace> = Arc::downgrade(ns);
+        let id = id.to_owned();
+        let after = Duration::from_millis(self.config.ring_timeout_ms);
+        self.ctx.tasks.spawn(async move {
+            tokio::time::sleep(after).await;
+            let (Some(inner), Some(ns)) = (inner.upgrade(), ns.upgrade()) else {
+                return;
+            };
+            inner.ring_timeout(&ns, &id).await;
+        });
+    }
+
+    async fn ring_timeout(&self, ns: &Arc<Namespace>, id: &str) {
+        let (call, missed) = match self.update(id, |call| Ok(call.ring_timeout())).await {
+            Ok(done) => done,
+            // Ended before: nothing rings.
+            Err(err) if err.code == "not_found" => return,
+            Err(err) => {
+                tracing::warn!(%err, "call ring timeout");
+                return;
+            }
+        };
+        if call.phase != Phase::Ended && !missed.is_empty() {
+            let payload = json!({"call": call.id, "users": missed});
+            to_users(
+                &ns.clone(),
+                call.involved(),
+                None,
+                "call:unanswered",
+                &payload,
+            );
+        }
+        self.finish(ns, &call, missed);
+    }
+
+    /// After a write: tells everyone concerned that the call ended, if it
+    /// did, and who missed it (a notification each).
+    fn finish(&self, ns: &Arc<Namespace>, call: &Call, missed: Vec<String>) {
+        if let Some(reason) = call.ended.filter(|_| call.phase == Phase::Ended) {
+            let payload = json!({"call": call.id, "reason": reason});
+            to_users(ns, call.involved(), None, "call:ended", &payload);
+        }
+        if missed.is_empty() {
+            return;
+        }
+        let notifications = self.ctx.notifications.clone();
+        let new = NewNotification {
+            kind: "call:missed".to_owned(),
+            title: "Missed call".to_owned(),
+            body: format!("{} called you", call.caller),
+            data: json!({
+                "call": call.id,
+                "from": call.caller,
+                "kind": call.kind,
+                "created_at": call.created_at,
+            }),
+        };
+        self.ctx.tasks.spawn(async move {
+            if let Err(err) = notifications.create(&missed, &new).await {
+                tracing::warn!(%err, "missed-call notification not stored");
+            }
+        });
+    }
+
+    async fn accept(&self, socket: &Arc<Socket>, user: &str, args: CallRef) -> Reply {
+        check_id("call", &args.call)?;
+        let device = socket.id().as_str();
+        let max = self.config.max_participants;
+        let (call, ()) = self
+            .update(&args.call, |call| call.accept(user, device, max))
+            .await?;
+        let ns = socket.namespace().clone();
+        for peer in call.participants.iter().filter(|p| p.device != device) {
+            let payload = json!({
+                "call": call.id,
+                "user": user,
+                "device": device,
+                "polite": call.polite(&peer.device, device),
+            });
+            to_device(&ns, &peer.device, "call:accepted", &payload);
+        }
+        let elsewhere = json!({"call": call.id, "device": device});
+        to_users(
+            &ns,
+            [user],
+            Some(*socket.id()),
+            "call:answered_elsewhere",
+            &elsewhere,
+        );
+        if !socket.connected() {
+            self.leave(&ns, &call.id, device, Leave::Disconnect)
+                .await
+                .ok();
+        }
+        let peers: Vec<Peer> = call
+            .participants
+            .iter()
+            .filter(|p| p.device != device)
+            .map(|p| Peer {
+                user: &p.user,
+                device: &p.device,
+                polite: call.polite(device, &p.device),
+            })
+            .collect();
+        ok(json!({"call": call.id, "kind": call.kind, "participants": peers}))
+    }
+
+    async fn decline(&self, socket: &Arc<Socket>, user: &str, args: CallRef) -> Reply {
+        check_id("call", &args.call)?;
+        let (call, missed) = self.update(&args.call, |call| call.decline(user)).await?;
+        let ns = socket.namespace().clone();
+        let payload = json!({"call": call.id, "user": user});
+        to_users(&ns, call.involved(), None, "call:declined", &payload);
+        self.finish(&ns, &call, missed);
+        ok(json!({"call": call.id}))
+    }
+
+    /// `device` leaves call `id`; everyone concerned is told.
+    async fn leave(
+        &self,
+        ns: &Arc<Namespace>,
+        id: &str,
+        device: &str,
+        how: Leave,
+    ) -> Result<Call, HubError> {
+        let mut user = String::new();
+        let (call, missed) = self
+            .update(id, |call| {
+                user = call
+                    .participant(device)
+                    .map(|p| p.user.clone())
+                    .unwrap_or_default();
+                call.leave(device, how)
+            })
+            .await?;
+        if call.phase != Phase::Ended {
+            let reason = match how {
+                Leave::Hangup => "hangup",
+                Leave::Disconnect => "disconnected",
+            };
+            let payload =
+                json!({"call": call.id, "user": user, "device": device, "reason": reason});
+            to_users(ns, call.involved(), None, "call:left", &payload);
+        }
+        self.finish(ns, &call, missed);
+        Ok(call)
+    }
+
+    async fn hangup(&self, socket: &Arc<Socket>, args: CallRef) -> Reply {
+        check_id("call", &args.call)?;
+        let ns = socket.namespace().clone();
+        let call = self
+            .leave(&ns, &args.call, socket.id().as_str(), Leave::Hangup)
+            .await?;
+        ok(json!({"call": call.id}))
+    }
+
+    async fn signal(&self, socket: &Arc<Socket>, user: &str, args: SignalArgs) -> Reply {
+        check_id("call", &args.call)?;
+        check_id("to", &args.to)?;
+        let device = socket.id().as_str();
+        if args.to == device {
+            return Err(HubError::new(
+                "bad_request",
+                "a device does not signal itself",
+            ));
+        }
+        let Some(call) = self.state.get(&args.call).await.map_err(unavailable)? else {
+            return Err(not_found());
+        };
+        if call.participant(device).is_none() {
+            return Err(refused(Refusal::NotParticipant));
+        }
+        if call.participant(&args.to).is_none() {
+            return Err(HubError::new(
+                "forbidden",
+                "the recipient is not a participant of this call",
+            ));
+        }
+        let out = SignalOut {
+            call: &call.id,
+            from: device,
+            user,
+            data: &args.data,
+            polite: call.polite(&args.to, device),
+        };
+        to_device(socket.namespace(), &args.to, "signal", &out);
+        Ok(Map::new())
+    }
+
+    fn ice_servers(&self, user: &str) -> Reply {
+        let config = &self.config;
+        let now = now_secs();
+        let servers = ice_servers(
+            &config.stun_urls,
+            &config.turn_urls,
+            &config.turn_secret,
+            config.turn_ttl_secs,
+            user,
+            now,
+        );
+        ok(json!({
+            "ice_servers": servers,
+            "ttl_secs": config.turn_ttl_secs,
+            "expires_at": now.saturating_add(config.turn_ttl_secs),
+        }))
+    }
+
+    /// A device left: it leaves every call it was in.
+    async fn disconnected(&self, ns: &Arc<Namespace>, device: &str) {
+        let ids = match self.state.calls_of_device(device).await {
+            Ok(ids) => ids,
+            Err(err) => {
+                tracing::warn!(%err, "calls of a disconnected device");
+                return;
+            }
+        };
+        for id in ids {
+            if let Err(err) = self.leave(ns, &id, device, Leave::Disconnect).await
+                && err.code == "unavailable"
+            {
+                tracing::warn!(%err, "a disconnected device could not leave its call");
+            }
+        }
     }
 }
 
 impl Component for Calls {
-    fn handle(&self, _socket: &Arc<Socket>, event: &str, _args: &Args) -> BoxFuture<Reply> {
-        let result = Err(HubError::new(
-            "unknown_event",
-            format!("no handler for {event:?}"),
-        ));
-        Box::pin(std::future::ready(result))
+    fn on_disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
+        let inner = self.inner.clone();
+        let ns = socket.namespace().clone();
+        let device = socket.id().as_str().to_owned();
+        self.inner.ctx.tasks.spawn(async move {
+            inner.disconnected(&ns, &device).await;
+        });
+    }
+
+    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
+        let Some(identity) = identity_of(socket) else {
+            let err = HubError::new("unauthorized", "sign in first");
+            return Box::pin(std::future::ready(Err(err)));
+        };
+        let user = identity.user;
+        let inner = self.inner.clone();
+        let socket = socket.clone();
+        match event {
+            "call:invite" => match parse::<InviteArgs>(args, event) {
+                Ok(args) => Box::pin(async move { inner.invite(&socket, &user, args).await }),
+                Err(err) => Box::pin(std::future::ready(Err(err))),
+            },
+            "call:accept" | "call:decline" | "call:hangup" => {
+                let args = match parse::<CallRef>(args, event) {
+                    Ok(args) => args,
+                    Err(err) => return Box::pin(std::future::ready(Err(err))),
+                };
+                let event = event.to_owned();
+                Box::pin(async move {
+                    match event.as_str() {
+                        "call:accept" => inner.accept(&socket, &user, args).await,
+                        "call:decline" => inner.decline(&socket, &user, args).await,
+                        _ => inner.hangup(&socket, args).await,
+                    }
+                })
+            }
+            "signal" => {
+                let config = &self.inner.config;
+                if args.byte_len() > config.max_signal_bytes {
+                    let err = HubError::new(
+                        "payload_too_large",
+                        format!("a signal is at most {} bytes", config.max_signal_bytes),
+                    );
+                    return Box::pin(std::future::ready(Err(err)));
+                }
+                if !admit_signal(&socket, config.signals_per_sec, config.signal_burst) {
+                    let err = HubError::new(
+                        "rate_limited",
+                        format!(
+                            "at most {} signals per second per device",
+                            config.signals_per_sec
+                        ),
+                    );
+                    return Box::pin(std::future::ready(Err(err)));
+                }
+                match parse::<SignalArgs>(args, event) {
+                    Ok(args) => Box::pin(async move { inner.signal(&socket, &user, args).await }),
+                    Err(err) => Box::pin(std::future::ready(Err(err))),
+                }
+            }
+            "ice_servers" => {
+                let result = if args.is_empty() {
+                    Ok(())
+                } else {
+                    parse::<NoArgs>(args, event).map(|_| ())
+                };
+                let reply = result.and_then(|()| inner.ice_servers(&user));
+                Box::pin(std::future::ready(reply))
+            }
+            other => {
+                let err = HubError::new("unknown_event", format!("no handler for {other:?}"));
+                Box::pin(std::future::ready(Err(err)))
+            }
+        }
     }
 }
