@@ -403,7 +403,7 @@ impl Inner {
         // The caller may have left while the call was created: then its
         // disconnect found nothing to leave.
         if !socket.connected() {
-            self.leave(&ns, &call.id, device, Leave::Disconnect)
+            self.leave(&ns, &call.id, device, Leave::Disconnect, None)
                 .await
                 .ok();
         }
@@ -450,15 +450,22 @@ impl Inner {
                 &payload,
             );
         }
-        self.finish(ns, &call, missed);
+        self.finish(ns, &call, missed, None);
     }
 
-    /// After a write: tells everyone concerned that the call ended, if it
-    /// did, and who missed it (a notification each).
-    fn finish(&self, ns: &Arc<Namespace>, call: &Call, missed: Vec<String>) {
+    /// After a write: tells everyone concerned (but `except`, the device
+    /// whose ack says it) that the call ended, if it did, and who missed it
+    /// (a notification each).
+    fn finish(
+        &self,
+        ns: &Arc<Namespace>,
+        call: &Call,
+        missed: Vec<String>,
+        except: Option<SocketId>,
+    ) {
         if let Some(reason) = call.ended.filter(|_| call.phase == Phase::Ended) {
             let payload = json!({"call": call.id, "reason": reason});
-            to_users(ns, call.involved(), None, "call:ended", &payload);
+            to_users(ns, call.involved(), except, "call:ended", &payload);
         }
         if missed.is_empty() {
             return;
@@ -508,7 +515,7 @@ impl Inner {
             &elsewhere,
         );
         if !socket.connected() {
-            self.leave(&ns, &call.id, device, Leave::Disconnect)
+            self.leave(&ns, &call.id, device, Leave::Disconnect, None)
                 .await
                 .ok();
         }
@@ -530,18 +537,21 @@ impl Inner {
         let (call, missed) = self.update(&args.call, |call| call.decline(user)).await?;
         let ns = socket.namespace().clone();
         let payload = json!({"call": call.id, "user": user});
-        to_users(&ns, call.involved(), None, "call:declined", &payload);
-        self.finish(&ns, &call, missed);
-        ok(json!({"call": call.id}))
+        let except = Some(*socket.id());
+        to_users(&ns, call.involved(), except, "call:declined", &payload);
+        self.finish(&ns, &call, missed, except);
+        ok(json!({"call": call.id, "ended": call.ended}))
     }
 
-    /// `device` leaves call `id`; everyone concerned is told.
+    /// `device` leaves call `id`; everyone concerned is told (but
+    /// `except`, the device whose ack says it).
     async fn leave(
         &self,
         ns: &Arc<Namespace>,
         id: &str,
         device: &str,
         how: Leave,
+        except: Option<SocketId>,
     ) -> Result<Call, HubError> {
         let mut user = String::new();
         let (call, missed) = self
@@ -560,9 +570,9 @@ impl Inner {
             };
             let payload =
                 json!({"call": call.id, "user": user, "device": device, "reason": reason});
-            to_users(ns, call.involved(), None, "call:left", &payload);
+            to_users(ns, call.involved(), except, "call:left", &payload);
         }
-        self.finish(ns, &call, missed);
+        self.finish(ns, &call, missed, except);
         Ok(call)
     }
 
@@ -570,9 +580,15 @@ impl Inner {
         check_id("call", &args.call)?;
         let ns = socket.namespace().clone();
         let call = self
-            .leave(&ns, &args.call, socket.id().as_str(), Leave::Hangup)
+            .leave(
+                &ns,
+                &args.call,
+                socket.id().as_str(),
+                Leave::Hangup,
+                Some(*socket.id()),
+            )
             .await?;
-        ok(json!({"call": call.id}))
+        ok(json!({"call": call.id, "ended": call.ended}))
     }
 
     async fn signal(&self, socket: &Arc<Socket>, user: &str, args: SignalArgs) -> Reply {
@@ -636,7 +652,7 @@ impl Inner {
             }
         };
         for id in ids {
-            if let Err(err) = self.leave(ns, &id, device, Leave::Disconnect).await
+            if let Err(err) = self.leave(ns, &id, device, Leave::Disconnect, None).await
                 && err.code == "unavailable"
             {
                 tracing::warn!(%err, "a disconnected device could not leave its call");

@@ -1,0 +1,474 @@
+//! `/calls` over the wire: invitations ring every device of each invitee,
+//! the first device to answer wins, signals reach exactly the named
+//! participant device in order, the ring timeout becomes a missed-call
+//! notification, a device that disconnects leaves, and `ice_servers` hands
+//! out TURN REST API credentials.
+
+mod common;
+
+use common::{Client, start_raw, token};
+use serde_json::{Value, json};
+
+fn config(extra: &str) -> String {
+    format!("[auth]\nhs256_secret = \"test-secret\"\n\n[calls]\n{extra}\n")
+}
+
+/// One device of a user on `/calls` (and its socket id there).
+struct Device {
+    client: Client,
+    id: String,
+    next_ack: u64,
+}
+
+impl Device {
+    async fn connect(addr: std::net::SocketAddr, user: &str) -> Device {
+        Device::connect_to(addr, user, "/calls").await
+    }
+
+    async fn connect_to(addr: std::net::SocketAddr, user: &str, nsp: &str) -> Device {
+        let mut client = Client::open(addr).await;
+        client
+            .send(&format!(r#"40{nsp},{{"token":"{}"}}"#, token(user, 60)))
+            .await;
+        let reply = client.recv().await;
+        let body = reply
+            .strip_prefix(&format!("40{nsp},"))
+            .unwrap_or_else(|| panic!("{reply}"));
+        let value: Value = serde_json::from_str(body).unwrap();
+        Device {
+            client,
+            id: value["sid"].as_str().unwrap().to_owned(),
+            next_ack: 1,
+        }
+    }
+
+    /// Emits `event` with `args` and returns its ack (events arriving in
+    /// between are a failure: each test expects them explicitly).
+    async fn ask(&mut self, event: &str, args: Value) -> Value {
+        let id = self.next_ack;
+        self.next_ack += 1;
+        self.client
+            .emit_to("/calls", id, event, &args.to_string())
+            .await;
+        let packet = self.client.recv().await;
+        let prefix = format!("43/calls,{id}[");
+        assert!(packet.starts_with(&prefix), "{event}: {packet}");
+        let value: Value = serde_json::from_str(&packet[prefix.len() - 1..]).unwrap();
+        value[0].clone()
+    }
+
+    /// The next packet, which must be event `name` on `nsp`; its payload.
+    async fn event_on(&mut self, nsp: &str, name: &str) -> Value {
+        let packet = self.client.recv().await;
+        let body = packet
+            .strip_prefix(&format!("42{nsp},"))
+            .unwrap_or_else(|| panic!("expected {name}, got {packet}"));
+        let value: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(value[0], name, "{packet}");
+        value[1].clone()
+    }
+
+    async fn event(&mut self, name: &str) -> Value {
+        self.event_on("/calls", name).await
+    }
+
+    /// Nothing arrived so far: a ping-pong with the server comes back
+    /// before anything else (an `unknown_event` ack is the probe).
+    async fn quiet(&mut self) {
+        let ack = self.ask("nothing", json!({})).await;
+        assert_eq!(ack["error"]["code"], "unknown_event");
+    }
+}
+
+fn code(ack: &Value) -> &str {
+    ack["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{ack}"))
+}
+
+/// alice (two devices) calls bob (two devices) and carol; bob answers on
+/// his first device.
+struct Scene {
+    alice: Device,
+    alice2: Device,
+    bob: Device,
+    bob2: Device,
+    carol: Device,
+    call: String,
+}
+
+async fn ring(addr: std::net::SocketAddr) -> Scene {
+    let mut alice = Device::connect(addr, "alice").await;
+    let mut alice2 = Device::connect(addr, "alice").await;
+    let mut bob = Device::connect(addr, "bob").await;
+    let mut bob2 = Device::connect(addr, "bob").await;
+    let mut carol = Device::connect(addr, "carol").await;
+    let ack = alice
+        .ask(
+            "call:invite",
+            json!({"users": ["bob", "carol"], "kind": "video"}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let call = ack["call"].as_str().unwrap().to_owned();
+    assert_eq!(ack["invitees"], json!(["bob", "carol"]));
+    for device in [&mut bob, &mut bob2, &mut carol] {
+        let ringing = device.event("call:ringing").await;
+        assert_eq!(ringing["call"], call.as_str());
+        assert_eq!(ringing["from"], "alice");
+        assert_eq!(ringing["kind"], "video");
+    }
+    let outgoing = alice2.event("call:outgoing").await;
+    assert_eq!(outgoing["call"], call.as_str());
+    assert_eq!(outgoing["device"], alice.id.as_str());
+    alice.quiet().await;
+    Scene {
+        alice,
+        alice2,
+        bob,
+        bob2,
+        carol,
+        call,
+    }
+}
+
+#[tokio::test]
+async fn the_first_device_to_answer_wins_and_the_others_stop_ringing() {
+    let server = start_raw(&config("")).await;
+    let mut s = ring(server.addr).await;
+    let ack = s.bob.ask("call:accept", json!({"call": s.call})).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(
+        ack["participants"],
+        json!([{"user": "alice", "device": s.alice.id, "polite": true}]),
+        "the one who joined later is polite"
+    );
+    let accepted = s.alice.event("call:accepted").await;
+    assert_eq!(
+        accepted,
+        json!({"call": s.call, "user": "bob", "device": s.bob.id, "polite": false})
+    );
+    let elsewhere = s.bob2.event("call:answered_elsewhere").await;
+    assert_eq!(elsewhere, json!({"call": s.call, "device": s.bob.id}));
+    let late = s.bob2.ask("call:accept", json!({"call": s.call})).await;
+    assert_eq!(code(&late), "already_answered");
+    let stranger = Device::connect(server.addr, "mallory").await;
+    let mut stranger = stranger;
+    let refused = stranger.ask("call:accept", json!({"call": s.call})).await;
+    assert_eq!(code(&refused), "forbidden");
+    let unknown = stranger.ask("call:accept", json!({"call": "nope"})).await;
+    assert_eq!(code(&unknown), "not_found");
+    // Carol still rings, and nobody else was told anything.
+    s.carol.quiet().await;
+    s.alice2.quiet().await;
+}
+
+#[tokio::test]
+async fn signals_reach_the_named_participant_device_in_order_and_nobody_else() {
+    let server = start_raw(&config("")).await;
+    let mut s = ring(server.addr).await;
+    s.bob.ask("call:accept", json!({"call": s.call})).await;
+    s.alice.event("call:accepted").await;
+    s.bob2.event("call:answered_elsewhere").await;
+
+    for n in 0..20 {
+        let data = json!({"candidate": format!("candidate:{n}"), "sdpMid": "0"});
+        let ack = s
+            .alice
+            .ask(
+                "signal",
+                json!({"call": s.call, "to": s.bob.id, "data": data}),
+            )
+            .await;
+        assert_eq!(ack, json!({"ok": true}));
+    }
+    for n in 0..20 {
+        let signal = s.bob.event("signal").await;
+        assert_eq!(
+            signal,
+            json!({
+                "call": s.call,
+                "from": s.alice.id,
+                "user": "alice",
+                "data": {"candidate": format!("candidate:{n}"), "sdpMid": "0"},
+                "polite": true,
+            })
+        );
+    }
+    let answer = json!({"type": "answer", "sdp": "v=0\r\n"});
+    s.bob
+        .ask(
+            "signal",
+            json!({"call": s.call, "to": s.alice.id, "data": answer}),
+        )
+        .await;
+    let signal = s.alice.event("signal").await;
+    assert_eq!(signal["data"], answer);
+    assert_eq!(signal["polite"], false, "alice's device joined first");
+
+    // Bob's other device, and carol who only rings, are not participants.
+    for outsider in [&mut s.bob2, &mut s.carol] {
+        let ack = outsider
+            .ask(
+                "signal",
+                json!({"call": s.call, "to": s.alice.id, "data": {}}),
+            )
+            .await;
+        assert_eq!(code(&ack), "forbidden");
+    }
+    let ack = s
+        .alice
+        .ask(
+            "signal",
+            json!({"call": s.call, "to": s.bob2.id, "data": {}}),
+        )
+        .await;
+    assert_eq!(code(&ack), "forbidden", "to a device not in the call");
+    let ack = s
+        .alice
+        .ask("signal", json!({"call": s.call, "to": s.bob.id}))
+        .await;
+    assert_eq!(code(&ack), "bad_request");
+    for device in [&mut s.bob, &mut s.bob2, &mut s.carol, &mut s.alice2] {
+        device.quiet().await;
+    }
+}
+
+#[tokio::test]
+async fn hangups_end_the_call_when_fewer_than_two_remain() {
+    let server = start_raw(&config("")).await;
+    let mut s = ring(server.addr).await;
+    let ack = s.carol.ask("call:decline", json!({"call": s.call})).await;
+    assert_eq!(ack, json!({"ok": true, "call": s.call, "ended": null}));
+    for device in [&mut s.alice, &mut s.alice2, &mut s.bob, &mut s.bob2] {
+        let declined = device.event("call:declined").await;
+        assert_eq!(declined, json!({"call": s.call, "user": "carol"}));
+    }
+    s.bob.ask("call:accept", json!({"call": s.call})).await;
+    s.alice.event("call:accepted").await;
+    s.bob2.event("call:answered_elsewhere").await;
+    let ack = s.bob2.ask("call:hangup", json!({"call": s.call})).await;
+    assert_eq!(code(&ack), "forbidden", "bob's other device is not in it");
+    let ack = s.bob.ask("call:hangup", json!({"call": s.call})).await;
+    assert_eq!(ack, json!({"ok": true, "call": s.call, "ended": "hangup"}));
+    for device in [&mut s.alice, &mut s.alice2, &mut s.bob2, &mut s.carol] {
+        let ended = device.event("call:ended").await;
+        assert_eq!(ended, json!({"call": s.call, "reason": "hangup"}));
+    }
+    let ack = s.alice.ask("call:hangup", json!({"call": s.call})).await;
+    assert_eq!(code(&ack), "not_found");
+}
+
+#[tokio::test]
+async fn an_unanswered_call_ends_with_a_missed_call_notification() {
+    let server = start_raw(&config("ring_timeout_ms = 300")).await;
+    let mut bob_inbox = Device::connect_to(server.addr, "bob", "/notifications").await;
+    let mut alice = Device::connect(server.addr, "alice").await;
+    let mut bob = Device::connect(server.addr, "bob").await;
+    let ack = alice
+        .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
+        .await;
+    let call = ack["call"].as_str().unwrap().to_owned();
+    bob.event("call:ringing").await;
+    for device in [&mut alice, &mut bob] {
+        let ended = device.event("call:ended").await;
+        assert_eq!(ended, json!({"call": call, "reason": "no_answer"}));
+    }
+    let notification = bob_inbox.event_on("/notifications", "notification").await;
+    assert_eq!(notification["unread"], 1);
+    assert_eq!(notification["notification"]["type"], "call:missed");
+    assert_eq!(notification["notification"]["data"]["call"], call.as_str());
+    assert_eq!(notification["notification"]["data"]["from"], "alice");
+    let late = bob.ask("call:accept", json!({"call": call})).await;
+    assert_eq!(code(&late), "not_found");
+    assert_eq!(
+        server
+            .app
+            .hub
+            .ctx
+            .notifications
+            .unread("alice")
+            .await
+            .unwrap(),
+        0,
+        "the caller missed nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_device_that_disconnects_leaves_its_calls() {
+    let server = start_raw(&config("")).await;
+    let mut s = ring(server.addr).await;
+    s.bob.ask("call:accept", json!({"call": s.call})).await;
+    s.alice.event("call:accepted").await;
+    s.bob2.event("call:answered_elsewhere").await;
+    let carol_ack = s.carol.ask("call:accept", json!({"call": s.call})).await;
+    let peers = &carol_ack["participants"];
+    assert_eq!(peers.as_array().unwrap().len(), 2, "{carol_ack}");
+    assert!(
+        peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["polite"] == true)
+    );
+    for device in [&mut s.alice, &mut s.bob] {
+        let accepted = device.event("call:accepted").await;
+        assert_eq!(accepted["device"], s.carol.id.as_str());
+        assert_eq!(accepted["polite"], false);
+    }
+    drop(s.carol);
+    for device in [&mut s.alice, &mut s.alice2, &mut s.bob, &mut s.bob2] {
+        let left = device.event("call:left").await;
+        assert_eq!(left["user"], "carol");
+        assert_eq!(left["reason"], "disconnected");
+    }
+    drop(s.bob);
+    for device in [&mut s.alice, &mut s.alice2, &mut s.bob2] {
+        let ended = device.event("call:ended").await;
+        assert_eq!(ended, json!({"call": s.call, "reason": "disconnected"}));
+    }
+}
+
+#[tokio::test]
+async fn invitations_and_signals_are_bounded() {
+    let server = start_raw(&config(
+        "max_participants = 3\nmax_calls_per_user = 1\nmax_signal_bytes = 300\n\
+         signals_per_sec = 1\nsignal_burst = 3",
+    ))
+    .await;
+    let mut alice = Device::connect(server.addr, "alice").await;
+    let mut bob = Device::connect(server.addr, "bob").await;
+    let ack = alice
+        .ask(
+            "call:invite",
+            json!({"users": ["bob", "carol", "dave"], "kind": "audio"}),
+        )
+        .await;
+    assert_eq!(code(&ack), "too_many_participants");
+    for bad in [
+        json!({"users": [], "kind": "audio"}),
+        json!({"users": ["bob"], "kind": "hologram"}),
+        json!({"users": ["alice"], "kind": "audio"}),
+        json!({"users": ["bob"], "kind": "audio", "extra": 1}),
+        json!("bob"),
+    ] {
+        let ack = alice.ask("call:invite", bad.clone()).await;
+        assert_eq!(code(&ack), "bad_request", "{bad}");
+    }
+    let ack = alice
+        .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
+        .await;
+    let call = ack["call"].as_str().unwrap().to_owned();
+    bob.event("call:ringing").await;
+    let ack = alice
+        .ask("call:invite", json!({"users": ["carol"], "kind": "audio"}))
+        .await;
+    assert_eq!(code(&ack), "busy", "alice is in one call");
+    let mut erin = Device::connect(server.addr, "erin").await;
+    let ack = erin
+        .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
+        .await;
+    assert_eq!(code(&ack), "busy", "bob rings for one call");
+
+    bob.ask("call:accept", json!({"call": call})).await;
+    alice.event("call:accepted").await;
+    let big = "x".repeat(400);
+    let ack = alice
+        .ask(
+            "signal",
+            json!({"call": call, "to": bob.id, "data": {"sdp": big}}),
+        )
+        .await;
+    assert_eq!(code(&ack), "payload_too_large");
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let ack = alice
+            .ask("signal", json!({"call": call, "to": bob.id, "data": {}}))
+            .await;
+        codes.push(ack["error"]["code"].as_str().unwrap_or("ok").to_owned());
+    }
+    // A burst of three, then one a second (the oversize one was refused
+    // before it took a token).
+    assert_eq!(codes, ["ok", "ok", "ok", "rate_limited"]);
+}
+
+#[tokio::test]
+async fn ice_servers_come_with_turn_rest_api_credentials() {
+    let server = start_raw(&config(
+        "stun_urls = [\"stun:stun.example.org:3478\"]\n\
+         turn_urls = [\"turn:turn.example.org:3478?transport=udp\"]\n\
+         turn_secret = \"north\"\nturn_ttl_secs = 600",
+    ))
+    .await;
+    let mut bob = Device::connect(server.addr, "bob").await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ack = bob.ask("ice_servers", json!({})).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let servers = ack["ice_servers"].as_array().unwrap();
+    assert_eq!(servers[0], json!({"urls": ["stun:stun.example.org:3478"]}));
+    assert_eq!(
+        servers[1]["urls"],
+        json!(["turn:turn.example.org:3478?transport=udp"])
+    );
+    let username = servers[1]["username"].as_str().unwrap();
+    let (expiry, user) = username.split_once(':').unwrap();
+    assert_eq!(user, "bob");
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!((before + 600..=before + 602).contains(&expiry), "{expiry}");
+    assert_eq!(ack["expires_at"], expiry);
+    let (_, password) = hub::calls::credentials("north", "bob", expiry);
+    assert_eq!(servers[1]["credential"], password.as_str());
+    let ack = bob.ask("ice_servers", json!({"for": "x"})).await;
+    assert_eq!(code(&ack), "bad_request");
+}
+
+#[tokio::test]
+async fn two_devices_answering_at_once_make_one_participant() {
+    let server = start_raw(&config("")).await;
+    for _ in 0..10 {
+        let mut s = ring(server.addr).await;
+        // Both answers are on the wire before either is handled.
+        let accept = json!({"call": s.call}).to_string();
+        s.bob
+            .client
+            .emit_to("/calls", 90, "call:accept", &accept)
+            .await;
+        s.bob2
+            .client
+            .emit_to("/calls", 90, "call:accept", &accept)
+            .await;
+        let mut winners = Vec::new();
+        for device in [&mut s.bob, &mut s.bob2] {
+            // Its ack, and for the loser the winner's news, in either order.
+            let (mut won, mut told) = (None, false);
+            while won.is_none() || (won == Some(false) && !told) {
+                let packet = device.client.recv().await;
+                match packet.strip_prefix("43/calls,90") {
+                    Some(ack) => {
+                        let ack: Value = serde_json::from_str(ack).unwrap();
+                        if ack[0]["ok"] != true {
+                            assert_eq!(code(&ack[0]), "already_answered");
+                        }
+                        won = Some(ack[0]["ok"] == true);
+                    }
+                    None => {
+                        assert!(packet.contains("call:answered_elsewhere"), "{packet}");
+                        told = true;
+                    }
+                }
+            }
+            if won == Some(true) {
+                winners.push(device.id.clone());
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one device answers");
+        let accepted = s.alice.event("call:accepted").await;
+        assert_eq!(accepted["device"], winners[0].as_str());
+        s.alice.quiet().await;
+        s.alice.ask("call:hangup", json!({"call": s.call})).await;
+    }
+}
