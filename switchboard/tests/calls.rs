@@ -472,3 +472,27 @@ async fn two_devices_answering_at_once_make_one_participant() {
         s.alice.ask("call:hangup", json!({"call": s.call})).await;
     }
 }
+
+#[tokio::test]
+async fn a_device_may_send_only_so_many_invitations_a_minute() {
+    let server = start_raw(&config("invites_per_minute = 2")).await;
+    let mut alice = Device::connect(server.addr, "alice").await;
+    for _ in 0..2 {
+        let ack = alice
+            .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        let hangup = alice.ask("call:hangup", json!({"call": ack["call"]})).await;
+        assert_eq!(hangup["ended"], "cancelled");
+    }
+    let ack = alice
+        .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
+        .await;
+    assert_eq!(code(&ack), "rate_limited");
+    // Another device of hers has its own allowance.
+    let mut other = Device::connect(server.addr, "alice").await;
+    let ack = other
+        .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+}

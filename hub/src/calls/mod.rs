@@ -55,6 +55,10 @@ pub struct CallsConfig {
     pub signals_per_sec: f64,
     /// Signals one device may send at once (ICE candidates come in bursts).
     pub signal_burst: f64,
+    /// Invitations one device may send per minute, all at once at most
+    /// (each may ring several users and leave them a missed-call
+    /// notification).
+    pub invites_per_minute: f64,
     /// STUN URLs handed out by `ice_servers` (`stun:host:3478`).
     pub stun_urls: Vec<String>,
     /// TURN URLs handed out by `ice_servers`, with credentials
@@ -77,6 +81,7 @@ impl Default for CallsConfig {
             max_signal_bytes: 65_536,
             signals_per_sec: 50.0,
             signal_burst: 200.0,
+            invites_per_minute: 10.0,
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
             turn_secret: String::new(),
@@ -224,21 +229,27 @@ fn random_id() -> String {
     raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A device's signal bucket, kept in its socket's extensions.
+/// A device's token bucket for what `K` names (a signal, an invitation),
+/// kept in its socket's extensions (one per `K`, apart from the
+/// namespace's event rate limit).
 #[derive(Clone, Copy)]
-struct SignalBucket {
+struct Bucket<const K: u8> {
     tokens: f64,
     last: Instant,
 }
 
-/// Takes one signal from `socket`'s bucket; false if it is empty.
-fn admit_signal(socket: &Socket, per_sec: f64, burst: f64) -> bool {
+const SIGNALS: u8 = 0;
+const INVITES: u8 = 1;
+
+/// Takes one token from `socket`'s `K` bucket (`burst` tokens refilled at
+/// `per_sec`); false if it is empty.
+fn admit<const K: u8>(socket: &Socket, per_sec: f64, burst: f64) -> bool {
     if per_sec <= 0.0 {
         return true;
     }
     let now = Instant::now();
     let mut extensions = socket.extensions();
-    let bucket = extensions.get_or_insert_with(|| SignalBucket {
+    let bucket = extensions.get_or_insert_with(|| Bucket::<K> {
         tokens: burst,
         last: now,
     });
@@ -442,13 +453,7 @@ impl Inner {
         };
         if call.phase != Phase::Ended && !missed.is_empty() {
             let payload = json!({"call": call.id, "users": missed});
-            to_users(
-                &ns.clone(),
-                call.involved(),
-                None,
-                "call:unanswered",
-                &payload,
-            );
+            to_users(ns, call.involved(), None, "call:unanswered", &payload);
         }
         self.finish(ns, &call, missed, None);
     }
@@ -680,7 +685,17 @@ impl Component for Calls {
         let inner = self.inner.clone();
         let socket = socket.clone();
         match event {
-            "call:invite" => match parse::<InviteArgs>(args, event) {
+            "call:invite" => match parse::<InviteArgs>(args, event).and_then(|args| {
+                let per_minute = self.inner.config.invites_per_minute;
+                if admit::<INVITES>(&socket, per_minute / 60.0, per_minute.max(1.0)) {
+                    Ok(args)
+                } else {
+                    Err(HubError::new(
+                        "rate_limited",
+                        format!("at most {per_minute} invitations a minute per device"),
+                    ))
+                }
+            }) {
                 Ok(args) => Box::pin(async move { inner.invite(&socket, &user, args).await }),
                 Err(err) => Box::pin(std::future::ready(Err(err))),
             },
@@ -707,7 +722,7 @@ impl Component for Calls {
                     );
                     return Box::pin(std::future::ready(Err(err)));
                 }
-                if !admit_signal(&socket, config.signals_per_sec, config.signal_burst) {
+                if !admit::<SIGNALS>(&socket, config.signals_per_sec, config.signal_burst) {
                     let err = HubError::new(
                         "rate_limited",
                         format!(
