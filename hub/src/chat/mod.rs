@@ -1,13 +1,46 @@
 //! `/chat`: conversations (direct and group), messages with a
 //! per-conversation `seq`, history, typing and read receipts.
+//!
+//! - `store.rs`: the SQL; `writer.rs`: the one ordered write path every
+//!   change to a conversation takes (group commit, delivery in commit
+//!   order); `state.rs`: who is typing (live state, behind a trait);
+//!   `mentions.rs`: `@user`; `rate.rs`: messages per user; `payloads.rs`:
+//!   what clients send.
+//!
+//! Delivery: every event of a conversation is emitted to its members'
+//! `user:<id>` rooms (one broadcast to the union of those rooms, encoded
+//! once), with the member list read from the store in the transaction that
+//! made the change. Every socket of a user is in its `user:` room before it
+//! sees `connect`, on every node, so a member's devices get everything
+//! without subscribing, and a member who left is simply not in the next
+//! list. A `conv:<id>` room would need every device of every member joined
+//! to it and left from it on each membership change, racing with devices
+//! that connect meanwhile (a device that read the member list just before a
+//! leave and joins just after it would keep receiving); here there is
+//! nothing to keep in step.
 
-use std::sync::Arc;
+mod mentions;
+mod payloads;
+mod rate;
+pub mod state;
+pub mod store;
+pub mod writer;
+
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use socketio::{Args, BoxFuture, Socket};
+use serde_json::{Map, Value, json};
+use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket};
 
+use crate::auth::{identity_of, user_room};
 use crate::component::{Component, HubError, Reply};
 use crate::context::Context;
+use crate::notifications::{NewNotification, now_ms};
+use payloads::*;
+use state::{MemoryTyping, TypingState, TypingTimers};
+use store::Page;
+use writer::{Done, Op, Writer};
 
 /// The component's settings (`[chat]` in the configuration).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,6 +50,28 @@ pub struct ChatConfig {
     pub max_members: usize,
     /// Longest message text, in characters.
     pub max_text_chars: usize,
+    /// Longest group name, in characters.
+    pub max_name_chars: usize,
+    /// Longest `client_id`, in bytes.
+    pub max_client_id_bytes: usize,
+    /// Longest user id a client may name (`to`, members), in bytes.
+    pub max_user_id_bytes: usize,
+    /// Most items one `history` or `conversations` page returns.
+    pub max_page: i64,
+    /// Messages per second per user (all devices together); 0: no limit.
+    pub messages_per_sec: f64,
+    /// Messages a user may send at once after a quiet spell.
+    pub message_burst: f64,
+    /// A typing start not renewed within this expires, in ms.
+    pub typing_ttl_ms: u64,
+    /// At most one typing relay per user and conversation this often, in ms.
+    pub typing_relay_ms: u64,
+    /// How often expired typing starts are looked for, in ms.
+    pub typing_sweep_ms: u64,
+    /// Writes committed in one transaction at most (group commit).
+    pub max_batch: usize,
+    /// Writes waiting for the writer at most; more wait to be queued.
+    pub write_queue: usize,
 }
 
 impl Default for ChatConfig {
@@ -24,30 +79,698 @@ impl Default for ChatConfig {
         ChatConfig {
             max_members: 256,
             max_text_chars: 4_000,
+            max_name_chars: 100,
+            max_client_id_bytes: 128,
+            max_user_id_bytes: 256,
+            max_page: 100,
+            messages_per_sec: 20.0,
+            message_burst: 100.0,
+            typing_ttl_ms: 5_000,
+            typing_relay_ms: 1_000,
+            typing_sweep_ms: 250,
+            max_batch: 256,
+            write_queue: 10_000,
         }
     }
 }
 
 /// The `/chat` namespace's component.
 pub struct Chat {
-    #[allow(dead_code)]
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     ctx: Context,
-    #[allow(dead_code)]
     config: ChatConfig,
+    writer: Writer,
+    typing: Arc<dyn TypingState>,
+    rate: rate::UserRate,
+    /// The namespace served, learnt from the first socket (delivery and
+    /// the typing sweep emit to it).
+    ns: Arc<OnceLock<Weak<Namespace>>>,
 }
 
 impl Chat {
+    /// With the in-memory typing state.
     pub fn new(ctx: Context, config: ChatConfig) -> Chat {
-        Chat { ctx, config }
+        let timers = TypingTimers {
+            ttl: Duration::from_millis(config.typing_ttl_ms),
+            relay_interval: Duration::from_millis(config.typing_relay_ms),
+        };
+        Chat::with_state(ctx, config, Arc::new(MemoryTyping::new(timers)))
+    }
+
+    /// With `typing` as the live state (the cluster's).
+    pub fn with_state(ctx: Context, config: ChatConfig, typing: Arc<dyn TypingState>) -> Chat {
+        let ns: Arc<OnceLock<Weak<Namespace>>> = Arc::new(OnceLock::new());
+        let deliver = {
+            let ns = ns.clone();
+            let ctx = ctx.clone();
+            Arc::new(move |done: &Done| {
+                if let Some(ns) = ns.get().and_then(Weak::upgrade) {
+                    deliver(&ctx, &ns, done);
+                }
+            })
+        };
+        let writer = Writer::start(
+            ctx.store.clone(),
+            &ctx.tasks,
+            config.max_batch,
+            config.write_queue,
+            config.max_members,
+            deliver,
+        );
+        let inner = Arc::new(Inner {
+            rate: rate::UserRate::new(config.messages_per_sec, config.message_burst),
+            ctx,
+            config,
+            writer,
+            typing,
+            ns,
+        });
+        let sweep = Duration::from_millis(inner.config.typing_sweep_ms.max(10));
+        let weak = Arc::downgrade(&inner);
+        inner.ctx.tasks.every(sweep, move || {
+            let inner = weak.clone();
+            async move {
+                let Some(inner) = inner.upgrade() else { return };
+                match inner.typing.expire().await {
+                    Ok(expired) => {
+                        for (conversation, user) in expired {
+                            inner.relay_typing(conversation, &user, false).await;
+                        }
+                    }
+                    Err(err) => tracing::warn!(%err, "typing sweep failed"),
+                }
+            }
+        });
+        Chat { inner }
     }
 }
 
+/// Emits `event` with `payload` to every device of `users` on `ns`: one
+/// broadcast, encoded once.
+fn emit_to_users<'a>(
+    ns: &Arc<Namespace>,
+    users: impl IntoIterator<Item = &'a String>,
+    event: &str,
+    payload: &Value,
+) {
+    let mut to = ns.broadcast();
+    let mut any = false;
+    for user in users {
+        to = to.to(user_room(user));
+        any = true;
+    }
+    if any {
+        to.emit(event, &Args::one(payload));
+    }
+}
+
+/// Tells members what the writer did (called by the writer task, in commit
+/// order).
+fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
+    match done {
+        Done::Sent {
+            message,
+            members,
+            fresh: true,
+        } => {
+            emit_to_users(ns, members, "message", &json!(message));
+            if !message.mentions.is_empty() {
+                let body: String = message
+                    .text
+                    .as_deref()
+                    .unwrap_or("")
+                    .chars()
+                    .take(200)
+                    .collect();
+                let new = NewNotification {
+                    kind: "chat:mention".to_owned(),
+                    title: format!("{} mentioned you", message.sender),
+                    body,
+                    data: json!({
+                        "conversation": message.conversation,
+                        "seq": message.seq,
+                        "id": message.id,
+                        "sender": message.sender,
+                    }),
+                };
+                let users = message.mentions.clone();
+                let notifications = ctx.notifications.clone();
+                ctx.tasks.spawn(async move {
+                    if let Err(err) = notifications.create(&users, &new).await {
+                        tracing::warn!(%err, "mention notification failed");
+                    }
+                });
+            }
+        }
+        Done::Sent { fresh: false, .. } => {}
+        Done::Edited { message, members } => {
+            emit_to_users(ns, members, "message:updated", &json!(message));
+        }
+        Done::Deleted { message, members } => {
+            emit_to_users(ns, members, "message:deleted", &json!(message));
+        }
+        Done::Added {
+            conversation,
+            by,
+            added,
+            before,
+            summary,
+        } => {
+            if !added.is_empty() {
+                emit_to_users(
+                    ns,
+                    added,
+                    "conversation:joined",
+                    &json!({"conversation": summary}),
+                );
+                emit_to_users(
+                    ns,
+                    before,
+                    "conversation:member_added",
+                    &json!({"conversation": conversation, "users": added, "by": by}),
+                );
+            }
+        }
+        Done::Left {
+            conversation,
+            user,
+            members,
+        } => {
+            emit_to_users(
+                ns,
+                members.iter().chain(std::iter::once(user)),
+                "conversation:member_left",
+                &json!({"conversation": conversation, "user": user}),
+            );
+        }
+        Done::Read {
+            conversation,
+            user,
+            seq,
+            unread,
+            mentions,
+            members,
+            moved: true,
+        } => {
+            let others = members.iter().filter(|m| *m != user);
+            emit_to_users(
+                ns,
+                others,
+                "read",
+                &json!({"conversation": conversation, "user": user, "seq": seq}),
+            );
+            emit_to_users(
+                ns,
+                std::iter::once(user),
+                "read",
+                &json!({"conversation": conversation, "user": user, "seq": seq,
+                        "unread": unread, "mentions": mentions}),
+            );
+        }
+        Done::Read { moved: false, .. } => {}
+    }
+}
+
+/// The fields of an ack from a JSON object.
+fn fields(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> HubError {
+    HubError::new("bad_request", message)
+}
+
+impl Inner {
+    /// The namespace (first socket seen).
+    fn namespace(&self) -> Option<Arc<Namespace>> {
+        self.ns.get().and_then(Weak::upgrade)
+    }
+
+    fn check_text(&self, text: &str) -> Result<(), HubError> {
+        if text.trim().is_empty() {
+            return Err(bad_request("text is empty"));
+        }
+        if text.chars().count() > self.config.max_text_chars {
+            return Err(HubError::new(
+                "payload_too_large",
+                format!("text is at most {} characters", self.config.max_text_chars),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_user_id(&self, user: &str) -> Result<(), HubError> {
+        if user.is_empty() || user.len() > self.config.max_user_id_bytes {
+            return Err(bad_request(format!(
+                "a user id is 1 to {} bytes",
+                self.config.max_user_id_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn limit(&self, limit: Option<i64>) -> Result<i64, HubError> {
+        let max = self.config.max_page;
+        match limit {
+            None => Ok(max.min(50)),
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            Some(_) => Err(bad_request(format!("limit is 1 to {max}"))),
+        }
+    }
+
+    /// Relays a typing change of `user` in `conversation` to the other
+    /// members.
+    async fn relay_typing(&self, conversation: i64, user: &str, on: bool) {
+        let Some(ns) = self.namespace() else { return };
+        let members = self
+            .ctx
+            .store
+            .timed(async {
+                let mut conn = self.ctx.store.pool().acquire().await?;
+                store::members(&mut conn, conversation).await
+            })
+            .await;
+        match members {
+            Ok(members) => emit_to_users(
+                &ns,
+                members.iter().filter(|m| *m != user),
+                "typing",
+                &json!({"conversation": conversation, "user": user, "typing": on}),
+            ),
+            Err(err) => tracing::warn!(%err, "typing relay failed"),
+        }
+    }
+
+    async fn handle(&self, socket: &Arc<Socket>, user: String, event: &str, args: &Args) -> Reply {
+        match event {
+            "conversations" => self.conversations(&user, parse_or_default(args)?).await,
+            "conversation:create" => self.create(&user, parse(args)?).await,
+            "conversation:add_member" => {
+                let add: AddMembers = parse(args)?;
+                if add.users.len() > self.config.max_members {
+                    return Err(HubError::new(
+                        "too_many_members",
+                        format!("a group has at most {} members", self.config.max_members),
+                    ));
+                }
+                for member in &add.users {
+                    self.check_user_id(member)?;
+                }
+                if add.users.is_empty() {
+                    return Err(bad_request("users is empty"));
+                }
+                let done = self
+                    .writer
+                    .submit(Op::AddMembers {
+                        user,
+                        conversation: add.conversation,
+                        users: add.users,
+                        max_members: self.config.max_members,
+                    })
+                    .await?;
+                match done {
+                    Done::Added { added, before, .. } => {
+                        let mut members: Vec<String> =
+                            before.into_iter().chain(added.clone()).collect();
+                        members.sort();
+                        Ok(fields(json!({"added": added, "members": members})))
+                    }
+                    _ => Ok(Map::new()),
+                }
+            }
+            "conversation:leave" => {
+                let leave: ConversationOnly = parse(args)?;
+                self.writer
+                    .submit(Op::Leave {
+                        user,
+                        conversation: leave.conversation,
+                    })
+                    .await?;
+                Ok(fields(json!({"conversation": leave.conversation})))
+            }
+            "message" => self.send(&user, parse(args)?).await,
+            "message:edit" => {
+                let edit: Edit = parse(args)?;
+                self.check_text(&edit.text)?;
+                match self
+                    .writer
+                    .submit(Op::Edit {
+                        user,
+                        conversation: edit.conversation,
+                        seq: edit.seq,
+                        text: edit.text,
+                    })
+                    .await?
+                {
+                    Done::Edited { message, .. } => Ok(fields(json!({"message": message}))),
+                    _ => Ok(Map::new()),
+                }
+            }
+            "message:delete" => {
+                let delete: AtSeq = parse(args)?;
+                match self
+                    .writer
+                    .submit(Op::Delete {
+                        user,
+                        conversation: delete.conversation,
+                        seq: delete.seq,
+                    })
+                    .await?
+                {
+                    Done::Deleted { message, .. } => Ok(fields(json!({"message": message}))),
+                    _ => Ok(Map::new()),
+                }
+            }
+            "history" => self.history(&user, parse(args)?).await,
+            "read" => {
+                let read: AtSeq = parse(args)?;
+                if read.seq < 0 {
+                    return Err(bad_request("seq is 0 or more"));
+                }
+                match self
+                    .writer
+                    .submit(Op::Read {
+                        user,
+                        conversation: read.conversation,
+                        seq: read.seq,
+                    })
+                    .await?
+                {
+                    Done::Read {
+                        seq,
+                        unread,
+                        mentions,
+                        ..
+                    } => Ok(fields(
+                        json!({"seq": seq, "unread": unread, "mentions": mentions}),
+                    )),
+                    _ => Ok(Map::new()),
+                }
+            }
+            "typing" => {
+                let typing: Typing = parse(args)?;
+                self.member_check(typing.conversation, &user).await?;
+                let relay = self
+                    .typing
+                    .set(
+                        typing.conversation,
+                        &user,
+                        socket.id().as_str(),
+                        typing.typing,
+                    )
+                    .await?;
+                if let Some(on) = relay {
+                    self.relay_typing(typing.conversation, &user, on).await;
+                }
+                Ok(fields(json!({"relayed": relay.is_some()})))
+            }
+            other => Err(HubError::new(
+                "unknown_event",
+                format!("no handler for {other:?}"),
+            )),
+        }
+    }
+
+    /// `not_found` / `forbidden` unless `user` is in `conversation`; its
+    /// row and the user's read mark.
+    async fn member_check(
+        &self,
+        conversation: i64,
+        user: &str,
+    ) -> Result<(store::Conversation, i64), HubError> {
+        let found = self
+            .ctx
+            .store
+            .timed(async {
+                let mut conn = self.ctx.store.pool().acquire().await?;
+                let Some(found) = store::conversation(&mut conn, conversation).await? else {
+                    return Ok(None);
+                };
+                let read = store::membership(&mut conn, conversation, user).await?;
+                Ok(Some((found, read)))
+            })
+            .await?;
+        match found {
+            None => Err(HubError::new("not_found", "no such conversation")),
+            Some((_, None)) => Err(HubError::new(
+                "forbidden",
+                "not a member of this conversation",
+            )),
+            Some((found, Some(read))) => Ok((found, read)),
+        }
+    }
+
+    async fn conversations(&self, user: &str, list: ListConversations) -> Reply {
+        let limit = self.limit(list.limit)?;
+        let cursor = match list.before.as_deref() {
+            None => None,
+            Some(cursor) => Some(
+                parse_cursor(cursor)
+                    .ok_or_else(|| bad_request("before: not a cursor this server gave"))?,
+            ),
+        };
+        let (summaries, has_more) = self
+            .ctx
+            .store
+            .timed(async {
+                let mut conn = self.ctx.store.pool().acquire().await?;
+                let (listed, has_more) =
+                    store::user_conversations(&mut conn, user, cursor, limit).await?;
+                let mut summaries = Vec::with_capacity(listed.len());
+                for item in &listed {
+                    summaries.push(
+                        store::summary(&mut conn, &item.conversation, user, item.last_read_seq)
+                            .await?,
+                    );
+                }
+                Ok((summaries, has_more))
+            })
+            .await?;
+        let next = summaries
+            .last()
+            .filter(|_| has_more)
+            .map(|s| format!("{}:{}", s.last_activity, s.id));
+        Ok(fields(json!({
+            "conversations": summaries,
+            "has_more": has_more,
+            "next": next,
+        })))
+    }
+
+    async fn create(&self, user: &str, create: Create) -> Reply {
+        let ns = self.namespace();
+        let now = now_ms();
+        if let Some(other) = create.direct {
+            if create.name.is_some() || !create.members.is_empty() {
+                return Err(bad_request(
+                    "a direct conversation takes no name nor members",
+                ));
+            }
+            let (summary, created) = self.direct(user, &other, now).await?;
+            return Ok(fields(json!({"conversation": summary, "created": created})));
+        }
+        let Some(name) = create.name else {
+            return Err(bad_request("a group needs a name (or give direct: user)"));
+        };
+        let chars = name.chars().count();
+        if name.trim().is_empty() || chars > self.config.max_name_chars {
+            return Err(bad_request(format!(
+                "name is 1 to {} characters",
+                self.config.max_name_chars
+            )));
+        }
+        if create.members.len() > self.config.max_members {
+            return Err(HubError::new(
+                "too_many_members",
+                format!("a group has at most {} members", self.config.max_members),
+            ));
+        }
+        let mut members = create.members;
+        for member in &members {
+            self.check_user_id(member)?;
+        }
+        members.push(user.to_owned());
+        members.sort();
+        members.dedup();
+        if members.len() > self.config.max_members {
+            return Err(HubError::new(
+                "too_many_members",
+                format!("a group has at most {} members", self.config.max_members),
+            ));
+        }
+        let summary = self
+            .ctx
+            .store
+            .timed(async {
+                let mut tx = self.ctx.store.begin_write().await?;
+                let id = store::create_group(&mut tx, &name, user, &members, now).await?;
+                let found = store::conversation(&mut tx, id)
+                    .await?
+                    .ok_or(sqlx::Error::RowNotFound)?;
+                let summary = store::summary(&mut tx, &found, user, 0).await?;
+                tx.commit().await?;
+                Ok(summary)
+            })
+            .await?;
+        if let Some(ns) = ns {
+            emit_to_users(
+                &ns,
+                &members,
+                "conversation:joined",
+                &json!({"conversation": summary}),
+            );
+        }
+        Ok(fields(json!({"conversation": summary, "created": true})))
+    }
+
+    /// The direct conversation of `user` and `other` (created, and both
+    /// told, on first use); its summary for `user`, whether it was new.
+    async fn direct(
+        &self,
+        user: &str,
+        other: &str,
+        now: i64,
+    ) -> Result<(store::Summary, bool), HubError> {
+        self.check_user_id(other)?;
+        if other == user {
+            return Err(bad_request("a direct conversation is with someone else"));
+        }
+        let (summary, created) = self
+            .ctx
+            .store
+            .timed(async {
+                let mut tx = self.ctx.store.begin_write().await?;
+                let (id, created) = store::direct_get_or_create(&mut tx, user, other, now).await?;
+                let found = store::conversation(&mut tx, id)
+                    .await?
+                    .ok_or(sqlx::Error::RowNotFound)?;
+                let read = store::membership(&mut tx, id, user).await?.unwrap_or(0);
+                let summary = store::summary(&mut tx, &found, user, read).await?;
+                tx.commit().await?;
+                Ok((summary, created))
+            })
+            .await?;
+        if created && let Some(ns) = self.namespace() {
+            emit_to_users(
+                &ns,
+                &summary.members,
+                "conversation:joined",
+                &json!({"conversation": summary}),
+            );
+        }
+        Ok((summary, created))
+    }
+
+    async fn send(&self, user: &str, send: Send) -> Reply {
+        self.check_text(&send.text)?;
+        if send.client_id.is_empty() || send.client_id.len() > self.config.max_client_id_bytes {
+            return Err(bad_request(format!(
+                "client_id is 1 to {} bytes",
+                self.config.max_client_id_bytes
+            )));
+        }
+        let conversation = match (send.conversation, send.to) {
+            (Some(id), None) => id,
+            (None, Some(to)) => self.direct(user, &to, now_ms()).await?.0.id,
+            _ => return Err(bad_request("give either conversation or to")),
+        };
+        if !self.rate.admit(user) {
+            return Err(HubError::new(
+                "rate_limited",
+                format!(
+                    "at most {} messages per second per user",
+                    self.config.messages_per_sec
+                ),
+            ));
+        }
+        match self
+            .writer
+            .submit(Op::Send {
+                user: user.to_owned(),
+                conversation,
+                client_id: send.client_id,
+                text: send.text,
+                reply_to: send.reply_to,
+            })
+            .await?
+        {
+            Done::Sent { message, fresh, .. } => Ok(fields(json!({
+                "id": message.id,
+                "seq": message.seq,
+                "ts": message.ts,
+                "conversation": message.conversation,
+                "duplicate": !fresh,
+            }))),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    async fn history(&self, user: &str, history: History) -> Reply {
+        let limit = self.limit(history.limit)?;
+        let page = match (history.before, history.after) {
+            (Some(_), Some(_)) => return Err(bad_request("give before or after, not both")),
+            (Some(before), None) => Page::Before(before),
+            (None, Some(after)) => Page::After(after),
+            (None, None) => Page::Before(i64::MAX),
+        };
+        self.member_check(history.conversation, user).await?;
+        let (messages, has_more) = self
+            .ctx
+            .store
+            .timed(async {
+                let mut conn = self.ctx.store.pool().acquire().await?;
+                store::history(&mut conn, history.conversation, page, limit).await
+            })
+            .await?;
+        Ok(fields(json!({"messages": messages, "has_more": has_more})))
+    }
+}
+
+/// `"<last_activity>:<id>"`, as `conversations` gives it in `next`.
+fn parse_cursor(cursor: &str) -> Option<(i64, i64)> {
+    let (activity, id) = cursor.split_once(':')?;
+    Some((activity.parse().ok()?, id.parse().ok()?))
+}
+
 impl Component for Chat {
-    fn handle(&self, _socket: &Arc<Socket>, event: &str, _args: &Args) -> BoxFuture<Reply> {
-        let result = Err(HubError::new(
-            "unknown_event",
-            format!("no handler for {event:?}"),
-        ));
-        Box::pin(std::future::ready(result))
+    fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+        let _ = self.inner.ns.set(Arc::downgrade(socket.namespace()));
+        None
+    }
+
+    fn on_disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
+        let inner = self.inner.clone();
+        let id = socket.id().as_str().to_owned();
+        self.inner.ctx.tasks.spawn(async move {
+            match inner.typing.device_gone(&id).await {
+                Ok(stopped) => {
+                    for (conversation, user) in stopped {
+                        inner.relay_typing(conversation, &user, false).await;
+                    }
+                }
+                Err(err) => tracing::warn!(%err, "clearing typing failed"),
+            }
+        });
+    }
+
+    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
+        let _ = self.inner.ns.set(Arc::downgrade(socket.namespace()));
+        let Some(identity) = identity_of(socket) else {
+            return Box::pin(std::future::ready(Err(HubError::new(
+                "unauthorized",
+                "sign in first",
+            ))));
+        };
+        let inner = self.inner.clone();
+        let socket = socket.clone();
+        let event = event.to_owned();
+        let args = args.clone();
+        Box::pin(async move { inner.handle(&socket, identity.user, &event, &args).await })
     }
 }

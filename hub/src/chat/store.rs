@@ -1,0 +1,542 @@
+//! The SQL of `/chat` (tables `chat_*`, migrations `*_chat.sql`). Every
+//! function runs on a connection or transaction it is given, so a caller
+//! groups them into one transaction per logical write; none of them checks
+//! permissions (the component does, inside the same transaction).
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+/// Kinds of conversation, as stored and as the client sees them.
+pub const DIRECT: &str = "direct";
+pub const GROUP: &str = "group";
+
+/// A conversation's own row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    pub id: i64,
+    pub kind: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub last_seq: i64,
+    pub last_activity: i64,
+}
+
+/// A stored message as the client sees it (history, `message`,
+/// `message:updated`). A deleted one keeps its seq with `text: null` and
+/// `deleted: true`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub id: i64,
+    pub conversation: i64,
+    pub seq: i64,
+    pub sender: String,
+    pub client_id: String,
+    pub text: Option<String>,
+    pub reply_to: Option<i64>,
+    /// Members the text mentions (`@user`), as sent.
+    pub mentions: Vec<String>,
+    /// When it was stored.
+    pub ts: i64,
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
+}
+
+/// A message to store (its seq is assigned by [`next_seq`]).
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub conversation: i64,
+    pub seq: i64,
+    pub sender: &'a str,
+    pub client_id: &'a str,
+    pub text: &'a str,
+    pub reply_to: Option<i64>,
+    pub mentions: &'a [String],
+    pub ts: i64,
+}
+
+const CONVERSATION_COLUMNS: &str = "id, kind, name, created_at, last_seq, last_activity";
+const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender, client_id, text, reply_to, \
+                               mentions, created_at, edited_at, deleted_at";
+
+fn conversation_of(row: &AnyRow) -> Result<Conversation, sqlx::Error> {
+    Ok(Conversation {
+        id: row.try_get(0)?,
+        kind: row.try_get(1)?,
+        name: row.try_get(2)?,
+        created_at: row.try_get(3)?,
+        last_seq: row.try_get(4)?,
+        last_activity: row.try_get(5)?,
+    })
+}
+
+fn message_of(row: &AnyRow) -> Result<Message, sqlx::Error> {
+    let mentions: String = row.try_get(7)?;
+    let deleted_at: Option<i64> = row.try_get(10)?;
+    Ok(Message {
+        id: row.try_get(0)?,
+        conversation: row.try_get(1)?,
+        seq: row.try_get(2)?,
+        sender: row.try_get(3)?,
+        client_id: row.try_get(4)?,
+        text: row.try_get(5)?,
+        reply_to: row.try_get(6)?,
+        // Written by this module only; a damaged value reads as none.
+        mentions: serde_json::from_str(&mentions).unwrap_or_default(),
+        ts: row.try_get(8)?,
+        edited_at: row.try_get(9)?,
+        deleted: deleted_at.is_some(),
+    })
+}
+
+/// The key of the direct conversation of two users: the same whichever
+/// of them asks (the pair in order, as JSON, so no user id can forge
+/// another pair's key).
+pub fn direct_key(a: &str, b: &str) -> String {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    serde_json::json!([low, high]).to_string()
+}
+
+/// The conversation `id`, if it exists.
+pub async fn conversation(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> Result<Option<Conversation>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM chat_conversations WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(conversation_of).transpose()
+}
+
+/// `user`'s read mark in `conversation`, or `None` if not a member.
+pub async fn membership(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    user: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT last_read_seq FROM chat_members WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(conversation)
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| r.try_get(0)).transpose()
+}
+
+/// The members of `conversation`, by user id.
+pub async fn members(
+    conn: &mut AnyConnection,
+    conversation: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT user_id FROM chat_members WHERE conversation_id = $1 ORDER BY user_id")
+            .bind(conversation)
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.iter().map(|r| r.try_get(0)).collect()
+}
+
+/// The direct conversation of `a` and `b`, created (with both as members)
+/// if it did not exist; whether this call created it. Safe when both users
+/// create it at once: the unique `direct_key` lets one insert win and the
+/// other find it.
+pub async fn direct_get_or_create(
+    conn: &mut AnyConnection,
+    a: &str,
+    b: &str,
+    now: i64,
+) -> Result<(i64, bool), sqlx::Error> {
+    let key = direct_key(a, b);
+    let inserted = sqlx::query(
+        "INSERT INTO chat_conversations (kind, name, direct_key, created_by, created_at, \
+         last_seq, last_activity) VALUES ($1, NULL, $2, $3, $4, 0, $4) \
+         ON CONFLICT (direct_key) DO NOTHING RETURNING id",
+    )
+    .bind(DIRECT)
+    .bind(&key)
+    .bind(a)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = inserted {
+        let id: i64 = row.try_get(0)?;
+        add_members(conn, id, &[a.to_owned(), b.to_owned()], 0, now).await?;
+        return Ok((id, true));
+    }
+    let row = sqlx::query("SELECT id FROM chat_conversations WHERE direct_key = $1")
+        .bind(&key)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((row.try_get(0)?, false))
+}
+
+/// Creates a group named `name` with `members` (the creator among them).
+pub async fn create_group(
+    conn: &mut AnyConnection,
+    name: &str,
+    creator: &str,
+    members: &[String],
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO chat_conversations (kind, name, direct_key, created_by, created_at, \
+         last_seq, last_activity) VALUES ($1, $2, NULL, $3, $4, 0, $4) RETURNING id",
+    )
+    .bind(GROUP)
+    .bind(name)
+    .bind(creator)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    let id: i64 = row.try_get(0)?;
+    add_members(conn, id, members, 0, now).await?;
+    Ok(id)
+}
+
+/// Adds `users` to `conversation` with their read mark at `read_seq` (a
+/// newcomer has nothing unread); returns those that were not members yet.
+pub async fn add_members(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    users: &[String],
+    read_seq: i64,
+    now: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut added = Vec::new();
+    for user in users {
+        let row = sqlx::query(
+            "INSERT INTO chat_members (conversation_id, user_id, joined_at, last_read_seq) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id, user_id) DO NOTHING \
+             RETURNING user_id",
+        )
+        .bind(conversation)
+        .bind(user)
+        .bind(now)
+        .bind(read_seq)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if row.is_some() {
+            added.push(user.clone());
+        }
+    }
+    Ok(added)
+}
+
+/// Removes `user` from `conversation`; whether they were a member.
+pub async fn remove_member(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    user: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM chat_members WHERE conversation_id = $1 AND user_id = $2")
+        .bind(conversation)
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The message `sender` sent with `client_id`, if any (a retried send).
+pub async fn by_client_id(
+    conn: &mut AnyConnection,
+    sender: &str,
+    client_id: &str,
+) -> Result<Option<Message>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE sender = $1 AND client_id = $2"
+    ))
+    .bind(sender)
+    .bind(client_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(message_of).transpose()
+}
+
+/// Takes the next seq of `conversation` (last_seq + 1) and marks it active
+/// at `now`; `None` if there is no such conversation. Inside the write
+/// transaction that stores the message: the row stays locked until commit
+/// (PostgreSQL) or the whole database does (SQLite), so two senders never
+/// get the same seq, and a rollback gives the seq back (no gap).
+pub async fn next_seq(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(
+        "UPDATE chat_conversations SET last_seq = last_seq + 1, last_activity = $2 \
+         WHERE id = $1 RETURNING last_seq",
+    )
+    .bind(conversation)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| r.try_get(0)).transpose()
+}
+
+/// Stores `new` and its mentions; returns its id.
+pub async fn insert_message(
+    conn: &mut AnyConnection,
+    new: &NewMessage<'_>,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO chat_messages (conversation_id, seq, sender, client_id, text, reply_to, \
+         mentions, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(new.conversation)
+    .bind(new.seq)
+    .bind(new.sender)
+    .bind(new.client_id)
+    .bind(new.text)
+    .bind(new.reply_to)
+    .bind(serde_json::to_string(new.mentions).unwrap_or_else(|_| "[]".to_owned()))
+    .bind(new.ts)
+    .fetch_one(&mut *conn)
+    .await?;
+    for user in new.mentions {
+        sqlx::query(
+            "INSERT INTO chat_mentions (user_id, conversation_id, seq) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(user)
+        .bind(new.conversation)
+        .bind(new.seq)
+        .execute(&mut *conn)
+        .await?;
+    }
+    row.try_get(0)
+}
+
+/// Message `seq` of `conversation`, if any.
+pub async fn message(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    seq: i64,
+) -> Result<Option<Message>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE conversation_id = $1 AND seq = $2"
+    ))
+    .bind(conversation)
+    .bind(seq)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(message_of).transpose()
+}
+
+/// Replaces the text of a message (not deleted).
+pub async fn edit(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    seq: i64,
+    text: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE chat_messages SET text = $3, edited_at = $4 \
+         WHERE conversation_id = $1 AND seq = $2 AND deleted_at IS NULL",
+    )
+    .bind(conversation)
+    .bind(seq)
+    .bind(text)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Turns a message into a tombstone: no text, no mentions, its seq kept.
+pub async fn tombstone(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    seq: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE chat_messages SET text = NULL, mentions = '[]', deleted_at = $3 \
+         WHERE conversation_id = $1 AND seq = $2",
+    )
+    .bind(conversation)
+    .bind(seq)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM chat_mentions WHERE conversation_id = $1 AND seq = $2")
+        .bind(conversation)
+        .bind(seq)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Where a page of history starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The newest messages before this seq.
+    Before(i64),
+    /// The oldest messages after this seq.
+    After(i64),
+}
+
+/// Up to `limit` messages of `conversation` on the side of the page, in
+/// seq order; whether more lie beyond.
+pub async fn history(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    page: Page,
+    limit: i64,
+) -> Result<(Vec<Message>, bool), sqlx::Error> {
+    let (condition, order, bound) = match page {
+        Page::Before(seq) => ("seq < $2", "DESC", seq),
+        Page::After(seq) => ("seq > $2", "ASC", seq),
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE conversation_id = $1 AND {condition} \
+         ORDER BY seq {order} LIMIT $3"
+    ))
+    .bind(conversation)
+    .bind(bound)
+    .bind(limit + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut messages = rows.iter().map(message_of).collect::<Result<Vec<_>, _>>()?;
+    let has_more = messages.len() as i64 > limit;
+    messages.truncate(limit as usize);
+    if matches!(page, Page::Before(_)) {
+        messages.reverse();
+    }
+    Ok((messages, has_more))
+}
+
+/// One of a user's conversations, with their read mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub conversation: Conversation,
+    pub last_read_seq: i64,
+}
+
+/// `user`'s conversations, most recently active first, up to `limit`,
+/// starting after the cursor `(last_activity, id)` if given; whether more
+/// follow.
+pub async fn user_conversations(
+    conn: &mut AnyConnection,
+    user: &str,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> Result<(Vec<Listed>, bool), sqlx::Error> {
+    let (activity, id) = after.unwrap_or((i64::MAX, i64::MAX));
+    let rows = sqlx::query(
+        "SELECT c.id, c.kind, c.name, c.created_at, c.last_seq, c.last_activity, m.last_read_seq \
+         FROM chat_members m JOIN chat_conversations c ON c.id = m.conversation_id \
+         WHERE m.user_id = $1 \
+           AND (c.last_activity < $2 OR (c.last_activity = $2 AND c.id < $3)) \
+         ORDER BY c.last_activity DESC, c.id DESC LIMIT $4",
+    )
+    .bind(user)
+    .bind(activity)
+    .bind(id)
+    .bind(limit + 1)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut listed = rows
+        .iter()
+        .map(|row| {
+            Ok(Listed {
+                conversation: conversation_of(row)?,
+                last_read_seq: row.try_get(6)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let has_more = listed.len() as i64 > limit;
+    listed.truncate(limit as usize);
+    Ok((listed, has_more))
+}
+
+/// Mentions of `user` in `conversation` past seq `after`.
+pub async fn mention_count(
+    conn: &mut AnyConnection,
+    user: &str,
+    conversation: i64,
+    after: i64,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) FROM chat_mentions WHERE user_id = $1 AND conversation_id = $2 \
+         AND seq > $3",
+    )
+    .bind(user)
+    .bind(conversation)
+    .bind(after)
+    .fetch_one(&mut *conn)
+    .await?;
+    row.try_get(0)
+}
+
+/// Moves `user`'s read mark in `conversation` up to `seq`; never down.
+/// Returns the mark after the call (`None`: not a member).
+pub async fn mark_read(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    user: &str,
+    seq: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE chat_members SET last_read_seq = $3 \
+         WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3",
+    )
+    .bind(conversation)
+    .bind(user)
+    .bind(seq)
+    .execute(&mut *conn)
+    .await?;
+    membership(conn, conversation, user).await
+}
+
+/// A conversation as one member sees it (`conversations`,
+/// `conversation:joined`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub id: i64,
+    pub kind: String,
+    pub name: Option<String>,
+    pub members: Vec<String>,
+    pub created_at: i64,
+    pub last_seq: i64,
+    pub last_activity: i64,
+    pub last_message: Option<Message>,
+    pub last_read_seq: i64,
+    /// `last_seq - last_read_seq`.
+    pub unread: i64,
+    /// Unread messages that mention this member.
+    pub mentions: i64,
+}
+
+/// `conversation` as `user` (read mark `last_read_seq`) sees it.
+pub async fn summary(
+    conn: &mut AnyConnection,
+    conversation: &Conversation,
+    user: &str,
+    last_read_seq: i64,
+) -> Result<Summary, sqlx::Error> {
+    let members = members(conn, conversation.id).await?;
+    let last_message = if conversation.last_seq > 0 {
+        message(conn, conversation.id, conversation.last_seq).await?
+    } else {
+        None
+    };
+    let mentions = mention_count(conn, user, conversation.id, last_read_seq).await?;
+    Ok(Summary {
+        id: conversation.id,
+        kind: conversation.kind.clone(),
+        name: conversation.name.clone(),
+        members,
+        created_at: conversation.created_at,
+        last_seq: conversation.last_seq,
+        last_activity: conversation.last_activity,
+        last_message,
+        last_read_seq,
+        unread: (conversation.last_seq - last_read_seq).max(0),
+        mentions,
+    })
+}
