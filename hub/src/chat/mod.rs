@@ -325,6 +325,21 @@ impl Inner {
         Ok(())
     }
 
+    /// Takes one from `user`'s message bucket (sends and conversation
+    /// creations: both write for others to see).
+    fn admit(&self, user: &str) -> Result<(), HubError> {
+        if self.rate.admit(user) {
+            return Ok(());
+        }
+        Err(HubError::new(
+            "rate_limited",
+            format!(
+                "at most {} messages per second per user",
+                self.config.messages_per_sec
+            ),
+        ))
+    }
+
     fn check_user_id(&self, user: &str) -> Result<(), HubError> {
         if user.is_empty() || user.len() > self.config.max_user_id_bytes {
             return Err(bad_request(format!(
@@ -566,6 +581,7 @@ impl Inner {
     async fn create(&self, user: &str, create: Create) -> Reply {
         let ns = self.namespace();
         let now = now_ms();
+        self.admit(user)?;
         if let Some(other) = create.direct {
             if create.name.is_some() || !create.members.is_empty() {
                 return Err(bad_request(
@@ -675,20 +691,15 @@ impl Inner {
                 self.config.max_client_id_bytes
             )));
         }
-        let conversation = match (send.conversation, send.to) {
-            (Some(id), None) => id,
-            (None, Some(to)) => self.direct(user, &to, now_ms()).await?.0.id,
-            _ => return Err(bad_request("give either conversation or to")),
-        };
-        if !self.rate.admit(user) {
-            return Err(HubError::new(
-                "rate_limited",
-                format!(
-                    "at most {} messages per second per user",
-                    self.config.messages_per_sec
-                ),
-            ));
+        if send.conversation.is_some() == send.to.is_some() {
+            return Err(bad_request("give either conversation or to"));
         }
+        self.admit(user)?;
+        let conversation = match (send.conversation, send.to) {
+            (Some(id), _) => id,
+            (None, Some(to)) => self.direct(user, &to, now_ms()).await?.0.id,
+            (None, None) => return Err(bad_request("give either conversation or to")),
+        };
         match self
             .writer
             .submit(Op::Send {
