@@ -572,3 +572,102 @@ async fn a_thousand_messages_from_four_devices_at_once_on_postgres() {
     };
     a_thousand_at_once(&format!("[store]\nurl = {url:?}\ntimeout_ms = 20000\n")).await;
 }
+
+/// A member who leaves while messages stream in gets every message
+/// committed before the leave, then the `member_left`, then nothing of the
+/// conversation: the leave takes the messages' path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_leaves_mid_stream_gets_what_preceded_the_leave_and_nothing_after() {
+    let server = start_raw(
+        "[auth]\nhs256_secret = \"test-secret\"\n[limits]\nevents_per_sec = 0\n\
+         [chat]\nmessages_per_sec = 0\n[store]\ntimeout_ms = 20000\n",
+    )
+    .await;
+    let mut alice = device(server.addr, "alice").await;
+    let mut leaving = device(server.addr, "carol").await;
+    let mut watching = device(server.addr, "carol").await;
+    alice
+        .emit(
+            1,
+            "conversation:create",
+            &json!({"name": "stream", "members": ["carol"]}),
+        )
+        .await;
+    let conversation = alice.ack(1).await["conversation"]["id"].as_i64().unwrap();
+    const SENT: u64 = 300;
+    let payload = |i: u64| {
+        json!({"conversation": conversation, "client_id": format!("s{i}"),
+               "text": format!("m{i}")})
+    };
+    let mut last_seq = 0;
+    // Messages in flight, some already acked (so carol must get those),
+    // when the leave comes; more follow it.
+    for i in 0..100 {
+        alice.emit(10 + i, "message", &payload(i)).await;
+    }
+    for i in 0..50 {
+        last_seq = last_seq.max(alice.ack(10 + i).await["seq"].as_i64().unwrap());
+    }
+    leaving
+        .emit(
+            2,
+            "conversation:leave",
+            &json!({"conversation": conversation}),
+        )
+        .await;
+    for i in 100..SENT {
+        alice.emit(10 + i, "message", &payload(i)).await;
+    }
+    for i in 50..SENT {
+        let ack = alice.ack(10 + i).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        last_seq = last_seq.max(ack["seq"].as_i64().unwrap());
+    }
+    assert_eq!(last_seq, SENT as i64);
+    // Then a message carol is still to get, in another conversation: once
+    // it is in, everything sent to her before it is too.
+    alice
+        .emit(
+            3,
+            "message",
+            &json!({"to": "carol", "client_id": "flush", "text": "flush"}),
+        )
+        .await;
+    assert_eq!(alice.ack(3).await["ok"], true);
+
+    let mut seqs = Vec::new();
+    let mut left = false;
+    loop {
+        let (event, data) = parse_frame(&watching.next().await).unwrap();
+        if data["conversation"] != conversation
+            && !(event == "conversation:joined" && data["conversation"]["id"] == conversation)
+        {
+            if event == "message" && data["client_id"] == "flush" {
+                break;
+            }
+            continue;
+        }
+        match event.as_str() {
+            "conversation:joined" => {}
+            "message" => {
+                assert!(!left, "a message after the leave: {data}");
+                seqs.push(data["seq"].as_i64().unwrap());
+            }
+            "conversation:member_left" => {
+                assert_eq!(data["user"], "carol");
+                left = true;
+            }
+            other => panic!("unexpected {other}: {data}"),
+        }
+    }
+    assert!(left, "the leave was not announced");
+    let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+    assert_eq!(
+        seqs, expected,
+        "what preceded the leave, all of it, in order"
+    );
+    eprintln!(
+        "carol got {} of {SENT} messages before her leave",
+        seqs.len()
+    );
+}

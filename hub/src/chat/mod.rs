@@ -108,7 +108,15 @@ struct Inner {
     /// The namespace served, learnt from the first socket (delivery and
     /// the typing sweep emit to it).
     ns: Arc<OnceLock<Weak<Namespace>>>,
+    /// Typing relays of a conversation are emitted one at a time, each
+    /// right after the state change it reports: a start relayed after the
+    /// stop that followed it would leave the others seeing the user type
+    /// forever (no later stop would be sent). Sharded by conversation.
+    typing_order: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Shards of [`Inner::typing_order`].
+const TYPING_SHARDS: usize = 64;
 
 impl Chat {
     /// With the in-memory typing state.
@@ -147,6 +155,9 @@ impl Chat {
             writer,
             typing,
             ns,
+            typing_order: (0..TYPING_SHARDS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         });
         let sweep = Duration::from_millis(inner.config.typing_sweep_ms.max(10));
         let weak = Arc::downgrade(&inner);
@@ -157,6 +168,7 @@ impl Chat {
                 match inner.typing.expire().await {
                     Ok(expired) => {
                         for (conversation, user) in expired {
+                            let _order = inner.typing_lock(conversation).await;
                             inner.relay_typing(conversation, &user, false).await;
                         }
                     }
@@ -359,6 +371,12 @@ impl Inner {
         }
     }
 
+    /// Holds the relays of `conversation`'s typing changes in order.
+    async fn typing_lock(&self, conversation: i64) -> tokio::sync::MutexGuard<'_, ()> {
+        let shard = conversation.rem_euclid(TYPING_SHARDS as i64) as usize;
+        self.typing_order[shard].lock().await
+    }
+
     /// Relays a typing change of `user` in `conversation` to the other
     /// members.
     async fn relay_typing(&self, conversation: i64, user: &str, on: bool) {
@@ -491,6 +509,7 @@ impl Inner {
             "typing" => {
                 let typing: Typing = parse(args)?;
                 self.member_check(typing.conversation, &user).await?;
+                let _order = self.typing_lock(typing.conversation).await;
                 let relay = self
                     .typing
                     .set(
@@ -762,6 +781,7 @@ impl Component for Chat {
             match inner.typing.device_gone(&id).await {
                 Ok(stopped) => {
                     for (conversation, user) in stopped {
+                        let _order = inner.typing_lock(conversation).await;
                         inner.relay_typing(conversation, &user, false).await;
                     }
                 }
