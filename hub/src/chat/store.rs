@@ -474,13 +474,12 @@ pub async fn mention_count(
 }
 
 /// Moves `user`'s read mark in `conversation` up to `seq`; never down.
-/// Returns the mark after the call (`None`: not a member).
-pub async fn mark_read(
+pub async fn advance_read(
     conn: &mut AnyConnection,
     conversation: i64,
     user: &str,
     seq: i64,
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE chat_members SET last_read_seq = $3 \
          WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3",
@@ -490,6 +489,18 @@ pub async fn mark_read(
     .bind(seq)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Moves `user`'s read mark in `conversation` up to `seq`; never down.
+/// Returns the mark after the call (`None`: not a member).
+pub async fn mark_read(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    user: &str,
+    seq: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    advance_read(conn, conversation, user, seq).await?;
     membership(conn, conversation, user).await
 }
 

@@ -223,12 +223,30 @@ async fn commit(
         .await
 }
 
-/// Members of the conversations a batch touched, read once per batch and
-/// kept current by the batch's own membership changes.
+/// The rows and members of the conversations a batch touched, read once
+/// per batch and kept current by the batch's own changes (the writer is
+/// the only one changing them while its transaction holds the write lock
+/// — the database's on SQLite, the conversation row's on PostgreSQL once
+/// a seq was taken).
 #[derive(Default)]
-struct Members(HashMap<i64, Vec<String>>);
+struct Members(HashMap<i64, Vec<String>>, HashMap<i64, store::Conversation>);
 
 impl Members {
+    async fn conversation(
+        &mut self,
+        conn: &mut AnyConnection,
+        id: i64,
+    ) -> Result<Option<store::Conversation>, sqlx::Error> {
+        if let Some(found) = self.1.get(&id) {
+            return Ok(Some(found.clone()));
+        }
+        let found = store::conversation(conn, id).await?;
+        if let Some(found) = &found {
+            self.1.insert(id, found.clone());
+        }
+        Ok(found)
+    }
+
     async fn of(
         &mut self,
         conn: &mut AnyConnection,
@@ -256,7 +274,7 @@ async fn member_of(
     conversation: i64,
     user: &str,
 ) -> Result<Result<(store::Conversation, Vec<String>), HubError>, sqlx::Error> {
-    let Some(found) = store::conversation(conn, conversation).await? else {
+    let Some(found) = members.conversation(conn, conversation).await? else {
         return Ok(Err(not_found()));
     };
     let list = members.of(conn, conversation).await?;
@@ -308,6 +326,10 @@ async fn apply(
             let Some(seq) = store::next_seq(conn, *conversation, now).await? else {
                 return Ok(Err(not_found()));
             };
+            if let Some(cached) = members.1.get_mut(conversation) {
+                cached.last_seq = seq;
+                cached.last_activity = now;
+            }
             let new = NewMessage {
                 conversation: *conversation,
                 seq,
@@ -320,7 +342,7 @@ async fn apply(
             };
             let id = store::insert_message(conn, &new).await?;
             // What one sends, one has read.
-            store::mark_read(conn, *conversation, user, seq).await?;
+            store::advance_read(conn, *conversation, user, seq).await?;
             Ok(Ok(Done::Sent {
                 message: Message {
                     id,
