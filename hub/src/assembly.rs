@@ -165,6 +165,7 @@ impl Hub {
             ),
             tasks: Tasks::new(),
         };
+        ctx.notifications.start_pruning(&ctx.tasks);
         let mut protected = Vec::new();
         for ns in &config.namespaces {
             let auth = auth.as_ref().filter(|_| ns.auth);
@@ -226,7 +227,7 @@ fn install(
     let component = |handler: Arc<dyn NamespaceHandler>| (handler, Some(limits.rate), None);
     let (handler, rate, middleware): (Arc<dyn NamespaceHandler>, _, _) = match ns.handler.as_str() {
         "notifications" => component(Arc::new(
-            ComponentHandler::new(NotificationsComponent::new(ctx.notifications.clone()))
+            ComponentHandler::new(NotificationsComponent::new(ctx.clone()))
                 .with_limits(limits.rooms),
         )),
         "chat" => component(Arc::new(

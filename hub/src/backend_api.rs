@@ -12,6 +12,7 @@ use socketio::{Args, BroadcastOperator, Namespace, SocketIo};
 
 use crate::auth::user_room;
 use crate::component::HubError;
+use crate::notifications::{NewNotification, Notifications};
 
 /// Longest event name accepted.
 const MAX_EVENT_LEN: usize = 128;
@@ -38,6 +39,57 @@ pub struct PublishRequest {
     pub broadcast: bool,
     /// Only this namespace; all namespaces when absent (not with `broadcast`).
     pub namespace: Option<String>,
+    /// Also store a notification for each of `users` (not with `rooms` or
+    /// `broadcast`), of `type` (default: `event`) with `title`, `body` and
+    /// `data`, sent on `/notifications` as `notification` `{notification,
+    /// unread}` — in place of `event`, which the user's other namespaces
+    /// still get.
+    #[serde(default)]
+    pub persist: bool,
+    /// With `persist`: the notification's type (default: `event`).
+    #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 64)]
+    pub kind: Option<String>,
+    /// With `persist` (required): the notification's title.
+    #[schema(min_length = 1, max_length = 256)]
+    pub title: Option<String>,
+    /// With `persist`: the notification's body (default: empty).
+    #[schema(max_length = 4000)]
+    pub body: Option<String>,
+}
+
+/// `POST /api/v1/notifications`: one notification, stored for each user
+/// (a user named twice gets one) and sent to their devices.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationRequest {
+    /// The users (at most `notifications.max_users_per_request`, 10,000 by
+    /// default).
+    #[schema(min_items = 1, max_items = 10000)]
+    pub users: Vec<String>,
+    /// What it is about (`invoice:paid`, …).
+    #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 64)]
+    pub kind: String,
+    #[schema(min_length = 1, max_length = 256)]
+    pub title: String,
+    #[serde(default)]
+    #[schema(max_length = 4000)]
+    pub body: String,
+    /// Anything the client needs to act on it (at most
+    /// `notifications.max_data_bytes` of JSON).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Sockets reached on this node.
+    pub delivered: usize,
+    /// Notifications stored (`persist`).
+    pub stored: Option<usize>,
 }
 
 /// `POST /api/v1/disconnect`.
@@ -64,9 +116,87 @@ fn namespaces(io: &SocketIo, name: Option<&str>) -> Result<Vec<Arc<Namespace>>, 
     }
 }
 
-/// Checks and carries out a publish; returns how many sockets it reached on
-/// this node.
-pub fn publish(io: &SocketIo, request: &PublishRequest) -> Result<usize, HubError> {
+/// Checks and carries out a publish; with `persist`, stores the
+/// notifications first (nothing is published if that fails).
+pub async fn publish_persisted(
+    io: &SocketIo,
+    notifications: &Notifications,
+    request: &PublishRequest,
+) -> Result<Published, HubError> {
+    if !request.persist {
+        if request.kind.is_some() || request.title.is_some() || request.body.is_some() {
+            return Err(invalid("type, title and body need persist: true"));
+        }
+        return Ok(Published {
+            delivered: publish(io, request, None)?,
+            stored: None,
+        });
+    }
+    if !request.rooms.is_empty() || request.broadcast || request.users.is_empty() {
+        return Err(invalid("persist needs users (not rooms or broadcast)"));
+    }
+    let Some(title) = &request.title else {
+        return Err(invalid("persist needs a title"));
+    };
+    let new = NewNotification {
+        kind: request
+            .kind
+            .clone()
+            .unwrap_or_else(|| request.event.clone()),
+        title: title.clone(),
+        body: request.body.clone().unwrap_or_default(),
+        data: request.data.clone(),
+    };
+    notifications.check(&request.users, &new).map_err(invalid)?;
+    // Checked before anything is stored: a refused publish stores nothing.
+    check(io, request)?;
+    let created = notifications.create(&request.users, &new).await?;
+    let skip = notifications.namespace_name();
+    let mut delivered = publish(io, request, skip.as_deref())?;
+    delivered += delivered_to(io, notifications, created.iter().map(|(user, _, _)| user));
+    Ok(Published {
+        delivered,
+        stored: Some(created.len()),
+    })
+}
+
+/// Stores one notification for each user of `request` and sends it to
+/// their devices.
+pub async fn notify(
+    io: &SocketIo,
+    notifications: &Notifications,
+    request: &NotificationRequest,
+) -> Result<Published, HubError> {
+    let new = NewNotification {
+        kind: request.kind.clone(),
+        title: request.title.clone(),
+        body: request.body.clone(),
+        data: request.data.clone(),
+    };
+    notifications.check(&request.users, &new).map_err(invalid)?;
+    let created = notifications.create(&request.users, &new).await?;
+    Ok(Published {
+        delivered: delivered_to(io, notifications, created.iter().map(|(user, _, _)| user)),
+        stored: Some(created.len()),
+    })
+}
+
+/// Sockets of `users` on the notifications namespace (on this node).
+fn delivered_to<'a>(
+    io: &SocketIo,
+    notifications: &Notifications,
+    users: impl Iterator<Item = &'a String>,
+) -> usize {
+    let Some(ns) = notifications.namespace_name().and_then(|name| io.of(&name)) else {
+        return 0;
+    };
+    users
+        .map(|user| ns.to(user_room(user)).sockets().len())
+        .sum()
+}
+
+/// Why `request` cannot be published, if it cannot.
+fn check(io: &SocketIo, request: &PublishRequest) -> Result<(), HubError> {
     if request.event.is_empty() || request.event.len() > MAX_EVENT_LEN {
         return Err(invalid(format!(
             "event must be 1 to {MAX_EVENT_LEN} characters"
@@ -92,8 +222,24 @@ pub fn publish(io: &SocketIo, request: &PublishRequest) -> Result<usize, HubErro
     {
         return Err(invalid("user and room ids must not be empty"));
     }
+    namespaces(io, request.namespace.as_deref())?;
+    Ok(())
+}
+
+/// Checks and carries out a publish (but `persist`: see
+/// [`publish_persisted`]) in every namespace it names but `skip`; returns
+/// how many sockets it reached on this node.
+pub fn publish(
+    io: &SocketIo,
+    request: &PublishRequest,
+    skip: Option<&str>,
+) -> Result<usize, HubError> {
+    check(io, request)?;
     let mut delivered = 0;
     for ns in namespaces(io, request.namespace.as_deref())? {
+        if Some(ns.name()) == skip {
+            continue;
+        }
         if request.broadcast {
             delivered += ns
                 .broadcast()

@@ -65,6 +65,12 @@ pub trait Component: Send + Sync + 'static {
         None
     }
 
+    /// The client has been told it is connected (its CONNECT reply reached
+    /// the transport), before its first event: the place for a greeting,
+    /// which then reaches the client after `connect`. Synchronous: spawn
+    /// async work through the context's tasks. By default: nothing.
+    fn on_connected(&self, _socket: &Arc<Socket>) {}
+
     /// The socket left: exactly once, after `on_connect` has finished. It
     /// receives nothing any more, but [`Socket::rooms`] still returns the
     /// rooms it was in (presence and call teardown use them).

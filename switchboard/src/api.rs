@@ -17,7 +17,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use hub::backend_api::{self, DisconnectRequest, PublishRequest};
+use hub::backend_api::{self, DisconnectRequest, NotificationRequest, PublishRequest};
 use hub::component::HubError;
 
 use crate::app::App;
@@ -26,7 +26,7 @@ use crate::reply::{Failure, reply};
 /// What an API key allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// `POST /api/v1/publish`.
+    /// `POST /api/v1/publish`, `POST /api/v1/notifications`.
     Publish,
     /// `POST /api/v1/disconnect`.
     Disconnect,
@@ -70,10 +70,10 @@ pub struct ApiConfig {
 
 impl From<HubError> for Failure {
     fn from(err: HubError) -> Failure {
-        let status = if err.code == "unknown_namespace" {
-            StatusCode::NOT_FOUND
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
+        let status = match err.code {
+            "unknown_namespace" => StatusCode::NOT_FOUND,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Failure::new(status, err.code, err.message)
     }
@@ -242,11 +242,23 @@ struct ErrorBody {
     message: String,
 }
 
-/// `{ok:true, delivered}`: sockets reached on this node.
+/// `{ok:true, delivered}`: sockets reached on this node; with `persist`,
+/// `stored` too: notifications stored (one per distinct user).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct PublishReply {
     ok: bool,
+    delivered: u64,
+    stored: Option<u64>,
+}
+
+/// `{ok:true, stored, delivered}`: notifications stored (one per distinct
+/// user), sockets of theirs reached on `/notifications` on this node.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct NotificationsReply {
+    ok: bool,
+    stored: u64,
     delivered: u64,
 }
 
@@ -268,7 +280,9 @@ struct RoomReply {
 }
 
 /// Publishes an event to users (every socket of each), rooms (members get
-/// `{room, data}`) or a whole namespace.
+/// `{room, data}`) or a whole namespace; with `persist`, also stores a
+/// notification for each user (sent on `/notifications` as
+/// `notification`).
 #[utoipa::path(post, path = "/api/v1/publish", request_body = PublishRequest,
     security(("api_key" = [])),
     responses(
@@ -279,16 +293,45 @@ struct RoomReply {
         (status = 404, description = "Unknown namespace", body = ErrorReply),
         (status = 413, description = "Body too large", body = ErrorReply),
         (status = 422, description = "Invalid request", body = ErrorReply),
+        (status = 503, description = "The store is unavailable (persist): nothing stored or published", body = ErrorReply),
     ))]
 async fn publish(
     State(app): State<App>,
     _: Allowed<PublishScope>,
     ApiJson(request): ApiJson<PublishRequest>,
 ) -> Result<Response, Failure> {
-    let delivered = backend_api::publish(&app.io, &request)?;
+    let published =
+        backend_api::publish_persisted(&app.io, &app.hub.ctx.notifications, &request).await?;
+    let mut body = json!({"ok": true, "delivered": published.delivered});
+    if let Some(stored) = published.stored {
+        body["stored"] = json!(stored);
+    }
+    Ok(reply(StatusCode::OK, body))
+}
+
+/// Stores one notification for each user (up to 10,000 at once, one
+/// transaction) and sends it to their devices on `/notifications` as
+/// `notification` `{notification, unread}`.
+#[utoipa::path(post, path = "/api/v1/notifications", request_body = NotificationRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Stored and sent", body = NotificationsReply),
+        (status = 400, description = "Not JSON", body = ErrorReply),
+        (status = 401, description = "No or wrong API key", body = ErrorReply),
+        (status = 403, description = "The key lacks the publish scope", body = ErrorReply),
+        (status = 413, description = "Body too large", body = ErrorReply),
+        (status = 422, description = "Invalid request (a limit of [notifications])", body = ErrorReply),
+        (status = 503, description = "The store is unavailable: nothing stored", body = ErrorReply),
+    ))]
+async fn notifications(
+    State(app): State<App>,
+    _: Allowed<PublishScope>,
+    ApiJson(request): ApiJson<NotificationRequest>,
+) -> Result<Response, Failure> {
+    let done = backend_api::notify(&app.io, &app.hub.ctx.notifications, &request).await?;
     Ok(reply(
         StatusCode::OK,
-        json!({"ok": true, "delivered": delivered}),
+        json!({"ok": true, "stored": done.stored.unwrap_or(0), "delivered": done.delivered}),
     ))
 }
 
@@ -397,7 +440,7 @@ impl utoipa::Modify for ApiKeyScheme {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Switchboard publish API", description = "What backend services ask of the hub."),
-    components(schemas(PublishRequest, DisconnectRequest, PublishReply, DisconnectReply, RoomReply, ErrorReply, ErrorBody)),
+    components(schemas(PublishRequest, NotificationRequest, DisconnectRequest, PublishReply, NotificationsReply, DisconnectReply, RoomReply, ErrorReply, ErrorBody)),
     modifiers(&ApiKeyScheme)
 )]
 struct ApiDoc;
@@ -406,6 +449,7 @@ struct ApiDoc;
 fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(publish))
+        .routes(routes!(notifications))
         .routes(routes!(disconnect))
         .routes(routes!(presence))
         .routes(routes!(room))

@@ -44,6 +44,11 @@ async fn a_notification_reaches_every_device_of_its_user_with_the_unread_count()
     let (mut phone, _) = connect_as(server.addr, "/notifications", "alice").await;
     let (mut laptop, _) = connect_as(server.addr, "/notifications", "alice").await;
     let (mut other, _) = connect_as(server.addr, "/notifications", "bob").await;
+    // Each device is told its unread count once connected.
+    for device in [&mut phone, &mut laptop, &mut other] {
+        let packet = device.recv().await;
+        assert_eq!(packet, r#"42/notifications,["unread",{"count":0}]"#);
+    }
     let new = NewNotification {
         kind: "test".to_owned(),
         title: "Hello".to_owned(),

@@ -61,6 +61,10 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
         self.component.on_connect(socket)
     }
 
+    fn on_connected(&self, socket: &Arc<Socket>) {
+        self.component.on_connected(socket);
+    }
+
     fn on_disconnect(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
         self.component.on_disconnect(socket, reason);
     }

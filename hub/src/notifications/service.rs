@@ -1,0 +1,365 @@
+//! [`Notifications`]: stores notifications and tells the user's devices.
+//! Every write is one transaction (nothing half-written when the store
+//! fails) committed, and announced, under its users' locks (`locks.rs`),
+//! so each device's unread count ends where the store's is.
+//!
+//! What a device is told:
+//! - a new notification: `notification` `{notification, unread}`, every
+//!   device of the user;
+//! - a `read` / `read_all` that changed something: `notification:read`
+//!   `{ids}` / `{all: true}` to the user's other devices, then `unread`
+//!   `{count}` to every device (the one that read included);
+//! - a prune that removed unread ones: `unread` `{count}`;
+//! - once connected: `unread` `{count}`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use socketio::{Args, Namespace, Socket, SocketIo};
+
+use super::locks::UserLocks;
+use super::store::{self, Pruned};
+use super::{NewNotification, Notification, NotificationsConfig, now_ms};
+use crate::auth::user_room;
+use crate::component::HubError;
+use crate::context::Tasks;
+use crate::store::Store;
+
+/// Users looked at per round of a prune.
+const PRUNE_BATCH: i64 = 500;
+
+/// Rounds of one prune at most (the rest waits for the next one), so that
+/// a store that keeps answering the same users cannot hold it forever.
+const PRUNE_ROUNDS: usize = 1_000;
+
+/// Stores notifications and tells the user's devices. Cloning shares it.
+#[derive(Clone)]
+pub struct Notifications {
+    store: Store,
+    io: SocketIo,
+    /// The namespace the `notifications` component serves, if any: where
+    /// devices are told.
+    namespace: Option<Arc<str>>,
+    config: Arc<NotificationsConfig>,
+    locks: Arc<UserLocks>,
+}
+
+/// What one prune removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Users whose notifications were pruned.
+    pub users: u64,
+    pub deleted: u64,
+}
+
+impl Notifications {
+    pub fn new(
+        store: Store,
+        io: SocketIo,
+        namespace: Option<&str>,
+        config: NotificationsConfig,
+    ) -> Notifications {
+        Notifications {
+            store,
+            io,
+            namespace: namespace.map(Arc::from),
+            config: Arc::new(config),
+            locks: Arc::new(UserLocks::default()),
+        }
+    }
+
+    pub fn config(&self) -> &NotificationsConfig {
+        &self.config
+    }
+
+    /// The namespace where devices are told, if one is served.
+    pub fn namespace_name(&self) -> Option<String> {
+        self.namespace.as_deref().map(str::to_owned)
+    }
+
+    fn namespace(&self) -> Option<Arc<Namespace>> {
+        self.namespace.as_deref().and_then(|name| self.io.of(name))
+    }
+
+    /// Why `new` for `users` cannot be created, if it cannot.
+    pub fn check(&self, users: &[String], new: &NewNotification) -> Result<(), String> {
+        let c = &*self.config;
+        if users.is_empty() || users.len() > c.max_users_per_request {
+            return Err(format!("users: 1 to {} user ids", c.max_users_per_request));
+        }
+        if users
+            .iter()
+            .any(|u| u.is_empty() || u.len() > c.max_user_id_bytes)
+        {
+            return Err(format!("user ids are 1 to {} bytes", c.max_user_id_bytes));
+        }
+        let chars = |s: &str| s.chars().count();
+        if new.kind.is_empty() || chars(&new.kind) > c.max_type_chars {
+            return Err(format!("type is 1 to {} characters", c.max_type_chars));
+        }
+        if new.title.is_empty() || chars(&new.title) > c.max_title_chars {
+            return Err(format!("title is 1 to {} characters", c.max_title_chars));
+        }
+        if chars(&new.body) > c.max_body_chars {
+            return Err(format!("body is at most {} characters", c.max_body_chars));
+        }
+        if new.data.to_string().len() > c.max_data_bytes {
+            return Err(format!(
+                "data is at most {} bytes of JSON",
+                c.max_data_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stores `new` for each of `users` (all or none; a user named twice
+    /// gets one), then emits `notification` `{notification, unread}` to
+    /// each user's devices. Returns the stored notifications with each
+    /// user's new unread count. Refused with `bad_request` by
+    /// [`check`](Self::check).
+    pub async fn create(
+        &self,
+        users: &[String],
+        new: &NewNotification,
+    ) -> Result<Vec<(String, Notification, i64)>, HubError> {
+        self.check(users, new)
+            .map_err(|message| HubError::new("bad_request", message))?;
+        let mut seen = HashSet::with_capacity(users.len());
+        let users: Vec<String> = users
+            .iter()
+            .filter(|u| seen.insert(u.as_str()))
+            .cloned()
+            .collect();
+        let now = now_ms();
+        let _held = self.locks.lock(&users).await;
+        let (ids, counts) = self
+            .store
+            .timed(async {
+                let mut tx = self.store.begin_write().await?;
+                let ids = store::insert_many(&mut tx, &users, new, now).await?;
+                let counts = store::unread_many(&mut tx, &users).await?;
+                tx.commit().await?;
+                Ok((ids, counts))
+            })
+            .await?;
+        let mut created = Vec::with_capacity(users.len());
+        for user in users {
+            let (Some(&id), Some(&unread)) = (ids.get(&user), counts.get(&user)) else {
+                // Cannot happen: every user got a row in the transaction.
+                tracing::error!(user, "a created notification was not returned");
+                continue;
+            };
+            let notification = Notification {
+                id,
+                kind: new.kind.clone(),
+                title: new.title.clone(),
+                body: new.body.clone(),
+                data: new.data.clone(),
+                created_at: now,
+                read: false,
+            };
+            created.push((user, notification, unread));
+        }
+        if let Some(ns) = self.namespace() {
+            for (user, notification, unread) in &created {
+                let payload = json!({"notification": notification, "unread": unread});
+                ns.to(user_room(user))
+                    .emit("notification", &Args::one(&payload));
+            }
+        }
+        Ok(created)
+    }
+
+    /// How many of `user`'s notifications are unread.
+    pub async fn unread(&self, user: &str) -> Result<i64, HubError> {
+        let count = self
+            .store
+            .timed(async {
+                let mut conn = self.store.pool().acquire().await?;
+                store::unread(&mut conn, user).await
+            })
+            .await?;
+        Ok(count)
+    }
+
+    /// Tells `socket` its user's unread count (`unread` `{count}`), in
+    /// order with the changes of it.
+    pub async fn announce_unread(&self, socket: &Arc<Socket>) -> Result<(), HubError> {
+        let Some(user) = crate::auth::identity_of(socket).map(|i| i.user) else {
+            return Ok(());
+        };
+        let _held = self.locks.lock([&user]).await;
+        let count = self.unread(&user).await?;
+        socket.emit("unread", &Args::one(&json!({"count": count})));
+        Ok(())
+    }
+
+    /// `user`'s notifications below id `before` (all when `None`), newest
+    /// first, at most `limit`; and whether there are more.
+    pub async fn list(
+        &self,
+        user: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<Notification>, bool), HubError> {
+        let mut page = self
+            .store
+            .timed(async {
+                let mut conn = self.store.pool().acquire().await?;
+                store::list(&mut conn, user, before, i64::from(limit) + 1).await
+            })
+            .await?;
+        let has_more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        Ok((page, has_more))
+    }
+
+    /// Marks those of `ids` that are `user`'s and unread as read; returns
+    /// them. When some changed, `user`'s devices other than `from` are told
+    /// (`notification:read` `{ids}`), then every device the new count.
+    pub async fn read(
+        &self,
+        user: &str,
+        ids: &[i64],
+        from: Option<&Arc<Socket>>,
+    ) -> Result<Vec<i64>, HubError> {
+        let now = now_ms();
+        let _held = self.locks.lock([user]).await;
+        let (marked, count) = self
+            .store
+            .timed(async {
+                let mut tx = self.store.begin_write().await?;
+                let marked = store::mark_read(&mut tx, user, ids, now).await?;
+                let count = if marked.is_empty() {
+                    None
+                } else {
+                    Some(store::unread(&mut tx, user).await?)
+                };
+                tx.commit().await?;
+                Ok((marked, count))
+            })
+            .await?;
+        if let Some(count) = count {
+            self.tell_read(user, json!({"ids": marked}), count, from);
+        }
+        Ok(marked)
+    }
+
+    /// Marks every unread notification of `user` as read; returns how
+    /// many. When some were, the other devices are told
+    /// (`notification:read` `{all: true}`), then every device the count.
+    pub async fn read_all(&self, user: &str, from: Option<&Arc<Socket>>) -> Result<u64, HubError> {
+        let now = now_ms();
+        let _held = self.locks.lock([user]).await;
+        let marked = self
+            .store
+            .timed(async {
+                let mut tx = self.store.begin_write().await?;
+                let marked = store::mark_all_read(&mut tx, user, now).await?;
+                tx.commit().await?;
+                Ok(marked)
+            })
+            .await?;
+        if marked > 0 {
+            self.tell_read(user, json!({"all": true}), 0, from);
+        }
+        Ok(marked)
+    }
+
+    /// `notification:read` to `user`'s devices but `from`, then `unread`
+    /// to all of them.
+    fn tell_read(&self, user: &str, read: Value, count: i64, from: Option<&Arc<Socket>>) {
+        let Some(ns) = self.namespace() else { return };
+        let mut others = ns.to(user_room(user));
+        if let Some(socket) = from {
+            others = others.except_socket(*socket.id());
+        }
+        others.emit("notification:read", &Args::one(&read));
+        ns.to(user_room(user))
+            .emit("unread", &Args::one(&json!({"count": count})));
+    }
+
+    /// Deletes, for every user, the notifications beyond the newest
+    /// `max_per_user` and those older than `max_age_days`; a user whose
+    /// unread count changed is told the new one.
+    pub async fn prune(&self) -> Result<PruneReport, HubError> {
+        let keep = i64::from(self.config.max_per_user.max(1));
+        let age_ms = i64::from(self.config.max_age_days) * 86_400_000;
+        let cutoff = now_ms().saturating_sub(age_ms);
+        let mut report = PruneReport::default();
+        // Users over the cap, then users with old ones: each round finds
+        // users still to prune, until none is left (each user pruned leaves
+        // both sets, so this ends).
+        for _ in 0..PRUNE_ROUNDS {
+            let users = self
+                .store
+                .timed(async {
+                    let mut conn = self.store.pool().acquire().await?;
+                    let mut users = store::users_over(&mut conn, keep, PRUNE_BATCH).await?;
+                    if users.is_empty() {
+                        users = store::users_with_older(&mut conn, cutoff, PRUNE_BATCH).await?;
+                    }
+                    Ok(users)
+                })
+                .await?;
+            if users.is_empty() {
+                return Ok(report);
+            }
+            for user in users {
+                let pruned = self.prune_user(&user, keep, cutoff).await?;
+                if pruned.deleted > 0 {
+                    report.users += 1;
+                    report.deleted += pruned.deleted;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn prune_user(&self, user: &str, keep: i64, cutoff: i64) -> Result<Pruned, HubError> {
+        let _held = self.locks.lock([user]).await;
+        let (pruned, count) = self
+            .store
+            .timed(async {
+                let mut tx = self.store.begin_write().await?;
+                let pruned = store::prune_user(&mut tx, user, keep, cutoff).await?;
+                let count = if pruned.unread > 0 {
+                    Some(store::unread(&mut tx, user).await?)
+                } else {
+                    None
+                };
+                tx.commit().await?;
+                Ok((pruned, count))
+            })
+            .await?;
+        if let (Some(count), Some(ns)) = (count, self.namespace()) {
+            ns.to(user_room(user))
+                .emit("unread", &Args::one(&json!({"count": count})));
+        }
+        Ok(pruned)
+    }
+
+    /// Prunes every `prune_interval_ms` until the hub closes.
+    pub fn start_pruning(&self, tasks: &Tasks) {
+        let period = Duration::from_millis(self.config.prune_interval_ms.max(10));
+        let notifications = self.clone();
+        tasks.every(period, move || {
+            let notifications = notifications.clone();
+            async move {
+                match notifications.prune().await {
+                    Ok(report) if report.deleted > 0 => {
+                        tracing::info!(
+                            users = report.users,
+                            deleted = report.deleted,
+                            "notifications pruned"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(%err, "pruning notifications failed"),
+                }
+            }
+        });
+    }
+}
