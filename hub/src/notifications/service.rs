@@ -163,10 +163,30 @@ impl Notifications {
             created.push((user, notification, unread));
         }
         if let Some(ns) = self.namespace() {
+            // The same notification for every user but its id and count:
+            // its other fields are serialized once (10,000 users, one
+            // serialization), each payload is text around them.
+            let common = json!({
+                "type": new.kind,
+                "title": new.title,
+                "body": new.body,
+                "data": new.data,
+                "created_at": now,
+                "read": false,
+            })
+            .to_string();
+            let common = common.strip_prefix('{').unwrap_or(&common);
             for (user, notification, unread) in &created {
-                let payload = json!({"notification": notification, "unread": unread});
-                ns.to(user_room(user))
-                    .emit("notification", &Args::one(&payload));
+                let payload = format!(
+                    r#"{{"notification":{{"id":{},{common},"unread":{unread}}}"#,
+                    notification.id
+                );
+                let Ok(raw) = serde_json::value::RawValue::from_string(payload) else {
+                    continue;
+                };
+                let mut args = Args::new();
+                args.push_json(&raw);
+                ns.to(user_room(user)).emit("notification", &args);
             }
         }
         Ok(created)
