@@ -263,6 +263,9 @@ async fn hangups_end_the_call_when_fewer_than_two_remain() {
 async fn an_unanswered_call_ends_with_a_missed_call_notification() {
     let server = start_raw(&config("ring_timeout_ms = 300")).await;
     let mut bob_inbox = Device::connect_to(server.addr, "bob", "/notifications").await;
+    // /notifications greets each device with its unread count.
+    let greeting = bob_inbox.event_on("/notifications", "unread").await;
+    assert_eq!(greeting, json!({"count": 0}));
     let mut alice = Device::connect(server.addr, "alice").await;
     let mut bob = Device::connect(server.addr, "bob").await;
     let ack = alice
