@@ -101,14 +101,18 @@ describe("the examples runner itself", () => {
     ["a wrong ack", 5, '{"as": "alice/2", "ns": "/notifications", "emit": "read", "args": [{"ids": ["$n"]}], "ack": {"ok": false}}', /line 8 .*ack of "read": ok: expected false, got true/],
     ["a wrong event payload", 2, '{"as": "alice/1", "ns": "/notifications", "receive": "notification", "data": {"unread": 2}}', /"notification": unread: expected 2, got 1/],
     ["an event that never comes", 6, '{"as": "alice/2", "ns": "/notifications", "receive": "notification:read", "data": {}}', /no "notification:read" within/],
-    ["an event that should not have come", 6, '{"as": "alice/1", "ns": "/notifications", "silent": "notification:read"}', /expected no "notification:read"/],
+    // The `unread` after the read follows `notification:read` on that
+    // socket: once it is taken, the other has arrived, however slow the
+    // machine.
+    ["an event that should not have come", { 6: '{"as": "alice/1", "ns": "/notifications", "receive": "unread", "data": {"count": 0}}', 7: '{"as": "alice/1", "ns": "/notifications", "silent": "notification:read"}' }, /expected no "notification:read"/],
     ["a wrong status", 1, '{"http": "POST /api/v1/notifications", "body": {"users": []}, "status": 200}', /status 422, expected 200/],
     ["an unknown event", 5, '{"as": "alice/2", "ns": "/notifications", "emit": "nope", "args": [], "ack": {"ok": true}}', /ok: expected true, got false/],
   ];
-  for (const [what, index, step, error] of wrong) {
+  for (const [what, index, step, error] of wrong.map((w) => (w.length === 3 ? [w[0], w[1], null, w[2]] : w))) {
     test(`fails on ${what}`, { timeout: EXAMPLE_TIMEOUT_MS }, async () => {
       const steps = [...right];
-      steps[index] = step;
+      if (step === null) Object.assign(steps, index);
+      else steps[index] = step;
       await assert.rejects(runExample(doc(steps)), error);
     });
   }
