@@ -163,6 +163,7 @@ impl Hub {
                 notifications_ns,
                 config.components.notifications.clone(),
             ),
+            presence: config.components.presence.service(store.clone()),
             tasks: Tasks::new(),
         };
         ctx.notifications.start_pruning(&ctx.tasks);

@@ -297,9 +297,24 @@ pub fn room_size(io: &SocketIo, room: &str, namespace: Option<&str>) -> Result<u
 /// Most users one presence request may ask about.
 pub const MAX_PRESENCE_USERS: usize = 100;
 
-/// How many sockets each user has connected (on this node), for every
-/// namespace together.
-pub fn presence(io: &SocketIo, users: &[String]) -> Result<Vec<(String, usize)>, HubError> {
+/// What `GET /api/v1/presence` tells of one user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceReport {
+    /// The user's presence, from the `/presence` component's state (the
+    /// same the watchers see).
+    pub presence: crate::presence::UserPresence,
+    /// Sockets the user has connected on this node, every namespace
+    /// together.
+    pub sockets: usize,
+}
+
+/// Each user's presence (status, devices, last_seen, from the presence
+/// state and the store) and their sockets on this node in every namespace.
+pub async fn presence(
+    io: &SocketIo,
+    service: &crate::presence::PresenceService,
+    users: &[String],
+) -> Result<Vec<PresenceReport>, HubError> {
     if users.is_empty() || users.len() > MAX_PRESENCE_USERS {
         return Err(invalid(format!(
             "ask about 1 to {MAX_PRESENCE_USERS} users"
@@ -309,15 +324,16 @@ pub fn presence(io: &SocketIo, users: &[String]) -> Result<Vec<(String, usize)>,
         return Err(invalid("user ids must not be empty"));
     }
     let namespaces = io.namespaces();
-    Ok(users
-        .iter()
-        .map(|user| {
-            let room = user_room(user);
+    let presence = service.lookup(users).await?;
+    Ok(presence
+        .into_iter()
+        .map(|presence| {
+            let room = user_room(&presence.user);
             let sockets = namespaces
                 .iter()
                 .map(|ns| ns.to(room.as_str()).sockets().len())
                 .sum();
-            (user.clone(), sockets)
+            PresenceReport { presence, sockets }
         })
         .collect())
 }

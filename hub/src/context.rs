@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::user_room;
 use crate::notifications::Notifications;
+use crate::presence::PresenceService;
 use crate::store::Store;
 
 /// What a component is built with. Cloning shares it.
@@ -29,6 +30,9 @@ pub struct Context {
     pub io: SocketIo,
     /// Stores notifications and tells the user's devices.
     pub notifications: Notifications,
+    /// Who is online: the live presence state and what the store
+    /// remembers (the `/presence` component and the publish API read it).
+    pub presence: PresenceService,
     /// Background work that stops with the server.
     pub tasks: Tasks,
 }

@@ -358,15 +358,46 @@ async fn disconnect(
     ))
 }
 
-/// Whether users are online: their connected sockets, all namespaces together.
+/// One user's presence: `{online, sockets, status, devices, last_seen}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UserPresenceReply {
+    /// Whether the user is online (a `/presence` socket connected, or
+    /// within the grace period after the last one left).
+    online: bool,
+    /// The user's sockets on this node, every namespace together.
+    sockets: u64,
+    /// `online`, `away` or `busy` (the user's choice) while online,
+    /// `offline` otherwise.
+    #[schema(inline)]
+    status: hub::presence::Status,
+    /// Devices: `/presence` sockets, those in their grace period included.
+    devices: u64,
+    /// When a device of the user last connected or left (Unix ms); null
+    /// if never.
+    last_seen: Option<i64>,
+}
+
+/// `{ok:true, presence: {user id: …}}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PresenceReply {
+    ok: bool,
+    presence: std::collections::BTreeMap<String, UserPresenceReply>,
+}
+
+/// Whether users are online, with their status, devices and last_seen —
+/// what the `/presence` namespace shows its watchers — and their sockets
+/// on this node.
 #[utoipa::path(get, path = "/api/v1/presence",
     security(("api_key" = [])),
     params(("user" = Vec<String>, Query, description = "A user id; repeat for several (at most 100)")),
     responses(
-        (status = 200, description = "Each user's presence: {ok, presence: {id: {online, sockets}}}", body = Object),
+        (status = 200, description = "Each user's presence", body = PresenceReply),
         (status = 401, description = "No or wrong API key", body = ErrorReply),
         (status = 403, description = "The key lacks the read scope", body = ErrorReply),
         (status = 422, description = "No user, or too many", body = ErrorReply),
+        (status = 503, description = "The store did not answer", body = ErrorReply),
     ))]
 async fn presence(
     State(app): State<App>,
@@ -374,9 +405,20 @@ async fn presence(
     RawQuery(query): RawQuery,
 ) -> Result<Response, Failure> {
     let users: Vec<String> = query_values(query.as_deref().unwrap_or(""), "user").collect();
-    let presence: serde_json::Map<String, Value> = backend_api::presence(&app.io, &users)?
+    let reports = backend_api::presence(&app.io, &app.hub.ctx.presence, &users).await?;
+    let presence: serde_json::Map<String, Value> = reports
         .into_iter()
-        .map(|(user, sockets)| (user, json!({"online": sockets > 0, "sockets": sockets})))
+        .map(|report| {
+            let p = report.presence;
+            let entry = json!({
+                "online": p.status != hub::presence::Status::Offline,
+                "sockets": report.sockets,
+                "status": p.status,
+                "devices": p.devices,
+                "last_seen": p.last_seen,
+            });
+            (p.user, entry)
+        })
         .collect();
     Ok(reply(
         StatusCode::OK,

@@ -1,23 +1,60 @@
-//! `/presence`: who is online (any socket connected, offline after a grace
-//! period), their status and devices, watched by other users.
+//! `/presence`: who is online, their status and their devices, watched by
+//! other users.
+//!
+//! A user is online while any of their sockets *of this namespace* is
+//! connected (a client that wants its user shown online opens `/presence`;
+//! the web client always does), and offline once the last one left and its
+//! grace period (`grace_ms`) is over: a page reload does not flicker. The
+//! status a user chooses (`online`, `away`, `busy`) applies to all their
+//! devices and is stored, as is `last_seen`. A socket `watch`es users: it
+//! joins one room per watched user (`presence:<id>`), so a change is one
+//! broadcast, encoded once, however many watch it.
+//!
+//! Modules: `state.rs` the live state behind a trait (Redis in the
+//! cluster), `service.rs` the reads the publish API shares, `store.rs` the
+//! SQL, `policy.rs` who may watch whom.
 
+pub mod policy;
+pub mod service;
+pub mod state;
+mod store;
+
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use socketio::{Args, BoxFuture, Socket};
+use serde_json::{Map, Value, json};
+use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket};
 
+use crate::auth::{identity_of, user_room};
 use crate::component::{Component, HubError, Reply};
 use crate::context::Context;
+use crate::notifications::now_ms;
+pub use policy::{AnyoneMayWatch, WatchHook, WatchPolicy};
+pub use service::PresenceService;
+use state::{Departure, Device, Remembered};
+pub use state::{MemoryState, PresenceState, Status, UserPresence};
 
 /// The component's settings (`[presence]` in the configuration).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PresenceConfig {
     /// How long a user stays online after their last socket left, in
-    /// milliseconds (absorbs a page reload).
+    /// milliseconds (absorbs a page reload). Every departing device
+    /// lingers this long; a new socket of the user takes its place.
     pub grace_ms: u64,
     /// Users one socket may watch.
     pub max_watch: usize,
+    /// Longest user id `watch` / `unwatch` accept, in bytes.
+    pub max_user_bytes: usize,
+    /// Devices of one user lingering in their grace period at most; past
+    /// that a departing device is gone at once.
+    pub max_lingering: usize,
+    /// Who may watch whom (set in code by the embedding program; by
+    /// default any signed-in user may watch any other).
+    #[serde(skip)]
+    pub watch_policy: WatchHook,
 }
 
 impl Default for PresenceConfig {
@@ -25,30 +62,307 @@ impl Default for PresenceConfig {
         PresenceConfig {
             grace_ms: 10_000,
             max_watch: 500,
+            max_user_bytes: 256,
+            max_lingering: 32,
+            watch_policy: WatchHook::default(),
         }
     }
 }
 
+impl PresenceConfig {
+    /// The shared presence service this configuration describes, in
+    /// memory (one node).
+    pub fn service(&self, store: crate::store::Store) -> PresenceService {
+        PresenceService::new(Arc::new(MemoryState::new(self.max_lingering)), store)
+    }
+}
+
+/// The room of the sockets watching `user`.
+pub fn watch_room(user: &str) -> String {
+    format!("{WATCH_PREFIX}{user}")
+}
+
+const WATCH_PREFIX: &str = "presence:";
+
+/// `status`'s payload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequest {
+    status: String,
+}
+
+/// `watch`'s and `unwatch`'s payload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersRequest {
+    users: Vec<String>,
+}
+
+/// Tells the watchers of the user and the user's own devices (but `except`,
+/// the socket that caused it and hears it otherwise) of `presence`.
+fn announce(ns: &Arc<Namespace>, presence: &UserPresence, except: Option<&Socket>) -> usize {
+    let mut op = ns
+        .to(watch_room(&presence.user))
+        .to(user_room(&presence.user));
+    if let Some(socket) = except {
+        op = op.except_socket(*socket.id());
+    }
+    op.emit("presence", &Args::one(presence))
+}
+
+fn bad_request(message: impl Into<String>) -> HubError {
+    HubError::new("bad_request", message)
+}
+
+fn unauthorized() -> HubError {
+    HubError::new("unauthorized", "this socket has no user")
+}
+
+fn fields(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The users `socket` watches now.
+fn watching(socket: &Socket) -> usize {
+    socket
+        .rooms()
+        .iter()
+        .filter(|room| room.starts_with(WATCH_PREFIX))
+        .count()
+}
+
 /// The `/presence` namespace's component.
 pub struct Presence {
-    #[allow(dead_code)]
     ctx: Context,
-    #[allow(dead_code)]
-    config: PresenceConfig,
+    config: Arc<PresenceConfig>,
 }
 
 impl Presence {
+    /// Serves `/presence` from `ctx.presence`, the hub's shared state.
     pub fn new(ctx: Context, config: PresenceConfig) -> Presence {
-        Presence { ctx, config }
+        Presence {
+            ctx,
+            config: Arc::new(config),
+        }
+    }
+
+    /// `watch` / `unwatch`'s user ids: 1 to `max_watch` of them, each 1 to
+    /// `max_user_bytes` long, without duplicates (first one kept).
+    fn users(&self, args: &Args) -> Result<Vec<String>, HubError> {
+        let request: UsersRequest = args
+            .first()
+            .map_err(|e| bad_request(format!("expected {{users: [user id, …]}}: {e}")))?;
+        let max = self.config.max_watch;
+        if request.users.is_empty() {
+            return Err(bad_request("users: name at least one user id"));
+        }
+        if request.users.len() > max {
+            return Err(HubError::new(
+                "too_many_watched",
+                format!("a socket may watch at most {max} users"),
+            ));
+        }
+        let max_bytes = self.config.max_user_bytes;
+        if let Some(bad) = request
+            .users
+            .iter()
+            .find(|u| u.is_empty() || u.len() > max_bytes)
+        {
+            return Err(bad_request(format!(
+                "user ids are 1 to {max_bytes} bytes (got {} bytes)",
+                bad.len()
+            )));
+        }
+        let mut seen = HashSet::new();
+        Ok(request
+            .users
+            .into_iter()
+            .filter(|u| seen.insert(u.clone()))
+            .collect())
+    }
+
+    fn status(&self, socket: &Arc<Socket>, args: &Args) -> BoxFuture<Reply> {
+        let parsed: Result<(String, Status), HubError> = (|| {
+            let user = identity_of(socket).ok_or_else(unauthorized)?.user;
+            let request: StatusRequest = args
+                .first()
+                .map_err(|e| bad_request(format!("expected {{status}}: {e}")))?;
+            let status = Status::chosen(&request.status).ok_or_else(|| {
+                bad_request(format!(
+                    "status is online, away or busy (got {:?})",
+                    request.status
+                ))
+            })?;
+            Ok((user, status))
+        })();
+        let service = self.ctx.presence.clone();
+        let socket = socket.clone();
+        Box::pin(async move {
+            let (user, status) = parsed?;
+            let presence = match service.set_status(&user, status).await? {
+                Some(change) => {
+                    if change.visible {
+                        announce(socket.namespace(), &change.presence, Some(&socket));
+                    }
+                    change.presence
+                }
+                // No live entry (its state failed at connect): what the
+                // store and the state say now.
+                None => service.lookup(std::slice::from_ref(&user)).await?.remove(0),
+            };
+            Ok(fields(json!({ "presence": presence })))
+        })
+    }
+
+    fn watch(&self, socket: &Arc<Socket>, args: &Args) -> BoxFuture<Reply> {
+        let parsed = identity_of(socket)
+            .ok_or_else(unauthorized)
+            .and_then(|identity| Ok((identity, self.users(args)?)));
+        let policy = self.config.watch_policy.0.clone();
+        let service = self.ctx.presence.clone();
+        let max = self.config.max_watch;
+        let socket = socket.clone();
+        Box::pin(async move {
+            let (identity, users) = parsed?;
+            let current: HashSet<_> = socket.rooms().into_iter().collect();
+            let new = users
+                .iter()
+                .filter(|u| !current.contains(watch_room(u).as_str()))
+                .count();
+            let already = watching(&socket);
+            if already + new > max {
+                return Err(HubError::new(
+                    "too_many_watched",
+                    format!(
+                        "a socket may watch at most {max} users (it watches {already}, \
+                         {new} more asked)"
+                    ),
+                ));
+            }
+            let refused = policy.refused(&identity, &users).await?;
+            if !refused.is_empty() {
+                let named: Vec<&str> = refused.iter().take(10).map(String::as_str).collect();
+                return Err(HubError::new(
+                    "forbidden",
+                    format!("not allowed to watch {}", named.join(", ")),
+                ));
+            }
+            // Joined before the snapshot is read: a change from now on is
+            // an event, and one that arrives before this ack is older than
+            // (or the same as) the snapshot.
+            let rooms: Vec<socketio::Room> = users.iter().map(|u| watch_room(u).into()).collect();
+            if !socket.join_all(&rooms) {
+                return Err(HubError::new("unavailable", "the socket left"));
+            }
+            let presence = service.lookup(&users).await?;
+            Ok(fields(
+                json!({ "presence": presence, "watching": watching(&socket) }),
+            ))
+        })
+    }
+
+    fn unwatch(&self, socket: &Arc<Socket>, args: &Args) -> Reply {
+        let users = self.users(args)?;
+        for user in &users {
+            socket.leave(&watch_room(user));
+        }
+        Ok(fields(json!({ "watching": watching(socket) })))
     }
 }
 
 impl Component for Presence {
-    fn handle(&self, _socket: &Arc<Socket>, event: &str, _args: &Args) -> BoxFuture<Reply> {
-        let result = Err(HubError::new(
-            "unknown_event",
-            format!("no handler for {event:?}"),
-        ));
-        Box::pin(std::future::ready(result))
+    fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+        let user = identity_of(socket)?.user;
+        let service = self.ctx.presence.clone();
+        let tasks = self.ctx.tasks.clone();
+        let socket = socket.clone();
+        Some(Box::pin(async move {
+            let state = service.state().clone();
+            // The user's first device starts from what the store remembers
+            // (their chosen status); later ones join the live entry.
+            let remembered = match state.knows(&user).await {
+                Ok(true) => Remembered::default(),
+                Ok(false) | Err(_) => match service.remembered(std::slice::from_ref(&user)).await {
+                    Ok(mut found) => found.remove(&user).unwrap_or_default(),
+                    Err(_) => Remembered::default(),
+                },
+            };
+            let device = Device {
+                socket: socket.id().as_str().to_owned(),
+                node: service.node().to_owned(),
+            };
+            let now = now_ms();
+            match state.connect(&user, device, remembered, now).await {
+                Ok(change) if change.visible => {
+                    // Not to this socket: its client is not told it is
+                    // connected yet.
+                    announce(socket.namespace(), &change.presence, Some(&socket));
+                    if change.presence.devices == 1 {
+                        // Came online: remembered in the background, so a
+                        // crash leaves a last_seen no older than this.
+                        tasks.spawn(async move {
+                            let _ = service.record_seen(&user, now).await;
+                        });
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "presence: a device could not be recorded"),
+            }
+        }))
+    }
+
+    fn on_disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
+        let Some(identity) = identity_of(socket) else {
+            return;
+        };
+        let user = identity.user;
+        let service = self.ctx.presence.clone();
+        let ns = socket.namespace().clone();
+        let grace = Duration::from_millis(self.config.grace_ms);
+        let departure = service
+            .state()
+            .disconnect(&user, socket.id().as_str(), now_ms(), grace);
+        self.ctx.tasks.spawn(async move {
+            let change = match departure.await {
+                Ok(Departure::Lingering { until }) => {
+                    tokio::time::sleep(grace).await;
+                    match service.state().expire(&user, until).await {
+                        Ok(change) => change,
+                        Err(err) => {
+                            tracing::warn!(%err, "presence: a grace period could not end");
+                            None
+                        }
+                    }
+                }
+                Ok(Departure::Gone(change)) => Some(change).filter(|c| c.visible),
+                Ok(Departure::Unknown) => None,
+                Err(err) => {
+                    tracing::warn!(%err, "presence: a departure could not be recorded");
+                    None
+                }
+            };
+            let Some(change) = change else { return };
+            announce(&ns, &change.presence, None);
+            if change.presence.status == Status::Offline
+                && let Some(at) = change.presence.last_seen
+            {
+                let _ = service.record_seen(&user, at).await;
+            }
+        });
+    }
+
+    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
+        match event {
+            "status" => self.status(socket, args),
+            "watch" => self.watch(socket, args),
+            "unwatch" => Box::pin(std::future::ready(self.unwatch(socket, args))),
+            _ => Box::pin(std::future::ready(Err(HubError::new(
+                "unknown_event",
+                format!("no handler for {event:?}"),
+            )))),
+        }
     }
 }

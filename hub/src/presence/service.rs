@@ -1,0 +1,117 @@
+//! [`PresenceService`]: the presence every part of the hub reads — the
+//! `/presence` component and the publish API's `GET /api/v1/presence` —
+//! from the live state ([`PresenceState`]) and, for users offline, the
+//! store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::state::{Change, Millis, PresenceState, Remembered, Status, UserPresence};
+use super::store;
+use crate::component::HubError;
+use crate::store::Store;
+
+/// Live presence plus what the store remembers. Cloning shares it.
+#[derive(Clone)]
+pub struct PresenceService {
+    state: Arc<dyn PresenceState>,
+    store: Store,
+    /// This node's id in the device entries.
+    node: Arc<str>,
+}
+
+impl From<super::state::StateError> for HubError {
+    fn from(err: super::state::StateError) -> HubError {
+        tracing::warn!(%err, "presence state error");
+        HubError::new("unavailable", "presence is unavailable; try again")
+    }
+}
+
+impl PresenceService {
+    pub fn new(state: Arc<dyn PresenceState>, store: Store) -> PresenceService {
+        // A random node id: entries of a node that restarted are not
+        // mistaken for its new ones.
+        let node = format!("node-{:016x}", rand::random::<u64>());
+        PresenceService {
+            state,
+            store,
+            node: node.into(),
+        }
+    }
+
+    /// The live state.
+    pub fn state(&self) -> &Arc<dyn PresenceState> {
+        &self.state
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The presence of each of `users`, in order: the live state's for
+    /// users online (or in their grace period), `offline` with the stored
+    /// `last_seen` for the others.
+    pub async fn lookup(&self, users: &[String]) -> Result<Vec<UserPresence>, HubError> {
+        let live = self.state.get(users).await?;
+        let missing: Vec<String> = users
+            .iter()
+            .zip(&live)
+            .filter(|(_, p)| p.is_none())
+            .map(|(u, _)| u.clone())
+            .collect();
+        let stored = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            self.remembered(&missing).await?
+        };
+        Ok(users
+            .iter()
+            .zip(live)
+            .map(|(user, live)| {
+                live.unwrap_or_else(|| {
+                    UserPresence::offline(user, stored.get(user).and_then(|r| r.last_seen))
+                })
+            })
+            .collect())
+    }
+
+    /// What the store remembers of each of `users` it knows.
+    pub async fn remembered(
+        &self,
+        users: &[String],
+    ) -> Result<HashMap<String, Remembered>, HubError> {
+        Ok(self
+            .store
+            .timed(async {
+                let mut conn = self.store.pool().acquire().await?;
+                store::remembered(&mut conn, users).await
+            })
+            .await?)
+    }
+
+    /// `user` chooses `status`: stored first (an error changes nothing),
+    /// then applied to the live state. `None` when the user has no device.
+    pub async fn set_status(&self, user: &str, status: Status) -> Result<Option<Change>, HubError> {
+        debug_assert!(status.is_chosen());
+        self.store
+            .timed(async {
+                let mut conn = self.store.pool().acquire().await?;
+                store::set_status(&mut conn, user, status).await
+            })
+            .await?;
+        Ok(self.state.set_status(user, status).await?)
+    }
+
+    /// Remembers that `user` was seen at `at` (a later time stored already
+    /// wins).
+    pub async fn record_seen(&self, user: &str, at: Millis) -> Result<(), HubError> {
+        self.store
+            .timed(async {
+                let mut conn = self.store.pool().acquire().await?;
+                store::seen(&mut conn, user, at).await
+            })
+            .await?;
+        Ok(())
+    }
+}
