@@ -358,7 +358,9 @@ async fn disconnect(
     ))
 }
 
-/// One user's presence: `{online, sockets, status, devices, last_seen}`.
+/// One user's presence: `{online, sockets, status, devices, last_seen}`;
+/// `status` is `online`, `away` or `busy` (the user's choice) while online,
+/// `offline` otherwise.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct UserPresenceReply {
@@ -367,8 +369,6 @@ struct UserPresenceReply {
     online: bool,
     /// The user's sockets on this node, every namespace together.
     sockets: u64,
-    /// `online`, `away` or `busy` (the user's choice) while online,
-    /// `offline` otherwise.
     #[schema(inline)]
     status: hub::presence::Status,
     /// Devices: `/presence` sockets, those in their grace period included.

@@ -257,7 +257,20 @@ impl Presence {
             if !socket.join_all(&rooms) {
                 return Err(HubError::new("unavailable", "the socket left"));
             }
-            let presence = service.lookup(&users).await?;
+            let presence = match service.lookup(&users).await {
+                Ok(presence) => presence,
+                Err(err) => {
+                    // Refused as a whole: the rooms this watch joined are
+                    // left again.
+                    for user in users
+                        .iter()
+                        .filter(|u| !current.contains(watch_room(u).as_str()))
+                    {
+                        socket.leave(&watch_room(user));
+                    }
+                    return Err(err);
+                }
+            };
             Ok(fields(
                 json!({ "presence": presence, "watching": watching(&socket) }),
             ))
@@ -329,6 +342,11 @@ impl Component for Presence {
             let change = match departure.await {
                 Ok(Departure::Lingering { until }) => {
                     tokio::time::sleep(grace).await;
+                    // Stored before the state may forget the user: once
+                    // watchers hear "offline", every read (the API, a new
+                    // watch) finds when they left.
+                    let left = until.saturating_sub(grace.as_millis() as i64);
+                    let _ = service.record_seen(&user, left).await;
                     match service.state().expire(&user, until).await {
                         Ok(change) => change,
                         Err(err) => {
@@ -337,19 +355,22 @@ impl Component for Presence {
                         }
                     }
                 }
-                Ok(Departure::Gone(change)) => Some(change).filter(|c| c.visible),
+                Ok(Departure::Gone(change)) => {
+                    if change.presence.status == Status::Offline
+                        && let Some(at) = change.presence.last_seen
+                    {
+                        let _ = service.record_seen(&user, at).await;
+                    }
+                    Some(change).filter(|c| c.visible)
+                }
                 Ok(Departure::Unknown) => None,
                 Err(err) => {
                     tracing::warn!(%err, "presence: a departure could not be recorded");
                     None
                 }
             };
-            let Some(change) = change else { return };
-            announce(&ns, &change.presence, None);
-            if change.presence.status == Status::Offline
-                && let Some(at) = change.presence.last_seen
-            {
-                let _ = service.record_seen(&user, at).await;
+            if let Some(change) = change {
+                announce(&ns, &change.presence, None);
             }
         });
     }

@@ -18,6 +18,27 @@ pub struct PresenceService {
     store: Store,
     /// This node's id in the device entries.
     node: Arc<str>,
+    seen: Arc<SeenWrites>,
+}
+
+/// `last_seen` writes waiting for the store, written many in one
+/// transaction (group commit): a node restart takes thousands of users
+/// offline at once, and one transaction each would queue their `offline`
+/// events behind thousands of commits.
+#[derive(Default)]
+struct SeenWrites {
+    pending: parking_lot::Mutex<PendingSeen>,
+    /// Held by the caller writing a batch; the others wait for it, then
+    /// find their write done or write the next batch, theirs included.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct PendingSeen {
+    /// The batch being filled.
+    batch: u64,
+    /// Latest time per user in it.
+    users: HashMap<String, Millis>,
 }
 
 impl From<super::state::StateError> for HubError {
@@ -36,6 +57,7 @@ impl PresenceService {
             state,
             store,
             node: node.into(),
+            seen: Arc::default(),
         }
     }
 
@@ -104,12 +126,32 @@ impl PresenceService {
     }
 
     /// Remembers that `user` was seen at `at` (a later time stored already
-    /// wins).
+    /// wins). Returns once it is written, with the other writes that came
+    /// meanwhile, in one transaction.
     pub async fn record_seen(&self, user: &str, at: Millis) -> Result<(), HubError> {
+        let mine = {
+            let mut pending = self.seen.pending.lock();
+            let time = pending.users.entry(user.to_owned()).or_insert(at);
+            *time = (*time).max(at);
+            pending.batch
+        };
+        let _flushing = self.seen.flushing.lock().await;
+        let batch: Vec<(String, Millis)> = {
+            let mut pending = self.seen.pending.lock();
+            if pending.batch > mine {
+                // Written by the caller before us.
+                return Ok(());
+            }
+            pending.batch += 1;
+            std::mem::take(&mut pending.users).into_iter().collect()
+        };
         self.store
             .timed(async {
-                let mut conn = self.store.pool().acquire().await?;
-                store::seen(&mut conn, user, at).await
+                let mut tx = self.store.begin_write().await?;
+                for (user, at) in &batch {
+                    store::seen(&mut tx, user, *at).await?;
+                }
+                tx.commit().await
             })
             .await?;
         Ok(())

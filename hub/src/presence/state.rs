@@ -23,9 +23,9 @@ use socketio::BoxFuture;
 /// Unix time in milliseconds.
 pub type Millis = i64;
 
-/// A user's status as others see it. A user chooses `online`, `away` or
-/// `busy` ([`Status::is_chosen`]); `offline` is what the server shows once
-/// none of their devices is left.
+/// A user's status as others see it: `online`, `away` or `busy` (the
+/// user's choice) while a device of theirs is connected, `offline` once
+/// none is left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
