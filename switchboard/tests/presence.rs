@@ -397,10 +397,13 @@ async fn a_status_change_reaches_every_watcher_as_one_broadcast() {
     let acked = started.elapsed();
     let mut tasks = tokio::task::JoinSet::new();
     for mut device in devices.drain(..) {
-        tasks.spawn(async move { seen(&device.presence().await) });
+        tasks.spawn(async move { (seen(&device.presence().await), device) });
     }
-    while let Some(shown_to_one) = tasks.join_next().await {
-        assert_eq!(shown_to_one.unwrap(), shown("away", 1));
+    while let Some(outcome) = tasks.join_next().await {
+        let (shown_to_one, device) = outcome.unwrap();
+        assert_eq!(shown_to_one, shown("away", 1));
+        // Kept connected: a departure would be a broadcast of its own.
+        devices.push(device);
     }
     let delivered = started.elapsed();
     let after = presence_fanout(addr).await;
