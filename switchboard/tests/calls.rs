@@ -499,3 +499,26 @@ async fn a_device_may_send_only_so_many_invitations_a_minute() {
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
 }
+
+#[tokio::test]
+async fn a_device_that_connects_while_a_call_rings_for_its_user_rings_too() {
+    let server = start_raw(&config("")).await;
+    let mut s = ring(server.addr).await;
+    s.bob.ask("call:accept", json!({"call": s.call})).await;
+    s.alice.event("call:accepted").await;
+    s.bob2.event("call:answered_elsewhere").await;
+
+    // Carol reloads her page (or opens another tab): the call still rings
+    // for her there.
+    let mut carol_tab = Device::connect(server.addr, "carol").await;
+    let ringing = carol_tab.event("call:ringing").await;
+    assert_eq!(ringing["call"], s.call.as_str());
+    assert_eq!(ringing["from"], "alice");
+    assert_eq!(ringing["invitees"], json!(["bob", "carol"]));
+    // Bob answered already, and mallory is not invited: neither rings.
+    let mut bob_tab = Device::connect(server.addr, "bob").await;
+    bob_tab.quiet().await;
+    let mut mallory = Device::connect(server.addr, "mallory").await;
+    mallory.quiet().await;
+    s.carol.quiet().await;
+}

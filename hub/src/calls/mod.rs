@@ -381,14 +381,7 @@ impl Inner {
             Err(InsertError::State(err)) => return Err(unavailable(err)),
         }
         let ns = socket.namespace().clone();
-        let ringing = json!({
-            "call": call.id,
-            "from": caller,
-            "kind": call.kind,
-            "invitees": users,
-            "created_at": call.created_at,
-            "ring_timeout_ms": config.ring_timeout_ms,
-        });
+        let ringing = ringing(&call, config);
         to_users(
             &ns,
             users.iter().map(String::as_str),
@@ -425,6 +418,31 @@ impl Inner {
             "created_at": call.created_at,
             "ring_timeout_ms": config.ring_timeout_ms,
         }))
+    }
+
+    /// A device of `user` just connected (a new tab, a reload): it rings
+    /// for every call still ringing for its user, as the user's other
+    /// devices do.
+    async fn ring_new_device(&self, socket: &Arc<Socket>, user: &str) {
+        let ids = match self.state.calls_of_user(user).await {
+            Ok(ids) => ids,
+            Err(err) => {
+                tracing::warn!(%err, "calls of a new device's user could not be read");
+                return;
+            }
+        };
+        for id in ids {
+            let Ok(Some(call)) = self.state.get(&id).await else {
+                continue;
+            };
+            let pending = call
+                .invitees
+                .iter()
+                .any(|i| i.user == user && i.answer == Answer::Pending);
+            if call.phase != Phase::Ended && pending {
+                socket.emit("call:ringing", &Args::one(&ringing(&call, &self.config)));
+            }
+        }
     }
 
     fn start_ring_timer(self: &Arc<Self>, ns: &Arc<Namespace>, id: &str) {
@@ -666,7 +684,31 @@ impl Inner {
     }
 }
 
+/// What an invitee's devices get while `call` rings for them.
+fn ringing(call: &Call, config: &CallsConfig) -> Value {
+    let invitees: Vec<&str> = call.invitees.iter().map(|i| i.user.as_str()).collect();
+    json!({
+        "call": call.id,
+        "from": call.caller,
+        "kind": call.kind,
+        "invitees": invitees,
+        "created_at": call.created_at,
+        "ring_timeout_ms": config.ring_timeout_ms,
+    })
+}
+
 impl Component for Calls {
+    fn on_connected(&self, socket: &Arc<Socket>) {
+        let Some(identity) = identity_of(socket) else {
+            return;
+        };
+        let inner = self.inner.clone();
+        let socket = socket.clone();
+        self.inner.ctx.tasks.spawn(async move {
+            inner.ring_new_device(&socket, &identity.user).await;
+        });
+    }
+
     fn on_disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
         let inner = self.inner.clone();
         let ns = socket.namespace().clone();
