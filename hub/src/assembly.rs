@@ -331,15 +331,9 @@ pub fn signing_secret(identity: &IdentityConfig) -> Result<String, StartError> {
     let path = dir.join("dev-secret");
     tracing::warn!(
         path = %path.display(),
+        created,
         "no [auth] key configured: using the development secret (not for production)"
     );
-    if created {
-        // Also on stderr: `switchboard token` has no log to show it in.
-        eprintln!(
-            "warning: generated a development secret in {} (not for production)",
-            path.display()
-        );
-    }
     Ok(secret)
 }
 

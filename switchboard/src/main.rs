@@ -95,7 +95,16 @@ fn main() -> anyhow::Result<()> {
                     "tokens are verified with RS256 keys here: issue them with your identity provider"
                 );
             }
+            let dev_secret = std::path::Path::new(&config.data_dir).join("dev-secret");
+            let creates = config.auth.hs256_secret.is_empty() && !dev_secret.exists();
             let secret = server::signing_secret(&config)?;
+            if creates {
+                // `token` has no log to show the hub's warning in.
+                eprintln!(
+                    "warning: generated a development secret in {} (not for production)",
+                    dev_secret.display()
+                );
+            }
             let token = hub::identity::issue(&secret, &user, ttl).context("signing the token")?;
             println!("{token}");
             Ok(())

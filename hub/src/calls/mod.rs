@@ -372,10 +372,11 @@ impl Inner {
                     format!("you are in {} calls already", config.max_calls_per_user),
                 ));
             }
-            Err(InsertError::Busy(user)) => {
+            Err(InsertError::Busy(_)) => {
+                // Which invitee is not said: whose phone rings is theirs.
                 return Err(HubError::new(
                     "busy",
-                    format!("{user} is in too many calls"),
+                    "an invitee cannot take another call now",
                 ));
             }
             Err(InsertError::State(err)) => return Err(unavailable(err)),

@@ -10,13 +10,25 @@ fn word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '-'
 }
 
+/// How many `@` of one text are looked at. Each compares the text with
+/// every member's name, and a text may hold thousands of `@` (a group of
+/// long, `@`-filled member ids would make one message cost billions of
+/// byte comparisons, inside the writer every conversation shares).
+pub const MAX_AT_SIGNS: usize = 32;
+
 /// The members of `members` (other than `sender`) that `text` mentions, in
-/// the order of `members`, at most `max`.
+/// the order of `members`, at most `max`; only the first [`MAX_AT_SIGNS`]
+/// `@` that may start a mention are looked at.
 pub fn find(text: &str, sender: &str, members: &[String], max: usize) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
+    let mut looked = 0;
     for (at, _) in text.match_indices('@') {
         if text[..at].chars().next_back().is_some_and(word_char) {
             continue;
+        }
+        looked += 1;
+        if looked > MAX_AT_SIGNS {
+            break;
         }
         let rest = &text[at + 1..];
         // The longest member name that stands alone here (`@bob-smith` is
@@ -41,6 +53,17 @@ pub fn find(text: &str, sender: &str, members: &[String], max: usize) -> Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_so_many_at_signs_are_looked_at() {
+        let members = members(&["alice", "bob", "carol"]);
+        let noise = "@x ".repeat(MAX_AT_SIGNS);
+        assert!(find(&format!("{noise}@bob"), "alice", &members, 10).is_empty());
+        assert_eq!(
+            find(&format!("@bob {noise}"), "alice", &members, 10),
+            vec!["bob"]
+        );
+    }
 
     fn members(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()

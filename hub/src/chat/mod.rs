@@ -337,8 +337,8 @@ impl Inner {
         Ok(())
     }
 
-    /// Takes one from `user`'s message bucket (sends and conversation
-    /// creations: both write for others to see).
+    /// Takes one from `user`'s write bucket: every event that writes for
+    /// others to see (sends, edits, deletes, conversation changes, reads).
     fn admit(&self, user: &str) -> Result<(), HubError> {
         if self.rate.admit(user) {
             return Ok(());
@@ -346,7 +346,7 @@ impl Inner {
         Err(HubError::new(
             "rate_limited",
             format!(
-                "at most {} messages per second per user",
+                "at most {} writes (messages, edits, reads…) per second per user",
                 self.config.messages_per_sec
             ),
         ))
@@ -405,6 +405,7 @@ impl Inner {
             "conversations" => self.conversations(&user, parse_or_default(args)?).await,
             "conversation:create" => self.create(&user, parse(args)?).await,
             "conversation:add_member" => {
+                self.admit(&user)?;
                 let add: AddMembers = parse(args)?;
                 if add.users.len() > self.config.max_members {
                     return Err(HubError::new(
@@ -438,6 +439,7 @@ impl Inner {
                 }
             }
             "conversation:leave" => {
+                self.admit(&user)?;
                 let leave: ConversationOnly = parse(args)?;
                 self.writer
                     .submit(Op::Leave {
@@ -449,6 +451,7 @@ impl Inner {
             }
             "message" => self.send(&user, parse(args)?).await,
             "message:edit" => {
+                self.admit(&user)?;
                 let edit: Edit = parse(args)?;
                 self.check_text(&edit.text)?;
                 match self
@@ -466,6 +469,7 @@ impl Inner {
                 }
             }
             "message:delete" => {
+                self.admit(&user)?;
                 let delete: AtSeq = parse(args)?;
                 match self
                     .writer
@@ -482,6 +486,7 @@ impl Inner {
             }
             "history" => self.history(&user, parse(args)?).await,
             "read" => {
+                self.admit(&user)?;
                 let read: AtSeq = parse(args)?;
                 if read.seq < 0 {
                     return Err(bad_request("seq is 0 or more"));
