@@ -3,11 +3,18 @@
 //! answered `{ok:false, error:{code:"rate_limited"}}` and not handled, the
 //! socket stays connected), and how many rooms it may subscribe to, with
 //! names how long.
+//!
+//! The one token bucket of the hub is here too ([`TokenBucket`]), with its
+//! keyed form ([`KeyedBuckets`], one bucket per user of every device
+//! together): the per-socket event limit, the calls' signal and invitation
+//! limits and chat's per-user message rate all count with it.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Socket};
 
 use crate::component::HubError;
@@ -58,11 +65,122 @@ impl Default for RateLimit {
     }
 }
 
-/// A socket's bucket, kept in its extensions.
+/// A token bucket: holds up to a burst of tokens, refilled at a rate;
+/// each admitted thing takes one. The rate and the burst are the caller's
+/// (passed to each call, so one bucket type serves every limit without
+/// storing them per bucket); a caller that wants at least one token of
+/// burst clamps it itself.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+pub struct TokenBucket {
     tokens: f64,
     last: Instant,
+}
+
+impl TokenBucket {
+    /// A bucket holding `tokens` at `now` (a new bucket starts full: its
+    /// burst).
+    pub fn new(tokens: f64, now: Instant) -> TokenBucket {
+        TokenBucket { tokens, last: now }
+    }
+
+    /// Refills it at `per_sec` up to `burst` for the time since it was
+    /// last used, then takes one token; false (nothing taken) if less
+    /// than one is left.
+    pub fn take(&mut self, per_sec: f64, burst: f64, now: Instant) -> bool {
+        let refill = now.duration_since(self.last).as_secs_f64() * per_sec;
+        self.tokens = (self.tokens + refill).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether it has refilled to `burst` by `now`: then it is the same as
+    /// a new bucket, and a keyed map may forget it.
+    pub fn is_full(&self, per_sec: f64, burst: f64, now: Instant) -> bool {
+        self.tokens + now.duration_since(self.last).as_secs_f64() * per_sec >= burst
+    }
+}
+
+/// Keys looked at for forgetting per [`KeyedBuckets::admit`]: at least one
+/// more than the one key an admit may add, so the map shrinks back to the
+/// keys in use, and a bounded amount of work per call (never a scan of the
+/// whole map).
+const PRUNE_STEP: usize = 2;
+
+/// One [`TokenBucket`] per key (a user id: every device of the user
+/// together), refilled at `per_sec` up to `burst`. A bucket that has
+/// refilled is the same as none, so the map forgets it: each admit looks
+/// at the [`PRUNE_STEP`] oldest keys of a round-robin queue and drops those
+/// that are full, so memory follows the keys in recent use, at a bounded
+/// cost per call.
+pub struct KeyedBuckets {
+    per_sec: f64,
+    burst: f64,
+    inner: Mutex<Keyed>,
+}
+
+#[derive(Default)]
+struct Keyed {
+    buckets: HashMap<String, TokenBucket>,
+    /// Every key of `buckets` once, in the order they are next looked at.
+    queue: VecDeque<String>,
+}
+
+impl KeyedBuckets {
+    /// `per_sec` 0 (or less) turns the limit off. `burst` is used as given.
+    pub fn new(per_sec: f64, burst: f64) -> KeyedBuckets {
+        KeyedBuckets {
+            per_sec,
+            burst,
+            inner: Mutex::new(Keyed::default()),
+        }
+    }
+
+    /// Takes one token from `key`'s bucket; false if it is empty.
+    pub fn admit(&self, key: &str) -> bool {
+        self.admit_at(key, Instant::now())
+    }
+
+    /// [`admit`](Self::admit) at `now` (for tests).
+    pub fn admit_at(&self, key: &str, now: Instant) -> bool {
+        if self.per_sec <= 0.0 {
+            return true;
+        }
+        let (per_sec, burst) = (self.per_sec, self.burst);
+        let mut inner = self.inner.lock();
+        let Keyed { buckets, queue } = &mut *inner;
+        for _ in 0..PRUNE_STEP.min(queue.len()) {
+            let Some(oldest) = queue.pop_front() else {
+                break;
+            };
+            let full = buckets
+                .get(&oldest)
+                .is_none_or(|b| b.is_full(per_sec, burst, now));
+            if full && oldest != key {
+                buckets.remove(&oldest);
+            } else {
+                queue.push_back(oldest);
+            }
+        }
+        let bucket = buckets.entry(key.to_owned()).or_insert_with(|| {
+            queue.push_back(key.to_owned());
+            TokenBucket::new(burst, now)
+        });
+        bucket.take(per_sec, burst, now)
+    }
+
+    /// Keys with a bucket (for tests).
+    pub fn len(&self) -> usize {
+        self.inner.lock().buckets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl RateLimit {
@@ -73,23 +191,13 @@ impl RateLimit {
         }
         let now = Instant::now();
         let mut extensions = socket.extensions();
-        let bucket = extensions.get_or_insert_with(|| Bucket {
-            tokens: self.burst,
-            last: now,
-        });
+        let bucket = extensions.get_or_insert_with(|| TokenBucket::new(self.burst, now));
         self.take(bucket, now)
     }
 
-    fn take(&self, bucket: &mut Bucket, now: Instant) -> bool {
-        let refill = now.duration_since(bucket.last).as_secs_f64() * self.per_sec;
-        bucket.tokens = (bucket.tokens + refill).min(self.burst.max(1.0));
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    /// This limit's clamping: at least one event of burst.
+    fn take(&self, bucket: &mut TokenBucket, now: Instant) -> bool {
+        bucket.take(self.per_sec, self.burst.max(1.0), now)
     }
 }
 
@@ -156,10 +264,7 @@ mod tests {
             burst: 3.0,
         };
         let start = Instant::now();
-        let mut bucket = Bucket {
-            tokens: limit.burst,
-            last: start,
-        };
+        let mut bucket = TokenBucket::new(limit.burst, start);
         let admitted = (0..5).filter(|_| limit.take(&mut bucket, start)).count();
         assert_eq!(admitted, 3);
         // 100 ms at 10/s refills one event, not more.
@@ -172,5 +277,29 @@ mod tests {
             .filter(|_| limit.take(&mut bucket, much_later))
             .count();
         assert_eq!(admitted, 3);
+    }
+
+    #[test]
+    fn keyed_buckets_forget_refilled_keys_a_few_at_a_time() {
+        let rate = KeyedBuckets::new(10.0, 2.0);
+        let t0 = Instant::now();
+        for i in 0..1_000 {
+            assert!(rate.admit_at(&format!("u{i}"), t0));
+        }
+        assert_eq!(rate.len(), 1_000, "none has refilled yet");
+        // A second later every bucket is full again: each admit forgets up
+        // to PRUNE_STEP of them, never all at once.
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(rate.admit_at("late", t1));
+        assert_eq!(rate.len(), 1_000 - PRUNE_STEP + 1);
+        for _ in 0..1_000 {
+            rate.admit_at("late", t1);
+        }
+        assert_eq!(rate.len(), 1, "only the key in use is left");
+        // A key being limited is kept while it is not full.
+        assert!(!rate.admit_at("late", t1));
+        assert!(rate.admit_at("other", t1));
+        assert!(!rate.admit_at("late", t1), "its empty bucket was kept");
+        assert!(KeyedBuckets::new(0.0, 1.0).admit_at("x", t0));
     }
 }

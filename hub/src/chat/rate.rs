@@ -2,34 +2,20 @@
 //! together, unlike the per-socket event limit), so that opening more
 //! connections does not let one user flood a conversation.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
-use parking_lot::Mutex;
-
-/// Buckets tracked before full (idle) ones are forgotten.
-const PRUNE_AT: usize = 10_000;
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
+use crate::limits::KeyedBuckets;
 
 /// Messages per second per user, with a burst.
 pub struct UserRate {
-    per_sec: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: KeyedBuckets,
 }
 
 impl UserRate {
-    /// `per_sec` 0 turns the limit off.
+    /// `per_sec` 0 turns the limit off; the burst is at least one message.
     pub fn new(per_sec: f64, burst: f64) -> UserRate {
         UserRate {
-            per_sec,
-            burst: burst.max(1.0),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: KeyedBuckets::new(per_sec, burst.max(1.0)),
         }
     }
 
@@ -39,32 +25,9 @@ impl UserRate {
     }
 
     fn admit_at(&self, user: &str, now: Instant) -> bool {
-        if self.per_sec <= 0.0 {
-            return true;
-        }
-        let mut buckets = self.buckets.lock();
-        if buckets.len() >= PRUNE_AT && !buckets.contains_key(user) {
-            // The map holds users (authenticated ids), not client-chosen
-            // strings, but is still bounded: a bucket that has refilled is
-            // the same as no bucket.
-            let (per_sec, burst) = (self.per_sec, self.burst);
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.last).as_secs_f64() * per_sec < burst
-            });
-        }
-        let bucket = buckets.entry(user.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            last: now,
-        });
-        let refill = now.duration_since(bucket.last).as_secs_f64() * self.per_sec;
-        bucket.tokens = (bucket.tokens + refill).min(self.burst);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        // The map holds users (authenticated ids), not client-chosen
+        // strings, and forgets refilled buckets as it goes.
+        self.buckets.admit_at(user, now)
     }
 }
 
