@@ -368,14 +368,28 @@ async fn invitations_and_signals_are_bounded() {
         .ask("call:invite", json!({"users": ["carol"], "kind": "audio"}))
         .await;
     assert_eq!(code(&ack), "busy", "alice is in one call");
+    // A call that only rings does not make bob busy (call waiting): a
+    // second one rings too, so nobody can keep him unreachable by ringing.
     let mut erin = Device::connect(server.addr, "erin").await;
     let ack = erin
         .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
         .await;
-    assert_eq!(code(&ack), "busy", "bob rings for one call");
+    assert_eq!(ack["ok"], true, "bob only rings: {ack}");
+    let second = bob.event("call:ringing").await;
+    assert_eq!(second["from"], "erin");
 
     bob.ask("call:accept", json!({"call": call})).await;
     alice.event("call:accepted").await;
+    // In a call he has answered, he is busy.
+    let mut frank = Device::connect(server.addr, "frank").await;
+    let ack = frank
+        .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
+        .await;
+    assert_eq!(code(&ack), "busy", "bob is in one call");
+    assert!(
+        !ack["error"]["message"].as_str().unwrap().contains("bob"),
+        "whose phone is busy is not said: {ack}"
+    );
     let big = "x".repeat(400);
     let ack = alice
         .ask(
@@ -477,7 +491,7 @@ async fn two_devices_answering_at_once_make_one_participant() {
 }
 
 #[tokio::test]
-async fn a_device_may_send_only_so_many_invitations_a_minute() {
+async fn a_user_may_send_only_so_many_invitations_a_minute_whatever_the_devices() {
     let server = start_raw(&config("invites_per_minute = 2")).await;
     let mut alice = Device::connect(server.addr, "alice").await;
     for _ in 0..2 {
@@ -492,9 +506,16 @@ async fn a_device_may_send_only_so_many_invitations_a_minute() {
         .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
         .await;
     assert_eq!(code(&ack), "rate_limited");
-    // Another device of hers has its own allowance.
+    // Another device of hers shares her allowance: more connections do
+    // not ring more phones.
     let mut other = Device::connect(server.addr, "alice").await;
     let ack = other
+        .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
+        .await;
+    assert_eq!(code(&ack), "rate_limited", "{ack}");
+    // Another user has his own.
+    let mut carol = Device::connect(server.addr, "carol").await;
+    let ack = carol
         .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
         .await;
     assert_eq!(ack["ok"], true, "{ack}");

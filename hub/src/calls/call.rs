@@ -170,8 +170,20 @@ impl Call {
     }
 
     /// Users the call keeps busy (counted against `max_calls_per_user`):
-    /// those with a device in it and those whose devices ring.
+    /// those with a device in it (the caller, and each invitee who
+    /// answered). A call that only rings for a user does not make them
+    /// busy: like a phone's call waiting, a second incoming call rings too,
+    /// so nobody can keep a user unreachable by ringing them.
     pub fn busy_users(&self) -> Vec<&str> {
+        let mut users: Vec<&str> = self.participants.iter().map(|p| p.user.as_str()).collect();
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+
+    /// Users the call is live for: those with a device in it and those
+    /// whose devices ring (a new device of theirs rings too).
+    pub fn live_users(&self) -> Vec<&str> {
         let mut users: Vec<&str> = self
             .participants
             .iter()
@@ -186,6 +198,11 @@ impl Call {
         users.sort_unstable();
         users.dedup();
         users
+    }
+
+    /// Whether `user` has a device in the call.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.participants.iter().any(|p| p.user == user)
     }
 
     /// Users whose devices still ring.
@@ -432,13 +449,15 @@ mod tests {
     }
 
     #[test]
-    fn busy_users_are_the_participants_and_the_ringing() {
+    fn busy_users_are_the_participants_and_live_users_the_ringing_too() {
         let mut c = call(&["bob", "carol", "dave"]);
         c.decline("dave").unwrap();
         c.accept("bob", "b1", 8).unwrap();
-        assert_eq!(c.busy_users(), vec!["alice", "bob", "carol"]);
+        assert_eq!(c.busy_users(), vec!["alice", "bob"], "carol only rings");
+        assert_eq!(c.live_users(), vec!["alice", "bob", "carol"]);
         c.accept("carol", "c1", 8).unwrap();
         c.leave("a1", Leave::Hangup).unwrap();
         assert_eq!(c.busy_users(), vec!["bob", "carol"], "alice left");
+        assert_eq!(c.live_users(), vec!["bob", "carol"]);
     }
 }

@@ -29,6 +29,7 @@ use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket, SocketId};
 use crate::auth::{identity_of, user_room};
 use crate::component::{Component, HubError, Reply};
 use crate::context::Context;
+use crate::limits::{KeyedBuckets, TokenBucket};
 use crate::notifications::{NewNotification, now_ms};
 
 pub use call::{Answer, Call, EndReason, Invitee, Kind, Leave, Participant, Phase, Refusal};
@@ -55,9 +56,9 @@ pub struct CallsConfig {
     pub signals_per_sec: f64,
     /// Signals one device may send at once (ICE candidates come in bursts).
     pub signal_burst: f64,
-    /// Invitations one device may send per minute, all at once at most
-    /// (each may ring several users and leave them a missed-call
-    /// notification).
+    /// Invitations one user may send per minute (all their devices
+    /// together), all at once at most (each may ring several users and
+    /// leave them a missed-call notification).
     pub invites_per_minute: f64,
     /// STUN URLs handed out by `ice_servers` (`stun:host:3478`).
     pub stun_urls: Vec<String>,
@@ -96,6 +97,13 @@ const MAX_ID_BYTES: usize = 64;
 /// Compare-and-set attempts before giving up on a contended call.
 const MAX_WRITE_ATTEMPTS: usize = 16;
 
+/// First pause before a ring timeout that could not be written is tried
+/// again; it doubles up to [`RING_RETRY_MAX`].
+const RING_RETRY_FIRST: Duration = Duration::from_millis(50);
+
+/// Longest pause between two tries of a ring timeout.
+const RING_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// The `/calls` namespace's component.
 pub struct Calls {
     inner: Arc<Inner>,
@@ -105,6 +113,9 @@ struct Inner {
     ctx: Context,
     config: CallsConfig,
     state: Arc<dyn CallState>,
+    /// Invitations per user, of all their devices together: more
+    /// connections do not ring more phones.
+    invites: KeyedBuckets,
 }
 
 impl Calls {
@@ -118,8 +129,15 @@ impl Calls {
         if !config.turn_urls.is_empty() && config.turn_secret.is_empty() {
             tracing::warn!("calls.turn_urls without calls.turn_secret: no TURN server handed out");
         }
+        let per_minute = config.invites_per_minute;
+        let invites = KeyedBuckets::new(per_minute / 60.0, per_minute.max(1.0));
         Calls {
-            inner: Arc::new(Inner { ctx, config, state }),
+            inner: Arc::new(Inner {
+                ctx,
+                config,
+                state,
+                invites,
+            }),
         }
     }
 }
@@ -229,39 +247,21 @@ fn random_id() -> String {
     raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A device's token bucket for what `K` names (a signal, an invitation),
-/// kept in its socket's extensions (one per `K`, apart from the
-/// namespace's event rate limit).
+/// A device's signal bucket, kept in its socket's extensions (apart from
+/// the namespace's event rate limit).
 #[derive(Clone, Copy)]
-struct Bucket<const K: u8> {
-    tokens: f64,
-    last: Instant,
-}
+struct SignalBucket(TokenBucket);
 
-const SIGNALS: u8 = 0;
-const INVITES: u8 = 1;
-
-/// Takes one token from `socket`'s `K` bucket (`burst` tokens refilled at
-/// `per_sec`); false if it is empty.
-fn admit<const K: u8>(socket: &Socket, per_sec: f64, burst: f64) -> bool {
+/// Takes one token from `socket`'s signal bucket (`burst` tokens refilled
+/// at `per_sec`, used as given); false if it is empty.
+fn admit_signal(socket: &Socket, per_sec: f64, burst: f64) -> bool {
     if per_sec <= 0.0 {
         return true;
     }
     let now = Instant::now();
     let mut extensions = socket.extensions();
-    let bucket = extensions.get_or_insert_with(|| Bucket::<K> {
-        tokens: burst,
-        last: now,
-    });
-    let refill = now.duration_since(bucket.last).as_secs_f64() * per_sec;
-    bucket.tokens = (bucket.tokens + refill).min(burst);
-    bucket.last = now;
-    if bucket.tokens >= 1.0 {
-        bucket.tokens -= 1.0;
-        true
-    } else {
-        false
-    }
+    let bucket = extensions.get_or_insert_with(|| SignalBucket(TokenBucket::new(burst, now)));
+    bucket.0.take(per_sec, burst, now)
 }
 
 // --- emitting ---------------------------------------------------------------
@@ -460,14 +460,22 @@ impl Inner {
         });
     }
 
+    /// The ring timeout of call `id` passed: the ringing ends. A write
+    /// the state refused (an error, or contention) is tried again, later
+    /// and later, until it lands or the call is gone: no call rings
+    /// forever, and none stays busy for its users.
     async fn ring_timeout(&self, ns: &Arc<Namespace>, id: &str) {
-        let (call, missed) = match self.update(id, |call| Ok(call.ring_timeout())).await {
-            Ok(done) => done,
-            // Ended before: nothing rings.
-            Err(err) if err.code == "not_found" => return,
-            Err(err) => {
-                tracing::warn!(%err, "call ring timeout");
-                return;
+        let mut pause = RING_RETRY_FIRST;
+        let (call, missed) = loop {
+            match self.update(id, |call| Ok(call.ring_timeout())).await {
+                Ok(done) => break done,
+                // Ended before: nothing rings.
+                Err(err) if err.code == "not_found" => return,
+                Err(err) => {
+                    tracing::warn!(%err, ?pause, "call ring timeout not written; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RING_RETRY_MAX);
+                }
             }
         };
         if call.phase != Phase::Ended && !missed.is_empty() {
@@ -730,12 +738,12 @@ impl Component for Calls {
         match event {
             "call:invite" => match parse::<InviteArgs>(args, event).and_then(|args| {
                 let per_minute = self.inner.config.invites_per_minute;
-                if admit::<INVITES>(&socket, per_minute / 60.0, per_minute.max(1.0)) {
+                if self.inner.invites.admit(&user) {
                     Ok(args)
                 } else {
                     Err(HubError::new(
                         "rate_limited",
-                        format!("at most {per_minute} invitations a minute per device"),
+                        format!("at most {per_minute} invitations a minute per user"),
                     ))
                 }
             }) {
@@ -765,7 +773,7 @@ impl Component for Calls {
                     );
                     return Box::pin(std::future::ready(Err(err)));
                 }
-                if !admit::<SIGNALS>(&socket, config.signals_per_sec, config.signal_burst) {
+                if !admit_signal(&socket, config.signals_per_sec, config.signal_burst) {
                     let err = HubError::new(
                         "rate_limited",
                         format!(
@@ -794,5 +802,112 @@ impl Component for Calls {
                 Box::pin(std::future::ready(Err(err)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::notifications::NotificationsConfig;
+    use crate::presence::{MemoryState, PresenceService};
+    use crate::store::{Store, StoreConfig, sqlite_url_of};
+
+    /// The in-memory state, whose next `failures` writes fail (a Redis
+    /// that is briefly down).
+    struct Flaky {
+        inner: MemoryCallState,
+        failures: AtomicUsize,
+    }
+
+    impl CallState for Flaky {
+        fn insert(&self, call: Call, max: usize) -> BoxFuture<Result<(), InsertError>> {
+            self.inner.insert(call, max)
+        }
+        fn get(&self, id: &str) -> BoxFuture<Result<Option<Call>, StateError>> {
+            self.inner.get(id)
+        }
+        fn compare_and_set(
+            &self,
+            expected: u64,
+            next: Call,
+        ) -> BoxFuture<Result<bool, StateError>> {
+            let failing = self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                return Box::pin(std::future::ready(Err(StateError("down".into()))));
+            }
+            self.inner.compare_and_set(expected, next)
+        }
+        fn calls_of_device(&self, device: &str) -> BoxFuture<Result<Vec<String>, StateError>> {
+            self.inner.calls_of_device(device)
+        }
+        fn calls_of_user(&self, user: &str) -> BoxFuture<Result<Vec<String>, StateError>> {
+            self.inner.calls_of_user(user)
+        }
+    }
+
+    struct Silent;
+
+    impl socketio::NamespaceHandler for Silent {
+        fn on_event(
+            &self,
+            _socket: &Arc<Socket>,
+            _event: socketio::Event,
+        ) -> Option<BoxFuture<()>> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ring_timeout_the_state_refused_is_written_later_and_the_call_ends() {
+        let path = std::env::temp_dir().join(format!(
+            "sb-calls-ring-{}-{}.db",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let store = Store::open(&StoreConfig {
+            url: sqlite_url_of(&path),
+            max_connections: 2,
+            timeout: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+        let io = socketio::SocketIo::new(Default::default());
+        let ns = io.add_namespace("/calls", Silent);
+        let ctx = Context {
+            store: store.clone(),
+            io: io.clone(),
+            notifications: crate::notifications::Notifications::new(
+                store.clone(),
+                io.clone(),
+                None,
+                NotificationsConfig::default(),
+            ),
+            presence: PresenceService::new(Arc::new(MemoryState::new(4)), store.clone()),
+            tasks: crate::context::Tasks::new(),
+        };
+        let flaky = Arc::new(Flaky {
+            inner: MemoryCallState::new(),
+            failures: AtomicUsize::new(0),
+        });
+        let calls = Calls::with_state(ctx.clone(), CallsConfig::default(), flaky.clone());
+        let invitees = vec!["bob".to_owned()];
+        let call = Call::new("c1".into(), "alice", "a1", Kind::Audio, &invitees, 0);
+        flaky.inner.insert(call, 4).await.unwrap();
+        // The state fails the timeout's first writes.
+        flaky.failures.store(3, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(10), calls.inner.ring_timeout(&ns, "c1"))
+            .await
+            .expect("the ring timeout finishes once the state answers");
+        assert_eq!(flaky.failures.load(Ordering::SeqCst), 0);
+        assert!(flaky.inner.is_empty(), "the call ended");
+        assert!(flaky.inner.calls_of_user("bob").await.unwrap().is_empty());
+        ctx.tasks.shutdown(Duration::from_secs(5)).await;
+        store.close().await;
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -1,5 +1,6 @@
 //! The live state of calls, behind [`CallState`]: calls by id, with the
-//! index of which calls keep a user busy and which calls a device is in.
+//! index of which calls are live for a user (ringing for them, or with a
+//! device of theirs in it) and which calls a device is in.
 //! Nothing of it survives a restart (a call does not outlive its
 //! connections). [`MemoryCallState`] keeps it in this process; a cluster
 //! backs the same trait with Redis (a hash per call with its version, sets
@@ -28,7 +29,7 @@ pub struct StateError(pub String);
 /// What [`CallState::insert`] refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InsertError {
-    /// `user` is already busy in `max_calls_per_user` calls.
+    /// `user` already has a device in `max_calls_per_user` calls.
     #[error("{0} is in too many calls")]
     Busy(String),
     #[error(transparent)]
@@ -37,8 +38,10 @@ pub enum InsertError {
 
 /// The live state of calls. Every method is atomic on its own.
 pub trait CallState: Send + Sync + 'static {
-    /// Stores a new call unless one of its busy users (see
-    /// [`Call::busy_users`]) is already busy in `max_calls_per_user` calls.
+    /// Stores a new call unless one of its users (the caller or an
+    /// invitee) is already busy (see [`Call::busy_users`]: has a device)
+    /// in `max_calls_per_user` calls. Calls that only ring for a user do
+    /// not count.
     fn insert(&self, call: Call, max_calls_per_user: usize) -> BoxFuture<Result<(), InsertError>>;
 
     /// The call `id`, if it is live.
@@ -52,7 +55,8 @@ pub trait CallState: Send + Sync + 'static {
     /// The ids of the calls `device` is a participant of.
     fn calls_of_device(&self, device: &str) -> BoxFuture<Result<Vec<String>, StateError>>;
 
-    /// The ids of the calls that keep `user` busy.
+    /// The ids of the calls live for `user` (see [`Call::live_users`]:
+    /// ringing for them, or with a device of theirs in it).
     fn calls_of_user(&self, user: &str) -> BoxFuture<Result<Vec<String>, StateError>>;
 }
 
@@ -71,7 +75,7 @@ struct Inner {
 
 impl Inner {
     fn index(&mut self, call: &Call) {
-        for user in call.busy_users() {
+        for user in call.live_users() {
             self.by_user
                 .entry(user.to_owned())
                 .or_default()
@@ -94,12 +98,21 @@ impl Inner {
                 }
             }
         }
-        for user in call.busy_users() {
+        for user in call.live_users() {
             remove(&mut self.by_user, user, &call.id);
         }
         for p in &call.participants {
             remove(&mut self.by_device, &p.device, &call.id);
         }
+    }
+
+    /// Calls in which `user` has a device.
+    fn busy_in(&self, user: &str) -> usize {
+        self.by_user.get(user).map_or(0, |ids| {
+            ids.iter()
+                .filter(|id| self.calls.get(*id).is_some_and(|c| c.has_user(user)))
+                .count()
+        })
     }
 
     fn ids(map: &HashMap<String, HashSet<String>>, key: &str) -> Vec<String> {
@@ -127,12 +140,10 @@ impl MemoryCallState {
 impl CallState for MemoryCallState {
     fn insert(&self, call: Call, max_calls_per_user: usize) -> BoxFuture<Result<(), InsertError>> {
         let mut inner = self.inner.lock();
-        let busy = call.busy_users().into_iter().find(|user| {
-            inner
-                .by_user
-                .get(*user)
-                .is_some_and(|set| set.len() >= max_calls_per_user)
-        });
+        let busy = call
+            .live_users()
+            .into_iter()
+            .find(|user| inner.busy_in(user) >= max_calls_per_user);
         let result = match busy {
             Some(user) => Err(InsertError::Busy(user.to_owned())),
             None => {
@@ -210,6 +221,14 @@ mod tests {
         assert!(state.calls_of_device("b2").await.unwrap().is_empty());
     }
 
+    async fn accept(state: &MemoryCallState, id: &str, user: &str, device: &str) {
+        let mut c = state.get(id).await.unwrap().unwrap();
+        let version = c.version;
+        c.accept(user, device, 8).unwrap();
+        c.version += 1;
+        assert!(state.compare_and_set(version, c).await.unwrap());
+    }
+
     #[tokio::test]
     async fn a_user_is_busy_in_a_bounded_number_of_calls() {
         let state = MemoryCallState::new();
@@ -221,19 +240,28 @@ mod tests {
             .insert(call("c2", "carol", "c1", &["bob"]), 2)
             .await
             .unwrap();
+        // Ringing does not make bob busy: a third call rings too.
+        state
+            .insert(call("c3", "dave", "d1", &["bob"]), 2)
+            .await
+            .unwrap();
+        assert_eq!(state.calls_of_user("bob").await.unwrap().len(), 3);
+        // In two calls he is.
+        accept(&state, "c1", "bob", "b1").await;
+        accept(&state, "c2", "bob", "b2").await;
         assert_eq!(
-            state.insert(call("c3", "dave", "d1", &["bob"]), 2).await,
+            state.insert(call("c4", "erin", "e1", &["bob"]), 2).await,
             Err(InsertError::Busy("bob".into()))
         );
-        assert_eq!(state.len(), 2);
-        // Bob declines one: he has room for another.
+        assert_eq!(state.len(), 3);
+        // Bob hangs up one: he has room for another.
         let mut c1 = state.get("c1").await.unwrap().unwrap();
         let version = c1.version;
-        c1.decline("bob").unwrap();
+        c1.leave("b1", Leave::Hangup).unwrap();
         c1.version += 1;
         assert!(state.compare_and_set(version, c1).await.unwrap());
         state
-            .insert(call("c3", "dave", "d1", &["bob"]), 2)
+            .insert(call("c4", "erin", "e1", &["bob"]), 2)
             .await
             .unwrap();
     }
