@@ -6,69 +6,86 @@
 //! and emits the new count while holding its user's lock; so does the
 //! count a device gets when it connects. Two changes of one user can then
 //! neither commit nor emit out of order, and the last count any device
-//! received is the store's. The locks are striped (a fixed number, users
-//! hashed onto them): memory does not grow with users, and a change for
-//! many users takes each stripe once, in order, so two of them cannot
-//! deadlock.
+//! received is the store's.
+//!
+//! One lock per user, made when someone asks for it and forgotten when
+//! nobody holds or waits for it: memory follows the users being written,
+//! and a change for 10,000 users (the API's largest) holds exactly their
+//! locks, never another user's (striped locks, hashed, would have it hold
+//! nearly every stripe, and stall every other user's `read` behind it). A
+//! change for many users takes their locks in the order of their ids, so
+//! two of them cannot deadlock.
 //!
 //! They order one process's writers. Across the nodes of a cluster the
 //! same rule needs a shared lock (or a per-user version the devices
 //! compare); that is the one piece of `/notifications` the cluster
 //! replaces — everything else is in the store.
 
-use std::hash::{BuildHasher, RandomState};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
-/// Stripes: enough that unrelated users rarely wait for each other.
-pub const STRIPES: usize = 256;
-
-/// Striped per-user locks.
+/// Per-user locks.
+#[derive(Default)]
 pub struct UserLocks {
-    stripes: Box<[Mutex<()>]>,
-    hasher: RandomState,
+    /// The lock of each user someone holds or waits for. An entry whose
+    /// only reference is this map is unused and removed.
+    users: parking_lot::Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 /// Held locks; dropping them releases them.
 pub struct Held<'a> {
-    _guards: Vec<MutexGuard<'a, ()>>,
+    locks: &'a UserLocks,
+    guards: Vec<(String, OwnedMutexGuard<()>)>,
 }
 
-impl Default for UserLocks {
-    fn default() -> Self {
-        UserLocks::new(STRIPES)
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let held = std::mem::take(&mut self.guards);
+        let mut users = self.locks.users.lock();
+        for (user, guard) in held {
+            drop(guard);
+            // Nobody else holds or waits for it (each waiter took its
+            // reference under this map's lock): forget it.
+            if users.get(&user).is_some_and(|l| Arc::strong_count(l) == 1) {
+                users.remove(&user);
+            }
+        }
     }
 }
 
 impl UserLocks {
-    pub fn new(stripes: usize) -> UserLocks {
-        UserLocks {
-            stripes: (0..stripes.max(1)).map(|_| Mutex::new(())).collect(),
-            hasher: RandomState::new(),
-        }
+    /// Users with a lock entry (held or waited for), for tests.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.users.lock().is_empty()
     }
 
-    fn stripe(&self, user: &str) -> usize {
-        (self.hasher.hash_one(user) % self.stripes.len() as u64) as usize
-    }
-
-    /// Locks every user of `users` (in stripe order: no deadlock).
+    /// Locks every user of `users` (in id order: no deadlock).
     pub async fn lock<'a, I>(&'a self, users: I) -> Held<'a>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let mut stripes: Vec<usize> = users
+        let mut wanted: Vec<String> = users
             .into_iter()
-            .map(|user| self.stripe(user.as_ref()))
+            .map(|user| user.as_ref().to_owned())
             .collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        let mut guards = Vec::with_capacity(stripes.len());
-        for stripe in stripes {
-            guards.push(self.stripes[stripe].lock().await);
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut held = Held {
+            locks: self,
+            guards: Vec::with_capacity(wanted.len()),
+        };
+        for user in wanted {
+            let lock = self.users.lock().entry(user.clone()).or_default().clone();
+            // Pushed as it is taken: a drop while waiting (the caller gave
+            // up) releases those held so far.
+            let guard = lock.lock_owned().await;
+            held.guards.push((user, guard));
         }
-        Held { _guards: guards }
+        held
     }
 }
 
@@ -80,7 +97,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_user_has_one_writer_at_a_time_and_many_users_do_not_deadlock() {
-        let locks = Arc::new(UserLocks::new(8));
+        let locks = Arc::new(UserLocks::default());
         let held = locks.lock(["alice"]).await;
         let waiting = tokio::spawn({
             let locks = locks.clone();
@@ -111,5 +128,19 @@ mod tests {
                 .expect("no deadlock")
                 .unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn a_change_for_many_users_does_not_hold_another_users_lock() {
+        let locks = UserLocks::default();
+        let many: Vec<String> = (0..10_000).map(|i| format!("user-{i}")).collect();
+        let held = locks.lock(&many).await;
+        // Someone else reads meanwhile: not one of the 10,000, not waiting.
+        let other = tokio::time::timeout(Duration::from_millis(500), locks.lock(["zed"]))
+            .await
+            .expect("an unrelated user is not blocked by a large change");
+        drop(other);
+        drop(held);
+        assert!(locks.is_empty(), "unused locks are forgotten");
     }
 }

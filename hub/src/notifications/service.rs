@@ -25,7 +25,21 @@ use super::{NewNotification, Notification, NotificationsConfig, now_ms};
 use crate::auth::user_room;
 use crate::component::HubError;
 use crate::context::Tasks;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// A write transaction whose statements ran within the store's timeout.
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Commits `tx`, not bounded by the store's timeout: once COMMIT is sent,
+/// its outcome is what the store did, and cutting it short would answer
+/// "failed" for a write that may have landed (a backend retrying it would
+/// store every notification twice). The statements before it are bounded
+/// ([`Store::timed`]), so a store that hangs is still noticed there; a
+/// COMMIT that fails rolls back, nothing half-written.
+async fn commit(tx: Tx) -> Result<(), HubError> {
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(())
+}
 
 /// Users looked at per round of a prune.
 const PRUNE_BATCH: i64 = 500;
@@ -134,16 +148,16 @@ impl Notifications {
             .collect();
         let now = now_ms();
         let _held = self.locks.lock(&users).await;
-        let (ids, counts) = self
+        let (tx, ids, counts) = self
             .store
             .timed(async {
                 let mut tx = self.store.begin_write().await?;
                 let ids = store::insert_many(&mut tx, &users, new, now).await?;
                 let counts = store::unread_many(&mut tx, &users).await?;
-                tx.commit().await?;
-                Ok((ids, counts))
+                Ok((tx, ids, counts))
             })
             .await?;
+        commit(tx).await?;
         let mut created = Vec::with_capacity(users.len());
         for user in users {
             let (Some(&id), Some(&unread)) = (ids.get(&user), counts.get(&user)) else {
@@ -239,6 +253,8 @@ impl Notifications {
     /// Marks those of `ids` that are `user`'s and unread as read; returns
     /// them. When some changed, `user`'s devices other than `from` are told
     /// (`notification:read` `{ids}`), then every device the new count.
+    /// When none would change (all read already, or not theirs), nothing
+    /// is written and nobody is told: the same `read` again is free.
     pub async fn read(
         &self,
         user: &str,
@@ -247,21 +263,29 @@ impl Notifications {
     ) -> Result<Vec<i64>, HubError> {
         let now = now_ms();
         let _held = self.locks.lock([user]).await;
-        let (marked, count) = self
+        // Looked at first, without the write lock: under the user's lock no
+        // other writer of theirs can change it in between.
+        let unread = self
+            .store
+            .timed(async {
+                let mut conn = self.store.pool().acquire().await?;
+                store::unread_of(&mut conn, user, ids).await
+            })
+            .await?;
+        if unread.is_empty() {
+            return Ok(unread);
+        }
+        let (tx, marked, count) = self
             .store
             .timed(async {
                 let mut tx = self.store.begin_write().await?;
-                let marked = store::mark_read(&mut tx, user, ids, now).await?;
-                let count = if marked.is_empty() {
-                    None
-                } else {
-                    Some(store::unread(&mut tx, user).await?)
-                };
-                tx.commit().await?;
-                Ok((marked, count))
+                let marked = store::mark_read(&mut tx, user, &unread, now).await?;
+                let count = store::unread(&mut tx, user).await?;
+                Ok((tx, marked, count))
             })
             .await?;
-        if let Some(count) = count {
+        commit(tx).await?;
+        if !marked.is_empty() {
             self.tell_read(user, json!({"ids": marked}), count, from);
         }
         Ok(marked)
@@ -270,18 +294,22 @@ impl Notifications {
     /// Marks every unread notification of `user` as read; returns how
     /// many. When some were, the other devices are told
     /// (`notification:read` `{all: true}`), then every device the count.
+    /// With none unread, nothing is written and nobody is told.
     pub async fn read_all(&self, user: &str, from: Option<&Arc<Socket>>) -> Result<u64, HubError> {
         let now = now_ms();
         let _held = self.locks.lock([user]).await;
-        let marked = self
+        if self.unread(user).await? == 0 {
+            return Ok(0);
+        }
+        let (tx, marked) = self
             .store
             .timed(async {
                 let mut tx = self.store.begin_write().await?;
                 let marked = store::mark_all_read(&mut tx, user, now).await?;
-                tx.commit().await?;
-                Ok(marked)
+                Ok((tx, marked))
             })
             .await?;
+        commit(tx).await?;
         if marked > 0 {
             self.tell_read(user, json!({"all": true}), 0, from);
         }
@@ -340,7 +368,7 @@ impl Notifications {
 
     async fn prune_user(&self, user: &str, keep: i64, cutoff: i64) -> Result<Pruned, HubError> {
         let _held = self.locks.lock([user]).await;
-        let (pruned, count) = self
+        let (tx, pruned, count) = self
             .store
             .timed(async {
                 let mut tx = self.store.begin_write().await?;
@@ -350,10 +378,10 @@ impl Notifications {
                 } else {
                     None
                 };
-                tx.commit().await?;
-                Ok((pruned, count))
+                Ok((tx, pruned, count))
             })
             .await?;
+        commit(tx).await?;
         if let (Some(count), Some(ns)) = (count, self.namespace()) {
             ns.to(user_room(user))
                 .emit("unread", &Args::one(&json!({"count": count})));

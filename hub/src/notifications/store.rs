@@ -131,6 +131,33 @@ pub async fn list(
         .collect()
 }
 
+/// Those of `ids` that are `user`'s and unread (a read that would
+/// change nothing is not written).
+pub async fn unread_of(
+    conn: &mut AnyConnection,
+    user: &str,
+    ids: &[i64],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT id FROM notifications \
+             WHERE user_id = $1 AND read_at IS NULL AND id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).bind(user);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.push(row.try_get::<i64, _>(0)?);
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    Ok(found)
+}
+
 /// Marks those of `ids` that are `user`'s and unread as read; returns
 /// them (ids of other users' notifications are left alone and not
 /// returned, like ids that do not exist).
