@@ -134,6 +134,46 @@ fn watching(socket: &Socket) -> usize {
         .count()
 }
 
+/// First pause before the stored status of a user who connected while the
+/// store did not answer is read again; it doubles up to
+/// [`RESTORE_PAUSE_MAX`].
+const RESTORE_PAUSE_FIRST: Duration = Duration::from_millis(100);
+
+/// Longest pause between two reads of a stored status to restore.
+const RESTORE_PAUSE_MAX: Duration = Duration::from_secs(5);
+
+/// Reads of a stored status to restore before giving up (then the user's
+/// next choice, or next first device, sets it).
+const RESTORE_ATTEMPTS: usize = 20;
+
+/// `user`'s first device connected while the store did not answer, so the
+/// live entry started from the default status: reads the stored one until
+/// the store answers and applies it (the watchers hear of it if it
+/// differs). The store is written before the live state on every choice,
+/// so what it holds is never older than the live state's.
+async fn restore_status(service: PresenceService, ns: Arc<Namespace>, user: String) {
+    let mut pause = RESTORE_PAUSE_FIRST;
+    for _ in 0..RESTORE_ATTEMPTS {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RESTORE_PAUSE_MAX);
+        let Ok(mut found) = service.remembered(std::slice::from_ref(&user)).await else {
+            continue;
+        };
+        let status = found.remove(&user).unwrap_or_default().status;
+        match service.state().set_status(&user, status).await {
+            Ok(Some(change)) if change.visible => {
+                announce(&ns, &change.presence, None);
+            }
+            // Offline meanwhile (the next device reads the store), or
+            // nothing to change.
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "presence: a stored status could not be restored"),
+        }
+        return;
+    }
+    tracing::warn!(user, "presence: the stored status could not be read back");
+}
+
 /// The `/presence` namespace's component.
 pub struct Presence {
     ctx: Context,
@@ -232,6 +272,8 @@ impl Presence {
                 .iter()
                 .filter(|u| !current.contains(watch_room(u).as_str()))
                 .count();
+            // A first look, to refuse a watch over the limit before asking
+            // the policy; the one that counts is made again with the join.
             let already = watching(&socket);
             if already + new > max {
                 return Err(HubError::new(
@@ -253,6 +295,25 @@ impl Presence {
             // Joined before the snapshot is read: a change from now on is
             // an event, and one that arrives before this ack is older than
             // (or the same as) the snapshot.
+            //
+            // The limit is checked again here, with nothing awaited between
+            // the count and the join: the rooms may have changed while the
+            // policy was asked, and the check must hold for what is joined.
+            let current: HashSet<_> = socket.rooms().into_iter().collect();
+            let new = users
+                .iter()
+                .filter(|u| !current.contains(watch_room(u).as_str()))
+                .count();
+            let already = watching(&socket);
+            if already + new > max {
+                return Err(HubError::new(
+                    "too_many_watched",
+                    format!(
+                        "a socket may watch at most {max} users (it watches {already}, \
+                         {new} more asked)"
+                    ),
+                ));
+            }
             let rooms: Vec<socketio::Room> = users.iter().map(|u| watch_room(u).into()).collect();
             if !socket.join_all(&rooms) {
                 return Err(HubError::new("unavailable", "the socket left"));
@@ -295,12 +356,19 @@ impl Component for Presence {
         Some(Box::pin(async move {
             let state = service.state().clone();
             // The user's first device starts from what the store remembers
-            // (their chosen status); later ones join the live entry.
+            // (their chosen status); later ones join the live entry. When
+            // the store cannot say, the device connects with the default
+            // and the stored status is restored once the store answers: a
+            // store error must not turn a busy user online.
+            let mut unsure = false;
             let remembered = match state.knows(&user).await {
                 Ok(true) => Remembered::default(),
                 Ok(false) | Err(_) => match service.remembered(std::slice::from_ref(&user)).await {
                     Ok(mut found) => found.remove(&user).unwrap_or_default(),
-                    Err(_) => Remembered::default(),
+                    Err(_) => {
+                        unsure = true;
+                        Remembered::default()
+                    }
                 },
             };
             let device = Device {
@@ -316,6 +384,7 @@ impl Component for Presence {
                     if change.presence.devices == 1 {
                         // Came online: remembered in the background, so a
                         // crash leaves a last_seen no older than this.
+                        let (service, user) = (service.clone(), user.clone());
                         tasks.spawn(async move {
                             let _ = service.record_seen(&user, now).await;
                         });
@@ -323,6 +392,10 @@ impl Component for Presence {
                 }
                 Ok(_) => {}
                 Err(err) => tracing::warn!(%err, "presence: a device could not be recorded"),
+            }
+            if unsure {
+                let ns = socket.namespace().clone();
+                tasks.spawn(restore_status(service, ns, user));
             }
         }))
     }

@@ -114,14 +114,24 @@ impl PresenceService {
 
     /// `user` chooses `status`: stored first (an error changes nothing),
     /// then applied to the live state. `None` when the user has no device.
+    /// A status the store holds already is not written again (the same
+    /// choice twice is free, and takes no write lock).
     pub async fn set_status(&self, user: &str, status: Status) -> Result<Option<Change>, HubError> {
         debug_assert!(status.is_chosen());
-        self.store
-            .timed(async {
-                let mut conn = self.store.pool().acquire().await?;
-                store::set_status(&mut conn, user, status).await
-            })
-            .await?;
+        let stored = self
+            .remembered(std::slice::from_ref(&user.to_owned()))
+            .await?
+            .remove(user)
+            .unwrap_or_default()
+            .status;
+        if stored != status {
+            self.store
+                .timed(async {
+                    let mut conn = self.store.pool().acquire().await?;
+                    store::set_status(&mut conn, user, status).await
+                })
+                .await?;
+        }
         Ok(self.state.set_status(user, status).await?)
     }
 
