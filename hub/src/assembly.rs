@@ -129,6 +129,9 @@ pub struct Hub {
     /// What the components share (the notifications service, background
     /// tasks).
     pub ctx: Context,
+    /// The namespaces served by one of the hub's components (their events
+    /// come from the component only: the publish API refuses them).
+    pub components: Arc<[String]>,
     /// Namespaces whose sockets are disconnected when their token expires.
     protected: Vec<Weak<Namespace>>,
 }
@@ -183,10 +186,17 @@ impl Hub {
                 protected.push(Arc::downgrade(&namespace));
             }
         }
+        let components = config
+            .namespaces
+            .iter()
+            .filter(|ns| COMPONENT_HANDLERS.contains(&ns.handler.as_str()))
+            .map(|ns| ns.name.clone())
+            .collect();
         Ok(Hub {
             io,
             store,
             ctx,
+            components,
             protected,
         })
     }
@@ -205,6 +215,9 @@ impl Hub {
         self.store.close().await;
     }
 }
+
+/// The handlers that are the hub's own components.
+pub const COMPONENT_HANDLERS: [&str; 4] = ["notifications", "chat", "presence", "calls"];
 
 /// Adds one namespace. The one place that decides how a namespace's
 /// handler is wrapped: the rate limit outermost (an event over the rate

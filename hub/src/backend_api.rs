@@ -37,7 +37,13 @@ pub struct PublishRequest {
     /// Every socket of the namespace (requires `namespace`).
     #[serde(default)]
     pub broadcast: bool,
-    /// Only this namespace; all namespaces when absent (not with `broadcast`).
+    /// Only this namespace; all namespaces when absent (not with
+    /// `broadcast`). Never a namespace of the hub's components
+    /// (`/notifications`, `/chat`, `/presence`, `/calls`): their clients
+    /// trust what arrives there to come from the component, so a publish
+    /// naming one is refused (`reserved_namespace`, 403) and one naming
+    /// none skips them. Notifications are created with `persist` (or
+    /// `POST /api/v1/notifications`).
     pub namespace: Option<String>,
     /// Also store a notification for each of `users` (not with `rooms` or
     /// `broadcast`), of `type` (default: `event`) with `title`, `body` and
@@ -105,6 +111,31 @@ fn invalid(message: impl Into<String>) -> HubError {
     HubError::new("invalid_request", message)
 }
 
+/// Refuses a publish into a namespace served by one of the hub's
+/// components (`components`): a backend must not speak for the
+/// component there (a `message` in `/chat`, a `call:ringing` in
+/// `/calls`). `allowed` is the one that may be named anyway (the
+/// notifications namespace with `persist`, which publishes nothing
+/// there itself).
+fn refuse_component(
+    components: &[String],
+    request: &PublishRequest,
+    allowed: Option<&str>,
+) -> Result<(), HubError> {
+    match request.namespace.as_deref() {
+        Some(name) if components.iter().any(|c| c == name) && Some(name) != allowed => {
+            Err(HubError::new(
+                "reserved_namespace",
+                format!(
+                    "{name:?} is served by a hub component: only the component emits there \
+                     (notifications: persist, or POST /api/v1/notifications)"
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The namespaces a request addresses.
 fn namespaces(io: &SocketIo, name: Option<&str>) -> Result<Vec<Arc<Namespace>>, HubError> {
     match name {
@@ -118,20 +149,27 @@ fn namespaces(io: &SocketIo, name: Option<&str>) -> Result<Vec<Arc<Namespace>>, 
 
 /// Checks and carries out a publish; with `persist`, stores the
 /// notifications first (nothing is published if that fails).
+///
+/// `components` are the namespaces of the hub's components: refused when
+/// named, skipped otherwise (see [`PublishRequest::namespace`]).
 pub async fn publish_persisted(
     io: &SocketIo,
     notifications: &Notifications,
+    components: &[String],
     request: &PublishRequest,
 ) -> Result<Published, HubError> {
     if !request.persist {
         if request.kind.is_some() || request.title.is_some() || request.body.is_some() {
             return Err(invalid("type, title and body need persist: true"));
         }
+        refuse_component(components, request, None)?;
         return Ok(Published {
-            delivered: publish(io, request, None)?,
+            delivered: publish(io, request, components)?,
             stored: None,
         });
     }
+    let skip = notifications.namespace_name();
+    refuse_component(components, request, skip.as_deref())?;
     if !request.rooms.is_empty() || request.broadcast || request.users.is_empty() {
         return Err(invalid("persist needs users (not rooms or broadcast)"));
     }
@@ -151,8 +189,7 @@ pub async fn publish_persisted(
     // Checked before anything is stored: a refused publish stores nothing.
     check(io, request)?;
     let created = notifications.create(&request.users, &new).await?;
-    let skip = notifications.namespace_name();
-    let mut delivered = publish(io, request, skip.as_deref())?;
+    let mut delivered = publish(io, request, components)?;
     delivered += delivered_to(io, notifications, created.iter().map(|(user, _, _)| user));
     Ok(Published {
         delivered,
@@ -227,17 +264,17 @@ fn check(io: &SocketIo, request: &PublishRequest) -> Result<(), HubError> {
 }
 
 /// Checks and carries out a publish (but `persist`: see
-/// [`publish_persisted`]) in every namespace it names but `skip`; returns
-/// how many sockets it reached on this node.
+/// [`publish_persisted`]) in every namespace it names but those of `skip`
+/// (the components'); returns how many sockets it reached on this node.
 pub fn publish(
     io: &SocketIo,
     request: &PublishRequest,
-    skip: Option<&str>,
+    skip: &[String],
 ) -> Result<usize, HubError> {
     check(io, request)?;
     let mut delivered = 0;
     for ns in namespaces(io, request.namespace.as_deref())? {
-        if Some(ns.name()) == skip {
+        if skip.iter().any(|name| name == ns.name()) {
             continue;
         }
         if request.broadcast {

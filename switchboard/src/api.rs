@@ -72,6 +72,7 @@ impl From<HubError> for Failure {
     fn from(err: HubError) -> Failure {
         let status = match err.code {
             "unknown_namespace" => StatusCode::NOT_FOUND,
+            "reserved_namespace" => StatusCode::FORBIDDEN,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
@@ -289,7 +290,7 @@ struct RoomReply {
         (status = 200, description = "Published", body = PublishReply),
         (status = 400, description = "Not JSON", body = ErrorReply),
         (status = 401, description = "No or wrong API key", body = ErrorReply),
-        (status = 403, description = "The key lacks the publish scope", body = ErrorReply),
+        (status = 403, description = "The key lacks the publish scope, or the namespace is a hub component's (`reserved_namespace`: only the component emits there)", body = ErrorReply),
         (status = 404, description = "Unknown namespace", body = ErrorReply),
         (status = 413, description = "Body too large", body = ErrorReply),
         (status = 422, description = "Invalid request", body = ErrorReply),
@@ -300,8 +301,13 @@ async fn publish(
     _: Allowed<PublishScope>,
     ApiJson(request): ApiJson<PublishRequest>,
 ) -> Result<Response, Failure> {
-    let published =
-        backend_api::publish_persisted(&app.io, &app.hub.ctx.notifications, &request).await?;
+    let published = backend_api::publish_persisted(
+        &app.io,
+        &app.hub.ctx.notifications,
+        &app.hub.components,
+        &request,
+    )
+    .await?;
     let mut body = json!({"ok": true, "delivered": published.delivered});
     if let Some(stored) = published.stored {
         body["stored"] = json!(stored);
