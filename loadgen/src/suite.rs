@@ -1493,6 +1493,34 @@ fn write_report(
     Ok(())
 }
 
+/// The runs of one suite invocation in a `--from` file.
+struct SuiteOfRuns {
+    date: String,
+    commit: String,
+    elapsed: Option<f64>,
+    cases: Vec<String>,
+}
+
+/// "this report joins the runs of 2 suites: …", one per suite.
+fn suites_note(suites: &[SuiteOfRuns]) -> String {
+    let parts: Vec<String> = suites
+        .iter()
+        .map(|x| {
+            format!(
+                "{} at `{}` ({})",
+                x.date,
+                if x.commit.is_empty() { "?" } else { &x.commit },
+                x.cases.join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "this report joins the runs of {} suites: {}",
+        suites.len(),
+        parts.join("; ")
+    )
+}
+
 /// `--from FILE`: the report again from the raw runs of an earlier suite,
 /// without running anything (e.g. after a change to the report's layout).
 fn rerender(opts: &Options, root: &Path, from: &Path) -> Result<()> {
@@ -1500,6 +1528,9 @@ fn rerender(opts: &Options, root: &Path, from: &Path) -> Result<()> {
     let mut runs = Vec::new();
     let mut meta = Meta::default();
     let mut elapsed = None;
+    // A file may join the runs of several suites (`cat a.jsonl b.jsonl`):
+    // each is named in the report with its date, commit and cases.
+    let mut suites: Vec<SuiteOfRuns> = Vec::new();
     for (i, line) in text
         .lines()
         .enumerate()
@@ -1516,7 +1547,41 @@ fn rerender(opts: &Options, root: &Path, from: &Path) -> Result<()> {
             elapsed = v["suite_elapsed_secs"].as_f64();
         }
         meta.reps = meta.reps.max(run.rep);
+        let (date, commit) = (
+            v["suite_started"].as_str().unwrap_or("unknown").to_string(),
+            v["commit"].as_str().unwrap_or_default().to_string(),
+        );
+        let at = match suites
+            .iter()
+            .position(|x| x.date == date && x.commit == commit)
+        {
+            Some(at) => at,
+            None => {
+                suites.push(SuiteOfRuns {
+                    date,
+                    commit,
+                    elapsed: v["suite_elapsed_secs"].as_f64(),
+                    cases: Vec::new(),
+                });
+                suites.len() - 1
+            }
+        };
+        if !suites[at].cases.contains(&run.case_id) {
+            suites[at].cases.push(run.case_id.clone());
+        }
         runs.push(run);
+    }
+    if suites.len() > 1 {
+        // The newest suite's date heads the report; the time is the sum.
+        elapsed = suites.iter().map(|x| x.elapsed).sum::<Option<f64>>();
+        if let Some(last) = suites.iter().max_by(|a, b| a.date.cmp(&b.date)) {
+            meta.date = last.date.clone();
+        }
+        meta.commit = suites
+            .iter()
+            .map(|x| x.commit.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
     }
     let mut cases = matrix(meta.quick);
     cases.retain(|c| runs.iter().any(|r| r.case_id == c.id));
@@ -1531,6 +1596,10 @@ fn rerender(opts: &Options, root: &Path, from: &Path) -> Result<()> {
             from.file_name().unwrap_or_default().to_string_lossy()
         ),
     ));
+    if suites.len() > 1 {
+        meta.machine
+            .push(("Suites".to_string(), suites_note(&suites)));
+    }
     // Older files have no suite time: the runs' own time is a lower bound.
     meta.elapsed_known = elapsed.is_some();
     meta.elapsed_secs = elapsed.unwrap_or_else(|| runs.iter().map(|r| r.wall_secs).sum());
@@ -1707,6 +1776,29 @@ mod tests {
         );
         let err = json!({"metrics": {}, "error": "global timeout"});
         assert!(matches!(status_of(&err), Status::Failed(e) if e.contains("global timeout")));
+    }
+
+    #[test]
+    fn joined_suites_are_named() {
+        let suites = [
+            SuiteOfRuns {
+                date: "2026-12-01 23:47 UTC".into(),
+                commit: "152f8ec".into(),
+                elapsed: Some(804.0),
+                cases: vec!["conns-10k".into(), "echo-1k".into()],
+            },
+            SuiteOfRuns {
+                date: "2026-12-02 04:40 UTC".into(),
+                commit: String::new(),
+                elapsed: None,
+                cases: vec!["chat-100".into()],
+            },
+        ];
+        assert_eq!(
+            suites_note(&suites),
+            "this report joins the runs of 2 suites: 2026-12-01 23:47 UTC at `152f8ec` (conns-10k, echo-1k); \
+             2026-12-02 04:40 UTC at `?` (chat-100)"
+        );
     }
 
     #[test]
