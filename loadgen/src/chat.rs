@@ -296,7 +296,7 @@ pub async fn run(ctx: Ctx, a: ChatArgs) -> anyhow::Result<Value> {
     let errors = sh.errors.total();
     let dropped = sh.dropped.load(Ordering::Acquire);
     let failures = ctx.failures.total() + errors + dropped + unanswered;
-    let verdict = invalid_reason(failures, lost, unanswered, seq_gaps);
+    let verdict = invalid_reason(failures - unanswered, lost, unanswered, seq_gaps);
     let mut out = json!({
         "mode": if a.window.is_some() { "closed" } else { "open" },
         "users": a.users,
@@ -333,14 +333,21 @@ pub async fn run(ctx: Ctx, a: ChatArgs) -> anyhow::Result<Value> {
     Ok(out)
 }
 
-/// Why a run's figures must not be reported, if they must not.
+/// Why a run's figures must not be reported, if they must not: `failures`
+/// besides the `unanswered` messages, deliveries `lost` (negative: more
+/// than the acked messages account for, which unanswered ones explain).
 pub fn invalid_reason(failures: u64, lost: i64, unanswered: u64, seq_gaps: u64) -> Option<String> {
     let mut why = Vec::new();
     if failures > 0 {
         why.push(format!("{failures} failure(s)"));
     }
-    if lost != 0 {
+    if lost > 0 {
         why.push(format!("{lost} delivery(ies) lost"));
+    } else if lost < 0 {
+        why.push(format!(
+            "{} delivery(ies) of messages whose ack never came",
+            -lost
+        ));
     }
     if unanswered > 0 {
         why.push(format!("{unanswered} message(s) unanswered"));
@@ -810,8 +817,12 @@ mod tests {
     fn runs_with_anything_wrong_are_invalid() {
         assert_eq!(invalid_reason(0, 0, 0, 0), None);
         assert_eq!(
-            invalid_reason(2, -1, 3, 1).unwrap(),
-            "2 failure(s), -1 delivery(ies) lost, 3 message(s) unanswered, 1 conversation(s) with seq gaps"
+            invalid_reason(2, 4, 3, 1).unwrap(),
+            "2 failure(s), 4 delivery(ies) lost, 3 message(s) unanswered, 1 conversation(s) with seq gaps"
+        );
+        assert_eq!(
+            invalid_reason(0, -62, 10, 0).unwrap(),
+            "62 delivery(ies) of messages whose ack never came, 10 message(s) unanswered"
         );
         assert!(invalid_reason(0, 5, 0, 0).unwrap().contains("5 delivery"));
     }

@@ -1572,11 +1572,12 @@ fn rerender(opts: &Options, root: &Path, from: &Path) -> Result<()> {
         runs.push(run);
     }
     if suites.len() > 1 {
-        // The newest suite's date heads the report; the time is the sum.
+        // Every suite's date heads the report; the time is the sum.
         elapsed = suites.iter().map(|x| x.elapsed).sum::<Option<f64>>();
-        if let Some(last) = suites.iter().max_by(|a, b| a.date.cmp(&b.date)) {
-            meta.date = last.date.clone();
-        }
+        let mut dates: Vec<&str> = suites.iter().map(|x| x.date.as_str()).collect();
+        dates.sort_unstable();
+        dates.dedup();
+        meta.date = dates.join(" and ");
         meta.commit = suites
             .iter()
             .map(|x| x.commit.as_str())
