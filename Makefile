@@ -66,7 +66,7 @@ conformance:
 
 # --- benchmarks: Switchboard against the Node.js socket.io@4 reference -------
 #
-#   make bench        full matrix, 3 runs per server and case, about 10 min;
+#   make bench        full matrix, 3 runs per server and case, about 15 min;
 #                     regenerates docs/BENCHMARKS.md (between its bench markers),
 #                     docs/bench-results.jsonl and docs/bench-chart.svg
 #   make bench-quick  small sizes, 1 run: a smoke test of a minute or two, written
@@ -86,11 +86,13 @@ bench-build:
 	  cd bench/peers/node && $(NPM) ci --no-audit --no-fund --loglevel=error; \
 	fi
 
+# The chat and notify cases run on SQLite and on a throwaway PostgreSQL server
+# (with-postgres.sh exports its URL; without PostgreSQL those runs are skipped).
 bench: bench-build
-	$(LOADGEN) suite --reps 3 $(BENCH_ARGS)
+	tests/postgres/with-postgres.sh $(LOADGEN) suite --reps 3 $(BENCH_ARGS)
 
 bench-quick: bench-build
-	$(LOADGEN) suite --quick $(BENCH_ARGS)
+	tests/postgres/with-postgres.sh $(LOADGEN) suite --quick $(BENCH_ARGS)
 
 # The machine's ceiling for echo: plain TCP round trips on loopback, no
 # protocol, 1,000 connections, 3 runs (see docs/BENCHMARKS.md).

@@ -1,7 +1,8 @@
 //! `loadgen`: a load generator speaking raw Engine.IO v4 / Socket.IO v5 over
 //! WebSocket, used to measure Switchboard against the reference Node server.
 //!
-//! Each scenario subcommand (`conns`, `fanout`, `echo`, `churn`) is one bounded
+//! Each scenario subcommand (`conns`, `fanout`, `echo`, `churn`, and the ESN
+//! ones, `chat` and `notify`, which sign in with tokens) is one bounded
 //! run against one server on the loopback interface. It prints exactly one
 //! JSON line on stdout — `{"scenario":..,"label":..,"params":{..},"metrics":{..}}`
 //! — and, unless `--json-only`, a short human table on stderr. `suite` is the
@@ -11,10 +12,14 @@
 //! run could not complete (an `"error"` field is in the JSON line), 2 bad
 //! arguments (including a non-loopback target).
 
+mod chat;
 mod churn;
 mod conns;
 mod echo;
 mod fanout;
+mod http;
+mod jwt;
+mod notify;
 mod pool;
 mod sio;
 mod stats;
@@ -52,6 +57,10 @@ enum Cmd {
     Echo(echo::EchoArgs),
     /// Keep P connections while replacing the oldest at a fixed rate.
     Churn(churn::ChurnArgs),
+    /// N users on /chat sending acknowledged messages (closed or open loop).
+    Chat(chat::ChatArgs),
+    /// One API notification to D connected users, round after round.
+    Notify(notify::NotifyArgs),
     /// Run the benchmark suite (scenarios as subprocesses).
     Suite {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -153,8 +162,34 @@ fn main() {
                 churn::run(ctx, a.clone())
             })
         }
+        Cmd::Chat(a) => {
+            let est = chat::estimate_secs(&a);
+            let mut params = serde_json::to_value(&a);
+            redact(&mut params, "jwt_secret");
+            run_scenario("chat", &a.common, params, est, |ctx| {
+                chat::run(ctx, a.clone())
+            })
+        }
+        Cmd::Notify(a) => {
+            let est = notify::estimate_secs(&a);
+            let mut params = serde_json::to_value(&a);
+            redact(&mut params, "jwt_secret");
+            redact(&mut params, "api_key");
+            run_scenario("notify", &a.common, params, est, |ctx| {
+                notify::run(ctx, a.clone())
+            })
+        }
     };
     std::process::exit(code);
+}
+
+/// Keeps a secret out of the JSON line (the raw results are committed).
+fn redact(params: &mut Result<Value, serde_json::Error>, key: &str) {
+    if let Ok(Value::Object(m)) = params
+        && m.contains_key(key)
+    {
+        m.insert(key.to_string(), "(set)".into());
+    }
 }
 
 /// Raises the soft open-file limit to the hard one (one fd per connection).

@@ -1,7 +1,9 @@
 //! The report of `loadgen suite`: medians over the repetitions, the
 //! Switchboard/Node ratios, the target checks, the text table printed at the
 //! end, the raw runs as JSON lines and the generated section of
-//! `docs/BENCHMARKS.md`.
+//! `docs/BENCHMARKS.md`. The ESN cases (`chat`, `notify`) have no Node peer:
+//! they run Switchboard on SQLite and on PostgreSQL, and their table holds
+//! the two stores' medians against the absolute aims.
 
 use std::fmt::Write as _;
 
@@ -13,21 +15,27 @@ use super::chart;
 pub const BEGIN: &str = "<!-- bench:begin -->";
 pub const END: &str = "<!-- bench:end -->";
 
-/// One of the two servers measured.
+/// A server measured: Switchboard (on SQLite, its default store, for the
+/// ESN cases), Node, or Switchboard on PostgreSQL (ESN cases only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Server {
     Switchboard,
     Node,
+    SwitchboardPg,
 }
 
 impl Server {
+    /// The servers of a peer case.
     pub const BOTH: [Server; 2] = [Server::Switchboard, Server::Node];
+    /// The servers of an ESN case: the two stores.
+    pub const STORES: [Server; 2] = [Server::Switchboard, Server::SwitchboardPg];
 
     /// The `--label` given to the scenario, and the key in the raw results.
     pub fn label(self) -> &'static str {
         match self {
             Server::Switchboard => "switchboard",
             Server::Node => "node",
+            Server::SwitchboardPg => "switchboard-pg",
         }
     }
 
@@ -35,6 +43,15 @@ impl Server {
         match self {
             Server::Switchboard => "Switchboard",
             Server::Node => "Node",
+            Server::SwitchboardPg => "Switchboard (PostgreSQL)",
+        }
+    }
+
+    /// The name in an ESN case's tables.
+    pub fn store_name(self) -> &'static str {
+        match self {
+            Server::Switchboard => "Switchboard (SQLite)",
+            other => other.name(),
         }
     }
 }
@@ -51,6 +68,8 @@ pub enum Unit {
     Bytes,
     PerSec,
     Micros,
+    /// Percent of one core.
+    Percent,
 }
 
 /// What a figure is checked against.
@@ -58,6 +77,8 @@ pub enum Unit {
 pub enum Target {
     /// Switchboard's median at most this (absolute, in the figure's unit).
     SwAtMost(f64),
+    /// Switchboard's median at least this (absolute).
+    SwAtLeast(f64),
     /// Switchboard/Node at least this.
     RatioAtLeast(f64),
     /// Switchboard/Node at most this.
@@ -97,6 +118,20 @@ pub struct Case {
     /// Hard limit of one scenario run.
     pub timeout_secs: u64,
     pub figures: Vec<Figure>,
+    /// An ESN case: Switchboard on SQLite and on PostgreSQL (bench/esn.toml,
+    /// a fresh store every run), no Node; targets on the SQLite median.
+    pub esn: bool,
+}
+
+impl Case {
+    /// The servers this case runs against, in the order they alternate.
+    pub fn servers(&self) -> [Server; 2] {
+        if self.esn {
+            Server::STORES
+        } else {
+            Server::BOTH
+        }
+    }
 }
 
 /// How a run ended.
@@ -130,6 +165,7 @@ impl Run {
         let server = match v["server"].as_str()? {
             "switchboard" => Server::Switchboard,
             "node" => Server::Node,
+            "switchboard-pg" => Server::SwitchboardPg,
             _ => return None,
         };
         let error = v["error"].as_str().unwrap_or_default().to_string();
@@ -240,6 +276,10 @@ pub struct Health {
     pub case: String,
     pub short: String,
     pub server: Server,
+    /// The server as the runs table names it.
+    pub server_name: String,
+    /// Of an ESN case (whose losses make the run fail instead).
+    pub esn: bool,
     pub ok: usize,
     pub runs: usize,
     pub failures: f64,
@@ -253,15 +293,23 @@ pub struct Health {
 #[derive(Clone, Debug)]
 pub struct Summary {
     pub rows: Vec<Row>,
+    /// The ESN cases' rows: `sw_text` is SQLite's median, `node_text`
+    /// PostgreSQL's.
+    pub esn_rows: Vec<Row>,
     pub health: Vec<Health>,
-    /// Switchboard's and Node's lost messages over every run that reports them.
+    /// Switchboard's and Node's lost messages over every peer run that reports them.
     pub lost: (Option<f64>, Option<f64>),
     pub lost_check: Check,
 }
 
 impl Summary {
     pub fn targets(&self) -> (usize, usize) {
-        let checked = self.rows.iter().map(|r| &r.check).chain([&self.lost_check]);
+        let checked = self
+            .rows
+            .iter()
+            .chain(&self.esn_rows)
+            .map(|r| &r.check)
+            .chain([&self.lost_check]);
         let (mut met, mut total) = (0, 0);
         for c in checked {
             match c {
@@ -308,10 +356,12 @@ fn sum_metric(runs: &[Run], case: &Case, server: Server, key: &str) -> Option<f6
 /// Computes medians, ratios and checks.
 pub fn summarize(cases: &[Case], runs: &[Run]) -> Summary {
     let mut rows = Vec::new();
+    let mut esn_rows = Vec::new();
     let mut health = Vec::new();
     for case in cases {
         let mut held_note = [None, None];
-        for (i, server) in Server::BOTH.into_iter().enumerate() {
+        let servers = case.servers();
+        for (i, server) in servers.into_iter().enumerate() {
             let all: Vec<&Run> = runs
                 .iter()
                 .filter(|r| r.case_id == case.id && r.server == server)
@@ -356,6 +406,13 @@ pub fn summarize(cases: &[Case], runs: &[Run]) -> Summary {
                 case: case.title.clone(),
                 short: case.short.clone(),
                 server,
+                server_name: if case.esn {
+                    server.store_name()
+                } else {
+                    server.name()
+                }
+                .to_string(),
+                esn: case.esn,
                 ok: ok.len(),
                 runs: all
                     .iter()
@@ -381,9 +438,9 @@ pub fn summarize(cases: &[Case], runs: &[Run]) -> Summary {
                     .collect();
                 median(&vals)
             };
-            let (sw, node) = (med(Server::Switchboard), med(Server::Node));
+            let (sw, node) = (med(servers[0]), med(servers[1]));
             let ratio = match (sw, node) {
-                (Some(s), Some(n)) if n > 0.0 && s >= 0.0 => Some(s / n),
+                (Some(s), Some(n)) if n > 0.0 && s >= 0.0 && !case.esn => Some(s / n),
                 _ => None,
             };
             let cell = |v: Option<f64>, note: &Option<String>| {
@@ -400,6 +457,14 @@ pub fn summarize(cases: &[Case], runs: &[Run]) -> Summary {
                     match sw {
                         None => Check::NoData,
                         Some(s) if s <= limit => Check::Met(fmt_value(s, fig.unit)),
+                        Some(s) => Check::Missed(fmt_value(s, fig.unit)),
+                    },
+                ),
+                Some(Target::SwAtLeast(floor)) => (
+                    format!("≥ {}", fmt_value(floor, fig.unit)),
+                    match sw {
+                        None => Check::NoData,
+                        Some(s) if s >= floor => Check::Met(fmt_value(s, fig.unit)),
                         Some(s) => Check::Missed(fmt_value(s, fig.unit)),
                     },
                 ),
@@ -420,6 +485,7 @@ pub fn summarize(cases: &[Case], runs: &[Run]) -> Summary {
                     },
                 ),
             };
+            let rows = if case.esn { &mut esn_rows } else { &mut rows };
             rows.push(Row {
                 case: case.title.clone(),
                 short: case.short.clone(),
@@ -437,19 +503,22 @@ pub fn summarize(cases: &[Case], runs: &[Run]) -> Summary {
     let total = |server: Server| {
         let vals: Vec<f64> = health
             .iter()
-            .filter(|h| h.server == server)
+            .filter(|h| h.server == server && !h.esn)
             .filter_map(|h| h.lost)
             .collect();
         (!vals.is_empty()).then(|| vals.iter().sum::<f64>())
     };
     let lost = (total(Server::Switchboard), total(Server::Node));
     let lost_check = match lost.0 {
+        // Only ESN cases: their losses fail the run instead.
+        None if rows.is_empty() => Check::Report,
         None => Check::NoData,
         Some(0.0) => Check::Met("0".to_string()),
         Some(n) => Check::Missed(int(n)),
     };
     Summary {
         rows,
+        esn_rows,
         health,
         lost,
         lost_check,
@@ -479,6 +548,7 @@ pub fn fmt_value(v: f64, unit: Unit) -> String {
         Unit::Micros if v >= 10_000.0 => format!("{:.1} ms", v / 1000.0),
         Unit::Micros if v >= 1000.0 => format!("{:.2} ms", v / 1000.0),
         Unit::Micros => format!("{} µs", int(v)),
+        Unit::Percent => format!("{v:.0}%"),
     }
 }
 
@@ -531,11 +601,9 @@ fn table(header: &[&str], rows: &[Vec<String>], markdown: bool) -> String {
     out
 }
 
-fn main_rows(s: &Summary, short: bool) -> Vec<Vec<String>> {
+fn figure_rows(list: &[Row], short: bool, esn: bool) -> Vec<Vec<String>> {
     let mut last_case = String::new();
-    let mut rows: Vec<Vec<String>> = s
-        .rows
-        .iter()
+    list.iter()
         .map(|r| {
             let case = if short { &r.short } else { &r.case };
             // The case once, on its first figure.
@@ -549,17 +617,23 @@ fn main_rows(s: &Summary, short: bool) -> Vec<Vec<String>> {
                 Better::Higher => "higher is better",
                 Better::Lower => "lower is better",
             };
-            vec![
+            let mut row = vec![
                 shown,
                 format!("{} ({dir})", r.figure),
                 r.sw_text.clone(),
                 r.node_text.clone(),
-                r.ratio.map_or("-".to_string(), fmt_ratio),
-                r.target.clone(),
-                r.check.text(),
-            ]
+            ];
+            if !esn {
+                row.push(r.ratio.map_or("-".to_string(), fmt_ratio));
+            }
+            row.extend([r.target.clone(), r.check.text()]);
+            row
         })
-        .collect();
+        .collect()
+}
+
+fn main_rows(s: &Summary, short: bool) -> Vec<Vec<String>> {
+    let mut rows = figure_rows(&s.rows, short, false);
     let n = |v: Option<f64>| v.map_or("no data".to_string(), int);
     rows.push(vec![
         "every run reporting `lost`".to_string(),
@@ -580,6 +654,14 @@ const MAIN_HEADER: [&str; 7] = [
     "Node",
     "SW/Node",
     "Target",
+    "Status",
+];
+const ESN_HEADER: [&str; 6] = [
+    "Case",
+    "Figure (median)",
+    "SQLite",
+    "PostgreSQL",
+    "Target (SQLite)",
     "Status",
 ];
 const HEALTH_HEADER: [&str; 7] = [
@@ -609,7 +691,7 @@ fn health_rows(s: &Summary, short: bool) -> Vec<Vec<String>> {
                 } else {
                     h.case.clone()
                 },
-                h.server.name().to_string(),
+                h.server_name.clone(),
                 format!("{}/{}", h.ok, h.runs),
                 int(h.failures),
                 opt(h.lost),
@@ -643,8 +725,19 @@ pub fn render_text(s: &Summary, meta: &Meta) -> String {
             ""
         }
     );
-    out.push_str(&table(&MAIN_HEADER, &main_rows(s, true), false));
-    out.push('\n');
+    if !s.rows.is_empty() {
+        out.push_str(&table(&MAIN_HEADER, &main_rows(s, true), false));
+        out.push('\n');
+    }
+    if !s.esn_rows.is_empty() {
+        out.push_str("ESN scenarios (no Node peer: Switchboard on SQLite and on PostgreSQL, against the aims)\n");
+        out.push_str(&table(
+            &ESN_HEADER,
+            &figure_rows(&s.esn_rows, true, true),
+            false,
+        ));
+        out.push('\n');
+    }
     out.push_str(&table(&HEALTH_HEADER, &health_rows(s, true), false));
     let _ = writeln!(out, "\nTargets met: {met} of {total}");
     out
@@ -688,13 +781,25 @@ pub fn render_markdown(s: &Summary, meta: &Meta, chart_file: Option<&str>) -> St
     };
     let (met, total) = s.targets();
     let _ = writeln!(out, "- Targets met: **{met} of {total}**\n");
-    out.push_str(&table(&MAIN_HEADER, &main_rows(s, false), true));
-    out.push_str("\nSW/Node is the Switchboard median divided by the Node median, whichever way the figure is better.\n\n");
-    if let Some(file) = chart_file {
-        let _ = writeln!(
-            out,
-            "![Switchboard relative to Node (Node = 1), log scale]({file})\n"
-        );
+    if !s.rows.is_empty() {
+        out.push_str(&table(&MAIN_HEADER, &main_rows(s, false), true));
+        out.push_str("\nSW/Node is the Switchboard median divided by the Node median, whichever way the figure is better.\n\n");
+        if let Some(file) = chart_file {
+            let _ = writeln!(
+                out,
+                "![Switchboard relative to Node (Node = 1), log scale]({file})\n"
+            );
+        }
+    }
+    if !s.esn_rows.is_empty() {
+        out.push_str("### ESN scenarios: chat and notifications\n\n");
+        out.push_str(ESN_NOTE);
+        out.push_str(&table(
+            &ESN_HEADER,
+            &figure_rows(&s.esn_rows, false, true),
+            true,
+        ));
+        out.push('\n');
     }
     out.push_str("### Runs\n\n");
     out.push_str(&table(&HEALTH_HEADER, &health_rows(s, false), true));
@@ -702,6 +807,15 @@ pub fn render_markdown(s: &Summary, meta: &Meta, chart_file: Option<&str>) -> St
     let _ = writeln!(out, "{END}");
     out
 }
+
+/// Above the ESN table: why there is no Node column.
+const ESN_NOTE: &str = "There is no Node peer for these: the reference server (`socket.io@4`) has no chat and no \
+notifications, so the figures are compared with the aims of the issue instead (on SQLite, the default store). \
+Each run starts Switchboard on `bench/esn.toml` with a fresh store: a new SQLite file, or a new database on a \
+throwaway PostgreSQL server (`tests/postgres/with-postgres.sh`, which `make bench` wraps the suite in). A run \
+with an error ack, an unanswered message, a seq gap or a lost delivery is marked failed and not counted. \
+CPU is in percent of one core over the measured window: the load generator's beside the server's shows which \
+side the machine's two cores were spent on.\n\n";
 
 pub fn fmt_duration(secs: f64) -> String {
     let s = secs.round() as u64;

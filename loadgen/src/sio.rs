@@ -2,6 +2,9 @@
 //! parsing (loopback only), the open handshake (`0{...}` → `40` → `40{...}`),
 //! Engine.IO ping answering, the idle loop that keeps a connection alive, and
 //! the ramp that opens many connections at a bounded rate and concurrency.
+//! A connection joins `/` or, with a [`Connect`], one namespace with an auth
+//! payload (`40/chat,{"token":…}`); [`split_packet`] takes a namespace's
+//! events and acks apart and [`queue_emit`] sends one with an ack id.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -138,10 +141,111 @@ pub async fn flush(conn: &mut WsConn) -> Result<(), Fail> {
         .map_err(|e| Fail::new("io", e.to_string()))
 }
 
+/// Which namespace a connection joins, and with what CONNECT payload.
+#[derive(Clone, Debug, Default)]
+pub struct Connect {
+    /// `""` for `/`, else the namespace (`/chat`).
+    pub ns: String,
+    /// The CONNECT payload (a JSON object, e.g. `{"token":"…"}`), if any.
+    pub auth: Option<String>,
+}
+
+impl Connect {
+    /// Namespace `/`, no payload: what the peer benchmarks use.
+    pub fn root() -> Connect {
+        Connect::default()
+    }
+
+    /// Namespace `ns` (`/chat`) with `{"token": token}` as the payload.
+    pub fn with_token(ns: &str, token: &str) -> Connect {
+        Connect {
+            ns: if ns == "/" {
+                String::new()
+            } else {
+                ns.to_string()
+            },
+            auth: Some(serde_json::json!({ "token": token }).to_string()),
+        }
+    }
+
+    /// `4T` plus `/ns,` when the namespace is not `/`.
+    fn prefix(&self, kind: u8) -> Vec<u8> {
+        let mut p = vec![b'4', kind];
+        if !self.ns.is_empty() {
+            p.extend_from_slice(self.ns.as_bytes());
+            p.push(b',');
+        }
+        p
+    }
+
+    /// The CONNECT packet: `40`, `40{auth}` or `40/ns,{auth}`.
+    pub fn packet(&self) -> Vec<u8> {
+        let mut p = self.prefix(b'0');
+        if let Some(a) = &self.auth {
+            p.extend_from_slice(a.as_bytes());
+        }
+        p
+    }
+}
+
+/// Takes a Socket.IO packet of namespace `ns` (`""` = `/`) apart:
+/// `4T[/ns,][ID]DATA` → `(T, ID, DATA)`. `None` for another namespace or
+/// anything that is not a Socket.IO packet.
+pub fn split_packet<'a>(p: &'a [u8], ns: &str) -> Option<(u8, Option<u64>, &'a [u8])> {
+    if p.len() < 2 || p[0] != b'4' {
+        return None;
+    }
+    let kind = p[1];
+    let mut pos = 2;
+    if ns.is_empty() {
+        // Another namespace's packet names it.
+        if p.get(pos) == Some(&b'/') {
+            return None;
+        }
+    } else {
+        let rest = &p[pos..];
+        if !rest.starts_with(ns.as_bytes()) || rest.get(ns.len()) != Some(&b',') {
+            return None;
+        }
+        pos += ns.len() + 1;
+    }
+    let id = crate::stats::parse_u64(p, &mut pos);
+    Some((kind, id, &p[pos..]))
+}
+
+/// Queues `42[/ns,]ID[body…]`: an event with ack id `id`; `body` is the
+/// JSON array's inside (`"message",{…}`), in parts.
+pub fn queue_emit(conn: &mut WsConn, head: &mut Vec<u8>, ns: &str, id: u64, body: &[&[u8]]) {
+    head.clear();
+    head.extend_from_slice(b"42");
+    if !ns.is_empty() {
+        head.extend_from_slice(ns.as_bytes());
+        head.push(b',');
+    }
+    crate::stats::push_u64(head, id);
+    head.push(b'[');
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(body.len() + 2);
+    parts.push(head);
+    parts.extend_from_slice(body);
+    parts.push(b"]");
+    conn.queue_text(&parts);
+}
+
 /// Opens a Socket.IO connection to namespace `/`: WebSocket upgrade, the
 /// Engine.IO open packet, `40`, and the CONNECT ack `40{...}`.
 pub async fn open(target: &Target, rbuf: usize, timeout: Duration) -> Result<WsConn, Fail> {
-    match tokio::time::timeout(timeout, open_inner(target, rbuf)).await {
+    open_with(target, &Connect::root(), rbuf, timeout).await
+}
+
+/// Opens a Socket.IO connection to the namespace of `connect`, sending its
+/// payload; a CONNECT refusal (`44`) is a `connect_error` failure.
+pub async fn open_with(
+    target: &Target,
+    connect: &Connect,
+    rbuf: usize,
+    timeout: Duration,
+) -> Result<WsConn, Fail> {
+    match tokio::time::timeout(timeout, open_inner(target, connect, rbuf)).await {
         Ok(r) => r,
         Err(_) => Err(Fail::new(
             "handshake_timeout",
@@ -150,7 +254,7 @@ pub async fn open(target: &Target, rbuf: usize, timeout: Duration) -> Result<WsC
     }
 }
 
-async fn open_inner(target: &Target, rbuf: usize) -> Result<WsConn, Fail> {
+async fn open_inner(target: &Target, connect: &Connect, rbuf: usize) -> Result<WsConn, Fail> {
     let mut conn = WsConn::connect(target.addr, &target.host, &target.path, rbuf).await?;
     // Engine.IO open packet.
     loop {
@@ -169,21 +273,24 @@ async fn open_inner(target: &Target, rbuf: usize) -> Result<WsConn, Fail> {
         }
         fill(&mut conn).await?;
     }
-    conn.queue_text(&[b"40"]);
+    conn.queue_text(&[&connect.packet()]);
     flush(&mut conn).await?;
     // Socket.IO CONNECT ack.
     loop {
         while let Some(m) = next_packet(&mut conn)? {
             let p = conn.payload(m);
-            if p.starts_with(b"40") {
-                flush(&mut conn).await?;
-                return Ok(conn);
-            }
-            if p.starts_with(b"44") {
-                return Err(Fail::new(
-                    "connect_error",
-                    String::from_utf8_lossy(&p[..p.len().min(200)]).into_owned(),
-                ));
+            match split_packet(p, &connect.ns) {
+                Some((b'0', _, _)) => {
+                    flush(&mut conn).await?;
+                    return Ok(conn);
+                }
+                Some((b'4', _, _)) => {
+                    return Err(Fail::new(
+                        "connect_error",
+                        String::from_utf8_lossy(&p[..p.len().min(200)]).into_owned(),
+                    ));
+                }
+                _ => {}
             }
         }
         flush(&mut conn).await?;
@@ -238,6 +345,22 @@ where
     C: FnOnce(WsConn) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    ramp_with(ctx, n, rbuf, |i| (Connect::root(), make(i))).await
+}
+
+/// [`ramp`] where `make(i)` also says which namespace connection `i` joins
+/// and with what payload (a token per user).
+pub async fn ramp_with<M, C, Fut>(
+    ctx: &Ctx,
+    n: usize,
+    rbuf: usize,
+    mut make: M,
+) -> (Vec<u64>, Vec<JoinHandle<()>>)
+where
+    M: FnMut(usize) -> (Connect, C),
+    C: FnOnce(WsConn) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let sem = Arc::new(Semaphore::new(ctx.max_handshakes.max(1)));
     let (tx, mut rx) = mpsc::unbounded_channel::<Option<u64>>();
     let start = tokio::time::Instant::now();
@@ -259,11 +382,12 @@ where
             permit = sem.clone().acquire_owned(), if launched < n => {
                 let Ok(permit) = permit else { break };
                 tokio::time::sleep_until(next_due).await;
-                let cont = make(launched);
+                let (connect, cont) = make(launched);
                 launched += 1;
                 let tx = tx.clone();
-                handles.push(crate::pool::spawn(connect_then(
+                handles.push(crate::pool::spawn(connect_then_with(
                     ctx.target.clone(),
+                    connect,
                     rbuf,
                     ctx.handshake_timeout,
                     ctx.failures.clone(),
@@ -294,8 +418,37 @@ pub async fn connect_then<D, C, Fut>(
     C: FnOnce(WsConn) -> Fut,
     Fut: Future<Output = ()>,
 {
+    connect_then_with(
+        target,
+        Connect::root(),
+        rbuf,
+        timeout,
+        failures,
+        permit,
+        done,
+        cont,
+    )
+    .await
+}
+
+/// [`connect_then`] joining the namespace of `connect`.
+#[allow(clippy::too_many_arguments)]
+pub async fn connect_then_with<D, C, Fut>(
+    target: Arc<Target>,
+    connect: Connect,
+    rbuf: usize,
+    timeout: Duration,
+    failures: Arc<Failures>,
+    permit: OwnedSemaphorePermit,
+    done: D,
+    cont: C,
+) where
+    D: FnOnce(Option<u64>),
+    C: FnOnce(WsConn) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let t0 = now_us();
-    let r = open(&target, rbuf, timeout).await;
+    let r = open_with(&target, &connect, rbuf, timeout).await;
     let took = now_us() - t0;
     drop(permit);
     match r {
@@ -363,6 +516,116 @@ mod tests {
         assert_eq!(events, 1);
         assert_eq!(err.kind, "server_closed");
         server.await.unwrap();
+    }
+
+    /// A namespace CONNECT carries the auth payload; the ack is the
+    /// namespace's `40/chat,{…}`; events of the namespace come apart.
+    #[tokio::test]
+    async fn namespace_connect_with_auth() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut b).await.unwrap();
+                req.extend_from_slice(&b[..n]);
+            }
+            let mut out = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
+            out.extend(server_frame(0x81, br#"0{"sid":"a","pingInterval":25000}"#));
+            s.write_all(&out).await.unwrap();
+            assert_eq!(
+                read_client_frame(&mut s).await.1,
+                br#"40/chat,{"token":"t.o.k"}"#
+            );
+            // Another namespace's packet first: not the ack.
+            let mut out = server_frame(0x81, br#"40/other,{"sid":"x"}"#);
+            out.extend(server_frame(0x81, br#"40/chat,{"sid":"b"}"#));
+            out.extend(server_frame(0x81, br#"43/chat,7[{"ok":true}]"#));
+            s.write_all(&out).await.unwrap();
+            assert_eq!(
+                read_client_frame(&mut s).await.1,
+                br#"42/chat,8["message",{"a":1}]"#
+            );
+            let mut refused = Vec::new();
+            let (mut s2, _) = listener.accept().await.unwrap();
+            while !refused.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s2.read(&mut b).await.unwrap();
+                refused.extend_from_slice(&b[..n]);
+            }
+            let mut out = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
+            out.extend(server_frame(0x81, br#"0{"sid":"c","pingInterval":25000}"#));
+            s2.write_all(&out).await.unwrap();
+            let _ = read_client_frame(&mut s2).await;
+            s2.write_all(&server_frame(
+                0x81,
+                br#"44/chat,{"message":"unauthorized"}"#,
+            ))
+            .await
+            .unwrap();
+        });
+        let target = Target::parse(&format!("ws://127.0.0.1:{port}")).unwrap();
+        let connect = Connect {
+            ns: "/chat".into(),
+            auth: Some(r#"{"token":"t.o.k"}"#.into()),
+        };
+        let mut conn = open_with(&target, &connect, 1024, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let ack = loop {
+            if let Some(m) = next_packet(&mut conn).unwrap() {
+                break conn.payload(m).to_vec();
+            }
+            fill(&mut conn).await.unwrap();
+        };
+        assert_eq!(
+            split_packet(&ack, "/chat"),
+            Some((b'3', Some(7), br#"[{"ok":true}]"#.as_slice()))
+        );
+        let mut head = Vec::new();
+        queue_emit(
+            &mut conn,
+            &mut head,
+            "/chat",
+            8,
+            &[b"\"message\",", br#"{"a":1}"#],
+        );
+        flush(&mut conn).await.unwrap();
+        let err = open_with(&target, &connect, 1024, Duration::from_secs(5))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, "connect_error");
+        server.await.unwrap();
+    }
+
+    #[test]
+    fn packets_come_apart() {
+        assert_eq!(
+            split_packet(br#"42/chat,["message",{}]"#, "/chat"),
+            Some((b'2', None, br#"["message",{}]"#.as_slice()))
+        );
+        assert_eq!(
+            split_packet(b"43/chat,12[]", "/chat"),
+            Some((b'3', Some(12), b"[]".as_slice()))
+        );
+        assert_eq!(split_packet(b"42/chatty,[]", "/chat"), None);
+        assert_eq!(split_packet(b"42/chat,[]", ""), None);
+        assert_eq!(
+            split_packet(b"435[1]", ""),
+            Some((b'3', Some(5), b"[1]".as_slice()))
+        );
+        assert_eq!(split_packet(b"3", ""), None);
+        assert_eq!(Connect::root().packet(), b"40");
+        assert_eq!(
+            Connect::with_token("/chat", "a\"b").packet(),
+            br#"40/chat,{"token":"a\"b"}"#
+        );
+        assert_eq!(
+            Connect::with_token("/", "t").packet(),
+            br#"40{"token":"t"}"#
+        );
     }
 
     #[test]

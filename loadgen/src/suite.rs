@@ -5,8 +5,14 @@
 //!
 //! ```text
 //! loadgen suite [--reps 3] [--only SCENARIO|CASE,...] [--quick]
-//!               [--out docs/BENCHMARKS.md] [--budget-mins 20]
+//!               [--out docs/BENCHMARKS.md] [--budget-mins 25]
 //! ```
+//!
+//! The ESN cases (`chat`, `notify`) run Switchboard only, on `bench/esn.toml`,
+//! once on SQLite (a fresh data directory per run) and once on PostgreSQL (a
+//! fresh database per run on the server `TEST_POSTGRES_URL` names, as
+//! `tests/postgres/with-postgres.sh` exports it; without one those runs are
+//! skipped with a note saying so).
 //!
 //! Every run: pick a free port on 127.0.0.1, start the server, wait for its
 //! `listening on 127.0.0.1:PORT` line, run the scenario as a child process
@@ -40,15 +46,18 @@ usage: loadgen suite [--reps N] [--only NAME,...] [--quick] [--out FILE] [--budg
 
 Runs the benchmark matrix against Switchboard (bench/server.sh) and the Node.js
 reference server (bench/peers/node/server.js), alternating them, a fresh server
-for every run, and writes the report.
+for every run, and writes the report. The chat and notify cases run Switchboard
+on SQLite and on PostgreSQL (TEST_POSTGRES_URL, as tests/postgres/with-postgres.sh
+sets it; skipped without it) instead.
 
   --reps N          runs per server and case (default 3; 1 with --quick)
-  --only NAME,...   only these scenarios (conns, fanout, echo, churn) or case ids
+  --only NAME,...   only these scenarios (conns, fanout, echo, churn, chat, notify)
+                    or case ids
   --quick           small sizes and 1 rep: a smoke test of a minute or two
   --out FILE        the Markdown report to regenerate (default docs/BENCHMARKS.md;
                     with --quick, target/bench-quick/BENCHMARKS.md); the raw runs
                     (bench-results.jsonl) and chart (bench-chart.svg) go beside it
-  --budget-mins M   skip the runs that would end past M minutes (default 20; 5 with --quick)
+  --budget-mins M   skip the runs that would end past M minutes (default 25; 5 with --quick)
   --from FILE       run nothing: redo the report from the raw runs of an earlier
                     suite (its bench-results.jsonl), written to --out or the default
 ";
@@ -118,7 +127,8 @@ fn parse(args: Vec<String>) -> Result<Options> {
         only,
         quick,
         out,
-        budget_mins: budget.unwrap_or(if quick { 5.0 } else { 20.0 }),
+        // The ESN cases come last: room for them after a slow peer matrix.
+        budget_mins: budget.unwrap_or(if quick { 5.0 } else { 25.0 }),
         from,
     })
 }
@@ -190,6 +200,7 @@ fn matrix(quick: bool) -> Vec<Case> {
             expect_connections: Some(n),
             estimate_secs: est,
             timeout_secs: est * 3 + 30,
+            esn: false,
             figures: vec![fig(
                 "bytes_per_connection",
                 "memory per connection",
@@ -224,6 +235,7 @@ fn matrix(quick: bool) -> Vec<Case> {
             expect_connections: None,
             estimate_secs: est,
             timeout_secs: est * 3 + 30,
+            esn: false,
             figures: vec![
                 fig(
                     "deliveries_per_sec",
@@ -270,6 +282,7 @@ fn matrix(quick: bool) -> Vec<Case> {
             expect_connections: None,
             estimate_secs: est,
             timeout_secs: est * 3 + 30,
+            esn: false,
             figures: vec![
                 fig(
                     "latency_us/p99",
@@ -315,6 +328,7 @@ fn matrix(quick: bool) -> Vec<Case> {
             expect_connections: None,
             estimate_secs: est,
             timeout_secs: est * 3 + 30,
+            esn: false,
             figures: vec![
                 fig(
                     "acks_per_sec",
@@ -358,6 +372,7 @@ fn matrix(quick: bool) -> Vec<Case> {
             expect_connections: None,
             estimate_secs: est,
             timeout_secs: est * 3 + 30,
+            esn: false,
             figures: vec![
                 fig(
                     "connects_per_sec",
@@ -408,6 +423,7 @@ fn matrix(quick: bool) -> Vec<Case> {
             expect_connections: None,
             estimate_secs: est,
             timeout_secs: est * 3 + 30,
+            esn: false,
             figures: vec![
                 fig(
                     "handshake_us/p99",
@@ -435,6 +451,195 @@ fn matrix(quick: bool) -> Vec<Case> {
                 ),
             ],
         });
+    }
+    cases.extend(esn_matrix(quick));
+    cases
+}
+
+/// CPU of both processes over the measured window, reported beside an ESN
+/// case's figures: is the generator the bottleneck?
+fn cpu_figures() -> [Figure; 2] {
+    [
+        fig(
+            "cpu/server_cpu_pct",
+            "server CPU, % of one core",
+            Unit::Percent,
+            Better::Lower,
+            None,
+            false,
+        ),
+        fig(
+            "cpu/loadgen_cpu_pct",
+            "loadgen CPU, % of one core",
+            Unit::Percent,
+            Better::Lower,
+            None,
+            false,
+        ),
+    ]
+}
+
+/// The ESN cases: chat (closed and open loop) and a notification to every
+/// connected user, each on SQLite and PostgreSQL.
+fn esn_matrix(quick: bool) -> Vec<Case> {
+    let (users, group, window, secs, rate): (u64, u64, u64, u64, u64) = if quick {
+        (20, 5, 8, 2, 1000)
+    } else {
+        (100, 5, 8, 5, 5000)
+    };
+    let (devices, rounds): (u64, u64) = if quick { (1000, 3) } else { (10_000, 5) };
+    // Connections, 1 s warm-up, the measured time, the drain.
+    let chat_est = users / 2000 + 1 + 1 + secs + 2;
+    let common = |extra: &[&str]| {
+        let mut a = args(&[
+            "--users",
+            &users.to_string(),
+            "--group-size",
+            &group.to_string(),
+            "--duration-secs",
+            &secs.to_string(),
+        ]);
+        a.extend(args(extra));
+        a
+    };
+    let mut cases = vec![
+        Case {
+            id: format!("chat-{}", k(users)),
+            title: format!(
+                "chat: {users} users, direct and groups of {group}, {window} in flight per user"
+            ),
+            short: format!("chat {} w{window}", k(users)),
+            scenario: "chat",
+            args: common(&["--window", &window.to_string()]),
+            expect_connections: None,
+            estimate_secs: chat_est,
+            timeout_secs: chat_est * 3 + 30,
+            figures: vec![
+                fig(
+                    "stored_per_sec",
+                    "messages stored (acked)/s",
+                    Unit::PerSec,
+                    Better::Higher,
+                    Some(Target::SwAtLeast(10_000.0)),
+                    false,
+                ),
+                fig(
+                    "delivered_per_sec",
+                    "messages delivered/s",
+                    Unit::PerSec,
+                    Better::Higher,
+                    Some(Target::SwAtLeast(10_000.0)),
+                    false,
+                ),
+                fig(
+                    "ack_us/p50",
+                    "ack p50",
+                    Unit::Micros,
+                    Better::Lower,
+                    None,
+                    false,
+                ),
+                fig(
+                    "ack_us/p99",
+                    "ack p99",
+                    Unit::Micros,
+                    Better::Lower,
+                    None,
+                    false,
+                ),
+            ],
+            esn: true,
+        },
+        Case {
+            id: format!("chat-{}-rate", k(users)),
+            title: format!(
+                "chat: {users} users, direct and groups of {group}, {} messages/s",
+                report::int(rate as f64)
+            ),
+            short: format!("chat {} @{}/s", k(users), k(rate)),
+            scenario: "chat",
+            args: common(&["--rate", &rate.to_string()]),
+            expect_connections: None,
+            estimate_secs: chat_est,
+            timeout_secs: chat_est * 3 + 30,
+            figures: vec![
+                fig(
+                    "ack_us/p99",
+                    "ack p99",
+                    Unit::Micros,
+                    Better::Lower,
+                    Some(Target::SwAtMost(50_000.0)),
+                    false,
+                ),
+                fig(
+                    "ack_us/p50",
+                    "ack p50",
+                    Unit::Micros,
+                    Better::Lower,
+                    None,
+                    false,
+                ),
+                fig(
+                    "stored_per_sec",
+                    "messages stored (acked)/s",
+                    Unit::PerSec,
+                    Better::Higher,
+                    None,
+                    false,
+                ),
+                fig(
+                    "delivered_per_sec",
+                    "messages delivered/s",
+                    Unit::PerSec,
+                    Better::Higher,
+                    None,
+                    false,
+                ),
+            ],
+            esn: true,
+        },
+    ];
+    // Connections at 2,000/s, the greetings, about a second a round.
+    let notify_est = devices / 2000 + 2 + rounds;
+    cases.push(Case {
+        id: format!("notify-{}", k(devices)),
+        title: format!(
+            "notify: one API notification to {} connected users, {rounds} rounds",
+            report::int(devices as f64)
+        ),
+        short: format!("notify {}", k(devices)),
+        scenario: "notify",
+        args: args(&[
+            "--devices",
+            &devices.to_string(),
+            "--rounds",
+            &rounds.to_string(),
+        ]),
+        expect_connections: None,
+        estimate_secs: notify_est,
+        timeout_secs: notify_est * 3 + 30,
+        figures: vec![
+            fig(
+                "stored_us/median",
+                "until stored (API answered), median round",
+                Unit::Micros,
+                Better::Lower,
+                None,
+                false,
+            ),
+            fig(
+                "delivered_us/median",
+                "until the last device received it, median round",
+                Unit::Micros,
+                Better::Lower,
+                None,
+                false,
+            ),
+        ],
+        esn: true,
+    });
+    for c in &mut cases {
+        c.figures.extend(cpu_figures());
     }
     cases
 }
@@ -612,17 +817,38 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(root: &Path, server: Server, port: u16, log: &Path) -> Result<Self> {
+    fn start(
+        root: &Path,
+        server: Server,
+        port: u16,
+        log: &Path,
+        store: Option<&EsnStore>,
+    ) -> Result<Self> {
         let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let mut cmd = match server {
-            Server::Switchboard => with_nofile(
+        let mut cmd = match (server, store) {
+            (_, Some(store)) => {
+                let mut c = with_nofile(
+                    Path::new("bash"),
+                    &[
+                        root.join("bench/server.sh").to_string_lossy().into_owned(),
+                        port.to_string(),
+                        root.join("bench/esn.toml").to_string_lossy().into_owned(),
+                    ],
+                );
+                c.env("SWITCHBOARD_DATA_DIR", &store.data_dir);
+                if let Some(url) = &store.postgres_url {
+                    c.env("SWITCHBOARD_STORE_URL", url);
+                }
+                c
+            }
+            (Server::Switchboard | Server::SwitchboardPg, None) => with_nofile(
                 Path::new("bash"),
                 &[
                     root.join("bench/server.sh").to_string_lossy().into_owned(),
                     port.to_string(),
                 ],
             ),
-            Server::Node => {
+            (Server::Node, None) => {
                 let mut c = with_nofile(
                     Path::new("node"),
                     &[root
@@ -712,6 +938,133 @@ fn tail(path: &Path, n: usize) -> String {
     }
 }
 
+/// The PostgreSQL server of the ESN cases' PostgreSQL runs: its URL (from
+/// `TEST_POSTGRES_URL`) and the `psql` that creates a database per run.
+struct Postgres {
+    url: String,
+    psql: PathBuf,
+}
+
+impl Postgres {
+    /// The server `TEST_POSTGRES_URL` names (`BENCH_POSTGRES_URL` first), or
+    /// why there is none.
+    fn from_env() -> std::result::Result<Postgres, String> {
+        let url = std::env::var("BENCH_POSTGRES_URL")
+            .or_else(|_| std::env::var("TEST_POSTGRES_URL"))
+            .ok()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                "no PostgreSQL: TEST_POSTGRES_URL is not set (make bench runs the suite under \
+                 tests/postgres/with-postgres.sh, which starts one when PostgreSQL is installed)"
+                    .to_string()
+            })?;
+        let mut candidates = vec![PathBuf::from("psql")];
+        if let Ok(dirs) = fs::read_dir("/usr/lib/postgresql") {
+            let mut dirs: Vec<PathBuf> = dirs.flatten().map(|d| d.path()).collect();
+            dirs.sort();
+            candidates.extend(dirs.into_iter().rev().map(|d| d.join("bin/psql")));
+        }
+        let psql = candidates
+            .into_iter()
+            .find(|p| {
+                Command::new(p)
+                    .arg("--version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .ok_or("no PostgreSQL: psql not found (it creates a database per run)")?;
+        Ok(Postgres { url, psql })
+    }
+
+    fn sql(&self, statement: &str) -> Result<()> {
+        let out = Command::new(&self.psql)
+            .args([self.url.as_str(), "-v", "ON_ERROR_STOP=1", "-qc", statement])
+            .stdin(Stdio::null())
+            .output()
+            .context("running psql")?;
+        if !out.status.success() {
+            bail!(
+                "psql {statement:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `postgres://u@h:p/db` with another database name.
+fn with_database(url: &str, db: &str) -> Result<String> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    if base.len() <= scheme_end {
+        bail!("{url}: not a postgres:// URL");
+    }
+    Ok(match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    })
+}
+
+/// The fresh store of one ESN run: a data directory (SQLite's file, the
+/// development files) and, on PostgreSQL, a database of its own. Both are
+/// removed when dropped.
+struct EsnStore<'a> {
+    data_dir: PathBuf,
+    postgres_url: Option<String>,
+    database: Option<(String, &'a Postgres)>,
+}
+
+impl<'a> EsnStore<'a> {
+    fn create(
+        root: &Path,
+        name: &str,
+        server: Server,
+        postgres: Option<&'a Postgres>,
+    ) -> Result<EsnStore<'a>> {
+        let data_dir = root.join("target/bench-data").join(name);
+        let _ = fs::remove_dir_all(&data_dir);
+        fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let mut store = EsnStore {
+            data_dir,
+            postgres_url: None,
+            database: None,
+        };
+        if server == Server::SwitchboardPg {
+            let pg = postgres.context("no PostgreSQL server")?;
+            let db: String = format!("sb_bench_{}_{name}", std::process::id())
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            pg.sql(&format!("DROP DATABASE IF EXISTS {db}"))?;
+            pg.sql(&format!("CREATE DATABASE {db}"))?;
+            store.postgres_url = Some(with_database(&pg.url, &db)?);
+            store.database = Some((db, pg));
+        }
+        Ok(store)
+    }
+}
+
+impl Drop for EsnStore<'_> {
+    fn drop(&mut self) {
+        if let Some((db, pg)) = &self.database
+            && let Err(e) = pg.sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        {
+            eprintln!("loadgen suite: {e:#}");
+        }
+        let _ = fs::remove_dir_all(&self.data_dir);
+    }
+}
+
 /// Runs one scenario as a child process; its last stdout line is the result.
 fn run_scenario(
     exe: &Path,
@@ -780,6 +1133,7 @@ fn run_scenario(
 }
 
 /// One run: a fresh server, the scenario against it, the server stopped.
+#[allow(clippy::too_many_arguments)]
 fn run_once(
     root: &Path,
     exe: &Path,
@@ -788,12 +1142,37 @@ fn run_once(
     server: Server,
     rep: u32,
     timeout: Duration,
+    postgres: Option<&Postgres>,
 ) -> Run {
     let t0 = Instant::now();
     let name = format!("{}-{}-{rep}", case.id, server.label());
+    // An ESN case: a fresh store, removed after the run.
+    let store = if case.esn {
+        match EsnStore::create(root, &name, server, postgres) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                return Run {
+                    case_id: case.id.clone(),
+                    server,
+                    rep,
+                    status: Status::Failed(format!("creating the store: {e:#}")),
+                    wall_secs: t0.elapsed().as_secs_f64(),
+                    output: None,
+                };
+            }
+        }
+    } else {
+        None
+    };
     let (status, output) = match free_port().and_then(|port| {
-        ServerProcess::start(root, server, port, &logs.join(format!("{name}.server.log")))
-            .map(|p| (port, p))
+        ServerProcess::start(
+            root,
+            server,
+            port,
+            &logs.join(format!("{name}.server.log")),
+            store.as_ref(),
+        )
+        .map(|p| (port, p))
     }) {
         Err(e) => (Status::Failed(format!("{e:#}")), None),
         Ok((port, mut process)) => {
@@ -817,16 +1196,11 @@ fn run_once(
                 (Ok(v), Some(g)) => (Status::Failed(g), Some(v)),
                 // The scenario could not complete: its figures are kept in
                 // the raw results but not counted.
-                (Ok(v), None) => match v.get("error") {
-                    Some(e) => (
-                        Status::Failed(format!("scenario error: {}", e.as_str().unwrap_or("?"))),
-                        Some(v),
-                    ),
-                    None => (Status::Ok, Some(v)),
-                },
+                (Ok(v), None) => (status_of(&v), Some(v)),
             }
         }
     };
+    drop(store);
     Run {
         case_id: case.id.clone(),
         server,
@@ -834,6 +1208,18 @@ fn run_once(
         status,
         wall_secs: t0.elapsed().as_secs_f64(),
         output,
+    }
+}
+
+/// How a run that reported its JSON line went: failed when the scenario
+/// could not complete (`error`) or its figures are not to be trusted
+/// (`metrics.invalid`: lost messages, error acks…), whose figures are then
+/// kept in the raw results but not counted.
+fn status_of(v: &Value) -> Status {
+    match (v.get("error"), v["metrics"]["invalid"].as_str()) {
+        (Some(e), _) => Status::Failed(format!("scenario error: {}", e.as_str().unwrap_or("?"))),
+        (None, Some(why)) => Status::Failed(format!("invalid run: {why}")),
+        (None, None) => Status::Ok,
     }
 }
 
@@ -856,6 +1242,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
         return rerender(&opts, &root, from);
     }
     let exe = std::env::current_exe().context("locating the loadgen binary")?;
+    let mut meta_note: Option<String> = None;
     let mut cases = matrix(opts.quick);
     if !opts.only.is_empty() {
         for name in &opts.only {
@@ -880,15 +1267,33 @@ pub fn run(args: Vec<String>) -> Result<()> {
             sw_bin.display()
         );
     }
-    if command_line("node", &["--version"]).is_none() {
+    let peers = cases.iter().any(|c| !c.esn);
+    if peers && command_line("node", &["--version"]).is_none() {
         bail!("node is not installed (the reference server needs Node.js)");
     }
-    if !root
-        .join("bench/peers/node/node_modules/socket.io")
-        .is_dir()
+    if peers
+        && !root
+            .join("bench/peers/node/node_modules/socket.io")
+            .is_dir()
     {
         bail!("bench/peers/node/node_modules is missing: (cd bench/peers/node && npm ci)");
     }
+    // The ESN cases' PostgreSQL runs: skipped, with the reason, without one.
+    let postgres = if cases.iter().any(|c| c.esn) {
+        match Postgres::from_env() {
+            Ok(pg) => {
+                eprintln!("loadgen suite: PostgreSQL runs on {}", pg.url);
+                Some(pg)
+            }
+            Err(why) => {
+                eprintln!("loadgen suite: {why}; the PostgreSQL runs are skipped");
+                meta_note = Some(why);
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     let (out, template) = output_paths(&root, &opts);
     let out_dir = out
@@ -911,13 +1316,26 @@ pub fn run(args: Vec<String>) -> Result<()> {
         elapsed_secs: 0.0,
         elapsed_known: true,
     };
+    if let Some(why) = &meta_note {
+        meta.machine.push(("PostgreSQL".to_string(), why.clone()));
+    } else if let Some(pg) = &postgres {
+        let version = command_line(
+            &pg.psql.to_string_lossy(),
+            &[&pg.url, "-tAc", "SHOW server_version"],
+        )
+        .unwrap_or_else(|| "unknown version".to_string());
+        meta.machine.push((
+            "PostgreSQL".to_string(),
+            format!("{version}, a throwaway server on loopback (tests/postgres/with-postgres.sh), a fresh database per run"),
+        ));
+    }
     let total = cases.len() * opts.reps as usize * 2;
     let estimate: u64 = cases
         .iter()
         .map(|c| (c.estimate_secs + 2) * 2 * u64::from(opts.reps))
         .sum();
     eprintln!(
-        "loadgen suite: {} case(s) x {} rep(s) x 2 servers = {total} runs, about {} estimated (budget {}); logs in {}",
+        "loadgen suite: {} case(s) x {} rep(s) x 2 servers (or stores) = {total} runs, about {} estimated (budget {}); logs in {}",
         cases.len(),
         opts.reps,
         report::fmt_duration(estimate as f64),
@@ -929,7 +1347,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
     let mut n = 0;
     for case in &cases {
         for rep in 1..=opts.reps {
-            for server in Server::BOTH {
+            for server in case.servers() {
                 n += 1;
                 let elapsed = started.elapsed();
                 let prefix = format!(
@@ -940,6 +1358,22 @@ pub fn run(args: Vec<String>) -> Result<()> {
                     opts.reps
                 );
                 let left = budget.saturating_sub(elapsed);
+                if server == Server::SwitchboardPg && postgres.is_none() {
+                    eprintln!("{prefix}: skipped (no PostgreSQL)");
+                    runs.push(Run {
+                        case_id: case.id.clone(),
+                        server,
+                        rep,
+                        status: Status::Skipped(
+                            meta_note
+                                .clone()
+                                .unwrap_or_else(|| "no PostgreSQL".to_string()),
+                        ),
+                        wall_secs: 0.0,
+                        output: None,
+                    });
+                    continue;
+                }
                 if left < Duration::from_secs(case.estimate_secs + 2) {
                     eprintln!("{prefix}: skipped (time budget spent)");
                     runs.push(Run {
@@ -953,7 +1387,16 @@ pub fn run(args: Vec<String>) -> Result<()> {
                     continue;
                 }
                 let timeout = Duration::from_secs(case.timeout_secs).min(left);
-                let run = run_once(&root, &exe, &logs, case, server, rep, timeout);
+                let run = run_once(
+                    &root,
+                    &exe,
+                    &logs,
+                    case,
+                    server,
+                    rep,
+                    timeout,
+                    postgres.as_ref(),
+                );
                 let wall = run.wall_secs;
                 match &run.status {
                     Status::Ok => {
@@ -1051,6 +1494,34 @@ fn write_report(
     Ok(())
 }
 
+/// The runs of one suite invocation in a `--from` file.
+struct SuiteOfRuns {
+    date: String,
+    commit: String,
+    elapsed: Option<f64>,
+    cases: Vec<String>,
+}
+
+/// "this report joins the runs of 2 suites: …", one per suite.
+fn suites_note(suites: &[SuiteOfRuns]) -> String {
+    let parts: Vec<String> = suites
+        .iter()
+        .map(|x| {
+            format!(
+                "{} at `{}` ({})",
+                x.date,
+                if x.commit.is_empty() { "?" } else { &x.commit },
+                x.cases.join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "this report joins the runs of {} suites: {}",
+        suites.len(),
+        parts.join("; ")
+    )
+}
+
 /// `--from FILE`: the report again from the raw runs of an earlier suite,
 /// without running anything (e.g. after a change to the report's layout).
 fn rerender(opts: &Options, root: &Path, from: &Path) -> Result<()> {
@@ -1058,6 +1529,9 @@ fn rerender(opts: &Options, root: &Path, from: &Path) -> Result<()> {
     let mut runs = Vec::new();
     let mut meta = Meta::default();
     let mut elapsed = None;
+    // A file may join the runs of several suites (`cat a.jsonl b.jsonl`):
+    // each is named in the report with its date, commit and cases.
+    let mut suites: Vec<SuiteOfRuns> = Vec::new();
     for (i, line) in text
         .lines()
         .enumerate()
@@ -1074,7 +1548,42 @@ fn rerender(opts: &Options, root: &Path, from: &Path) -> Result<()> {
             elapsed = v["suite_elapsed_secs"].as_f64();
         }
         meta.reps = meta.reps.max(run.rep);
+        let (date, commit) = (
+            v["suite_started"].as_str().unwrap_or("unknown").to_string(),
+            v["commit"].as_str().unwrap_or_default().to_string(),
+        );
+        let at = match suites
+            .iter()
+            .position(|x| x.date == date && x.commit == commit)
+        {
+            Some(at) => at,
+            None => {
+                suites.push(SuiteOfRuns {
+                    date,
+                    commit,
+                    elapsed: v["suite_elapsed_secs"].as_f64(),
+                    cases: Vec::new(),
+                });
+                suites.len() - 1
+            }
+        };
+        if !suites[at].cases.contains(&run.case_id) {
+            suites[at].cases.push(run.case_id.clone());
+        }
         runs.push(run);
+    }
+    if suites.len() > 1 {
+        // Every suite's date heads the report; the time is the sum.
+        elapsed = suites.iter().map(|x| x.elapsed).sum::<Option<f64>>();
+        let mut dates: Vec<&str> = suites.iter().map(|x| x.date.as_str()).collect();
+        dates.sort_unstable();
+        dates.dedup();
+        meta.date = dates.join(" and ");
+        meta.commit = suites
+            .iter()
+            .map(|x| x.commit.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
     }
     let mut cases = matrix(meta.quick);
     cases.retain(|c| runs.iter().any(|r| r.case_id == c.id));
@@ -1089,6 +1598,10 @@ fn rerender(opts: &Options, root: &Path, from: &Path) -> Result<()> {
             from.file_name().unwrap_or_default().to_string_lossy()
         ),
     ));
+    if suites.len() > 1 {
+        meta.machine
+            .push(("Suites".to_string(), suites_note(&suites)));
+    }
     // Older files have no suite time: the runs' own time is a lower bound.
     meta.elapsed_known = elapsed.is_some();
     meta.elapsed_secs = elapsed.unwrap_or_else(|| runs.iter().map(|r| r.wall_secs).sum());
@@ -1126,6 +1639,15 @@ mod tests {
             }
             "echo" => {
                 json!({"acks": 1, "acks_per_sec": 20_000.0 * (1.0 + 5.0 * f), "rtt_us": {"p50": 1, "p90": 2, "p99": 3, "max": 4}, "failures": 0})
+            }
+            "chat" => {
+                json!({"stored_per_sec": 8000.0 + r, "delivered_per_sec": 28_000.0 + 1000.0 * f,
+                "ack_us": {"p50": 2000, "p99": 40_000.0 + 20_000.0 * (1.0 - f)}, "lost": 0, "failures": 0,
+                "cpu": {"server_cpu_pct": 120.0, "loadgen_cpu_pct": 40.0}})
+            }
+            "notify" => {
+                json!({"stored_us": {"median": 400_000.0 + r}, "delivered_us": {"median": 600_000.0}, "lost": 0, "failures": 0,
+                "cpu": {"server_cpu_pct": 90.0, "loadgen_cpu_pct": 30.0}})
             }
             _ => {
                 json!({"connects": 4000, "connects_per_sec": 500, "handshake_us": {"p50": 300, "p99": 900.0 + 900.0 * (1.0 - f), "max": 5000}, "failures": 0})
@@ -1168,7 +1690,7 @@ mod tests {
         let mut runs = Vec::new();
         for case in &cases {
             for rep in 1..=3 {
-                for server in Server::BOTH {
+                for server in case.servers() {
                     runs.push(fake(case, server, rep));
                 }
             }
@@ -1205,8 +1727,26 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("met (25.0×)"), "{text}");
-        assert!(!text.contains("MISSED"), "{text}");
+        // The ESN cases: their own table, the stores as the columns, the
+        // absolute aims checked on SQLite.
+        assert!(text.contains("ESN scenarios"), "{text}");
+        assert!(text.contains("MISSED (8,002/s)"), "{text}");
+        assert!(text.contains("met (29,000/s)"), "{text}");
+        assert!(text.contains("met (40.0 ms)"), "{text}");
+        assert!(text.contains("Switchboard (PostgreSQL)"), "{text}");
+        assert!(text.contains("Switchboard (SQLite)"), "{text}");
+        assert_eq!(text.matches("MISSED").count(), 1, "{text}");
         let md = report::render_markdown(&s, &meta, Some("bench-chart.svg"));
+        assert!(
+            md.contains(
+                "| Case | Figure (median) | SQLite | PostgreSQL | Target (SQLite) | Status |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("no Node peer") || md.contains("There is no Node peer"),
+            "{md}"
+        );
         let doc = report::splice(
             "# B\n\nhand\n\n<!-- bench:begin -->\nold\n<!-- bench:end -->\ntail\n",
             &md,
@@ -1228,6 +1768,59 @@ mod tests {
     }
 
     #[test]
+    fn invalid_runs_are_failures() {
+        let ok = json!({"metrics": {"stored_per_sec": 1.0}});
+        assert_eq!(status_of(&ok), Status::Ok);
+        let lost = json!({"metrics": {"invalid": "3 delivery(ies) lost"}});
+        assert_eq!(
+            status_of(&lost),
+            Status::Failed("invalid run: 3 delivery(ies) lost".into())
+        );
+        let err = json!({"metrics": {}, "error": "global timeout"});
+        assert!(matches!(status_of(&err), Status::Failed(e) if e.contains("global timeout")));
+    }
+
+    #[test]
+    fn joined_suites_are_named() {
+        let suites = [
+            SuiteOfRuns {
+                date: "2026-12-01 23:47 UTC".into(),
+                commit: "152f8ec".into(),
+                elapsed: Some(804.0),
+                cases: vec!["conns-10k".into(), "echo-1k".into()],
+            },
+            SuiteOfRuns {
+                date: "2026-12-02 04:40 UTC".into(),
+                commit: String::new(),
+                elapsed: None,
+                cases: vec!["chat-100".into()],
+            },
+        ];
+        assert_eq!(
+            suites_note(&suites),
+            "this report joins the runs of 2 suites: 2026-12-01 23:47 UTC at `152f8ec` (conns-10k, echo-1k); \
+             2026-12-02 04:40 UTC at `?` (chat-100)"
+        );
+    }
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "b1").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/b1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/db?sslmode=disable", "b2").unwrap(),
+            "postgres://u:p@h:1/b2?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:1", "b3").unwrap(),
+            "postgres://h:1/b3"
+        );
+        assert!(with_database("postgres://", "x").is_err());
+    }
+
+    #[test]
     fn medians() {
         assert_eq!(report::median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(report::median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
@@ -1237,11 +1830,17 @@ mod tests {
     #[test]
     fn quick_matrix_fits() {
         let est: u64 = matrix(true).iter().map(|c| (c.estimate_secs + 2) * 2).sum();
-        assert!(est < 150, "{est}");
+        assert!(est < 210, "{est}");
         let est: u64 = matrix(false)
             .iter()
             .map(|c| (c.estimate_secs + 2) * 6)
             .sum();
-        assert!(est < 15 * 60, "{est}");
+        assert!(est < 18 * 60, "{est}");
+        // The chat and notify cases add at most 4 minutes to `make bench`.
+        let esn: u64 = esn_matrix(false)
+            .iter()
+            .map(|c| (c.estimate_secs + 2) * 6)
+            .sum();
+        assert!(esn <= 4 * 60, "{esn}");
     }
 }
