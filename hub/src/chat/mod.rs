@@ -69,7 +69,8 @@ pub struct ChatConfig {
     pub max_client_id_bytes: usize,
     /// Longest user id a client may name (`to`, members), in bytes.
     pub max_user_id_bytes: usize,
-    /// Most items one `history` or `conversations` page returns.
+    /// Most items one `history` or `conversations` page returns (500 at
+    /// most: a larger value counts as 500).
     pub max_page: i64,
     /// Messages per second per user (all devices together); 0: no limit.
     pub messages_per_sec: f64,
