@@ -246,6 +246,7 @@ async fn store_logic(store: Store) {
         conversation: group,
         users: users.iter().map(|u| s(u)).collect(),
         max_members: max,
+        max_conversations: usize::MAX,
     };
     let err = writer
         .submit(add("alice", &["carol", "dave"], 3))

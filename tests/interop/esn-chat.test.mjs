@@ -18,6 +18,7 @@ const EVENTS = [
   "conversation:joined",
   "conversation:member_added",
   "conversation:member_left",
+  "conversation:member_removed",
 ];
 const TTL_MS = 600;
 
@@ -425,4 +426,52 @@ test("a user over the message rate is refused, whichever device sends", { timeou
   } finally {
     await slow.stop();
   }
+});
+
+test("remove_member: the owner removes; the removed user's devices get what preceded it, then nothing", { timeout: TEST_TIMEOUT_MS }, async () => {
+  const conv = await group("alice", "removal", ["bob", "carol"]);
+  assert.equal(conv.owner, "alice");
+  assert.equal(conv.member_count, 3);
+  for (const i of [0, 1]) await got("carol", i, "conversation:joined", (x) => x.conversation.id === conv.id);
+  const notOwner = await ack(chat.bob[0], "conversation:remove_member", { conversation: conv.id, user: "carol" });
+  assert.equal(notOwner.error.code, "forbidden");
+
+  // Messages in flight on both sides of the removal.
+  const sends = [];
+  for (let n = 0; n < 20; n++) {
+    sends.push(ack(chat.alice[n % 2], "message", { conversation: conv.id, client_id: clientId(), text: `m${n}` }));
+  }
+  const removed = await ack(chat.alice[0], "conversation:remove_member", { conversation: conv.id, user: "carol" });
+  for (let n = 20; n < 40; n++) {
+    sends.push(ack(chat.alice[n % 2], "message", { conversation: conv.id, client_id: clientId(), text: `m${n}` }));
+  }
+  assert.deepEqual(removed, { ok: true, conversation: conv.id, user: "carol" });
+  const acks = await Promise.all(sends);
+  assert.ok(acks.every((a) => a.ok));
+  // Committed after the removal was acked: carol must not get these.
+  const later = [];
+  for (let n = 0; n < 5; n++) later.push(await send("alice", n % 2, conv.id, `after ${n}`));
+  const typing = await ack(chat.alice[0], "typing", { conversation: conv.id, typing: true });
+  assert.equal(typing.relayed, true);
+
+  for (const [u, i] of all(["alice", "bob", "carol"])) {
+    const m = await got(u, i, "conversation:member_removed", inConv(conv.id));
+    assert.deepEqual(m, { conversation: conv.id, user: "carol", by: "alice" });
+  }
+  await got("bob", 0, "typing", inConv(conv.id));
+  await flush("carol");
+  for (const i of [0, 1]) {
+    // Everything carol got of the conversation, in arrival order: messages
+    // 1..k with no gap, then the removal, then nothing (no message, no typing).
+    const seqs = rec.carol[i].message.items.filter(inConv(conv.id)).map((m) => m.seq);
+    assert.deepEqual(seqs, seqs.map((_, k) => k + 1), `carol/${i}: in order, no gap`);
+    const removedAt = rec.carol[i]["conversation:member_removed"].items.findIndex(inConv(conv.id));
+    assert.ok(removedAt >= 0);
+    assert.equal(rec.carol[i].typing.items.filter(inConv(conv.id)).length, 0, `carol/${i}: no typing after`);
+    for (const sent of later) assert.ok(!seqs.includes(sent.seq), `carol/${i} got seq ${sent.seq}`);
+  }
+  const history = await ack(chat.carol[1], "history", { conversation: conv.id });
+  assert.equal(history.error.code, "forbidden");
+  const members = await ack(chat.bob[1], "conversation:members", { conversation: conv.id });
+  assert.deepEqual(members, { ok: true, conversation: conv.id, members: ["alice", "bob"], member_count: 2 });
 });

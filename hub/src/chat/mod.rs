@@ -17,7 +17,17 @@
 //! to it and left from it on each membership change, racing with devices
 //! that connect meanwhile (a device that read the member list just before a
 //! leave and joins just after it would keep receiving); here there is
-//! nothing to keep in step.
+//! nothing to keep in step. A member who is removed by the group's owner
+//! (`conversation:remove_member`) stops receiving the same way.
+//!
+//! Typing relays are looked up (the member list) and emitted without a
+//! lock held across the query: each carries the typing state's version,
+//! and a relay is emitted only if no later one of that indicator was (so a
+//! start that finishes after its stop is dropped, not shown forever). A
+//! stop is relayed even when the store fails: to the member list its start
+//! was relayed to (kept for a while per conversation, dropped on any
+//! membership change), else it is handed back to the state and retried by
+//! the sweep.
 
 mod mentions;
 mod payloads;
@@ -26,8 +36,11 @@ pub mod state;
 pub mod store;
 pub mod writer;
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -38,7 +51,7 @@ use crate::component::{Component, HubError, Reply};
 use crate::context::Context;
 use crate::notifications::{NewNotification, now_ms};
 use payloads::*;
-use state::{MemoryTyping, TypingState, TypingTimers};
+use state::{MemoryTyping, Relay, TypingState, TypingTimers, Typist};
 use store::Page;
 use writer::{Done, Op, Writer};
 
@@ -56,7 +69,8 @@ pub struct ChatConfig {
     pub max_client_id_bytes: usize,
     /// Longest user id a client may name (`to`, members), in bytes.
     pub max_user_id_bytes: usize,
-    /// Most items one `history` or `conversations` page returns.
+    /// Most items one `history` or `conversations` page returns (500 at
+    /// most: a larger value counts as 500).
     pub max_page: i64,
     /// Messages per second per user (all devices together); 0: no limit.
     pub messages_per_sec: f64,
@@ -72,6 +86,14 @@ pub struct ChatConfig {
     pub max_batch: usize,
     /// Writes waiting for the writer at most; more wait to be queued.
     pub write_queue: usize,
+    /// Members listed per conversation in a `conversations` page (the
+    /// first, by user id; `member_count` says how many there are, and
+    /// `conversation:members` lists them all).
+    pub max_listed_members: i64,
+    /// Conversations (direct and groups) a user may be in; creating,
+    /// being added to or starting a direct conversation beyond it is
+    /// refused (`too_many_conversations`).
+    pub max_conversations_per_user: usize,
 }
 
 impl Default for ChatConfig {
@@ -90,6 +112,8 @@ impl Default for ChatConfig {
             typing_sweep_ms: 250,
             max_batch: 256,
             write_queue: 10_000,
+            max_listed_members: 20,
+            max_conversations_per_user: 10_000,
         }
     }
 }
@@ -111,12 +135,25 @@ struct Inner {
     /// Typing relays of a conversation are emitted one at a time, each
     /// right after the state change it reports: a start relayed after the
     /// stop that followed it would leave the others seeing the user type
-    /// forever (no later stop would be sent). Sharded by conversation.
-    typing_order: Vec<tokio::sync::Mutex<()>>,
+    /// forever (no later stop would be sent): the version of the last
+    /// relay emitted per indicator, and when (forgotten after
+    /// [`TYPING_MEMORY`]). Held only while emitting (no await).
+    typing_emitted: Mutex<HashMap<Typist, (u64, Instant)>>,
+    /// The members each conversation's last typing relay went to, for a
+    /// stop when the store fails (forgotten after [`TYPING_MEMORY`], and
+    /// on any membership change of the conversation).
+    typing_audience: Arc<Audiences>,
 }
 
-/// Shards of [`Inner::typing_order`].
-const TYPING_SHARDS: usize = 64;
+/// Per conversation, the members its last typing relay went to, and when.
+type Audiences = Mutex<HashMap<i64, (Arc<Vec<String>>, Instant)>>;
+
+/// The largest `chat.max_page` honoured (a larger one counts as this).
+const MAX_PAGE: i64 = 500;
+
+/// How long the typing relay bookkeeping remembers an indicator: far
+/// longer than a relay's store lookup may take.
+const TYPING_MEMORY: Duration = Duration::from_secs(60);
 
 impl Chat {
     /// With the in-memory typing state.
@@ -131,10 +168,18 @@ impl Chat {
     /// With `typing` as the live state (the cluster's).
     pub fn with_state(ctx: Context, config: ChatConfig, typing: Arc<dyn TypingState>) -> Chat {
         let ns: Arc<OnceLock<Weak<Namespace>>> = Arc::new(OnceLock::new());
+        let typing_audience: Arc<Audiences> = Arc::default();
         let deliver = {
             let ns = ns.clone();
             let ctx = ctx.clone();
+            let audience = typing_audience.clone();
             Arc::new(move |done: &Done| {
+                if let Done::Added { conversation, .. }
+                | Done::Left { conversation, .. }
+                | Done::Removed { conversation, .. } = done
+                {
+                    audience.lock().remove(conversation);
+                }
                 if let Some(ns) = ns.get().and_then(Weak::upgrade) {
                     deliver(&ctx, &ns, done);
                 }
@@ -155,9 +200,8 @@ impl Chat {
             writer,
             typing,
             ns,
-            typing_order: (0..TYPING_SHARDS)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
+            typing_emitted: Mutex::default(),
+            typing_audience,
         });
         let sweep = Duration::from_millis(inner.config.typing_sweep_ms.max(10));
         let weak = Arc::downgrade(&inner);
@@ -165,11 +209,11 @@ impl Chat {
             let inner = weak.clone();
             async move {
                 let Some(inner) = inner.upgrade() else { return };
+                inner.forget_old_typing();
                 match inner.typing.expire().await {
                     Ok(expired) => {
-                        for (conversation, user) in expired {
-                            let _order = inner.typing_lock(conversation).await;
-                            inner.relay_typing(conversation, &user, false).await;
+                        for relay in expired {
+                            inner.relay_typing(relay).await;
                         }
                     }
                     Err(err) => tracing::warn!(%err, "typing sweep failed"),
@@ -278,6 +322,19 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
                 &json!({"conversation": conversation, "user": user}),
             );
         }
+        Done::Removed {
+            conversation,
+            user,
+            by,
+            members,
+        } => {
+            emit_to_users(
+                ns,
+                members.iter().chain(std::iter::once(user)),
+                "conversation:member_removed",
+                &json!({"conversation": conversation, "user": user, "by": by}),
+            );
+        }
         Done::Read {
             conversation,
             user,
@@ -316,6 +373,17 @@ fn fields(value: Value) -> Map<String, Value> {
 
 fn bad_request(message: impl Into<String>) -> HubError {
     HubError::new("bad_request", message)
+}
+
+/// `full` are in `cap` conversations already.
+pub(crate) fn too_many_conversations(full: &[String], cap: usize) -> HubError {
+    HubError::new(
+        "too_many_conversations",
+        format!(
+            "{} in {cap} conversations already (the most a user may be in)",
+            full.join(", ")
+        ),
+    )
 }
 
 impl Inner {
@@ -363,7 +431,9 @@ impl Inner {
     }
 
     fn limit(&self, limit: Option<i64>) -> Result<i64, HubError> {
-        let max = self.config.max_page;
+        // A `conversations` page is one compound SELECT of a part per
+        // conversation, and SQLite takes 500 parts at most.
+        let max = self.config.max_page.min(MAX_PAGE);
         match limit {
             None => Ok(max.min(50)),
             Some(n) if (1..=max).contains(&n) => Ok(n),
@@ -371,17 +441,15 @@ impl Inner {
         }
     }
 
-    /// Holds the relays of `conversation`'s typing changes in order.
-    async fn typing_lock(&self, conversation: i64) -> tokio::sync::MutexGuard<'_, ()> {
-        let shard = conversation.rem_euclid(TYPING_SHARDS as i64) as usize;
-        self.typing_order[shard].lock().await
-    }
-
-    /// Relays a typing change of `user` in `conversation` to the other
-    /// members.
-    async fn relay_typing(&self, conversation: i64, user: &str, on: bool) {
+    /// Relays a typing change to the other members of its conversation.
+    /// No lock is held across the member lookup: [`Inner::emit_typing`]
+    /// drops a relay overtaken by a later one. A stop the store cannot
+    /// give the members of goes to those its start went to, or back to
+    /// the state to be retried.
+    async fn relay_typing(&self, relay: Relay) {
         let Some(ns) = self.namespace() else { return };
-        let members = self
+        let conversation = relay.conversation;
+        let looked_up = self
             .ctx
             .store
             .timed(async {
@@ -389,15 +457,67 @@ impl Inner {
                 store::members(&mut conn, conversation).await
             })
             .await;
-        match members {
-            Ok(members) => emit_to_users(
-                &ns,
-                members.iter().filter(|m| *m != user),
-                "typing",
-                &json!({"conversation": conversation, "user": user, "typing": on}),
-            ),
-            Err(err) => tracing::warn!(%err, "typing relay failed"),
+        let members = match looked_up {
+            Ok(members) => {
+                let members = Arc::new(members);
+                self.typing_audience
+                    .lock()
+                    .insert(conversation, (members.clone(), Instant::now()));
+                members
+            }
+            Err(err) => {
+                let known = (!relay.typing)
+                    .then(|| self.typing_audience.lock().get(&conversation).cloned())
+                    .flatten();
+                match known {
+                    Some((members, _)) => members,
+                    None => {
+                        tracing::warn!(%err, "typing relay failed");
+                        if !relay.typing
+                            && let Err(err) = self.typing.stop_failed(&relay).await
+                        {
+                            tracing::warn!(%err, "a typing stop is lost");
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        self.emit_typing(&ns, &relay, &members);
+    }
+
+    /// Emits `relay` to `members` (but its typist) unless a later change
+    /// of the same indicator was emitted already.
+    fn emit_typing(&self, ns: &Arc<Namespace>, relay: &Relay, members: &[String]) {
+        let mut emitted = self.typing_emitted.lock();
+        let key = relay.typist();
+        if emitted
+            .get(&key)
+            .is_some_and(|(version, _)| *version >= relay.version)
+        {
+            return;
         }
+        emitted.insert(key, (relay.version, Instant::now()));
+        // Under the lock, so that relays of one indicator reach the
+        // sockets' queues in version order (an emit does not wait).
+        emit_to_users(
+            ns,
+            members.iter().filter(|m| **m != relay.user),
+            "typing",
+            &json!({"conversation": relay.conversation, "user": relay.user,
+                    "typing": relay.typing}),
+        );
+    }
+
+    /// Drops the typing bookkeeping older than [`TYPING_MEMORY`].
+    fn forget_old_typing(&self) {
+        let now = Instant::now();
+        self.typing_emitted
+            .lock()
+            .retain(|_, (_, at)| now.duration_since(*at) < TYPING_MEMORY);
+        self.typing_audience
+            .lock()
+            .retain(|_, (_, at)| now.duration_since(*at) < TYPING_MEMORY);
     }
 
     async fn handle(&self, socket: &Arc<Socket>, user: String, event: &str, args: &Args) -> Reply {
@@ -426,6 +546,7 @@ impl Inner {
                         conversation: add.conversation,
                         users: add.users,
                         max_members: self.config.max_members,
+                        max_conversations: self.config.max_conversations_per_user,
                     })
                     .await?;
                 match done {
@@ -448,6 +569,38 @@ impl Inner {
                     })
                     .await?;
                 Ok(fields(json!({"conversation": leave.conversation})))
+            }
+            "conversation:remove_member" => {
+                self.admit(&user)?;
+                let remove: RemoveMember = parse(args)?;
+                self.check_user_id(&remove.user)?;
+                self.writer
+                    .submit(Op::RemoveMember {
+                        user,
+                        conversation: remove.conversation,
+                        member: remove.user.clone(),
+                    })
+                    .await?;
+                Ok(fields(
+                    json!({"conversation": remove.conversation, "user": remove.user}),
+                ))
+            }
+            "conversation:members" => {
+                let of: ConversationOnly = parse(args)?;
+                self.member_check(of.conversation, &user).await?;
+                let members = self
+                    .ctx
+                    .store
+                    .timed(async {
+                        let mut conn = self.ctx.store.pool().acquire().await?;
+                        store::members(&mut conn, of.conversation).await
+                    })
+                    .await?;
+                Ok(fields(json!({
+                    "conversation": of.conversation,
+                    "member_count": members.len(),
+                    "members": members,
+                })))
             }
             "message" => self.send(&user, parse(args)?).await,
             "message:edit" => {
@@ -513,21 +666,29 @@ impl Inner {
             }
             "typing" => {
                 let typing: Typing = parse(args)?;
-                self.member_check(typing.conversation, &user).await?;
-                let _order = self.typing_lock(typing.conversation).await;
+                let conversation = typing.conversation;
+                let socket = socket.id().as_str();
+                if typing.typing {
+                    self.member_check(conversation, &user).await?;
+                }
+                // A stop is applied before any store query: one that the
+                // store's failure refused would leave the others seeing
+                // the user type until the start expires. Only a member's
+                // start is shown, so a stop the others must see is a
+                // (then) member's.
                 let relay = self
                     .typing
-                    .set(
-                        typing.conversation,
-                        &user,
-                        socket.id().as_str(),
-                        typing.typing,
-                    )
+                    .set(conversation, &user, socket, typing.typing)
                     .await?;
-                if let Some(on) = relay {
-                    self.relay_typing(typing.conversation, &user, on).await;
+                let relayed = relay.is_some();
+                match relay {
+                    Some(relay) => self.relay_typing(relay).await,
+                    None if !typing.typing => {
+                        self.member_check(conversation, &user).await?;
+                    }
+                    None => {}
                 }
-                Ok(fields(json!({"relayed": relay.is_some()})))
+                Ok(fields(json!({"relayed": relayed})))
             }
             other => Err(HubError::new(
                 "unknown_event",
@@ -574,6 +735,7 @@ impl Inner {
                     .ok_or_else(|| bad_request("before: not a cursor this server gave"))?,
             ),
         };
+        let max_listed = self.config.max_listed_members.max(0);
         let (summaries, has_more) = self
             .ctx
             .store
@@ -581,13 +743,7 @@ impl Inner {
                 let mut conn = self.ctx.store.pool().acquire().await?;
                 let (listed, has_more) =
                     store::user_conversations(&mut conn, user, cursor, limit).await?;
-                let mut summaries = Vec::with_capacity(listed.len());
-                for item in &listed {
-                    summaries.push(
-                        store::summary(&mut conn, &item.conversation, user, item.last_read_seq)
-                            .await?,
-                    );
-                }
+                let summaries = store::page_summaries(&mut conn, user, &listed, max_listed).await?;
                 Ok((summaries, has_more))
             })
             .await?;
@@ -644,20 +800,26 @@ impl Inner {
                 format!("a group has at most {} members", self.config.max_members),
             ));
         }
+        let cap = self.config.max_conversations_per_user;
         let summary = self
             .ctx
             .store
             .timed(async {
                 let mut tx = self.ctx.store.begin_write().await?;
+                let full = store::at_conversation_cap(&mut tx, &members, cap).await?;
+                if !full.is_empty() {
+                    return Ok(Err(full)); // dropped: rolled back, nothing written
+                }
                 let id = store::create_group(&mut tx, &name, user, &members, now).await?;
                 let found = store::conversation(&mut tx, id)
                     .await?
                     .ok_or(sqlx::Error::RowNotFound)?;
                 let summary = store::summary(&mut tx, &found, user, 0).await?;
                 tx.commit().await?;
-                Ok(summary)
+                Ok(Ok(summary))
             })
-            .await?;
+            .await?
+            .map_err(|full| too_many_conversations(&full, cap))?;
         if let Some(ns) = ns {
             emit_to_users(
                 &ns,
@@ -681,21 +843,28 @@ impl Inner {
         if other == user {
             return Err(bad_request("a direct conversation is with someone else"));
         }
+        let cap = self.config.max_conversations_per_user;
         let (summary, created) = self
             .ctx
             .store
             .timed(async {
                 let mut tx = self.ctx.store.begin_write().await?;
-                let (id, created) = store::direct_get_or_create(&mut tx, user, other, now).await?;
+                let (id, created) =
+                    match store::direct_get_or_create_capped(&mut tx, user, other, now, cap).await?
+                    {
+                        Ok(found) => found,
+                        Err(full) => return Ok(Err(full)), // rolled back
+                    };
                 let found = store::conversation(&mut tx, id)
                     .await?
                     .ok_or(sqlx::Error::RowNotFound)?;
                 let read = store::membership(&mut tx, id, user).await?.unwrap_or(0);
                 let summary = store::summary(&mut tx, &found, user, read).await?;
                 tx.commit().await?;
-                Ok((summary, created))
+                Ok(Ok((summary, created)))
             })
-            .await?;
+            .await?
+            .map_err(|full| too_many_conversations(&full, cap))?;
         if created && let Some(ns) = self.namespace() {
             emit_to_users(
                 &ns,
@@ -785,9 +954,8 @@ impl Component for Chat {
         self.inner.ctx.tasks.spawn(async move {
             match inner.typing.device_gone(&id).await {
                 Ok(stopped) => {
-                    for (conversation, user) in stopped {
-                        let _order = inner.typing_lock(conversation).await;
-                        inner.relay_typing(conversation, &user, false).await;
+                    for relay in stopped {
+                        inner.relay_typing(relay).await;
                     }
                 }
                 Err(err) => tracing::warn!(%err, "clearing typing failed"),

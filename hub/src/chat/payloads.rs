@@ -48,7 +48,15 @@ pub struct AddMembers {
     pub users: Vec<String>,
 }
 
-/// `conversation:leave`.
+/// `conversation:remove_member`: `user` out of a group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveMember {
+    pub conversation: i64,
+    pub user: String,
+}
+
+/// `conversation:leave` and `conversation:members`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConversationOnly {

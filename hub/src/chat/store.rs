@@ -3,6 +3,8 @@
 //! groups them into one transaction per logical write; none of them checks
 //! permissions (the component does, inside the same transaction).
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -20,6 +22,8 @@ pub struct Conversation {
     pub created_at: i64,
     pub last_seq: i64,
     pub last_activity: i64,
+    /// The member who may remove others (groups; see [`remove_member`]).
+    pub owner: Option<String>,
 }
 
 /// A stored message as the client sees it (history, `message`,
@@ -55,7 +59,7 @@ pub struct NewMessage<'a> {
     pub ts: i64,
 }
 
-const CONVERSATION_COLUMNS: &str = "id, kind, name, created_at, last_seq, last_activity";
+const CONVERSATION_COLUMNS: &str = "id, kind, name, created_at, last_seq, last_activity, owner";
 const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender, client_id, text, reply_to, \
                                mentions, created_at, edited_at, deleted_at";
 
@@ -67,6 +71,7 @@ fn conversation_of(row: &AnyRow) -> Result<Conversation, sqlx::Error> {
         created_at: row.try_get(3)?,
         last_seq: row.try_get(4)?,
         last_activity: row.try_get(5)?,
+        owner: row.try_get(6)?,
     })
 }
 
@@ -150,7 +155,36 @@ pub async fn direct_get_or_create(
     b: &str,
     now: i64,
 ) -> Result<(i64, bool), sqlx::Error> {
+    match direct_get_or_create_capped(conn, a, b, now, usize::MAX).await? {
+        Ok(found) => Ok(found),
+        Err(_) => Err(sqlx::Error::RowNotFound), // no cap: never
+    }
+}
+
+/// [`direct_get_or_create`], refusing to create it (`Err`: who is at the
+/// cap) when `a` or `b` is in `cap` conversations already; an existing
+/// one is found whatever the counts.
+pub async fn direct_get_or_create_capped(
+    conn: &mut AnyConnection,
+    a: &str,
+    b: &str,
+    now: i64,
+    cap: usize,
+) -> Result<Result<(i64, bool), Vec<String>>, sqlx::Error> {
     let key = direct_key(a, b);
+    let existing = sqlx::query("SELECT id FROM chat_conversations WHERE direct_key = $1")
+        .bind(&key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = existing {
+        return Ok(Ok((row.try_get(0)?, false)));
+    }
+    if cap != usize::MAX {
+        let full = at_conversation_cap(conn, &[a.to_owned(), b.to_owned()], cap).await?;
+        if !full.is_empty() {
+            return Ok(Err(full));
+        }
+    }
     let inserted = sqlx::query(
         "INSERT INTO chat_conversations (kind, name, direct_key, created_by, created_at, \
          last_seq, last_activity) VALUES ($1, NULL, $2, $3, $4, 0, $4) \
@@ -165,13 +199,14 @@ pub async fn direct_get_or_create(
     if let Some(row) = inserted {
         let id: i64 = row.try_get(0)?;
         add_members(conn, id, &[a.to_owned(), b.to_owned()], 0, now).await?;
-        return Ok((id, true));
+        return Ok(Ok((id, true)));
     }
+    // The other side created it meanwhile.
     let row = sqlx::query("SELECT id FROM chat_conversations WHERE direct_key = $1")
         .bind(&key)
         .fetch_one(&mut *conn)
         .await?;
-    Ok((row.try_get(0)?, false))
+    Ok(Ok((row.try_get(0)?, false)))
 }
 
 /// Creates a group named `name` with `members` (the creator among them).
@@ -184,7 +219,7 @@ pub async fn create_group(
 ) -> Result<i64, sqlx::Error> {
     let row = sqlx::query(
         "INSERT INTO chat_conversations (kind, name, direct_key, created_by, created_at, \
-         last_seq, last_activity) VALUES ($1, $2, NULL, $3, $4, 0, $4) RETURNING id",
+         last_seq, last_activity, owner) VALUES ($1, $2, NULL, $3, $4, 0, $4, $3) RETURNING id",
     )
     .bind(GROUP)
     .bind(name)
@@ -220,10 +255,77 @@ pub async fn add_members(
         .fetch_optional(&mut *conn)
         .await?;
         if row.is_some() {
+            sqlx::query(
+                "INSERT INTO chat_user_conversations (user_id, conversations) VALUES ($1, 1) \
+                 ON CONFLICT (user_id) DO UPDATE \
+                 SET conversations = chat_user_conversations.conversations + 1",
+            )
+            .bind(user)
+            .execute(&mut *conn)
+            .await?;
             added.push(user.clone());
         }
     }
+    if !added.is_empty() {
+        sqlx::query("UPDATE chat_conversations SET member_count = member_count + $2 WHERE id = $1")
+            .bind(conversation)
+            .bind(added.len() as i64)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(added)
+}
+
+/// `$first, $first+1, …` for `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Those of `users` who are in `cap` conversations or more already (one
+/// more would be too many). Locks their counts until the transaction ends
+/// (PostgreSQL; SQLite's write transaction locks everything), so two
+/// transactions adding the same user at once cannot both pass the check.
+pub async fn at_conversation_cap(
+    conn: &mut AnyConnection,
+    users: &[String],
+    cap: usize,
+) -> Result<Vec<String>, sqlx::Error> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    // A no-op UPDATE: the portable row lock (SQLite has no FOR UPDATE).
+    let sql = format!(
+        "UPDATE chat_user_conversations SET conversations = conversations \
+         WHERE user_id IN ({}) RETURNING user_id, conversations",
+        placeholders(1, users.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for user in users {
+        query = query.bind(user);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+    let mut full = Vec::new();
+    for row in &rows {
+        let count: i64 = row.try_get(1)?;
+        if count >= cap {
+            full.push(row.try_get(0)?);
+        }
+    }
+    full.sort();
+    Ok(full)
+}
+
+/// The conversations `user` is in.
+pub async fn conversation_count(conn: &mut AnyConnection, user: &str) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query("SELECT conversations FROM chat_user_conversations WHERE user_id = $1")
+        .bind(user)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
 }
 
 /// Removes `user` from `conversation`; whether they were a member.
@@ -237,7 +339,43 @@ pub async fn remove_member(
         .bind(user)
         .execute(&mut *conn)
         .await?;
-    Ok(done.rows_affected() > 0)
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE chat_user_conversations SET conversations = conversations - 1 \
+         WHERE user_id = $1 AND conversations > 0",
+    )
+    .bind(user)
+    .execute(&mut *conn)
+    .await?;
+    // An owner who goes hands the group to the member who joined first
+    // (a group is never left without someone who may remove members).
+    sqlx::query(
+        "UPDATE chat_conversations SET member_count = member_count - 1, \
+         owner = CASE WHEN owner = $2 THEN (SELECT m.user_id FROM chat_members m \
+           WHERE m.conversation_id = $1 ORDER BY m.joined_at, m.user_id LIMIT 1) \
+           ELSE owner END \
+         WHERE id = $1",
+    )
+    .bind(conversation)
+    .bind(user)
+    .execute(&mut *conn)
+    .await?;
+    Ok(true)
+}
+
+/// The owner of `conversation` as stored now (the writer's cached row may
+/// predate an owner's leave in the same batch).
+pub async fn owner(
+    conn: &mut AnyConnection,
+    conversation: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("SELECT owner FROM chat_conversations WHERE id = $1")
+        .bind(conversation)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?.flatten())
 }
 
 /// The message `sender` sent with `client_id`, if any (a retried send).
@@ -415,6 +553,7 @@ pub async fn history(
 pub struct Listed {
     pub conversation: Conversation,
     pub last_read_seq: i64,
+    pub member_count: i64,
 }
 
 /// `user`'s conversations, most recently active first, up to `limit`,
@@ -428,7 +567,8 @@ pub async fn user_conversations(
 ) -> Result<(Vec<Listed>, bool), sqlx::Error> {
     let (activity, id) = after.unwrap_or((i64::MAX, i64::MAX));
     let rows = sqlx::query(
-        "SELECT c.id, c.kind, c.name, c.created_at, c.last_seq, c.last_activity, m.last_read_seq \
+        "SELECT c.id, c.kind, c.name, c.created_at, c.last_seq, c.last_activity, c.owner, \
+         m.last_read_seq, c.member_count \
          FROM chat_members m JOIN chat_conversations c ON c.id = m.conversation_id \
          WHERE m.user_id = $1 \
            AND (c.last_activity < $2 OR (c.last_activity = $2 AND c.id < $3)) \
@@ -445,7 +585,8 @@ pub async fn user_conversations(
         .map(|row| {
             Ok(Listed {
                 conversation: conversation_of(row)?,
-                last_read_seq: row.try_get(6)?,
+                last_read_seq: row.try_get(7)?,
+                member_count: row.try_get(8)?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -511,7 +652,12 @@ pub struct Summary {
     pub id: i64,
     pub kind: String,
     pub name: Option<String>,
+    /// Sorted; in a `conversations` page, the first
+    /// `chat.max_listed_members` only (all of them: `member_count`).
     pub members: Vec<String>,
+    pub member_count: i64,
+    /// Who may remove members (groups).
+    pub owner: Option<String>,
     pub created_at: i64,
     pub last_seq: i64,
     pub last_activity: i64,
@@ -541,7 +687,9 @@ pub async fn summary(
         id: conversation.id,
         kind: conversation.kind.clone(),
         name: conversation.name.clone(),
+        member_count: members.len() as i64,
         members,
+        owner: conversation.owner.clone(),
         created_at: conversation.created_at,
         last_seq: conversation.last_seq,
         last_activity: conversation.last_activity,
@@ -550,4 +698,132 @@ pub async fn summary(
         unread: (conversation.last_seq - last_read_seq).max(0),
         mentions,
     })
+}
+
+/// The summaries of a page of `user`'s conversations (as
+/// [`user_conversations`] listed them), each with its first `max_listed`
+/// members: three queries whatever the page's length (members, last
+/// messages, mention counts), each reading only the rows it returns or
+/// counts (index ranges), and a page's size bounded by `max_listed` ids per
+/// conversation rather than by the groups' sizes. SQLite allows 500 parts
+/// in a compound SELECT and 32,766 parameters: a page is at most
+/// `chat.max_page`, which the component caps at 500.
+pub async fn page_summaries(
+    conn: &mut AnyConnection,
+    user: &str,
+    listed: &[Listed],
+    max_listed: i64,
+) -> Result<Vec<Summary>, sqlx::Error> {
+    if listed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = listed.iter().map(|l| l.conversation.id).collect();
+
+    // The first members of each, by user id: one index range of at most
+    // `max_listed` rows per conversation (how many there are is kept in
+    // the conversation's row).
+    let mut members: HashMap<i64, Vec<String>> = HashMap::new();
+    if max_listed > 0 {
+        let parts: Vec<String> = (0..ids.len())
+            .map(|i| {
+                format!(
+                    "SELECT * FROM (SELECT conversation_id, user_id FROM chat_members \
+                     WHERE conversation_id = ${} ORDER BY user_id LIMIT $1) AS m{i}",
+                    i + 2
+                )
+            })
+            .collect();
+        let sql = parts.join(" UNION ALL ");
+        let mut query = sqlx::query(&sql).bind(max_listed);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            members
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(row.try_get(1)?);
+        }
+        for list in members.values_mut() {
+            list.sort(); // the order of a UNION's rows is not promised
+        }
+    }
+
+    // The last messages: one index lookup each.
+    let with_messages: Vec<&Conversation> = listed
+        .iter()
+        .map(|l| &l.conversation)
+        .filter(|c| c.last_seq > 0)
+        .collect();
+    let mut last: HashMap<i64, Message> = HashMap::new();
+    if !with_messages.is_empty() {
+        let terms: Vec<String> = (0..with_messages.len())
+            .map(|i| {
+                format!(
+                    "(conversation_id = ${} AND seq = ${})",
+                    2 * i + 1,
+                    2 * i + 2
+                )
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE {}",
+            terms.join(" OR ")
+        );
+        let mut query = sqlx::query(&sql);
+        for c in &with_messages {
+            query = query.bind(c.id).bind(c.last_seq);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let message = message_of(&row)?;
+            last.insert(message.conversation, message);
+        }
+    }
+
+    // Unread mentions: one index range each (past the read mark the page
+    // was listed with, so they agree with `unread`).
+    let terms: Vec<String> = (0..listed.len())
+        .map(|i| {
+            format!(
+                "(user_id = $1 AND conversation_id = ${} AND seq > ${})",
+                2 * i + 2,
+                2 * i + 3
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT conversation_id, COUNT(*) FROM chat_mentions WHERE {} GROUP BY conversation_id",
+        terms.join(" OR ")
+    );
+    let mut query = sqlx::query(&sql).bind(user);
+    for l in listed {
+        query = query.bind(l.conversation.id).bind(l.last_read_seq);
+    }
+    let mut mentions: HashMap<i64, i64> = HashMap::new();
+    for row in query.fetch_all(&mut *conn).await? {
+        mentions.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+
+    Ok(listed
+        .iter()
+        .map(|l| {
+            let c = &l.conversation;
+            let list = members.remove(&c.id).unwrap_or_default();
+            Summary {
+                id: c.id,
+                kind: c.kind.clone(),
+                name: c.name.clone(),
+                members: list,
+                member_count: l.member_count,
+                owner: c.owner.clone(),
+                created_at: c.created_at,
+                last_seq: c.last_seq,
+                last_activity: c.last_activity,
+                last_message: last.remove(&c.id),
+                last_read_seq: l.last_read_seq,
+                unread: (c.last_seq - l.last_read_seq).max(0),
+                mentions: mentions.get(&c.id).copied().unwrap_or(0),
+            }
+        })
+        .collect())
 }

@@ -72,10 +72,19 @@ pub enum Op {
         conversation: i64,
         users: Vec<String>,
         max_members: usize,
+        /// `chat.max_conversations_per_user`: a user in that many is
+        /// not added.
+        max_conversations: usize,
     },
     Leave {
         user: String,
         conversation: i64,
+    },
+    /// The group's owner (`user`) removes `member`.
+    RemoveMember {
+        user: String,
+        conversation: i64,
+        member: String,
     },
     /// Moves `user`'s read mark up to `seq` (never down, never past the
     /// last message).
@@ -117,6 +126,13 @@ pub enum Done {
     Left {
         conversation: i64,
         user: String,
+        members: Vec<String>,
+    },
+    /// `user` was removed by `by`; `members` remain.
+    Removed {
+        conversation: i64,
+        user: String,
+        by: String,
         members: Vec<String>,
     },
     /// `user`'s read mark is `seq` (`moved`: it went up), leaving
@@ -428,6 +444,7 @@ async fn apply(
             conversation,
             users,
             max_members,
+            max_conversations,
         } => {
             let (found, before) = match member_of(conn, members, *conversation, user).await? {
                 Ok(found) => found,
@@ -450,6 +467,13 @@ async fn apply(
                 return Ok(Err(HubError::new(
                     "too_many_members",
                     format!("a group has at most {max_members} members"),
+                )));
+            }
+            let full = store::at_conversation_cap(conn, &new, *max_conversations).await?;
+            if !full.is_empty() {
+                return Ok(Err(super::too_many_conversations(
+                    &full,
+                    *max_conversations,
                 )));
             }
             let added = store::add_members(conn, *conversation, &new, found.last_seq, now).await?;
@@ -484,6 +508,51 @@ async fn apply(
             Ok(Ok(Done::Left {
                 conversation: *conversation,
                 user: user.clone(),
+                members: list,
+            }))
+        }
+        Op::RemoveMember {
+            user,
+            conversation,
+            member,
+        } => {
+            let (found, mut list) = match member_of(conn, members, *conversation, user).await? {
+                Ok(found) => found,
+                Err(err) => return Ok(Err(err)),
+            };
+            if found.kind != store::GROUP {
+                return Ok(Err(HubError::new(
+                    "bad_request",
+                    "members are removed from groups only",
+                )));
+            }
+            if member == user {
+                return Ok(Err(HubError::new(
+                    "bad_request",
+                    "to leave a group, send conversation:leave",
+                )));
+            }
+            // Read now, not from the batch's cache: an owner's leave
+            // earlier in this batch handed the group on.
+            if store::owner(conn, *conversation).await?.as_deref() != Some(user.as_str()) {
+                return Ok(Err(HubError::new(
+                    "forbidden",
+                    "only the group's owner removes members",
+                )));
+            }
+            if !list.contains(member) {
+                return Ok(Err(HubError::new(
+                    "not_found",
+                    format!("{member} is not a member"),
+                )));
+            }
+            store::remove_member(conn, *conversation, member).await?;
+            list.retain(|m| m != member);
+            members.0.insert(*conversation, list.clone());
+            Ok(Ok(Done::Removed {
+                conversation: *conversation,
+                user: member.clone(),
+                by: user.clone(),
                 members: list,
             }))
         }
