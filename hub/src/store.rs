@@ -20,6 +20,16 @@ use sqlx::migrate::{MigrateError, Migrator};
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
+/// SQLite's durability setting, on every connection. In WAL mode `NORMAL`
+/// syncs the WAL at checkpoints rather than at every `COMMIT`: the database
+/// stays consistent after any crash and a crash of the process loses
+/// nothing; only an OS crash or power cut may lose the last transactions
+/// before the next checkpoint. It is SQLite's recommended setting for WAL,
+/// and it takes the fsync off each commit: /chat's group commit measured
+/// 2.3 ms per `COMMIT` with `FULL` (sqlx's default) and 0.8 ms with
+/// `NORMAL` on the development machine.
+const SQLITE_SYNCHRONOUS: &str = "PRAGMA synchronous = NORMAL";
+
 /// Attempts after a failed SQLite migration (see [`Store::open`]).
 const MIGRATE_RETRIES: u64 = 3;
 
@@ -131,6 +141,14 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(config.timeout)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                        sqlx::query(SQLITE_SYNCHRONOUS).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await
             .map_err(|source| StoreError::Open {
@@ -402,6 +420,26 @@ mod tests {
             b.close().await;
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+
+    #[tokio::test]
+    async fn sqlite_connections_sync_at_checkpoints_not_at_every_commit() {
+        let dir = std::env::temp_dir().join(format!("sb-store-sync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&StoreConfig {
+            url: sqlite_url_of(&dir.join("hub.db")),
+            max_connections: 2,
+            timeout: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+        let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, 1, "NORMAL");
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
