@@ -193,7 +193,8 @@ async fn store_logic(store: Store) {
             user: s("alice"),
             conversation: direct,
             seq: 1,
-            text: s("edited"),
+            // Still mentioning bob: an edit's mentions follow its text.
+            text: s("edited @bob"),
         })
         .await
         .unwrap();
@@ -210,7 +211,7 @@ async fn store_logic(store: Store) {
         .unwrap();
     assert!(!more);
     assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
-    assert_eq!(all[0].text.as_deref(), Some("edited"));
+    assert_eq!(all[0].text.as_deref(), Some("edited @bob"));
     assert!(all[0].edited_at.is_some());
     assert!(all[2].deleted && all[2].text.is_none());
     assert_eq!(

@@ -243,6 +243,47 @@ fn emit_to_users<'a>(
     }
 }
 
+/// Longest sender id shown in a mention notification's title, in
+/// characters (a user id may be far longer than a title may be).
+const TITLE_SENDER_CHARS: usize = 64;
+
+/// A `chat:mention` notification of `message` for each of `users` (in the
+/// background: the writer does not wait for it).
+fn notify_mentions(ctx: &Context, message: &store::Message, users: &[String]) {
+    if users.is_empty() {
+        return;
+    }
+    let body: String = message
+        .text
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    let mut sender: String = message.sender.chars().take(TITLE_SENDER_CHARS).collect();
+    if sender.len() < message.sender.len() {
+        sender.push('…');
+    }
+    let new = NewNotification {
+        kind: "chat:mention".to_owned(),
+        title: format!("{sender} mentioned you"),
+        body,
+        data: json!({
+            "conversation": message.conversation,
+            "seq": message.seq,
+            "id": message.id,
+            "sender": message.sender,
+        }),
+    };
+    let users = users.to_vec();
+    let notifications = ctx.notifications.clone();
+    ctx.tasks.spawn(async move {
+        if let Err(err) = notifications.create(&users, &new).await {
+            tracing::warn!(%err, "mention notification failed");
+        }
+    });
+}
+
 /// Tells members what the writer did (called by the writer task, in commit
 /// order).
 fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
@@ -253,37 +294,16 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             fresh: true,
         } => {
             emit_to_users(ns, members, "message", &json!(message));
-            if !message.mentions.is_empty() {
-                let body: String = message
-                    .text
-                    .as_deref()
-                    .unwrap_or("")
-                    .chars()
-                    .take(200)
-                    .collect();
-                let new = NewNotification {
-                    kind: "chat:mention".to_owned(),
-                    title: format!("{} mentioned you", message.sender),
-                    body,
-                    data: json!({
-                        "conversation": message.conversation,
-                        "seq": message.seq,
-                        "id": message.id,
-                        "sender": message.sender,
-                    }),
-                };
-                let users = message.mentions.clone();
-                let notifications = ctx.notifications.clone();
-                ctx.tasks.spawn(async move {
-                    if let Err(err) = notifications.create(&users, &new).await {
-                        tracing::warn!(%err, "mention notification failed");
-                    }
-                });
-            }
+            notify_mentions(ctx, message, &message.mentions);
         }
         Done::Sent { fresh: false, .. } => {}
-        Done::Edited { message, members } => {
+        Done::Edited {
+            message,
+            members,
+            mentioned,
+        } => {
             emit_to_users(ns, members, "message:updated", &json!(message));
+            notify_mentions(ctx, message, mentioned);
         }
         Done::Deleted { message, members } => {
             emit_to_users(ns, members, "message:deleted", &json!(message));
@@ -876,6 +896,28 @@ impl Inner {
         Ok((summary, created))
     }
 
+    /// The direct conversation a send `to` another user goes to: looked
+    /// up with a read, created (a write transaction, both users told) only
+    /// when missing — not a write transaction outside the writer per send.
+    async fn direct_for_send(&self, user: &str, other: &str) -> Result<i64, HubError> {
+        self.check_user_id(other)?;
+        if other == user {
+            return Err(bad_request("a direct conversation is with someone else"));
+        }
+        let found = self
+            .ctx
+            .store
+            .timed(async {
+                let mut conn = self.ctx.store.pool().acquire().await?;
+                store::direct_id(&mut conn, user, other).await
+            })
+            .await?;
+        match found {
+            Some(id) => Ok(id),
+            None => Ok(self.direct(user, other, now_ms()).await?.0.id),
+        }
+    }
+
     async fn send(&self, user: &str, send: Send) -> Reply {
         self.check_text(&send.text)?;
         if send.client_id.is_empty() || send.client_id.len() > self.config.max_client_id_bytes {
@@ -890,7 +932,7 @@ impl Inner {
         self.admit(user)?;
         let conversation = match (send.conversation, send.to) {
             (Some(id), _) => id,
-            (None, Some(to)) => self.direct(user, &to, now_ms()).await?.0.id,
+            (None, Some(to)) => self.direct_for_send(user, &to).await?,
             (None, None) => return Err(bad_request("give either conversation or to")),
         };
         match self

@@ -116,6 +116,55 @@ pub async fn conversation(
     row.as_ref().map(conversation_of).transpose()
 }
 
+/// The conversations of `ids` that exist, and their members (by user
+/// id): two statements per [`ROWS_PER_STATEMENT`] ids, for a batch's
+/// conversations at once.
+pub async fn conversations_with_members(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<Vec<(Conversation, Vec<String>)>, sqlx::Error> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let list = placeholders(1, chunk.len());
+        let sql =
+            format!("SELECT {CONVERSATION_COLUMNS} FROM chat_conversations WHERE id IN ({list})");
+        let mut rows = sqlx::query(&sql);
+        for id in chunk {
+            rows = rows.bind(*id);
+        }
+        let rows = rows.fetch_all(&mut *conn).await?;
+        let mut at = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let conversation = conversation_of(row)?;
+            at.insert(conversation.id, found.len());
+            found.push((conversation, Vec::new()));
+        }
+        let sql = format!(
+            "SELECT conversation_id, user_id FROM chat_members WHERE conversation_id IN ({list}) \
+             ORDER BY conversation_id, user_id"
+        );
+        let mut members = sqlx::query(&sql);
+        for id in chunk {
+            members = members.bind(*id);
+        }
+        for row in members.fetch_all(&mut *conn).await? {
+            let conversation: i64 = row.try_get(0)?;
+            if let Some(&i) = at.get(&conversation) {
+                found[i].1.push(row.try_get(1)?);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `$from, $from+1, …` (`n` of them), for an `IN (…)` list.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `user`'s read mark in `conversation`, or `None` if not a member.
 pub async fn membership(
     conn: &mut AnyConnection,
@@ -143,6 +192,20 @@ pub async fn members(
             .fetch_all(&mut *conn)
             .await?;
     rows.iter().map(|r| r.try_get(0)).collect()
+}
+
+/// The id of the direct conversation of `a` and `b`, if it exists (a
+/// read: a send `to` a user looks here before creating anything).
+pub async fn direct_id(
+    conn: &mut AnyConnection,
+    a: &str,
+    b: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query("SELECT id FROM chat_conversations WHERE direct_key = $1")
+        .bind(direct_key(a, b))
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| r.try_get(0)).transpose()
 }
 
 /// The direct conversation of `a` and `b`, created (with both as members)
@@ -378,6 +441,11 @@ pub async fn owner(
     Ok(row.map(|r| r.try_get(0)).transpose()?.flatten())
 }
 
+/// Most rows (or keys) one multi-row statement carries: well under both
+/// dialects' bound on bind parameters (SQLite 32,766, PostgreSQL 65,535)
+/// whatever `chat.max_batch` is; a bigger batch takes several statements.
+pub const ROWS_PER_STATEMENT: usize = 200;
+
 /// The message `sender` sent with `client_id`, if any (a retried send).
 pub async fn by_client_id(
     conn: &mut AnyConnection,
@@ -394,25 +462,150 @@ pub async fn by_client_id(
     row.as_ref().map(message_of).transpose()
 }
 
-/// Takes the next seq of `conversation` (last_seq + 1) and marks it active
-/// at `now`; `None` if there is no such conversation. Inside the write
-/// transaction that stores the message: the row stays locked until commit
-/// (PostgreSQL) or the whole database does (SQLite), so two senders never
-/// get the same seq, and a rollback gives the seq back (no gap).
+/// The messages stored under any of `keys` (`(sender, client_id)`): a
+/// batch's retries, found with one statement per [`ROWS_PER_STATEMENT`]
+/// keys. The keys of one sender share one `sender = … AND client_id IN
+/// (…)` term, the terms joined by `OR`: each term is a search of the
+/// unique `(sender, client_id)` index on both dialects (SQLite scans the
+/// whole index for a row-value `IN`).
+pub async fn by_client_ids(
+    conn: &mut AnyConnection,
+    keys: &[(&str, &str)],
+) -> Result<Vec<Message>, sqlx::Error> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut by_sender: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (sender, client_id) in chunk {
+            match by_sender.iter_mut().find(|(s, _)| s == sender) {
+                Some((_, ids)) => ids.push(client_id),
+                None => by_sender.push((sender, vec![client_id])),
+            }
+        }
+        let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE ");
+        let mut n = 0;
+        for (i, (_, ids)) in by_sender.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            n += 1;
+            sql.push_str(&format!("(sender = ${n} AND client_id IN ("));
+            for j in 0..ids.len() {
+                n += 1;
+                sql.push_str(if j == 0 { "" } else { ", " });
+                sql.push_str(&format!("${n}"));
+            }
+            sql.push_str("))");
+        }
+        let mut query = sqlx::query(&sql);
+        for (sender, ids) in &by_sender {
+            query = query.bind(*sender);
+            for id in ids {
+                query = query.bind(*id);
+            }
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.push(message_of(&row)?);
+        }
+    }
+    Ok(found)
+}
+
+/// Takes the next `n` seqs of `conversation` (`last_seq + 1 ..= last_seq +
+/// n`) and marks it active at `now`; returns the new `last_seq`, `None` if
+/// there is no such conversation. Inside the write transaction that stores
+/// the messages: the row stays locked until commit (PostgreSQL) or the
+/// whole database does (SQLite), so two senders never get the same seq,
+/// and a rollback gives the seqs back (no gap).
+pub async fn take_seqs(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    n: i64,
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(
+        "UPDATE chat_conversations SET last_seq = last_seq + $3, last_activity = $2 \
+         WHERE id = $1 RETURNING last_seq",
+    )
+    .bind(conversation)
+    .bind(now)
+    .bind(n)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| r.try_get(0)).transpose()
+}
+
+/// [`take_seqs`] for several conversations at once: `(conversation, n)`
+/// each, one `UPDATE` per [`ROWS_PER_STATEMENT`] conversations; the new
+/// `last_seq` of each conversation found.
+pub async fn take_seqs_of(
+    conn: &mut AnyConnection,
+    takes: &[(i64, i64)],
+    now: i64,
+) -> Result<std::collections::HashMap<i64, i64>, sqlx::Error> {
+    let mut last = std::collections::HashMap::with_capacity(takes.len());
+    for chunk in takes.chunks(ROWS_PER_STATEMENT) {
+        let mut cases = String::new();
+        for i in 0..chunk.len() {
+            cases.push_str(&format!(" WHEN ${} THEN ${}", 2 + 2 * i, 3 + 2 * i));
+        }
+        let ids = (0..chunk.len())
+            .map(|i| format!("${}", 2 + 2 * i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE chat_conversations SET last_seq = last_seq + CASE id{cases} ELSE 0 END, \
+             last_activity = $1 WHERE id IN ({ids}) RETURNING id, last_seq"
+        );
+        let mut query = sqlx::query(&sql).bind(now);
+        for (conversation, n) in chunk {
+            query = query.bind(*conversation).bind(*n);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            last.insert(row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?);
+        }
+    }
+    Ok(last)
+}
+
+/// [`advance_read`] for several `(conversation, user, seq)` at once, one
+/// `UPDATE` per [`ROWS_PER_STATEMENT`] of them (each pair once).
+pub async fn advance_reads(
+    conn: &mut AnyConnection,
+    marks: &[(i64, &str, i64)],
+) -> Result<(), sqlx::Error> {
+    for chunk in marks.chunks(ROWS_PER_STATEMENT) {
+        let mut cases = String::new();
+        let mut terms = Vec::with_capacity(chunk.len());
+        for i in 0..chunk.len() {
+            let (c, u, s) = (1 + 3 * i, 2 + 3 * i, 3 + 3 * i);
+            cases.push_str(&format!(
+                " WHEN conversation_id = ${c} AND user_id = ${u} THEN ${s}"
+            ));
+            terms.push(format!(
+                "(conversation_id = ${c} AND user_id = ${u} AND last_read_seq < ${s})"
+            ));
+        }
+        let sql = format!(
+            "UPDATE chat_members SET last_read_seq = CASE{cases} ELSE last_read_seq END \
+             WHERE {}",
+            terms.join(" OR ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (conversation, user, seq) in chunk {
+            query = query.bind(*conversation).bind(*user).bind(*seq);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Takes the next seq of `conversation` (see [`take_seqs`]).
 pub async fn next_seq(
     conn: &mut AnyConnection,
     conversation: i64,
     now: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(
-        "UPDATE chat_conversations SET last_seq = last_seq + 1, last_activity = $2 \
-         WHERE id = $1 RETURNING last_seq",
-    )
-    .bind(conversation)
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| r.try_get(0)).transpose()
+    take_seqs(conn, conversation, 1, now).await
 }
 
 /// Stores `new` and its mentions; returns its id.
@@ -420,32 +613,126 @@ pub async fn insert_message(
     conn: &mut AnyConnection,
     new: &NewMessage<'_>,
 ) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(
-        "INSERT INTO chat_messages (conversation_id, seq, sender, client_id, text, reply_to, \
-         mentions, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(new.conversation)
-    .bind(new.seq)
-    .bind(new.sender)
-    .bind(new.client_id)
-    .bind(new.text)
-    .bind(new.reply_to)
-    .bind(serde_json::to_string(new.mentions).unwrap_or_else(|_| "[]".to_owned()))
-    .bind(new.ts)
-    .fetch_one(&mut *conn)
-    .await?;
-    for user in new.mentions {
-        sqlx::query(
-            "INSERT INTO chat_mentions (user_id, conversation_id, seq) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(user)
-        .bind(new.conversation)
-        .bind(new.seq)
+    let ids = insert_messages(conn, std::slice::from_ref(new)).await?;
+    ids.first().copied().ok_or(sqlx::Error::RowNotFound)
+}
+
+/// Stores `news` and their mentions, a multi-row `INSERT` per
+/// [`ROWS_PER_STATEMENT`] messages; returns their ids, in the order of
+/// `news`. (Neither dialect promises `RETURNING` rows in `VALUES` order:
+/// they are matched by `(conversation, seq)`.)
+pub async fn insert_messages(
+    conn: &mut AnyConnection,
+    news: &[NewMessage<'_>],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut ids = std::collections::HashMap::with_capacity(news.len());
+    for chunk in news.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO chat_messages (conversation_id, seq, sender, client_id, text, \
+             reply_to, mentions, created_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 8;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        sql.push_str(" RETURNING id, conversation_id, seq");
+        let mut query = sqlx::query(&sql);
+        for new in chunk {
+            query = query
+                .bind(new.conversation)
+                .bind(new.seq)
+                .bind(new.sender)
+                .bind(new.client_id)
+                .bind(new.text)
+                .bind(new.reply_to)
+                .bind(serde_json::to_string(new.mentions).unwrap_or_else(|_| "[]".to_owned()))
+                .bind(new.ts);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let id: i64 = row.try_get(0)?;
+            ids.insert((row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?), id);
+        }
+    }
+    let mentions: Vec<(&str, i64, i64)> = news
+        .iter()
+        .flat_map(|new| {
+            new.mentions
+                .iter()
+                .map(|user| (user.as_str(), new.conversation, new.seq))
+        })
+        .collect();
+    insert_mentions(conn, &mentions).await?;
+    news.iter()
+        .map(|new| {
+            ids.get(&(new.conversation, new.seq))
+                .copied()
+                .ok_or(sqlx::Error::RowNotFound)
+        })
+        .collect()
+}
+
+/// Records mentions `(user, conversation, seq)`, several per statement.
+async fn insert_mentions(
+    conn: &mut AnyConnection,
+    mentions: &[(&str, i64, i64)],
+) -> Result<(), sqlx::Error> {
+    for chunk in mentions.chunks(ROWS_PER_STATEMENT) {
+        let mut sql =
+            String::from("INSERT INTO chat_mentions (user_id, conversation_id, seq) VALUES ");
+        for i in 0..chunk.len() {
+            let b = i * 3;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut query = sqlx::query(&sql);
+        for (user, conversation, seq) in chunk {
+            query = query.bind(*user).bind(*conversation).bind(*seq);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Makes `mentions` the mentions of message `seq` (an edit): its
+/// `mentions` column and its rows, those no longer named removed.
+pub async fn set_mentions(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    seq: i64,
+    mentions: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE chat_messages SET mentions = $3 WHERE conversation_id = $1 AND seq = $2")
+        .bind(conversation)
+        .bind(seq)
+        .bind(serde_json::to_string(mentions).unwrap_or_else(|_| "[]".to_owned()))
         .execute(&mut *conn)
         .await?;
-    }
-    row.try_get(0)
+    sqlx::query("DELETE FROM chat_mentions WHERE conversation_id = $1 AND seq = $2")
+        .bind(conversation)
+        .bind(seq)
+        .execute(&mut *conn)
+        .await?;
+    let rows: Vec<(&str, i64, i64)> = mentions
+        .iter()
+        .map(|user| (user.as_str(), conversation, seq))
+        .collect();
+    insert_mentions(conn, &rows).await
 }
 
 /// Message `seq` of `conversation`, if any.

@@ -105,9 +105,12 @@ pub enum Done {
         members: Vec<String>,
         fresh: bool,
     },
+    /// `mentioned`: members the new text names and the old did not (to
+    /// be notified).
     Edited {
         message: Message,
         members: Vec<String>,
+        mentioned: Vec<String>,
     },
     Deleted {
         message: Message,
@@ -234,23 +237,89 @@ async fn run(
 
 /// Runs `ops` in one transaction; one outcome per operation (a refusal is
 /// an outcome: it wrote nothing), or the store error that rolled all back.
+///
+/// The store's timeout bounds the transaction's body, not its `COMMIT`:
+/// once a `COMMIT` is sent only the database knows whether it took effect,
+/// and an `unavailable` answered before it said so is how a message got
+/// stored and never delivered (the retry found it stored and answered it as
+/// a duplicate). So the writer waits for the database's answer; if that
+/// answer is an error that leaves the outcome unknown (a connection lost
+/// mid-`COMMIT`), [`committed_anyway`] looks the batch's new messages up.
 async fn commit(
     store: &Store,
     ops: &[&Op],
     max_mentions: usize,
 ) -> Result<Vec<Outcome>, crate::store::StoreError> {
-    store
+    let started = std::time::Instant::now();
+    let (tx, outcomes) = store
         .timed(async {
             let mut tx = store.begin_write().await?;
             let mut members = Members::default();
             let mut outcomes = Vec::with_capacity(ops.len());
-            for op in ops {
-                outcomes.push(apply(&mut tx, op, &mut members, max_mentions).await?);
+            let mut at = 0;
+            while at < ops.len() {
+                // A run of sends takes per-batch statements; anything else
+                // runs alone, after the sends before it are written (an edit
+                // or a read may concern them).
+                let sends = ops[at..]
+                    .iter()
+                    .take_while(|op| matches!(op, Op::Send { .. }))
+                    .count();
+                if sends > 0 {
+                    let run = &ops[at..at + sends];
+                    outcomes.extend(send_all(&mut tx, run, &mut members, max_mentions).await?);
+                    at += sends;
+                } else {
+                    outcomes.push(apply(&mut tx, ops[at], &mut members, max_mentions).await?);
+                    at += 1;
+                }
             }
-            tx.commit().await?;
-            Ok(outcomes)
+            Ok((tx, outcomes))
         })
-        .await
+        .await?;
+    let body = started.elapsed();
+    let committed = tx.commit().await;
+    tracing::debug!(
+        ops = ops.len(),
+        body_us = body.as_micros() as u64,
+        commit_us = (started.elapsed() - body).as_micros() as u64,
+        ok = committed.is_ok(),
+        "chat batch"
+    );
+    if let Err(err) = committed {
+        if committed_anyway(store, &outcomes).await {
+            tracing::warn!(%err, "chat batch: the COMMIT failed, yet its messages are stored");
+            return Ok(outcomes);
+        }
+        return Err(err.into());
+    }
+    Ok(outcomes)
+}
+
+/// Whether a batch whose `COMMIT` answered an error was committed all the
+/// same: its first new message is in the store (a transaction is all or
+/// nothing). A batch without a new message is taken as not committed (its
+/// operations are safe to retry: an edit sets the same text, a read mark
+/// only moves up). PostgreSQL may still be committing when the connection
+/// is lost: the look-up can then miss it, which is no worse than before.
+async fn committed_anyway(store: &Store, outcomes: &[Outcome]) -> bool {
+    let Some(sent) = outcomes.iter().find_map(|outcome| match outcome {
+        Ok(Done::Sent {
+            message,
+            fresh: true,
+            ..
+        }) => Some(message),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let found = store
+        .timed(async {
+            let mut conn = store.pool().acquire().await?;
+            store::by_client_id(&mut conn, &sent.sender, &sent.client_id).await
+        })
+        .await;
+    matches!(found, Ok(Some(stored)) if stored.id == sent.id)
 }
 
 /// The rows and members of the conversations a batch touched, read once
@@ -275,6 +344,26 @@ impl Members {
             self.1.insert(id, found.clone());
         }
         Ok(found)
+    }
+
+    /// Reads the rows and members of those of `ids` not read yet, with
+    /// two statements in all (a run of sends to many conversations).
+    async fn prefetch(&mut self, conn: &mut AnyConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+        let mut missing: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.1.contains_key(id))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for (found, list) in store::conversations_with_members(conn, &missing).await? {
+            self.0.entry(found.id).or_insert(list);
+            self.1.entry(found.id).or_insert(found);
+        }
+        Ok(())
     }
 
     async fn of(
@@ -314,6 +403,261 @@ async fn member_of(
     Ok(Ok((found, list.clone())))
 }
 
+/// The error of a `client_id` its sender already used in another
+/// conversation.
+fn client_id_conflict(client_id: &str, other: i64) -> HubError {
+    HubError::new(
+        "conflict",
+        format!("client_id {client_id:?} was used for a message in conversation {other}"),
+    )
+}
+
+/// What one send of a run comes to, before anything is written.
+enum Planned {
+    Refused(HubError),
+    /// A retry of a message stored before this run; the members now.
+    Stored(Message, Vec<String>),
+    /// A retry of the run's `n`th new message.
+    Again(usize),
+    /// The run's `n`th new message.
+    New(usize),
+}
+
+/// A new message of a run, its seq to come.
+struct Fresh<'a> {
+    conversation: i64,
+    user: &'a str,
+    client_id: &'a str,
+    text: &'a str,
+    reply_to: Option<i64>,
+    mentions: Vec<String>,
+    members: Vec<String>,
+    seq: i64,
+}
+
+/// Runs consecutive sends with per-run statements, whatever their number:
+/// one `client_id` look-up, one seq `UPDATE` per conversation (by id, so
+/// two nodes' batches lock the rows of PostgreSQL in the same order), one
+/// multi-row `INSERT` (and one of mentions), one read-mark `UPDATE` per
+/// conversation and sender. Every check comes before the first write, so a
+/// refused send writes nothing; two sends of one `client_id` in the run
+/// are one message (the second answered as the retry it is).
+async fn send_all(
+    conn: &mut AnyConnection,
+    ops: &[&Op],
+    members: &mut Members,
+    max_mentions: usize,
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    let now = now_ms();
+    // Membership, from the batch's cache (read at once for all).
+    let ids: Vec<i64> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Send { conversation, .. } => Some(*conversation),
+            _ => None,
+        })
+        .collect();
+    members.prefetch(conn, &ids).await?;
+    let mut checked = Vec::with_capacity(ops.len());
+    for op in ops {
+        let Op::Send {
+            user, conversation, ..
+        } = op
+        else {
+            checked.push(Err(HubError::new("internal", "not a send")));
+            continue;
+        };
+        checked.push(member_of(conn, members, *conversation, user).await?);
+    }
+    // Retries of messages stored before this run.
+    let keys: Vec<(&str, &str)> = ops
+        .iter()
+        .zip(&checked)
+        .filter_map(|(op, checked)| match (op, checked) {
+            (
+                Op::Send {
+                    user, client_id, ..
+                },
+                Ok(_),
+            ) => Some((user.as_str(), client_id.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut stored: HashMap<(String, String), Message> = HashMap::new();
+    if !keys.is_empty() {
+        for message in store::by_client_ids(conn, &keys).await? {
+            stored.insert((message.sender.clone(), message.client_id.clone()), message);
+        }
+    }
+    // Each send's fate, in order; the new ones counted per conversation.
+    let mut plans = Vec::with_capacity(ops.len());
+    let mut fresh: Vec<Fresh> = Vec::new();
+    let mut pending: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut taken: HashMap<i64, i64> = HashMap::new();
+    for (op, checked) in ops.iter().zip(checked) {
+        let Op::Send {
+            user,
+            conversation,
+            client_id,
+            text,
+            reply_to,
+        } = op
+        else {
+            plans.push(Planned::Refused(HubError::new("internal", "not a send")));
+            continue;
+        };
+        let (found, list) = match checked {
+            Ok(found) => found,
+            Err(err) => {
+                plans.push(Planned::Refused(err));
+                continue;
+            }
+        };
+        // A retry (the ack was lost): the first outcome again, whatever
+        // this one carries, and nothing stored or delivered twice.
+        if let Some(message) = stored.get(&(user.clone(), client_id.clone())) {
+            plans.push(if message.conversation == *conversation {
+                Planned::Stored(message.clone(), list)
+            } else {
+                Planned::Refused(client_id_conflict(client_id, message.conversation))
+            });
+            continue;
+        }
+        if let Some(&n) = pending.get(&(user.as_str(), client_id.as_str())) {
+            plans.push(if fresh[n].conversation == *conversation {
+                Planned::Again(n)
+            } else {
+                Planned::Refused(client_id_conflict(client_id, fresh[n].conversation))
+            });
+            continue;
+        }
+        let before = taken.get(conversation).copied().unwrap_or(0);
+        if let Some(seq) = reply_to
+            && (*seq < 1 || *seq > found.last_seq + before)
+        {
+            plans.push(Planned::Refused(HubError::new(
+                "bad_request",
+                format!("reply_to: no message {seq} in this conversation"),
+            )));
+            continue;
+        }
+        taken.insert(*conversation, before + 1);
+        pending.insert((user.as_str(), client_id.as_str()), fresh.len());
+        plans.push(Planned::New(fresh.len()));
+        fresh.push(Fresh {
+            conversation: *conversation,
+            user,
+            client_id,
+            text,
+            reply_to: *reply_to,
+            mentions: super::mentions::find(text, user, &list, max_mentions),
+            members: list,
+            seq: 0,
+        });
+    }
+    if !fresh.is_empty() {
+        // Seqs: one UPDATE for all the run's conversations.
+        let mut takes: Vec<(i64, i64)> = taken.into_iter().collect();
+        takes.sort_unstable();
+        let lasts = store::take_seqs_of(conn, &takes, now).await?;
+        for (conversation, n) in takes {
+            // Conversations are never deleted: it was read in this
+            // transaction.
+            let last = *lasts.get(&conversation).ok_or(sqlx::Error::RowNotFound)?;
+            if let Some(cached) = members.1.get_mut(&conversation) {
+                cached.last_seq = last;
+                cached.last_activity = now;
+            }
+            let mut seq = last - n;
+            for new in fresh.iter_mut().filter(|f| f.conversation == conversation) {
+                seq += 1;
+                new.seq = seq;
+            }
+        }
+        let rows: Vec<NewMessage> = fresh
+            .iter()
+            .map(|f| NewMessage {
+                conversation: f.conversation,
+                seq: f.seq,
+                sender: f.user,
+                client_id: f.client_id,
+                text: f.text,
+                reply_to: f.reply_to,
+                mentions: &f.mentions,
+                ts: now,
+            })
+            .collect();
+        let ids = store::insert_messages(conn, &rows).await?;
+        // What one sends, one has read: the mark at one's last message.
+        let mut marks: HashMap<(i64, &str), i64> = HashMap::new();
+        for f in &fresh {
+            let mark = marks.entry((f.conversation, f.user)).or_default();
+            *mark = (*mark).max(f.seq);
+        }
+        let marks: Vec<(i64, &str, i64)> = marks.into_iter().map(|((c, u), s)| (c, u, s)).collect();
+        store::advance_reads(conn, &marks).await?;
+        let messages: Vec<Message> = fresh
+            .iter()
+            .zip(ids)
+            .map(|(f, id)| Message {
+                id,
+                conversation: f.conversation,
+                seq: f.seq,
+                sender: f.user.to_owned(),
+                client_id: f.client_id.to_owned(),
+                text: Some(f.text.to_owned()),
+                reply_to: f.reply_to,
+                mentions: f.mentions.clone(),
+                ts: now,
+                edited_at: None,
+                deleted: false,
+            })
+            .collect();
+        return Ok(outcomes_of(plans, fresh, messages));
+    }
+    Ok(outcomes_of(plans, fresh, Vec::new()))
+}
+
+/// The outcomes of a run of sends, once its new messages are written
+/// (`messages[n]` is `fresh[n]` stored).
+fn outcomes_of(plans: Vec<Planned>, fresh: Vec<Fresh>, messages: Vec<Message>) -> Vec<Outcome> {
+    // A retry within the run shares its message: copied before the first
+    // send's message moves into its outcome.
+    let plans: Vec<Planned> = plans
+        .into_iter()
+        .map(|plan| match plan {
+            Planned::Again(n) => Planned::Stored(messages[n].clone(), fresh[n].members.clone()),
+            other => other,
+        })
+        .collect();
+    let mut news: Vec<Option<(Message, Vec<String>)>> = messages
+        .into_iter()
+        .zip(fresh)
+        .map(|(message, f)| Some((message, f.members)))
+        .collect();
+    plans
+        .into_iter()
+        .map(|plan| match plan {
+            Planned::Refused(err) => Err(err),
+            Planned::Stored(message, members) => Ok(Done::Sent {
+                message,
+                members,
+                fresh: false,
+            }),
+            Planned::New(n) => match news.get_mut(n).and_then(Option::take) {
+                Some((message, members)) => Ok(Done::Sent {
+                    message,
+                    members,
+                    fresh: true,
+                }),
+                None => Err(HubError::new("internal", "a message was lost")),
+            },
+            // Turned into `Stored` above.
+            Planned::Again(_) => Err(HubError::new("internal", "a retry was lost")),
+        })
+        .collect()
+}
+
 /// Runs one operation: every check before any write, so a refusal leaves
 /// the transaction as it found it.
 async fn apply(
@@ -324,72 +668,9 @@ async fn apply(
 ) -> Result<Outcome, sqlx::Error> {
     let now = now_ms();
     match op {
-        Op::Send {
-            user,
-            conversation,
-            client_id,
-            text,
-            reply_to,
-        } => {
-            let (found, list) = match member_of(conn, members, *conversation, user).await? {
-                Ok(found) => found,
-                Err(err) => return Ok(Err(err)),
-            };
-            // A retry (the ack was lost): the first outcome again, whatever
-            // this one carries, and nothing stored or delivered twice.
-            if let Some(message) = store::by_client_id(conn, user, client_id).await? {
-                return Ok(Ok(Done::Sent {
-                    message,
-                    members: list,
-                    fresh: false,
-                }));
-            }
-            if let Some(seq) = reply_to
-                && (*seq < 1 || *seq > found.last_seq)
-            {
-                return Ok(Err(HubError::new(
-                    "bad_request",
-                    format!("reply_to: no message {seq} in this conversation"),
-                )));
-            }
-            let mentions = super::mentions::find(text, user, &list, max_mentions);
-            let Some(seq) = store::next_seq(conn, *conversation, now).await? else {
-                return Ok(Err(not_found()));
-            };
-            if let Some(cached) = members.1.get_mut(conversation) {
-                cached.last_seq = seq;
-                cached.last_activity = now;
-            }
-            let new = NewMessage {
-                conversation: *conversation,
-                seq,
-                sender: user,
-                client_id,
-                text,
-                reply_to: *reply_to,
-                mentions: &mentions,
-                ts: now,
-            };
-            let id = store::insert_message(conn, &new).await?;
-            // What one sends, one has read.
-            store::advance_read(conn, *conversation, user, seq).await?;
-            Ok(Ok(Done::Sent {
-                message: Message {
-                    id,
-                    conversation: *conversation,
-                    seq,
-                    sender: user.clone(),
-                    client_id: client_id.clone(),
-                    text: Some(text.clone()),
-                    reply_to: *reply_to,
-                    mentions,
-                    ts: now,
-                    edited_at: None,
-                    deleted: false,
-                },
-                members: list,
-                fresh: true,
-            }))
+        Op::Send { .. } => {
+            let mut one = send_all(conn, &[op], members, max_mentions).await?;
+            Ok(one.pop().unwrap_or_else(|| Err(not_found())))
         }
         Op::Edit {
             user,
@@ -406,13 +687,26 @@ async fn apply(
                 Err(err) => return Ok(Err(err)),
             };
             store::edit(conn, *conversation, *seq, text, now).await?;
+            // The new text's mentions replace the old ones: who is no
+            // longer named stops counting it, who is newly named is told.
+            let mentions = super::mentions::find(text, user, &list, max_mentions);
+            if mentions != message.mentions {
+                store::set_mentions(conn, *conversation, *seq, &mentions).await?;
+            }
+            let mentioned = mentions
+                .iter()
+                .filter(|m| !message.mentions.contains(m))
+                .cloned()
+                .collect();
             Ok(Ok(Done::Edited {
                 message: Message {
                     text: Some(text.clone()),
                     edited_at: Some(now),
+                    mentions,
                     ..message
                 },
                 members: list,
+                mentioned,
             }))
         }
         Op::Delete {
@@ -610,3 +904,7 @@ async fn own_message(
         Some(message) => Ok(message),
     })
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;

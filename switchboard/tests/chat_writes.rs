@@ -1,0 +1,248 @@
+//! `/chat`'s write path over the wire: a send `to` a user whose direct
+//! conversation exists writes nothing outside the writer, an edit's
+//! mentions follow its text (notified, counted), a mention by a user with
+//! a very long id still notifies, and a `client_id` reused in another
+//! conversation is a `conflict`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, RemoveOnDrop, rand_suffix, start_raw, token};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// One connection of `user`, in `/chat` and `/notifications`; what it
+/// receives, by a reader task.
+struct Device {
+    tx: futures_util::stream::SplitSink<common::Ws, WsMessage>,
+    frames: tokio::sync::mpsc::UnboundedReceiver<String>,
+    next_id: u64,
+}
+
+async fn device(addr: std::net::SocketAddr, user: &str) -> Device {
+    let mut client = Client::open(addr).await;
+    for ns in ["/chat", "/notifications"] {
+        client
+            .send(&format!(r#"40{ns},{{"token":"{}"}}"#, token(user, 600)))
+            .await;
+        loop {
+            let reply = client.recv().await;
+            if reply.starts_with(&format!("40{ns},{{")) {
+                break;
+            }
+            assert!(!reply.starts_with("44"), "{reply}");
+        }
+    }
+    let (tx, mut rx) = client.ws.split();
+    let (frames_tx, frames) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = rx.next().await {
+            if let WsMessage::Text(text) = frame
+                && frames_tx.send(text.to_string()).is_err()
+            {
+                return;
+            }
+        }
+    });
+    Device {
+        tx,
+        frames,
+        next_id: 1,
+    }
+}
+
+impl Device {
+    /// Emits `event` on `/chat` and returns its ack (events before it are
+    /// skipped).
+    async fn call(&mut self, event: &str, payload: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = format!("42/chat,{id}{}", json!([event, payload]));
+        self.tx.send(WsMessage::text(frame)).await.unwrap();
+        let head = format!("43/chat,{id}");
+        loop {
+            let frame = self.next().await;
+            if let Some(rest) = frame.strip_prefix(&head)
+                && rest.starts_with('[')
+            {
+                let v: Value = serde_json::from_str(rest).unwrap();
+                return v[0].clone();
+            }
+        }
+    }
+
+    async fn next(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(20), self.frames.recv())
+            .await
+            .expect("timed out")
+            .expect("connection ended")
+    }
+
+    /// The next `/notifications` `notification` event.
+    async fn notification(&mut self) -> Value {
+        loop {
+            let frame = self.next().await;
+            if let Some(rest) = frame.strip_prefix("42/notifications,") {
+                let v: Value = serde_json::from_str(rest).unwrap();
+                if v[0] == "notification" {
+                    return v[1]["notification"].clone();
+                }
+            }
+        }
+    }
+}
+
+struct Server {
+    server: common::RawServer,
+    url: String,
+    _dir: RemoveOnDrop,
+}
+
+async fn server() -> Server {
+    let dir = std::env::temp_dir().join(format!("sb-chat-writes-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = hub::store::sqlite_url_of(&dir.join("hub.db"));
+    let server = start_raw(&format!(
+        "[auth]\nhs256_secret = \"test-secret\"\n[limits]\nevents_per_sec = 0\n\
+         [chat]\nmessages_per_sec = 0\n[store]\nurl = {url:?}\ntimeout_ms = 20000\n"
+    ))
+    .await;
+    Server {
+        server,
+        url,
+        _dir: RemoveOnDrop(dir),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_to_a_user_whose_direct_conversation_exists_writes_nothing_before_the_writer() {
+    let s = server().await;
+    let mut alice = device(s.server.addr, "alice").await;
+    let created = alice
+        .call("conversation:create", json!({"direct": "bob"}))
+        .await;
+    let conversation = created["conversation"]["id"].as_i64().unwrap();
+    // From now on no conversation can be created: a send `to` bob that
+    // still ran the get-or-create's INSERT fails.
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(&s.url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER no_new_conversations BEFORE INSERT ON chat_conversations \
+         BEGIN SELECT RAISE(ABORT, 'no new conversations'); END",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let ack = alice
+        .call(
+            "message",
+            json!({"to": "bob", "client_id": "t1", "text": "hi"}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["conversation"], conversation);
+    assert_eq!(ack["seq"], 1);
+    // The trigger does bite where a conversation must be created.
+    let ack = alice
+        .call(
+            "message",
+            json!({"to": "carol", "client_id": "t2", "text": "hi"}),
+        )
+        .await;
+    assert_eq!(ack["error"]["code"], "unavailable", "{ack}");
+    db.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_notifies_who_it_newly_mentions_and_uncounts_who_it_no_longer_does() {
+    let s = server().await;
+    let mut alice = device(s.server.addr, "alice").await;
+    let mut bob = device(s.server.addr, "bob").await;
+    let sent = alice
+        .call(
+            "message",
+            json!({"to": "bob", "client_id": "e1", "text": "hello"}),
+        )
+        .await;
+    assert_eq!(sent["ok"], true, "{sent}");
+    let conversation = sent["conversation"].clone();
+    let edit = |text: &str| json!({"conversation": conversation, "seq": 1, "text": text});
+
+    let edited = alice.call("message:edit", edit("hello @bob")).await;
+    assert_eq!(edited["message"]["mentions"], json!(["bob"]), "{edited}");
+    let note = bob.notification().await;
+    assert_eq!(note["type"], "chat:mention");
+    assert_eq!(note["data"]["seq"], 1);
+    let listed = bob.call("conversations", json!({})).await;
+    assert_eq!(listed["conversations"][0]["mentions"], 1, "{listed}");
+
+    let edited = alice.call("message:edit", edit("hello again")).await;
+    assert_eq!(edited["message"]["mentions"], json!([]), "{edited}");
+    let listed = bob.call("conversations", json!({})).await;
+    assert_eq!(listed["conversations"][0]["mentions"], 0, "{listed}");
+    let page = bob
+        .call("history", json!({"conversation": conversation}))
+        .await;
+    assert_eq!(page["messages"][0]["mentions"], json!([]), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_by_a_user_with_a_long_id_notifies_with_a_bounded_title() {
+    let s = server().await;
+    let long = "l".repeat(400);
+    let mut sender = device(s.server.addr, &long).await;
+    let mut bob = device(s.server.addr, "bob").await;
+    let sent = sender
+        .call(
+            "message",
+            json!({"to": "bob", "client_id": "m1", "text": "look @bob"}),
+        )
+        .await;
+    assert_eq!(sent["ok"], true, "{sent}");
+    let note = bob.notification().await;
+    let title = note["title"].as_str().unwrap();
+    assert!(title.chars().count() <= 100, "{title}");
+    assert!(title.starts_with("llll") && title.ends_with("… mentioned you"));
+    assert_eq!(note["data"]["sender"], long.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_sent_again_to_another_conversation_is_a_conflict() {
+    let s = server().await;
+    let mut alice = device(s.server.addr, "alice").await;
+    let first = alice
+        .call(
+            "message",
+            json!({"to": "bob", "client_id": "same", "text": "to bob"}),
+        )
+        .await;
+    assert_eq!(first["ok"], true, "{first}");
+    let again = alice
+        .call(
+            "message",
+            json!({"to": "carol", "client_id": "same", "text": "to carol"}),
+        )
+        .await;
+    assert_eq!(again["error"]["code"], "conflict", "{again}");
+    let page = alice.call("conversations", json!({})).await;
+    let carol = page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["members"] == json!(["alice", "carol"]))
+        .unwrap()
+        .clone();
+    assert_eq!(carol["last_seq"], 0, "nothing stored: {carol}");
+    // The retry in the right conversation is still the first message.
+    let retry = alice
+        .call(
+            "message",
+            json!({"to": "bob", "client_id": "same", "text": "to bob"}),
+        )
+        .await;
+    assert_eq!(retry["duplicate"], true);
+    assert_eq!(retry["id"], first["id"]);
+}
