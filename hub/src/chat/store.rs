@@ -157,6 +157,24 @@ pub async fn conversations_with_members(
     Ok(found)
 }
 
+/// Bind parameter `n` (from 1) of a statement whose parameters appear
+/// once each, in order: `?` on SQLite, `$n` on PostgreSQL. SQLite finds a
+/// numbered parameter's number by a linear search of the statement's
+/// parameter names, once per parameter — quadratic in a multi-row
+/// `INSERT` (a quarter of the writer's time with `$n`); an anonymous `?`
+/// needs no search.
+fn param(sqlite: bool, n: usize) -> String {
+    if sqlite {
+        "?".to_owned()
+    } else {
+        format!("${n}")
+    }
+}
+
+fn is_sqlite(conn: &AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("sqlite")
+}
+
 /// `$from, $from+1, …` (`n` of them), for an `IN (…)` list.
 fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
@@ -472,6 +490,7 @@ pub async fn by_client_ids(
     conn: &mut AnyConnection,
     keys: &[(&str, &str)],
 ) -> Result<Vec<Message>, sqlx::Error> {
+    let sqlite = is_sqlite(conn);
     let mut found = Vec::new();
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
         let mut by_sender: Vec<(&str, Vec<&str>)> = Vec::new();
@@ -488,11 +507,14 @@ pub async fn by_client_ids(
                 sql.push_str(" OR ");
             }
             n += 1;
-            sql.push_str(&format!("(sender = ${n} AND client_id IN ("));
+            sql.push_str(&format!(
+                "(sender = {} AND client_id IN (",
+                param(sqlite, n)
+            ));
             for j in 0..ids.len() {
                 n += 1;
                 sql.push_str(if j == 0 { "" } else { ", " });
-                sql.push_str(&format!("${n}"));
+                sql.push_str(&param(sqlite, n));
             }
             sql.push_str("))");
         }
@@ -625,6 +647,7 @@ pub async fn insert_messages(
     conn: &mut AnyConnection,
     news: &[NewMessage<'_>],
 ) -> Result<Vec<i64>, sqlx::Error> {
+    let sqlite = is_sqlite(conn);
     let mut ids = std::collections::HashMap::with_capacity(news.len());
     for chunk in news.chunks(ROWS_PER_STATEMENT) {
         let mut sql = String::from(
@@ -636,17 +659,8 @@ pub async fn insert_messages(
             if i > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            ));
+            let row: Vec<String> = (b + 1..=b + 8).map(|n| param(sqlite, n)).collect();
+            sql.push_str(&format!("({})", row.join(", ")));
         }
         sql.push_str(" RETURNING id, conversation_id, seq");
         let mut query = sqlx::query(&sql);
@@ -689,6 +703,7 @@ async fn insert_mentions(
     conn: &mut AnyConnection,
     mentions: &[(&str, i64, i64)],
 ) -> Result<(), sqlx::Error> {
+    let sqlite = is_sqlite(conn);
     for chunk in mentions.chunks(ROWS_PER_STATEMENT) {
         let mut sql =
             String::from("INSERT INTO chat_mentions (user_id, conversation_id, seq) VALUES ");
@@ -697,7 +712,8 @@ async fn insert_mentions(
             if i > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
+            let row: Vec<String> = (b + 1..=b + 3).map(|n| param(sqlite, n)).collect();
+            sql.push_str(&format!("({})", row.join(", ")));
         }
         sql.push_str(" ON CONFLICT DO NOTHING");
         let mut query = sqlx::query(&sql);

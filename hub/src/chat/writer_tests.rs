@@ -307,3 +307,61 @@ async fn a_commit_slower_than_the_store_timeout_is_delivered_not_answered_unavai
     reader.close().await.unwrap();
     store.close().await;
 }
+
+/// A measurement, not a check (`cargo test --release -p hub --lib --
+/// --ignored writer_alone`): the writer alone on SQLite, without sockets,
+/// clients or delivery: `SENDERS` tasks (each one send in flight, as a
+/// socket's events run one at a time) in `SENDERS / 2` direct
+/// conversations. Prints messages/s (batch sizes and times: `RUST_LOG=debug`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn writer_alone() {
+    let senders: usize = std::env::var("SENDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let per_sender = 20_000 / senders;
+    let scratch = Scratch::new("alone");
+    let store = scratch.open(4, Duration::from_secs(30)).await;
+    let mut conversations = Vec::new();
+    for i in (0..senders).step_by(2) {
+        conversations.push(direct(&store, &format!("u{i}"), &format!("u{}", i + 1)).await);
+    }
+    let tasks = Tasks::new();
+    let writer = Writer::start(
+        store.clone(),
+        &tasks,
+        256,
+        10_000,
+        8,
+        Arc::new(|_: &Done| {}),
+    );
+    let started = std::time::Instant::now();
+    let mut running = Vec::new();
+    for s in 0..senders {
+        let writer = writer.clone();
+        let conversation = conversations[s / 2];
+        running.push(tokio::spawn(async move {
+            for i in 0..per_sender {
+                let op = send(
+                    &format!("u{s}"),
+                    conversation,
+                    &format!("m{i}"),
+                    "hello, this is a message of fifty characters",
+                );
+                writer.submit(op).await.unwrap();
+            }
+        }));
+    }
+    for task in running {
+        task.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "writer alone: {senders} senders, {} messages in {secs:.2} s: {:.0} messages/s",
+        senders * per_sender,
+        (senders * per_sender) as f64 / secs
+    );
+    tasks.shutdown(Duration::from_secs(5)).await;
+    store.close().await;
+}
