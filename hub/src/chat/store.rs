@@ -175,14 +175,6 @@ fn is_sqlite(conn: &AnyConnection) -> bool {
     conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
 
-/// `$from, $from+1, …` (`n` of them), for an `IN (…)` list.
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// `user`'s read mark in `conversation`, or `None` if not a member.
 pub async fn membership(
     conn: &mut AnyConnection,
