@@ -102,6 +102,23 @@ pub trait Component: Send + Sync + 'static {
 
     /// Handles a client event other than `subscribe` / `unsubscribe`.
     fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply>;
+
+    /// Handles `event` in two steps instead of [`handle`](Self::handle):
+    /// the outer future takes the event's place in line (e.g. queues it
+    /// for a writer) and is waited for before the socket's next event; the
+    /// inner one finishes it, and its reply is the ack, while the socket's
+    /// next events run. So one device can have many sends in a writer's
+    /// batch, in the order it sent them, where one at a time would bound
+    /// its rate by the writer's round trip. `None` (the default): `handle`
+    /// answers the event.
+    fn queue(
+        &self,
+        _socket: &Arc<Socket>,
+        _event: &str,
+        _args: &Args,
+    ) -> Option<BoxFuture<BoxFuture<Reply>>> {
+        None
+    }
 }
 
 /// Emits `event` to everyone in `room` with the envelope `{room, data}`;

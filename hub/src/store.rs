@@ -195,6 +195,11 @@ impl Store {
         self.backend
     }
 
+    /// The bound of one query (`store.timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The connection pool, for the components' queries (run them through
     /// [`timed`](Self::timed)).
     pub fn pool(&self) -> &AnyPool {

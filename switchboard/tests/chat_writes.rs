@@ -246,3 +246,36 @@ async fn a_client_id_sent_again_to_another_conversation_is_a_conflict() {
     assert_eq!(retry["duplicate"], true);
     assert_eq!(retry["id"], first["id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_is_refused_before_it_reaches_the_store() {
+    let s = server().await;
+    let mut alice = device(s.server.addr, "alice").await;
+    let created = alice
+        .call("conversation:create", json!({"direct": "bob"}))
+        .await;
+    let conversation = created["conversation"]["id"].as_i64().unwrap();
+    for payload in [
+        json!({"conversation": conversation, "client_id": "m1", "text": "a\u{0}b"}),
+        json!({"conversation": conversation, "client_id": "m\u{0}2", "text": "hi"}),
+        json!({"to": "b\u{0}b", "client_id": "m3", "text": "hi"}),
+    ] {
+        let ack = alice.call("message", payload).await;
+        assert_eq!(ack["error"]["code"], "bad_request", "{ack}");
+    }
+    let group = alice
+        .call(
+            "conversation:create",
+            json!({"name": "a\u{0}", "members": ["bob"]}),
+        )
+        .await;
+    assert_eq!(group["error"]["code"], "bad_request", "{group}");
+    // Nothing was stored, and the next send is seq 1.
+    let ack = alice
+        .call(
+            "message",
+            json!({"conversation": conversation, "client_id": "m4", "text": "hi"}),
+        )
+        .await;
+    assert_eq!(ack["seq"], 1, "{ack}");
+}

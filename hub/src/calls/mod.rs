@@ -45,8 +45,9 @@ pub struct CallsConfig {
     /// How long an invitation rings before it is a missed call, in
     /// milliseconds.
     pub ring_timeout_ms: u64,
-    /// Live calls one user may be busy in at once (calling, ringing or in
-    /// the call); an invitation past it is refused `busy`.
+    /// Calls one user may be busy in at once (placed, or answered and
+    /// still live; a call that only rings them does not count: call
+    /// waiting); an invitation past it is refused `busy`.
     pub max_calls_per_user: usize,
     /// Longest user id an invitation may name, in bytes.
     pub max_user_id_bytes: usize,

@@ -45,6 +45,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket};
+use tokio::sync::Semaphore;
 
 use crate::auth::{identity_of, user_room};
 use crate::component::{Component, HubError, Reply};
@@ -94,6 +95,9 @@ pub struct ChatConfig {
     /// being added to or starting a direct conversation beyond it is
     /// refused (`too_many_conversations`).
     pub max_conversations_per_user: usize,
+    /// Sends of one socket queued for the writer and not yet acked; the
+    /// socket's next events wait while it has this many.
+    pub max_sends_in_flight: usize,
 }
 
 impl Default for ChatConfig {
@@ -114,6 +118,7 @@ impl Default for ChatConfig {
             write_queue: 10_000,
             max_listed_members: 20,
             max_conversations_per_user: 10_000,
+            max_sends_in_flight: 64,
         }
     }
 }
@@ -391,6 +396,56 @@ fn fields(value: Value) -> Map<String, Value> {
     }
 }
 
+/// The writer's operation for a checked send.
+fn send_op(user: &str, conversation: i64, send: Send) -> Op {
+    Op::Send {
+        user: user.to_owned(),
+        conversation,
+        client_id: send.client_id,
+        text: send.text,
+        reply_to: send.reply_to,
+    }
+}
+
+/// The ack of a send.
+fn sent(done: Done) -> Reply {
+    match done {
+        Done::Sent { message, fresh, .. } => Ok(fields(json!({
+            "id": message.id,
+            "seq": message.seq,
+            "ts": message.ts,
+            "conversation": message.conversation,
+            "duplicate": !fresh,
+        }))),
+        _ => Ok(Map::new()),
+    }
+}
+
+/// A socket's sends between queued and acked (see
+/// [`Inner::queue_send`]), made with its first queued send.
+#[derive(Clone)]
+struct InFlight(Arc<Semaphore>);
+
+fn in_flight(socket: &Socket, max: usize) -> Arc<Semaphore> {
+    let mut extensions = socket.extensions();
+    if let Some(InFlight(found)) = extensions.get::<InFlight>() {
+        return found.clone();
+    }
+    let made = Arc::new(Semaphore::new(max.max(1)));
+    extensions.insert(InFlight(made.clone()));
+    made
+}
+
+/// Refuses U+0000 in a string that is stored: PostgreSQL's TEXT cannot
+/// hold it, and the failed statement would fail its whole writer batch
+/// (everyone's sends in it would be run again one by one).
+fn no_nul(what: &str, value: &str) -> Result<(), HubError> {
+    if value.contains('\0') {
+        return Err(bad_request(format!("{what} may not contain U+0000")));
+    }
+    Ok(())
+}
+
 fn bad_request(message: impl Into<String>) -> HubError {
     HubError::new("bad_request", message)
 }
@@ -416,6 +471,7 @@ impl Inner {
         if text.trim().is_empty() {
             return Err(bad_request("text is empty"));
         }
+        no_nul("text", text)?;
         if text.chars().count() > self.config.max_text_chars {
             return Err(HubError::new(
                 "payload_too_large",
@@ -447,7 +503,7 @@ impl Inner {
                 self.config.max_user_id_bytes
             )));
         }
-        Ok(())
+        no_nul("a user id", user)
     }
 
     fn limit(&self, limit: Option<i64>) -> Result<i64, HubError> {
@@ -801,6 +857,7 @@ impl Inner {
                 self.config.max_name_chars
             )));
         }
+        no_nul("name", &name)?;
         if create.members.len() > self.config.max_members {
             return Err(HubError::new(
                 "too_many_members",
@@ -918,7 +975,8 @@ impl Inner {
         }
     }
 
-    async fn send(&self, user: &str, send: Send) -> Reply {
+    /// Checks a send and takes it from the sender's write rate.
+    fn check_send(&self, user: &str, send: &Send) -> Result<(), HubError> {
         self.check_text(&send.text)?;
         if send.client_id.is_empty() || send.client_id.len() > self.config.max_client_id_bytes {
             return Err(bad_request(format!(
@@ -926,34 +984,58 @@ impl Inner {
                 self.config.max_client_id_bytes
             )));
         }
+        no_nul("client_id", &send.client_id)?;
         if send.conversation.is_some() == send.to.is_some() {
             return Err(bad_request("give either conversation or to"));
         }
-        self.admit(user)?;
-        let conversation = match (send.conversation, send.to) {
+        self.admit(user)
+    }
+
+    async fn send(&self, user: &str, send: Send) -> Reply {
+        self.check_send(user, &send)?;
+        let conversation = match (send.conversation, &send.to) {
             (Some(id), _) => id,
-            (None, Some(to)) => self.direct_for_send(user, &to).await?,
+            (None, Some(to)) => self.direct_for_send(user, to).await?,
             (None, None) => return Err(bad_request("give either conversation or to")),
         };
-        match self
-            .writer
-            .submit(Op::Send {
-                user: user.to_owned(),
-                conversation,
-                client_id: send.client_id,
-                text: send.text,
-                reply_to: send.reply_to,
-            })
-            .await?
-        {
-            Done::Sent { message, fresh, .. } => Ok(fields(json!({
-                "id": message.id,
-                "seq": message.seq,
-                "ts": message.ts,
-                "conversation": message.conversation,
-                "duplicate": !fresh,
-            }))),
-            _ => Ok(Map::new()),
+        sent(
+            self.writer
+                .submit(send_op(user, conversation, send))
+                .await?,
+        )
+    }
+
+    /// A send to a conversation, in two steps (see [`Component::queue`]):
+    /// checked and queued for the writer in the order the device sent it,
+    /// then acked once committed and delivered, with at most
+    /// `max_sends_in_flight` of one socket between the two.
+    async fn queue_send(
+        self: Arc<Self>,
+        in_flight: Arc<Semaphore>,
+        user: String,
+        conversation: i64,
+        send: Send,
+    ) -> BoxFuture<Reply> {
+        let queued = async {
+            self.check_send(&user, &send)?;
+            let permit = in_flight
+                .acquire_owned()
+                .await
+                .map_err(|_| HubError::new("unavailable", "the server is stopping"))?;
+            let outcome = self
+                .writer
+                .enqueue(send_op(&user, conversation, send))
+                .await?;
+            Ok::<_, HubError>((permit, outcome))
+        }
+        .await;
+        match queued {
+            Ok((permit, outcome)) => Box::pin(async move {
+                let done = outcome.await;
+                drop(permit);
+                sent(done?)
+            }),
+            Err(err) => Box::pin(std::future::ready(Err(err))),
         }
     }
 
@@ -1018,5 +1100,35 @@ impl Component for Chat {
         let event = event.to_owned();
         let args = args.clone();
         Box::pin(async move { inner.handle(&socket, identity.user, &event, &args).await })
+    }
+
+    /// A `message` to a conversation is queued for the writer and acked
+    /// later, so that one device's sends share the writer's batches (a
+    /// send `to` a user, which may first create the conversation, and any
+    /// payload `handle` refuses, go through `handle`).
+    fn queue(
+        &self,
+        socket: &Arc<Socket>,
+        event: &str,
+        args: &Args,
+    ) -> Option<BoxFuture<BoxFuture<Reply>>> {
+        if event != "message" {
+            return None;
+        }
+        let identity = identity_of(socket)?;
+        let send: Send = parse(args).ok()?;
+        let conversation = match (send.conversation, &send.to) {
+            (Some(id), None) => id,
+            _ => return None,
+        };
+        let _ = self.inner.ns.set(Arc::downgrade(socket.namespace()));
+        let in_flight = in_flight(socket, self.inner.config.max_sends_in_flight);
+        let inner = self.inner.clone();
+        Some(Box::pin(inner.queue_send(
+            in_flight,
+            identity.user,
+            conversation,
+            send,
+        )))
     }
 }

@@ -52,6 +52,15 @@
 //! What is left is CPU: SQLite's statement execution, sqlx's hand-offs to
 //! its worker thread (context switches), and per message the JSON of its
 //! broadcast and ack.
+//!
+//! Since then a send to a conversation is queued (`Chat::queue`): a socket
+//! puts it in line and handles its next event, up to
+//! `chat.max_sends_in_flight` sends between queued and acked, so batches
+//! are no longer bounded by the number of sockets. `loadgen chat`, 100
+//! users, 8 in flight each, medians of 3 runs: SQLite 5,827 → 15,230
+//! stored/s (20,396 → 53,324 deliveries/s), PostgreSQL 6,118 → 16,026;
+//! at 5,000/s the ack p50 is 2.6 ms and p99 160 ms on SQLite (41 ms on
+//! PostgreSQL).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -207,13 +216,20 @@ impl Writer {
 
     /// Runs `op`; resolves once it is committed and delivered.
     pub async fn submit(&self, op: Op) -> Outcome {
+        self.enqueue(op).await?.await
+    }
+
+    /// Queues `op` (waiting for room in the queue) and returns, before it
+    /// runs, the future of its outcome: operations queued one after
+    /// another run in that order.
+    pub async fn enqueue(&self, op: Op) -> Result<socketio::BoxFuture<Outcome>, HubError> {
         let (reply, done) = oneshot::channel();
         let stopped = || HubError::new("unavailable", "the server is stopping");
         self.jobs
             .send(Job { op, reply })
             .await
             .map_err(|_| stopped())?;
-        done.await.map_err(|_| stopped())?
+        Ok(Box::pin(async move { done.await.map_err(|_| stopped())? }))
     }
 }
 
@@ -232,6 +248,12 @@ async fn run(
         let ops: Vec<&Op> = batch.iter().map(|job| &job.op).collect();
         let outcomes = match commit(&store, &ops, max_mentions).await {
             Ok(outcomes) => outcomes,
+            // A store that did not answer would not answer each operation
+            // alone either: one timeout, not one per operation of the batch.
+            Err(err @ crate::store::StoreError::Timeout(_)) => {
+                let failed = HubError::from(err);
+                ops.iter().map(|_| Err(failed.clone())).collect()
+            }
             Err(err) if ops.len() > 1 => {
                 tracing::warn!(%err, ops = ops.len(), "chat batch failed; one by one");
                 let mut outcomes = Vec::with_capacity(ops.len());
@@ -297,7 +319,17 @@ async fn commit(
         })
         .await?;
     let body = started.elapsed();
-    let committed = tx.commit().await;
+    // The COMMIT is not cut at the store timeout (a commit that lands late
+    // must be delivered, not answered `unavailable`), but a connection that
+    // hangs (a partition without a reset) must not stall every
+    // conversation's writes for as long as TCP takes to give up: past
+    // COMMIT_BOUND timeouts its outcome is looked up like a failed one.
+    let committed = match tokio::time::timeout(store.timeout() * COMMIT_BOUND, tx.commit()).await {
+        Ok(committed) => committed.map_err(crate::store::StoreError::from),
+        Err(_) => Err(crate::store::StoreError::Timeout(
+            store.timeout() * COMMIT_BOUND,
+        )),
+    };
     tracing::debug!(
         ops = ops.len(),
         body_us = body.as_micros() as u64,
@@ -310,10 +342,14 @@ async fn commit(
             tracing::warn!(%err, "chat batch: the COMMIT failed, yet its messages are stored");
             return Ok(outcomes);
         }
-        return Err(err.into());
+        return Err(err);
     }
     Ok(outcomes)
 }
+
+/// How many store timeouts a batch's COMMIT may take before its outcome is
+/// looked up instead of waited for.
+const COMMIT_BOUND: u32 = 10;
 
 /// Whether a batch whose `COMMIT` answered an error was committed all the
 /// same: its first new message is in the store (a transaction is all or

@@ -49,6 +49,21 @@ fn rooms_after_joining(socket: &Socket, rooms: &[String]) -> usize {
     current.len() + new.len()
 }
 
+/// A socket's queued events (see [`Component::queue`]): the last one's
+/// "acked" signal, which the next one waits for before its own ack.
+#[derive(Clone, Default)]
+struct AckChain(Arc<parking_lot::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>);
+
+fn ack_chain(
+    socket: &Socket,
+) -> Arc<parking_lot::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>> {
+    socket
+        .extensions()
+        .get_or_insert_default::<AckChain>()
+        .0
+        .clone()
+}
+
 /// `{ok:true, …fields}` (a component may set `ok` itself).
 fn ok(fields: serde_json::Map<String, Value>) -> Value {
     let mut object = fields;
@@ -125,6 +140,28 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 }))
             }
             name => {
+                if let Some(queued) = self.component.queue(socket, name, &event.args) {
+                    let socket = socket.clone();
+                    return Some(Box::pin(async move {
+                        let rest = queued.await;
+                        // In line: the socket's next event may run while
+                        // this one finishes. Its ack still follows the acks
+                        // of the events queued before it.
+                        let (acked, ack_done) = tokio::sync::oneshot::channel::<()>();
+                        let before = ack_chain(&socket).lock().replace(ack_done);
+                        tokio::spawn(async move {
+                            let value = match rest.await {
+                                Ok(fields) => ok(fields),
+                                Err(err) => err.reply(),
+                            };
+                            if let Some(before) = before {
+                                let _ = before.await;
+                            }
+                            reply(value);
+                            let _ = acked.send(());
+                        });
+                    }));
+                }
                 let future = self.component.handle(socket, name, &event.args);
                 Some(Box::pin(async move {
                     let value = match future.await {
