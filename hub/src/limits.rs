@@ -87,11 +87,17 @@ impl TokenBucket {
     /// last used, then takes one token; false (nothing taken) if less
     /// than one is left.
     pub fn take(&mut self, per_sec: f64, burst: f64, now: Instant) -> bool {
+        self.take_n(1.0, per_sec, burst, now)
+    }
+
+    /// [`take`](Self::take) for `n` tokens at once: all of them, or none
+    /// (false) if fewer are left.
+    pub fn take_n(&mut self, n: f64, per_sec: f64, burst: f64, now: Instant) -> bool {
         let refill = now.duration_since(self.last).as_secs_f64() * per_sec;
         self.tokens = (self.tokens + refill).min(burst);
         self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false
@@ -147,6 +153,17 @@ impl KeyedBuckets {
 
     /// [`admit`](Self::admit) at `now` (for tests).
     pub fn admit_at(&self, key: &str, now: Instant) -> bool {
+        self.admit_n_at(key, 1, now)
+    }
+
+    /// Takes `n` tokens at once from `key`'s bucket: all or none (false).
+    /// More than the burst is never admitted.
+    pub fn admit_n(&self, key: &str, n: usize) -> bool {
+        self.admit_n_at(key, n, Instant::now())
+    }
+
+    /// [`admit_n`](Self::admit_n) at `now` (for tests).
+    pub fn admit_n_at(&self, key: &str, n: usize, now: Instant) -> bool {
         if self.per_sec <= 0.0 {
             return true;
         }
@@ -170,7 +187,7 @@ impl KeyedBuckets {
             queue.push_back(key.to_owned());
             TokenBucket::new(burst, now)
         });
-        bucket.take(per_sec, burst, now)
+        bucket.take_n(n as f64, per_sec, burst, now)
     }
 
     /// Keys with a bucket (for tests).
@@ -301,5 +318,16 @@ mod tests {
         assert!(rate.admit_at("other", t1));
         assert!(!rate.admit_at("late", t1), "its empty bucket was kept");
         assert!(KeyedBuckets::new(0.0, 1.0).admit_at("x", t0));
+    }
+
+    #[test]
+    fn keyed_buckets_take_several_tokens_all_or_none() {
+        let rate = KeyedBuckets::new(1.0, 10.0);
+        let t0 = Instant::now();
+        assert!(rate.admit_n_at("a", 7, t0));
+        assert!(!rate.admit_n_at("a", 4, t0), "3 left: 4 are refused");
+        assert!(rate.admit_n_at("a", 3, t0), "and nothing was taken");
+        assert!(!rate.admit_n_at("b", 11, t0), "never more than the burst");
+        assert!(rate.admit_n_at("a", 2, t0 + Duration::from_secs(2)));
     }
 }

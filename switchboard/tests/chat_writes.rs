@@ -2,7 +2,8 @@
 //! conversation exists writes nothing outside the writer, an edit's
 //! mentions follow its text (notified, counted), a mention by a user with
 //! a very long id still notifies, and a `client_id` reused in another
-//! conversation is a `conflict`.
+//! conversation is a `conflict`, and a user cannot put others into
+//! groups faster than `chat.members_added_per_min`.
 
 mod common;
 
@@ -102,12 +103,17 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_with("").await
+}
+
+/// With `chat` settings added to the `[chat]` section.
+async fn server_with(chat: &str) -> Server {
     let dir = std::env::temp_dir().join(format!("sb-chat-writes-{}", rand_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = hub::store::sqlite_url_of(&dir.join("hub.db"));
     let server = start_raw(&format!(
         "[auth]\nhs256_secret = \"test-secret\"\n[limits]\nevents_per_sec = 0\n\
-         [chat]\nmessages_per_sec = 0\n[store]\nurl = {url:?}\ntimeout_ms = 20000\n"
+         [chat]\nmessages_per_sec = 0\n{chat}\n[store]\nurl = {url:?}\ntimeout_ms = 20000\n"
     ))
     .await;
     Server {
@@ -278,4 +284,60 @@ async fn a_nul_character_is_refused_before_it_reaches_the_store() {
         )
         .await;
     assert_eq!(ack["seq"], 1, "{ack}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn putting_others_into_groups_is_limited_per_user_so_nobody_fills_their_cap() {
+    // A group has at most 4 members, so the burst is 3 others; one more
+    // per minute after that.
+    let s =
+        server_with("max_members = 4\nmembers_added_per_min = 1\nmembers_added_burst = 0").await;
+    let mut mallory = device(s.server.addr, "mallory").await;
+    let ack = mallory
+        .call(
+            "conversation:create",
+            json!({"name": "g1", "members": ["v1", "v2", "v3"]}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let group = ack["conversation"]["id"].as_i64().unwrap();
+    // The budget is spent: another group with the victims is refused,
+    // and so is adding one of them to an existing group.
+    let ack = mallory
+        .call(
+            "conversation:create",
+            json!({"name": "g2", "members": ["v1"]}),
+        )
+        .await;
+    assert_eq!(ack["error"]["code"], "rate_limited", "{ack}");
+    let ack = mallory
+        .call("conversation:create", json!({"name": "g3", "members": []}))
+        .await;
+    assert_eq!(ack["ok"], true, "a group of one's own costs nothing: {ack}");
+    let ack = mallory
+        .call(
+            "conversation:add_member",
+            json!({"conversation": ack["conversation"]["id"], "users": ["v1"]}),
+        )
+        .await;
+    assert_eq!(ack["error"]["code"], "rate_limited", "{ack}");
+    // Nothing was added by the refused events.
+    let mut v1 = device(s.server.addr, "v1").await;
+    let page = v1.call("conversations", json!({})).await;
+    let ids: Vec<i64> = page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![group], "{page}");
+    // The budget is the adder's: another user may still add v1.
+    let mut carol = device(s.server.addr, "carol").await;
+    let ack = carol
+        .call(
+            "conversation:create",
+            json!({"name": "g4", "members": ["v1"]}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
 }

@@ -50,6 +50,7 @@ use tokio::sync::Semaphore;
 use crate::auth::{identity_of, user_room};
 use crate::component::{Component, HubError, Reply};
 use crate::context::Context;
+use crate::limits::KeyedBuckets;
 use crate::notifications::{NewNotification, now_ms};
 use payloads::*;
 use state::{MemoryTyping, Relay, TypingState, TypingTimers, Typist};
@@ -98,6 +99,15 @@ pub struct ChatConfig {
     /// Sends of one socket queued for the writer and not yet acked; the
     /// socket's next events wait while it has this many.
     pub max_sends_in_flight: usize,
+    /// Other users a user may put into groups (by creating them or adding
+    /// members), per minute, all devices together; 0: no limit. Being in
+    /// a group counts against the added user's
+    /// `max_conversations_per_user`, so without this one user could fill
+    /// other users' conversation cap quickly (a full group per write).
+    pub members_added_per_min: f64,
+    /// Users that may be added at once after a quiet spell (at least
+    /// `max_members`, so a full group can be created).
+    pub members_added_burst: f64,
 }
 
 impl Default for ChatConfig {
@@ -119,6 +129,8 @@ impl Default for ChatConfig {
             max_listed_members: 20,
             max_conversations_per_user: 10_000,
             max_sends_in_flight: 64,
+            members_added_per_min: 60.0,
+            members_added_burst: 512.0,
         }
     }
 }
@@ -134,6 +146,8 @@ struct Inner {
     writer: Writer,
     typing: Arc<dyn TypingState>,
     rate: rate::UserRate,
+    /// Others each user has put into groups (`members_added_per_min`).
+    added_by: KeyedBuckets,
     /// The namespace served, learnt from the first socket (delivery and
     /// the typing sweep emit to it).
     ns: Arc<OnceLock<Weak<Namespace>>>,
@@ -200,6 +214,12 @@ impl Chat {
         );
         let inner = Arc::new(Inner {
             rate: rate::UserRate::new(config.messages_per_sec, config.message_burst),
+            added_by: KeyedBuckets::new(
+                config.members_added_per_min / 60.0,
+                config
+                    .members_added_burst
+                    .max(config.max_members.saturating_sub(1) as f64),
+            ),
             ctx,
             config,
             writer,
@@ -496,6 +516,21 @@ impl Inner {
         ))
     }
 
+    /// Takes `others` from `user`'s budget of users put into groups
+    /// (`members_added_per_min`): all of them, or the event is refused.
+    fn admit_added(&self, user: &str, others: usize) -> Result<(), HubError> {
+        if others == 0 || self.added_by.admit_n(user, others) {
+            return Ok(());
+        }
+        Err(HubError::new(
+            "rate_limited",
+            format!(
+                "at most {} other users put into groups per minute per user",
+                self.config.members_added_per_min
+            ),
+        ))
+    }
+
     fn check_user_id(&self, user: &str) -> Result<(), HubError> {
         if user.is_empty() || user.len() > self.config.max_user_id_bytes {
             return Err(bad_request(format!(
@@ -615,6 +650,10 @@ impl Inner {
                 if add.users.is_empty() {
                     return Err(bad_request("users is empty"));
                 }
+                let mut others: Vec<&String> = add.users.iter().filter(|u| **u != user).collect();
+                others.sort();
+                others.dedup();
+                self.admit_added(&user, others.len())?;
                 let done = self
                     .writer
                     .submit(Op::AddMembers {
@@ -877,6 +916,7 @@ impl Inner {
                 format!("a group has at most {} members", self.config.max_members),
             ));
         }
+        self.admit_added(user, members.len() - 1)?;
         let cap = self.config.max_conversations_per_user;
         let summary = self
             .ctx
