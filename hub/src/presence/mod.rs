@@ -126,6 +126,35 @@ fn fields(value: Value) -> Map<String, Value> {
 }
 
 /// The users `socket` watches now.
+/// Whether `socket` may watch `users` too without watching more than
+/// `max` users (those it watches already count once): the rooms it is in
+/// now, or `too_many_watched`.
+fn within_watch_limit(
+    socket: &Socket,
+    users: &[String],
+    max: usize,
+) -> Result<HashSet<socketio::Room>, HubError> {
+    let current: HashSet<socketio::Room> = socket.rooms().into_iter().collect();
+    let new = users
+        .iter()
+        .filter(|u| !current.contains(watch_room(u).as_str()))
+        .count();
+    let already = current
+        .iter()
+        .filter(|room| room.starts_with(WATCH_PREFIX))
+        .count();
+    if already + new > max {
+        return Err(HubError::new(
+            "too_many_watched",
+            format!(
+                "a socket may watch at most {max} users (it watches {already}, \
+                 {new} more asked)"
+            ),
+        ));
+    }
+    Ok(current)
+}
+
 fn watching(socket: &Socket) -> usize {
     socket
         .rooms()
@@ -267,23 +296,9 @@ impl Presence {
         let socket = socket.clone();
         Box::pin(async move {
             let (identity, users) = parsed?;
-            let current: HashSet<_> = socket.rooms().into_iter().collect();
-            let new = users
-                .iter()
-                .filter(|u| !current.contains(watch_room(u).as_str()))
-                .count();
             // A first look, to refuse a watch over the limit before asking
             // the policy; the one that counts is made again with the join.
-            let already = watching(&socket);
-            if already + new > max {
-                return Err(HubError::new(
-                    "too_many_watched",
-                    format!(
-                        "a socket may watch at most {max} users (it watches {already}, \
-                         {new} more asked)"
-                    ),
-                ));
-            }
+            within_watch_limit(&socket, &users, max)?;
             let refused = policy.refused(&identity, &users).await?;
             if !refused.is_empty() {
                 let named: Vec<&str> = refused.iter().take(10).map(String::as_str).collect();
@@ -299,21 +314,7 @@ impl Presence {
             // The limit is checked again here, with nothing awaited between
             // the count and the join: the rooms may have changed while the
             // policy was asked, and the check must hold for what is joined.
-            let current: HashSet<_> = socket.rooms().into_iter().collect();
-            let new = users
-                .iter()
-                .filter(|u| !current.contains(watch_room(u).as_str()))
-                .count();
-            let already = watching(&socket);
-            if already + new > max {
-                return Err(HubError::new(
-                    "too_many_watched",
-                    format!(
-                        "a socket may watch at most {max} users (it watches {already}, \
-                         {new} more asked)"
-                    ),
-                ));
-            }
+            let current = within_watch_limit(&socket, &users, max)?;
             let rooms: Vec<socketio::Room> = users.iter().map(|u| watch_room(u).into()).collect();
             if !socket.join_all(&rooms) {
                 return Err(HubError::new("unavailable", "the socket left"));
