@@ -29,6 +29,10 @@ pub struct App {
     pub(crate) api_requests: Arc<parking_lot::Mutex<std::collections::BTreeMap<u16, u64>>>,
     /// The SQL store.
     pub store: Store,
+    /// Dev mode's token signer (`POST /dev/token`), when `dev_mode` is on.
+    pub(crate) dev: Option<Arc<crate::dev::DevTokens>>,
+    /// The web client served at `/`, when it is built.
+    pub web: Option<crate::web::WebClient>,
 }
 
 /// The HS256 secret tokens are signed with: the configured one, or the
@@ -43,6 +47,8 @@ impl App {
     /// Opens (and migrates) the store, and builds the servers and
     /// namespaces the configuration describes.
     pub async fn new(config: &Config) -> anyhow::Result<App> {
+        // Before the store opens: a dev mode that cannot sign stops the start.
+        let dev = crate::dev::DevTokens::from_config(config)?.map(Arc::new);
         let hub = Hub::new(config.hub_config(), &handlers::provided()).await?;
         let io = hub.io.clone();
         let engine = Engine::new(config.engine_config(), io.clone());
@@ -58,6 +64,8 @@ impl App {
             api_requests: Arc::default(),
             store: hub.store.clone(),
             hub,
+            dev,
+            web: crate::web::WebClient::from_config(config),
             api: Arc::new(crate::api::ApiConfig {
                 keys: config
                     .api

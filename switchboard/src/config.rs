@@ -39,6 +39,25 @@ pub struct Config {
     pub presence: hub::presence::PresenceConfig,
     /// The `calls` component's settings.
     pub calls: hub::calls::CallsConfig,
+    /// Development mode: `POST /dev/token` signs a token for any user name
+    /// (the web client's sign-in screen). On with no configuration file
+    /// (the embedded default, with a warning), off in a file unless it says
+    /// `dev_mode = true`; `SWITCHBOARD_DEV_MODE` overrides both.
+    pub dev_mode: bool,
+    /// How long a token from `POST /dev/token` is valid, in seconds.
+    pub dev_token_ttl_secs: u64,
+    /// The web client served at `/`.
+    pub web: WebSection,
+}
+
+/// The web client (the built `web/dist`) served at `/`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSection {
+    /// Its directory (relative to the working directory); empty = found
+    /// beside the binary: `<exe dir>/../../web/dist` (a build in the
+    /// repository's `target/`), then `<exe dir>/web` (an installed layout).
+    pub dir: String,
 }
 
 /// What each socket of a component namespace (`pubsub`, `proxy`) may ask.
@@ -410,6 +429,11 @@ impl Default for Config {
             chat: Default::default(),
             presence: Default::default(),
             calls: Default::default(),
+            // Off here, so that a file must ask for it; `load` turns it on
+            // when there is no file (the embedded default).
+            dev_mode: false,
+            dev_token_ttl_secs: 86_400,
+            web: WebSection::default(),
         }
     }
 }
@@ -484,6 +508,13 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Config> {
         let mut value = toml::Value::try_from(Config::default())?;
+        if path.is_none()
+            && let toml::Value::Table(table) = &mut value
+        {
+            // The embedded default is for trying the hub out: the web
+            // client's sign-in works (`serve` warns about it).
+            table.insert("dev_mode".into(), toml::Value::Boolean(true));
+        }
         if let Some(path) = path {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading config file {}", path.display()))?;
@@ -626,7 +657,20 @@ impl Config {
         if self.server.admin_max_tcp_connections == 0 {
             bail!("server.admin_max_tcp_connections must be positive");
         }
+        if self.dev_token_ttl_secs == 0 {
+            bail!("dev_token_ttl_secs must be positive");
+        }
         Ok(())
+    }
+
+    /// Whether tokens are verified with RS256 keys only (no HS256 secret,
+    /// but a public key or a JWKS): then this hub cannot sign tokens.
+    pub fn rs256_only(&self) -> bool {
+        let a = &self.auth;
+        a.hs256_secret.is_empty()
+            && (!a.rs256_public_key_file.is_empty()
+                || !a.jwks_file.is_empty()
+                || !a.jwks_url.is_empty())
     }
 
     /// The Engine.IO settings.
@@ -1001,6 +1045,36 @@ mod tests {
         assert_eq!(config.auth.audience, vec!["switchboard", "esn"]);
         assert_eq!(config.hub_config().identity.claims.leeway_secs, 5);
         assert!(config.test_setup);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn dev_mode_is_on_without_a_file_and_off_in_a_file_unless_set() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert!(config.dev_mode);
+        assert_eq!(config.dev_token_ttl_secs, 86_400);
+        assert_eq!(config.web.dir, "");
+        let config = Config::load(None, env(&[("SWITCHBOARD_DEV_MODE", "false")])).unwrap();
+        assert!(!config.dev_mode);
+
+        let dir = std::env::temp_dir().join(format!("sb-devmode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let without = dir.join("without.toml");
+        std::fs::write(&without, "[web]\ndir = \"public\"\n").unwrap();
+        let config = Config::load(Some(&without), env(&[])).unwrap();
+        assert!(!config.dev_mode);
+        assert_eq!(config.web.dir, "public");
+        let config =
+            Config::load(Some(&without), env(&[("SWITCHBOARD_DEV_MODE", "true")])).unwrap();
+        assert!(config.dev_mode);
+        let with = dir.join("with.toml");
+        std::fs::write(&with, "dev_mode = true\ndev_token_ttl_secs = 60\n").unwrap();
+        let config = Config::load(Some(&with), env(&[])).unwrap();
+        assert!(config.dev_mode);
+        assert_eq!(config.dev_token_ttl_secs, 60);
+        let config = Config::load(Some(&with), env(&[("SWITCHBOARD_DEV_MODE", "false")])).unwrap();
+        assert!(!config.dev_mode);
+        assert!(Config::load(None, env(&[("SWITCHBOARD_DEV_TOKEN_TTL_SECS", "0")])).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -9,6 +9,8 @@
 //! - [`routes`]: the HTTP routes beside Engine.IO (health, readiness,
 //!   metrics, the API).
 //! - [`api`]: the publish API over HTTP (`/api/v1/…`).
+//! - [`dev`]: dev mode's `POST /dev/token` (sign in by name).
+//! - [`web`]: the web client served at `/`.
 //! - [`metrics`]: the operator metrics, assembled.
 //! - [`reply`]: JSON replies and failures of the HTTP routes.
 //! - [`handlers`]: protocol-level namespace handlers (conformance echo,
@@ -17,8 +19,10 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod dev;
 pub mod handlers;
 pub mod metrics;
 pub mod reply;
 pub mod routes;
 pub mod server;
+pub mod web;

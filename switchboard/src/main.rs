@@ -86,11 +86,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Token { user, ttl, config } => {
             let config = Config::load(config.as_deref(), std::env::vars())?;
-            let rs256_only = config.auth.hs256_secret.is_empty()
-                && (!config.auth.rs256_public_key_file.is_empty()
-                    || !config.auth.jwks_file.is_empty()
-                    || !config.auth.jwks_url.is_empty());
-            if rs256_only {
+            if config.rs256_only() {
                 anyhow::bail!(
                     "tokens are verified with RS256 keys here: issue them with your identity provider"
                 );
@@ -133,6 +129,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     for listener in &listeners.admin {
         println!("operator endpoints on {}", listener.local_addr()?);
+    }
+    if app.web.is_some()
+        && let Some(listener) = listeners.public.first()
+    {
+        let mut addr = listener.local_addr()?;
+        // A wildcard address is no place to browse to.
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        println!("open http://{addr}/ in a browser");
     }
     server::run(listeners, &config, app, shutdown).await
 }

@@ -2,7 +2,8 @@
 //! (`/api/v1/…`), `/healthz`, `/readyz` (the store answers) and `/metrics`,
 //! behind tower-http's tracing and compression layers; every error answered
 //! with a JSON body. Engine.IO requests never come here: the listener hands
-//! them to the engine directly (`server`).
+//! them to the engine directly (`server`). In dev mode, `POST /dev/token`
+//! (`dev`); every other path is the web client's (`web`).
 //!
 //! The operator endpoints — `/metrics` and the detail of `/readyz` (the
 //! store's backend, latency, error) — can be kept off the public listener
@@ -167,23 +168,23 @@ impl Readiness {
 
 /// The router of the public listener.
 pub fn router(app: &App, operator: Operator) -> Router {
-    with_layers(
-        operator_routes().merge(crate::api::router(app)),
-        app,
-        operator,
-    )
+    let mut routes = operator_routes().merge(crate::api::router(app));
+    if app.dev.is_some() {
+        routes = routes.merge(crate::dev::router());
+    }
+    // Any other path is the web client's (or a JSON 404).
+    with_layers(routes.fallback(crate::web::serve), app, operator)
 }
 
 /// The router of the admin listener: the operator endpoints only.
 pub fn admin_router(app: &App, operator: Operator) -> Router {
-    with_layers(operator_routes(), app, operator)
+    with_layers(operator_routes().fallback(not_found), app, operator)
 }
 
-/// What every listener's routes share: the JSON 404, who sees the operator
-/// endpoints, JSON bodies on the framework's own errors, compression, tracing.
+/// What every listener's routes share: who sees the operator endpoints,
+/// JSON bodies on the framework's own errors, compression, tracing.
 fn with_layers(routes: Router<App>, app: &App, operator: Operator) -> Router {
     routes
-        .fallback(not_found)
         .layer(Extension(operator))
         .layer(axum::middleware::map_response(json_errors))
         .layer(CompressionLayer::new())

@@ -1,0 +1,160 @@
+//! Development mode's sign-in: `POST /dev/token` signs a token for any
+//! user name, so that the web client can sign a person in by name with no
+//! identity provider. It exists only when `dev_mode` is on (the embedded
+//! default; off in a configuration file unless set), and it is not part of
+//! the publish API (not in its OpenAPI document): anyone who can reach the
+//! listener can sign in as anyone, so the hub warns at start.
+//!
+//! Tokens are signed like `switchboard token`'s: the configured HS256
+//! secret or the development secret in `data_dir`. A hub that verifies
+//! RS256 tokens only cannot sign any, and refuses to start in dev mode.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::post;
+use http::{StatusCode, header};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::reply::{Failure, reply};
+
+/// The longest request body read, in bytes (`{"user": "…"}` of 64 chars
+/// fits many times over).
+const MAX_BODY_BYTES: usize = 4096;
+
+/// The longest user id signed.
+const MAX_USER_LEN: usize = 64;
+
+/// What dev mode signs tokens with.
+#[derive(Debug)]
+pub struct DevTokens {
+    secret: String,
+    ttl: Duration,
+}
+
+impl DevTokens {
+    /// Dev mode's signer when `dev_mode` is on (with the warning), `None`
+    /// when it is off; an error when it is on but this hub has no HS256
+    /// secret to sign with (RS256 keys only).
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<DevTokens>> {
+        if !config.dev_mode {
+            return Ok(None);
+        }
+        if config.rs256_only() {
+            // Refused rather than silently turned off: whoever runs this
+            // expects the sign-in screen to work, or dev mode to be off.
+            bail!(
+                "dev_mode is on (the default without a configuration file) but tokens are \
+                 verified with RS256 keys only, so the hub cannot sign any: set \
+                 dev_mode = false (SWITCHBOARD_DEV_MODE=false) or give auth.hs256_secret"
+            );
+        }
+        let secret = crate::app::signing_secret(config)?;
+        tracing::warn!(
+            "dev_mode is on: POST /dev/token signs a token for any user name, so anyone who \
+             can reach the listener can sign in as any user. Not for production: set \
+             dev_mode = false (SWITCHBOARD_DEV_MODE=false)"
+        );
+        Ok(Some(DevTokens {
+            secret,
+            ttl: Duration::from_secs(config.dev_token_ttl_secs),
+        }))
+    }
+}
+
+/// `POST /dev/token`, for the public router when dev mode is on.
+pub fn router() -> Router<App> {
+    Router::new().route("/dev/token", post(token))
+}
+
+/// `{"user": "alice"}`.
+#[derive(Deserialize)]
+struct TokenRequest {
+    user: String,
+}
+
+/// Whether `user` is a user id dev mode signs: 1 to 64 characters of
+/// `[A-Za-z0-9._-]` (what the web client may put in a room name or a URL).
+pub fn valid_user(user: &str) -> bool {
+    (1..=MAX_USER_LEN).contains(&user.len())
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn bad_request(message: impl std::fmt::Display) -> Failure {
+    Failure::new(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// Signs a token for the user named in the body: `{token, user, expires_at}`.
+async fn token(State(app): State<App>, request: Request) -> Result<Response, Failure> {
+    let Some(dev) = &app.dev else {
+        // The route exists only in dev mode; kept safe if wired otherwise.
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such path",
+        ));
+    };
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(Failure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send JSON (Content-Type: application/json): {\"user\": \"alice\"}",
+        ));
+    }
+    let body = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            bad_request(format!(
+                "the body must be JSON of at most {MAX_BODY_BYTES} bytes"
+            ))
+        })?;
+    let TokenRequest { user } = serde_json::from_slice(&body)
+        .map_err(|err| bad_request(format!("expected {{\"user\": \"alice\"}}: {err}")))?;
+    if !valid_user(&user) {
+        return Err(bad_request(
+            "user: 1 to 64 characters of letters, digits, `.`, `_` and `-`",
+        ));
+    }
+    let expires_at = hub::identity::now_secs() + dev.ttl.as_secs();
+    let token = hub::identity::issue_until(&dev.secret, &user, expires_at).map_err(|err| {
+        tracing::error!(%err, "signing a development token");
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the token could not be signed",
+        )
+    })?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({"token": token, "user": user, "expires_at": expires_at}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids() {
+        for ok in ["alice", "a", "Bob.Smith_2-x", &"x".repeat(64)] {
+            assert!(valid_user(ok), "{ok}");
+        }
+        for bad in ["", "a b", "é", "a/b", "<b>", &"x".repeat(65), "a\0"] {
+            assert!(!valid_user(bad), "{bad:?}");
+        }
+    }
+}
