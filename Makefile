@@ -1,5 +1,7 @@
 # Switchboard — the two commands a newcomer needs:
-#   make run    start the hub (release build, default configuration)
+#   make run    build the web client (installs its npm packages) and the hub
+#               (release), then start it on the embedded default (dev mode:
+#               sign in by name) and print the URL to open
 #   make test   every test: lint, Rust unit/property/integration tests (with a
 #               throwaway PostgreSQL server for the store's tests), interop
 #               tests with the official socket.io-client (installs npm packages),
@@ -9,10 +11,14 @@ CARGO ?= cargo
 NPM ?= npm
 BIN := target/release/switchboard
 
-.PHONY: run test lint rust-test interop schemathesis build release
+.PHONY: run test lint rust-test interop schemathesis build release web
 
-run: release
+run: web release
 	$(BIN) serve $(if $(CONFIG),--config $(CONFIG),)
+
+# The web client, built into web/dist/ (served by the hub at /).
+web:
+	cd web && $(NPM) ci --no-audit --no-fund --loglevel=error && $(NPM) run build
 
 release:
 	$(CARGO) build --release -p switchboard

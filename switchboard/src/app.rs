@@ -48,8 +48,9 @@ impl App {
     /// namespaces the configuration describes.
     pub async fn new(config: &Config) -> anyhow::Result<App> {
         // Before the store opens: a dev mode that cannot sign stops the start.
-        let dev = crate::dev::DevTokens::from_config(config)?.map(Arc::new);
+        crate::dev::DevTokens::check(config)?;
         let hub = Hub::new(config.hub_config(), &handlers::provided()).await?;
+        let dev = crate::dev::DevTokens::from_config(config)?.map(Arc::new);
         let io = hub.io.clone();
         let engine = Engine::new(config.engine_config(), io.clone());
         let raw_engine = config.raw_engine.as_ref().map(|raw| {

@@ -39,14 +39,11 @@ pub struct DevTokens {
 }
 
 impl DevTokens {
-    /// Dev mode's signer when `dev_mode` is on (with the warning), `None`
-    /// when it is off; an error when it is on but this hub has no HS256
-    /// secret to sign with (RS256 keys only).
-    pub fn from_config(config: &Config) -> anyhow::Result<Option<DevTokens>> {
-        if !config.dev_mode {
-            return Ok(None);
-        }
-        if config.rs256_only() {
+    /// Whether dev mode can work here: an error when `dev_mode` is on
+    /// but this hub has no HS256 secret to sign with (RS256 keys only).
+    /// Checked before anything else starts.
+    pub fn check(config: &Config) -> anyhow::Result<()> {
+        if config.dev_mode && config.rs256_only() {
             // Refused rather than silently turned off: whoever runs this
             // expects the sign-in screen to work, or dev mode to be off.
             bail!(
@@ -54,6 +51,17 @@ impl DevTokens {
                  verified with RS256 keys only, so the hub cannot sign any: set \
                  dev_mode = false (SWITCHBOARD_DEV_MODE=false) or give auth.hs256_secret"
             );
+        }
+        Ok(())
+    }
+
+    /// Dev mode's signer when `dev_mode` is on (with the warning), `None`
+    /// when it is off. After the hub is built: the development secret is
+    /// the one its verifier uses (created by it when missing).
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<DevTokens>> {
+        DevTokens::check(config)?;
+        if !config.dev_mode {
+            return Ok(None);
         }
         let secret = crate::app::signing_secret(config)?;
         tracing::warn!(

@@ -254,11 +254,7 @@ async fn unknown_paths_and_paths_out_of_the_directory_answer_a_json_404() {
         assert_eq!(reply.header("cache-control"), None, "{path}");
     }
     // The API's unknown paths stay the API's, whatever the method.
-    for (method, path) in [
-        ("GET", "/api/nope"),
-        ("POST", "/api/v2/x"),
-        ("GET", "/api"),
-    ] {
+    for (method, path) in [("GET", "/api/nope"), ("POST", "/api/v2/x"), ("GET", "/api")] {
         let reply = request(server.addr, method, path, &[], "").await;
         assert_eq!(reply.status, 404, "{method} {path}");
         assert_eq!(reply.json()["error"]["code"], "not_found");
