@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -63,7 +63,19 @@ impl DevTokens {
         if !config.dev_mode {
             return Ok(None);
         }
-        let secret = crate::app::signing_secret(config)?;
+        // What `signing_secret` reads, without its warning: the hub just
+        // gave it.
+        let secret = match config.auth.hs256_secret.as_str() {
+            "" => {
+                let dir = std::path::Path::new(&config.data_dir);
+                hub::identity::dev_secret(dir)
+                    .with_context(|| {
+                        format!("reading the development secret in {}", dir.display())
+                    })?
+                    .0
+            }
+            secret => secret.to_owned(),
+        };
         tracing::warn!(
             "dev_mode is on: POST /dev/token signs a token for any user name, so anyone who \
              can reach the listener can sign in as any user. Not for production: set \
