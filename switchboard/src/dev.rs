@@ -158,10 +158,16 @@ async fn token(State(app): State<App>, request: Request) -> Result<Response, Fai
             "the token could not be signed",
         )
     })?;
-    Ok(reply(
+    let mut response = reply(
         StatusCode::OK,
         json!({"token": token, "user": user, "expires_at": expires_at}),
-    ))
+    );
+    // A credential: no cache keeps it.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
 
 #[cfg(test)]

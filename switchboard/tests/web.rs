@@ -1,6 +1,7 @@
 //! The web client's side of the hub: the static files at `/` (caching,
 //! precompressed files, conditional requests, security headers, paths that
-//! leave the directory) and dev mode's `POST /dev/token`.
+//! leave the directory), the URL `serve` prints, and dev mode's
+//! `POST /dev/token`.
 
 mod common;
 
@@ -328,6 +329,7 @@ async fn dev_mode_signs_a_token_a_socket_connects_with() {
         "{}",
         String::from_utf8_lossy(&reply.body)
     );
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
     let body = reply.json();
     assert_eq!(body["user"], "alice.smith-2");
     let expires_at = body["expires_at"].as_u64().unwrap();
@@ -403,5 +405,65 @@ async fn dev_mode_cannot_start_when_tokens_are_rs256_only() {
     assert!(
         message.contains("dev_mode") && message.contains("RS256"),
         "{message}"
+    );
+}
+
+/// Runs the binary on `web_dir` from a folder of its own; its stdout lines
+/// until it is killed, once `/healthz` answered.
+async fn binary_output(web_dir: &Path) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt;
+    let dir = std::env::temp_dir().join(format!("sb-web-bin-{}", rand_suffix()));
+    let _cleanup = RemoveOnDrop(dir.clone());
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"127.0.0.1:0\"]\ndata_dir = \"data\"\n{}",
+            web_config(web_dir, false)
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("the server did not start")
+        .unwrap()
+        .expect("the server exited before listening");
+    let addr: SocketAddr = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .parse()
+        .unwrap();
+    assert_eq!(get(addr, "/healthz", &[]).await.status, 200);
+    child.kill().await.unwrap();
+    let mut output = vec![first];
+    while let Some(line) = lines.next_line().await.unwrap() {
+        output.push(line);
+    }
+    output
+}
+
+#[tokio::test]
+async fn the_binary_prints_the_url_to_open_after_the_listening_line() {
+    let (dist, _dist) = fake_dist();
+    let output = binary_output(&dist).await;
+    let addr = output[0].strip_prefix("listening on ").unwrap();
+    assert_eq!(output[1], format!("open http://{addr}/ in a browser"));
+
+    let missing = std::env::temp_dir().join(format!("sb-web-none-{}", rand_suffix()));
+    let output = binary_output(&missing).await;
+    assert!(
+        !output.iter().any(|line| line.starts_with("open ")),
+        "{output:?}"
     );
 }
