@@ -1,0 +1,186 @@
+// Boot: who the user is (a development sign-in by name through the hub's
+// POST /dev/token, or in production the token the host application puts in
+// the URL fragment, #token=<JWT>), kept in sessionStorage so that a reload
+// stays signed in; then the one connection and the four screens.
+
+import "./style.css";
+import { Calls } from "./calls";
+import { Chat } from "./chat";
+import { Connection } from "./connection";
+import { byId, show } from "./dom";
+import { Notifications } from "./notifications";
+import { Presence } from "./presence";
+
+interface Session {
+  token: string;
+  user: string;
+  /** Minted by /dev/token: it can be minted again when it expires. */
+  dev: boolean;
+}
+
+const STORAGE_KEY = "switchboard.session";
+const USER_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The JWT's claims (not verified: the hub does that; the page only reads `sub` and `exp`). */
+function claims(token: string): { sub?: unknown; exp?: unknown } | null {
+  try {
+    const part = token.split(".")[1] ?? "";
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "="));
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))));
+  } catch {
+    return null;
+  }
+}
+
+function expired(token: string): boolean {
+  const exp = claims(token)?.exp;
+  return typeof exp === "number" && exp * 1000 < Date.now() + 5000;
+}
+
+/** Production: the host application opens the page as /#token=<JWT>; the token leaves the address bar at once. */
+function fromFragment(): Session | null {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = params.get("token");
+  if (!token) return null;
+  history.replaceState(null, "", location.pathname + location.search);
+  const sub = claims(token)?.sub;
+  if (typeof sub !== "string" || !sub) return null;
+  return { token, user: sub, dev: false };
+}
+
+function stored(): Session | null {
+  try {
+    const s = JSON.parse(sessionStorage.getItem(STORAGE_KEY) ?? "null") as Session | null;
+    return s && typeof s.token === "string" && typeof s.user === "string" ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+function keep(session: Session): void {
+  sessionStorage.setItem(STORAGE_KEY, JSON.stringify(session));
+}
+
+/** Development sign-in: the hub mints a token for any name while dev_mode is on. */
+async function mint(user: string): Promise<Session> {
+  let res: Response;
+  try {
+    res = await fetch("/dev/token", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user }),
+    });
+  } catch {
+    throw new Error("The hub cannot be reached.");
+  }
+  const body = (await res.json().catch(() => null)) as { token?: string; user?: string; error?: { message?: string } } | null;
+  if (res.status === 404) {
+    throw new Error("Sign-in by name exists only in development mode (dev_mode). In production, open this page from your application.");
+  }
+  if (!res.ok || !body?.token) throw new Error(body?.error?.message ?? `The hub answered ${res.status}.`);
+  return { token: body.token, user: body.user ?? user, dev: true };
+}
+
+function showSignIn(): void {
+  show(byId("signin-screen"), true);
+  show(byId("app"), false);
+  const form = byId<HTMLFormElement>("signin");
+  const input = byId<HTMLInputElement>("signin-name");
+  const error = byId("signin-error");
+  input.focus();
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = input.value.trim();
+    if (!USER_ID.test(name)) {
+      error.textContent = "Use 1 to 64 letters, digits, dots, dashes or underscores.";
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+      return;
+    }
+    input.removeAttribute("aria-invalid");
+    error.textContent = "";
+    const button = form.querySelector("button")!;
+    button.disabled = true;
+    try {
+      const session = await mint(name);
+      keep(session);
+      start(session);
+    } catch (err) {
+      error.textContent = (err as Error).message;
+      button.disabled = false;
+    }
+  });
+}
+
+function start(session: Session): void {
+  show(byId("signin-screen"), false);
+  show(byId("app"), true);
+  byId("me").textContent = session.user;
+  document.title = `${session.user} · Switchboard`;
+
+  let lastMint = 0;
+  const conn = new Connection(
+    () => session.token,
+    async () => {
+      // A refused socket: an expired or foreign token (a hub restarted with
+      // another development secret). In dev mode a new one is minted.
+      if (!session.dev || Date.now() - lastMint < 10_000) return session.dev;
+      lastMint = Date.now();
+      try {
+        session = { ...(await mint(session.user)), user: session.user };
+        keep(session);
+      } catch {
+        // Tried again at the next refusal.
+      }
+      return true;
+    },
+  );
+  conn.render();
+  const presence = new Presence(conn, session.user);
+  const chat = new Chat(conn, session.user, { watch: (users) => presence.watch(users) });
+  new Notifications(conn);
+  const calls = new Calls(conn);
+  presence.hooks = {
+    message: (user) => void chat.openDirect(user),
+    call: (user) => void calls.start(user),
+  };
+
+  byId("signout").addEventListener("click", () => {
+    sessionStorage.removeItem(STORAGE_KEY);
+    conn.manager.engine?.close();
+    location.reload();
+  });
+
+  // Read-only hooks for the browser tests.
+  Object.defineProperty(window, "__switchboard", {
+    value: Object.freeze({
+      peerStates: () => calls.peerStates(),
+      manager: conn.manager,
+      user: session.user,
+    }),
+  });
+}
+
+async function boot(): Promise<void> {
+  const session = fromFragment() ?? stored();
+  if (session && expired(session.token)) {
+    if (session.dev) {
+      try {
+        const fresh = await mint(session.user);
+        keep(fresh);
+        return start(fresh);
+      } catch {
+        return showSignIn();
+      }
+    }
+    sessionStorage.removeItem(STORAGE_KEY);
+    return showSignIn();
+  }
+  if (session) {
+    keep(session);
+    return start(session);
+  }
+  showSignIn();
+}
+
+void boot();

@@ -1,0 +1,138 @@
+// The notifications bell (/notifications): the unread count the hub
+// announces, the drop-down list (merged by id, newest first, fetched again
+// at every (re)connection), marking one or all read, and reads made on the
+// user's other devices.
+
+import type { Connection } from "./connection";
+import { byId, el, formatTime, reconcile, show } from "./dom";
+
+interface Notification {
+  id: number;
+  type: string;
+  title: string;
+  body: string;
+  data: unknown;
+  created_at: number;
+  read: boolean;
+}
+
+export class Notifications {
+  private readonly items = new Map<number, Notification>();
+  private readonly nodes = new Map<string, HTMLLIElement>();
+  private unread = 0;
+  private readonly bell = byId<HTMLButtonElement>("bell");
+  private readonly panel = byId("notifications-panel");
+
+  constructor(private readonly conn: Connection) {
+    const socket = conn.notifications;
+    socket.on("connect", () => void this.refresh());
+    socket.on("unread", (e: { count: number }) => this.setUnread(e.count));
+    socket.on("notification", (e: { notification: Notification; unread: number }) => {
+      this.items.set(e.notification.id, e.notification);
+      this.setUnread(e.unread);
+    });
+    socket.on("notification:read", (e: { ids?: number[]; all?: boolean }) => {
+      if (e.all) for (const n of this.items.values()) n.read = true;
+      for (const id of e.ids ?? []) {
+        const n = this.items.get(id);
+        if (n) n.read = true;
+      }
+      this.render();
+    });
+
+    this.bell.addEventListener("click", () => this.toggle(this.panel.hidden));
+    byId("notifications-read-all").addEventListener("click", () => void this.readAll());
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !this.panel.hidden) {
+        this.toggle(false);
+        this.bell.focus();
+      }
+    });
+    document.addEventListener("click", (event) => {
+      const target = event.target as Node;
+      if (!this.panel.hidden && !this.panel.contains(target) && !this.bell.contains(target)) this.toggle(false);
+    });
+    this.render();
+  }
+
+  private toggle(open: boolean): void {
+    show(this.panel, open);
+    this.bell.setAttribute("aria-expanded", String(open));
+    if (open) void this.refresh();
+  }
+
+  /** The newest page, merged by id: notifications that arrived meanwhile stay, none twice. */
+  private async refresh(): Promise<void> {
+    try {
+      const ack = await this.conn.request(this.conn.notifications, "list", { limit: 50 });
+      for (const n of ack.notifications as Notification[]) this.items.set(n.id, n);
+      this.render();
+    } catch {
+      // Opening the bell again or the next reconnection retries.
+    }
+  }
+
+  private setUnread(count: number): void {
+    this.unread = count;
+    this.render();
+  }
+
+  private async markRead(id: number): Promise<void> {
+    try {
+      const ack = await this.conn.request(this.conn.notifications, "read", { ids: [id] });
+      for (const marked of ack.ids as number[]) {
+        const n = this.items.get(marked);
+        if (n) n.read = true;
+      }
+      const n = this.items.get(id);
+      if (n) n.read = true;
+      this.render();
+    } catch {
+      // The button stays: it can be pressed again.
+    }
+  }
+
+  private async readAll(): Promise<void> {
+    try {
+      await this.conn.request(this.conn.notifications, "read_all");
+      for (const n of this.items.values()) n.read = true;
+      this.render();
+    } catch {
+      // Likewise.
+    }
+  }
+
+  private render(): void {
+    const count = byId("bell-count");
+    count.textContent = String(this.unread);
+    show(count, this.unread > 0);
+    this.bell.setAttribute("aria-label", `Notifications, ${this.unread} unread`);
+    const items = [...this.items.values()].sort((a, b) => b.id - a.id);
+    show(byId("notifications-empty"), items.length === 0);
+    byId<HTMLButtonElement>("notifications-read-all").disabled = this.unread === 0 && items.every((n) => n.read);
+    reconcile(
+      byId("notifications-list"),
+      this.nodes,
+      items,
+      (n) => String(n.id),
+      (n) =>
+        el("li", { class: "notification", "data-id": n.id, "data-type": n.type }, [
+          el("div", { class: "notification-main" }, [
+            el("p", { class: "notification-title", text: n.title }),
+            el("p", { class: "notification-body", text: n.body }),
+            el("time", { class: "notification-time", text: formatTime(n.created_at) }),
+          ]),
+        ]),
+      (li, n) => {
+        li.dataset.read = String(n.read);
+        const existing = li.querySelector(".notification-read");
+        if (n.read) existing?.remove();
+        else if (!existing) {
+          const button = el("button", { type: "button", class: "notification-read link", text: "Mark read" });
+          button.addEventListener("click", () => void this.markRead(n.id));
+          li.append(button);
+        }
+      },
+    );
+  }
+}
