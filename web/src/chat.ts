@@ -686,7 +686,8 @@ export class Chat {
       // The sender's client_id names one message: the pending line becomes the acked one in place.
       ({ m }) => (m.client_id ? `c:${m.sender}\u0000${m.client_id}` : `s:${m.seq}`),
       ({ m }) =>
-        el("li", { class: m.sender === this.me ? "message own" : "message" }, [
+        // role="none": inside the role="log" list an li is not a list item (axe: listitem).
+        el("li", { class: m.sender === this.me ? "message own" : "message", role: "none" }, [
           el("div", { class: "message-meta" }, [el("span", { class: "message-sender" }), el("time", { class: "message-time" })]),
           el("p", { class: "message-text" }),
           el("span", { class: "message-receipt" }),
