@@ -287,6 +287,9 @@ export class Chat {
   private async loadNewest(st: ConvState): Promise<void> {
     try {
       const ack = await this.conn.request(this.conn.chat, "history", { conversation: st.conv.id, limit: PAGE });
+      // Live messages held from before may leave a gap below the page: the
+      // page is the start (older ones come back on scroll, newer ones by syncAfter).
+      st.messages.clear();
       this.addMessages(st, ack.messages as Message[]);
       st.hasMoreBefore = Boolean(ack.has_more);
       st.loaded = true;
