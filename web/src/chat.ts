@@ -81,6 +81,7 @@ export class Chat {
   private readonly pending = new Map<string, Pending>();
   private openId: number | null = null;
   private typingSentAt = 0;
+  private lastInputAt = 0;
   private typingConv: number | null = null;
   private connectedOnce = false;
 
@@ -511,10 +512,30 @@ export class Chat {
     if (this.openId === null) return;
     if (!this.text.value.trim()) return this.stopTyping();
     const now = Date.now();
+    this.lastInputAt = now;
     if (this.typingConv === this.openId && now - this.typingSentAt < TYPING_RENEW_MS) return;
-    this.typingSentAt = now;
-    this.typingConv = this.openId;
-    this.conn.request(this.conn.chat, "typing", { conversation: this.openId, typing: true }, 5000).catch(() => {});
+    this.startTyping(this.openId);
+  }
+
+  /**
+   * Sends `typing: true`. The hub relays a start at most once a second per
+   * user and conversation: one refused right after a stop (a message just
+   * sent) is sent again a second later while the user still types.
+   */
+  private startTyping(conversation: number): void {
+    this.typingSentAt = Date.now();
+    this.typingConv = conversation;
+    this.conn
+      .request(this.conn.chat, "typing", { conversation, typing: true }, 5000)
+      .then((ack) => {
+        if (ack.relayed !== false) return;
+        window.setTimeout(() => {
+          if (this.typingConv === conversation && Date.now() - this.lastInputAt < TYPING_RENEW_MS && this.text.value.trim()) {
+            this.startTyping(conversation);
+          }
+        }, 1100);
+      })
+      .catch(() => {});
   }
 
   private stopTyping(): void {
