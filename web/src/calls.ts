@@ -104,6 +104,7 @@ export class Calls {
   async start(user: string): Promise<void> {
     if (this.state !== "idle" && this.state !== "ended") return;
     this.setState("outgoing", `Calling ${user}…`);
+    byId("call-hangup").focus();
     try {
       await this.prepare();
       if (this.now() !== "outgoing") return;
@@ -137,6 +138,7 @@ export class Calls {
     const ringing = this.ringing;
     if (!ringing || this.state !== "ringing") return;
     this.setState("connecting", `Connecting to ${ringing.from}…`);
+    byId("call-hangup").focus();
     try {
       await this.prepare();
       const ack = await this.conn.request(this.conn.calls, "call:accept", { call: ringing.call });
