@@ -106,13 +106,22 @@ export class Connection {
   }
 
   private rendered = false;
+  /** Set when the hub refused the token for good: shown instead of "Reconnecting…". */
+  private ended: string | null = null;
+
+  /** The hub will not take this page's token any more (production: only the host application can give a new one). */
+  end(message: string): void {
+    this.ended = message;
+    this.render();
+  }
 
   /** #app[data-connection] and the #connection-status banner. */
   render(): void {
     this.rendered = true;
     byId("app").dataset.connection = this.state;
     const status = byId("connection-status");
-    status.textContent = this.state === "reconnecting" ? "Reconnecting…" : this.state === "connecting" ? "Connecting…" : "";
-    show(status, this.state !== "connected");
+    status.textContent =
+      this.ended ?? (this.state === "reconnecting" ? "Reconnecting…" : this.state === "connecting" ? "Connecting…" : "");
+    show(status, this.ended !== null || this.state !== "connected");
   }
 }

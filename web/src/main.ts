@@ -81,9 +81,29 @@ async function mint(user: string): Promise<Session> {
   return { token: body.token, user: body.user ?? user, dev: true };
 }
 
-function showSignIn(): void {
+/**
+ * Whether the hub signs names in: /dev/token exists only in dev mode (an
+ * empty body is a 400 there, a 404 elsewhere). Unknown (unreachable): yes,
+ * so that the form says what goes wrong when used.
+ */
+async function devMode(): Promise<boolean> {
+  try {
+    const res = await fetch("/dev/token", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    return res.status !== 404;
+  } catch {
+    return true;
+  }
+}
+
+async function showSignIn(): Promise<void> {
+  const dev = await devMode();
   show(byId("signin-screen"), true);
   show(byId("app"), false);
+  // Production: the host application signs people in (#token=); no form.
+  show(byId("signin-production"), !dev);
+  show(byId("signin-intro"), dev);
+  show(byId("signin"), dev);
+  if (!dev) return;
   const form = byId<HTMLFormElement>("signin");
   const input = byId<HTMLInputElement>("signin-name");
   const error = byId("signin-error");
@@ -124,7 +144,12 @@ function start(session: Session): void {
     async () => {
       // A refused socket: an expired or foreign token (a hub restarted with
       // another development secret). In dev mode a new one is minted.
-      if (!session.dev || Date.now() - lastMint < 10_000) return session.dev;
+      if (!session.dev) {
+        sessionStorage.removeItem(STORAGE_KEY);
+        conn.end("Signed out: your session has ended. Open Switchboard from your application again.");
+        return false;
+      }
+      if (Date.now() - lastMint < 10_000) return true;
       lastMint = Date.now();
       try {
         session = { ...(await mint(session.user)), user: session.user };
@@ -180,7 +205,7 @@ async function boot(): Promise<void> {
     keep(session);
     return start(session);
   }
-  showSignIn();
+  await showSignIn();
 }
 
 void boot();
