@@ -406,9 +406,14 @@ export class Chat {
       return;
     }
     const gap = st.loaded && st.messages.size > 0 && m.seq > this.contiguousTop(st) + 1;
+    const fresh = !st.messages.has(m.seq);
     this.store(st, m);
     this.clearTypingOf(st, m.sender);
     if (gap) void this.syncAfter(st);
+    // Screen readers hear of messages elsewhere; the open one is a role="log" (read out by itself).
+    if (fresh && m.sender !== this.me && m.conversation !== this.openId) {
+      byId("announcer").textContent = `New message from ${m.sender} in ${this.name(st.conv)}: ${st.conv.unread} unread`;
+    }
     this.afterChange(st, m.sender === this.me);
   }
 
