@@ -528,6 +528,8 @@ export class Chat {
    * sent) is sent again a second later while the user still types.
    */
   private startTyping(conversation: number): void {
+    // Not queued while disconnected: a stale start would show the user typing after the reconnection.
+    if (!this.conn.chat.connected) return;
     this.typingSentAt = Date.now();
     this.typingConv = conversation;
     this.conn
@@ -548,6 +550,8 @@ export class Chat {
     const conversation = this.typingConv;
     this.typingConv = null;
     this.typingSentAt = 0;
+    // A disconnected device's start is stopped by the hub itself.
+    if (!this.conn.chat.connected) return;
     this.conn.request(this.conn.chat, "typing", { conversation, typing: false }, 5000).catch(() => {});
   }
 
