@@ -266,6 +266,12 @@ export class Chat {
     }
   }
 
+  /** Opens a conversation by id, listing the conversations again first if this page does not know it yet. */
+  async openById(id: number): Promise<void> {
+    if (!this.convs.has(id)) await this.refreshConversations();
+    this.open(id);
+  }
+
   /** Shows a conversation: its newest page the first time, what it missed otherwise. */
   open(id: number): void {
     const st = this.convs.get(id);
@@ -621,6 +627,9 @@ export class Chat {
   private renderConversations(): void {
     const items = [...this.convs.values()].sort((a, b) => b.conv.last_activity - a.conv.last_activity || b.conv.id - a.conv.id);
     show(byId("conversations-empty"), items.length === 0);
+    const unread = items.reduce((sum, st) => sum + st.conv.unread, 0);
+    const title = `${unread ? `(${unread}) ` : ""}${this.me} · Switchboard`;
+    if (document.title !== title) document.title = title;
     reconcile(
       this.list,
       this.convNodes,

@@ -163,7 +163,8 @@ function start(session: Session): void {
   conn.render();
   const presence = new Presence(conn, session.user);
   const chat = new Chat(conn, session.user, { watch: (users) => presence.watch(users) });
-  new Notifications(conn);
+  const notifications = new Notifications(conn);
+  notifications.openConversation = (id) => void chat.openById(id);
   const calls = new Calls(conn);
   presence.hooks = {
     message: (user) => void chat.openDirect(user),

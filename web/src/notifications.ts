@@ -23,6 +23,9 @@ export class Notifications {
   private readonly bell = byId<HTMLButtonElement>("bell");
   private readonly panel = byId("notifications-panel");
 
+  /** Opens the conversation a `chat:mention` is about (set by main). */
+  openConversation: (id: number) => void = () => {};
+
   constructor(private readonly conn: Connection) {
     const socket = conn.notifications;
     socket.on("connect", () => void this.refresh());
@@ -115,14 +118,26 @@ export class Notifications {
       this.nodes,
       items,
       (n) => String(n.id),
-      (n) =>
-        el("li", { class: "notification", "data-id": n.id, "data-type": n.type }, [
+      (n) => {
+        const li = el("li", { class: "notification", "data-id": n.id, "data-type": n.type }, [
           el("div", { class: "notification-main" }, [
             el("p", { class: "notification-title", text: n.title }),
             el("p", { class: "notification-body", text: n.body }),
             el("time", { class: "notification-time", text: formatTime(n.created_at) }),
           ]),
-        ]),
+        ]);
+        const conversation = mentionedIn(n);
+        if (conversation !== null) {
+          const open = el("button", { type: "button", class: "notification-open link", text: "Open" });
+          open.addEventListener("click", () => {
+            this.toggle(false);
+            this.openConversation(conversation);
+            if (!n.read) void this.markRead(n.id);
+          });
+          li.querySelector(".notification-main")!.append(open);
+        }
+        return li;
+      },
       (li, n) => {
         li.dataset.read = String(n.read);
         const existing = li.querySelector(".notification-read");
@@ -135,4 +150,10 @@ export class Notifications {
       },
     );
   }
+}
+
+/** The conversation a `chat:mention` notification points at, if any. */
+function mentionedIn(n: Notification): number | null {
+  const data = n.data as { conversation?: unknown } | null;
+  return n.type === "chat:mention" && data && typeof data.conversation === "number" ? data.conversation : null;
 }

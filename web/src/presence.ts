@@ -4,7 +4,7 @@
 // snapshot at every (re)connection.
 
 import type { Connection } from "./connection";
-import { byId, el, reconcile } from "./dom";
+import { byId, el, formatTime, reconcile } from "./dom";
 
 export type Status = "online" | "away" | "busy" | "offline";
 
@@ -132,7 +132,8 @@ export class Presence {
       },
       (li, p) => {
         li.dataset.status = p.status;
-        li.querySelector(".person-status")!.textContent = p.status;
+        li.querySelector(".person-status")!.textContent =
+          p.status === "offline" && p.last_seen ? `offline · seen ${formatTime(p.last_seen)}` : p.status;
       },
     );
   }
