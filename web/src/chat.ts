@@ -63,7 +63,6 @@ interface Pending {
   conversation: number;
   text: string;
   ts: number;
-  attempt: number;
 }
 
 /** What the chat screen needs from the rest of the page. */
@@ -78,7 +77,10 @@ const TYPING_CLEAR_MS = 6000;
 
 export class Chat {
   private readonly convs = new Map<number, ConvState>();
+  /** Sends not acked yet, in the order written (a Map keeps insertion order). */
   private readonly pending = new Map<string, Pending>();
+  private sending = false;
+  private sendGeneration = 0;
   private openId: number | null = null;
   private typingSentAt = 0;
   private lastInputAt = 0;
@@ -152,7 +154,7 @@ export class Chat {
     // Typing indicators from before the cut may never get their `false`.
     for (const st of this.convs.values()) this.clearTyping(st);
     this.typingSentAt = 0;
-    for (const p of this.pending.values()) this.deliver(p);
+    this.restartSends();
     await this.refreshConversations();
     if (reconnect) for (const st of this.convs.values()) if (st.loaded) void this.syncAfter(st);
     if (this.openId !== null) {
@@ -462,29 +464,36 @@ export class Chat {
     if (this.openId === null || !text.trim()) return;
     this.text.value = "";
     this.stopTyping();
-    const p: Pending = { clientId: randomId(), conversation: this.openId, text, ts: Date.now(), attempt: 0 };
+    const p: Pending = { clientId: randomId(), conversation: this.openId, text, ts: Date.now() };
     this.pending.set(p.clientId, p);
     const st = this.convs.get(p.conversation);
     if (st) this.afterChange(st, true);
-    this.deliver(p);
+    this.pump();
   }
 
   /**
-   * Sends (or resends) a pending message with its client_id: the hub stores
-   * it once however often it arrives. While disconnected nothing is sent;
-   * the next `connect` resends every pending message, in order.
+   * Sends the oldest pending message, then the next once it is acked: one
+   * at a time, so that a send the hub refuses for now (rate_limited,
+   * unavailable, no ack in time) and sends again keeps its place — the
+   * messages are stored in the order written. Each carries its client_id:
+   * the hub stores it once however often it arrives. While disconnected
+   * nothing is sent; `connect` starts again from the oldest.
    */
-  private deliver(p: Pending): void {
-    if (!this.conn.chat.connected) return;
-    const attempt = ++p.attempt;
+  private pump(): void {
+    if (this.sending || !this.conn.chat.connected) return;
+    const p = this.pending.values().next().value as Pending | undefined;
+    if (!p) return;
+    this.sending = true;
+    const generation = this.sendGeneration;
+    // A callback from before a reconnection (its send restarted since) is ignored.
+    const current = () => generation === this.sendGeneration;
     this.conn
       .request(this.conn.chat, "message", { conversation: p.conversation, client_id: p.clientId, text: p.text }, 8000)
       .then((ack) => {
-        if (!this.pending.has(p.clientId)) return;
+        if (!current()) return;
         const st = this.convs.get(ack.conversation as number);
-        if (!st) return;
         // The ack may come before the `message` event: the message is known from it.
-        if (!st.messages.has(ack.seq as number)) {
+        if (st && this.pending.has(p.clientId) && !st.messages.has(ack.seq as number)) {
           this.store(st, {
             id: ack.id as number,
             conversation: ack.conversation as number,
@@ -500,21 +509,34 @@ export class Chat {
           });
         }
         this.pending.delete(p.clientId);
-        this.afterChange(st);
+        this.sending = false;
+        if (st) this.afterChange(st);
+        this.pump();
       })
       .catch((err: AckError) => {
-        if (!this.pending.has(p.clientId) || attempt !== p.attempt) return;
+        if (!current()) return;
         if (err.code === "timeout" || err.code === "unavailable" || err.code === "rate_limited") {
-          setTimeout(() => {
-            if (this.pending.has(p.clientId) && attempt === p.attempt) this.deliver(p);
-          }, 1000);
+          window.setTimeout(() => {
+            if (!current()) return;
+            this.sending = false;
+            this.pump();
+          }, err.code === "timeout" ? 0 : 1000);
           return;
         }
         this.pending.delete(p.clientId);
+        this.sending = false;
         this.showError(`Not sent: ${err.message}`);
         const st = this.convs.get(p.conversation);
         if (st) this.afterChange(st);
+        this.pump();
       });
+  }
+
+  /** At a (re)connection: whatever was in flight is sent again, from the oldest. */
+  private restartSends(): void {
+    this.sendGeneration++;
+    this.sending = false;
+    this.pump();
   }
 
   // --- typing -----------------------------------------------------------
