@@ -166,16 +166,30 @@ export class Calls {
     if (call) await this.conn.request(this.conn.calls, "call:hangup", { call }).catch(() => {});
   }
 
-  /** The camera and microphone, and the hub's ICE servers. */
+  /**
+   * The camera and microphone (or the microphone alone, or nothing: then
+   * this side only receives — a desk without a camera can still answer),
+   * and the hub's ICE servers.
+   */
   private async prepare(): Promise<void> {
+    const media = navigator.mediaDevices;
+    const capture = async (): Promise<MediaStream | null> => {
+      if (!media) return null; // not a secure context
+      try {
+        return await media.getUserMedia({ video: true, audio: true });
+      } catch {
+        return media.getUserMedia({ audio: true }).catch(() => null);
+      }
+    };
     const [stream, ack] = await Promise.all([
-      this.local ?? navigator.mediaDevices.getUserMedia({ video: true, audio: true }),
+      this.local ? Promise.resolve(this.local) : capture(),
       this.conn.request(this.conn.calls, "ice_servers"),
     ]);
     this.local = stream;
     this.iceServers = ack.ice_servers as RTCIceServer[];
+    if (!stream) this.info.textContent += " No camera or microphone: you will see and hear the other side only.";
     this.localVideo.srcObject = stream;
-    void this.localVideo.play().catch(() => {});
+    if (stream) void this.localVideo.play().catch(() => {});
   }
 
   /** The peer connection to `device`, created the first time it is met. */
@@ -245,7 +259,8 @@ export class Calls {
     peer.tracksAdded = true;
     if (this.local && this.local.getTracks().length > 0) {
       for (const track of this.local.getTracks()) peer.pc.addTrack(track, this.local);
-    } else {
+    } else if (peer.pc.getTransceivers().length === 0) {
+      // Nothing to send, and no offer yet to answer: ask to receive both.
       peer.pc.addTransceiver("audio", { direction: "recvonly" });
       peer.pc.addTransceiver("video", { direction: "recvonly" });
     }
