@@ -5,13 +5,15 @@
 #   make test   every test: lint, Rust unit/property/integration tests (with a
 #               throwaway PostgreSQL server for the store's tests), interop
 #               tests with the official socket.io-client (installs npm packages),
-#               schemathesis against the publish API (installs it from PyPI)
+#               schemathesis against the publish API (installs it from PyPI),
+#               browser tests of the web client in Debian's Chromium
+#               (installs Chromium with apt-get and the npm packages)
 
 CARGO ?= cargo
 NPM ?= npm
 BIN := target/release/switchboard
 
-.PHONY: run test lint rust-test interop schemathesis build release web
+.PHONY: run test lint rust-test interop schemathesis browser build release web
 
 run: web release
 	$(BIN) serve $(if $(CONFIG),--config $(CONFIG),)
@@ -26,7 +28,7 @@ release:
 build:
 	$(CARGO) build --workspace --all-targets
 
-test: lint rust-test interop schemathesis
+test: lint rust-test interop schemathesis browser
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -39,6 +41,11 @@ rust-test:
 
 schemathesis: release
 	tests/schemathesis/run.sh $(CURDIR)/$(BIN)
+
+# The web client in a real browser (playwright-core driving Debian's
+# Chromium, installed when missing); see tests/browser/run.sh.
+browser: web release
+	tests/browser/run.sh $(CURDIR)/$(BIN)
 
 interop: release
 	cd tests/interop && $(NPM) ci --no-audit --no-fund --loglevel=error

@@ -1,0 +1,107 @@
+// Video calls in the browser: alice calls bob, he accepts, both peer
+// connections reach `connected` and each remote <video> plays frames, then a
+// hang-up ends it on both sides; a call the caller hangs up while it rings,
+// and one nobody answers, leave bob a missed-call notification.
+
+import assert from "node:assert/strict";
+import { before, describe } from "node:test";
+import { RING_TIMEOUT_MS, setupFile, watchPerson } from "./harness.mjs";
+
+const env = setupFile();
+
+const ENDED = '#call:is([data-state="idle"], [data-state="ended"])';
+
+/** The bell's unread count as shown (0 when the badge is hidden). */
+async function unread(page) {
+  const badge = page.locator("#bell-count");
+  if (!(await badge.isVisible())) return 0;
+  return Number((await badge.textContent())?.trim());
+}
+
+/** Alice starts a video call to bob from her People list; resolves once bob's page rings. */
+async function ring(alice, bob) {
+  const row = await watchPerson(alice, "bob");
+  await alice.locator('li.person[data-user="bob"][data-status="online"]').waitFor();
+  await row.locator(".person-call").click();
+  await alice.locator('#call[data-state="outgoing"]').waitFor({ state: "attached" });
+  await bob.locator('#call[data-state="ringing"]').waitFor({ state: "attached" });
+  await bob.locator("#incoming-call").waitFor();
+}
+
+/** Waits until every RTCPeerConnection of the page is `connected` and its remote video plays. */
+async function waitMedia(page) {
+  await page.waitForFunction(() => {
+    const states = window.__switchboard.peerStates();
+    return states.length > 0 && states.every((s) => s === "connected");
+  });
+  await page.waitForFunction(() => document.querySelector("#remote-video")?.videoWidth > 0);
+  const t = await page.locator("#remote-video").evaluate((v) => v.currentTime);
+  await page.waitForFunction((t0) => document.querySelector("#remote-video").currentTime > t0 + 0.5, t);
+}
+
+/** Opens the bell's panel and waits for a missed call from alice among the unread. */
+async function missedCallListed(page, count) {
+  const panel = page.locator("#notifications-panel");
+  if (!(await panel.isVisible())) await page.locator("#bell").click();
+  await panel.waitFor();
+  const missed = page.locator('li.notification[data-read="false"]', {
+    has: page.locator(".notification-title", { hasText: "Missed call" }),
+  });
+  await missed.nth(count - 1).waitFor();
+  assert.equal(await missed.count(), count);
+  assert.match((await missed.first().locator(".notification-body").textContent()) ?? "", /alice/);
+  await page.locator("#bell").click();
+  await panel.waitFor({ state: "hidden" });
+}
+
+describe("calls", () => {
+  let alice, bob;
+
+  before(async () => {
+    alice = (await env.device("alice")).page;
+    bob = (await env.device("bob")).page;
+  });
+
+  env.test("a video call connects, both remote videos play, and hangs up", async () => {
+    await ring(alice, bob);
+    await bob.locator("#call-accept").click();
+    for (const page of [alice, bob]) {
+      await page.locator('#call[data-state="connected"]').waitFor({ state: "attached", timeout: 30_000 });
+      await page.locator("#local-video").waitFor();
+      await page.locator("#remote-video").waitFor();
+    }
+    await Promise.all([waitMedia(alice), waitMedia(bob)]);
+    // The local preview is the page's own camera.
+    await alice.waitForFunction(() => document.querySelector("#local-video")?.videoWidth > 0);
+
+    await alice.locator("#call-hangup").click();
+    for (const page of [alice, bob]) {
+      await page.locator(ENDED).waitFor({ state: "attached" });
+      await page.waitForFunction(() => window.__switchboard.peerStates().every((s) => s !== "connected"));
+    }
+    await bob.locator("#incoming-call").waitFor({ state: "hidden" });
+  });
+
+  env.test("the caller hangs up while it rings: bob gets a missed-call notification", async () => {
+    const before = await unread(bob);
+    await ring(alice, bob);
+    await alice.locator("#call-hangup").click();
+    for (const page of [alice, bob]) await page.locator(ENDED).waitFor({ state: "attached" });
+    await bob.locator("#incoming-call").waitFor({ state: "hidden" });
+    await bob.locator("#bell-count", { hasText: String(before + 1) }).waitFor();
+    await missedCallListed(bob, 1);
+  });
+
+  env.test("nobody answers: the ringing stops after the ring timeout and bob gets a missed-call notification", async () => {
+    const before = await unread(bob);
+    const started = Date.now();
+    await ring(alice, bob);
+    for (const page of [alice, bob]) {
+      await page.locator(ENDED).waitFor({ state: "attached", timeout: RING_TIMEOUT_MS + 15_000 });
+    }
+    assert.ok(Date.now() - started >= RING_TIMEOUT_MS - 100, "not before the ring timeout");
+    await bob.locator("#incoming-call").waitFor({ state: "hidden" });
+    await bob.locator("#bell-count", { hasText: String(before + 1) }).waitFor();
+    await missedCallListed(bob, 2);
+  });
+});

@@ -1,0 +1,222 @@
+// Chat in the browser: two users (alice, bob) in two contexts and a second
+// device of alice; a message reaches the other side and the sender's second
+// device, read marks, the typing indicator, a page cut off while the other
+// user writes, and the hub restarted mid-conversation. The tests run in order
+// on the same three pages, as one conversation goes on.
+
+import assert from "node:assert/strict";
+import { before, describe } from "node:test";
+import {
+  WAIT_MS,
+  assertCleanLog,
+  messages,
+  openConversation,
+  openDirect,
+  send,
+  setupFile,
+  waitConnection,
+} from "./harness.mjs";
+
+const env = setupFile();
+
+/** The (seq, text) pairs of a page's messages, for comparing two pages. */
+const shown = async (page) => (await messages(page)).map((m) => [m.seq, m.text]);
+
+/** Waits until `page` shows a message with `text`, acked. */
+async function waitMessage(page, text, timeout = WAIT_MS) {
+  await page.waitForFunction(
+    (want) =>
+      [...document.querySelectorAll("#messages li.message")].some(
+        (li) => li.querySelector(".message-text")?.textContent === want && li.hasAttribute("data-seq"),
+      ),
+    text,
+    { timeout },
+  );
+}
+
+describe("chat", () => {
+  let alice, alice2, bob;
+  let direct, group;
+
+  before(async () => {
+    alice = (await env.device("alice")).page;
+    alice2 = (await env.device("alice")).page;
+    bob = await env.device("bob");
+  });
+
+  env.test("a message appears on the other side and on the sender's second device", async () => {
+    direct = await openDirect(alice, "bob");
+    await send(alice, "Hello bob");
+
+    // Bob has not opened it: the conversation is listed with one unread.
+    const item = bob.page.locator(`li.conversation[data-id="${direct}"]`);
+    await item.locator(".unread-badge", { hasText: /^\s*1\s*$/ }).waitFor();
+
+    await openConversation(bob.page, direct);
+    await waitMessage(bob.page, "Hello bob");
+    await item.locator(".unread-badge").waitFor({ state: "hidden" });
+
+    await openConversation(alice2, direct);
+    await waitMessage(alice2, "Hello bob");
+
+    const mine = (await messages(alice)).filter((m) => m.text === "Hello bob");
+    assert.equal(mine.length, 1, "alice's page shows her message once");
+    for (const [who, page] of [["bob", bob.page], ["alice's 2nd device", alice2]]) {
+      const theirs = (await messages(page)).filter((m) => m.text === "Hello bob");
+      assert.equal(theirs.length, 1, `${who} shows the message once`);
+      assert.equal(theirs[0].seq, mine[0].seq, `${who} shows it with the seq alice's page has`);
+      assert.equal(theirs[0].sender, "alice");
+      assert.equal(theirs[0].clientId, mine[0].clientId);
+    }
+    const senderName = await bob.page
+      .locator("#messages li.message", { hasText: "Hello bob" })
+      .locator(".message-sender")
+      .textContent();
+    assert.match(senderName ?? "", /alice/);
+  });
+
+  env.test("read marks: alice's message shows 'Seen by bob' once bob opens the conversation", async () => {
+    // A new group, so that bob has not read anything of it yet.
+    await alice.locator("#group-name").fill("Launch");
+    await alice.locator("#group-members").fill("bob");
+    await alice.locator("#group-members").press("Enter");
+    const aliceItem = alice.locator("li.conversation", {
+      has: alice.locator(".conversation-name", { hasText: "Launch" }),
+    });
+    await aliceItem.waitFor();
+    group = await aliceItem.getAttribute("data-id");
+    assert.ok(group, "the group's list item has its data-id");
+    if ((await alice.locator(`#conversation[data-id="${group}"]`).count()) === 0) {
+      await openConversation(alice, group);
+    }
+    await openConversation(alice2, group);
+
+    await send(alice, "Ready for launch?");
+    await waitMessage(alice2, "Ready for launch?");
+    // Bob's list has it, unread: he has not seen it, and alice's pages say so.
+    await bob.page
+      .locator(`li.conversation[data-id="${group}"] .unread-badge`, { hasText: /^\s*1\s*$/ })
+      .waitFor();
+    for (const page of [alice, alice2]) {
+      const li = page.locator("#messages li.message", { hasText: "Ready for launch?" });
+      assert.notEqual(await li.getAttribute("data-read"), "true", "not seen before bob opens it");
+      const receipt = li.locator(".message-receipt");
+      if (await receipt.count()) assert.doesNotMatch((await receipt.textContent()) ?? "", /Seen by/);
+    }
+
+    await openConversation(bob.page, group);
+    await waitMessage(bob.page, "Ready for launch?");
+    for (const page of [alice, alice2]) {
+      const li = page.locator('#messages li.message[data-read="true"]', { hasText: "Ready for launch?" });
+      await li.locator(".message-receipt", { hasText: /Seen by bob/ }).waitFor();
+    }
+  });
+
+  env.test("typing shows 'bob is typing…' and then clears", async () => {
+    const composer = bob.page.locator("#composer-text");
+    await composer.click();
+    await composer.pressSequentially("Almost ready", { delay: 30 });
+    for (const page of [alice, alice2]) {
+      await page.locator("#typing", { hasText: "bob is typing…" }).waitFor();
+    }
+    await composer.press("Enter");
+    await waitMessage(alice, "Almost ready");
+    for (const page of [alice, alice2]) {
+      await page.waitForFunction(() => (document.querySelector("#typing")?.textContent ?? "").trim() === "");
+    }
+    // Shift+Enter is a new line, not a send.
+    await composer.pressSequentially("line one");
+    await composer.press("Shift+Enter");
+    await composer.pressSequentially("line two");
+    assert.equal(await composer.inputValue(), "line one\nline two");
+    await composer.press("Enter");
+    await waitMessage(alice, "line one\nline two");
+  });
+
+  env.test("a page that loses its connection shows 'Reconnecting…', comes back by itself and shows what it missed, each once, in order", async () => {
+    await bob.page.evaluate(() => {
+      window.__notReloaded = true;
+    });
+    const before = await shown(bob.page);
+    await bob.context.setOffline(true);
+    await bob.page.evaluate(() => window.__switchboard.manager.engine.close());
+    await waitConnection(bob.page, "reconnecting");
+    await bob.page.locator("#connection-status", { hasText: "Reconnecting…" }).waitFor();
+
+    const texts = [1, 2, 3, 4, 5].map((i) => `While you were away ${i}`);
+    for (const text of texts) await send(alice, text);
+
+    await bob.context.setOffline(false);
+    await waitConnection(bob.page, "connected", 30_000);
+    await bob.page.locator("#connection-status").waitFor({ state: "hidden" });
+    for (const text of texts) await waitMessage(bob.page, text);
+
+    assert.equal(await bob.page.evaluate(() => window.__notReloaded), true, "the page came back without a reload");
+    const after = await messages(bob.page);
+    assertCleanLog(after, "bob");
+    for (const text of texts) {
+      assert.equal(after.filter((m) => m.text === text).length, 1, `"${text}" shown once`);
+    }
+    const order = after.filter((m) => texts.includes(m.text)).map((m) => m.text);
+    assert.deepEqual(order, texts, "in the order alice sent them");
+    assert.deepEqual(
+      after.slice(0, before.length).map((m) => [m.seq, m.text]),
+      before,
+      "what bob had is still there, unchanged",
+    );
+    assert.deepEqual(await shown(bob.page), await shown(alice), "bob's page shows what alice's shows");
+  });
+
+  env.test("the hub restarted mid-conversation: every page reconnects by itself, nothing lost or doubled", async () => {
+    for (const page of [alice, alice2, bob.page]) {
+      await page.evaluate(() => {
+        window.__notReloaded = true;
+      });
+    }
+    await send(bob.page, "Before the restart");
+    await waitMessage(alice, "Before the restart");
+
+    await env.hub.stop();
+    for (const page of [alice, alice2, bob.page]) {
+      await waitConnection(page, "reconnecting");
+      await page.locator("#connection-status", { hasText: "Reconnecting…" }).waitFor();
+    }
+    // Alice writes while the hub is down, if the page lets her: the message
+    // must then go out once the hub is back, once.
+    const composer = alice.locator("#composer-text");
+    const canWrite = await composer.isEditable();
+    const offline = "Written while the hub was down";
+    if (canWrite) {
+      await composer.fill(offline);
+      await composer.press("Enter");
+      await alice.locator("#messages li.message", { hasText: offline }).waitFor();
+    }
+
+    await env.hub.start();
+    for (const page of [alice, alice2, bob.page]) {
+      await waitConnection(page, "connected", 30_000);
+      await page.locator("#connection-status").waitFor({ state: "hidden" });
+    }
+    await send(alice, "After the restart");
+    const expected = ["Before the restart", ...(canWrite ? [offline] : []), "After the restart"];
+    for (const page of [alice, alice2, bob.page]) {
+      for (const text of expected) await waitMessage(page, text);
+    }
+
+    const reference = await shown(alice);
+    for (const [who, page] of [["alice", alice], ["alice's 2nd device", alice2], ["bob", bob.page]]) {
+      assert.equal(await page.evaluate(() => window.__notReloaded), true, `${who}'s page came back without a reload`);
+      const list = await messages(page);
+      assertCleanLog(list, who);
+      for (const text of expected) {
+        assert.equal(list.filter((m) => m.text === text).length, 1, `${who}: "${text}" shown once`);
+      }
+      assert.deepEqual(
+        list.filter((m) => expected.includes(m.text)).map((m) => m.text),
+        expected,
+        `${who}: in the order they were written`,
+      );
+      assert.deepEqual(list.map((m) => [m.seq, m.text]), reference, `${who} shows what alice's page shows`);
+    }
+  });
+});
