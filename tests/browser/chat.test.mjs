@@ -9,6 +9,7 @@ import { before, describe } from "node:test";
 import {
   WAIT_MS,
   assertCleanLog,
+  eventually,
   messages,
   openConversation,
   openDirect,
@@ -77,6 +78,10 @@ describe("chat", () => {
 
   env.test("read marks: alice's message shows 'Seen by bob' once bob opens the conversation", async () => {
     // A new group, so that bob has not read anything of it yet.
+    // The form may sit folded in a <details>: open it as a person would.
+    if (!(await alice.locator("#group-name").isVisible())) {
+      await alice.locator("details:has(#group-name) > summary").click();
+    }
     await alice.locator("#group-name").fill("Launch");
     await alice.locator("#group-members").fill("bob");
     await alice.locator("#group-members").press("Enter");
@@ -138,6 +143,7 @@ describe("chat", () => {
       window.__notReloaded = true;
     });
     const before = await shown(bob.page);
+    const sockets = env.sockets.opened(bob.page);
     await bob.context.setOffline(true);
     await bob.page.evaluate(() => window.__switchboard.manager.engine.close());
     await waitConnection(bob.page, "reconnecting");
@@ -145,6 +151,10 @@ describe("chat", () => {
 
     const texts = [1, 2, 3, 4, 5].map((i) => `While you were away ${i}`);
     for (const text of texts) await send(alice, text);
+    // Bob's page keeps trying while it is offline; one try at least fails
+    // before the network comes back.
+    const failed = env.sockets.failed(bob.page);
+    await eventually(() => assert.ok(env.sockets.failed(bob.page) > failed, "a reconnection attempt failed while offline"));
 
     await bob.context.setOffline(false);
     await waitConnection(bob.page, "connected", 30_000);
@@ -152,6 +162,7 @@ describe("chat", () => {
     for (const text of texts) await waitMessage(bob.page, text);
 
     assert.equal(await bob.page.evaluate(() => window.__notReloaded), true, "the page came back without a reload");
+    assert.ok(env.sockets.opened(bob.page) > sockets, "bob's page opened a new WebSocket by itself");
     const after = await messages(bob.page);
     assertCleanLog(after, "bob");
     for (const text of texts) {
@@ -167,7 +178,7 @@ describe("chat", () => {
     assert.deepEqual(await shown(bob.page), await shown(alice), "bob's page shows what alice's shows");
   });
 
-  env.test("the hub restarted mid-conversation: every page reconnects by itself, nothing lost or doubled", async () => {
+  env.test("the hub restarted mid-conversation: every page reconnects by itself, nothing lost or doubled", async (t) => {
     for (const page of [alice, alice2, bob.page]) {
       await page.evaluate(() => {
         window.__notReloaded = true;
@@ -176,6 +187,7 @@ describe("chat", () => {
     await send(bob.page, "Before the restart");
     await waitMessage(alice, "Before the restart");
 
+    const sockets = new Map([alice, alice2, bob.page].map((page) => [page, env.sockets.opened(page)]));
     await env.hub.stop();
     for (const page of [alice, alice2, bob.page]) {
       await waitConnection(page, "reconnecting");
@@ -185,6 +197,7 @@ describe("chat", () => {
     // must then go out once the hub is back, once.
     const composer = alice.locator("#composer-text");
     const canWrite = await composer.isEditable();
+    t.diagnostic(canWrite ? "alice writes while the hub is down" : "the composer is not editable while the hub is down");
     const offline = "Written while the hub was down";
     if (canWrite) {
       await composer.fill(offline);
@@ -206,6 +219,7 @@ describe("chat", () => {
     const reference = await shown(alice);
     for (const [who, page] of [["alice", alice], ["alice's 2nd device", alice2], ["bob", bob.page]]) {
       assert.equal(await page.evaluate(() => window.__notReloaded), true, `${who}'s page came back without a reload`);
+      assert.ok(env.sockets.opened(page) > sockets.get(page), `${who}'s page opened a new WebSocket by itself`);
       const list = await messages(page);
       assertCleanLog(list, who);
       for (const text of expected) {

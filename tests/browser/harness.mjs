@@ -262,7 +262,7 @@ export class SocketWatch {
 
   /** Starts recording `page` (call before it navigates). */
   watch(page, label) {
-    const record = { label, open: new Set(), urls: [] };
+    const record = { label, open: new Set(), urls: [], failed: 0 };
     this.pages.set(page, record);
     page.on("websocket", (ws) => {
       record.urls.push(ws.url());
@@ -277,6 +277,10 @@ export class SocketWatch {
         );
       }
       ws.on("close", () => record.open.delete(ws));
+      ws.on("socketerror", () => record.failed++);
+    });
+    page.on("requestfailed", (request) => {
+      if (new URL(request.url()).pathname.startsWith("/socket.io/")) record.failed++;
     });
     // The hub serves the page with a strict Content-Security-Policy: anything
     // it refuses (an inline style or script) is a part of the page that does
@@ -306,6 +310,11 @@ export class SocketWatch {
     // Each violation fails the test in which it happened, not every later one.
     const violations = this.violations.splice(0);
     if (violations.length) throw new Error(`one WebSocket per page, no CSP refusal:\n${violations.join("\n")}`);
+  }
+
+  /** How many of `page`'s connection attempts (WebSocket or polling request to /socket.io/) have failed so far. */
+  failed(page) {
+    return this.pages.get(page)?.failed ?? 0;
   }
 
   /** How many WebSockets `page` has opened so far. */
