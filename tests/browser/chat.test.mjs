@@ -35,6 +35,23 @@ async function waitMessage(page, text, timeout = WAIT_MS) {
   );
 }
 
+/** Creates a group from the page's form and opens it; resolves with its id. */
+async function createGroup(page, name, members) {
+  // The form may sit folded in a <details>: open it as a person would.
+  if (!(await page.locator("#group-name").isVisible())) {
+    await page.locator("details:has(#group-name) > summary").click();
+  }
+  await page.locator("#group-name").fill(name);
+  await page.locator("#group-members").fill(members);
+  await page.locator("#group-members").press("Enter");
+  const item = page.locator("li.conversation", { has: page.locator(".conversation-name", { hasText: name }) });
+  await item.waitFor();
+  const id = await item.getAttribute("data-id");
+  assert.ok(id, "the group's list item has its data-id");
+  if ((await page.locator(`#conversation[data-id="${id}"]`).count()) === 0) await openConversation(page, id);
+  return id;
+}
+
 describe("chat", () => {
   let alice, alice2, bob;
   let direct, group;
@@ -78,22 +95,7 @@ describe("chat", () => {
 
   env.test("read marks: alice's message shows 'Seen by bob' once bob opens the conversation", async () => {
     // A new group, so that bob has not read anything of it yet.
-    // The form may sit folded in a <details>: open it as a person would.
-    if (!(await alice.locator("#group-name").isVisible())) {
-      await alice.locator("details:has(#group-name) > summary").click();
-    }
-    await alice.locator("#group-name").fill("Launch");
-    await alice.locator("#group-members").fill("bob");
-    await alice.locator("#group-members").press("Enter");
-    const aliceItem = alice.locator("li.conversation", {
-      has: alice.locator(".conversation-name", { hasText: "Launch" }),
-    });
-    await aliceItem.waitFor();
-    group = await aliceItem.getAttribute("data-id");
-    assert.ok(group, "the group's list item has its data-id");
-    if ((await alice.locator(`#conversation[data-id="${group}"]`).count()) === 0) {
-      await openConversation(alice, group);
-    }
+    group = await createGroup(alice, "Launch", "bob");
     await openConversation(alice2, group);
 
     await send(alice, "Ready for launch?");
@@ -232,5 +234,50 @@ describe("chat", () => {
       );
       assert.deepEqual(list.map((m) => [m.seq, m.text]), reference, `${who} shows what alice's page shows`);
     }
+  });
+  env.test("history loads on scroll: every older message once, in order", async () => {
+    // More than one history page can hold (the hub answers at most 100).
+    const total = 101;
+    const history = await createGroup(alice, "History", "bob");
+    // Written through alice's composer form, in the page (a hundred
+    // Playwright round trips would be most of this file's time).
+    await alice.evaluate((total) => {
+      const text = document.querySelector("#composer-text");
+      const form = document.querySelector("#composer");
+      for (let i = 1; i <= total; i++) {
+        text.value = `History ${i}`;
+        text.dispatchEvent(new Event("input", { bubbles: true }));
+        form.requestSubmit();
+      }
+    }, total);
+    await waitMessage(alice, `History ${total}`);
+
+    // A device of bob's that opens now has none of them in hand.
+    const later = (await env.device("bob")).page;
+    await later.locator(`li.conversation[data-id="${history}"]`).waitFor();
+    await openConversation(later, history);
+    await waitMessage(later, `History ${total}`);
+    const first = await messages(later);
+    assert.ok(!first.some((m) => m.text === "History 1"), "the oldest is not loaded before scrolling up");
+
+    // Scroll to the top, again each time older messages come in, until the
+    // first one shows.
+    await eventually(
+      async () => {
+        await later.locator("#messages").evaluate((el) => {
+          el.scrollTop = 0;
+        });
+        const shown = await messages(later);
+        assert.ok(shown.some((m) => m.text === "History 1"), `oldest shown: ${shown[0]?.text}`);
+      },
+      { timeout: 30_000, interval: 300 },
+    );
+    const all = await messages(later);
+    assertCleanLog(all, "bob's new device");
+    assert.deepEqual(
+      all.map((m) => m.text),
+      Array.from({ length: total }, (_, i) => `History ${i + 1}`),
+    );
+    assert.deepEqual(all.map((m) => m.seq), Array.from({ length: total }, (_, i) => i + 1));
   });
 });

@@ -279,6 +279,12 @@ export class SocketWatch {
       ws.on("close", () => record.open.delete(ws));
       ws.on("socketerror", () => record.failed++);
     });
+    // A new document (a reload) ends the old one's WebSockets without a
+    // `close` event; at its navigation request every socket open is the old
+    // document's.
+    page.on("request", (request) => {
+      if (request.isNavigationRequest() && request.frame() === page.mainFrame()) record.open.clear();
+    });
     page.on("requestfailed", (request) => {
       if (new URL(request.url()).pathname.startsWith("/socket.io/")) record.failed++;
     });
