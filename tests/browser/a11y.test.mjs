@@ -64,7 +64,8 @@ describe("accessibility and screenshots", () => {
     const row = await watchPerson(alice, "bob");
     await row.locator(".person-call").click();
     await bob.locator("#incoming-call").waitFor();
-    await checkScreen(bob, "incoming-call");
+    // Both screens are checked (and saved) before either's failure is told.
+    const incoming = await checkScreen(bob, "incoming-call").catch((err) => err);
 
     await bob.locator("#call-accept").click();
     for (const page of [alice, bob]) {
@@ -74,8 +75,10 @@ describe("accessibility and screenshots", () => {
       }, null, { timeout: 30_000 });
       await page.waitForFunction(() => document.querySelector("#remote-video")?.videoWidth > 0);
     }
-    await checkScreen(alice, "call");
+    const inCall = await checkScreen(alice, "call").catch((err) => err);
     await alice.locator("#call-hangup").click();
     await bob.locator('#call:is([data-state="idle"], [data-state="ended"])').waitFor({ state: "attached" });
+    const failures = [incoming, inCall].filter(Boolean);
+    if (failures.length) throw new Error(failures.map((err) => err.message).join("\n"));
   });
 });

@@ -140,8 +140,23 @@ export async function startHub() {
     get running() {
       return child !== null;
     },
-    /** Starts the hub (again): same port, same data. */
+    /**
+     * Starts the hub (again): same port, same data. A restart may find the
+     * port still held for a moment by the process that just exited: it
+     * tries again a few times then.
+     */
     async start() {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await hub.startOnce();
+        } catch (err) {
+          const busy = /address already in use|AddrInUse/i.test(err.message);
+          if (!busy || attempt >= 5) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      }
+    },
+    async startOnce() {
       if (child) throw new Error("hub already running");
       const proc = spawn(bin, ["serve", "--config", config], {
         cwd: dir,
