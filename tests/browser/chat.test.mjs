@@ -138,6 +138,13 @@ describe("chat", () => {
     assert.equal(await composer.inputValue(), "line one\nline two");
     await composer.press("Enter");
     await waitMessage(alice, "line one\nline two");
+
+    // Typing again right after a send (the hub relays one start a second per
+    // user and conversation) still shows; erasing the text clears it.
+    await composer.pressSequentially("And one more thing", { delay: 80 });
+    await alice.locator("#typing", { hasText: "bob is typing…" }).waitFor();
+    await composer.fill("");
+    await alice.waitForFunction(() => (document.querySelector("#typing")?.textContent ?? "").trim() === "");
   });
 
   env.test("a page that loses its connection shows 'Reconnecting…', comes back by itself and shows what it missed, each once, in order", async () => {
