@@ -16,6 +16,7 @@ import {
   send,
   setupFile,
   waitConnection,
+  watchPerson,
 } from "./harness.mjs";
 
 const env = setupFile();
@@ -160,6 +161,13 @@ describe("chat", () => {
 
     const texts = [1, 2, 3, 4, 5].map((i) => `While you were away ${i}`);
     for (const text of texts) await send(alice, text);
+    // And a notification he can only learn of once back (the unread count).
+    const published = await env.hub.api("POST", "/api/v1/notifications", {
+      users: ["bob"],
+      type: "note",
+      title: "Published while bob was away",
+    });
+    assert.equal(published.status, 200);
     // Bob's page keeps trying while it is offline; one try at least fails
     // before the network comes back.
     const failed = env.sockets.failed(bob.page);
@@ -169,6 +177,7 @@ describe("chat", () => {
     await waitConnection(bob.page, "connected", 30_000);
     await bob.page.locator("#connection-status").waitFor({ state: "hidden" });
     for (const text of texts) await waitMessage(bob.page, text);
+    await bob.page.locator("#bell-count", { hasText: /^\s*1\s*$/ }).waitFor();
 
     assert.equal(await bob.page.evaluate(() => window.__notReloaded), true, "the page came back without a reload");
     assert.ok(env.sockets.opened(bob.page) > sockets, "bob's page opened a new WebSocket by itself");
@@ -219,6 +228,15 @@ describe("chat", () => {
       await waitConnection(page, "connected", 30_000);
       await page.locator("#connection-status").waitFor({ state: "hidden" });
     }
+    // The restarted hub knows nothing of who watches whom: the pages watch
+    // again, so alice sees bob as he is and as he changes.
+    await watchPerson(alice, "bob");
+    await alice.locator('li.person[data-user="bob"][data-status="online"]').waitFor();
+    await bob.page.getByLabel("Status").selectOption("away");
+    await alice.locator('li.person[data-user="bob"][data-status="away"]').waitFor();
+    await bob.page.getByLabel("Status").selectOption("online");
+    await alice.locator('li.person[data-user="bob"][data-status="online"]').waitFor();
+
     await send(alice, "After the restart");
     const expected = ["Before the restart", ...(canWrite ? [offline] : []), "After the restart"];
     for (const page of [alice, alice2, bob.page]) {

@@ -488,7 +488,7 @@ export async function checkScreen(page, name) {
   });
   const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
   for (const v of violations.filter((v) => !bad.includes(v))) {
-    console.log(`# axe (${name}, ${v.impact}, not failing): ${v.id}: ${v.help}`);
+    console.log(`# axe (${name}, ${v.impact}, not failing): ${v.id}: ${v.help} (${v.nodes.slice(0, 3).join("; ")})`);
   }
   if (bad.length) {
     throw new Error(
