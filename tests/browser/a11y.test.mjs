@@ -43,6 +43,35 @@ describe("accessibility and screenshots", () => {
     await checkScreen(alice, "conversation");
   });
 
+  env.test("keyboard: Tab reaches the composer, every stop shows its focus, Enter sends", async (t) => {
+    await alice.locator("#me").click(); // start from the page, not from a field
+    const stops = [];
+    for (let i = 0; i < 60; i++) {
+      await alice.keyboard.press("Tab");
+      const stop = await alice.evaluate(() => {
+        const el = document.activeElement;
+        if (!el || el === document.body) return null;
+        const style = getComputedStyle(el);
+        const outlined = style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0;
+        return {
+          what: `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ""}${el.className ? `.${String(el.className).split(" ").join(".")}` : ""}`,
+          id: el.id,
+          shown: outlined || style.boxShadow !== "none",
+        };
+      });
+      if (!stop) continue;
+      stops.push(stop);
+      if (stop.id === "composer-text") break;
+    }
+    t.diagnostic(`Tab stops: ${stops.map((s) => s.what).join(", ")}`);
+    assert.ok(stops.some((s) => s.id === "composer-text"), "Tab reaches the composer");
+    const unmarked = stops.filter((s) => !s.shown).map((s) => s.what);
+    assert.deepEqual(unmarked, [], "every element Tab stops at shows a focus ring");
+    await alice.keyboard.type("Sent from the keyboard");
+    await alice.keyboard.press("Enter");
+    await bob.locator("#messages li.message", { hasText: "Sent from the keyboard" }).waitFor();
+  });
+
   env.test("the notifications panel open", async () => {
     for (const [type, title, body] of [
       ["invoice:paid", "Invoice paid", "Invoice 42 was paid by ACME"],
