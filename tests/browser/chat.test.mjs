@@ -87,6 +87,12 @@ describe("chat", () => {
       assert.equal(theirs[0].sender, "alice");
       assert.equal(theirs[0].clientId, mine[0].clientId);
     }
+    // With the conversation open on every page, the next one arrives live.
+    await send(alice, "Are you there?");
+    await waitMessage(bob.page, "Are you there?");
+    await waitMessage(alice2, "Are you there?");
+    for (const page of [bob.page, alice2]) assert.deepEqual(await shown(page), await shown(alice));
+
     const senderName = await bob.page
       .locator("#messages li.message", { hasText: "Hello bob" })
       .locator(".message-sender")
