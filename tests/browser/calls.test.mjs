@@ -1,7 +1,8 @@
 // Video calls in the browser: alice calls bob, he accepts, both peer
 // connections reach `connected` and each remote <video> plays frames, then a
-// hang-up ends it on both sides; a call the caller hangs up while it rings,
-// and one nobody answers, leave bob a missed-call notification.
+// hang-up ends it on both sides; a declined call ends at once; a call the
+// caller hangs up while it rings, and one nobody answers, leave bob a
+// missed-call notification.
 
 import assert from "node:assert/strict";
 import { before, describe } from "node:test";
@@ -90,6 +91,15 @@ describe("calls", () => {
     for (const page of [alice, bob]) {
       await page.locator(ENDED).waitFor({ state: "attached" });
       await page.waitForFunction(() => window.__switchboard.peerStates().every((s) => s !== "connected"));
+    }
+    await bob.locator("#incoming-call").waitFor({ state: "hidden" });
+  });
+
+  env.test("bob declines: the call ends on both sides at once", async () => {
+    await ring(alice, bob);
+    await bob.locator("#call-decline").click();
+    for (const page of [alice, bob]) {
+      await page.locator(ENDED).waitFor({ state: "attached", timeout: RING_TIMEOUT_MS / 2 });
     }
     await bob.locator("#incoming-call").waitFor({ state: "hidden" });
   });
