@@ -1,8 +1,9 @@
 // Chat in the browser: two users (alice, bob) in two contexts and a second
 // device of alice; a message reaches the other side and the sender's second
 // device, read marks, the typing indicator, a page cut off while the other
-// user writes, and the hub restarted mid-conversation. The tests run in order
-// on the same three pages, as one conversation goes on.
+// user writes, the hub restarted mid-conversation, and history loaded on
+// scroll by a device that opens a long conversation. The tests run in order
+// on the same pages, as one conversation goes on.
 
 import assert from "node:assert/strict";
 import { before, describe } from "node:test";
