@@ -168,6 +168,11 @@ describe("chat", () => {
 
     const texts = [1, 2, 3, 4, 5].map((i) => `While you were away ${i}`);
     for (const text of texts) await send(alice, text);
+    // One in the other conversation, not open on bob's page: its unread
+    // badge must say so once he is back.
+    await openConversation(alice2, direct);
+    await send(alice2, "Ping while you are away");
+    await openConversation(alice2, group);
     // And a notification he can only learn of once back (the unread count).
     const published = await env.hub.api("POST", "/api/v1/notifications", {
       users: ["bob"],
@@ -185,6 +190,9 @@ describe("chat", () => {
     await bob.page.locator("#connection-status").waitFor({ state: "hidden" });
     for (const text of texts) await waitMessage(bob.page, text);
     await bob.page.locator("#bell-count", { hasText: /^\s*1\s*$/ }).waitFor();
+    await bob.page
+      .locator(`li.conversation[data-id="${direct}"] .unread-badge`, { hasText: /^\s*1\s*$/ })
+      .waitFor();
 
     assert.equal(await bob.page.evaluate(() => window.__notReloaded), true, "the page came back without a reload");
     assert.ok(env.sockets.opened(bob.page) > sockets, "bob's page opened a new WebSocket by itself");
