@@ -94,12 +94,20 @@ pub struct ClaimRules {
     pub audience: Vec<String>,
     /// Seconds of clock skew allowed on `exp` and `nbf`.
     pub leeway_secs: u64,
+    /// Whether tokens signed by development mode's sign-in (marked with
+    /// the `dev` claim, see [`issue_dev_until`]) are accepted: only while dev
+    /// mode is on, so a token minted then is refused once it is off,
+    /// whatever secret signed it.
+    pub accept_dev: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
     exp: u64,
+    /// Signed by development mode's sign-in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    dev: bool,
 }
 
 /// Verifies tokens against the configured keys and claim rules.
@@ -311,7 +319,7 @@ impl Verifier {
             ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::WrongAudience,
             _ => AuthError::Invalid,
         })?;
-        if data.claims.sub.is_empty() {
+        if data.claims.sub.is_empty() || (data.claims.dev && !rules.accept_dev) {
             return Err(AuthError::Invalid);
         }
         Ok(Identity {
@@ -327,7 +335,7 @@ pub fn issue(
     user: &str,
     ttl: Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    issue_until(secret, user, now_secs() + ttl.as_secs())
+    issue_until(secret, user, now_secs().saturating_add(ttl.as_secs()))
 }
 
 /// Issues an HS256 token for `user` expiring at `exp` (seconds since the
@@ -337,10 +345,35 @@ pub fn issue_until(
     user: &str,
     exp: u64,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    let claims = Claims {
-        sub: user.to_owned(),
-        exp,
-    };
+    sign(
+        secret,
+        &Claims {
+            sub: user.to_owned(),
+            exp,
+            dev: false,
+        },
+    )
+}
+
+/// Issues an HS256 token for `user` expiring at `exp`, marked as signed
+/// by development mode (accepted only by a hub whose [`ClaimRules`] say
+/// `accept_dev`).
+pub fn issue_dev_until(
+    secret: &str,
+    user: &str,
+    exp: u64,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    sign(
+        secret,
+        &Claims {
+            sub: user.to_owned(),
+            exp,
+            dev: true,
+        },
+    )
+}
+
+fn sign(secret: &str, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -410,8 +443,27 @@ mod tests {
         let claims = Claims {
             sub: sub.to_owned(),
             exp,
+            dev: false,
         };
         jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(&key).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn dev_mode_tokens_are_accepted_only_while_dev_mode_is_on() {
+        let token = issue_dev_until("s3cret", "alice", now_secs() + 60).unwrap();
+        let off = Verifier::new(Some("s3cret"), None, None).unwrap();
+        assert_eq!(off.verify(&token), Err(AuthError::Invalid));
+        let on = Verifier::new(Some("s3cret"), None, None)
+            .unwrap()
+            .with_claims(ClaimRules {
+                accept_dev: true,
+                ..ClaimRules::default()
+            });
+        assert_eq!(on.verify(&token).unwrap().user, "alice");
+        // Ordinary tokens are accepted either way.
+        let plain = issue("s3cret", "bob", Duration::from_secs(60)).unwrap();
+        assert_eq!(off.verify(&plain).unwrap().user, "bob");
+        assert_eq!(on.verify(&plain).unwrap().user, "bob");
     }
 
     #[test]
@@ -482,6 +534,7 @@ mod tests {
             issuer: issuer.map(str::to_owned),
             audience: audience.iter().map(|a| a.to_string()).collect(),
             leeway_secs,
+            accept_dev: false,
         }
     }
 

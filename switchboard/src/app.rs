@@ -30,7 +30,7 @@ pub struct App {
     /// The SQL store.
     pub store: Store,
     /// Dev mode's token signer (`POST /dev/token`), when `dev_mode` is on.
-    pub(crate) dev: Option<Arc<crate::dev::DevTokens>>,
+    pub dev: Option<Arc<crate::dev::DevTokens>>,
     /// The web client served at `/`, when it is built.
     pub web: Option<crate::web::WebClient>,
 }

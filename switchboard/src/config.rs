@@ -40,10 +40,19 @@ pub struct Config {
     /// The `calls` component's settings.
     pub calls: hub::calls::CallsConfig,
     /// Development mode: `POST /dev/token` signs a token for any user name
-    /// (the web client's sign-in screen). On with no configuration file
-    /// (the embedded default, with a warning), off in a file unless it says
-    /// `dev_mode = true`; `SWITCHBOARD_DEV_MODE` overrides both.
+    /// (the web client's sign-in screen). On in the embedded default (no
+    /// configuration file, no `SWITCHBOARD_AUTH_*` variable, every
+    /// listener on loopback; with a warning), off otherwise unless a file
+    /// says `dev_mode = true`; `SWITCHBOARD_DEV_MODE` overrides both.
     pub dev_mode: bool,
+    /// Whether `dev_mode` is on only because this is the embedded default
+    /// (not asked for): it is then turned off if a listener is not on
+    /// loopback (see [`Config::settle_dev_mode`]).
+    #[serde(skip)]
+    pub dev_mode_implicit: bool,
+    /// Why the embedded default's dev mode was turned off, to log.
+    #[serde(skip)]
+    pub dev_mode_note: Option<String>,
     /// How long a token from `POST /dev/token` is valid, in seconds.
     pub dev_token_ttl_secs: u64,
     /// The web client served at `/`.
@@ -432,6 +441,8 @@ impl Default for Config {
             // Off here, so that a file must ask for it; `load` turns it on
             // when there is no file (the embedded default).
             dev_mode: false,
+            dev_mode_implicit: false,
+            dev_mode_note: None,
             dev_token_ttl_secs: 86_400,
             web: WebSection::default(),
         }
@@ -507,12 +518,15 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Config> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let set = |prefix: &str| env.iter().any(|(key, _)| key.starts_with(prefix));
+        // The embedded default is for trying the hub out: the web client's
+        // sign-in works (`serve` warns about it). Not when the identity is
+        // configured by environment (a deployment without a file), and not
+        // beyond loopback (`settle_dev_mode`).
+        let implicit = path.is_none() && !set("SWITCHBOARD_DEV_MODE") && !set("SWITCHBOARD_AUTH_");
         let mut value = toml::Value::try_from(Config::default())?;
-        if path.is_none()
-            && let toml::Value::Table(table) = &mut value
-        {
-            // The embedded default is for trying the hub out: the web
-            // client's sign-in works (`serve` warns about it).
+        if implicit && let toml::Value::Table(table) = &mut value {
             table.insert("dev_mode".into(), toml::Value::Boolean(true));
         }
         if let Some(path) = path {
@@ -530,9 +544,30 @@ impl Config {
                 bail!("unknown configuration variable {key}");
             }
         }
-        let config: Config = value.try_into().context("invalid configuration")?;
+        let mut config: Config = value.try_into().context("invalid configuration")?;
+        config.dev_mode_implicit = implicit;
+        config.settle_dev_mode();
         config.validate()?;
         Ok(config)
+    }
+
+    /// Turns the embedded default's dev mode off when a listener is not
+    /// on loopback: one who only tries the hub out does not expose a
+    /// sign-in as anyone to the network. Called by `load`, and again by
+    /// whoever changes `listen` afterwards (`serve --listen`). Dev mode
+    /// asked for (in a file or `SWITCHBOARD_DEV_MODE`) is left as it is.
+    pub fn settle_dev_mode(&mut self) {
+        if !self.dev_mode_implicit || !self.dev_mode {
+            return;
+        }
+        if let Some(open) = self.listen.iter().find(|a| !is_loopback(a)) {
+            self.dev_mode = false;
+            self.dev_mode_note = Some(format!(
+                "dev_mode is off: the hub listens on {open}, beyond loopback, so the web \
+                 client's sign-in by name is not offered (set dev_mode = true, or \
+                 SWITCHBOARD_DEV_MODE=true, to have it anyway)"
+            ));
+        }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -657,8 +692,8 @@ impl Config {
         if self.server.admin_max_tcp_connections == 0 {
             bail!("server.admin_max_tcp_connections must be positive");
         }
-        if self.dev_token_ttl_secs == 0 {
-            bail!("dev_token_ttl_secs must be positive");
+        if self.dev_token_ttl_secs == 0 || self.dev_token_ttl_secs > MAX_DEV_TOKEN_TTL_SECS {
+            bail!("dev_token_ttl_secs is 1 to {MAX_DEV_TOKEN_TTL_SECS} (30 days)");
         }
         Ok(())
     }
@@ -794,6 +829,7 @@ impl Config {
                     issuer: non_empty(&a.issuer),
                     audience: a.audience.clone(),
                     leeway_secs: a.leeway_secs,
+                    accept_dev: self.dev_mode,
                 },
             },
             limits: self.limits(),
@@ -915,6 +951,23 @@ fn parse_env_value(current: &toml::Value, raw: &str) -> toml::Value {
                 .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
         }
     }
+}
+
+/// The longest lifetime of a dev mode token: 30 days.
+const MAX_DEV_TOKEN_TTL_SECS: u64 = 30 * 86_400;
+
+/// Whether a listen address (`host:port`, `[v6]:port`) is on loopback
+/// only: `localhost` or a loopback IP.
+fn is_loopback(address: &str) -> bool {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -1076,6 +1129,46 @@ mod tests {
         assert!(!config.dev_mode);
         assert!(Config::load(None, env(&[("SWITCHBOARD_DEV_TOKEN_TTL_SECS", "0")])).is_err());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_embedded_default_keeps_dev_mode_to_loopback_and_to_no_configured_identity() {
+        // A deployment configured by environment (no file): no dev mode.
+        let config = Config::load(None, env(&[("SWITCHBOARD_AUTH_HS256_SECRET", "prod")])).unwrap();
+        assert!(!config.dev_mode);
+        assert!(!config.hub_config().identity.claims.accept_dev);
+        let config = Config::load(None, env(&[("SWITCHBOARD_LISTEN", "0.0.0.0:3000")])).unwrap();
+        assert!(!config.dev_mode, "beyond loopback");
+        assert!(config.dev_mode_note.is_some());
+        for open in ["[::]:3000", "192.168.1.5:3000", "example.com:3000"] {
+            let mut config = Config::load(None, env(&[])).unwrap();
+            assert!(config.dev_mode);
+            config.listen = vec![open.to_owned()];
+            config.settle_dev_mode();
+            assert!(!config.dev_mode, "{open}");
+        }
+        for local in [
+            "127.0.0.1:3000",
+            "[::1]:3000",
+            "localhost:3000",
+            "127.0.0.2:1",
+        ] {
+            let mut config = Config::load(None, env(&[])).unwrap();
+            config.listen = vec![local.to_owned()];
+            config.settle_dev_mode();
+            assert!(config.dev_mode, "{local}");
+            assert!(config.hub_config().identity.claims.accept_dev);
+        }
+        // Asked for: kept, wherever it listens.
+        let config = Config::load(
+            None,
+            env(&[
+                ("SWITCHBOARD_DEV_MODE", "true"),
+                ("SWITCHBOARD_LISTEN", "0.0.0.0:3000"),
+            ]),
+        )
+        .unwrap();
+        assert!(config.dev_mode);
     }
 
     #[test]

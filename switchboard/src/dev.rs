@@ -3,7 +3,11 @@
 //! identity provider. It exists only when `dev_mode` is on (the embedded
 //! default; off in a configuration file unless set), and it is not part of
 //! the publish API (not in its OpenAPI document): anyone who can reach the
-//! listener can sign in as anyone, so the hub warns at start.
+//! listener can sign in as anyone, so the hub warns at start. Its tokens
+//! carry a `dev` claim, accepted only while dev mode is on; and it answers
+//! only requests addressed to `localhost` or an IP address, so that a page
+//! of another site cannot reach it by rebinding its own name (DNS
+//! rebinding).
 //!
 //! Tokens are signed like `switchboard token`'s: the configured HS256
 //! secret or the development secret in `data_dir`. A hub that verifies
@@ -61,6 +65,9 @@ impl DevTokens {
     pub fn from_config(config: &Config) -> anyhow::Result<Option<DevTokens>> {
         DevTokens::check(config)?;
         if !config.dev_mode {
+            if let Some(note) = &config.dev_mode_note {
+                tracing::warn!("{note}");
+            }
             return Ok(None);
         }
         // What `signing_secret` reads, without its warning: the hub just
@@ -108,6 +115,22 @@ pub fn valid_user(user: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Whether the request's `Host` is `localhost` (or a name under it) or
+/// an IP address. A page of another site that rebinds its own name to
+/// this hub's address (DNS rebinding) sends that name: it gets no token.
+fn local_host(headers: &http::HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // `[v6]:port`
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 fn bad_request(message: impl std::fmt::Display) -> Failure {
     Failure::new(StatusCode::BAD_REQUEST, "bad_request", message)
 }
@@ -122,6 +145,14 @@ async fn token(State(app): State<App>, request: Request) -> Result<Response, Fai
             "no such path",
         ));
     };
+    if !local_host(request.headers()) {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "dev mode signs in only at localhost or an IP address (a page of another \
+             site must not reach it through its own host name)",
+        ));
+    }
     let is_json = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -149,8 +180,8 @@ async fn token(State(app): State<App>, request: Request) -> Result<Response, Fai
             "user: 1 to 64 characters of letters, digits, `.`, `_` and `-`",
         ));
     }
-    let expires_at = hub::identity::now_secs() + dev.ttl.as_secs();
-    let token = hub::identity::issue_until(&dev.secret, &user, expires_at).map_err(|err| {
+    let expires_at = hub::identity::now_secs().saturating_add(dev.ttl.as_secs());
+    let token = hub::identity::issue_dev_until(&dev.secret, &user, expires_at).map_err(|err| {
         tracing::error!(%err, "signing a development token");
         Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -173,6 +204,29 @@ async fn token(State(app): State<App>, request: Request) -> Result<Response, Fai
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_local_or_ip_hosts_get_tokens() {
+        let with = |host: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(header::HOST, host.parse().unwrap());
+            local_host(&headers)
+        };
+        for ok in [
+            "localhost:3000",
+            "LOCALHOST",
+            "app.localhost:1",
+            "127.0.0.1:3000",
+            "10.0.0.7",
+            "[::1]:3000",
+        ] {
+            assert!(with(ok), "{ok}");
+        }
+        for bad in ["evil.example:3000", "localhost.evil.example", "example.com"] {
+            assert!(!with(bad), "{bad}");
+        }
+        assert!(!local_host(&http::HeaderMap::new()), "no Host");
+    }
 
     #[test]
     fn user_ids() {

@@ -76,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             let mut config = Config::load(config.as_deref(), std::env::vars())?;
             if let Some(listen) = listen {
                 config.listen = vec![listen];
+                config.settle_dev_mode();
             }
             init_logging(&config);
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -142,6 +143,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             });
         }
         println!("open http://{addr}/ in a browser");
+        if app.dev.is_some() {
+            // Beside the URL, where whoever started it looks (the log's
+            // warning may be filtered out).
+            println!(
+                "dev mode: anyone who reaches this address can sign in as any user \
+                 (not for production)"
+            );
+        }
     }
     server::run(listeners, &config, app, shutdown).await
 }

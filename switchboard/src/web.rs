@@ -29,8 +29,9 @@ use crate::config::Config;
 use crate::reply::Failure;
 
 /// What the page may load and where from: its own files only, the hub's
-/// WebSocket, camera streams and blobs for calls.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; \
+/// WebSocket (`'self'` covers `ws:`/`wss:` to the same host in CSP 3: no
+/// socket to any other host), camera streams and blobs for calls.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self'; \
      img-src 'self' data:; media-src 'self' blob: mediastream:; style-src 'self'; \
      script-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'";
 
@@ -90,14 +91,25 @@ pub fn candidates(config: &Config) -> Vec<PathBuf> {
     if !config.web.dir.is_empty() {
         return vec![PathBuf::from(&config.web.dir)];
     }
-    let Some(exe_dir) = std::env::current_exe()
+    let exe_dir = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(Path::to_owned))
-    else {
-        return Vec::new();
-    };
+        .and_then(|exe| exe.parent().map(Path::to_owned));
+    exe_dir.map_or_else(Vec::new, |dir| beside(&dir))
+}
+
+/// The candidates beside a binary in `exe_dir`.
+fn beside(exe_dir: &Path) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    if let Some(repo) = exe_dir.parent().and_then(Path::parent) {
+    // Only for a binary built in a repository (`<repo>/target/<profile>/`,
+    // with the workspace's Cargo.toml): elsewhere `../../web/dist` is some
+    // other folder (`~/.cargo/bin` → `~/web/dist`), whose `index.html`
+    // would run as this origin's script.
+    if let Some(repo) = exe_dir
+        .parent()
+        .filter(|target| target.file_name().is_some_and(|n| n == "target"))
+        .and_then(Path::parent)
+        .filter(|repo| repo.join("Cargo.toml").is_file())
+    {
         dirs.push(repo.join("web").join("dist"));
     }
     dirs.push(exe_dir.join("web"));
@@ -138,13 +150,17 @@ pub async fn serve(State(app): State<App>, request: Request) -> Response {
 }
 
 /// The caching and security headers of a static response. Only what was
-/// found is cached (a 404 must not stick for a year).
+/// found is cached; an error is kept by no cache (a CDN's default
+/// negative caching would keep an asset's 404 during a deploy).
 fn with_headers(mut response: Response, cache: &'static str) -> Response {
     let status = response.status();
     let headers = response.headers_mut();
-    if status.is_success() || status == StatusCode::NOT_MODIFIED {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    }
+    let cache = if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        cache
+    } else {
+        "no-store"
+    };
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
@@ -181,13 +197,22 @@ mod tests {
         assert_eq!(candidates(&config), vec![PathBuf::from("public")]);
         config.web.dir.clear();
         let exe = std::env::current_exe().unwrap();
-        let exe_dir = exe.parent().unwrap();
+        assert_eq!(candidates(&config), beside(exe.parent().unwrap()));
+        // In a repository's target/<profile>: the repository's web/dist.
+        let repo = std::env::temp_dir().join(format!("sb-web-beside-{}", std::process::id()));
+        let release = repo.join("target/release");
+        std::fs::create_dir_all(&release).unwrap();
+        std::fs::write(repo.join("Cargo.toml"), "").unwrap();
         assert_eq!(
-            candidates(&config),
-            vec![
-                exe_dir.parent().unwrap().parent().unwrap().join("web/dist"),
-                exe_dir.join("web"),
-            ]
+            beside(&release),
+            vec![repo.join("web/dist"), release.join("web")]
         );
+        // Anywhere else (~/.cargo/bin, /usr/local/bin): only <exe dir>/web,
+        // never a folder two levels up.
+        let bin = repo.join("home/.cargo/bin");
+        assert_eq!(beside(&bin), vec![bin.join("web")]);
+        std::fs::remove_file(repo.join("Cargo.toml")).unwrap();
+        assert_eq!(beside(&release), vec![release.join("web")], "no Cargo.toml");
+        std::fs::remove_dir_all(repo).unwrap();
     }
 }

@@ -13,7 +13,7 @@ use common::{Client, RemoveOnDrop, WAIT, rand_suffix, start_raw, try_start_raw};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
      media-src 'self' blob: mediastream:; style-src 'self'; script-src 'self'; \
      frame-ancestors 'self'; base-uri 'none'; form-action 'self'";
 
@@ -81,9 +81,15 @@ async fn request(
 ) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -251,8 +257,9 @@ async fn unknown_paths_and_paths_out_of_the_directory_answer_a_json_404() {
             "{path}"
         );
         assert_eq!(reply.json()["error"]["code"], "not_found", "{path}");
-        // A miss is not cached for a year.
-        assert_eq!(reply.header("cache-control"), None, "{path}");
+        // A miss is kept by no cache (not for a year, nor by a CDN's
+        // negative caching).
+        assert_eq!(reply.header("cache-control"), Some("no-store"), "{path}");
     }
     // The API's unknown paths stay the API's, whatever the method.
     for (method, path) in [("GET", "/api/nope"), ("POST", "/api/v2/x"), ("GET", "/api")] {
@@ -466,4 +473,39 @@ async fn the_binary_prints_the_url_to_open_after_the_listening_line() {
         !output.iter().any(|line| line.starts_with("open ")),
         "{output:?}"
     );
+}
+
+#[tokio::test]
+async fn dev_mode_tokens_stop_working_once_dev_mode_is_off_and_other_sites_get_none() {
+    let (dist, _dist) = fake_dist();
+    let auth = "[auth]\nhs256_secret = \"one-secret-for-both\"\n";
+    let dev = start_raw(&format!("{}{auth}", web_config(&dist, true))).await;
+    let prod = start_raw(&format!("{}{auth}", web_config(&dist, false))).await;
+    let reply = dev_token(dev.addr, r#"{"user":"ceo"}"#).await;
+    assert_eq!(reply.status, 200);
+    let token = reply.json()["token"].as_str().unwrap().to_owned();
+    // The same secret verifies it, but the hub without dev mode refuses
+    // a token its dev mode signed; the dev hub takes it.
+    for (addr, taken) in [(dev.addr, true), (prod.addr, false)] {
+        let mut client = Client::open(addr).await;
+        client
+            .send(&format!(r#"40/chat,{{"token":"{token}"}}"#))
+            .await;
+        let reply = client.recv().await;
+        assert_eq!(reply.starts_with("40/chat,{\"sid\""), taken, "{reply}");
+    }
+    // A page of another site whose name was rebound to this address.
+    let reply = request(
+        dev.addr,
+        "POST",
+        "/dev/token",
+        &[
+            ("Content-Type", "application/json"),
+            ("Host", "rebound.example:3000"),
+        ],
+        r#"{"user":"ceo"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.json()["error"]["code"], "forbidden");
 }
