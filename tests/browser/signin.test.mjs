@@ -1,5 +1,6 @@
 // Signing in: by name in development mode (every other file does that), a
-// name the hub refuses, the token a host application gives in the URL
+// name that is no user id (refused by the page itself: the hub takes every
+// name its pattern allows), the token a host application gives in the URL
 // fragment (production), and a reload that keeps the user signed in.
 
 import assert from "node:assert/strict";
@@ -9,14 +10,19 @@ import { newContext, setupFile, waitConnection } from "./harness.mjs";
 const env = setupFile();
 
 describe("sign-in", () => {
-  env.test("a name the hub refuses: the form says why and stays", async () => {
+  env.test("a name that is no user id: the form says why, without asking the hub, and stays", async () => {
     const context = await newContext(env.browser, env.hub);
     const page = await context.newPage();
     env.sockets.watch(page, "refused sign-in");
-    await page.goto("/");
+    await page.goto("/", { waitUntil: "networkidle" });
+    const mints = [];
+    page.on("request", (request) => {
+      if (new URL(request.url()).pathname === "/dev/token") mints.push(request.postData());
+    });
     await page.getByLabel("Your name").fill("not a name!");
     await page.getByRole("button", { name: "Sign in" }).click();
     await page.getByRole("alert").filter({ hasText: /\S/ }).waitFor();
+    assert.deepEqual(mints, [], "the page refused the name itself");
     assert.equal(await page.locator("form#signin").isVisible(), true);
     assert.equal(await page.locator("#app").isVisible(), false);
     await page.close();
