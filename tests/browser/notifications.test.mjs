@@ -103,4 +103,20 @@ describe("notifications", () => {
     const titles = await laptop.locator("li.notification .notification-title").allTextContents();
     assert.deepEqual(titles.map((t) => t.trim()), ["Review requested", "Build failed", "Invoice paid"]);
   });
+
+  env.test("a flood of notifications: the list keeps the newest 200, the badge counts them all", async () => {
+    const { page } = await env.device("nina");
+    await openPanel(page);
+    const total = 230;
+    for (let i = 1; i <= total; i++) {
+      const res = await env.hub.api("POST", "/api/v1/notifications", { users: ["nina"], type: "build", title: `Build ${i}`, body: "failed" });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    }
+    await waitUnread(page, total);
+    await page.locator("li.notification .notification-title", { hasText: new RegExp(`^Build ${total}$`) }).waitFor();
+    const titles = (await page.locator("li.notification .notification-title").allTextContents()).map((t) => t.trim());
+    assert.equal(titles.length, 200, "the newest 200 listed");
+    assert.equal(titles[0], `Build ${total}`);
+    assert.equal(titles[199], `Build ${total - 199}`);
+  });
 });
