@@ -317,4 +317,36 @@ describe("chat", () => {
     );
     assert.deepEqual(all.map((m) => m.seq), Array.from({ length: total }, (_, i) => i + 1));
   });
+
+  env.test("an edit of an old message not loaded stays out of the loaded page; the next live message arrives alone", async () => {
+    const history = await alice.locator('li.conversation', { has: alice.locator(".conversation-name", { hasText: "History" }) }).getAttribute("data-id");
+    const total = 101;
+    const later = (await env.device("bob")).page;
+    await later.locator(`li.conversation[data-id="${history}"]`).waitFor();
+    await openConversation(later, history);
+    await waitMessage(later, `History ${total}`);
+    const loaded = await messages(later);
+    assert.ok(loaded[0].seq > 1, "the first page is the newest, not the whole history");
+
+    // Alice edits the oldest message (not loaded on bob's new device), then the newest (loaded).
+    await alice.evaluate(async ([conversation, total]) => {
+      const chat = window.__switchboard.manager.socket("/chat");
+      for (const [seq, text] of [[1, "History 1 (edited)"], [total, `History ${total} (edited)`]]) {
+        const ack = await chat.timeout(10_000).emitWithAck("message:edit", { conversation, seq, text });
+        if (!ack.ok) throw new Error(JSON.stringify(ack));
+      }
+    }, [Number(history), total]);
+    // The edits arrive in order: once the second shows, the first was handled.
+    await waitMessage(later, `History ${total} (edited)`);
+    const afterEdit = await messages(later);
+    assert.ok(!afterEdit.some((m) => m.seq === 1), "seq 1 is not shown beside the newest page");
+    assert.deepEqual(afterEdit.map((m) => m.seq), loaded.map((m) => m.seq));
+
+    // A live message: it comes alone, the page does not fetch the whole history.
+    await send(alice, "After the edits");
+    await waitMessage(later, "After the edits");
+    const afterLive = await messages(later);
+    assertCleanLog(afterLive, "bob's newest device");
+    assert.deepEqual(afterLive.map((m) => m.seq), [...loaded.map((m) => m.seq), total + 1]);
+  });
 });

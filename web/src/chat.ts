@@ -428,7 +428,10 @@ export class Chat {
   private onUpdated(m: Message): void {
     const st = this.convs.get(m.conversation);
     if (!st) return;
-    if (st.messages.has(m.seq) || st.loaded) st.messages.set(m.seq, m);
+    // Only a message held is replaced: an edit of an old one not loaded must
+    // not sit beside the loaded window (a hole before it would make every
+    // catch-up fetch the whole history); it shows when scrolled back to.
+    if (st.messages.has(m.seq)) st.messages.set(m.seq, m);
     if (st.conv.last_message?.seq === m.seq) st.conv.last_message = m;
     this.afterChange(st);
   }
