@@ -349,4 +349,15 @@ describe("chat", () => {
     assertCleanLog(afterLive, "bob's newest device");
     assert.deepEqual(afterLive.map((m) => m.seq), [...loaded.map((m) => m.seq), total + 1]);
   });
+
+  env.test("a text over 4000 characters is not sent: the composer keeps it and says why", async () => {
+    const long = "x".repeat(4001);
+    const composer = alice.locator("#composer-text");
+    await composer.fill(long);
+    await composer.press("Enter");
+    await alice.locator("#chat-error", { hasText: /4000/ }).waitFor();
+    assert.equal(await composer.inputValue(), long, "the text is still in the composer");
+    assert.equal(await alice.locator('#messages li.message[data-pending="true"]').count(), 0, "nothing pending");
+    await composer.fill("");
+  });
 });

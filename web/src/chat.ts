@@ -72,6 +72,8 @@ export interface ChatHooks {
 }
 
 const PAGE = 50;
+/** The hub's `chat.max_text_chars` default: the longest text it takes, in characters (code points). */
+const MAX_TEXT_CHARS = 4000;
 const TYPING_RENEW_MS = 3000;
 const TYPING_CLEAR_MS = 6000;
 
@@ -465,6 +467,12 @@ export class Chat {
   private sendFromComposer(): void {
     const text = this.text.value;
     if (this.openId === null || !text.trim()) return;
+    // The hub refuses a longer text for good: say so while it is still in the composer.
+    const length = [...text].length;
+    if (length > MAX_TEXT_CHARS) {
+      this.showError(`Too long to send: ${length} characters, at most ${MAX_TEXT_CHARS}.`);
+      return;
+    }
     this.text.value = "";
     this.stopTyping();
     const p: Pending = { clientId: randomId(), conversation: this.openId, text, ts: Date.now() };
@@ -529,6 +537,8 @@ export class Chat {
         this.pending.delete(p.clientId);
         this.sending = false;
         this.showError(`Not sent: ${err.message}`);
+        // Refused for good: the text goes back to the composer (unless the user writes something else there now).
+        if (this.openId === p.conversation && !this.text.value) this.text.value = p.text;
         const st = this.convs.get(p.conversation);
         if (st) this.afterChange(st);
         this.pump();
