@@ -7,6 +7,7 @@
 import type { Connection } from "./connection";
 import { AckError } from "./connection";
 import { byId, el, formatTime, randomId, reconcile, show } from "./dom";
+import type { WatchKind } from "./presence";
 
 export interface Message {
   id: number;
@@ -67,8 +68,8 @@ interface Pending {
 
 /** What the chat screen needs from the rest of the page. */
 export interface ChatHooks {
-  /** Members of the user's conversations are watched on /presence. */
-  watch(users: string[]): void;
+  /** Members of the user's conversations are watched on /presence (see presence.ts's WatchKind). */
+  watch(users: string[], kind: WatchKind): void;
 }
 
 const PAGE = 50;
@@ -112,7 +113,7 @@ export class Chat {
       if (!st) return void this.refreshConversations();
       st.conv.members = [...new Set([...st.conv.members, ...e.users])].sort();
       st.conv.member_count = st.conv.members.length;
-      this.hooks.watch(e.users.filter((u) => u !== this.me));
+      this.watchMembers(st, e.users);
       this.renderAll();
     });
     const gone = (e: { conversation: number; user: string }) => this.onMemberGone(e.conversation, e.user);
@@ -212,9 +213,20 @@ export class Chat {
       };
       if (conv.members.length < conv.member_count && old.members.length > conv.members.length) st.conv.members = old.members;
     }
-    this.hooks.watch(st.conv.members.filter((u) => u !== this.me));
+    this.watchMembers(st, st.conv.members);
     if (render) this.renderAll();
     return st;
+  }
+
+  /**
+   * Lists `users` of `st` on /presence: a direct partner always; a group's
+   * members push others out only while it is open (being put into big
+   * groups must not crowd out the people the user chose).
+   */
+  private watchMembers(st: ConvState, users: string[]): void {
+    const others = users.filter((u) => u !== this.me);
+    const kind: WatchKind = st.conv.kind === "direct" ? "pin" : this.openId === st.conv.id ? "open" : "fill";
+    this.hooks.watch(others, kind);
   }
 
   private onMemberGone(id: number, user: string): void {
@@ -285,6 +297,7 @@ export class Chat {
       this.openId = id;
       this.messageNodes.clear();
       this.messagesEl.replaceChildren();
+      this.watchMembers(st, st.conv.members);
     }
     this.renderAll();
     if (!st.loaded) void this.loadNewest(st);

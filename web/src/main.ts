@@ -177,7 +177,7 @@ function start(session: Session): void {
   );
   conn.render();
   const presence = new Presence(conn, session.user);
-  const chat = new Chat(conn, session.user, { watch: (users) => presence.watch(users) });
+  const chat = new Chat(conn, session.user, { watch: (users, kind) => presence.watch(users, kind) });
   const notifications = new Notifications(conn);
   notifications.openConversation = (id) => void chat.openById(id);
   const calls = new Calls(conn);
