@@ -80,7 +80,7 @@ describe("accessibility and screenshots", () => {
       const res = await env.hub.api("POST", "/api/v1/notifications", { users: ["alice"], type, title, body });
       assert.equal(res.status, 200);
     }
-    await alice.locator("#bell-count", { hasText: "2" }).waitFor();
+    await alice.locator("#bell-count", { hasText: /^2$/ }).waitFor();
     await alice.locator("#bell").click();
     await alice.locator("#notifications-panel").waitFor();
     await alice.locator("li.notification", { hasText: "Review requested" }).waitFor();

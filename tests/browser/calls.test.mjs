@@ -1,6 +1,7 @@
 // Video calls in the browser: alice calls bob, he accepts, both peer
 // connections reach `connected` and each remote <video> plays frames, then a
-// hang-up ends it on both sides; a declined call ends at once; a call the
+// hang-up ends it on both sides; a declined call ends at once, and so does one
+// hung up while the answer still waits for the camera; a call the
 // caller hangs up while it rings, and one nobody answers, leave bob a
 // missed-call notification.
 
@@ -11,6 +12,9 @@ import { RING_TIMEOUT_MS, setupFile, watchPerson } from "./harness.mjs";
 const env = setupFile();
 
 const ENDED = '#call:is([data-state="idle"], [data-state="ended"])';
+/** A decline or hang-up ends the call on both sides within this, well under the ring timeout (so not by it). */
+const ENDS_WITHIN_MS = 5000;
+assert.ok(ENDS_WITHIN_MS < RING_TIMEOUT_MS);
 
 /** The bell's unread count as shown (0 when the badge is hidden). */
 async function unread(page) {
@@ -99,9 +103,46 @@ describe("calls", () => {
     await ring(alice, bob);
     await bob.locator("#call-decline").click();
     for (const page of [alice, bob]) {
-      await page.locator(ENDED).waitFor({ state: "attached", timeout: RING_TIMEOUT_MS / 2 });
+      await page.locator(ENDED).waitFor({ state: "attached", timeout: ENDS_WITHIN_MS });
     }
     await bob.locator("#incoming-call").waitFor({ state: "hidden" });
+  });
+
+  env.test("bob accepts, then hangs up while his camera is still opening: the call ends, never connects", async () => {
+    // Bob's getUserMedia waits until the test lets it go (a slow camera, or a
+    // permission prompt left open).
+    await bob.evaluate(() => {
+      const media = navigator.mediaDevices;
+      const real = media.getUserMedia.bind(media);
+      window.__realGetUserMedia = real;
+      window.__cameraAsked = false;
+      media.getUserMedia = (constraints) =>
+        new Promise((resolve, reject) => {
+          window.__cameraAsked = true;
+          window.__openCamera = () => real(constraints).then(resolve, reject);
+        });
+    });
+    try {
+      await ring(alice, bob);
+      await bob.locator("#call-accept").click();
+      await bob.waitForFunction(() => window.__cameraAsked === true);
+      await bob.locator('#call[data-state="connecting"]').waitFor({ state: "attached" });
+      await bob.locator("#call-hangup").click();
+      await bob.locator(ENDED).waitFor({ state: "attached" });
+      // The camera opens only now, after the hang-up.
+      await bob.evaluate(() => window.__openCamera());
+      // Alice hears of it (bob declined) and her call never connects.
+      await alice.locator(ENDED).waitFor({ state: "attached", timeout: ENDS_WITHIN_MS });
+      await bob.waitForFunction(() => document.querySelector("#local-video").srcObject === null);
+      for (const page of [alice, bob]) {
+        assert.match((await page.locator("#call").getAttribute("data-state")) ?? "", /^(idle|ended)$/);
+        assert.deepEqual(await page.evaluate(() => window.__switchboard.peerStates()), [], "no peer connection");
+      }
+    } finally {
+      await bob.evaluate(() => {
+        navigator.mediaDevices.getUserMedia = window.__realGetUserMedia;
+      });
+    }
   });
 
   env.test("the caller hangs up while it rings: bob gets a missed-call notification", async (t) => {
@@ -111,11 +152,11 @@ describe("calls", () => {
     await alice.locator("#call-hangup").click();
     // Bob's ringing stops because alice hung up, well before the ring timeout.
     for (const page of [alice, bob]) {
-      await page.locator(ENDED).waitFor({ state: "attached", timeout: RING_TIMEOUT_MS / 2 });
+      await page.locator(ENDED).waitFor({ state: "attached", timeout: ENDS_WITHIN_MS });
     }
     t.diagnostic(`bob's ringing stopped ${Date.now() - hungUp} ms after alice hung up`);
     await bob.locator("#incoming-call").waitFor({ state: "hidden" });
-    await bob.locator("#bell-count", { hasText: String(before + 1) }).waitFor();
+    await bob.locator("#bell-count", { hasText: new RegExp(`^${before + 1}$`) }).waitFor();
     await missedCallListed(bob, 1);
   });
 
@@ -128,7 +169,7 @@ describe("calls", () => {
     }
     assert.ok(Date.now() - started >= RING_TIMEOUT_MS - 100, "not before the ring timeout");
     await bob.locator("#incoming-call").waitFor({ state: "hidden" });
-    await bob.locator("#bell-count", { hasText: String(before + 1) }).waitFor();
+    await bob.locator("#bell-count", { hasText: new RegExp(`^${before + 1}$`) }).waitFor();
     await missedCallListed(bob, 2);
   });
 });

@@ -20,6 +20,13 @@ async function waitUnread(page, count) {
 }
 
 /** Opens the page's notifications panel unless it is open. */
+/** Asserts notification `id` is shown read and offers no enabled "Mark read" (the button is gone or disabled). */
+async function noEnabledMarkRead(page, id) {
+  const item = page.locator(`li.notification[data-id="${id}"][data-read="true"]`);
+  await item.waitFor();
+  assert.equal(await item.locator(".notification-read:enabled").count(), 0, "no enabled 'Mark read' once read");
+}
+
 async function openPanel(page) {
   const panel = page.locator("#notifications-panel");
   if (!(await panel.isVisible())) await page.locator("#bell").click();
@@ -64,13 +71,14 @@ describe("notifications", () => {
     await item.locator(".notification-read").click();
     await laptop.locator(`li.notification[data-id="${id}"][data-read="true"]`).waitFor();
     await waitUnread(laptop, 0);
-    const readButton = laptop.locator(`li.notification[data-id="${id}"] .notification-read`);
-    if (await readButton.count()) assert.equal(await readButton.isEnabled(), false, "no 'Mark read' once read");
+    // Read: no enabled "Mark read" on it any more.
+    await noEnabledMarkRead(laptop, id);
 
     // The other device: cleared without touching it.
     await waitUnread(phone, 0);
     await openPanel(phone);
     await phone.locator(`li.notification[data-id="${id}"][data-read="true"]`).waitFor();
+    await noEnabledMarkRead(phone, id);
 
     await laptop.locator("#bell").click();
     await laptop.locator("#notifications-panel").waitFor({ state: "hidden" });
@@ -94,5 +102,21 @@ describe("notifications", () => {
     // Newest first.
     const titles = await laptop.locator("li.notification .notification-title").allTextContents();
     assert.deepEqual(titles.map((t) => t.trim()), ["Review requested", "Build failed", "Invoice paid"]);
+  });
+
+  env.test("a flood of notifications: the list keeps the newest 200, the badge counts them all", async () => {
+    const { page } = await env.device("nina");
+    await openPanel(page);
+    const total = 230;
+    for (let i = 1; i <= total; i++) {
+      const res = await env.hub.api("POST", "/api/v1/notifications", { users: ["nina"], type: "build", title: `Build ${i}`, body: "failed" });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+    }
+    await waitUnread(page, total);
+    await page.locator("li.notification .notification-title", { hasText: new RegExp(`^Build ${total}$`) }).waitFor();
+    const titles = (await page.locator("li.notification .notification-title").allTextContents()).map((t) => t.trim());
+    assert.equal(titles.length, 200, "the newest 200 listed");
+    assert.equal(titles[0], `Build ${total}`);
+    assert.equal(titles[199], `Build ${total - 199}`);
   });
 });

@@ -69,7 +69,7 @@ export class Calls {
       peer.queue = peer.queue.then(() => this.onSignal(peer, e.data)).catch(() => {});
     });
     socket.on("call:ended", (e: { call: string; reason: string }) => {
-      if (e.call === this.call || e.call === this.ringing?.call) this.teardown(REASONS[e.reason] ?? "The call ended.");
+      if (e.call === this.call || e.call === this.ringing?.call) this.teardown(REASONS[e.reason] ?? "The call ended.", false);
     });
     socket.on("call:left", (e: { call: string; user: string; device: string }) => {
       if (e.call !== this.call) return;
@@ -107,7 +107,9 @@ export class Calls {
     byId("call-hangup").focus();
     try {
       await this.prepare();
-      if (this.now() !== "outgoing") return;
+      // Hung up (or the connection dropped) while the camera was being opened:
+      // nothing was sent yet, so only the camera is to be turned off again.
+      if (this.now() !== "outgoing") return this.releaseMedia();
       const ack = await this.conn.request(this.conn.calls, "call:invite", { users: [user], kind: "video" });
       const now = this.now();
       if (now !== "outgoing" && now !== "connecting") {
@@ -141,7 +143,22 @@ export class Calls {
     byId("call-hangup").focus();
     try {
       await this.prepare();
+      // Hung up, or the call ended (caller hung up, answered elsewhere, the
+      // connection dropped), while getUserMedia was pending: do not answer a
+      // call the user left; the camera goes off, and the hub hears a decline
+      // (a no-op for a call already over).
+      if (this.now() !== "connecting" || this.ringing !== ringing) {
+        this.releaseMedia();
+        this.conn.request(this.conn.calls, "call:decline", { call: ringing.call }).catch(() => {});
+        return;
+      }
       const ack = await this.conn.request(this.conn.calls, "call:accept", { call: ringing.call });
+      if (this.now() !== "connecting" || this.ringing !== ringing) {
+        // Hung up while the accept was on its way: the hub has us in the call now.
+        this.releaseMedia();
+        this.conn.request(this.conn.calls, "call:hangup", { call: ringing.call }).catch(() => {});
+        return;
+      }
       this.call = ringing.call;
       this.ringing = null;
       // The answering device offers to every device already in the call.
@@ -160,10 +177,14 @@ export class Calls {
     await this.conn.request(this.conn.calls, "call:decline", { call: ringing.call }).catch(() => {});
   }
 
+  /**
+   * Hang up: the call is left (teardown tells the hub). Pressed while an
+   * accept is still opening the camera (not in the call yet), it declines.
+   */
   private async hangup(): Promise<void> {
-    const call = this.call;
+    const ringing = this.ringing;
     this.teardown("You hung up.");
-    if (call) await this.conn.request(this.conn.calls, "call:hangup", { call }).catch(() => {});
+    if (ringing) await this.conn.request(this.conn.calls, "call:decline", { call: ringing.call }).catch(() => {});
   }
 
   /**
@@ -276,8 +297,12 @@ export class Calls {
       peer.ignoreOffer = !peer.polite && collision;
       if (peer.ignoreOffer) return;
       peer.settingRemoteAnswer = description.type === "answer";
-      await pc.setRemoteDescription(description);
-      peer.settingRemoteAnswer = false;
+      try {
+        await pc.setRemoteDescription(description);
+      } finally {
+        // A description refused (bad SDP) must not leave every later offer taken as "ready".
+        peer.settingRemoteAnswer = false;
+      }
       if (description.type === "offer") {
         this.addTracks(peer);
         await pc.setLocalDescription();
@@ -309,19 +334,28 @@ export class Calls {
   }
 
   /** Ends the call on this page: peer connections closed, camera off, "ended" shown for a moment. */
-  private teardown(message: string): void {
+  private teardown(message: string, tellHub = true): void {
     for (const device of [...this.peers.keys()]) this.closePeer(device);
-    for (const track of this.local?.getTracks() ?? []) track.stop();
-    this.local = null;
-    this.localVideo.srcObject = null;
+    this.releaseMedia();
     this.remoteVideo.srcObject = null;
+    // However the call ends on this page (Hang up, Close, an error), the hub
+    // hears it, once; not when the hub itself ended it.
+    const call = this.call;
     this.call = null;
+    if (call && tellHub && this.conn.calls.connected) this.conn.request(this.conn.calls, "call:hangup", { call }).catch(() => {});
     this.ringing = null;
     this.setState("ended", message);
     window.clearTimeout(this.endedTimer);
     this.endedTimer = window.setTimeout(() => {
       if (this.state === "ended") this.reset();
     }, ENDED_SHOWN_MS);
+  }
+
+  /** The camera and microphone off. */
+  private releaseMedia(): void {
+    for (const track of this.local?.getTracks() ?? []) track.stop();
+    this.local = null;
+    this.localVideo.srcObject = null;
   }
 
   private reset(): void {

@@ -7,6 +7,7 @@
 import type { Connection } from "./connection";
 import { AckError } from "./connection";
 import { byId, el, formatTime, randomId, reconcile, show } from "./dom";
+import type { WatchKind } from "./presence";
 
 export interface Message {
   id: number;
@@ -67,11 +68,13 @@ interface Pending {
 
 /** What the chat screen needs from the rest of the page. */
 export interface ChatHooks {
-  /** Members of the user's conversations are watched on /presence. */
-  watch(users: string[]): void;
+  /** Members of the user's conversations are watched on /presence (see presence.ts's WatchKind). */
+  watch(users: string[], kind: WatchKind): void;
 }
 
 const PAGE = 50;
+/** The hub's `chat.max_text_chars` default: the longest text it takes, in characters (code points). */
+const MAX_TEXT_CHARS = 4000;
 const TYPING_RENEW_MS = 3000;
 const TYPING_CLEAR_MS = 6000;
 
@@ -110,7 +113,7 @@ export class Chat {
       if (!st) return void this.refreshConversations();
       st.conv.members = [...new Set([...st.conv.members, ...e.users])].sort();
       st.conv.member_count = st.conv.members.length;
-      this.hooks.watch(e.users.filter((u) => u !== this.me));
+      this.watchMembers(st, e.users);
       this.renderAll();
     });
     const gone = (e: { conversation: number; user: string }) => this.onMemberGone(e.conversation, e.user);
@@ -210,9 +213,20 @@ export class Chat {
       };
       if (conv.members.length < conv.member_count && old.members.length > conv.members.length) st.conv.members = old.members;
     }
-    this.hooks.watch(st.conv.members.filter((u) => u !== this.me));
+    this.watchMembers(st, st.conv.members);
     if (render) this.renderAll();
     return st;
+  }
+
+  /**
+   * Lists `users` of `st` on /presence: a direct partner always; a group's
+   * members push others out only while it is open (being put into big
+   * groups must not crowd out the people the user chose).
+   */
+  private watchMembers(st: ConvState, users: string[]): void {
+    const others = users.filter((u) => u !== this.me);
+    const kind: WatchKind = st.conv.kind === "direct" ? "pin" : this.openId === st.conv.id ? "open" : "fill";
+    this.hooks.watch(others, kind);
   }
 
   private onMemberGone(id: number, user: string): void {
@@ -283,6 +297,7 @@ export class Chat {
       this.openId = id;
       this.messageNodes.clear();
       this.messagesEl.replaceChildren();
+      this.watchMembers(st, st.conv.members);
     }
     this.renderAll();
     if (!st.loaded) void this.loadNewest(st);
@@ -428,7 +443,10 @@ export class Chat {
   private onUpdated(m: Message): void {
     const st = this.convs.get(m.conversation);
     if (!st) return;
-    if (st.messages.has(m.seq) || st.loaded) st.messages.set(m.seq, m);
+    // Only a message held is replaced: an edit of an old one not loaded must
+    // not sit beside the loaded window (a hole before it would make every
+    // catch-up fetch the whole history); it shows when scrolled back to.
+    if (st.messages.has(m.seq)) st.messages.set(m.seq, m);
     if (st.conv.last_message?.seq === m.seq) st.conv.last_message = m;
     this.afterChange(st);
   }
@@ -462,6 +480,12 @@ export class Chat {
   private sendFromComposer(): void {
     const text = this.text.value;
     if (this.openId === null || !text.trim()) return;
+    // The hub refuses a longer text for good: say so while it is still in the composer.
+    const length = [...text].length;
+    if (length > MAX_TEXT_CHARS) {
+      this.showError(`Too long to send: ${length} characters, at most ${MAX_TEXT_CHARS}.`);
+      return;
+    }
     this.text.value = "";
     this.stopTyping();
     const p: Pending = { clientId: randomId(), conversation: this.openId, text, ts: Date.now() };
@@ -526,6 +550,8 @@ export class Chat {
         this.pending.delete(p.clientId);
         this.sending = false;
         this.showError(`Not sent: ${err.message}`);
+        // Refused for good: the text goes back to the composer (unless the user writes something else there now).
+        if (this.openId === p.conversation && !this.text.value) this.text.value = p.text;
         const st = this.convs.get(p.conversation);
         if (st) this.afterChange(st);
         this.pump();

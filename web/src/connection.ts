@@ -22,6 +22,22 @@ export class AckError extends Error {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Ack = { ok: true } & Record<string, any>;
 
+/** The first retry of a refused socket, and the longest wait between retries. */
+const REFUSED_RETRY_MS = 1000;
+const REFUSED_RETRY_MAX_MS = 30_000;
+
+/** The hub's reason for refusing a socket: its CONNECT_ERROR's `data.code` (hub/src/auth.rs), else "unknown". */
+export function refusalCode(error: Error): string {
+  const data = (error as Error & { data?: { code?: unknown } }).data;
+  return typeof data?.code === "string" ? data.code : "unknown";
+}
+
+/** Refusals a new token cures: the one sent is missing, expired or not the hub's (docs/EVENTS.md, auth). */
+export const TOKEN_REFUSALS = new Set(["token_expired", "invalid_token", "missing_token"]);
+
+/** What to do after a refusal: give up, try with a new token, or try the same again later. */
+export type Verdict = "stop" | "renewed" | "again";
+
 export class Connection {
   readonly manager: Manager;
   readonly notifications: Socket;
@@ -36,9 +52,13 @@ export class Connection {
    * `token()` is asked at every (re)connection, so a token renewed after an
    * auth refusal is the one the next attempt sends. `onRefused` runs when a
    * namespace refuses the socket (socket.io-client does not retry that by
-   * itself); it may renew the token and returns whether to try again.
+   * itself) with the hub's reason (`error.data.code`, e.g. `token_expired`,
+   * see refusalCode); it may renew the token, and says what next: "stop",
+   * "renewed" (a new token: tried in a second), or "again" (the same
+   * token, after a delay doubling at each refusal in a row: 1 s, 2 s, …
+   * 30 s, so that a hub that keeps refusing is not hammered).
    */
-  constructor(token: () => string, onRefused: (error: Error) => Promise<boolean>) {
+  constructor(token: () => string, onRefused: (code: string, error: Error) => Promise<Verdict>) {
     this.manager = new Manager(location.origin, {
       // WebSocket first (one connection, no polling round trips); polling
       // only if the WebSocket cannot be opened at all.
@@ -56,14 +76,22 @@ export class Connection {
 
     const update = () => this.update();
     for (const socket of this.sockets()) {
-      socket.on("connect", update);
+      let refusals = 0;
+      socket.on("connect", () => {
+        refusals = 0;
+        update();
+      });
       socket.on("disconnect", update);
       socket.on("connect_error", async (error: Error) => {
         update();
         // A refusal by the namespace (not a transport error: the Manager
         // retries those) leaves the socket inactive.
         if (socket.active) return;
-        if (await onRefused(error)) setTimeout(() => socket.connect(), 1000);
+        const backoff = Math.min(REFUSED_RETRY_MAX_MS, REFUSED_RETRY_MS * 2 ** Math.min(refusals, 10));
+        refusals++;
+        const verdict = await onRefused(refusalCode(error), error);
+        if (verdict === "stop") return;
+        setTimeout(() => socket.connect(), verdict === "renewed" ? REFUSED_RETRY_MS : backoff);
       });
     }
     this.manager.on("reconnect_attempt", update);

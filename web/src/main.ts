@@ -6,7 +6,7 @@
 import "./style.css";
 import { Calls } from "./calls";
 import { Chat } from "./chat";
-import { Connection } from "./connection";
+import { Connection, TOKEN_REFUSALS } from "./connection";
 import { byId, show } from "./dom";
 import { Notifications } from "./notifications";
 import { Presence } from "./presence";
@@ -20,6 +20,8 @@ interface Session {
 
 const STORAGE_KEY = "switchboard.session";
 const USER_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/** The shortest time between two development tokens minted after refusals. */
+const MINT_EVERY_MS = 10_000;
 
 /** The JWT's claims (not verified: the hub does that; the page only reads `sub` and `exp`). */
 function claims(token: string): { sub?: unknown; exp?: unknown } | null {
@@ -138,31 +140,44 @@ function start(session: Session): void {
   byId("me").textContent = session.user;
   document.title = `${session.user} · Switchboard`;
 
+  // One mint at a time (the four namespaces are refused together), and at
+  // most one every MINT_EVERY_MS: a hub that refuses even fresh tokens is
+  // not asked for one at every retry.
+  let minting: Promise<boolean> | null = null;
   let lastMint = 0;
   const conn = new Connection(
     () => session.token,
-    async () => {
-      // A refused socket: an expired or foreign token (a hub restarted with
-      // another development secret). In dev mode a new one is minted.
+    async (code) => {
+      // Anything but the token (the hub busy, a clock skew, a key being
+      // rotated in): the same token is tried again, later and later.
+      if (!TOKEN_REFUSALS.has(code)) return "again";
+      // The token is expired or not this hub's (a hub restarted with another
+      // development secret). In production only the host application can
+      // give a new one: signed out. In dev mode a new one is minted.
       if (!session.dev) {
         sessionStorage.removeItem(STORAGE_KEY);
         conn.end("Signed out: your session has ended. Open Switchboard from your application again.");
-        return false;
+        return "stop";
       }
-      if (Date.now() - lastMint < 10_000) return true;
-      lastMint = Date.now();
-      try {
-        session = { ...(await mint(session.user)), user: session.user };
-        keep(session);
-      } catch {
-        // Tried again at the next refusal.
+      if (!minting && Date.now() - lastMint >= MINT_EVERY_MS) {
+        lastMint = Date.now();
+        minting = mint(session.user)
+          .then((fresh) => {
+            session = { ...fresh, user: session.user };
+            keep(session);
+            return true;
+          })
+          .catch(() => false)
+          .finally(() => {
+            minting = null;
+          });
       }
-      return true;
+      return minting && (await minting) ? "renewed" : "again";
     },
   );
   conn.render();
   const presence = new Presence(conn, session.user);
-  const chat = new Chat(conn, session.user, { watch: (users) => presence.watch(users) });
+  const chat = new Chat(conn, session.user, { watch: (users, kind) => presence.watch(users, kind) });
   const notifications = new Notifications(conn);
   notifications.openConversation = (id) => void chat.openById(id);
   const calls = new Calls(conn);

@@ -1,7 +1,7 @@
 // The notifications bell (/notifications): the unread count the hub
-// announces, the drop-down list (merged by id, newest first, fetched again
-// at every (re)connection), marking one or all read, and reads made on the
-// user's other devices.
+// announces, the drop-down list (merged by id, newest first, the newest 200
+// kept, fetched again at every (re)connection), marking one or all read, and
+// reads made on the user's other devices.
 
 import type { Connection } from "./connection";
 import { byId, el, formatTime, reconcile, show } from "./dom";
@@ -15,6 +15,9 @@ interface Notification {
   created_at: number;
   read: boolean;
 }
+
+/** How many notifications the page keeps (the newest), and lists. */
+const MAX_KEPT = 200;
 
 export class Notifications {
   private readonly items = new Map<number, Notification>();
@@ -31,7 +34,7 @@ export class Notifications {
     socket.on("connect", () => void this.refresh());
     socket.on("unread", (e: { count: number }) => this.setUnread(e.count));
     socket.on("notification", (e: { notification: Notification; unread: number }) => {
-      this.items.set(e.notification.id, e.notification);
+      this.add([e.notification]);
       this.setUnread(e.unread);
     });
     socket.on("notification:read", (e: { ids?: number[]; all?: boolean }) => {
@@ -68,11 +71,23 @@ export class Notifications {
   private async refresh(): Promise<void> {
     try {
       const ack = await this.conn.request(this.conn.notifications, "list", { limit: 50 });
-      for (const n of ack.notifications as Notification[]) this.items.set(n.id, n);
+      this.add(ack.notifications as Notification[]);
       this.render();
     } catch {
       // Opening the bell again or the next reconnection retries.
     }
+  }
+
+  /**
+   * Merges by id, then keeps only the newest MAX_KEPT: a page left open for
+   * weeks (or flooded by a publisher) does not grow without end. The badge
+   * is the hub's count, not the length of this list.
+   */
+  private add(list: Notification[]): void {
+    for (const n of list) this.items.set(n.id, n);
+    if (this.items.size <= MAX_KEPT) return;
+    const ids = [...this.items.keys()].sort((a, b) => b - a);
+    for (const id of ids.slice(MAX_KEPT)) this.items.delete(id);
   }
 
   private setUnread(count: number): void {

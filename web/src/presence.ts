@@ -1,9 +1,11 @@
 // Who is online (/presence): the people list with status dots, the user's
-// own status (#status-select), the watch of everyone listed (members of the
-// user's conversations and people added by hand), watched again with a fresh
+// own status (#status-select), the watch of everyone listed (people added by
+// hand and direct-conversation partners first, then members of the open
+// conversation, then of the others while there is room: at most MAX_LISTED,
+// the least recently used dropped and unwatched), watched again with a fresh
 // snapshot at every (re)connection.
 
-import type { Connection } from "./connection";
+import type { AckError, Connection } from "./connection";
 import { byId, el, formatTime, reconcile } from "./dom";
 
 export type Status = "online" | "away" | "busy" | "offline";
@@ -21,11 +23,32 @@ export interface PresenceHooks {
   call(user: string): void;
 }
 
-const MAX_WATCH_PER_EVENT = 500;
+/**
+ * How many people the page lists and watches at most. The hub refuses a
+ * socket more than `presence.max_watch` (500; the page also watches the
+ * user) — whole batches at once, which left everyone offline for good; and
+ * nobody reads a 500-person list. Past it the least recently used go.
+ */
+export const MAX_LISTED = 200;
+/** The hub's default `presence.max_watch`: users one socket may watch, and one `watch` may carry. */
+const HUB_MAX_WATCH = 500;
 const USER_ID = /^[A-Za-z0-9._@-]{1,256}$/;
+
+/**
+ * Why someone is listed, which says who goes first when the list is full:
+ * "pin" (added by hand, a direct-conversation partner) stays over the rest;
+ * "open" (a member of the conversation open now) may push others out;
+ * "fill" (a member of another conversation) is listed only while there is room.
+ */
+export type WatchKind = "pin" | "open" | "fill";
 
 export class Presence {
   private readonly people = new Map<string, PresenceInfo>();
+  /** For each person listed: pinned or not, and when last asked for (the order of eviction). */
+  private readonly rank = new Map<string, { pinned: boolean; used: number }>();
+  private clock = 0;
+  /** How many users the hub says this socket watches (from the last ack). */
+  private watching = 0;
   private readonly nodes = new Map<string, HTMLLIElement>();
   private readonly select = byId<HTMLSelectElement>("status-select");
   hooks: PresenceHooks = { message: () => {}, call: () => {} };
@@ -52,23 +75,53 @@ export class Presence {
       }
       input.setCustomValidity("");
       input.value = "";
-      this.watch([user]);
+      this.watch([user], "pin");
     });
     input.addEventListener("input", () => input.setCustomValidity(""));
     this.render();
   }
 
-  /** Lists and watches these users (those not listed yet). */
-  watch(users: string[]): void {
-    const fresh = [...new Set(users)].filter((u) => u !== this.me && !this.people.has(u));
+  /** Lists and watches these users (see WatchKind), dropping the least recently used past MAX_LISTED. */
+  watch(users: string[], kind: WatchKind = "fill"): void {
+    const fresh: string[] = [];
+    for (const user of new Set(users)) {
+      if (user === this.me || !USER_ID.test(user)) continue;
+      const known = this.rank.get(user);
+      if (known) {
+        if (kind !== "fill") known.used = ++this.clock;
+        if (kind === "pin") known.pinned = true;
+        continue;
+      }
+      if (kind === "fill" && this.people.size >= MAX_LISTED) continue;
+      this.rank.set(user, { pinned: kind === "pin", used: ++this.clock });
+      this.people.set(user, { user, status: "offline", devices: 0, last_seen: null });
+      fresh.push(user);
+    }
     if (fresh.length === 0) return;
-    for (const user of fresh) this.people.set(user, { user, status: "offline", devices: 0, last_seen: null });
+    const evicted = this.evict(this.people.size - MAX_LISTED);
+    const added = fresh.filter((u) => this.people.has(u));
     this.render();
-    if (this.conn.presence.connected) void this.sendWatch(fresh);
+    if (!this.conn.presence.connected) return;
+    const gone = evicted.filter((u) => !fresh.includes(u));
+    if (gone.length) void this.sendUnwatch(gone);
+    if (added.length) void this.sendWatch(added);
+  }
+
+  /** Drops the `count` least wanted (not pinned first, then the least recently used); returns them. */
+  private evict(count: number): string[] {
+    if (count <= 0) return [];
+    const order = [...this.rank.entries()].sort(([, a], [, b]) => Number(a.pinned) - Number(b.pinned) || a.used - b.used);
+    const gone = order.slice(0, count).map(([user]) => user);
+    for (const user of gone) {
+      this.rank.delete(user);
+      this.people.delete(user);
+    }
+    return gone;
   }
 
   /** Every (re)connection: the watch is per socket, so watch everyone again and take the snapshot. */
   private async onConnect(): Promise<void> {
+    this.watching = 0;
     this.conn
       .request(this.conn.presence, "watch", { users: [this.me] })
       .then((ack) => {
@@ -79,14 +132,39 @@ export class Presence {
     await this.sendWatch([...this.people.keys()]);
   }
 
+  /**
+   * Watches `users` in batches that fit what the hub still allows; a batch
+   * refused `too_many_watched` (the hub's limit lower than ours) drops as
+   * many of the oldest listed and is sent once more.
+   */
   private async sendWatch(users: string[]): Promise<void> {
-    for (let i = 0; i < users.length; i += MAX_WATCH_PER_EVENT) {
+    let rest = users.filter((u) => this.people.has(u));
+    let retried = false;
+    while (rest.length > 0) {
+      const room = Math.max(1, Math.min(HUB_MAX_WATCH, HUB_MAX_WATCH - 1 - this.watching));
+      const batch = rest.slice(0, room);
       try {
-        const ack = await this.conn.request(this.conn.presence, "watch", { users: users.slice(i, i + MAX_WATCH_PER_EVENT) });
+        const ack = await this.conn.request(this.conn.presence, "watch", { users: batch });
+        if (typeof ack.watching === "number") this.watching = ack.watching;
         for (const p of ack.presence as PresenceInfo[]) this.apply(p);
-      } catch {
-        // The next reconnection watches again.
+        rest = rest.slice(batch.length).filter((u) => this.people.has(u));
+      } catch (err) {
+        if ((err as AckError).code !== "too_many_watched" || retried) return; // the next reconnection watches again
+        retried = true;
+        const gone = this.evict(batch.length).filter((u) => !batch.includes(u));
+        this.render();
+        if (gone.length) await this.sendUnwatch(gone);
+        rest = rest.filter((u) => this.people.has(u));
       }
+    }
+  }
+
+  private async sendUnwatch(users: string[]): Promise<void> {
+    try {
+      const ack = await this.conn.request(this.conn.presence, "unwatch", { users });
+      if (typeof ack.watching === "number") this.watching = ack.watching;
+    } catch {
+      // Their events are ignored anyway (apply() skips whoever is not listed).
     }
   }
 
