@@ -345,14 +345,7 @@ pub fn issue_until(
     user: &str,
     exp: u64,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    sign(
-        secret,
-        &Claims {
-            sub: user.to_owned(),
-            exp,
-            dev: false,
-        },
-    )
+    sign(secret, user, exp, false)
 }
 
 /// Issues an HS256 token for `user` expiring at `exp`, marked as signed
@@ -363,17 +356,20 @@ pub fn issue_dev_until(
     user: &str,
     exp: u64,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    sign(
-        secret,
-        &Claims {
-            sub: user.to_owned(),
-            exp,
-            dev: true,
-        },
-    )
+    sign(secret, user, exp, true)
 }
 
-fn sign(secret: &str, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+fn sign(
+    secret: &str,
+    user: &str,
+    exp: u64,
+    dev: bool,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let claims = Claims {
+        sub: user.to_owned(),
+        exp,
+        dev,
+    };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
