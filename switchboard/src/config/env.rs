@@ -9,6 +9,12 @@ use super::ConfigError;
 /// The prefix of the configuration's variables.
 pub(super) const PREFIX: &str = "SWITCHBOARD_";
 
+/// The variable that overrides the key at dotted `path`
+/// (`engine.ping_interval_ms` → `SWITCHBOARD_ENGINE_PING_INTERVAL_MS`).
+pub(super) fn variable_of(path: &str) -> String {
+    format!("{PREFIX}{}", path.replace('.', "_").to_ascii_uppercase())
+}
+
 /// Applies every `SWITCHBOARD_*` variable of `env` to `value` (the
 /// defaults with the file laid over them); other variables are ignored.
 pub(super) fn apply(

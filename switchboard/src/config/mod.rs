@@ -10,12 +10,17 @@
 //! - [`dev_mode`]: whether dev mode's sign-in by name is on;
 //! - [`validate`]: every key's value checked, the error naming the key;
 //! - [`convert`]: the engine's, Socket.IO's and the hub's settings.
+//!
+//! [`reference`] documents every key; `switchboard config --default`
+//! prints it as an annotated TOML file, and `docs/CONFIGURATION.md` holds
+//! a copy that a test keeps current.
 
 mod convert;
 mod dev_mode;
 mod env;
 mod error;
 mod file;
+pub mod reference;
 mod schema;
 mod validate;
 

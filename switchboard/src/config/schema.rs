@@ -1,6 +1,8 @@
 //! The shape of the configuration and the value of every key by default:
 //! the structs a TOML file deserializes into, section by section, and
-//! their `Default`s. What values each key takes is checked in
+//! their `Default`s. What each key means, as the operator reads it, is
+//! documented once in [`super::reference`] (which `switchboard config
+//! --default` prints); what values each key takes is checked in
 //! [`super::validate`].
 
 use serde::{Deserialize, Serialize};
