@@ -391,8 +391,119 @@ fn scheme(key: &str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Config;
     use super::super::tests::env;
+    use super::super::{Config, ConfigError};
+
+    /// The error of the defaults with `variable` set to `value`.
+    fn refused(variable: &str, value: &str) -> String {
+        match Config::load(None, env(&[(variable, value)])) {
+            Ok(_) => panic!("{variable}={value} was accepted"),
+            Err(err @ ConfigError::Invalid { .. }) => err.to_string(),
+            Err(other) => panic!("{variable}={value}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_components_sections_are_checked_and_the_error_names_the_key() {
+        for (variable, value, message) in [
+            (
+                "SWITCHBOARD_CHAT_MAX_TEXT_CHARS",
+                "0",
+                "chat.max_text_chars: must be at least 1, got 0",
+            ),
+            (
+                "SWITCHBOARD_CHAT_MAX_PAGE",
+                "501",
+                "chat.max_page: must be between 1 and 500, got 501",
+            ),
+            (
+                "SWITCHBOARD_CHAT_TYPING_SWEEP_MS",
+                "5",
+                "chat.typing_sweep_ms: must be at least 10, got 5",
+            ),
+            (
+                "SWITCHBOARD_CHAT_MESSAGE_BURST",
+                "0.5",
+                "chat.message_burst: must be a number of 1 or more, got 0.5",
+            ),
+            (
+                "SWITCHBOARD_CHAT_MESSAGES_PER_SEC",
+                "nan",
+                "chat.messages_per_sec: must be a number of 0 or more, got NaN",
+            ),
+            (
+                "SWITCHBOARD_NOTIFICATIONS_PRUNE_INTERVAL_MS",
+                "0",
+                "notifications.prune_interval_ms: must be at least 10, got 0",
+            ),
+            (
+                "SWITCHBOARD_NOTIFICATIONS_MAX_LIST_LIMIT",
+                "0",
+                "notifications.max_list_limit: must be at least 1, got 0",
+            ),
+            (
+                "SWITCHBOARD_PRESENCE_MAX_WATCH",
+                "0",
+                "presence.max_watch: must be at least 1, got 0",
+            ),
+            (
+                "SWITCHBOARD_CALLS_MAX_PARTICIPANTS",
+                "1",
+                "calls.max_participants: must be at least 2, got 1",
+            ),
+            (
+                "SWITCHBOARD_CALLS_SIGNAL_BURST",
+                "inf",
+                "calls.signal_burst: must be a number of 1 or more, got inf",
+            ),
+            (
+                "SWITCHBOARD_CALLS_TURN_URLS",
+                "http://turn.example.org",
+                "calls.turn_urls: \"http://turn.example.org\" must start with turn: or turns:",
+            ),
+            (
+                "SWITCHBOARD_LOG_FORMAT",
+                "jsonl",
+                "log.format: must be one of text, json, got \"jsonl\"",
+            ),
+            (
+                "SWITCHBOARD_ENGINE_PING_INTERVAL_MS",
+                "0",
+                "engine.ping_interval_ms: must be at least 1, got 0",
+            ),
+            (
+                "SWITCHBOARD_DEV_TOKEN_TTL_SECS",
+                "0",
+                "dev_token_ttl_secs: must be between 1 and 2592000, got 0",
+            ),
+        ] {
+            assert_eq!(refused(variable, value), message, "{variable}={value}");
+        }
+    }
+
+    #[test]
+    fn zero_where_it_turns_a_limit_off_is_accepted() {
+        for (variable, value) in [
+            ("SWITCHBOARD_CHAT_MESSAGES_PER_SEC", "0"),
+            ("SWITCHBOARD_CHAT_MEMBERS_ADDED_PER_MIN", "0"),
+            // Below max_members - 1 it counts as that (the code raises it).
+            ("SWITCHBOARD_CHAT_MEMBERS_ADDED_BURST", "0"),
+            ("SWITCHBOARD_CHAT_MAX_LISTED_MEMBERS", "0"),
+            ("SWITCHBOARD_CALLS_SIGNALS_PER_SEC", "0"),
+            ("SWITCHBOARD_CALLS_INVITES_PER_MINUTE", "0"),
+            ("SWITCHBOARD_PRESENCE_GRACE_MS", "0"),
+            ("SWITCHBOARD_PRESENCE_MAX_LINGERING", "0"),
+            ("SWITCHBOARD_LIMITS_EVENTS_PER_SEC", "0"),
+            ("SWITCHBOARD_SERVER_HANDSHAKES_PER_SEC_PER_ADDRESS", "0"),
+            ("SWITCHBOARD_SERVER_MAX_SESSIONS_PER_ADDRESS", "0"),
+            ("SWITCHBOARD_AUTH_JWKS_MIN_REFRESH_SECS", "0"),
+            ("SWITCHBOARD_SERVER_READINESS_CACHE_MS", "0"),
+        ] {
+            if let Err(err) = Config::load(None, env(&[(variable, value)])) {
+                panic!("{variable}={value}: {err}");
+            }
+        }
+    }
 
     #[test]
     fn refuses_catch_all_trusted_proxies() {
