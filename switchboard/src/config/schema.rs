@@ -146,7 +146,9 @@ impl Default for ApiSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ApiKeySection {
+    /// A key that may do everything.
     Plain(String),
+    /// A key limited to its scopes.
     Scoped(ScopedKeySection),
 }
 
@@ -228,6 +230,8 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
+/// `[server]`: admission (connections, per-address limits, proxies) and
+/// the operator endpoints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSection {
@@ -268,6 +272,7 @@ pub struct ServerSection {
     pub readiness_cache_ms: u64,
 }
 
+/// `[engine]`: the Engine.IO transport.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineSection {
@@ -294,6 +299,7 @@ pub struct EngineSection {
     pub partial_timeout_ms: u64,
 }
 
+/// `[socketio]`: the Socket.IO protocol's limits and timeouts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SocketIoSection {
@@ -320,12 +326,14 @@ pub struct SocketIoSection {
     pub connect_burst: f64,
 }
 
+/// `[raw_engine]`: a raw Engine.IO echo server, for the Engine.IO suite.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEngineSection {
     pub path: String,
 }
 
+/// One `[[namespaces]]` entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceSection {
@@ -354,6 +362,7 @@ fn default_backend_timeout_ms() -> u64 {
     5000
 }
 
+/// `[log]`: what is logged, and how.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSection {
