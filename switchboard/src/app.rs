@@ -73,7 +73,7 @@ impl App {
                     .keys
                     .iter()
                     .map(|key| key.resolve())
-                    .collect::<anyhow::Result<_>>()?,
+                    .collect::<Result<_, crate::config::ConfigError>>()?,
                 max_body_bytes: config.api.max_body_bytes,
                 cors_origins: config.api.cors_origins.clone(),
             }),

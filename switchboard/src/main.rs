@@ -44,6 +44,25 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Prints the configuration's reference, or checks a configuration file.
+    Config {
+        #[command(flatten)]
+        action: ConfigAction,
+    },
+}
+
+/// What `switchboard config` does: one of its flags.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct ConfigAction {
+    /// Prints every key with its default value and what it does, as a
+    /// TOML file (the `SWITCHBOARD_*` variable of each key beside it).
+    #[arg(long)]
+    default: bool,
+    /// Checks FILE (with the `SWITCHBOARD_*` variables set now) and exits:
+    /// 0 if the hub would take it, else 1 with the key at fault.
+    #[arg(long, value_name = "FILE")]
+    check: Option<PathBuf>,
 }
 
 /// Parses `30s`, `15m`, `1h`, `7d`.
@@ -104,6 +123,15 @@ fn main() -> anyhow::Result<()> {
             }
             let token = hub::identity::issue(&secret, &user, ttl).context("signing the token")?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Config { action } => {
+            if let Some(path) = action.check {
+                Config::load(Some(&path), std::env::vars())?;
+                println!("{}: ok", path.display());
+            } else if action.default {
+                print!("{}", switchboard::config::reference::default_toml());
+            }
             Ok(())
         }
     }

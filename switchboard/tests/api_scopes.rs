@@ -114,7 +114,7 @@ fn load(toml: &str) -> anyhow::Result<Config> {
     let _cleanup = RemoveOnDrop(dir.clone());
     let path = dir.join("config.toml");
     std::fs::write(&path, toml).unwrap();
-    Config::load(Some(&path), Vec::new())
+    Ok(Config::load(Some(&path), Vec::new())?)
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! accepting, closes its clients' connections (so that they reconnect
 //! elsewhere), lets an API request already in flight finish, and exits
 //! within `shutdown_grace_ms`; `log.format = "json"` logs JSON lines.
+//! `switchboard config` prints the reference configuration and checks files.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -214,4 +215,46 @@ async fn json_logs_are_one_object_per_line() {
     sigterm(&child);
     assert!(child.wait().await.unwrap().success());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `switchboard config ARGS`, without the `SWITCHBOARD_*` variables of
+/// whoever runs the tests.
+async fn config_command(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command.arg("config").args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SWITCHBOARD_") {
+            command.env_remove(key);
+        }
+    }
+    command.output().await.unwrap()
+}
+
+#[tokio::test]
+async fn config_prints_the_reference_and_checks_files_naming_the_key_at_fault() {
+    let dir = std::env::temp_dir().join(format!("sb-config-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let printed = config_command(&["--default".as_ref()]).await;
+    assert!(printed.status.success(), "{printed:?}");
+    let reference = String::from_utf8(printed.stdout).unwrap();
+    assert!(
+        reference.contains("# Environment: SWITCHBOARD_CHAT_MAX_PAGE\nmax_page = 100\n"),
+        "{reference}"
+    );
+    let good = dir.join("reference.toml");
+    std::fs::write(&good, &reference).unwrap();
+    let checked = config_command(&["--check".as_ref(), good.as_os_str()]).await;
+    assert!(checked.status.success(), "{checked:?}");
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[chat]\nmax_page = 0\n").unwrap();
+    let refused = config_command(&["--check".as_ref(), bad.as_os_str()]).await;
+    assert!(!refused.status.success(), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("chat.max_page: must be between 1 and 500, got 0"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
 }
