@@ -83,8 +83,9 @@ pub fn complete(doc: &mut Value, constraints: &Constraints) {
         merge(schema, json!({"minLength": 1}));
     }
     if let Some(schema) = parameter(doc, "/api/v1/rooms/{room}", "get", "namespace") {
+        // A query parameter is absent or a name: never null.
         let all: Vec<&str> = constraints.namespaces.iter().map(String::as_str).collect();
-        *schema = namespace(schema, &all, true);
+        *schema = namespace(schema, &all, false);
     }
 }
 
@@ -140,15 +141,18 @@ fn id(max_bytes: Option<usize>) -> Value {
 /// A namespace property: one of `names` (or null, absent's equal, when
 /// `nullable`), keeping `derived`'s description.
 fn namespace(derived: &Value, names: &[&str], nullable: bool) -> Value {
-    let mut allowed: Vec<Value> = names.iter().map(|n| json!(n)).collect();
-    let mut schema = json!({"type": "string", "enum": allowed.clone()});
-    if nullable {
-        allowed.push(Value::Null);
-        schema = json!({"type": ["string", "null"], "enum": allowed});
-    }
-    if names.is_empty() {
-        schema = json!({"type": "null"});
-    }
+    let mut schema = match (names.is_empty(), nullable) {
+        (true, _) => json!({"type": "null"}),
+        (false, false) => json!({"type": "string", "enum": names}),
+        (false, true) => {
+            let allowed: Vec<Value> = names
+                .iter()
+                .map(|n| json!(n))
+                .chain([Value::Null])
+                .collect();
+            json!({"type": ["string", "null"], "enum": allowed})
+        }
+    };
     if let Some(description) = derived.get("description") {
         schema["description"] = description.clone();
     }
