@@ -14,7 +14,7 @@ use crate::auth::user_room;
 use crate::component::HubError;
 use crate::notifications::{NewNotification, Notifications};
 
-/// Longest event name accepted.
+/// Longest event name accepted, in bytes (UTF-8).
 const MAX_EVENT_LEN: usize = 128;
 
 /// `POST /api/v1/publish`.
@@ -234,9 +234,7 @@ fn delivered_to<'a>(
 /// Why `request` cannot be published, if it cannot.
 fn check(io: &SocketIo, request: &PublishRequest) -> Result<(), HubError> {
     if request.event.is_empty() || request.event.len() > MAX_EVENT_LEN {
-        return Err(invalid(format!(
-            "event must be 1 to {MAX_EVENT_LEN} characters"
-        )));
+        return Err(invalid(format!("event must be 1 to {MAX_EVENT_LEN} bytes")));
     }
     if socketio::packet::RESERVED_EVENTS.contains(&request.event.as_str()) {
         return Err(invalid(format!(
