@@ -14,19 +14,19 @@ use crate::auth::user_room;
 use crate::component::HubError;
 use crate::notifications::{NewNotification, Notifications};
 
-/// Longest event name accepted.
+/// Longest event name accepted, in bytes (UTF-8).
 const MAX_EVENT_LEN: usize = 128;
 
 /// `POST /api/v1/publish`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
-    /// The event name clients receive (not a reserved Socket.IO name).
+    /// The event name clients receive: 1 to 128 bytes of UTF-8, not a
+    /// reserved Socket.IO name.
     #[schema(min_length = 1, max_length = 128)]
     pub event: String,
-    /// The event's argument.
+    /// The event's argument: any JSON (default: null).
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub data: Value,
     /// Users to reach (every socket of each, in the chosen namespaces).
     #[serde(default)]
@@ -82,10 +82,9 @@ pub struct NotificationRequest {
     #[serde(default)]
     #[schema(max_length = 4000)]
     pub body: String,
-    /// Anything the client needs to act on it (at most
-    /// `notifications.max_data_bytes` of JSON).
+    /// Anything the client needs to act on it: any JSON (default: null),
+    /// at most `notifications.max_data_bytes` once serialized.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub data: Value,
 }
 
@@ -235,9 +234,7 @@ fn delivered_to<'a>(
 /// Why `request` cannot be published, if it cannot.
 fn check(io: &SocketIo, request: &PublishRequest) -> Result<(), HubError> {
     if request.event.is_empty() || request.event.len() > MAX_EVENT_LEN {
-        return Err(invalid(format!(
-            "event must be 1 to {MAX_EVENT_LEN} characters"
-        )));
+        return Err(invalid(format!("event must be 1 to {MAX_EVENT_LEN} bytes")));
     }
     if socketio::packet::RESERVED_EVENTS.contains(&request.event.as_str()) {
         return Err(invalid(format!(

@@ -505,8 +505,17 @@ fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
 }
 
 /// The OpenAPI document of the publish API, generated from the handlers.
+/// What a hub serves is this, completed with its own constraints
+/// ([`crate::openapi`]).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().1
+}
+
+/// `doc` completed with `constraints`, as JSON text.
+fn document(doc: utoipa::openapi::OpenApi, constraints: &crate::openapi::Constraints) -> String {
+    let mut doc = serde_json::to_value(&doc).unwrap_or_else(|_| json!({}));
+    crate::openapi::complete(&mut doc, constraints);
+    doc.to_string()
 }
 
 /// The publish API under `/api/v1/`. Outermost first: CORS (a browser's
@@ -514,7 +523,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// body limit; `openapi.json` needs no key.
 pub(crate) fn router(app: &App) -> Router<App> {
     let (routes, doc) = routes();
-    let doc = doc.to_json().unwrap_or_else(|_| "{}".to_owned());
+    let doc = document(doc, &crate::openapi::Constraints::of(app));
     let router = routes
         .route("/api/v1/{*rest}", axum::routing::any(no_such_path))
         .layer(RequestBodyLimitLayer::new(app.api.max_body_bytes))

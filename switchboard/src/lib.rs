@@ -9,6 +9,8 @@
 //! - [`routes`]: the HTTP routes beside Engine.IO (health, readiness,
 //!   metrics, the API).
 //! - [`api`]: the publish API over HTTP (`/api/v1/…`).
+//! - [`openapi`]: its OpenAPI document as a hub serves it, with the
+//!   constraints of its configuration.
 //! - [`dev`]: dev mode's `POST /dev/token` (sign in by name).
 //! - [`web`]: the web client served at `/`.
 //! - [`metrics`]: the operator metrics, assembled.
@@ -22,6 +24,7 @@ pub mod config;
 pub mod dev;
 pub mod handlers;
 pub mod metrics;
+pub mod openapi;
 pub mod reply;
 pub mod routes;
 pub mod server;

@@ -212,3 +212,100 @@ async fn the_api_reports_presence_and_the_sockets_of_a_user_in_every_namespace()
         metrics.body
     );
 }
+
+/// The document states what the handlers check, with this hub's own
+/// namespaces and `[notifications]` bounds: the simplest request of every
+/// shape it gives a publish is accepted, and the bounds are there
+/// (schemathesis explores the rest: tests/schemathesis).
+#[tokio::test]
+async fn the_openapi_document_states_the_constraints_the_api_checks() {
+    let server = start_raw(
+        r#"
+[auth]
+hs256_secret = "test-secret"
+[api]
+keys = ["test-key"]
+[notifications]
+max_user_id_bytes = 100
+max_users_per_request = 50
+[[namespaces]]
+name = "/"
+handler = "echo"
+[[namespaces]]
+name = "/notifications"
+handler = "notifications"
+auth = true
+[[namespaces]]
+name = "/chat"
+handler = "chat"
+auth = true
+[[namespaces]]
+name = "/pubsub"
+handler = "pubsub"
+auth = true
+"#,
+    )
+    .await;
+    let addr = server.addr;
+    let response = http(addr, "GET", "/api/v1/openapi.json", &[], "").await;
+    let doc: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    let schemas = &doc["components"]["schemas"];
+
+    let shapes = schemas["PublishRequest"]["anyOf"].as_array().unwrap();
+    assert_eq!(shapes.len(), 5, "{shapes:#?}");
+    for shape in shapes {
+        let title = shape["title"].as_str().unwrap();
+        // Never a component's namespace, but /notifications with persist.
+        let namespaces = shape["properties"]["namespace"]["enum"].as_array().unwrap();
+        assert!(namespaces.contains(&"/pubsub".into()), "{title}");
+        assert!(!namespaces.contains(&"/chat".into()), "{title}");
+        assert_eq!(
+            namespaces.contains(&"/notifications".into()),
+            title.contains("notification"),
+            "{title}"
+        );
+        let body = simplest(shape);
+        let (status, json) = api(addr, "POST", "/api/v1/publish", &body.to_string()).await;
+        assert_eq!(status, 200, "{title}: {body} → {json}");
+    }
+
+    let notification = &schemas["NotificationRequest"]["properties"];
+    assert_eq!(notification["users"]["maxItems"], 50);
+    assert_eq!(notification["users"]["items"]["minLength"], 1);
+    assert_eq!(notification["users"]["items"]["maxLength"], 100);
+    let (status, json) = api(
+        addr,
+        "POST",
+        "/api/v1/notifications",
+        &serde_json::json!({"users": ["a".repeat(101)], "type": "t", "title": "t"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 422, "{json}");
+
+    let presence = &doc["paths"]["/api/v1/presence"]["get"]["parameters"][0];
+    assert_eq!(presence["name"], "user");
+    assert_eq!(presence["schema"]["minItems"], 1);
+    assert_eq!(
+        presence["schema"]["maxItems"],
+        hub::backend_api::MAX_PRESENCE_USERS
+    );
+    assert_eq!(presence["schema"]["items"]["minLength"], 1);
+}
+
+/// The simplest object `shape` (an object schema) describes: its required
+/// properties, each with its first allowed value or a short one.
+fn simplest(shape: &serde_json::Value) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    for name in shape["required"].as_array().unwrap() {
+        let name = name.as_str().unwrap();
+        let property = &shape["properties"][name];
+        let value = match (&property["enum"], &property["type"]) {
+            (serde_json::Value::Array(allowed), _) => allowed[0].clone(),
+            (_, t) if t == "array" => serde_json::json!(["alice"]),
+            (_, t) if t == "boolean" => serde_json::json!(true),
+            _ => serde_json::json!("x"),
+        };
+        body.insert(name.to_owned(), value);
+    }
+    body.into()
+}
