@@ -236,8 +236,8 @@ impl Refusal {
 }
 
 /// Idle addresses (no session, bucket still refilling) kept at most; past
-/// it, handshakes from addresses the table does not know are refused until
-/// buckets refill (none is forgotten early: that would reset its bucket).
+/// it, the idle addresses closest to a full bucket are forgotten (they
+/// change least by it), so a newcomer is never refused for others' churn.
 pub const MAX_IDLE_ADDRESSES: usize = 65_536;
 
 /// How often, at most, a full table of idle addresses is swept again to

@@ -352,7 +352,7 @@ pub struct NamespaceSection {
     #[serde(default = "default_backend_timeout_ms")]
     pub backend_timeout_ms: u64,
     /// For `handler = "proxy"`: the secret every request to the backend is
-    /// signed with (HMAC-SHA256, see the README); empty = unsigned, with a
+    /// signed with (HMAC-SHA256, see docs/API.md); empty = unsigned, with a
     /// warning at start.
     #[serde(default)]
     pub backend_secret: String,
