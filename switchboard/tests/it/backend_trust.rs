@@ -219,7 +219,8 @@ async fn the_test_kit_runs_only_in_a_configuration_that_says_it_is_a_test_setup(
 
     let server = start_raw(&format!("test_setup = true\n{testkit}")).await;
     assert!(
-        logs.text().contains("testkit handler: any client may join any room"),
+        logs.text()
+            .contains("testkit handler: any client may join any room"),
         "{}",
         logs.text()
     );

@@ -208,7 +208,9 @@ async fn an_unanswered_call_ends_with_a_missed_call_notification() {
         let ended = device.next_event("call:ended").await;
         assert_eq!(ended, json!({"call": call, "reason": "no_answer"}));
     }
-    let notification = bob_inbox.next_event_on("/notifications", "notification").await;
+    let notification = bob_inbox
+        .next_event_on("/notifications", "notification")
+        .await;
     assert_eq!(notification["unread"], 1);
     assert_eq!(notification["notification"]["type"], "call:missed");
     assert_eq!(notification["notification"]["data"]["call"], call.as_str());

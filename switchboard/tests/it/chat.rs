@@ -80,10 +80,14 @@ async fn a_thousand_at_once(store_toml: &str) {
                 let client_id = format!("d{d}-{i}");
                 let payload = json!({"conversation": conversation, "client_id": client_id,
                                  "text": format!("{} says {i}", users[d])});
-                device.emit_with_id(i as u64 + 10, "message", &payload).await;
+                device
+                    .emit_with_id(i as u64 + 10, "message", &payload)
+                    .await;
                 if i % 50 == 25 {
                     // The same message again, as a client does after a reconnect.
-                    device.emit_with_id(100_000 + i as u64, "message", &payload).await;
+                    device
+                        .emit_with_id(100_000 + i as u64, "message", &payload)
+                        .await;
                     retries += 1;
                 }
             }

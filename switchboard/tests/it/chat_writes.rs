@@ -8,7 +8,6 @@
 //! sends wait to be committed, and the acks of its sends still come in the
 //! order it sent them (seq order).
 
-
 use std::time::Duration;
 
 use crate::common::{Device, RawServer, RemoveOnDrop, rand_suffix, start_raw};
@@ -287,7 +286,9 @@ async fn a_device_is_answered_while_its_sends_wait_and_their_acks_keep_their_ord
     let mut alice = Device::connect_buffering(server.addr, "alice", &["/chat"])
         .await
         .with_wait(Duration::from_secs(10));
-    alice.emit_with_id(1, "conversation:create", &json!({"direct": "bob"})).await;
+    alice
+        .emit_with_id(1, "conversation:create", &json!({"direct": "bob"}))
+        .await;
     let (_, created) = alice.next_ack().await;
     let conversation = created["conversation"]["id"].as_i64().unwrap();
 
@@ -303,7 +304,9 @@ async fn a_device_is_answered_while_its_sends_wait_and_their_acks_keep_their_ord
             json!({"conversation": conversation, "client_id": format!("m{id}"), "text": "hi"});
         alice.emit_with_id(id, "message", &message).await;
     }
-    alice.emit_with_id(20, "history", &json!({"conversation": conversation})).await;
+    alice
+        .emit_with_id(20, "history", &json!({"conversation": conversation}))
+        .await;
     let (id, history) = alice.next_ack().await;
     assert_eq!(
         id, 20,

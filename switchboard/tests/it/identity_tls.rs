@@ -168,7 +168,11 @@ async fn a_certificate_for_another_host_name_is_refused() {
     assert_eq!(idp.requests(), 0);
 
     // The same certificate, asked for by the name it is for: accepted.
-    let server = start_raw(&secure_config(&auth(&idp.url_for("localhost"), Some(&ca_file)))).await;
+    let server = start_raw(&secure_config(&auth(
+        &idp.url_for("localhost"),
+        Some(&ca_file),
+    )))
+    .await;
     assert_eq!(idp.requests(), 1);
     assert_eq!(
         connect_code(server.addr, &alice(1, "test-key-1")).await,

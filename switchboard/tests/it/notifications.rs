@@ -30,7 +30,6 @@ fn users(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-
 /// A device of `user` on `/notifications`. The socket is in its user's
 /// room before the client is told it is connected: a notification may
 /// come first (clients buffer it).

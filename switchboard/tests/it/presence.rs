@@ -13,11 +13,12 @@ use crate::common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::common::server::start_raw_with;
-use crate::common::{Device, RemoveOnDrop, api, postgres_database, rand_suffix, start_raw};
-use hub::store::{Store, StoreConfig, sqlite_url_of};
+use crate::common::{
+    Device, RemoveOnDrop, api, postgres_database, rand_suffix, start_raw, start_raw_with,
+};
 use hub::identity::Identity;
 use hub::presence::{WatchHook, WatchPolicy};
+use hub::store::{Store, StoreConfig, sqlite_url_of};
 use serde_json::{Value, json};
 use switchboard::config::Config;
 use switchboard::server::App;
@@ -53,7 +54,7 @@ fn grace() -> String {
 
 /// One device of `user`: a connection with its `/presence` socket.
 async fn device(addr: SocketAddr, user: &str) -> Device {
-    device(addr, user, "/presence").await
+    Device::connect(addr, user, "/presence").await
 }
 
 /// The next `presence` event's payload.
@@ -194,7 +195,9 @@ async fn watch_is_bounded_per_socket_and_bad_input_is_refused_clearly() {
     let mut bob = device(addr, "bob").await;
     let code = |ack: &Value| ack["error"]["code"].as_str().unwrap_or("none").to_owned();
 
-    let ack = bob.call_text("watch", r#"{"users":["a","b","c","d"]}"#).await;
+    let ack = bob
+        .call_text("watch", r#"{"users":["a","b","c","d"]}"#)
+        .await;
     assert_eq!(code(&ack), "too_many_watched", "{ack}");
     // Duplicates count once.
     let ack = bob.call_text("watch", r#"{"users":["a","b","a"]}"#).await;
@@ -265,7 +268,9 @@ async fn a_deployment_restricts_who_may_watch_whom_with_its_policy() {
             .contains("eve@evil")
     );
     // Refused as a whole: nothing is watched.
-    let ack = bob.call_text("unwatch", r#"{"users":["alice@acme"]}"#).await;
+    let ack = bob
+        .call_text("unwatch", r#"{"users":["alice@acme"]}"#)
+        .await;
     assert_eq!(ack["watching"], 0, "{ack}");
     let ack = bob.call_text("watch", r#"{"users":["alice@acme"]}"#).await;
     assert_eq!(ack["watching"], 1, "{ack}");

@@ -338,7 +338,11 @@ async fn binary_output(web_dir: &Path) -> Vec<String> {
         command.current_dir(dir);
     })
     .await;
-    assert_eq!(server.before, Vec::<String>::new(), "the first line listens");
+    assert_eq!(
+        server.before,
+        Vec::<String>::new(),
+        "the first line listens"
+    );
     assert_eq!(get(server.addr, "/healthz", &[]).await.status, 200);
     server.child.kill().await.unwrap();
     let mut output = vec![format!("listening on {}", server.addr)];

@@ -15,14 +15,12 @@
 use crate::common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::binary::Binary;
 use crate::common::{Client, WAIT, publish_until_slow_consumer, start};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::process::{Child, Command};
 use tokio_tungstenite::MaybeTlsStream;
 
 /// A client frame (masked), `fin` set unless said otherwise.

@@ -9,26 +9,26 @@
 use std::time::Duration;
 
 pub mod binary;
-pub mod client;
-pub mod device;
+mod client;
+mod device;
 pub mod fake_http;
-pub mod http;
+mod http;
 pub mod idp;
-pub mod logs;
-pub mod metrics;
-pub mod server;
+mod logs;
+mod metrics;
+mod server;
 
 pub use client::{
     Client, Ws, closed_by_server, connect_pubsub, connect_secure, next_text,
     publish_until_slow_consumer, token,
 };
-pub use device::{Device, Event, parse_event};
-pub use http::{HttpResponse, KEY, RawResponse, api, error_code, http, http_raw};
+pub use device::Device;
+pub use http::{HttpResponse, RawResponse, api, error_code, http, http_raw};
 pub use logs::Logs;
 pub use metrics::{inbox_overflows, sample};
 pub use server::{
     RawServer, RemoveOnDrop, TestServer, postgres_database, rand_suffix, start, start_raw,
-    try_start_raw,
+    start_raw_with, try_start_raw,
 };
 
 /// How long a test waits for what should come at once.
