@@ -3,7 +3,6 @@
 //! elsewhere), lets an API request already in flight finish, and exits
 //! within `shutdown_grace_ms`; `log.format = "json"` logs JSON lines.
 
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::binary::{self, Binary};
-use crate::common::{RemoveOnDrop, rand_suffix};
+use crate::common::{Client, RemoveOnDrop, rand_suffix};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -27,28 +26,6 @@ async fn spawn_server(grace_ms: u64) -> Binary {
         |_, _| {},
     )
     .await
-}
-
-/// A WebSocket client that joined namespace `/`.
-async fn connect_client(
-    addr: SocketAddr,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    use futures_util::SinkExt;
-    ws.send(Message::text("40")).await.unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => seen.push(t.to_string()),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert!(
-        seen[0].starts_with('0') && seen[1].starts_with("40{"),
-        "{seen:?}"
-    );
-    ws
 }
 
 /// Reads until the peer closes; returns what was read.
@@ -65,7 +42,8 @@ async fn read_to_end(stream: &mut TcpStream) -> String {
 async fn sigterm_closes_clients_finishes_the_api_request_in_flight_and_exits() {
     let mut server = spawn_server(10_000).await;
     let addr = server.addr;
-    let mut ws = connect_client(addr).await;
+    // A WebSocket client that joined namespace `/`.
+    let mut ws = Client::connect(addr).await.0.ws;
 
     // An API request whose body is still on its way when SIGTERM arrives.
     let body = r#"{"namespace":"/","event":"news","data":{"n":1},"rooms":["nobody"]}"#;
