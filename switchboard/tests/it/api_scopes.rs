@@ -107,9 +107,7 @@ async fn the_openapi_document_lists_the_403_answers() {
 }
 
 fn load(toml: &str) -> anyhow::Result<Config> {
-    let dir = std::env::temp_dir().join(format!("sb-keys-{}", rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = RemoveOnDrop(dir.clone());
+    let (dir, _cleanup) = temp_dir("sb-keys");
     let path = dir.join("config.toml");
     std::fs::write(&path, toml).unwrap();
     Config::load(Some(&path), Vec::new())

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, start_raw, token};
+use crate::common::{Client, start_raw, temp_dir, token};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -137,9 +137,7 @@ async fn coturn_grants_the_issued_credentials_and_refuses_expired_ones() {
     if !coturn_available() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("sb-coturn-{}", common::rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = common::RemoveOnDrop(dir.clone());
+    let (dir, _cleanup) = temp_dir("sb-coturn");
     let port = free_port();
     let coturn = Command::new("turnserver")
         .args(["-n", "--no-tls", "--no-dtls", "--no-cli", "--simple-log"])

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Device, RawServer, RemoveOnDrop, rand_suffix, start_raw};
+use crate::common::{Device, RawServer, RemoveOnDrop, rand_suffix, start_raw, temp_dir};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -274,9 +274,7 @@ async fn putting_others_into_groups_is_limited_per_user_so_nobody_fills_their_ca
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_is_answered_while_its_sends_wait_and_their_acks_keep_their_order() {
-    let dir = std::env::temp_dir().join(format!("sb-chat-pipeline-{}", rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = RemoveOnDrop(dir.clone());
+    let (dir, _cleanup) = temp_dir("sb-chat-pipeline");
     let url = hub::store::sqlite_url_of(&dir.join("hub.db"));
     let server = start_raw(&format!(
         "[auth]\nhs256_secret = \"test-secret\"\n[limits]\nevents_per_sec = 0\n\

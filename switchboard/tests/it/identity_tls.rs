@@ -66,13 +66,6 @@ impl Ca {
     }
 }
 
-/// A folder for the test's files, removed at the end.
-fn temp_dir() -> (PathBuf, RemoveOnDrop) {
-    let dir = std::env::temp_dir().join(format!("sb-tls-{}", rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    (dir.clone(), RemoveOnDrop(dir))
-}
-
 fn auth(url: &str, ca_file: Option<&Path>) -> String {
     let mut auth = format!("jwks_url = {url:?}\njwks_min_refresh_secs = 0\n");
     if let Some(path) = ca_file {
@@ -94,7 +87,7 @@ async fn start_error(auth: &str) -> String {
 
 #[tokio::test]
 async fn an_https_jwks_from_the_configured_ca_is_used_and_rotates_without_restart() {
-    let (dir, _cleanup) = temp_dir();
+    let (dir, _cleanup) = temp_dir("sb-tls");
     let ca = Ca::new("test internal CA");
     let idp = Idp::start_tls(
         ca.server_cert(&["127.0.0.1", "localhost"]),
@@ -129,7 +122,7 @@ async fn an_https_jwks_from_the_configured_ca_is_used_and_rotates_without_restar
 
 #[tokio::test]
 async fn a_certificate_the_system_does_not_trust_stops_the_start_with_the_tls_error() {
-    let (dir, _cleanup) = temp_dir();
+    let (dir, _cleanup) = temp_dir("sb-tls");
     let ca = Ca::new("test internal CA");
     let idp = Idp::start_tls(ca.server_cert(&["127.0.0.1"]), jwks_of(&["test-jwks.json"])).await;
     let url = idp.url_for("127.0.0.1");
@@ -154,7 +147,7 @@ async fn a_certificate_the_system_does_not_trust_stops_the_start_with_the_tls_er
 
 #[tokio::test]
 async fn a_certificate_for_another_host_name_is_refused() {
-    let (dir, _cleanup) = temp_dir();
+    let (dir, _cleanup) = temp_dir("sb-tls");
     let ca = Ca::new("test internal CA");
     let ca_file = ca.write(&dir);
     // Valid for `localhost` only: not for the address 127.0.0.1, though the
@@ -190,7 +183,7 @@ async fn a_certificate_for_another_host_name_is_refused() {
 
 #[tokio::test]
 async fn a_ca_file_that_cannot_be_used_is_a_clear_error() {
-    let (dir, _cleanup) = temp_dir();
+    let (dir, _cleanup) = temp_dir("sb-tls");
     let ca = Ca::new("test internal CA");
     let idp = Idp::start_tls(ca.server_cert(&["127.0.0.1"]), jwks_of(&["test-jwks.json"])).await;
     let url = idp.url_for("127.0.0.1");

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{self, postgres_database, rand_suffix};
+use crate::common::{self, postgres_database, temp_dir};
 use hub::notifications::{NewNotification, Notifications, NotificationsConfig};
 use hub::store::{Store, StoreConfig, sqlite_url_of};
 use serde_json::json;
@@ -258,9 +258,7 @@ async fn a_notification_for_ten_thousand_users_is_one_transaction_on_postgresql(
 /// holds the store's write lock (they do not write).
 #[tokio::test]
 async fn a_read_that_changes_nothing_takes_no_write_lock() {
-    let dir = std::env::temp_dir().join(format!("sb-notif-h-{}", rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = common::RemoveOnDrop(dir.clone());
+    let (dir, _cleanup) = temp_dir("sb-notif-h");
     let url = sqlite_url_of(&dir.join("hub.db"));
     let store = open(&url, Duration::from_millis(800)).await;
     let io = socketio::SocketIo::new(socketio::SocketIoConfig::default());
@@ -305,9 +303,7 @@ async fn a_read_that_changes_nothing_takes_no_write_lock() {
 #[tokio::test]
 #[ignore = "a measurement"]
 async fn measure_an_unrelated_read_during_a_ten_thousand_user_create() {
-    let dir = std::env::temp_dir().join(format!("sb-notif-m-{}", rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = common::RemoveOnDrop(dir.clone());
+    let (dir, _cleanup) = temp_dir("sb-notif-m");
     let mut urls = vec![("sqlite", sqlite_url_of(&dir.join("hub.db")))];
     if let Some((_, url)) = postgres_database().await {
         urls.push(("postgres", url));

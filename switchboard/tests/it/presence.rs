@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Device, RemoveOnDrop, api, postgres_database, rand_suffix, start_raw, start_raw_with,
+    Device, RemoveOnDrop, api, postgres_database, rand_suffix, start_raw, start_raw_with, temp_dir,
 };
 use hub::identity::Identity;
 use hub::presence::{WatchHook, WatchPolicy};
@@ -450,9 +450,7 @@ async fn other(db: &std::path::Path) -> Store {
 
 #[tokio::test]
 async fn choosing_the_status_one_has_writes_nothing() {
-    let dir = std::env::temp_dir().join(format!("sb-presence-hs-{}", rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = RemoveOnDrop(dir.clone());
+    let (dir, _cleanup) = temp_dir("sb-presence-hs");
     let db = dir.join("hub.db");
     let (addr, _app, _conf) = serve_on_file(&db, 800).await;
     let mut alice = device(addr, "alice").await;
@@ -482,9 +480,7 @@ async fn choosing_the_status_one_has_writes_nothing() {
 
 #[tokio::test]
 async fn a_store_error_when_the_first_device_connects_does_not_reset_the_status() {
-    let dir = std::env::temp_dir().join(format!("sb-presence-hr-{}", rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = RemoveOnDrop(dir.clone());
+    let (dir, _cleanup) = temp_dir("sb-presence-hr");
     let db = dir.join("hub.db");
     let (addr, _app, _conf) = serve_on_file(&db, 2000).await;
     let mut bob = device(addr, "bob").await;

@@ -28,7 +28,7 @@ pub use logs::Logs;
 pub use metrics::{inbox_overflows, sample};
 pub use server::{
     RawServer, RemoveOnDrop, TestServer, postgres_database, rand_suffix, start, start_raw,
-    start_raw_with, try_start_raw,
+    start_raw_with, temp_dir, try_start_raw,
 };
 
 /// How long a test waits for what should come at once.

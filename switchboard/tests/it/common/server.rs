@@ -24,6 +24,14 @@ pub struct TestServer {
 /// Removes a folder when dropped.
 pub struct RemoveOnDrop(pub std::path::PathBuf);
 
+/// A fresh folder `<prefix>-<n>` in the system's temporary folder, removed
+/// when the guard is dropped.
+pub fn temp_dir(prefix: &str) -> (std::path::PathBuf, RemoveOnDrop) {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    (dir.clone(), RemoveOnDrop(dir))
+}
+
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
