@@ -25,7 +25,7 @@ pub struct Event {
 }
 
 /// One device: a reader task answers the server's pings and queues the
-/// frames. Emits go to its first namespace ([`Device::nsp`]); frames that
+/// frames. Emits go to its first namespace; frames that
 /// arrive while something else is awaited are kept, in order, for later.
 /// An ack for an id this device did not emit fails the test. Dropping it
 /// closes the connection, as a device going away does.
