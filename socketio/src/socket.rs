@@ -611,3 +611,6 @@ impl std::fmt::Debug for Socket {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

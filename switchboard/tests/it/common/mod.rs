@@ -1,0 +1,35 @@
+//! What the integration tests share, each piece once: real servers on
+//! `127.0.0.1:0` configured per test ([`server`]), the real binary
+//! ([`binary`]), raw HTTP requests ([`http`]), a raw Socket.IO client
+//! ([`client`]) and a user's device on the components' namespaces
+//! ([`device`]), stand-in HTTP servers for the hub's backends and identity
+//! providers ([`fake_http`], [`idp`]), what a test's servers log ([`logs`])
+//! and figures from `/metrics` ([`metrics`]).
+
+use std::time::Duration;
+
+pub mod binary;
+mod client;
+mod device;
+pub mod fake_http;
+mod http;
+pub mod idp;
+mod logs;
+mod metrics;
+mod server;
+
+pub use client::{
+    Client, Ws, closed_by_server, connect_pubsub, connect_secure, next_text,
+    publish_until_slow_consumer, token,
+};
+pub use device::Device;
+pub use http::{HttpResponse, RawResponse, api, error_code, http, http_raw};
+pub use logs::Logs;
+pub use metrics::{inbox_overflows, sample};
+pub use server::{
+    RawServer, RemoveOnDrop, TestServer, postgres_database, rand_suffix, start, start_raw,
+    start_raw_with, temp_dir, try_start_raw,
+};
+
+/// How long a test waits for what should come at once.
+pub const WAIT: Duration = Duration::from_secs(5);

@@ -1,0 +1,203 @@
+//! Real servers on `127.0.0.1:0`, in this process, each with a data
+//! folder of its own that is removed with it; a fresh PostgreSQL database
+//! when the tests are given a server.
+
+use std::net::SocketAddr;
+
+use switchboard::config::Config;
+use switchboard::server::{self, App};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A server with the test kit (see [`start`]).
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub app: App,
+    /// Its `data_dir` (config file, SQLite store).
+    pub dir: std::path::PathBuf,
+    pub stop: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<anyhow::Result<()>>,
+    /// Removes `dir` when the test is done with the server.
+    _cleanup: RemoveOnDrop,
+}
+
+/// Removes a folder when dropped.
+pub struct RemoveOnDrop(pub std::path::PathBuf);
+
+/// A fresh folder `<prefix>-<n>` in the system's temporary folder, removed
+/// when the guard is dropped.
+pub fn temp_dir(prefix: &str) -> (std::path::PathBuf, RemoveOnDrop) {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    (dir.clone(), RemoveOnDrop(dir))
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts a server with the test kit on `/` and `/a`, configured by `toml`
+/// (a test setup: `test_setup = true`, which the test kit requires).
+pub async fn start(toml: &str) -> TestServer {
+    let namespaces = r#"
+[auth]
+hs256_secret = "test-secret"
+
+[api]
+keys = ["test-key"]
+max_body_bytes = 2000
+
+[[namespaces]]
+name = "/secure"
+handler = "testkit"
+auth = true
+
+[[namespaces]]
+name = "/pubsub"
+handler = "pubsub"
+auth = true
+
+[[namespaces]]
+name = "/"
+handler = "testkit"
+[[namespaces]]
+name = "/a"
+handler = "testkit"
+"#;
+    let dir = std::env::temp_dir().join(format!("sb-test-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = [\"127.0.0.1:0\"]\ndata_dir = {:?}\ntest_setup = true\n{toml}\n{namespaces}",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = Config::load(Some(&path), Vec::new()).unwrap();
+    let app = App::new(&config).await.unwrap();
+    let listeners = server::bind(&config.listen).await.unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let app = app.clone();
+        async move {
+            server::run(listeners, &config, app, async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    TestServer {
+        addr,
+        app,
+        _cleanup: RemoveOnDrop(dir.clone()),
+        dir,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// A number no other call in any test process returns (the clock and the
+/// process id for other processes, a counter within this one).
+pub fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let count = NEXT.fetch_add(1, Ordering::Relaxed);
+    (nanos ^ (std::process::id() as u64) << 32).wrapping_add(count << 48)
+}
+
+/// A fresh database on the test PostgreSQL server (`TEST_POSTGRES_URL`, set
+/// by `tests/postgres/with-postgres.sh`, which `make test` uses); `None`
+/// outside CI when no server is given. Returns the admin URL and the new
+/// database's URL.
+pub async fn postgres_database() -> Option<(String, String)> {
+    use sqlx::Connection;
+    let Ok(admin) = std::env::var("TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the PostgreSQL tests: run them through tests/postgres/with-postgres.sh"
+        );
+        eprintln!("TEST_POSTGRES_URL not set: skipping the PostgreSQL part");
+        return None;
+    };
+    let name = format!("sb_test_{}", rand_suffix());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some((admin.clone(), format!("{base}/{name}")))
+}
+
+/// A server configured by `toml` alone (no namespaces or keys added): its
+/// public address, and its admin listener's when `server.admin_listen` is set.
+pub struct RawServer {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub app: App,
+    pub cleanup: RemoveOnDrop,
+}
+
+/// Starts a server configured by `toml` alone.
+pub async fn start_raw(toml: &str) -> RawServer {
+    try_start_raw(toml).await.unwrap()
+}
+
+/// [`start_raw`], returning why the configuration or the start failed.
+pub async fn try_start_raw(toml: &str) -> anyhow::Result<RawServer> {
+    try_start_raw_with(toml, |_| {}).await
+}
+
+/// [`start_raw`], with `adjust` changing the loaded configuration (what
+/// TOML cannot say: a hook such as a watch policy).
+pub async fn start_raw_with(toml: &str, adjust: impl FnOnce(&mut Config)) -> RawServer {
+    try_start_raw_with(toml, adjust).await.unwrap()
+}
+
+async fn try_start_raw_with(
+    toml: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> anyhow::Result<RawServer> {
+    let dir = std::env::temp_dir().join(format!("sb-test-{}", rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cleanup = RemoveOnDrop(dir.clone());
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n{toml}\n",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut config = Config::load(Some(&path), Vec::new())?;
+    adjust(&mut config);
+    let app = App::new(&config).await?;
+    let listeners = server::Listeners::bind(&config).await?;
+    let addr = listeners.public[0].local_addr()?;
+    let admin = listeners
+        .admin
+        .first()
+        .map(|l| l.local_addr())
+        .transpose()?;
+    tokio::spawn({
+        let app = app.clone();
+        async move { server::run(listeners, &config, app, std::future::pending()).await }
+    });
+    Ok(RawServer {
+        addr,
+        admin,
+        app,
+        cleanup,
+    })
+}

@@ -1,0 +1,37 @@
+//! Switchboard's integration tests, one binary (one link step instead of
+//! one per file): black-box tests over the wire, each starting real servers
+//! on `127.0.0.1:0` through [`common`], one module per area. `process`
+//! (and the tests that measure the real binary) run the `switchboard`
+//! binary itself.
+//!
+//! Run one area with `cargo test -p switchboard --test it <module>::`.
+
+mod common;
+
+mod admission;
+mod api;
+mod api_reserved;
+mod api_scopes;
+mod backend_trust;
+mod calls;
+mod calls_turn;
+mod chat;
+mod chat_conversations;
+mod chat_store;
+mod chat_writes;
+mod components;
+mod engine;
+mod http_routes;
+mod identity;
+mod identity_idp;
+mod identity_tls;
+mod lifecycle;
+mod notifications;
+mod notifications_store;
+mod operations;
+mod operator_endpoints;
+mod presence;
+mod presence_store;
+mod process;
+mod web;
+mod ws_limits;

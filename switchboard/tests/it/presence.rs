@@ -1,0 +1,514 @@
+//! `/presence` over the wire: online while any device is connected,
+//! offline only after the grace period (a reload does not flicker), a
+//! status for every device that survives a restart (SQLite and
+//! PostgreSQL), watch limits and errors, a restricting watch policy, one
+//! broadcast for all the watchers of a user, and the publish API reading
+//! the same state. Against what an attacker-minded review found: choosing
+//! the status one has already writes nothing (it answers while another
+//! writer holds the store), and a store error while a user's first device
+//! connects does not turn their stored status (busy) into `online`.
+
+use crate::common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::common::{
+    Device, RemoveOnDrop, api, postgres_database, rand_suffix, start_raw, start_raw_with, temp_dir,
+};
+use hub::identity::Identity;
+use hub::presence::{WatchHook, WatchPolicy};
+use hub::store::{Store, StoreConfig, sqlite_url_of};
+use serde_json::{Value, json};
+use switchboard::config::Config;
+use switchboard::server::App;
+
+const GRACE_MS: u64 = 300;
+
+/// A server with the default namespaces (the four components), the test
+/// secret and key, `[presence]` settings `presence`, and `store` as its
+/// store section; `adjust` may change the configuration (a watch policy).
+async fn serve(
+    presence: &str,
+    store: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> (SocketAddr, App, RemoveOnDrop) {
+    let server = start_raw_with(
+        &format!(
+            "[auth]\nhs256_secret = \"test-secret\"\n\
+             [api]\nkeys = [\"test-key\"]\n[presence]\n{presence}\n{store}\n"
+        ),
+        adjust,
+    )
+    .await;
+    (server.addr, server.app, server.cleanup)
+}
+
+async fn start(presence: &str) -> (SocketAddr, App, RemoveOnDrop) {
+    serve(presence, "", |_| {}).await
+}
+
+fn grace() -> String {
+    format!("grace_ms = {GRACE_MS}")
+}
+
+/// One device of `user`: a connection with its `/presence` socket.
+async fn device(addr: SocketAddr, user: &str) -> Device {
+    Device::connect(addr, user, "/presence").await
+}
+
+/// The next `presence` event's payload.
+async fn presence(device: &mut Device) -> Value {
+    device.next_event("presence").await
+}
+
+/// What the watchers compare: status and devices.
+fn seen(presence: &Value) -> (String, u64) {
+    (
+        presence["status"].as_str().unwrap().to_owned(),
+        presence["devices"].as_u64().unwrap(),
+    )
+}
+
+fn shown(status: &str, devices: u64) -> (String, u64) {
+    (status.to_owned(), devices)
+}
+
+#[tokio::test]
+async fn a_user_is_online_while_any_device_is_and_offline_only_after_the_grace_period() {
+    let (addr, _app, _dir) = start(&grace()).await;
+    let mut bob = device(addr, "bob").await;
+    let snapshot = bob.call_text("watch", r#"{"users":["alice"]}"#).await;
+    assert_eq!(snapshot["ok"], true, "{snapshot}");
+    assert_eq!(snapshot["watching"], 1);
+    assert_eq!(
+        snapshot["presence"],
+        json!([{"user": "alice", "status": "offline", "devices": 0, "last_seen": null}])
+    );
+
+    let phone = device(addr, "alice").await;
+    let online = presence(&mut bob).await;
+    assert_eq!(online["user"], "alice");
+    assert_eq!(seen(&online), shown("online", 1));
+    assert!(online["last_seen"].as_i64().unwrap() > 0);
+    let laptop = device(addr, "alice").await;
+    assert_eq!(seen(&presence(&mut bob).await), shown("online", 2));
+
+    // Each device that leaves lingers for the grace period, then counts
+    // no more; the last one takes the user offline.
+    phone.close().await;
+    let left = Instant::now();
+    assert_eq!(seen(&presence(&mut bob).await), shown("online", 1));
+    assert!(
+        left.elapsed() >= Duration::from_millis(GRACE_MS - 50),
+        "a device counted {:?}, less than the grace period",
+        left.elapsed()
+    );
+    laptop.close().await;
+    let left = Instant::now();
+    let offline = presence(&mut bob).await;
+    assert_eq!(seen(&offline), shown("offline", 0));
+    assert!(
+        left.elapsed() >= Duration::from_millis(GRACE_MS - 50),
+        "offline after {:?}, before the grace period",
+        left.elapsed()
+    );
+    assert!(offline["last_seen"].as_i64().unwrap() >= online["last_seen"].as_i64().unwrap());
+}
+
+#[tokio::test]
+async fn a_reload_within_the_grace_period_shows_watchers_no_flicker() {
+    let (addr, _app, _dir) = start(&grace()).await;
+    let mut bob = device(addr, "bob").await;
+    bob.call_text("watch", r#"{"users":["alice"]}"#).await;
+    let tab = device(addr, "alice").await;
+    assert_eq!(seen(&presence(&mut bob).await), shown("online", 1));
+
+    // The page reloads: the old socket goes, a new one comes at once.
+    tab.close().await;
+    let mut tab = device(addr, "alice").await;
+    // Past the grace period of the old socket: still nothing to tell.
+    tokio::time::sleep(Duration::from_millis(GRACE_MS + 200)).await;
+    let ack = tab.call_text("status", r#"{"status":"away"}"#).await;
+    assert_eq!(ack["presence"]["status"], "away", "{ack}");
+    // Bob's next event is the status change: no offline, no online again.
+    assert_eq!(seen(&presence(&mut bob).await), shown("away", 1));
+}
+
+async fn status_survives_a_restart(store: &str) {
+    let (addr, _app, _dir) = serve(&grace(), store, |_| {}).await;
+    let mut phone = device(addr, "alice").await;
+    let mut laptop = device(addr, "alice").await;
+    let mut bob = device(addr, "bob").await;
+    bob.call_text("watch", r#"{"users":["alice"]}"#).await;
+    let ack = phone.call_text("status", r#"{"status":"busy"}"#).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(seen(&ack["presence"]), shown("busy", 2));
+    // Every device of alice hears it, and her watchers.
+    assert_eq!(seen(&presence(&mut laptop).await), shown("busy", 2));
+    assert_eq!(seen(&presence(&mut bob).await), shown("busy", 2));
+    phone.close().await;
+    laptop.close().await;
+    // Offline once the grace period of both is over (one event or two,
+    // as the two departures fall in one millisecond or not).
+    let mut offline = presence(&mut bob).await;
+    if seen(&offline) == shown("busy", 1) {
+        offline = presence(&mut bob).await;
+    }
+    assert_eq!(seen(&offline), shown("offline", 0));
+    // Stored before the watchers are told.
+
+    // Another server on the same store: nothing live, the store remembers.
+    let (addr, _app2, _dir2) = serve(&grace(), store, |_| {}).await;
+    let mut carol = device(addr, "carol").await;
+    let snapshot = carol.call_text("watch", r#"{"users":["alice"]}"#).await;
+    assert_eq!(
+        snapshot["presence"][0],
+        json!({"user": "alice", "status": "offline", "devices": 0, "last_seen": offline["last_seen"]})
+    );
+    let _alice = device(addr, "alice").await;
+    assert_eq!(
+        seen(&presence(&mut carol).await),
+        shown("busy", 1),
+        "her choice stays"
+    );
+}
+
+#[tokio::test]
+async fn a_chosen_status_reaches_every_device_and_survives_a_restart_on_sqlite() {
+    let dir = RemoveOnDrop(std::env::temp_dir().join(format!("sb-presence-db-{}", rand_suffix())));
+    let url = hub::store::sqlite_url_of(&dir.0.join("hub.db"));
+    status_survives_a_restart(&format!("[store]\nurl = {url:?}")).await;
+}
+
+#[tokio::test]
+async fn a_chosen_status_reaches_every_device_and_survives_a_restart_on_postgresql() {
+    let Some((_admin, url)) = postgres_database().await else {
+        return;
+    };
+    status_survives_a_restart(&format!("[store]\nurl = {url:?}")).await;
+}
+
+#[tokio::test]
+async fn watch_is_bounded_per_socket_and_bad_input_is_refused_clearly() {
+    let (addr, _app, _dir) = start("max_watch = 3\nmax_user_bytes = 8").await;
+    let mut bob = device(addr, "bob").await;
+    let code = |ack: &Value| ack["error"]["code"].as_str().unwrap_or("none").to_owned();
+
+    let ack = bob
+        .call_text("watch", r#"{"users":["a","b","c","d"]}"#)
+        .await;
+    assert_eq!(code(&ack), "too_many_watched", "{ack}");
+    // Duplicates count once.
+    let ack = bob.call_text("watch", r#"{"users":["a","b","a"]}"#).await;
+    assert_eq!(ack["watching"], 2, "{ack}");
+    assert_eq!(ack["presence"].as_array().unwrap().len(), 2);
+    let ack = bob.call_text("watch", r#"{"users":["b","c","d"]}"#).await;
+    assert_eq!(code(&ack), "too_many_watched", "2 + 2 new > 3: {ack}");
+    let ack = bob.call_text("watch", r#"{"users":["b","c"]}"#).await;
+    assert_eq!(ack["watching"], 3, "{ack}");
+    let ack = bob.call_text("unwatch", r#"{"users":["a","zz"]}"#).await;
+    assert_eq!(ack, json!({"ok": true, "watching": 2}));
+    let ack = bob.call_text("watch", r#"{"users":["d"]}"#).await;
+    assert_eq!(ack["watching"], 3, "room again after unwatch: {ack}");
+
+    for (event, args) in [
+        ("watch", r#"{"users":[]}"#),
+        ("watch", r#"{"users":[""]}"#),
+        ("watch", r#"{"users":["nine-byte"]}"#),
+        ("watch", r#"{"users":[7]}"#),
+        ("watch", r#"["a"]"#),
+        ("watch", r#"{"users":["a"],"extra":1}"#),
+        ("unwatch", ""),
+        ("status", r#"{"status":"offline"}"#),
+        ("status", r#"{"status":"invisible"}"#),
+        ("status", r#""away""#),
+        ("status", ""),
+    ] {
+        let ack = bob.call_text(event, args).await;
+        assert_eq!(code(&ack), "bad_request", "{event} {args}: {ack}");
+        assert!(!ack["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let ack = bob.call_text("presence", "").await;
+    assert_eq!(code(&ack), "unknown_event", "{ack}");
+}
+
+/// Users of one organization (the part of the id before `@`) may watch
+/// each other only.
+struct SameOrganization;
+
+impl WatchPolicy for SameOrganization {
+    fn refused(
+        &self,
+        watcher: &Identity,
+        users: &[String],
+    ) -> socketio::BoxFuture<Result<Vec<String>, hub::component::HubError>> {
+        let org = |user: &str| user.split('@').nth(1).unwrap_or_default().to_owned();
+        let mine = org(&watcher.user);
+        let refused = users.iter().filter(|u| org(u) != mine).cloned().collect();
+        Box::pin(std::future::ready(Ok(refused)))
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_restricts_who_may_watch_whom_with_its_policy() {
+    let (addr, _app, _dir) = serve(&grace(), "", |config| {
+        config.presence.watch_policy = WatchHook::new(SameOrganization);
+    })
+    .await;
+    let mut bob = device(addr, "bob@acme").await;
+    let ack = bob
+        .call_text("watch", r#"{"users":["alice@acme","eve@evil"]}"#)
+        .await;
+    assert_eq!(ack["error"]["code"], "forbidden", "{ack}");
+    assert!(
+        ack["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("eve@evil")
+    );
+    // Refused as a whole: nothing is watched.
+    let ack = bob
+        .call_text("unwatch", r#"{"users":["alice@acme"]}"#)
+        .await;
+    assert_eq!(ack["watching"], 0, "{ack}");
+    let ack = bob.call_text("watch", r#"{"users":["alice@acme"]}"#).await;
+    assert_eq!(ack["watching"], 1, "{ack}");
+
+    // Bob hears of alice, not of eve (whom he could not watch).
+    let _eve = device(addr, "eve@evil").await;
+    let _alice = device(addr, "alice@acme").await;
+    let event = presence(&mut bob).await;
+    assert_eq!(event["user"], "alice@acme", "{event}");
+}
+
+/// `switchboard_broadcast_fanout`'s count and sum for `/presence`.
+async fn presence_fanout(addr: SocketAddr) -> (f64, f64) {
+    let metrics = common::http(addr, "GET", "/metrics", &[], "").await.body;
+    let line = |name: &str| {
+        common::sample(
+            &metrics,
+            &format!("switchboard_broadcast_fanout_{name}{{namespace=\"/presence\"}}"),
+        )
+    };
+    (line("count"), line("sum"))
+}
+
+/// 200 watchers here; the measurement of 10,000 runs this test against a
+/// release server of its own (too many descriptors for one process):
+/// `PRESENCE_SERVER=127.0.0.1:PORT PRESENCE_WATCHERS=10000`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_change_reaches_every_watcher_as_one_broadcast() {
+    let watchers: usize = std::env::var("PRESENCE_WATCHERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let external: Option<SocketAddr> = std::env::var("PRESENCE_SERVER")
+        .ok()
+        .map(|a| a.parse().unwrap());
+    let _server;
+    let addr = match external {
+        Some(addr) => addr,
+        None => {
+            let (addr, app, dir) = start(&grace()).await;
+            _server = (app, dir);
+            addr
+        }
+    };
+    let watched = format!("alice-{}", rand_suffix());
+    let mut alice = device(addr, &watched).await;
+    let watch = format!(r#"{{"users":["{watched}"]}}"#);
+    // Connected a few dozen at a time (a debug build is slow at it).
+    let mut devices: Vec<Device> =
+        futures_util::StreamExt::collect(futures_util::StreamExt::buffer_unordered(
+            futures_util::stream::iter((0..watchers).map(|i| {
+                let watch = watch.clone();
+                async move {
+                    let mut device = device(addr, &format!("w{i}")).await;
+                    let ack = device.call_text("watch", &watch).await;
+                    assert_eq!(ack["ok"], true, "{ack}");
+                    device
+                }
+            })),
+            64,
+        ))
+        .await;
+    let before = presence_fanout(addr).await;
+    let started = Instant::now();
+    let ack = alice.call_text("status", r#"{"status":"away"}"#).await;
+    assert_eq!(ack["ok"], true);
+    let acked = started.elapsed();
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut device in devices.drain(..) {
+        tasks.spawn(async move { (seen(&presence(&mut device).await), device) });
+    }
+    while let Some(outcome) = tasks.join_next().await {
+        let (shown_to_one, device) = outcome.unwrap();
+        assert_eq!(shown_to_one, shown("away", 1));
+        // Kept connected: a departure would be a broadcast of its own.
+        devices.push(device);
+    }
+    let delivered = started.elapsed();
+    let after = presence_fanout(addr).await;
+    assert_eq!(after.0 - before.0, 1.0, "one broadcast");
+    assert_eq!(after.1 - before.1, watchers as f64, "to every watcher");
+    eprintln!(
+        "a status change: one broadcast to {watchers} watchers, acked in {acked:?}, \
+         received by all in {delivered:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_publish_api_answers_from_the_presence_state() {
+    let (addr, _app, _dir) = start(&grace()).await;
+    let mut phone = device(addr, "alice").await;
+    let laptop = device(addr, "alice").await;
+    phone.call_text("status", r#"{"status":"busy"}"#).await;
+    let (status, body) = api(addr, "GET", "/api/v1/presence?user=alice&user=bob", "").await;
+    assert_eq!(status, 200, "{body}");
+    let alice = &body["presence"]["alice"];
+    assert_eq!(
+        (
+            &alice["online"],
+            &alice["status"],
+            &alice["devices"],
+            &alice["sockets"]
+        ),
+        (&json!(true), &json!("busy"), &json!(2), &json!(2)),
+        "{body}"
+    );
+    assert!(alice["last_seen"].as_i64().unwrap() > 0);
+    assert_eq!(
+        body["presence"]["bob"],
+        json!({"online": false, "status": "offline", "devices": 0, "sockets": 0, "last_seen": null})
+    );
+    // Within the grace period she is still online, with no socket.
+    laptop.close().await;
+    phone.close().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (_, body) = api(addr, "GET", "/api/v1/presence?user=alice", "").await;
+    let alice = &body["presence"]["alice"];
+    assert_eq!(
+        (&alice["online"], &alice["devices"]),
+        (&json!(true), &json!(2)),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_fails_changes_nothing_and_answers_unavailable() {
+    let (addr, app, _dir) = start(&grace()).await;
+    let mut alice = device(addr, "alice").await;
+    let mut bob = device(addr, "bob").await;
+    bob.call_text("watch", r#"{"users":["alice"]}"#).await;
+    app.store.close().await;
+    let ack = alice.call_text("status", r#"{"status":"busy"}"#).await;
+    assert_eq!(ack["error"]["code"], "unavailable", "{ack}");
+    // Online users are answered from the live state; offline ones need
+    // the store.
+    let ack = bob.call_text("watch", r#"{"users":["alice"]}"#).await;
+    assert_eq!(seen(&ack["presence"][0]), shown("online", 1), "{ack}");
+    let ack = bob.call_text("watch", r#"{"users":["carol"]}"#).await;
+    assert_eq!(ack["error"]["code"], "unavailable", "{ack}");
+    let ack = bob.call_text("unwatch", r#"{"users":["carol"]}"#).await;
+    assert_eq!(ack["watching"], 1, "a failed watch watches nothing: {ack}");
+    let (status, body) = api(addr, "GET", "/api/v1/presence?user=carol", "").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("unavailable"))
+    );
+    // Nothing changed for the watchers: the next event bob gets is
+    // alice's next real change.
+    let ack = alice.call_text("status", r#"{"status":"away"}"#).await;
+    assert_eq!(ack["error"]["code"], "unavailable");
+    let _laptop = device(addr, "alice").await;
+    assert_eq!(seen(&presence(&mut bob).await), shown("online", 2));
+}
+
+/// A server with the default namespaces on the SQLite file `db`, a store
+/// timeout of `timeout_ms`, no grace period.
+async fn serve_on_file(db: &std::path::Path, timeout_ms: u64) -> (SocketAddr, App, RemoveOnDrop) {
+    let server = start_raw(&format!(
+        "[auth]\nhs256_secret = \"test-secret\"\n\
+         [presence]\ngrace_ms = 0\n[store]\nurl = {:?}\ntimeout_ms = {timeout_ms}\n",
+        sqlite_url_of(db),
+    ))
+    .await;
+    (server.addr, server.app, server.cleanup)
+}
+
+/// Another connection to the same store (another process).
+async fn other(db: &std::path::Path) -> Store {
+    Store::open(&StoreConfig {
+        url: sqlite_url_of(db),
+        max_connections: 2,
+        timeout: Duration::from_secs(30),
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn choosing_the_status_one_has_writes_nothing() {
+    let (dir, _cleanup) = temp_dir("sb-presence-hs");
+    let db = dir.join("hub.db");
+    let (addr, _app, _conf) = serve_on_file(&db, 800).await;
+    let mut alice = device(addr, "alice").await;
+    let mut bob = device(addr, "bob").await;
+    let ack = bob.ask_text("watch", r#"{"users":["alice"]}"#).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let ack = alice.ask_text("status", r#"{"status":"busy"}"#).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(seen(&presence(&mut bob).await), shown("busy", 1));
+
+    // Another process holds SQLite's write lock: choosing busy again, and
+    // the default (online) for a user who never chose, need no write.
+    let store = other(&db).await;
+    let held = store.begin_write().await.unwrap();
+    let ack = alice.ask_text("status", r#"{"status":"busy"}"#).await;
+    assert_eq!(ack["ok"], true, "busy again writes nothing: {ack}");
+    assert_eq!(ack["presence"]["status"], "busy");
+    let ack = bob.ask_text("status", r#"{"status":"online"}"#).await;
+    assert_eq!(ack["ok"], true, "online is bob's already: {ack}");
+    drop(held);
+    // Nothing changed, so the watcher heard nothing: the next event it
+    // gets is the next change.
+    let ack = alice.ask_text("status", r#"{"status":"away"}"#).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(seen(&presence(&mut bob).await), shown("away", 1));
+}
+
+#[tokio::test]
+async fn a_store_error_when_the_first_device_connects_does_not_reset_the_status() {
+    let (dir, _cleanup) = temp_dir("sb-presence-hr");
+    let db = dir.join("hub.db");
+    let (addr, _app, _conf) = serve_on_file(&db, 2000).await;
+    let mut bob = device(addr, "bob").await;
+    bob.ask_text("watch", r#"{"users":["alice"]}"#).await;
+    let mut alice = device(addr, "alice").await;
+    assert_eq!(seen(&presence(&mut bob).await), shown("online", 1));
+    let ack = alice.ask_text("status", r#"{"status":"busy"}"#).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(seen(&presence(&mut bob).await), shown("busy", 1));
+    alice.close().await;
+    assert_eq!(seen(&presence(&mut bob).await), shown("offline", 0));
+
+    // The store cannot answer for presence while alice comes back.
+    let store = other(&db).await;
+    sqlx::query("ALTER TABLE presence RENAME TO presence_away")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let _alice = device(addr, "alice").await;
+    // She is online (her device is), with the default status for now…
+    assert_eq!(seen(&presence(&mut bob).await), shown("online", 1));
+    sqlx::query("ALTER TABLE presence_away RENAME TO presence")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    // …and once the store answers, her stored status is hers again.
+    let restored = tokio::time::timeout(Duration::from_secs(20), presence(&mut bob))
+        .await
+        .expect("the stored status is restored");
+    assert_eq!(seen(&restored), shown("busy", 1));
+}
