@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::packet::{Frame, Message, Packet, Str};
-use crate::server::{Body, ErrorCode, error_response};
+use crate::server::{Body, ConnectionGuard, ErrorCode, error_response};
 use crate::socket::{CloseReason, Socket, Transport, Upgrade, WriterTurn};
 use crate::transports::ws::{WsConn, WsError, WsEvent, WsLimits, accept_key, close_code};
 
@@ -74,9 +74,9 @@ async fn connect(on_upgrade: OnUpgrade, limits: WsLimits) -> Option<WsConn> {
 
 /// What a connection's task serves once its WebSocket carries a session:
 /// the session, the connection, what the client sent right behind the
-/// upgrade, and the request's extensions (the server may keep a
-/// connection-limit permit there, so they live as long as the connection).
-type Attached = (Arc<Socket>, WsConn, Vec<WsEvent>, http::Extensions);
+/// upgrade, and the request's [`ConnectionGuard`], kept as long as the
+/// connection.
+type Attached = (Arc<Socket>, WsConn, Vec<WsEvent>, Option<ConnectionGuard>);
 
 /// A boxed future, for the stage before a connection serves its session.
 type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
@@ -92,11 +92,11 @@ type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 #[allow(clippy::manual_async_fn)] // not an async fn: see `run`
 fn connection_task(attach: BoxFuture<Option<Attached>>) -> impl Future<Output = ()> + Send {
     async move {
-        let Some((socket, ws, events, extensions)) = attach.await else {
+        let Some((socket, ws, events, guard)) = attach.await else {
             return;
         };
         run(socket, ws, events).await;
-        drop(extensions);
+        drop(guard);
     }
 }
 
@@ -116,7 +116,7 @@ where
         let mut ws = connect(on_upgrade, limits).await?;
         let (socket, open_packet) = open(&parts);
         ws.track_partial(socket.shared().partial.hold(&socket));
-        let extensions = std::mem::take(&mut parts.extensions);
+        let guard = parts.extensions.remove::<ConnectionGuard>();
         drop(parts);
         let sent = ws
             .write_frames(&[Frame::Text(Str::from(open_packet))])
@@ -125,7 +125,7 @@ where
             socket.close_now(CloseReason::TransportError, Frame::CLOSE);
             return None;
         }
-        Some((socket, ws, Vec::new(), extensions))
+        Some((socket, ws, Vec::new(), guard))
     });
     tokio::spawn(connection_task(attach));
     response
@@ -152,7 +152,7 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>) -> Response<B
         }
         refused
     };
-    let extensions = std::mem::take(req.extensions_mut());
+    let guard = req.extensions_mut().remove::<ConnectionGuard>();
     let attach = Box::pin(async move {
         let Some(mut ws) = connect(on_upgrade, limits).await else {
             reset_upgrade(&socket, refused);
@@ -165,7 +165,7 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>) -> Response<B
         }
         let mut events = Vec::new();
         if probe(&socket, &mut ws, &mut events).await {
-            Some((socket, ws, events, extensions))
+            Some((socket, ws, events, guard))
         } else {
             reset_upgrade(&socket, false);
             ws.close(close_code::NORMAL, "upgrade failed").await;
