@@ -23,6 +23,15 @@ use crate::transports::{polling, websocket};
 /// The body type of every response the engine produces.
 pub type Body = Full<Bytes>;
 
+/// What the server wants kept for as long as the connection that carried
+/// a request lives (its connection-limit permit, say): put it in the
+/// request's extensions. Once hyper hands an upgraded connection over, the
+/// WebSocket keeps this, and only this, until the connection closes; the
+/// rest of the request is dropped after the handshake (an idle connection
+/// kept every extension, and their map, for hours: about 300 bytes).
+#[derive(Clone)]
+pub struct ConnectionGuard(pub Arc<dyn std::any::Any + Send + Sync>);
+
 /// Creates the per-session [`Connection`] when a client opens a session.
 pub trait Handler: Send + Sync + 'static {
     /// A session opened. `request` is the handshake request (for its query

@@ -238,7 +238,10 @@ pub enum Decoded {
 /// Decodes a client's messages, reassembling binary packets.
 #[derive(Debug)]
 pub struct Decoder {
-    partial: Option<PartialPacket>,
+    /// Boxed: every connection has a decoder for its whole life, and a
+    /// packet waiting for attachments is rare, so the idle decoder is a
+    /// null pointer rather than room for a whole packet.
+    partial: Option<Box<PartialPacket>>,
     max_attachments: usize,
     max_pending_bytes: usize,
 }
@@ -287,11 +290,11 @@ impl Decoder {
         if text.len() > self.max_pending_bytes {
             return Err(DecodeError::AttachmentsTooLarge);
         }
-        self.partial = Some(PartialPacket {
+        self.partial = Some(Box::new(PartialPacket {
             packet,
             expected,
             bytes: text.len(),
-        });
+        }));
         Ok(Decoded::Pending)
     }
 

@@ -204,13 +204,7 @@ async fn accept_loop(
         };
         let site = site.clone();
         let stop = stop.clone();
-        tokio::spawn(serve_connection(
-            stream,
-            peer,
-            site,
-            stop,
-            ConnectionPermit(Arc::new(permit)),
-        ));
+        tokio::spawn(serve_connection(stream, peer, site, stop, Arc::new(permit)));
     }
 }
 
@@ -255,11 +249,10 @@ impl Site {
 }
 
 /// A slot of `server.max_tcp_connections` (or, on the admin listener,
-/// `server.admin_max_tcp_connections`). Each request carries a clone, and
-/// the engine keeps a WebSocket's request extensions for as long as the
-/// connection lives, so an upgraded connection keeps its slot.
-#[derive(Clone)]
-struct ConnectionPermit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+/// `server.admin_max_tcp_connections`). Each request carries a clone as
+/// its [`engineio::ConnectionGuard`], which the engine keeps for as long
+/// as an upgraded connection lives, so a WebSocket keeps its slot.
+type ConnectionPermit = Arc<OwnedSemaphorePermit>;
 
 async fn serve_connection(
     stream: TcpStream,
@@ -271,7 +264,8 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |mut req: Request<Incoming>| {
         let site = site.clone();
-        req.extensions_mut().insert(permit.clone());
+        req.extensions_mut()
+            .insert(engineio::ConnectionGuard(permit.clone()));
         // For the engine's per-address limits.
         req.extensions_mut().insert(engineio::ClientAddr(peer));
         async move { Ok::<_, Infallible>(site.respond(req).await) }

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::packet::{Frame, Message, Packet, Str};
-use crate::server::{Body, ErrorCode, error_response};
+use crate::server::{Body, ConnectionGuard, ErrorCode, error_response};
 use crate::socket::{CloseReason, Socket, Transport, Upgrade, WriterTurn};
 use crate::transports::ws::{WsConn, WsError, WsEvent, WsLimits, accept_key, close_code};
 
@@ -72,6 +72,34 @@ async fn connect(on_upgrade: OnUpgrade, limits: WsLimits) -> Option<WsConn> {
     }
 }
 
+/// What a connection's task serves once its WebSocket carries a session:
+/// the session, the connection, what the client sent right behind the
+/// upgrade, and the request's [`ConnectionGuard`], kept as long as the
+/// connection.
+type Attached = (Arc<Socket>, WsConn, Vec<WsEvent>, Option<ConnectionGuard>);
+
+/// A boxed future, for the stage before a connection serves its session.
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The task of one WebSocket connection: `attach` (the upgrade, then the
+/// `open` packet or the probe), then [`run`] for as long as the connection
+/// lives.
+///
+/// `attach` is boxed and freed once done: what an async block captures
+/// stays in its future for the future's whole life, so the request's
+/// parts, the upgrade and the handshake's closure, captured directly,
+/// would cost every idle connection their size for hours (640 bytes).
+#[allow(clippy::manual_async_fn)] // not an async fn: see `run`
+fn connection_task(attach: BoxFuture<Option<Attached>>) -> impl Future<Output = ()> + Send {
+    async move {
+        let Some((socket, ws, events, guard)) = attach.await else {
+            return;
+        };
+        run(socket, ws, events).await;
+        drop(guard);
+    }
+}
+
 /// A new session opened directly over WebSocket. `open` creates the session
 /// once the connection is upgraded and returns the `open` packet.
 pub(crate) fn handshake<B, F>(mut req: Request<B>, limits: WsLimits, open: F) -> Response<Body>
@@ -83,27 +111,23 @@ where
         Err(code) => return error_response(code),
     };
     let (mut parts, _body) = req.into_parts();
-    tokio::spawn(async move {
+    let attach = Box::pin(async move {
         // Sessions are created only once the upgrade went through.
-        let Some(mut ws) = connect(on_upgrade, limits).await else {
-            return;
-        };
+        let mut ws = connect(on_upgrade, limits).await?;
         let (socket, open_packet) = open(&parts);
         ws.track_partial(socket.shared().partial.hold(&socket));
-        // The request's extensions live as long as the connection (the
-        // server may keep a connection-limit permit there).
-        let extensions = std::mem::take(&mut parts.extensions);
+        let guard = parts.extensions.remove::<ConnectionGuard>();
         drop(parts);
         let sent = ws
             .write_frames(&[Frame::Text(Str::from(open_packet))])
             .is_ok();
         if !sent {
             socket.close_now(CloseReason::TransportError, Frame::CLOSE);
-            return;
+            return None;
         }
-        run(socket, ws, Vec::new()).await;
-        drop(extensions);
+        Some((socket, ws, Vec::new(), guard))
     });
+    tokio::spawn(connection_task(attach));
     response
 }
 
@@ -128,26 +152,27 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>) -> Response<B
         }
         refused
     };
-    let extensions = std::mem::take(req.extensions_mut());
-    tokio::spawn(async move {
+    let guard = req.extensions_mut().remove::<ConnectionGuard>();
+    let attach = Box::pin(async move {
         let Some(mut ws) = connect(on_upgrade, limits).await else {
             reset_upgrade(&socket, refused);
-            return;
+            return None;
         };
         ws.track_partial(socket.shared().partial.hold(&socket));
         if refused {
             ws.close(close_code::POLICY, "already upgraded").await;
-            return;
+            return None;
         }
         let mut events = Vec::new();
         if probe(&socket, &mut ws, &mut events).await {
-            run(socket, ws, events).await;
+            Some((socket, ws, events, guard))
         } else {
             reset_upgrade(&socket, false);
             ws.close(close_code::NORMAL, "upgrade failed").await;
+            None
         }
-        drop(extensions);
     });
+    tokio::spawn(connection_task(attach));
     response
 }
 
@@ -228,136 +253,156 @@ async fn probe(socket: &Arc<Socket>, ws: &mut WsConn, events: &mut Vec<WsEvent>)
 /// registration. What the kernel has not taken yet is told to the session
 /// (one relaxed store when it changed), which counts it against
 /// `max_queued_bytes` with the queue.
-async fn run(socket: Arc<Socket>, mut ws: WsConn, mut events: Vec<WsEvent>) {
-    let mut batch: VecDeque<Frame> = VecDeque::new();
-    let changed = socket.changed();
-    let mut changed = std::pin::pin!(changed);
-    changed.as_mut().enable();
-    let sleep = tokio::time::sleep_until(Instant::now());
-    let mut sleep = std::pin::pin!(sleep);
-    let mut sleep_armed_for: Option<Instant> = None;
-    // The unsent bytes last told to the session.
-    let mut reported = 0;
-    if ws.has_buffered_input() {
-        // Frames that came with the upgrade, or right behind the probe.
-        if let Err(err) = ws.read_available(&mut events) {
-            fail(&socket, &mut ws, err).await;
-            return;
-        }
-    }
-    loop {
-        // After a flush, or pongs kept by a read.
-        if ws.unsent_bytes() != reported {
-            reported = ws.unsent_bytes();
-            socket.set_writer_unsent(reported);
-        }
-        if !events.is_empty() {
-            socket.set_writer_busy();
-            for event in events.drain(..) {
-                on_event(&socket, event);
-            }
-            if events.capacity() > 64 {
-                events = Vec::new(); // give a burst's memory back
-            }
-        }
-        // Take the queue only once the kernel took the previous batch: the
-        // session's bounded queue is what holds a slow client back.
-        let turn = socket.writer_turn(&mut batch, !ws.has_unsent());
-        if !batch.is_empty() {
-            let written = ws.write_frames(&batch);
-            // Taking the batch counted all of it: now only what is unsent.
-            reported = ws.unsent_bytes();
-            socket.set_writer_unsent(reported);
-            batch.clear();
-            if batch.capacity() > 64 {
-                batch = VecDeque::new();
-            }
-            if let Err(err) = written {
+#[allow(clippy::manual_async_fn)] // see the comment in the body
+fn run(
+    socket: Arc<Socket>,
+    mut ws: WsConn,
+    mut events: Vec<WsEvent>,
+) -> impl Future<Output = ()> + Send {
+    // An async block rather than an `async fn`: an async fn keeps its
+    // arguments twice in its future (as captured, and as moved into its
+    // body), which would cost every connection a second `WsConn`.
+    async move {
+        let mut batch: VecDeque<Frame> = VecDeque::new();
+        let changed = socket.changed();
+        let mut changed = std::pin::pin!(changed);
+        changed.as_mut().enable();
+        let sleep = tokio::time::sleep_until(Instant::now());
+        let mut sleep = std::pin::pin!(sleep);
+        let mut sleep_armed_for: Option<Instant> = None;
+        // The unsent bytes last told to the session.
+        let mut reported = 0;
+        if ws.has_buffered_input() {
+            // Frames that came with the upgrade, or right behind the probe.
+            if let Err(err) = ws.read_available(&mut events) {
                 fail(&socket, &mut ws, err).await;
                 return;
             }
         }
-        let heartbeat_at = match turn {
-            WriterTurn::Open { heartbeat_at } => heartbeat_at,
-            WriterTurn::Closed(reason) => {
-                ws.close(close_code_for(reason), reason.as_str()).await;
-                return;
+        loop {
+            // After a flush, or pongs kept by a read.
+            if ws.unsent_bytes() != reported {
+                reported = ws.unsent_bytes();
+                socket.set_writer_unsent(reported);
             }
-            WriterTurn::Drained => {
-                ws.close(close_code::NORMAL, CloseReason::ForcedClose.as_str())
-                    .await;
-                socket.close_now(CloseReason::ForcedClose, Frame::CLOSE);
-                return;
-            }
-        };
-        // A message that started must complete in time; the heartbeat's
-        // timer serves for both.
-        let mut wake_at = heartbeat_at;
-        if let Some(deadline) = ws.incomplete_deadline() {
-            if Instant::now() >= deadline {
-                fail(&socket, &mut ws, WsError::Timeout).await;
-                return;
-            }
-            wake_at = wake_at.min(deadline);
-        }
-        if sleep_armed_for != Some(wake_at) {
-            sleep.as_mut().reset(wake_at);
-            sleep_armed_for = Some(wake_at);
-        }
-        tokio::select! {
-            // Not while the client leaves our bytes unread: what it sends
-            // then (pings, say) waits in the kernel, and TCP holds it back.
-            // The heartbeat and closes still come through the other arms.
-            ready = ws.readable(), if !ws.has_unsent() => {
-                let result = ready.map_err(WsError::from).and_then(|()| ws.read_available(&mut events));
-                match result {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        for event in events.drain(..) {
-                            on_event(&socket, event);
-                        }
-                        socket.close_now(CloseReason::TransportClose, Frame::NOOP);
-                    }
-                    Err(err) => {
-                        for event in events.drain(..) {
-                            on_event(&socket, event);
-                        }
-                        fail(&socket, &mut ws, err).await;
-                        return;
-                    }
+            if !events.is_empty() {
+                socket.set_writer_busy();
+                for event in events.drain(..) {
+                    on_event(&socket, event);
                 }
+                // An idle connection holds no buffer: this one is
+                // allocated again by the next read that brings messages.
+                events = Vec::new();
             }
-            writable = ws.writable(), if ws.has_unsent() => {
-                let result = writable.map_err(WsError::from).and_then(|()| ws.flush_some());
-                if let Err(err) = result {
+            // Take the queue only once the kernel took the previous batch: the
+            // session's bounded queue is what holds a slow client back.
+            let turn = socket.writer_turn(&mut batch, !ws.has_unsent());
+            if !batch.is_empty() {
+                let written = ws.write_frames(&batch);
+                // Taking the batch counted all of it: now only what is unsent.
+                reported = ws.unsent_bytes();
+                socket.set_writer_unsent(reported);
+                // Nor this one, which the next turn would swap into the
+                // session's queue: an idle session holds no buffer on
+                // either side, where keeping them cost two allocations
+                // of four frames (320 bytes) per idle connection.
+                batch = VecDeque::new();
+                if let Err(err) = written {
                     fail(&socket, &mut ws, err).await;
                     return;
                 }
             }
-            _ = &mut changed => {
-                changed.set(socket.changed());
-                changed.as_mut().enable();
+            let heartbeat_at = match turn {
+                WriterTurn::Open { heartbeat_at } => heartbeat_at,
+                WriterTurn::Closed(reason) => {
+                    Box::pin(ws.close(close_code_for(reason), reason.as_str())).await;
+                    return;
+                }
+                WriterTurn::Drained => {
+                    Box::pin(ws.close(close_code::NORMAL, CloseReason::ForcedClose.as_str())).await;
+                    socket.close_now(CloseReason::ForcedClose, Frame::CLOSE);
+                    return;
+                }
+            };
+            // A message that started must complete in time; the heartbeat's
+            // timer serves for both.
+            let mut wake_at = heartbeat_at;
+            if let Some(deadline) = ws.incomplete_deadline() {
+                if Instant::now() >= deadline {
+                    fail(&socket, &mut ws, WsError::Timeout).await;
+                    return;
+                }
+                wake_at = wake_at.min(deadline);
             }
-            _ = &mut sleep => {
-                sleep_armed_for = None;
+            if sleep_armed_for != Some(wake_at) {
+                sleep.as_mut().reset(wake_at);
+                sleep_armed_for = Some(wake_at);
+            }
+            tokio::select! {
+                // Not while the client leaves our bytes unread: what it sends
+                // then (pings, say) waits in the kernel, and TCP holds it back.
+                // The heartbeat and closes still come through the other arms.
+                ready = std::future::poll_fn(|cx| ws.poll_readable(cx)), if !ws.has_unsent() => {
+                    let result = ready.map_err(WsError::from).and_then(|()| ws.read_available(&mut events));
+                    match result {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            for event in events.drain(..) {
+                                on_event(&socket, event);
+                            }
+                            socket.close_now(CloseReason::TransportClose, Frame::NOOP);
+                        }
+                        Err(err) => {
+                            for event in events.drain(..) {
+                                on_event(&socket, event);
+                            }
+                            fail(&socket, &mut ws, err).await;
+                            return;
+                        }
+                    }
+                }
+                writable = std::future::poll_fn(|cx| ws.poll_writable(cx)), if ws.has_unsent() => {
+                    let result = writable.map_err(WsError::from).and_then(|()| ws.flush_some());
+                    if let Err(err) = result {
+                        fail(&socket, &mut ws, err).await;
+                        return;
+                    }
+                }
+                _ = &mut changed => {
+                    changed.set(socket.changed());
+                    changed.as_mut().enable();
+                }
+                _ = &mut sleep => {
+                    sleep_armed_for = None;
+                }
             }
         }
     }
 }
 
 /// Ends the session after a WebSocket failure.
-async fn fail(socket: &Socket, ws: &mut WsConn, err: WsError) {
-    tracing::debug!(sid = %socket.log_id(), %err, "WebSocket closed");
-    let reason = match err {
-        WsError::TooLarge | WsError::OverBudget => CloseReason::PayloadTooLarge,
-        WsError::Protocol(_) => CloseReason::ParseError,
-        WsError::Io(_) | WsError::Timeout => CloseReason::TransportError,
-        WsError::Unsent => CloseReason::SlowConsumer,
-    };
-    socket.close_now(reason, Frame::CLOSE);
-    if !matches!(err, WsError::Io(_)) {
-        ws.close(err.close_code(), reason.as_str()).await;
-    }
+///
+/// Boxed, as the closes in [`run`] are: a close waits for its frame to be
+/// flushed under a timeout, and that future, unboxed, would count in the
+/// size of every connection's task although a connection closes once.
+fn fail<'a>(
+    socket: &'a Socket,
+    ws: &'a mut WsConn,
+    err: WsError,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        tracing::debug!(sid = %socket.log_id(), %err, "WebSocket closed");
+        let reason = match err {
+            WsError::TooLarge | WsError::OverBudget => CloseReason::PayloadTooLarge,
+            WsError::Protocol(_) => CloseReason::ParseError,
+            WsError::Io(_) | WsError::Timeout => CloseReason::TransportError,
+            WsError::Unsent => CloseReason::SlowConsumer,
+        };
+        socket.close_now(reason, Frame::CLOSE);
+        if !matches!(err, WsError::Io(_)) {
+            ws.close(err.close_code(), reason.as_str()).await;
+        }
+    })
 }
 
 fn on_event(socket: &Socket, event: WsEvent) {
@@ -383,5 +428,28 @@ fn close_code_for(reason: CloseReason) -> u16 {
         CloseReason::TransportError => close_code::PROTOCOL,
         CloseReason::SlowConsumer => close_code::POLICY,
         _ => close_code::NORMAL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<F: FnOnce(A) -> R, A, R>(_: &F) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every WebSocket connection's task is this future for as long as
+    /// the connection lives: its size is memory per idle connection (2,016
+    /// bytes when the task captured the handshake's request and `run` was
+    /// an `async fn` selecting on `readable()`; about 700 since).
+    #[test]
+    fn a_connection_task_stays_small() {
+        let size = future_size(&connection_task);
+        assert!(
+            size <= 1024,
+            "a WebSocket connection's task is {size} bytes"
+        );
     }
 }

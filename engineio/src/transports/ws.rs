@@ -24,6 +24,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -243,6 +244,20 @@ impl WsConn {
     /// Waits until the socket can take more bytes.
     pub(crate) async fn writable(&self) -> io::Result<()> {
         self.tcp.writable().await
+    }
+
+    /// Polls whether the socket can be read. For a task's loop: unlike
+    /// [`readable`](Self::readable), it keeps no waiter in the future (the
+    /// waker is kept by the socket's registration, one reader at a time),
+    /// so the loop's future, which every idle connection holds, is smaller.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp.poll_read_ready(cx)
+    }
+
+    /// Polls whether the socket can take more bytes (see
+    /// [`poll_readable`](Self::poll_readable)).
+    pub(crate) fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp.poll_write_ready(cx)
     }
 
     /// The bytes written and not yet taken by the kernel (a waiting pong

@@ -461,6 +461,26 @@ async fn tcp_connections_are_bounded_apart_from_sessions() {
 }
 
 #[tokio::test]
+async fn an_upgraded_websocket_keeps_its_tcp_slot() {
+    let server = start("[server]\nmax_connections = 100\nmax_tcp_connections = 1").await;
+    let addr = server.addr;
+    // Hyper is done with the connection once it is upgraded: the engine
+    // keeps its slot (the request's ConnectionGuard) for as long as the
+    // WebSocket lives.
+    let client = Client::open(addr).await;
+    let second = tokio::spawn(async move { http(addr, "GET", "/healthz", &[], "").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !second.is_finished(),
+        "a TCP connection was served beside an upgraded WebSocket beyond max_tcp_connections"
+    );
+    // The slot is free once the WebSocket closes.
+    drop(client);
+    let response = tokio::time::timeout(WAIT, second).await.unwrap().unwrap();
+    assert_eq!(response.status, 200);
+}
+
+#[tokio::test]
 async fn the_address_table_is_bounded_by_open_sessions() {
     let server = start(
         "[server]\nmax_sessions_per_address = 10\nhandshakes_per_sec_per_address = 0\n\
