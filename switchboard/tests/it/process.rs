@@ -164,7 +164,7 @@ async fn json_logs_are_one_object_per_line() {
 /// `switchboard config ARGS`, without the `SWITCHBOARD_*` variables of
 /// whoever runs the tests.
 async fn config_command(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
     command.arg("config").args(args);
     for (key, _) in std::env::vars() {
         if key.starts_with("SWITCHBOARD_") {
@@ -176,8 +176,7 @@ async fn config_command(args: &[&std::ffi::OsStr]) -> std::process::Output {
 
 #[tokio::test]
 async fn config_prints_the_reference_and_checks_files_naming_the_key_at_fault() {
-    let dir = std::env::temp_dir().join(format!("sb-config-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, _cleanup) = crate::common::temp_dir("sb-config-cli");
 
     let printed = config_command(&["--default".as_ref()]).await;
     assert!(printed.status.success(), "{printed:?}");
@@ -200,5 +199,4 @@ async fn config_prints_the_reference_and_checks_files_naming_the_key_at_fault() 
         stderr.contains("chat.max_page: must be between 1 and 500, got 0"),
         "{stderr}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
