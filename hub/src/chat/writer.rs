@@ -26,41 +26,7 @@
 //! one device are ordered by the cluster's bus, not here (a client orders
 //! by seq and fills a gap with `history`).
 //!
-//! Where a send's time goes (measured on the 2-core development machine,
-//! SQLite, release build, medians of 3 runs at a load average of about 2,
-//! `tests/interop/chat-throughput.mjs` unless said otherwise). A run of
-//! sends takes a fixed number of statements per batch, not per message
-//! ([`send_all`]): one read of the conversations and one of their members,
-//! one `client_id` look-up, one seq `UPDATE`, one multi-row `INSERT` (and
-//! one of mentions), one read-mark `UPDATE` (before: about four statements
-//! per message, each a round trip to sqlx's SQLite worker thread).
-//! - 20 users, closed loop: 4,956 messages/s stored, 9,911 deliveries/s
-//!   (before: 2,060 and 4,120). Batches average 10 sends (at most 20):
-//!   a socket's events run one at a time, so the writer never holds more
-//!   sends than there are sockets; a batch takes 1.3 ms of statements and
-//!   0.55 ms of `COMMIT`.
-//! - 20 users, open loop at 5,000/s: 4,415 stored/s (before: 2,397), ack
-//!   p50 864 ms, p99 1,183 ms (before: 2,097 and 3,651): 20 sockets cannot
-//!   carry 5,000/s one send at a time each.
-//! - 100 users, open loop at 5,000/s: 4,996 stored/s, 9,993 deliveries/s,
-//!   ack p50 6 ms, p99 280 ms; closed loop 5,139 stored/s, 10,279
-//!   deliveries/s (batches of 52 sends: 7 ms of statements, 2 ms of
-//!   `COMMIT`). The Node client and the server share the two cores there.
-//! - The writer alone (`writer_alone` in the tests: no sockets, no client):
-//!   about 7,000 messages/s with 20 senders, 9,000 with 200.
-//!
-//! What is left is CPU: SQLite's statement execution, sqlx's hand-offs to
-//! its worker thread (context switches), and per message the JSON of its
-//! broadcast and ack.
-//!
-//! Since then a send to a conversation is queued (`Chat::queue`): a socket
-//! puts it in line and handles its next event, up to
-//! `chat.max_sends_in_flight` sends between queued and acked, so batches
-//! are no longer bounded by the number of sockets. `loadgen chat`, 100
-//! users, 8 in flight each, medians of 3 runs: SQLite 5,827 → 15,230
-//! stored/s (20,396 → 53,324 deliveries/s), PostgreSQL 6,118 → 16,026;
-//! at 5,000/s the ack p50 is 2.6 ms and p99 160 ms on SQLite (41 ms on
-//! PostgreSQL).
+//! Where a send's time goes, measured: `docs/BENCHMARKS.md` ("The chat writer").
 
 use std::collections::HashMap;
 use std::sync::Arc;
