@@ -151,6 +151,20 @@ pub type Deliver = Arc<dyn Fn(&Done) + Send + Sync>;
 
 type Outcome = Result<Done, HubError>;
 
+/// How the writer batches, and the bound it holds messages to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// Operations committed in one transaction at most (`chat.max_batch`;
+    /// 0 counts as 1).
+    pub max_batch: usize,
+    /// Operations waiting for the writer at most; a submit beyond waits
+    /// for room (`chat.write_queue`; 0 counts as 1).
+    pub queue: usize,
+    /// Mentions one message keeps at most (the chat component gives its
+    /// `max_members`: any member may be named).
+    pub max_mentions: usize,
+}
+
 struct Job {
     op: Op,
     reply: oneshot::Sender<Outcome>,
@@ -164,19 +178,16 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on `tasks` (it stops with the hub): up to
-    /// `max_batch` operations per transaction, `queue` waiting at most
-    /// (a submit beyond waits for room).
+    /// Starts the writer task on `tasks` (it stops with the hub).
     pub fn start(
         store: Store,
         tasks: &crate::context::Tasks,
-        max_batch: usize,
-        queue: usize,
-        mentions: usize,
+        config: WriterConfig,
         deliver: Deliver,
     ) -> Writer {
-        let (jobs, rx) = mpsc::channel(queue.max(1));
-        tasks.spawn(run(store, rx, max_batch.max(1), mentions, deliver));
+        let (jobs, rx) = mpsc::channel(config.queue.max(1));
+        let max_batch = config.max_batch.max(1);
+        tasks.spawn(run(store, rx, max_batch, config.max_mentions, deliver));
         Writer { jobs }
     }
 
