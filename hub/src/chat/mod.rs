@@ -207,9 +207,11 @@ impl Chat {
         let writer = Writer::start(
             ctx.store.clone(),
             &ctx.tasks,
-            config.max_batch,
-            config.write_queue,
-            config.max_members,
+            writer::WriterConfig {
+                max_batch: config.max_batch,
+                queue: config.write_queue,
+                max_mentions: config.max_members,
+            },
             deliver,
         );
         let inner = Arc::new(Inner {

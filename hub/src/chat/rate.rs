@@ -1,6 +1,10 @@
 //! The per-user message rate: a token bucket per user (of every device
 //! together, unlike the per-socket event limit), so that opening more
 //! connections does not let one user flood a conversation.
+//!
+//! One lock for every user's bucket, on purpose: an admit holds it about a
+//! quarter of a microsecond, and splitting the map into shards measured
+//! no faster (`docs/BENCHMARKS.md`, "The chat writer").
 
 use std::time::Instant;
 
@@ -48,5 +52,38 @@ mod tests {
         assert!(rate.admit_at("alice", t0 + Duration::from_millis(100)));
         assert!(!rate.admit_at("alice", t0 + Duration::from_millis(100)));
         assert!(UserRate::new(0.0, 1.0).admit_at("x", t0));
+    }
+
+    /// A measurement, not a check (`cargo test --release -p hub --lib --
+    /// --ignored user_rate_under_threads`): `THREADS` threads (default 4)
+    /// taking writes of 1,000 users from one `UserRate` as fast as they
+    /// can, the limit on but never reached. Prints admits/s.
+    #[test]
+    #[ignore]
+    fn user_rate_under_threads() {
+        let threads: usize = std::env::var("THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4);
+        let per_thread = 2_000_000 / threads;
+        let rate = UserRate::new(1e12, 1e12);
+        let users: Vec<String> = (0..1_000).map(|i| format!("user-{i}")).collect();
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let (rate, users) = (&rate, &users);
+                scope.spawn(move || {
+                    for i in 0..per_thread {
+                        assert!(rate.admit(&users[(i * 7 + t * 131) % users.len()]));
+                    }
+                });
+            }
+        });
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "user rate: {threads} threads, {} admits in {secs:.3} s: {:.0} admits/s",
+            threads * per_thread,
+            (threads * per_thread) as f64 / secs
+        );
     }
 }

@@ -26,41 +26,7 @@
 //! one device are ordered by the cluster's bus, not here (a client orders
 //! by seq and fills a gap with `history`).
 //!
-//! Where a send's time goes (measured on the 2-core development machine,
-//! SQLite, release build, medians of 3 runs at a load average of about 2,
-//! `tests/interop/chat-throughput.mjs` unless said otherwise). A run of
-//! sends takes a fixed number of statements per batch, not per message
-//! ([`send_all`]): one read of the conversations and one of their members,
-//! one `client_id` look-up, one seq `UPDATE`, one multi-row `INSERT` (and
-//! one of mentions), one read-mark `UPDATE` (before: about four statements
-//! per message, each a round trip to sqlx's SQLite worker thread).
-//! - 20 users, closed loop: 4,956 messages/s stored, 9,911 deliveries/s
-//!   (before: 2,060 and 4,120). Batches average 10 sends (at most 20):
-//!   a socket's events run one at a time, so the writer never holds more
-//!   sends than there are sockets; a batch takes 1.3 ms of statements and
-//!   0.55 ms of `COMMIT`.
-//! - 20 users, open loop at 5,000/s: 4,415 stored/s (before: 2,397), ack
-//!   p50 864 ms, p99 1,183 ms (before: 2,097 and 3,651): 20 sockets cannot
-//!   carry 5,000/s one send at a time each.
-//! - 100 users, open loop at 5,000/s: 4,996 stored/s, 9,993 deliveries/s,
-//!   ack p50 6 ms, p99 280 ms; closed loop 5,139 stored/s, 10,279
-//!   deliveries/s (batches of 52 sends: 7 ms of statements, 2 ms of
-//!   `COMMIT`). The Node client and the server share the two cores there.
-//! - The writer alone (`writer_alone` in the tests: no sockets, no client):
-//!   about 7,000 messages/s with 20 senders, 9,000 with 200.
-//!
-//! What is left is CPU: SQLite's statement execution, sqlx's hand-offs to
-//! its worker thread (context switches), and per message the JSON of its
-//! broadcast and ack.
-//!
-//! Since then a send to a conversation is queued (`Chat::queue`): a socket
-//! puts it in line and handles its next event, up to
-//! `chat.max_sends_in_flight` sends between queued and acked, so batches
-//! are no longer bounded by the number of sockets. `loadgen chat`, 100
-//! users, 8 in flight each, medians of 3 runs: SQLite 5,827 → 15,230
-//! stored/s (20,396 → 53,324 deliveries/s), PostgreSQL 6,118 → 16,026;
-//! at 5,000/s the ack p50 is 2.6 ms and p99 160 ms on SQLite (41 ms on
-//! PostgreSQL).
+//! Where a send's time goes, measured: `docs/BENCHMARKS.md` ("The chat writer").
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -185,6 +151,20 @@ pub type Deliver = Arc<dyn Fn(&Done) + Send + Sync>;
 
 type Outcome = Result<Done, HubError>;
 
+/// How the writer batches, and the bound it holds messages to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// Operations committed in one transaction at most (`chat.max_batch`;
+    /// 0 counts as 1).
+    pub max_batch: usize,
+    /// Operations waiting for the writer at most; a submit beyond waits
+    /// for room (`chat.write_queue`; 0 counts as 1).
+    pub queue: usize,
+    /// Mentions one message keeps at most (the chat component gives its
+    /// `max_members`: any member may be named).
+    pub max_mentions: usize,
+}
+
 struct Job {
     op: Op,
     reply: oneshot::Sender<Outcome>,
@@ -198,19 +178,16 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on `tasks` (it stops with the hub): up to
-    /// `max_batch` operations per transaction, `queue` waiting at most
-    /// (a submit beyond waits for room).
+    /// Starts the writer task on `tasks` (it stops with the hub).
     pub fn start(
         store: Store,
         tasks: &crate::context::Tasks,
-        max_batch: usize,
-        queue: usize,
-        mentions: usize,
+        config: WriterConfig,
         deliver: Deliver,
     ) -> Writer {
-        let (jobs, rx) = mpsc::channel(queue.max(1));
-        tasks.spawn(run(store, rx, max_batch.max(1), mentions, deliver));
+        let (jobs, rx) = mpsc::channel(config.queue.max(1));
+        let max_batch = config.max_batch.max(1);
+        tasks.spawn(run(store, rx, max_batch, config.max_mentions, deliver));
         Writer { jobs }
     }
 
@@ -295,26 +272,7 @@ async fn commit(
     let (tx, outcomes) = store
         .timed(async {
             let mut tx = store.begin_write().await?;
-            let mut members = Members::default();
-            let mut outcomes = Vec::with_capacity(ops.len());
-            let mut at = 0;
-            while at < ops.len() {
-                // A run of sends takes per-batch statements; anything else
-                // runs alone, after the sends before it are written (an edit
-                // or a read may concern them).
-                let sends = ops[at..]
-                    .iter()
-                    .take_while(|op| matches!(op, Op::Send { .. }))
-                    .count();
-                if sends > 0 {
-                    let run = &ops[at..at + sends];
-                    outcomes.extend(send_all(&mut tx, run, &mut members, max_mentions).await?);
-                    at += sends;
-                } else {
-                    outcomes.push(apply(&mut tx, ops[at], &mut members, max_mentions).await?);
-                    at += 1;
-                }
-            }
+            let outcomes = Batch::new(&mut tx, max_mentions).run(ops).await?;
             Ok((tx, outcomes))
         })
         .await?;
@@ -377,59 +335,25 @@ async fn committed_anyway(store: &Store, outcomes: &[Outcome]) -> bool {
     matches!(found, Ok(Some(stored)) if stored.id == sent.id)
 }
 
-/// The rows and members of the conversations a batch touched, read once
-/// per batch and kept current by the batch's own changes (the writer is
-/// the only one changing them while its transaction holds the write lock
-/// — the database's on SQLite, the conversation row's on PostgreSQL once
-/// a seq was taken).
-#[derive(Default)]
-struct Members(HashMap<i64, Vec<String>>, HashMap<i64, store::Conversation>);
+/// Why one operation of a batch did not go through. A refusal is that
+/// operation's answer: it wrote nothing, and the batch goes on. A store
+/// failure ends the transaction: everything in it rolls back.
+#[derive(Debug, thiserror::Error)]
+enum OpError {
+    #[error("refused: {0}")]
+    Refused(#[from] HubError),
+    #[error("store: {0}")]
+    Store(#[from] sqlx::Error),
+}
 
-impl Members {
-    async fn conversation(
-        &mut self,
-        conn: &mut AnyConnection,
-        id: i64,
-    ) -> Result<Option<store::Conversation>, sqlx::Error> {
-        if let Some(found) = self.1.get(&id) {
-            return Ok(Some(found.clone()));
+impl OpError {
+    /// The refusal, to answer as the operation's outcome; a store failure
+    /// is passed on, to end the transaction.
+    fn refusal(self) -> Result<HubError, sqlx::Error> {
+        match self {
+            OpError::Refused(err) => Ok(err),
+            OpError::Store(err) => Err(err),
         }
-        let found = store::conversation(conn, id).await?;
-        if let Some(found) = &found {
-            self.1.insert(id, found.clone());
-        }
-        Ok(found)
-    }
-
-    /// Reads the rows and members of those of `ids` not read yet, with
-    /// two statements in all (a run of sends to many conversations).
-    async fn prefetch(&mut self, conn: &mut AnyConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
-        let mut missing: Vec<i64> = ids
-            .iter()
-            .copied()
-            .filter(|id| !self.1.contains_key(id))
-            .collect();
-        missing.sort_unstable();
-        missing.dedup();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        for (found, list) in store::conversations_with_members(conn, &missing).await? {
-            self.0.entry(found.id).or_insert(list);
-            self.1.entry(found.id).or_insert(found);
-        }
-        Ok(())
-    }
-
-    async fn of(
-        &mut self,
-        conn: &mut AnyConnection,
-        conversation: i64,
-    ) -> Result<&Vec<String>, sqlx::Error> {
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(conversation) {
-            slot.insert(store::members(conn, conversation).await?);
-        }
-        Ok(&self.0[&conversation])
     }
 }
 
@@ -441,23 +365,6 @@ fn not_found() -> HubError {
     HubError::new("not_found", "no such conversation")
 }
 
-/// Checks that `conversation` exists and `user` is in it; its members.
-async fn member_of(
-    conn: &mut AnyConnection,
-    members: &mut Members,
-    conversation: i64,
-    user: &str,
-) -> Result<Result<(store::Conversation, Vec<String>), HubError>, sqlx::Error> {
-    let Some(found) = members.conversation(conn, conversation).await? else {
-        return Ok(Err(not_found()));
-    };
-    let list = members.of(conn, conversation).await?;
-    if !list.iter().any(|m| m == user) {
-        return Ok(Err(forbidden()));
-    }
-    Ok(Ok((found, list.clone())))
-}
-
 /// The error of a `client_id` its sender already used in another
 /// conversation.
 fn client_id_conflict(client_id: &str, other: i64) -> HubError {
@@ -465,6 +372,65 @@ fn client_id_conflict(client_id: &str, other: i64) -> HubError {
         "conflict",
         format!("client_id {client_id:?} was used for a message in conversation {other}"),
     )
+}
+
+/// The rows and members of the conversations a batch touched, read once
+/// per batch and kept current by the batch's own changes (the writer is
+/// the only one changing them while its transaction holds the write lock
+/// — the database's on SQLite, the conversation row's on PostgreSQL once
+/// a seq was taken).
+#[derive(Default)]
+struct Members {
+    lists: HashMap<i64, Vec<String>>,
+    rows: HashMap<i64, store::Conversation>,
+}
+
+impl Members {
+    async fn conversation(
+        &mut self,
+        conn: &mut AnyConnection,
+        id: i64,
+    ) -> Result<Option<store::Conversation>, sqlx::Error> {
+        if let Some(found) = self.rows.get(&id) {
+            return Ok(Some(found.clone()));
+        }
+        let found = store::conversation(conn, id).await?;
+        if let Some(found) = &found {
+            self.rows.insert(id, found.clone());
+        }
+        Ok(found)
+    }
+
+    /// Reads the rows and members of those of `ids` not read yet, with
+    /// two statements in all (a run of sends to many conversations).
+    async fn prefetch(&mut self, conn: &mut AnyConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+        let mut missing: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.rows.contains_key(id))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for (found, list) in store::conversations_with_members(conn, &missing).await? {
+            self.lists.entry(found.id).or_insert(list);
+            self.rows.entry(found.id).or_insert(found);
+        }
+        Ok(())
+    }
+
+    async fn of(
+        &mut self,
+        conn: &mut AnyConnection,
+        conversation: i64,
+    ) -> Result<&Vec<String>, sqlx::Error> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.lists.entry(conversation) {
+            slot.insert(store::members(conn, conversation).await?);
+        }
+        Ok(&self.lists[&conversation])
+    }
 }
 
 /// What one send of a run comes to, before anything is written.
@@ -490,136 +456,301 @@ struct Fresh<'a> {
     seq: i64,
 }
 
-/// Runs consecutive sends with per-run statements, whatever their number:
-/// one `client_id` look-up, one seq `UPDATE` per conversation (by id, so
-/// two nodes' batches lock the rows of PostgreSQL in the same order), one
-/// multi-row `INSERT` (and one of mentions), one read-mark `UPDATE` per
-/// conversation and sender. Every check comes before the first write, so a
-/// refused send writes nothing; two sends of one `client_id` in the run
-/// are one message (the second answered as the retry it is).
-async fn send_all(
-    conn: &mut AnyConnection,
-    ops: &[&Op],
-    members: &mut Members,
+/// A run of sends checked, nothing written yet: each send's fate in
+/// order, the new messages, and how many of them each conversation takes.
+struct Plan<'a> {
+    plans: Vec<Planned>,
+    fresh: Vec<Fresh<'a>>,
+    taken: HashMap<i64, i64>,
+}
+
+/// One transaction's operations: its connection, the conversations it
+/// has read, and the mentions a message keeps at most. Each operation
+/// makes every check before its first write, so a refusal leaves the
+/// transaction as it found it.
+struct Batch<'t> {
+    conn: &'t mut AnyConnection,
+    members: Members,
     max_mentions: usize,
-) -> Result<Vec<Outcome>, sqlx::Error> {
-    let now = now_ms();
-    // Membership, from the batch's cache (read at once for all).
-    let ids: Vec<i64> = ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::Send { conversation, .. } => Some(*conversation),
-            _ => None,
-        })
-        .collect();
-    members.prefetch(conn, &ids).await?;
-    let mut checked = Vec::with_capacity(ops.len());
-    for op in ops {
-        let Op::Send {
-            user, conversation, ..
-        } = op
-        else {
-            checked.push(Err(HubError::new("internal", "not a send")));
-            continue;
-        };
-        checked.push(member_of(conn, members, *conversation, user).await?);
-    }
-    // Retries of messages stored before this run.
-    let keys: Vec<(&str, &str)> = ops
-        .iter()
-        .zip(&checked)
-        .filter_map(|(op, checked)| match (op, checked) {
-            (
-                Op::Send {
-                    user, client_id, ..
-                },
-                Ok(_),
-            ) => Some((user.as_str(), client_id.as_str())),
-            _ => None,
-        })
-        .collect();
-    let mut stored: HashMap<(String, String), Message> = HashMap::new();
-    if !keys.is_empty() {
-        for message in store::by_client_ids(conn, &keys).await? {
-            stored.insert((message.sender.clone(), message.client_id.clone()), message);
+}
+
+impl<'t> Batch<'t> {
+    fn new(conn: &'t mut AnyConnection, max_mentions: usize) -> Batch<'t> {
+        Batch {
+            conn,
+            members: Members::default(),
+            max_mentions,
         }
     }
-    // Each send's fate, in order; the new ones counted per conversation.
-    let mut plans = Vec::with_capacity(ops.len());
-    let mut fresh: Vec<Fresh> = Vec::new();
-    let mut pending: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut taken: HashMap<i64, i64> = HashMap::new();
-    for (op, checked) in ops.iter().zip(checked) {
-        let Op::Send {
-            user,
-            conversation,
-            client_id,
-            text,
-            reply_to,
-        } = op
-        else {
-            plans.push(Planned::Refused(HubError::new("internal", "not a send")));
-            continue;
+
+    /// Runs `ops` in order; one outcome each, or the store error that
+    /// ends the transaction.
+    async fn run(mut self, ops: &[&Op]) -> Result<Vec<Outcome>, sqlx::Error> {
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut at = 0;
+        while at < ops.len() {
+            // A run of sends takes per-batch statements; anything else
+            // runs alone, after the sends before it are written (an edit
+            // or a read may concern them).
+            let sends = ops[at..]
+                .iter()
+                .take_while(|op| matches!(op, Op::Send { .. }))
+                .count();
+            if sends > 0 {
+                outcomes.extend(self.send_all(&ops[at..at + sends]).await?);
+                at += sends;
+            } else {
+                outcomes.push(match self.apply(ops[at]).await {
+                    Ok(done) => Ok(done),
+                    Err(err) => Err(err.refusal()?),
+                });
+                at += 1;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Runs one operation.
+    async fn apply(&mut self, op: &Op) -> Result<Done, OpError> {
+        match op {
+            Op::Send { .. } => self.send(op).await,
+            Op::Edit {
+                user,
+                conversation,
+                seq,
+                text,
+            } => self.edit(user, *conversation, *seq, text).await,
+            Op::Delete {
+                user,
+                conversation,
+                seq,
+            } => self.delete(user, *conversation, *seq).await,
+            Op::AddMembers {
+                user,
+                conversation,
+                users,
+                max_members,
+                max_conversations,
+            } => {
+                self.add_members(user, *conversation, users, *max_members, *max_conversations)
+                    .await
+            }
+            Op::Leave { user, conversation } => self.leave(user, *conversation).await,
+            Op::RemoveMember {
+                user,
+                conversation,
+                member,
+            } => self.remove_member(user, *conversation, member).await,
+            Op::Read {
+                user,
+                conversation,
+                seq,
+            } => self.read(user, *conversation, *seq).await,
+        }
+    }
+
+    /// Checks that `conversation` exists and `user` is in it; its members.
+    async fn member_of(
+        &mut self,
+        conversation: i64,
+        user: &str,
+    ) -> Result<(store::Conversation, Vec<String>), OpError> {
+        let Some(found) = self.members.conversation(self.conn, conversation).await? else {
+            return Err(not_found().into());
         };
-        let (found, list) = match checked {
-            Ok(found) => found,
-            Err(err) => {
-                plans.push(Planned::Refused(err));
+        let list = self.members.of(self.conn, conversation).await?;
+        if !list.iter().any(|m| m == user) {
+            return Err(forbidden().into());
+        }
+        Ok((found, list.clone()))
+    }
+
+    /// Message `seq` of `conversation` if `user` sent it and it is not
+    /// deleted.
+    async fn own_message(
+        &mut self,
+        conversation: i64,
+        seq: i64,
+        user: &str,
+    ) -> Result<Message, OpError> {
+        match store::message(self.conn, conversation, seq).await? {
+            None => Err(HubError::new("not_found", format!("no message {seq}")).into()),
+            Some(message) if message.sender != user => {
+                Err(HubError::new("forbidden", "only its sender may change a message").into())
+            }
+            Some(message) if message.deleted => {
+                Err(HubError::new("not_found", format!("message {seq} was deleted")).into())
+            }
+            Some(message) => Ok(message),
+        }
+    }
+
+    /// One send alone: a run of one.
+    async fn send(&mut self, op: &Op) -> Result<Done, OpError> {
+        let mut one = self.send_all(&[op]).await?;
+        Ok(one.pop().unwrap_or_else(|| Err(not_found()))?)
+    }
+
+    /// Runs consecutive sends with per-run statements, whatever their
+    /// number: one `client_id` look-up, one seq `UPDATE` per conversation
+    /// (by id, so two nodes' batches lock the rows of PostgreSQL in the
+    /// same order), one multi-row `INSERT` (and one of mentions), one
+    /// read-mark `UPDATE` per conversation and sender. Every check comes
+    /// before the first write ([`plan_sends`](Self::plan_sends) writes
+    /// nothing), so a refused send writes nothing; two sends of one
+    /// `client_id` in the run are one message (the second answered as the
+    /// retry it is).
+    async fn send_all(&mut self, ops: &[&Op]) -> Result<Vec<Outcome>, sqlx::Error> {
+        let now = now_ms();
+        let Plan {
+            plans,
+            mut fresh,
+            taken,
+        } = self.plan_sends(ops).await?;
+        if fresh.is_empty() {
+            return Ok(outcomes_of(plans, fresh, Vec::new()));
+        }
+        let messages = self.write_sends(&mut fresh, taken, now).await?;
+        Ok(outcomes_of(plans, fresh, messages))
+    }
+
+    /// Checks a run of sends and decides each one's fate, reading (the
+    /// members, the `client_id`s already stored) but writing nothing.
+    async fn plan_sends<'o>(&mut self, ops: &[&'o Op]) -> Result<Plan<'o>, sqlx::Error> {
+        // Membership, from the batch's cache (read at once for all).
+        let ids: Vec<i64> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Send { conversation, .. } => Some(*conversation),
+                _ => None,
+            })
+            .collect();
+        self.members.prefetch(self.conn, &ids).await?;
+        let mut checked = Vec::with_capacity(ops.len());
+        for op in ops {
+            let Op::Send {
+                user, conversation, ..
+            } = op
+            else {
+                checked.push(Err(HubError::new("internal", "not a send")));
+                continue;
+            };
+            checked.push(match self.member_of(*conversation, user).await {
+                Ok(found) => Ok(found),
+                Err(err) => Err(err.refusal()?),
+            });
+        }
+        // Retries of messages stored before this run.
+        let keys: Vec<(&str, &str)> = ops
+            .iter()
+            .zip(&checked)
+            .filter_map(|(op, checked)| match (op, checked) {
+                (
+                    Op::Send {
+                        user, client_id, ..
+                    },
+                    Ok(_),
+                ) => Some((user.as_str(), client_id.as_str())),
+                _ => None,
+            })
+            .collect();
+        let mut stored: HashMap<(String, String), Message> = HashMap::new();
+        if !keys.is_empty() {
+            for message in store::by_client_ids(self.conn, &keys).await? {
+                stored.insert((message.sender.clone(), message.client_id.clone()), message);
+            }
+        }
+        // Each send's fate, in order; the new ones counted per conversation.
+        let mut plans = Vec::with_capacity(ops.len());
+        let mut fresh: Vec<Fresh> = Vec::new();
+        let mut pending: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut taken: HashMap<i64, i64> = HashMap::new();
+        for (&op, checked) in ops.iter().zip(checked) {
+            let Op::Send {
+                user,
+                conversation,
+                client_id,
+                text,
+                reply_to,
+            } = op
+            else {
+                plans.push(Planned::Refused(HubError::new("internal", "not a send")));
+                continue;
+            };
+            let (found, list) = match checked {
+                Ok(found) => found,
+                Err(err) => {
+                    plans.push(Planned::Refused(err));
+                    continue;
+                }
+            };
+            // A retry (the ack was lost): the first outcome again, whatever
+            // this one carries, and nothing stored or delivered twice.
+            if let Some(message) = stored.get(&(user.clone(), client_id.clone())) {
+                plans.push(if message.conversation == *conversation {
+                    Planned::Stored(message.clone(), list)
+                } else {
+                    Planned::Refused(client_id_conflict(client_id, message.conversation))
+                });
                 continue;
             }
-        };
-        // A retry (the ack was lost): the first outcome again, whatever
-        // this one carries, and nothing stored or delivered twice.
-        if let Some(message) = stored.get(&(user.clone(), client_id.clone())) {
-            plans.push(if message.conversation == *conversation {
-                Planned::Stored(message.clone(), list)
-            } else {
-                Planned::Refused(client_id_conflict(client_id, message.conversation))
+            if let Some(&n) = pending.get(&(user.as_str(), client_id.as_str())) {
+                plans.push(if fresh[n].conversation == *conversation {
+                    Planned::Again(n)
+                } else {
+                    Planned::Refused(client_id_conflict(client_id, fresh[n].conversation))
+                });
+                continue;
+            }
+            let before = taken.get(conversation).copied().unwrap_or(0);
+            if let Some(seq) = reply_to
+                && (*seq < 1 || *seq > found.last_seq + before)
+            {
+                plans.push(Planned::Refused(HubError::new(
+                    "bad_request",
+                    format!("reply_to: no message {seq} in this conversation"),
+                )));
+                continue;
+            }
+            taken.insert(*conversation, before + 1);
+            pending.insert((user.as_str(), client_id.as_str()), fresh.len());
+            plans.push(Planned::New(fresh.len()));
+            fresh.push(Fresh {
+                conversation: *conversation,
+                user,
+                client_id,
+                text,
+                reply_to: *reply_to,
+                mentions: super::mentions::find(text, user, &list, self.max_mentions),
+                members: list,
+                seq: 0,
             });
-            continue;
         }
-        if let Some(&n) = pending.get(&(user.as_str(), client_id.as_str())) {
-            plans.push(if fresh[n].conversation == *conversation {
-                Planned::Again(n)
-            } else {
-                Planned::Refused(client_id_conflict(client_id, fresh[n].conversation))
-            });
-            continue;
-        }
-        let before = taken.get(conversation).copied().unwrap_or(0);
-        if let Some(seq) = reply_to
-            && (*seq < 1 || *seq > found.last_seq + before)
-        {
-            plans.push(Planned::Refused(HubError::new(
-                "bad_request",
-                format!("reply_to: no message {seq} in this conversation"),
-            )));
-            continue;
-        }
-        taken.insert(*conversation, before + 1);
-        pending.insert((user.as_str(), client_id.as_str()), fresh.len());
-        plans.push(Planned::New(fresh.len()));
-        fresh.push(Fresh {
-            conversation: *conversation,
-            user,
-            client_id,
-            text,
-            reply_to: *reply_to,
-            mentions: super::mentions::find(text, user, &list, max_mentions),
-            members: list,
-            seq: 0,
-        });
+        Ok(Plan {
+            plans,
+            fresh,
+            taken,
+        })
     }
-    if !fresh.is_empty() {
+
+    /// Writes a run's new messages (`taken`: how many each conversation
+    /// gets), giving each its seq; the messages as stored, in `fresh`'s
+    /// order.
+    async fn write_sends(
+        &mut self,
+        fresh: &mut [Fresh<'_>],
+        taken: HashMap<i64, i64>,
+        now: i64,
+    ) -> Result<Vec<Message>, sqlx::Error> {
         // Seqs: one UPDATE for all the run's conversations.
         let mut takes: Vec<(i64, i64)> = taken.into_iter().collect();
         takes.sort_unstable();
-        let lasts = store::take_seqs_of(conn, &takes, now).await?;
+        let lasts = store::take_seqs_of(self.conn, &takes, now).await?;
         for (conversation, n) in takes {
             // Conversations are never deleted: it was read in this
             // transaction.
             let last = *lasts.get(&conversation).ok_or(sqlx::Error::RowNotFound)?;
-            if let Some(cached) = members.1.get_mut(&conversation) {
+            if let Some(cached) = self.members.rows.get_mut(&conversation) {
                 cached.last_seq = last;
                 cached.last_activity = now;
             }
@@ -642,16 +773,16 @@ async fn send_all(
                 ts: now,
             })
             .collect();
-        let ids = store::insert_messages(conn, &rows).await?;
+        let ids = store::insert_messages(self.conn, &rows).await?;
         // What one sends, one has read: the mark at one's last message.
         let mut marks: HashMap<(i64, &str), i64> = HashMap::new();
-        for f in &fresh {
+        for f in fresh.iter() {
             let mark = marks.entry((f.conversation, f.user)).or_default();
             *mark = (*mark).max(f.seq);
         }
         let marks: Vec<(i64, &str, i64)> = marks.into_iter().map(|((c, u), s)| (c, u, s)).collect();
-        store::advance_reads(conn, &marks).await?;
-        let messages: Vec<Message> = fresh
+        store::advance_reads(self.conn, &marks).await?;
+        Ok(fresh
             .iter()
             .zip(ids)
             .map(|(f, id)| Message {
@@ -667,10 +798,187 @@ async fn send_all(
                 edited_at: None,
                 deleted: false,
             })
-            .collect();
-        return Ok(outcomes_of(plans, fresh, messages));
+            .collect())
     }
-    Ok(outcomes_of(plans, fresh, Vec::new()))
+
+    async fn edit(
+        &mut self,
+        user: &str,
+        conversation: i64,
+        seq: i64,
+        text: &str,
+    ) -> Result<Done, OpError> {
+        let now = now_ms();
+        let (_, list) = self.member_of(conversation, user).await?;
+        let message = self.own_message(conversation, seq, user).await?;
+        store::edit(self.conn, conversation, seq, text, now).await?;
+        // The new text's mentions replace the old ones: who is no longer
+        // named stops counting it, who is newly named is told.
+        let mentions = super::mentions::find(text, user, &list, self.max_mentions);
+        if mentions != message.mentions {
+            store::set_mentions(self.conn, conversation, seq, &mentions).await?;
+        }
+        let mentioned = mentions
+            .iter()
+            .filter(|m| !message.mentions.contains(m))
+            .cloned()
+            .collect();
+        Ok(Done::Edited {
+            message: Message {
+                text: Some(text.to_owned()),
+                edited_at: Some(now),
+                mentions,
+                ..message
+            },
+            members: list,
+            mentioned,
+        })
+    }
+
+    async fn delete(&mut self, user: &str, conversation: i64, seq: i64) -> Result<Done, OpError> {
+        let now = now_ms();
+        let (_, list) = self.member_of(conversation, user).await?;
+        let message = self.own_message(conversation, seq, user).await?;
+        store::tombstone(self.conn, conversation, seq, now).await?;
+        Ok(Done::Deleted {
+            message: Message {
+                text: None,
+                mentions: Vec::new(),
+                deleted: true,
+                ..message
+            },
+            members: list,
+        })
+    }
+
+    async fn add_members(
+        &mut self,
+        user: &str,
+        conversation: i64,
+        users: &[String],
+        max_members: usize,
+        max_conversations: usize,
+    ) -> Result<Done, OpError> {
+        let now = now_ms();
+        let (found, before) = self.member_of(conversation, user).await?;
+        if found.kind != store::GROUP {
+            return Err(HubError::new("bad_request", "members are added to groups only").into());
+        }
+        let mut new: Vec<String> = users
+            .iter()
+            .filter(|u| !before.contains(u))
+            .cloned()
+            .collect();
+        new.sort();
+        new.dedup();
+        if before.len() + new.len() > max_members {
+            return Err(HubError::new(
+                "too_many_members",
+                format!("a group has at most {max_members} members"),
+            )
+            .into());
+        }
+        let full = store::at_conversation_cap(self.conn, &new, max_conversations).await?;
+        if !full.is_empty() {
+            return Err(super::too_many_conversations(&full, max_conversations).into());
+        }
+        let added = store::add_members(self.conn, conversation, &new, found.last_seq, now).await?;
+        let list = self.members.lists.entry(conversation).or_default();
+        list.extend(added.iter().cloned());
+        list.sort();
+        // Any newcomer's view: all start with nothing unread.
+        let newcomer = added.first().map_or(user, String::as_str);
+        let summary = store::summary(self.conn, &found, newcomer, found.last_seq).await?;
+        Ok(Done::Added {
+            conversation,
+            by: user.to_owned(),
+            added,
+            before,
+            summary: Box::new(summary),
+        })
+    }
+
+    async fn leave(&mut self, user: &str, conversation: i64) -> Result<Done, OpError> {
+        let (found, mut list) = self.member_of(conversation, user).await?;
+        if found.kind != store::GROUP {
+            return Err(
+                HubError::new("bad_request", "a direct conversation cannot be left").into(),
+            );
+        }
+        store::remove_member(self.conn, conversation, user).await?;
+        list.retain(|m| m != user);
+        self.members.lists.insert(conversation, list.clone());
+        Ok(Done::Left {
+            conversation,
+            user: user.to_owned(),
+            members: list,
+        })
+    }
+
+    async fn remove_member(
+        &mut self,
+        user: &str,
+        conversation: i64,
+        member: &str,
+    ) -> Result<Done, OpError> {
+        let (found, mut list) = self.member_of(conversation, user).await?;
+        if found.kind != store::GROUP {
+            return Err(
+                HubError::new("bad_request", "members are removed from groups only").into(),
+            );
+        }
+        if member == user {
+            return Err(
+                HubError::new("bad_request", "to leave a group, send conversation:leave").into(),
+            );
+        }
+        // Read now, not from the batch's cache: an owner's leave earlier
+        // in this batch handed the group on.
+        if store::owner(self.conn, conversation).await?.as_deref() != Some(user) {
+            return Err(
+                HubError::new("forbidden", "only the group's owner removes members").into(),
+            );
+        }
+        if !list.iter().any(|m| m == member) {
+            return Err(HubError::new("not_found", format!("{member} is not a member")).into());
+        }
+        store::remove_member(self.conn, conversation, member).await?;
+        list.retain(|m| m != member);
+        self.members.lists.insert(conversation, list.clone());
+        Ok(Done::Removed {
+            conversation,
+            user: member.to_owned(),
+            by: user.to_owned(),
+            members: list,
+        })
+    }
+
+    /// Moves `user`'s read mark up to `seq`, never down, never past the
+    /// last message.
+    async fn read(&mut self, user: &str, conversation: i64, seq: i64) -> Result<Done, OpError> {
+        let (found, list) = self.member_of(conversation, user).await?;
+        let before = store::membership(self.conn, conversation, user)
+            .await?
+            .unwrap_or(0);
+        let target = seq.min(found.last_seq);
+        let now_read = if target > before {
+            store::mark_read(self.conn, conversation, user, target)
+                .await?
+                .unwrap_or(target)
+        } else {
+            before
+        };
+        let mentions = store::mention_count(self.conn, user, conversation, now_read).await?;
+        Ok(Done::Read {
+            conversation,
+            user: user.to_owned(),
+            seq: now_read,
+            unread: (found.last_seq - now_read).max(0),
+            mentions,
+            members: list,
+            moved: now_read > before,
+        })
+    }
 }
 
 /// The outcomes of a run of sends, once its new messages are written
@@ -711,253 +1019,6 @@ fn outcomes_of(plans: Vec<Planned>, fresh: Vec<Fresh>, messages: Vec<Message>) -
             Planned::Again(_) => Err(HubError::new("internal", "a retry was lost")),
         })
         .collect()
-}
-
-/// Runs one operation: every check before any write, so a refusal leaves
-/// the transaction as it found it.
-async fn apply(
-    conn: &mut AnyConnection,
-    op: &Op,
-    members: &mut Members,
-    max_mentions: usize,
-) -> Result<Outcome, sqlx::Error> {
-    let now = now_ms();
-    match op {
-        Op::Send { .. } => {
-            let mut one = send_all(conn, &[op], members, max_mentions).await?;
-            Ok(one.pop().unwrap_or_else(|| Err(not_found())))
-        }
-        Op::Edit {
-            user,
-            conversation,
-            seq,
-            text,
-        } => {
-            let (_, list) = match member_of(conn, members, *conversation, user).await? {
-                Ok(found) => found,
-                Err(err) => return Ok(Err(err)),
-            };
-            let message = match own_message(conn, *conversation, *seq, user).await? {
-                Ok(message) => message,
-                Err(err) => return Ok(Err(err)),
-            };
-            store::edit(conn, *conversation, *seq, text, now).await?;
-            // The new text's mentions replace the old ones: who is no
-            // longer named stops counting it, who is newly named is told.
-            let mentions = super::mentions::find(text, user, &list, max_mentions);
-            if mentions != message.mentions {
-                store::set_mentions(conn, *conversation, *seq, &mentions).await?;
-            }
-            let mentioned = mentions
-                .iter()
-                .filter(|m| !message.mentions.contains(m))
-                .cloned()
-                .collect();
-            Ok(Ok(Done::Edited {
-                message: Message {
-                    text: Some(text.clone()),
-                    edited_at: Some(now),
-                    mentions,
-                    ..message
-                },
-                members: list,
-                mentioned,
-            }))
-        }
-        Op::Delete {
-            user,
-            conversation,
-            seq,
-        } => {
-            let (_, list) = match member_of(conn, members, *conversation, user).await? {
-                Ok(found) => found,
-                Err(err) => return Ok(Err(err)),
-            };
-            let message = match own_message(conn, *conversation, *seq, user).await? {
-                Ok(message) => message,
-                Err(err) => return Ok(Err(err)),
-            };
-            store::tombstone(conn, *conversation, *seq, now).await?;
-            Ok(Ok(Done::Deleted {
-                message: Message {
-                    text: None,
-                    mentions: Vec::new(),
-                    deleted: true,
-                    ..message
-                },
-                members: list,
-            }))
-        }
-        Op::AddMembers {
-            user,
-            conversation,
-            users,
-            max_members,
-            max_conversations,
-        } => {
-            let (found, before) = match member_of(conn, members, *conversation, user).await? {
-                Ok(found) => found,
-                Err(err) => return Ok(Err(err)),
-            };
-            if found.kind != store::GROUP {
-                return Ok(Err(HubError::new(
-                    "bad_request",
-                    "members are added to groups only",
-                )));
-            }
-            let mut new: Vec<String> = users
-                .iter()
-                .filter(|u| !before.contains(u))
-                .cloned()
-                .collect();
-            new.sort();
-            new.dedup();
-            if before.len() + new.len() > *max_members {
-                return Ok(Err(HubError::new(
-                    "too_many_members",
-                    format!("a group has at most {max_members} members"),
-                )));
-            }
-            let full = store::at_conversation_cap(conn, &new, *max_conversations).await?;
-            if !full.is_empty() {
-                return Ok(Err(super::too_many_conversations(
-                    &full,
-                    *max_conversations,
-                )));
-            }
-            let added = store::add_members(conn, *conversation, &new, found.last_seq, now).await?;
-            let list = members.0.entry(*conversation).or_default();
-            list.extend(added.iter().cloned());
-            list.sort();
-            // Any newcomer's view: all start with nothing unread.
-            let newcomer = added.first().map_or(user.as_str(), String::as_str);
-            let summary = store::summary(conn, &found, newcomer, found.last_seq).await?;
-            Ok(Ok(Done::Added {
-                conversation: *conversation,
-                by: user.clone(),
-                added,
-                before,
-                summary: Box::new(summary),
-            }))
-        }
-        Op::Leave { user, conversation } => {
-            let (found, mut list) = match member_of(conn, members, *conversation, user).await? {
-                Ok(found) => found,
-                Err(err) => return Ok(Err(err)),
-            };
-            if found.kind != store::GROUP {
-                return Ok(Err(HubError::new(
-                    "bad_request",
-                    "a direct conversation cannot be left",
-                )));
-            }
-            store::remove_member(conn, *conversation, user).await?;
-            list.retain(|m| m != user);
-            members.0.insert(*conversation, list.clone());
-            Ok(Ok(Done::Left {
-                conversation: *conversation,
-                user: user.clone(),
-                members: list,
-            }))
-        }
-        Op::RemoveMember {
-            user,
-            conversation,
-            member,
-        } => {
-            let (found, mut list) = match member_of(conn, members, *conversation, user).await? {
-                Ok(found) => found,
-                Err(err) => return Ok(Err(err)),
-            };
-            if found.kind != store::GROUP {
-                return Ok(Err(HubError::new(
-                    "bad_request",
-                    "members are removed from groups only",
-                )));
-            }
-            if member == user {
-                return Ok(Err(HubError::new(
-                    "bad_request",
-                    "to leave a group, send conversation:leave",
-                )));
-            }
-            // Read now, not from the batch's cache: an owner's leave
-            // earlier in this batch handed the group on.
-            if store::owner(conn, *conversation).await?.as_deref() != Some(user.as_str()) {
-                return Ok(Err(HubError::new(
-                    "forbidden",
-                    "only the group's owner removes members",
-                )));
-            }
-            if !list.contains(member) {
-                return Ok(Err(HubError::new(
-                    "not_found",
-                    format!("{member} is not a member"),
-                )));
-            }
-            store::remove_member(conn, *conversation, member).await?;
-            list.retain(|m| m != member);
-            members.0.insert(*conversation, list.clone());
-            Ok(Ok(Done::Removed {
-                conversation: *conversation,
-                user: member.clone(),
-                by: user.clone(),
-                members: list,
-            }))
-        }
-        Op::Read {
-            user,
-            conversation,
-            seq,
-        } => {
-            let (found, list) = match member_of(conn, members, *conversation, user).await? {
-                Ok(found) => found,
-                Err(err) => return Ok(Err(err)),
-            };
-            let before = store::membership(conn, *conversation, user)
-                .await?
-                .unwrap_or(0);
-            let target = (*seq).min(found.last_seq);
-            let now_read = if target > before {
-                store::mark_read(conn, *conversation, user, target)
-                    .await?
-                    .unwrap_or(target)
-            } else {
-                before
-            };
-            let mentions = store::mention_count(conn, user, *conversation, now_read).await?;
-            Ok(Ok(Done::Read {
-                conversation: *conversation,
-                user: user.clone(),
-                seq: now_read,
-                unread: (found.last_seq - now_read).max(0),
-                mentions,
-                members: list,
-                moved: now_read > before,
-            }))
-        }
-    }
-}
-
-/// Message `seq` of `conversation` if `user` sent it and it is not deleted.
-async fn own_message(
-    conn: &mut AnyConnection,
-    conversation: i64,
-    seq: i64,
-    user: &str,
-) -> Result<Result<Message, HubError>, sqlx::Error> {
-    Ok(match store::message(conn, conversation, seq).await? {
-        None => Err(HubError::new("not_found", format!("no message {seq}"))),
-        Some(message) if message.sender != user => Err(HubError::new(
-            "forbidden",
-            "only its sender may change a message",
-        )),
-        Some(message) if message.deleted => Err(HubError::new(
-            "not_found",
-            format!("message {seq} was deleted"),
-        )),
-        Some(message) => Ok(message),
-    })
 }
 
 #[cfg(test)]

@@ -256,7 +256,12 @@ async fn a_commit_slower_than_the_store_timeout_is_delivered_not_answered_unavai
     let ab = direct(&store, "alice", "bob").await;
     let tasks = Tasks::new();
     let delivered: Arc<Mutex<Vec<Done>>> = Arc::default();
-    let writer = Writer::start(store.clone(), &tasks, 16, 16, 8, {
+    let config = WriterConfig {
+        max_batch: 16,
+        queue: 16,
+        max_mentions: 8,
+    };
+    let writer = Writer::start(store.clone(), &tasks, config, {
         let delivered = delivered.clone();
         Arc::new(move |done: &Done| delivered.lock().unwrap().push(done.clone()))
     });
@@ -328,14 +333,12 @@ async fn writer_alone() {
         conversations.push(direct(&store, &format!("u{i}"), &format!("u{}", i + 1)).await);
     }
     let tasks = Tasks::new();
-    let writer = Writer::start(
-        store.clone(),
-        &tasks,
-        256,
-        10_000,
-        8,
-        Arc::new(|_: &Done| {}),
-    );
+    let config = WriterConfig {
+        max_batch: 256,
+        queue: 10_000,
+        max_mentions: 8,
+    };
+    let writer = Writer::start(store.clone(), &tasks, config, Arc::new(|_: &Done| {}));
     let started = std::time::Instant::now();
     let mut running = Vec::new();
     for s in 0..senders {

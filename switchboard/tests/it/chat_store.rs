@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::common::{RemoveOnDrop, postgres_database, rand_suffix};
 use hub::chat::store::{self, Page};
-use hub::chat::writer::{Done, Op, Writer};
+use hub::chat::writer::{Done, Op, Writer, WriterConfig};
 use hub::context::Tasks;
 use hub::store::{Store, StoreConfig, sqlite_url_of};
 use std::sync::Mutex;
@@ -40,7 +40,12 @@ fn send(user: &str, conversation: i64, client_id: &str, text: &str) -> Op {
 async fn store_logic(store: Store) {
     let tasks = Tasks::new();
     let delivered: Arc<Mutex<Vec<Done>>> = Arc::default();
-    let writer = Writer::start(store.clone(), &tasks, 64, 100, 256, {
+    let config = WriterConfig {
+        max_batch: 64,
+        queue: 100,
+        max_mentions: 256,
+    };
+    let writer = Writer::start(store.clone(), &tasks, config, {
         let delivered = delivered.clone();
         Arc::new(move |done: &Done| delivered.lock().unwrap().push(done.clone()))
     });
