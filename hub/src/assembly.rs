@@ -13,17 +13,20 @@ use std::time::Duration;
 use socketio::{Namespace, NamespaceHandler, SocketIo};
 
 use crate::auth::Auth;
-use crate::calls::Calls;
-use crate::chat::Chat;
-use crate::component::{ComponentHandler, PubSub};
+use crate::component::ComponentHandler;
+use crate::components::calls::Calls;
+use crate::components::chat::Chat;
+use crate::components::notifications::NotificationsComponent;
+use crate::components::presence::Presence;
+use crate::components::proxy::Proxy;
+use crate::components::pubsub::PubSub;
 use crate::config::{ComponentsConfig, HubConfig, IdentityConfig, NamespaceConfig};
-use crate::context::{Context, Tasks};
 use crate::identity::{KeyError, Verifier};
 use crate::limits::{Limits, RateLimited};
-use crate::notifications::{Notifications, NotificationsComponent};
-use crate::presence::Presence;
-use crate::proxy::Proxy;
+use crate::services::Context;
+use crate::services::notifications::Notifications;
 use crate::store::{Store, StoreError};
+use crate::tasks::Tasks;
 
 /// The hub's own components, by the name a namespace's `handler` gives.
 const COMPONENTS: &[&str] = &[

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use socketio::{Args, BroadcastOperator, Namespace, SocketIo};
 
 use crate::auth::user_room;
-use crate::component::HubError;
-use crate::notifications::{NewNotification, Notifications};
+use crate::error::HubError;
+use crate::services::notifications::{NewNotification, Notifications};
 
 /// Longest event name accepted.
 const MAX_EVENT_LEN: usize = 128;
@@ -339,7 +339,7 @@ pub const MAX_PRESENCE_USERS: usize = 100;
 pub struct PresenceReport {
     /// The user's presence, from the `/presence` component's state (the
     /// same the watchers see).
-    pub presence: crate::presence::UserPresence,
+    pub presence: crate::services::presence::UserPresence,
     /// Sockets the user has connected on this node, every namespace
     /// together.
     pub sockets: usize,
@@ -349,7 +349,7 @@ pub struct PresenceReport {
 /// state and the store) and their sockets on this node in every namespace.
 pub async fn presence(
     io: &SocketIo,
-    service: &crate::presence::PresenceService,
+    service: &crate::services::presence::PresenceService,
     users: &[String],
 ) -> Result<Vec<PresenceReport>, HubError> {
     if users.is_empty() || users.len() > MAX_PRESENCE_USERS {

@@ -3,8 +3,8 @@
 //! sees each socket arrive (`on_connect`, before the client is told it is
 //! connected and before any of its events) and leave (`on_disconnect`,
 //! exactly once, its rooms still readable). [`ComponentHandler`] (in
-//! `component/runner.rs`) turns that into Socket.IO; [`PubSub`] is a generic
-//! component.
+//! `component/runner.rs`) turns that into Socket.IO. This is the contract
+//! only: the components themselves are in [`crate::components`].
 
 mod runner;
 
@@ -16,39 +16,8 @@ use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket};
 use crate::auth::{identity_of, user_room};
 use crate::identity::Identity;
 
-pub use crate::pubsub::PubSub;
+pub use crate::error::HubError;
 pub use runner::ComponentHandler;
-
-/// A refusal or failure, sent to the client as `{ok:false, error}`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct HubError {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl HubError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> HubError {
-        HubError {
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// The ack that carries it: `{ok:false, error:{code, message}}`.
-    pub fn reply(&self) -> Value {
-        json!({"ok": false, "error": {"code": self.code, "message": self.message}})
-    }
-}
-
-impl From<crate::store::StoreError> for HubError {
-    /// A store that failed or did not answer: the client is told to try
-    /// again later, the operator finds the cause in the log.
-    fn from(err: crate::store::StoreError) -> HubError {
-        tracing::warn!(%err, "store error");
-        HubError::new("unavailable", "the store is unavailable; try again")
-    }
-}
 
 /// What a component answers: the fields of `{ok:true, …}`.
 pub type Reply = Result<serde_json::Map<String, Value>, HubError>;

@@ -17,7 +17,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Socket};
 
-use crate::component::HubError;
+use crate::error::HubError;
 
 /// Limits on each socket of a component namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

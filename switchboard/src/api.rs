@@ -376,7 +376,7 @@ struct UserPresenceReply {
     /// The user's sockets on this node, every namespace together.
     sockets: u64,
     #[schema(inline)]
-    status: hub::presence::Status,
+    status: hub::services::presence::Status,
     /// Devices: `/presence` sockets, those in their grace period included.
     devices: u64,
     /// When a device of the user last connected or left (Unix ms); null
@@ -417,7 +417,7 @@ async fn presence(
         .map(|report| {
             let p = report.presence;
             let entry = json!({
-                "online": p.status != hub::presence::Status::Offline,
+                "online": p.status != hub::services::presence::Status::Offline,
                 "sockets": report.sockets,
                 "status": p.status,
                 "devices": p.devices,

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use common::{Client, RemoveOnDrop, postgres_database, rand_suffix, start_raw, token};
 use futures_util::{SinkExt, StreamExt};
-use hub::chat::store::{self, Page};
-use hub::chat::writer::{Done, Op, Writer};
-use hub::context::Tasks;
+use hub::components::chat::store::{self, Page};
+use hub::components::chat::writer::{Done, Op, Writer};
 use hub::store::{Store, StoreConfig, sqlite_url_of};
+use hub::tasks::Tasks;
 use serde_json::{Value, json};
 use std::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message as WsMessage;

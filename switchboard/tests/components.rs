@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Client, start_raw, token};
-use hub::notifications::NewNotification;
+use hub::services::notifications::NewNotification;
 use serde_json::{Value, json};
 
 const SECRET: &str = "[auth]\nhs256_secret = \"test-secret\"\n";

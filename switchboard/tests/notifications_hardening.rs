@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{api, postgres_database, rand_suffix, start_raw};
-use hub::notifications::{NewNotification, Notifications, NotificationsConfig};
+use hub::services::notifications::{NewNotification, Notifications, NotificationsConfig};
 use hub::store::{Store, StoreConfig, sqlite_url_of};
 use serde_json::json;
 

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{Client, RemoveOnDrop, api, postgres_database, rand_suffix, token};
+use hub::components::presence::{WatchHook, WatchPolicy};
 use hub::identity::Identity;
-use hub::presence::{WatchHook, WatchPolicy};
 use serde_json::{Value, json};
 use switchboard::config::Config;
 use switchboard::server::{self, App};
@@ -486,7 +486,7 @@ async fn a_store_that_fails_changes_nothing_and_answers_unavailable() {
 /// many at once (one transaction for those that wait together), a later
 /// time winning whatever the order.
 async fn the_store_remembers_status_and_last_seen(url: &str) {
-    use hub::presence::{PresenceConfig, Status};
+    use hub::{components::presence::PresenceConfig, services::presence::Status};
     let store = hub::store::Store::open(&hub::store::StoreConfig {
         url: url.to_owned(),
         max_connections: 4,

@@ -21,11 +21,12 @@ use socketio::{Args, Namespace, Socket, SocketIo};
 
 use super::locks::UserLocks;
 use super::store::{self, Pruned};
-use super::{NewNotification, Notification, NotificationsConfig, now_ms};
+use super::{NewNotification, Notification, NotificationsConfig};
 use crate::auth::user_room;
-use crate::component::HubError;
-use crate::context::Tasks;
+use crate::clock::now_ms;
+use crate::error::HubError;
 use crate::store::{Store, StoreError};
+use crate::tasks::Tasks;
 
 /// A write transaction whose statements ran within the store's timeout.
 type Tx = sqlx::Transaction<'static, sqlx::Any>;

@@ -27,10 +27,11 @@ use serde_json::{Map, Value, json};
 use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket, SocketId};
 
 use crate::auth::{identity_of, user_room};
+use crate::clock::now_ms;
 use crate::component::{Component, HubError, Reply};
-use crate::context::Context;
 use crate::limits::{KeyedBuckets, TokenBucket};
-use crate::notifications::{NewNotification, now_ms};
+use crate::services::Context;
+use crate::services::notifications::NewNotification;
 
 pub use call::{Answer, Call, EndReason, Invitee, Kind, Leave, Participant, Phase, Refusal};
 pub use state::{CallState, InsertError, MemoryCallState, StateError};
@@ -811,8 +812,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use crate::notifications::NotificationsConfig;
-    use crate::presence::{MemoryState, PresenceService};
+    use crate::services::notifications::NotificationsConfig;
+    use crate::services::presence::{MemoryState, PresenceService};
     use crate::store::{Store, StoreConfig, sqlite_url_of};
 
     /// The in-memory state, whose next `failures` writes fail (a Redis
@@ -882,14 +883,14 @@ mod tests {
         let ctx = Context {
             store: store.clone(),
             io: io.clone(),
-            notifications: crate::notifications::Notifications::new(
+            notifications: crate::services::notifications::Notifications::new(
                 store.clone(),
                 io.clone(),
                 None,
                 NotificationsConfig::default(),
             ),
             presence: PresenceService::new(Arc::new(MemoryState::new(4)), store.clone()),
-            tasks: crate::context::Tasks::new(),
+            tasks: crate::tasks::Tasks::new(),
         };
         let flaky = Arc::new(Flaky {
             inner: MemoryCallState::new(),

@@ -48,10 +48,11 @@ use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket};
 use tokio::sync::Semaphore;
 
 use crate::auth::{identity_of, user_room};
+use crate::clock::now_ms;
 use crate::component::{Component, HubError, Reply};
-use crate::context::Context;
 use crate::limits::KeyedBuckets;
-use crate::notifications::{NewNotification, now_ms};
+use crate::services::Context;
+use crate::services::notifications::NewNotification;
 use payloads::*;
 use state::{MemoryTyping, Relay, TypingState, TypingTimers, Typist};
 use store::Page;

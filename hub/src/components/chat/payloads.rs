@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use socketio::Args;
 
-use crate::component::HubError;
+use crate::error::HubError;
 
 /// The event's first argument as `T`, or a `bad_request` saying why not.
 pub fn parse<T: DeserializeOwned>(args: &Args) -> Result<T, HubError> {

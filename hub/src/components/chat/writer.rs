@@ -69,8 +69,8 @@ use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::store::{self, Message, NewMessage};
+use crate::clock::now_ms;
 use crate::component::HubError;
-use crate::notifications::now_ms;
 use crate::store::Store;
 
 /// A change to a conversation, by `user` (already authenticated; the
@@ -203,7 +203,7 @@ impl Writer {
     /// (a submit beyond waits for room).
     pub fn start(
         store: Store,
-        tasks: &crate::context::Tasks,
+        tasks: &crate::tasks::Tasks,
         max_batch: usize,
         queue: usize,
         mentions: usize,

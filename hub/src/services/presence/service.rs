@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::state::{Change, Millis, PresenceState, Remembered, Status, UserPresence};
 use super::store;
-use crate::component::HubError;
+use crate::error::HubError;
 use crate::store::Store;
 
 /// Live presence plus what the store remembers. Cloning shares it.

@@ -10,14 +10,12 @@
 //! joins one room per watched user (`presence:<id>`), so a change is one
 //! broadcast, encoded once, however many watch it.
 //!
-//! Modules: `state.rs` the live state behind a trait (Redis in the
-//! cluster), `service.rs` the reads the publish API shares, `store.rs` the
-//! SQL, `policy.rs` who may watch whom.
+//! The live state, the stored status and `last_seen` are the presence
+//! service's ([`crate::services::presence`]), which the publish API reads
+//! too; this component writes it as devices come and go. `policy.rs`: who
+//! may watch whom.
 
 pub mod policy;
-pub mod service;
-pub mod state;
-mod store;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,13 +26,12 @@ use serde_json::{Map, Value, json};
 use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket};
 
 use crate::auth::{identity_of, user_room};
+use crate::clock::now_ms;
 use crate::component::{Component, HubError, Reply};
-use crate::context::Context;
-use crate::notifications::now_ms;
+use crate::services::Context;
+use crate::services::presence::state::{Departure, Device, Remembered};
+use crate::services::presence::{MemoryState, PresenceService, Status, UserPresence};
 pub use policy::{AnyoneMayWatch, WatchHook, WatchPolicy};
-pub use service::PresenceService;
-use state::{Departure, Device, Remembered};
-pub use state::{MemoryState, PresenceState, Status, UserPresence};
 
 /// The component's settings (`[presence]` in the configuration).
 #[derive(Debug, Clone, Serialize, Deserialize)]
