@@ -17,6 +17,7 @@ mod call;
 mod state;
 mod turn;
 
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -24,11 +25,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
-use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket, SocketId};
+use socketio::{Args, DisconnectReason, Namespace, Socket, SocketId};
 
 use crate::auth::{identity_of, user_room};
 use crate::clock::now_ms;
 use crate::component::{Component, HubError, Reply};
+use crate::identity::Identity;
 use crate::limits::{KeyedBuckets, TokenBucket};
 use crate::services::Context;
 use crate::services::notifications::NewNotification;
@@ -297,7 +299,77 @@ fn to_device<T: Serialize + ?Sized>(ns: &Namespace, device: &str, event: &str, p
 
 // --- the events -------------------------------------------------------------
 
+/// An event of `/calls`, checked (and admitted: invitations and signals
+/// have rates of their own).
+#[derive(Debug)]
+enum CallsEvent {
+    Invite(InviteArgs),
+    Accept(CallRef),
+    Decline(CallRef),
+    Hangup(CallRef),
+    Signal(SignalArgs),
+    IceServers,
+}
+
 impl Inner {
+    /// Reads `event` from `user`'s `socket` once, or says what is wrong.
+    /// A signal's size and rate are looked at before its payload is read.
+    fn parse(
+        &self,
+        socket: &Socket,
+        user: &str,
+        event: &str,
+        args: &Args,
+    ) -> Result<CallsEvent, HubError> {
+        let config = &self.config;
+        match event {
+            "call:invite" => {
+                let args = parse::<InviteArgs>(args, event)?;
+                if !self.invites.admit(user) {
+                    return Err(HubError::new(
+                        "rate_limited",
+                        format!(
+                            "at most {} invitations a minute per user",
+                            config.invites_per_minute
+                        ),
+                    ));
+                }
+                Ok(CallsEvent::Invite(args))
+            }
+            "call:accept" => Ok(CallsEvent::Accept(parse(args, event)?)),
+            "call:decline" => Ok(CallsEvent::Decline(parse(args, event)?)),
+            "call:hangup" => Ok(CallsEvent::Hangup(parse(args, event)?)),
+            "signal" => {
+                if args.byte_len() > config.max_signal_bytes {
+                    return Err(HubError::new(
+                        "payload_too_large",
+                        format!("a signal is at most {} bytes", config.max_signal_bytes),
+                    ));
+                }
+                if !admit_signal(socket, config.signals_per_sec, config.signal_burst) {
+                    return Err(HubError::new(
+                        "rate_limited",
+                        format!(
+                            "at most {} signals per second per device",
+                            config.signals_per_sec
+                        ),
+                    ));
+                }
+                Ok(CallsEvent::Signal(parse(args, event)?))
+            }
+            "ice_servers" => {
+                if !args.is_empty() {
+                    parse::<NoArgs>(args, event)?;
+                }
+                Ok(CallsEvent::IceServers)
+            }
+            other => Err(HubError::new(
+                "unknown_event",
+                format!("no handler for {other:?}"),
+            )),
+        }
+    }
+
     /// Reads call `id`, applies `change` to a copy and writes it back if
     /// nobody wrote in between (else reads again). Returns the call as
     /// written and what `change` returned.
@@ -709,6 +781,8 @@ fn ringing(call: &Call, config: &CallsConfig) -> Value {
 }
 
 impl Component for Calls {
+    type User = Identity;
+
     fn on_connected(&self, socket: &Arc<Socket>) {
         let Some(identity) = identity_of(socket) else {
             return;
@@ -729,79 +803,25 @@ impl Component for Calls {
         });
     }
 
-    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
-        let Some(identity) = identity_of(socket) else {
-            let err = HubError::new("unauthorized", "sign in first");
-            return Box::pin(std::future::ready(Err(err)));
-        };
-        let user = identity.user;
+    fn handle(
+        &self,
+        socket: &Arc<Socket>,
+        user: Identity,
+        event: &str,
+        args: &Args,
+    ) -> impl Future<Output = Reply> + Send + 'static {
+        let parsed = self.inner.parse(socket, &user.user, event, args);
         let inner = self.inner.clone();
         let socket = socket.clone();
-        match event {
-            "call:invite" => match parse::<InviteArgs>(args, event).and_then(|args| {
-                let per_minute = self.inner.config.invites_per_minute;
-                if self.inner.invites.admit(&user) {
-                    Ok(args)
-                } else {
-                    Err(HubError::new(
-                        "rate_limited",
-                        format!("at most {per_minute} invitations a minute per user"),
-                    ))
-                }
-            }) {
-                Ok(args) => Box::pin(async move { inner.invite(&socket, &user, args).await }),
-                Err(err) => Box::pin(std::future::ready(Err(err))),
-            },
-            "call:accept" | "call:decline" | "call:hangup" => {
-                let args = match parse::<CallRef>(args, event) {
-                    Ok(args) => args,
-                    Err(err) => return Box::pin(std::future::ready(Err(err))),
-                };
-                let event = event.to_owned();
-                Box::pin(async move {
-                    match event.as_str() {
-                        "call:accept" => inner.accept(&socket, &user, args).await,
-                        "call:decline" => inner.decline(&socket, &user, args).await,
-                        _ => inner.hangup(&socket, args).await,
-                    }
-                })
-            }
-            "signal" => {
-                let config = &self.inner.config;
-                if args.byte_len() > config.max_signal_bytes {
-                    let err = HubError::new(
-                        "payload_too_large",
-                        format!("a signal is at most {} bytes", config.max_signal_bytes),
-                    );
-                    return Box::pin(std::future::ready(Err(err)));
-                }
-                if !admit_signal(&socket, config.signals_per_sec, config.signal_burst) {
-                    let err = HubError::new(
-                        "rate_limited",
-                        format!(
-                            "at most {} signals per second per device",
-                            config.signals_per_sec
-                        ),
-                    );
-                    return Box::pin(std::future::ready(Err(err)));
-                }
-                match parse::<SignalArgs>(args, event) {
-                    Ok(args) => Box::pin(async move { inner.signal(&socket, &user, args).await }),
-                    Err(err) => Box::pin(std::future::ready(Err(err))),
-                }
-            }
-            "ice_servers" => {
-                let result = if args.is_empty() {
-                    Ok(())
-                } else {
-                    parse::<NoArgs>(args, event).map(|_| ())
-                };
-                let reply = result.and_then(|()| inner.ice_servers(&user));
-                Box::pin(std::future::ready(reply))
-            }
-            other => {
-                let err = HubError::new("unknown_event", format!("no handler for {other:?}"));
-                Box::pin(std::future::ready(Err(err)))
+        let user = user.user;
+        async move {
+            match parsed? {
+                CallsEvent::Invite(args) => inner.invite(&socket, &user, args).await,
+                CallsEvent::Accept(args) => inner.accept(&socket, &user, args).await,
+                CallsEvent::Decline(args) => inner.decline(&socket, &user, args).await,
+                CallsEvent::Hangup(args) => inner.hangup(&socket, args).await,
+                CallsEvent::Signal(args) => inner.signal(&socket, &user, args).await,
+                CallsEvent::IceServers => inner.ice_servers(&user),
             }
         }
     }
@@ -810,6 +830,7 @@ impl Component for Calls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use socketio::BoxFuture;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use crate::services::notifications::NotificationsConfig;

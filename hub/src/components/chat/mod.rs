@@ -37,6 +37,7 @@ pub mod store;
 pub mod writer;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -44,12 +45,13 @@ use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket};
+use socketio::{Args, DisconnectReason, Namespace, Socket};
 use tokio::sync::Semaphore;
 
-use crate::auth::{identity_of, user_room};
+use crate::auth::user_room;
 use crate::clock::now_ms;
 use crate::component::{Component, HubError, Reply};
+use crate::identity::Identity;
 use crate::limits::KeyedBuckets;
 use crate::services::Context;
 use crate::services::notifications::NewNotification;
@@ -417,8 +419,25 @@ fn fields(value: Value) -> Map<String, Value> {
     }
 }
 
+/// An event of `/chat`, read once (see [`Inner::parse`]).
+#[derive(Debug)]
+enum ChatEvent {
+    Conversations(ListConversations),
+    Create(Create),
+    AddMembers(AddMembers),
+    Leave(ConversationOnly),
+    RemoveMember(RemoveMember),
+    Members(ConversationOnly),
+    Message(SendMessage),
+    Edit(Edit),
+    Delete(AtSeq),
+    History(History),
+    Read(AtSeq),
+    Typing(Typing),
+}
+
 /// The writer's operation for a checked send.
-fn send_op(user: &str, conversation: i64, send: Send) -> Op {
+fn send_op(user: &str, conversation: i64, send: SendMessage) -> Op {
     Op::Send {
         user: user.to_owned(),
         conversation,
@@ -632,185 +651,226 @@ impl Inner {
             .retain(|_, (_, at)| now.duration_since(*at) < TYPING_MEMORY);
     }
 
-    async fn handle(&self, socket: &Arc<Socket>, user: String, event: &str, args: &Args) -> Reply {
-        match event {
-            "conversations" => self.conversations(&user, parse_or_default(args)?).await,
-            "conversation:create" => self.create(&user, parse(args)?).await,
+    /// Reads `event` once, or says what is wrong. The events that write
+    /// take from `user`'s write rate first, before their payload is read
+    /// (a send, and a create, once it is checked).
+    fn parse(&self, user: &str, event: &str, args: &Args) -> Result<ChatEvent, HubError> {
+        Ok(match event {
+            "conversations" => ChatEvent::Conversations(parse_or_default(args)?),
+            "conversation:create" => ChatEvent::Create(parse(args)?),
             "conversation:add_member" => {
-                self.admit(&user)?;
-                let add: AddMembers = parse(args)?;
-                if add.users.len() > self.config.max_members {
-                    return Err(HubError::new(
-                        "too_many_members",
-                        format!("a group has at most {} members", self.config.max_members),
-                    ));
-                }
-                for member in &add.users {
-                    self.check_user_id(member)?;
-                }
-                if add.users.is_empty() {
-                    return Err(bad_request("users is empty"));
-                }
-                let mut others: Vec<&String> = add.users.iter().filter(|u| **u != user).collect();
-                others.sort();
-                others.dedup();
-                self.admit_added(&user, others.len())?;
-                let done = self
-                    .writer
-                    .submit(Op::AddMembers {
-                        user,
-                        conversation: add.conversation,
-                        users: add.users,
-                        max_members: self.config.max_members,
-                        max_conversations: self.config.max_conversations_per_user,
-                    })
-                    .await?;
-                match done {
-                    Done::Added { added, before, .. } => {
-                        let mut members: Vec<String> =
-                            before.into_iter().chain(added.clone()).collect();
-                        members.sort();
-                        Ok(fields(json!({"added": added, "members": members})))
-                    }
-                    _ => Ok(Map::new()),
-                }
+                self.admit(user)?;
+                ChatEvent::AddMembers(parse(args)?)
             }
             "conversation:leave" => {
-                self.admit(&user)?;
-                let leave: ConversationOnly = parse(args)?;
-                self.writer
-                    .submit(Op::Leave {
-                        user,
-                        conversation: leave.conversation,
-                    })
-                    .await?;
-                Ok(fields(json!({"conversation": leave.conversation})))
+                self.admit(user)?;
+                ChatEvent::Leave(parse(args)?)
             }
             "conversation:remove_member" => {
-                self.admit(&user)?;
-                let remove: RemoveMember = parse(args)?;
-                self.check_user_id(&remove.user)?;
-                self.writer
-                    .submit(Op::RemoveMember {
-                        user,
-                        conversation: remove.conversation,
-                        member: remove.user.clone(),
-                    })
-                    .await?;
-                Ok(fields(
-                    json!({"conversation": remove.conversation, "user": remove.user}),
-                ))
+                self.admit(user)?;
+                ChatEvent::RemoveMember(parse(args)?)
             }
-            "conversation:members" => {
-                let of: ConversationOnly = parse(args)?;
-                self.member_check(of.conversation, &user).await?;
-                let members = self
-                    .ctx
-                    .store
-                    .timed(async {
-                        let mut conn = self.ctx.store.pool().acquire().await?;
-                        store::members(&mut conn, of.conversation).await
-                    })
-                    .await?;
-                Ok(fields(json!({
-                    "conversation": of.conversation,
-                    "member_count": members.len(),
-                    "members": members,
-                })))
-            }
-            "message" => self.send(&user, parse(args)?).await,
+            "conversation:members" => ChatEvent::Members(parse(args)?),
+            "message" => ChatEvent::Message(parse(args)?),
             "message:edit" => {
-                self.admit(&user)?;
-                let edit: Edit = parse(args)?;
-                self.check_text(&edit.text)?;
-                match self
-                    .writer
-                    .submit(Op::Edit {
-                        user,
-                        conversation: edit.conversation,
-                        seq: edit.seq,
-                        text: edit.text,
-                    })
-                    .await?
-                {
-                    Done::Edited { message, .. } => Ok(fields(json!({"message": message}))),
-                    _ => Ok(Map::new()),
-                }
+                self.admit(user)?;
+                ChatEvent::Edit(parse(args)?)
             }
             "message:delete" => {
-                self.admit(&user)?;
-                let delete: AtSeq = parse(args)?;
-                match self
-                    .writer
-                    .submit(Op::Delete {
-                        user,
-                        conversation: delete.conversation,
-                        seq: delete.seq,
-                    })
-                    .await?
-                {
-                    Done::Deleted { message, .. } => Ok(fields(json!({"message": message}))),
-                    _ => Ok(Map::new()),
-                }
+                self.admit(user)?;
+                ChatEvent::Delete(parse(args)?)
             }
-            "history" => self.history(&user, parse(args)?).await,
+            "history" => ChatEvent::History(parse(args)?),
             "read" => {
-                self.admit(&user)?;
-                let read: AtSeq = parse(args)?;
-                if read.seq < 0 {
-                    return Err(bad_request("seq is 0 or more"));
-                }
-                match self
-                    .writer
-                    .submit(Op::Read {
-                        user,
-                        conversation: read.conversation,
-                        seq: read.seq,
-                    })
-                    .await?
-                {
-                    Done::Read {
-                        seq,
-                        unread,
-                        mentions,
-                        ..
-                    } => Ok(fields(
-                        json!({"seq": seq, "unread": unread, "mentions": mentions}),
-                    )),
-                    _ => Ok(Map::new()),
-                }
+                self.admit(user)?;
+                ChatEvent::Read(parse(args)?)
             }
-            "typing" => {
-                let typing: Typing = parse(args)?;
-                let conversation = typing.conversation;
-                let socket = socket.id().as_str();
-                if typing.typing {
-                    self.member_check(conversation, &user).await?;
-                }
-                // A stop is applied before any store query: one that the
-                // store's failure refused would leave the others seeing
-                // the user type until the start expires. Only a member's
-                // start is shown, so a stop the others must see is a
-                // (then) member's.
-                let relay = self
-                    .typing
-                    .set(conversation, &user, socket, typing.typing)
-                    .await?;
-                let relayed = relay.is_some();
-                match relay {
-                    Some(relay) => self.relay_typing(relay).await,
-                    None if !typing.typing => {
-                        self.member_check(conversation, &user).await?;
-                    }
-                    None => {}
-                }
-                Ok(fields(json!({"relayed": relayed})))
+            "typing" => ChatEvent::Typing(parse(args)?),
+            other => {
+                return Err(HubError::new(
+                    "unknown_event",
+                    format!("no handler for {other:?}"),
+                ));
             }
-            other => Err(HubError::new(
-                "unknown_event",
-                format!("no handler for {other:?}"),
-            )),
+        })
+    }
+
+    async fn handle(&self, socket: &Socket, user: String, event: ChatEvent) -> Reply {
+        match event {
+            ChatEvent::Conversations(list) => self.conversations(&user, list).await,
+            ChatEvent::Create(create) => self.create(&user, create).await,
+            ChatEvent::AddMembers(add) => self.add_members(user, add).await,
+            ChatEvent::Leave(leave) => self.leave(user, leave).await,
+            ChatEvent::RemoveMember(remove) => self.remove_member(user, remove).await,
+            ChatEvent::Members(of) => self.members(&user, of).await,
+            ChatEvent::Message(send) => self.send(&user, send).await,
+            ChatEvent::Edit(edit) => self.edit(user, edit).await,
+            ChatEvent::Delete(delete) => self.delete(user, delete).await,
+            ChatEvent::History(history) => self.history(&user, history).await,
+            ChatEvent::Read(read) => self.read(user, read).await,
+            ChatEvent::Typing(typing) => self.typing(socket, &user, typing).await,
         }
+    }
+
+    async fn add_members(&self, user: String, add: AddMembers) -> Reply {
+        if add.users.len() > self.config.max_members {
+            return Err(HubError::new(
+                "too_many_members",
+                format!("a group has at most {} members", self.config.max_members),
+            ));
+        }
+        for member in &add.users {
+            self.check_user_id(member)?;
+        }
+        if add.users.is_empty() {
+            return Err(bad_request("users is empty"));
+        }
+        let mut others: Vec<&String> = add.users.iter().filter(|u| **u != user).collect();
+        others.sort();
+        others.dedup();
+        self.admit_added(&user, others.len())?;
+        let done = self
+            .writer
+            .submit(Op::AddMembers {
+                user,
+                conversation: add.conversation,
+                users: add.users,
+                max_members: self.config.max_members,
+                max_conversations: self.config.max_conversations_per_user,
+            })
+            .await?;
+        match done {
+            Done::Added { added, before, .. } => {
+                let mut members: Vec<String> = before.into_iter().chain(added.clone()).collect();
+                members.sort();
+                Ok(fields(json!({"added": added, "members": members})))
+            }
+            _ => Ok(Map::new()),
+        }
+    }
+
+    async fn leave(&self, user: String, leave: ConversationOnly) -> Reply {
+        self.writer
+            .submit(Op::Leave {
+                user,
+                conversation: leave.conversation,
+            })
+            .await?;
+        Ok(fields(json!({"conversation": leave.conversation})))
+    }
+
+    async fn remove_member(&self, user: String, remove: RemoveMember) -> Reply {
+        self.check_user_id(&remove.user)?;
+        self.writer
+            .submit(Op::RemoveMember {
+                user,
+                conversation: remove.conversation,
+                member: remove.user.clone(),
+            })
+            .await?;
+        Ok(fields(
+            json!({"conversation": remove.conversation, "user": remove.user}),
+        ))
+    }
+
+    async fn members(&self, user: &str, of: ConversationOnly) -> Reply {
+        self.member_check(of.conversation, user).await?;
+        let members = self
+            .ctx
+            .store
+            .timed(async {
+                let mut conn = self.ctx.store.pool().acquire().await?;
+                store::members(&mut conn, of.conversation).await
+            })
+            .await?;
+        Ok(fields(json!({
+            "conversation": of.conversation,
+            "member_count": members.len(),
+            "members": members,
+        })))
+    }
+
+    async fn edit(&self, user: String, edit: Edit) -> Reply {
+        self.check_text(&edit.text)?;
+        match self
+            .writer
+            .submit(Op::Edit {
+                user,
+                conversation: edit.conversation,
+                seq: edit.seq,
+                text: edit.text,
+            })
+            .await?
+        {
+            Done::Edited { message, .. } => Ok(fields(json!({"message": message}))),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    async fn delete(&self, user: String, delete: AtSeq) -> Reply {
+        match self
+            .writer
+            .submit(Op::Delete {
+                user,
+                conversation: delete.conversation,
+                seq: delete.seq,
+            })
+            .await?
+        {
+            Done::Deleted { message, .. } => Ok(fields(json!({"message": message}))),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    async fn read(&self, user: String, read: AtSeq) -> Reply {
+        if read.seq < 0 {
+            return Err(bad_request("seq is 0 or more"));
+        }
+        match self
+            .writer
+            .submit(Op::Read {
+                user,
+                conversation: read.conversation,
+                seq: read.seq,
+            })
+            .await?
+        {
+            Done::Read {
+                seq,
+                unread,
+                mentions,
+                ..
+            } => Ok(fields(
+                json!({"seq": seq, "unread": unread, "mentions": mentions}),
+            )),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    async fn typing(&self, socket: &Socket, user: &str, typing: Typing) -> Reply {
+        let conversation = typing.conversation;
+        let socket = socket.id().as_str();
+        if typing.typing {
+            self.member_check(conversation, user).await?;
+        }
+        // A stop is applied before any store query: one that the
+        // store's failure refused would leave the others seeing
+        // the user type until the start expires. Only a member's
+        // start is shown, so a stop the others must see is a
+        // (then) member's.
+        let relay = self
+            .typing
+            .set(conversation, user, socket, typing.typing)
+            .await?;
+        let relayed = relay.is_some();
+        match relay {
+            Some(relay) => self.relay_typing(relay).await,
+            None if !typing.typing => {
+                self.member_check(conversation, user).await?;
+            }
+            None => {}
+        }
+        Ok(fields(json!({"relayed": relayed})))
     }
 
     /// `not_found` / `forbidden` unless `user` is in `conversation`; its
@@ -1017,7 +1077,7 @@ impl Inner {
     }
 
     /// Checks a send and takes it from the sender's write rate.
-    fn check_send(&self, user: &str, send: &Send) -> Result<(), HubError> {
+    fn check_send(&self, user: &str, send: &SendMessage) -> Result<(), HubError> {
         self.check_text(&send.text)?;
         if send.client_id.is_empty() || send.client_id.len() > self.config.max_client_id_bytes {
             return Err(bad_request(format!(
@@ -1032,7 +1092,7 @@ impl Inner {
         self.admit(user)
     }
 
-    async fn send(&self, user: &str, send: Send) -> Reply {
+    async fn send(&self, user: &str, send: SendMessage) -> Reply {
         self.check_send(user, &send)?;
         let conversation = match (send.conversation, &send.to) {
             (Some(id), _) => id,
@@ -1055,8 +1115,8 @@ impl Inner {
         in_flight: Arc<Semaphore>,
         user: String,
         conversation: i64,
-        send: Send,
-    ) -> BoxFuture<Reply> {
+        send: SendMessage,
+    ) -> impl Future<Output = Reply> + Send + 'static {
         let queued = async {
             self.check_send(&user, &send)?;
             let permit = in_flight
@@ -1070,13 +1130,11 @@ impl Inner {
             Ok::<_, HubError>((permit, outcome))
         }
         .await;
-        match queued {
-            Ok((permit, outcome)) => Box::pin(async move {
-                let done = outcome.await;
-                drop(permit);
-                sent(done?)
-            }),
-            Err(err) => Box::pin(std::future::ready(Err(err))),
+        async move {
+            let (permit, outcome) = queued?;
+            let done = outcome.await;
+            drop(permit);
+            sent(done?)
         }
     }
 
@@ -1108,9 +1166,14 @@ fn parse_cursor(cursor: &str) -> Option<(i64, i64)> {
 }
 
 impl Component for Chat {
-    fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+    type User = Identity;
+
+    fn on_connect(
+        &self,
+        socket: &Arc<Socket>,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let _ = self.inner.ns.set(Arc::downgrade(socket.namespace()));
-        None
+        None::<std::future::Ready<()>>
     }
 
     fn on_disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
@@ -1128,19 +1191,18 @@ impl Component for Chat {
         });
     }
 
-    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
+    fn handle(
+        &self,
+        socket: &Arc<Socket>,
+        user: Identity,
+        event: &str,
+        args: &Args,
+    ) -> impl Future<Output = Reply> + Send + 'static {
         let _ = self.inner.ns.set(Arc::downgrade(socket.namespace()));
-        let Some(identity) = identity_of(socket) else {
-            return Box::pin(std::future::ready(Err(HubError::new(
-                "unauthorized",
-                "sign in first",
-            ))));
-        };
+        let parsed = self.inner.parse(&user.user, event, args);
         let inner = self.inner.clone();
         let socket = socket.clone();
-        let event = event.to_owned();
-        let args = args.clone();
-        Box::pin(async move { inner.handle(&socket, identity.user, &event, &args).await })
+        async move { inner.handle(&socket, user.user, parsed?).await }
     }
 
     /// A `message` to a conversation is queued for the writer and acked
@@ -1150,14 +1212,15 @@ impl Component for Chat {
     fn queue(
         &self,
         socket: &Arc<Socket>,
+        user: &Identity,
         event: &str,
         args: &Args,
-    ) -> Option<BoxFuture<BoxFuture<Reply>>> {
+    ) -> Option<impl Future<Output = impl Future<Output = Reply> + Send + 'static> + Send + 'static>
+    {
         if event != "message" {
             return None;
         }
-        let identity = identity_of(socket)?;
-        let send: Send = parse(args).ok()?;
+        let send: SendMessage = parse(args).ok()?;
         let conversation = match (send.conversation, &send.to) {
             (Some(id), None) => id,
             _ => return None,
@@ -1165,11 +1228,6 @@ impl Component for Chat {
         let _ = self.inner.ns.set(Arc::downgrade(socket.namespace()));
         let in_flight = in_flight(socket, self.inner.config.max_sends_in_flight);
         let inner = self.inner.clone();
-        Some(Box::pin(inner.queue_send(
-            in_flight,
-            identity.user,
-            conversation,
-            send,
-        )))
+        Some(inner.queue_send(in_flight, user.user.clone(), conversation, send))
     }
 }

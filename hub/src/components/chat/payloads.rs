@@ -66,7 +66,7 @@ pub struct ConversationOnly {
 /// `message`: to a conversation, or to a user (their direct conversation).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Send {
+pub struct SendMessage {
     pub conversation: Option<i64>,
     pub to: Option<String>,
     pub client_id: String,

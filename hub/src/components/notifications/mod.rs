@@ -8,14 +8,16 @@
 
 mod payload;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
-use socketio::{Args, BoxFuture, Socket};
+use socketio::{Args, Socket};
 
-use crate::auth::identity_of;
-use crate::component::{Component, HubError, Reply};
+use crate::component::{Component, Reply};
+use crate::identity::Identity;
 use crate::services::Context;
+use payload::NotificationsEvent;
 
 pub use crate::services::notifications::NotificationsConfig;
 
@@ -42,6 +44,8 @@ fn fields(value: Value) -> Map<String, Value> {
 }
 
 impl Component for NotificationsComponent {
+    type User = Identity;
+
     /// Once the client knows it is connected, it is told its unread count
     /// (`unread` `{count}`), in order with every other change of it.
     fn on_connected(&self, socket: &Arc<Socket>) {
@@ -55,43 +59,31 @@ impl Component for NotificationsComponent {
         });
     }
 
-    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
-        let Some(user) = identity_of(socket).map(|identity| identity.user) else {
-            return Box::pin(std::future::ready(Err(HubError::new(
-                "unauthorized",
-                "sign in first",
-            ))));
-        };
+    fn handle(
+        &self,
+        socket: &Arc<Socket>,
+        user: Identity,
+        event: &str,
+        args: &Args,
+    ) -> impl Future<Output = Reply> + Send + 'static {
+        let parsed = NotificationsEvent::parse(event, args, self.ctx.notifications.config());
         let notifications = self.ctx.notifications.clone();
         let socket = socket.clone();
-        match event {
-            "list" => {
-                let request = payload::list(args, notifications.config());
-                Box::pin(async move {
-                    let (before, limit) = request?;
-                    let (page, has_more) = notifications.list(&user, before, limit).await?;
+        async move {
+            match parsed? {
+                NotificationsEvent::List { before, limit } => {
+                    let (page, has_more) = notifications.list(&user.user, before, limit).await?;
                     Ok(fields(json!({"notifications": page, "has_more": has_more})))
-                })
-            }
-            "read" => {
-                let request = payload::read(args, notifications.config());
-                Box::pin(async move {
-                    let ids = notifications.read(&user, &request?, Some(&socket)).await?;
+                }
+                NotificationsEvent::Read { ids } => {
+                    let ids = notifications.read(&user.user, &ids, Some(&socket)).await?;
                     Ok(fields(json!({"ids": ids})))
-                })
-            }
-            "read_all" => {
-                let request = payload::read_all(args);
-                Box::pin(async move {
-                    request?;
-                    let marked = notifications.read_all(&user, Some(&socket)).await?;
+                }
+                NotificationsEvent::ReadAll => {
+                    let marked = notifications.read_all(&user.user, Some(&socket)).await?;
                     Ok(fields(json!({"marked": marked})))
-                })
+                }
             }
-            other => Box::pin(std::future::ready(Err(HubError::new(
-                "unknown_event",
-                format!("no event {other:?} in /notifications (list, read, read_all)"),
-            )))),
         }
     }
 }

@@ -10,6 +10,7 @@
 //!
 //! With a secret, every request is signed ([`crate::signature`]).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +20,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use socketio::{Args, BoxFuture, Socket};
+use socketio::{Args, Socket};
 
 use crate::auth::identity_of;
 use crate::component::{Component, HubError, Reply};
+use crate::identity::Identity;
 
 /// Largest backend response read, in bytes.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -80,13 +82,15 @@ impl Proxy {
     fn call(
         &self,
         socket: &Arc<Socket>,
+        user: Option<Identity>,
         event: &str,
         data: Value,
-    ) -> BoxFuture<Result<serde_json::Map<String, Value>, HubError>> {
+    ) -> impl Future<Output = Result<serde_json::Map<String, Value>, HubError>> + Send + 'static
+    {
         let body = json!({
             "namespace": socket.namespace().name(),
             "event": event,
-            "user": identity_of(socket).map(|id| id.user),
+            "user": user.map(|id| id.user),
             "socket": socket.id().as_str(),
             "data": data,
         });
@@ -107,7 +111,7 @@ impl Proxy {
         let timeout = self.timeout;
         let namespace = socket.namespace().name().to_owned();
         let event = event.to_owned();
-        Box::pin(async move {
+        async move {
             // Every failure is logged with its detail and answered with a
             // generic message: a backend's error text may hold anything.
             let failed = |code: &'static str, client_message: &str, detail: String| {
@@ -161,7 +165,7 @@ impl Proxy {
                     format!("no answer within {} ms", timeout.as_millis()),
                 )),
             }
-        })
+        }
     }
 }
 
@@ -170,13 +174,21 @@ fn first_arg(args: &Args) -> Value {
 }
 
 impl Component for Proxy {
+    /// The backend decides: it is told the user, or `null`.
+    type User = Option<Identity>;
+
     fn subscribe(
         &self,
         socket: &Arc<Socket>,
         room: &str,
-    ) -> BoxFuture<Result<Vec<String>, HubError>> {
-        let answer = self.call(socket, "subscribe", Value::String(room.to_owned()));
-        Box::pin(async move {
+    ) -> impl Future<Output = Result<Vec<String>, HubError>> + Send + 'static {
+        let answer = self.call(
+            socket,
+            identity_of(socket),
+            "subscribe",
+            Value::String(room.to_owned()),
+        );
+        async move {
             let object = answer.await?;
             if object.get("ok") == Some(&Value::Bool(false)) {
                 return Err(HubError::new(
@@ -194,10 +206,16 @@ impl Component for Proxy {
                 .iter()
                 .filter_map(|r| r.as_str().map(str::to_owned))
                 .collect())
-        })
+        }
     }
 
-    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
-        self.call(socket, event, first_arg(args))
+    fn handle(
+        &self,
+        socket: &Arc<Socket>,
+        user: Option<Identity>,
+        event: &str,
+        args: &Args,
+    ) -> impl Future<Output = Reply> + Send + 'static {
+        self.call(socket, user, event, first_arg(args))
     }
 }

@@ -1,9 +1,10 @@
 //! [`PubSub`]: a generic publish/subscribe component.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use socketio::{Args, BoxFuture, Socket};
+use socketio::{Args, Socket};
 
 use crate::auth::user_room;
 use crate::component::{Component, HubError, Reply, publish_to_room};
@@ -16,11 +17,20 @@ use crate::identity::Identity;
 pub struct PubSub;
 
 impl Component for PubSub {
+    /// Anyone, signed in or not, may publish to a topic they subscribed to.
+    type User = Option<Identity>;
+
     fn may_subscribe(&self, user: Option<&Identity>, room: &str) -> bool {
         room.starts_with("topic:") || user.is_some_and(|u| room == user_room(&u.user))
     }
 
-    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
+    fn handle(
+        &self,
+        socket: &Arc<Socket>,
+        _user: Option<Identity>,
+        event: &str,
+        args: &Args,
+    ) -> impl Future<Output = Reply> + Send + 'static {
         let result = match event {
             "publish" => publish(socket, args),
             other => Err(HubError::new(
@@ -28,7 +38,7 @@ impl Component for PubSub {
                 format!("no handler for {other:?}"),
             )),
         };
-        Box::pin(std::future::ready(result))
+        std::future::ready(result)
     }
 }
 
