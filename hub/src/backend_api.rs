@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use socketio::{Args, BroadcastOperator, Namespace, SocketIo};
 
 use crate::auth::user_room;
-use crate::error::HubError;
+use crate::error::{ErrorCode, HubError};
 use crate::services::notifications::{NewNotification, Notifications};
 
 /// Longest event name accepted.
@@ -108,7 +108,7 @@ pub struct DisconnectRequest {
 }
 
 fn invalid(message: impl Into<String>) -> HubError {
-    HubError::new("invalid_request", message)
+    HubError::new(ErrorCode::InvalidRequest, message)
 }
 
 /// Refuses a publish into a namespace served by one of the hub's
@@ -125,7 +125,7 @@ fn refuse_component(
     match request.namespace.as_deref() {
         Some(name) if components.iter().any(|c| c == name) && Some(name) != allowed => {
             Err(HubError::new(
-                "reserved_namespace",
+                ErrorCode::ReservedNamespace,
                 format!(
                     "{name:?} is served by a hub component: only the component emits there \
                      (notifications: persist, or POST /api/v1/notifications)"
@@ -139,10 +139,12 @@ fn refuse_component(
 /// The namespaces a request addresses.
 fn namespaces(io: &SocketIo, name: Option<&str>) -> Result<Vec<Arc<Namespace>>, HubError> {
     match name {
-        Some(name) => io
-            .of(name)
-            .map(|ns| vec![ns])
-            .ok_or_else(|| HubError::new("unknown_namespace", format!("no namespace {name:?}"))),
+        Some(name) => io.of(name).map(|ns| vec![ns]).ok_or_else(|| {
+            HubError::new(
+                ErrorCode::UnknownNamespace,
+                format!("no namespace {name:?}"),
+            )
+        }),
         None => Ok(io.namespaces()),
     }
 }

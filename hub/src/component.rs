@@ -17,7 +17,7 @@ use socketio::{Args, DisconnectReason, Namespace, Socket};
 use crate::auth::{identity_of, user_room};
 use crate::identity::Identity;
 
-pub use crate::error::HubError;
+pub use crate::error::{ErrorCode, HubError};
 pub use runner::ComponentHandler;
 
 /// What a component answers: the fields of `{ok:true, …}`.
@@ -34,7 +34,7 @@ pub trait Caller: Sized + Send + 'static {
 
 impl Caller for Identity {
     fn of(socket: &Socket) -> Result<Identity, HubError> {
-        identity_of(socket).ok_or_else(|| HubError::new("unauthorized", "sign in first"))
+        identity_of(socket).ok_or_else(|| HubError::new(ErrorCode::Unauthorized, "sign in first"))
     }
 }
 
@@ -92,7 +92,7 @@ pub trait Component: Send + Sync + 'static {
             Ok(vec![room.to_owned()])
         } else {
             Err(HubError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!("not allowed to subscribe to {room}"),
             ))
         };

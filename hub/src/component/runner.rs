@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Room, Socket};
 
-use super::{Caller, Component, HubError};
+use super::{Caller, Component, ErrorCode, HubError};
 use crate::limits::RoomLimits;
 
 /// Runs a [`Component`] as a namespace handler.
@@ -97,7 +97,7 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
         match event.name.as_str() {
             "subscribe" | "unsubscribe" => {
                 let Ok(room) = event.args.first::<String>() else {
-                    reply(HubError::new("bad_request", "expected a room id").reply());
+                    reply(HubError::new(ErrorCode::BadRequest, "expected a room id").reply());
                     return None;
                 };
                 if event.name == "unsubscribe" {
@@ -108,7 +108,7 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 if room.len() > self.limits.max_room_len {
                     reply(
                         HubError::new(
-                            "bad_request",
+                            ErrorCode::BadRequest,
                             format!("room ids are at most {} bytes", self.limits.max_room_len),
                         )
                         .reply(),
@@ -123,7 +123,7 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                         Ok(rooms) if rooms_after_joining(&socket, &rooms) > max_rooms => {
                             reply(
                                 HubError::new(
-                                    "too_many_rooms",
+                                    ErrorCode::TooManyRooms,
                                     format!("a socket may be in at most {max_rooms} rooms"),
                                 )
                                 .reply(),

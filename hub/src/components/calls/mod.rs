@@ -29,7 +29,7 @@ use socketio::{Args, DisconnectReason, Namespace, Socket, SocketId};
 
 use crate::auth::{identity_of, user_room};
 use crate::clock::now_ms;
-use crate::component::{Component, HubError, Reply};
+use crate::component::{Component, ErrorCode, HubError, Reply};
 use crate::identity::Identity;
 use crate::limits::{KeyedBuckets, TokenBucket};
 use crate::services::Context;
@@ -196,13 +196,13 @@ struct Peer<'a> {
 
 fn parse<T: DeserializeOwned>(args: &Args, event: &str) -> Result<T, HubError> {
     args.first::<T>()
-        .map_err(|err| HubError::new("bad_request", format!("{event}: {err}")))
+        .map_err(|err| HubError::new(ErrorCode::BadRequest, format!("{event}: {err}")))
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), HubError> {
     if id.is_empty() || id.len() > MAX_ID_BYTES {
         return Err(HubError::new(
-            "bad_request",
+            ErrorCode::BadRequest,
             format!("{what} must be 1..={MAX_ID_BYTES} bytes"),
         ));
     }
@@ -211,24 +211,34 @@ fn check_id(what: &str, id: &str) -> Result<(), HubError> {
 
 fn refused(refusal: Refusal) -> HubError {
     match refusal {
-        Refusal::NotInvited => HubError::new("forbidden", "you are not invited to this call"),
-        Refusal::AlreadyAnswered => {
-            HubError::new("already_answered", "another of your devices answered")
+        Refusal::NotInvited => {
+            HubError::new(ErrorCode::Forbidden, "you are not invited to this call")
         }
-        Refusal::NotRinging => HubError::new("not_ringing", "this call no longer rings for you"),
-        Refusal::NotParticipant => HubError::new("forbidden", "this device is not in the call"),
-        Refusal::Full => HubError::new("call_full", "the call has its maximum of participants"),
+        Refusal::AlreadyAnswered => HubError::new(
+            ErrorCode::AlreadyAnswered,
+            "another of your devices answered",
+        ),
+        Refusal::NotRinging => {
+            HubError::new(ErrorCode::NotRinging, "this call no longer rings for you")
+        }
+        Refusal::NotParticipant => {
+            HubError::new(ErrorCode::Forbidden, "this device is not in the call")
+        }
+        Refusal::Full => HubError::new(
+            ErrorCode::CallFull,
+            "the call has its maximum of participants",
+        ),
         Refusal::Ended => not_found(),
     }
 }
 
 fn not_found() -> HubError {
-    HubError::new("not_found", "no such call (or it has ended)")
+    HubError::new(ErrorCode::NotFound, "no such call (or it has ended)")
 }
 
 fn unavailable(err: StateError) -> HubError {
     tracing::warn!(%err, "call state error");
-    HubError::new("unavailable", "call state unavailable; try again")
+    HubError::new(ErrorCode::Unavailable, "call state unavailable; try again")
 }
 
 fn ok(value: Value) -> Reply {
@@ -327,7 +337,7 @@ impl Inner {
                 let args = parse::<InviteArgs>(args, event)?;
                 if !self.invites.admit(user) {
                     return Err(HubError::new(
-                        "rate_limited",
+                        ErrorCode::RateLimited,
                         format!(
                             "at most {} invitations a minute per user",
                             config.invites_per_minute
@@ -342,13 +352,13 @@ impl Inner {
             "signal" => {
                 if args.byte_len() > config.max_signal_bytes {
                     return Err(HubError::new(
-                        "payload_too_large",
+                        ErrorCode::PayloadTooLarge,
                         format!("a signal is at most {} bytes", config.max_signal_bytes),
                     ));
                 }
                 if !admit_signal(socket, config.signals_per_sec, config.signal_burst) {
                     return Err(HubError::new(
-                        "rate_limited",
+                        ErrorCode::RateLimited,
                         format!(
                             "at most {} signals per second per device",
                             config.signals_per_sec
@@ -364,7 +374,7 @@ impl Inner {
                 Ok(CallsEvent::IceServers)
             }
             other => Err(HubError::new(
-                "unknown_event",
+                ErrorCode::UnknownEvent,
                 format!("no handler for {other:?}"),
             )),
         }
@@ -394,7 +404,10 @@ impl Inner {
                 return Ok((next, out));
             }
         }
-        Err(HubError::new("unavailable", "the call is busy; try again"))
+        Err(HubError::new(
+            ErrorCode::Unavailable,
+            "the call is busy; try again",
+        ))
     }
 
     async fn invite(
@@ -408,12 +421,15 @@ impl Inner {
         for user in args.users {
             if user.is_empty() || user.len() > config.max_user_id_bytes {
                 return Err(HubError::new(
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     format!("user ids are 1..={} bytes", config.max_user_id_bytes),
                 ));
             }
             if user == caller {
-                return Err(HubError::new("bad_request", "you cannot invite yourself"));
+                return Err(HubError::new(
+                    ErrorCode::BadRequest,
+                    "you cannot invite yourself",
+                ));
             }
             if !users.contains(&user) {
                 users.push(user);
@@ -421,7 +437,7 @@ impl Inner {
             // Checked as the list grows: a long list is refused early.
             if users.len() + 1 > config.max_participants {
                 return Err(HubError::new(
-                    "too_many_participants",
+                    ErrorCode::TooManyParticipants,
                     format!(
                         "a call has at most {} participants, caller included",
                         config.max_participants
@@ -430,7 +446,10 @@ impl Inner {
             }
         }
         if users.is_empty() {
-            return Err(HubError::new("bad_request", "invite at least one user"));
+            return Err(HubError::new(
+                ErrorCode::BadRequest,
+                "invite at least one user",
+            ));
         }
         let device = socket.id().as_str();
         let call = Call::new(random_id(), caller, device, args.kind, &users, now_ms());
@@ -442,14 +461,14 @@ impl Inner {
             Ok(()) => {}
             Err(InsertError::Busy(user)) if user == caller => {
                 return Err(HubError::new(
-                    "busy",
+                    ErrorCode::Busy,
                     format!("you are in {} calls already", config.max_calls_per_user),
                 ));
             }
             Err(InsertError::Busy(_)) => {
                 // Which invitee is not said: whose phone rings is theirs.
                 return Err(HubError::new(
-                    "busy",
+                    ErrorCode::Busy,
                     "an invitee cannot take another call now",
                 ));
             }
@@ -703,7 +722,7 @@ impl Inner {
         let device = socket.id().as_str();
         if args.to == device {
             return Err(HubError::new(
-                "bad_request",
+                ErrorCode::BadRequest,
                 "a device does not signal itself",
             ));
         }
@@ -715,7 +734,7 @@ impl Inner {
         }
         if call.participant(&args.to).is_none() {
             return Err(HubError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 "the recipient is not a participant of this call",
             ));
         }

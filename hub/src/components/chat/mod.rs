@@ -50,7 +50,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::user_room;
 use crate::clock::now_ms;
-use crate::component::{Component, HubError, Reply};
+use crate::component::{Component, ErrorCode, HubError, Reply};
 use crate::identity::Identity;
 use crate::limits::KeyedBuckets;
 use crate::services::Context;
@@ -487,13 +487,13 @@ fn no_nul(what: &str, value: &str) -> Result<(), HubError> {
 }
 
 fn bad_request(message: impl Into<String>) -> HubError {
-    HubError::new("bad_request", message)
+    HubError::new(ErrorCode::BadRequest, message)
 }
 
 /// `full` are in `cap` conversations already.
 pub(crate) fn too_many_conversations(full: &[String], cap: usize) -> HubError {
     HubError::new(
-        "too_many_conversations",
+        ErrorCode::TooManyConversations,
         format!(
             "{} in {cap} conversations already (the most a user may be in)",
             full.join(", ")
@@ -514,7 +514,7 @@ impl Inner {
         no_nul("text", text)?;
         if text.chars().count() > self.config.max_text_chars {
             return Err(HubError::new(
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("text is at most {} characters", self.config.max_text_chars),
             ));
         }
@@ -528,7 +528,7 @@ impl Inner {
             return Ok(());
         }
         Err(HubError::new(
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "at most {} writes (messages, edits, reads…) per second per user",
                 self.config.messages_per_sec
@@ -543,7 +543,7 @@ impl Inner {
             return Ok(());
         }
         Err(HubError::new(
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "at most {} other users put into groups per minute per user",
                 self.config.members_added_per_min
@@ -688,7 +688,7 @@ impl Inner {
             "typing" => ChatEvent::Typing(parse(args)?),
             other => {
                 return Err(HubError::new(
-                    "unknown_event",
+                    ErrorCode::UnknownEvent,
                     format!("no handler for {other:?}"),
                 ));
             }
@@ -715,7 +715,7 @@ impl Inner {
     async fn add_members(&self, user: String, add: AddMembers) -> Reply {
         if add.users.len() > self.config.max_members {
             return Err(HubError::new(
-                "too_many_members",
+                ErrorCode::TooManyMembers,
                 format!("a group has at most {} members", self.config.max_members),
             ));
         }
@@ -893,9 +893,9 @@ impl Inner {
             })
             .await?;
         match found {
-            None => Err(HubError::new("not_found", "no such conversation")),
+            None => Err(HubError::new(ErrorCode::NotFound, "no such conversation")),
             Some((_, None)) => Err(HubError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 "not a member of this conversation",
             )),
             Some((found, Some(read))) => Ok((found, read)),
@@ -960,7 +960,7 @@ impl Inner {
         no_nul("name", &name)?;
         if create.members.len() > self.config.max_members {
             return Err(HubError::new(
-                "too_many_members",
+                ErrorCode::TooManyMembers,
                 format!("a group has at most {} members", self.config.max_members),
             ));
         }
@@ -973,7 +973,7 @@ impl Inner {
         members.dedup();
         if members.len() > self.config.max_members {
             return Err(HubError::new(
-                "too_many_members",
+                ErrorCode::TooManyMembers,
                 format!("a group has at most {} members", self.config.max_members),
             ));
         }
@@ -1122,7 +1122,7 @@ impl Inner {
             let permit = in_flight
                 .acquire_owned()
                 .await
-                .map_err(|_| HubError::new("unavailable", "the server is stopping"))?;
+                .map_err(|_| HubError::new(ErrorCode::Unavailable, "the server is stopping"))?;
             let outcome = self
                 .writer
                 .enqueue(send_op(&user, conversation, send))

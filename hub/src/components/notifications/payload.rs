@@ -6,7 +6,7 @@ use serde::Deserialize;
 use socketio::Args;
 
 use super::{DEFAULT_LIST_LIMIT, NotificationsConfig};
-use crate::component::HubError;
+use crate::component::{ErrorCode, HubError};
 
 /// An event of `/notifications`, checked.
 #[derive(Debug, PartialEq)]
@@ -39,7 +39,7 @@ impl NotificationsEvent {
                 Ok(NotificationsEvent::ReadAll)
             }
             other => Err(HubError::new(
-                "unknown_event",
+                ErrorCode::UnknownEvent,
                 format!("no event {other:?} in /notifications (list, read, read_all)"),
             )),
         }
@@ -68,7 +68,7 @@ struct ReadRequest {
 struct ReadAllRequest {}
 
 fn bad(message: impl Into<String>) -> HubError {
-    HubError::new("bad_request", message)
+    HubError::new(ErrorCode::BadRequest, message)
 }
 
 /// The first argument as `T`; nothing (or `null`) is `T::default()` when

@@ -28,7 +28,7 @@ use socketio::{Args, DisconnectReason, Namespace, Socket};
 
 use crate::auth::{identity_of, user_room};
 use crate::clock::now_ms;
-use crate::component::{Component, HubError, Reply};
+use crate::component::{Component, ErrorCode, HubError, Reply};
 use crate::identity::Identity;
 use crate::services::Context;
 use crate::services::presence::state::{Departure, Device, Remembered};
@@ -110,7 +110,7 @@ fn announce(ns: &Arc<Namespace>, presence: &UserPresence, except: Option<&Socket
 }
 
 fn bad_request(message: impl Into<String>) -> HubError {
-    HubError::new("bad_request", message)
+    HubError::new(ErrorCode::BadRequest, message)
 }
 
 fn fields(value: Value) -> Map<String, Value> {
@@ -140,7 +140,7 @@ fn within_watch_limit(
         .count();
     if already + new > max {
         return Err(HubError::new(
-            "too_many_watched",
+            ErrorCode::TooManyWatched,
             format!(
                 "a socket may watch at most {max} users (it watches {already}, \
                  {new} more asked)"
@@ -225,7 +225,7 @@ impl Presence {
         }
         if request.users.len() > max {
             return Err(HubError::new(
-                "too_many_watched",
+                ErrorCode::TooManyWatched,
                 format!("a socket may watch at most {max} users"),
             ));
         }
@@ -266,7 +266,7 @@ impl Presence {
             "watch" => Ok(PresenceEvent::Watch(self.users(args)?)),
             "unwatch" => Ok(PresenceEvent::Unwatch(self.users(args)?)),
             _ => Err(HubError::new(
-                "unknown_event",
+                ErrorCode::UnknownEvent,
                 format!("no handler for {event:?}"),
             )),
         }
@@ -323,7 +323,7 @@ async fn watch(
     if !refused.is_empty() {
         let named: Vec<&str> = refused.iter().take(10).map(String::as_str).collect();
         return Err(HubError::new(
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("not allowed to watch {}", named.join(", ")),
         ));
     }
@@ -337,7 +337,7 @@ async fn watch(
     let current = within_watch_limit(&socket, &users, max)?;
     let rooms: Vec<socketio::Room> = users.iter().map(|u| watch_room(u).into()).collect();
     if !socket.join_all(&rooms) {
-        return Err(HubError::new("unavailable", "the socket left"));
+        return Err(HubError::new(ErrorCode::Unavailable, "the socket left"));
     }
     let presence = match service.lookup(&users).await {
         Ok(presence) => presence,

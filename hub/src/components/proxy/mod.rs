@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use socketio::{Args, Socket};
 
 use crate::auth::identity_of;
-use crate::component::{Component, HubError, Reply};
+use crate::component::{Component, ErrorCode, HubError, Reply};
 use crate::identity::Identity;
 
 /// Largest backend response read, in bytes.
@@ -57,10 +57,10 @@ impl Proxy {
     pub fn new(url: &str, timeout: Duration) -> Result<Proxy, HubError> {
         let url: http::Uri = url
             .parse()
-            .map_err(|e| HubError::new("invalid_backend", format!("{url:?}: {e}")))?;
+            .map_err(|e| HubError::new(ErrorCode::InvalidBackend, format!("{url:?}: {e}")))?;
         if url.scheme_str() != Some("http") {
             return Err(HubError::new(
-                "invalid_backend",
+                ErrorCode::InvalidBackend,
                 "backend URLs must be http://",
             ));
         }
@@ -114,17 +114,17 @@ impl Proxy {
         async move {
             // Every failure is logged with its detail and answered with a
             // generic message: a backend's error text may hold anything.
-            let failed = |code: &'static str, client_message: &str, detail: String| {
+            let failed = |code: ErrorCode, client_message: &str, detail: String| {
                 // Debug-quoted: a backend's text cannot forge log lines.
-                tracing::warn!(%namespace, %event, code, ?detail, "backend request failed");
+                tracing::warn!(%namespace, %event, code = code.as_str(), ?detail, "backend request failed");
                 HubError::new(code, client_message)
             };
-            let request =
-                request.map_err(|e| failed("backend_error", BACKEND_FAILED, e.to_string()))?;
+            let request = request
+                .map_err(|e| failed(ErrorCode::BackendError, BACKEND_FAILED, e.to_string()))?;
             let exchange = async {
                 let response = client.request(request).await.map_err(|e| {
                     failed(
-                        "backend_unavailable",
+                        ErrorCode::BackendUnavailable,
                         "the backend is unavailable",
                         format!("{e:?}"),
                     )
@@ -135,7 +135,7 @@ impl Proxy {
                     .await
                     .map_err(|e| {
                         failed(
-                            "backend_error",
+                            ErrorCode::BackendError,
                             BACKEND_FAILED,
                             format!("reading the answer ({status}): {e}"),
                         )
@@ -143,7 +143,7 @@ impl Proxy {
                     .to_bytes();
                 if !status.is_success() {
                     return Err(failed(
-                        "backend_error",
+                        ErrorCode::BackendError,
                         BACKEND_FAILED,
                         format!("answered {status}: {}", excerpt(&bytes)),
                     ));
@@ -151,7 +151,7 @@ impl Proxy {
                 match serde_json::from_slice::<Value>(&bytes) {
                     Ok(Value::Object(object)) => Ok(object),
                     _ => Err(failed(
-                        "backend_error",
+                        ErrorCode::BackendError,
                         BACKEND_FAILED,
                         format!("answered {status} but no JSON object: {}", excerpt(&bytes)),
                     )),
@@ -160,7 +160,7 @@ impl Proxy {
             match tokio::time::timeout(timeout, exchange).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(failed(
-                    "backend_timeout",
+                    ErrorCode::BackendTimeout,
                     "the backend did not answer in time",
                     format!("no answer within {} ms", timeout.as_millis()),
                 )),
@@ -192,7 +192,7 @@ impl Component for Proxy {
             let object = answer.await?;
             if object.get("ok") == Some(&Value::Bool(false)) {
                 return Err(HubError::new(
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     "the backend refused the subscription",
                 ));
             }
@@ -200,7 +200,7 @@ impl Component for Proxy {
                 .get("rooms")
                 .and_then(Value::as_array)
                 .ok_or_else(|| {
-                    HubError::new("backend_error", "the backend's answer has no rooms")
+                    HubError::new(ErrorCode::BackendError, "the backend's answer has no rooms")
                 })?;
             Ok(rooms
                 .iter()

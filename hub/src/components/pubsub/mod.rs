@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use socketio::{Args, Socket};
 
 use crate::auth::user_room;
-use crate::component::{Component, HubError, Reply, publish_to_room};
+use crate::component::{Component, ErrorCode, HubError, Reply, publish_to_room};
 use crate::identity::Identity;
 
 /// A generic publish/subscribe component: clients subscribe to their own
@@ -34,7 +34,7 @@ impl Component for PubSub {
         let result = match event {
             "publish" => publish(socket, args),
             other => Err(HubError::new(
-                "unknown_event",
+                ErrorCode::UnknownEvent,
                 format!("no handler for {other:?}"),
             )),
         };
@@ -49,17 +49,23 @@ fn publish(socket: &Arc<Socket>, args: &Args) -> Reply {
         #[serde(default)]
         data: Value,
     }
-    let request: Publish = args
-        .first()
-        .map_err(|e| HubError::new("bad_request", format!("expected {{room, data}}: {e}")))?;
+    let request: Publish = args.first().map_err(|e| {
+        HubError::new(
+            ErrorCode::BadRequest,
+            format!("expected {{room, data}}: {e}"),
+        )
+    })?;
     if !request.room.starts_with("topic:") {
         return Err(HubError::new(
-            "forbidden",
+            ErrorCode::Forbidden,
             "clients publish to topic rooms only",
         ));
     }
     if !socket.rooms().iter().any(|r| **r == *request.room) {
-        return Err(HubError::new("forbidden", "subscribe to the room first"));
+        return Err(HubError::new(
+            ErrorCode::Forbidden,
+            "subscribe to the room first",
+        ));
     }
     let count = publish_to_room(socket.namespace(), &request.room, "message", &request.data);
     let mut fields = serde_json::Map::new();

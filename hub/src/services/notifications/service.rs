@@ -24,7 +24,7 @@ use super::store::{self, Pruned};
 use super::{NewNotification, Notification, NotificationsConfig};
 use crate::auth::user_room;
 use crate::clock::now_ms;
-use crate::error::HubError;
+use crate::error::{ErrorCode, HubError};
 use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
 
@@ -140,7 +140,7 @@ impl Notifications {
         new: &NewNotification,
     ) -> Result<Vec<(String, Notification, i64)>, HubError> {
         self.check(users, new)
-            .map_err(|message| HubError::new("bad_request", message))?;
+            .map_err(|message| HubError::new(ErrorCode::BadRequest, message))?;
         let mut seen = HashSet::with_capacity(users.len());
         let users: Vec<String> = users
             .iter()
