@@ -9,9 +9,13 @@
 //! - [`calls`]: WebRTC call signalling and TURN credentials.
 //! - [`pubsub`]: a generic publish/subscribe component.
 //! - [`proxy`]: a namespace owned by an HTTP backend.
+//!
+//! [`kit`] holds what they all do the same way (reading arguments,
+//! answering, emitting to a list of users).
 
 pub mod calls;
 pub mod chat;
+pub mod kit;
 pub mod notifications;
 pub mod presence;
 pub mod proxy;

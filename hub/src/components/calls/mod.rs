@@ -21,15 +21,15 @@ use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use socketio::{Args, DisconnectReason, Namespace, Socket, SocketId};
 
-use crate::auth::{identity_of, user_room};
+use crate::auth::identity_of;
 use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
+use crate::components::kit::{ack, emit_to_users, parse};
 use crate::identity::Identity;
 use crate::limits::{KeyedBuckets, TokenBucket};
 use crate::services::Context;
@@ -194,11 +194,6 @@ struct Peer<'a> {
     polite: bool,
 }
 
-fn parse<T: DeserializeOwned>(args: &Args, event: &str) -> Result<T, HubError> {
-    args.first::<T>()
-        .map_err(|err| HubError::new(ErrorCode::BadRequest, format!("{event}: {err}")))
-}
-
 fn check_id(what: &str, id: &str) -> Result<(), HubError> {
     if id.is_empty() || id.len() > MAX_ID_BYTES {
         return Err(HubError::new(
@@ -241,13 +236,6 @@ fn unavailable(err: StateError) -> HubError {
     HubError::new(ErrorCode::Unavailable, "call state unavailable; try again")
 }
 
-fn ok(value: Value) -> Reply {
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Ok(Map::new()),
-    }
-}
-
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -279,26 +267,6 @@ fn admit_signal(socket: &Socket, per_sec: f64, burst: f64) -> bool {
 }
 
 // --- emitting ---------------------------------------------------------------
-
-/// Emits to every device of `users`, each socket once, but `except`.
-fn to_users<'a>(
-    ns: &Arc<Namespace>,
-    users: impl IntoIterator<Item = &'a str>,
-    except: Option<SocketId>,
-    event: &str,
-    payload: &Value,
-) {
-    let mut users = users.into_iter();
-    let Some(first) = users.next() else { return };
-    let mut op = ns.to(user_room(first));
-    for user in users {
-        op = op.to(user_room(user));
-    }
-    if let Some(id) = except {
-        op = op.except_socket(id);
-    }
-    op.emit(event, &Args::one(payload));
-}
 
 /// Emits to one device (a socket of this namespace), if it is here.
 fn to_device<T: Serialize + ?Sized>(ns: &Namespace, device: &str, event: &str, payload: &T) {
@@ -476,10 +444,10 @@ impl Inner {
         }
         let ns = socket.namespace().clone();
         let ringing = ringing(&call, config);
-        to_users(
+        emit_to_users(
             &ns,
-            users.iter().map(String::as_str),
             None,
+            users.iter().map(String::as_str),
             "call:ringing",
             &ringing,
         );
@@ -490,10 +458,10 @@ impl Inner {
             "invitees": users,
             "created_at": call.created_at,
         });
-        to_users(
+        emit_to_users(
             &ns,
-            [caller],
             Some(*socket.id()),
+            [caller],
             "call:outgoing",
             &outgoing,
         );
@@ -505,7 +473,7 @@ impl Inner {
                 .await
                 .ok();
         }
-        ok(json!({
+        ack(json!({
             "call": call.id,
             "kind": call.kind,
             "invitees": users,
@@ -573,7 +541,7 @@ impl Inner {
         };
         if call.phase != Phase::Ended && !missed.is_empty() {
             let payload = json!({"call": call.id, "users": missed});
-            to_users(ns, call.involved(), None, "call:unanswered", &payload);
+            emit_to_users(ns, None, call.involved(), "call:unanswered", &payload);
         }
         self.finish(ns, &call, missed, None);
     }
@@ -590,7 +558,7 @@ impl Inner {
     ) {
         if let Some(reason) = call.ended.filter(|_| call.phase == Phase::Ended) {
             let payload = json!({"call": call.id, "reason": reason});
-            to_users(ns, call.involved(), except, "call:ended", &payload);
+            emit_to_users(ns, except, call.involved(), "call:ended", &payload);
         }
         if missed.is_empty() {
             return;
@@ -632,10 +600,10 @@ impl Inner {
             to_device(&ns, &peer.device, "call:accepted", &payload);
         }
         let elsewhere = json!({"call": call.id, "device": device});
-        to_users(
+        emit_to_users(
             &ns,
-            [user],
             Some(*socket.id()),
+            [user],
             "call:answered_elsewhere",
             &elsewhere,
         );
@@ -654,7 +622,7 @@ impl Inner {
                 polite: call.polite(device, &p.device),
             })
             .collect();
-        ok(json!({"call": call.id, "kind": call.kind, "participants": peers}))
+        ack(json!({"call": call.id, "kind": call.kind, "participants": peers}))
     }
 
     async fn decline(&self, socket: &Arc<Socket>, user: &str, args: CallRef) -> Reply {
@@ -663,9 +631,9 @@ impl Inner {
         let ns = socket.namespace().clone();
         let payload = json!({"call": call.id, "user": user});
         let except = Some(*socket.id());
-        to_users(&ns, call.involved(), except, "call:declined", &payload);
+        emit_to_users(&ns, except, call.involved(), "call:declined", &payload);
         self.finish(&ns, &call, missed, except);
-        ok(json!({"call": call.id, "ended": call.ended}))
+        ack(json!({"call": call.id, "ended": call.ended}))
     }
 
     /// `device` leaves call `id`; everyone concerned is told (but
@@ -695,7 +663,7 @@ impl Inner {
             };
             let payload =
                 json!({"call": call.id, "user": user, "device": device, "reason": reason});
-            to_users(ns, call.involved(), except, "call:left", &payload);
+            emit_to_users(ns, except, call.involved(), "call:left", &payload);
         }
         self.finish(ns, &call, missed, except);
         Ok(call)
@@ -713,7 +681,7 @@ impl Inner {
                 Some(*socket.id()),
             )
             .await?;
-        ok(json!({"call": call.id, "ended": call.ended}))
+        ack(json!({"call": call.id, "ended": call.ended}))
     }
 
     async fn signal(&self, socket: &Arc<Socket>, user: &str, args: SignalArgs) -> Reply {
@@ -760,7 +728,7 @@ impl Inner {
             user,
             now,
         );
-        ok(json!({
+        ack(json!({
             "ice_servers": servers,
             "ttl_secs": config.turn_ttl_secs,
             "expires_at": now.saturating_add(config.turn_ttl_secs),

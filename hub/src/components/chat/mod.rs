@@ -44,13 +44,13 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 use socketio::{Args, DisconnectReason, Namespace, Socket};
 use tokio::sync::Semaphore;
 
-use crate::auth::user_room;
 use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
+use crate::components::kit::{emit_to_users, fields};
 use crate::identity::Identity;
 use crate::limits::KeyedBuckets;
 use crate::services::Context;
@@ -252,25 +252,6 @@ impl Chat {
     }
 }
 
-/// Emits `event` with `payload` to every device of `users` on `ns`: one
-/// broadcast, encoded once.
-fn emit_to_users<'a>(
-    ns: &Arc<Namespace>,
-    users: impl IntoIterator<Item = &'a String>,
-    event: &str,
-    payload: &Value,
-) {
-    let mut to = ns.broadcast();
-    let mut any = false;
-    for user in users {
-        to = to.to(user_room(user));
-        any = true;
-    }
-    if any {
-        to.emit(event, &Args::one(payload));
-    }
-}
-
 /// Longest sender id shown in a mention notification's title, in
 /// characters (a user id may be far longer than a title may be).
 const TITLE_SENDER_CHARS: usize = 64;
@@ -321,7 +302,7 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             members,
             fresh: true,
         } => {
-            emit_to_users(ns, members, "message", &json!(message));
+            emit_to_users(ns, None, members, "message", message);
             notify_mentions(ctx, message, &message.mentions);
         }
         Done::Sent { fresh: false, .. } => {}
@@ -330,11 +311,11 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             members,
             mentioned,
         } => {
-            emit_to_users(ns, members, "message:updated", &json!(message));
+            emit_to_users(ns, None, members, "message:updated", message);
             notify_mentions(ctx, message, mentioned);
         }
         Done::Deleted { message, members } => {
-            emit_to_users(ns, members, "message:deleted", &json!(message));
+            emit_to_users(ns, None, members, "message:deleted", message);
         }
         Done::Added {
             conversation,
@@ -346,12 +327,14 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             if !added.is_empty() {
                 emit_to_users(
                     ns,
+                    None,
                     added,
                     "conversation:joined",
                     &json!({"conversation": summary}),
                 );
                 emit_to_users(
                     ns,
+                    None,
                     before,
                     "conversation:member_added",
                     &json!({"conversation": conversation, "users": added, "by": by}),
@@ -365,6 +348,7 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
         } => {
             emit_to_users(
                 ns,
+                None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_left",
                 &json!({"conversation": conversation, "user": user}),
@@ -378,6 +362,7 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
         } => {
             emit_to_users(
                 ns,
+                None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_removed",
                 &json!({"conversation": conversation, "user": user, "by": by}),
@@ -395,12 +380,14 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             let others = members.iter().filter(|m| *m != user);
             emit_to_users(
                 ns,
+                None,
                 others,
                 "read",
                 &json!({"conversation": conversation, "user": user, "seq": seq}),
             );
             emit_to_users(
                 ns,
+                None,
                 std::iter::once(user),
                 "read",
                 &json!({"conversation": conversation, "user": user, "seq": seq,
@@ -408,14 +395,6 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             );
         }
         Done::Read { moved: false, .. } => {}
-    }
-}
-
-/// The fields of an ack from a JSON object.
-fn fields(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
     }
 }
 
@@ -481,13 +460,11 @@ fn in_flight(socket: &Socket, max: usize) -> Arc<Semaphore> {
 /// (everyone's sends in it would be run again one by one).
 fn no_nul(what: &str, value: &str) -> Result<(), HubError> {
     if value.contains('\0') {
-        return Err(bad_request(format!("{what} may not contain U+0000")));
+        return Err(HubError::bad_request(format!(
+            "{what} may not contain U+0000"
+        )));
     }
     Ok(())
-}
-
-fn bad_request(message: impl Into<String>) -> HubError {
-    HubError::new(ErrorCode::BadRequest, message)
 }
 
 /// `full` are in `cap` conversations already.
@@ -509,7 +486,7 @@ impl Inner {
 
     fn check_text(&self, text: &str) -> Result<(), HubError> {
         if text.trim().is_empty() {
-            return Err(bad_request("text is empty"));
+            return Err(HubError::bad_request("text is empty"));
         }
         no_nul("text", text)?;
         if text.chars().count() > self.config.max_text_chars {
@@ -553,7 +530,7 @@ impl Inner {
 
     fn check_user_id(&self, user: &str) -> Result<(), HubError> {
         if user.is_empty() || user.len() > self.config.max_user_id_bytes {
-            return Err(bad_request(format!(
+            return Err(HubError::bad_request(format!(
                 "a user id is 1 to {} bytes",
                 self.config.max_user_id_bytes
             )));
@@ -568,7 +545,7 @@ impl Inner {
         match limit {
             None => Ok(max.min(50)),
             Some(n) if (1..=max).contains(&n) => Ok(n),
-            Some(_) => Err(bad_request(format!("limit is 1 to {max}"))),
+            Some(_) => Err(HubError::bad_request(format!("limit is 1 to {max}"))),
         }
     }
 
@@ -633,6 +610,7 @@ impl Inner {
         // sockets' queues in version order (an emit does not wait).
         emit_to_users(
             ns,
+            None,
             members.iter().filter(|m| **m != relay.user),
             "typing",
             &json!({"conversation": relay.conversation, "user": relay.user,
@@ -723,7 +701,7 @@ impl Inner {
             self.check_user_id(member)?;
         }
         if add.users.is_empty() {
-            return Err(bad_request("users is empty"));
+            return Err(HubError::bad_request("users is empty"));
         }
         let mut others: Vec<&String> = add.users.iter().filter(|u| **u != user).collect();
         others.sort();
@@ -824,7 +802,7 @@ impl Inner {
 
     async fn read(&self, user: String, read: AtSeq) -> Reply {
         if read.seq < 0 {
-            return Err(bad_request("seq is 0 or more"));
+            return Err(HubError::bad_request("seq is 0 or more"));
         }
         match self
             .writer
@@ -904,13 +882,13 @@ impl Inner {
 
     async fn conversations(&self, user: &str, list: ListConversations) -> Reply {
         let limit = self.limit(list.limit)?;
-        let cursor = match list.before.as_deref() {
-            None => None,
-            Some(cursor) => Some(
-                parse_cursor(cursor)
-                    .ok_or_else(|| bad_request("before: not a cursor this server gave"))?,
-            ),
-        };
+        let cursor =
+            match list.before.as_deref() {
+                None => None,
+                Some(cursor) => Some(parse_cursor(cursor).ok_or_else(|| {
+                    HubError::bad_request("before: not a cursor this server gave")
+                })?),
+            };
         let max_listed = self.config.max_listed_members.max(0);
         let (summaries, has_more) = self
             .ctx
@@ -940,7 +918,7 @@ impl Inner {
         self.admit(user)?;
         if let Some(other) = create.direct {
             if create.name.is_some() || !create.members.is_empty() {
-                return Err(bad_request(
+                return Err(HubError::bad_request(
                     "a direct conversation takes no name nor members",
                 ));
             }
@@ -948,11 +926,13 @@ impl Inner {
             return Ok(fields(json!({"conversation": summary, "created": created})));
         }
         let Some(name) = create.name else {
-            return Err(bad_request("a group needs a name (or give direct: user)"));
+            return Err(HubError::bad_request(
+                "a group needs a name (or give direct: user)",
+            ));
         };
         let chars = name.chars().count();
         if name.trim().is_empty() || chars > self.config.max_name_chars {
-            return Err(bad_request(format!(
+            return Err(HubError::bad_request(format!(
                 "name is 1 to {} characters",
                 self.config.max_name_chars
             )));
@@ -1001,6 +981,7 @@ impl Inner {
         if let Some(ns) = ns {
             emit_to_users(
                 &ns,
+                None,
                 &members,
                 "conversation:joined",
                 &json!({"conversation": summary}),
@@ -1019,7 +1000,9 @@ impl Inner {
     ) -> Result<(store::Summary, bool), HubError> {
         self.check_user_id(other)?;
         if other == user {
-            return Err(bad_request("a direct conversation is with someone else"));
+            return Err(HubError::bad_request(
+                "a direct conversation is with someone else",
+            ));
         }
         let cap = self.config.max_conversations_per_user;
         let (summary, created) = self
@@ -1046,6 +1029,7 @@ impl Inner {
         if created && let Some(ns) = self.namespace() {
             emit_to_users(
                 &ns,
+                None,
                 &summary.members,
                 "conversation:joined",
                 &json!({"conversation": summary}),
@@ -1060,7 +1044,9 @@ impl Inner {
     async fn direct_for_send(&self, user: &str, other: &str) -> Result<i64, HubError> {
         self.check_user_id(other)?;
         if other == user {
-            return Err(bad_request("a direct conversation is with someone else"));
+            return Err(HubError::bad_request(
+                "a direct conversation is with someone else",
+            ));
         }
         let found = self
             .ctx
@@ -1080,14 +1066,14 @@ impl Inner {
     fn check_send(&self, user: &str, send: &SendMessage) -> Result<(), HubError> {
         self.check_text(&send.text)?;
         if send.client_id.is_empty() || send.client_id.len() > self.config.max_client_id_bytes {
-            return Err(bad_request(format!(
+            return Err(HubError::bad_request(format!(
                 "client_id is 1 to {} bytes",
                 self.config.max_client_id_bytes
             )));
         }
         no_nul("client_id", &send.client_id)?;
         if send.conversation.is_some() == send.to.is_some() {
-            return Err(bad_request("give either conversation or to"));
+            return Err(HubError::bad_request("give either conversation or to"));
         }
         self.admit(user)
     }
@@ -1097,7 +1083,7 @@ impl Inner {
         let conversation = match (send.conversation, &send.to) {
             (Some(id), _) => id,
             (None, Some(to)) => self.direct_for_send(user, to).await?,
-            (None, None) => return Err(bad_request("give either conversation or to")),
+            (None, None) => return Err(HubError::bad_request("give either conversation or to")),
         };
         sent(
             self.writer
@@ -1141,7 +1127,9 @@ impl Inner {
     async fn history(&self, user: &str, history: History) -> Reply {
         let limit = self.limit(history.limit)?;
         let page = match (history.before, history.after) {
-            (Some(_), Some(_)) => return Err(bad_request("give before or after, not both")),
+            (Some(_), Some(_)) => {
+                return Err(HubError::bad_request("give before or after, not both"));
+            }
             (Some(before), None) => Page::Before(before),
             (None, Some(after)) => Page::After(after),
             (None, None) => Page::Before(i64::MAX),

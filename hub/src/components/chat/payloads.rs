@@ -6,12 +6,12 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use socketio::Args;
 
-use crate::error::{ErrorCode, HubError};
+use crate::components::kit;
+use crate::error::HubError;
 
 /// The event's first argument as `T`, or a `bad_request` saying why not.
 pub fn parse<T: DeserializeOwned>(args: &Args) -> Result<T, HubError> {
-    args.first::<T>()
-        .map_err(|err| HubError::new(ErrorCode::BadRequest, format!("invalid payload: {err}")))
+    kit::parse(args, "invalid payload")
 }
 
 /// Like [`parse`], with `T::default()` when no argument (or `null`) came.

@@ -11,10 +11,11 @@ mod payload;
 use std::future::Future;
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use socketio::{Args, Socket};
 
 use crate::component::{Component, Reply};
+use crate::components::kit::fields;
 use crate::identity::Identity;
 use crate::services::Context;
 use payload::NotificationsEvent;
@@ -32,14 +33,6 @@ pub struct NotificationsComponent {
 impl NotificationsComponent {
     pub fn new(ctx: Context) -> NotificationsComponent {
         NotificationsComponent { ctx }
-    }
-}
-
-/// The fields of an `{ok:true, …}` ack.
-fn fields(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
     }
 }
 

@@ -7,6 +7,7 @@ use socketio::Args;
 
 use super::{DEFAULT_LIST_LIMIT, NotificationsConfig};
 use crate::component::{ErrorCode, HubError};
+use crate::components::kit;
 
 /// An event of `/notifications`, checked.
 #[derive(Debug, PartialEq)]
@@ -78,8 +79,7 @@ fn parse<T: serde::de::DeserializeOwned>(
     event: &str,
     shape: &str,
 ) -> Result<Option<T>, HubError> {
-    args.first::<Option<T>>()
-        .map_err(|err| bad(format!("{event} takes {shape}: {err}")))
+    kit::parse(args, &format!("{event} takes {shape}"))
 }
 
 /// `(before, limit)` of a `list`.

@@ -23,12 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use socketio::{Args, DisconnectReason, Namespace, Socket};
 
 use crate::auth::{identity_of, user_room};
 use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
+use crate::components::kit::{self, fields};
 use crate::identity::Identity;
 use crate::services::Context;
 use crate::services::presence::state::{Departure, Device, Remembered};
@@ -107,17 +108,6 @@ fn announce(ns: &Arc<Namespace>, presence: &UserPresence, except: Option<&Socket
         op = op.except_socket(*socket.id());
     }
     op.emit("presence", &Args::one(presence))
-}
-
-fn bad_request(message: impl Into<String>) -> HubError {
-    HubError::new(ErrorCode::BadRequest, message)
-}
-
-fn fields(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
 }
 
 /// The users `socket` watches now.
@@ -216,12 +206,10 @@ impl Presence {
     /// `watch` / `unwatch`'s user ids: 1 to `max_watch` of them, each 1 to
     /// `max_user_bytes` long, without duplicates (first one kept).
     fn users(&self, args: &Args) -> Result<Vec<String>, HubError> {
-        let request: UsersRequest = args
-            .first()
-            .map_err(|e| bad_request(format!("expected {{users: [user id, …]}}: {e}")))?;
+        let request: UsersRequest = kit::parse(args, "expected {users: [user id, …]}")?;
         let max = self.config.max_watch;
         if request.users.is_empty() {
-            return Err(bad_request("users: name at least one user id"));
+            return Err(HubError::bad_request("users: name at least one user id"));
         }
         if request.users.len() > max {
             return Err(HubError::new(
@@ -235,7 +223,7 @@ impl Presence {
             .iter()
             .find(|u| u.is_empty() || u.len() > max_bytes)
         {
-            return Err(bad_request(format!(
+            return Err(HubError::bad_request(format!(
                 "user ids are 1 to {max_bytes} bytes (got {} bytes)",
                 bad.len()
             )));
@@ -252,11 +240,9 @@ impl Presence {
     fn parse(&self, event: &str, args: &Args) -> Result<PresenceEvent, HubError> {
         match event {
             "status" => {
-                let request: StatusRequest = args
-                    .first()
-                    .map_err(|e| bad_request(format!("expected {{status}}: {e}")))?;
+                let request: StatusRequest = kit::parse(args, "expected {status}")?;
                 let status = Status::chosen(&request.status).ok_or_else(|| {
-                    bad_request(format!(
+                    HubError::bad_request(format!(
                         "status is online, away or busy (got {:?})",
                         request.status
                     ))
