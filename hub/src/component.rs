@@ -11,7 +11,7 @@ mod runner;
 use std::future::{Future, Ready};
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use socketio::{Args, DisconnectReason, Namespace, Socket};
 
 use crate::auth::{identity_of, user_room};
@@ -129,9 +129,16 @@ pub trait Component: Send + Sync + 'static {
     }
 }
 
+/// What a room's members get: the room, and what was published to it.
+#[derive(Debug, serde::Serialize)]
+pub struct Envelope<'a> {
+    pub room: &'a str,
+    pub data: &'a Value,
+}
+
 /// Emits `event` to everyone in `room` with the envelope `{room, data}`;
 /// returns how many local sockets it reached.
 pub fn publish_to_room(ns: &Arc<Namespace>, room: &str, event: &str, data: &Value) -> usize {
     ns.to(room)
-        .emit(event, &Args::one(&json!({"room": room, "data": data})))
+        .emit(event, &Args::one(&Envelope { room, data }))
 }

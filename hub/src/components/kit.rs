@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use socketio::{Args, Namespace, Room, SocketId};
 
-use crate::component::{HubError, Reply};
+use crate::component::{ErrorCode, HubError, Reply};
 
 /// The event's first argument as `T`, or a `bad_request` saying `what`
 /// was expected and why it is not that.
@@ -30,6 +30,22 @@ pub fn fields(value: Value) -> Map<String, Value> {
 /// An `{ok:true, …}` ack with the fields of `value`, a JSON object.
 pub fn ack(value: Value) -> Reply {
     Ok(fields(value))
+}
+
+/// An `{ok:true, …}` ack with the fields of `ack`, a serde struct (its
+/// type is the event's contract).
+pub fn reply<T: Serialize>(ack: &T) -> Reply {
+    match serde_json::to_value(ack) {
+        Ok(value) => Ok(fields(value)),
+        Err(err) => {
+            // Cannot happen for the hub's acks: plain structs.
+            tracing::error!(%err, "an ack could not be serialized");
+            Err(HubError::new(
+                ErrorCode::Internal,
+                "the answer could not be written",
+            ))
+        }
+    }
 }
 
 /// The `user:<id>` room of each of `users`, built in one buffer: a room

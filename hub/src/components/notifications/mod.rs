@@ -11,19 +11,39 @@ mod payload;
 use std::future::Future;
 use std::sync::Arc;
 
-use serde_json::json;
+use serde::Serialize;
 use socketio::{Args, Socket};
 
 use crate::component::{Component, Reply};
-use crate::components::kit::fields;
+use crate::components::kit;
 use crate::identity::Identity;
 use crate::services::Context;
 use payload::NotificationsEvent;
 
+use crate::services::notifications::Notification;
 pub use crate::services::notifications::NotificationsConfig;
 
 /// A page of `list` when the client names no `limit`.
 pub const DEFAULT_LIST_LIMIT: u32 = 20;
+
+/// `list`'s ack: a page, newest first.
+#[derive(Debug, Serialize)]
+struct Listed {
+    notifications: Vec<Notification>,
+    has_more: bool,
+}
+
+/// `read`'s ack: the ids this read marked (those unread and the user's).
+#[derive(Debug, Serialize)]
+struct MarkedRead {
+    ids: Vec<i64>,
+}
+
+/// `read_all`'s ack: how many it marked.
+#[derive(Debug, Serialize)]
+struct MarkedAllRead {
+    marked: u64,
+}
 
 /// The `/notifications` namespace's component.
 pub struct NotificationsComponent {
@@ -66,15 +86,18 @@ impl Component for NotificationsComponent {
             match parsed? {
                 NotificationsEvent::List { before, limit } => {
                     let (page, has_more) = notifications.list(&user.user, before, limit).await?;
-                    Ok(fields(json!({"notifications": page, "has_more": has_more})))
+                    kit::reply(&Listed {
+                        notifications: page,
+                        has_more,
+                    })
                 }
                 NotificationsEvent::Read { ids } => {
                     let ids = notifications.read(&user.user, &ids, Some(&socket)).await?;
-                    Ok(fields(json!({"ids": ids})))
+                    kit::reply(&MarkedRead { ids })
                 }
                 NotificationsEvent::ReadAll => {
                     let marked = notifications.read_all(&user.user, Some(&socket)).await?;
-                    Ok(fields(json!({"marked": marked})))
+                    kit::reply(&MarkedAllRead { marked })
                 }
             }
         }

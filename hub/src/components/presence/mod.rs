@@ -23,13 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use socketio::{Args, DisconnectReason, Namespace, Socket};
 
 use crate::auth::{identity_of, user_room};
 use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
-use crate::components::kit::{self, fields};
+use crate::components::kit;
 use crate::identity::Identity;
 use crate::services::Context;
 use crate::services::presence::state::{Departure, Device, Remembered};
@@ -270,6 +269,26 @@ enum PresenceEvent {
     Unwatch(Vec<String>),
 }
 
+/// `status`'s ack: the user's presence after.
+#[derive(Debug, Serialize)]
+struct StatusSet {
+    presence: UserPresence,
+}
+
+/// `watch`'s ack: a snapshot of each user asked, in order, and how many
+/// users the socket watches now.
+#[derive(Debug, Serialize)]
+struct Watched {
+    presence: Vec<UserPresence>,
+    watching: usize,
+}
+
+/// `unwatch`'s ack.
+#[derive(Debug, Serialize)]
+struct Unwatched {
+    watching: usize,
+}
+
 /// `status`: stored, then the watchers (and the user's other devices)
 /// hear of it; the ack has the user's presence after.
 async fn set_status(
@@ -289,7 +308,7 @@ async fn set_status(
         // store and the state say now.
         None => service.lookup(std::slice::from_ref(&user)).await?.remove(0),
     };
-    Ok(fields(json!({ "presence": presence })))
+    kit::reply(&StatusSet { presence })
 }
 
 /// `watch`: what the policy allows of `users`, within the socket's limit,
@@ -339,9 +358,10 @@ async fn watch(
             return Err(err);
         }
     };
-    Ok(fields(
-        json!({ "presence": presence, "watching": watching(&socket) }),
-    ))
+    kit::reply(&Watched {
+        presence,
+        watching: watching(&socket),
+    })
 }
 
 /// `unwatch`: leaves the users' rooms.
@@ -349,7 +369,9 @@ fn unwatch(socket: &Socket, users: &[String]) -> Reply {
     for user in users {
         socket.leave(&watch_room(user));
     }
-    Ok(fields(json!({ "watching": watching(socket) })))
+    kit::reply(&Unwatched {
+        watching: watching(socket),
+    })
 }
 
 impl Component for Presence {

@@ -3,11 +3,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use socketio::{Args, Socket};
 
 use crate::auth::user_room;
 use crate::component::{Component, ErrorCode, HubError, Reply, publish_to_room};
+use crate::components::kit;
 use crate::identity::Identity;
 
 /// A generic publish/subscribe component: clients subscribe to their own
@@ -67,8 +69,12 @@ fn publish(socket: &Arc<Socket>, args: &Args) -> Reply {
             "subscribe to the room first",
         ));
     }
-    let count = publish_to_room(socket.namespace(), &request.room, "message", &request.data);
-    let mut fields = serde_json::Map::new();
-    fields.insert("delivered".to_owned(), json!(count));
-    Ok(fields)
+    let delivered = publish_to_room(socket.namespace(), &request.room, "message", &request.data);
+    kit::reply(&Published { delivered })
+}
+
+/// `publish`'s ack: how many local sockets the message reached.
+#[derive(Debug, Serialize)]
+struct Published {
+    delivered: usize,
 }

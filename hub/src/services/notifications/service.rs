@@ -16,7 +16,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use socketio::{Args, Namespace, Socket, SocketIo};
 
 use super::locks::UserLocks;
@@ -40,6 +41,22 @@ type Tx = sqlx::Transaction<'static, sqlx::Any>;
 async fn commit(tx: Tx) -> Result<(), HubError> {
     tx.commit().await.map_err(StoreError::from)?;
     Ok(())
+}
+
+/// `unread`: a device's unread count.
+#[derive(Debug, Serialize)]
+struct Unread {
+    count: i64,
+}
+
+/// `notification:read`: what another device of the user read.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ReadElsewhere<'a> {
+    /// `{ids}`: these.
+    Ids { ids: &'a [i64] },
+    /// `{all: true}`: every one.
+    All { all: bool },
 }
 
 /// Users looked at per round of a prune.
@@ -227,7 +244,7 @@ impl Notifications {
         };
         let _held = self.locks.lock([&user]).await;
         let count = self.unread(&user).await?;
-        socket.emit("unread", &Args::one(&json!({"count": count})));
+        socket.emit("unread", &Args::one(&Unread { count }));
         Ok(())
     }
 
@@ -287,7 +304,7 @@ impl Notifications {
             .await?;
         commit(tx).await?;
         if !marked.is_empty() {
-            self.tell_read(user, json!({"ids": marked}), count, from);
+            self.tell_read(user, &ReadElsewhere::Ids { ids: &marked }, count, from);
         }
         Ok(marked)
     }
@@ -312,22 +329,22 @@ impl Notifications {
             .await?;
         commit(tx).await?;
         if marked > 0 {
-            self.tell_read(user, json!({"all": true}), 0, from);
+            self.tell_read(user, &ReadElsewhere::All { all: true }, 0, from);
         }
         Ok(marked)
     }
 
     /// `notification:read` to `user`'s devices but `from`, then `unread`
     /// to all of them.
-    fn tell_read(&self, user: &str, read: Value, count: i64, from: Option<&Arc<Socket>>) {
+    fn tell_read(&self, user: &str, read: &ReadElsewhere, count: i64, from: Option<&Arc<Socket>>) {
         let Some(ns) = self.namespace() else { return };
         let mut others = ns.to(user_room(user));
         if let Some(socket) = from {
             others = others.except_socket(*socket.id());
         }
-        others.emit("notification:read", &Args::one(&read));
+        others.emit("notification:read", &Args::one(read));
         ns.to(user_room(user))
-            .emit("unread", &Args::one(&json!({"count": count})));
+            .emit("unread", &Args::one(&Unread { count }));
     }
 
     /// Deletes, for every user, the notifications beyond the newest
@@ -385,7 +402,7 @@ impl Notifications {
         commit(tx).await?;
         if let (Some(count), Some(ns)) = (count, self.namespace()) {
             ns.to(user_room(user))
-                .emit("unread", &Args::one(&json!({"count": count})));
+                .emit("unread", &Args::one(&Unread { count }));
         }
         Ok(pruned)
     }
