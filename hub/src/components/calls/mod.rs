@@ -23,13 +23,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 use socketio::{Args, DisconnectReason, Namespace, Socket, SocketId};
 
 use crate::auth::identity_of;
 use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
-use crate::components::kit::{ack, emit_to_users, parse};
+use crate::components::kit::{self, emit_to_users, parse};
 use crate::identity::Identity;
 use crate::limits::{KeyedBuckets, TokenBucket};
 use crate::services::Context;
@@ -266,6 +266,112 @@ fn admit_signal(socket: &Socket, per_sec: f64, burst: f64) -> bool {
     bucket.0.take(per_sec, burst, now)
 }
 
+// --- acks and server events -------------------------------------------------
+
+/// `call:invite`'s ack.
+#[derive(Serialize)]
+struct Invited<'a> {
+    call: &'a str,
+    kind: &'a Kind,
+    invitees: &'a [String],
+    created_at: i64,
+    ring_timeout_ms: u64,
+}
+
+/// `call:accept`'s ack: the devices already in the call.
+#[derive(Serialize)]
+struct Joined<'a> {
+    call: &'a str,
+    kind: &'a Kind,
+    participants: Vec<Peer<'a>>,
+}
+
+/// `call:decline`'s and `call:hangup`'s ack: whether the call ended.
+#[derive(Serialize)]
+struct Answered<'a> {
+    call: &'a str,
+    ended: &'a Option<EndReason>,
+}
+
+/// `ice_servers`' ack.
+#[derive(Serialize)]
+struct IceServers {
+    ice_servers: Vec<IceServer>,
+    ttl_secs: u64,
+    /// Unix seconds, as the TURN server reads it.
+    expires_at: u64,
+}
+
+/// `call:ringing`: to every device of each invitee.
+#[derive(Serialize)]
+struct Ringing<'a> {
+    call: &'a str,
+    from: &'a str,
+    kind: &'a Kind,
+    invitees: Vec<&'a str>,
+    created_at: i64,
+    ring_timeout_ms: u64,
+}
+
+/// `call:outgoing`: to the caller's other devices.
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    call: &'a str,
+    /// The calling device.
+    device: &'a str,
+    kind: &'a Kind,
+    invitees: &'a [String],
+    created_at: i64,
+}
+
+/// `call:accepted`: to each participant device already in the call.
+#[derive(Serialize)]
+struct Accepted<'a> {
+    call: &'a str,
+    user: &'a str,
+    device: &'a str,
+    /// The receiving device's role towards the one that joined.
+    polite: bool,
+}
+
+/// `call:answered_elsewhere`: to the answering user's other devices.
+#[derive(Serialize)]
+struct AnsweredElsewhere<'a> {
+    call: &'a str,
+    device: &'a str,
+}
+
+/// `call:declined`.
+#[derive(Serialize)]
+struct Declined<'a> {
+    call: &'a str,
+    user: &'a str,
+}
+
+/// `call:left`: the call goes on without that device.
+#[derive(Serialize)]
+struct Left<'a> {
+    call: &'a str,
+    user: &'a str,
+    device: &'a str,
+    /// `hangup` or `disconnected`.
+    reason: &'static str,
+}
+
+/// `call:unanswered`: their ringing timed out.
+#[derive(Serialize)]
+struct Unanswered<'a> {
+    call: &'a str,
+    users: &'a [String],
+}
+
+/// `call:ended`.
+#[derive(Serialize)]
+struct Ended<'a> {
+    call: &'a str,
+    reason: &'a EndReason,
+}
+
 // --- emitting ---------------------------------------------------------------
 
 /// Emits to one device (a socket of this namespace), if it is here.
@@ -451,13 +557,13 @@ impl Inner {
             "call:ringing",
             &ringing,
         );
-        let outgoing = json!({
-            "call": call.id,
-            "device": device,
-            "kind": call.kind,
-            "invitees": users,
-            "created_at": call.created_at,
-        });
+        let outgoing = Outgoing {
+            call: &call.id,
+            device,
+            kind: &call.kind,
+            invitees: &users,
+            created_at: call.created_at,
+        };
         emit_to_users(
             &ns,
             Some(*socket.id()),
@@ -473,13 +579,13 @@ impl Inner {
                 .await
                 .ok();
         }
-        ack(json!({
-            "call": call.id,
-            "kind": call.kind,
-            "invitees": users,
-            "created_at": call.created_at,
-            "ring_timeout_ms": config.ring_timeout_ms,
-        }))
+        kit::reply(&Invited {
+            call: &call.id,
+            kind: &call.kind,
+            invitees: &users,
+            created_at: call.created_at,
+            ring_timeout_ms: config.ring_timeout_ms,
+        })
     }
 
     /// A device of `user` just connected (a new tab, a reload): it rings
@@ -540,7 +646,10 @@ impl Inner {
             }
         };
         if call.phase != Phase::Ended && !missed.is_empty() {
-            let payload = json!({"call": call.id, "users": missed});
+            let payload = Unanswered {
+                call: &call.id,
+                users: &missed,
+            };
             emit_to_users(ns, None, call.involved(), "call:unanswered", &payload);
         }
         self.finish(ns, &call, missed, None);
@@ -557,7 +666,10 @@ impl Inner {
         except: Option<SocketId>,
     ) {
         if let Some(reason) = call.ended.filter(|_| call.phase == Phase::Ended) {
-            let payload = json!({"call": call.id, "reason": reason});
+            let payload = Ended {
+                call: &call.id,
+                reason: &reason,
+            };
             emit_to_users(ns, except, call.involved(), "call:ended", &payload);
         }
         if missed.is_empty() {
@@ -591,15 +703,18 @@ impl Inner {
             .await?;
         let ns = socket.namespace().clone();
         for peer in call.participants.iter().filter(|p| p.device != device) {
-            let payload = json!({
-                "call": call.id,
-                "user": user,
-                "device": device,
-                "polite": call.polite(&peer.device, device),
-            });
+            let payload = Accepted {
+                call: &call.id,
+                user,
+                device,
+                polite: call.polite(&peer.device, device),
+            };
             to_device(&ns, &peer.device, "call:accepted", &payload);
         }
-        let elsewhere = json!({"call": call.id, "device": device});
+        let elsewhere = AnsweredElsewhere {
+            call: &call.id,
+            device,
+        };
         emit_to_users(
             &ns,
             Some(*socket.id()),
@@ -622,18 +737,28 @@ impl Inner {
                 polite: call.polite(device, &p.device),
             })
             .collect();
-        ack(json!({"call": call.id, "kind": call.kind, "participants": peers}))
+        kit::reply(&Joined {
+            call: &call.id,
+            kind: &call.kind,
+            participants: peers,
+        })
     }
 
     async fn decline(&self, socket: &Arc<Socket>, user: &str, args: CallRef) -> Reply {
         check_id("call", &args.call)?;
         let (call, missed) = self.update(&args.call, |call| call.decline(user)).await?;
         let ns = socket.namespace().clone();
-        let payload = json!({"call": call.id, "user": user});
+        let payload = Declined {
+            call: &call.id,
+            user,
+        };
         let except = Some(*socket.id());
         emit_to_users(&ns, except, call.involved(), "call:declined", &payload);
         self.finish(&ns, &call, missed, except);
-        ack(json!({"call": call.id, "ended": call.ended}))
+        kit::reply(&Answered {
+            call: &call.id,
+            ended: &call.ended,
+        })
     }
 
     /// `device` leaves call `id`; everyone concerned is told (but
@@ -661,8 +786,12 @@ impl Inner {
                 Leave::Hangup => "hangup",
                 Leave::Disconnect => "disconnected",
             };
-            let payload =
-                json!({"call": call.id, "user": user, "device": device, "reason": reason});
+            let payload = Left {
+                call: &call.id,
+                user: &user,
+                device,
+                reason,
+            };
             emit_to_users(ns, except, call.involved(), "call:left", &payload);
         }
         self.finish(ns, &call, missed, except);
@@ -681,7 +810,10 @@ impl Inner {
                 Some(*socket.id()),
             )
             .await?;
-        ack(json!({"call": call.id, "ended": call.ended}))
+        kit::reply(&Answered {
+            call: &call.id,
+            ended: &call.ended,
+        })
     }
 
     async fn signal(&self, socket: &Arc<Socket>, user: &str, args: SignalArgs) -> Reply {
@@ -728,11 +860,11 @@ impl Inner {
             user,
             now,
         );
-        ack(json!({
-            "ice_servers": servers,
-            "ttl_secs": config.turn_ttl_secs,
-            "expires_at": now.saturating_add(config.turn_ttl_secs),
-        }))
+        kit::reply(&IceServers {
+            ice_servers: servers,
+            ttl_secs: config.turn_ttl_secs,
+            expires_at: now.saturating_add(config.turn_ttl_secs),
+        })
     }
 
     /// A device left: it leaves every call it was in.
@@ -755,16 +887,15 @@ impl Inner {
 }
 
 /// What an invitee's devices get while `call` rings for them.
-fn ringing(call: &Call, config: &CallsConfig) -> Value {
-    let invitees: Vec<&str> = call.invitees.iter().map(|i| i.user.as_str()).collect();
-    json!({
-        "call": call.id,
-        "from": call.caller,
-        "kind": call.kind,
-        "invitees": invitees,
-        "created_at": call.created_at,
-        "ring_timeout_ms": config.ring_timeout_ms,
-    })
+fn ringing<'a>(call: &'a Call, config: &CallsConfig) -> Ringing<'a> {
+    Ringing {
+        call: &call.id,
+        from: &call.caller,
+        kind: &call.kind,
+        invitees: call.invitees.iter().map(|i| i.user.as_str()).collect(),
+        created_at: call.created_at,
+        ring_timeout_ms: config.ring_timeout_ms,
+    }
 }
 
 impl Component for Calls {
