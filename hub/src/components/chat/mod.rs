@@ -5,7 +5,7 @@
 //!   change to a conversation takes (group commit, delivery in commit
 //!   order); `state.rs`: who is typing (live state, behind a trait);
 //!   `mentions.rs`: `@user`; `rate.rs`: messages per user; `payloads.rs`:
-//!   what clients send.
+//!   what clients send; `events.rs`: what the server answers and tells.
 //!
 //! Delivery: every event of a conversation is emitted to its members'
 //! `user:<id>` rooms (one broadcast to the union of those rooms, encoded
@@ -29,6 +29,7 @@
 //! membership change), else it is handed back to the state and retried by
 //! the sweep.
 
+mod events;
 mod mentions;
 mod payloads;
 mod rate;
@@ -50,7 +51,7 @@ use tokio::sync::Semaphore;
 
 use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
-use crate::components::kit::{emit_to_users, fields};
+use crate::components::kit::{self, emit_to_users};
 use crate::identity::Identity;
 use crate::limits::KeyedBuckets;
 use crate::services::Context;
@@ -330,14 +331,20 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
                     None,
                     added,
                     "conversation:joined",
-                    &json!({"conversation": summary}),
+                    &events::Joined {
+                        conversation: summary,
+                    },
                 );
                 emit_to_users(
                     ns,
                     None,
                     before,
                     "conversation:member_added",
-                    &json!({"conversation": conversation, "users": added, "by": by}),
+                    &events::MemberAdded {
+                        conversation: *conversation,
+                        users: added,
+                        by,
+                    },
                 );
             }
         }
@@ -351,7 +358,11 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
                 None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_left",
-                &json!({"conversation": conversation, "user": user}),
+                &events::MemberGone {
+                    conversation: *conversation,
+                    user,
+                    by: None,
+                },
             );
         }
         Done::Removed {
@@ -365,7 +376,11 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
                 None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_removed",
-                &json!({"conversation": conversation, "user": user, "by": by}),
+                &events::MemberGone {
+                    conversation: *conversation,
+                    user,
+                    by: Some(by),
+                },
             );
         }
         Done::Read {
@@ -383,15 +398,26 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
                 None,
                 others,
                 "read",
-                &json!({"conversation": conversation, "user": user, "seq": seq}),
+                &events::Read {
+                    conversation: *conversation,
+                    user,
+                    seq: *seq,
+                    unread: None,
+                    mentions: None,
+                },
             );
             emit_to_users(
                 ns,
                 None,
                 std::iter::once(user),
                 "read",
-                &json!({"conversation": conversation, "user": user, "seq": seq,
-                        "unread": unread, "mentions": mentions}),
+                &events::Read {
+                    conversation: *conversation,
+                    user,
+                    seq: *seq,
+                    unread: Some(*unread),
+                    mentions: Some(*mentions),
+                },
             );
         }
         Done::Read { moved: false, .. } => {}
@@ -429,13 +455,13 @@ fn send_op(user: &str, conversation: i64, send: SendMessage) -> Op {
 /// The ack of a send.
 fn sent(done: Done) -> Reply {
     match done {
-        Done::Sent { message, fresh, .. } => Ok(fields(json!({
-            "id": message.id,
-            "seq": message.seq,
-            "ts": message.ts,
-            "conversation": message.conversation,
-            "duplicate": !fresh,
-        }))),
+        Done::Sent { message, fresh, .. } => kit::reply(&events::Sent {
+            id: message.id,
+            seq: message.seq,
+            ts: message.ts,
+            conversation: message.conversation,
+            duplicate: !fresh,
+        }),
         _ => Ok(Map::new()),
     }
 }
@@ -613,8 +639,11 @@ impl Inner {
             None,
             members.iter().filter(|m| **m != relay.user),
             "typing",
-            &json!({"conversation": relay.conversation, "user": relay.user,
-                    "typing": relay.typing}),
+            &events::Typing {
+                conversation: relay.conversation,
+                user: &relay.user,
+                typing: relay.typing,
+            },
         );
     }
 
@@ -721,7 +750,7 @@ impl Inner {
             Done::Added { added, before, .. } => {
                 let mut members: Vec<String> = before.into_iter().chain(added.clone()).collect();
                 members.sort();
-                Ok(fields(json!({"added": added, "members": members})))
+                kit::reply(&events::MembersAdded { added, members })
             }
             _ => Ok(Map::new()),
         }
@@ -734,7 +763,9 @@ impl Inner {
                 conversation: leave.conversation,
             })
             .await?;
-        Ok(fields(json!({"conversation": leave.conversation})))
+        kit::reply(&events::Left {
+            conversation: leave.conversation,
+        })
     }
 
     async fn remove_member(&self, user: String, remove: RemoveMember) -> Reply {
@@ -746,9 +777,10 @@ impl Inner {
                 member: remove.user.clone(),
             })
             .await?;
-        Ok(fields(
-            json!({"conversation": remove.conversation, "user": remove.user}),
-        ))
+        kit::reply(&events::MemberRemoved {
+            conversation: remove.conversation,
+            user: remove.user,
+        })
     }
 
     async fn members(&self, user: &str, of: ConversationOnly) -> Reply {
@@ -761,11 +793,11 @@ impl Inner {
                 store::members(&mut conn, of.conversation).await
             })
             .await?;
-        Ok(fields(json!({
-            "conversation": of.conversation,
-            "member_count": members.len(),
-            "members": members,
-        })))
+        kit::reply(&events::Members {
+            conversation: of.conversation,
+            member_count: members.len(),
+            members,
+        })
     }
 
     async fn edit(&self, user: String, edit: Edit) -> Reply {
@@ -780,7 +812,7 @@ impl Inner {
             })
             .await?
         {
-            Done::Edited { message, .. } => Ok(fields(json!({"message": message}))),
+            Done::Edited { message, .. } => kit::reply(&events::Changed { message: &message }),
             _ => Ok(Map::new()),
         }
     }
@@ -795,7 +827,7 @@ impl Inner {
             })
             .await?
         {
-            Done::Deleted { message, .. } => Ok(fields(json!({"message": message}))),
+            Done::Deleted { message, .. } => kit::reply(&events::Changed { message: &message }),
             _ => Ok(Map::new()),
         }
     }
@@ -818,9 +850,11 @@ impl Inner {
                 unread,
                 mentions,
                 ..
-            } => Ok(fields(
-                json!({"seq": seq, "unread": unread, "mentions": mentions}),
-            )),
+            } => kit::reply(&events::ReadMark {
+                seq,
+                unread,
+                mentions,
+            }),
             _ => Ok(Map::new()),
         }
     }
@@ -848,7 +882,7 @@ impl Inner {
             }
             None => {}
         }
-        Ok(fields(json!({"relayed": relayed})))
+        kit::reply(&events::Relayed { relayed })
     }
 
     /// `not_found` / `forbidden` unless `user` is in `conversation`; its
@@ -905,11 +939,11 @@ impl Inner {
             .last()
             .filter(|_| has_more)
             .map(|s| format!("{}:{}", s.last_activity, s.id));
-        Ok(fields(json!({
-            "conversations": summaries,
-            "has_more": has_more,
-            "next": next,
-        })))
+        kit::reply(&events::Conversations {
+            conversations: summaries,
+            has_more,
+            next,
+        })
     }
 
     async fn create(&self, user: &str, create: Create) -> Reply {
@@ -923,7 +957,10 @@ impl Inner {
                 ));
             }
             let (summary, created) = self.direct(user, &other, now).await?;
-            return Ok(fields(json!({"conversation": summary, "created": created})));
+            return kit::reply(&events::Created {
+                conversation: &summary,
+                created,
+            });
         }
         let Some(name) = create.name else {
             return Err(HubError::bad_request(
@@ -984,10 +1021,15 @@ impl Inner {
                 None,
                 &members,
                 "conversation:joined",
-                &json!({"conversation": summary}),
+                &events::Joined {
+                    conversation: &summary,
+                },
             );
         }
-        Ok(fields(json!({"conversation": summary, "created": true})))
+        kit::reply(&events::Created {
+            conversation: &summary,
+            created: true,
+        })
     }
 
     /// The direct conversation of `user` and `other` (created, and both
@@ -1032,7 +1074,9 @@ impl Inner {
                 None,
                 &summary.members,
                 "conversation:joined",
-                &json!({"conversation": summary}),
+                &events::Joined {
+                    conversation: &summary,
+                },
             );
         }
         Ok((summary, created))
@@ -1143,7 +1187,7 @@ impl Inner {
                 store::history(&mut conn, history.conversation, page, limit).await
             })
             .await?;
-        Ok(fields(json!({"messages": messages, "has_more": has_more})))
+        kit::reply(&events::History { messages, has_more })
     }
 }
 
