@@ -13,27 +13,106 @@ use std::time::Duration;
 use socketio::{Namespace, NamespaceHandler, SocketIo};
 
 use crate::auth::Auth;
-use crate::calls::Calls;
-use crate::chat::Chat;
-use crate::component::{ComponentHandler, PubSub};
+use crate::component::{Component, ComponentHandler};
+use crate::components::calls::Calls;
+use crate::components::chat::Chat;
+use crate::components::notifications::NotificationsComponent;
+use crate::components::presence::Presence;
+use crate::components::proxy::Proxy;
+use crate::components::pubsub::PubSub;
 use crate::config::{ComponentsConfig, HubConfig, IdentityConfig, NamespaceConfig};
-use crate::context::{Context, Tasks};
 use crate::identity::{KeyError, Verifier};
-use crate::limits::{Limits, RateLimited};
-use crate::notifications::{Notifications, NotificationsComponent};
-use crate::presence::Presence;
-use crate::proxy::Proxy;
+use crate::limits::{Limits, RateLimited, RoomLimits};
+use crate::services::Context;
+use crate::services::notifications::Notifications;
 use crate::store::{Store, StoreError};
+use crate::tasks::Tasks;
 
-/// The hub's own components, by the name a namespace's `handler` gives.
-const COMPONENTS: &[&str] = &[
-    "notifications",
-    "chat",
-    "presence",
-    "calls",
-    "pubsub",
-    "proxy",
+/// What a component of the hub is built from, for one namespace.
+struct Building<'a> {
+    ns: &'a NamespaceConfig,
+    ctx: &'a Context,
+    components: &'a ComponentsConfig,
+    rooms: RoomLimits,
+}
+
+impl Building<'_> {
+    /// `component` as the namespace's handler, holding each socket to the
+    /// room limits.
+    fn run<C: Component>(&self, component: C) -> Arc<dyn NamespaceHandler> {
+        Arc::new(ComponentHandler::new(component).with_limits(self.rooms))
+    }
+}
+
+/// One of the hub's components, as a namespace's `handler` names it.
+struct Registered {
+    name: &'static str,
+    /// Whether the component alone emits in its namespace (the publish
+    /// API refuses to: [`Hub::components`]).
+    closed: bool,
+    /// Builds its handler for one namespace, or says why it cannot.
+    build: fn(&Building) -> Result<Arc<dyn NamespaceHandler>, String>,
+}
+
+/// The hub's own components: the one list of them.
+const COMPONENTS: [Registered; 6] = [
+    Registered {
+        name: "notifications",
+        closed: true,
+        build: |b| Ok(b.run(NotificationsComponent::new(b.ctx.clone()))),
+    },
+    Registered {
+        name: "chat",
+        closed: true,
+        build: |b| Ok(b.run(Chat::new(b.ctx.clone(), b.components.chat.clone()))),
+    },
+    Registered {
+        name: "presence",
+        closed: true,
+        build: |b| {
+            let config = b.components.presence.clone();
+            Ok(b.run(Presence::new(b.ctx.clone(), config)))
+        },
+    },
+    Registered {
+        name: "calls",
+        closed: true,
+        build: |b| Ok(b.run(Calls::new(b.ctx.clone(), b.components.calls.clone()))),
+    },
+    Registered {
+        name: "pubsub",
+        closed: false,
+        build: |b| Ok(b.run(PubSub)),
+    },
+    Registered {
+        name: "proxy",
+        closed: false,
+        build: |b| proxy(b.ns).map(|proxy| b.run(proxy)),
+    },
 ];
+
+/// The component a namespace's `handler` names, if it is one of the hub's.
+fn component(name: &str) -> Option<&'static Registered> {
+    COMPONENTS.iter().find(|c| c.name == name)
+}
+
+/// The proxy to a namespace's backend.
+fn proxy(ns: &NamespaceConfig) -> Result<Proxy, String> {
+    let backend = ns
+        .backend
+        .as_ref()
+        .ok_or_else(|| "a proxy namespace needs a backend URL".to_owned())?;
+    let mut proxy = Proxy::new(&backend.url, backend.timeout).map_err(|e| e.to_string())?;
+    match &backend.secret {
+        Some(secret) => proxy = proxy.with_secret(secret),
+        None => tracing::warn!(
+            namespace = %ns.name,
+            "no backend_secret: requests to the backend are not signed, \
+             so it cannot tell that they come from this hub"
+        ),
+    }
+    Ok(proxy)
+}
 
 /// How long closing the hub waits for the components' background tasks.
 const TASKS_GRACE: Duration = Duration::from_secs(5);
@@ -113,7 +192,7 @@ impl Handlers {
     /// Every handler name a namespace may give, the hub's own first.
     fn names(&self) -> String {
         let provided = self.by_name.keys().map(String::as_str);
-        let all: Vec<&str> = COMPONENTS.iter().copied().chain(provided).collect();
+        let all: Vec<&str> = COMPONENTS.iter().map(|c| c.name).chain(provided).collect();
         all.join(", ")
     }
 }
@@ -189,7 +268,7 @@ impl Hub {
         let components = config
             .namespaces
             .iter()
-            .filter(|ns| COMPONENT_HANDLERS.contains(&ns.handler.as_str()))
+            .filter(|ns| component(&ns.handler).is_some_and(|c| c.closed))
             .map(|ns| ns.name.clone())
             .collect();
         Ok(Hub {
@@ -216,9 +295,6 @@ impl Hub {
     }
 }
 
-/// The handlers that are the hub's own components.
-pub const COMPONENT_HANDLERS: [&str; 4] = ["notifications", "chat", "presence", "calls"];
-
 /// Adds one namespace. The one place that decides how a namespace's
 /// handler is wrapped: the rate limit outermost (an event over the rate
 /// gets no work done, not even `refresh`'s signature check), then auth
@@ -236,62 +312,32 @@ fn install(
         name: ns.name.clone(),
         message,
     };
-    // What owns the namespace, and whether it is one of the hub's
-    // components (held to `limits`) or a handler of the program's.
-    let component = |handler: Arc<dyn NamespaceHandler>| (handler, Some(limits.rate), None);
-    let (handler, rate, middleware): (Arc<dyn NamespaceHandler>, _, _) = match ns.handler.as_str() {
-        "notifications" => component(Arc::new(
-            ComponentHandler::new(NotificationsComponent::new(ctx.clone()))
-                .with_limits(limits.rooms),
-        )),
-        "chat" => component(Arc::new(
-            ComponentHandler::new(Chat::new(ctx.clone(), components.chat.clone()))
-                .with_limits(limits.rooms),
-        )),
-        "presence" => component(Arc::new(
-            ComponentHandler::new(Presence::new(ctx.clone(), components.presence.clone()))
-                .with_limits(limits.rooms),
-        )),
-        "calls" => component(Arc::new(
-            ComponentHandler::new(Calls::new(ctx.clone(), components.calls.clone()))
-                .with_limits(limits.rooms),
-        )),
-        "pubsub" => (
-            Arc::new(ComponentHandler::new(PubSub).with_limits(limits.rooms)),
-            Some(limits.rate),
-            None,
-        ),
-        "proxy" => {
-            let backend = ns
-                .backend
-                .as_ref()
-                .ok_or_else(|| failed("a proxy namespace needs a backend URL".to_owned()))?;
-            let mut proxy =
-                Proxy::new(&backend.url, backend.timeout).map_err(|e| failed(e.to_string()))?;
-            match &backend.secret {
-                Some(secret) => proxy = proxy.with_secret(secret),
-                None => tracing::warn!(
-                    namespace = %ns.name,
-                    "no backend_secret: requests to the backend are not signed, \
-                     so it cannot tell that they come from this hub"
-                ),
+    // What owns the namespace: one of the hub's components (held to
+    // `limits`) or a handler of the program's.
+    let (handler, rate, middleware) =
+        match (component(&ns.handler), provided.by_name.get(&ns.handler)) {
+            (Some(registered), _) => {
+                let building = Building {
+                    ns,
+                    ctx,
+                    components,
+                    rooms: limits.rooms,
+                };
+                (
+                    (registered.build)(&building).map_err(failed)?,
+                    Some(limits.rate),
+                    None,
+                )
             }
-            (
-                Arc::new(ComponentHandler::new(proxy).with_limits(limits.rooms)),
-                Some(limits.rate),
-                None,
-            )
-        }
-        other => match provided.by_name.get(other) {
-            Some(p) => ((p.make)(), None, p.middleware),
-            None => {
+            (None, Some(p)) => ((p.make)(), None, p.middleware),
+            (None, None) => {
                 return Err(failed(format!(
-                    "unknown handler {other:?} ({})",
+                    "unknown handler {:?} ({})",
+                    ns.handler,
                     provided.names()
                 )));
             }
-        },
-    };
+        };
     let handler = match auth {
         Some(auth) => auth.wrap(handler),
         None => handler,

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use socketio::{Args, BroadcastOperator, Namespace, SocketIo};
 
 use crate::auth::user_room;
-use crate::component::HubError;
-use crate::notifications::{NewNotification, Notifications};
+use crate::error::{ErrorCode, HubError};
+use crate::services::notifications::{NewNotification, Notifications};
 
 /// Longest event name accepted, in bytes (UTF-8).
 const MAX_EVENT_LEN: usize = 128;
@@ -107,7 +107,7 @@ pub struct DisconnectRequest {
 }
 
 fn invalid(message: impl Into<String>) -> HubError {
-    HubError::new("invalid_request", message)
+    HubError::new(ErrorCode::InvalidRequest, message)
 }
 
 /// Refuses a publish into a namespace served by one of the hub's
@@ -124,7 +124,7 @@ fn refuse_component(
     match request.namespace.as_deref() {
         Some(name) if components.iter().any(|c| c == name) && Some(name) != allowed => {
             Err(HubError::new(
-                "reserved_namespace",
+                ErrorCode::ReservedNamespace,
                 format!(
                     "{name:?} is served by a hub component: only the component emits there \
                      (notifications: persist, or POST /api/v1/notifications)"
@@ -138,10 +138,12 @@ fn refuse_component(
 /// The namespaces a request addresses.
 fn namespaces(io: &SocketIo, name: Option<&str>) -> Result<Vec<Arc<Namespace>>, HubError> {
     match name {
-        Some(name) => io
-            .of(name)
-            .map(|ns| vec![ns])
-            .ok_or_else(|| HubError::new("unknown_namespace", format!("no namespace {name:?}"))),
+        Some(name) => io.of(name).map(|ns| vec![ns]).ok_or_else(|| {
+            HubError::new(
+                ErrorCode::UnknownNamespace,
+                format!("no namespace {name:?}"),
+            )
+        }),
         None => Ok(io.namespaces()),
     }
 }
@@ -336,7 +338,7 @@ pub const MAX_PRESENCE_USERS: usize = 100;
 pub struct PresenceReport {
     /// The user's presence, from the `/presence` component's state (the
     /// same the watchers see).
-    pub presence: crate::presence::UserPresence,
+    pub presence: crate::services::presence::UserPresence,
     /// Sockets the user has connected on this node, every namespace
     /// together.
     pub sockets: usize,
@@ -346,7 +348,7 @@ pub struct PresenceReport {
 /// state and the store) and their sockets on this node in every namespace.
 pub async fn presence(
     io: &SocketIo,
-    service: &crate::presence::PresenceService,
+    service: &crate::services::presence::PresenceService,
     users: &[String],
 ) -> Result<Vec<PresenceReport>, HubError> {
     if users.is_empty() || users.len() > MAX_PRESENCE_USERS {

@@ -3,66 +3,65 @@
 //! sees each socket arrive (`on_connect`, before the client is told it is
 //! connected and before any of its events) and leave (`on_disconnect`,
 //! exactly once, its rooms still readable). [`ComponentHandler`] (in
-//! `component/runner.rs`) turns that into Socket.IO; [`PubSub`] is a generic
-//! component.
+//! `component/runner.rs`) turns that into Socket.IO. This is the contract
+//! only: the components themselves are in [`crate::components`].
 
 mod runner;
 
+use std::future::{Future, Ready};
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket};
+use serde_json::Value;
+use socketio::{Args, DisconnectReason, Namespace, Socket};
 
 use crate::auth::{identity_of, user_room};
 use crate::identity::Identity;
 
-pub use crate::pubsub::PubSub;
+pub use crate::error::{ErrorCode, HubError};
 pub use runner::ComponentHandler;
-
-/// A refusal or failure, sent to the client as `{ok:false, error}`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct HubError {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl HubError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> HubError {
-        HubError {
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// The ack that carries it: `{ok:false, error:{code, message}}`.
-    pub fn reply(&self) -> Value {
-        json!({"ok": false, "error": {"code": self.code, "message": self.message}})
-    }
-}
-
-impl From<crate::store::StoreError> for HubError {
-    /// A store that failed or did not answer: the client is told to try
-    /// again later, the operator finds the cause in the log.
-    fn from(err: crate::store::StoreError) -> HubError {
-        tracing::warn!(%err, "store error");
-        HubError::new("unavailable", "the store is unavailable; try again")
-    }
-}
 
 /// What a component answers: the fields of `{ok:true, …}`.
 pub type Reply = Result<serde_json::Map<String, Value>, HubError>;
 
-/// An ESN feature owning one namespace.
+/// Who sent an event, as the runner resolves it once for the component:
+/// [`Identity`] for a component whose events need a signed-in user (a
+/// socket without one is answered `unauthorized`), `Option<Identity>` for
+/// one that serves anyone.
+pub trait Caller: Sized + Send + 'static {
+    /// The caller of `socket`'s events, or why it may send none.
+    fn of(socket: &Socket) -> Result<Self, HubError>;
+}
+
+impl Caller for Identity {
+    fn of(socket: &Socket) -> Result<Identity, HubError> {
+        identity_of(socket).ok_or_else(|| HubError::new(ErrorCode::Unauthorized, "sign in first"))
+    }
+}
+
+impl Caller for Option<Identity> {
+    fn of(socket: &Socket) -> Result<Option<Identity>, HubError> {
+        Ok(identity_of(socket))
+    }
+}
+
+/// An ESN feature owning one namespace. Never used as `dyn`: the runner
+/// ([`ComponentHandler`]) is generic over it, so its hooks return `impl
+/// Future` and a component that answers at once allocates nothing for it.
 pub trait Component: Send + Sync + 'static {
+    /// Who may send its events (see [`Caller`]).
+    type User: Caller;
+
     /// A socket arrives (authenticated, in its `user:<id>` room already).
     /// Runs before its client is told it is connected and before any of its
     /// events: the rooms it joins here are in place when the client sees
     /// `connect`. Return a future to wait for (a store lookup); a join
     /// decided after the client left is refused ([`Socket::join`] returns
     /// false). By default: nothing.
-    fn on_connect(&self, _socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
-        None
+    fn on_connect(
+        &self,
+        _socket: &Arc<Socket>,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        None::<Ready<()>>
     }
 
     /// The client has been told it is connected (its CONNECT reply reached
@@ -88,20 +87,27 @@ pub trait Component: Send + Sync + 'static {
         &self,
         socket: &Arc<Socket>,
         room: &str,
-    ) -> BoxFuture<Result<Vec<String>, HubError>> {
+    ) -> impl Future<Output = Result<Vec<String>, HubError>> + Send + 'static {
         let verdict = if self.may_subscribe(identity_of(socket).as_ref(), room) {
             Ok(vec![room.to_owned()])
         } else {
             Err(HubError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!("not allowed to subscribe to {room}"),
             ))
         };
-        Box::pin(std::future::ready(verdict))
+        std::future::ready(verdict)
     }
 
-    /// Handles a client event other than `subscribe` / `unsubscribe`.
-    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply>;
+    /// Handles a client event other than `subscribe` / `unsubscribe`, sent
+    /// by `user`.
+    fn handle(
+        &self,
+        socket: &Arc<Socket>,
+        user: Self::User,
+        event: &str,
+        args: &Args,
+    ) -> impl Future<Output = Reply> + Send + 'static;
 
     /// Handles `event` in two steps instead of [`handle`](Self::handle):
     /// the outer future takes the event's place in line (e.g. queues it
@@ -114,16 +120,25 @@ pub trait Component: Send + Sync + 'static {
     fn queue(
         &self,
         _socket: &Arc<Socket>,
+        _user: &Self::User,
         _event: &str,
         _args: &Args,
-    ) -> Option<BoxFuture<BoxFuture<Reply>>> {
-        None
+    ) -> Option<impl Future<Output = impl Future<Output = Reply> + Send + 'static> + Send + 'static>
+    {
+        None::<Ready<Ready<Reply>>>
     }
+}
+
+/// What a room's members get: the room, and what was published to it.
+#[derive(Debug, serde::Serialize)]
+pub struct Envelope<'a> {
+    pub room: &'a str,
+    pub data: &'a Value,
 }
 
 /// Emits `event` to everyone in `room` with the envelope `{room, data}`;
 /// returns how many local sockets it reached.
 pub fn publish_to_room(ns: &Arc<Namespace>, room: &str, event: &str, data: &Value) -> usize {
     ns.to(room)
-        .emit(event, &Args::one(&json!({"room": room, "data": data})))
+        .emit(event, &Args::one(&Envelope { room, data }))
 }

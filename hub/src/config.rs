@@ -3,13 +3,12 @@
 //! and environment variables). [`Hub::new`](crate::Hub::new) assembles the
 //! hub from it.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::identity::ClaimRules;
-use crate::jwks::JwksSource;
 use crate::limits::Limits;
 use crate::store::StoreConfig;
+
+pub use crate::identity::IdentityConfig;
 
 /// Everything the hub is built from.
 #[derive(Debug, Clone)]
@@ -31,29 +30,10 @@ pub struct HubConfig {
 /// The settings of each ESN component (whichever namespace it serves).
 #[derive(Debug, Clone, Default)]
 pub struct ComponentsConfig {
-    pub notifications: crate::notifications::NotificationsConfig,
-    pub chat: crate::chat::ChatConfig,
-    pub presence: crate::presence::PresenceConfig,
-    pub calls: crate::calls::CallsConfig,
-}
-
-/// The keys tokens are verified with, and what their claims must say. With
-/// no key at all, the development secret kept in `data_dir` is used (with a
-/// warning).
-#[derive(Debug, Clone, Default)]
-pub struct IdentityConfig {
-    /// An HS256 shared secret.
-    pub hs256_secret: Option<String>,
-    /// An RS256 public key, PEM file.
-    pub rs256_public_key_file: Option<PathBuf>,
-    /// RS256 keys, JWKS file (chosen by the token's `kid`).
-    pub jwks_file: Option<PathBuf>,
-    /// Where the development secret is kept (`dev-secret`).
-    pub data_dir: PathBuf,
-    /// RS256 keys fetched from the identity provider, kept fresh.
-    pub jwks_url: Option<JwksSource>,
-    /// What the claims must say (`iss`, `aud`, leeway).
-    pub claims: ClaimRules,
+    pub notifications: crate::services::notifications::NotificationsConfig,
+    pub chat: crate::components::chat::ChatConfig,
+    pub presence: crate::components::presence::PresenceConfig,
+    pub calls: crate::components::calls::CallsConfig,
 }
 
 /// One namespace.

@@ -12,8 +12,26 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::IdentityConfig;
-use crate::jwks::{KeySet, RemoteJwks};
+use crate::jwks::{JwksSource, KeySet, RemoteJwks};
+
+/// The keys tokens are verified with, and what their claims must say. With
+/// no key at all, the development secret kept in `data_dir` is used (with a
+/// warning).
+#[derive(Debug, Clone, Default)]
+pub struct IdentityConfig {
+    /// An HS256 shared secret.
+    pub hs256_secret: Option<String>,
+    /// An RS256 public key, PEM file.
+    pub rs256_public_key_file: Option<PathBuf>,
+    /// RS256 keys, JWKS file (chosen by the token's `kid`).
+    pub jwks_file: Option<PathBuf>,
+    /// Where the development secret is kept (`dev-secret`).
+    pub data_dir: PathBuf,
+    /// RS256 keys fetched from the identity provider, kept fresh.
+    pub jwks_url: Option<JwksSource>,
+    /// What the claims must say (`iss`, `aud`, leeway).
+    pub claims: ClaimRules,
+}
 
 /// An authenticated user, as a verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]

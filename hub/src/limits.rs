@@ -17,7 +17,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Socket};
 
-use crate::component::HubError;
+use crate::error::{ErrorCode, HubError};
 
 /// Limits on each socket of a component namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -253,7 +253,7 @@ impl NamespaceHandler for RateLimited {
             .fetch_add(1, Ordering::Relaxed);
         if let Some(ack) = event.take_ack() {
             let refusal = HubError::new(
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!(
                     "more than {} events per second: slow down",
                     self.rate.per_sec

@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use hub::backend_api::{self, DisconnectRequest, NotificationRequest, PublishRequest};
-use hub::component::HubError;
+use hub::component::{ErrorCode, HubError};
 
 use crate::app::App;
 use crate::reply::{Failure, reply};
@@ -71,12 +71,12 @@ pub struct ApiConfig {
 impl From<HubError> for Failure {
     fn from(err: HubError) -> Failure {
         let status = match err.code {
-            "unknown_namespace" => StatusCode::NOT_FOUND,
-            "reserved_namespace" => StatusCode::FORBIDDEN,
-            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::UnknownNamespace => StatusCode::NOT_FOUND,
+            ErrorCode::ReservedNamespace => StatusCode::FORBIDDEN,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        Failure::new(status, err.code, err.message)
+        Failure::new(status, err.code.as_str(), err.message)
     }
 }
 
@@ -376,7 +376,7 @@ struct UserPresenceReply {
     /// The user's sockets on this node, every namespace together.
     sockets: u64,
     #[schema(inline)]
-    status: hub::presence::Status,
+    status: hub::services::presence::Status,
     /// Devices: `/presence` sockets, those in their grace period included.
     devices: u64,
     /// When a device of the user last connected or left (Unix ms); null
@@ -417,7 +417,7 @@ async fn presence(
         .map(|report| {
             let p = report.presence;
             let entry = json!({
-                "online": p.status != hub::presence::Status::Offline,
+                "online": p.status != hub::services::presence::Status::Offline,
                 "sockets": report.sockets,
                 "status": p.status,
                 "devices": p.devices,

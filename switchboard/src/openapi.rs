@@ -21,7 +21,7 @@
 use serde_json::{Map, Value, json};
 
 use hub::backend_api::MAX_PRESENCE_USERS;
-use hub::notifications::NotificationsConfig;
+use hub::services::notifications::NotificationsConfig;
 
 use crate::app::App;
 

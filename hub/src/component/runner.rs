@@ -4,14 +4,16 @@
 //! authorized by the component, each socket held to [`RoomLimits`] (its
 //! event rate is limited around the whole namespace handler:
 //! [`crate::limits::RateLimited`]); the component's `on_connect` and
-//! `on_disconnect` are the socket's.
+//! `on_disconnect` are the socket's. The sender of an event is resolved
+//! here, once ([`super::Caller`]): a component that needs a signed-in user
+//! never sees an event without one.
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Room, Socket};
 
-use super::{Component, HubError};
+use super::{Caller, Component, ErrorCode, HubError};
 use crate::limits::RoomLimits;
 
 /// Runs a [`Component`] as a namespace handler.
@@ -73,7 +75,8 @@ fn ok(fields: serde_json::Map<String, Value>) -> Value {
 
 impl<C: Component> NamespaceHandler for ComponentHandler<C> {
     fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
-        self.component.on_connect(socket)
+        let future = self.component.on_connect(socket)?;
+        Some(Box::pin(future))
     }
 
     fn on_connected(&self, socket: &Arc<Socket>) {
@@ -94,7 +97,7 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
         match event.name.as_str() {
             "subscribe" | "unsubscribe" => {
                 let Ok(room) = event.args.first::<String>() else {
-                    reply(HubError::new("bad_request", "expected a room id").reply());
+                    reply(HubError::new(ErrorCode::BadRequest, "expected a room id").reply());
                     return None;
                 };
                 if event.name == "unsubscribe" {
@@ -105,7 +108,7 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 if room.len() > self.limits.max_room_len {
                     reply(
                         HubError::new(
-                            "bad_request",
+                            ErrorCode::BadRequest,
                             format!("room ids are at most {} bytes", self.limits.max_room_len),
                         )
                         .reply(),
@@ -120,7 +123,7 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                         Ok(rooms) if rooms_after_joining(&socket, &rooms) > max_rooms => {
                             reply(
                                 HubError::new(
-                                    "too_many_rooms",
+                                    ErrorCode::TooManyRooms,
                                     format!("a socket may be in at most {max_rooms} rooms"),
                                 )
                                 .reply(),
@@ -140,7 +143,15 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 }))
             }
             name => {
-                if let Some(queued) = self.component.queue(socket, name, &event.args) {
+                // Who sends it, resolved once for the component.
+                let user = match C::User::of(socket) {
+                    Ok(user) => user,
+                    Err(err) => {
+                        reply(err.reply());
+                        return None;
+                    }
+                };
+                if let Some(queued) = self.component.queue(socket, &user, name, &event.args) {
                     let socket = socket.clone();
                     return Some(Box::pin(async move {
                         let rest = queued.await;
@@ -162,7 +173,7 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                         });
                     }));
                 }
-                let future = self.component.handle(socket, name, &event.args);
+                let future = self.component.handle(socket, user, name, &event.args);
                 Some(Box::pin(async move {
                     let value = match future.await {
                         Ok(fields) => ok(fields),

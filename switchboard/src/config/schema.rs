@@ -31,13 +31,13 @@ pub struct Config {
     /// which lets any client join any room (start refuses it otherwise).
     pub test_setup: bool,
     /// The `notifications` component's settings.
-    pub notifications: hub::notifications::NotificationsConfig,
+    pub notifications: hub::services::notifications::NotificationsConfig,
     /// The `chat` component's settings.
-    pub chat: hub::chat::ChatConfig,
+    pub chat: hub::components::chat::ChatConfig,
     /// The `presence` component's settings.
-    pub presence: hub::presence::PresenceConfig,
+    pub presence: hub::components::presence::PresenceConfig,
     /// The `calls` component's settings.
-    pub calls: hub::calls::CallsConfig,
+    pub calls: hub::components::calls::CallsConfig,
     /// Development mode: `POST /dev/token` signs a token for any user name
     /// (the web client's sign-in screen). On in the embedded default (no
     /// configuration file, no `SWITCHBOARD_AUTH_*` variable, every

@@ -370,7 +370,7 @@ async fn ice_servers_come_with_turn_rest_api_credentials() {
     let expiry: u64 = expiry.parse().unwrap();
     assert!((before + 600..=before + 602).contains(&expiry), "{expiry}");
     assert_eq!(ack["expires_at"], expiry);
-    let (_, password) = hub::calls::credentials("north", "bob", expiry);
+    let (_, password) = hub::components::calls::credentials("north", "bob", expiry);
     assert_eq!(servers[1]["credential"], password.as_str());
     let ack = bob.ask("ice_servers", json!({"for": "x"})).await;
     assert_eq!(code(&ack), "bad_request");

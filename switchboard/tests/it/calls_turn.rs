@@ -190,12 +190,13 @@ async fn coturn_grants_the_issued_credentials_and_refuses_expired_ones() {
         .unwrap()
         .as_secs()
         - 60;
-    let (expired_user, expired_password) = hub::calls::credentials(SECRET, "bob", past);
+    let (expired_user, expired_password) = hub::components::calls::credentials(SECRET, "bob", past);
     assert!(
         !allocate(port, &expired_user, &expired_password).await,
         "coturn granted credentials that expired a minute ago"
     );
-    let (_, wrong_password) = hub::calls::credentials("another-secret", "bob", past + 3600);
+    let (_, wrong_password) =
+        hub::components::calls::credentials("another-secret", "bob", past + 3600);
     assert!(
         !allocate(port, username, &wrong_password).await,
         "coturn granted a password made with another secret"

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{RemoveOnDrop, postgres_database, rand_suffix};
-use hub::chat::store::{self, Page};
-use hub::chat::writer::{Done, Op, Writer, WriterConfig};
-use hub::context::Tasks;
+use hub::components::chat::store::{self, Page};
+use hub::components::chat::writer::{Done, Op, Writer, WriterConfig};
+use hub::tasks::Tasks;
 use hub::store::{Store, StoreConfig, sqlite_url_of};
 use std::sync::Mutex;
 

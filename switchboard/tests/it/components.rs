@@ -3,7 +3,7 @@
 //! users, and the notifications service reaches every device of a user.
 
 use crate::common::{Client, start_raw, token};
-use hub::notifications::NewNotification;
+use hub::services::notifications::NewNotification;
 use serde_json::{Value, json};
 
 const SECRET: &str = "[auth]\nhs256_secret = \"test-secret\"\n";

@@ -12,7 +12,7 @@ use crate::common::fake_http;
 use crate::common::*;
 use futures_util::SinkExt;
 use hub::component::{Component, ComponentHandler, Reply};
-use socketio::{Args, BoxFuture, DisconnectReason, Socket};
+use socketio::{Args, DisconnectReason, Socket};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -153,7 +153,12 @@ struct Recorder {
 }
 
 impl Component for Recorder {
-    fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+    type User = Option<hub::identity::Identity>;
+
+    fn on_connect(
+        &self,
+        socket: &Arc<Socket>,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let gate = self.gates.lock().try_recv().ok();
         let (socket, seen) = (socket.clone(), self.seen.clone());
         Some(Box::pin(async move {
@@ -174,9 +179,15 @@ impl Component for Recorder {
         });
     }
 
-    fn handle(&self, _socket: &Arc<Socket>, event: &str, _args: &Args) -> BoxFuture<Reply> {
+    fn handle(
+        &self,
+        _socket: &Arc<Socket>,
+        _user: Self::User,
+        event: &str,
+        _args: &Args,
+    ) -> impl std::future::Future<Output = Reply> + Send + 'static {
         let _ = self.seen.send(Seen::Event(event.to_owned()));
-        Box::pin(std::future::ready(Ok(serde_json::Map::new())))
+        std::future::ready(Ok(serde_json::Map::new()))
     }
 }
 

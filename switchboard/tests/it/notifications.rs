@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::common::{Device, RawServer, api, postgres_database, start_raw};
-use hub::notifications::NewNotification;
+use hub::services::notifications::NewNotification;
 use hub::store::{Store, StoreConfig};
 use serde_json::{Value, json};
 

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::{self, postgres_database, temp_dir};
-use hub::notifications::{NewNotification, Notifications, NotificationsConfig};
+use hub::services::notifications::{NewNotification, Notifications, NotificationsConfig};
 use hub::store::{Store, StoreConfig, sqlite_url_of};
 use serde_json::json;
 
@@ -176,7 +176,7 @@ async fn store_logic(store: Store) {
         },
     );
     sqlx::query("UPDATE notifications SET created_at = $1 WHERE id = $2")
-        .bind(hub::notifications::now_ms() - 2 * 86_400_000)
+        .bind(hub::clock::now_ms() - 2 * 86_400_000)
         .bind(bob_id)
         .execute(store.pool())
         .await

@@ -17,7 +17,7 @@ use crate::common::{
     Device, RemoveOnDrop, api, postgres_database, rand_suffix, start_raw, start_raw_with, temp_dir,
 };
 use hub::identity::Identity;
-use hub::presence::{WatchHook, WatchPolicy};
+use hub::components::presence::{WatchHook, WatchPolicy};
 use hub::store::{Store, StoreConfig, sqlite_url_of};
 use serde_json::{Value, json};
 use switchboard::config::Config;

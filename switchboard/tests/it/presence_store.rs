@@ -10,7 +10,7 @@ use crate::common::{RemoveOnDrop, postgres_database, rand_suffix};
 /// many at once (one transaction for those that wait together), a later
 /// time winning whatever the order.
 async fn the_store_remembers_status_and_last_seen(url: &str) {
-    use hub::presence::{PresenceConfig, Status};
+    use hub::{components::presence::PresenceConfig, services::presence::Status};
     let store = hub::store::Store::open(&hub::store::StoreConfig {
         url: url.to_owned(),
         max_connections: 4,

@@ -10,31 +10,30 @@
 //! joins one room per watched user (`presence:<id>`), so a change is one
 //! broadcast, encoded once, however many watch it.
 //!
-//! Modules: `state.rs` the live state behind a trait (Redis in the
-//! cluster), `service.rs` the reads the publish API shares, `store.rs` the
-//! SQL, `policy.rs` who may watch whom.
+//! The live state, the stored status and `last_seen` are the presence
+//! service's ([`crate::services::presence`]), which the publish API reads
+//! too; this component writes it as devices come and go. `policy.rs`: who
+//! may watch whom.
 
 pub mod policy;
-pub mod service;
-pub mod state;
-mod store;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket};
+use socketio::{Args, DisconnectReason, Namespace, Socket};
 
 use crate::auth::{identity_of, user_room};
-use crate::component::{Component, HubError, Reply};
-use crate::context::Context;
-use crate::notifications::now_ms;
+use crate::clock::now_ms;
+use crate::component::{Component, ErrorCode, HubError, Reply};
+use crate::components::kit;
+use crate::identity::Identity;
+use crate::services::Context;
+use crate::services::presence::state::{Departure, Device, Remembered};
+use crate::services::presence::{MemoryState, PresenceService, Status, UserPresence};
 pub use policy::{AnyoneMayWatch, WatchHook, WatchPolicy};
-pub use service::PresenceService;
-use state::{Departure, Device, Remembered};
-pub use state::{MemoryState, PresenceState, Status, UserPresence};
 
 /// The component's settings (`[presence]` in the configuration).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,21 +109,6 @@ fn announce(ns: &Arc<Namespace>, presence: &UserPresence, except: Option<&Socket
     op.emit("presence", &Args::one(presence))
 }
 
-fn bad_request(message: impl Into<String>) -> HubError {
-    HubError::new("bad_request", message)
-}
-
-fn unauthorized() -> HubError {
-    HubError::new("unauthorized", "this socket has no user")
-}
-
-fn fields(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
 /// The users `socket` watches now.
 /// Whether `socket` may watch `users` too without watching more than
 /// `max` users (those it watches already count once): the rooms it is in
@@ -145,7 +129,7 @@ fn within_watch_limit(
         .count();
     if already + new > max {
         return Err(HubError::new(
-            "too_many_watched",
+            ErrorCode::TooManyWatched,
             format!(
                 "a socket may watch at most {max} users (it watches {already}, \
                  {new} more asked)"
@@ -221,16 +205,14 @@ impl Presence {
     /// `watch` / `unwatch`'s user ids: 1 to `max_watch` of them, each 1 to
     /// `max_user_bytes` long, without duplicates (first one kept).
     fn users(&self, args: &Args) -> Result<Vec<String>, HubError> {
-        let request: UsersRequest = args
-            .first()
-            .map_err(|e| bad_request(format!("expected {{users: [user id, …]}}: {e}")))?;
+        let request: UsersRequest = kit::parse(args, "expected {users: [user id, …]}")?;
         let max = self.config.max_watch;
         if request.users.is_empty() {
-            return Err(bad_request("users: name at least one user id"));
+            return Err(HubError::bad_request("users: name at least one user id"));
         }
         if request.users.len() > max {
             return Err(HubError::new(
-                "too_many_watched",
+                ErrorCode::TooManyWatched,
                 format!("a socket may watch at most {max} users"),
             ));
         }
@@ -240,7 +222,7 @@ impl Presence {
             .iter()
             .find(|u| u.is_empty() || u.len() > max_bytes)
         {
-            return Err(bad_request(format!(
+            return Err(HubError::bad_request(format!(
                 "user ids are 1 to {max_bytes} bytes (got {} bytes)",
                 bad.len()
             )));
@@ -253,108 +235,157 @@ impl Presence {
             .collect())
     }
 
-    fn status(&self, socket: &Arc<Socket>, args: &Args) -> BoxFuture<Reply> {
-        let parsed: Result<(String, Status), HubError> = (|| {
-            let user = identity_of(socket).ok_or_else(unauthorized)?.user;
-            let request: StatusRequest = args
-                .first()
-                .map_err(|e| bad_request(format!("expected {{status}}: {e}")))?;
-            let status = Status::chosen(&request.status).ok_or_else(|| {
-                bad_request(format!(
-                    "status is online, away or busy (got {:?})",
-                    request.status
-                ))
-            })?;
-            Ok((user, status))
-        })();
-        let service = self.ctx.presence.clone();
-        let socket = socket.clone();
-        Box::pin(async move {
-            let (user, status) = parsed?;
-            let presence = match service.set_status(&user, status).await? {
-                Some(change) => {
-                    if change.visible {
-                        announce(socket.namespace(), &change.presence, Some(&socket));
-                    }
-                    change.presence
-                }
-                // No live entry (its state failed at connect): what the
-                // store and the state say now.
-                None => service.lookup(std::slice::from_ref(&user)).await?.remove(0),
-            };
-            Ok(fields(json!({ "presence": presence })))
-        })
-    }
-
-    fn watch(&self, socket: &Arc<Socket>, args: &Args) -> BoxFuture<Reply> {
-        let parsed = identity_of(socket)
-            .ok_or_else(unauthorized)
-            .and_then(|identity| Ok((identity, self.users(args)?)));
-        let policy = self.config.watch_policy.0.clone();
-        let service = self.ctx.presence.clone();
-        let max = self.config.max_watch;
-        let socket = socket.clone();
-        Box::pin(async move {
-            let (identity, users) = parsed?;
-            // A first look, to refuse a watch over the limit before asking
-            // the policy; the one that counts is made again with the join.
-            within_watch_limit(&socket, &users, max)?;
-            let refused = policy.refused(&identity, &users).await?;
-            if !refused.is_empty() {
-                let named: Vec<&str> = refused.iter().take(10).map(String::as_str).collect();
-                return Err(HubError::new(
-                    "forbidden",
-                    format!("not allowed to watch {}", named.join(", ")),
-                ));
+    /// Reads `event` and its arguments once, or says what is wrong.
+    fn parse(&self, event: &str, args: &Args) -> Result<PresenceEvent, HubError> {
+        match event {
+            "status" => {
+                let request: StatusRequest = kit::parse(args, "expected {status}")?;
+                let status = Status::chosen(&request.status).ok_or_else(|| {
+                    HubError::bad_request(format!(
+                        "status is online, away or busy (got {:?})",
+                        request.status
+                    ))
+                })?;
+                Ok(PresenceEvent::Status(status))
             }
-            // Joined before the snapshot is read: a change from now on is
-            // an event, and one that arrives before this ack is older than
-            // (or the same as) the snapshot.
-            //
-            // The limit is checked again here, with nothing awaited between
-            // the count and the join: the rooms may have changed while the
-            // policy was asked, and the check must hold for what is joined.
-            let current = within_watch_limit(&socket, &users, max)?;
-            let rooms: Vec<socketio::Room> = users.iter().map(|u| watch_room(u).into()).collect();
-            if !socket.join_all(&rooms) {
-                return Err(HubError::new("unavailable", "the socket left"));
-            }
-            let presence = match service.lookup(&users).await {
-                Ok(presence) => presence,
-                Err(err) => {
-                    // Refused as a whole: the rooms this watch joined are
-                    // left again.
-                    for user in users
-                        .iter()
-                        .filter(|u| !current.contains(watch_room(u).as_str()))
-                    {
-                        socket.leave(&watch_room(user));
-                    }
-                    return Err(err);
-                }
-            };
-            Ok(fields(
-                json!({ "presence": presence, "watching": watching(&socket) }),
-            ))
-        })
-    }
-
-    fn unwatch(&self, socket: &Arc<Socket>, args: &Args) -> Reply {
-        let users = self.users(args)?;
-        for user in &users {
-            socket.leave(&watch_room(user));
+            "watch" => Ok(PresenceEvent::Watch(self.users(args)?)),
+            "unwatch" => Ok(PresenceEvent::Unwatch(self.users(args)?)),
+            _ => Err(HubError::new(
+                ErrorCode::UnknownEvent,
+                format!("no handler for {event:?}"),
+            )),
         }
-        Ok(fields(json!({ "watching": watching(socket) })))
     }
 }
 
+/// An event of `/presence`, checked.
+#[derive(Debug)]
+enum PresenceEvent {
+    /// The user chooses a status (all their devices).
+    Status(Status),
+    /// Watch these users (1 to `max_watch`, no repeats).
+    Watch(Vec<String>),
+    /// Stop watching these users.
+    Unwatch(Vec<String>),
+}
+
+/// `status`'s ack: the user's presence after.
+#[derive(Debug, Serialize)]
+struct StatusSet {
+    presence: UserPresence,
+}
+
+/// `watch`'s ack: a snapshot of each user asked, in order, and how many
+/// users the socket watches now.
+#[derive(Debug, Serialize)]
+struct Watched {
+    presence: Vec<UserPresence>,
+    watching: usize,
+}
+
+/// `unwatch`'s ack.
+#[derive(Debug, Serialize)]
+struct Unwatched {
+    watching: usize,
+}
+
+/// `status`: stored, then the watchers (and the user's other devices)
+/// hear of it; the ack has the user's presence after.
+async fn set_status(
+    service: PresenceService,
+    socket: Arc<Socket>,
+    user: String,
+    status: Status,
+) -> Reply {
+    let presence = match service.set_status(&user, status).await? {
+        Some(change) => {
+            if change.visible {
+                announce(socket.namespace(), &change.presence, Some(&socket));
+            }
+            change.presence
+        }
+        // No live entry (its state failed at connect): what the
+        // store and the state say now.
+        None => service.lookup(std::slice::from_ref(&user)).await?.remove(0),
+    };
+    kit::reply(&StatusSet { presence })
+}
+
+/// `watch`: what the policy allows of `users`, within the socket's limit,
+/// joined, then a snapshot of each.
+async fn watch(
+    service: PresenceService,
+    policy: Arc<dyn WatchPolicy>,
+    max: usize,
+    socket: Arc<Socket>,
+    identity: Identity,
+    users: Vec<String>,
+) -> Reply {
+    // A first look, to refuse a watch over the limit before asking
+    // the policy; the one that counts is made again with the join.
+    within_watch_limit(&socket, &users, max)?;
+    let refused = policy.refused(&identity, &users).await?;
+    if !refused.is_empty() {
+        let named: Vec<&str> = refused.iter().take(10).map(String::as_str).collect();
+        return Err(HubError::new(
+            ErrorCode::Forbidden,
+            format!("not allowed to watch {}", named.join(", ")),
+        ));
+    }
+    // Joined before the snapshot is read: a change from now on is
+    // an event, and one that arrives before this ack is older than
+    // (or the same as) the snapshot.
+    //
+    // The limit is checked again here, with nothing awaited between
+    // the count and the join: the rooms may have changed while the
+    // policy was asked, and the check must hold for what is joined.
+    let current = within_watch_limit(&socket, &users, max)?;
+    let rooms: Vec<socketio::Room> = users.iter().map(|u| watch_room(u).into()).collect();
+    if !socket.join_all(&rooms) {
+        return Err(HubError::new(ErrorCode::Unavailable, "the socket left"));
+    }
+    let presence = match service.lookup(&users).await {
+        Ok(presence) => presence,
+        Err(err) => {
+            // Refused as a whole: the rooms this watch joined are
+            // left again.
+            for user in users
+                .iter()
+                .filter(|u| !current.contains(watch_room(u).as_str()))
+            {
+                socket.leave(&watch_room(user));
+            }
+            return Err(err);
+        }
+    };
+    kit::reply(&Watched {
+        presence,
+        watching: watching(&socket),
+    })
+}
+
+/// `unwatch`: leaves the users' rooms.
+fn unwatch(socket: &Socket, users: &[String]) -> Reply {
+    for user in users {
+        socket.leave(&watch_room(user));
+    }
+    kit::reply(&Unwatched {
+        watching: watching(socket),
+    })
+}
+
 impl Component for Presence {
-    fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+    type User = Identity;
+
+    fn on_connect(
+        &self,
+        socket: &Arc<Socket>,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let user = identity_of(socket)?.user;
         let service = self.ctx.presence.clone();
         let tasks = self.ctx.tasks.clone();
         let socket = socket.clone();
-        Some(Box::pin(async move {
+        Some(async move {
             let state = service.state().clone();
             // The user's first device starts from what the store remembers
             // (their chosen status); later ones join the live entry. When
@@ -398,7 +429,7 @@ impl Component for Presence {
                 let ns = socket.namespace().clone();
                 tasks.spawn(restore_status(service, ns, user));
             }
-        }))
+        })
     }
 
     fn on_disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
@@ -449,15 +480,28 @@ impl Component for Presence {
         });
     }
 
-    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
-        match event {
-            "status" => self.status(socket, args),
-            "watch" => self.watch(socket, args),
-            "unwatch" => Box::pin(std::future::ready(self.unwatch(socket, args))),
-            _ => Box::pin(std::future::ready(Err(HubError::new(
-                "unknown_event",
-                format!("no handler for {event:?}"),
-            )))),
+    fn handle(
+        &self,
+        socket: &Arc<Socket>,
+        user: Identity,
+        event: &str,
+        args: &Args,
+    ) -> impl Future<Output = Reply> + Send + 'static {
+        let parsed = self.parse(event, args);
+        let service = self.ctx.presence.clone();
+        let policy = self.config.watch_policy.0.clone();
+        let max = self.config.max_watch;
+        let socket = socket.clone();
+        async move {
+            match parsed? {
+                PresenceEvent::Status(status) => {
+                    set_status(service, socket, user.user, status).await
+                }
+                PresenceEvent::Watch(users) => {
+                    watch(service, policy, max, socket, user, users).await
+                }
+                PresenceEvent::Unwatch(users) => unwatch(&socket, &users),
+            }
         }
     }
 }

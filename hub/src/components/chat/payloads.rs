@@ -6,12 +6,12 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use socketio::Args;
 
-use crate::component::HubError;
+use crate::components::kit;
+use crate::error::HubError;
 
 /// The event's first argument as `T`, or a `bad_request` saying why not.
 pub fn parse<T: DeserializeOwned>(args: &Args) -> Result<T, HubError> {
-    args.first::<T>()
-        .map_err(|err| HubError::new("bad_request", format!("invalid payload: {err}")))
+    kit::parse(args, "invalid payload")
 }
 
 /// Like [`parse`], with `T::default()` when no argument (or `null`) came.
@@ -66,7 +66,7 @@ pub struct ConversationOnly {
 /// `message`: to a conversation, or to a user (their direct conversation).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Send {
+pub struct SendMessage {
     pub conversation: Option<i64>,
     pub to: Option<String>,
     pub client_id: String,

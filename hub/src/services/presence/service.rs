@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::state::{Change, Millis, PresenceState, Remembered, Status, UserPresence};
 use super::store;
-use crate::component::HubError;
+use crate::error::{ErrorCode, HubError};
 use crate::store::Store;
 
 /// Live presence plus what the store remembers. Cloning shares it.
@@ -44,7 +44,7 @@ struct PendingSeen {
 impl From<super::state::StateError> for HubError {
     fn from(err: super::state::StateError) -> HubError {
         tracing::warn!(%err, "presence state error");
-        HubError::new("unavailable", "presence is unavailable; try again")
+        HubError::new(ErrorCode::Unavailable, "presence is unavailable; try again")
     }
 }
 

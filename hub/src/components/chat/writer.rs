@@ -35,8 +35,8 @@ use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::store::{self, Message, NewMessage};
+use crate::clock::now_ms;
 use crate::component::HubError;
-use crate::notifications::now_ms;
 use crate::store::Store;
 
 /// A change to a conversation, by `user` (already authenticated; the
@@ -181,7 +181,7 @@ impl Writer {
     /// Starts the writer task on `tasks` (it stops with the hub).
     pub fn start(
         store: Store,
-        tasks: &crate::context::Tasks,
+        tasks: &crate::tasks::Tasks,
         config: WriterConfig,
         deliver: Deliver,
     ) -> Writer {

@@ -5,7 +5,7 @@
 //!   change to a conversation takes (group commit, delivery in commit
 //!   order); `state.rs`: who is typing (live state, behind a trait);
 //!   `mentions.rs`: `@user`; `rate.rs`: messages per user; `payloads.rs`:
-//!   what clients send.
+//!   what clients send; `events.rs`: what the server answers and tells.
 //!
 //! Delivery: every event of a conversation is emitted to its members'
 //! `user:<id>` rooms (one broadcast to the union of those rooms, encoded
@@ -29,6 +29,7 @@
 //! membership change), else it is handed back to the state and retried by
 //! the sweep.
 
+mod events;
 mod mentions;
 mod payloads;
 mod rate;
@@ -37,21 +38,24 @@ pub mod store;
 pub mod writer;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket};
+use serde_json::{Map, json};
+use socketio::{Args, DisconnectReason, Namespace, Socket};
 use tokio::sync::Semaphore;
 
-use crate::auth::{identity_of, user_room};
-use crate::component::{Component, HubError, Reply};
-use crate::context::Context;
+use crate::clock::now_ms;
+use crate::component::{Component, ErrorCode, HubError, Reply};
+use crate::components::kit::{self, emit_to_users};
+use crate::identity::Identity;
 use crate::limits::KeyedBuckets;
-use crate::notifications::{NewNotification, now_ms};
+use crate::services::Context;
+use crate::services::notifications::NewNotification;
 use payloads::*;
 use state::{MemoryTyping, Relay, TypingState, TypingTimers, Typist};
 use store::Page;
@@ -251,25 +255,6 @@ impl Chat {
     }
 }
 
-/// Emits `event` with `payload` to every device of `users` on `ns`: one
-/// broadcast, encoded once.
-fn emit_to_users<'a>(
-    ns: &Arc<Namespace>,
-    users: impl IntoIterator<Item = &'a String>,
-    event: &str,
-    payload: &Value,
-) {
-    let mut to = ns.broadcast();
-    let mut any = false;
-    for user in users {
-        to = to.to(user_room(user));
-        any = true;
-    }
-    if any {
-        to.emit(event, &Args::one(payload));
-    }
-}
-
 /// Longest sender id shown in a mention notification's title, in
 /// characters (a user id may be far longer than a title may be).
 const TITLE_SENDER_CHARS: usize = 64;
@@ -320,7 +305,7 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             members,
             fresh: true,
         } => {
-            emit_to_users(ns, members, "message", &json!(message));
+            emit_to_users(ns, None, members, "message", message);
             notify_mentions(ctx, message, &message.mentions);
         }
         Done::Sent { fresh: false, .. } => {}
@@ -329,11 +314,11 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             members,
             mentioned,
         } => {
-            emit_to_users(ns, members, "message:updated", &json!(message));
+            emit_to_users(ns, None, members, "message:updated", message);
             notify_mentions(ctx, message, mentioned);
         }
         Done::Deleted { message, members } => {
-            emit_to_users(ns, members, "message:deleted", &json!(message));
+            emit_to_users(ns, None, members, "message:deleted", message);
         }
         Done::Added {
             conversation,
@@ -345,15 +330,23 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             if !added.is_empty() {
                 emit_to_users(
                     ns,
+                    None,
                     added,
                     "conversation:joined",
-                    &json!({"conversation": summary}),
+                    &events::Joined {
+                        conversation: summary,
+                    },
                 );
                 emit_to_users(
                     ns,
+                    None,
                     before,
                     "conversation:member_added",
-                    &json!({"conversation": conversation, "users": added, "by": by}),
+                    &events::MemberAdded {
+                        conversation: *conversation,
+                        users: added,
+                        by,
+                    },
                 );
             }
         }
@@ -364,9 +357,14 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
         } => {
             emit_to_users(
                 ns,
+                None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_left",
-                &json!({"conversation": conversation, "user": user}),
+                &events::MemberGone {
+                    conversation: *conversation,
+                    user,
+                    by: None,
+                },
             );
         }
         Done::Removed {
@@ -377,9 +375,14 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
         } => {
             emit_to_users(
                 ns,
+                None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_removed",
-                &json!({"conversation": conversation, "user": user, "by": by}),
+                &events::MemberGone {
+                    conversation: *conversation,
+                    user,
+                    by: Some(by),
+                },
             );
         }
         Done::Read {
@@ -394,32 +397,54 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             let others = members.iter().filter(|m| *m != user);
             emit_to_users(
                 ns,
+                None,
                 others,
                 "read",
-                &json!({"conversation": conversation, "user": user, "seq": seq}),
+                &events::Read {
+                    conversation: *conversation,
+                    user,
+                    seq: *seq,
+                    unread: None,
+                    mentions: None,
+                },
             );
             emit_to_users(
                 ns,
+                None,
                 std::iter::once(user),
                 "read",
-                &json!({"conversation": conversation, "user": user, "seq": seq,
-                        "unread": unread, "mentions": mentions}),
+                &events::Read {
+                    conversation: *conversation,
+                    user,
+                    seq: *seq,
+                    unread: Some(*unread),
+                    mentions: Some(*mentions),
+                },
             );
         }
         Done::Read { moved: false, .. } => {}
     }
 }
 
-/// The fields of an ack from a JSON object.
-fn fields(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
+/// An event of `/chat`, read once (see [`Inner::parse`]).
+#[derive(Debug)]
+enum ChatEvent {
+    Conversations(ListConversations),
+    Create(Create),
+    AddMembers(AddMembers),
+    Leave(ConversationOnly),
+    RemoveMember(RemoveMember),
+    Members(ConversationOnly),
+    Message(SendMessage),
+    Edit(Edit),
+    Delete(AtSeq),
+    History(History),
+    Read(AtSeq),
+    Typing(Typing),
 }
 
 /// The writer's operation for a checked send.
-fn send_op(user: &str, conversation: i64, send: Send) -> Op {
+fn send_op(user: &str, conversation: i64, send: SendMessage) -> Op {
     Op::Send {
         user: user.to_owned(),
         conversation,
@@ -432,13 +457,13 @@ fn send_op(user: &str, conversation: i64, send: Send) -> Op {
 /// The ack of a send.
 fn sent(done: Done) -> Reply {
     match done {
-        Done::Sent { message, fresh, .. } => Ok(fields(json!({
-            "id": message.id,
-            "seq": message.seq,
-            "ts": message.ts,
-            "conversation": message.conversation,
-            "duplicate": !fresh,
-        }))),
+        Done::Sent { message, fresh, .. } => kit::reply(&events::Sent {
+            id: message.id,
+            seq: message.seq,
+            ts: message.ts,
+            conversation: message.conversation,
+            duplicate: !fresh,
+        }),
         _ => Ok(Map::new()),
     }
 }
@@ -463,19 +488,17 @@ fn in_flight(socket: &Socket, max: usize) -> Arc<Semaphore> {
 /// (everyone's sends in it would be run again one by one).
 fn no_nul(what: &str, value: &str) -> Result<(), HubError> {
     if value.contains('\0') {
-        return Err(bad_request(format!("{what} may not contain U+0000")));
+        return Err(HubError::bad_request(format!(
+            "{what} may not contain U+0000"
+        )));
     }
     Ok(())
-}
-
-fn bad_request(message: impl Into<String>) -> HubError {
-    HubError::new("bad_request", message)
 }
 
 /// `full` are in `cap` conversations already.
 pub(crate) fn too_many_conversations(full: &[String], cap: usize) -> HubError {
     HubError::new(
-        "too_many_conversations",
+        ErrorCode::TooManyConversations,
         format!(
             "{} in {cap} conversations already (the most a user may be in)",
             full.join(", ")
@@ -491,12 +514,12 @@ impl Inner {
 
     fn check_text(&self, text: &str) -> Result<(), HubError> {
         if text.trim().is_empty() {
-            return Err(bad_request("text is empty"));
+            return Err(HubError::bad_request("text is empty"));
         }
         no_nul("text", text)?;
         if text.chars().count() > self.config.max_text_chars {
             return Err(HubError::new(
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!("text is at most {} characters", self.config.max_text_chars),
             ));
         }
@@ -510,7 +533,7 @@ impl Inner {
             return Ok(());
         }
         Err(HubError::new(
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "at most {} writes (messages, edits, reads…) per second per user",
                 self.config.messages_per_sec
@@ -525,7 +548,7 @@ impl Inner {
             return Ok(());
         }
         Err(HubError::new(
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "at most {} other users put into groups per minute per user",
                 self.config.members_added_per_min
@@ -535,7 +558,7 @@ impl Inner {
 
     fn check_user_id(&self, user: &str) -> Result<(), HubError> {
         if user.is_empty() || user.len() > self.config.max_user_id_bytes {
-            return Err(bad_request(format!(
+            return Err(HubError::bad_request(format!(
                 "a user id is 1 to {} bytes",
                 self.config.max_user_id_bytes
             )));
@@ -550,7 +573,7 @@ impl Inner {
         match limit {
             None => Ok(max.min(50)),
             Some(n) if (1..=max).contains(&n) => Ok(n),
-            Some(_) => Err(bad_request(format!("limit is 1 to {max}"))),
+            Some(_) => Err(HubError::bad_request(format!("limit is 1 to {max}"))),
         }
     }
 
@@ -615,10 +638,14 @@ impl Inner {
         // sockets' queues in version order (an emit does not wait).
         emit_to_users(
             ns,
+            None,
             members.iter().filter(|m| **m != relay.user),
             "typing",
-            &json!({"conversation": relay.conversation, "user": relay.user,
-                    "typing": relay.typing}),
+            &events::Typing {
+                conversation: relay.conversation,
+                user: &relay.user,
+                typing: relay.typing,
+            },
         );
     }
 
@@ -633,185 +660,231 @@ impl Inner {
             .retain(|_, (_, at)| now.duration_since(*at) < TYPING_MEMORY);
     }
 
-    async fn handle(&self, socket: &Arc<Socket>, user: String, event: &str, args: &Args) -> Reply {
-        match event {
-            "conversations" => self.conversations(&user, parse_or_default(args)?).await,
-            "conversation:create" => self.create(&user, parse(args)?).await,
+    /// Reads `event` once, or says what is wrong. The events that write
+    /// take from `user`'s write rate first, before their payload is read
+    /// (a send, and a create, once it is checked).
+    fn parse(&self, user: &str, event: &str, args: &Args) -> Result<ChatEvent, HubError> {
+        Ok(match event {
+            "conversations" => ChatEvent::Conversations(parse_or_default(args)?),
+            "conversation:create" => ChatEvent::Create(parse(args)?),
             "conversation:add_member" => {
-                self.admit(&user)?;
-                let add: AddMembers = parse(args)?;
-                if add.users.len() > self.config.max_members {
-                    return Err(HubError::new(
-                        "too_many_members",
-                        format!("a group has at most {} members", self.config.max_members),
-                    ));
-                }
-                for member in &add.users {
-                    self.check_user_id(member)?;
-                }
-                if add.users.is_empty() {
-                    return Err(bad_request("users is empty"));
-                }
-                let mut others: Vec<&String> = add.users.iter().filter(|u| **u != user).collect();
-                others.sort();
-                others.dedup();
-                self.admit_added(&user, others.len())?;
-                let done = self
-                    .writer
-                    .submit(Op::AddMembers {
-                        user,
-                        conversation: add.conversation,
-                        users: add.users,
-                        max_members: self.config.max_members,
-                        max_conversations: self.config.max_conversations_per_user,
-                    })
-                    .await?;
-                match done {
-                    Done::Added { added, before, .. } => {
-                        let mut members: Vec<String> =
-                            before.into_iter().chain(added.clone()).collect();
-                        members.sort();
-                        Ok(fields(json!({"added": added, "members": members})))
-                    }
-                    _ => Ok(Map::new()),
-                }
+                self.admit(user)?;
+                ChatEvent::AddMembers(parse(args)?)
             }
             "conversation:leave" => {
-                self.admit(&user)?;
-                let leave: ConversationOnly = parse(args)?;
-                self.writer
-                    .submit(Op::Leave {
-                        user,
-                        conversation: leave.conversation,
-                    })
-                    .await?;
-                Ok(fields(json!({"conversation": leave.conversation})))
+                self.admit(user)?;
+                ChatEvent::Leave(parse(args)?)
             }
             "conversation:remove_member" => {
-                self.admit(&user)?;
-                let remove: RemoveMember = parse(args)?;
-                self.check_user_id(&remove.user)?;
-                self.writer
-                    .submit(Op::RemoveMember {
-                        user,
-                        conversation: remove.conversation,
-                        member: remove.user.clone(),
-                    })
-                    .await?;
-                Ok(fields(
-                    json!({"conversation": remove.conversation, "user": remove.user}),
-                ))
+                self.admit(user)?;
+                ChatEvent::RemoveMember(parse(args)?)
             }
-            "conversation:members" => {
-                let of: ConversationOnly = parse(args)?;
-                self.member_check(of.conversation, &user).await?;
-                let members = self
-                    .ctx
-                    .store
-                    .timed(async {
-                        let mut conn = self.ctx.store.pool().acquire().await?;
-                        store::members(&mut conn, of.conversation).await
-                    })
-                    .await?;
-                Ok(fields(json!({
-                    "conversation": of.conversation,
-                    "member_count": members.len(),
-                    "members": members,
-                })))
-            }
-            "message" => self.send(&user, parse(args)?).await,
+            "conversation:members" => ChatEvent::Members(parse(args)?),
+            "message" => ChatEvent::Message(parse(args)?),
             "message:edit" => {
-                self.admit(&user)?;
-                let edit: Edit = parse(args)?;
-                self.check_text(&edit.text)?;
-                match self
-                    .writer
-                    .submit(Op::Edit {
-                        user,
-                        conversation: edit.conversation,
-                        seq: edit.seq,
-                        text: edit.text,
-                    })
-                    .await?
-                {
-                    Done::Edited { message, .. } => Ok(fields(json!({"message": message}))),
-                    _ => Ok(Map::new()),
-                }
+                self.admit(user)?;
+                ChatEvent::Edit(parse(args)?)
             }
             "message:delete" => {
-                self.admit(&user)?;
-                let delete: AtSeq = parse(args)?;
-                match self
-                    .writer
-                    .submit(Op::Delete {
-                        user,
-                        conversation: delete.conversation,
-                        seq: delete.seq,
-                    })
-                    .await?
-                {
-                    Done::Deleted { message, .. } => Ok(fields(json!({"message": message}))),
-                    _ => Ok(Map::new()),
-                }
+                self.admit(user)?;
+                ChatEvent::Delete(parse(args)?)
             }
-            "history" => self.history(&user, parse(args)?).await,
+            "history" => ChatEvent::History(parse(args)?),
             "read" => {
-                self.admit(&user)?;
-                let read: AtSeq = parse(args)?;
-                if read.seq < 0 {
-                    return Err(bad_request("seq is 0 or more"));
-                }
-                match self
-                    .writer
-                    .submit(Op::Read {
-                        user,
-                        conversation: read.conversation,
-                        seq: read.seq,
-                    })
-                    .await?
-                {
-                    Done::Read {
-                        seq,
-                        unread,
-                        mentions,
-                        ..
-                    } => Ok(fields(
-                        json!({"seq": seq, "unread": unread, "mentions": mentions}),
-                    )),
-                    _ => Ok(Map::new()),
-                }
+                self.admit(user)?;
+                ChatEvent::Read(parse(args)?)
             }
-            "typing" => {
-                let typing: Typing = parse(args)?;
-                let conversation = typing.conversation;
-                let socket = socket.id().as_str();
-                if typing.typing {
-                    self.member_check(conversation, &user).await?;
-                }
-                // A stop is applied before any store query: one that the
-                // store's failure refused would leave the others seeing
-                // the user type until the start expires. Only a member's
-                // start is shown, so a stop the others must see is a
-                // (then) member's.
-                let relay = self
-                    .typing
-                    .set(conversation, &user, socket, typing.typing)
-                    .await?;
-                let relayed = relay.is_some();
-                match relay {
-                    Some(relay) => self.relay_typing(relay).await,
-                    None if !typing.typing => {
-                        self.member_check(conversation, &user).await?;
-                    }
-                    None => {}
-                }
-                Ok(fields(json!({"relayed": relayed})))
+            "typing" => ChatEvent::Typing(parse(args)?),
+            other => {
+                return Err(HubError::new(
+                    ErrorCode::UnknownEvent,
+                    format!("no handler for {other:?}"),
+                ));
             }
-            other => Err(HubError::new(
-                "unknown_event",
-                format!("no handler for {other:?}"),
-            )),
+        })
+    }
+
+    async fn handle(&self, socket: &Socket, user: String, event: ChatEvent) -> Reply {
+        match event {
+            ChatEvent::Conversations(list) => self.conversations(&user, list).await,
+            ChatEvent::Create(create) => self.create(&user, create).await,
+            ChatEvent::AddMembers(add) => self.add_members(user, add).await,
+            ChatEvent::Leave(leave) => self.leave(user, leave).await,
+            ChatEvent::RemoveMember(remove) => self.remove_member(user, remove).await,
+            ChatEvent::Members(of) => self.members(&user, of).await,
+            ChatEvent::Message(send) => self.send(&user, send).await,
+            ChatEvent::Edit(edit) => self.edit(user, edit).await,
+            ChatEvent::Delete(delete) => self.delete(user, delete).await,
+            ChatEvent::History(history) => self.history(&user, history).await,
+            ChatEvent::Read(read) => self.read(user, read).await,
+            ChatEvent::Typing(typing) => self.typing(socket, &user, typing).await,
         }
+    }
+
+    async fn add_members(&self, user: String, add: AddMembers) -> Reply {
+        if add.users.len() > self.config.max_members {
+            return Err(HubError::new(
+                ErrorCode::TooManyMembers,
+                format!("a group has at most {} members", self.config.max_members),
+            ));
+        }
+        for member in &add.users {
+            self.check_user_id(member)?;
+        }
+        if add.users.is_empty() {
+            return Err(HubError::bad_request("users is empty"));
+        }
+        let mut others: Vec<&String> = add.users.iter().filter(|u| **u != user).collect();
+        others.sort();
+        others.dedup();
+        self.admit_added(&user, others.len())?;
+        let done = self
+            .writer
+            .submit(Op::AddMembers {
+                user,
+                conversation: add.conversation,
+                users: add.users,
+                max_members: self.config.max_members,
+                max_conversations: self.config.max_conversations_per_user,
+            })
+            .await?;
+        match done {
+            Done::Added { added, before, .. } => {
+                let mut members: Vec<String> = before.into_iter().chain(added.clone()).collect();
+                members.sort();
+                kit::reply(&events::MembersAdded { added, members })
+            }
+            _ => Ok(Map::new()),
+        }
+    }
+
+    async fn leave(&self, user: String, leave: ConversationOnly) -> Reply {
+        self.writer
+            .submit(Op::Leave {
+                user,
+                conversation: leave.conversation,
+            })
+            .await?;
+        kit::reply(&events::Left {
+            conversation: leave.conversation,
+        })
+    }
+
+    async fn remove_member(&self, user: String, remove: RemoveMember) -> Reply {
+        self.check_user_id(&remove.user)?;
+        self.writer
+            .submit(Op::RemoveMember {
+                user,
+                conversation: remove.conversation,
+                member: remove.user.clone(),
+            })
+            .await?;
+        kit::reply(&events::MemberRemoved {
+            conversation: remove.conversation,
+            user: remove.user,
+        })
+    }
+
+    async fn members(&self, user: &str, of: ConversationOnly) -> Reply {
+        self.member_check(of.conversation, user).await?;
+        let members = self
+            .ctx
+            .store
+            .timed(async {
+                let mut conn = self.ctx.store.pool().acquire().await?;
+                store::members(&mut conn, of.conversation).await
+            })
+            .await?;
+        kit::reply(&events::Members {
+            conversation: of.conversation,
+            member_count: members.len(),
+            members,
+        })
+    }
+
+    async fn edit(&self, user: String, edit: Edit) -> Reply {
+        self.check_text(&edit.text)?;
+        match self
+            .writer
+            .submit(Op::Edit {
+                user,
+                conversation: edit.conversation,
+                seq: edit.seq,
+                text: edit.text,
+            })
+            .await?
+        {
+            Done::Edited { message, .. } => kit::reply(&events::Changed { message: &message }),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    async fn delete(&self, user: String, delete: AtSeq) -> Reply {
+        match self
+            .writer
+            .submit(Op::Delete {
+                user,
+                conversation: delete.conversation,
+                seq: delete.seq,
+            })
+            .await?
+        {
+            Done::Deleted { message, .. } => kit::reply(&events::Changed { message: &message }),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    async fn read(&self, user: String, read: AtSeq) -> Reply {
+        if read.seq < 0 {
+            return Err(HubError::bad_request("seq is 0 or more"));
+        }
+        match self
+            .writer
+            .submit(Op::Read {
+                user,
+                conversation: read.conversation,
+                seq: read.seq,
+            })
+            .await?
+        {
+            Done::Read {
+                seq,
+                unread,
+                mentions,
+                ..
+            } => kit::reply(&events::ReadMark {
+                seq,
+                unread,
+                mentions,
+            }),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    async fn typing(&self, socket: &Socket, user: &str, typing: Typing) -> Reply {
+        let conversation = typing.conversation;
+        let socket = socket.id().as_str();
+        if typing.typing {
+            self.member_check(conversation, user).await?;
+        }
+        // A stop is applied before any store query: one that the
+        // store's failure refused would leave the others seeing
+        // the user type until the start expires. Only a member's
+        // start is shown, so a stop the others must see is a
+        // (then) member's.
+        let relay = self
+            .typing
+            .set(conversation, user, socket, typing.typing)
+            .await?;
+        let relayed = relay.is_some();
+        match relay {
+            Some(relay) => self.relay_typing(relay).await,
+            None if !typing.typing => {
+                self.member_check(conversation, user).await?;
+            }
+            None => {}
+        }
+        kit::reply(&events::Relayed { relayed })
     }
 
     /// `not_found` / `forbidden` unless `user` is in `conversation`; its
@@ -834,9 +907,9 @@ impl Inner {
             })
             .await?;
         match found {
-            None => Err(HubError::new("not_found", "no such conversation")),
+            None => Err(HubError::new(ErrorCode::NotFound, "no such conversation")),
             Some((_, None)) => Err(HubError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 "not a member of this conversation",
             )),
             Some((found, Some(read))) => Ok((found, read)),
@@ -845,13 +918,13 @@ impl Inner {
 
     async fn conversations(&self, user: &str, list: ListConversations) -> Reply {
         let limit = self.limit(list.limit)?;
-        let cursor = match list.before.as_deref() {
-            None => None,
-            Some(cursor) => Some(
-                parse_cursor(cursor)
-                    .ok_or_else(|| bad_request("before: not a cursor this server gave"))?,
-            ),
-        };
+        let cursor =
+            match list.before.as_deref() {
+                None => None,
+                Some(cursor) => Some(parse_cursor(cursor).ok_or_else(|| {
+                    HubError::bad_request("before: not a cursor this server gave")
+                })?),
+            };
         let max_listed = self.config.max_listed_members.max(0);
         let (summaries, has_more) = self
             .ctx
@@ -868,11 +941,11 @@ impl Inner {
             .last()
             .filter(|_| has_more)
             .map(|s| format!("{}:{}", s.last_activity, s.id));
-        Ok(fields(json!({
-            "conversations": summaries,
-            "has_more": has_more,
-            "next": next,
-        })))
+        kit::reply(&events::Conversations {
+            conversations: summaries,
+            has_more,
+            next,
+        })
     }
 
     async fn create(&self, user: &str, create: Create) -> Reply {
@@ -881,19 +954,24 @@ impl Inner {
         self.admit(user)?;
         if let Some(other) = create.direct {
             if create.name.is_some() || !create.members.is_empty() {
-                return Err(bad_request(
+                return Err(HubError::bad_request(
                     "a direct conversation takes no name nor members",
                 ));
             }
             let (summary, created) = self.direct(user, &other, now).await?;
-            return Ok(fields(json!({"conversation": summary, "created": created})));
+            return kit::reply(&events::Created {
+                conversation: &summary,
+                created,
+            });
         }
         let Some(name) = create.name else {
-            return Err(bad_request("a group needs a name (or give direct: user)"));
+            return Err(HubError::bad_request(
+                "a group needs a name (or give direct: user)",
+            ));
         };
         let chars = name.chars().count();
         if name.trim().is_empty() || chars > self.config.max_name_chars {
-            return Err(bad_request(format!(
+            return Err(HubError::bad_request(format!(
                 "name is 1 to {} characters",
                 self.config.max_name_chars
             )));
@@ -901,7 +979,7 @@ impl Inner {
         no_nul("name", &name)?;
         if create.members.len() > self.config.max_members {
             return Err(HubError::new(
-                "too_many_members",
+                ErrorCode::TooManyMembers,
                 format!("a group has at most {} members", self.config.max_members),
             ));
         }
@@ -914,7 +992,7 @@ impl Inner {
         members.dedup();
         if members.len() > self.config.max_members {
             return Err(HubError::new(
-                "too_many_members",
+                ErrorCode::TooManyMembers,
                 format!("a group has at most {} members", self.config.max_members),
             ));
         }
@@ -942,12 +1020,18 @@ impl Inner {
         if let Some(ns) = ns {
             emit_to_users(
                 &ns,
+                None,
                 &members,
                 "conversation:joined",
-                &json!({"conversation": summary}),
+                &events::Joined {
+                    conversation: &summary,
+                },
             );
         }
-        Ok(fields(json!({"conversation": summary, "created": true})))
+        kit::reply(&events::Created {
+            conversation: &summary,
+            created: true,
+        })
     }
 
     /// The direct conversation of `user` and `other` (created, and both
@@ -960,7 +1044,9 @@ impl Inner {
     ) -> Result<(store::Summary, bool), HubError> {
         self.check_user_id(other)?;
         if other == user {
-            return Err(bad_request("a direct conversation is with someone else"));
+            return Err(HubError::bad_request(
+                "a direct conversation is with someone else",
+            ));
         }
         let cap = self.config.max_conversations_per_user;
         let (summary, created) = self
@@ -987,9 +1073,12 @@ impl Inner {
         if created && let Some(ns) = self.namespace() {
             emit_to_users(
                 &ns,
+                None,
                 &summary.members,
                 "conversation:joined",
-                &json!({"conversation": summary}),
+                &events::Joined {
+                    conversation: &summary,
+                },
             );
         }
         Ok((summary, created))
@@ -1001,7 +1090,9 @@ impl Inner {
     async fn direct_for_send(&self, user: &str, other: &str) -> Result<i64, HubError> {
         self.check_user_id(other)?;
         if other == user {
-            return Err(bad_request("a direct conversation is with someone else"));
+            return Err(HubError::bad_request(
+                "a direct conversation is with someone else",
+            ));
         }
         let found = self
             .ctx
@@ -1018,27 +1109,27 @@ impl Inner {
     }
 
     /// Checks a send and takes it from the sender's write rate.
-    fn check_send(&self, user: &str, send: &Send) -> Result<(), HubError> {
+    fn check_send(&self, user: &str, send: &SendMessage) -> Result<(), HubError> {
         self.check_text(&send.text)?;
         if send.client_id.is_empty() || send.client_id.len() > self.config.max_client_id_bytes {
-            return Err(bad_request(format!(
+            return Err(HubError::bad_request(format!(
                 "client_id is 1 to {} bytes",
                 self.config.max_client_id_bytes
             )));
         }
         no_nul("client_id", &send.client_id)?;
         if send.conversation.is_some() == send.to.is_some() {
-            return Err(bad_request("give either conversation or to"));
+            return Err(HubError::bad_request("give either conversation or to"));
         }
         self.admit(user)
     }
 
-    async fn send(&self, user: &str, send: Send) -> Reply {
+    async fn send(&self, user: &str, send: SendMessage) -> Reply {
         self.check_send(user, &send)?;
         let conversation = match (send.conversation, &send.to) {
             (Some(id), _) => id,
             (None, Some(to)) => self.direct_for_send(user, to).await?,
-            (None, None) => return Err(bad_request("give either conversation or to")),
+            (None, None) => return Err(HubError::bad_request("give either conversation or to")),
         };
         sent(
             self.writer
@@ -1056,14 +1147,14 @@ impl Inner {
         in_flight: Arc<Semaphore>,
         user: String,
         conversation: i64,
-        send: Send,
-    ) -> BoxFuture<Reply> {
+        send: SendMessage,
+    ) -> impl Future<Output = Reply> + Send + 'static {
         let queued = async {
             self.check_send(&user, &send)?;
             let permit = in_flight
                 .acquire_owned()
                 .await
-                .map_err(|_| HubError::new("unavailable", "the server is stopping"))?;
+                .map_err(|_| HubError::new(ErrorCode::Unavailable, "the server is stopping"))?;
             let outcome = self
                 .writer
                 .enqueue(send_op(&user, conversation, send))
@@ -1071,20 +1162,20 @@ impl Inner {
             Ok::<_, HubError>((permit, outcome))
         }
         .await;
-        match queued {
-            Ok((permit, outcome)) => Box::pin(async move {
-                let done = outcome.await;
-                drop(permit);
-                sent(done?)
-            }),
-            Err(err) => Box::pin(std::future::ready(Err(err))),
+        async move {
+            let (permit, outcome) = queued?;
+            let done = outcome.await;
+            drop(permit);
+            sent(done?)
         }
     }
 
     async fn history(&self, user: &str, history: History) -> Reply {
         let limit = self.limit(history.limit)?;
         let page = match (history.before, history.after) {
-            (Some(_), Some(_)) => return Err(bad_request("give before or after, not both")),
+            (Some(_), Some(_)) => {
+                return Err(HubError::bad_request("give before or after, not both"));
+            }
             (Some(before), None) => Page::Before(before),
             (None, Some(after)) => Page::After(after),
             (None, None) => Page::Before(i64::MAX),
@@ -1098,7 +1189,7 @@ impl Inner {
                 store::history(&mut conn, history.conversation, page, limit).await
             })
             .await?;
-        Ok(fields(json!({"messages": messages, "has_more": has_more})))
+        kit::reply(&events::History { messages, has_more })
     }
 }
 
@@ -1109,9 +1200,14 @@ fn parse_cursor(cursor: &str) -> Option<(i64, i64)> {
 }
 
 impl Component for Chat {
-    fn on_connect(&self, socket: &Arc<Socket>) -> Option<BoxFuture<()>> {
+    type User = Identity;
+
+    fn on_connect(
+        &self,
+        socket: &Arc<Socket>,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let _ = self.inner.ns.set(Arc::downgrade(socket.namespace()));
-        None
+        None::<std::future::Ready<()>>
     }
 
     fn on_disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
@@ -1129,19 +1225,18 @@ impl Component for Chat {
         });
     }
 
-    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
+    fn handle(
+        &self,
+        socket: &Arc<Socket>,
+        user: Identity,
+        event: &str,
+        args: &Args,
+    ) -> impl Future<Output = Reply> + Send + 'static {
         let _ = self.inner.ns.set(Arc::downgrade(socket.namespace()));
-        let Some(identity) = identity_of(socket) else {
-            return Box::pin(std::future::ready(Err(HubError::new(
-                "unauthorized",
-                "sign in first",
-            ))));
-        };
+        let parsed = self.inner.parse(&user.user, event, args);
         let inner = self.inner.clone();
         let socket = socket.clone();
-        let event = event.to_owned();
-        let args = args.clone();
-        Box::pin(async move { inner.handle(&socket, identity.user, &event, &args).await })
+        async move { inner.handle(&socket, user.user, parsed?).await }
     }
 
     /// A `message` to a conversation is queued for the writer and acked
@@ -1151,14 +1246,15 @@ impl Component for Chat {
     fn queue(
         &self,
         socket: &Arc<Socket>,
+        user: &Identity,
         event: &str,
         args: &Args,
-    ) -> Option<BoxFuture<BoxFuture<Reply>>> {
+    ) -> Option<impl Future<Output = impl Future<Output = Reply> + Send + 'static> + Send + 'static>
+    {
         if event != "message" {
             return None;
         }
-        let identity = identity_of(socket)?;
-        let send: Send = parse(args).ok()?;
+        let send: SendMessage = parse(args).ok()?;
         let conversation = match (send.conversation, &send.to) {
             (Some(id), None) => id,
             _ => return None,
@@ -1166,11 +1262,6 @@ impl Component for Chat {
         let _ = self.inner.ns.set(Arc::downgrade(socket.namespace()));
         let in_flight = in_flight(socket, self.inner.config.max_sends_in_flight);
         let inner = self.inner.clone();
-        Some(Box::pin(inner.queue_send(
-            in_flight,
-            identity.user,
-            conversation,
-            send,
-        )))
+        Some(inner.queue_send(in_flight, user.user.clone(), conversation, send))
     }
 }

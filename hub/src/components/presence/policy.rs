@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use socketio::BoxFuture;
 
-use crate::component::HubError;
+use crate::error::HubError;
 use crate::identity::Identity;
 
 /// Decides which users a user may watch.

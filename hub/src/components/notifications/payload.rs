@@ -1,11 +1,51 @@
-//! What the clients of `/notifications` send, read and checked: every bad
-//! input is a `bad_request` naming what is wrong.
+//! What the clients of `/notifications` send, read and checked once into a
+//! [`NotificationsEvent`]: every bad input is a `bad_request` naming what
+//! is wrong.
 
 use serde::Deserialize;
 use socketio::Args;
 
 use super::{DEFAULT_LIST_LIMIT, NotificationsConfig};
-use crate::component::HubError;
+use crate::component::{ErrorCode, HubError};
+use crate::components::kit;
+
+/// An event of `/notifications`, checked.
+#[derive(Debug, PartialEq)]
+pub enum NotificationsEvent {
+    /// A page of notifications below id `before` (all when `None`).
+    List { before: Option<i64>, limit: u32 },
+    /// Marks these (no repeats) as read.
+    Read { ids: Vec<i64> },
+    /// Marks every unread one as read.
+    ReadAll,
+}
+
+impl NotificationsEvent {
+    /// Reads `event` and its arguments, or says what is wrong.
+    pub fn parse(
+        event: &str,
+        args: &Args,
+        config: &NotificationsConfig,
+    ) -> Result<NotificationsEvent, HubError> {
+        match event {
+            "list" => {
+                let (before, limit) = list(args, config)?;
+                Ok(NotificationsEvent::List { before, limit })
+            }
+            "read" => Ok(NotificationsEvent::Read {
+                ids: read(args, config)?,
+            }),
+            "read_all" => {
+                read_all(args)?;
+                Ok(NotificationsEvent::ReadAll)
+            }
+            other => Err(HubError::new(
+                ErrorCode::UnknownEvent,
+                format!("no event {other:?} in /notifications (list, read, read_all)"),
+            )),
+        }
+    }
+}
 
 /// `list`: `{before?, limit?}` (or nothing).
 #[derive(Debug, Default, Deserialize)]
@@ -29,7 +69,7 @@ struct ReadRequest {
 struct ReadAllRequest {}
 
 fn bad(message: impl Into<String>) -> HubError {
-    HubError::new("bad_request", message)
+    HubError::new(ErrorCode::BadRequest, message)
 }
 
 /// The first argument as `T`; nothing (or `null`) is `T::default()` when
@@ -39,8 +79,7 @@ fn parse<T: serde::de::DeserializeOwned>(
     event: &str,
     shape: &str,
 ) -> Result<Option<T>, HubError> {
-    args.first::<Option<T>>()
-        .map_err(|err| bad(format!("{event} takes {shape}: {err}")))
+    kit::parse(args, &format!("{event} takes {shape}"))
 }
 
 /// `(before, limit)` of a `list`.

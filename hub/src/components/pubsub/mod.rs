@@ -1,12 +1,15 @@
 //! [`PubSub`]: a generic publish/subscribe component.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use socketio::{Args, BoxFuture, Socket};
+use serde::Serialize;
+use serde_json::Value;
+use socketio::{Args, Socket};
 
 use crate::auth::user_room;
-use crate::component::{Component, HubError, Reply, publish_to_room};
+use crate::component::{Component, ErrorCode, HubError, Reply, publish_to_room};
+use crate::components::kit;
 use crate::identity::Identity;
 
 /// A generic publish/subscribe component: clients subscribe to their own
@@ -16,19 +19,28 @@ use crate::identity::Identity;
 pub struct PubSub;
 
 impl Component for PubSub {
+    /// Anyone, signed in or not, may publish to a topic they subscribed to.
+    type User = Option<Identity>;
+
     fn may_subscribe(&self, user: Option<&Identity>, room: &str) -> bool {
         room.starts_with("topic:") || user.is_some_and(|u| room == user_room(&u.user))
     }
 
-    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
+    fn handle(
+        &self,
+        socket: &Arc<Socket>,
+        _user: Option<Identity>,
+        event: &str,
+        args: &Args,
+    ) -> impl Future<Output = Reply> + Send + 'static {
         let result = match event {
             "publish" => publish(socket, args),
             other => Err(HubError::new(
-                "unknown_event",
+                ErrorCode::UnknownEvent,
                 format!("no handler for {other:?}"),
             )),
         };
-        Box::pin(std::future::ready(result))
+        std::future::ready(result)
     }
 }
 
@@ -39,20 +51,30 @@ fn publish(socket: &Arc<Socket>, args: &Args) -> Reply {
         #[serde(default)]
         data: Value,
     }
-    let request: Publish = args
-        .first()
-        .map_err(|e| HubError::new("bad_request", format!("expected {{room, data}}: {e}")))?;
+    let request: Publish = args.first().map_err(|e| {
+        HubError::new(
+            ErrorCode::BadRequest,
+            format!("expected {{room, data}}: {e}"),
+        )
+    })?;
     if !request.room.starts_with("topic:") {
         return Err(HubError::new(
-            "forbidden",
+            ErrorCode::Forbidden,
             "clients publish to topic rooms only",
         ));
     }
     if !socket.rooms().iter().any(|r| **r == *request.room) {
-        return Err(HubError::new("forbidden", "subscribe to the room first"));
+        return Err(HubError::new(
+            ErrorCode::Forbidden,
+            "subscribe to the room first",
+        ));
     }
-    let count = publish_to_room(socket.namespace(), &request.room, "message", &request.data);
-    let mut fields = serde_json::Map::new();
-    fields.insert("delivered".to_owned(), json!(count));
-    Ok(fields)
+    let delivered = publish_to_room(socket.namespace(), &request.room, "message", &request.data);
+    kit::reply(&Published { delivered })
+}
+
+/// `publish`'s ack: how many local sockets the message reached.
+#[derive(Debug, Serialize)]
+struct Published {
+    delivered: usize,
 }

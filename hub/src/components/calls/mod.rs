@@ -17,20 +17,23 @@ mod call;
 mod state;
 mod turn;
 
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
-use socketio::{Args, BoxFuture, DisconnectReason, Namespace, Socket, SocketId};
+use serde_json::{Map, json};
+use socketio::{Args, DisconnectReason, Namespace, Socket, SocketId};
 
-use crate::auth::{identity_of, user_room};
-use crate::component::{Component, HubError, Reply};
-use crate::context::Context;
+use crate::auth::identity_of;
+use crate::clock::now_ms;
+use crate::component::{Component, ErrorCode, HubError, Reply};
+use crate::components::kit::{self, emit_to_users, parse};
+use crate::identity::Identity;
 use crate::limits::{KeyedBuckets, TokenBucket};
-use crate::notifications::{NewNotification, now_ms};
+use crate::services::Context;
+use crate::services::notifications::NewNotification;
 
 pub use call::{Answer, Call, EndReason, Invitee, Kind, Leave, Participant, Phase, Refusal};
 pub use state::{CallState, InsertError, MemoryCallState, StateError};
@@ -191,15 +194,10 @@ struct Peer<'a> {
     polite: bool,
 }
 
-fn parse<T: DeserializeOwned>(args: &Args, event: &str) -> Result<T, HubError> {
-    args.first::<T>()
-        .map_err(|err| HubError::new("bad_request", format!("{event}: {err}")))
-}
-
 fn check_id(what: &str, id: &str) -> Result<(), HubError> {
     if id.is_empty() || id.len() > MAX_ID_BYTES {
         return Err(HubError::new(
-            "bad_request",
+            ErrorCode::BadRequest,
             format!("{what} must be 1..={MAX_ID_BYTES} bytes"),
         ));
     }
@@ -208,31 +206,34 @@ fn check_id(what: &str, id: &str) -> Result<(), HubError> {
 
 fn refused(refusal: Refusal) -> HubError {
     match refusal {
-        Refusal::NotInvited => HubError::new("forbidden", "you are not invited to this call"),
-        Refusal::AlreadyAnswered => {
-            HubError::new("already_answered", "another of your devices answered")
+        Refusal::NotInvited => {
+            HubError::new(ErrorCode::Forbidden, "you are not invited to this call")
         }
-        Refusal::NotRinging => HubError::new("not_ringing", "this call no longer rings for you"),
-        Refusal::NotParticipant => HubError::new("forbidden", "this device is not in the call"),
-        Refusal::Full => HubError::new("call_full", "the call has its maximum of participants"),
+        Refusal::AlreadyAnswered => HubError::new(
+            ErrorCode::AlreadyAnswered,
+            "another of your devices answered",
+        ),
+        Refusal::NotRinging => {
+            HubError::new(ErrorCode::NotRinging, "this call no longer rings for you")
+        }
+        Refusal::NotParticipant => {
+            HubError::new(ErrorCode::Forbidden, "this device is not in the call")
+        }
+        Refusal::Full => HubError::new(
+            ErrorCode::CallFull,
+            "the call has its maximum of participants",
+        ),
         Refusal::Ended => not_found(),
     }
 }
 
 fn not_found() -> HubError {
-    HubError::new("not_found", "no such call (or it has ended)")
+    HubError::new(ErrorCode::NotFound, "no such call (or it has ended)")
 }
 
 fn unavailable(err: StateError) -> HubError {
     tracing::warn!(%err, "call state error");
-    HubError::new("unavailable", "call state unavailable; try again")
-}
-
-fn ok(value: Value) -> Reply {
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Ok(Map::new()),
-    }
+    HubError::new(ErrorCode::Unavailable, "call state unavailable; try again")
 }
 
 fn now_secs() -> u64 {
@@ -265,27 +266,113 @@ fn admit_signal(socket: &Socket, per_sec: f64, burst: f64) -> bool {
     bucket.0.take(per_sec, burst, now)
 }
 
-// --- emitting ---------------------------------------------------------------
+// --- acks and server events -------------------------------------------------
 
-/// Emits to every device of `users`, each socket once, but `except`.
-fn to_users<'a>(
-    ns: &Arc<Namespace>,
-    users: impl IntoIterator<Item = &'a str>,
-    except: Option<SocketId>,
-    event: &str,
-    payload: &Value,
-) {
-    let mut users = users.into_iter();
-    let Some(first) = users.next() else { return };
-    let mut op = ns.to(user_room(first));
-    for user in users {
-        op = op.to(user_room(user));
-    }
-    if let Some(id) = except {
-        op = op.except_socket(id);
-    }
-    op.emit(event, &Args::one(payload));
+/// `call:invite`'s ack.
+#[derive(Serialize)]
+struct Invited<'a> {
+    call: &'a str,
+    kind: &'a Kind,
+    invitees: &'a [String],
+    created_at: i64,
+    ring_timeout_ms: u64,
 }
+
+/// `call:accept`'s ack: the devices already in the call.
+#[derive(Serialize)]
+struct Joined<'a> {
+    call: &'a str,
+    kind: &'a Kind,
+    participants: Vec<Peer<'a>>,
+}
+
+/// `call:decline`'s and `call:hangup`'s ack: whether the call ended.
+#[derive(Serialize)]
+struct Answered<'a> {
+    call: &'a str,
+    ended: &'a Option<EndReason>,
+}
+
+/// `ice_servers`' ack.
+#[derive(Serialize)]
+struct IceServers {
+    ice_servers: Vec<IceServer>,
+    ttl_secs: u64,
+    /// Unix seconds, as the TURN server reads it.
+    expires_at: u64,
+}
+
+/// `call:ringing`: to every device of each invitee.
+#[derive(Serialize)]
+struct Ringing<'a> {
+    call: &'a str,
+    from: &'a str,
+    kind: &'a Kind,
+    invitees: Vec<&'a str>,
+    created_at: i64,
+    ring_timeout_ms: u64,
+}
+
+/// `call:outgoing`: to the caller's other devices.
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    call: &'a str,
+    /// The calling device.
+    device: &'a str,
+    kind: &'a Kind,
+    invitees: &'a [String],
+    created_at: i64,
+}
+
+/// `call:accepted`: to each participant device already in the call.
+#[derive(Serialize)]
+struct Accepted<'a> {
+    call: &'a str,
+    user: &'a str,
+    device: &'a str,
+    /// The receiving device's role towards the one that joined.
+    polite: bool,
+}
+
+/// `call:answered_elsewhere`: to the answering user's other devices.
+#[derive(Serialize)]
+struct AnsweredElsewhere<'a> {
+    call: &'a str,
+    device: &'a str,
+}
+
+/// `call:declined`.
+#[derive(Serialize)]
+struct Declined<'a> {
+    call: &'a str,
+    user: &'a str,
+}
+
+/// `call:left`: the call goes on without that device.
+#[derive(Serialize)]
+struct Left<'a> {
+    call: &'a str,
+    user: &'a str,
+    device: &'a str,
+    /// `hangup` or `disconnected`.
+    reason: &'static str,
+}
+
+/// `call:unanswered`: their ringing timed out.
+#[derive(Serialize)]
+struct Unanswered<'a> {
+    call: &'a str,
+    users: &'a [String],
+}
+
+/// `call:ended`.
+#[derive(Serialize)]
+struct Ended<'a> {
+    call: &'a str,
+    reason: &'a EndReason,
+}
+
+// --- emitting ---------------------------------------------------------------
 
 /// Emits to one device (a socket of this namespace), if it is here.
 fn to_device<T: Serialize + ?Sized>(ns: &Namespace, device: &str, event: &str, payload: &T) {
@@ -296,7 +383,77 @@ fn to_device<T: Serialize + ?Sized>(ns: &Namespace, device: &str, event: &str, p
 
 // --- the events -------------------------------------------------------------
 
+/// An event of `/calls`, checked (and admitted: invitations and signals
+/// have rates of their own).
+#[derive(Debug)]
+enum CallsEvent {
+    Invite(InviteArgs),
+    Accept(CallRef),
+    Decline(CallRef),
+    Hangup(CallRef),
+    Signal(SignalArgs),
+    IceServers,
+}
+
 impl Inner {
+    /// Reads `event` from `user`'s `socket` once, or says what is wrong.
+    /// A signal's size and rate are looked at before its payload is read.
+    fn parse(
+        &self,
+        socket: &Socket,
+        user: &str,
+        event: &str,
+        args: &Args,
+    ) -> Result<CallsEvent, HubError> {
+        let config = &self.config;
+        match event {
+            "call:invite" => {
+                let args = parse::<InviteArgs>(args, event)?;
+                if !self.invites.admit(user) {
+                    return Err(HubError::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                            "at most {} invitations a minute per user",
+                            config.invites_per_minute
+                        ),
+                    ));
+                }
+                Ok(CallsEvent::Invite(args))
+            }
+            "call:accept" => Ok(CallsEvent::Accept(parse(args, event)?)),
+            "call:decline" => Ok(CallsEvent::Decline(parse(args, event)?)),
+            "call:hangup" => Ok(CallsEvent::Hangup(parse(args, event)?)),
+            "signal" => {
+                if args.byte_len() > config.max_signal_bytes {
+                    return Err(HubError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("a signal is at most {} bytes", config.max_signal_bytes),
+                    ));
+                }
+                if !admit_signal(socket, config.signals_per_sec, config.signal_burst) {
+                    return Err(HubError::new(
+                        ErrorCode::RateLimited,
+                        format!(
+                            "at most {} signals per second per device",
+                            config.signals_per_sec
+                        ),
+                    ));
+                }
+                Ok(CallsEvent::Signal(parse(args, event)?))
+            }
+            "ice_servers" => {
+                if !args.is_empty() {
+                    parse::<NoArgs>(args, event)?;
+                }
+                Ok(CallsEvent::IceServers)
+            }
+            other => Err(HubError::new(
+                ErrorCode::UnknownEvent,
+                format!("no handler for {other:?}"),
+            )),
+        }
+    }
+
     /// Reads call `id`, applies `change` to a copy and writes it back if
     /// nobody wrote in between (else reads again). Returns the call as
     /// written and what `change` returned.
@@ -321,7 +478,10 @@ impl Inner {
                 return Ok((next, out));
             }
         }
-        Err(HubError::new("unavailable", "the call is busy; try again"))
+        Err(HubError::new(
+            ErrorCode::Unavailable,
+            "the call is busy; try again",
+        ))
     }
 
     async fn invite(
@@ -335,12 +495,15 @@ impl Inner {
         for user in args.users {
             if user.is_empty() || user.len() > config.max_user_id_bytes {
                 return Err(HubError::new(
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     format!("user ids are 1..={} bytes", config.max_user_id_bytes),
                 ));
             }
             if user == caller {
-                return Err(HubError::new("bad_request", "you cannot invite yourself"));
+                return Err(HubError::new(
+                    ErrorCode::BadRequest,
+                    "you cannot invite yourself",
+                ));
             }
             if !users.contains(&user) {
                 users.push(user);
@@ -348,7 +511,7 @@ impl Inner {
             // Checked as the list grows: a long list is refused early.
             if users.len() + 1 > config.max_participants {
                 return Err(HubError::new(
-                    "too_many_participants",
+                    ErrorCode::TooManyParticipants,
                     format!(
                         "a call has at most {} participants, caller included",
                         config.max_participants
@@ -357,7 +520,10 @@ impl Inner {
             }
         }
         if users.is_empty() {
-            return Err(HubError::new("bad_request", "invite at least one user"));
+            return Err(HubError::new(
+                ErrorCode::BadRequest,
+                "invite at least one user",
+            ));
         }
         let device = socket.id().as_str();
         let call = Call::new(random_id(), caller, device, args.kind, &users, now_ms());
@@ -369,14 +535,14 @@ impl Inner {
             Ok(()) => {}
             Err(InsertError::Busy(user)) if user == caller => {
                 return Err(HubError::new(
-                    "busy",
+                    ErrorCode::Busy,
                     format!("you are in {} calls already", config.max_calls_per_user),
                 ));
             }
             Err(InsertError::Busy(_)) => {
                 // Which invitee is not said: whose phone rings is theirs.
                 return Err(HubError::new(
-                    "busy",
+                    ErrorCode::Busy,
                     "an invitee cannot take another call now",
                 ));
             }
@@ -384,24 +550,24 @@ impl Inner {
         }
         let ns = socket.namespace().clone();
         let ringing = ringing(&call, config);
-        to_users(
+        emit_to_users(
             &ns,
-            users.iter().map(String::as_str),
             None,
+            users.iter().map(String::as_str),
             "call:ringing",
             &ringing,
         );
-        let outgoing = json!({
-            "call": call.id,
-            "device": device,
-            "kind": call.kind,
-            "invitees": users,
-            "created_at": call.created_at,
-        });
-        to_users(
+        let outgoing = Outgoing {
+            call: &call.id,
+            device,
+            kind: &call.kind,
+            invitees: &users,
+            created_at: call.created_at,
+        };
+        emit_to_users(
             &ns,
-            [caller],
             Some(*socket.id()),
+            [caller],
             "call:outgoing",
             &outgoing,
         );
@@ -413,13 +579,13 @@ impl Inner {
                 .await
                 .ok();
         }
-        ok(json!({
-            "call": call.id,
-            "kind": call.kind,
-            "invitees": users,
-            "created_at": call.created_at,
-            "ring_timeout_ms": config.ring_timeout_ms,
-        }))
+        kit::reply(&Invited {
+            call: &call.id,
+            kind: &call.kind,
+            invitees: &users,
+            created_at: call.created_at,
+            ring_timeout_ms: config.ring_timeout_ms,
+        })
     }
 
     /// A device of `user` just connected (a new tab, a reload): it rings
@@ -480,8 +646,11 @@ impl Inner {
             }
         };
         if call.phase != Phase::Ended && !missed.is_empty() {
-            let payload = json!({"call": call.id, "users": missed});
-            to_users(ns, call.involved(), None, "call:unanswered", &payload);
+            let payload = Unanswered {
+                call: &call.id,
+                users: &missed,
+            };
+            emit_to_users(ns, None, call.involved(), "call:unanswered", &payload);
         }
         self.finish(ns, &call, missed, None);
     }
@@ -497,8 +666,11 @@ impl Inner {
         except: Option<SocketId>,
     ) {
         if let Some(reason) = call.ended.filter(|_| call.phase == Phase::Ended) {
-            let payload = json!({"call": call.id, "reason": reason});
-            to_users(ns, call.involved(), except, "call:ended", &payload);
+            let payload = Ended {
+                call: &call.id,
+                reason: &reason,
+            };
+            emit_to_users(ns, except, call.involved(), "call:ended", &payload);
         }
         if missed.is_empty() {
             return;
@@ -531,19 +703,22 @@ impl Inner {
             .await?;
         let ns = socket.namespace().clone();
         for peer in call.participants.iter().filter(|p| p.device != device) {
-            let payload = json!({
-                "call": call.id,
-                "user": user,
-                "device": device,
-                "polite": call.polite(&peer.device, device),
-            });
+            let payload = Accepted {
+                call: &call.id,
+                user,
+                device,
+                polite: call.polite(&peer.device, device),
+            };
             to_device(&ns, &peer.device, "call:accepted", &payload);
         }
-        let elsewhere = json!({"call": call.id, "device": device});
-        to_users(
+        let elsewhere = AnsweredElsewhere {
+            call: &call.id,
+            device,
+        };
+        emit_to_users(
             &ns,
-            [user],
             Some(*socket.id()),
+            [user],
             "call:answered_elsewhere",
             &elsewhere,
         );
@@ -562,18 +737,28 @@ impl Inner {
                 polite: call.polite(device, &p.device),
             })
             .collect();
-        ok(json!({"call": call.id, "kind": call.kind, "participants": peers}))
+        kit::reply(&Joined {
+            call: &call.id,
+            kind: &call.kind,
+            participants: peers,
+        })
     }
 
     async fn decline(&self, socket: &Arc<Socket>, user: &str, args: CallRef) -> Reply {
         check_id("call", &args.call)?;
         let (call, missed) = self.update(&args.call, |call| call.decline(user)).await?;
         let ns = socket.namespace().clone();
-        let payload = json!({"call": call.id, "user": user});
+        let payload = Declined {
+            call: &call.id,
+            user,
+        };
         let except = Some(*socket.id());
-        to_users(&ns, call.involved(), except, "call:declined", &payload);
+        emit_to_users(&ns, except, call.involved(), "call:declined", &payload);
         self.finish(&ns, &call, missed, except);
-        ok(json!({"call": call.id, "ended": call.ended}))
+        kit::reply(&Answered {
+            call: &call.id,
+            ended: &call.ended,
+        })
     }
 
     /// `device` leaves call `id`; everyone concerned is told (but
@@ -601,9 +786,13 @@ impl Inner {
                 Leave::Hangup => "hangup",
                 Leave::Disconnect => "disconnected",
             };
-            let payload =
-                json!({"call": call.id, "user": user, "device": device, "reason": reason});
-            to_users(ns, call.involved(), except, "call:left", &payload);
+            let payload = Left {
+                call: &call.id,
+                user: &user,
+                device,
+                reason,
+            };
+            emit_to_users(ns, except, call.involved(), "call:left", &payload);
         }
         self.finish(ns, &call, missed, except);
         Ok(call)
@@ -621,7 +810,10 @@ impl Inner {
                 Some(*socket.id()),
             )
             .await?;
-        ok(json!({"call": call.id, "ended": call.ended}))
+        kit::reply(&Answered {
+            call: &call.id,
+            ended: &call.ended,
+        })
     }
 
     async fn signal(&self, socket: &Arc<Socket>, user: &str, args: SignalArgs) -> Reply {
@@ -630,7 +822,7 @@ impl Inner {
         let device = socket.id().as_str();
         if args.to == device {
             return Err(HubError::new(
-                "bad_request",
+                ErrorCode::BadRequest,
                 "a device does not signal itself",
             ));
         }
@@ -642,7 +834,7 @@ impl Inner {
         }
         if call.participant(&args.to).is_none() {
             return Err(HubError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 "the recipient is not a participant of this call",
             ));
         }
@@ -668,11 +860,11 @@ impl Inner {
             user,
             now,
         );
-        ok(json!({
-            "ice_servers": servers,
-            "ttl_secs": config.turn_ttl_secs,
-            "expires_at": now.saturating_add(config.turn_ttl_secs),
-        }))
+        kit::reply(&IceServers {
+            ice_servers: servers,
+            ttl_secs: config.turn_ttl_secs,
+            expires_at: now.saturating_add(config.turn_ttl_secs),
+        })
     }
 
     /// A device left: it leaves every call it was in.
@@ -695,19 +887,20 @@ impl Inner {
 }
 
 /// What an invitee's devices get while `call` rings for them.
-fn ringing(call: &Call, config: &CallsConfig) -> Value {
-    let invitees: Vec<&str> = call.invitees.iter().map(|i| i.user.as_str()).collect();
-    json!({
-        "call": call.id,
-        "from": call.caller,
-        "kind": call.kind,
-        "invitees": invitees,
-        "created_at": call.created_at,
-        "ring_timeout_ms": config.ring_timeout_ms,
-    })
+fn ringing<'a>(call: &'a Call, config: &CallsConfig) -> Ringing<'a> {
+    Ringing {
+        call: &call.id,
+        from: &call.caller,
+        kind: &call.kind,
+        invitees: call.invitees.iter().map(|i| i.user.as_str()).collect(),
+        created_at: call.created_at,
+        ring_timeout_ms: config.ring_timeout_ms,
+    }
 }
 
 impl Component for Calls {
+    type User = Identity;
+
     fn on_connected(&self, socket: &Arc<Socket>) {
         let Some(identity) = identity_of(socket) else {
             return;
@@ -728,79 +921,25 @@ impl Component for Calls {
         });
     }
 
-    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
-        let Some(identity) = identity_of(socket) else {
-            let err = HubError::new("unauthorized", "sign in first");
-            return Box::pin(std::future::ready(Err(err)));
-        };
-        let user = identity.user;
+    fn handle(
+        &self,
+        socket: &Arc<Socket>,
+        user: Identity,
+        event: &str,
+        args: &Args,
+    ) -> impl Future<Output = Reply> + Send + 'static {
+        let parsed = self.inner.parse(socket, &user.user, event, args);
         let inner = self.inner.clone();
         let socket = socket.clone();
-        match event {
-            "call:invite" => match parse::<InviteArgs>(args, event).and_then(|args| {
-                let per_minute = self.inner.config.invites_per_minute;
-                if self.inner.invites.admit(&user) {
-                    Ok(args)
-                } else {
-                    Err(HubError::new(
-                        "rate_limited",
-                        format!("at most {per_minute} invitations a minute per user"),
-                    ))
-                }
-            }) {
-                Ok(args) => Box::pin(async move { inner.invite(&socket, &user, args).await }),
-                Err(err) => Box::pin(std::future::ready(Err(err))),
-            },
-            "call:accept" | "call:decline" | "call:hangup" => {
-                let args = match parse::<CallRef>(args, event) {
-                    Ok(args) => args,
-                    Err(err) => return Box::pin(std::future::ready(Err(err))),
-                };
-                let event = event.to_owned();
-                Box::pin(async move {
-                    match event.as_str() {
-                        "call:accept" => inner.accept(&socket, &user, args).await,
-                        "call:decline" => inner.decline(&socket, &user, args).await,
-                        _ => inner.hangup(&socket, args).await,
-                    }
-                })
-            }
-            "signal" => {
-                let config = &self.inner.config;
-                if args.byte_len() > config.max_signal_bytes {
-                    let err = HubError::new(
-                        "payload_too_large",
-                        format!("a signal is at most {} bytes", config.max_signal_bytes),
-                    );
-                    return Box::pin(std::future::ready(Err(err)));
-                }
-                if !admit_signal(&socket, config.signals_per_sec, config.signal_burst) {
-                    let err = HubError::new(
-                        "rate_limited",
-                        format!(
-                            "at most {} signals per second per device",
-                            config.signals_per_sec
-                        ),
-                    );
-                    return Box::pin(std::future::ready(Err(err)));
-                }
-                match parse::<SignalArgs>(args, event) {
-                    Ok(args) => Box::pin(async move { inner.signal(&socket, &user, args).await }),
-                    Err(err) => Box::pin(std::future::ready(Err(err))),
-                }
-            }
-            "ice_servers" => {
-                let result = if args.is_empty() {
-                    Ok(())
-                } else {
-                    parse::<NoArgs>(args, event).map(|_| ())
-                };
-                let reply = result.and_then(|()| inner.ice_servers(&user));
-                Box::pin(std::future::ready(reply))
-            }
-            other => {
-                let err = HubError::new("unknown_event", format!("no handler for {other:?}"));
-                Box::pin(std::future::ready(Err(err)))
+        let user = user.user;
+        async move {
+            match parsed? {
+                CallsEvent::Invite(args) => inner.invite(&socket, &user, args).await,
+                CallsEvent::Accept(args) => inner.accept(&socket, &user, args).await,
+                CallsEvent::Decline(args) => inner.decline(&socket, &user, args).await,
+                CallsEvent::Hangup(args) => inner.hangup(&socket, args).await,
+                CallsEvent::Signal(args) => inner.signal(&socket, &user, args).await,
+                CallsEvent::IceServers => inner.ice_servers(&user),
             }
         }
     }
@@ -809,10 +948,11 @@ impl Component for Calls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use socketio::BoxFuture;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use crate::notifications::NotificationsConfig;
-    use crate::presence::{MemoryState, PresenceService};
+    use crate::services::notifications::NotificationsConfig;
+    use crate::services::presence::{MemoryState, PresenceService};
     use crate::store::{Store, StoreConfig, sqlite_url_of};
 
     /// The in-memory state, whose next `failures` writes fail (a Redis
@@ -882,14 +1022,14 @@ mod tests {
         let ctx = Context {
             store: store.clone(),
             io: io.clone(),
-            notifications: crate::notifications::Notifications::new(
+            notifications: crate::services::notifications::Notifications::new(
                 store.clone(),
                 io.clone(),
                 None,
                 NotificationsConfig::default(),
             ),
             presence: PresenceService::new(Arc::new(MemoryState::new(4)), store.clone()),
-            tasks: crate::context::Tasks::new(),
+            tasks: crate::tasks::Tasks::new(),
         };
         let flaky = Arc::new(Flaky {
             inner: MemoryCallState::new(),

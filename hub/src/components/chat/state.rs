@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use socketio::BoxFuture;
 use tokio::time::Instant;
 
-use crate::component::HubError;
+use crate::error::HubError;
 
 /// A user in a conversation: whose indicator changed.
 pub type Typist = (i64, String);

@@ -16,16 +16,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use socketio::{Args, Namespace, Socket, SocketIo};
 
 use super::locks::UserLocks;
 use super::store::{self, Pruned};
-use super::{NewNotification, Notification, NotificationsConfig, now_ms};
+use super::{NewNotification, Notification, NotificationsConfig};
 use crate::auth::user_room;
-use crate::component::HubError;
-use crate::context::Tasks;
+use crate::clock::now_ms;
+use crate::error::{ErrorCode, HubError};
 use crate::store::{Store, StoreError};
+use crate::tasks::Tasks;
 
 /// A write transaction whose statements ran within the store's timeout.
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -39,6 +41,22 @@ type Tx = sqlx::Transaction<'static, sqlx::Any>;
 async fn commit(tx: Tx) -> Result<(), HubError> {
     tx.commit().await.map_err(StoreError::from)?;
     Ok(())
+}
+
+/// `unread`: a device's unread count.
+#[derive(Debug, Serialize)]
+struct Unread {
+    count: i64,
+}
+
+/// `notification:read`: what another device of the user read.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ReadElsewhere<'a> {
+    /// `{ids}`: these.
+    Ids { ids: &'a [i64] },
+    /// `{all: true}`: every one.
+    All { all: bool },
 }
 
 /// Users looked at per round of a prune.
@@ -139,7 +157,7 @@ impl Notifications {
         new: &NewNotification,
     ) -> Result<Vec<(String, Notification, i64)>, HubError> {
         self.check(users, new)
-            .map_err(|message| HubError::new("bad_request", message))?;
+            .map_err(|message| HubError::new(ErrorCode::BadRequest, message))?;
         let mut seen = HashSet::with_capacity(users.len());
         let users: Vec<String> = users
             .iter()
@@ -226,7 +244,7 @@ impl Notifications {
         };
         let _held = self.locks.lock([&user]).await;
         let count = self.unread(&user).await?;
-        socket.emit("unread", &Args::one(&json!({"count": count})));
+        socket.emit("unread", &Args::one(&Unread { count }));
         Ok(())
     }
 
@@ -286,7 +304,7 @@ impl Notifications {
             .await?;
         commit(tx).await?;
         if !marked.is_empty() {
-            self.tell_read(user, json!({"ids": marked}), count, from);
+            self.tell_read(user, &ReadElsewhere::Ids { ids: &marked }, count, from);
         }
         Ok(marked)
     }
@@ -311,22 +329,22 @@ impl Notifications {
             .await?;
         commit(tx).await?;
         if marked > 0 {
-            self.tell_read(user, json!({"all": true}), 0, from);
+            self.tell_read(user, &ReadElsewhere::All { all: true }, 0, from);
         }
         Ok(marked)
     }
 
     /// `notification:read` to `user`'s devices but `from`, then `unread`
     /// to all of them.
-    fn tell_read(&self, user: &str, read: Value, count: i64, from: Option<&Arc<Socket>>) {
+    fn tell_read(&self, user: &str, read: &ReadElsewhere, count: i64, from: Option<&Arc<Socket>>) {
         let Some(ns) = self.namespace() else { return };
         let mut others = ns.to(user_room(user));
         if let Some(socket) = from {
             others = others.except_socket(*socket.id());
         }
-        others.emit("notification:read", &Args::one(&read));
+        others.emit("notification:read", &Args::one(read));
         ns.to(user_room(user))
-            .emit("unread", &Args::one(&json!({"count": count})));
+            .emit("unread", &Args::one(&Unread { count }));
     }
 
     /// Deletes, for every user, the notifications beyond the newest
@@ -384,7 +402,7 @@ impl Notifications {
         commit(tx).await?;
         if let (Some(count), Some(ns)) = (count, self.namespace()) {
             ns.to(user_room(user))
-                .emit("unread", &Args::one(&json!({"count": count})));
+                .emit("unread", &Args::one(&Unread { count }));
         }
         Ok(pruned)
     }

@@ -10,6 +10,7 @@
 //!
 //! With a secret, every request is signed ([`crate::signature`]).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +20,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use socketio::{Args, BoxFuture, Socket};
+use socketio::{Args, Socket};
 
 use crate::auth::identity_of;
-use crate::component::{Component, HubError, Reply};
+use crate::component::{Component, ErrorCode, HubError, Reply};
+use crate::identity::Identity;
 
 /// Largest backend response read, in bytes.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -55,10 +57,10 @@ impl Proxy {
     pub fn new(url: &str, timeout: Duration) -> Result<Proxy, HubError> {
         let url: http::Uri = url
             .parse()
-            .map_err(|e| HubError::new("invalid_backend", format!("{url:?}: {e}")))?;
+            .map_err(|e| HubError::new(ErrorCode::InvalidBackend, format!("{url:?}: {e}")))?;
         if url.scheme_str() != Some("http") {
             return Err(HubError::new(
-                "invalid_backend",
+                ErrorCode::InvalidBackend,
                 "backend URLs must be http://",
             ));
         }
@@ -80,13 +82,15 @@ impl Proxy {
     fn call(
         &self,
         socket: &Arc<Socket>,
+        user: Option<Identity>,
         event: &str,
         data: Value,
-    ) -> BoxFuture<Result<serde_json::Map<String, Value>, HubError>> {
+    ) -> impl Future<Output = Result<serde_json::Map<String, Value>, HubError>> + Send + 'static
+    {
         let body = json!({
             "namespace": socket.namespace().name(),
             "event": event,
-            "user": identity_of(socket).map(|id| id.user),
+            "user": user.map(|id| id.user),
             "socket": socket.id().as_str(),
             "data": data,
         });
@@ -107,20 +111,20 @@ impl Proxy {
         let timeout = self.timeout;
         let namespace = socket.namespace().name().to_owned();
         let event = event.to_owned();
-        Box::pin(async move {
+        async move {
             // Every failure is logged with its detail and answered with a
             // generic message: a backend's error text may hold anything.
-            let failed = |code: &'static str, client_message: &str, detail: String| {
+            let failed = |code: ErrorCode, client_message: &str, detail: String| {
                 // Debug-quoted: a backend's text cannot forge log lines.
-                tracing::warn!(%namespace, %event, code, ?detail, "backend request failed");
+                tracing::warn!(%namespace, %event, code = code.as_str(), ?detail, "backend request failed");
                 HubError::new(code, client_message)
             };
-            let request =
-                request.map_err(|e| failed("backend_error", BACKEND_FAILED, e.to_string()))?;
+            let request = request
+                .map_err(|e| failed(ErrorCode::BackendError, BACKEND_FAILED, e.to_string()))?;
             let exchange = async {
                 let response = client.request(request).await.map_err(|e| {
                     failed(
-                        "backend_unavailable",
+                        ErrorCode::BackendUnavailable,
                         "the backend is unavailable",
                         format!("{e:?}"),
                     )
@@ -131,7 +135,7 @@ impl Proxy {
                     .await
                     .map_err(|e| {
                         failed(
-                            "backend_error",
+                            ErrorCode::BackendError,
                             BACKEND_FAILED,
                             format!("reading the answer ({status}): {e}"),
                         )
@@ -139,7 +143,7 @@ impl Proxy {
                     .to_bytes();
                 if !status.is_success() {
                     return Err(failed(
-                        "backend_error",
+                        ErrorCode::BackendError,
                         BACKEND_FAILED,
                         format!("answered {status}: {}", excerpt(&bytes)),
                     ));
@@ -147,7 +151,7 @@ impl Proxy {
                 match serde_json::from_slice::<Value>(&bytes) {
                     Ok(Value::Object(object)) => Ok(object),
                     _ => Err(failed(
-                        "backend_error",
+                        ErrorCode::BackendError,
                         BACKEND_FAILED,
                         format!("answered {status} but no JSON object: {}", excerpt(&bytes)),
                     )),
@@ -156,12 +160,12 @@ impl Proxy {
             match tokio::time::timeout(timeout, exchange).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(failed(
-                    "backend_timeout",
+                    ErrorCode::BackendTimeout,
                     "the backend did not answer in time",
                     format!("no answer within {} ms", timeout.as_millis()),
                 )),
             }
-        })
+        }
     }
 }
 
@@ -170,17 +174,25 @@ fn first_arg(args: &Args) -> Value {
 }
 
 impl Component for Proxy {
+    /// The backend decides: it is told the user, or `null`.
+    type User = Option<Identity>;
+
     fn subscribe(
         &self,
         socket: &Arc<Socket>,
         room: &str,
-    ) -> BoxFuture<Result<Vec<String>, HubError>> {
-        let answer = self.call(socket, "subscribe", Value::String(room.to_owned()));
-        Box::pin(async move {
+    ) -> impl Future<Output = Result<Vec<String>, HubError>> + Send + 'static {
+        let answer = self.call(
+            socket,
+            identity_of(socket),
+            "subscribe",
+            Value::String(room.to_owned()),
+        );
+        async move {
             let object = answer.await?;
             if object.get("ok") == Some(&Value::Bool(false)) {
                 return Err(HubError::new(
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     "the backend refused the subscription",
                 ));
             }
@@ -188,16 +200,22 @@ impl Component for Proxy {
                 .get("rooms")
                 .and_then(Value::as_array)
                 .ok_or_else(|| {
-                    HubError::new("backend_error", "the backend's answer has no rooms")
+                    HubError::new(ErrorCode::BackendError, "the backend's answer has no rooms")
                 })?;
             Ok(rooms
                 .iter()
                 .filter_map(|r| r.as_str().map(str::to_owned))
                 .collect())
-        })
+        }
     }
 
-    fn handle(&self, socket: &Arc<Socket>, event: &str, args: &Args) -> BoxFuture<Reply> {
-        self.call(socket, event, first_arg(args))
+    fn handle(
+        &self,
+        socket: &Arc<Socket>,
+        user: Option<Identity>,
+        event: &str,
+        args: &Args,
+    ) -> impl Future<Output = Reply> + Send + 'static {
+        self.call(socket, user, event, first_arg(args))
     }
 }

@@ -190,7 +190,7 @@ impl CallState for MemoryCallState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calls::call::{Kind, Leave};
+    use crate::components::calls::call::{Kind, Leave};
 
     fn call(id: &str, caller: &str, device: &str, invitees: &[&str]) -> Call {
         let invitees: Vec<String> = invitees.iter().map(|s| s.to_string()).collect();

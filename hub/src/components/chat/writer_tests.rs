@@ -9,8 +9,8 @@ use std::time::Duration;
 use sqlx::Connection;
 
 use super::*;
-use crate::context::Tasks;
 use crate::store::{StoreConfig, sqlite_url_of};
+use crate::tasks::Tasks;
 
 /// A fresh SQLite store in its own folder (removed on drop).
 struct Scratch {

@@ -1,0 +1,314 @@
+//! [`HubError`]: a refusal or failure the hub answers a client (or a
+//! backend service) with, whatever part of the hub decided it, and
+//! [`ErrorCode`], the one list of its codes: their string forms are the
+//! contract clients code against (`docs/EVENTS.md`), the message is for
+//! people.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Where a code is part of the contract, and so documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The ESN namespaces' clients: in `docs/EVENTS.md`.
+    Clients,
+    /// The publish API's callers (`docs/EVENTS.md` has its notifications
+    /// part; the rest is in the OpenAPI document).
+    Api,
+    /// Clients of proxy namespaces or of namespaces without auth: in the
+    /// README, not in `docs/EVENTS.md` (every namespace there needs a
+    /// token, and none is a proxy).
+    Elsewhere,
+    /// Never meant to reach anyone: a server bug or a configuration
+    /// refused at start.
+    Nobody,
+}
+
+/// Defines [`ErrorCode`] from one list: variant, string form, audience.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $text:literal, $audience:ident;)*) => {
+        /// What went wrong, as clients match it. Serialized as its string
+        /// form (`"bad_request"`, …).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* #[serde(rename = $text)] $variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// Its string form, the contract.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $text,)*
+                }
+            }
+
+            /// Where it is part of the contract.
+            pub fn audience(self) -> Audience {
+                match self {
+                    $(ErrorCode::$variant => Audience::$audience,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The payload is not what the event takes.
+    BadRequest = "bad_request", Clients;
+    /// No such event in the namespace.
+    UnknownEvent = "unknown_event", Clients;
+    /// The socket has no signed-in user (a namespace without auth).
+    Unauthorized = "unauthorized", Elsewhere;
+    Forbidden = "forbidden", Clients;
+    NotFound = "not_found", Clients;
+    /// The store or a live state failed or did not answer: try again.
+    Unavailable = "unavailable", Clients;
+    RateLimited = "rate_limited", Clients;
+    PayloadTooLarge = "payload_too_large", Clients;
+    /// A `subscribe` past the socket's room limit.
+    TooManyRooms = "too_many_rooms", Clients;
+    TooManyWatched = "too_many_watched", Clients;
+    TooManyMembers = "too_many_members", Clients;
+    TooManyConversations = "too_many_conversations", Clients;
+    TooManyParticipants = "too_many_participants", Clients;
+    /// A chat `client_id` used for a message of another conversation.
+    Conflict = "conflict", Clients;
+    /// A call invitation to (or from) someone in too many calls.
+    Busy = "busy", Clients;
+    AlreadyAnswered = "already_answered", Clients;
+    NotRinging = "not_ringing", Clients;
+    CallFull = "call_full", Clients;
+    /// A proxy namespace's backend failed (the detail is logged).
+    BackendError = "backend_error", Elsewhere;
+    BackendUnavailable = "backend_unavailable", Elsewhere;
+    BackendTimeout = "backend_timeout", Elsewhere;
+    /// The publish API's request is not valid.
+    InvalidRequest = "invalid_request", Api;
+    UnknownNamespace = "unknown_namespace", Api;
+    ReservedNamespace = "reserved_namespace", Api;
+    /// A proxy namespace's backend URL, refused at start.
+    InvalidBackend = "invalid_backend", Nobody;
+    /// A server bug (an outcome the writer lost).
+    Internal = "internal", Nobody;
+}
+
+impl ErrorCode {
+    /// The code whose string form is `text`, if there is one.
+    pub fn parse(text: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|code| code.as_str() == text)
+    }
+}
+
+impl From<&'static str> for ErrorCode {
+    /// A code written as its string form (the chat writer's, until it
+    /// names them). One that is not a code is a bug: `internal` (a test,
+    /// `every_code_written_as_a_string_is_one`, finds it first).
+    fn from(text: &'static str) -> ErrorCode {
+        ErrorCode::parse(text).unwrap_or_else(|| {
+            tracing::error!(code = text, "not an error code");
+            ErrorCode::Internal
+        })
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<str> for ErrorCode {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+/// A refusal or failure, sent to the client as `{ok:false, error}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct HubError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl HubError {
+    pub fn new(code: impl Into<ErrorCode>, message: impl Into<String>) -> HubError {
+        HubError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A `bad_request` saying what is wrong.
+    pub fn bad_request(message: impl Into<String>) -> HubError {
+        HubError::new(ErrorCode::BadRequest, message)
+    }
+
+    /// The ack that carries it: `{ok:false, error:{code, message}}`.
+    pub fn reply(&self) -> Value {
+        json!({"ok": false, "error": {"code": self.code, "message": self.message}})
+    }
+}
+
+impl From<crate::store::StoreError> for HubError {
+    /// A store that failed or did not answer: the client is told to try
+    /// again later, the operator finds the cause in the log.
+    fn from(err: crate::store::StoreError) -> HubError {
+        tracing::warn!(%err, "store error");
+        HubError::new(
+            ErrorCode::Unavailable,
+            "the store is unavailable; try again",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn a_code_serializes_as_its_string_form() {
+        for code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+            let back: ErrorCode = serde_json::from_value(json!(code.as_str())).unwrap();
+            assert_eq!(back, *code);
+        }
+        let reply = HubError::new(ErrorCode::TooManyRooms, "m").reply();
+        assert_eq!(
+            reply,
+            json!({"ok": false, "error": {"code": "too_many_rooms", "message": "m"}})
+        );
+    }
+
+    /// Every `HubError::new("…"` left in the sources names a code.
+    #[test]
+    fn every_code_written_as_a_string_is_one() {
+        fn scan(dir: &std::path::Path, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    scan(&path, found);
+                } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("error.rs")
+                {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for part in text.split("HubError::new(").skip(1) {
+                        let part = part.trim_start();
+                        if let Some(rest) = part.strip_prefix('"') {
+                            let code: String = rest.chars().take_while(|c| *c != '"').collect();
+                            found.push(code);
+                        }
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        scan(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+            &mut found,
+        );
+        let unknown: Vec<&String> = found
+            .iter()
+            .filter(|c| ErrorCode::parse(c).is_none())
+            .collect();
+        assert!(unknown.is_empty(), "not error codes: {unknown:?}");
+    }
+
+    /// The codes `docs/EVENTS.md` names: the first cell of its `| code |`
+    /// tables, the backquoted words of an `errors` column, and every
+    /// `"code": "…"` of its examples and `code: "…"` of its prose.
+    fn codes_in_events_doc() -> BTreeSet<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/EVENTS.md");
+        let doc = std::fs::read_to_string(path).expect("docs/EVENTS.md");
+        let mut named = BTreeSet::new();
+        let quoted = |text: &str, named: &mut BTreeSet<String>| {
+            for (i, part) in text.split('`').enumerate() {
+                let is_code =
+                    !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                if i % 2 == 1 && is_code {
+                    named.insert(part.to_owned());
+                }
+            }
+        };
+        // Which column of the current table holds codes, if any.
+        let mut code_column: Option<usize> = None;
+        for line in doc.lines() {
+            if let Some(row) = line.strip_prefix('|') {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                let header = cells.iter().position(|c| *c == "code" || *c == "errors");
+                if header.is_some() {
+                    code_column = header;
+                } else if let Some(cell) = code_column.and_then(|i| cells.get(i)) {
+                    // Codes, each perhaps followed by a note in
+                    // parentheses, which may quote other words.
+                    let mut depth = 0usize;
+                    let outside: String = cell
+                        .chars()
+                        .filter(|c| {
+                            match c {
+                                '(' => depth += 1,
+                                ')' => depth = depth.saturating_sub(1),
+                                _ => return depth == 0,
+                            }
+                            false
+                        })
+                        .collect();
+                    quoted(&outside, &mut named);
+                }
+            } else {
+                code_column = None;
+            }
+            for marker in ["\"code\": \"", "code: \""] {
+                for (i, part) in line.split(marker).enumerate() {
+                    if i > 0 {
+                        let code: String = part.chars().take_while(|c| *c != '"').collect();
+                        named.insert(code);
+                    }
+                }
+            }
+        }
+        named
+    }
+
+    #[test]
+    fn docs_events_names_every_code_clients_may_get_and_no_other() {
+        let named = codes_in_events_doc();
+        assert!(named.contains("bad_request"), "the parser finds codes");
+        let missing: Vec<&str> = ErrorCode::ALL
+            .iter()
+            .filter(|c| c.audience() == Audience::Clients)
+            .map(|c| c.as_str())
+            .filter(|c| !named.contains(*c))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "codes the ESN namespaces may answer that docs/EVENTS.md does not list: {missing:?}"
+        );
+        let sendable: BTreeSet<&str> = ErrorCode::ALL
+            .iter()
+            .filter(|c| matches!(c.audience(), Audience::Clients | Audience::Api))
+            .map(|c| c.as_str())
+            .collect();
+        let unknown: Vec<&String> = named
+            .iter()
+            .filter(|c| !sendable.contains(c.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "docs/EVENTS.md names codes the server does not send: {unknown:?}"
+        );
+    }
+}
