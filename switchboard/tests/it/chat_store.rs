@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::common::{RemoveOnDrop, postgres_database, rand_suffix};
 use hub::components::chat::store::{self, Page};
 use hub::components::chat::writer::{Done, Op, Writer, WriterConfig};
-use hub::tasks::Tasks;
 use hub::store::{Store, StoreConfig, sqlite_url_of};
+use hub::tasks::Tasks;
 use std::sync::Mutex;
 
 async fn open(url: &str) -> Store {

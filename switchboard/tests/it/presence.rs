@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use crate::common::{
     Device, RemoveOnDrop, api, postgres_database, rand_suffix, start_raw, start_raw_with, temp_dir,
 };
-use hub::identity::Identity;
 use hub::components::presence::{WatchHook, WatchPolicy};
+use hub::identity::Identity;
 use hub::store::{Store, StoreConfig, sqlite_url_of};
 use serde_json::{Value, json};
 use switchboard::config::Config;
