@@ -290,9 +290,9 @@ fn run(
                 for event in events.drain(..) {
                     on_event(&socket, event);
                 }
-                // An idle connection holds no buffer: this one is
-                // allocated again by the next read that brings messages.
-                events = Vec::new();
+                if events.capacity() > 64 {
+                    events = Vec::new(); // give a burst's memory back
+                }
             }
             // Take the queue only once the kernel took the previous batch: the
             // session's bounded queue is what holds a slow client back.
@@ -302,11 +302,10 @@ fn run(
                 // Taking the batch counted all of it: now only what is unsent.
                 reported = ws.unsent_bytes();
                 socket.set_writer_unsent(reported);
-                // Nor this one, which the next turn would swap into the
-                // session's queue: an idle session holds no buffer on
-                // either side, where keeping them cost two allocations
-                // of four frames (320 bytes) per idle connection.
-                batch = VecDeque::new();
+                batch.clear();
+                if batch.capacity() > 64 {
+                    batch = VecDeque::new();
+                }
                 if let Err(err) = written {
                     fail(&socket, &mut ws, err).await;
                     return;
