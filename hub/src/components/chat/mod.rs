@@ -5,7 +5,8 @@
 //!   change to a conversation takes (group commit, delivery in commit
 //!   order); `state.rs`: who is typing (live state, behind a trait);
 //!   `mentions.rs`: `@user`; `rate.rs`: messages per user; `payloads.rs`:
-//!   what clients send.
+//!   what clients send; `replies.rs`: what they are answered and sent;
+//!   `contract.rs`: the events, as data (`switchboard contract`).
 //!
 //! Delivery: every event of a conversation is emitted to its members'
 //! `user:<id>` rooms (one broadcast to the union of those rooms, encoded
@@ -29,9 +30,11 @@
 //! membership change), else it is handed back to the state and retried by
 //! the sweep.
 
+pub mod contract;
 mod mentions;
-mod payloads;
+pub mod payloads;
 mod rate;
+pub mod replies;
 pub mod state;
 pub mod store;
 pub mod writer;
@@ -50,12 +53,13 @@ use tokio::sync::Semaphore;
 
 use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
-use crate::components::kit::{emit_to_users, fields};
+use crate::components::kit::{as_value, emit_to_users, reply};
 use crate::identity::Identity;
 use crate::limits::KeyedBuckets;
 use crate::services::Context;
 use crate::services::notifications::NewNotification;
 use payloads::*;
+use replies::*;
 use state::{MemoryTyping, Relay, TypingState, TypingTimers, Typist};
 use store::Page;
 use writer::{Done, Op, Writer};
@@ -330,14 +334,20 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
                     None,
                     added,
                     "conversation:joined",
-                    &json!({"conversation": summary}),
+                    &as_value(&Joined {
+                        conversation: summary,
+                    }),
                 );
                 emit_to_users(
                     ns,
                     None,
                     before,
                     "conversation:member_added",
-                    &json!({"conversation": conversation, "users": added, "by": by}),
+                    &MemberAdded {
+                        by,
+                        conversation: *conversation,
+                        users: added,
+                    },
                 );
             }
         }
@@ -351,7 +361,10 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
                 None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_left",
-                &json!({"conversation": conversation, "user": user}),
+                &MemberLeft {
+                    conversation: *conversation,
+                    user,
+                },
             );
         }
         Done::Removed {
@@ -365,7 +378,11 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
                 None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_removed",
-                &json!({"conversation": conversation, "user": user, "by": by}),
+                &MemberRemoved {
+                    by,
+                    conversation: *conversation,
+                    user,
+                },
             );
         }
         Done::Read {
@@ -378,21 +395,16 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             moved: true,
         } => {
             let others = members.iter().filter(|m| *m != user);
-            emit_to_users(
-                ns,
-                None,
-                others,
-                "read",
-                &json!({"conversation": conversation, "user": user, "seq": seq}),
-            );
-            emit_to_users(
-                ns,
-                None,
-                std::iter::once(user),
-                "read",
-                &json!({"conversation": conversation, "user": user, "seq": seq,
-                        "unread": unread, "mentions": mentions}),
-            );
+            let mut receipt = ReadReceipt {
+                conversation: *conversation,
+                mentions: None,
+                seq: *seq,
+                unread: None,
+                user,
+            };
+            emit_to_users(ns, None, others, "read", &receipt);
+            (receipt.mentions, receipt.unread) = (Some(*mentions), Some(*unread));
+            emit_to_users(ns, None, std::iter::once(user), "read", &receipt);
         }
         Done::Read { moved: false, .. } => {}
     }
@@ -429,13 +441,13 @@ fn send_op(user: &str, conversation: i64, send: SendMessage) -> Op {
 /// The ack of a send.
 fn sent(done: Done) -> Reply {
     match done {
-        Done::Sent { message, fresh, .. } => Ok(fields(json!({
-            "id": message.id,
-            "seq": message.seq,
-            "ts": message.ts,
-            "conversation": message.conversation,
-            "duplicate": !fresh,
-        }))),
+        Done::Sent { message, fresh, .. } => reply(&Sent {
+            conversation: message.conversation,
+            duplicate: !fresh,
+            id: message.id,
+            seq: message.seq,
+            ts: message.ts,
+        }),
         _ => Ok(Map::new()),
     }
 }
@@ -613,8 +625,11 @@ impl Inner {
             None,
             members.iter().filter(|m| **m != relay.user),
             "typing",
-            &json!({"conversation": relay.conversation, "user": relay.user,
-                    "typing": relay.typing}),
+            &TypingRelay {
+                conversation: relay.conversation,
+                typing: relay.typing,
+                user: &relay.user,
+            },
         );
     }
 
@@ -721,7 +736,7 @@ impl Inner {
             Done::Added { added, before, .. } => {
                 let mut members: Vec<String> = before.into_iter().chain(added.clone()).collect();
                 members.sort();
-                Ok(fields(json!({"added": added, "members": members})))
+                reply(&MembersAdded { added, members })
             }
             _ => Ok(Map::new()),
         }
@@ -734,7 +749,9 @@ impl Inner {
                 conversation: leave.conversation,
             })
             .await?;
-        Ok(fields(json!({"conversation": leave.conversation})))
+        reply(&ConversationLeft {
+            conversation: leave.conversation,
+        })
     }
 
     async fn remove_member(&self, user: String, remove: RemoveMember) -> Reply {
@@ -746,9 +763,10 @@ impl Inner {
                 member: remove.user.clone(),
             })
             .await?;
-        Ok(fields(
-            json!({"conversation": remove.conversation, "user": remove.user}),
-        ))
+        reply(&MemberRemovedAck {
+            conversation: remove.conversation,
+            user: remove.user,
+        })
     }
 
     async fn members(&self, user: &str, of: ConversationOnly) -> Reply {
@@ -761,11 +779,11 @@ impl Inner {
                 store::members(&mut conn, of.conversation).await
             })
             .await?;
-        Ok(fields(json!({
-            "conversation": of.conversation,
-            "member_count": members.len(),
-            "members": members,
-        })))
+        reply(&MemberList {
+            conversation: of.conversation,
+            member_count: members.len(),
+            members,
+        })
     }
 
     async fn edit(&self, user: String, edit: Edit) -> Reply {
@@ -780,7 +798,7 @@ impl Inner {
             })
             .await?
         {
-            Done::Edited { message, .. } => Ok(fields(json!({"message": message}))),
+            Done::Edited { message, .. } => reply(&MessageAck { message }),
             _ => Ok(Map::new()),
         }
     }
@@ -795,7 +813,7 @@ impl Inner {
             })
             .await?
         {
-            Done::Deleted { message, .. } => Ok(fields(json!({"message": message}))),
+            Done::Deleted { message, .. } => reply(&MessageAck { message }),
             _ => Ok(Map::new()),
         }
     }
@@ -818,9 +836,11 @@ impl Inner {
                 unread,
                 mentions,
                 ..
-            } => Ok(fields(
-                json!({"seq": seq, "unread": unread, "mentions": mentions}),
-            )),
+            } => reply(&ReadMark {
+                mentions,
+                seq,
+                unread,
+            }),
             _ => Ok(Map::new()),
         }
     }
@@ -848,7 +868,7 @@ impl Inner {
             }
             None => {}
         }
-        Ok(fields(json!({"relayed": relayed})))
+        reply(&Relayed { relayed })
     }
 
     /// `not_found` / `forbidden` unless `user` is in `conversation`; its
@@ -905,11 +925,11 @@ impl Inner {
             .last()
             .filter(|_| has_more)
             .map(|s| format!("{}:{}", s.last_activity, s.id));
-        Ok(fields(json!({
-            "conversations": summaries,
-            "has_more": has_more,
-            "next": next,
-        })))
+        reply(&ConversationsPage {
+            conversations: summaries,
+            has_more,
+            next,
+        })
     }
 
     async fn create(&self, user: &str, create: Create) -> Reply {
@@ -923,7 +943,10 @@ impl Inner {
                 ));
             }
             let (summary, created) = self.direct(user, &other, now).await?;
-            return Ok(fields(json!({"conversation": summary, "created": created})));
+            return reply(&Created {
+                conversation: summary,
+                created,
+            });
         }
         let Some(name) = create.name else {
             return Err(HubError::bad_request(
@@ -984,10 +1007,15 @@ impl Inner {
                 None,
                 &members,
                 "conversation:joined",
-                &json!({"conversation": summary}),
+                &as_value(&Joined {
+                    conversation: &summary,
+                }),
             );
         }
-        Ok(fields(json!({"conversation": summary, "created": true})))
+        reply(&Created {
+            conversation: summary,
+            created: true,
+        })
     }
 
     /// The direct conversation of `user` and `other` (created, and both
@@ -1032,7 +1060,9 @@ impl Inner {
                 None,
                 &summary.members,
                 "conversation:joined",
-                &json!({"conversation": summary}),
+                &as_value(&Joined {
+                    conversation: &summary,
+                }),
             );
         }
         Ok((summary, created))
@@ -1143,7 +1173,7 @@ impl Inner {
                 store::history(&mut conn, history.conversation, page, limit).await
             })
             .await?;
-        Ok(fields(json!({"messages": messages, "has_more": has_more})))
+        reply(&HistoryPage { has_more, messages })
     }
 }
 
