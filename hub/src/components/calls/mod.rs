@@ -14,6 +14,9 @@
 //! client meets a peer (`call:accept`'s ack, `call:accepted`, `signal`).
 
 mod call;
+pub mod contract;
+pub mod payloads;
+pub mod replies;
 mod state;
 mod turn;
 
@@ -22,14 +25,16 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
+
+use payloads::*;
+use replies::*;
 use socketio::{Args, DisconnectReason, Namespace, Socket, SocketId};
 
 use crate::auth::identity_of;
 use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
-use crate::components::kit::{ack, emit_to_users, parse};
+use crate::components::kit::{emit_to_users, parse, reply};
 use crate::identity::Identity;
 use crate::limits::{KeyedBuckets, TokenBucket};
 use crate::services::Context;
@@ -144,54 +149,6 @@ impl Calls {
             }),
         }
     }
-}
-
-// --- payloads ---------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InviteArgs {
-    users: Vec<String>,
-    kind: Kind,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CallRef {
-    call: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignalArgs {
-    call: String,
-    to: String,
-    data: Box<RawValue>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
-/// A relayed `signal`.
-#[derive(Serialize)]
-struct SignalOut<'a> {
-    call: &'a str,
-    /// The sending device.
-    from: &'a str,
-    user: &'a str,
-    data: &'a RawValue,
-    /// Whether the receiving device is the polite peer towards the sender.
-    polite: bool,
-}
-
-/// A peer as one device sees it.
-#[derive(Serialize)]
-struct Peer<'a> {
-    user: &'a str,
-    device: &'a str,
-    /// Whether the device told is the polite peer towards this one.
-    polite: bool,
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), HubError> {
@@ -451,13 +408,13 @@ impl Inner {
             "call:ringing",
             &ringing,
         );
-        let outgoing = json!({
-            "call": call.id,
-            "device": device,
-            "kind": call.kind,
-            "invitees": users,
-            "created_at": call.created_at,
-        });
+        let outgoing = CallOutgoing {
+            call: &call.id,
+            created_at: call.created_at,
+            device,
+            invitees: &users,
+            kind: call.kind,
+        };
         emit_to_users(
             &ns,
             Some(*socket.id()),
@@ -473,13 +430,13 @@ impl Inner {
                 .await
                 .ok();
         }
-        ack(json!({
-            "call": call.id,
-            "kind": call.kind,
-            "invitees": users,
-            "created_at": call.created_at,
-            "ring_timeout_ms": config.ring_timeout_ms,
-        }))
+        reply(&CallPlaced {
+            call: &call.id,
+            created_at: call.created_at,
+            invitees: &users,
+            kind: call.kind,
+            ring_timeout_ms: config.ring_timeout_ms,
+        })
     }
 
     /// A device of `user` just connected (a new tab, a reload): it rings
@@ -540,7 +497,10 @@ impl Inner {
             }
         };
         if call.phase != Phase::Ended && !missed.is_empty() {
-            let payload = json!({"call": call.id, "users": missed});
+            let payload = CallUnanswered {
+                call: &call.id,
+                users: &missed,
+            };
             emit_to_users(ns, None, call.involved(), "call:unanswered", &payload);
         }
         self.finish(ns, &call, missed, None);
@@ -557,7 +517,10 @@ impl Inner {
         except: Option<SocketId>,
     ) {
         if let Some(reason) = call.ended.filter(|_| call.phase == Phase::Ended) {
-            let payload = json!({"call": call.id, "reason": reason});
+            let payload = CallEnded {
+                call: &call.id,
+                reason,
+            };
             emit_to_users(ns, except, call.involved(), "call:ended", &payload);
         }
         if missed.is_empty() {
@@ -591,15 +554,18 @@ impl Inner {
             .await?;
         let ns = socket.namespace().clone();
         for peer in call.participants.iter().filter(|p| p.device != device) {
-            let payload = json!({
-                "call": call.id,
-                "user": user,
-                "device": device,
-                "polite": call.polite(&peer.device, device),
-            });
+            let payload = CallAccepted {
+                call: &call.id,
+                device,
+                polite: call.polite(&peer.device, device),
+                user,
+            };
             to_device(&ns, &peer.device, "call:accepted", &payload);
         }
-        let elsewhere = json!({"call": call.id, "device": device});
+        let elsewhere = CallAnsweredElsewhere {
+            call: &call.id,
+            device,
+        };
         emit_to_users(
             &ns,
             Some(*socket.id()),
@@ -622,18 +588,28 @@ impl Inner {
                 polite: call.polite(device, &p.device),
             })
             .collect();
-        ack(json!({"call": call.id, "kind": call.kind, "participants": peers}))
+        reply(&CallJoined {
+            call: &call.id,
+            kind: call.kind,
+            participants: peers,
+        })
     }
 
     async fn decline(&self, socket: &Arc<Socket>, user: &str, args: CallRef) -> Reply {
         check_id("call", &args.call)?;
         let (call, missed) = self.update(&args.call, |call| call.decline(user)).await?;
         let ns = socket.namespace().clone();
-        let payload = json!({"call": call.id, "user": user});
+        let payload = CallDeclined {
+            call: &call.id,
+            user,
+        };
         let except = Some(*socket.id());
         emit_to_users(&ns, except, call.involved(), "call:declined", &payload);
         self.finish(&ns, &call, missed, except);
-        ack(json!({"call": call.id, "ended": call.ended}))
+        reply(&CallOutcome {
+            call: &call.id,
+            ended: call.ended,
+        })
     }
 
     /// `device` leaves call `id`; everyone concerned is told (but
@@ -658,11 +634,15 @@ impl Inner {
             .await?;
         if call.phase != Phase::Ended {
             let reason = match how {
-                Leave::Hangup => "hangup",
-                Leave::Disconnect => "disconnected",
+                Leave::Hangup => LeftReason::Hangup,
+                Leave::Disconnect => LeftReason::Disconnected,
             };
-            let payload =
-                json!({"call": call.id, "user": user, "device": device, "reason": reason});
+            let payload = CallLeft {
+                call: &call.id,
+                device,
+                reason,
+                user: &user,
+            };
             emit_to_users(ns, except, call.involved(), "call:left", &payload);
         }
         self.finish(ns, &call, missed, except);
@@ -681,7 +661,10 @@ impl Inner {
                 Some(*socket.id()),
             )
             .await?;
-        ack(json!({"call": call.id, "ended": call.ended}))
+        reply(&CallOutcome {
+            call: &call.id,
+            ended: call.ended,
+        })
     }
 
     async fn signal(&self, socket: &Arc<Socket>, user: &str, args: SignalArgs) -> Reply {
@@ -706,7 +689,7 @@ impl Inner {
                 "the recipient is not a participant of this call",
             ));
         }
-        let out = SignalOut {
+        let out = Signal {
             call: &call.id,
             from: device,
             user,
@@ -728,11 +711,11 @@ impl Inner {
             user,
             now,
         );
-        ack(json!({
-            "ice_servers": servers,
-            "ttl_secs": config.turn_ttl_secs,
-            "expires_at": now.saturating_add(config.turn_ttl_secs),
-        }))
+        reply(&IceServers {
+            expires_at: now.saturating_add(config.turn_ttl_secs),
+            ice_servers: servers,
+            ttl_secs: config.turn_ttl_secs,
+        })
     }
 
     /// A device left: it leaves every call it was in.
@@ -755,16 +738,15 @@ impl Inner {
 }
 
 /// What an invitee's devices get while `call` rings for them.
-fn ringing(call: &Call, config: &CallsConfig) -> Value {
-    let invitees: Vec<&str> = call.invitees.iter().map(|i| i.user.as_str()).collect();
-    json!({
-        "call": call.id,
-        "from": call.caller,
-        "kind": call.kind,
-        "invitees": invitees,
-        "created_at": call.created_at,
-        "ring_timeout_ms": config.ring_timeout_ms,
-    })
+fn ringing<'a>(call: &'a Call, config: &CallsConfig) -> CallRinging<'a> {
+    CallRinging {
+        call: &call.id,
+        created_at: call.created_at,
+        from: &call.caller,
+        invitees: call.invitees.iter().map(|i| i.user.as_str()).collect(),
+        kind: call.kind,
+        ring_timeout_ms: config.ring_timeout_ms,
+    }
 }
 
 impl Component for Calls {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha1::Sha1;
 
 /// One entry of `RTCConfiguration.iceServers`, as the browser takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IceServer {
     pub urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
