@@ -44,6 +44,21 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Prints the components' event contract, generated from the hub's
+    /// types: what `docs/events.schema.json` and `web/src/contract.ts` hold.
+    Contract {
+        /// The JSON Schema document (as served at
+        /// `/api/v1/events.schema.json`).
+        #[arg(
+            long,
+            conflicts_with = "typescript",
+            required_unless_present = "typescript"
+        )]
+        schema: bool,
+        /// The TypeScript declarations for socket.io-client's typed sockets.
+        #[arg(long)]
+        typescript: bool,
+    },
 }
 
 /// Parses `30s`, `15m`, `1h`, `7d`.
@@ -104,6 +119,15 @@ fn main() -> anyhow::Result<()> {
             }
             let token = hub::identity::issue(&secret, &user, ttl).context("signing the token")?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Contract { schema, .. } => {
+            // The texts end with their newline already.
+            if schema {
+                print!("{}", switchboard::contract::document_text());
+            } else {
+                print!("{}", switchboard::contract::typescript_text());
+            }
             Ok(())
         }
     }
