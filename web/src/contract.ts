@@ -107,6 +107,12 @@ export interface CallUnanswered {
   users: string[];
 }
 
+/**
+ * A conversation's kind, as [`Summary`]'s `kind` holds it (a string in
+ * the store; this names the two values it takes, for the schema).
+ */
+export type ConversationKind = "direct" | "group";
+
 /** `conversation:leave`. */
 export interface ConversationLeft {
   conversation: number;
@@ -176,9 +182,9 @@ export interface HistoryPage {
 
 /** One entry of `RTCConfiguration.iceServers`, as the browser takes it. */
 export interface IceServer {
-  credential?: string | null;
+  credential?: string;
   urls: string[];
-  username?: string | null;
+  username?: string;
 }
 
 /** `ice_servers`: for `new RTCPeerConnection({iceServers})`. */
@@ -305,11 +311,11 @@ export interface ReadMark {
  */
 export interface ReadReceipt {
   conversation: number;
-  /** The reader's devices only. */
-  mentions?: number | null;
+  /** The reader's devices only (absent, never `null`, in a receipt). */
+  mentions?: number;
   seq: number;
-  /** The reader's devices only. */
-  unread?: number | null;
+  /** The reader's devices only (absent, never `null`, in a receipt). */
+  unread?: number;
   user: string;
 }
 
@@ -370,8 +376,8 @@ export interface SignalArgs {
 export interface Summary {
   created_at: number;
   id: number;
-  /** `"direct"` or `"group"`. */
-  kind: string;
+  /** `"direct"` or `"group"` (the store writes no other). */
+  kind: ConversationKind;
   last_activity: number;
   last_message: Message | null;
   /** This member's read mark. */

@@ -103,6 +103,15 @@ pub struct Relayed {
     pub relayed: bool,
 }
 
+/// A conversation's kind, as [`Summary`]'s `kind` holds it (a string in
+/// the store; this names the two values it takes, for the schema).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
 /// `conversation:joined`: a conversation the user is now in.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Joined<'a> {
@@ -137,12 +146,14 @@ pub struct MemberRemoved<'a> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReadReceipt<'a> {
     pub conversation: i64,
-    /// The reader's devices only.
+    /// The reader's devices only (absent, never `null`, in a receipt).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64)]
     pub mentions: Option<i64>,
     pub seq: i64,
-    /// The reader's devices only.
+    /// The reader's devices only (absent, never `null`, in a receipt).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64)]
     pub unread: Option<i64>,
     pub user: &'a str,
 }

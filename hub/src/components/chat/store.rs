@@ -952,7 +952,8 @@ pub async fn mark_read(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub id: i64,
-    /// `"direct"` or `"group"`.
+    /// `"direct"` or `"group"` (the store writes no other).
+    #[schema(value_type = super::replies::ConversationKind)]
     pub kind: String,
     /// Groups only.
     #[schema(required = true)]
