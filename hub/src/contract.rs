@@ -43,6 +43,7 @@ pub struct Contract {
 }
 
 impl Contract {
+    /// A contract of `component` without events yet.
     pub fn new(component: &'static str) -> Contract {
         Contract {
             component,
