@@ -21,6 +21,7 @@ use crate::components::presence::Presence;
 use crate::components::proxy::Proxy;
 use crate::components::pubsub::PubSub;
 use crate::config::{ComponentsConfig, HubConfig, IdentityConfig, NamespaceConfig};
+use crate::contract::Contract;
 use crate::identity::{KeyError, Verifier};
 use crate::limits::{Limits, RateLimited, RoomLimits};
 use crate::services::Context;
@@ -52,6 +53,9 @@ struct Registered {
     closed: bool,
     /// Builds its handler for one namespace, or says why it cannot.
     build: fn(&Building) -> Result<Arc<dyn NamespaceHandler>, String>,
+    /// Its events as data, for the generated contract; `None`: not
+    /// described yet (or, for `proxy`, the backend's to define).
+    contract: Option<fn() -> Contract>,
 }
 
 /// The hub's own components: the one list of them.
@@ -60,11 +64,13 @@ const COMPONENTS: [Registered; 6] = [
         name: "notifications",
         closed: true,
         build: |b| Ok(b.run(NotificationsComponent::new(b.ctx.clone()))),
+        contract: None,
     },
     Registered {
         name: "chat",
         closed: true,
         build: |b| Ok(b.run(Chat::new(b.ctx.clone(), b.components.chat.clone()))),
+        contract: Some(crate::components::chat::contract::contract),
     },
     Registered {
         name: "presence",
@@ -73,23 +79,37 @@ const COMPONENTS: [Registered; 6] = [
             let config = b.components.presence.clone();
             Ok(b.run(Presence::new(b.ctx.clone(), config)))
         },
+        contract: None,
     },
     Registered {
         name: "calls",
         closed: true,
         build: |b| Ok(b.run(Calls::new(b.ctx.clone(), b.components.calls.clone()))),
+        contract: Some(crate::components::calls::contract::contract),
     },
     Registered {
         name: "pubsub",
         closed: false,
         build: |b| Ok(b.run(PubSub)),
+        contract: None,
     },
     Registered {
         name: "proxy",
         closed: false,
         build: |b| proxy(b.ns).map(|proxy| b.run(proxy)),
+        contract: None,
     },
 ];
+
+/// The event contracts of the hub's components that describe theirs, in
+/// the table's order (`switchboard contract` renders them).
+pub fn contracts() -> Vec<Contract> {
+    COMPONENTS
+        .iter()
+        .filter_map(|c| c.contract)
+        .map(|contract| contract())
+        .collect()
+}
 
 /// The component a namespace's `handler` names, if it is one of the hub's.
 fn component(name: &str) -> Option<&'static Registered> {

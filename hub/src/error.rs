@@ -55,6 +55,25 @@ macro_rules! error_codes {
     };
 }
 
+/// The schema of [`ErrorCode`]: its string forms. Written by hand, from
+/// [`ErrorCode::ALL`]: the derive does not see the `serde(rename)` the
+/// macro above writes (it would list the variants' Rust names).
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .description(Some(
+                "What went wrong, as clients match it (`docs/EVENTS.md` lists which event \
+                 answers which).",
+            ))
+            .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
+
 error_codes! {
     /// The payload is not what the event takes.
     BadRequest = "bad_request", Clients;

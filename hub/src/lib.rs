@@ -57,6 +57,7 @@ pub mod clock;
 pub mod component;
 pub mod components;
 pub mod config;
+pub mod contract;
 pub mod error;
 pub mod identity;
 pub mod jwks;

@@ -495,13 +495,52 @@ struct ApiDoc;
 
 /// The API's routes with the OpenAPI document they make up.
 fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(publish))
         .routes(routes!(notifications))
         .routes(routes!(disconnect))
         .routes(routes!(presence))
         .routes(routes!(room))
-        .split_for_parts()
+        .split_for_parts();
+    doc.paths
+        .paths
+        .insert(EVENTS_SCHEMA_PATH.to_owned(), events_schema_path());
+    (router, doc)
+}
+
+/// Where the components' event contract is served (no key, like the
+/// OpenAPI document): a JSON Schema document, not part of the publish API
+/// but what its clients' front ends code against.
+const EVENTS_SCHEMA_PATH: &str = "/api/v1/events.schema.json";
+
+/// The OpenAPI entry of [`EVENTS_SCHEMA_PATH`], written by hand: it is
+/// served outside the key-checked routes, so no handler describes it.
+fn events_schema_path() -> utoipa::openapi::PathItem {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+    use utoipa::openapi::{ContentBuilder, ObjectBuilder, ResponseBuilder};
+    let response = ResponseBuilder::new()
+        .description(
+            "A JSON Schema (2020-12) document: for each component namespace, the payload and \
+             ack of every client event and the payload of every server event.",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new()))
+                .build(),
+        )
+        .build();
+    let operation = OperationBuilder::new()
+        .operation_id(Some("events_schema"))
+        .summary(Some("The Socket.IO event contract of the hub's components"))
+        .description(Some(
+            "Generated from the hub's event types, as `switchboard contract --schema` prints it \
+             (`docs/events.schema.json`). Needs no key.",
+        ))
+        .security(utoipa::openapi::security::SecurityRequirement::default())
+        .response("200", response)
+        .build();
+    utoipa::openapi::PathItem::new(HttpMethod::Get, operation)
 }
 
 /// The OpenAPI document of the publish API, generated from the handlers.
@@ -520,10 +559,11 @@ fn document(doc: utoipa::openapi::OpenApi, constraints: &crate::openapi::Constra
 
 /// The publish API under `/api/v1/`. Outermost first: CORS (a browser's
 /// preflight carries no key), the request counter, the key check, the
-/// body limit; `openapi.json` needs no key.
+/// body limit; `openapi.json` and `events.schema.json` need no key.
 pub(crate) fn router(app: &App) -> Router<App> {
     let (routes, doc) = routes();
     let doc = document(doc, &crate::openapi::Constraints::of(app));
+    let events = crate::contract::document_text();
     let router = routes
         .route("/api/v1/{*rest}", axum::routing::any(no_such_path))
         .layer(RequestBodyLimitLayer::new(app.api.max_body_bytes))
@@ -533,6 +573,13 @@ pub(crate) fn router(app: &App) -> Router<App> {
             axum::routing::get(move || {
                 let doc = doc.clone();
                 async move { ([(http::header::CONTENT_TYPE, "application/json")], doc) }
+            }),
+        )
+        .route(
+            EVENTS_SCHEMA_PATH,
+            axum::routing::get(move || {
+                let events = events.clone();
+                async move { ([(http::header::CONTENT_TYPE, "application/json")], events) }
             }),
         )
         .layer(middleware::from_fn_with_state(app.clone(), count));

@@ -21,6 +21,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod contract;
 pub mod dev;
 pub mod handlers;
 pub mod metrics;

@@ -49,6 +49,21 @@ enum Command {
         #[command(flatten)]
         action: ConfigAction,
     },
+    /// Prints the components' event contract, generated from the hub's
+    /// types: what `docs/events.schema.json` and `web/src/contract.ts` hold.
+    Contract {
+        /// The JSON Schema document (as served at
+        /// `/api/v1/events.schema.json`).
+        #[arg(
+            long,
+            conflicts_with = "typescript",
+            required_unless_present = "typescript"
+        )]
+        schema: bool,
+        /// The TypeScript declarations for socket.io-client's typed sockets.
+        #[arg(long)]
+        typescript: bool,
+    },
 }
 
 /// What `switchboard config` does: one of its flags.
@@ -131,6 +146,15 @@ fn main() -> anyhow::Result<()> {
                 println!("{}: ok", path.display());
             } else if action.default {
                 print!("{}", switchboard::config::reference::default_toml());
+            }
+            Ok(())
+        }
+        Command::Contract { schema, .. } => {
+            // The texts end with their newline already.
+            if schema {
+                print!("{}", switchboard::contract::document_text());
+            } else {
+                print!("{}", switchboard::contract::typescript_text());
             }
             Ok(())
         }

@@ -5,6 +5,7 @@
 // and the call overlay (#call[data-state]).
 
 import type { Connection } from "./connection";
+import type { Signal } from "./contract";
 import { byId, show } from "./dom";
 
 export type CallState = "idle" | "ringing" | "outgoing" | "connecting" | "connected" | "ended";
@@ -63,10 +64,11 @@ export class Calls {
       this.peer(e.device, e.user, e.polite, false);
       if (this.state === "outgoing") this.setState("connecting", `${e.user} answered. Connecting…`);
     });
-    socket.on("signal", (e: { call: string; from: string; user: string; data: SignalData; polite: boolean }) => {
+    socket.on("signal", (e: Signal) => {
       if (e.call !== this.call) return;
       const peer = this.peer(e.from, e.user, e.polite, false);
-      peer.queue = peer.queue.then(() => this.onSignal(peer, e.data)).catch(() => {});
+      // The hub relays any JSON; what a peer sends is what send() below sends.
+      peer.queue = peer.queue.then(() => this.onSignal(peer, e.data as SignalData)).catch(() => {});
     });
     socket.on("call:ended", (e: { call: string; reason: string }) => {
       if (e.call === this.call || e.call === this.ringing?.call) this.teardown(REASONS[e.reason] ?? "The call ended.", false);
@@ -117,7 +119,7 @@ export class Calls {
         this.conn.request(this.conn.calls, "call:hangup", { call: ack.call }).catch(() => {});
         return;
       }
-      this.call = ack.call as string;
+      this.call = ack.call;
     } catch (err) {
       this.teardown(`Could not call ${user}: ${(err as Error).message}`);
     }
@@ -162,7 +164,7 @@ export class Calls {
       this.call = ringing.call;
       this.ringing = null;
       // The answering device offers to every device already in the call.
-      for (const p of ack.participants as Array<{ user: string; device: string; polite: boolean }>) {
+      for (const p of ack.participants) {
         this.peer(p.device, p.user, p.polite, true);
       }
     } catch (err) {
@@ -207,7 +209,7 @@ export class Calls {
       this.conn.request(this.conn.calls, "ice_servers"),
     ]);
     this.local = stream;
-    this.iceServers = ack.ice_servers as RTCIceServer[];
+    this.iceServers = ack.ice_servers;
     if (!stream) this.info.textContent += " No camera or microphone: you will see and hear the other side only.";
     this.localVideo.srcObject = stream;
     if (stream) void this.localVideo.play().catch(() => {});

@@ -6,38 +6,15 @@
 
 import type { Connection } from "./connection";
 import { AckError } from "./connection";
+import type { Message, Summary } from "./contract";
 import { byId, el, formatTime, randomId, reconcile, show } from "./dom";
 import type { WatchKind } from "./presence";
 
-export interface Message {
-  id: number;
-  conversation: number;
-  seq: number;
-  sender: string;
-  client_id: string;
-  text: string | null;
-  reply_to: number | null;
-  mentions: string[];
-  ts: number;
-  edited_at: number | null;
-  deleted: boolean;
-}
-
-export interface Conversation {
-  id: number;
-  kind: "direct" | "group";
-  name: string | null;
-  members: string[];
-  member_count: number;
-  owner: string | null;
-  created_at: number;
-  last_activity: number;
-  last_seq: number;
-  last_message: Message | null;
-  last_read_seq: number;
-  unread: number;
-  mentions: number;
-}
+// The hub's types, from the generated contract: what the page stores is what
+// the hub sends.
+export type { Message };
+/** A conversation as this user sees it (the hub's `Summary`). */
+export type Conversation = Summary;
 
 /** What the page keeps of one conversation. */
 interface ConvState {
@@ -168,7 +145,7 @@ export class Chat {
 
   /** The user's conversations, all pages, merged into what the page has. */
   async refreshConversations(): Promise<void> {
-    let before: unknown = undefined;
+    let before: string | undefined = undefined;
     for (let page = 0; page < 20; page++) {
       let ack;
       try {
@@ -176,7 +153,7 @@ export class Chat {
       } catch {
         return;
       }
-      for (const conv of ack.conversations as Conversation[]) this.upsert(conv, false);
+      for (const conv of ack.conversations) this.upsert(conv, false);
       if (!ack.has_more || ack.next === undefined || ack.next === null) break;
       before = ack.next;
     }
@@ -252,7 +229,7 @@ export class Chat {
     }
     try {
       const ack = await this.conn.request(this.conn.chat, "conversation:create", { direct: user });
-      const st = this.upsert(ack.conversation as Conversation);
+      const st = this.upsert(ack.conversation);
       this.open(st.conv.id);
     } catch (err) {
       this.showError(`Could not open the conversation with ${user}: ${(err as Error).message}`);
@@ -275,7 +252,7 @@ export class Chat {
       const ack = await this.conn.request(this.conn.chat, "conversation:create", { name, members });
       nameInput.value = "";
       membersInput.value = "";
-      const st = this.upsert(ack.conversation as Conversation);
+      const st = this.upsert(ack.conversation);
       this.open(st.conv.id);
     } catch (err) {
       error.textContent = `Could not create the group: ${(err as Error).message}`;
@@ -314,7 +291,7 @@ export class Chat {
       // Live messages held from before may leave a gap below the page: the
       // page is the start (older ones come back on scroll, newer ones by syncAfter).
       st.messages.clear();
-      this.addMessages(st, ack.messages as Message[]);
+      this.addMessages(st, ack.messages);
       st.hasMoreBefore = Boolean(ack.has_more);
       st.loaded = true;
     } catch (err) {
@@ -342,7 +319,7 @@ export class Chat {
     st.loadingOlder = true;
     try {
       const ack = await this.conn.request(this.conn.chat, "history", { conversation: st.conv.id, before: oldest, limit: PAGE });
-      this.addMessages(st, ack.messages as Message[]);
+      this.addMessages(st, ack.messages);
       st.hasMoreBefore = Boolean(ack.has_more);
     } catch {
       // Scrolling up again retries.
@@ -380,7 +357,7 @@ export class Chat {
         let after = this.contiguousTop(st);
         for (let page = 0; page < 1000; page++) {
           const ack = await this.conn.request(this.conn.chat, "history", { conversation: st.conv.id, after, limit: 100 });
-          const messages = ack.messages as Message[];
+          const messages = ack.messages;
           this.addMessages(st, messages);
           if (!ack.has_more || messages.length === 0) break;
           after = messages[messages.length - 1].seq;
@@ -515,19 +492,19 @@ export class Chat {
       .request(this.conn.chat, "message", { conversation: p.conversation, client_id: p.clientId, text: p.text }, 8000)
       .then((ack) => {
         if (!current()) return;
-        const st = this.convs.get(ack.conversation as number);
+        const st = this.convs.get(ack.conversation);
         // The ack may come before the `message` event: the message is known from it.
-        if (st && this.pending.has(p.clientId) && !st.messages.has(ack.seq as number)) {
+        if (st && this.pending.has(p.clientId) && !st.messages.has(ack.seq)) {
           this.store(st, {
-            id: ack.id as number,
-            conversation: ack.conversation as number,
-            seq: ack.seq as number,
+            id: ack.id,
+            conversation: ack.conversation,
+            seq: ack.seq,
             sender: this.me,
             client_id: p.clientId,
             text: p.text,
             reply_to: null,
             mentions: [],
-            ts: ack.ts as number,
+            ts: ack.ts,
             edited_at: null,
             deleted: false,
           });
@@ -650,7 +627,7 @@ export class Chat {
     this.conn
       .request(this.conn.chat, "read", { conversation: st.conv.id, seq: newest })
       .then((ack) => {
-        st.conv.last_read_seq = Math.max(st.conv.last_read_seq, ack.seq as number);
+        st.conv.last_read_seq = Math.max(st.conv.last_read_seq, ack.seq);
         st.conv.unread = Math.max(0, st.conv.last_seq - st.conv.last_read_seq);
         this.renderConversations();
       })

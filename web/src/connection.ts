@@ -1,9 +1,17 @@
 // The page's one connection to the hub: a single socket.io-client Manager (so
 // one WebSocket) with a socket per ESN namespace, the connection state shown
 // in #app[data-connection] and the "Reconnecting…" banner, and the request
-// helper every feature uses for acked events.
+// helper every feature uses for acked events. The chat and calls sockets are
+// typed by the contract the hub generates (./contract.ts), so a payload or an
+// ack field that drifted from the hub's is a compile error here.
 
 import { Manager, type Socket } from "socket.io-client";
+import type {
+  CallsClientToServerEvents,
+  CallsServerToClientEvents,
+  ChatClientToServerEvents,
+  ChatServerToClientEvents,
+} from "./contract";
 import { byId, show } from "./dom";
 
 export type ConnectionState = "connecting" | "connected" | "reconnecting";
@@ -18,9 +26,38 @@ export class AckError extends Error {
   }
 }
 
-/** What every successful ack has; the rest depends on the event (docs/EVENTS.md). */
+/** A successful ack of a namespace the contract does not describe yet (docs/EVENTS.md). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type Ack = { ok: true } & Record<string, any>;
+export type AnyAck = { ok: true } & Record<string, any>;
+
+export type ChatSocket = Socket<ChatServerToClientEvents, ChatClientToServerEvents>;
+export type CallsSocket = Socket<CallsServerToClientEvents, CallsClientToServerEvents>;
+
+/** The events a socket emits, from its type (`Socket<Listen, Emit>`). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type EmitOf<S> = S extends Socket<any, infer C> ? C : never;
+type Params<F> = F extends (...args: infer A) => void ? A : never;
+/** Whether `F` is an untyped namespace's `(...args: any[]) => void`. */
+type Untyped<F> = number extends Params<F>["length"] ? true : false;
+
+/**
+ * What `request` takes after the event: the payload (none for an event that
+ * takes none, anything on an untyped socket), then a timeout.
+ */
+export type RequestArgs<F> =
+  Untyped<F> extends true
+    ? [payload?: unknown, timeoutMs?: number]
+    : Params<F> extends [infer P, unknown]
+      ? [payload: P, timeoutMs?: number]
+      : [payload?: undefined, timeoutMs?: number];
+
+/** What `request` resolves with: the event's `{ok: true, …fields}` ack. */
+export type Acked<F> =
+  Untyped<F> extends true
+    ? AnyAck
+    : Params<F> extends [...unknown[], (reply: infer R) => void]
+      ? Extract<R, { ok: true }>
+      : never;
 
 /** The first retry of a refused socket, and the longest wait between retries. */
 const REFUSED_RETRY_MS = 1000;
@@ -41,9 +78,9 @@ export type Verdict = "stop" | "renewed" | "again";
 export class Connection {
   readonly manager: Manager;
   readonly notifications: Socket;
-  readonly chat: Socket;
+  readonly chat: ChatSocket;
   readonly presence: Socket;
-  readonly calls: Socket;
+  readonly calls: CallsSocket;
   state: ConnectionState = "connecting";
   private everConnected = false;
   private readonly stateListeners: Array<(state: ConnectionState) => void> = [];
@@ -99,7 +136,8 @@ export class Connection {
   }
 
   sockets(): Socket[] {
-    return [this.notifications, this.chat, this.presence, this.calls];
+    // Their event maps do not matter here (connection events only).
+    return [this.notifications, this.chat as unknown as Socket, this.presence, this.calls as unknown as Socket];
   }
 
   onState(listener: (state: ConnectionState) => void): void {
@@ -108,16 +146,24 @@ export class Connection {
 
   /**
    * Emits an acked event; resolves with the ack when `ok`, rejects with an
-   * AckError otherwise (code `timeout` when no ack came in time).
+   * AckError otherwise (code `timeout` when no ack came in time). On a typed
+   * socket the payload is checked against the event's and the ack has its
+   * fields' types.
    */
-  request(socket: Socket, event: string, payload?: unknown, timeoutMs = 10_000): Promise<Ack> {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  request<S extends Socket<any, any>, E extends keyof EmitOf<S> & string>(
+    socket: S,
+    event: E,
+    ...[payload, timeoutMs = 10_000]: RequestArgs<EmitOf<S>[E]>
+  ): Promise<Acked<EmitOf<S>[E]>> {
     return new Promise((resolve, reject) => {
       const done = (err: Error | null, ack?: { ok?: boolean; error?: { code?: string; message?: string } }) => {
         if (err) return reject(new AckError("timeout", `${event}: no answer from the hub`));
-        if (ack && ack.ok === true) return resolve(ack as Ack);
+        if (ack && ack.ok === true) return resolve(ack as Acked<EmitOf<S>[E]>);
         reject(new AckError(ack?.error?.code ?? "unknown", ack?.error?.message ?? `${event} failed`));
       };
-      const timed = socket.timeout(timeoutMs);
+      // The types were checked at the call; emit itself is not generic.
+      const timed = (socket as unknown as Socket).timeout(timeoutMs);
       if (payload === undefined) timed.emit(event, done);
       else timed.emit(event, payload, done);
     });

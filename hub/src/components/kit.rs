@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use socketio::{Args, Namespace, Room, SocketId};
 
-use crate::component::{ErrorCode, HubError, Reply};
+use crate::component::{HubError, Reply};
 
 /// The event's first argument as `T`, or a `bad_request` saying `what`
 /// was expected and why it is not that.
@@ -32,20 +32,21 @@ pub fn ack(value: Value) -> Reply {
     Ok(fields(value))
 }
 
-/// An `{ok:true, …}` ack with the fields of `ack`, a serde struct (its
-/// type is the event's contract).
-pub fn reply<T: Serialize>(ack: &T) -> Reply {
-    match serde_json::to_value(ack) {
-        Ok(value) => Ok(fields(value)),
-        Err(err) => {
-            // Cannot happen for the hub's acks: plain structs.
-            tracing::error!(%err, "an ack could not be serialized");
-            Err(HubError::new(
-                ErrorCode::Internal,
-                "the answer could not be written",
-            ))
-        }
-    }
+/// An `{ok:true, …}` ack with the fields of `reply`, a component's reply
+/// type. It goes through a JSON value, as a `json!` ack did: the runner
+/// adds `ok` among the fields, and every object in it, nested ones
+/// included, has its keys sorted, the order clients have always seen.
+pub fn reply<T: Serialize>(reply: &T) -> Reply {
+    Ok(fields(as_value(reply)))
+}
+
+/// `value` as a JSON value: the keys of every object in it sorted, as a
+/// `json!` value has them (for a server event whose nested types are not
+/// declared in that order). One conversion per event, not per recipient.
+pub fn as_value<T: Serialize>(value: &T) -> Value {
+    // A reply type has string keys only, so this cannot fail; `json!`
+    // panicked where this answers `null`.
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// The `user:<id>` room of each of `users`, built in one buffer: a room

@@ -171,6 +171,32 @@ async fn the_openapi_document_describes_the_api() {
 }
 
 #[tokio::test]
+async fn the_event_contract_is_served_without_a_key_and_the_openapi_document_points_to_it() {
+    let server = start("").await;
+    let response = http(server.addr, "GET", "/api/v1/events.schema.json", &[], "").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.headers["content-type"], "application/json");
+    let doc: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(
+        doc["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    // What docs/events.schema.json holds (a lib test keeps that current).
+    let committed = include_str!("../../docs/events.schema.json");
+    assert_eq!(response.body, committed);
+    let message = &doc["components"]["chat"]["client"]["message"];
+    assert_eq!(message["payload"]["$ref"], "#/$defs/SendMessage");
+    assert_eq!(message["ack"]["$ref"], "#/$defs/Sent");
+    assert!(doc["components"]["calls"]["server"]["call:ringing"]["payload"].is_object());
+    assert!(doc["$defs"]["ErrorCode"]["enum"].is_array());
+
+    let openapi = http(server.addr, "GET", "/api/v1/openapi.json", &[], "").await;
+    let openapi: serde_json::Value = serde_json::from_str(&openapi.body).unwrap();
+    let entry = &openapi["paths"]["/api/v1/events.schema.json"]["get"];
+    assert!(entry["responses"]["200"].is_object(), "{openapi}");
+}
+
+#[tokio::test]
 async fn the_api_reports_presence_and_the_sockets_of_a_user_in_every_namespace() {
     let server = start("").await;
     let addr = server.addr;

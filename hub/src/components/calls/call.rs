@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Audio only, or with video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Audio,
@@ -60,7 +60,7 @@ pub struct Participant {
 }
 
 /// Why a call ended (`call:ended`'s `reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// The caller left before anyone answered.

@@ -14,6 +14,9 @@
 //! client meets a peer (`call:accept`'s ack, `call:accepted`, `signal`).
 
 mod call;
+pub mod contract;
+pub mod payloads;
+pub mod replies;
 mod state;
 mod turn;
 
@@ -22,14 +25,16 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Map, json};
+
+use payloads::*;
+use replies::*;
 use socketio::{Args, DisconnectReason, Namespace, Socket, SocketId};
 
 use crate::auth::identity_of;
 use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
-use crate::components::kit::{self, emit_to_users, parse};
+use crate::components::kit::{emit_to_users, parse, reply};
 use crate::identity::Identity;
 use crate::limits::{KeyedBuckets, TokenBucket};
 use crate::services::Context;
@@ -146,54 +151,6 @@ impl Calls {
     }
 }
 
-// --- payloads ---------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InviteArgs {
-    users: Vec<String>,
-    kind: Kind,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CallRef {
-    call: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignalArgs {
-    call: String,
-    to: String,
-    data: Box<RawValue>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
-/// A relayed `signal`.
-#[derive(Serialize)]
-struct SignalOut<'a> {
-    call: &'a str,
-    /// The sending device.
-    from: &'a str,
-    user: &'a str,
-    data: &'a RawValue,
-    /// Whether the receiving device is the polite peer towards the sender.
-    polite: bool,
-}
-
-/// A peer as one device sees it.
-#[derive(Serialize)]
-struct Peer<'a> {
-    user: &'a str,
-    device: &'a str,
-    /// Whether the device told is the polite peer towards this one.
-    polite: bool,
-}
-
 fn check_id(what: &str, id: &str) -> Result<(), HubError> {
     if id.is_empty() || id.len() > MAX_ID_BYTES {
         return Err(HubError::new(
@@ -264,112 +221,6 @@ fn admit_signal(socket: &Socket, per_sec: f64, burst: f64) -> bool {
     let mut extensions = socket.extensions();
     let bucket = extensions.get_or_insert_with(|| SignalBucket(TokenBucket::new(burst, now)));
     bucket.0.take(per_sec, burst, now)
-}
-
-// --- acks and server events -------------------------------------------------
-
-/// `call:invite`'s ack.
-#[derive(Serialize)]
-struct Invited<'a> {
-    call: &'a str,
-    kind: &'a Kind,
-    invitees: &'a [String],
-    created_at: i64,
-    ring_timeout_ms: u64,
-}
-
-/// `call:accept`'s ack: the devices already in the call.
-#[derive(Serialize)]
-struct Joined<'a> {
-    call: &'a str,
-    kind: &'a Kind,
-    participants: Vec<Peer<'a>>,
-}
-
-/// `call:decline`'s and `call:hangup`'s ack: whether the call ended.
-#[derive(Serialize)]
-struct Answered<'a> {
-    call: &'a str,
-    ended: &'a Option<EndReason>,
-}
-
-/// `ice_servers`' ack.
-#[derive(Serialize)]
-struct IceServers {
-    ice_servers: Vec<IceServer>,
-    ttl_secs: u64,
-    /// Unix seconds, as the TURN server reads it.
-    expires_at: u64,
-}
-
-/// `call:ringing`: to every device of each invitee.
-#[derive(Serialize)]
-struct Ringing<'a> {
-    call: &'a str,
-    from: &'a str,
-    kind: &'a Kind,
-    invitees: Vec<&'a str>,
-    created_at: i64,
-    ring_timeout_ms: u64,
-}
-
-/// `call:outgoing`: to the caller's other devices.
-#[derive(Serialize)]
-struct Outgoing<'a> {
-    call: &'a str,
-    /// The calling device.
-    device: &'a str,
-    kind: &'a Kind,
-    invitees: &'a [String],
-    created_at: i64,
-}
-
-/// `call:accepted`: to each participant device already in the call.
-#[derive(Serialize)]
-struct Accepted<'a> {
-    call: &'a str,
-    user: &'a str,
-    device: &'a str,
-    /// The receiving device's role towards the one that joined.
-    polite: bool,
-}
-
-/// `call:answered_elsewhere`: to the answering user's other devices.
-#[derive(Serialize)]
-struct AnsweredElsewhere<'a> {
-    call: &'a str,
-    device: &'a str,
-}
-
-/// `call:declined`.
-#[derive(Serialize)]
-struct Declined<'a> {
-    call: &'a str,
-    user: &'a str,
-}
-
-/// `call:left`: the call goes on without that device.
-#[derive(Serialize)]
-struct Left<'a> {
-    call: &'a str,
-    user: &'a str,
-    device: &'a str,
-    /// `hangup` or `disconnected`.
-    reason: &'static str,
-}
-
-/// `call:unanswered`: their ringing timed out.
-#[derive(Serialize)]
-struct Unanswered<'a> {
-    call: &'a str,
-    users: &'a [String],
-}
-
-/// `call:ended`.
-#[derive(Serialize)]
-struct Ended<'a> {
-    call: &'a str,
-    reason: &'a EndReason,
 }
 
 // --- emitting ---------------------------------------------------------------
@@ -557,12 +408,12 @@ impl Inner {
             "call:ringing",
             &ringing,
         );
-        let outgoing = Outgoing {
+        let outgoing = CallOutgoing {
             call: &call.id,
-            device,
-            kind: &call.kind,
-            invitees: &users,
             created_at: call.created_at,
+            device,
+            invitees: &users,
+            kind: call.kind,
         };
         emit_to_users(
             &ns,
@@ -579,11 +430,11 @@ impl Inner {
                 .await
                 .ok();
         }
-        kit::reply(&Invited {
+        reply(&CallPlaced {
             call: &call.id,
-            kind: &call.kind,
-            invitees: &users,
             created_at: call.created_at,
+            invitees: &users,
+            kind: call.kind,
             ring_timeout_ms: config.ring_timeout_ms,
         })
     }
@@ -646,7 +497,7 @@ impl Inner {
             }
         };
         if call.phase != Phase::Ended && !missed.is_empty() {
-            let payload = Unanswered {
+            let payload = CallUnanswered {
                 call: &call.id,
                 users: &missed,
             };
@@ -666,9 +517,9 @@ impl Inner {
         except: Option<SocketId>,
     ) {
         if let Some(reason) = call.ended.filter(|_| call.phase == Phase::Ended) {
-            let payload = Ended {
+            let payload = CallEnded {
                 call: &call.id,
-                reason: &reason,
+                reason,
             };
             emit_to_users(ns, except, call.involved(), "call:ended", &payload);
         }
@@ -703,15 +554,15 @@ impl Inner {
             .await?;
         let ns = socket.namespace().clone();
         for peer in call.participants.iter().filter(|p| p.device != device) {
-            let payload = Accepted {
+            let payload = CallAccepted {
                 call: &call.id,
-                user,
                 device,
                 polite: call.polite(&peer.device, device),
+                user,
             };
             to_device(&ns, &peer.device, "call:accepted", &payload);
         }
-        let elsewhere = AnsweredElsewhere {
+        let elsewhere = CallAnsweredElsewhere {
             call: &call.id,
             device,
         };
@@ -737,9 +588,9 @@ impl Inner {
                 polite: call.polite(device, &p.device),
             })
             .collect();
-        kit::reply(&Joined {
+        reply(&CallJoined {
             call: &call.id,
-            kind: &call.kind,
+            kind: call.kind,
             participants: peers,
         })
     }
@@ -748,16 +599,16 @@ impl Inner {
         check_id("call", &args.call)?;
         let (call, missed) = self.update(&args.call, |call| call.decline(user)).await?;
         let ns = socket.namespace().clone();
-        let payload = Declined {
+        let payload = CallDeclined {
             call: &call.id,
             user,
         };
         let except = Some(*socket.id());
         emit_to_users(&ns, except, call.involved(), "call:declined", &payload);
         self.finish(&ns, &call, missed, except);
-        kit::reply(&Answered {
+        reply(&CallOutcome {
             call: &call.id,
-            ended: &call.ended,
+            ended: call.ended,
         })
     }
 
@@ -783,14 +634,14 @@ impl Inner {
             .await?;
         if call.phase != Phase::Ended {
             let reason = match how {
-                Leave::Hangup => "hangup",
-                Leave::Disconnect => "disconnected",
+                Leave::Hangup => LeftReason::Hangup,
+                Leave::Disconnect => LeftReason::Disconnected,
             };
-            let payload = Left {
+            let payload = CallLeft {
                 call: &call.id,
-                user: &user,
                 device,
                 reason,
+                user: &user,
             };
             emit_to_users(ns, except, call.involved(), "call:left", &payload);
         }
@@ -810,9 +661,9 @@ impl Inner {
                 Some(*socket.id()),
             )
             .await?;
-        kit::reply(&Answered {
+        reply(&CallOutcome {
             call: &call.id,
-            ended: &call.ended,
+            ended: call.ended,
         })
     }
 
@@ -838,7 +689,7 @@ impl Inner {
                 "the recipient is not a participant of this call",
             ));
         }
-        let out = SignalOut {
+        let out = Signal {
             call: &call.id,
             from: device,
             user,
@@ -860,10 +711,10 @@ impl Inner {
             user,
             now,
         );
-        kit::reply(&IceServers {
+        reply(&IceServers {
+            expires_at: now.saturating_add(config.turn_ttl_secs),
             ice_servers: servers,
             ttl_secs: config.turn_ttl_secs,
-            expires_at: now.saturating_add(config.turn_ttl_secs),
         })
     }
 
@@ -887,13 +738,13 @@ impl Inner {
 }
 
 /// What an invitee's devices get while `call` rings for them.
-fn ringing<'a>(call: &'a Call, config: &CallsConfig) -> Ringing<'a> {
-    Ringing {
+fn ringing<'a>(call: &'a Call, config: &CallsConfig) -> CallRinging<'a> {
+    CallRinging {
         call: &call.id,
-        from: &call.caller,
-        kind: &call.kind,
-        invitees: call.invitees.iter().map(|i| i.user.as_str()).collect(),
         created_at: call.created_at,
+        from: &call.caller,
+        invitees: call.invitees.iter().map(|i| i.user.as_str()).collect(),
+        kind: call.kind,
         ring_timeout_ms: config.ring_timeout_ms,
     }
 }

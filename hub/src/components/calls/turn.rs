@@ -12,12 +12,15 @@ use serde::Serialize;
 use sha1::Sha1;
 
 /// One entry of `RTCConfiguration.iceServers`, as the browser takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IceServer {
     pub urls: Vec<String>,
+    // Absent, never `null`: the browser takes no `null` here.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub credential: Option<String>,
 }
 

@@ -5,7 +5,8 @@
 //!   change to a conversation takes (group commit, delivery in commit
 //!   order); `state.rs`: who is typing (live state, behind a trait);
 //!   `mentions.rs`: `@user`; `rate.rs`: messages per user; `payloads.rs`:
-//!   what clients send; `events.rs`: what the server answers and tells.
+//!   what clients send; `replies.rs`: what they are answered and sent;
+//!   `contract.rs`: the events, as data (`switchboard contract`).
 //!
 //! Delivery: every event of a conversation is emitted to its members'
 //! `user:<id>` rooms (one broadcast to the union of those rooms, encoded
@@ -29,10 +30,11 @@
 //! membership change), else it is handed back to the state and retried by
 //! the sweep.
 
-mod events;
+pub mod contract;
 mod mentions;
-mod payloads;
+pub mod payloads;
 mod rate;
+pub mod replies;
 pub mod state;
 pub mod store;
 pub mod writer;
@@ -51,12 +53,13 @@ use tokio::sync::Semaphore;
 
 use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
-use crate::components::kit::{self, emit_to_users};
+use crate::components::kit::{as_value, emit_to_users, reply};
 use crate::identity::Identity;
 use crate::limits::KeyedBuckets;
 use crate::services::Context;
 use crate::services::notifications::NewNotification;
 use payloads::*;
+use replies::*;
 use state::{MemoryTyping, Relay, TypingState, TypingTimers, Typist};
 use store::Page;
 use writer::{Done, Op, Writer};
@@ -211,11 +214,9 @@ impl Chat {
         let writer = Writer::start(
             ctx.store.clone(),
             &ctx.tasks,
-            writer::WriterConfig {
-                max_batch: config.max_batch,
-                queue: config.write_queue,
-                max_mentions: config.max_members,
-            },
+            config.max_batch,
+            config.write_queue,
+            config.max_members,
             deliver,
         );
         let inner = Arc::new(Inner {
@@ -333,19 +334,19 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
                     None,
                     added,
                     "conversation:joined",
-                    &events::Joined {
+                    &as_value(&Joined {
                         conversation: summary,
-                    },
+                    }),
                 );
                 emit_to_users(
                     ns,
                     None,
                     before,
                     "conversation:member_added",
-                    &events::MemberAdded {
+                    &MemberAdded {
+                        by,
                         conversation: *conversation,
                         users: added,
-                        by,
                     },
                 );
             }
@@ -360,10 +361,9 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
                 None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_left",
-                &events::MemberGone {
+                &MemberLeft {
                     conversation: *conversation,
                     user,
-                    by: None,
                 },
             );
         }
@@ -378,10 +378,10 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
                 None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_removed",
-                &events::MemberGone {
+                &MemberRemoved {
+                    by,
                     conversation: *conversation,
                     user,
-                    by: Some(by),
                 },
             );
         }
@@ -395,32 +395,16 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
             moved: true,
         } => {
             let others = members.iter().filter(|m| *m != user);
-            emit_to_users(
-                ns,
-                None,
-                others,
-                "read",
-                &events::Read {
-                    conversation: *conversation,
-                    user,
-                    seq: *seq,
-                    unread: None,
-                    mentions: None,
-                },
-            );
-            emit_to_users(
-                ns,
-                None,
-                std::iter::once(user),
-                "read",
-                &events::Read {
-                    conversation: *conversation,
-                    user,
-                    seq: *seq,
-                    unread: Some(*unread),
-                    mentions: Some(*mentions),
-                },
-            );
+            let mut receipt = ReadReceipt {
+                conversation: *conversation,
+                mentions: None,
+                seq: *seq,
+                unread: None,
+                user,
+            };
+            emit_to_users(ns, None, others, "read", &receipt);
+            (receipt.mentions, receipt.unread) = (Some(*mentions), Some(*unread));
+            emit_to_users(ns, None, std::iter::once(user), "read", &receipt);
         }
         Done::Read { moved: false, .. } => {}
     }
@@ -457,12 +441,12 @@ fn send_op(user: &str, conversation: i64, send: SendMessage) -> Op {
 /// The ack of a send.
 fn sent(done: Done) -> Reply {
     match done {
-        Done::Sent { message, fresh, .. } => kit::reply(&events::Sent {
+        Done::Sent { message, fresh, .. } => reply(&Sent {
+            conversation: message.conversation,
+            duplicate: !fresh,
             id: message.id,
             seq: message.seq,
             ts: message.ts,
-            conversation: message.conversation,
-            duplicate: !fresh,
         }),
         _ => Ok(Map::new()),
     }
@@ -641,10 +625,10 @@ impl Inner {
             None,
             members.iter().filter(|m| **m != relay.user),
             "typing",
-            &events::Typing {
+            &TypingRelay {
                 conversation: relay.conversation,
-                user: &relay.user,
                 typing: relay.typing,
+                user: &relay.user,
             },
         );
     }
@@ -752,7 +736,7 @@ impl Inner {
             Done::Added { added, before, .. } => {
                 let mut members: Vec<String> = before.into_iter().chain(added.clone()).collect();
                 members.sort();
-                kit::reply(&events::MembersAdded { added, members })
+                reply(&MembersAdded { added, members })
             }
             _ => Ok(Map::new()),
         }
@@ -765,7 +749,7 @@ impl Inner {
                 conversation: leave.conversation,
             })
             .await?;
-        kit::reply(&events::Left {
+        reply(&ConversationLeft {
             conversation: leave.conversation,
         })
     }
@@ -779,7 +763,7 @@ impl Inner {
                 member: remove.user.clone(),
             })
             .await?;
-        kit::reply(&events::MemberRemoved {
+        reply(&MemberRemovedAck {
             conversation: remove.conversation,
             user: remove.user,
         })
@@ -795,7 +779,7 @@ impl Inner {
                 store::members(&mut conn, of.conversation).await
             })
             .await?;
-        kit::reply(&events::Members {
+        reply(&MemberList {
             conversation: of.conversation,
             member_count: members.len(),
             members,
@@ -814,7 +798,7 @@ impl Inner {
             })
             .await?
         {
-            Done::Edited { message, .. } => kit::reply(&events::Changed { message: &message }),
+            Done::Edited { message, .. } => reply(&MessageAck { message }),
             _ => Ok(Map::new()),
         }
     }
@@ -829,7 +813,7 @@ impl Inner {
             })
             .await?
         {
-            Done::Deleted { message, .. } => kit::reply(&events::Changed { message: &message }),
+            Done::Deleted { message, .. } => reply(&MessageAck { message }),
             _ => Ok(Map::new()),
         }
     }
@@ -852,10 +836,10 @@ impl Inner {
                 unread,
                 mentions,
                 ..
-            } => kit::reply(&events::ReadMark {
+            } => reply(&ReadMark {
+                mentions,
                 seq,
                 unread,
-                mentions,
             }),
             _ => Ok(Map::new()),
         }
@@ -884,7 +868,7 @@ impl Inner {
             }
             None => {}
         }
-        kit::reply(&events::Relayed { relayed })
+        reply(&Relayed { relayed })
     }
 
     /// `not_found` / `forbidden` unless `user` is in `conversation`; its
@@ -941,7 +925,7 @@ impl Inner {
             .last()
             .filter(|_| has_more)
             .map(|s| format!("{}:{}", s.last_activity, s.id));
-        kit::reply(&events::Conversations {
+        reply(&ConversationsPage {
             conversations: summaries,
             has_more,
             next,
@@ -959,8 +943,8 @@ impl Inner {
                 ));
             }
             let (summary, created) = self.direct(user, &other, now).await?;
-            return kit::reply(&events::Created {
-                conversation: &summary,
+            return reply(&Created {
+                conversation: summary,
                 created,
             });
         }
@@ -1023,13 +1007,13 @@ impl Inner {
                 None,
                 &members,
                 "conversation:joined",
-                &events::Joined {
+                &as_value(&Joined {
                     conversation: &summary,
-                },
+                }),
             );
         }
-        kit::reply(&events::Created {
-            conversation: &summary,
+        reply(&Created {
+            conversation: summary,
             created: true,
         })
     }
@@ -1076,9 +1060,9 @@ impl Inner {
                 None,
                 &summary.members,
                 "conversation:joined",
-                &events::Joined {
+                &as_value(&Joined {
                     conversation: &summary,
-                },
+                }),
             );
         }
         Ok((summary, created))
@@ -1189,7 +1173,7 @@ impl Inner {
                 store::history(&mut conn, history.conversation, page, limit).await
             })
             .await?;
-        kit::reply(&events::History { messages, has_more })
+        reply(&HistoryPage { has_more, messages })
     }
 }
 

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use socketio::Args;
+use utoipa::ToSchema;
 
 use crate::components::kit;
 use crate::error::HubError;
@@ -21,7 +22,7 @@ pub fn parse_or_default<T: DeserializeOwned + Default>(args: &Args) -> Result<T,
 }
 
 /// `conversations`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListConversations {
     pub limit: Option<i64>,
@@ -31,7 +32,7 @@ pub struct ListConversations {
 
 /// `conversation:create`: a group (`name`, `members`) or the direct
 /// conversation with a user (`direct`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Create {
     pub name: Option<String>,
@@ -41,7 +42,7 @@ pub struct Create {
 }
 
 /// `conversation:add_member`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMembers {
     pub conversation: i64,
@@ -49,7 +50,7 @@ pub struct AddMembers {
 }
 
 /// `conversation:remove_member`: `user` out of a group.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveMember {
     pub conversation: i64,
@@ -57,14 +58,14 @@ pub struct RemoveMember {
 }
 
 /// `conversation:leave` and `conversation:members`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConversationOnly {
     pub conversation: i64,
 }
 
 /// `message`: to a conversation, or to a user (their direct conversation).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     pub conversation: Option<i64>,
@@ -75,7 +76,7 @@ pub struct SendMessage {
 }
 
 /// `message:edit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Edit {
     pub conversation: i64,
@@ -84,7 +85,7 @@ pub struct Edit {
 }
 
 /// `message:delete` and `read`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AtSeq {
     pub conversation: i64,
@@ -92,7 +93,7 @@ pub struct AtSeq {
 }
 
 /// `history`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct History {
     pub conversation: i64,
@@ -102,7 +103,7 @@ pub struct History {
 }
 
 /// `typing`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Typing {
     pub conversation: i64,

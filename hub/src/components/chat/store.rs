@@ -29,20 +29,27 @@ pub struct Conversation {
 /// A stored message as the client sees it (history, `message`,
 /// `message:updated`). A deleted one keeps its seq with `text: null` and
 /// `deleted: true`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Message {
     pub id: i64,
     pub conversation: i64,
     pub seq: i64,
     pub sender: String,
     pub client_id: String,
+    /// `null` once deleted.
+    #[schema(required = true)]
     pub text: Option<String>,
+    /// The seq it answers.
+    #[schema(required = true)]
     pub reply_to: Option<i64>,
     /// Members the text mentions (`@user`), as sent.
     pub mentions: Vec<String>,
     /// When it was stored.
     pub ts: i64,
+    /// When it was last edited.
+    #[schema(required = true)]
     pub edited_at: Option<i64>,
+    /// A tombstone: the seq stays, the text is gone.
     pub deleted: bool,
 }
 
@@ -942,21 +949,28 @@ pub async fn mark_read(
 
 /// A conversation as one member sees it (`conversations`,
 /// `conversation:joined`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub id: i64,
+    /// `"direct"` or `"group"` (the store writes no other).
+    #[schema(value_type = super::replies::ConversationKind)]
     pub kind: String,
+    /// Groups only.
+    #[schema(required = true)]
     pub name: Option<String>,
     /// Sorted; in a `conversations` page, the first
     /// `chat.max_listed_members` only (all of them: `member_count`).
     pub members: Vec<String>,
     pub member_count: i64,
     /// Who may remove members (groups).
+    #[schema(required = true)]
     pub owner: Option<String>,
     pub created_at: i64,
     pub last_seq: i64,
     pub last_activity: i64,
+    #[schema(required = true)]
     pub last_message: Option<Message>,
+    /// This member's read mark.
     pub last_read_seq: i64,
     /// `last_seq - last_read_seq`.
     pub unread: i64,
