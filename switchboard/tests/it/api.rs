@@ -182,7 +182,7 @@ async fn the_event_contract_is_served_without_a_key_and_the_openapi_document_poi
         "https://json-schema.org/draft/2020-12/schema"
     );
     // What docs/events.schema.json holds (a lib test keeps that current).
-    let committed = include_str!("../../docs/events.schema.json");
+    let committed = include_str!("../../../docs/events.schema.json");
     assert_eq!(response.body, committed);
     let message = &doc["components"]["chat"]["client"]["message"];
     assert_eq!(message["payload"]["$ref"], "#/$defs/SendMessage");

@@ -113,7 +113,8 @@ pub struct ChatConfig {
     /// other users' conversation cap quickly (a full group per write).
     pub members_added_per_min: f64,
     /// Users that may be added at once after a quiet spell (at least
-    /// `max_members`, so a full group can be created).
+    /// `max_members - 1`, the others of a full group, so that a full group
+    /// can be created).
     pub members_added_burst: f64,
 }
 
@@ -214,9 +215,11 @@ impl Chat {
         let writer = Writer::start(
             ctx.store.clone(),
             &ctx.tasks,
-            config.max_batch,
-            config.write_queue,
-            config.max_members,
+            writer::WriterConfig {
+                max_batch: config.max_batch,
+                queue: config.write_queue,
+                max_mentions: config.max_members,
+            },
             deliver,
         );
         let inner = Arc::new(Inner {
