@@ -64,7 +64,7 @@ const COMPONENTS: [Registered; 6] = [
         name: "notifications",
         closed: true,
         build: |b| Ok(b.run(NotificationsComponent::new(b.ctx.clone()))),
-        contract: None,
+        contract: Some(crate::components::notifications::contract::contract),
     },
     Registered {
         name: "chat",
@@ -79,7 +79,7 @@ const COMPONENTS: [Registered; 6] = [
             let config = b.components.presence.clone();
             Ok(b.run(Presence::new(b.ctx.clone(), config)))
         },
-        contract: None,
+        contract: Some(crate::components::presence::contract::contract),
     },
     Registered {
         name: "calls",

@@ -1,9 +1,9 @@
 // The page's one connection to the hub: a single socket.io-client Manager (so
 // one WebSocket) with a socket per ESN namespace, the connection state shown
 // in #app[data-connection] and the "Reconnecting…" banner, and the request
-// helper every feature uses for acked events. The chat and calls sockets are
-// typed by the contract the hub generates (./contract.ts), so a payload or an
-// ack field that drifted from the hub's is a compile error here.
+// helper every feature uses for acked events. Every socket is typed by the
+// contract the hub generates (./contract.ts), so a payload or an ack field
+// that drifted from the hub's is a compile error here.
 
 import { Manager, type Socket } from "socket.io-client";
 import type {
@@ -11,6 +11,10 @@ import type {
   CallsServerToClientEvents,
   ChatClientToServerEvents,
   ChatServerToClientEvents,
+  NotificationsClientToServerEvents,
+  NotificationsServerToClientEvents,
+  PresenceClientToServerEvents,
+  PresenceServerToClientEvents,
 } from "./contract";
 import { byId, show } from "./dom";
 
@@ -32,6 +36,8 @@ export type AnyAck = { ok: true } & Record<string, any>;
 
 export type ChatSocket = Socket<ChatServerToClientEvents, ChatClientToServerEvents>;
 export type CallsSocket = Socket<CallsServerToClientEvents, CallsClientToServerEvents>;
+export type NotificationsSocket = Socket<NotificationsServerToClientEvents, NotificationsClientToServerEvents>;
+export type PresenceSocket = Socket<PresenceServerToClientEvents, PresenceClientToServerEvents>;
 
 /** The events a socket emits, from its type (`Socket<Listen, Emit>`). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -77,9 +83,9 @@ export type Verdict = "stop" | "renewed" | "again";
 
 export class Connection {
   readonly manager: Manager;
-  readonly notifications: Socket;
+  readonly notifications: NotificationsSocket;
   readonly chat: ChatSocket;
-  readonly presence: Socket;
+  readonly presence: PresenceSocket;
   readonly calls: CallsSocket;
   state: ConnectionState = "connecting";
   private everConnected = false;
@@ -137,7 +143,12 @@ export class Connection {
 
   sockets(): Socket[] {
     // Their event maps do not matter here (connection events only).
-    return [this.notifications, this.chat as unknown as Socket, this.presence, this.calls as unknown as Socket];
+    return [
+      this.notifications as unknown as Socket,
+      this.chat as unknown as Socket,
+      this.presence as unknown as Socket,
+      this.calls as unknown as Socket,
+    ];
   }
 
   onState(listener: (state: ConnectionState) => void): void {

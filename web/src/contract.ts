@@ -108,6 +108,13 @@ export interface CallUnanswered {
 }
 
 /**
+ * The statuses a user may choose (`offline` is what others see once
+ * every device is gone): the schema of `status`'s argument, which the
+ * component reads as text and checks against [`Status`].
+ */
+export type ChosenStatus = "online" | "away" | "busy";
+
+/**
  * A conversation's kind, as [`Summary`]'s `kind` holds it (a string in
  * the store; this names the two values it takes, for the schema).
  */
@@ -219,6 +226,29 @@ export interface ListConversations {
   limit?: number | null;
 }
 
+/** `list`: `{before?, limit?}` (or nothing). */
+export interface ListRequest {
+  /** Only notifications with a smaller id (the previous page's last). */
+  before?: number | null;
+  limit?: number | null;
+}
+
+/** `list`'s ack: a page, newest first. */
+export interface Listed {
+  has_more: boolean;
+  notifications: Notification[];
+}
+
+/** `read_all`'s ack: how many it marked. */
+export interface MarkedAllRead {
+  marked: number;
+}
+
+/** `read`'s ack: the ids this read marked (those unread and the user's). */
+export interface MarkedRead {
+  ids: number[];
+}
+
 /** `conversation:member_added`. */
 export interface MemberAdded {
   by: string;
@@ -290,6 +320,30 @@ export interface MessageAck {
   message: Message;
 }
 
+/** A stored notification, as the client sees it. */
+export interface Notification {
+  body: string;
+  /** Unix milliseconds. */
+  created_at: number;
+  data: unknown;
+  /** Increases with creation: the `list` cursor. */
+  id: number;
+  read: boolean;
+  title: string;
+  type: string;
+}
+
+/**
+ * `notification`: a notification created for the user, with the user's
+ * unread count after it. [`Notifications::create`] writes this shape as
+ * text around one serialization of the fields every user shares (one
+ * serialization for 10,000 users); this type is its contract.
+ */
+export interface NotificationEvent {
+  notification: Notification;
+  unread: number;
+}
+
 /** A device already in a call, as the one told sees it. */
 export interface Peer {
   device: string;
@@ -297,6 +351,13 @@ export interface Peer {
   polite: boolean;
   user: string;
 }
+
+/** `notification:read`: what another device of the user read. */
+export type ReadElsewhere = {
+  ids: number[];
+} | {
+  all: boolean;
+};
 
 /** `read`: the read mark after the call. */
 export interface ReadMark {
@@ -317,6 +378,11 @@ export interface ReadReceipt {
   /** The reader's devices only (absent, never `null`, in a receipt). */
   unread?: number;
   user: string;
+}
+
+/** `read`: `{ids}`. */
+export interface ReadRequest {
+  ids: number[];
 }
 
 /** `typing`: whether the others were told. */
@@ -370,6 +436,24 @@ export interface SignalArgs {
 }
 
 /**
+ * A user's status as others see it: `online`, `away` or `busy` (the
+ * user's choice) while a device of theirs is connected, `offline` once
+ * none is left.
+ */
+export type Status = "online" | "away" | "busy" | "offline";
+
+/** `status`'s payload. */
+export interface StatusRequest {
+  /** `online`, `away` or `busy`. */
+  status: ChosenStatus;
+}
+
+/** `status`'s ack: the user's presence after. */
+export interface StatusSet {
+  presence: UserPresence;
+}
+
+/**
  * A conversation as one member sees it (`conversations`,
  * `conversation:joined`).
  */
@@ -410,6 +494,47 @@ export interface TypingRelay {
   conversation: number;
   typing: boolean;
   user: string;
+}
+
+/** `unread`: a device's unread count. */
+export interface Unread {
+  count: number;
+}
+
+/** `unwatch`'s ack. */
+export interface Unwatched {
+  watching: number;
+}
+
+/** One user's presence, as watchers see it. */
+export interface UserPresence {
+  /** Devices connected, those in their grace period included. */
+  devices: number;
+  /**
+   * When a device of the user last connected or left (Unix ms); `null`
+   * if never.
+   */
+  last_seen: number | null;
+  /**
+   * The chosen status while any device is connected (or lingering),
+   * `offline` otherwise.
+   */
+  status: Status;
+  user: string;
+}
+
+/** `watch`'s and `unwatch`'s payload. */
+export interface UsersRequest {
+  users: string[];
+}
+
+/**
+ * `watch`'s ack: a snapshot of each user asked, in order, and how many
+ * users the socket watches now.
+ */
+export interface Watched {
+  presence: UserPresence[];
+  watching: number;
 }
 
 /** What a client of `calls` emits; each is acked. */
@@ -498,5 +623,41 @@ export interface ChatServerToClientEvents {
   read: (payload: ReadReceipt) => void;
   /** A member started or stopped typing (every device of the other members). */
   typing: (payload: TypingRelay) => void;
+}
+
+/** What a client of `notifications` emits; each is acked. */
+export interface NotificationsClientToServerEvents {
+  /** A page of the user's notifications, newest first (`before`: the previous page's last id; `limit`: 1 to `max_list_limit`, 20 by default). */
+  list: (payload: ListRequest, ack: (reply: Ack<Listed>) => void) => void;
+  /** Marks these notifications read; the ack has the ids this read marked (those unread and the user's). */
+  read: (payload: ReadRequest, ack: (reply: Ack<MarkedRead>) => void) => void;
+  /** Marks every unread notification of the user read; the ack says how many. */
+  read_all: (ack: (reply: Ack<MarkedAllRead>) => void) => void;
+}
+
+/** What the server emits on `notifications`. */
+export interface NotificationsServerToClientEvents {
+  /** A notification was created for the user (every device), with the unread count after it. */
+  notification: (payload: NotificationEvent) => void;
+  /** Another device of the user read these (`ids`) or all (`all: true`). */
+  "notification:read": (payload: ReadElsewhere) => void;
+  /** The user's unread count: once connected (the namespace's first event), and after every change by a read or a prune. */
+  unread: (payload: Unread) => void;
+}
+
+/** What a client of `presence` emits; each is acked. */
+export interface PresenceClientToServerEvents {
+  /** Sets the user's status for all their devices (kept across restarts); the ack has the user's presence after. */
+  status: (payload: StatusRequest, ack: (reply: Ack<StatusSet>) => void) => void;
+  /** Stops watching users; the ack says how many the socket still watches. */
+  unwatch: (payload: UsersRequest, ack: (reply: Ack<Unwatched>) => void) => void;
+  /** Watches users (1 to `max_watch` ids, this socket's watch list included): a snapshot of each, in order, and how many users the socket watches now. */
+  watch: (payload: UsersRequest, ack: (reply: Ack<Watched>) => void) => void;
+}
+
+/** What the server emits on `presence`. */
+export interface PresenceServerToClientEvents {
+  /** A watched user's (or the user's own) status or number of devices changed. */
+  presence: (payload: UserPresence) => void;
 }
 

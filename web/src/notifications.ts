@@ -4,17 +4,8 @@
 // reads made on the user's other devices.
 
 import type { Connection } from "./connection";
+import type { Notification } from "./contract";
 import { byId, el, formatTime, reconcile, show } from "./dom";
-
-interface Notification {
-  id: number;
-  type: string;
-  title: string;
-  body: string;
-  data: unknown;
-  created_at: number;
-  read: boolean;
-}
 
 /** How many notifications the page keeps (the newest), and lists. */
 const MAX_KEPT = 200;
@@ -32,17 +23,18 @@ export class Notifications {
   constructor(private readonly conn: Connection) {
     const socket = conn.notifications;
     socket.on("connect", () => void this.refresh());
-    socket.on("unread", (e: { count: number }) => this.setUnread(e.count));
-    socket.on("notification", (e: { notification: Notification; unread: number }) => {
+    socket.on("unread", (e) => this.setUnread(e.count));
+    socket.on("notification", (e) => {
       this.add([e.notification]);
       this.setUnread(e.unread);
     });
-    socket.on("notification:read", (e: { ids?: number[]; all?: boolean }) => {
-      if (e.all) for (const n of this.items.values()) n.read = true;
-      for (const id of e.ids ?? []) {
-        const n = this.items.get(id);
-        if (n) n.read = true;
-      }
+    socket.on("notification:read", (e) => {
+      if ("all" in e) for (const n of this.items.values()) n.read = true;
+      else
+        for (const id of e.ids) {
+          const n = this.items.get(id);
+          if (n) n.read = true;
+        }
       this.render();
     });
 
@@ -71,7 +63,7 @@ export class Notifications {
   private async refresh(): Promise<void> {
     try {
       const ack = await this.conn.request(this.conn.notifications, "list", { limit: 50 });
-      this.add(ack.notifications as Notification[]);
+      this.add(ack.notifications);
       this.render();
     } catch {
       // Opening the bell again or the next reconnection retries.
@@ -98,7 +90,7 @@ export class Notifications {
   private async markRead(id: number): Promise<void> {
     try {
       const ack = await this.conn.request(this.conn.notifications, "read", { ids: [id] });
-      for (const marked of ack.ids as number[]) {
+      for (const marked of ack.ids) {
         const n = this.items.get(marked);
         if (n) n.read = true;
       }

@@ -6,16 +6,12 @@
 // snapshot at every (re)connection.
 
 import type { AckError, Connection } from "./connection";
+import type { ChosenStatus, UserPresence } from "./contract";
 import { byId, el, formatTime, reconcile } from "./dom";
 
-export type Status = "online" | "away" | "busy" | "offline";
 
-interface PresenceInfo {
-  user: string;
-  status: Status;
-  devices: number;
-  last_seen: number | null;
-}
+/** A user's presence, as the hub sends it (the contract's `UserPresence`). */
+type PresenceInfo = UserPresence;
 
 /** What the people list's buttons do, provided by the chat and call screens. */
 export interface PresenceHooks {
@@ -61,7 +57,7 @@ export class Presence {
     socket.on("connect", () => void this.onConnect());
     socket.on("presence", (p: PresenceInfo) => this.apply(p));
 
-    this.select.addEventListener("change", () => void this.setStatus(this.select.value as Status));
+    this.select.addEventListener("change", () => void this.setStatus(this.select.value as ChosenStatus));
 
     const form = byId<HTMLFormElement>("watch-form");
     const input = byId<HTMLInputElement>("watch-name");
@@ -125,7 +121,7 @@ export class Presence {
     this.conn
       .request(this.conn.presence, "watch", { users: [this.me] })
       .then((ack) => {
-        const own = (ack.presence as PresenceInfo[])[0];
+        const own = ack.presence[0];
         if (own && own.status !== "offline") this.select.value = own.status;
       })
       .catch(() => {});
@@ -146,7 +142,7 @@ export class Presence {
       try {
         const ack = await this.conn.request(this.conn.presence, "watch", { users: batch });
         if (typeof ack.watching === "number") this.watching = ack.watching;
-        for (const p of ack.presence as PresenceInfo[]) this.apply(p);
+        for (const p of ack.presence) this.apply(p);
         rest = rest.slice(batch.length).filter((u) => this.people.has(u));
       } catch (err) {
         if ((err as AckError).code !== "too_many_watched" || retried) return; // the next reconnection watches again
@@ -178,10 +174,10 @@ export class Presence {
     this.render();
   }
 
-  private async setStatus(status: Status): Promise<void> {
+  private async setStatus(status: ChosenStatus): Promise<void> {
     try {
       const ack = await this.conn.request(this.conn.presence, "status", { status });
-      this.apply(ack.presence as PresenceInfo);
+      this.apply(ack.presence);
     } catch {
       // Not stored: the select shows what the hub has at the next event or reconnection.
     }

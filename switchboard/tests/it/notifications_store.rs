@@ -14,18 +14,7 @@ use hub::services::notifications::{NewNotification, Notifications, Notifications
 use hub::store::{Store, StoreConfig, sqlite_url_of};
 use serde_json::json;
 
-fn new(title: &str) -> NewNotification {
-    NewNotification {
-        kind: "test".to_owned(),
-        title: title.to_owned(),
-        body: "body".to_owned(),
-        data: json!({"title": title}),
-    }
-}
-
-fn users(names: &[&str]) -> Vec<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
+use crate::notifications::{new, users};
 
 async fn open(url: &str, timeout: Duration) -> Store {
     Store::open(&StoreConfig {

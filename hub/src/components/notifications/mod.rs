@@ -6,6 +6,7 @@
 //! and what other components and the publish API create notifications
 //! through, is the service ([`crate::services::notifications`]).
 
+pub mod contract;
 mod payload;
 
 use std::future::Future;
@@ -27,21 +28,21 @@ pub use crate::services::notifications::NotificationsConfig;
 pub const DEFAULT_LIST_LIMIT: u32 = 20;
 
 /// `list`'s ack: a page, newest first.
-#[derive(Debug, Serialize)]
-struct Listed {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Listed {
     notifications: Vec<Notification>,
     has_more: bool,
 }
 
 /// `read`'s ack: the ids this read marked (those unread and the user's).
-#[derive(Debug, Serialize)]
-struct MarkedRead {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct MarkedRead {
     ids: Vec<i64>,
 }
 
 /// `read_all`'s ack: how many it marked.
-#[derive(Debug, Serialize)]
-struct MarkedAllRead {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct MarkedAllRead {
     marked: u64,
 }
 

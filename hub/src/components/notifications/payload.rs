@@ -48,25 +48,25 @@ impl NotificationsEvent {
 }
 
 /// `list`: `{before?, limit?}` (or nothing).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ListRequest {
+pub(super) struct ListRequest {
     /// Only notifications with a smaller id (the previous page's last).
     before: Option<i64>,
     limit: Option<i64>,
 }
 
 /// `read`: `{ids}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReadRequest {
+pub(super) struct ReadRequest {
     ids: Vec<i64>,
 }
 
 /// `read_all`: `{}` (or nothing).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReadAllRequest {}
+pub(super) struct ReadAllRequest {}
 
 fn bad(message: impl Into<String>) -> HubError {
     HubError::new(ErrorCode::BadRequest, message)

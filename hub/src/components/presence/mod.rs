@@ -15,6 +15,7 @@
 //! too; this component writes it as devices come and go. `policy.rs`: who
 //! may watch whom.
 
+pub mod contract;
 pub mod policy;
 
 use std::collections::HashSet;
@@ -84,14 +85,28 @@ pub fn watch_room(user: &str) -> String {
 const WATCH_PREFIX: &str = "presence:";
 
 /// `status`'s payload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StatusRequest {
+    /// `online`, `away` or `busy`.
+    #[schema(value_type = ChosenStatus)]
     status: String,
 }
 
+/// The statuses a user may choose (`offline` is what others see once
+/// every device is gone): the schema of `status`'s argument, which the
+/// component reads as text and checks against [`Status`].
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+enum ChosenStatus {
+    Online,
+    Away,
+    Busy,
+}
+
 /// `watch`'s and `unwatch`'s payload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UsersRequest {
     users: Vec<String>,
@@ -270,21 +285,21 @@ enum PresenceEvent {
 }
 
 /// `status`'s ack: the user's presence after.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct StatusSet {
     presence: UserPresence,
 }
 
 /// `watch`'s ack: a snapshot of each user asked, in order, and how many
 /// users the socket watches now.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Watched {
     presence: Vec<UserPresence>,
     watching: usize,
 }
 
 /// `unwatch`'s ack.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Unwatched {
     watching: usize,
 }

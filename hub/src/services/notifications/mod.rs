@@ -15,7 +15,7 @@ mod store;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use service::{Notifications, PruneReport};
+pub use service::{Notifications, PruneReport, ReadElsewhere, Unread};
 pub use store::Pruned;
 
 /// The component's settings (`[notifications]` in the configuration).
@@ -76,7 +76,7 @@ pub struct NewNotification {
 }
 
 /// A stored notification, as the client sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Notification {
     /// Increases with creation: the `list` cursor.
     pub id: i64,
@@ -88,4 +88,14 @@ pub struct Notification {
     /// Unix milliseconds.
     pub created_at: i64,
     pub read: bool,
+}
+
+/// `notification`: a notification created for the user, with the user's
+/// unread count after it. [`Notifications::create`] writes this shape as
+/// text around one serialization of the fields every user shares (one
+/// serialization for 10,000 users); this type is its contract.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct NotificationEvent {
+    pub notification: Notification,
+    pub unread: i64,
 }

@@ -44,17 +44,20 @@ async fn commit(tx: Tx) -> Result<(), HubError> {
 }
 
 /// `unread`: a device's unread count.
-#[derive(Debug, Serialize)]
-struct Unread {
-    count: i64,
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Unread {
+    pub count: i64,
 }
 
 /// `notification:read`: what another device of the user read.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum ReadElsewhere<'a> {
+pub enum ReadElsewhere<'a> {
     /// `{ids}`: these.
-    Ids { ids: &'a [i64] },
+    Ids {
+        #[schema(value_type = Vec<i64>)]
+        ids: &'a [i64],
+    },
     /// `{all: true}`: every one.
     All { all: bool },
 }

@@ -60,7 +60,7 @@ impl Status {
 }
 
 /// One user's presence, as watchers see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UserPresence {
     pub user: String,
     /// The chosen status while any device is connected (or lingering),
@@ -68,7 +68,9 @@ pub struct UserPresence {
     pub status: Status,
     /// Devices connected, those in their grace period included.
     pub devices: usize,
-    /// When a device of the user last connected or left; `None` if never.
+    /// When a device of the user last connected or left (Unix ms); `null`
+    /// if never.
+    #[schema(value_type = Option<i64>, required = true)]
     pub last_seen: Option<Millis>,
 }
 
