@@ -28,6 +28,9 @@
 //! - [`signature`]: the HMAC signature of each request to a backend.
 //! - [`metrics`]: the Prometheus text format.
 //! - [`query`]: percent-decoding of query values and path segments.
+//! - [`contract`]: a component's events as data (payload and ack schemas
+//!   from the types that carry them), which the binary renders as JSON
+//!   Schema and TypeScript.
 //! - [`store`]: the SQL store (SQLite by default, PostgreSQL by URL), its
 //!   embedded migrations, and query latency.
 //!
@@ -40,7 +43,8 @@
 //! `store.rs`, tests; live state behind a trait of their own with an
 //! in-memory implementation, which the cluster backs with Redis; their
 //! migrations are `migrations/{sqlite,postgres}/*_<component>.sql`), and
-//! `pubsub` and `proxy`. Beside them, [`backend_api`]: what backend
+//! `pubsub` and `proxy`. Each ESN component's `contract.rs` lists its
+//! events; [`assembly::contracts`] collects them. Beside them, [`backend_api`]: what backend
 //! services ask through the publish API (publish to users, rooms or a
 //! namespace; disconnect a user; presence; room sizes).
 //!

@@ -11,6 +11,8 @@
 //! - [`api`]: the publish API over HTTP (`/api/v1/…`).
 //! - [`openapi`]: its OpenAPI document as a hub serves it, with the
 //!   constraints of its configuration.
+//! - [`contract`]: the components' event contract as a JSON Schema document
+//!   and as TypeScript declarations (`switchboard contract`).
 //! - [`dev`]: dev mode's `POST /dev/token` (sign in by name).
 //! - [`web`]: the web client served at `/`.
 //! - [`metrics`]: the operator metrics, assembled.
