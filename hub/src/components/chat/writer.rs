@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::store::{self, Message, NewMessage};
 use crate::clock::now_ms;
-use crate::component::HubError;
+use crate::component::{ErrorCode, HubError};
 use crate::store::Store;
 
 /// A change to a conversation, by `user` (already authenticated; the
@@ -201,7 +201,7 @@ impl Writer {
     /// another run in that order.
     pub async fn enqueue(&self, op: Op) -> Result<socketio::BoxFuture<Outcome>, HubError> {
         let (reply, done) = oneshot::channel();
-        let stopped = || HubError::new("unavailable", "the server is stopping");
+        let stopped = || HubError::new(ErrorCode::Unavailable, "the server is stopping");
         self.jobs
             .send(Job { op, reply })
             .await
@@ -358,18 +358,18 @@ impl OpError {
 }
 
 fn forbidden() -> HubError {
-    HubError::new("forbidden", "not a member of this conversation")
+    HubError::new(ErrorCode::Forbidden, "not a member of this conversation")
 }
 
 fn not_found() -> HubError {
-    HubError::new("not_found", "no such conversation")
+    HubError::new(ErrorCode::NotFound, "no such conversation")
 }
 
 /// The error of a `client_id` its sender already used in another
 /// conversation.
 fn client_id_conflict(client_id: &str, other: i64) -> HubError {
     HubError::new(
-        "conflict",
+        ErrorCode::Conflict,
         format!("client_id {client_id:?} was used for a message in conversation {other}"),
     )
 }
@@ -574,12 +574,14 @@ impl<'t> Batch<'t> {
         user: &str,
     ) -> Result<Message, OpError> {
         match store::message(self.conn, conversation, seq).await? {
-            None => Err(HubError::new("not_found", format!("no message {seq}")).into()),
-            Some(message) if message.sender != user => {
-                Err(HubError::new("forbidden", "only its sender may change a message").into())
-            }
+            None => Err(HubError::new(ErrorCode::NotFound, format!("no message {seq}")).into()),
+            Some(message) if message.sender != user => Err(HubError::new(
+                ErrorCode::Forbidden,
+                "only its sender may change a message",
+            )
+            .into()),
             Some(message) if message.deleted => {
-                Err(HubError::new("not_found", format!("message {seq} was deleted")).into())
+                Err(HubError::new(ErrorCode::NotFound, format!("message {seq} was deleted")).into())
             }
             Some(message) => Ok(message),
         }
@@ -632,7 +634,7 @@ impl<'t> Batch<'t> {
                 user, conversation, ..
             } = op
             else {
-                checked.push(Err(HubError::new("internal", "not a send")));
+                checked.push(Err(HubError::new(ErrorCode::Internal, "not a send")));
                 continue;
             };
             checked.push(match self.member_of(*conversation, user).await {
@@ -674,7 +676,10 @@ impl<'t> Batch<'t> {
                 reply_to,
             } = op
             else {
-                plans.push(Planned::Refused(HubError::new("internal", "not a send")));
+                plans.push(Planned::Refused(HubError::new(
+                    ErrorCode::Internal,
+                    "not a send",
+                )));
                 continue;
             };
             let (found, list) = match checked {
@@ -707,7 +712,7 @@ impl<'t> Batch<'t> {
                 && (*seq < 1 || *seq > found.last_seq + before)
             {
                 plans.push(Planned::Refused(HubError::new(
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     format!("reply_to: no message {seq} in this conversation"),
                 )));
                 continue;
@@ -862,7 +867,9 @@ impl<'t> Batch<'t> {
         let now = now_ms();
         let (found, before) = self.member_of(conversation, user).await?;
         if found.kind != store::GROUP {
-            return Err(HubError::new("bad_request", "members are added to groups only").into());
+            return Err(
+                HubError::new(ErrorCode::BadRequest, "members are added to groups only").into(),
+            );
         }
         let mut new: Vec<String> = users
             .iter()
@@ -873,7 +880,7 @@ impl<'t> Batch<'t> {
         new.dedup();
         if before.len() + new.len() > max_members {
             return Err(HubError::new(
-                "too_many_members",
+                ErrorCode::TooManyMembers,
                 format!("a group has at most {max_members} members"),
             )
             .into());
@@ -901,9 +908,11 @@ impl<'t> Batch<'t> {
     async fn leave(&mut self, user: &str, conversation: i64) -> Result<Done, OpError> {
         let (found, mut list) = self.member_of(conversation, user).await?;
         if found.kind != store::GROUP {
-            return Err(
-                HubError::new("bad_request", "a direct conversation cannot be left").into(),
-            );
+            return Err(HubError::new(
+                ErrorCode::BadRequest,
+                "a direct conversation cannot be left",
+            )
+            .into());
         }
         store::remove_member(self.conn, conversation, user).await?;
         list.retain(|m| m != user);
@@ -923,24 +932,32 @@ impl<'t> Batch<'t> {
     ) -> Result<Done, OpError> {
         let (found, mut list) = self.member_of(conversation, user).await?;
         if found.kind != store::GROUP {
-            return Err(
-                HubError::new("bad_request", "members are removed from groups only").into(),
-            );
+            return Err(HubError::new(
+                ErrorCode::BadRequest,
+                "members are removed from groups only",
+            )
+            .into());
         }
         if member == user {
-            return Err(
-                HubError::new("bad_request", "to leave a group, send conversation:leave").into(),
-            );
+            return Err(HubError::new(
+                ErrorCode::BadRequest,
+                "to leave a group, send conversation:leave",
+            )
+            .into());
         }
         // Read now, not from the batch's cache: an owner's leave earlier
         // in this batch handed the group on.
         if store::owner(self.conn, conversation).await?.as_deref() != Some(user) {
-            return Err(
-                HubError::new("forbidden", "only the group's owner removes members").into(),
-            );
+            return Err(HubError::new(
+                ErrorCode::Forbidden,
+                "only the group's owner removes members",
+            )
+            .into());
         }
         if !list.iter().any(|m| m == member) {
-            return Err(HubError::new("not_found", format!("{member} is not a member")).into());
+            return Err(
+                HubError::new(ErrorCode::NotFound, format!("{member} is not a member")).into(),
+            );
         }
         store::remove_member(self.conn, conversation, member).await?;
         list.retain(|m| m != member);
@@ -1013,10 +1030,10 @@ fn outcomes_of(plans: Vec<Planned>, fresh: Vec<Fresh>, messages: Vec<Message>) -
                     members,
                     fresh: true,
                 }),
-                None => Err(HubError::new("internal", "a message was lost")),
+                None => Err(HubError::new(ErrorCode::Internal, "a message was lost")),
             },
             // Turned into `Stored` above.
-            Planned::Again(_) => Err(HubError::new("internal", "a retry was lost")),
+            Planned::Again(_) => Err(HubError::new(ErrorCode::Internal, "a retry was lost")),
         })
         .collect()
 }
