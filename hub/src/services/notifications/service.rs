@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
 use socketio::{Args, Namespace, Socket, SocketIo};
 
 use super::locks::UserLocks;
@@ -198,24 +197,9 @@ impl Notifications {
             created.push((user, notification, unread));
         }
         if let Some(ns) = self.namespace() {
-            // The same notification for every user but its id and count:
-            // its other fields are serialized once (10,000 users, one
-            // serialization), each payload is text around them.
-            let common = json!({
-                "type": new.kind,
-                "title": new.title,
-                "body": new.body,
-                "data": new.data,
-                "created_at": now,
-                "read": false,
-            })
-            .to_string();
-            let common = common.strip_prefix('{').unwrap_or(&common);
+            let event = EventText::new(new, now);
             for (user, notification, unread) in &created {
-                let payload = format!(
-                    r#"{{"notification":{{"id":{},{common},"unread":{unread}}}"#,
-                    notification.id
-                );
+                let payload = event.for_user(notification.id, *unread);
                 let Ok(raw) = serde_json::value::RawValue::from_string(payload) else {
                     continue;
                 };
@@ -430,5 +414,103 @@ impl Notifications {
                 }
             }
         });
+    }
+}
+
+/// The `notification` event's text ([`super::NotificationEvent`]) for one
+/// notification created for many users. They share every field but the id
+/// and the unread count, so those fields are serialized once (10,000 users,
+/// one serialization) and each user's payload is text around them.
+struct EventText {
+    /// The shared fields, `"body":…,"type":…}`: the notification
+    /// object's text after its `id`, closing brace included.
+    common: String,
+}
+
+impl EventText {
+    fn new(new: &NewNotification, now: i64) -> EventText {
+        // In key order, as the `json!` object this replaced wrote them.
+        #[derive(Serialize)]
+        struct Common<'a> {
+            body: &'a str,
+            created_at: i64,
+            data: &'a serde_json::Value,
+            read: bool,
+            title: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+        }
+        let common = serde_json::to_string(&Common {
+            kind: &new.kind,
+            title: &new.title,
+            body: &new.body,
+            data: &new.data,
+            created_at: now,
+            read: false,
+        })
+        // A struct of strings, a JSON value and numbers always serializes.
+        .unwrap_or_else(|_| "{}".to_owned());
+        let common = match common.strip_prefix('{') {
+            Some(rest) => rest.to_owned(),
+            None => common,
+        };
+        EventText { common }
+    }
+
+    /// The payload for the user whose copy has `id` and `unread` unread.
+    fn for_user(&self, id: i64, unread: i64) -> String {
+        format!(
+            r#"{{"notification":{{"id":{id},{},"unread":{unread}}}"#,
+            self.common
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::services::notifications::NotificationEvent;
+
+    /// The text written by hand is the contract's type serialized: same
+    /// fields, same values, whatever the strings and data hold.
+    #[test]
+    fn the_event_text_is_the_notification_event_type() {
+        let cases = [
+            NewNotification {
+                kind: "chat:mention".into(),
+                title: "Al mentioned you".into(),
+                body: "in #general".into(),
+                data: json!({"conversation": 7, "seq": [1, 2], "nested": {"k": null}}),
+            },
+            NewNotification {
+                kind: "q\"uote\\".into(),
+                title: "}{,\n\u{0}\u{2028}".into(),
+                body: "ü €".into(),
+                data: json!(null),
+            },
+        ];
+        for new in cases {
+            let text = EventText::new(&new, 1_700_000_000_123);
+            for (id, unread) in [(1, 0), (i64::MAX, 42)] {
+                let written: serde_json::Value =
+                    serde_json::from_str(&text.for_user(id, unread)).unwrap();
+                let typed = serde_json::to_value(NotificationEvent {
+                    notification: Notification {
+                        id,
+                        kind: new.kind.clone(),
+                        title: new.title.clone(),
+                        body: new.body.clone(),
+                        data: new.data.clone(),
+                        created_at: 1_700_000_000_123,
+                        read: false,
+                    },
+                    unread,
+                })
+                .unwrap();
+                assert_eq!(written, typed);
+            }
+        }
     }
 }
