@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde::Serialize;
 use socketio::{
     Args, BoxFuture, ConnectError, ConnectRequest, DisconnectReason, Event, Namespace,
     NamespaceHandler, Socket,
 };
 
+use crate::error::{ErrorCode, HubError};
 use crate::identity::{AuthError, Identity, Verifier, now_secs};
 
 /// The room of every socket of user `user`.
@@ -53,7 +54,10 @@ impl Auth {
                     }
                     Err(err) => Err(ConnectError::with_data(
                         "unauthorized",
-                        json!({"code": err.code(), "message": err.to_string()}),
+                        serde_json::json!(Refusal {
+                            code: err.code(),
+                            message: err.to_string(),
+                        }),
                     )),
                 }
             }
@@ -99,7 +103,9 @@ impl Auth {
                     for socket in expired {
                         socket.emit(
                             "auth:expired",
-                            &Args::one(&json!({"code": "token_expired"})),
+                            &Args::one(&Expired {
+                                code: ErrorCode::TokenExpired,
+                            }),
                         );
                         socket.disconnect();
                     }
@@ -158,9 +164,9 @@ impl NamespaceHandler for Authenticated {
             reply_refresh(
                 ack,
                 socket,
-                Err((
-                    "rate_limited",
-                    "too many CONNECTs and refreshes on this connection: slow down".to_owned(),
+                Err(HubError::new(
+                    ErrorCode::RateLimited,
+                    "too many CONNECTs and refreshes on this connection: slow down",
                 )),
             );
             return None;
@@ -196,19 +202,17 @@ impl NamespaceHandler for Authenticated {
 }
 
 /// The token of a `refresh` event: `{token}` or a token string.
-fn refresh_token(event: &Event) -> Result<String, (&'static str, String)> {
+fn refresh_token(event: &Event) -> Result<String, HubError> {
     #[derive(serde::Deserialize)]
     struct Refresh {
         token: String,
     }
     match event.args.first::<Refresh>() {
         Ok(refresh) => Ok(refresh.token),
-        Err(_) => event.args.first::<String>().map_err(|_| {
-            (
-                "bad_request",
-                "expected {token} or a token string".to_owned(),
-            )
-        }),
+        Err(_) => event
+            .args
+            .first::<String>()
+            .map_err(|_| HubError::bad_request("expected {token} or a token string")),
     }
 }
 
@@ -217,41 +221,53 @@ fn refresh_token(event: &Event) -> Result<String, (&'static str, String)> {
 fn reply_refresh(
     ack: Option<socketio::AckSender>,
     socket: &Socket,
-    verdict: Result<Identity, impl Into<Refused>>,
+    verdict: Result<Identity, impl Into<HubError>>,
 ) {
     let outcome = verdict.map_err(Into::into).and_then(|identity| {
         let current = identity_of(socket).map(|id| id.user);
         if current.as_deref() != Some(identity.user.as_str()) {
-            return Err(Refused(
-                "wrong_user",
-                "the new token is for another user".to_owned(),
+            return Err(HubError::new(
+                ErrorCode::WrongUser,
+                "the new token is for another user",
             ));
         }
         socket.extensions().insert(identity.clone());
         Ok(identity)
     });
-    let reply = match outcome {
-        Ok(identity) => json!({"ok": true, "expires_at": identity.expires_at}),
-        Err(Refused(code, message)) => {
-            json!({"ok": false, "error": {"code": code, "message": message}})
-        }
-    };
-    if let Some(ack) = ack {
-        ack.send_one(&reply);
+    let Some(ack) = ack else { return };
+    match outcome {
+        Ok(identity) => ack.send_one(&Refreshed {
+            expires_at: identity.expires_at,
+            ok: true,
+        }),
+        Err(refused) => ack.send_one(&refused.reply()),
     }
 }
 
-/// Why a `refresh` is refused: a code and a message.
-struct Refused(&'static str, String);
-
-impl From<AuthError> for Refused {
-    fn from(err: AuthError) -> Refused {
-        Refused(err.code(), err.to_string())
-    }
+/// A `refresh`'s ack: the socket's new deadline.
+#[derive(Serialize)]
+struct Refreshed {
+    /// Unix seconds, the new token's `exp`.
+    expires_at: u64,
+    ok: bool,
 }
 
-impl From<(&'static str, String)> for Refused {
-    fn from((code, message): (&'static str, String)) -> Refused {
-        Refused(code, message)
+/// Why a client is refused: `connect_error`'s `data`.
+#[derive(Serialize)]
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+}
+
+/// `auth:expired`, sent before a socket whose token expired is
+/// disconnected.
+#[derive(Serialize)]
+struct Expired {
+    code: ErrorCode,
+}
+
+impl From<AuthError> for HubError {
+    fn from(err: AuthError) -> HubError {
+        HubError::new(err.code(), err.to_string())
     }
 }

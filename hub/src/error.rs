@@ -15,6 +15,9 @@ pub enum Audience {
     /// The publish API's callers (`docs/EVENTS.md` has its notifications
     /// part; the rest is in the OpenAPI document).
     Api,
+    /// Every namespace with auth, refusing a token at CONNECT or at
+    /// `refresh`: in `docs/IDENTITY.md`.
+    Identity,
     /// Clients of proxy namespaces or of namespaces without auth: in the
     /// README, not in `docs/EVENTS.md` (every namespace there needs a
     /// token, and none is a proxy).
@@ -100,6 +103,18 @@ error_codes! {
     AlreadyAnswered = "already_answered", Clients;
     NotRinging = "not_ringing", Clients;
     CallFull = "call_full", Clients;
+    /// No token in the CONNECT payload nor the query.
+    MissingToken = "missing_token", Identity;
+    /// Malformed, badly signed, or missing a required claim.
+    InvalidToken = "invalid_token", Identity;
+    TokenExpired = "token_expired", Identity;
+    TokenNotYetValid = "token_not_yet_valid", Identity;
+    InvalidIssuer = "invalid_issuer", Identity;
+    InvalidAudience = "invalid_audience", Identity;
+    /// A `kid` that no configured key set holds.
+    UnknownKey = "unknown_key", Identity;
+    /// A `refresh` whose token is for another user than the socket's.
+    WrongUser = "wrong_user", Identity;
     /// A proxy namespace's backend failed (the detail is logged).
     BackendError = "backend_error", Elsewhere;
     BackendUnavailable = "backend_unavailable", Elsewhere;
@@ -201,12 +216,12 @@ mod tests {
         );
     }
 
-    /// The codes `docs/EVENTS.md` names: the first cell of its `| code |`
+    /// The codes `docs/<name>` names: the first cell of its `| code |`
     /// tables, the backquoted words of an `errors` column, and every
     /// `"code": "…"` of its examples and `code: "…"` of its prose.
-    fn codes_in_events_doc() -> BTreeSet<String> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/EVENTS.md");
-        let doc = std::fs::read_to_string(path).expect("docs/EVENTS.md");
+    fn codes_in_doc(name: &str) -> BTreeSet<String> {
+        let path = format!("{}/../docs/{name}", env!("CARGO_MANIFEST_DIR"));
+        let doc = std::fs::read_to_string(&path).expect(name);
         let mut named = BTreeSet::new();
         let quoted = |text: &str, named: &mut BTreeSet<String>| {
             for (i, part) in text.split('`').enumerate() {
@@ -259,7 +274,7 @@ mod tests {
 
     #[test]
     fn docs_events_names_every_code_clients_may_get_and_no_other() {
-        let named = codes_in_events_doc();
+        let named = codes_in_doc("EVENTS.md");
         assert!(named.contains("bad_request"), "the parser finds codes");
         let missing: Vec<&str> = ErrorCode::ALL
             .iter()
@@ -283,6 +298,21 @@ mod tests {
         assert!(
             unknown.is_empty(),
             "docs/EVENTS.md names codes the server does not send: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn docs_identity_names_every_refusal_of_a_token_and_no_other() {
+        let named = codes_in_doc("IDENTITY.md");
+        let identity: BTreeSet<String> = ErrorCode::ALL
+            .iter()
+            .filter(|c| c.audience() == Audience::Identity)
+            .map(|c| c.as_str().to_owned())
+            .collect();
+        assert!(identity.contains("wrong_user"), "the list is read");
+        assert_eq!(
+            named, identity,
+            "docs/IDENTITY.md's codes (left) against the codes a token's refusal may carry (right)"
         );
     }
 }

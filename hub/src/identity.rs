@@ -12,6 +12,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorCode;
 use crate::jwks::{JwksSource, KeySet, RemoteJwks};
 
 /// The keys tokens are verified with, and what their claims must say. With
@@ -71,15 +72,15 @@ pub enum AuthError {
 
 impl AuthError {
     /// The machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AuthError::Missing => "missing_token",
-            AuthError::Invalid => "invalid_token",
-            AuthError::Expired => "token_expired",
-            AuthError::NotYetValid => "token_not_yet_valid",
-            AuthError::WrongIssuer => "invalid_issuer",
-            AuthError::WrongAudience => "invalid_audience",
-            AuthError::UnknownKey => "unknown_key",
+            AuthError::Missing => ErrorCode::MissingToken,
+            AuthError::Invalid => ErrorCode::InvalidToken,
+            AuthError::Expired => ErrorCode::TokenExpired,
+            AuthError::NotYetValid => ErrorCode::TokenNotYetValid,
+            AuthError::WrongIssuer => ErrorCode::InvalidIssuer,
+            AuthError::WrongAudience => ErrorCode::InvalidAudience,
+            AuthError::UnknownKey => ErrorCode::UnknownKey,
         }
     }
 }

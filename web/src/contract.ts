@@ -171,7 +171,7 @@ export interface Edit {
 export type EndReason = "cancelled" | "declined" | "no_answer" | "hangup" | "disconnected";
 
 /** What went wrong, as clients match it (`docs/EVENTS.md` lists which event answers which). */
-export type ErrorCode = "bad_request" | "unknown_event" | "unauthorized" | "forbidden" | "not_found" | "unavailable" | "rate_limited" | "payload_too_large" | "too_many_rooms" | "too_many_watched" | "too_many_members" | "too_many_conversations" | "too_many_participants" | "conflict" | "busy" | "already_answered" | "not_ringing" | "call_full" | "backend_error" | "backend_unavailable" | "backend_timeout" | "invalid_request" | "unknown_namespace" | "reserved_namespace" | "invalid_backend" | "internal";
+export type ErrorCode = "bad_request" | "unknown_event" | "unauthorized" | "forbidden" | "not_found" | "unavailable" | "rate_limited" | "payload_too_large" | "too_many_rooms" | "too_many_watched" | "too_many_members" | "too_many_conversations" | "too_many_participants" | "conflict" | "busy" | "already_answered" | "not_ringing" | "call_full" | "missing_token" | "invalid_token" | "token_expired" | "token_not_yet_valid" | "invalid_issuer" | "invalid_audience" | "unknown_key" | "wrong_user" | "backend_error" | "backend_unavailable" | "backend_timeout" | "invalid_request" | "unknown_namespace" | "reserved_namespace" | "invalid_backend" | "internal";
 
 /** `history`. */
 export interface History {
