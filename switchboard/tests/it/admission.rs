@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::common::*;
@@ -18,39 +17,16 @@ const HANDSHAKE: &str = "/socket.io/?EIO=4&transport=polling";
 /// No per-address limit: every test client comes from one address.
 const NO_ADDRESS_LIMITS: &str = "max_sessions_per_address = 0\nhandshakes_per_sec_per_address = 0";
 
-/// A TCP connection to `addr` from `local` (a loopback address).
-async fn connect_from(local: &str, addr: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(SocketAddr::new(local.parse().unwrap(), 0))
-        .unwrap();
-    socket.connect(addr).await.unwrap()
-}
-
-/// An HTTP answer on a [`Conn`].
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: std::collections::HashMap<String, String>,
-    body: String,
-}
-
-/// One keep-alive HTTP/1.1 connection, for many requests in a row.
-struct Conn {
-    stream: BufReader<TcpStream>,
-    host: SocketAddr,
-}
+/// A kept-alive connection, speaking Engine.IO's polling handshake.
+struct Conn(KeepAlive);
 
 impl Conn {
     async fn open(addr: SocketAddr) -> Conn {
-        Conn::from("127.0.0.1", addr).await
+        Conn(KeepAlive::open(addr).await)
     }
 
     async fn from(local: &str, addr: SocketAddr) -> Conn {
-        Conn {
-            stream: BufReader::new(connect_from(local, addr).await),
-            host: addr,
-        }
+        Conn(KeepAlive::from(local, addr).await)
     }
 
     async fn request(
@@ -59,56 +35,17 @@ impl Conn {
         path: &str,
         headers: &[(&str, &str)],
         body: &str,
-    ) -> Reply {
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
-            self.host,
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        let stream = &mut self.stream;
-        stream
-            .get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .unwrap();
-        tokio::time::timeout(WAIT, async {
-            let mut line = String::new();
-            stream.read_line(&mut line).await.unwrap();
-            let status = line.split(' ').nth(1).unwrap().parse().unwrap();
-            let mut headers = std::collections::HashMap::new();
-            loop {
-                line.clear();
-                stream.read_line(&mut line).await.unwrap();
-                let Some((name, value)) = line.trim_end().split_once(':') else {
-                    break;
-                };
-                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-            }
-            let length: usize = headers["content-length"].parse().unwrap();
-            let mut body = vec![0; length];
-            stream.read_exact(&mut body).await.unwrap();
-            Reply {
-                status,
-                headers,
-                body: String::from_utf8(body).unwrap(),
-            }
-        })
-        .await
-        .expect("no answer")
+    ) -> RawResponse {
+        self.0.request(method, path, headers, body.as_bytes()).await
     }
 
     /// A polling handshake: the sid, or the refusal.
-    async fn handshake(&mut self, headers: &[(&str, &str)]) -> Result<String, Reply> {
+    async fn handshake(&mut self, headers: &[(&str, &str)]) -> Result<String, RawResponse> {
         let response = self.request("GET", HANDSHAKE, headers, "").await;
         if response.status != 200 {
             return Err(response);
         }
-        let open: serde_json::Value = serde_json::from_str(&response.body[1..]).unwrap();
+        let open: serde_json::Value = serde_json::from_slice(&response.body[1..]).unwrap();
         Ok(open["sid"].as_str().unwrap().to_owned())
     }
 
@@ -117,17 +54,13 @@ impl Conn {
     async fn close_session(&mut self, sid: &str) {
         let path = format!("{HANDSHAKE}&sid={sid}");
         let response = self.request("POST", &path, &[], "1").await;
-        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(response.status, 200, "{}", response.text());
     }
 }
 
 /// The refusal's status and JSON body.
-fn refusal(response: &Reply) -> (u16, serde_json::Value) {
-    assert_eq!(response.headers["content-type"], "application/json");
-    (
-        response.status,
-        serde_json::from_str(&response.body).unwrap(),
-    )
+fn refusal(response: &RawResponse) -> (u16, serde_json::Value) {
+    (response.status, response.json())
 }
 
 fn server_full() -> (u16, serde_json::Value) {
@@ -415,7 +348,7 @@ async fn the_handshake_rate_limit_refuses_a_burst() {
         let sid = conn
             .handshake(&[])
             .await
-            .unwrap_or_else(|r| panic!("{i}: {}", r.body));
+            .unwrap_or_else(|r| panic!("{i}: {}", r.text()));
         // Closing does not give the handshake back: it is a rate.
         conn.close_session(&sid).await;
     }

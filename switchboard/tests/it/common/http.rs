@@ -1,12 +1,14 @@
-//! Raw HTTP/1.1 requests, one per fresh connection, as a client on the
-//! wire sends them: the path as it is (undecoded), the headers given
-//! (repeated ones too), any bytes as the body.
+//! Raw HTTP/1.1 requests as a client on the wire sends them: the path as
+//! it is (undecoded), the headers given (repeated ones too), any bytes as
+//! the body; one per fresh connection ([`http_raw`]), or many in a row on
+//! one kept-alive connection from a chosen local address ([`KeepAlive`]:
+//! what admission counts).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
 
 use super::WAIT;
 
@@ -28,6 +30,11 @@ impl RawResponse {
         Some(&values[0])
     }
 
+    /// The body as text (lossy), for a failure's message.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// The body, a JSON document by its content type.
     pub fn json(&self) -> serde_json::Value {
         assert_eq!(self.header("content-type"), Some("application/json"));
@@ -46,23 +53,7 @@ pub async fn http_raw(
     body: &[u8],
 ) -> RawResponse {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\n");
-    if !headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
-    {
-        head.push_str(&format!("Host: {addr}\r\n"));
-    }
-    head.push_str(&format!(
-        "Connection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    ));
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut request = head.into_bytes();
-    request.extend_from_slice(body);
+    let request = request_bytes(addr, method, path, headers, body, true);
     stream.write_all(&request).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
@@ -75,6 +66,51 @@ pub async fn http_raw(
         .expect("a response head");
     let head = String::from_utf8(raw[..split].to_vec()).unwrap();
     let mut rest = raw[split + 4..].to_vec();
+    let (status, headers) = parse_head(&head);
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.iter().any(|v| v == "chunked"))
+    {
+        rest = dechunk(&rest);
+    }
+    RawResponse {
+        status,
+        headers,
+        body: rest,
+    }
+}
+
+/// A request's bytes: `Host` is `addr` unless `headers` has one.
+fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    close: bool,
+) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    if close {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+/// A response head's status and headers (by lower-case name).
+fn parse_head(head: &str) -> (u16, HashMap<String, Vec<String>>) {
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -91,16 +127,72 @@ pub async fn http_raw(
             .or_default()
             .push(value.trim().to_owned());
     }
-    if headers
-        .get("transfer-encoding")
-        .is_some_and(|v| v.iter().any(|v| v == "chunked"))
-    {
-        rest = dechunk(&rest);
+    (status, headers)
+}
+
+/// A TCP connection to `addr` from `local` (a loopback address such as
+/// `127.0.0.2`: another client address, as far as the server can tell).
+async fn connect_from(local: &str, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::new(local.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// One kept-alive HTTP/1.1 connection, for many requests in a row; each
+/// response has a `Content-Length`.
+pub struct KeepAlive {
+    stream: BufReader<TcpStream>,
+    host: SocketAddr,
+}
+
+impl KeepAlive {
+    /// A connection from `127.0.0.1`.
+    pub async fn open(addr: SocketAddr) -> KeepAlive {
+        KeepAlive::from("127.0.0.1", addr).await
     }
-    RawResponse {
-        status,
-        headers,
-        body: rest,
+
+    /// A connection from `local`.
+    pub async fn from(local: &str, addr: SocketAddr) -> KeepAlive {
+        KeepAlive {
+            stream: BufReader::new(connect_from(local, addr).await),
+            host: addr,
+        }
+    }
+
+    /// Sends a request and reads its response.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> RawResponse {
+        let request = request_bytes(self.host, method, path, headers, body, false);
+        let stream = &mut self.stream;
+        stream.get_mut().write_all(&request).await.unwrap();
+        tokio::time::timeout(WAIT, async {
+            let mut head = String::new();
+            loop {
+                let start = head.len();
+                stream.read_line(&mut head).await.unwrap();
+                if head[start..].trim_end().is_empty() {
+                    break;
+                }
+            }
+            let (status, headers) = parse_head(&head);
+            let length: usize = headers["content-length"][0].parse().unwrap();
+            let mut body = vec![0; length];
+            stream.read_exact(&mut body).await.unwrap();
+            RawResponse {
+                status,
+                headers,
+                body,
+            }
+        })
+        .await
+        .expect("no answer")
     }
 }
 

@@ -23,7 +23,7 @@ pub use client::{
     publish_until_slow_consumer, token,
 };
 pub use device::Device;
-pub use http::{HttpResponse, RawResponse, api, error_code, http, http_raw};
+pub use http::{HttpResponse, KeepAlive, RawResponse, api, error_code, http, http_raw};
 pub use logs::Logs;
 pub use metrics::{inbox_overflows, sample};
 pub use server::{
