@@ -11,6 +11,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sqlx::Connection;
+
 use super::{Store, StoreConfig, sqlite_url_of};
 
 /// Where a test's store lives: a SQLite file or a PostgreSQL database of
@@ -38,6 +40,38 @@ impl Scratch {
             url: sqlite_url_of(&dir.join("hub.db")),
             dir: Some(dir),
         }
+    }
+
+    /// A fresh database `sb_test_<random>` on the test PostgreSQL server;
+    /// `None` (after a note) when no server is given, outside CI.
+    ///
+    /// # Panics
+    ///
+    /// Under `CI` without `TEST_POSTGRES_URL`, and when the server refuses
+    /// the database.
+    pub(crate) async fn postgres() -> Option<Scratch> {
+        let Ok(admin) = std::env::var("TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run the PostgreSQL tests: run them through tests/postgres/with-postgres.sh"
+            );
+            eprintln!("TEST_POSTGRES_URL not set: skipping the PostgreSQL part");
+            return None;
+        };
+        let name = format!("sb_test_{}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let (server, _) = admin
+            .rsplit_once('/')
+            .expect("TEST_POSTGRES_URL names a database");
+        Some(Scratch {
+            url: format!("{server}/{name}"),
+            dir: None,
+        })
     }
 
     /// The store's URL (for a second store on the same database, or a raw

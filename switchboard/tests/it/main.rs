@@ -17,7 +17,6 @@ mod calls;
 mod calls_turn;
 mod chat;
 mod chat_conversations;
-mod chat_store;
 mod chat_writes;
 mod components;
 mod engine;
