@@ -26,7 +26,6 @@ mod identity_idp;
 mod identity_tls;
 mod lifecycle;
 mod notifications;
-mod notifications_store;
 mod operations;
 mod operator_endpoints;
 mod presence;
