@@ -29,7 +29,6 @@ mod notifications;
 mod operations;
 mod operator_endpoints;
 mod presence;
-mod presence_store;
 mod process;
 mod web;
 mod ws_limits;
