@@ -38,8 +38,8 @@ pub mod payloads;
 mod rate;
 pub mod replies;
 pub mod state;
-pub mod store;
-pub mod writer;
+mod store;
+mod writer;
 
 #[cfg(test)]
 mod store_tests;
