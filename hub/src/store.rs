@@ -17,6 +17,9 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{MigrateError, Migrator};
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -429,22 +432,14 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_connections_sync_at_checkpoints_not_at_every_commit() {
-        let dir = std::env::temp_dir().join(format!("sb-store-sync-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&StoreConfig {
-            url: sqlite_url_of(&dir.join("hub.db")),
-            max_connections: 2,
-            timeout: Duration::from_secs(5),
-        })
-        .await
-        .unwrap();
+        let scratch = testing::Scratch::sqlite("store-sync");
+        let store = scratch.open(2, Duration::from_secs(5)).await;
         let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous")
             .fetch_one(store.pool())
             .await
             .unwrap();
         assert_eq!(mode, 1, "NORMAL");
         store.close().await;
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

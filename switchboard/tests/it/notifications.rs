@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 const SERVER: &str = "[auth]\nhs256_secret = \"test-secret\"\n[api]\nkeys = [\"test-key\"]\n\
                       [store]\ntimeout_ms = 30000\n";
 
-/// A notification titled `title` (shared with `notifications_store`).
-pub(crate) fn new(title: &str) -> NewNotification {
+/// A notification titled `title`.
+fn new(title: &str) -> NewNotification {
     NewNotification {
         kind: "test".to_owned(),
         title: title.to_owned(),
@@ -27,7 +27,7 @@ pub(crate) fn new(title: &str) -> NewNotification {
     }
 }
 
-pub(crate) fn users(names: &[&str]) -> Vec<String> {
+fn users(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 

@@ -804,7 +804,7 @@ mod tests {
 
     use crate::services::notifications::NotificationsConfig;
     use crate::services::presence::{MemoryState, PresenceService};
-    use crate::store::{Store, StoreConfig, sqlite_url_of};
+    use crate::store::testing::Scratch;
 
     /// The in-memory state, whose next `failures` writes fail (a Redis
     /// that is briefly down).
@@ -856,18 +856,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_ring_timeout_the_state_refused_is_written_later_and_the_call_ends() {
-        let path = std::env::temp_dir().join(format!(
-            "sb-calls-ring-{}-{}.db",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        let store = Store::open(&StoreConfig {
-            url: sqlite_url_of(&path),
-            max_connections: 2,
-            timeout: Duration::from_secs(5),
-        })
-        .await
-        .unwrap();
+        let scratch = Scratch::sqlite("calls-ring");
+        let store = scratch.open(2, Duration::from_secs(5)).await;
         let io = socketio::SocketIo::new(Default::default());
         let ns = io.add_namespace("/calls", Silent);
         let ctx = Context {
@@ -900,6 +890,5 @@ mod tests {
         assert!(flaky.inner.calls_of_user("bob").await.unwrap().is_empty());
         ctx.tasks.shutdown(Duration::from_secs(5)).await;
         store.close().await;
-        let _ = std::fs::remove_file(&path);
     }
 }

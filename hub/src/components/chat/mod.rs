@@ -6,7 +6,9 @@
 //!   order); `state.rs`: who is typing (live state, behind a trait);
 //!   `mentions.rs`: `@user`; `rate.rs`: messages per user; `payloads.rs`:
 //!   what clients send; `replies.rs`: what they are answered and sent;
-//!   `contract.rs`: the events, as data (`switchboard contract`).
+//!   `contract.rs`: the events, as data (`switchboard contract`);
+//!   `store_tests.rs`: the store's logic, through the writer, on SQLite
+//!   and PostgreSQL.
 //!
 //! Delivery: every event of a conversation is emitted to its members'
 //! `user:<id>` rooms (one broadcast to the union of those rooms, encoded
@@ -36,8 +38,11 @@ pub mod payloads;
 mod rate;
 pub mod replies;
 pub mod state;
-pub mod store;
-pub mod writer;
+mod store;
+mod writer;
+
+#[cfg(test)]
+mod store_tests;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -53,7 +53,7 @@ pub struct Message {
     pub deleted: bool,
 }
 
-/// A message to store (its seq is assigned by [`next_seq`]).
+/// A message to store (its seq taken by [`take_seqs_of`]).
 #[derive(Debug, Clone)]
 pub struct NewMessage<'a> {
     pub conversation: i64,
@@ -225,10 +225,9 @@ pub async fn direct_id(
     row.map(|r| r.try_get(0)).transpose()
 }
 
-/// The direct conversation of `a` and `b`, created (with both as members)
-/// if it did not exist; whether this call created it. Safe when both users
-/// create it at once: the unique `direct_key` lets one insert win and the
-/// other find it.
+/// [`direct_get_or_create_capped`] without a cap: the tests' shorthand
+/// (the component always caps).
+#[cfg(test)]
 pub async fn direct_get_or_create(
     conn: &mut AnyConnection,
     a: &str,
@@ -241,9 +240,12 @@ pub async fn direct_get_or_create(
     }
 }
 
-/// [`direct_get_or_create`], refusing to create it (`Err`: who is at the
-/// cap) when `a` or `b` is in `cap` conversations already; an existing
-/// one is found whatever the counts.
+/// The direct conversation of `a` and `b`, created (with both as members)
+/// if it did not exist; whether this call created it. Safe when both users
+/// create it at once: the unique `direct_key` lets one insert win and the
+/// other find it. Refuses to create it (`Err`: who is at the cap) when `a`
+/// or `b` is in `cap` conversations already; an existing one is found
+/// whatever the counts.
 pub async fn direct_get_or_create_capped(
     conn: &mut AnyConnection,
     a: &str,
@@ -399,15 +401,6 @@ pub async fn at_conversation_cap(
     Ok(full)
 }
 
-/// The conversations `user` is in.
-pub async fn conversation_count(conn: &mut AnyConnection, user: &str) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query("SELECT conversations FROM chat_user_conversations WHERE user_id = $1")
-        .bind(user)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
-}
-
 /// Removes `user` from `conversation`; whether they were a member.
 pub async fn remove_member(
     conn: &mut AnyConnection,
@@ -531,33 +524,13 @@ pub async fn by_client_ids(
     Ok(found)
 }
 
-/// Takes the next `n` seqs of `conversation` (`last_seq + 1 ..= last_seq +
-/// n`) and marks it active at `now`; returns the new `last_seq`, `None` if
-/// there is no such conversation. Inside the write transaction that stores
-/// the messages: the row stays locked until commit (PostgreSQL) or the
-/// whole database does (SQLite), so two senders never get the same seq,
-/// and a rollback gives the seqs back (no gap).
-pub async fn take_seqs(
-    conn: &mut AnyConnection,
-    conversation: i64,
-    n: i64,
-    now: i64,
-) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(
-        "UPDATE chat_conversations SET last_seq = last_seq + $3, last_activity = $2 \
-         WHERE id = $1 RETURNING last_seq",
-    )
-    .bind(conversation)
-    .bind(now)
-    .bind(n)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| r.try_get(0)).transpose()
-}
-
-/// [`take_seqs`] for several conversations at once: `(conversation, n)`
-/// each, one `UPDATE` per [`ROWS_PER_STATEMENT`] conversations; the new
-/// `last_seq` of each conversation found.
+/// Takes the next `n` seqs of each `(conversation, n)` (`last_seq + 1 ..=
+/// last_seq + n`) and marks it active at `now`, one `UPDATE` per
+/// [`ROWS_PER_STATEMENT`] conversations; the new `last_seq` of each
+/// conversation found. Inside the write transaction that stores the
+/// messages: the rows stay locked until commit (PostgreSQL) or the whole
+/// database does (SQLite), so two senders never get the same seq, and a
+/// rollback gives the seqs back (no gap).
 pub async fn take_seqs_of(
     conn: &mut AnyConnection,
     takes: &[(i64, i64)],
@@ -618,24 +591,6 @@ pub async fn advance_reads(
         query.execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// Takes the next seq of `conversation` (see [`take_seqs`]).
-pub async fn next_seq(
-    conn: &mut AnyConnection,
-    conversation: i64,
-    now: i64,
-) -> Result<Option<i64>, sqlx::Error> {
-    take_seqs(conn, conversation, 1, now).await
-}
-
-/// Stores `new` and its mentions; returns its id.
-pub async fn insert_message(
-    conn: &mut AnyConnection,
-    new: &NewMessage<'_>,
-) -> Result<i64, sqlx::Error> {
-    let ids = insert_messages(conn, std::slice::from_ref(new)).await?;
-    ids.first().copied().ok_or(sqlx::Error::RowNotFound)
 }
 
 /// Stores `news` and their mentions, a multi-row `INSERT` per

@@ -9,43 +9,8 @@ use std::time::Duration;
 use sqlx::Connection;
 
 use super::*;
-use crate::store::{StoreConfig, sqlite_url_of};
+use crate::store::testing::Scratch;
 use crate::tasks::Tasks;
-
-/// A fresh SQLite store in its own folder (removed on drop).
-struct Scratch {
-    dir: std::path::PathBuf,
-    url: String,
-}
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "sb-writer-{name}-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let url = sqlite_url_of(&dir.join("hub.db"));
-        Scratch { dir, url }
-    }
-
-    async fn open(&self, connections: u32, timeout: Duration) -> Store {
-        Store::open(&StoreConfig {
-            url: self.url.clone(),
-            max_connections: connections,
-            timeout,
-        })
-        .await
-        .unwrap()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn send(user: &str, conversation: i64, client_id: &str, text: &str) -> Op {
     Op::Send {
@@ -86,7 +51,7 @@ fn sent(outcome: &Outcome) -> (i64, i64, String, bool) {
 
 #[tokio::test]
 async fn one_batch_of_sends_to_two_conversations_gets_gapless_seqs_and_one_message_per_client_id() {
-    let scratch = Scratch::new("batch");
+    let scratch = Scratch::sqlite("writer-batch");
     let store = scratch.open(2, Duration::from_secs(10)).await;
     let ab = direct(&store, "alice", "bob").await;
     let ac = direct(&store, "alice", "carol").await;
@@ -171,7 +136,7 @@ async fn one_batch_of_sends_to_two_conversations_gets_gapless_seqs_and_one_messa
 
 #[tokio::test]
 async fn a_client_id_used_in_another_conversation_is_a_conflict() {
-    let scratch = Scratch::new("conflict");
+    let scratch = Scratch::sqlite("writer-conflict");
     let store = scratch.open(2, Duration::from_secs(10)).await;
     let ab = direct(&store, "alice", "bob").await;
     let ac = direct(&store, "alice", "carol").await;
@@ -198,7 +163,7 @@ async fn a_client_id_used_in_another_conversation_is_a_conflict() {
 
 #[tokio::test]
 async fn a_batch_of_more_rows_than_one_statement_takes_is_stored_whole() {
-    let scratch = Scratch::new("many");
+    let scratch = Scratch::sqlite("writer-many");
     let store = scratch.open(2, Duration::from_secs(10)).await;
     let ab = direct(&store, "alice", "bob").await;
     let n = store::ROWS_PER_STATEMENT * 2 + 7;
@@ -245,7 +210,7 @@ async fn a_batch_of_more_rows_than_one_statement_takes_is_stored_whole() {
 /// the database, and a reader here holds it until well past the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_slower_than_the_store_timeout_is_delivered_not_answered_unavailable() {
-    let scratch = Scratch::new("slow-commit");
+    let scratch = Scratch::sqlite("writer-slow-commit");
     let timeout = Duration::from_millis(200);
     // One connection: the writer's, so that the journal mode can change.
     let store = scratch.open(1, timeout).await;
@@ -266,7 +231,7 @@ async fn a_commit_slower_than_the_store_timeout_is_delivered_not_answered_unavai
         Arc::new(move |done: &Done| delivered.lock().unwrap().push(done.clone()))
     });
 
-    let mut reader = sqlx::AnyConnection::connect(&scratch.url).await.unwrap();
+    let mut reader = sqlx::AnyConnection::connect(scratch.url()).await.unwrap();
     sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
     sqlx::query("SELECT COUNT(*) FROM chat_messages")
         .fetch_one(&mut reader)
@@ -326,7 +291,7 @@ async fn writer_alone() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let per_sender = 20_000 / senders;
-    let scratch = Scratch::new("alone");
+    let scratch = Scratch::sqlite("writer-alone");
     let store = scratch.open(4, Duration::from_secs(30)).await;
     let mut conversations = Vec::new();
     for i in (0..senders).step_by(2) {

@@ -72,7 +72,7 @@ impl Default for PresenceConfig {
 impl PresenceConfig {
     /// The shared presence service this configuration describes, in
     /// memory (one node).
-    pub fn service(&self, store: crate::store::Store) -> PresenceService {
+    pub(crate) fn service(&self, store: crate::store::Store) -> PresenceService {
         PresenceService::new(Arc::new(MemoryState::new(self.max_lingering)), store)
     }
 }

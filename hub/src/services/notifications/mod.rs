@@ -6,11 +6,14 @@
 //! [`Notifications`] (`service.rs`) is what the components (a missed call,
 //! a mention), the publish API and the `/notifications` component create,
 //! list and mark notifications through. The SQL is in `store.rs`, the
-//! per-user ordering of writes in `locks.rs`.
+//! per-user ordering of writes in `locks.rs`; `store_tests.rs` tests the
+//! service's store logic on SQLite and PostgreSQL.
 
 mod locks;
 mod service;
 mod store;
+#[cfg(test)]
+mod store_tests;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

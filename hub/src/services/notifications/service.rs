@@ -89,7 +89,7 @@ pub struct PruneReport {
 }
 
 impl Notifications {
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         io: SocketIo,
         namespace: Option<&str>,
@@ -237,7 +237,7 @@ impl Notifications {
 
     /// `user`'s notifications below id `before` (all when `None`), newest
     /// first, at most `limit`; and whether there are more.
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         user: &str,
         before: Option<i64>,
@@ -260,7 +260,7 @@ impl Notifications {
     /// (`notification:read` `{ids}`), then every device the new count.
     /// When none would change (all read already, or not theirs), nothing
     /// is written and nobody is told: the same `read` again is free.
-    pub async fn read(
+    pub(crate) async fn read(
         &self,
         user: &str,
         ids: &[i64],
@@ -300,7 +300,11 @@ impl Notifications {
     /// many. When some were, the other devices are told
     /// (`notification:read` `{all: true}`), then every device the count.
     /// With none unread, nothing is written and nobody is told.
-    pub async fn read_all(&self, user: &str, from: Option<&Arc<Socket>>) -> Result<u64, HubError> {
+    pub(crate) async fn read_all(
+        &self,
+        user: &str,
+        from: Option<&Arc<Socket>>,
+    ) -> Result<u64, HubError> {
         let now = now_ms();
         let _held = self.locks.lock([user]).await;
         if self.unread(user).await? == 0 {
@@ -337,7 +341,7 @@ impl Notifications {
     /// Deletes, for every user, the notifications beyond the newest
     /// `max_per_user` and those older than `max_age_days`; a user whose
     /// unread count changed is told the new one.
-    pub async fn prune(&self) -> Result<PruneReport, HubError> {
+    pub(crate) async fn prune(&self) -> Result<PruneReport, HubError> {
         let keep = i64::from(self.config.max_per_user.max(1));
         let age_ms = i64::from(self.config.max_age_days) * 86_400_000;
         let cutoff = now_ms().saturating_sub(age_ms);

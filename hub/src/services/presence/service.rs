@@ -74,7 +74,7 @@ impl PresenceService {
     /// The presence of each of `users`, in order: the live state's for
     /// users online (or in their grace period), `offline` with the stored
     /// `last_seen` for the others.
-    pub async fn lookup(&self, users: &[String]) -> Result<Vec<UserPresence>, HubError> {
+    pub(crate) async fn lookup(&self, users: &[String]) -> Result<Vec<UserPresence>, HubError> {
         let live = self.state.get(users).await?;
         let missing: Vec<String> = users
             .iter()
@@ -99,7 +99,7 @@ impl PresenceService {
     }
 
     /// What the store remembers of each of `users` it knows.
-    pub async fn remembered(
+    pub(crate) async fn remembered(
         &self,
         users: &[String],
     ) -> Result<HashMap<String, Remembered>, HubError> {
@@ -116,7 +116,11 @@ impl PresenceService {
     /// then applied to the live state. `None` when the user has no device.
     /// A status the store holds already is not written again (the same
     /// choice twice is free, and takes no write lock).
-    pub async fn set_status(&self, user: &str, status: Status) -> Result<Option<Change>, HubError> {
+    pub(crate) async fn set_status(
+        &self,
+        user: &str,
+        status: Status,
+    ) -> Result<Option<Change>, HubError> {
         debug_assert!(status.is_chosen());
         let stored = self
             .remembered(std::slice::from_ref(&user.to_owned()))
@@ -138,7 +142,7 @@ impl PresenceService {
     /// Remembers that `user` was seen at `at` (a later time stored already
     /// wins). Returns once it is written, with the other writes that came
     /// meanwhile, in one transaction.
-    pub async fn record_seen(&self, user: &str, at: Millis) -> Result<(), HubError> {
+    pub(crate) async fn record_seen(&self, user: &str, at: Millis) -> Result<(), HubError> {
         let mine = {
             let mut pending = self.seen.pending.lock();
             let time = pending.users.entry(user.to_owned()).or_insert(at);

@@ -1,24 +1,20 @@
 //! The presence service's stored part on SQLite and PostgreSQL: a chosen
-//! status, and `last_seen` written many at once. Hub internals tested
-//! directly, not over the wire: they belong beside the store in `hub`.
+//! status, and `last_seen` written many at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{RemoveOnDrop, postgres_database, rand_suffix};
+use super::{MemoryState, PresenceService, Status};
+use crate::store::testing::Scratch;
 
 /// The stored part on one store: a chosen status, and `last_seen` written
 /// many at once (one transaction for those that wait together), a later
 /// time winning whatever the order.
-async fn the_store_remembers_status_and_last_seen(url: &str) {
-    use hub::{components::presence::PresenceConfig, services::presence::Status};
-    let store = hub::store::Store::open(&hub::store::StoreConfig {
-        url: url.to_owned(),
-        max_connections: 4,
-        timeout: Duration::from_secs(10),
-    })
-    .await
-    .unwrap();
-    let service = PresenceConfig::default().service(store.clone());
+async fn the_store_remembers_status_and_last_seen(scratch: Scratch) {
+    let store = scratch.open(4, Duration::from_secs(10)).await;
+    // The live state as one node keeps it (the component's default bound
+    // of lingering devices; none linger here).
+    let service = PresenceService::new(Arc::new(MemoryState::new(32)), store.clone());
     let users: Vec<String> = (0..300).map(|i| format!("user-{i}")).collect();
     let mut writes = tokio::task::JoinSet::new();
     for (i, user) in users.iter().enumerate() {
@@ -62,15 +58,13 @@ async fn the_store_remembers_status_and_last_seen(url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_remembers_status_and_last_seen_on_sqlite() {
-    let dir = RemoveOnDrop(std::env::temp_dir().join(format!("sb-presence-st-{}", rand_suffix())));
-    the_store_remembers_status_and_last_seen(&hub::store::sqlite_url_of(&dir.0.join("hub.db")))
-        .await;
+    the_store_remembers_status_and_last_seen(Scratch::sqlite("presence-store")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_remembers_status_and_last_seen_on_postgresql() {
-    let Some((_admin, url)) = postgres_database().await else {
+    let Some(scratch) = Scratch::postgres().await else {
         return;
     };
-    the_store_remembers_status_and_last_seen(&url).await;
+    the_store_remembers_status_and_last_seen(scratch).await;
 }

@@ -1,26 +1,16 @@
 //! The chat store's logic on SQLite and PostgreSQL, through the writer
-//! (the one write path the `/chat` component uses). Hub internals tested
-//! directly, not over the wire: they belong beside the store in `hub`.
+//! (the one write path the `/chat` component uses): direct and group
+//! conversations, sends and their retries, refusals, mentions, reads,
+//! edits and deletes, history pages, and delivery in commit order.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{RemoveOnDrop, postgres_database, rand_suffix};
-use hub::components::chat::store::{self, Page};
-use hub::components::chat::writer::{Done, Op, Writer, WriterConfig};
-use hub::store::{Store, StoreConfig, sqlite_url_of};
-use hub::tasks::Tasks;
-use std::sync::Mutex;
-
-async fn open(url: &str) -> Store {
-    Store::open(&StoreConfig {
-        url: url.to_owned(),
-        max_connections: 8,
-        timeout: Duration::from_secs(10),
-    })
-    .await
-    .unwrap()
-}
+use super::store::{self, Page};
+use super::writer::{Done, Op, Writer, WriterConfig};
+use crate::store::Store;
+use crate::store::testing::Scratch;
+use crate::tasks::Tasks;
 
 fn s(v: &str) -> String {
     v.to_owned()
@@ -348,15 +338,14 @@ async fn store_logic(store: Store) {
 
 #[tokio::test]
 async fn store_logic_on_sqlite() {
-    let dir = std::env::temp_dir().join(format!("sb-chat-{}", rand_suffix()));
-    let _cleanup = RemoveOnDrop(dir.clone());
-    store_logic(open(&sqlite_url_of(&dir.join("hub.db"))).await).await;
+    let scratch = Scratch::sqlite("chat-store");
+    store_logic(scratch.open(8, Duration::from_secs(10)).await).await;
 }
 
 #[tokio::test]
 async fn store_logic_on_postgres() {
-    let Some((_, url)) = postgres_database().await else {
+    let Some(scratch) = Scratch::postgres().await else {
         return;
     };
-    store_logic(open(&url).await).await;
+    store_logic(scratch.open(8, Duration::from_secs(10)).await).await;
 }

@@ -3,27 +3,29 @@
 //! many users), listing, reading, pruning, failures; a `read` / `read_all`
 //! that changes nothing writes nothing (it takes no write lock); and the
 //! stall a 10,000-user creation causes an unrelated user's `read`
-//! (measured; `cargo test -p switchboard --test it -- --ignored
-//! --nocapture notifications_store::`). Hub internals tested directly, not
-//! over the wire: they belong beside the store in `hub`.
+//! (measured; `cargo test -p hub --lib -- --ignored --nocapture
+//! notifications::store_tests::`).
 
 use std::time::{Duration, Instant};
 
-use crate::common::{self, postgres_database, temp_dir};
-use hub::services::notifications::{NewNotification, Notifications, NotificationsConfig};
-use hub::store::{Store, StoreConfig, sqlite_url_of};
 use serde_json::json;
 
-use crate::notifications::{new, users};
+use super::{NewNotification, Notifications, NotificationsConfig};
+use crate::clock::now_ms;
+use crate::store::Store;
+use crate::store::testing::Scratch;
 
-async fn open(url: &str, timeout: Duration) -> Store {
-    Store::open(&StoreConfig {
-        url: url.to_owned(),
-        max_connections: 4,
-        timeout,
-    })
-    .await
-    .unwrap()
+/// A notification titled `title`, with a body and data.
+fn new(title: &str) -> NewNotification {
+    NewNotification {
+        body: "body".to_owned(),
+        data: json!({"title": title}),
+        ..bare(title)
+    }
+}
+
+fn users(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
 }
 
 /// A notification with no body or data (what the no-write tests create).
@@ -34,32 +36,6 @@ fn bare(title: &str) -> NewNotification {
         body: String::new(),
         data: json!({}),
     }
-}
-
-async fn sqlite_store() -> (Store, common::RemoveOnDrop) {
-    let dir = std::env::temp_dir().join(format!("sb-notif-{}", common::rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = Store::open(&StoreConfig {
-        url: sqlite_url_of(&dir.join("hub.db")),
-        max_connections: 4,
-        timeout: Duration::from_secs(30),
-    })
-    .await
-    .unwrap();
-    (store, common::RemoveOnDrop(dir))
-}
-
-async fn postgres_store() -> Option<Store> {
-    let (_, url) = postgres_database().await?;
-    Some(
-        Store::open(&StoreConfig {
-            url,
-            max_connections: 4,
-            timeout: Duration::from_secs(30),
-        })
-        .await
-        .unwrap(),
-    )
 }
 
 /// The service on `store`, with no namespace to tell (store logic only).
@@ -165,7 +141,7 @@ async fn store_logic(store: Store) {
         },
     );
     sqlx::query("UPDATE notifications SET created_at = $1 WHERE id = $2")
-        .bind(hub::clock::now_ms() - 2 * 86_400_000)
+        .bind(now_ms() - 2 * 86_400_000)
         .bind(bob_id)
         .execute(store.pool())
         .await
@@ -204,16 +180,16 @@ async fn store_logic(store: Store) {
 
 #[tokio::test]
 async fn the_store_logic_on_sqlite() {
-    let (store, _dir) = sqlite_store().await;
-    store_logic(store).await;
+    let scratch = Scratch::sqlite("notif");
+    store_logic(scratch.open(4, Duration::from_secs(30)).await).await;
 }
 
 #[tokio::test]
 async fn the_store_logic_on_postgresql() {
-    let Some(store) = postgres_store().await else {
+    let Some(scratch) = Scratch::postgres().await else {
         return;
     };
-    store_logic(store).await;
+    store_logic(scratch.open(4, Duration::from_secs(30)).await).await;
 }
 
 /// Creation for 10,000 users on one backend: the time until stored.
@@ -231,34 +207,32 @@ async fn ten_thousand(store: Store, backend: &str) {
 
 #[tokio::test]
 async fn a_notification_for_ten_thousand_users_is_one_transaction_on_sqlite() {
-    let (store, _dir) = sqlite_store().await;
-    ten_thousand(store, "sqlite").await;
+    let scratch = Scratch::sqlite("notif");
+    ten_thousand(scratch.open(4, Duration::from_secs(30)).await, "sqlite").await;
 }
 
 #[tokio::test]
 async fn a_notification_for_ten_thousand_users_is_one_transaction_on_postgresql() {
-    let Some(store) = postgres_store().await else {
+    let Some(scratch) = Scratch::postgres().await else {
         return;
     };
-    ten_thousand(store, "postgres").await;
+    ten_thousand(scratch.open(4, Duration::from_secs(30)).await, "postgres").await;
 }
 
 /// `read` / `read_all` that change nothing answer while another writer
 /// holds the store's write lock (they do not write).
 #[tokio::test]
 async fn a_read_that_changes_nothing_takes_no_write_lock() {
-    let (dir, _cleanup) = temp_dir("sb-notif-h");
-    let url = sqlite_url_of(&dir.join("hub.db"));
-    let store = open(&url, Duration::from_millis(800)).await;
-    let io = socketio::SocketIo::new(socketio::SocketIoConfig::default());
-    let n = Notifications::new(store.clone(), io, None, NotificationsConfig::default());
+    let scratch = Scratch::sqlite("notif-h");
+    let store = scratch.open(4, Duration::from_millis(800)).await;
+    let n = service(&store, NotificationsConfig::default());
     let users = vec!["alice".to_owned()];
     let created = n.create(&users, &bare("one")).await.unwrap();
     let id = created[0].1.id;
     assert_eq!(n.read("alice", &[id], None).await.unwrap(), vec![id]);
 
     // Another process writes (and holds SQLite's write lock).
-    let other = open(&url, Duration::from_secs(30)).await;
+    let other = scratch.open(4, Duration::from_secs(30)).await;
     let held = other.begin_write().await.unwrap();
     let started = Instant::now();
     let again = n.read("alice", &[id, 999_999], None).await;
@@ -292,15 +266,13 @@ async fn a_read_that_changes_nothing_takes_no_write_lock() {
 #[tokio::test]
 #[ignore = "a measurement"]
 async fn measure_an_unrelated_read_during_a_ten_thousand_user_create() {
-    let (dir, _cleanup) = temp_dir("sb-notif-m");
-    let mut urls = vec![("sqlite", sqlite_url_of(&dir.join("hub.db")))];
-    if let Some((_, url)) = postgres_database().await {
-        urls.push(("postgres", url));
+    let mut scratches = vec![("sqlite", Scratch::sqlite("notif-m"))];
+    if let Some(scratch) = Scratch::postgres().await {
+        scratches.push(("postgres", scratch));
     }
-    for (backend, url) in urls {
-        let store = open(&url, Duration::from_secs(60)).await;
-        let io = socketio::SocketIo::new(socketio::SocketIoConfig::default());
-        let n = Notifications::new(store, io, None, NotificationsConfig::default());
+    for (backend, scratch) in scratches {
+        let store = scratch.open(4, Duration::from_secs(60)).await;
+        let n = service(&store, NotificationsConfig::default());
         let zed = vec!["zed".to_owned()];
         let mut worst = Vec::new();
         let mut creates = Vec::new();
