@@ -120,7 +120,7 @@ const PRUNE_STEP: usize = 2;
 /// One [`TokenBucket`] per key (a user id: every device of the user
 /// together), refilled at `per_sec` up to `burst`. A bucket that has
 /// refilled is the same as none, so the map forgets it: each admit looks
-/// at the [`PRUNE_STEP`] oldest keys of a round-robin queue and drops those
+/// at the `PRUNE_STEP` oldest keys of a round-robin queue and drops those
 /// that are full, so memory follows the keys in recent use, at a bounded
 /// cost per call.
 pub struct KeyedBuckets {

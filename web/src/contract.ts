@@ -115,8 +115,9 @@ export interface CallUnanswered {
 export type ChosenStatus = "online" | "away" | "busy";
 
 /**
- * A conversation's kind, as [`Summary`]'s `kind` holds it (a string in
- * the store; this names the two values it takes, for the schema).
+ * A conversation's kind, as a conversation summary's `kind` holds it (a
+ * string in the store; this names the two values it takes, for the
+ * schema).
  */
 export type ConversationKind = "direct" | "group";
 

@@ -103,8 +103,9 @@ pub struct Relayed {
     pub relayed: bool,
 }
 
-/// A conversation's kind, as [`Summary`]'s `kind` holds it (a string in
-/// the store; this names the two values it takes, for the schema).
+/// A conversation's kind, as a conversation summary's `kind` holds it (a
+/// string in the store; this names the two values it takes, for the
+/// schema).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConversationKind {
