@@ -4,14 +4,14 @@
 //!
 //! [`Config::load`] runs the steps in order, each in its module:
 //!
-//! - [`schema`]: the sections and every key's default value;
-//! - [`file`]: the file, laid over the defaults;
-//! - [`env`]: the `SWITCHBOARD_*` variables, laid over both;
-//! - [`dev_mode`]: whether dev mode's sign-in by name is on;
-//! - [`validate`]: every key's value checked, the error naming the key;
-//! - [`convert`]: the engine's, Socket.IO's and the hub's settings.
+//! - `schema`: the sections and every key's default value;
+//! - `file`: the file, laid over the defaults;
+//! - `env`: the `SWITCHBOARD_*` variables, laid over both;
+//! - `dev_mode`: whether dev mode's sign-in by name is on;
+//! - `validate`: every key's value checked, the error naming the key;
+//! - `convert`: the engine's, Socket.IO's and the hub's settings.
 //!
-//! [`reference`] documents every key; `switchboard config --default`
+//! `reference` documents every key; `switchboard config --default`
 //! prints it as an annotated TOML file, and `docs/CONFIGURATION.md` holds
 //! a copy that a test keeps current.
 
