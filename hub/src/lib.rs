@@ -26,7 +26,6 @@
 //! - [`tasks`]: background work that stops with the hub.
 //! - [`clock`]: the time, in Unix milliseconds.
 //! - [`signature`]: the HMAC signature of each request to a backend.
-//! - [`metrics`]: the Prometheus text format.
 //! - [`query`]: percent-decoding of query values and path segments.
 //! - [`contract`]: a component's events as data (payload and ack schemas
 //!   from the types that carry them), which the binary renders as JSON
@@ -66,7 +65,6 @@ pub mod error;
 pub mod identity;
 pub mod jwks;
 pub mod limits;
-pub mod metrics;
 pub mod query;
 pub mod services;
 pub mod signature;

@@ -73,6 +73,12 @@ pub struct FanoutArgs {
     /// leaves the window; its copies are still counted if they arrive).
     #[arg(long, default_value_t = 10.0)]
     pub stall_secs: f64,
+    /// Publish exactly this many messages, then stop (or at the end of the
+    /// duration, whichever comes first): a fixed workload, for counting
+    /// the server's instructions per delivery under callgrind, where a
+    /// timed run would deliver however many the slowed server manages.
+    #[arg(long)]
+    pub messages: Option<u64>,
 }
 
 /// State shared by the publisher, the subscribers and the coordinator.
@@ -183,14 +189,21 @@ pub async fn run(ctx: Ctx, a: FanoutArgs) -> anyhow::Result<Value> {
         start_us: pub_start,
         end_us: m_end,
         stall_us: (a.stall_secs.max(0.001) * 1e6) as u64,
+        messages: a.messages.unwrap_or(u64::MAX),
     });
 
     tokio::time::sleep_until(instant_at(m_start).into()).await;
     let cpu = CpuSample::take(ctx_pid(&a));
-    tokio::time::sleep_until(instant_at(m_end).into()).await;
-    let cpu = cpu.since();
-    let done = done_rx
-        .await
+    // With --messages the publisher may be done before the duration ends:
+    // then the run goes on to the drain at once.
+    let (cpu, done) = if a.messages.is_some() {
+        let done = done_rx.await;
+        (cpu.since(), done)
+    } else {
+        tokio::time::sleep_until(instant_at(m_end).into()).await;
+        (cpu.since(), done_rx.await)
+    };
+    let done = done
         .context("publisher task ended without a report")?
         .map_err(|f| anyhow::anyhow!("publisher failed: {}: {}", f.kind, f.detail))?;
 
@@ -333,6 +346,8 @@ struct PubCfg {
     start_us: u64,
     end_us: u64,
     stall_us: u64,
+    /// Stop once this many are published (`--messages`).
+    messages: u64,
 }
 
 /// The publisher's links to the coordinator.
@@ -386,7 +401,7 @@ async fn publish(conn: &mut WsConn, sh: &Shared, cfg: &PubCfg) -> Result<PubDone
     tokio::time::sleep_until(instant_at(cfg.start_us).into()).await;
     loop {
         let now = now_us();
-        if now >= cfg.end_us {
+        if now >= cfg.end_us || next_seq >= cfg.messages {
             break;
         }
         // Which messages may go now.
@@ -417,7 +432,8 @@ async fn publish(conn: &mut WsConn, sh: &Shared, cfg: &PubCfg) -> Result<PubDone
                 due.saturating_sub(next_seq).min(1024)
             }
             (None, None) => 0,
-        };
+        }
+        .min(cfg.messages - next_seq);
         if budget == 0 && cfg.window.is_some() {
             window_full_waits += 1;
         }

@@ -1,131 +1,245 @@
 //! The operator metrics: every counter and gauge of the engines, the
-//! namespaces, the publish API and the store, in the Prometheus text format.
+//! namespaces, the publish API and the store, in the Prometheus text format
+//! (version 0.0.4). The counters are the engines' own (atomics, cheap on
+//! the hot path); prometheus-client writes them out at each scrape.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text,
+};
+use prometheus_client::metrics::MetricType::{self, Counter, Gauge, Histogram};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use socketio::stats::{EventCounts, HistogramSnapshot, NamespaceStats};
 
 use crate::app::App;
+
+/// The `Content-Type` of [`App::metrics`].
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 impl App {
     /// The operator metrics, in the Prometheus text format.
     pub fn metrics(&self) -> String {
-        use hub::metrics::{Family, Kind, render};
-        let stats = self.engine.stats();
-        let mut sockets = Family::new(
-            "switchboard_sockets",
-            "Socket.IO sockets connected, by namespace.",
-            Kind::Gauge,
-        );
-        let mut events_in = Family::new(
-            "switchboard_events_received_total",
-            "Events received from clients, by namespace and event \
-             (names beyond socketio.metrics_max_event_names count as _other).",
-            Kind::Counter,
-        );
-        let mut events_out = Family::new(
-            "switchboard_events_sent_total",
-            "Event packets queued to clients, by namespace and event \
-             (a broadcast counts once per recipient).",
-            Kind::Counter,
-        );
-        let mut overflows = Family::new(
-            "switchboard_inbox_overflow_disconnects_total",
-            "Connections closed because a socket had more than \
-             socketio.max_pending_events events (or socketio.max_pending_bytes bytes) waiting for its handler.",
-            Kind::Counter,
-        );
-        let mut refused = Family::new(
-            "switchboard_events_rate_limited_total",
-            "Client events refused with rate_limited, by namespace.",
-            Kind::Counter,
-        );
-        let mut fanout = Family::new(
-            "switchboard_broadcast_fanout",
-            "Recipients per broadcast on this node, by namespace.",
-            Kind::Histogram,
-        );
-        let mut namespaces = self.io.namespaces();
+        // A registry per scrape: its collector must own what it reads, and
+        // a clone of the app is a few reference counts.
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Scrape(self.clone())));
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// What a scrape reads: the app, when the registry asks.
+struct Scrape(App);
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scrape")
+    }
+}
+
+/// A histogram as read (cumulative buckets ending at `+Inf`).
+struct Buckets(HistogramSnapshot);
+
+impl EncodeMetric for Buckets {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        // The encoder sums the buckets itself: it wants each one's own count.
+        let mut below = 0;
+        let own: Vec<(f64, u64)> = (self.0.buckets.iter())
+            .map(|&(bound, upto)| (bound, upto - std::mem::replace(&mut below, upto)))
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(self.0.sum, self.0.count, &own, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Histogram
+    }
+}
+
+/// Writes one family: its header, then one sample per `(labels, value)`.
+fn family<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, MetricType),
+    samples: impl IntoIterator<Item = (L, M)>,
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, metric) in samples {
+        metric.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Writes a family of one sample without labels.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, MetricType),
+    value: u64,
+) -> std::fmt::Result {
+    let family = encoder.encode_descriptor(name, help, None, kind)?;
+    match kind {
+        Gauge => ConstGauge::new(value).encode(family),
+        _ => ConstCounter::new(value).encode(family),
+    }
+}
+
+impl Collector for Scrape {
+    // Families in name order, counters named without `_total` (the encoder
+    // appends it to the name and the HELP and TYPE lines).
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let app = &self.0;
+        let e = &mut encoder;
+        let stats = app.engine.stats();
+        let mut namespaces = app.io.namespaces();
         namespaces.sort_by(|a, b| a.name().cmp(b.name()));
-        for ns in namespaces {
-            let name = || ("namespace", ns.name().to_owned());
-            sockets.push(vec![name()], ns.len() as f64);
-            let stats = ns.stats();
-            for (event, count) in stats.events_in.snapshot() {
-                events_in.push(vec![name(), ("event", event)], count as f64);
-            }
-            for (event, count) in stats.events_out.snapshot() {
-                events_out.push(vec![name(), ("event", event)], count as f64);
-            }
-            fanout.push_histogram(vec![name()], &stats.fanout.snapshot());
-            refused.push(
-                vec![name()],
-                stats
-                    .events_refused
-                    .load(std::sync::atomic::Ordering::Relaxed) as f64,
-            );
-            overflows.push(
-                vec![name()],
-                stats
-                    .inbox_overflows
-                    .load(std::sync::atomic::Ordering::Relaxed) as f64,
-            );
-        }
-        let mut api_requests = Family::new(
-            "switchboard_api_requests_total",
-            "Publish API requests answered, by HTTP status.",
-            Kind::Counter,
-        );
-        for (status, count) in self.api_requests.lock().iter() {
-            api_requests.push(vec![("status", status.to_string())], *count as f64);
-        }
-        let mut store_latency = Family::new(
-            "switchboard_store_query_seconds",
-            "Store query latency (readiness checks included), by backend.",
-            Kind::Histogram,
-        );
-        store_latency.push_histogram(
-            vec![("backend", self.store.backend().as_str().to_owned())],
-            &self.store.latency(),
-        );
-        let mut refused_handshakes = Family::new(
-            "switchboard_handshakes_refused_total",
-            "Engine.IO handshakes refused, by reason (server.max_connections, \
-             server.max_sessions_per_address, server.handshakes_per_sec_per_address).",
-            Kind::Counter,
-        );
-        let a = &stats.admission;
-        for (reason, n) in [
-            ("server_full", a.refused_server_full),
-            ("address_full", a.refused_address_full),
-            ("rate_limited", a.refused_rate_limited),
-        ] {
-            refused_handshakes.push(vec![("reason", reason.to_owned())], n as f64);
-        }
-        render(&[
-            api_requests,
-            fanout,
-            Family::single(
+        let per_ns = |value: fn(&socketio::Namespace) -> u64| {
+            (namespaces.iter()).map(move |ns| ([("namespace", ns.name())], value(ns)))
+        };
+        let by_event = |counts: fn(&NamespaceStats) -> &EventCounts| {
+            namespaces.iter().flat_map(move |ns| {
+                (counts(ns.stats()).snapshot().into_iter()).map(|(event, n)| {
+                    let labels = [("namespace", ns.name().to_owned()), ("event", event)];
+                    (labels, ConstCounter::new(n))
+                })
+            })
+        };
+        let requests: Vec<(u16, u64)> = app
+            .api_requests
+            .lock()
+            .iter()
+            .map(|(s, n)| (*s, *n))
+            .collect();
+        family(
+            e,
+            (
+                "switchboard_api_requests",
+                "Publish API requests answered, by HTTP status.",
+                Counter,
+            ),
+            (requests.iter()).map(|(s, n)| ([("status", s.to_string())], ConstCounter::new(*n))),
+        )?;
+        family(
+            e,
+            (
+                "switchboard_broadcast_fanout",
+                "Recipients per broadcast on this node, by namespace.",
+                Histogram,
+            ),
+            (namespaces.iter()).map(|ns| {
+                (
+                    [("namespace", ns.name())],
+                    Buckets(ns.stats().fanout.snapshot()),
+                )
+            }),
+        )?;
+        single(
+            e,
+            (
                 "switchboard_connections",
                 "Engine.IO sessions open, polling and WebSocket (what server.max_connections counts).",
-                Kind::Gauge,
-                stats.sessions as f64,
+                Gauge,
             ),
-            Family::single(
-                "switchboard_dropped_packets_total",
+            stats.sessions as u64,
+        )?;
+        single(
+            e,
+            (
+                "switchboard_dropped_packets",
                 "Volatile packets dropped because a queue was full.",
-                Kind::Counter,
-                stats.volatile_dropped as f64,
+                Counter,
             ),
-            events_in,
-            events_out,
-            refused,
-            refused_handshakes,
-            overflows,
-            Family::single(
-                "switchboard_slow_consumer_disconnects_total",
+            stats.volatile_dropped,
+        )?;
+        family(
+            e,
+            (
+                "switchboard_events_received",
+                "Events received from clients, by namespace and event \
+                 (names beyond socketio.metrics_max_event_names count as _other).",
+                Counter,
+            ),
+            by_event(|s| &s.events_in),
+        )?;
+        family(
+            e,
+            (
+                "switchboard_events_sent",
+                "Event packets queued to clients, by namespace and event \
+                 (a broadcast counts once per recipient).",
+                Counter,
+            ),
+            by_event(|s| &s.events_out),
+        )?;
+        family(
+            e,
+            (
+                "switchboard_events_rate_limited",
+                "Client events refused with rate_limited, by namespace.",
+                Counter,
+            ),
+            per_ns(|ns| ns.stats().events_refused.load(Relaxed))
+                .map(|(l, n)| (l, ConstCounter::new(n))),
+        )?;
+        let a = &stats.admission;
+        family(
+            e,
+            (
+                "switchboard_handshakes_refused",
+                "Engine.IO handshakes refused, by reason (server.max_connections, \
+                 server.max_sessions_per_address, server.handshakes_per_sec_per_address).",
+                Counter,
+            ),
+            [
+                ("server_full", a.refused_server_full),
+                ("address_full", a.refused_address_full),
+                ("rate_limited", a.refused_rate_limited),
+            ]
+            .map(|(reason, n)| ([("reason", reason)], ConstCounter::new(n))),
+        )?;
+        family(
+            e,
+            (
+                "switchboard_inbox_overflow_disconnects",
+                "Connections closed because a socket had more than socketio.max_pending_events \
+                 events (or socketio.max_pending_bytes bytes) waiting for its handler.",
+                Counter,
+            ),
+            per_ns(|ns| ns.stats().inbox_overflows.load(Relaxed))
+                .map(|(l, n)| (l, ConstCounter::new(n))),
+        )?;
+        single(
+            e,
+            (
+                "switchboard_slow_consumer_disconnects",
                 "Connections closed because their outbound queue stayed full.",
-                Kind::Counter,
-                stats.slow_consumer_disconnects as f64,
+                Counter,
             ),
-            sockets,
-            store_latency,
-        ])
+            stats.slow_consumer_disconnects,
+        )?;
+        family(
+            e,
+            (
+                "switchboard_sockets",
+                "Socket.IO sockets connected, by namespace.",
+                Gauge,
+            ),
+            per_ns(|ns| ns.len() as u64).map(|(l, n)| (l, ConstGauge::new(n))),
+        )?;
+        family(
+            e,
+            (
+                "switchboard_store_query_seconds",
+                "Store query latency (readiness checks included), by backend.",
+                Histogram,
+            ),
+            [(
+                [("backend", app.store.backend().as_str())],
+                Buckets(app.store.latency()),
+            )],
+        )
     }
 }

@@ -253,10 +253,7 @@ async fn metrics(
 ) -> Result<Response, Failure> {
     operator.admits(&headers)?;
     Ok((
-        [(
-            http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         app.metrics(),
     )
         .into_response())

@@ -210,3 +210,23 @@ async fn metrics_count_events_fanout_and_store_latency() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_event_name_is_escaped_in_its_metrics_label() {
+    // Event names come from clients: a quote, a backslash or a newline in
+    // one must not end the label value or the line.
+    let server = start("").await;
+    let mut alice = connect_pubsub(server.addr, "alice").await;
+    alice.emit_to("/pubsub", 1, r#"we\"i\\rd\n"#, "1").await;
+    let ack = alice.recv().await;
+    assert!(ack.contains("unknown_event"), "{ack}");
+    let metrics = http(server.addr, "GET", "/metrics", &[], "").await.body;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"switchboard_events_received_total{namespace="/pubsub",event="we\"i\\rd\n"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
