@@ -10,7 +10,8 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Room, Socket};
 
 use super::{Caller, Component, ErrorCode, HubError};
@@ -102,7 +103,7 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                 };
                 if event.name == "unsubscribe" {
                     socket.leave(&room);
-                    reply(json!({"ok": true, "room": room}));
+                    reply(ok_value(Unsubscribed { ok: true, room }));
                     return None;
                 }
                 if room.len() > self.limits.max_room_len {
@@ -135,7 +136,11 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
                             // The answer may come after the client left: then
                             // nothing is joined, and there is no one to ack.
                             if socket.join_all(&joining) {
-                                reply(json!({"ok": true, "room": room, "rooms": rooms}));
+                                reply(ok_value(Subscribed {
+                                    ok: true,
+                                    room,
+                                    rooms,
+                                }));
                             }
                         }
                         Err(err) => reply(err.reply()),
@@ -184,4 +189,27 @@ impl<C: Component> NamespaceHandler for ComponentHandler<C> {
             }
         }
     }
+}
+
+/// `unsubscribe`'s ack: the room left.
+#[derive(Serialize)]
+struct Unsubscribed {
+    ok: bool,
+    room: String,
+}
+
+/// `subscribe`'s ack: the room asked for, and the rooms the component
+/// joined for it.
+#[derive(Serialize)]
+struct Subscribed {
+    ok: bool,
+    room: String,
+    rooms: Vec<String>,
+}
+
+/// An ack's value, through which the runner's `reply` sends every answer
+/// (a refusal's too).
+fn ok_value(reply: impl Serialize) -> Value {
+    // Strings and lists of strings: serializing cannot fail.
+    serde_json::to_value(reply).unwrap_or(Value::Null)
 }
