@@ -100,6 +100,19 @@ impl Shared {
     pub(crate) fn remove(&self, id: &Sid) {
         self.sessions.lock().remove(id);
     }
+
+    /// What an engine with `config` shares with its sessions, for tests
+    /// of a session on its own.
+    #[cfg(test)]
+    pub(crate) fn for_tests(config: EngineConfig) -> Arc<Shared> {
+        Arc::new(Shared {
+            partial: Arc::new(PartialBudget::new(config.max_partial_bytes)),
+            admission: Admission::new(config.admission.clone()),
+            config,
+            counters: Counters::default(),
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
 }
 
 /// An Engine.IO server mounted at `config.path`. Cloning shares it.

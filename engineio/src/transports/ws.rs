@@ -407,7 +407,7 @@ impl WsConn {
                 self.write_control(Opcode::Close, &code.to_be_bytes())?;
                 self.close_sent = true;
                 self.close_received = true;
-                out.push(WsEvent::Close);
+                push_event(out, WsEvent::Close);
                 Ok(true)
             }
             Opcode::Ping => {
@@ -434,7 +434,7 @@ impl WsConn {
                     return Err(WsError::Protocol("new message inside a fragmented one"));
                 }
                 if header.fin {
-                    out.push(message(header.opcode, payload.freeze()));
+                    push_event(out, message(header.opcode, payload.freeze()));
                 } else {
                     // Its own allocation: the read buffer is not kept alive
                     // (nor counted twice) for the message's first fragment.
@@ -452,7 +452,7 @@ impl WsConn {
                 }
                 message_so_far.extend_from_slice(&payload);
                 if header.fin {
-                    out.push(message(opcode, message_so_far.freeze()));
+                    push_event(out, message(opcode, message_so_far.freeze()));
                 } else {
                     self.partial = Some((opcode, message_so_far, since));
                 }
@@ -596,6 +596,20 @@ impl WsConn {
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.flush()).await;
     }
+}
+
+/// Adds a decoded event to the caller's list. The list's first
+/// allocation holds exactly one event: the transport task keeps its list
+/// for the connection's life, and an idle client sends one message at a
+/// time (its CONNECT, then a pong per ping), where a first push would
+/// reserve four (160 bytes). Past it the list grows by doubling (straight
+/// to four) and keeps its capacity, so a busy connection is not
+/// reallocated per read.
+fn push_event(out: &mut Vec<WsEvent>, event: WsEvent) {
+    if out.capacity() == 0 {
+        out.reserve_exact(1);
+    }
+    out.push(event);
 }
 
 fn message(opcode: Opcode, payload: Bytes) -> WsEvent {
@@ -872,6 +886,29 @@ mod tests {
         client.read_exact(&mut pong).await.unwrap();
         assert_eq!(pong, [0x8A, 1, b'p']);
         assert!(conn.read.is_none(), "idle connection kept a read buffer");
+    }
+
+    /// The events list of an idle connection holds one message (40 bytes,
+    /// not the 160 of a first push); a read of several grows it.
+    #[tokio::test]
+    async fn one_message_takes_room_for_one() {
+        use tokio::io::AsyncWriteExt;
+        let (mut conn, mut client) = pair(1000).await;
+        client
+            .write_all(&client_frame(true, 1, b"3", [1, 2, 3, 4]))
+            .await
+            .unwrap();
+        let mut out = read_events(&mut conn, 1).await;
+        assert_eq!(out.capacity(), 1);
+        out.clear();
+        let mut bytes = client_frame(true, 1, b"a", [1, 2, 3, 4]);
+        bytes.extend(client_frame(true, 1, b"b", [1, 2, 3, 4]));
+        client.write_all(&bytes).await.unwrap();
+        while out.len() < 2 {
+            conn.readable().await.unwrap();
+            assert!(conn.read_available(&mut out).unwrap());
+        }
+        assert!(out.capacity() >= 2);
     }
 
     #[tokio::test]
