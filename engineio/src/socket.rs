@@ -524,6 +524,11 @@ impl Socket {
         }
     }
 
+    /// The WebSocket writer's unsent bytes as last told (see `writer_unsent`).
+    pub(crate) fn writer_unsent(&self) -> usize {
+        self.writer_unsent.load(Ordering::Relaxed)
+    }
+
     /// The WebSocket writer's unsent bytes after a write or a flush (see
     /// `writer_unsent`).
     pub(crate) fn set_writer_unsent(&self, bytes: usize) {
