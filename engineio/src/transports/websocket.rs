@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::packet::{Frame, Message, Packet, Str};
 use crate::server::{Body, ConnectionGuard, ErrorCode, error_response};
-use crate::socket::{CloseReason, Socket, Transport, Upgrade, WriterTurn};
+use crate::socket::{CloseReason, Socket, Transport, Upgrade, WriterTurn, idle_queue};
 use crate::transports::ws::{WsConn, WsError, WsEvent, WsLimits, accept_key, close_code};
 
 /// Whether the request asks for a WebSocket upgrade.
@@ -282,7 +282,7 @@ fn run(
     // body), which would cost every connection a second `WsConn`.
     async move {
         let exit = 'serve: {
-            let mut batch: VecDeque<Frame> = VecDeque::new();
+            let mut batch: VecDeque<Frame> = idle_queue();
             let changed = socket.changed();
             let mut changed = std::pin::pin!(changed);
             changed.as_mut().enable();
@@ -318,7 +318,7 @@ fn run(
                     socket.set_writer_unsent(ws.unsent_bytes());
                     batch.clear();
                     if batch.capacity() > 64 {
-                        batch = VecDeque::new();
+                        batch = idle_queue();
                     }
                     if let Err(err) = written {
                         break 'serve failed(&socket, err);
