@@ -94,11 +94,28 @@ pub(crate) struct Shared {
     pub(crate) partial: Arc<PartialBudget>,
     sessions: Mutex<HashMap<Sid, Arc<Socket>>>,
     admission: Arc<Admission>,
+    /// What every WebSocket connection may make us hold: one copy, which
+    /// each connection shares rather than carries.
+    pub(crate) ws_limits: Arc<WsLimits>,
 }
 
 impl Shared {
     pub(crate) fn remove(&self, id: &Sid) {
         self.sessions.lock().remove(id);
+    }
+
+    /// What an engine with `config` shares with its sessions, for tests
+    /// of a session on its own.
+    #[cfg(test)]
+    pub(crate) fn for_tests(config: EngineConfig) -> Arc<Shared> {
+        Arc::new(Shared {
+            partial: Arc::new(PartialBudget::new(config.max_partial_bytes)),
+            admission: Admission::new(config.admission.clone()),
+            ws_limits: Arc::new(WsLimits::new(&config)),
+            config,
+            counters: Counters::default(),
+            sessions: Mutex::new(HashMap::new()),
+        })
     }
 }
 
@@ -148,6 +165,7 @@ impl<H: Handler> Engine<H> {
         Engine {
             shared: Arc::new(Shared {
                 partial: Arc::new(PartialBudget::new(config.max_partial_bytes)),
+                ws_limits: Arc::new(WsLimits::new(&config)),
                 config,
                 admission,
                 counters: Counters::default(),
@@ -282,7 +300,7 @@ impl<H: Handler> Engine<H> {
             }
             Transport::WebSocket => {
                 let engine = self.clone();
-                websocket::handshake(req, WsLimits::new(&self.shared.config), move |parts| {
+                websocket::handshake(req, self.shared.ws_limits.clone(), move |parts| {
                     let socket = engine.open(Transport::WebSocket, parts, permit);
                     let open = engine.open_packet(&socket, Transport::WebSocket);
                     (socket, open)

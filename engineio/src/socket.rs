@@ -158,6 +158,20 @@ pub(crate) enum WriterTurn {
     Drained,
 }
 
+/// A queue of frames as an idle connection needs it: room for exactly
+/// one. An idle connection is sent one frame at a time (the CONNECT reply,
+/// then a ping every `pingInterval`), where a first push into an empty
+/// queue would reserve four (160 bytes, in the session's queue and, once
+/// swapped, in the WebSocket task's batch). Made so once, where the queue
+/// and the batch are created, and not checked on every send: a check in
+/// `send_all` cost fan-out 11 instructions per delivery (callgrind, 2.6%).
+/// Past it a queue grows by doubling (straight to four) and keeps its
+/// capacity, so a busy connection's queue is not reallocated per message
+/// (giving capacity back after each turn cost fan-out 11–14%).
+pub(crate) fn idle_queue() -> VecDeque<Frame> {
+    VecDeque::with_capacity(1)
+}
+
 impl State {
     /// Sends the ping when due, expires a missed pong or an unfinished
     /// graceful close.
@@ -203,7 +217,7 @@ impl Socket {
             state: Mutex::new(State {
                 transport,
                 upgrade: Upgrade::None,
-                queue: VecDeque::new(),
+                queue: idle_queue(),
                 queued_bytes: 0,
                 poll_waiting: false,
                 post_active: false,
@@ -508,6 +522,11 @@ impl Socket {
         }
     }
 
+    /// The WebSocket writer's unsent bytes as last told (see `writer_unsent`).
+    pub(crate) fn writer_unsent(&self) -> usize {
+        self.writer_unsent.load(Ordering::Relaxed)
+    }
+
     /// The WebSocket writer's unsent bytes after a write or a flush (see
     /// `writer_unsent`).
     pub(crate) fn set_writer_unsent(&self, bytes: usize) {
@@ -618,5 +637,43 @@ pub(crate) async fn polling_heartbeat(socket: std::sync::Weak<Socket>) {
         };
         drop(strong);
         tokio::time::sleep_until(next).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Arc<Socket> {
+        let shared = Shared::for_tests(crate::EngineConfig::default());
+        Socket::new(Sid::random(), shared, Transport::WebSocket)
+    }
+
+    /// An idle connection is sent one frame at a time: its queue, and the
+    /// writer's batch it is swapped with, hold one frame each (40 bytes,
+    /// not the 160 of a first push); a burst still grows them, and they
+    /// keep what they grew to.
+    #[test]
+    fn an_idle_sessions_queue_holds_one_frame() {
+        let socket = session();
+        let mut batch = idle_queue();
+        socket.send(Frame::NOOP).unwrap();
+        assert_eq!(socket.lock().queue.capacity(), 1);
+        socket.writer_turn(&mut batch, true);
+        batch.clear();
+        socket.send(Frame::NOOP).unwrap();
+        socket.writer_turn(&mut batch, true);
+        assert_eq!((socket.lock().queue.capacity(), batch.capacity()), (1, 1));
+        batch.clear();
+        for _ in 0..3 {
+            socket.send(Frame::NOOP).unwrap();
+        }
+        assert!(socket.lock().queue.capacity() >= 3);
+        socket.writer_turn(&mut batch, true);
+        batch.clear();
+        assert!(
+            batch.capacity() >= 3,
+            "the writer's batch kept the burst's room"
+        );
     }
 }

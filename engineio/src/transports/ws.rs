@@ -24,6 +24,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -164,25 +165,22 @@ thread_local! {
 }
 
 /// One server-side WebSocket connection.
+///
+/// It lives in its connection's task for as long as the connection, so
+/// its size is paid by every idle connection: what only some connections
+/// hold now and then is in [`Occasional`], boxed, and the limits, the
+/// same for every connection of an engine, are shared.
 pub(crate) struct WsConn {
     tcp: TcpStream,
     /// Bytes read and not yet parsed (absent when idle).
     read: Option<BytesMut>,
-    /// Since when the read buffer holds an incomplete frame (set only then).
-    read_since: Option<Instant>,
-    /// A fragmented message being reassembled, and when it started.
-    partial: Option<(Opcode, BytesMut, Instant)>,
     /// Encoded bytes the kernel has not taken yet, in order (empty when
     /// idle; a few entries at most: a batch, then control frames).
     unsent: VecDeque<Bytes>,
     unsent_bytes: usize,
-    /// The answer to the latest ping received while bytes were unsent: it
-    /// goes once they are, and a newer ping replaces it. Only set while
-    /// `unsent` is not empty.
-    pending_pong: Option<BytesMut>,
-    /// Pongs for the pings of the read under way (absent otherwise).
-    pongs: Option<Vec<u8>>,
-    limits: WsLimits,
+    /// Present only while it holds something (see [`WsConn::tidy`]).
+    occasional: Option<Box<Occasional>>,
+    limits: Arc<WsLimits>,
     /// This connection's share of the engine's budget for incomplete
     /// messages (set once the session is known).
     hold: Option<PartialHold>,
@@ -193,24 +191,66 @@ pub(crate) struct WsConn {
     close_received: bool,
 }
 
+/// What a connection holds only now and then: a frame or a message that
+/// arrives in pieces, pongs to send. Boxed, and dropped once empty: most
+/// connections hold none of it for most of their life, and its 128 bytes
+/// inline would be part of every connection's task.
+#[derive(Default)]
+struct Occasional {
+    /// Since when the read buffer holds an incomplete frame (set only then).
+    read_since: Option<Instant>,
+    /// A fragmented message being reassembled, and when it started.
+    partial: Option<(Opcode, BytesMut, Instant)>,
+    /// The answer to the latest ping received while bytes were unsent: it
+    /// goes once they are, and a newer ping replaces it. Only set while
+    /// `unsent` is not empty.
+    pending_pong: Option<BytesMut>,
+    /// Pongs for the pings of the read under way (absent otherwise).
+    pongs: Option<Vec<u8>>,
+}
+
+impl Occasional {
+    fn is_empty(&self) -> bool {
+        self.read_since.is_none()
+            && self.partial.is_none()
+            && self.pending_pong.is_none()
+            && self.pongs.is_none()
+    }
+}
+
 impl WsConn {
     /// Wraps an upgraded connection; `leftover` holds bytes the HTTP layer
     /// read past the upgrade request.
-    pub(crate) fn new(tcp: TcpStream, leftover: Bytes, limits: WsLimits) -> WsConn {
+    pub(crate) fn new(tcp: TcpStream, leftover: Bytes, limits: Arc<WsLimits>) -> WsConn {
         let read = (!leftover.is_empty()).then(|| BytesMut::from(&leftover[..]));
         WsConn {
             tcp,
             read,
-            read_since: None,
-            partial: None,
             unsent: VecDeque::new(),
             unsent_bytes: 0,
-            pending_pong: None,
-            pongs: None,
+            occasional: None,
             limits,
             hold: None,
             close_sent: false,
             close_received: false,
+        }
+    }
+
+    /// The occasional state, created when first needed.
+    fn occasional(&mut self) -> &mut Occasional {
+        self.occasional.get_or_insert_with(Box::default)
+    }
+
+    /// The occasional state, if there is any.
+    fn occasional_ref(&self) -> Option<&Occasional> {
+        self.occasional.as_deref()
+    }
+
+    /// Frees the occasional state once it holds nothing (after a read, a
+    /// flush).
+    fn tidy(&mut self) {
+        if self.occasional.as_ref().is_some_and(|o| o.is_empty()) {
+            self.occasional = None;
         }
     }
 
@@ -222,8 +262,9 @@ impl WsConn {
 
     /// When the oldest incomplete message (or frame) times out, if any.
     pub(crate) fn incomplete_deadline(&self) -> Option<Instant> {
-        let frame = self.read_since;
-        let message = self.partial.as_ref().map(|(_, _, since)| *since);
+        let occasional = self.occasional_ref()?;
+        let frame = occasional.read_since;
+        let message = occasional.partial.as_ref().map(|(_, _, since)| *since);
         let since = match (frame, message) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
@@ -325,6 +366,7 @@ impl WsConn {
         }
         self.write_pongs()?;
         self.account(progressed)?;
+        self.tidy();
         Ok(open)
     }
 
@@ -333,11 +375,16 @@ impl WsConn {
     /// clock of the one behind it).
     fn account(&mut self, progressed: bool) -> Result<(), WsError> {
         let read = self.read.as_ref().map_or(0, BytesMut::capacity);
-        let message = self.partial.as_ref().map_or(0, |(_, m, _)| m.capacity());
+        let message = self
+            .occasional_ref()
+            .and_then(|o| o.partial.as_ref())
+            .map_or(0, |(_, m, _)| m.capacity());
         if read == 0 {
-            self.read_since = None;
-        } else if progressed || self.read_since.is_none() {
-            self.read_since = Some(Instant::now());
+            if let Some(occasional) = self.occasional.as_mut() {
+                occasional.read_since = None;
+            }
+        } else if progressed || self.occasional_ref().is_none_or(|o| o.read_since.is_none()) {
+            self.occasional().read_since = Some(Instant::now());
         }
         match self.hold.as_mut() {
             Some(hold) => hold.set(read + message).map_err(|_| WsError::OverBudget),
@@ -347,7 +394,7 @@ impl WsConn {
 
     /// Writes the pongs answering this read's pings, if any.
     fn write_pongs(&mut self) -> Result<(), WsError> {
-        match self.pongs.take() {
+        match self.occasional.as_mut().and_then(|o| o.pongs.take()) {
             Some(pongs) => self.write_now(&pongs),
             None => Ok(()),
         }
@@ -407,7 +454,7 @@ impl WsConn {
                 self.write_control(Opcode::Close, &code.to_be_bytes())?;
                 self.close_sent = true;
                 self.close_received = true;
-                out.push(WsEvent::Close);
+                push_event(out, WsEvent::Close);
                 Ok(true)
             }
             Opcode::Ping => {
@@ -415,7 +462,10 @@ impl WsConn {
                     // Behind unsent bytes, only the latest ping is
                     // answered (RFC 6455 5.5.3): it replaces the pong that
                     // waits, and nothing is appended to the unsent bytes.
-                    let pong = self.pending_pong.get_or_insert_with(BytesMut::new);
+                    let pong = self
+                        .occasional()
+                        .pending_pong
+                        .get_or_insert_with(BytesMut::new);
                     pong.clear();
                     pong.extend_from_slice(&payload);
                 } else {
@@ -423,28 +473,29 @@ impl WsConn {
                     // with one call. As many bytes go out as come in, so a
                     // client that pings without reading fills the kernel's
                     // buffers, and then is not read any more.
-                    let pongs = self.pongs.get_or_insert_with(Vec::new);
+                    let pongs = self.occasional().pongs.get_or_insert_with(Vec::new);
                     encode_frame(pongs, Opcode::Pong, &payload);
                 }
                 Ok(false)
             }
             Opcode::Pong => Ok(false),
             Opcode::Text | Opcode::Binary => {
-                if self.partial.is_some() {
+                if self.occasional_ref().is_some_and(|o| o.partial.is_some()) {
                     return Err(WsError::Protocol("new message inside a fragmented one"));
                 }
                 if header.fin {
-                    out.push(message(header.opcode, payload.freeze()));
+                    push_event(out, message(header.opcode, payload.freeze()));
                 } else {
                     // Its own allocation: the read buffer is not kept alive
                     // (nor counted twice) for the message's first fragment.
                     let first = BytesMut::from(&payload[..]);
-                    self.partial = Some((header.opcode, first, Instant::now()));
+                    self.occasional().partial = Some((header.opcode, first, Instant::now()));
                 }
                 Ok(false)
             }
             Opcode::Continuation => {
-                let Some((opcode, mut message_so_far, since)) = self.partial.take() else {
+                let taken = self.occasional.as_mut().and_then(|o| o.partial.take());
+                let Some((opcode, mut message_so_far, since)) = taken else {
                     return Err(WsError::Protocol("continuation without a message"));
                 };
                 if message_so_far.len() + payload.len() > self.limits.max_payload {
@@ -452,9 +503,9 @@ impl WsConn {
                 }
                 message_so_far.extend_from_slice(&payload);
                 if header.fin {
-                    out.push(message(opcode, message_so_far.freeze()));
+                    push_event(out, message(opcode, message_so_far.freeze()));
                 } else {
-                    self.partial = Some((opcode, message_so_far, since));
+                    self.occasional().partial = Some((opcode, message_so_far, since));
                 }
                 Ok(false)
             }
@@ -503,13 +554,18 @@ impl WsConn {
         }
         if self.has_unsent() {
             if opcode == Opcode::Pong {
-                let pong = self.pending_pong.get_or_insert_with(BytesMut::new);
+                let pong = self
+                    .occasional()
+                    .pending_pong
+                    .get_or_insert_with(BytesMut::new);
                 pong.clear();
                 pong.extend_from_slice(payload);
                 return Ok(());
             }
             // A close: nothing goes after it, not even the waiting pong.
-            self.pending_pong = None;
+            if let Some(occasional) = self.occasional.as_mut() {
+                occasional.pending_pong = None;
+            }
             let mut frame = Vec::with_capacity(payload.len() + 2);
             encode_frame(&mut frame, opcode, payload);
             return self.keep(Bytes::from(frame));
@@ -553,9 +609,11 @@ impl WsConn {
     pub(crate) fn flush_some(&mut self) -> Result<(), WsError> {
         loop {
             let Some(front) = self.unsent.front_mut() else {
-                if let Some(payload) = self.pending_pong.take() {
+                let pong = self.occasional.as_mut().and_then(|o| o.pending_pong.take());
+                if let Some(payload) = pong {
                     // Whatever the kernel does not take of it is kept.
                     self.write_control(Opcode::Pong, &payload)?;
+                    self.tidy();
                 }
                 return Ok(());
             };
@@ -596,6 +654,20 @@ impl WsConn {
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.flush()).await;
     }
+}
+
+/// Adds a decoded event to the caller's list. The list's first
+/// allocation holds exactly one event: the transport task keeps its list
+/// for the connection's life, and an idle client sends one message at a
+/// time (its CONNECT, then a pong per ping), where a first push would
+/// reserve four (160 bytes). Past it the list grows by doubling (straight
+/// to four) and keeps its capacity, so a busy connection is not
+/// reallocated per read.
+fn push_event(out: &mut Vec<WsEvent>, event: WsEvent) {
+    if out.capacity() == 0 {
+        out.reserve_exact(1);
+    }
+    out.push(event);
 }
 
 fn message(opcode: Opcode, payload: Bytes) -> WsEvent {
@@ -827,16 +899,20 @@ mod tests {
     }
 
     async fn pair(max_payload: usize) -> (WsConn, TcpStream) {
+        pair_with(WsLimits {
+            max_payload,
+            max_unsent: 1 << 30,
+            partial_timeout: Duration::from_secs(30),
+        })
+        .await
+    }
+
+    async fn pair_with(limits: WsLimits) -> (WsConn, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let limits = WsLimits {
-            max_payload,
-            max_unsent: 1 << 30,
-            partial_timeout: Duration::from_secs(30),
-        };
-        (WsConn::new(server, Bytes::new(), limits), client)
+        (WsConn::new(server, Bytes::new(), Arc::new(limits)), client)
     }
 
     async fn read_events(conn: &mut WsConn, want: usize) -> Vec<WsEvent> {
@@ -872,6 +948,29 @@ mod tests {
         client.read_exact(&mut pong).await.unwrap();
         assert_eq!(pong, [0x8A, 1, b'p']);
         assert!(conn.read.is_none(), "idle connection kept a read buffer");
+    }
+
+    /// The events list of an idle connection holds one message (40 bytes,
+    /// not the 160 of a first push); a read of several grows it.
+    #[tokio::test]
+    async fn one_message_takes_room_for_one() {
+        use tokio::io::AsyncWriteExt;
+        let (mut conn, mut client) = pair(1000).await;
+        client
+            .write_all(&client_frame(true, 1, b"3", [1, 2, 3, 4]))
+            .await
+            .unwrap();
+        let mut out = read_events(&mut conn, 1).await;
+        assert_eq!(out.capacity(), 1);
+        out.clear();
+        let mut bytes = client_frame(true, 1, b"a", [1, 2, 3, 4]);
+        bytes.extend(client_frame(true, 1, b"b", [1, 2, 3, 4]));
+        client.write_all(&bytes).await.unwrap();
+        while out.len() < 2 {
+            conn.readable().await.unwrap();
+            assert!(conn.read_available(&mut out).unwrap());
+        }
+        assert!(out.capacity() >= 2);
     }
 
     #[tokio::test]
@@ -992,8 +1091,13 @@ mod tests {
                 .unwrap();
         }
         let mut out = Vec::new();
-        while conn.read.is_some() || conn.pending_pong.as_deref() != Some(&999u32.to_be_bytes()[..])
-        {
+        let pending = |conn: &WsConn| {
+            let pong = conn
+                .occasional_ref()
+                .and_then(|o| o.pending_pong.as_deref());
+            pong == Some(&999u32.to_be_bytes()[..])
+        };
+        while conn.read.is_some() || !pending(&conn) {
             conn.readable().await.unwrap();
             assert!(conn.read_available(&mut out).unwrap());
         }
@@ -1016,8 +1120,12 @@ mod tests {
 
     #[tokio::test]
     async fn unsent_bytes_past_the_bound_close() {
-        let (mut conn, _client) = pair(1000).await;
-        conn.limits.max_unsent = 1 << 20;
+        let (mut conn, _client) = pair_with(WsLimits {
+            max_payload: 1000,
+            max_unsent: 1 << 20,
+            partial_timeout: Duration::from_secs(30),
+        })
+        .await;
         let big = Frame::binary(Bytes::from(vec![7u8; 32 << 20]));
         assert!(matches!(conn.write_frames([&big]), Err(WsError::Unsent)));
     }
