@@ -142,6 +142,7 @@ impl Store {
             Backend::Postgres => config.url.clone(),
         };
         let pool = AnyPoolOptions::new()
+            // Refused at start when 0; a pool of none would time out every query.
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(config.timeout)
             .after_connect(|conn, _| {

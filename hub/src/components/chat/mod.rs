@@ -243,6 +243,8 @@ impl Chat {
             typing_emitted: Mutex::default(),
             typing_audience,
         });
+        // The binary refuses a sweep under 10 ms at start; the floor keeps
+        // an embedder that skips that check from a busy loop.
         let sweep = Duration::from_millis(inner.config.typing_sweep_ms.max(10));
         let weak = Arc::downgrade(&inner);
         inner.ctx.tasks.every(sweep, move || {
@@ -470,6 +472,7 @@ fn in_flight(socket: &Socket, max: usize) -> Arc<Semaphore> {
     if let Some(InFlight(found)) = extensions.get::<InFlight>() {
         return found.clone();
     }
+    // Zero permits would hang every send; the binary refuses 0 at start.
     let made = Arc::new(Semaphore::new(max.max(1)));
     extensions.insert(InFlight(made.clone()));
     made

@@ -185,6 +185,8 @@ impl Writer {
         config: WriterConfig,
         deliver: Deliver,
     ) -> Writer {
+        // A channel of 0 panics and a batch of 0 never drains: the binary
+        // refuses both at start, these floors keep an embedder safe.
         let (jobs, rx) = mpsc::channel(config.queue.max(1));
         let max_batch = config.max_batch.max(1);
         tasks.spawn(run(store, rx, max_batch, config.max_mentions, deliver));

@@ -86,6 +86,7 @@ fn parse<T: serde::de::DeserializeOwned>(
 pub fn list(args: &Args, config: &NotificationsConfig) -> Result<(Option<i64>, u32), HubError> {
     let request: ListRequest =
         parse(args, "list", "{before?: id, limit?: number}")?.unwrap_or_default();
+    // Refused at start when 0 (a list could never return anything).
     let max = config.max_list_limit.max(1);
     let limit = match request.limit {
         None => DEFAULT_LIST_LIMIT.min(max),

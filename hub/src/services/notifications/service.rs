@@ -342,6 +342,8 @@ impl Notifications {
     /// `max_per_user` and those older than `max_age_days`; a user whose
     /// unread count changed is told the new one.
     pub(crate) async fn prune(&self) -> Result<PruneReport, HubError> {
+        // Refused at start when 0: the floor keeps a prune from emptying
+        // every user's list for an embedder that skips that check.
         let keep = i64::from(self.config.max_per_user.max(1));
         let age_ms = i64::from(self.config.max_age_days) * 86_400_000;
         let cutoff = now_ms().saturating_sub(age_ms);
@@ -400,6 +402,7 @@ impl Notifications {
 
     /// Prunes every `prune_interval_ms` until the hub closes.
     pub fn start_pruning(&self, tasks: &Tasks) {
+        // Refused at start under 10 ms; the floor keeps a busy loop out.
         let period = Duration::from_millis(self.config.prune_interval_ms.max(10));
         let notifications = self.clone();
         tasks.every(period, move || {
