@@ -74,6 +74,15 @@ fn shown(status: &str, devices: u64) -> (String, u64) {
     (status.to_owned(), devices)
 }
 
+/// `presence` without its `version`, which must be there (a number: it
+/// orders the presences of a user, its value is the server's).
+fn unversioned(presence: &Value) -> Value {
+    let mut presence = presence.clone();
+    let version = presence.as_object_mut().and_then(|p| p.remove("version"));
+    assert!(version.is_some_and(|v| v.is_u64()), "{presence}");
+    presence
+}
+
 #[tokio::test]
 async fn a_user_is_online_while_any_device_is_and_offline_only_after_the_grace_period() {
     let (addr, _app, _dir) = start(&grace()).await;
@@ -82,9 +91,10 @@ async fn a_user_is_online_while_any_device_is_and_offline_only_after_the_grace_p
     assert_eq!(snapshot["ok"], true, "{snapshot}");
     assert_eq!(snapshot["watching"], 1);
     assert_eq!(
-        snapshot["presence"],
-        json!([{"user": "alice", "status": "offline", "devices": 0, "last_seen": null}])
+        unversioned(&snapshot["presence"][0]),
+        json!({"user": "alice", "status": "offline", "devices": 0, "last_seen": null})
     );
+    assert_eq!(snapshot["presence"].as_array().map(Vec::len), Some(1));
 
     let phone = device(addr, "alice").await;
     let online = presence(&mut bob).await;
@@ -92,13 +102,15 @@ async fn a_user_is_online_while_any_device_is_and_offline_only_after_the_grace_p
     assert_eq!(seen(&online), shown("online", 1));
     assert!(online["last_seen"].as_i64().unwrap() > 0);
     let laptop = device(addr, "alice").await;
-    assert_eq!(seen(&presence(&mut bob).await), shown("online", 2));
+    let two = presence(&mut bob).await;
+    assert_eq!(seen(&two), shown("online", 2));
 
     // Each device that leaves lingers for the grace period, then counts
     // no more; the last one takes the user offline.
     phone.close().await;
     let left = Instant::now();
-    assert_eq!(seen(&presence(&mut bob).await), shown("online", 1));
+    let one = presence(&mut bob).await;
+    assert_eq!(seen(&one), shown("online", 1));
     assert!(
         left.elapsed() >= Duration::from_millis(GRACE_MS - 50),
         "a device counted {:?}, less than the grace period",
@@ -114,6 +126,13 @@ async fn a_user_is_online_while_any_device_is_and_offline_only_after_the_grace_p
         left.elapsed()
     );
     assert!(offline["last_seen"].as_i64().unwrap() >= online["last_seen"].as_i64().unwrap());
+    // Each change has a higher version than the one before (the snapshot
+    // of alice offline included).
+    let versions: Vec<u64> = [&snapshot["presence"][0], &online, &two, &one, &offline]
+        .iter()
+        .map(|p| p["version"].as_u64().unwrap())
+        .collect();
+    assert!(versions.is_sorted_by(|a, b| a < b), "{versions:?}");
 }
 
 #[tokio::test]
@@ -163,7 +182,7 @@ async fn status_survives_a_restart(store: &str) {
     let mut carol = device(addr, "carol").await;
     let snapshot = carol.call_text("watch", r#"{"users":["alice"]}"#).await;
     assert_eq!(
-        snapshot["presence"][0],
+        unversioned(&snapshot["presence"][0]),
         json!({"user": "alice", "status": "offline", "devices": 0, "last_seen": offline["last_seen"]})
     );
     let _alice = device(addr, "alice").await;

@@ -10,6 +10,10 @@
 //! joins one room per watched user (`presence:<id>`), so a change is one
 //! broadcast, encoded once, however many watch it.
 //!
+//! Convergence: every presence sent carries the version the state gave the
+//! change (see [`crate::services::presence::state`]), and a client keeps
+//! the highest, so the order announcements arrive in does not matter.
+//!
 //! The live state, the stored status and `last_seen` are the presence
 //! service's ([`crate::services::presence`]), which the publish API reads
 //! too; this component writes it as devices come and go. `policy.rs`: who
@@ -114,6 +118,9 @@ struct UsersRequest {
 
 /// Tells the watchers of the user and the user's own devices (but `except`,
 /// the socket that caused it and hears it otherwise) of `presence`.
+/// Called after the state changed, outside its lock: two announcements of
+/// one user may be sent in the other order than their changes were made,
+/// which their versions put right.
 fn announce(ns: &Arc<Namespace>, presence: &UserPresence, except: Option<&Socket>) -> usize {
     let mut op = ns
         .to(watch_room(&presence.user))
