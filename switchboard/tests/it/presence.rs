@@ -158,6 +158,9 @@ async fn status_survives_a_restart(store: &str) {
     let (addr, _app, _dir) = serve(&grace(), store, |_| {}).await;
     let mut phone = device(addr, "alice").await;
     let mut laptop = device(addr, "alice").await;
+    // A device that arrives while its user has others hears how many.
+    assert_eq!(seen(&presence(&mut phone).await), shown("online", 2));
+    assert_eq!(seen(&presence(&mut laptop).await), shown("online", 2));
     let mut bob = device(addr, "bob").await;
     bob.call_text("watch", r#"{"users":["alice"]}"#).await;
     let ack = phone.call_text("status", r#"{"status":"busy"}"#).await;

@@ -12,7 +12,13 @@
 //!
 //! Convergence: every presence sent carries the version the state gave the
 //! change (see [`crate::services::presence::state`]), and a client keeps
-//! the highest, so the order announcements arrive in does not matter.
+//! the highest, so the order announcements arrive in does not matter. What
+//! remains is that each device hears the last change: the socket whose
+//! arrival made it hears it too, unless it is the user's first device (a
+//! device that arrives while the user has others may have been counted
+//! after them whatever order they connected in, and it missed the
+//! announcements made before it was there); the socket that chose a status
+//! has it in its ack.
 //!
 //! The live state, the stored status and `last_seen` are the presence
 //! service's ([`crate::services::presence`]), which the publish API reads
@@ -208,6 +214,12 @@ async fn restore_status(service: PresenceService, ns: Arc<Namespace>, user: Stri
     }
     tracing::warn!(user, "presence: the stored status could not be read back");
 }
+
+/// What a device that arrived while its user had others is told once its
+/// client knows it is connected (see [`Presence::on_connected`]): the
+/// user's presence as its arrival left it.
+#[derive(Debug, Clone)]
+struct Arrival(UserPresence);
 
 /// The `/presence` namespace's component.
 pub struct Presence {
@@ -431,20 +443,32 @@ impl Component for Presence {
             };
             let now = now_ms();
             match state.connect(&user, device, remembered, now).await {
-                Ok(change) if change.visible => {
-                    // Not to this socket: its client is not told it is
-                    // connected yet.
-                    announce(socket.namespace(), &change.presence, Some(&socket));
-                    if change.presence.devices == 1 {
+                Ok(change) => {
+                    let first = change.visible && change.presence.devices == 1;
+                    if change.visible {
+                        // Not to this socket: its client is not told it is
+                        // connected yet (it hears it in `on_connected`).
+                        announce(socket.namespace(), &change.presence, Some(&socket));
+                    }
+                    if first {
                         // Came online: remembered in the background, so a
                         // crash leaves a last_seen no older than this.
                         let (service, user) = (service.clone(), user.clone());
                         tasks.spawn(async move {
                             let _ = service.record_seen(&user, now).await;
                         });
+                    } else {
+                        // The user has other devices (connected or
+                        // lingering), which may have arrived at the same
+                        // time and been counted first: their announcements
+                        // were made before this socket was there, or
+                        // counted fewer devices. This socket hears where
+                        // the user stands now, as they do (a reload that
+                        // changed nothing visible included: a status may
+                        // have been chosen while it was away).
+                        socket.extensions().insert(Arrival(change.presence));
                     }
                 }
-                Ok(_) => {}
                 Err(err) => tracing::warn!(%err, "presence: a device could not be recorded"),
             }
             if unsure {
@@ -452,6 +476,18 @@ impl Component for Presence {
                 tasks.spawn(restore_status(service, ns, user));
             }
         })
+    }
+
+    /// A device that arrived while its user had others hears the user's
+    /// presence as its arrival left it, now that its client knows it is
+    /// connected (an event before the CONNECT reply is one a client must
+    /// buffer). Changes made since have reached it already or will, with a
+    /// higher version.
+    fn on_connected(&self, socket: &Arc<Socket>) {
+        let arrival = socket.extensions().remove::<Arrival>();
+        if let Some(Arrival(presence)) = arrival {
+            socket.emit("presence", &Args::one(&presence));
+        }
     }
 
     fn on_disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
