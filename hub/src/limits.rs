@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Socket};
@@ -107,7 +107,35 @@ impl TokenBucket {
     /// Whether it has refilled to `burst` by `now`: then it is the same as
     /// a new bucket, and a keyed map may forget it.
     pub fn is_full(&self, per_sec: f64, burst: f64, now: Instant) -> bool {
-        self.tokens + now.duration_since(self.last).as_secs_f64() * per_sec >= burst
+        self.available(per_sec, burst, now) >= burst
+    }
+
+    /// The tokens it holds at `now` (below zero while in debt, see
+    /// [`charge`](Self::charge)), nothing taken.
+    pub fn available(&self, per_sec: f64, burst: f64, now: Instant) -> f64 {
+        (self.tokens + now.duration_since(self.last).as_secs_f64() * per_sec).min(burst)
+    }
+
+    /// Takes a cost of `n` tokens, or says how long until it could be
+    /// taken. Unlike [`take_n`](Self::take_n), a cost larger than the
+    /// burst is not refused for ever: a full bucket pays it and goes into
+    /// debt (below zero), refilling from there, so that the rate holds for
+    /// large costs too. `per_sec` must be above 0.
+    pub fn charge(
+        &mut self,
+        n: f64,
+        per_sec: f64,
+        burst: f64,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        self.tokens = self.available(per_sec, burst, now);
+        self.last = now;
+        let needed = n.min(burst);
+        if self.tokens >= needed {
+            self.tokens -= n;
+            return Ok(());
+        }
+        Err(Duration::from_secs_f64((needed - self.tokens) / per_sec))
     }
 }
 
@@ -188,6 +216,14 @@ impl KeyedBuckets {
             TokenBucket::new(burst, now)
         });
         bucket.take_n(n as f64, per_sec, burst, now)
+    }
+
+    /// Gives `n` tokens back to `key`'s bucket (up to its burst): what an
+    /// admit took for something that then did not happen.
+    pub fn give_back(&self, key: &str, n: usize) {
+        if let Some(bucket) = self.inner.lock().buckets.get_mut(key) {
+            bucket.tokens = (bucket.tokens + n as f64).min(self.burst);
+        }
     }
 
     /// Keys with a bucket (for tests).
@@ -272,7 +308,6 @@ impl NamespaceHandler for RateLimited {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn a_burst_then_the_sustained_rate() {
@@ -329,5 +364,45 @@ mod tests {
         assert!(rate.admit_n_at("a", 3, t0), "and nothing was taken");
         assert!(!rate.admit_n_at("b", 11, t0), "never more than the burst");
         assert!(rate.admit_n_at("a", 2, t0 + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_charge_over_the_burst_is_paid_from_a_full_bucket_into_debt() {
+        let (per_sec, burst) = (10.0, 20.0);
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(burst, t0);
+        assert_eq!(bucket.charge(5.0, per_sec, burst, t0), Ok(()));
+        // 15 left: 50 is more than the burst, so it waits for a full
+        // bucket (0.5 s more at 10/s).
+        assert_eq!(
+            bucket.charge(50.0, per_sec, burst, t0),
+            Err(Duration::from_millis(500))
+        );
+        let full = t0 + Duration::from_millis(500);
+        assert_eq!(bucket.charge(50.0, per_sec, burst, full), Ok(()));
+        assert!(bucket.available(per_sec, burst, full) < -29.0, "in debt");
+        // The debt is paid back at the rate before one more is let through:
+        // 31 tokens, 3.1 s.
+        let wait = bucket.charge(1.0, per_sec, burst, full).unwrap_err();
+        assert!((wait.as_secs_f64() - 3.1).abs() < 1e-6, "{wait:?}");
+        let early = full + Duration::from_secs(3);
+        assert!(bucket.charge(1.0, per_sec, burst, early).is_err());
+        let paid = full + Duration::from_secs(4);
+        assert_eq!(bucket.charge(1.0, per_sec, burst, paid), Ok(()));
+    }
+
+    #[test]
+    fn keyed_buckets_take_back_what_was_given_back_up_to_the_burst() {
+        let rate = KeyedBuckets::new(1.0, 4.0);
+        let t0 = Instant::now();
+        assert!(rate.admit_n_at("a", 4, t0));
+        assert!(!rate.admit_n_at("a", 2, t0));
+        rate.give_back("a", 2);
+        assert!(rate.admit_n_at("a", 2, t0), "given back");
+        rate.give_back("a", 100);
+        assert!(rate.admit_n_at("a", 4, t0));
+        assert!(!rate.admit_n_at("a", 1, t0), "never more than the burst");
+        rate.give_back("unknown", 1);
+        assert_eq!(rate.len(), 1, "giving back adds no key");
     }
 }
