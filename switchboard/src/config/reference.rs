@@ -474,6 +474,14 @@ const SECTIONS: &[Section] = &[
                 "max_lingering",
                 "Devices of one user lingering in their grace period at most; past that a departing device is gone at once.",
             ),
+            key(
+                "status_changes_per_sec",
+                "`status` events per second per user, all devices together (each change is a store write and an event to every watcher); past it, `status` is refused `rate_limited` and nothing changes. 0 = no limit.",
+            ),
+            key(
+                "status_change_burst",
+                "`status` events a user may send at once after a quiet spell; at least 1.",
+            ),
         ],
     },
     Section {

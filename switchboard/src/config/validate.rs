@@ -294,7 +294,9 @@ impl Config {
     fn validate_presence(&self) -> Result<(), ConfigError> {
         let p = &self.presence;
         at_least("presence.max_watch", p.max_watch, 1)?;
-        at_least("presence.max_user_bytes", p.max_user_bytes, 1)
+        at_least("presence.max_user_bytes", p.max_user_bytes, 1)?;
+        rate("presence.status_changes_per_sec", p.status_changes_per_sec)?;
+        burst("presence.status_change_burst", p.status_change_burst)
     }
 
     fn validate_calls(&self) -> Result<(), ConfigError> {
@@ -447,6 +449,16 @@ mod tests {
                 "presence.max_watch: must be at least 1, got 0",
             ),
             (
+                "SWITCHBOARD_PRESENCE_STATUS_CHANGES_PER_SEC",
+                "-1",
+                "presence.status_changes_per_sec: must be a number of 0 or more, got -1",
+            ),
+            (
+                "SWITCHBOARD_PRESENCE_STATUS_CHANGE_BURST",
+                "0",
+                "presence.status_change_burst: must be a number of 1 or more, got 0",
+            ),
+            (
                 "SWITCHBOARD_CALLS_MAX_PARTICIPANTS",
                 "1",
                 "calls.max_participants: must be at least 2, got 1",
@@ -486,6 +498,7 @@ mod tests {
         for (variable, value) in [
             ("SWITCHBOARD_CHAT_MESSAGES_PER_SEC", "0"),
             ("SWITCHBOARD_CHAT_MEMBERS_ADDED_PER_MIN", "0"),
+            ("SWITCHBOARD_PRESENCE_STATUS_CHANGES_PER_SEC", "0"),
             // Below max_members - 1 it counts as that (the code raises it).
             ("SWITCHBOARD_CHAT_MEMBERS_ADDED_BURST", "0"),
             ("SWITCHBOARD_CHAT_MAX_LISTED_MEMBERS", "0"),

@@ -6,9 +6,11 @@
 //! the web client always does), and offline once the last one left and its
 //! grace period (`grace_ms`) is over: a page reload does not flicker. The
 //! status a user chooses (`online`, `away`, `busy`) applies to all their
-//! devices and is stored, as is `last_seen`. A socket `watch`es users: it
-//! joins one room per watched user (`presence:<id>`), so a change is one
-//! broadcast, encoded once, however many watch it.
+//! devices and is stored, as is `last_seen`; a user may choose it
+//! `status_changes_per_sec` times a second, all devices together (each
+//! change is a store write and an event to every watcher). A socket
+//! `watch`es users: it joins one room per watched user (`presence:<id>`),
+//! so a change is one broadcast, encoded once, however many watch it.
 //!
 //! Convergence: every presence sent carries the version the state gave the
 //! change (see [`crate::services::presence::state`]), and a client keeps
@@ -41,6 +43,7 @@ use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
 use crate::components::kit;
 use crate::identity::Identity;
+use crate::limits::KeyedBuckets;
 use crate::services::Context;
 use crate::services::presence::state::{Departure, Device, Remembered};
 use crate::services::presence::{MemoryState, PresenceService, Status, UserPresence};
@@ -61,6 +64,13 @@ pub struct PresenceConfig {
     /// Devices of one user lingering in their grace period at most; past
     /// that a departing device is gone at once.
     pub max_lingering: usize,
+    /// `status` events per second per user, all devices together; 0: no
+    /// limit. Each one that changes the status is a store write and an
+    /// event to every watcher, so without it one user toggling their
+    /// status reaches each watcher as fast as their sockets may send.
+    pub status_changes_per_sec: f64,
+    /// `status` events a user may send at once after a quiet spell.
+    pub status_change_burst: f64,
     /// Who may watch whom (set in code by the embedding program; by
     /// default any signed-in user may watch any other).
     #[serde(skip)]
@@ -74,6 +84,11 @@ impl Default for PresenceConfig {
             max_watch: 500,
             max_user_bytes: 256,
             max_lingering: 32,
+            // A person changes their status a few times a day: 2 a second
+            // (5 at once) is never reached by hand, and keeps a watcher's
+            // stream of one user's changes (and its store writes) small.
+            status_changes_per_sec: 2.0,
+            status_change_burst: 5.0,
             watch_policy: WatchHook::default(),
         }
     }
@@ -225,6 +240,9 @@ struct Arrival(UserPresence);
 pub struct Presence {
     ctx: Context,
     config: Arc<PresenceConfig>,
+    /// `status` events per user (`status_changes_per_sec`): a bucket per
+    /// user who chose a status lately, forgotten once refilled.
+    status_rate: KeyedBuckets,
 }
 
 impl Presence {
@@ -232,8 +250,27 @@ impl Presence {
     pub fn new(ctx: Context, config: PresenceConfig) -> Presence {
         Presence {
             ctx,
+            status_rate: KeyedBuckets::new(
+                config.status_changes_per_sec,
+                config.status_change_burst,
+            ),
             config: Arc::new(config),
         }
+    }
+
+    /// Takes one `status` from `user`'s bucket (every device of the user
+    /// together), or refuses it `rate_limited`.
+    fn admit_status(&self, user: &str) -> Result<(), HubError> {
+        if self.status_rate.admit(user) {
+            return Ok(());
+        }
+        Err(HubError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "at most {} status changes per second per user (all devices together)",
+                self.config.status_changes_per_sec
+            ),
+        ))
     }
 
     /// `watch` / `unwatch`'s user ids: 1 to `max_watch` of them, each 1 to
@@ -545,7 +582,12 @@ impl Component for Presence {
         event: &str,
         args: &Args,
     ) -> impl Future<Output = Reply> + Send + 'static {
-        let parsed = self.parse(event, args);
+        // A status over the user's rate is refused before it reaches the
+        // store or the watchers; the map holds authenticated ids only.
+        let parsed = self.parse(event, args).and_then(|parsed| match parsed {
+            PresenceEvent::Status(_) => self.admit_status(&user.user).map(|()| parsed),
+            _ => Ok(parsed),
+        });
         let service = self.ctx.presence.clone();
         let policy = self.config.watch_policy.0.clone();
         let max = self.config.max_watch;
