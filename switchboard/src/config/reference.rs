@@ -423,6 +423,14 @@ const SECTIONS: &[Section] = &[
                 "At most one typing relay per user and conversation this often.",
             ),
             key(
+                "typing_relays_per_sec",
+                "Typing events (starts and the stops that follow them) one user's typing may send each other member per second, whatever the conversation, all devices together: `typing_relay_ms` holds per conversation only, and a user in many groups with the same member would reach them once per group. A start is charged 2 (itself and its stop, which is never refused, so that an indicator does not stick); a start past the limit is not relayed (acked `relayed: false`). 0 = no limit.",
+            ),
+            key(
+                "typing_relay_burst",
+                "Typing events a user's typing may send at once after a quiet spell; at least 2 (one start and its stop).",
+            ),
+            key(
                 "typing_sweep_ms",
                 "How often expired typing starts are looked for (10 ms at least).",
             ),

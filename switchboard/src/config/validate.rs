@@ -275,6 +275,11 @@ impl Config {
         rate("chat.messages_per_sec", c.messages_per_sec)?;
         burst("chat.message_burst", c.message_burst)?;
         at_least("chat.typing_ttl_ms", c.typing_ttl_ms, 1)?;
+        rate("chat.typing_relays_per_sec", c.typing_relays_per_sec)?;
+        burst("chat.typing_relay_burst", c.typing_relay_burst)?;
+        // A start is charged for itself and its stop: a burst of less
+        // would let no start through.
+        at_least("chat.typing_relay_burst", c.typing_relay_burst, 2.0)?;
         at_least("chat.typing_sweep_ms", c.typing_sweep_ms, MIN_SWEEP_MS)?;
         at_least("chat.max_batch", c.max_batch, 1)?;
         at_least("chat.write_queue", c.write_queue, 1)?;
@@ -459,6 +464,21 @@ mod tests {
                 "presence.status_change_burst: must be a number of 1 or more, got 0",
             ),
             (
+                "SWITCHBOARD_CHAT_TYPING_RELAYS_PER_SEC",
+                "inf",
+                "chat.typing_relays_per_sec: must be a number of 0 or more, got inf",
+            ),
+            (
+                "SWITCHBOARD_CHAT_TYPING_RELAY_BURST",
+                "1.5",
+                "chat.typing_relay_burst: must be at least 2, got 1.5",
+            ),
+            (
+                "SWITCHBOARD_CHAT_TYPING_RELAY_BURST",
+                "nan",
+                "chat.typing_relay_burst: must be a number of 1 or more, got NaN",
+            ),
+            (
                 "SWITCHBOARD_CALLS_MAX_PARTICIPANTS",
                 "1",
                 "calls.max_participants: must be at least 2, got 1",
@@ -498,6 +518,7 @@ mod tests {
         for (variable, value) in [
             ("SWITCHBOARD_CHAT_MESSAGES_PER_SEC", "0"),
             ("SWITCHBOARD_CHAT_MEMBERS_ADDED_PER_MIN", "0"),
+            ("SWITCHBOARD_CHAT_TYPING_RELAYS_PER_SEC", "0"),
             ("SWITCHBOARD_PRESENCE_STATUS_CHANGES_PER_SEC", "0"),
             // Below max_members - 1 it counts as that (the code raises it).
             ("SWITCHBOARD_CHAT_MEMBERS_ADDED_BURST", "0"),

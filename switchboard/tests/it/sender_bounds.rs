@@ -1,5 +1,6 @@
 //! Every writer bounded per sender, tried as an attacker would: one user
-//! toggling `status` from two devices.
+//! toggling `status` from two devices, one user starting to type in many
+//! conversations shared with the same victim.
 //! Each burst is cut to the configured rate (counted in what was admitted
 //! and in what the victim received, against the bucket's burst plus what
 //! it refilled while the test ran), refused with the contract's answer,
@@ -8,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::{Device, RawServer, start_raw};
 
@@ -112,4 +113,93 @@ async fn status_changes_are_bounded_per_user_across_devices() {
         of_alice <= admitted,
         "bob heard alice {of_alice} times for {admitted} admitted changes"
     );
+}
+
+// -------------------------------------------------------------- typing
+
+/// Alice, in eight groups with bob, starts typing in all of them at once:
+/// the per-conversation interval does not hold her (each is another
+/// conversation), her per-user bound does. Past it her starts are acked
+/// `relayed: false` (no error); the stops of those that were relayed
+/// still are, within the same bound; carol's typing reaches bob.
+#[tokio::test]
+async fn typing_is_bounded_per_user_across_conversations() {
+    let bound = Bucket::new(4.0, 1.0);
+    let server = bound
+        .serve("chat", ["typing_relays_per_sec", "typing_relay_burst"], "")
+        .await;
+    let [mut alice, mut bob, mut carol] =
+        devices(server.addr, "/chat", ["alice", "bob", "carol"]).await;
+    let mut groups = Vec::new();
+    for i in 0..8 {
+        let created = alice
+            .call(
+                "conversation:create",
+                json!({"name": format!("g{i}"), "members": ["bob"]}),
+            )
+            .await;
+        assert_eq!(created["ok"], true, "{created}");
+        groups.push(created["conversation"]["id"].as_i64().unwrap());
+    }
+    let with_carol = carol
+        .call(
+            "conversation:create",
+            json!({"name": "carol's", "members": ["bob"]}),
+        )
+        .await["conversation"]["id"]
+        .as_i64()
+        .unwrap();
+
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for conversation in &groups {
+        let start = json!({"conversation": conversation, "typing": true});
+        ids.push(alice.emit("typing", &start).await);
+    }
+    let mut relayed = Vec::new();
+    for (conversation, id) in groups.iter().zip(ids) {
+        let ack = alice.ack(id).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        if ack["relayed"] == true {
+            relayed.push(*conversation);
+        } else {
+            assert_eq!(ack["relayed"], false, "{ack}");
+        }
+    }
+    for conversation in &groups {
+        let stop = json!({"conversation": conversation, "typing": false});
+        let ack = alice.call("typing", stop).await;
+        assert_eq!(
+            ack["relayed"],
+            relayed.contains(conversation),
+            "a stop is relayed exactly when its start was: {ack}"
+        );
+    }
+    // A start costs two (itself and its stop).
+    let most = bound.allowed(started);
+    assert!(
+        !relayed.is_empty() && 2 * relayed.len() <= most,
+        "{} of 8 starts relayed, at most {} expected",
+        relayed.len(),
+        most / 2
+    );
+
+    let start = json!({"conversation": with_carol, "typing": true});
+    let ack = carol.call("typing", start).await;
+    assert_eq!(
+        ack["relayed"], true,
+        "carol is not held by alice's bound: {ack}"
+    );
+    let heard = bob.until("typing", |t| t["user"] == "carol").await;
+    let of_alice: Vec<&Value> = heard
+        .iter()
+        .filter(|(name, t)| name == "typing" && t["user"] == "alice")
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(
+        of_alice.len(),
+        2 * relayed.len(),
+        "bob sees each relayed start and its stop, nothing else: {of_alice:?}"
+    );
+    assert!(2 * relayed.len() <= most);
 }
