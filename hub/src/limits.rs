@@ -7,7 +7,8 @@
 //! The one token bucket of the hub is here too ([`TokenBucket`]), with its
 //! keyed form ([`KeyedBuckets`], one bucket per user of every device
 //! together): the per-socket event limit, the calls' signal and invitation
-//! limits and chat's per-user message rate all count with it.
+//! limits, chat's per-user message and typing rates, presence's status
+//! rate and the publish API's per-key rate all count with it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -303,6 +303,14 @@ const SECTIONS: &[Section] = &[
                 "cors_origins",
                 "Origins allowed by CORS on the API: empty = same origin only, `*` = any.",
             ),
+            key(
+                "recipients_per_sec",
+                "Recipients one API key may address per second on `POST /api/v1/notifications` and `POST /api/v1/publish`, each key on its own: every user or room a request names counts one (a notification stored per user, an emit per room; a request naming none, a broadcast, counts one). Past it the request is refused 429 `rate_limited` with `Retry-After`, and nothing is stored or sent. The cost, not the requests, is counted so that one key's store writes stay bounded whatever the size of its requests. 0 = no limit.",
+            ),
+            key(
+                "recipient_burst",
+                "Recipients one key may address at once after a quiet spell; at least 1. The default lets a notification for `notifications.max_users_per_request` (10,000) users through at once. A request naming more than the burst waits for a full bucket and leaves the key in debt, paid back at `recipients_per_sec`.",
+            ),
         ],
     },
     Section {

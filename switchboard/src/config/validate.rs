@@ -198,6 +198,8 @@ impl Config {
 
     fn validate_api(&self) -> Result<(), ConfigError> {
         at_least("api.max_body_bytes", self.api.max_body_bytes, 1)?;
+        rate("api.recipients_per_sec", self.api.recipients_per_sec)?;
+        burst("api.recipient_burst", self.api.recipient_burst)?;
         let mut seen = std::collections::HashMap::new();
         for (index, key) in self.api.keys.iter().enumerate() {
             let key = key.resolve()?;
@@ -479,6 +481,16 @@ mod tests {
                 "chat.typing_relay_burst: must be a number of 1 or more, got NaN",
             ),
             (
+                "SWITCHBOARD_API_RECIPIENTS_PER_SEC",
+                "nan",
+                "api.recipients_per_sec: must be a number of 0 or more, got NaN",
+            ),
+            (
+                "SWITCHBOARD_API_RECIPIENT_BURST",
+                "0.5",
+                "api.recipient_burst: must be a number of 1 or more, got 0.5",
+            ),
+            (
                 "SWITCHBOARD_CALLS_MAX_PARTICIPANTS",
                 "1",
                 "calls.max_participants: must be at least 2, got 1",
@@ -520,6 +532,7 @@ mod tests {
             ("SWITCHBOARD_CHAT_MEMBERS_ADDED_PER_MIN", "0"),
             ("SWITCHBOARD_CHAT_TYPING_RELAYS_PER_SEC", "0"),
             ("SWITCHBOARD_PRESENCE_STATUS_CHANGES_PER_SEC", "0"),
+            ("SWITCHBOARD_API_RECIPIENTS_PER_SEC", "0"),
             // Below max_members - 1 it counts as that (the code raises it).
             ("SWITCHBOARD_CHAT_MEMBERS_ADDED_BURST", "0"),
             ("SWITCHBOARD_CHAT_MAX_LISTED_MEMBERS", "0"),

@@ -1,17 +1,19 @@
 //! Every writer bounded per sender, tried as an attacker would: one user
 //! toggling `status` from two devices, one user starting to type in many
-//! conversations shared with the same victim.
-//! Each burst is cut to the configured rate (counted in what was admitted
-//! and in what the victim received, against the bucket's burst plus what
-//! it refilled while the test ran), refused with the contract's answer,
-//! and another sender's events still pass meanwhile.
+//! conversations shared with the same victim, one API key storing
+//! notifications for users that do not exist with parallel requests. Each
+//! burst is cut to the configured rate (counted in what was admitted and
+//! in what the victim received, against the bucket's burst plus what it
+//! refilled while the test ran), refused with the contract's answer, and
+//! another sender's events still pass meanwhile.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::common::{Device, RawServer, start_raw};
+use crate::common::{Device, HttpResponse, RawServer, http, start_raw};
 
 /// A bound as a test configures it: a token bucket.
 struct Bucket {
@@ -55,6 +57,7 @@ async fn devices<const N: usize>(addr: SocketAddr, nsp: &str, users: [&str; N]) 
         Err(_) => unreachable!("one device per user"),
     }
 }
+
 // ------------------------------------------------------------ presence
 
 /// Two devices of alice send 20 status changes at once: the user's bucket
@@ -202,4 +205,128 @@ async fn typing_is_bounded_per_user_across_conversations() {
         "bob sees each relayed start and its stop, nothing else: {of_alice:?}"
     );
     assert!(2 * relayed.len() <= most);
+}
+
+// ---------------------------------------------------------- publish API
+
+/// The keys of the publish API's bound.
+const API_BOUND: [&str; 2] = ["recipients_per_sec", "recipient_burst"];
+
+/// A request with API key `key` and a JSON body.
+async fn post(addr: SocketAddr, key: &str, path: &str, body: &str) -> HttpResponse {
+    let auth = format!("Bearer {key}");
+    http(
+        addr,
+        "POST",
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+    .await
+}
+
+fn json_of(response: &HttpResponse) -> Value {
+    assert_eq!(response.headers["content-type"], "application/json");
+    serde_json::from_str(&response.body).unwrap()
+}
+
+/// A 429 as the API answers it: the JSON error, and when to retry.
+fn retry_after(response: &HttpResponse) -> u64 {
+    assert_eq!(response.status, 429, "{}", response.body);
+    let body = json_of(response);
+    assert_eq!(body["ok"], false, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    let secs: u64 = response.headers["retry-after"].parse().unwrap();
+    assert!(secs >= 1, "{secs}");
+    secs
+}
+
+/// Notifications for users that do not exist, four requests at once, with
+/// one key: the key's recipients, not its requests, are counted, so what
+/// it stores is cut to the burst (plus what refilled meanwhile); the rest
+/// is refused 429 with `Retry-After`, stores nothing, and once the bucket
+/// is empty the key is refused before its body is read. Another key, and
+/// the user it notifies, are not held by it.
+#[tokio::test]
+async fn the_publish_api_is_bounded_per_key_by_recipients() {
+    // Slow to refill, so that the key's bucket is still empty when the
+    // test asks again.
+    let bound = Bucket::new(100.0, 0.5);
+    let keys = r#"keys = ["flood-key", "other-key"]"#;
+    let server = bound.serve("api", API_BOUND, keys).await;
+    let addr = server.addr;
+    let mut alice = Device::connect_buffering(addr, "alice", &["/notifications"]).await;
+    assert_eq!(alice.event("unread").await, json!({"count": 0}));
+
+    let started = Instant::now();
+    let requests = (0..4).map(|r| {
+        let users: Vec<String> = (0..50).map(|i| format!("ghost-{r}-{i}")).collect();
+        let body = json!({"users": users, "type": "spam", "title": "hi"}).to_string();
+        async move { post(addr, "flood-key", "/api/v1/notifications", &body).await }
+    });
+    let answers = join_all(requests).await;
+    let mut stored = 0;
+    for answer in &answers {
+        if answer.status == 200 {
+            stored += json_of(answer)["stored"].as_u64().unwrap() as usize;
+        } else {
+            retry_after(answer);
+        }
+    }
+    let most = bound.allowed(started);
+    assert!(
+        stored > 0 && stored <= most,
+        "{stored} notifications stored, at most {most} expected"
+    );
+    // The bucket is empty: the next request is refused unread (not
+    // `invalid_json`), and a publish without `persist` is counted too.
+    retry_after(&post(addr, "flood-key", "/api/v1/notifications", "{not json").await);
+    let publish = json!({"event": "e", "users": ["ghost"]}).to_string();
+    retry_after(&post(addr, "flood-key", "/api/v1/publish", &publish).await);
+
+    // Another key has its own bucket; its user gets the notification.
+    let note = json!({"users": ["alice"], "type": "note", "title": "for alice"}).to_string();
+    let answer = post(addr, "other-key", "/api/v1/notifications", &note).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let arrived = alice.event("notification").await;
+    assert_eq!(arrived["notification"]["title"], "for alice");
+}
+
+/// The OpenAPI document lists the 429 of both publish endpoints, with its
+/// header (schemathesis holds the answers to it).
+#[tokio::test]
+async fn the_openapi_document_lists_the_429_and_its_retry_after() {
+    let server = Bucket::new(1.0, 1.0)
+        .serve("api", API_BOUND, r#"keys = ["k"]"#)
+        .await;
+    let doc = http(server.addr, "GET", "/api/v1/openapi.json", &[], "").await;
+    let doc = json_of(&doc);
+    for path in ["/api/v1/notifications", "/api/v1/publish"] {
+        let refused = &doc["paths"][path]["post"]["responses"]["429"];
+        assert!(
+            refused["headers"]["Retry-After"].is_object(),
+            "{path}: {refused}"
+        );
+    }
+}
+
+/// A request naming more recipients than the burst is not refused for
+/// ever: it goes through on a full bucket, and the key then waits until
+/// it has paid it back.
+#[tokio::test]
+async fn a_request_over_the_burst_passes_once_and_puts_the_key_in_debt() {
+    let bound = Bucket::new(100.0, 10.0);
+    let server = bound.serve("api", API_BOUND, r#"keys = ["big-key"]"#).await;
+    let users: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
+    let big = json!({"event": "e", "users": users}).to_string();
+    let answer = post(server.addr, "big-key", "/api/v1/publish", &big).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // 200 in debt at 10 a second: about 20 s before one more passes.
+    let small = json!({"event": "e", "users": ["u0"]}).to_string();
+    let wait = retry_after(&post(server.addr, "big-key", "/api/v1/publish", &small).await);
+    assert!((10..=21).contains(&wait), "Retry-After: {wait}");
 }
