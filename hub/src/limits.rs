@@ -121,7 +121,8 @@ impl TokenBucket {
     /// taken. Unlike [`take_n`](Self::take_n), a cost larger than the
     /// burst is not refused for ever: a full bucket pays it and goes into
     /// debt (below zero), refilling from there, so that the rate holds for
-    /// large costs too. `per_sec` must be above 0.
+    /// large costs too. A wait too long to say (a rate of almost nothing)
+    /// is [`Duration::MAX`].
     pub fn charge(
         &mut self,
         n: f64,
@@ -136,8 +137,16 @@ impl TokenBucket {
             self.tokens -= n;
             return Ok(());
         }
-        Err(Duration::from_secs_f64((needed - self.tokens) / per_sec))
+        Err(refill_time(needed - self.tokens, per_sec))
     }
+}
+
+/// How long a bucket refilled at `per_sec` takes to gain `missing` tokens;
+/// [`Duration::MAX`] when that is more than a `Duration` holds (a rate of
+/// almost nothing, which the configuration's checks let through, or 0):
+/// `Duration::from_secs_f64` would panic on it, in a request's handler.
+pub fn refill_time(missing: f64, per_sec: f64) -> Duration {
+    Duration::try_from_secs_f64(missing / per_sec).unwrap_or(Duration::MAX)
 }
 
 /// Keys looked at for forgetting per [`KeyedBuckets::admit`]: at least one
@@ -390,6 +399,16 @@ mod tests {
         assert!(bucket.charge(1.0, per_sec, burst, early).is_err());
         let paid = full + Duration::from_secs(4);
         assert_eq!(bucket.charge(1.0, per_sec, burst, paid), Ok(()));
+    }
+
+    #[test]
+    fn a_wait_too_long_for_a_duration_is_the_longest_one() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(1.0, t0);
+        assert_eq!(bucket.charge(1.0, 1e-300, 1.0, t0), Ok(()));
+        assert_eq!(bucket.charge(1.0, 1e-300, 1.0, t0), Err(Duration::MAX));
+        assert_eq!(refill_time(1.0, 0.0), Duration::MAX);
+        assert_eq!(refill_time(3.0, 2.0), Duration::from_millis(1_500));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use hub::limits::TokenBucket;
+use hub::limits::{TokenBucket, refill_time};
 
 /// A bucket per configured key, by the key's place in `[api] keys`: the
 /// keys are the configuration's, so this holds no more than they are.
@@ -61,7 +61,7 @@ impl KeyRates {
         if available >= 1.0 {
             return Ok(());
         }
-        Err(Duration::from_secs_f64((1.0 - available) / self.per_sec))
+        Err(refill_time(1.0 - available, self.per_sec))
     }
 
     /// Takes `cost` from key `key`'s bucket, or says how long until it
@@ -126,5 +126,17 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(2_001)), 3);
         assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn a_rate_of_almost_nothing_refuses_without_panicking() {
+        // 1e-300 a second passes the configuration's check (finite, not
+        // negative); the wait it gives is beyond what a Duration holds.
+        let rates = KeyRates::new(1, 1e-300, 1.0);
+        let t0 = Instant::now();
+        assert_eq!(rates.charge_at(0, 1, t0), Ok(()));
+        assert_eq!(rates.ready_at(0, t0), Err(Duration::MAX));
+        assert_eq!(rates.charge_at(0, 1, t0), Err(Duration::MAX));
+        assert_eq!(retry_after_secs(Duration::MAX), u64::MAX);
     }
 }
