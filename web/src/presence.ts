@@ -49,6 +49,8 @@ export class Presence {
   private watching = 0;
   /** The version of the user's own presence shown in #status-select. */
   private ownVersion = 0;
+  /** The user's own status as the hub last said it, while online. */
+  private ownStatus: string | null = null;
   private readonly nodes = new Map<string, HTMLLIElement>();
   private readonly select = byId<HTMLSelectElement>("status-select");
   hooks: PresenceHooks = { message: () => {}, call: () => {} };
@@ -178,7 +180,8 @@ export class Presence {
     if (p.user === this.me) {
       if (p.version <= this.ownVersion) return;
       this.ownVersion = p.version;
-      if (p.status !== "offline" && this.select.value !== p.status) this.select.value = p.status;
+      if (p.status !== "offline") this.ownStatus = p.status;
+      this.showOwnStatus();
       return;
     }
     const known = this.people.get(p.user);
@@ -192,8 +195,15 @@ export class Presence {
       const ack = await this.conn.request(this.conn.presence, "status", { status });
       this.apply(ack.presence);
     } catch {
-      // Not stored: the select shows what the hub has at the next event or reconnection.
+      // Refused (rate_limited: more changes than the hub allows a user) or
+      // not stored: nothing changed, and no event will say so, so the
+      // select goes back to the status the hub holds.
+      this.showOwnStatus();
     }
+  }
+
+  private showOwnStatus(): void {
+    if (this.ownStatus !== null && this.select.value !== this.ownStatus) this.select.value = this.ownStatus;
   }
 
   private render(): void {
