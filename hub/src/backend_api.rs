@@ -2,7 +2,11 @@
 //! for users, rooms or a whole namespace; disconnecting a user; counting a
 //! room; presence. This module validates requests and carries them out on the
 //! Socket.IO server; the HTTP layer (status codes, keys, limits) is the
-//! binary's.
+//! binary's. A publish and a notification say what they cost
+//! ([`PublishRequest::recipients`], [`NotificationRequest::recipients`]),
+//! and are carried out only once the caller's `admit` took that cost,
+//! after they were found valid and before anything is stored or sent: the
+//! binary's per-key rate.
 
 use std::sync::Arc;
 
@@ -88,6 +92,23 @@ pub struct NotificationRequest {
     pub data: Value,
 }
 
+impl PublishRequest {
+    /// What this publish costs its key's rate: one per user and room it
+    /// names (with `persist`, one per notification stored; without, one
+    /// emit per user room or room), one for a broadcast.
+    pub fn recipients(&self) -> usize {
+        (self.users.len() + self.rooms.len()).max(1)
+    }
+}
+
+impl NotificationRequest {
+    /// What this request costs its key's rate: one per user named (a
+    /// notification stored for each).
+    pub fn recipients(&self) -> usize {
+        self.users.len().max(1)
+    }
+}
+
 /// What a publish did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -152,30 +173,35 @@ fn namespaces(io: &SocketIo, name: Option<&str>) -> Result<Vec<Arc<Namespace>>, 
 /// notifications first (nothing is published if that fails).
 ///
 /// `components` are the namespaces of the hub's components: refused when
-/// named, skipped otherwise (see [`PublishRequest::namespace`]).
-pub async fn publish_persisted(
+/// named, skipped otherwise (see [`PublishRequest::namespace`]). `admit`
+/// is given the publish's cost ([`PublishRequest::recipients`]) once it is
+/// found valid; its refusal is the answer, and nothing is done.
+pub async fn publish_persisted<E: From<HubError>>(
     io: &SocketIo,
     notifications: &Notifications,
     components: &[String],
     request: &PublishRequest,
-) -> Result<Published, HubError> {
+    admit: impl FnOnce(usize) -> Result<(), E>,
+) -> Result<Published, E> {
     if !request.persist {
         if request.kind.is_some() || request.title.is_some() || request.body.is_some() {
-            return Err(invalid("type, title and body need persist: true"));
+            return Err(invalid("type, title and body need persist: true").into());
         }
         refuse_component(components, request, None)?;
+        check(io, request)?;
+        admit(request.recipients())?;
         return Ok(Published {
-            delivered: publish(io, request, components)?,
+            delivered: emit(io, request, components)?,
             stored: None,
         });
     }
     let skip = notifications.namespace_name();
     refuse_component(components, request, skip.as_deref())?;
     if !request.rooms.is_empty() || request.broadcast || request.users.is_empty() {
-        return Err(invalid("persist needs users (not rooms or broadcast)"));
+        return Err(invalid("persist needs users (not rooms or broadcast)").into());
     }
     let Some(title) = &request.title else {
-        return Err(invalid("persist needs a title"));
+        return Err(invalid("persist needs a title").into());
     };
     let new = NewNotification {
         kind: request
@@ -189,8 +215,9 @@ pub async fn publish_persisted(
     notifications.check(&request.users, &new).map_err(invalid)?;
     // Checked before anything is stored: a refused publish stores nothing.
     check(io, request)?;
+    admit(request.recipients())?;
     let created = notifications.create(&request.users, &new).await?;
-    let mut delivered = publish(io, request, components)?;
+    let mut delivered = emit(io, request, components)?;
     delivered += delivered_to(io, notifications, created.iter().map(|(user, _, _)| user));
     Ok(Published {
         delivered,
@@ -199,12 +226,20 @@ pub async fn publish_persisted(
 }
 
 /// Stores one notification for each user of `request` and sends it to
-/// their devices.
-pub async fn notify(
+/// their devices. `admit` is given the request's cost
+/// ([`NotificationRequest::recipients`]) once it is found valid; its
+/// refusal is the answer, and nothing is stored.
+///
+/// Any user id is taken, whether or not that user ever signed in: the
+/// users are the identity provider's, which the hub does not ask, and a
+/// user who has not connected yet must find their notifications when they
+/// do. The key's rate bounds what a caller may store this way.
+pub async fn notify<E: From<HubError>>(
     io: &SocketIo,
     notifications: &Notifications,
     request: &NotificationRequest,
-) -> Result<Published, HubError> {
+    admit: impl FnOnce(usize) -> Result<(), E>,
+) -> Result<Published, E> {
     let new = NewNotification {
         kind: request.kind.clone(),
         title: request.title.clone(),
@@ -212,6 +247,7 @@ pub async fn notify(
         data: request.data.clone(),
     };
     notifications.check(&request.users, &new).map_err(invalid)?;
+    admit(request.recipients())?;
     let created = notifications.create(&request.users, &new).await?;
     Ok(Published {
         delivered: delivered_to(io, notifications, created.iter().map(|(user, _, _)| user)),
@@ -271,6 +307,11 @@ pub fn publish(
     skip: &[String],
 ) -> Result<usize, HubError> {
     check(io, request)?;
+    emit(io, request, skip)
+}
+
+/// Carries out a publish [`check`] found valid (see [`publish`]).
+fn emit(io: &SocketIo, request: &PublishRequest, skip: &[String]) -> Result<usize, HubError> {
     let mut delivered = 0;
     for ns in namespaces(io, request.namespace.as_deref())? {
         if skip.iter().any(|name| name == ns.name()) {

@@ -7,12 +7,13 @@
 //! The one token bucket of the hub is here too ([`TokenBucket`]), with its
 //! keyed form ([`KeyedBuckets`], one bucket per user of every device
 //! together): the per-socket event limit, the calls' signal and invitation
-//! limits and chat's per-user message rate all count with it.
+//! limits, chat's per-user message and typing rates, presence's status
+//! rate and the publish API's per-key rate all count with it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Socket};
@@ -107,8 +108,45 @@ impl TokenBucket {
     /// Whether it has refilled to `burst` by `now`: then it is the same as
     /// a new bucket, and a keyed map may forget it.
     pub fn is_full(&self, per_sec: f64, burst: f64, now: Instant) -> bool {
-        self.tokens + now.duration_since(self.last).as_secs_f64() * per_sec >= burst
+        self.available(per_sec, burst, now) >= burst
     }
+
+    /// The tokens it holds at `now` (below zero while in debt, see
+    /// [`charge`](Self::charge)), nothing taken.
+    pub fn available(&self, per_sec: f64, burst: f64, now: Instant) -> f64 {
+        (self.tokens + now.duration_since(self.last).as_secs_f64() * per_sec).min(burst)
+    }
+
+    /// Takes a cost of `n` tokens, or says how long until it could be
+    /// taken. Unlike [`take_n`](Self::take_n), a cost larger than the
+    /// burst is not refused for ever: a full bucket pays it and goes into
+    /// debt (below zero), refilling from there, so that the rate holds for
+    /// large costs too. A wait too long to say (a rate of almost nothing)
+    /// is [`Duration::MAX`].
+    pub fn charge(
+        &mut self,
+        n: f64,
+        per_sec: f64,
+        burst: f64,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        self.tokens = self.available(per_sec, burst, now);
+        self.last = now;
+        let needed = n.min(burst);
+        if self.tokens >= needed {
+            self.tokens -= n;
+            return Ok(());
+        }
+        Err(refill_time(needed - self.tokens, per_sec))
+    }
+}
+
+/// How long a bucket refilled at `per_sec` takes to gain `missing` tokens;
+/// [`Duration::MAX`] when that is more than a `Duration` holds (a rate of
+/// almost nothing, which the configuration's checks let through, or 0):
+/// `Duration::from_secs_f64` would panic on it, in a request's handler.
+pub fn refill_time(missing: f64, per_sec: f64) -> Duration {
+    Duration::try_from_secs_f64(missing / per_sec).unwrap_or(Duration::MAX)
 }
 
 /// Keys looked at for forgetting per [`KeyedBuckets::admit`]: at least one
@@ -188,6 +226,14 @@ impl KeyedBuckets {
             TokenBucket::new(burst, now)
         });
         bucket.take_n(n as f64, per_sec, burst, now)
+    }
+
+    /// Gives `n` tokens back to `key`'s bucket (up to its burst): what an
+    /// admit took for something that then did not happen.
+    pub fn give_back(&self, key: &str, n: usize) {
+        if let Some(bucket) = self.inner.lock().buckets.get_mut(key) {
+            bucket.tokens = (bucket.tokens + n as f64).min(self.burst);
+        }
     }
 
     /// Keys with a bucket (for tests).
@@ -272,7 +318,6 @@ impl NamespaceHandler for RateLimited {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn a_burst_then_the_sustained_rate() {
@@ -329,5 +374,55 @@ mod tests {
         assert!(rate.admit_n_at("a", 3, t0), "and nothing was taken");
         assert!(!rate.admit_n_at("b", 11, t0), "never more than the burst");
         assert!(rate.admit_n_at("a", 2, t0 + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_charge_over_the_burst_is_paid_from_a_full_bucket_into_debt() {
+        let (per_sec, burst) = (10.0, 20.0);
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(burst, t0);
+        assert_eq!(bucket.charge(5.0, per_sec, burst, t0), Ok(()));
+        // 15 left: 50 is more than the burst, so it waits for a full
+        // bucket (0.5 s more at 10/s).
+        assert_eq!(
+            bucket.charge(50.0, per_sec, burst, t0),
+            Err(Duration::from_millis(500))
+        );
+        let full = t0 + Duration::from_millis(500);
+        assert_eq!(bucket.charge(50.0, per_sec, burst, full), Ok(()));
+        assert!(bucket.available(per_sec, burst, full) < -29.0, "in debt");
+        // The debt is paid back at the rate before one more is let through:
+        // 31 tokens, 3.1 s.
+        let wait = bucket.charge(1.0, per_sec, burst, full).unwrap_err();
+        assert!((wait.as_secs_f64() - 3.1).abs() < 1e-6, "{wait:?}");
+        let early = full + Duration::from_secs(3);
+        assert!(bucket.charge(1.0, per_sec, burst, early).is_err());
+        let paid = full + Duration::from_secs(4);
+        assert_eq!(bucket.charge(1.0, per_sec, burst, paid), Ok(()));
+    }
+
+    #[test]
+    fn a_wait_too_long_for_a_duration_is_the_longest_one() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(1.0, t0);
+        assert_eq!(bucket.charge(1.0, 1e-300, 1.0, t0), Ok(()));
+        assert_eq!(bucket.charge(1.0, 1e-300, 1.0, t0), Err(Duration::MAX));
+        assert_eq!(refill_time(1.0, 0.0), Duration::MAX);
+        assert_eq!(refill_time(3.0, 2.0), Duration::from_millis(1_500));
+    }
+
+    #[test]
+    fn keyed_buckets_take_back_what_was_given_back_up_to_the_burst() {
+        let rate = KeyedBuckets::new(1.0, 4.0);
+        let t0 = Instant::now();
+        assert!(rate.admit_n_at("a", 4, t0));
+        assert!(!rate.admit_n_at("a", 2, t0));
+        rate.give_back("a", 2);
+        assert!(rate.admit_n_at("a", 2, t0), "given back");
+        rate.give_back("a", 100);
+        assert!(rate.admit_n_at("a", 4, t0));
+        assert!(!rate.admit_n_at("a", 1, t0), "never more than the burst");
+        rate.give_back("unknown", 1);
+        assert_eq!(rate.len(), 1, "giving back adds no key");
     }
 }

@@ -1,8 +1,9 @@
 //! The publish API over HTTP (`/api/v1/…`), on axum: API-key
 //! authentication (compared in constant time), the request body limit
-//! (tower-http), CORS when configured, status codes with JSON bodies, and
-//! the OpenAPI document generated from the handlers. What the requests do
-//! is `hub::backend_api`.
+//! (tower-http), the publish endpoints' rate per key
+//! ([`crate::api_rate`]), CORS when configured, status codes with JSON
+//! bodies, and the OpenAPI document generated from the handlers. What the
+//! requests do is `hub::backend_api`.
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, RawQuery, Request, State};
@@ -60,12 +61,14 @@ pub struct ApiKey {
 }
 
 /// API settings.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ApiConfig {
     pub keys: Vec<ApiKey>,
     pub max_body_bytes: usize,
     /// Origins allowed by CORS: empty = none (same origin only), `*` = any.
     pub cors_origins: Vec<String>,
+    /// The publish endpoints' rate, a bucket per key of `keys` (by place).
+    pub rates: crate::api_rate::KeyRates,
 }
 
 impl From<HubError> for Failure {
@@ -98,17 +101,24 @@ fn caller(config: &ApiConfig, headers: &HeaderMap) -> Option<Caller> {
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))?;
     // Every key is compared, so the time does not depend on which matched.
     let mut matched = None;
-    for key in &config.keys {
+    for (index, key) in config.keys.iter().enumerate() {
         if constant_time_eq(key.key.as_bytes(), presented.as_bytes()) {
-            matched = Some(Caller(key.scopes.clone()));
+            matched = Some(Caller {
+                index,
+                scopes: key.scopes.clone(),
+            });
         }
     }
     matched
 }
 
-/// The scopes of the key a request presented (a request extension).
+/// The key a request presented (a request extension): its place in the
+/// configuration (its rate's bucket) and its scopes.
 #[derive(Debug, Clone)]
-struct Caller(Vec<Scope>);
+struct Caller {
+    index: usize,
+    scopes: Vec<Scope>,
+}
 
 /// Lets a request through only with a valid API key: before routing, so
 /// that without a key nothing about the API's paths and methods shows.
@@ -154,7 +164,7 @@ impl<S: Needs> FromRequestParts<App> for Allowed<S> {
 
     async fn from_request_parts(parts: &mut Parts, _: &App) -> Result<Self, Failure> {
         match parts.extensions.get::<Caller>() {
-            Some(Caller(scopes)) if scopes.contains(&S::SCOPE) => {
+            Some(Caller { scopes, .. }) if scopes.contains(&S::SCOPE) => {
                 Ok(Allowed(std::marker::PhantomData))
             }
             _ => Err(Failure::new(
@@ -164,6 +174,59 @@ impl<S: Needs> FromRequestParts<App> for Allowed<S> {
             )),
         }
     }
+}
+
+/// The caller's key is within its rate (`api.recipients_per_sec`), else
+/// 429 `rate_limited` with `Retry-After`. Extracted before the body, so a
+/// key over its rate does not have its bodies read; the handler charges
+/// the request's cost ([`Metered::charge`]) once the request is valid.
+struct Metered {
+    key: usize,
+}
+
+impl FromRequestParts<App> for Metered {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Failure> {
+        // Behind `authenticate`, which let no request without a key in.
+        let Some(Caller { index, .. }) = parts.extensions.get::<Caller>() else {
+            return Err(Failure::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid API key is required",
+            ));
+        };
+        app.api
+            .rates
+            .ready(*index)
+            .map_err(|wait| rate_limited(app, wait))?;
+        Ok(Metered { key: *index })
+    }
+}
+
+impl Metered {
+    /// Takes `recipients` from the key's rate, or refuses the request.
+    fn charge(&self, app: &App, recipients: usize) -> Result<(), Failure> {
+        app.api
+            .rates
+            .charge(self.key, recipients)
+            .map_err(|wait| rate_limited(app, wait))
+    }
+}
+
+/// The 429 of a key over its rate, to ask again after `wait`.
+fn rate_limited(app: &App, wait: std::time::Duration) -> Failure {
+    let secs = crate::api_rate::retry_after_secs(wait);
+    Failure::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited.as_str(),
+        format!(
+            "this API key addresses at most {} recipients (users or rooms) per second: \
+             retry after {secs} s",
+            app.api.rates.per_sec()
+        ),
+    )
+    .retry_after(secs)
 }
 
 /// Counts every API answer by status, for `/metrics`.
@@ -294,11 +357,14 @@ struct RoomReply {
         (status = 404, description = "Unknown namespace", body = ErrorReply),
         (status = 413, description = "Body too large", body = ErrorReply),
         (status = 422, description = "Invalid request", body = ErrorReply),
+        (status = 429, description = "The key is over its rate (`api.recipients_per_sec`, each user or room named counting one; `rate_limited`): nothing stored or published", body = ErrorReply,
+            headers(("Retry-After" = u64, description = "Seconds until the key's rate would let this request through"))),
         (status = 503, description = "The store is unavailable (persist): nothing stored or published", body = ErrorReply),
     ))]
 async fn publish(
     State(app): State<App>,
     _: Allowed<PublishScope>,
+    metered: Metered,
     ApiJson(request): ApiJson<PublishRequest>,
 ) -> Result<Response, Failure> {
     let published = backend_api::publish_persisted(
@@ -306,6 +372,7 @@ async fn publish(
         &app.hub.ctx.notifications,
         &app.hub.components,
         &request,
+        |recipients| metered.charge(&app, recipients),
     )
     .await?;
     let mut body = json!({"ok": true, "delivered": published.delivered});
@@ -327,14 +394,23 @@ async fn publish(
         (status = 403, description = "The key lacks the publish scope", body = ErrorReply),
         (status = 413, description = "Body too large", body = ErrorReply),
         (status = 422, description = "Invalid request (a limit of [notifications])", body = ErrorReply),
+        (status = 429, description = "The key is over its rate (`api.recipients_per_sec`, each user or room named counting one; `rate_limited`): nothing stored or published", body = ErrorReply,
+            headers(("Retry-After" = u64, description = "Seconds until the key's rate would let this request through"))),
         (status = 503, description = "The store is unavailable: nothing stored", body = ErrorReply),
     ))]
 async fn notifications(
     State(app): State<App>,
     _: Allowed<PublishScope>,
+    metered: Metered,
     ApiJson(request): ApiJson<NotificationRequest>,
 ) -> Result<Response, Failure> {
-    let done = backend_api::notify(&app.io, &app.hub.ctx.notifications, &request).await?;
+    let done = backend_api::notify(
+        &app.io,
+        &app.hub.ctx.notifications,
+        &request,
+        |recipients| metered.charge(&app, recipients),
+    )
+    .await?;
     Ok(reply(
         StatusCode::OK,
         json!({"ok": true, "stored": done.stored.unwrap_or(0), "delivered": done.delivered}),

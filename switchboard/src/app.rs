@@ -76,6 +76,11 @@ impl App {
                     .collect::<Result<_, crate::config::ConfigError>>()?,
                 max_body_bytes: config.api.max_body_bytes,
                 cors_origins: config.api.cors_origins.clone(),
+                rates: crate::api_rate::KeyRates::new(
+                    config.api.keys.len(),
+                    config.api.recipients_per_sec,
+                    config.api.recipient_burst,
+                ),
             }),
         })
     }

@@ -9,6 +9,7 @@
 //! - [`routes`]: the HTTP routes beside Engine.IO (health, readiness,
 //!   metrics, the API).
 //! - [`api`]: the publish API over HTTP (`/api/v1/…`).
+//! - [`api_rate`]: its rate per key.
 //! - [`openapi`]: its OpenAPI document as a hub serves it, with the
 //!   constraints of its configuration.
 //! - [`contract`]: the components' event contract as a JSON Schema document
@@ -21,6 +22,7 @@
 //!   interop test kit, benchmark) provided to the hub.
 
 pub mod api;
+pub mod api_rate;
 pub mod app;
 pub mod config;
 pub mod contract;

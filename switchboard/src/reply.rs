@@ -25,6 +25,8 @@ pub struct Failure {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds to wait before asking again (a `Retry-After` header).
+    pub retry_after: Option<u64>,
 }
 
 impl Failure {
@@ -33,16 +35,29 @@ impl Failure {
             status,
             code,
             message: message.to_string(),
+            retry_after: None,
         }
+    }
+
+    /// The same failure, telling the client to wait `secs` seconds.
+    pub fn retry_after(mut self, secs: u64) -> Failure {
+        self.retry_after = Some(secs);
+        self
     }
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        reply(
+        let mut response = reply(
             self.status,
             json!({"ok": false, "error": {"code": self.code, "message": self.message}}),
-        )
+        );
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 

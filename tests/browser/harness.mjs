@@ -36,6 +36,12 @@ export const SCREENSHOT_DIR = path.join(REPO_ROOT, "target/browser-screenshots")
 export const API_KEY = "browser-test-key";
 /** presence.grace_ms in the test configuration. */
 export const GRACE_MS = 1500;
+/**
+ * presence.status_change_burst in the test configuration, refilled at 0.1 a
+ * second: a user's next status change after that many is refused for ten
+ * seconds, whatever the machine's speed.
+ */
+export const STATUS_CHANGE_BURST = 3;
 /** calls.ring_timeout_ms in the test configuration: short, so that an unanswered call is missed soon. */
 export const RING_TIMEOUT_MS = 6000;
 
@@ -120,6 +126,8 @@ export async function startHub() {
       "",
       "[presence]",
       `grace_ms = ${GRACE_MS}`,
+      "status_changes_per_sec = 0.1",
+      `status_change_burst = ${STATUS_CHANGE_BURST}`,
       "",
       "[calls]",
       `ring_timeout_ms = ${RING_TIMEOUT_MS}`,

@@ -1,11 +1,13 @@
 // Presence in the browser: alice watches bob; he comes online, sets himself
 // away then busy, and once his page is closed alice sees him offline, not
-// before the hub's grace period is over; a user put into huge groups still
-// sees the people she chose (the list, and the watch, stay bounded).
+// before the hub's grace period is over; a status change the hub refuses
+// (more than a user may make) leaves the select on the status others see; a
+// user put into huge groups still sees the people she chose (the list, and
+// the watch, stay bounded).
 
 import assert from "node:assert/strict";
 import { describe } from "node:test";
-import { GRACE_MS, watchPerson, setupFile } from "./harness.mjs";
+import { GRACE_MS, STATUS_CHANGE_BURST, watchPerson, setupFile } from "./harness.mjs";
 
 const env = setupFile();
 
@@ -31,6 +33,24 @@ describe("presence", () => {
     await alice.locator('li.person[data-user="bob"][data-status="offline"]').waitFor({ timeout: GRACE_MS + 15_000 });
     const after = Date.now() - closed;
     assert.ok(after >= GRACE_MS - 100, `offline ${after} ms after the page closed, the grace period is ${GRACE_MS} ms`);
+  });
+
+  env.test("a status change refused as too many leaves the select on the status the others see", async () => {
+    const alice = (await env.device("alice")).page;
+    await watchPerson(alice, "dave");
+    const dave = (await env.device("dave")).page;
+    const status = dave.getByLabel("Status");
+    const chosen = ["away", "busy", "away", "busy", "away"].slice(0, STATUS_CHANGE_BURST);
+    for (const s of chosen) {
+      await status.selectOption(s);
+      await alice.locator(`li.person[data-user="dave"][data-status="${s}"]`).waitFor();
+    }
+    const held = chosen.at(-1);
+    const refused = held === "away" ? "busy" : "away";
+    // Past the burst: the hub answers rate_limited and nothing changes.
+    await status.selectOption(refused);
+    await dave.waitForFunction((want) => document.getElementById("status-select").value === want, held);
+    assert.equal(await alice.locator('li.person[data-user="dave"]').getAttribute("data-status"), held);
   });
 
   env.test("put into two 256-member groups, alice still sees the person she adds come online; the list stays bounded", async () => {

@@ -2,12 +2,14 @@
 // carol), two devices each (two Managers, as two browser tabs). Online
 // while any device is, a reload within the grace period without a flicker,
 // a status for every device, offline only after the grace period, watch
-// limits, errors, and the publish API reading the same state.
+// limits, errors, and the publish API reading the same state. Every
+// presence has a `version`; a device that arrives while its user has others
+// hears where the user stands.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { startEsn } from "./esn.mjs";
-import { TEST_TIMEOUT_MS, ack, Recorder } from "./helpers.mjs";
+import { startEsn, token } from "./esn.mjs";
+import { TEST_TIMEOUT_MS, ack, connected, Recorder } from "./helpers.mjs";
 
 const GRACE_MS = 400;
 const MAX_WATCH = 5;
@@ -33,12 +35,21 @@ after(async () => {
 /** A device of `user` with its /presence socket and a recorder of `presence`. */
 async function device(user) {
   const dev = esn.device(user);
-  const socket = await dev.connect("/presence");
+  const socket = dev.manager.socket("/presence", { auth: { token: token(user) } });
+  // Recorded from the start: a device that arrives while its user has
+  // others hears of it right after connecting.
   const events = new Recorder(socket, "presence", (p) => p);
+  socket.connect();
+  await connected(socket);
   return { dev, socket, events, close: () => dev.close() };
 }
 
 const sd = (p) => `${p.user}:${p.status}:${p.devices}`;
+/** `p` without its `version`, which must be a safe integer. */
+const unversioned = ({ version, ...p }) => {
+  assert.ok(Number.isSafeInteger(version) && version >= 0, JSON.stringify({ version, ...p }));
+  return p;
+};
 const of = (user, events) => events.items.filter((p) => p.user === user).map(sd);
 
 describe("/presence", () => {
@@ -49,7 +60,7 @@ describe("/presence", () => {
     const snapshot = await ack(carol1.socket, "watch", { users: [alice, bob] });
     assert.equal(snapshot.ok, true);
     assert.equal(snapshot.watching, 2);
-    assert.deepEqual(snapshot.presence, [
+    assert.deepEqual(snapshot.presence.map(unversioned), [
       { user: alice, status: "offline", devices: 0, last_seen: null },
       { user: bob, status: "offline", devices: 0, last_seen: null },
     ]);
@@ -61,9 +72,12 @@ describe("/presence", () => {
     await carol1.events.waitUntil((items) => items.length >= 4, "four arrivals");
     assert.deepEqual(of(alice, carol1.events), [`${alice}:online:1`, `${alice}:online:2`]);
     assert.deepEqual(of(bob, carol1.events), [`${bob}:online:1`, `${bob}:online:2`]);
-    // A user's own devices hear of their other devices.
+    // A user's own devices hear of their other devices, the one that
+    // arrived second of itself: the same presence, the same version.
     await alice1.events.waitFor(1);
+    await alice2.events.waitFor(1);
     assert.equal(sd(alice1.events.items[0]), `${alice}:online:2`);
+    assert.deepEqual(alice2.events.items[0], alice1.events.items[0]);
 
     // A second device of carol watching gets the same snapshot.
     const carol2 = await device(carol);
@@ -128,8 +142,10 @@ describe("/presence", () => {
     assert.equal(sd(away.presence), `${alice}:away:2`);
     await carol1.events.waitFor(3);
     assert.deepEqual(of(alice, carol1.events), [`${alice}:online:1`, `${alice}:online:2`, `${alice}:away:2`]);
-    await phoneAgain.events.waitFor(1);
-    assert.equal(sd(phoneAgain.events.items.at(-1)), `${alice}:away:2`);
+    // Each tab that came back heard where alice stood, then the status.
+    assert.equal(sd(tabAgain.events.items[0]), `${alice}:online:2`);
+    await phoneAgain.events.waitUntil((items) => items.some((p) => p.status === "away"), "away");
+    assert.deepEqual(phoneAgain.events.items.map(sd), [`${alice}:online:2`, `${alice}:away:2`]);
     for (const d of [carol1, tabAgain, phoneAgain]) d.close();
   });
 

@@ -22,6 +22,9 @@ const esn = await startEsn({
     SWITCHBOARD_SERVER_HANDSHAKES_PER_SEC_PER_ADDRESS: "0",
     SWITCHBOARD_SERVER_MAX_SESSIONS_PER_ADDRESS: "0",
     SWITCHBOARD_STORE_TIMEOUT_MS: "30000",
+    // 10,000 users a round, round after round: more than the key's default
+    // rate lets through (api.recipients_per_sec).
+    SWITCHBOARD_API_RECIPIENTS_PER_SEC: "0",
   },
 });
 const wsUrl = `${esn.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`;

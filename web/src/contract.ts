@@ -522,6 +522,13 @@ export interface UserPresence {
    */
   status: Status;
   user: string;
+  /**
+   * Grows with every change of `status` or `devices` (not by one, and
+   * across restarts too): of two presences of the user, the one with
+   * the higher version is the newer. Events and acks may arrive out of
+   * order; a client keeps the highest version it has seen.
+   */
+  version: number;
 }
 
 /** `watch`'s and `unwatch`'s payload. */

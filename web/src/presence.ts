@@ -3,7 +3,9 @@
 // hand and direct-conversation partners first, then members of the open
 // conversation, then of the others while there is room: at most MAX_LISTED,
 // the least recently used dropped and unwatched), watched again with a fresh
-// snapshot at every (re)connection.
+// snapshot at every (re)connection. Of the presences of a user it receives
+// (events, acks, snapshots), it keeps the one with the highest `version`:
+// they may arrive out of order (docs/EVENTS.md, /presence).
 
 import type { AckError, Connection } from "./connection";
 import type { ChosenStatus, UserPresence } from "./contract";
@@ -45,6 +47,10 @@ export class Presence {
   private clock = 0;
   /** How many users the hub says this socket watches (from the last ack). */
   private watching = 0;
+  /** The version of the user's own presence shown in #status-select. */
+  private ownVersion = 0;
+  /** The user's own status as the hub last said it, while online. */
+  private ownStatus: string | null = null;
   private readonly nodes = new Map<string, HTMLLIElement>();
   private readonly select = byId<HTMLSelectElement>("status-select");
   hooks: PresenceHooks = { message: () => {}, call: () => {} };
@@ -90,7 +96,8 @@ export class Presence {
       }
       if (kind === "fill" && this.people.size >= MAX_LISTED) continue;
       this.rank.set(user, { pinned: kind === "pin", used: ++this.clock });
-      this.people.set(user, { user, status: "offline", devices: 0, last_seen: null });
+      // Version 0: whatever the hub sends about them is newer.
+      this.people.set(user, { user, status: "offline", devices: 0, last_seen: null, version: 0 });
       fresh.push(user);
     }
     if (fresh.length === 0) return;
@@ -118,11 +125,15 @@ export class Presence {
   /** Every (re)connection: the watch is per socket, so watch everyone again and take the snapshot. */
   private async onConnect(): Promise<void> {
     this.watching = 0;
+    // A new connection starts afresh: its snapshots are the truth now,
+    // whatever versions the previous one (or a hub since restarted) gave.
+    this.ownVersion = 0;
+    for (const p of this.people.values()) p.version = 0;
     this.conn
       .request(this.conn.presence, "watch", { users: [this.me] })
       .then((ack) => {
         const own = ack.presence[0];
-        if (own && own.status !== "offline") this.select.value = own.status;
+        if (own) this.apply(own);
       })
       .catch(() => {});
     await this.sendWatch([...this.people.keys()]);
@@ -164,12 +175,17 @@ export class Presence {
     }
   }
 
+  /** Shows `p` unless what is shown of its user is as new already (a higher or equal `version`). */
   private apply(p: PresenceInfo): void {
     if (p.user === this.me) {
-      if (p.status !== "offline" && this.select.value !== p.status) this.select.value = p.status;
+      if (p.version <= this.ownVersion) return;
+      this.ownVersion = p.version;
+      if (p.status !== "offline") this.ownStatus = p.status;
+      this.showOwnStatus();
       return;
     }
-    if (!this.people.has(p.user)) return;
+    const known = this.people.get(p.user);
+    if (!known || p.version <= known.version) return;
     this.people.set(p.user, p);
     this.render();
   }
@@ -179,8 +195,15 @@ export class Presence {
       const ack = await this.conn.request(this.conn.presence, "status", { status });
       this.apply(ack.presence);
     } catch {
-      // Not stored: the select shows what the hub has at the next event or reconnection.
+      // Refused (rate_limited: more changes than the hub allows a user) or
+      // not stored: nothing changed, and no event will say so, so the
+      // select goes back to the status the hub holds.
+      this.showOwnStatus();
     }
+  }
+
+  private showOwnStatus(): void {
+    if (this.ownStatus !== null && this.select.value !== this.ownStatus) this.select.value = this.ownStatus;
   }
 
   private render(): void {

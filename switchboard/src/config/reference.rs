@@ -303,6 +303,14 @@ const SECTIONS: &[Section] = &[
                 "cors_origins",
                 "Origins allowed by CORS on the API: empty = same origin only, `*` = any.",
             ),
+            key(
+                "recipients_per_sec",
+                "Recipients one API key may address per second on `POST /api/v1/notifications` and `POST /api/v1/publish`, each key on its own: every user or room a request names counts one (a notification stored per user, an emit per room; a request naming none, a broadcast, counts one). Past it the request is refused 429 `rate_limited` with `Retry-After`, and nothing is stored or sent. The cost, not the requests, is counted so that one key's store writes stay bounded whatever the size of its requests. 0 = no limit.",
+            ),
+            key(
+                "recipient_burst",
+                "Recipients one key may address at once after a quiet spell; at least 1. The default lets a notification for `notifications.max_users_per_request` (10,000) users through at once. A request naming more than the burst waits for a full bucket and leaves the key in debt, paid back at `recipients_per_sec`.",
+            ),
         ],
     },
     Section {
@@ -423,6 +431,14 @@ const SECTIONS: &[Section] = &[
                 "At most one typing relay per user and conversation this often.",
             ),
             key(
+                "typing_relays_per_sec",
+                "Typing events (starts and the stops that follow them) one user's typing may send each other member per second, whatever the conversation, all devices together: `typing_relay_ms` holds per conversation only, and a user in many groups with the same member would reach them once per group. A start is charged 2 (itself and its stop, which is never refused, so that an indicator does not stick); a start past the limit is not relayed (acked `relayed: false`). 0 = no limit.",
+            ),
+            key(
+                "typing_relay_burst",
+                "Typing events a user's typing may send at once after a quiet spell; at least 2 (one start and its stop).",
+            ),
+            key(
                 "typing_sweep_ms",
                 "How often expired typing starts are looked for (10 ms at least).",
             ),
@@ -473,6 +489,14 @@ const SECTIONS: &[Section] = &[
             key(
                 "max_lingering",
                 "Devices of one user lingering in their grace period at most; past that a departing device is gone at once.",
+            ),
+            key(
+                "status_changes_per_sec",
+                "`status` events per second per user, all devices together (each change is a store write and an event to every watcher); past it, `status` is refused `rate_limited` and nothing changes. 0 = no limit.",
+            ),
+            key(
+                "status_change_burst",
+                "`status` events a user may send at once after a quiet spell; at least 1.",
             ),
         ],
     },

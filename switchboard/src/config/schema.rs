@@ -130,6 +130,15 @@ pub struct ApiSection {
     pub max_body_bytes: usize,
     /// Origins allowed by CORS on the API: empty = same origin only, `*` = any.
     pub cors_origins: Vec<String>,
+    /// Recipients one API key may address per second on the publish
+    /// endpoints (each user or room a request names: a notification
+    /// stored per user; a request naming none counts one); past it, 429
+    /// with `Retry-After`. 0 = no limit.
+    pub recipients_per_sec: f64,
+    /// Recipients one key may address at once after a quiet spell. A
+    /// request naming more waits for a full bucket and leaves the key in
+    /// debt.
+    pub recipient_burst: f64,
 }
 
 impl Default for ApiSection {
@@ -138,6 +147,13 @@ impl Default for ApiSection {
             keys: Vec::new(),
             max_body_bytes: 1 << 20,
             cors_origins: Vec::new(),
+            // A backend notifying a whole 10,000-member group at once
+            // (`notifications.max_users_per_request`) passes in one burst;
+            // sustained, 1,000 stored notifications a second per key is
+            // 3.6 million an hour, a small share of what the store writes,
+            // so that one key cannot starve chat of it.
+            recipients_per_sec: 1_000.0,
+            recipient_burst: 10_000.0,
         }
     }
 }

@@ -198,6 +198,8 @@ impl Config {
 
     fn validate_api(&self) -> Result<(), ConfigError> {
         at_least("api.max_body_bytes", self.api.max_body_bytes, 1)?;
+        rate("api.recipients_per_sec", self.api.recipients_per_sec)?;
+        burst("api.recipient_burst", self.api.recipient_burst)?;
         let mut seen = std::collections::HashMap::new();
         for (index, key) in self.api.keys.iter().enumerate() {
             let key = key.resolve()?;
@@ -275,6 +277,11 @@ impl Config {
         rate("chat.messages_per_sec", c.messages_per_sec)?;
         burst("chat.message_burst", c.message_burst)?;
         at_least("chat.typing_ttl_ms", c.typing_ttl_ms, 1)?;
+        rate("chat.typing_relays_per_sec", c.typing_relays_per_sec)?;
+        burst("chat.typing_relay_burst", c.typing_relay_burst)?;
+        // A start is charged for itself and its stop: a burst of less
+        // would let no start through.
+        at_least("chat.typing_relay_burst", c.typing_relay_burst, 2.0)?;
         at_least("chat.typing_sweep_ms", c.typing_sweep_ms, MIN_SWEEP_MS)?;
         at_least("chat.max_batch", c.max_batch, 1)?;
         at_least("chat.write_queue", c.write_queue, 1)?;
@@ -294,7 +301,9 @@ impl Config {
     fn validate_presence(&self) -> Result<(), ConfigError> {
         let p = &self.presence;
         at_least("presence.max_watch", p.max_watch, 1)?;
-        at_least("presence.max_user_bytes", p.max_user_bytes, 1)
+        at_least("presence.max_user_bytes", p.max_user_bytes, 1)?;
+        rate("presence.status_changes_per_sec", p.status_changes_per_sec)?;
+        burst("presence.status_change_burst", p.status_change_burst)
     }
 
     fn validate_calls(&self) -> Result<(), ConfigError> {
@@ -447,6 +456,41 @@ mod tests {
                 "presence.max_watch: must be at least 1, got 0",
             ),
             (
+                "SWITCHBOARD_PRESENCE_STATUS_CHANGES_PER_SEC",
+                "-1",
+                "presence.status_changes_per_sec: must be a number of 0 or more, got -1",
+            ),
+            (
+                "SWITCHBOARD_PRESENCE_STATUS_CHANGE_BURST",
+                "0",
+                "presence.status_change_burst: must be a number of 1 or more, got 0",
+            ),
+            (
+                "SWITCHBOARD_CHAT_TYPING_RELAYS_PER_SEC",
+                "inf",
+                "chat.typing_relays_per_sec: must be a number of 0 or more, got inf",
+            ),
+            (
+                "SWITCHBOARD_CHAT_TYPING_RELAY_BURST",
+                "1.5",
+                "chat.typing_relay_burst: must be at least 2, got 1.5",
+            ),
+            (
+                "SWITCHBOARD_CHAT_TYPING_RELAY_BURST",
+                "nan",
+                "chat.typing_relay_burst: must be a number of 1 or more, got NaN",
+            ),
+            (
+                "SWITCHBOARD_API_RECIPIENTS_PER_SEC",
+                "nan",
+                "api.recipients_per_sec: must be a number of 0 or more, got NaN",
+            ),
+            (
+                "SWITCHBOARD_API_RECIPIENT_BURST",
+                "0.5",
+                "api.recipient_burst: must be a number of 1 or more, got 0.5",
+            ),
+            (
                 "SWITCHBOARD_CALLS_MAX_PARTICIPANTS",
                 "1",
                 "calls.max_participants: must be at least 2, got 1",
@@ -486,6 +530,9 @@ mod tests {
         for (variable, value) in [
             ("SWITCHBOARD_CHAT_MESSAGES_PER_SEC", "0"),
             ("SWITCHBOARD_CHAT_MEMBERS_ADDED_PER_MIN", "0"),
+            ("SWITCHBOARD_CHAT_TYPING_RELAYS_PER_SEC", "0"),
+            ("SWITCHBOARD_PRESENCE_STATUS_CHANGES_PER_SEC", "0"),
+            ("SWITCHBOARD_API_RECIPIENTS_PER_SEC", "0"),
             // Below max_members - 1 it counts as that (the code raises it).
             ("SWITCHBOARD_CHAT_MEMBERS_ADDED_BURST", "0"),
             ("SWITCHBOARD_CHAT_MAX_LISTED_MEMBERS", "0"),

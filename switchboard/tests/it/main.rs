@@ -30,5 +30,6 @@ mod operations;
 mod operator_endpoints;
 mod presence;
 mod process;
+mod sender_bounds;
 mod web;
 mod ws_limits;

@@ -30,7 +30,11 @@
 //! stop is relayed even when the store fails: to the member list its start
 //! was relayed to (kept for a while per conversation, dropped on any
 //! membership change), else it is handed back to the state and retried by
-//! the sweep.
+//! the sweep. Starts are limited per user across conversations too
+//! (`typing_relays_per_sec`, each start paid for with its stop, which is
+//! never refused): the state's interval holds per conversation only, and a
+//! user in many groups with the same member would reach them once per
+//! group.
 
 pub mod contract;
 mod mentions;
@@ -94,6 +98,18 @@ pub struct ChatConfig {
     pub typing_ttl_ms: u64,
     /// At most one typing relay per user and conversation this often, in ms.
     pub typing_relay_ms: u64,
+    /// Typing events (starts and the stops that follow them) one user's
+    /// typing may send each other member per second, whatever the
+    /// conversation, all devices together; 0: no limit. `typing_relay_ms`
+    /// holds per conversation only: a user in many conversations with the
+    /// same member would otherwise reach them once per conversation. A
+    /// start is charged two (itself and its stop: a stop is never refused,
+    /// an indicator must not stick); a start past the limit is not relayed
+    /// (acked `relayed: false`).
+    pub typing_relays_per_sec: f64,
+    /// Typing events a user's typing may send at once after a quiet spell
+    /// (at least 2: one start and its stop).
+    pub typing_relay_burst: f64,
     /// How often expired typing starts are looked for, in ms.
     pub typing_sweep_ms: u64,
     /// Writes committed in one transaction at most (group commit).
@@ -136,6 +152,12 @@ impl Default for ChatConfig {
             message_burst: 100.0,
             typing_ttl_ms: 5_000,
             typing_relay_ms: 1_000,
+            // A person types in one conversation at a time, a start (and
+            // its stop) a second at most there: 5 a second, 10 at once,
+            // leaves room to switch between conversations and is never
+            // reached by hand.
+            typing_relays_per_sec: 5.0,
+            typing_relay_burst: 10.0,
             typing_sweep_ms: 250,
             max_batch: 256,
             write_queue: 10_000,
@@ -161,6 +183,8 @@ struct Inner {
     rate: rate::UserRate,
     /// Others each user has put into groups (`members_added_per_min`).
     added_by: KeyedBuckets,
+    /// Typing relays each user's starts may cause (`typing_relays_per_sec`).
+    typing_rate: KeyedBuckets,
     /// The namespace served, learnt from the first socket (delivery and
     /// the typing sweep emit to it).
     ns: Arc<OnceLock<Weak<Namespace>>>,
@@ -186,6 +210,11 @@ const MAX_PAGE: i64 = 500;
 /// How long the typing relay bookkeeping remembers an indicator: far
 /// longer than a relay's store lookup may take.
 const TYPING_MEMORY: Duration = Duration::from_secs(60);
+
+/// What a relayed start takes from its user's `typing_relays_per_sec`: its
+/// own relay and the stop that will follow it (stops are never refused, so
+/// they are paid for in advance).
+const TYPING_START_COST: usize = 2;
 
 impl Chat {
     /// With the in-memory typing state.
@@ -235,6 +264,7 @@ impl Chat {
                     .members_added_burst
                     .max(config.max_members.saturating_sub(1) as f64),
             ),
+            typing_rate: KeyedBuckets::new(config.typing_relays_per_sec, config.typing_relay_burst),
             ctx,
             config,
             writer,
@@ -861,6 +891,12 @@ impl Inner {
         let socket = socket.id().as_str();
         if typing.typing {
             self.member_check(conversation, user).await?;
+            // Charged before the state is asked (two concurrent starts of
+            // the user must not both pass on one token), given back if
+            // the start is not relayed (a renewal, too soon, a failure).
+            if !self.typing_rate.admit_n(user, TYPING_START_COST) {
+                return reply(&Relayed { relayed: false });
+            }
         }
         // A stop is applied before any store query: one that the
         // store's failure refused would leave the others seeing
@@ -870,7 +906,11 @@ impl Inner {
         let relay = self
             .typing
             .set(conversation, user, socket, typing.typing)
-            .await?;
+            .await;
+        if typing.typing && !matches!(relay, Ok(Some(_))) {
+            self.typing_rate.give_back(user, TYPING_START_COST);
+        }
+        let relay = relay?;
         let relayed = relay.is_some();
         match relay {
             Some(relay) => self.relay_typing(relay).await,

@@ -6,9 +6,21 @@
 //! the web client always does), and offline once the last one left and its
 //! grace period (`grace_ms`) is over: a page reload does not flicker. The
 //! status a user chooses (`online`, `away`, `busy`) applies to all their
-//! devices and is stored, as is `last_seen`. A socket `watch`es users: it
-//! joins one room per watched user (`presence:<id>`), so a change is one
-//! broadcast, encoded once, however many watch it.
+//! devices and is stored, as is `last_seen`; a user may choose it
+//! `status_changes_per_sec` times a second, all devices together (each
+//! change is a store write and an event to every watcher). A socket
+//! `watch`es users: it joins one room per watched user (`presence:<id>`),
+//! so a change is one broadcast, encoded once, however many watch it.
+//!
+//! Convergence: every presence sent carries the version the state gave the
+//! change (see [`crate::services::presence::state`]), and a client keeps
+//! the highest, so the order announcements arrive in does not matter. What
+//! remains is that each device hears the last change: the socket whose
+//! arrival made it hears it too, unless it is the user's first device (a
+//! device that arrives while the user has others may have been counted
+//! after them whatever order they connected in, and it missed the
+//! announcements made before it was there); the socket that chose a status
+//! has it in its ack.
 //!
 //! The live state, the stored status and `last_seen` are the presence
 //! service's ([`crate::services::presence`]), which the publish API reads
@@ -31,6 +43,7 @@ use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
 use crate::components::kit;
 use crate::identity::Identity;
+use crate::limits::KeyedBuckets;
 use crate::services::Context;
 use crate::services::presence::state::{Departure, Device, Remembered};
 use crate::services::presence::{MemoryState, PresenceService, Status, UserPresence};
@@ -51,6 +64,13 @@ pub struct PresenceConfig {
     /// Devices of one user lingering in their grace period at most; past
     /// that a departing device is gone at once.
     pub max_lingering: usize,
+    /// `status` events per second per user, all devices together; 0: no
+    /// limit. Each one that changes the status is a store write and an
+    /// event to every watcher, so without it one user toggling their
+    /// status reaches each watcher as fast as their sockets may send.
+    pub status_changes_per_sec: f64,
+    /// `status` events a user may send at once after a quiet spell.
+    pub status_change_burst: f64,
     /// Who may watch whom (set in code by the embedding program; by
     /// default any signed-in user may watch any other).
     #[serde(skip)]
@@ -64,6 +84,11 @@ impl Default for PresenceConfig {
             max_watch: 500,
             max_user_bytes: 256,
             max_lingering: 32,
+            // A person changes their status a few times a day: 2 a second
+            // (5 at once) is never reached by hand, and keeps a watcher's
+            // stream of one user's changes (and its store writes) small.
+            status_changes_per_sec: 2.0,
+            status_change_burst: 5.0,
             watch_policy: WatchHook::default(),
         }
     }
@@ -114,6 +139,9 @@ struct UsersRequest {
 
 /// Tells the watchers of the user and the user's own devices (but `except`,
 /// the socket that caused it and hears it otherwise) of `presence`.
+/// Called after the state changed, outside its lock: two announcements of
+/// one user may be sent in the other order than their changes were made,
+/// which their versions put right.
 fn announce(ns: &Arc<Namespace>, presence: &UserPresence, except: Option<&Socket>) -> usize {
     let mut op = ns
         .to(watch_room(&presence.user))
@@ -202,10 +230,19 @@ async fn restore_status(service: PresenceService, ns: Arc<Namespace>, user: Stri
     tracing::warn!(user, "presence: the stored status could not be read back");
 }
 
+/// What a device that arrived while its user had others is told once its
+/// client knows it is connected (see [`Presence::on_connected`]): the
+/// user's presence as its arrival left it.
+#[derive(Debug, Clone)]
+struct Arrival(UserPresence);
+
 /// The `/presence` namespace's component.
 pub struct Presence {
     ctx: Context,
     config: Arc<PresenceConfig>,
+    /// `status` events per user (`status_changes_per_sec`): a bucket per
+    /// user who chose a status lately, forgotten once refilled.
+    status_rate: KeyedBuckets,
 }
 
 impl Presence {
@@ -213,8 +250,27 @@ impl Presence {
     pub fn new(ctx: Context, config: PresenceConfig) -> Presence {
         Presence {
             ctx,
+            status_rate: KeyedBuckets::new(
+                config.status_changes_per_sec,
+                config.status_change_burst,
+            ),
             config: Arc::new(config),
         }
+    }
+
+    /// Takes one `status` from `user`'s bucket (every device of the user
+    /// together), or refuses it `rate_limited`.
+    fn admit_status(&self, user: &str) -> Result<(), HubError> {
+        if self.status_rate.admit(user) {
+            return Ok(());
+        }
+        Err(HubError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "at most {} status changes per second per user (all devices together)",
+                self.config.status_changes_per_sec
+            ),
+        ))
     }
 
     /// `watch` / `unwatch`'s user ids: 1 to `max_watch` of them, each 1 to
@@ -424,20 +480,32 @@ impl Component for Presence {
             };
             let now = now_ms();
             match state.connect(&user, device, remembered, now).await {
-                Ok(change) if change.visible => {
-                    // Not to this socket: its client is not told it is
-                    // connected yet.
-                    announce(socket.namespace(), &change.presence, Some(&socket));
-                    if change.presence.devices == 1 {
+                Ok(change) => {
+                    let first = change.visible && change.presence.devices == 1;
+                    if change.visible {
+                        // Not to this socket: its client is not told it is
+                        // connected yet (it hears it in `on_connected`).
+                        announce(socket.namespace(), &change.presence, Some(&socket));
+                    }
+                    if first {
                         // Came online: remembered in the background, so a
                         // crash leaves a last_seen no older than this.
                         let (service, user) = (service.clone(), user.clone());
                         tasks.spawn(async move {
                             let _ = service.record_seen(&user, now).await;
                         });
+                    } else {
+                        // The user has other devices (connected or
+                        // lingering), which may have arrived at the same
+                        // time and been counted first: their announcements
+                        // were made before this socket was there, or
+                        // counted fewer devices. This socket hears where
+                        // the user stands now, as they do (a reload that
+                        // changed nothing visible included: a status may
+                        // have been chosen while it was away).
+                        socket.extensions().insert(Arrival(change.presence));
                     }
                 }
-                Ok(_) => {}
                 Err(err) => tracing::warn!(%err, "presence: a device could not be recorded"),
             }
             if unsure {
@@ -445,6 +513,18 @@ impl Component for Presence {
                 tasks.spawn(restore_status(service, ns, user));
             }
         })
+    }
+
+    /// A device that arrived while its user had others hears the user's
+    /// presence as its arrival left it, now that its client knows it is
+    /// connected (an event before the CONNECT reply is one a client must
+    /// buffer). Changes made since have reached it already or will, with a
+    /// higher version.
+    fn on_connected(&self, socket: &Arc<Socket>) {
+        let arrival = socket.extensions().remove::<Arrival>();
+        if let Some(Arrival(presence)) = arrival {
+            socket.emit("presence", &Args::one(&presence));
+        }
     }
 
     fn on_disconnect(&self, socket: &Arc<Socket>, _reason: DisconnectReason) {
@@ -502,7 +582,12 @@ impl Component for Presence {
         event: &str,
         args: &Args,
     ) -> impl Future<Output = Reply> + Send + 'static {
-        let parsed = self.parse(event, args);
+        // A status over the user's rate is refused before it reaches the
+        // store or the watchers; the map holds authenticated ids only.
+        let parsed = self.parse(event, args).and_then(|parsed| match parsed {
+            PresenceEvent::Status(_) => self.admit_status(&user.user).map(|()| parsed),
+            _ => Ok(parsed),
+        });
         let service = self.ctx.presence.clone();
         let policy = self.config.watch_policy.0.clone();
         let max = self.config.max_watch;

@@ -75,27 +75,20 @@ impl PresenceService {
     /// users online (or in their grace period), `offline` with the stored
     /// `last_seen` for the others.
     pub(crate) async fn lookup(&self, users: &[String]) -> Result<Vec<UserPresence>, HubError> {
-        let live = self.state.get(users).await?;
-        let missing: Vec<String> = users
+        let mut presence = self.state.get(users).await?;
+        let missing: Vec<String> = presence
             .iter()
-            .zip(&live)
-            .filter(|(_, p)| p.is_none())
-            .map(|(u, _)| u.clone())
+            .filter(|p| p.status == Status::Offline)
+            .map(|p| p.user.clone())
             .collect();
-        let stored = if missing.is_empty() {
-            HashMap::new()
-        } else {
-            self.remembered(&missing).await?
-        };
-        Ok(users
-            .iter()
-            .zip(live)
-            .map(|(user, live)| {
-                live.unwrap_or_else(|| {
-                    UserPresence::offline(user, stored.get(user).and_then(|r| r.last_seen))
-                })
-            })
-            .collect())
+        if missing.is_empty() {
+            return Ok(presence);
+        }
+        let stored = self.remembered(&missing).await?;
+        for p in presence.iter_mut().filter(|p| p.status == Status::Offline) {
+            p.last_seen = stored.get(&p.user).and_then(|r| r.last_seen);
+        }
+        Ok(presence)
     }
 
     /// What the store remembers of each of `users` it knows.

@@ -12,6 +12,14 @@
 //! device expires. The state keeps no entry for an offline user (their
 //! chosen status and `last_seen` are in the store), so its memory follows
 //! the users online.
+//!
+//! Every change others see takes a new *version*, in the same atomic step
+//! as the change, and every presence carries its version: the announcements
+//! of two changes may reach a client in either order (they are sent after
+//! the step, by whichever task made it, on whichever node), and the client
+//! keeps the one with the higher version, which is what the state holds.
+//! So every device and watcher ends on the same presence, whatever order
+//! concurrent connects, departures and status changes are made in.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,6 +30,10 @@ use socketio::BoxFuture;
 
 /// Unix time in milliseconds.
 pub type Millis = i64;
+
+/// Orders the changes of a user's presence: a later change has a higher
+/// version (see [`PresenceState`]).
+pub type Version = u64;
 
 /// A user's status as others see it: `online`, `away` or `busy` (the
 /// user's choice) while a device of theirs is connected, `offline` once
@@ -72,16 +84,24 @@ pub struct UserPresence {
     /// if never.
     #[schema(value_type = Option<i64>, required = true)]
     pub last_seen: Option<Millis>,
+    /// Grows with every change of `status` or `devices` (not by one, and
+    /// across restarts too): of two presences of the user, the one with
+    /// the higher version is the newer. Events and acks may arrive out of
+    /// order; a client keeps the highest version it has seen.
+    #[schema(value_type = u64)]
+    pub version: Version,
 }
 
 impl UserPresence {
-    /// An offline user's presence.
-    pub fn offline(user: &str, last_seen: Option<Millis>) -> UserPresence {
+    /// An offline user's presence: `version` is the state's at the time it
+    /// was read (the user's next change will be higher).
+    pub fn offline(user: &str, last_seen: Option<Millis>, version: Version) -> UserPresence {
         UserPresence {
             user: user.to_owned(),
             status: Status::Offline,
             devices: 0,
             last_seen,
+            version,
         }
     }
 }
@@ -115,7 +135,8 @@ impl Default for Remembered {
 
 /// The user's presence after a change, and whether watchers must hear of
 /// it (their status or device count changed; a newer `last_seen` alone is
-/// not news).
+/// not news). A visible change has a version of its own; an invisible one
+/// keeps the user's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub presence: UserPresence,
@@ -143,6 +164,15 @@ pub struct StateError(pub String);
 
 /// The live presence of every user, shared by every node of a cluster.
 /// Every method is one atomic step on one user's entries.
+///
+/// Versions: every visible change gives the user's presence a version
+/// higher than any it had before, in the same step — even after the state
+/// forgot the user (offline) and after a restart — and the presence of a
+/// user without entries carries a version at least as high as their last
+/// change's. [`MemoryState`] counts with one counter for all users that
+/// starts from the clock; a Redis state can `INCR` a counter in the same
+/// script as the change (one for all users, or one per user kept after
+/// the user's entries are deleted).
 pub trait PresenceState: Send + Sync + 'static {
     /// Whether the state has entries for `user` (a device connected or
     /// lingering); if not, their first device starts from what the store
@@ -185,9 +215,10 @@ pub trait PresenceState: Send + Sync + 'static {
         status: Status,
     ) -> BoxFuture<Result<Option<Change>, StateError>>;
 
-    /// The presence of each of `users` the state has entries for (`None`
-    /// for the others: offline, the store knows their `last_seen`).
-    fn get(&self, users: &[String]) -> BoxFuture<Result<Vec<Option<UserPresence>>, StateError>>;
+    /// The presence of each of `users`, in order: from their entries, or,
+    /// for a user without any, offline with a `last_seen` of `None` (the
+    /// store knows it).
+    fn get(&self, users: &[String]) -> BoxFuture<Result<Vec<UserPresence>, StateError>>;
 }
 
 /// One user's entries.
@@ -198,6 +229,8 @@ struct Entry {
     connected: Vec<Device>,
     /// Until when each lingering device counts, oldest departure first.
     lingering: Vec<Millis>,
+    /// Its last visible change's.
+    version: Version,
 }
 
 impl Entry {
@@ -216,6 +249,7 @@ impl Entry {
             },
             devices,
             last_seen: self.last_seen,
+            version: self.version,
         }
     }
 
@@ -227,22 +261,39 @@ impl Entry {
 /// The presence of one node's users, in memory.
 #[derive(Debug)]
 pub struct MemoryState {
-    users: Mutex<HashMap<String, Entry>>,
+    users: Mutex<Users>,
     max_lingering: usize,
+}
+
+/// Every user's entries, and the versions' counter: one lock for both, so
+/// that a change and its version are one step.
+#[derive(Debug)]
+struct Users {
+    entries: HashMap<String, Entry>,
+    /// The last version given (to any user's change).
+    version: Version,
 }
 
 impl MemoryState {
     /// At most `max_lingering` devices of one user linger after leaving.
     pub fn new(max_lingering: usize) -> MemoryState {
+        // Versions start from the clock, in thousandths of a millisecond,
+        // so they keep growing across a restart (a client that held one
+        // from before does not take what follows for older) unless more
+        // than 1,000 changes a millisecond went on for long.
+        let start = u64::try_from(crate::clock::now_ms()).unwrap_or(0);
         MemoryState {
-            users: Mutex::new(HashMap::new()),
+            users: Mutex::new(Users {
+                entries: HashMap::new(),
+                version: start.saturating_mul(1_000),
+            }),
             max_lingering,
         }
     }
 
     /// Users with entries (connected or lingering), for tests and metrics.
     pub fn len(&self) -> usize {
-        self.users.lock().len()
+        self.users.lock().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -257,11 +308,13 @@ impl MemoryState {
         now: Millis,
     ) -> Change {
         let mut users = self.users.lock();
-        let entry = users.entry(user.to_owned()).or_insert_with(|| Entry {
+        let Users { entries, version } = &mut *users;
+        let entry = entries.entry(user.to_owned()).or_insert_with(|| Entry {
             status: remembered.status,
             last_seen: remembered.last_seen,
             connected: Vec::new(),
             lingering: Vec::new(),
+            version: 0,
         });
         let before = entry.presence(user);
         if !entry.lingering.is_empty() {
@@ -272,12 +325,13 @@ impl MemoryState {
             entry.connected.push(device);
         }
         entry.seen(now);
-        changed(before, entry.presence(user))
+        changed(user, &before, entry, version)
     }
 
     fn disconnect_now(&self, user: &str, socket: &str, now: Millis, grace: Duration) -> Departure {
         let mut users = self.users.lock();
-        let Some(entry) = users.get_mut(user) else {
+        let Users { entries, version } = &mut *users;
+        let Some(entry) = entries.get_mut(user) else {
             return Departure::Unknown;
         };
         let Some(index) = entry.connected.iter().position(|d| d.socket == socket) else {
@@ -291,36 +345,47 @@ impl MemoryState {
             entry.lingering.push(until);
             return Departure::Lingering { until };
         }
-        let change = changed(before, entry.presence(user));
+        let change = changed(user, &before, entry, version);
         if entry.devices() == 0 {
-            users.remove(user);
+            entries.remove(user);
         }
         Departure::Gone(change)
     }
 
     fn expire_now(&self, user: &str, until: Millis) -> Option<Change> {
         let mut users = self.users.lock();
-        let entry = users.get_mut(user)?;
+        let Users { entries, version } = &mut *users;
+        let entry = entries.get_mut(user)?;
         let before = entry.presence(user);
         entry.lingering.retain(|&t| t > until);
-        let change = changed(before, entry.presence(user));
+        let change = changed(user, &before, entry, version);
         if entry.devices() == 0 {
-            users.remove(user);
+            entries.remove(user);
         }
         change.visible.then_some(change)
     }
 
     fn set_status_now(&self, user: &str, status: Status) -> Option<Change> {
         let mut users = self.users.lock();
-        let entry = users.get_mut(user)?;
+        let Users { entries, version } = &mut *users;
+        let entry = entries.get_mut(user)?;
         let before = entry.presence(user);
         entry.status = status;
-        Some(changed(before, entry.presence(user)))
+        Some(changed(user, &before, entry, version))
     }
 }
 
-fn changed(before: UserPresence, after: UserPresence) -> Change {
+/// `user`'s entry after a change that found it as `before`: visible if its
+/// status or device count changed, then with the next version (`last` is
+/// the last one given).
+fn changed(user: &str, before: &UserPresence, entry: &mut Entry, last: &mut Version) -> Change {
+    let mut after = entry.presence(user);
     let visible = before.status != after.status || before.devices != after.devices;
+    if visible {
+        *last += 1;
+        entry.version = *last;
+        after.version = *last;
+    }
     Change {
         presence: after,
         visible,
@@ -336,7 +401,7 @@ fn ready<T: Send + 'static>(value: T) -> BoxFuture<Result<T, StateError>> {
 
 impl PresenceState for MemoryState {
     fn knows(&self, user: &str) -> BoxFuture<Result<bool, StateError>> {
-        ready(self.users.lock().contains_key(user))
+        ready(self.users.lock().entries.contains_key(user))
     }
 
     fn connect(
@@ -371,12 +436,15 @@ impl PresenceState for MemoryState {
         ready(self.set_status_now(user, status))
     }
 
-    fn get(&self, users: &[String]) -> BoxFuture<Result<Vec<Option<UserPresence>>, StateError>> {
-        let map = self.users.lock();
+    fn get(&self, users: &[String]) -> BoxFuture<Result<Vec<UserPresence>, StateError>> {
+        let state = self.users.lock();
         ready(
             users
                 .iter()
-                .map(|user| map.get(user).map(|entry| entry.presence(user)))
+                .map(|user| match state.entries.get(user) {
+                    Some(entry) => entry.presence(user),
+                    None => UserPresence::offline(user, None, state.version),
+                })
                 .collect(),
         )
     }
@@ -402,8 +470,15 @@ mod tests {
             .unwrap()
     }
 
+    /// `user` (who has a device) chooses `status`.
+    async fn choose(state: &MemoryState, user: &str, status: Status) -> Change {
+        state.set_status(user, status).await.unwrap().unwrap()
+    }
+
+    /// `user`'s presence if online (or lingering).
     async fn shown(state: &MemoryState, user: &str) -> Option<UserPresence> {
-        state.get(&[user.to_owned()]).await.unwrap().remove(0)
+        Some(state.get(&[user.to_owned()]).await.unwrap().remove(0))
+            .filter(|p| p.status != Status::Offline)
     }
 
     #[tokio::test]
@@ -467,8 +542,10 @@ mod tests {
                 status: Status::Offline,
                 devices: 0,
                 last_seen: Some(2_050),
+                version: offline.presence.version,
             }
         );
+        assert!(offline.presence.version > one_left.presence.version);
         assert!(state.is_empty(), "an offline user is forgotten");
         assert_eq!(state.expire("alice", second).await.unwrap(), None);
     }
@@ -518,21 +595,13 @@ mod tests {
             .unwrap();
         assert_eq!(first.presence.status, Status::Away);
         connect(&state, "alice", "s2", 30).await;
-        let busy = state
-            .set_status("alice", Status::Busy)
-            .await
-            .unwrap()
-            .unwrap();
+        let busy = choose(&state, "alice", Status::Busy).await;
         assert!(busy.visible);
         assert_eq!(
             (busy.presence.status, busy.presence.devices),
             (Status::Busy, 2)
         );
-        let again = state
-            .set_status("alice", Status::Busy)
-            .await
-            .unwrap()
-            .unwrap();
+        let again = choose(&state, "alice", Status::Busy).await;
         assert!(!again.visible, "the same status again is no news");
         // A later connect keeps the state's status, not the store's.
         let third = state
@@ -540,6 +609,71 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(third.presence.status, Status::Busy);
+    }
+
+    #[tokio::test]
+    async fn every_visible_change_has_a_higher_version_even_after_the_user_was_forgotten() {
+        let state = MemoryState::new(8);
+        let absent = state.get(&["alice".to_owned()]).await.unwrap().remove(0);
+        let first = connect(&state, "alice", "s1", 1_000).await;
+        assert!(
+            first.presence.version > absent.version,
+            "{first:?} {absent:?}"
+        );
+        let second = connect(&state, "alice", "s2", 1_000).await;
+        assert!(second.presence.version > first.presence.version);
+        // Another user's change takes a version too; alice's stay ordered.
+        connect(&state, "bob", "s3", 1_000).await;
+        let busy = choose(&state, "alice", Status::Busy).await;
+        assert!(busy.presence.version > second.presence.version);
+        let again = choose(&state, "alice", Status::Busy).await;
+        assert_eq!(
+            again.presence.version, busy.presence.version,
+            "no news, no version"
+        );
+        // A departure that lingers shows nothing, and a reload neither.
+        state.disconnect("alice", "s1", 2_000, GRACE).await.unwrap();
+        assert_eq!(
+            shown(&state, "alice").await.unwrap().version,
+            busy.presence.version
+        );
+        let back = connect(&state, "alice", "s4", 2_010).await;
+        assert_eq!(back.presence.version, busy.presence.version);
+        // Offline: the state forgets alice, and what it answers for her
+        // after is no older than her last change, and her return newer.
+        let mut gone = Vec::new();
+        for socket in ["s2", "s4"] {
+            match state
+                .disconnect("alice", socket, 3_000, Duration::ZERO)
+                .await
+            {
+                Ok(Departure::Gone(change)) => gone.push(change),
+                other => panic!("no grace: {other:?}"),
+            }
+        }
+        let [one, offline] = &gone[..] else {
+            panic!("two departures")
+        };
+        assert!(offline.presence.version > one.presence.version);
+        assert_eq!(offline.presence.status, Status::Offline);
+        let forgotten = state.get(&["alice".to_owned()]).await.unwrap().remove(0);
+        assert!(forgotten.version >= offline.presence.version);
+        let returned = connect(&state, "alice", "s5", 4_000).await;
+        assert!(returned.presence.version > forgotten.version);
+    }
+
+    #[tokio::test]
+    async fn versions_keep_growing_across_a_restart() {
+        let before = MemoryState::new(8);
+        for i in 0..100 {
+            connect(&before, &format!("u{i}"), "s", 0).await;
+        }
+        let last = connect(&before, "alice", "s1", 0).await.presence.version;
+        // A new state (the node restarted) a millisecond later.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let after = MemoryState::new(8);
+        let first = connect(&after, "alice", "s1", 0).await.presence.version;
+        assert!(first > last, "{first} after a restart, {last} before");
     }
 
     #[test]
