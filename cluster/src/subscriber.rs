@@ -1,0 +1,154 @@
+//! The subscriber task: one RESP3 connection that PSUBSCRIBEs
+//! `<prefix>#<nsp>#*` for every namespace and delivers what arrives
+//! (`Shared::on_message`, called by the connection as each push is read).
+//! When the connection drops — Redis says so, or a PING goes unanswered —
+//! it is opened again with backoff and every pattern subscribed again
+//! before the node counts as up: nothing is left half-subscribed, the
+//! failure node-redis users report (socket.io-redis-adapter#446).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::{Notify, watch};
+
+use crate::bus::{Shared, backoff, sleep_or_stop, stop_requested};
+use crate::error::ClusterError;
+use crate::publisher::timed;
+
+pub(crate) async fn run(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let mut delay = shared.config.reconnect_min;
+    let mut ever_connected = false;
+    loop {
+        let lost = Arc::new(Notify::new());
+        let result = match connect(&shared, lost.clone()).await {
+            Ok(conn) => {
+                if ever_connected {
+                    shared.stats.subscribe_reconnects.fetch_add(1, Relaxed);
+                }
+                ever_connected = true;
+                delay = shared.config.reconnect_min;
+                serve(&shared, conn, &lost, &mut stopped).await
+            }
+            Err(err) => Err(err),
+        };
+        match result {
+            Ok(()) => return,
+            Err(err) => {
+                if shared.stats.subscribe_up.swap(false, Relaxed) {
+                    tracing::error!(%err, "cluster bus: subscribing connection lost");
+                }
+                shared.set_error(Some(err.to_string()));
+            }
+        }
+        if sleep_or_stop(delay, &mut stopped).await {
+            return;
+        }
+        delay = backoff(delay, &shared.config);
+    }
+}
+
+/// Subscribes and serves one connection until it fails (`Err`) or the bus
+/// stops (`Ok`).
+async fn serve(
+    shared: &Arc<Shared>,
+    mut conn: MultiplexedConnection,
+    lost: &Notify,
+    stopped: &mut watch::Receiver<bool>,
+) -> Result<(), ClusterError> {
+    let limit = shared.config.command_timeout;
+    let mut subscribed: BTreeSet<String> = BTreeSet::new();
+    loop {
+        // Every namespace's pattern, before the node counts as up.
+        let wanted: BTreeSet<String> = shared.patterns().into_iter().collect();
+        for pattern in wanted.difference(&subscribed) {
+            timed(limit, conn.psubscribe(pattern)).await?;
+        }
+        for pattern in subscribed.difference(&wanted) {
+            timed(limit, conn.punsubscribe(pattern)).await?;
+        }
+        subscribed = wanted;
+        if !shared.stats.subscribe_up.swap(true, Relaxed) {
+            tracing::info!(patterns = subscribed.len(), "cluster bus: subscribed");
+            shared.set_error(None);
+        }
+        tokio::select! {
+            _ = shared.patterns_changed.notified() => {}
+            _ = lost.notified() => return Err(ClusterError::Redis(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "the connection closed",
+            )))),
+            _ = tokio::time::sleep(shared.config.health_interval) => {
+                let _: String = timed(limit, redis::cmd("PING").query_async(&mut conn)).await?;
+            }
+            _ = stop_requested(stopped) => return Ok(()),
+        }
+    }
+}
+
+/// Opens the subscribing connection: RESP3, whose pushes are handed to
+/// `Shared::on_message` as they are read.
+async fn connect(
+    shared: &Arc<Shared>,
+    lost: Arc<Notify>,
+) -> Result<MultiplexedConnection, ClusterError> {
+    use redis::IntoConnectionInfo;
+    let info = shared.config.redis_url.as_str().into_connection_info()?;
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(settings))?;
+    let weak = Arc::downgrade(shared);
+    let push = move |push: PushInfo| -> Result<(), redis::aio::SendError> {
+        match push.kind {
+            PushKind::PMessage => {
+                if let Some(shared) = weak.upgrade() {
+                    pmessage(&shared, push.data);
+                }
+            }
+            PushKind::Disconnection => lost.notify_one(),
+            _ => {}
+        }
+        Ok(())
+    };
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(shared.config.connect_timeout))
+        .set_response_timeout(Some(shared.config.command_timeout))
+        .set_push_sender(push);
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
+}
+
+/// `[pattern, channel, message]`.
+fn pmessage(shared: &Shared, data: Vec<Value>) {
+    let mut data = data.into_iter();
+    let (Some(pattern), Some(channel), Some(message)) = (data.next(), data.next(), data.next())
+    else {
+        shared.stats.malformed.fetch_add(1, Relaxed);
+        return;
+    };
+    let (Some(pattern), Some(channel), Some(message)) =
+        (text(pattern), text(channel), bytes(message))
+    else {
+        shared.stats.malformed.fetch_add(1, Relaxed);
+        return;
+    };
+    shared.on_message(&pattern, &channel, message);
+}
+
+fn bytes(value: Value) -> Option<Bytes> {
+    match value {
+        Value::BulkString(data) => Some(Bytes::from(data)),
+        Value::SimpleString(s) => Some(Bytes::from(s)),
+        _ => None,
+    }
+}
+
+fn text(value: Value) -> Option<String> {
+    bytes(value).and_then(|b| String::from_utf8(b.to_vec()).ok())
+}
