@@ -1,0 +1,304 @@
+//! Cluster mode: nodes sharing the test Redis and a PostgreSQL database
+//! (`common::start_cluster`), clients on each. A broadcast from either node
+//! — to a room, to a user's room, to the namespace with `except`, from the
+//! publish API — reaches exactly the matching sockets of every node, once
+//! each. `/readyz` and `/metrics` report the bus; a node whose Redis is
+//! gone still serves its own sockets and counts what it could not publish.
+//!
+//! "Did not receive" is checked without sleeping: after the broadcast
+//! under test, the same socket broadcasts a marker to the whole namespace.
+//! A node publishes in order and each connection delivers in order, so a
+//! client holding the marker holds everything the broadcast meant for it.
+
+use crate::common::*;
+
+/// A client of one node in namespace `nsp` (`""` for `/`).
+struct Member {
+    name: &'static str,
+    client: Client,
+    sid: String,
+    nsp: &'static str,
+}
+
+impl Member {
+    async fn on(addr: std::net::SocketAddr, name: &'static str) -> Member {
+        let (client, sid) = Client::connect(addr).await;
+        Member {
+            name,
+            client,
+            sid,
+            nsp: "",
+        }
+    }
+
+    /// On `/secure` (auth: the socket is in `user:<user>`).
+    async fn secure(addr: std::net::SocketAddr, name: &'static str, user: &str) -> Member {
+        let (client, reply) =
+            connect_secure(addr, &format!(r#"{{"token":"{}"}}"#, token(user, 60))).await;
+        assert!(reply.starts_with("40/secure,{"), "{reply}");
+        let value: serde_json::Value = serde_json::from_str(&reply["40/secure,".len()..]).unwrap();
+        Member {
+            name,
+            client,
+            sid: value["sid"].as_str().unwrap().to_owned(),
+            nsp: "/secure",
+        }
+    }
+
+    async fn emit(&mut self, id: u64, event: &str, args: &str) {
+        match self.nsp {
+            "" => self.client.emit(id, event, args).await,
+            nsp => self.client.emit_to(nsp, id, event, args).await,
+        }
+    }
+
+    /// The packet prefix of this namespace's events (`42` or `42/secure,`).
+    fn event_prefix(&self) -> String {
+        match self.nsp {
+            "" => "42".to_owned(),
+            nsp => format!("42{nsp},"),
+        }
+    }
+
+    async fn join(&mut self, room: &str) {
+        self.emit(1, "join", &format!("{room:?}")).await;
+        let ack = self.client.recv().await;
+        assert!(ack.ends_with(r#"1[{"ok":true}]"#), "{ack}");
+    }
+
+    /// Every text frame up to the marker `n` (left out).
+    async fn until_marker(&mut self, n: u64) -> Vec<String> {
+        let marker = format!(r#"{}["marker",{n}]"#, self.event_prefix());
+        let mut got = Vec::new();
+        loop {
+            let text = self.client.recv().await;
+            if text == marker {
+                return got;
+            }
+            got.push(text);
+        }
+    }
+}
+
+/// Broadcasts `spec` (the test kit's `broadcast` event, without `event` and
+/// `data`) from `members[sender]` as `news` `{id: n}`, then the marker;
+/// returns who received the news, with how many copies each.
+async fn round(
+    members: &mut [Member],
+    sender: usize,
+    n: u64,
+    spec: &str,
+) -> Vec<(&'static str, usize)> {
+    let sep = if spec.is_empty() { "" } else { "," };
+    let news = format!(r#"{{"event":"news","data":{{"id":{n}}}{sep}{spec}}}"#);
+    members[sender].emit(100, "broadcast", &news).await;
+    let marker = format!(r#"{{"event":"marker","data":{n}}}"#);
+    members[sender].emit(101, "broadcast", &marker).await;
+    let mut got = Vec::new();
+    for member in members.iter_mut() {
+        let expected = format!(r#"{}["news",{{"id":{n}}}]"#, member.event_prefix());
+        let frames = member.until_marker(n).await;
+        let copies = frames.iter().filter(|f| **f == expected).count();
+        if copies > 0 {
+            got.push((member.name, copies));
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn broadcasts_reach_the_matching_sockets_of_every_node_once() {
+    let Some(nodes) = start_cluster(2, "").await else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let mut members = vec![
+        Member::on(a, "a1").await,
+        Member::on(a, "a2").await,
+        Member::on(a, "a3").await,
+        Member::on(b, "b1").await,
+        Member::on(b, "b2").await,
+        Member::on(b, "b3").await,
+    ];
+    members[0].join("r1").await;
+    members[1].join("r2").await;
+    members[3].join("r1").await;
+    members[4].join("r1").await;
+    members[4].join("r2").await;
+    let (a1, b1) = (0, 3);
+
+    // One room, from either node (its own channel on the bus).
+    let got = round(&mut members, a1, 1, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("a1", 1), ("b1", 1), ("b2", 1)]);
+    let got = round(&mut members, b1, 2, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("a1", 1), ("b1", 1), ("b2", 1)]);
+    // Two rooms: the union, b2 (in both) once.
+    let got = round(&mut members, b1, 3, r#""rooms":["r1","r2"]"#).await;
+    assert_eq!(got, [("a1", 1), ("a2", 1), ("b1", 1), ("b2", 1)]);
+    // The namespace but a room, and but the sender.
+    let got = round(&mut members, a1, 4, r#""except":["r2"]"#).await;
+    assert_eq!(got, [("a1", 1), ("a3", 1), ("b1", 1), ("b3", 1)]);
+    let got = round(&mut members, b1, 5, r#""rooms":["r1"],"others":true"#).await;
+    assert_eq!(got, [("a1", 1), ("b2", 1)]);
+    // A socket id is a room: a socket of the other node, alone.
+    let b3 = members[5].sid.clone();
+    let got = round(&mut members, a1, 6, &format!(r#""rooms":[{b3:?}]"#)).await;
+    assert_eq!(got, [("b3", 1)]);
+    // And excepted as a room.
+    let a2 = members[1].sid.clone();
+    let got = round(&mut members, b1, 7, &format!(r#""except":[{a2:?},"r1"]"#)).await;
+    assert_eq!(got, [("a3", 1), ("b3", 1)]);
+    // Volatile broadcasts cross too.
+    let got = round(&mut members, a1, 8, r#""rooms":["r2"],"volatile":true"#).await;
+    assert_eq!(got, [("a2", 1), ("b2", 1)]);
+
+    // Each broadcast crossed the bus once per node, not once per socket.
+    let published: u64 = nodes
+        .iter()
+        .map(|n| n.app.cluster.as_ref().unwrap().stats().published)
+        .sum();
+    assert_eq!(published, 16, "8 broadcasts and 8 markers");
+}
+
+#[tokio::test]
+async fn a_users_room_reaches_every_device_of_that_user_on_every_node() {
+    let Some(nodes) = start_cluster(2, "").await else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let mut members = vec![
+        Member::secure(a, "alice@a", "alice").await,
+        Member::secure(b, "alice@b", "alice").await,
+        Member::secure(b, "bob@b", "bob").await,
+        Member::secure(a, "carol@a", "carol").await,
+    ];
+    let got = round(&mut members, 2, 1, r#""rooms":["user:alice"]"#).await;
+    assert_eq!(got, [("alice@a", 1), ("alice@b", 1)]);
+    // Alice's other devices, not the one that sent (socket.to(room)).
+    let got = round(
+        &mut members,
+        1,
+        2,
+        r#""rooms":["user:alice"],"others":true"#,
+    )
+    .await;
+    assert_eq!(got, [("alice@a", 1)]);
+    let got = round(&mut members, 0, 3, r#""rooms":["user:bob","user:carol"]"#).await;
+    assert_eq!(got, [("bob@b", 1), ("carol@a", 1)]);
+
+    // The publish API of one node reaches the user's sockets on both.
+    let mut alice_a = connect_pubsub(a, "alice").await;
+    let mut alice_b = connect_pubsub(b, "alice").await;
+    let mut bob_b = connect_pubsub(b, "bob").await;
+    let (status, json) = api(
+        a,
+        "POST",
+        "/api/v1/publish",
+        r#"{"event":"notification","users":["alice"],"namespace":"/pubsub","data":{"n":1}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{json}");
+    for device in [&mut alice_a, &mut alice_b] {
+        assert_eq!(device.recv().await, r#"42/pubsub,["notification",{"n":1}]"#);
+    }
+    // Bob got nothing: the next thing he sees is the answer to his own event.
+    bob_b
+        .emit_to("/pubsub", 5, "subscribe", r#""topic:x""#)
+        .await;
+    assert!(bob_b.recv().await.starts_with("43/pubsub,5["));
+}
+
+#[tokio::test]
+async fn readyz_and_metrics_report_the_bus() {
+    let Some(nodes) = start_cluster(1, "").await else {
+        return;
+    };
+    let addr = nodes[0].addr;
+    let response = http(addr, "GET", "/readyz", &[], "").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let json: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(json["cluster"]["publish"], "up");
+    assert_eq!(json["cluster"]["subscribe"], "up");
+    assert_eq!(json["store"]["backend"], "postgres");
+    let (mut client, _) = Client::connect(addr).await;
+    client
+        .emit(1, "broadcast", r#"{"event":"news","data":1}"#)
+        .await;
+    let _ = client.recv().await;
+    let _ = client.recv().await;
+    let metrics = http(addr, "GET", "/metrics", &[], "").await.body;
+    for line in [
+        "switchboard_cluster_redis_up{connection=\"subscribe\"} 1",
+        "switchboard_cluster_publish_dropped_total{reason=\"queue_full\"} 0",
+        "switchboard_cluster_publish_queue 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+    // Its own message came back from Redis, and was left alone.
+    let cluster = nodes[0].app.cluster.as_ref().unwrap();
+    tokio::time::timeout(WAIT, async {
+        while cluster.stats().own == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the node's own message never came back");
+    assert_eq!(cluster.stats().delivered, 0);
+}
+
+#[tokio::test]
+async fn without_redis_a_node_serves_its_sockets_counts_what_it_cannot_publish_and_is_degraded() {
+    // Nothing listens on port 1: the bus never connects.
+    let Some(_) = redis_url() else {
+        return;
+    };
+    let Some((_, database)) = postgres_database().await else {
+        return;
+    };
+    let server = start(&format!(
+        "[store]\nurl = {database:?}\n\n[cluster]\nredis_url = \"redis://127.0.0.1:1\"\n\
+         connect_timeout_ms = 100\npublish_queue = 2\n"
+    ))
+    .await;
+    let addr = server.addr;
+    let response = http(addr, "GET", "/readyz", &[], "").await;
+    assert_eq!(response.status, 503, "{}", response.body);
+    let json: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(json["status"], "degraded");
+    assert_eq!(json["error"]["code"], "bus_unreachable");
+    assert_eq!(json["cluster"]["subscribe"], "down");
+
+    let (mut client, _) = Client::connect(addr).await;
+    for n in 0..5 {
+        client
+            .emit(n, "broadcast", &format!(r#"{{"event":"news","data":{n}}}"#))
+            .await;
+        let mut frames = [client.recv().await, client.recv().await];
+        frames.sort();
+        assert_eq!(frames[0], format!(r#"42["news",{n}]"#));
+    }
+    // The queue holds two while the publisher waits to connect: the other
+    // three were dropped, and counted.
+    let stats = server.app.cluster.as_ref().unwrap().stats();
+    assert_eq!(
+        (stats.queued, stats.dropped_queue_full),
+        (2, 3),
+        "{stats:?}"
+    );
+    assert_eq!(stats.published, 0);
+}
+
+#[tokio::test]
+async fn a_cluster_on_sqlite_refuses_to_start_and_says_why() {
+    let err = try_start_raw(
+        "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\n\n[[namespaces]]\nname = \"/\"\nhandler = \"echo\"\n",
+    )
+    .await
+    .err()
+    .expect("a cluster on SQLite started");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("cluster.redis_url: a cluster's nodes share one store"),
+        "{message}"
+    );
+}
