@@ -44,6 +44,9 @@ pub(crate) struct Shared {
     next_token: AtomicU64,
     /// Wakes the subscriber when a namespace comes or goes.
     pub(crate) patterns_changed: Notify,
+    /// Counts the namespaces' comings and goings: the subscriber is up
+    /// only once it holds the patterns of the latest.
+    pub(crate) generation: AtomicU64,
     /// The last connection error, for `/readyz`.
     last_error: Mutex<Option<String>>,
     drop_log: Throttle,
@@ -126,6 +129,10 @@ impl Shared {
                 local,
             },
         );
+        // Not up until this namespace's pattern is subscribed: a broadcast
+        // published meanwhile would not reach its sockets.
+        self.generation.fetch_add(1, Relaxed);
+        self.stats.subscribe_up.store(false, Relaxed);
         self.patterns_changed.notify_one();
         token
     }
@@ -135,6 +142,7 @@ impl Shared {
         if receivers.get(nsp).is_some_and(|r| r.token == token) {
             receivers.remove(nsp);
             drop(receivers);
+            self.generation.fetch_add(1, Relaxed);
             self.patterns_changed.notify_one();
         }
     }
@@ -282,6 +290,7 @@ impl Cluster {
             receivers: RwLock::new(HashMap::new()),
             next_token: AtomicU64::new(0),
             patterns_changed: Notify::new(),
+            generation: AtomicU64::new(0),
             last_error: Mutex::new(None),
             drop_log: Throttle::new(LOG_PERIOD),
             malformed_log: Throttle::new(LOG_PERIOD),
@@ -376,6 +385,28 @@ fn new_uid() -> String {
     raw.iter()
         .map(|b| CHARS[(*b % 64) as usize] as char)
         .collect()
+}
+
+/// Names a fresh connection `switchboard:<uid>:<role>` (`CLIENT LIST`
+/// then tells an operator which node holds it); a Redis that refuses is
+/// only logged.
+pub(crate) async fn name_connection(
+    shared: &Shared,
+    conn: &mut redis::aio::MultiplexedConnection,
+    role: &str,
+) {
+    let name = format!("switchboard:{}:{role}", shared.uid);
+    let named = crate::publisher::timed(
+        shared.config.command_timeout,
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&name)
+            .query_async::<()>(conn),
+    )
+    .await;
+    if let Err(err) = named {
+        tracing::debug!(%err, name, "CLIENT SETNAME refused");
+    }
 }
 
 /// Resolves once the bus is told to stop (or its handle is gone).

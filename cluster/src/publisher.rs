@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 
-use crate::bus::{Shared, backoff, sleep_or_stop, stop_requested};
+use crate::bus::{Shared, backoff, name_connection, sleep_or_stop, stop_requested};
 use crate::error::ClusterError;
 use crate::wire::Outbound;
 
@@ -93,9 +93,11 @@ async fn connect(shared: &Shared) -> Result<MultiplexedConnection, ClusterError>
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(shared.config.connect_timeout))
         .set_response_timeout(Some(shared.config.command_timeout));
-    Ok(client
+    let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
-        .await?)
+        .await?;
+    name_connection(shared, &mut conn, "publish").await;
+    Ok(conn)
 }
 
 /// Publishes a batch in one pipeline; each message is taken off the

@@ -15,7 +15,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{Notify, watch};
 
-use crate::bus::{Shared, backoff, sleep_or_stop, stop_requested};
+use crate::bus::{Shared, backoff, name_connection, sleep_or_stop, stop_requested};
 use crate::error::ClusterError;
 use crate::publisher::timed;
 
@@ -63,6 +63,7 @@ async fn serve(
     let mut subscribed: BTreeSet<String> = BTreeSet::new();
     loop {
         // Every namespace's pattern, before the node counts as up.
+        let generation = shared.generation.load(Relaxed);
         let wanted: BTreeSet<String> = shared.patterns().into_iter().collect();
         for pattern in wanted.difference(&subscribed) {
             timed(limit, conn.psubscribe(pattern)).await?;
@@ -71,6 +72,10 @@ async fn serve(
             timed(limit, conn.punsubscribe(pattern)).await?;
         }
         subscribed = wanted;
+        if shared.generation.load(Relaxed) != generation {
+            // A namespace came or went meanwhile: its pattern first.
+            continue;
+        }
         if !shared.stats.subscribe_up.swap(true, Relaxed) {
             tracing::info!(patterns = subscribed.len(), "cluster bus: subscribed");
             shared.set_error(None);
@@ -119,9 +124,11 @@ async fn connect(
         .set_connection_timeout(Some(shared.config.connect_timeout))
         .set_response_timeout(Some(shared.config.command_timeout))
         .set_push_sender(push);
-    Ok(client
+    let mut conn = client
         .get_multiplexed_async_connection_with_config(&config)
-        .await?)
+        .await?;
+    name_connection(shared, &mut conn, "subscribe").await;
+    Ok(conn)
 }
 
 /// `[pattern, channel, message]`.

@@ -52,7 +52,7 @@ impl App {
         // Before the store opens: a dev mode that cannot sign stops the start.
         crate::dev::DevTokens::check(config)?;
         let cluster = match config.cluster_config() {
-            Some(settings) => Some(start_cluster(settings).await?),
+            Some(settings) => Some(cluster::Cluster::start(settings)?),
             None => None,
         };
         let mut hub_config = config.hub_config();
@@ -61,6 +61,11 @@ impl App {
             hub_config.socketio.adapter = cluster.adapters();
         }
         let hub = Hub::new(hub_config, &handlers::provided()).await?;
+        if let Some(cluster) = &cluster {
+            // Once every namespace has its adapter: up means subscribed for
+            // all of them.
+            wait_for_bus(cluster, config).await;
+        }
         let dev = crate::dev::DevTokens::from_config(config)?.map(Arc::new);
         let io = hub.io.clone();
         let engine = Engine::new(config.engine_config(), io.clone());
@@ -119,12 +124,11 @@ impl App {
     }
 }
 
-/// Starts the cluster bus and gives it the time to connect (its connect
+/// Gives the cluster bus the time to connect and subscribe (its connect
 /// timeout): a node whose Redis is not there yet still starts, and says so
 /// on `/readyz` until it is.
-async fn start_cluster(settings: cluster::ClusterConfig) -> anyhow::Result<cluster::Cluster> {
-    let wait = settings.connect_timeout;
-    let cluster = cluster::Cluster::start(settings)?;
+async fn wait_for_bus(cluster: &cluster::Cluster, config: &Config) {
+    let wait = std::time::Duration::from_millis(config.cluster.connect_timeout_ms);
     if cluster.wait_up(wait).await {
         tracing::info!(uid = cluster.uid(), "cluster mode: connected to Redis");
     } else {
@@ -134,5 +138,4 @@ async fn start_cluster(settings: cluster::ClusterConfig) -> anyhow::Result<clust
              until it is (broadcasts wait in the publish queue)"
         );
     }
-    Ok(cluster)
 }

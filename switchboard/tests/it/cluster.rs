@@ -208,6 +208,71 @@ async fn a_users_room_reaches_every_device_of_that_user_on_every_node() {
     assert!(bob_b.recv().await.starts_with("43/pubsub,5["));
 }
 
+/// Closes, from Redis's side, the connection `switchboard:<uid>:<role>`
+/// (`CLIENT KILL`, with redis-cli from the Redis installation).
+fn kill_connection(url: &str, uid: &str, role: &str) {
+    let redis_cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .arg("-u")
+            .arg(url)
+            .args(args)
+            .output()
+            .expect("redis-cli (installed with redis-server)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let name = format!("name=switchboard:{uid}:{role} ");
+    let list = redis_cli(&["CLIENT", "LIST"]);
+    let line = list
+        .lines()
+        .find(|line| line.contains(&name))
+        .unwrap_or_else(|| panic!("no connection {name} in\n{list}"));
+    let id = line
+        .split(' ')
+        .find_map(|field| field.strip_prefix("id="))
+        .unwrap();
+    assert_eq!(redis_cli(&["CLIENT", "KILL", "ID", id]).trim(), "1");
+}
+
+/// Waits until `done` holds for the node's counters and it is up again.
+async fn until(cluster: &cluster::Cluster, done: impl Fn(&cluster::StatsSnapshot) -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !(done(&cluster.stats()) && cluster.health().is_up()) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{:?} {:?}", cluster.stats(), cluster.health()));
+}
+
+#[tokio::test]
+async fn a_connection_redis_drops_is_reopened_and_resubscribed() {
+    let Some(nodes) = start_cluster(2, "").await else {
+        return;
+    };
+    let url = redis_url().unwrap();
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let mut members = vec![Member::on(a, "a1").await, Member::on(b, "b1").await];
+    members[1].join("r1").await;
+    let (node_a, node_b) = (
+        nodes[0].app.cluster.as_ref().unwrap(),
+        nodes[1].app.cluster.as_ref().unwrap(),
+    );
+
+    // B's subscription is cut: B opens it again, subscribed anew.
+    kill_connection(&url, node_b.uid(), "subscribe");
+    until(node_b, |s| s.subscribe_reconnects == 1).await;
+    let got = round(&mut members, 0, 1, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+
+    // A's publishing connection is cut: found by its health check, opened
+    // again, and A's broadcasts reach B.
+    kill_connection(&url, node_a.uid(), "publish");
+    until(node_a, |s| s.publish_reconnects == 1).await;
+    let got = round(&mut members, 0, 2, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+    assert_eq!(node_a.stats().publish_failed, 0);
+}
+
 #[tokio::test]
 async fn readyz_and_metrics_report_the_bus() {
     let Some(nodes) = start_cluster(1, "").await else {
