@@ -17,6 +17,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::adapter::RedisAdapter;
 use crate::config::ClusterConfig;
 use crate::error::ClusterError;
+use crate::remote::{Hooks, Pending};
+use crate::request;
 use crate::stats::{BusStats, StatsSnapshot, Throttle};
 use crate::wire::{self, Decoded, Outbound};
 
@@ -32,6 +34,43 @@ struct Receiver {
     local: Arc<LocalAdapter>,
 }
 
+/// A subscription of the subscriber connection.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Subscription {
+    /// PSUBSCRIBE.
+    Pattern(String),
+    /// SUBSCRIBE.
+    Channel(String),
+}
+
+/// What waits in the publish queue.
+pub(crate) enum Queued {
+    /// A broadcast, encoded by the publisher task.
+    Broadcast(Outbound),
+    /// A request or an answer, encoded.
+    Raw { channel: String, payload: Vec<u8> },
+}
+
+impl Queued {
+    /// What the queue's byte bound counts.
+    pub(crate) fn byte_len(&self) -> usize {
+        match self {
+            Queued::Broadcast(message) => message.byte_len(),
+            Queued::Raw { channel, payload } => channel.len() + payload.len(),
+        }
+    }
+}
+
+impl std::fmt::Display for Queued {
+    /// What a log line says of it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Queued::Broadcast(m) => write!(f, "broadcast of {:?} in {}", m.event, m.nsp),
+            Queued::Raw { channel, .. } => write!(f, "message on {channel}"),
+        }
+    }
+}
+
 /// What the adapters and the connection tasks share.
 pub(crate) struct Shared {
     pub(crate) config: ClusterConfig,
@@ -39,7 +78,7 @@ pub(crate) struct Shared {
     /// `uid2(6)`, never `emitter`.
     pub(crate) uid: String,
     pub(crate) stats: BusStats,
-    queue: mpsc::Sender<Outbound>,
+    queue: mpsc::Sender<Queued>,
     receivers: RwLock<HashMap<Room, Receiver>>,
     next_token: AtomicU64,
     /// Wakes the subscriber when a namespace comes or goes.
@@ -50,24 +89,41 @@ pub(crate) struct Shared {
     /// The last connection error, for `/readyz`.
     last_error: Mutex<Option<String>>,
     drop_log: Throttle,
-    malformed_log: Throttle,
+    pub(crate) malformed_log: Throttle,
+    /// This node's requests waiting for answers.
+    pub(crate) pending: Pending,
+    /// A handle on the publishing connection while it is open, for the
+    /// requests that need Redis's reply (how many nodes heard them).
+    pub(crate) command: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// What the application plugs in (server-side events, socket data).
+    pub(crate) hooks: RwLock<Hooks>,
 }
 
 impl Shared {
     /// Hands a broadcast to the publisher task; never waits. A full queue
     /// drops it, counted and logged (see the crate docs for why).
     pub(crate) fn publish(&self, message: Outbound) {
+        self.enqueue(Queued::Broadcast(message));
+    }
+
+    /// Hands a request or an answer, already encoded, to the publisher
+    /// task, behind the broadcasts queued before it (a `socketsJoin` then
+    /// an emit to the room arrive in that order); never waits.
+    pub(crate) fn publish_raw(&self, channel: String, payload: Vec<u8>) {
+        self.enqueue(Queued::Raw { channel, payload });
+    }
+
+    fn enqueue(&self, message: Queued) {
         let bytes = message.byte_len();
         if bytes > self.config.max_message_bytes {
             self.stats.dropped_too_large.fetch_add(1, Relaxed);
             if let Some(held) = self.drop_log.check() {
                 tracing::error!(
-                    namespace = %message.nsp,
-                    event = %message.event,
+                    message = %message,
                     bytes,
                     max = self.config.max_message_bytes,
                     also_dropped = held,
-                    "broadcast over cluster.max_message_bytes: not published to the other nodes"
+                    "bus message over cluster.max_message_bytes: not published to the other nodes"
                 );
             }
             return;
@@ -92,22 +148,21 @@ impl Shared {
         }
     }
 
-    fn dropped(&self, message: &Outbound, bound: &str) {
+    fn dropped(&self, message: &Queued, bound: &str) {
         self.stats.dropped_queue_full.fetch_add(1, Relaxed);
         if let Some(held) = self.drop_log.check() {
             tracing::error!(
-                namespace = %message.nsp,
-                event = %message.event,
+                message = %message,
                 bound,
                 also_dropped = held,
-                "the publish queue is full (Redis down or too slow): broadcast delivered on \
-                 this node only"
+                "the publish queue is full (Redis down or too slow): not published to the \
+                 other nodes (a broadcast is still delivered on this node)"
             );
         }
     }
 
     /// The publisher took a message off the queue.
-    pub(crate) fn dequeued(&self, message: &Outbound) {
+    pub(crate) fn dequeued(&self, message: &Queued) {
         self.stats.queued.fetch_sub(1, Relaxed);
         self.stats
             .queued_bytes
@@ -147,14 +202,31 @@ impl Shared {
         }
     }
 
-    /// The patterns the subscriber must hold: one per namespace.
-    pub(crate) fn patterns(&self) -> Vec<String> {
+    /// What the subscriber must hold: per namespace, the pattern of its
+    /// broadcasts, its request channel, and the response channels (the
+    /// shared one and this node's own).
+    pub(crate) fn subscriptions(&self) -> Vec<Subscription> {
         let prefix = &self.config.key_prefix;
-        self.receivers
-            .read()
-            .keys()
-            .map(|nsp| wire::pattern_of(prefix, nsp))
-            .collect()
+        let receivers = self.receivers.read();
+        let mut out = Vec::with_capacity(4 * receivers.len());
+        for nsp in receivers.keys() {
+            out.push(Subscription::Pattern(wire::pattern_of(prefix, nsp)));
+            out.push(Subscription::Channel(request::request_channel(prefix, nsp)));
+            out.push(Subscription::Channel(request::response_channel(
+                prefix, nsp,
+            )));
+            out.push(Subscription::Channel(request::own_response_channel(
+                prefix, nsp, &self.uid,
+            )));
+        }
+        out
+    }
+
+    /// The namespace `nsp` and its rooms, if it receives from the bus.
+    pub(crate) fn receiver(&self, nsp: &str) -> Option<(Arc<Namespace>, Arc<LocalAdapter>)> {
+        let receivers = self.receivers.read();
+        let receiver = receivers.get(nsp)?;
+        Some((receiver.ns.upgrade()?, receiver.local.clone()))
     }
 
     pub(crate) fn set_error(&self, error: Option<String>) {
@@ -175,15 +247,8 @@ impl Shared {
         else {
             return;
         };
-        let (ns, local) = {
-            let receivers = self.receivers.read();
-            let Some(receiver) = receivers.get(nsp) else {
-                return;
-            };
-            let Some(ns) = receiver.ns.upgrade() else {
-                return;
-            };
-            (ns, receiver.local.clone())
+        let Some((ns, local)) = self.receiver(nsp) else {
+            return;
         };
         // `<prefix>#<nsp>#<room>#`: skipped unread when no socket here is
         // in the room (the Node adapter's `hasRoom`).
@@ -294,6 +359,9 @@ impl Cluster {
             last_error: Mutex::new(None),
             drop_log: Throttle::new(LOG_PERIOD),
             malformed_log: Throttle::new(LOG_PERIOD),
+            pending: Mutex::new(HashMap::new()),
+            command: Mutex::new(None),
+            hooks: RwLock::new(Hooks::default()),
             config,
         });
         let (stop, stopped) = watch::channel(false);
@@ -321,6 +389,11 @@ impl Cluster {
         &self.inner.shared.uid
     }
 
+    /// The channels' prefix (`cluster.key_prefix`).
+    pub fn key_prefix(&self) -> &str {
+        &self.inner.shared.config.key_prefix
+    }
+
     /// Whether the connections work.
     pub fn health(&self) -> Health {
         let stats = &self.inner.shared.stats;
@@ -336,6 +409,10 @@ impl Cluster {
             subscribe_up,
             error,
         }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
     }
 
     /// The counters.
@@ -378,7 +455,7 @@ impl Cluster {
 
 /// Six characters from the alphabet of the `uid2` package the Node
 /// adapter uses (never `emitter`, which has seven).
-fn new_uid() -> String {
+pub(crate) fn new_uid() -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut raw = [0u8; 6];
     rand::fill(&mut raw);

@@ -30,6 +30,10 @@ pub struct ClusterConfig {
     /// How often each connection is checked with a PING while it is idle
     /// (a connection that dropped without a word is found this way).
     pub health_interval: Duration,
+    /// How long a request to the other nodes (the sockets of a room, every
+    /// room, a server-side emit with acks) waits for their answers; past
+    /// it the answer is partial and says so.
+    pub request_timeout: Duration,
     /// The first wait before reconnecting; doubled after each failure.
     pub reconnect_min: Duration,
     /// The longest wait between reconnection attempts.
@@ -49,6 +53,7 @@ impl ClusterConfig {
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(5),
             health_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
         }

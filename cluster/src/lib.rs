@@ -21,6 +21,18 @@
 //! the matching sockets — rooms, `except` and socket ids as rooms work as
 //! in the Node adapter.
 //!
+//! # Asking the other nodes
+//!
+//! The request channel `<prefix>-request#<nsp>#` carries what one node
+//! asks of every other's sockets (the Node adapter's fetchSockets,
+//! allRooms, socketsJoin, disconnectSockets, serverSideEmit, broadcasts
+//! with acks; the emitter's socketsJoin, socketsLeave, disconnectSockets),
+//! and the response channels the answers. Every node SUBSCRIBEs them, so a
+//! Node node counts and asks Switchboard nodes like its own, and
+//! [`Cluster`]'s `fetch_sockets`, `all_rooms`, `room_sizes`, … ask Node
+//! nodes too. An answer that lacks a node's part after `request_timeout`
+//! comes back partial and says so ([`Answer`]).
+//!
 //! # Choices
 //!
 //! - **The Redis client is redis-rs** (crate `redis` 1.x, actively
@@ -63,7 +75,9 @@
 //!   that receive, inbound delivery.
 //! - `adapter`: [`RedisAdapter`], a namespace's adapter.
 //! - `publisher`: the task draining the queue into PUBLISH pipelines.
-//! - `subscriber`: the task holding the PSUBSCRIBE connection.
+//! - `subscriber`: the task holding the subscribing connection.
+//! - `remote`: requests between nodes, served and sent; [`Answer`].
+//! - [`request`]: the requests' and answers' wire format.
 //! - [`wire`]: the Node adapter's message format and channels.
 //! - [`msgpack`]: MessagePack as notepack.io writes and reads it.
 //! - [`stats`]: the counters, for `/metrics`.
@@ -75,6 +89,8 @@ pub mod config;
 mod error;
 pub mod msgpack;
 mod publisher;
+mod remote;
+pub mod request;
 pub mod stats;
 mod subscriber;
 pub mod wire;
@@ -83,4 +99,5 @@ pub use adapter::RedisAdapter;
 pub use bus::{Cluster, Health};
 pub use config::{ClusterConfig, check_url};
 pub use error::ClusterError;
+pub use remote::{Answer, RemoteSocket, Reply, ServerSideEvent};
 pub use stats::StatsSnapshot;

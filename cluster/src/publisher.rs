@@ -4,6 +4,7 @@
 //! connection is opened again, with backoff, when it fails; meanwhile the
 //! queue holds what is emitted, up to its bounds.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -11,19 +12,18 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 
-use crate::bus::{Shared, backoff, name_connection, sleep_or_stop, stop_requested};
+use crate::bus::{Queued, Shared, backoff, name_connection, sleep_or_stop, stop_requested};
 use crate::error::ClusterError;
-use crate::wire::Outbound;
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    mut queue: mpsc::Receiver<Outbound>,
+    mut queue: mpsc::Receiver<Queued>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut conn: Option<MultiplexedConnection> = None;
     let mut delay = shared.config.reconnect_min;
     let mut ever_connected = false;
-    let mut batch: Vec<Outbound> = Vec::with_capacity(shared.config.publish_batch);
+    let mut batch: Vec<Queued> = Vec::with_capacity(shared.config.publish_batch);
     loop {
         let Some(c) = conn.as_mut() else {
             match connect(&shared).await {
@@ -35,6 +35,8 @@ pub(crate) async fn run(
                     ever_connected = true;
                     shared.stats.publish_up.store(true, Relaxed);
                     delay = shared.config.reconnect_min;
+                    // Requests publish on it too (a clone shares it).
+                    *shared.command.lock() = Some(c.clone());
                     conn = Some(c);
                 }
                 Err(err) => {
@@ -81,6 +83,7 @@ pub(crate) async fn run(
 }
 
 fn down(shared: &Shared, err: &ClusterError) {
+    *shared.command.lock() = None;
     if shared.stats.publish_up.swap(false, Relaxed) {
         tracing::error!(%err, "cluster bus: publishing connection lost");
     }
@@ -105,29 +108,37 @@ async fn connect(shared: &Shared) -> Result<MultiplexedConnection, ClusterError>
 async fn send(
     shared: &Shared,
     conn: &mut MultiplexedConnection,
-    batch: &[Outbound],
+    batch: &[Queued],
 ) -> Result<(), ClusterError> {
     let mut pipe = redis::pipe();
     let mut count = 0u64;
     for message in batch {
         shared.dequeued(message);
-        let payload = message.encode(&shared.uid);
+        let (channel, payload) = match message {
+            Queued::Broadcast(broadcast) => (
+                Cow::Owned(broadcast.channel(&shared.config.key_prefix)),
+                Cow::Owned(broadcast.encode(&shared.uid)),
+            ),
+            Queued::Raw { channel, payload } => (
+                Cow::Borrowed(channel.as_str()),
+                Cow::Borrowed(payload.as_slice()),
+            ),
+        };
         if payload.len() > shared.config.max_message_bytes {
             // The arguments' estimate passed, the encoding did not (many
             // small values grow as MessagePack): the other nodes would
             // refuse it, so it is not sent.
             shared.stats.dropped_too_large.fetch_add(1, Relaxed);
             tracing::error!(
-                namespace = %message.nsp,
-                event = %message.event,
+                %message,
                 bytes = payload.len(),
-                "broadcast over cluster.max_message_bytes once encoded: not published"
+                "bus message over cluster.max_message_bytes once encoded: not published"
             );
             continue;
         }
         pipe.cmd("PUBLISH")
-            .arg(message.channel(&shared.config.key_prefix))
-            .arg(payload)
+            .arg(channel.as_ref())
+            .arg(payload.as_ref())
             .ignore();
         count += 1;
     }

@@ -25,6 +25,10 @@ pub struct BusStats {
     pub(crate) received_too_large: AtomicU64,
     pub(crate) publish_reconnects: AtomicU64,
     pub(crate) subscribe_reconnects: AtomicU64,
+    pub(crate) requests_served: AtomicU64,
+    pub(crate) requests_malformed: AtomicU64,
+    pub(crate) requests_sent: AtomicU64,
+    pub(crate) requests_incomplete: AtomicU64,
     pub(crate) publish_up: AtomicBool,
     pub(crate) subscribe_up: AtomicBool,
 }
@@ -64,6 +68,14 @@ pub struct StatsSnapshot {
     pub publish_reconnects: u64,
     /// Times the subscribing connection was opened again after a failure.
     pub subscribe_reconnects: u64,
+    /// Requests of other nodes (or of an emitter) served.
+    pub requests_served: u64,
+    /// Requests or answers that could not be read (counted and logged).
+    pub requests_malformed: u64,
+    /// Requests this node sent that wait for answers.
+    pub requests_sent: u64,
+    /// Of those, the ones that ended without every node's answer.
+    pub requests_incomplete: u64,
 }
 
 impl BusStats {
@@ -85,6 +97,10 @@ impl BusStats {
             received_too_large: self.received_too_large.load(Relaxed),
             publish_reconnects: self.publish_reconnects.load(Relaxed),
             subscribe_reconnects: self.subscribe_reconnects.load(Relaxed),
+            requests_served: self.requests_served.load(Relaxed),
+            requests_malformed: self.requests_malformed.load(Relaxed),
+            requests_sent: self.requests_sent.load(Relaxed),
+            requests_incomplete: self.requests_incomplete.load(Relaxed),
         }
     }
 }

@@ -1,8 +1,9 @@
-//! The subscriber task: one RESP3 connection that PSUBSCRIBEs
-//! `<prefix>#<nsp>#*` for every namespace and delivers what arrives
-//! (`Shared::on_message`, called by the connection as each push is read).
+//! The subscriber task: one RESP3 connection that, for every namespace,
+//! PSUBSCRIBEs `<prefix>#<nsp>#*` (broadcasts) and SUBSCRIBEs its request
+//! channel and response channels, and hands what arrives to `Shared`
+//! (`on_message`, `on_channel_message`) as the connection reads each push.
 //! When the connection drops — Redis says so, or a PING goes unanswered —
-//! it is opened again with backoff and every pattern subscribed again
+//! it is opened again with backoff and every subscription made again
 //! before the node counts as up: nothing is left half-subscribed, the
 //! failure node-redis users report (socket.io-redis-adapter#446).
 
@@ -15,7 +16,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{Notify, watch};
 
-use crate::bus::{Shared, backoff, name_connection, sleep_or_stop, stop_requested};
+use crate::bus::{Shared, Subscription, backoff, name_connection, sleep_or_stop, stop_requested};
 use crate::error::ClusterError;
 use crate::publisher::timed;
 
@@ -60,16 +61,23 @@ async fn serve(
     stopped: &mut watch::Receiver<bool>,
 ) -> Result<(), ClusterError> {
     let limit = shared.config.command_timeout;
-    let mut subscribed: BTreeSet<String> = BTreeSet::new();
+    let mut subscribed: BTreeSet<Subscription> = BTreeSet::new();
     loop {
-        // Every namespace's pattern, before the node counts as up.
+        // Every namespace's pattern and channels, before the node counts
+        // as up.
         let generation = shared.generation.load(Relaxed);
-        let wanted: BTreeSet<String> = shared.patterns().into_iter().collect();
-        for pattern in wanted.difference(&subscribed) {
-            timed(limit, conn.psubscribe(pattern)).await?;
+        let wanted: BTreeSet<Subscription> = shared.subscriptions().into_iter().collect();
+        for new in wanted.difference(&subscribed) {
+            match new {
+                Subscription::Pattern(p) => timed(limit, conn.psubscribe(p)).await?,
+                Subscription::Channel(c) => timed(limit, conn.subscribe(c)).await?,
+            }
         }
-        for pattern in subscribed.difference(&wanted) {
-            timed(limit, conn.punsubscribe(pattern)).await?;
+        for old in subscribed.difference(&wanted) {
+            match old {
+                Subscription::Pattern(p) => timed(limit, conn.punsubscribe(p)).await?,
+                Subscription::Channel(c) => timed(limit, conn.unsubscribe(c)).await?,
+            }
         }
         subscribed = wanted;
         if shared.generation.load(Relaxed) != generation {
@@ -77,7 +85,7 @@ async fn serve(
             continue;
         }
         if !shared.stats.subscribe_up.swap(true, Relaxed) {
-            tracing::info!(patterns = subscribed.len(), "cluster bus: subscribed");
+            tracing::info!(subscriptions = subscribed.len(), "cluster bus: subscribed");
             shared.set_error(None);
         }
         tokio::select! {
@@ -115,6 +123,11 @@ async fn connect(
                     pmessage(&shared, push.data);
                 }
             }
+            PushKind::Message => {
+                if let Some(shared) = weak.upgrade() {
+                    message(&shared, push.data);
+                }
+            }
             PushKind::Disconnection => lost.notify_one(),
             _ => {}
         }
@@ -146,6 +159,17 @@ fn pmessage(shared: &Shared, data: Vec<Value>) {
         return;
     };
     shared.on_message(&pattern, &channel, message);
+}
+
+/// `[channel, message]`: a request or an answer.
+fn message(shared: &Arc<Shared>, data: Vec<Value>) {
+    let mut data = data.into_iter();
+    let (Some(channel), Some(message)) = (data.next().and_then(text), data.next().and_then(bytes))
+    else {
+        shared.stats.requests_malformed.fetch_add(1, Relaxed);
+        return;
+    };
+    shared.on_channel_message(&channel, message);
 }
 
 fn bytes(value: Value) -> Option<Bytes> {

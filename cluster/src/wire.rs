@@ -137,6 +137,15 @@ impl Outbound {
     }
 }
 
+/// Writes one JSON value (`json`, its placeholders naming `attachments`)
+/// as notepack writes the JavaScript value; `null` if it is not JSON.
+pub(crate) fn write_json_value(w: &mut Writer, json: &str, attachments: &[Bytes]) {
+    match serde_json::from_str::<Js>(json) {
+        Ok(value) => value.write(w, attachments),
+        Err(_) => w.nil(),
+    }
+}
+
 /// The rooms once each, in their first order (a publish to a thousand
 /// users names a thousand rooms: no quadratic scan).
 fn distinct(rooms: impl Iterator<Item = Room>) -> Vec<Room> {
@@ -358,13 +367,28 @@ pub fn decode(message: &Bytes, uid: &str, nsp: &str) -> Result<Decoded, WireErro
         reader.value()?;
     }
     reader.finish()?;
+    Ok(match inbound(&packet, &opts, message, nsp)? {
+        Some(inbound) => Decoded::Broadcast(inbound),
+        None => Decoded::OtherNamespace,
+    })
+}
 
+/// The broadcast a packet object `{type, data, nsp}` and its options
+/// `{rooms, except, flags}` describe, for namespace `nsp` (`None` when the
+/// packet is another namespace's); bins become attachments sharing
+/// `message`. Also what a BROADCAST request carries.
+pub(crate) fn inbound(
+    packet: &Value,
+    opts: &Value,
+    message: &Bytes,
+    nsp: &str,
+) -> Result<Option<Inbound>, WireError> {
     let packet_nsp = match packet.get("nsp") {
         None | Some(Value::Undefined) => "/",
         Some(value) => value.as_str().ok_or(WireError::Shape("nsp"))?,
     };
     if packet_nsp != nsp {
-        return Ok(Decoded::OtherNamespace);
+        return Ok(None);
     }
     match packet.get("type") {
         Some(Value::UInt(EVENT | BINARY_EVENT)) => {}
@@ -392,7 +416,7 @@ pub fn decode(message: &Bytes, uid: &str, nsp: &str) -> Result<Decoded, WireErro
         write_json(&mut json, value, message, &mut attachments)?;
     }
     let flags = opts.get("flags");
-    Ok(Decoded::Broadcast(Inbound {
+    Ok(Some(Inbound {
         event,
         args: Args::from_parts(json, attachments),
         opts: BroadcastOptions {
@@ -417,7 +441,7 @@ fn rooms(value: Option<&Value>) -> Result<Vec<Room>, WireError> {
 }
 
 /// `String(value)` for a string, number or boolean.
-fn js_string(value: &Value) -> Result<String, WireError> {
+pub(crate) fn js_string(value: &Value) -> Result<String, WireError> {
     Ok(match value {
         Value::Str(s) => s.to_string(),
         Value::UInt(u) => u.to_string(),
@@ -446,7 +470,7 @@ fn js_string(value: &Value) -> Result<String, WireError> {
 /// Appends the JSON `JSON.stringify` would give the value notepack decodes
 /// from `value`; bins become placeholders, their bytes (sharing `message`)
 /// pushed to `attachments`.
-fn write_json(
+pub(crate) fn write_json(
     out: &mut String,
     value: &Value,
     message: &Bytes,
@@ -519,7 +543,7 @@ fn write_str(out: &mut String, s: &str) {
 
 /// A number as `JSON.stringify` writes it: `null` when not finite, an
 /// integral value below 10²¹ without a fraction.
-fn write_number(out: &mut String, f: f64) {
+pub(crate) fn write_number(out: &mut String, f: f64) {
     if !f.is_finite() {
         out.push_str("null");
     } else if f.trunc() == f && f.abs() < 1e21 {

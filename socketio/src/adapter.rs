@@ -122,6 +122,12 @@ impl LocalAdapter {
         self.inner.read().members.contains_key(room)
     }
 
+    /// The rooms at least one socket of this node is in (sockets' own ids
+    /// are not rooms here: see [`Namespace::get`]).
+    pub fn room_names(&self) -> Vec<Room> {
+        self.inner.read().members.keys().cloned().collect()
+    }
+
     /// The sockets `opts` reaches, each once. Taken under the read lock
     /// (cheap clones of `Arc`s), delivered to by the caller outside it: a
     /// broadcast to 10,000 sockets does not hold up the joins and leaves of

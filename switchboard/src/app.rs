@@ -59,6 +59,11 @@ impl App {
         if let Some(cluster) = &cluster {
             // Every namespace's rooms on this node, its broadcasts on the bus.
             hub_config.socketio.adapter = cluster.adapters();
+            // What another node's fetchSockets() sees of a socket here:
+            // its user, as a Node app would keep it in `socket.data`.
+            cluster.set_socket_data(|socket| {
+                hub::auth::identity_of(socket).map(|id| serde_json::json!({ "user": id.user }))
+            });
         }
         let hub = Hub::new(hub_config, &handlers::provided()).await?;
         if let Some(cluster) = &cluster {

@@ -349,5 +349,42 @@ fn cluster_families(e: &mut DescriptorEncoder, cluster: &cluster::Cluster) -> st
             ("subscribe", health.subscribe_up),
         ]
         .map(|(connection, up)| ([("connection", connection)], ConstGauge::new(u64::from(up)))),
+    )?;
+    single(
+        e,
+        (
+            "switchboard_cluster_requests_incomplete",
+            "Requests of this node to the others (the sockets of a room on every node, every \
+             room, a server-side emit with acks) that ended without every node's answer \
+             (cluster.request_timeout_ms).",
+            Counter,
+        ),
+        s.requests_incomplete,
+    )?;
+    family(
+        e,
+        (
+            "switchboard_cluster_requests_received",
+            "Requests of other nodes or emitters (fetchSockets, allRooms, socketsJoin, \
+             disconnectSockets, serverSideEmit, broadcasts with acks), by outcome: served, \
+             malformed (requests or answers that could not be read).",
+            Counter,
+        ),
+        counted(
+            &[
+                ("served", s.requests_served),
+                ("malformed", s.requests_malformed),
+            ],
+            "outcome",
+        ),
+    )?;
+    single(
+        e,
+        (
+            "switchboard_cluster_requests_sent",
+            "Requests of this node to the others that wait for answers.",
+            Counter,
+        ),
+        s.requests_sent,
     )
 }

@@ -371,6 +371,10 @@ const SECTIONS: &[Section] = &[
                 "How often an idle connection to Redis is checked with a PING (a connection that dropped silently is found this way; `/readyz` says so).",
             ),
             key(
+                "request_timeout_ms",
+                "How long a request to the other nodes (the sockets of a room on every node, every room, a server-side emit with acks) waits for their answers; past it the answer is partial and says how many nodes did not answer.",
+            ),
+            key(
                 "reconnect_min_ms",
                 "The first wait before reconnecting to Redis, doubled after each failure.",
             ),

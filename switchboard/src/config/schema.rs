@@ -143,6 +143,8 @@ pub struct ClusterSection {
     pub command_timeout_ms: u64,
     /// How often an idle connection is checked with a PING.
     pub health_interval_ms: u64,
+    /// How long a request to the other nodes waits for their answers.
+    pub request_timeout_ms: u64,
     /// The first wait before reconnecting (doubled after each failure).
     pub reconnect_min_ms: u64,
     /// The longest wait between reconnection attempts.
@@ -162,6 +164,7 @@ impl Default for ClusterSection {
             connect_timeout_ms: c.connect_timeout.as_millis() as u64,
             command_timeout_ms: c.command_timeout.as_millis() as u64,
             health_interval_ms: c.health_interval.as_millis() as u64,
+            request_timeout_ms: c.request_timeout.as_millis() as u64,
             reconnect_min_ms: c.reconnect_min.as_millis() as u64,
             reconnect_max_ms: c.reconnect_max.as_millis() as u64,
         }

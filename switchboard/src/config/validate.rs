@@ -269,6 +269,7 @@ impl Config {
             c.health_interval_ms,
             MIN_SWEEP_MS,
         )?;
+        at_least("cluster.request_timeout_ms", c.request_timeout_ms, 1)?;
         at_least("cluster.reconnect_min_ms", c.reconnect_min_ms, 1)?;
         at_least(
             "cluster.reconnect_max_ms",

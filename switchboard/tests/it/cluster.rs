@@ -367,3 +367,204 @@ async fn a_cluster_on_sqlite_refuses_to_start_and_says_why() {
         "{message}"
     );
 }
+
+/// The ids of `sockets`, sorted.
+fn ids(sockets: &[cluster::RemoteSocket]) -> Vec<String> {
+    let mut ids: Vec<String> = sockets.iter().map(|s| s.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(names: &[&String]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    names.sort();
+    names
+}
+
+fn in_rooms(rooms: &[&str]) -> socketio::BroadcastOptions {
+    socketio::BroadcastOptions {
+        rooms: rooms.iter().map(|r| socketio::Room::from(*r)).collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_node_asks_the_others_about_their_sockets_and_hears_every_answer() {
+    let Some(nodes) = start_cluster(2, "").await else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let (node_a, node_b) = (
+        nodes[0].app.cluster.as_ref().unwrap(),
+        nodes[1].app.cluster.as_ref().unwrap(),
+    );
+    let mut members = vec![
+        Member::on(a, "a1").await,
+        Member::on(b, "b1").await,
+        Member::on(b, "b2").await,
+    ];
+    members[0].join("r1").await;
+    members[1].join("r1").await;
+    members[2].join("r2").await;
+    let (a1, b1, b2) = (&members[0].sid, &members[1].sid, &members[2].sid);
+
+    // The sockets of a room on every node: A's own, then B's answer.
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    assert_eq!((answer.asked, answer.answered), (Some(1), 1));
+    assert_eq!(answer.answered_by, [node_b.uid()]);
+    assert_eq!(ids(&answer.value), sorted(&[a1, b1]));
+    let b1_seen = answer.value.iter().find(|s| &s.id == b1).unwrap();
+    assert_eq!(b1_seen.rooms, [b1.as_str(), "r1"]);
+
+    // Room sizes across nodes; a room nobody is in counts 0.
+    let sizes = node_b
+        .room_sizes("/", &["r1".into(), "r2".into(), "none".into()])
+        .await;
+    assert!(sizes.is_complete());
+    let expected: Vec<(String, usize)> =
+        vec![("none".into(), 0), ("r1".into(), 2), ("r2".into(), 1)];
+    assert_eq!(sizes.value.into_iter().collect::<Vec<_>>(), expected);
+
+    // Every room, the sockets' own ids included (as Node lists them).
+    let rooms = node_a.all_rooms("/").await;
+    assert!(rooms.is_complete());
+    for room in ["r1", "r2", a1, b1, b2] {
+        assert!(
+            rooms.value.contains(room),
+            "{room} not in {:?}",
+            rooms.value
+        );
+    }
+
+    // A signed-in socket is described with its user (Node's socket.data).
+    let alice = Member::secure(b, "alice@b", "alice").await;
+    let answer = node_a
+        .fetch_sockets("/secure", &in_rooms(&["user:alice"]))
+        .await;
+    assert_eq!(ids(&answer.value), [alice.sid.as_str()]);
+    assert_eq!(answer.value[0].data, serde_json::json!({"user": "alice"}));
+    assert!(answer.value[0].handshake["auth"]["token"].is_string());
+
+    // Join and leave from A reach B's sockets before A's next broadcast
+    // (one queue, one connection, in order).
+    node_a.sockets_join("/", &in_rooms(&["r2"]), &["r3".into()]);
+    let got = round(&mut members, 0, 1, r#""rooms":["r3"]"#).await;
+    assert_eq!(got, [("b2", 1)]);
+    node_a.sockets_leave("/", &in_rooms(&["r3"]), &["r3".into()]);
+    let got = round(&mut members, 0, 2, r#""rooms":["r3"]"#).await;
+    assert_eq!(got, []);
+
+    // Disconnecting the sockets of a room on every node.
+    node_a.disconnect_sockets("/", &in_rooms(&["r1"]), false);
+    for member in &mut members[..2] {
+        // Past the acks of the last round's broadcasts.
+        let mut next = member.client.recv().await;
+        while next.starts_with("43") {
+            next = member.client.recv().await;
+        }
+        assert_eq!(next, "41", "{}", member.name);
+    }
+    let left = node_b.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(left.is_complete() && left.value.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn server_side_events_reach_the_other_nodes_and_their_acks_come_back() {
+    let Some(nodes) = start_cluster(3, "").await else {
+        return;
+    };
+    let [node_a, node_b, node_c] = [0, 1, 2].map(|i| nodes[i].app.cluster.clone().unwrap());
+    let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
+    for (node, name) in [(&node_b, "b"), (&node_c, "c")] {
+        let heard = heard.clone();
+        node.on_server_side_emit(move |event| {
+            let text = format!(
+                "{name}:{}:{}:{}",
+                event.namespace,
+                event.event,
+                event.args.raw()
+            );
+            if let Some(reply) = event.reply {
+                let value = serde_json::value::RawValue::from_string(format!("{name:?}")).unwrap();
+                reply.send(&value);
+            }
+            heard.send(text).unwrap();
+        });
+    }
+    let args = socketio::Args::from_parts(r#"1,{"x":"y"}"#.into(), vec![]);
+    node_a.server_side_emit("/", "hello", &args);
+    let mut got = vec![hearing.recv().await.unwrap(), hearing.recv().await.unwrap()];
+    got.sort();
+    assert_eq!(
+        got,
+        [r#"b:/:hello:1,{"x":"y"}"#, r#"c:/:hello:1,{"x":"y"}"#]
+    );
+
+    let answer = node_a.server_side_emit_with_ack("/", "ask", &args).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    let mut acks: Vec<&str> = answer.value.iter().map(|v| v.get()).collect();
+    acks.sort();
+    assert_eq!(acks, [r#""b""#, r#""c""#]);
+}
+
+/// A connection subscribed to namespace `/`'s request channel that never
+/// answers: a node that hangs (`redis-cli SUBSCRIBE`, killed on drop).
+struct SilentNode(std::process::Child);
+
+impl SilentNode {
+    fn start(url: &str, prefix: &str) -> SilentNode {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("redis-cli")
+            .args(["-u", url, "SUBSCRIBE", &format!("{prefix}-request#/#")])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-cli (installed with redis-server)");
+        // `subscribe`, the channel, `1`: subscribed.
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let confirmation: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+        assert_eq!(confirmation[0], "subscribe", "{confirmation:?}");
+        SilentNode(child)
+    }
+}
+
+impl Drop for SilentNode {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_does_not_answer_makes_the_answer_partial_not_lost() {
+    let Some(nodes) = start_cluster_with(2, "", "request_timeout_ms = 300").await else {
+        return;
+    };
+    let (node_a, node_b) = (
+        nodes[0].app.cluster.as_ref().unwrap(),
+        nodes[1].app.cluster.as_ref().unwrap(),
+    );
+    let mut b1 = Member::on(nodes[1].addr, "b1").await;
+    b1.join("r1").await;
+    let _silent = SilentNode::start(&redis_url().unwrap(), node_a.key_prefix());
+
+    let started = std::time::Instant::now();
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    let waited = started.elapsed();
+    // B's sockets are there; the answer says one node of two did not answer.
+    assert_eq!(ids(&answer.value), [b1.sid.as_str()]);
+    assert_eq!(
+        (answer.asked, answer.answered, answer.missing()),
+        (Some(2), 1, Some(1))
+    );
+    assert_eq!(answer.answered_by, [node_b.uid()]);
+    assert!(!answer.is_complete());
+    assert!(
+        waited >= std::time::Duration::from_millis(300) && waited < WAIT,
+        "{waited:?}"
+    );
+    assert_eq!(node_a.stats().requests_incomplete, 1);
+    let metrics = http(nodes[0].addr, "GET", "/metrics", &[], "").await.body;
+    let line = "switchboard_cluster_requests_incomplete_total 1";
+    assert!(metrics.contains(line), "{line} not in\n{metrics}");
+}

@@ -171,7 +171,16 @@ pub async fn cluster_sections(extra_cluster_keys: &str) -> Option<String> {
 /// server with the test kit, configured by `toml` besides (which names no
 /// `[store]` or `[cluster]`), each connected to Redis when it returns.
 pub async fn start_cluster(n: usize, toml: &str) -> Option<Vec<TestServer>> {
-    let sections = cluster_sections("").await?;
+    start_cluster_with(n, toml, "").await
+}
+
+/// [`start_cluster`] with more `[cluster]` keys.
+pub async fn start_cluster_with(
+    n: usize,
+    toml: &str,
+    extra_cluster_keys: &str,
+) -> Option<Vec<TestServer>> {
+    let sections = cluster_sections(extra_cluster_keys).await?;
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
         let node = start(&format!("{toml}\n{sections}")).await;
