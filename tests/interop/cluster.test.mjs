@@ -10,6 +10,10 @@
 //   (its adapter decodes our messages) and the other way round.
 // - What Switchboard publishes is byte for byte what notepack.io writes for
 //   the same value, with the shape the Node adapter publishes.
+// - The emitter's socketsJoin, socketsLeave and disconnectSockets reach the
+//   sockets of every node; the Node node's requests (fetchSockets,
+//   allRooms, socketsJoin, disconnectSockets, a broadcast with acks) are
+//   answered by the Switchboard nodes as by another Node node.
 //
 // Needs TEST_REDIS_URL and TEST_POSTGRES_URL (`make interop` runs the tests
 // under tests/redis/with-redis.sh and tests/postgres/with-postgres.sh);
@@ -31,7 +35,7 @@ import { createClient } from "redis";
 import { Server } from "socket.io";
 import { io } from "socket.io-client";
 import { token } from "./esn.mjs";
-import { Clients, Recorder, TEST_TIMEOUT_MS, ack, connected, stopServer } from "./helpers.mjs";
+import { Clients, Recorder, TEST_TIMEOUT_MS, WAIT_MS, ack, connected, stopServer } from "./helpers.mjs";
 import { startServer } from "./server.mjs";
 
 const REDIS = process.env.TEST_REDIS_URL;
@@ -81,6 +85,9 @@ before(async () => {
       reply({ ok: true });
     });
   });
+  // On the bus for /secure too, with no client of its own: its requests
+  // ask the Switchboard nodes.
+  nodeIo.of("/secure");
   await new Promise((resolve) => nodeHttp.listen(0, "127.0.0.1", resolve));
   nodeUrl = `http://127.0.0.1:${nodeHttp.address().port}`;
 
@@ -97,18 +104,23 @@ after(async () => {
   for (const node of nodes) await stopServer(node);
 });
 
-/** A client of `url` in `nsp`, recording `news`, `bin` and `marker`. */
+/**
+ * A client of `url` in `nsp`, recording `news`, `bin`, `marker` and its
+ * disconnection; it acks `ask` with its name and what it was asked.
+ */
 async function member(name, url, nsp = "/", opts = {}) {
   const socket = clients.track(
     io(url + nsp, { forceNew: true, reconnection: false, transports: ["websocket"], ...opts }),
   );
   await connected(socket);
+  socket.on("ask", (n, reply) => reply({ from: name, n }));
   return {
     name,
     socket,
     news: new Recorder(socket, "news", (...args) => args),
     bin: new Recorder(socket, "bin", (...args) => args),
     markers: new Recorder(socket, "marker", (n) => n),
+    gone: new Recorder(socket, "disconnect", (reason) => reason),
   };
 }
 
@@ -264,4 +276,104 @@ test("what Switchboard publishes is notepack's bytes in the Node adapter's shape
   } finally {
     await listener.quit();
   }
+});
+
+test("the emitter's socketsJoin, socketsLeave and disconnectSockets reach the sockets of every node", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const [a, b] = nodes;
+  const a1 = await member("a1", a.url);
+  const b1 = await member("b1", b.url);
+  const b2 = await member("b2", b.url);
+  const n1 = await member("n1", nodeUrl);
+  for (const m of [a1, b1, n1]) await join(m, "e1");
+  const all = [a1, b1, b2, n1];
+
+  // One emitter connection: its request and its broadcast arrive in order.
+  let got = await round(all, emitter, (id) => {
+    emitter.in("e1").socketsJoin(["e5", "e6"]);
+    emitter.to("e5").emit("news", { id });
+  });
+  assert.deepEqual(got, { a1: 1, b1: 1, n1: 1 });
+
+  got = await round(all, emitter, (id) => {
+    emitter.in("e5").except(b1.socket.id).socketsLeave("e5");
+    emitter.to("e5").emit("news", { id });
+  });
+  assert.deepEqual(got, { b1: 1 });
+  got = await round(all, emitter, (id) => emitter.to("e6").emit("news", { id }));
+  assert.deepEqual(got, { a1: 1, b1: 1, n1: 1 });
+
+  emitter.in("e1").except(a1.socket.id).disconnectSockets();
+  for (const m of [b1, n1]) assert.deepEqual(await m.gone.waitFor(1), ["io server disconnect"], m.name);
+  got = await round([a1, b2], emitter, (id) => emitter.emit("news", { id }));
+  assert.deepEqual(got, { a1: 1, b2: 1 });
+  assert.equal(a1.socket.connected, true);
+
+  // close: the whole connection goes.
+  emitter.in(b2.socket.id).disconnectSockets(true);
+  assert.deepEqual(await b2.gone.waitFor(1), ["io server disconnect"]);
+});
+
+test("a Node node's fetchSockets() and allRooms() count the Switchboard nodes' sockets", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const [a, b] = nodes;
+  const a1 = await member("a1", a.url);
+  const b1 = await member("b1", b.url);
+  const b2 = await member("b2", b.url);
+  const n1 = await member("n1", nodeUrl);
+  for (const m of [a1, b1, n1]) await join(m, "f1");
+  await join(b2, "f2");
+
+  const sockets = await nodeIo.in("f1").fetchSockets();
+  assert.deepEqual(sockets.map((s) => s.id).sort(), [a1, b1, n1].map((m) => m.socket.id).sort());
+  const remote = sockets.find((s) => s.id === b1.socket.id);
+  assert.deepEqual([...remote.rooms], [b1.socket.id, "f1"]);
+  assert.equal(remote.handshake.query.EIO, "4");
+
+  const both = await nodeIo.in(["f1", "f2"]).fetchSockets();
+  assert.equal(both.length, 4);
+  const rooms = await nodeIo.of("/").adapter.allRooms();
+  for (const room of ["f1", "f2", a1.socket.id, b2.socket.id, n1.socket.id]) assert.ok(rooms.has(room), room);
+
+  // A signed-in user's sockets on both Switchboard nodes, with their user.
+  const auth = { auth: { token: token("alice") } };
+  const aliceA = await member("alice@a", a.url, "/secure", auth);
+  const aliceB = await member("alice@b", b.url, "/secure", auth);
+  const alice = await nodeIo.of("/secure").in("user:alice").fetchSockets();
+  assert.deepEqual(alice.map((s) => s.id).sort(), [aliceA.socket.id, aliceB.socket.id].sort());
+  assert.deepEqual(alice[0].data, { user: "alice" });
+
+  // A RemoteSocket's methods go through the bus too.
+  remote.join("f7");
+  assert.deepEqual((await nodeIo.in("f7").fetchSockets()).map((s) => s.id), [b1.socket.id]);
+});
+
+test("a Node node's socketsJoin, disconnectSockets and broadcast with acks reach Switchboard's clients", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const [a, b] = nodes;
+  const a1 = await member("a1", a.url);
+  const b1 = await member("b1", b.url);
+  const b2 = await member("b2", b.url);
+  const n1 = await member("n1", nodeUrl);
+  for (const m of [a1, b1, n1]) await join(m, "j1");
+
+  // Requests from one Node connection are served in order: the join is
+  // done on the Switchboard nodes once the fetch that follows it is
+  // answered. (The Node node joins its own socket when its request comes
+  // back from Redis, after its fetch has counted its local sockets.)
+  nodeIo.in("j1").socketsJoin("j8");
+  const joined = await nodeIo.in("j8").fetchSockets();
+  const switchboards = joined.map((s) => s.id).filter((id) => id !== n1.socket.id);
+  assert.deepEqual(switchboards.sort(), [a1, b1].map((m) => m.socket.id).sort());
+
+  // Every client's ack, from every node (the count of each comes first).
+  const acks = await nodeIo.to("j8").timeout(WAIT_MS).emitWithAck("ask", 7);
+  assert.deepEqual(acks.sort((x, y) => x.from.localeCompare(y.from)), [
+    { from: "a1", n: 7 },
+    { from: "b1", n: 7 },
+    { from: "n1", n: 7 },
+  ]);
+
+  nodeIo.in("j8").except(n1.socket.id).disconnectSockets();
+  for (const m of [a1, b1]) assert.deepEqual(await m.gone.waitFor(1), ["io server disconnect"], m.name);
+  const left = await nodeIo.in("j8").fetchSockets();
+  assert.deepEqual(left.map((s) => s.id), [n1.socket.id]);
+  assert.equal(b2.socket.connected, true);
 });
