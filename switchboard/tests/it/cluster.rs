@@ -2,8 +2,12 @@
 //! (`common::start_cluster`), clients on each. A broadcast from either node
 //! — to a room, to a user's room, to the namespace with `except`, from the
 //! publish API — reaches exactly the matching sockets of every node, once
-//! each. `/readyz` and `/metrics` report the bus; a node whose Redis is
-//! gone still serves its own sockets and counts what it could not publish.
+//! each. A node asks the others (the sockets of a room, room sizes, every
+//! room, joins, leaves, disconnects, server-side events with acks) and
+//! hears every answer, or a partial one that says a node did not answer.
+//! `/readyz` and `/metrics` report the bus; a node whose Redis is gone
+//! still serves its own sockets and counts what it could not publish; a
+//! connection Redis drops, and Redis itself restarting, are recovered from.
 //!
 //! "Did not receive" is checked without sleeping: after the broadcast
 //! under test, the same socket broadcasts a marker to the whole namespace.
@@ -64,6 +68,16 @@ impl Member {
         self.emit(1, "join", &format!("{room:?}")).await;
         let ack = self.client.recv().await;
         assert!(ack.ends_with(r#"1[{"ok":true}]"#), "{ack}");
+    }
+
+    /// The next text frame but the acks of a [`round`]'s broadcasts.
+    async fn next_frame(&mut self) -> String {
+        loop {
+            let text = self.client.recv().await;
+            if !text.starts_with("43100[") && !text.starts_with("43101[") {
+                return text;
+            }
+        }
     }
 
     /// Every text frame up to the marker `n` (left out).
@@ -458,12 +472,7 @@ async fn a_node_asks_the_others_about_their_sockets_and_hears_every_answer() {
     // Disconnecting the sockets of a room on every node.
     node_a.disconnect_sockets("/", &in_rooms(&["r1"]), false);
     for member in &mut members[..2] {
-        // Past the acks of the last round's broadcasts.
-        let mut next = member.client.recv().await;
-        while next.starts_with("43") {
-            next = member.client.recv().await;
-        }
-        assert_eq!(next, "41", "{}", member.name);
+        assert_eq!(member.next_frame().await, "41", "{}", member.name);
     }
     let left = node_b.fetch_sockets("/", &in_rooms(&["r1"])).await;
     assert!(left.is_complete() && left.value.is_empty(), "{left:?}");
@@ -567,4 +576,142 @@ async fn a_node_that_does_not_answer_makes_the_answer_partial_not_lost() {
     let metrics = http(nodes[0].addr, "GET", "/metrics", &[], "").await.body;
     let line = "switchboard_cluster_requests_incomplete_total 1";
     assert!(metrics.contains(line), "{line} not in\n{metrics}");
+}
+
+/// A Redis server of this test's own, on a loopback port, that can be
+/// killed and started again on the same port (the shared test Redis cannot
+/// be: other tests use it). Killed on drop.
+struct OwnRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("sb-own-redis-{}", rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = OwnRedis {
+            port,
+            dir,
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    /// Starts the server and returns once it says it accepts connections.
+    fn spawn(&mut self) {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-server (what TEST_REDIS_URL runs)");
+        let stdout = child.stdout.take().unwrap();
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        // Drained to the end on a thread: a full pipe would stop Redis.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("Ready to accept connections") {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        is_ready
+            .recv_timeout(WAIT)
+            .expect("redis-server did not get ready");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: every connection drops at once.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `/readyz` (as an operator, with the detail) until it answers
+/// `status`; returns its body.
+async fn until_readyz(addr: std::net::SocketAddr, status: u16) -> serde_json::Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let response = http(addr, "GET", "/readyz", &[], "").await;
+            if response.status == status {
+                return serde_json::from_str(&response.body).unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/readyz of {addr} never answered {status}"))
+}
+
+#[tokio::test]
+async fn after_redis_restarts_the_nodes_are_ready_again_and_broadcasts_cross() {
+    if redis_url().is_none() {
+        return;
+    }
+    let mut redis = OwnRedis::start();
+    let Some(nodes) = start_cluster_on(2, "", &redis.url(), "reconnect_max_ms = 200").await else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let mut members = vec![Member::on(a, "a1").await, Member::on(b, "b1").await];
+    members[1].join("r1").await;
+    let got = round(&mut members, 0, 1, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+
+    // Redis goes: both nodes say they are degraded, and why.
+    redis.kill();
+    for node in [a, b] {
+        let body = until_readyz(node, 503).await;
+        assert_eq!(body["status"], "degraded", "{body}");
+        assert_eq!(body["error"]["code"], "bus_unreachable", "{body}");
+    }
+    // Their own sockets are still served.
+    members[0].client.emit(7, "echo", r#""still here""#).await;
+    assert_eq!(members[0].next_frame().await, r#"437["still here"]"#);
+
+    // Redis comes back on the same port: both reconnect and resubscribe.
+    redis.spawn();
+    for node in [a, b] {
+        let body = until_readyz(node, 200).await;
+        assert_eq!(body["cluster"]["subscribe"], "up", "{body}");
+    }
+    for node in &nodes {
+        let stats = node.app.cluster.as_ref().unwrap().stats();
+        assert!(stats.subscribe_reconnects >= 1, "{stats:?}");
+        assert!(stats.publish_reconnects >= 1, "{stats:?}");
+    }
+    let got = round(&mut members, 0, 2, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+    let got = round(&mut members, 1, 3, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+    // Requests cross again too.
+    let node_a = nodes[0].app.cluster.as_ref().unwrap();
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    assert_eq!(ids(&answer.value), [members[1].sid.as_str()]);
 }

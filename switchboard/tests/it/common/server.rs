@@ -153,12 +153,11 @@ pub fn redis_url() -> Option<String> {
     Some(url)
 }
 
-/// The `[store]` and `[cluster]` sections of one test cluster: the test
-/// Redis under a key prefix of its own (tests share the server, never a
+/// The `[store]` and `[cluster]` sections of one test cluster: the Redis at
+/// `redis` under a key prefix of its own (tests share the server, never a
 /// channel) and a fresh PostgreSQL database. `None` outside CI when either
 /// server is not given.
-pub async fn cluster_sections(extra_cluster_keys: &str) -> Option<String> {
-    let redis = redis_url()?;
+pub async fn cluster_sections_on(redis: &str, extra_cluster_keys: &str) -> Option<String> {
     let (_, database) = postgres_database().await?;
     Some(format!(
         "[store]\nurl = {database:?}\n\n[cluster]\nredis_url = {redis:?}\n\
@@ -167,9 +166,10 @@ pub async fn cluster_sections(extra_cluster_keys: &str) -> Option<String> {
     ))
 }
 
-/// `n` nodes of one cluster (see [`cluster_sections`]), each a [`start`]ed
-/// server with the test kit, configured by `toml` besides (which names no
-/// `[store]` or `[cluster]`), each connected to Redis when it returns.
+/// `n` nodes of one cluster on the test Redis (see [`cluster_sections_on`]),
+/// each a [`start`]ed server with the test kit, configured by `toml`
+/// besides (which names no `[store]` or `[cluster]`), each connected to
+/// Redis when it returns.
 pub async fn start_cluster(n: usize, toml: &str) -> Option<Vec<TestServer>> {
     start_cluster_with(n, toml, "").await
 }
@@ -180,7 +180,17 @@ pub async fn start_cluster_with(
     toml: &str,
     extra_cluster_keys: &str,
 ) -> Option<Vec<TestServer>> {
-    let sections = cluster_sections(extra_cluster_keys).await?;
+    start_cluster_on(n, toml, &redis_url()?, extra_cluster_keys).await
+}
+
+/// [`start_cluster_with`] on the Redis at `redis`.
+pub async fn start_cluster_on(
+    n: usize,
+    toml: &str,
+    redis: &str,
+    extra_cluster_keys: &str,
+) -> Option<Vec<TestServer>> {
+    let sections = cluster_sections_on(redis, extra_cluster_keys).await?;
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
         let node = start(&format!("{toml}\n{sections}")).await;
