@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::adapter::RedisAdapter;
 use crate::config::ClusterConfig;
 use crate::error::ClusterError;
+use crate::nodes::{Registry, heartbeat_channel};
 use crate::remote::{Hooks, Pending};
 use crate::request;
 use crate::stats::{BusStats, StatsSnapshot, Throttle};
@@ -97,6 +98,8 @@ pub(crate) struct Shared {
     pub(crate) command: Mutex<Option<redis::aio::MultiplexedConnection>>,
     /// What the application plugs in (server-side events, socket data).
     pub(crate) hooks: RwLock<Hooks>,
+    /// The other Switchboard nodes, by heartbeats.
+    pub(crate) nodes: Registry,
 }
 
 impl Shared {
@@ -202,13 +205,14 @@ impl Shared {
         }
     }
 
-    /// What the subscriber must hold: per namespace, the pattern of its
-    /// broadcasts, its request channel, and the response channels (the
-    /// shared one and this node's own).
+    /// What the subscriber must hold: the heartbeats, and per namespace
+    /// the pattern of its broadcasts, its request channel, and the
+    /// response channels (the shared one and this node's own).
     pub(crate) fn subscriptions(&self) -> Vec<Subscription> {
         let prefix = &self.config.key_prefix;
         let receivers = self.receivers.read();
-        let mut out = Vec::with_capacity(4 * receivers.len());
+        let mut out = Vec::with_capacity(1 + 4 * receivers.len());
+        out.push(Subscription::Channel(heartbeat_channel(prefix)));
         for nsp in receivers.keys() {
             out.push(Subscription::Pattern(wire::pattern_of(prefix, nsp)));
             out.push(Subscription::Channel(request::request_channel(prefix, nsp)));
@@ -362,6 +366,7 @@ impl Cluster {
             pending: Mutex::new(HashMap::new()),
             command: Mutex::new(None),
             hooks: RwLock::new(Hooks::default()),
+            nodes: Registry::default(),
             config,
         });
         let (stop, stopped) = watch::channel(false);
@@ -370,7 +375,8 @@ impl Cluster {
             queued,
             stopped.clone(),
         ));
-        tokio::spawn(crate::subscriber::run(shared.clone(), stopped));
+        tokio::spawn(crate::subscriber::run(shared.clone(), stopped.clone()));
+        tokio::spawn(crate::nodes::run(shared.clone(), stopped));
         tracing::info!(uid = %shared.uid, prefix = %shared.config.key_prefix, "cluster bus starting");
         Ok(Cluster {
             inner: Arc::new(Inner { shared, stop }),
@@ -433,9 +439,17 @@ impl Cluster {
         true
     }
 
-    /// Stops the bus: waits up to `grace` for the publish queue to empty
-    /// (what the last sockets' departures emitted), then ends both tasks.
+    /// The other Switchboard nodes alive (heard from within
+    /// `heartbeat_timeout`), by uid, sorted.
+    pub fn nodes(&self) -> Vec<String> {
+        self.inner.shared.nodes.live()
+    }
+
+    /// Stops the bus: tells the other nodes, waits up to `grace` for the
+    /// publish queue to empty (what the last sockets' departures emitted),
+    /// then ends the tasks.
     pub async fn close(&self, grace: Duration) {
+        self.inner.shared.farewell().await;
         let stats = &self.inner.shared.stats;
         let flushed = tokio::time::timeout(grace, async {
             while stats.queued.load(Relaxed) > 0 {

@@ -34,6 +34,11 @@ pub struct ClusterConfig {
     /// room, a server-side emit with acks) waits for their answers; past
     /// it the answer is partial and says so.
     pub request_timeout: Duration,
+    /// How often this node tells the others it is alive.
+    pub heartbeat_interval: Duration,
+    /// How long a node may stay silent before the others take it for
+    /// dead (and stop waiting for its answers).
+    pub heartbeat_timeout: Duration,
     /// The first wait before reconnecting; doubled after each failure.
     pub reconnect_min: Duration,
     /// The longest wait between reconnection attempts.
@@ -54,6 +59,8 @@ impl ClusterConfig {
             command_timeout: Duration::from_secs(5),
             health_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(10),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
         }

@@ -77,6 +77,7 @@
 //! - `publisher`: the task draining the queue into PUBLISH pipelines.
 //! - `subscriber`: the task holding the subscribing connection.
 //! - `remote`: requests between nodes, served and sent; [`Answer`].
+//! - `nodes`: the other Switchboard nodes, by heartbeats.
 //! - [`request`]: the requests' and answers' wire format.
 //! - [`wire`]: the Node adapter's message format and channels.
 //! - [`msgpack`]: MessagePack as notepack.io writes and reads it.
@@ -88,6 +89,7 @@ mod bus;
 pub mod config;
 mod error;
 pub mod msgpack;
+mod nodes;
 mod publisher;
 mod remote;
 pub mod request;

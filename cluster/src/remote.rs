@@ -12,7 +12,10 @@
 //! published: PUBLISH returns how many connections are subscribed to the
 //! namespace's request channel — one per node, this one included — which
 //! is the count the Node adapter asks with PUBSUB NUMSUB, taken at the
-//! very moment the request goes out.
+//! very moment the request goes out. A node that died (SIGKILL) has lost
+//! its connections, so it is not counted; a frozen one (SIGSTOP) is
+//! counted but never answers: the heartbeats (`nodes`) tell it, and
+//! the request stops waiting for it once it is taken for dead, naming it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
@@ -47,6 +50,10 @@ pub struct Answer<T> {
     /// The answering nodes that said who they are (Switchboard nodes do;
     /// Node nodes do not).
     pub answered_by: Vec<String>,
+    /// The Switchboard nodes known by their heartbeats (alive when asked,
+    /// or dead but still subscribed: frozen) that did not answer. A Node
+    /// node that did not answer is only counted (`asked` − `answered`).
+    pub missing: Vec<String>,
     /// Why the request could not be sent (Redis down), if so.
     pub error: Option<String>,
 }
@@ -58,7 +65,7 @@ impl<T> Answer<T> {
     }
 
     /// How many nodes did not answer (unknown when the request was not sent).
-    pub fn missing(&self) -> Option<usize> {
+    pub fn unanswered(&self) -> Option<usize> {
         self.asked.map(|asked| asked.saturating_sub(self.answered))
     }
 
@@ -68,6 +75,7 @@ impl<T> Answer<T> {
             asked: self.asked,
             answered: self.answered,
             answered_by: self.answered_by,
+            missing: self.missing,
             error: self.error,
         }
     }
@@ -159,6 +167,8 @@ impl Drop for Waiting<'_> {
 struct Collected {
     responses: Vec<Response>,
     asked: Option<usize>,
+    /// The Switchboard nodes known (alive, or frozen) that did not answer.
+    missing: Vec<String>,
     error: Option<String>,
 }
 
@@ -173,6 +183,7 @@ impl Collected {
                 .iter()
                 .filter_map(|r| r.uid.clone())
                 .collect(),
+            missing: self.missing.clone(),
             error: self.error.clone(),
         };
         if !answer.is_complete() {
@@ -190,6 +201,9 @@ impl Shared {
             return;
         }
         let prefix = &self.config.key_prefix;
+        if channel == crate::nodes::heartbeat_channel(prefix) {
+            return self.on_heartbeat(&message);
+        }
         if let Some(rest) = channel
             .strip_prefix(prefix.as_str())
             .and_then(|c| c.strip_prefix("-request#"))
@@ -419,7 +433,8 @@ impl Shared {
 
     /// Publishes a request on namespace `nsp`'s request channel and
     /// collects the answers of the nodes subscribed to it, until each has
-    /// answered or `request_timeout` has passed.
+    /// answered, the ones left are known not to answer (dead by heartbeats
+    /// but still subscribed: frozen), or `request_timeout` has passed.
     async fn ask(&self, nsp: &str, build: impl FnOnce(&str) -> Vec<u8>) -> Collected {
         let id = format!("{}{}", self.uid, new_uid());
         let (answers, mut received) = mpsc::unbounded_channel();
@@ -429,28 +444,15 @@ impl Shared {
             id: id.clone(),
         };
         self.stats.requests_sent.fetch_add(1, Relaxed);
-        let payload = build(&id);
-        let channel = request::request_channel(&self.config.key_prefix, nsp);
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
-        let conn = self.command.lock().clone();
-        let published = match conn {
-            None => Err("not connected to Redis".to_owned()),
-            Some(mut conn) => timed(
-                self.config.command_timeout,
-                redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(payload)
-                    .query_async::<usize>(&mut conn),
-            )
-            .await
-            .map_err(|err| err.to_string()),
-        };
-        let subscribers = match published {
-            Ok(n) => n,
+        let live = self.nodes.live();
+        let (subscribers, mut frozen) = match self.publish_request(nsp, build(&id)).await {
+            Ok(published) => published,
             Err(error) => {
                 return Collected {
                     responses: Vec::new(),
                     asked: None,
+                    missing: live,
                     error: Some(error),
                 };
             }
@@ -458,18 +460,99 @@ impl Shared {
         // This node's own subscription is among them while it is up.
         let itself = usize::from(self.stats.subscribe_up.load(Relaxed));
         let asked = subscribers.saturating_sub(itself);
-        let mut responses = Vec::with_capacity(asked);
+        let mut responses: Vec<Response> = Vec::with_capacity(asked);
+        let answered = |responses: &[Response], uid: &String| {
+            responses.iter().any(|r| r.uid.as_ref() == Some(uid))
+        };
         while responses.len() < asked {
-            match tokio::time::timeout_at(deadline, received.recv()).await {
-                Ok(Some(response)) => responses.push(response),
-                _ => break,
+            let changed = self.nodes.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            // A node alive when the request went out that died since (it
+            // was heartbeating, so subscribed) will not answer either.
+            let dead = self.nodes.dead();
+            frozen.extend(dead.into_iter().filter(|uid| live.contains(uid)));
+            frozen.sort();
+            frozen.dedup();
+            let silent = frozen.iter().filter(|uid| !answered(&responses, uid));
+            if asked - responses.len() <= silent.count() {
+                break;
+            }
+            tokio::select! {
+                response = received.recv() => match response {
+                    Some(response) => responses.push(response),
+                    None => break,
+                },
+                _ = &mut changed => {}
+                _ = tokio::time::sleep_until(deadline) => break,
             }
         }
+        let mut missing: Vec<String> = (live.iter().chain(&frozen))
+            .filter(|uid| !answered(&responses, uid))
+            .cloned()
+            .collect();
+        missing.sort();
+        missing.dedup();
         Collected {
             responses,
             asked: Some(asked),
+            missing,
             error: None,
         }
+    }
+
+    /// PUBLISHes a request; returns how many connections heard it and
+    /// which of the nodes taken for dead still hold their subscriptions
+    /// (PUBSUB NUMSUB of their own response channel, in the same round
+    /// trip). Those whose subscriptions are gone are forgotten.
+    async fn publish_request(
+        &self,
+        nsp: &str,
+        payload: Vec<u8>,
+    ) -> Result<(usize, Vec<String>), String> {
+        let Some(mut conn) = self.command.lock().clone() else {
+            return Err("not connected to Redis".to_owned());
+        };
+        let prefix = &self.config.key_prefix;
+        let dead = self.nodes.dead();
+        let mut pipe = redis::pipe();
+        if !dead.is_empty() {
+            let numsub = pipe.cmd("PUBSUB").arg("NUMSUB");
+            for uid in &dead {
+                numsub.arg(request::own_response_channel(prefix, nsp, uid));
+            }
+        }
+        pipe.cmd("PUBLISH")
+            .arg(request::request_channel(prefix, nsp))
+            .arg(payload);
+        let replies: Vec<redis::Value> =
+            timed(self.config.command_timeout, pipe.query_async(&mut conn))
+                .await
+                .map_err(|err| err.to_string())?;
+        let (numsub, published) = match replies.as_slice() {
+            [published] => (None, published),
+            [numsub, published] => (Some(numsub), published),
+            _ => return Err("unexpected reply to PUBLISH".to_owned()),
+        };
+        let subscribers: usize =
+            redis::from_redis_value_ref(published).map_err(|err| err.to_string())?;
+        let counts: Vec<redis::Value> = match numsub {
+            Some(numsub) => redis::from_redis_value_ref(numsub).map_err(|err| err.to_string())?,
+            None => Vec::new(),
+        };
+        // [channel, count, channel, count, …] in the order asked.
+        let mut frozen = Vec::new();
+        for (uid, count) in dead.iter().zip(counts.chunks(2).map(|pair| pair.get(1))) {
+            let subscribed = count
+                .and_then(|c| redis::from_redis_value_ref::<usize>(c).ok())
+                .is_some_and(|n| n > 0);
+            if subscribed {
+                frozen.push(uid.clone());
+            } else {
+                self.nodes.forget(uid);
+            }
+        }
+        Ok((subscribers, frozen))
     }
 }
 
@@ -559,6 +642,7 @@ impl Cluster {
                 asked: Some(0),
                 answered: 0,
                 answered_by: Vec::new(),
+                missing: Vec::new(),
                 error: None,
             };
         }

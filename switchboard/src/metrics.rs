@@ -256,6 +256,16 @@ fn cluster_families(e: &mut DescriptorEncoder, cluster: &cluster::Cluster) -> st
             .map(|&(value, n)| ([(label, value)], ConstCounter::new(n)))
             .collect::<Vec<_>>()
     };
+    single(
+        e,
+        (
+            "switchboard_cluster_nodes",
+            "Switchboard nodes alive in the cluster, this one included (by heartbeats; \
+             Node nodes are not counted).",
+            Gauge,
+        ),
+        cluster.nodes().len() as u64 + 1,
+    )?;
     family(
         e,
         (

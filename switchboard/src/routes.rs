@@ -232,6 +232,7 @@ async fn readiness(
             "uid": cluster.uid(),
             "publish": state(health.publish_up),
             "subscribe": state(health.subscribe_up),
+            "nodes": cluster.nodes(),
         });
         (health, detail)
     });

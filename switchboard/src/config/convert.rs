@@ -235,6 +235,8 @@ impl Config {
             command_timeout: Duration::from_millis(c.command_timeout_ms),
             health_interval: Duration::from_millis(c.health_interval_ms),
             request_timeout: Duration::from_millis(c.request_timeout_ms),
+            heartbeat_interval: Duration::from_millis(c.heartbeat_interval_ms),
+            heartbeat_timeout: Duration::from_millis(c.heartbeat_timeout_ms),
             reconnect_min: Duration::from_millis(c.reconnect_min_ms),
             reconnect_max: Duration::from_millis(c.reconnect_max_ms),
         })

@@ -375,6 +375,14 @@ const SECTIONS: &[Section] = &[
                 "How long a request to the other nodes (the sockets of a room on every node, every room, a server-side emit with acks) waits for their answers; past it the answer is partial and says how many nodes did not answer.",
             ),
             key(
+                "heartbeat_interval_ms",
+                "How often this node tells the others it is alive (on `<key_prefix>-heartbeat#`, a channel Node nodes do not read).",
+            ),
+            key(
+                "heartbeat_timeout_ms",
+                "How long a node may stay silent before the others take it for dead: a request then names it as missing and, if it is frozen (still subscribed), stops waiting for it. More than `heartbeat_interval_ms`; the default is two intervals, as socket.io's cluster adapter.",
+            ),
+            key(
                 "reconnect_min_ms",
                 "The first wait before reconnecting to Redis, doubled after each failure.",
             ),

@@ -145,6 +145,10 @@ pub struct ClusterSection {
     pub health_interval_ms: u64,
     /// How long a request to the other nodes waits for their answers.
     pub request_timeout_ms: u64,
+    /// How often this node tells the others it is alive.
+    pub heartbeat_interval_ms: u64,
+    /// How long a node may be silent before it is taken for dead.
+    pub heartbeat_timeout_ms: u64,
     /// The first wait before reconnecting (doubled after each failure).
     pub reconnect_min_ms: u64,
     /// The longest wait between reconnection attempts.
@@ -165,6 +169,8 @@ impl Default for ClusterSection {
             command_timeout_ms: c.command_timeout.as_millis() as u64,
             health_interval_ms: c.health_interval.as_millis() as u64,
             request_timeout_ms: c.request_timeout.as_millis() as u64,
+            heartbeat_interval_ms: c.heartbeat_interval.as_millis() as u64,
+            heartbeat_timeout_ms: c.heartbeat_timeout.as_millis() as u64,
             reconnect_min_ms: c.reconnect_min.as_millis() as u64,
             reconnect_max_ms: c.reconnect_max.as_millis() as u64,
         }

@@ -270,6 +270,12 @@ impl Config {
             MIN_SWEEP_MS,
         )?;
         at_least("cluster.request_timeout_ms", c.request_timeout_ms, 1)?;
+        at_least("cluster.heartbeat_interval_ms", c.heartbeat_interval_ms, 1)?;
+        at_least(
+            "cluster.heartbeat_timeout_ms",
+            c.heartbeat_timeout_ms,
+            c.heartbeat_interval_ms.saturating_add(1),
+        )?;
         at_least("cluster.reconnect_min_ms", c.reconnect_min_ms, 1)?;
         at_least(
             "cluster.reconnect_max_ms",

@@ -563,9 +563,11 @@ async fn a_node_that_does_not_answer_makes_the_answer_partial_not_lost() {
     // B's sockets are there; the answer says one node of two did not answer.
     assert_eq!(ids(&answer.value), [b1.sid.as_str()]);
     assert_eq!(
-        (answer.asked, answer.answered, answer.missing()),
+        (answer.asked, answer.answered, answer.unanswered()),
         (Some(2), 1, Some(1))
     );
+    // A stand-in that never heartbeats is not a node it can name.
+    assert!(answer.missing.is_empty(), "{answer:?}");
     assert_eq!(answer.answered_by, [node_b.uid()]);
     assert!(!answer.is_complete());
     assert!(
@@ -714,4 +716,160 @@ async fn after_redis_restarts_the_nodes_are_ready_again_and_broadcasts_cross() {
     let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
     assert!(answer.is_complete(), "{answer:?}");
     assert_eq!(ids(&answer.value), [members[1].sid.as_str()]);
+}
+
+/// Waits until `cluster` knows `n` other nodes alive; returns them.
+async fn until_nodes(cluster: &cluster::Cluster, n: usize) -> Vec<String> {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let nodes = cluster.nodes();
+            if nodes.len() == n {
+                return nodes;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never {n} nodes: {:?}", cluster.nodes()))
+}
+
+#[tokio::test]
+async fn nodes_know_each_other_at_once_and_one_that_stops_cleanly_is_dropped_at_once() {
+    // The default heartbeats (every 5 s, dead after 10 s): what happens
+    // here within WAIT (5 s) is the nodes' own announcements.
+    let Some(nodes) = start_cluster(3, "").await else {
+        return;
+    };
+    let clusters: Vec<&cluster::Cluster> = nodes
+        .iter()
+        .map(|n| n.app.cluster.as_ref().unwrap())
+        .collect();
+    for (i, cluster) in clusters.iter().enumerate() {
+        let mut others: Vec<String> = (clusters.iter().enumerate())
+            .filter(|(j, _)| *j != i)
+            .map(|(_, c)| c.uid().to_owned())
+            .collect();
+        others.sort();
+        assert_eq!(until_nodes(cluster, 2).await, others);
+    }
+    let metrics = http(nodes[0].addr, "GET", "/metrics", &[], "").await.body;
+    assert!(metrics.contains("switchboard_cluster_nodes 3"), "{metrics}");
+
+    clusters[2].close(std::time::Duration::from_secs(1)).await;
+    for cluster in &clusters[..2] {
+        assert!(
+            !until_nodes(cluster, 1)
+                .await
+                .contains(&clusters[2].uid().to_owned())
+        );
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits until every thread of process `pid` is stopped (`kill` returns
+/// before a busy thread has taken the SIGSTOP).
+async fn until_stopped(pid: u32) {
+    let stopped = || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        tasks.flatten().all(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // `pid (name) STATE …`: the state follows the last `)`.
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+            matches!(state, Some(Some('T' | 't')))
+        })
+    };
+    tokio::time::timeout(WAIT, async {
+        while !stopped() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the process did not stop");
+}
+
+#[tokio::test]
+async fn a_frozen_node_is_named_and_not_waited_for_and_a_killed_one_is_dropped() {
+    let Some(redis) = redis_url() else {
+        return;
+    };
+    let keys = "heartbeat_interval_ms = 100\nheartbeat_timeout_ms = 300\nrequest_timeout_ms = 3000";
+    let Some(sections) = cluster_sections_on(&redis, keys).await else {
+        return;
+    };
+    let a = start(&sections).await;
+    let node_a = a.app.cluster.as_ref().unwrap();
+    assert!(node_a.wait_up(WAIT).await);
+    // C: the real binary, another process of the same cluster.
+    let c = crate::common::binary::Binary::spawn(
+        &format!(
+            "test_setup = true\n{sections}\n[[namespaces]]\nname = \"/\"\nhandler = \"testkit\"\n"
+        ),
+        |_, _| {},
+    )
+    .await;
+    let c_uid = until_nodes(node_a, 1).await.remove(0);
+    let mut c1 = Member::on(c.addr, "c1").await;
+    c1.join("r1").await;
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    assert_eq!(ids(&answer.value), [c1.sid.as_str()]);
+
+    // Frozen (SIGSTOP): its connections stay open, so Redis still counts
+    // it, but its heartbeats stop. A request waits only until it is taken
+    // for dead, not its whole timeout, and names it.
+    signal(c.pid(), "STOP");
+    until_stopped(c.pid()).await;
+    let started = std::time::Instant::now();
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    let waited = started.elapsed();
+    assert_eq!((answer.asked, answer.answered), (Some(1), 0), "{answer:?}");
+    assert_eq!(answer.missing, [c_uid.as_str()]);
+    assert!(
+        waited < std::time::Duration::from_millis(3000),
+        "{waited:?}"
+    );
+    assert!(node_a.nodes().is_empty());
+    // Known dead and still subscribed: the next request does not wait.
+    let started = std::time::Instant::now();
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(started.elapsed() < std::time::Duration::from_millis(1000));
+    assert_eq!(answer.missing, [c_uid.as_str()]);
+
+    // It thaws: heard again, answering again.
+    signal(c.pid(), "CONT");
+    assert_eq!(until_nodes(node_a, 1).await, [c_uid.as_str()]);
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    assert_eq!(ids(&answer.value), [c1.sid.as_str()]);
+
+    // Killed (SIGKILL): its connections close, so Redis no longer counts
+    // it and requests complete at once; it is dropped within about two
+    // heartbeat intervals of silence.
+    signal(c.pid(), "KILL");
+    let killed = std::time::Instant::now();
+    let answer = tokio::time::timeout(std::time::Duration::from_millis(1000), async {
+        loop {
+            let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+            if answer.asked == Some(0) {
+                return answer;
+            }
+        }
+    })
+    .await
+    .expect("Redis still counts the killed node");
+    assert!(answer.value.is_empty());
+    until_nodes(node_a, 0).await;
+    assert!(
+        killed.elapsed() < std::time::Duration::from_millis(1500),
+        "{:?}",
+        killed.elapsed()
+    );
 }

@@ -28,9 +28,9 @@ pub use http::{HttpResponse, KeepAlive, RawResponse, api, error_code, http, http
 pub use logs::Logs;
 pub use metrics::{inbox_overflows, sample};
 pub use server::{
-    RawServer, RemoveOnDrop, TestServer, postgres_database, rand_suffix, redis_url, start,
-    start_cluster, start_cluster_on, start_cluster_with, start_raw, start_raw_with, temp_dir,
-    try_start_raw,
+    RawServer, RemoveOnDrop, TestServer, cluster_sections_on, postgres_database, rand_suffix,
+    redis_url, start, start_cluster, start_cluster_on, start_cluster_with, start_raw,
+    start_raw_with, temp_dir, try_start_raw,
 };
 
 /// How long a test waits for what should come at once.
