@@ -233,3 +233,43 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_node_dies_a_heard_one_comes_back_a_closed_one_is_gone() {
+        let nodes = Registry::default();
+        assert!(nodes.seen("B"));
+        assert!(!nodes.seen("B"));
+        assert!(nodes.seen("C"));
+        assert_eq!(nodes.live(), ["B", "C"]);
+        assert!(nodes.sweep(Duration::from_secs(60)).is_empty());
+        let mut died = nodes.sweep(Duration::ZERO);
+        died.sort();
+        assert_eq!(died, ["B", "C"]);
+        assert!(nodes.live().is_empty());
+        assert_eq!(nodes.dead().len(), 2);
+        // Heard again: alive, no longer dead.
+        assert!(nodes.seen("B"));
+        assert_eq!(
+            (nodes.live(), nodes.dead()),
+            (vec!["B".into()], vec!["C".into()])
+        );
+        nodes.closed("B");
+        nodes.forget("C");
+        assert!(nodes.live().is_empty() && nodes.dead().is_empty());
+    }
+
+    #[test]
+    fn dead_nodes_are_remembered_up_to_a_bound() {
+        let nodes = Registry::default();
+        for i in 0..MAX_DEAD + 10 {
+            nodes.seen(&i.to_string());
+        }
+        nodes.sweep(Duration::ZERO);
+        let dead = nodes.dead();
+        assert_eq!(dead.len(), MAX_DEAD);
+    }
+}
