@@ -278,12 +278,10 @@ impl Shared {
                 self.answer(nsp, &request, None, Rooms { rooms: names });
             }
             RequestBody::Join { target, rooms } => {
-                if targets(ns, local, target).is_some_and(|sockets| {
-                    sockets.iter().for_each(|s| {
-                        s.join_all(rooms);
-                    });
-                    true
-                }) {
+                if let Some(sockets) = targets(ns, local, target) {
+                    for socket in sockets {
+                        socket.join_all(rooms);
+                    }
                     self.answer_one(nsp, &request, target);
                 }
             }
@@ -321,12 +319,7 @@ impl Shared {
                     reply,
                 });
             }
-            RequestBody::Broadcast {
-                event,
-                args,
-                opts,
-                timeout,
-            } => self.broadcast_with_acks(ns, local, &request, event, args, opts, *timeout),
+            RequestBody::Broadcast { .. } => self.broadcast_with_acks(ns, local, &request),
             RequestBody::Unknown(kind) => {
                 tracing::debug!(
                     kind,
@@ -349,17 +342,21 @@ impl Shared {
     /// A Node node's `io.timeout(ms).emit(…, callback)`: the matching
     /// clients of this node get the event with an ack id each; their
     /// count, then each ack (its first argument), go back to the asker.
-    #[allow(clippy::too_many_arguments)]
     fn broadcast_with_acks(
         self: &Arc<Self>,
         ns: &Arc<Namespace>,
         local: &LocalAdapter,
         request: &Request,
-        event: &str,
-        args: &Args,
-        opts: &BroadcastOptions,
-        timeout: std::time::Duration,
     ) {
+        let RequestBody::Broadcast {
+            event,
+            args,
+            opts,
+            timeout,
+        } = &request.body
+        else {
+            return;
+        };
         let Some(request_id) = request.request_id.clone() else {
             return;
         };
@@ -377,7 +374,7 @@ impl Shared {
         ns.stats().events_out.add(event, sockets.len() as u64);
         let mut acks: FuturesUnordered<_> = sockets
             .iter()
-            .map(|socket| socket.emit_with_ack(event, args, timeout))
+            .map(|socket| socket.emit_with_ack(event, args, *timeout))
             .collect();
         let shared = Arc::downgrade(self);
         tokio::spawn(async move {
