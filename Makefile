@@ -2,8 +2,9 @@
 #   make run    build the web client (installs its npm packages) and the hub
 #               (release), then start it on the embedded default (dev mode:
 #               sign in by name) and print the URL to open
-#   make test   every test: lint, Rust unit/property/integration tests (with a
-#               throwaway PostgreSQL server for the store's tests), interop
+#   make test   every test: lint, Rust unit/property/integration tests (with
+#               throwaway PostgreSQL and Redis servers for the store's and the
+#               cluster's tests), interop
 #               tests with the official socket.io-client (installs npm packages),
 #               schemathesis against the publish API (installs it from PyPI),
 #               browser tests of the web client in Debian's Chromium
@@ -34,10 +35,11 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The PostgreSQL store tests get a throwaway server on loopback (installed
-# with apt-get when missing); see tests/postgres/with-postgres.sh.
+# The PostgreSQL store tests and the cluster tests get throwaway servers on
+# loopback (installed with apt-get when missing); see
+# tests/postgres/with-postgres.sh and tests/redis/with-redis.sh.
 rust-test:
-	tests/postgres/with-postgres.sh $(CARGO) test --workspace
+	tests/redis/with-redis.sh tests/postgres/with-postgres.sh $(CARGO) test --workspace
 
 schemathesis: release
 	tests/schemathesis/run.sh $(CURDIR)/$(BIN)
@@ -47,9 +49,12 @@ schemathesis: release
 browser: web release
 	tests/browser/run.sh $(CURDIR)/$(BIN)
 
+# The cluster interop tests (cluster.test.mjs) run two nodes on a throwaway
+# Redis and PostgreSQL, as the Rust tests do.
 interop: release
 	cd tests/interop && $(NPM) ci --no-audit --no-fund --loglevel=error
-	cd tests/interop && INTEROP_SERVER_BIN=$(CURDIR)/$(BIN) $(NPM) test --silent
+	tests/redis/with-redis.sh tests/postgres/with-postgres.sh \
+	  sh -c 'cd tests/interop && INTEROP_SERVER_BIN=$(CURDIR)/$(BIN) $(NPM) test --silent'
 
 # --- conformance: official Engine.IO / Socket.IO protocol test suites --------
 #

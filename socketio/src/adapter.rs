@@ -1,6 +1,9 @@
 //! The adapter: who is in which room, and delivery of a broadcast to them.
 //! [`LocalAdapter`] keeps rooms in memory for one node; a cluster adapter
-//! (Redis) implements the same trait.
+//! (the `cluster` crate's Redis adapter) implements the same trait, wraps a
+//! `LocalAdapter` for this node's sockets and publishes each broadcast to
+//! the other nodes. [`AdapterFactory`] (in [`SocketIoConfig`](crate::SocketIoConfig))
+//! makes each namespace's adapter.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -8,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::namespace::Namespace;
-use crate::packet::Encoded;
+use crate::packet::{Args, Encoded};
 use crate::socket::{Room, Socket, SocketId};
 
 /// Whom a broadcast reaches.
@@ -23,6 +26,8 @@ pub struct BroadcastOptions {
     pub except_socket: Option<SocketId>,
     /// Drop the packet for sockets that are behind instead of disconnecting them.
     pub volatile: bool,
+    /// This node's sockets only: a cluster adapter does not publish it.
+    pub local: bool,
 }
 
 /// Room membership and broadcast delivery for one namespace. Joins come
@@ -40,8 +45,61 @@ pub trait Adapter: Send + Sync + 'static {
     fn rooms_of(&self, ns: &Namespace, socket: &Socket) -> Vec<Room>;
     /// The sockets a broadcast with `opts` would reach.
     fn sockets(&self, ns: &Namespace, opts: &BroadcastOptions) -> Vec<Arc<Socket>>;
-    /// Delivers an encoded packet; returns how many sockets it was queued for.
+    /// Delivers an encoded packet to this node's sockets; returns how many
+    /// it was queued for.
     fn broadcast(&self, ns: &Namespace, packet: &Encoded, opts: &BroadcastOptions) -> usize;
+
+    /// Emits an event: what [`BroadcastOperator::emit`](crate::BroadcastOperator::emit)
+    /// calls. Encodes it once and delivers it to this node's sockets; a
+    /// cluster adapter also hands the event (not its encoding: the bus
+    /// carries the packet object) to the other nodes, unless `opts.local`.
+    /// Returns how many of this node's sockets it was queued for.
+    fn broadcast_event(
+        &self,
+        ns: &Namespace,
+        event: &str,
+        args: &Args,
+        opts: &BroadcastOptions,
+    ) -> usize {
+        self.broadcast(ns, &Encoded::event(ns.name(), event, args, None), opts)
+    }
+
+    /// The namespace was created with this adapter (once, before any
+    /// socket joins): where a cluster adapter subscribes to the bus and
+    /// keeps a weak reference to deliver what other nodes publish.
+    fn init(&self, _ns: &Arc<Namespace>) {}
+}
+
+/// What makes a namespace's adapter from its name.
+type MakeAdapter = dyn Fn(&str) -> Box<dyn Adapter> + Send + Sync;
+
+/// Makes the adapter of each namespace, given its name; by default a
+/// [`LocalAdapter`] (one node). Cloning shares it.
+#[derive(Clone)]
+pub struct AdapterFactory(Arc<MakeAdapter>);
+
+impl AdapterFactory {
+    /// A factory calling `make` with each namespace's name.
+    pub fn new(make: impl Fn(&str) -> Box<dyn Adapter> + Send + Sync + 'static) -> AdapterFactory {
+        AdapterFactory(Arc::new(make))
+    }
+
+    /// The adapter of namespace `nsp`.
+    pub fn make(&self, nsp: &str) -> Box<dyn Adapter> {
+        (self.0)(nsp)
+    }
+}
+
+impl Default for AdapterFactory {
+    fn default() -> Self {
+        AdapterFactory::new(|_| Box::new(LocalAdapter::default()))
+    }
+}
+
+impl std::fmt::Debug for AdapterFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdapterFactory")
+    }
 }
 
 /// In-memory rooms.
@@ -57,6 +115,19 @@ struct Rooms {
 }
 
 impl LocalAdapter {
+    /// Whether a socket of this node is in `room` (a socket id counts as
+    /// the room of its socket only through the namespace: see
+    /// [`Namespace::get`]).
+    pub fn has_room(&self, room: &str) -> bool {
+        self.inner.read().members.contains_key(room)
+    }
+
+    /// The rooms at least one socket of this node is in (sockets' own ids
+    /// are not rooms here: see [`Namespace::get`]).
+    pub fn room_names(&self) -> Vec<Room> {
+        self.inner.read().members.keys().cloned().collect()
+    }
+
     /// The sockets `opts` reaches, each once. Taken under the read lock
     /// (cheap clones of `Arc`s), delivered to by the caller outside it: a
     /// broadcast to 10,000 sockets does not hold up the joins and leaves of

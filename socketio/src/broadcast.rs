@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::adapter::BroadcastOptions;
 use crate::namespace::Namespace;
-use crate::packet::{Args, Encoded};
+use crate::packet::Args;
 use crate::socket::{Room, Socket, SocketId};
 
 /// A broadcast being built.
@@ -47,22 +47,32 @@ impl BroadcastOperator {
         self
     }
 
-    /// Emits; returns how many local sockets it was queued for.
+    /// This node's sockets only (a cluster adapter does not publish it).
+    pub fn local(mut self) -> Self {
+        self.opts.local = true;
+        self
+    }
+
+    /// Emits (to every node, through a cluster adapter); returns how many
+    /// of this node's sockets it was queued for.
     pub fn emit(&self, event: &str, args: &Args) -> usize {
-        let packet = Encoded::event(self.ns.name(), event, args, None);
-        let count = self.ns.adapter().broadcast(&self.ns, &packet, &self.opts);
+        let count = self
+            .ns
+            .adapter()
+            .broadcast_event(&self.ns, event, args, &self.opts);
         let stats = self.ns.stats();
         stats.events_out.add(event, count as u64);
         stats.fanout.observe(count as f64);
         count
     }
 
-    /// The sockets this broadcast reaches.
+    /// The sockets of this node this broadcast reaches (other nodes' are
+    /// not asked yet).
     pub fn sockets(&self) -> Vec<Arc<Socket>> {
         self.ns.adapter().sockets(&self.ns, &self.opts)
     }
 
-    /// Makes the sockets reached join `room`.
+    /// Makes the sockets of this node reached join `room`.
     pub fn join(&self, room: impl Into<Room>) {
         let room = room.into();
         for socket in self.sockets() {
@@ -70,7 +80,7 @@ impl BroadcastOperator {
         }
     }
 
-    /// Disconnects the sockets reached from the namespace.
+    /// Disconnects the sockets of this node reached from the namespace.
     pub fn disconnect(&self) {
         for socket in self.sockets() {
             socket.disconnect();

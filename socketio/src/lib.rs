@@ -12,8 +12,9 @@
 //! - `client`: one per connection, the namespace multiplexer.
 //! - [`namespace`]: [`Namespace`], its middleware and handler.
 //! - [`socket`]: [`Socket`]: emit, rooms, acks, ordered event handling.
-//! - [`broadcast`]: [`BroadcastOperator`] (`to`, `except`, `volatile`).
-//! - [`adapter`]: [`Adapter`] and [`LocalAdapter`].
+//! - [`broadcast`]: [`BroadcastOperator`] (`to`, `except`, `volatile`, `local`).
+//! - [`adapter`]: [`Adapter`], [`LocalAdapter`] and the [`AdapterFactory`]
+//!   that gives each namespace its own.
 //! - [`stats`]: events in and out by name (bounded), broadcast fan-out.
 //! - `budget`: the token bucket of a connection's CONNECTs.
 
@@ -27,7 +28,7 @@ pub mod server;
 pub mod socket;
 pub mod stats;
 
-pub use adapter::{Adapter, BroadcastOptions, LocalAdapter};
+pub use adapter::{Adapter, AdapterFactory, BroadcastOptions, LocalAdapter};
 pub use broadcast::BroadcastOperator;
 pub use namespace::{ConnectError, ConnectRequest, Middleware, Namespace, NamespaceHandler};
 pub use packet::{Args, Encoded};

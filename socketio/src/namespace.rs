@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde_json::value::RawValue;
 
-use crate::adapter::{Adapter, LocalAdapter};
+use crate::adapter::Adapter;
 use crate::broadcast::BroadcastOperator;
 use crate::server::SocketIoConfig;
 use crate::socket::{BoxFuture, DisconnectReason, Event, Room, Socket, SocketId};
@@ -130,11 +130,11 @@ impl Namespace {
         config: &SocketIoConfig,
     ) -> Namespace {
         Namespace {
+            adapter: config.adapter.make(&name),
             name,
             handler,
             middlewares: RwLock::new(Vec::new()),
             sockets: RwLock::new(HashMap::new()),
-            adapter: Box::new(LocalAdapter::default()),
             stats: NamespaceStats::new(config.stats),
             max_pending_events: config.max_pending_events,
             max_pending_bytes: config.max_pending_bytes,

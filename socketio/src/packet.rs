@@ -115,6 +115,17 @@ impl Args {
         self.push_raw(&placeholder)
     }
 
+    /// Arguments from their JSON text without brackets (`1,"a",{}`), whose
+    /// `{"_placeholder":true,"num":N}` objects name `attachments[N]`: what
+    /// a cluster adapter rebuilds from a bus message. The text must be
+    /// valid JSON elements (it is sent as it is).
+    pub fn from_parts(json: String, attachments: Vec<Bytes>) -> Args {
+        Args {
+            inner: Str::from(json),
+            attachments,
+        }
+    }
+
     /// Appends an argument given as JSON text.
     pub fn push_json(&mut self, json: &RawValue) -> &mut Args {
         self.push_raw(json.get())

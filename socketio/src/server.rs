@@ -45,6 +45,9 @@ pub struct SocketIoConfig {
     /// CONNECTs a connection may send at once (a client opening its
     /// namespaces), before `connects_per_sec` applies.
     pub connect_burst: f64,
+    /// Makes each namespace's adapter: in memory (one node) by default, a
+    /// cluster adapter when the nodes share a bus.
+    pub adapter: crate::adapter::AdapterFactory,
 }
 
 impl Default for SocketIoConfig {
@@ -59,6 +62,7 @@ impl Default for SocketIoConfig {
             attachment_timeout: Duration::from_secs(30),
             connects_per_sec: 5.0,
             connect_burst: 20.0,
+            adapter: crate::adapter::AdapterFactory::default(),
         }
     }
 }
@@ -104,6 +108,7 @@ impl SocketIo {
         handler: Arc<dyn NamespaceHandler>,
     ) -> Arc<Namespace> {
         let ns = Arc::new(Namespace::new(name.to_owned(), handler, &self.inner.config));
+        ns.adapter().init(&ns);
         self.inner
             .namespaces
             .write()

@@ -29,6 +29,8 @@ pub struct App {
     pub(crate) api_requests: Arc<parking_lot::Mutex<std::collections::BTreeMap<u16, u64>>>,
     /// The SQL store.
     pub store: Store,
+    /// The cluster bus, in cluster mode (`cluster.redis_url`).
+    pub cluster: Option<cluster::Cluster>,
     /// Dev mode's token signer (`POST /dev/token`), when `dev_mode` is on.
     pub dev: Option<Arc<crate::dev::DevTokens>>,
     /// The web client served at `/`, when it is built.
@@ -49,7 +51,26 @@ impl App {
     pub async fn new(config: &Config) -> anyhow::Result<App> {
         // Before the store opens: a dev mode that cannot sign stops the start.
         crate::dev::DevTokens::check(config)?;
-        let hub = Hub::new(config.hub_config(), &handlers::provided()).await?;
+        let cluster = match config.cluster_config() {
+            Some(settings) => Some(cluster::Cluster::start(settings)?),
+            None => None,
+        };
+        let mut hub_config = config.hub_config();
+        if let Some(cluster) = &cluster {
+            // Every namespace's rooms on this node, its broadcasts on the bus.
+            hub_config.socketio.adapter = cluster.adapters();
+            // What another node's fetchSockets() sees of a socket here:
+            // its user, as a Node app would keep it in `socket.data`.
+            cluster.set_socket_data(|socket| {
+                hub::auth::identity_of(socket).map(|id| serde_json::json!({ "user": id.user }))
+            });
+        }
+        let hub = Hub::new(hub_config, &handlers::provided()).await?;
+        if let Some(cluster) = &cluster {
+            // Once every namespace has its adapter: up means subscribed for
+            // all of them.
+            wait_for_bus(cluster, config).await;
+        }
         let dev = crate::dev::DevTokens::from_config(config)?.map(Arc::new);
         let io = hub.io.clone();
         let engine = Engine::new(config.engine_config(), io.clone());
@@ -64,6 +85,7 @@ impl App {
             raw_engine,
             api_requests: Arc::default(),
             store: hub.store.clone(),
+            cluster,
             hub,
             dev,
             web: crate::web::WebClient::from_config(config),
@@ -85,6 +107,16 @@ impl App {
         })
     }
 
+    /// Stops the components' background work, then (what the last
+    /// sockets' departures emitted flushed to the other nodes, within
+    /// `grace`) the cluster bus, then the store.
+    pub(crate) async fn close(&self, grace: std::time::Duration) {
+        if let Some(cluster) = &self.cluster {
+            cluster.close(grace).await;
+        }
+        self.hub.close().await;
+    }
+
     pub(crate) fn close_all(&self) {
         self.engine.close_all();
         if let Some(raw) = &self.raw_engine {
@@ -94,5 +126,21 @@ impl App {
 
     pub(crate) fn session_count(&self) -> usize {
         self.engine.session_count() + self.raw_engine.as_ref().map_or(0, |e| e.session_count())
+    }
+}
+
+/// Gives the cluster bus the time to connect and subscribe (its connect
+/// timeout): a node whose Redis is not there yet still starts, and says so
+/// on `/readyz` until it is.
+async fn wait_for_bus(cluster: &cluster::Cluster, config: &Config) {
+    let wait = std::time::Duration::from_millis(config.cluster.connect_timeout_ms);
+    if cluster.wait_up(wait).await {
+        tracing::info!(uid = cluster.uid(), "cluster mode: connected to Redis");
+    } else {
+        tracing::warn!(
+            error = cluster.health().error.unwrap_or_default(),
+            "cluster mode: Redis is not reachable yet; /readyz reports the node degraded \
+             until it is (broadcasts wait in the publish queue)"
+        );
     }
 }

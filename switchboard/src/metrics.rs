@@ -1,6 +1,6 @@
 //! The operator metrics: every counter and gauge of the engines, the
-//! namespaces, the publish API and the store, in the Prometheus text format
-//! (version 0.0.4). The counters are the engines' own (atomics, cheap on
+//! namespaces, the publish API, the store and (in cluster mode) the bus, in
+//! the Prometheus text format (version 0.0.4). The counters are the engines' own (atomics, cheap on
 //! the hot path); prometheus-client writes them out at each scrape.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -136,6 +136,9 @@ impl Collector for Scrape {
                 )
             }),
         )?;
+        if let Some(cluster) = &app.cluster {
+            cluster_families(e, cluster)?;
+        }
         single(
             e,
             (
@@ -242,4 +245,156 @@ impl Collector for Scrape {
             )],
         )
     }
+}
+
+/// The cluster bus's figures (cluster mode only), in name order.
+fn cluster_families(e: &mut DescriptorEncoder, cluster: &cluster::Cluster) -> std::fmt::Result {
+    let s = cluster.stats();
+    let health = cluster.health();
+    let counted = |pairs: &[(&'static str, u64)], label: &'static str| {
+        (pairs.iter())
+            .map(|&(value, n)| ([(label, value)], ConstCounter::new(n)))
+            .collect::<Vec<_>>()
+    };
+    single(
+        e,
+        (
+            "switchboard_cluster_nodes",
+            "Switchboard nodes alive in the cluster, this one included (by heartbeats; \
+             Node nodes are not counted).",
+            Gauge,
+        ),
+        cluster.nodes().len() as u64 + 1,
+    )?;
+    family(
+        e,
+        (
+            "switchboard_cluster_publish_dropped",
+            "Broadcasts delivered on this node but not published to the others, by reason: \
+             queue_full (cluster.publish_queue or publish_queue_bytes), too_large \
+             (cluster.max_message_bytes), failed (a pipeline that broke), closed (after shutdown).",
+            Counter,
+        ),
+        counted(
+            &[
+                ("queue_full", s.dropped_queue_full),
+                ("too_large", s.dropped_too_large),
+                ("failed", s.publish_failed),
+                ("closed", s.dropped_closed),
+            ],
+            "reason",
+        ),
+    )?;
+    single(
+        e,
+        (
+            "switchboard_cluster_publish_queue",
+            "Broadcasts waiting to be published (bounded by cluster.publish_queue).",
+            Gauge,
+        ),
+        s.queued as u64,
+    )?;
+    single(
+        e,
+        (
+            "switchboard_cluster_publish_queue_bytes",
+            "Bytes of the broadcasts waiting to be published (bounded by cluster.publish_queue_bytes).",
+            Gauge,
+        ),
+        s.queued_bytes as u64,
+    )?;
+    single(
+        e,
+        (
+            "switchboard_cluster_published",
+            "Broadcasts published to Redis.",
+            Counter,
+        ),
+        s.published,
+    )?;
+    family(
+        e,
+        (
+            "switchboard_cluster_received",
+            "Bus messages received, by outcome: delivered, own (this node's, back from Redis), \
+             unknown_room (no socket here in its room), other_namespace, malformed, too_large.",
+            Counter,
+        ),
+        counted(
+            &[
+                ("delivered", s.delivered),
+                ("own", s.own),
+                ("unknown_room", s.unknown_room),
+                ("other_namespace", s.other_namespace),
+                ("malformed", s.malformed),
+                ("too_large", s.received_too_large),
+            ],
+            "outcome",
+        ),
+    )?;
+    family(
+        e,
+        (
+            "switchboard_cluster_reconnects",
+            "Connections to Redis opened again after a failure, by connection.",
+            Counter,
+        ),
+        counted(
+            &[
+                ("publish", s.publish_reconnects),
+                ("subscribe", s.subscribe_reconnects),
+            ],
+            "connection",
+        ),
+    )?;
+    family(
+        e,
+        (
+            "switchboard_cluster_redis_up",
+            "Whether each connection to Redis works (1) or not (0).",
+            Gauge,
+        ),
+        [
+            ("publish", health.publish_up),
+            ("subscribe", health.subscribe_up),
+        ]
+        .map(|(connection, up)| ([("connection", connection)], ConstGauge::new(u64::from(up)))),
+    )?;
+    single(
+        e,
+        (
+            "switchboard_cluster_requests_incomplete",
+            "Requests of this node to the others (the sockets of a room on every node, every \
+             room, a server-side emit with acks) that ended without every node's answer \
+             (cluster.request_timeout_ms).",
+            Counter,
+        ),
+        s.requests_incomplete,
+    )?;
+    family(
+        e,
+        (
+            "switchboard_cluster_requests_received",
+            "Requests of other nodes or emitters (fetchSockets, allRooms, socketsJoin, \
+             disconnectSockets, serverSideEmit, broadcasts with acks), by outcome: served, \
+             malformed (requests or answers that could not be read).",
+            Counter,
+        ),
+        counted(
+            &[
+                ("served", s.requests_served),
+                ("malformed", s.requests_malformed),
+            ],
+            "outcome",
+        ),
+    )?;
+    single(
+        e,
+        (
+            "switchboard_cluster_requests_sent",
+            "Requests of this node to the others that wait for answers.",
+            Counter,
+        ),
+        s.requests_sent,
+    )
 }

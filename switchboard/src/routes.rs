@@ -1,5 +1,6 @@
 //! The HTTP routes beside Engine.IO, on axum: the publish API
-//! (`/api/v1/…`), `/healthz`, `/readyz` (the store answers) and `/metrics`,
+//! (`/api/v1/…`), `/healthz`, `/readyz` (the store answers; in cluster
+//! mode, Redis too) and `/metrics`,
 //! behind tower-http's tracing and compression layers; every error answered
 //! with a JSON body. Engine.IO requests never come here: the listener hands
 //! them to the engine directly (`server`). In dev mode, `POST /dev/token`
@@ -212,8 +213,11 @@ async fn healthz() -> Response {
     reply(StatusCode::OK, json!({"status": "ok"}))
 }
 
-/// Ready to serve: the store answers (within `store.timeout_ms`). The
-/// detail (backend, latency, the error) only for the operator.
+/// Ready to serve: the store answers (within `store.timeout_ms`) and, in
+/// cluster mode, both connections to Redis work — a node that cannot reach
+/// the bus is `degraded` (503): its sockets would miss what other nodes
+/// emit, so a load balancer should send new clients elsewhere. The detail
+/// (backend, latency, the bus, the error) only for the operator.
 async fn readiness(
     State(app): State<App>,
     Extension(operator): Extension<Operator>,
@@ -221,15 +225,44 @@ async fn readiness(
 ) -> Response {
     let detailed = operator.admits(&headers).is_ok();
     let backend = app.store.backend().as_str();
+    let bus = app.cluster.as_ref().map(|cluster| {
+        let health = cluster.health();
+        let state = |up: bool| if up { "up" } else { "down" };
+        let detail = json!({
+            "uid": cluster.uid(),
+            "publish": state(health.publish_up),
+            "subscribe": state(health.subscribe_up),
+            "nodes": cluster.nodes(),
+        });
+        (health, detail)
+    });
     match operator.readiness.check(&app).await {
+        Ok(_) if bus.as_ref().is_some_and(|(health, _)| !health.is_up()) => {
+            let body = match bus.filter(|_| detailed) {
+                Some((health, detail)) => json!({
+                    "status": "degraded",
+                    "error": {
+                        "code": "bus_unreachable",
+                        "message": health.error.unwrap_or_else(|| "connecting to Redis".into()),
+                    },
+                    "store": {"backend": backend},
+                    "cluster": detail,
+                }),
+                None => json!({"status": "degraded"}),
+            };
+            reply(StatusCode::SERVICE_UNAVAILABLE, body)
+        }
         Ok(_) if !detailed => reply(StatusCode::OK, json!({"status": "ready"})),
-        Ok(took) => reply(
-            StatusCode::OK,
-            json!({
+        Ok(took) => {
+            let mut body = json!({
                 "status": "ready",
                 "store": {"backend": backend, "latency_ms": took.as_secs_f64() * 1e3},
-            }),
-        ),
+            });
+            if let Some((_, detail)) = bus {
+                body["cluster"] = detail;
+            }
+            reply(StatusCode::OK, body)
+        }
         Err(err) => {
             let body = if detailed {
                 json!({

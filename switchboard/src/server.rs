@@ -179,7 +179,7 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!(sessions = app.session_count(), "shutdown grace period over");
     }
-    app.hub.close().await;
+    app.close(grace).await;
     Ok(())
 }
 

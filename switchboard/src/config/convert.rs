@@ -217,6 +217,31 @@ impl Config {
         }
     }
 
+    /// The cluster's settings, when `cluster.redis_url` is set (without
+    /// it, one embedded node).
+    pub fn cluster_config(&self) -> Option<cluster::ClusterConfig> {
+        let c = &self.cluster;
+        if c.redis_url.is_empty() {
+            return None;
+        }
+        Some(cluster::ClusterConfig {
+            redis_url: c.redis_url.clone(),
+            key_prefix: c.key_prefix.clone(),
+            publish_queue: c.publish_queue,
+            publish_queue_bytes: c.publish_queue_bytes,
+            publish_batch: c.publish_batch,
+            max_message_bytes: c.max_message_bytes,
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            command_timeout: Duration::from_millis(c.command_timeout_ms),
+            health_interval: Duration::from_millis(c.health_interval_ms),
+            request_timeout: Duration::from_millis(c.request_timeout_ms),
+            heartbeat_interval: Duration::from_millis(c.heartbeat_interval_ms),
+            heartbeat_timeout: Duration::from_millis(c.heartbeat_timeout_ms),
+            reconnect_min: Duration::from_millis(c.reconnect_min_ms),
+            reconnect_max: Duration::from_millis(c.reconnect_max_ms),
+        })
+    }
+
     /// The Socket.IO settings.
     pub fn socketio_config(&self) -> socketio::SocketIoConfig {
         socketio::SocketIoConfig {
@@ -235,6 +260,9 @@ impl Config {
             attachment_timeout: Duration::from_millis(self.socketio.attachment_timeout_ms),
             connects_per_sec: self.socketio.connects_per_sec,
             connect_burst: self.socketio.connect_burst,
+            // The cluster's adapters are set by `App::new`, which starts
+            // the bus (a runtime object, not a setting).
+            adapter: socketio::AdapterFactory::default(),
         }
     }
 }

@@ -330,6 +330,69 @@ const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        name: "cluster",
+        doc: "Cluster mode: N nodes behind any load balancer, sharing a Redis (the bus: broadcasts reach every node's sockets, in the wire format of Node's `@socket.io/redis-adapter` 8.x, so a Node service with `@socket.io/redis-emitter` emits through the hub) and a PostgreSQL store (`store.url`; a cluster refuses to start on SQLite). Off, one embedded node, while `redis_url` is empty. See docs/DEPLOY.md.",
+        form: Form::Table,
+        keys: &[
+            key(
+                "redis_url",
+                "`redis://[user:password@]host[:port][/db]` (Redis 6 or later: the bus uses RESP3); empty = one node, no cluster.",
+            ),
+            key(
+                "key_prefix",
+                "The channels' prefix: the `key` option of the Node adapter and emitter that share the bus.",
+            ),
+            key(
+                "publish_queue",
+                "Broadcasts waiting to be published to Redis, at most. One more (Redis down or slower than the node) is delivered on this node only, counted in `switchboard_cluster_publish_dropped_total` and logged.",
+            ),
+            key(
+                "publish_queue_bytes",
+                "Bytes (event, arguments, rooms) of the broadcasts waiting to be published, at most; past it, as past `publish_queue`.",
+            ),
+            key(
+                "publish_batch",
+                "Broadcasts sent to Redis in one pipeline (one round trip), at most.",
+            ),
+            key(
+                "max_message_bytes",
+                "Largest bus message published or read, in bytes; a larger one is not published (or not delivered), counted and logged.",
+            ),
+            key(
+                "connect_timeout_ms",
+                "How long opening a connection to Redis may take.",
+            ),
+            key(
+                "command_timeout_ms",
+                "How long Redis may take to answer a command (a PUBLISH pipeline, a PING, a PSUBSCRIBE); past it the connection is opened again.",
+            ),
+            key(
+                "health_interval_ms",
+                "How often an idle connection to Redis is checked with a PING (a connection that dropped silently is found this way; `/readyz` says so).",
+            ),
+            key(
+                "request_timeout_ms",
+                "How long a request to the other nodes (the sockets of a room on every node, every room, a server-side emit with acks) waits for their answers; past it the answer is partial and says how many nodes did not answer.",
+            ),
+            key(
+                "heartbeat_interval_ms",
+                "How often this node tells the others it is alive (on `<key_prefix>-heartbeat#`, a channel Node nodes do not read).",
+            ),
+            key(
+                "heartbeat_timeout_ms",
+                "How long a node may stay silent before the others take it for dead: a request then names it as missing and, if it is frozen (still subscribed), stops waiting for it. More than `heartbeat_interval_ms`; the default is two intervals, as socket.io's cluster adapter.",
+            ),
+            key(
+                "reconnect_min_ms",
+                "The first wait before reconnecting to Redis, doubled after each failure.",
+            ),
+            key(
+                "reconnect_max_ms",
+                "The longest wait between reconnection attempts (at least `reconnect_min_ms`).",
+            ),
+        ],
+    },
+    Section {
         name: "limits",
         doc: "What each socket of a component namespace may ask.",
         form: Form::Table,

@@ -26,6 +26,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub api: ApiSection,
     pub store: StoreSection,
+    pub cluster: ClusterSection,
     pub limits: LimitsSection,
     /// Says this is a test setup: required to run the `testkit` handler,
     /// which lets any client join any room (start refuses it otherwise).
@@ -114,6 +115,64 @@ impl Default for StoreSection {
             url: String::new(),
             max_connections: 5,
             timeout_ms: 3000,
+        }
+    }
+}
+
+/// `[cluster]`: N nodes sharing a Redis (the bus, wire-compatible with
+/// Node's `@socket.io/redis-adapter`) and a PostgreSQL store. Off (one
+/// embedded node) while `redis_url` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// `redis://[user:password@]host[:port][/db]`; empty = one node.
+    pub redis_url: String,
+    /// The channels' prefix (the Node adapter's and emitter's `key`).
+    pub key_prefix: String,
+    /// Broadcasts waiting to be published, at most.
+    pub publish_queue: usize,
+    /// Bytes of the broadcasts waiting to be published, at most.
+    pub publish_queue_bytes: usize,
+    /// Broadcasts per PUBLISH pipeline, at most.
+    pub publish_batch: usize,
+    /// Largest bus message published or read, in bytes.
+    pub max_message_bytes: usize,
+    /// How long opening a connection to Redis may take.
+    pub connect_timeout_ms: u64,
+    /// How long Redis may take to answer a command.
+    pub command_timeout_ms: u64,
+    /// How often an idle connection is checked with a PING.
+    pub health_interval_ms: u64,
+    /// How long a request to the other nodes waits for their answers.
+    pub request_timeout_ms: u64,
+    /// How often this node tells the others it is alive.
+    pub heartbeat_interval_ms: u64,
+    /// How long a node may be silent before it is taken for dead.
+    pub heartbeat_timeout_ms: u64,
+    /// The first wait before reconnecting (doubled after each failure).
+    pub reconnect_min_ms: u64,
+    /// The longest wait between reconnection attempts.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        let c = cluster::ClusterConfig::new("");
+        ClusterSection {
+            redis_url: c.redis_url,
+            key_prefix: c.key_prefix,
+            publish_queue: c.publish_queue,
+            publish_queue_bytes: c.publish_queue_bytes,
+            publish_batch: c.publish_batch,
+            max_message_bytes: c.max_message_bytes,
+            connect_timeout_ms: c.connect_timeout.as_millis() as u64,
+            command_timeout_ms: c.command_timeout.as_millis() as u64,
+            health_interval_ms: c.health_interval.as_millis() as u64,
+            request_timeout_ms: c.request_timeout.as_millis() as u64,
+            heartbeat_interval_ms: c.heartbeat_interval.as_millis() as u64,
+            heartbeat_timeout_ms: c.heartbeat_timeout.as_millis() as u64,
+            reconnect_min_ms: c.reconnect_min.as_millis() as u64,
+            reconnect_max_ms: c.reconnect_max.as_millis() as u64,
         }
     }
 }
@@ -420,6 +479,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             api: ApiSection::default(),
             store: StoreSection::default(),
+            cluster: ClusterSection::default(),
             limits: LimitsSection::default(),
             test_setup: false,
             notifications: Default::default(),

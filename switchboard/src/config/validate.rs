@@ -34,6 +34,7 @@ impl Config {
         self.validate_auth()?;
         self.validate_api()?;
         self.validate_store()?;
+        self.validate_cluster()?;
         self.validate_limits()?;
         self.validate_notifications()?;
         self.validate_chat()?;
@@ -234,6 +235,53 @@ impl Config {
         }
         at_least("store.max_connections", s.max_connections, 1)?;
         at_least("store.timeout_ms", s.timeout_ms, 1)
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if c.redis_url.is_empty() {
+            return Ok(());
+        }
+        cluster::check_url(&c.redis_url)
+            .map_err(|message| ConfigError::invalid("cluster.redis_url", message))?;
+        // Every node must see every write: one node's SQLite file cannot.
+        if hub::store::Backend::of(&self.store.url) != Some(hub::store::Backend::Postgres) {
+            return Err(ConfigError::invalid(
+                "cluster.redis_url",
+                "a cluster's nodes share one store: set store.url to postgres://… \
+                 (SQLite is one node's file, which the other nodes cannot see)",
+            ));
+        }
+        if c.key_prefix.is_empty() {
+            return Err(ConfigError::invalid(
+                "cluster.key_prefix",
+                "cannot be empty",
+            ));
+        }
+        at_least("cluster.publish_queue", c.publish_queue, 1)?;
+        at_least("cluster.publish_queue_bytes", c.publish_queue_bytes, 1)?;
+        at_least("cluster.publish_batch", c.publish_batch, 1)?;
+        at_least("cluster.max_message_bytes", c.max_message_bytes, 1)?;
+        at_least("cluster.connect_timeout_ms", c.connect_timeout_ms, 1)?;
+        at_least("cluster.command_timeout_ms", c.command_timeout_ms, 1)?;
+        at_least(
+            "cluster.health_interval_ms",
+            c.health_interval_ms,
+            MIN_SWEEP_MS,
+        )?;
+        at_least("cluster.request_timeout_ms", c.request_timeout_ms, 1)?;
+        at_least("cluster.heartbeat_interval_ms", c.heartbeat_interval_ms, 1)?;
+        at_least(
+            "cluster.heartbeat_timeout_ms",
+            c.heartbeat_timeout_ms,
+            c.heartbeat_interval_ms.saturating_add(1),
+        )?;
+        at_least("cluster.reconnect_min_ms", c.reconnect_min_ms, 1)?;
+        at_least(
+            "cluster.reconnect_max_ms",
+            c.reconnect_max_ms,
+            c.reconnect_min_ms,
+        )
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {
@@ -550,6 +598,56 @@ mod tests {
                 panic!("{variable}={value}: {err}");
             }
         }
+    }
+
+    #[test]
+    fn a_cluster_needs_postgresql_and_a_redis_url() {
+        let redis = ("SWITCHBOARD_CLUSTER_REDIS_URL", "redis://127.0.0.1:6379");
+        // One node (no Redis) on SQLite, as today.
+        Config::load(None, env(&[])).unwrap();
+        for store in [None, Some("sqlite:/tmp/sb.db")] {
+            let mut vars = vec![redis];
+            vars.extend(store.map(|url| ("SWITCHBOARD_STORE_URL", url)));
+            let err = Config::load(None, env(&vars)).unwrap_err().to_string();
+            assert!(
+                err.starts_with("cluster.redis_url: a cluster's nodes share one store"),
+                "{err}"
+            );
+        }
+        let postgres = ("SWITCHBOARD_STORE_URL", "postgres://u@db/sb");
+        let config = Config::load(None, env(&[redis, postgres])).unwrap();
+        let cluster = config.cluster_config().unwrap();
+        assert_eq!(cluster.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(cluster.key_prefix, "socket.io");
+        assert!(
+            Config::load(None, env(&[]))
+                .unwrap()
+                .cluster_config()
+                .is_none()
+        );
+        for (url, message) in [("rediss://h", "TLS"), ("http://h", "must be redis://")] {
+            let err = Config::load(
+                None,
+                env(&[("SWITCHBOARD_CLUSTER_REDIS_URL", url), postgres]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(message), "{url}: {err}");
+        }
+        let err = Config::load(
+            None,
+            env(&[
+                redis,
+                postgres,
+                ("SWITCHBOARD_CLUSTER_RECONNECT_MAX_MS", "10"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "cluster.reconnect_max_ms: must be at least 100, got 10"
+        );
     }
 
     #[test]

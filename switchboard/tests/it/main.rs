@@ -18,6 +18,7 @@ mod calls_turn;
 mod chat;
 mod chat_conversations;
 mod chat_writes;
+mod cluster;
 mod components;
 mod engine;
 mod http_routes;

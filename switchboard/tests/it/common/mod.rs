@@ -1,5 +1,6 @@
 //! What the integration tests share, each piece once: real servers on
-//! `127.0.0.1:0` configured per test ([`server`]), the real binary
+//! `127.0.0.1:0` configured per test, alone or as the nodes of a cluster
+//! sharing the test Redis and PostgreSQL ([`server`]), the real binary
 //! ([`binary`]), raw HTTP requests ([`http`]), a raw Socket.IO client
 //! ([`client`]) and a user's device on the components' namespaces
 //! ([`device`]), stand-in HTTP servers for the hub's backends and identity
@@ -27,7 +28,8 @@ pub use http::{HttpResponse, KeepAlive, RawResponse, api, error_code, http, http
 pub use logs::Logs;
 pub use metrics::{inbox_overflows, sample};
 pub use server::{
-    RawServer, RemoveOnDrop, TestServer, postgres_database, rand_suffix, start, start_raw,
+    RawServer, RemoveOnDrop, TestServer, cluster_sections_on, postgres_database, rand_suffix,
+    redis_url, start, start_cluster, start_cluster_on, start_cluster_with, start_raw,
     start_raw_with, temp_dir, try_start_raw,
 };
 

@@ -139,6 +139,72 @@ pub async fn postgres_database() -> Option<(String, String)> {
     Some((admin.clone(), format!("{base}/{name}")))
 }
 
+/// The test Redis (`TEST_REDIS_URL`, set by `tests/redis/with-redis.sh`,
+/// which `make test` uses); `None` outside CI when none is given.
+pub fn redis_url() -> Option<String> {
+    let Ok(url) = std::env::var("TEST_REDIS_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the cluster tests: run them through tests/redis/with-redis.sh"
+        );
+        eprintln!("TEST_REDIS_URL not set: skipping the cluster part");
+        return None;
+    };
+    Some(url)
+}
+
+/// The `[store]` and `[cluster]` sections of one test cluster: the Redis at
+/// `redis` under a key prefix of its own (tests share the server, never a
+/// channel) and a fresh PostgreSQL database. `None` outside CI when either
+/// server is not given.
+pub async fn cluster_sections_on(redis: &str, extra_cluster_keys: &str) -> Option<String> {
+    let (_, database) = postgres_database().await?;
+    Some(format!(
+        "[store]\nurl = {database:?}\n\n[cluster]\nredis_url = {redis:?}\n\
+         key_prefix = \"sbtest-{}\"\nhealth_interval_ms = 100\n{extra_cluster_keys}\n",
+        rand_suffix()
+    ))
+}
+
+/// `n` nodes of one cluster on the test Redis (see [`cluster_sections_on`]),
+/// each a [`start`]ed server with the test kit, configured by `toml`
+/// besides (which names no `[store]` or `[cluster]`), each connected to
+/// Redis when it returns.
+pub async fn start_cluster(n: usize, toml: &str) -> Option<Vec<TestServer>> {
+    start_cluster_with(n, toml, "").await
+}
+
+/// [`start_cluster`] with more `[cluster]` keys.
+pub async fn start_cluster_with(
+    n: usize,
+    toml: &str,
+    extra_cluster_keys: &str,
+) -> Option<Vec<TestServer>> {
+    start_cluster_on(n, toml, &redis_url()?, extra_cluster_keys).await
+}
+
+/// [`start_cluster_with`] on the Redis at `redis`.
+pub async fn start_cluster_on(
+    n: usize,
+    toml: &str,
+    redis: &str,
+    extra_cluster_keys: &str,
+) -> Option<Vec<TestServer>> {
+    let sections = cluster_sections_on(redis, extra_cluster_keys).await?;
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let node = start(&format!("{toml}\n{sections}")).await;
+        let cluster = node.app.cluster.as_ref().expect("cluster mode");
+        assert!(
+            cluster.wait_up(super::WAIT).await,
+            "a node did not connect to Redis: {:?}",
+            cluster.health()
+        );
+        nodes.push(node);
+    }
+    Some(nodes)
+}
+
 /// A server configured by `toml` alone (no namespaces or keys added): its
 /// public address, and its admin listener's when `server.admin_listen` is set.
 pub struct RawServer {

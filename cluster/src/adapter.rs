@@ -1,0 +1,93 @@
+//! [`RedisAdapter`]: a namespace's adapter in a cluster. Rooms are this
+//! node's, kept by a [`LocalAdapter`]; an emit is delivered here at once,
+//! as on one node, and handed to the bus for the other nodes (unless it
+//! is `local`); what the other nodes publish comes back through the bus to
+//! the same `LocalAdapter`.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use socketio::{Adapter, Args, BroadcastOptions, Encoded, LocalAdapter, Namespace, Room, Socket};
+
+use crate::bus::Shared;
+use crate::wire::Outbound;
+
+/// A namespace's adapter on the Redis bus.
+pub struct RedisAdapter {
+    nsp: Room,
+    local: Arc<LocalAdapter>,
+    shared: Arc<Shared>,
+    /// The bus registration, once `init` has run.
+    token: Mutex<Option<u64>>,
+}
+
+impl RedisAdapter {
+    pub(crate) fn new(nsp: &str, shared: Arc<Shared>) -> RedisAdapter {
+        RedisAdapter {
+            nsp: Room::from(nsp),
+            local: Arc::new(LocalAdapter::default()),
+            shared,
+            token: Mutex::new(None),
+        }
+    }
+}
+
+impl Adapter for RedisAdapter {
+    fn add_all(&self, ns: &Namespace, socket: &Arc<Socket>, rooms: &[Room]) {
+        self.local.add_all(ns, socket, rooms);
+    }
+
+    fn del(&self, ns: &Namespace, socket: &Socket, room: &str) {
+        self.local.del(ns, socket, room);
+    }
+
+    fn del_all(&self, ns: &Namespace, socket: &Socket) -> Vec<Room> {
+        self.local.del_all(ns, socket)
+    }
+
+    fn rooms_of(&self, ns: &Namespace, socket: &Socket) -> Vec<Room> {
+        self.local.rooms_of(ns, socket)
+    }
+
+    fn sockets(&self, ns: &Namespace, opts: &BroadcastOptions) -> Vec<Arc<Socket>> {
+        self.local.sockets(ns, opts)
+    }
+
+    /// An encoded packet reaches this node's sockets only: the bus carries
+    /// the packet object, which an encoding no longer gives
+    /// ([`broadcast_event`](Adapter::broadcast_event) is the emit that
+    /// crosses nodes).
+    fn broadcast(&self, ns: &Namespace, packet: &Encoded, opts: &BroadcastOptions) -> usize {
+        self.local.broadcast(ns, packet, opts)
+    }
+
+    fn broadcast_event(
+        &self,
+        ns: &Namespace,
+        event: &str,
+        args: &Args,
+        opts: &BroadcastOptions,
+    ) -> usize {
+        if !opts.local {
+            // Queued before the local delivery, as the Node adapter
+            // publishes before it delivers: the other nodes start sooner.
+            self.shared
+                .publish(Outbound::new(self.nsp.clone(), event, args, opts));
+        }
+        self.local
+            .broadcast(ns, &Encoded::event(ns.name(), event, args, None), opts)
+    }
+
+    fn init(&self, ns: &Arc<Namespace>) {
+        let token = self.shared.register(&self.nsp, ns, self.local.clone());
+        *self.token.lock() = Some(token);
+    }
+}
+
+impl Drop for RedisAdapter {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.lock().take() {
+            self.shared.unregister(&self.nsp, token);
+        }
+    }
+}

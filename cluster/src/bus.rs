@@ -1,0 +1,521 @@
+//! The node's end of the bus: one per node, shared by every namespace's
+//! adapter. It holds the node's uid, the bounded publish queue, the
+//! namespaces that receive (by name, weakly), the counters, and the
+//! handle ([`Cluster`]) that starts and stops the two connection tasks
+//! (`publisher`, `subscriber`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use socketio::{Adapter, AdapterFactory, Encoded, LocalAdapter, Namespace, Room, SocketId};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::adapter::RedisAdapter;
+use crate::config::ClusterConfig;
+use crate::error::ClusterError;
+use crate::nodes::{Registry, heartbeat_channel};
+use crate::remote::{Hooks, Pending};
+use crate::request;
+use crate::stats::{BusStats, StatsSnapshot, Throttle};
+use crate::wire::{self, Decoded, Outbound};
+
+/// How often a repeated failure (a full queue, malformed messages) is
+/// logged; every occurrence is counted.
+const LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// A namespace that receives from the bus.
+struct Receiver {
+    /// Tells this registration from a later one of the same name.
+    token: u64,
+    ns: Weak<Namespace>,
+    local: Arc<LocalAdapter>,
+}
+
+/// A subscription of the subscriber connection.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Subscription {
+    /// PSUBSCRIBE.
+    Pattern(String),
+    /// SUBSCRIBE.
+    Channel(String),
+}
+
+/// What waits in the publish queue.
+pub(crate) enum Queued {
+    /// A broadcast, encoded by the publisher task.
+    Broadcast(Outbound),
+    /// A request or an answer, encoded.
+    Raw { channel: String, payload: Vec<u8> },
+}
+
+impl Queued {
+    /// What the queue's byte bound counts.
+    pub(crate) fn byte_len(&self) -> usize {
+        match self {
+            Queued::Broadcast(message) => message.byte_len(),
+            Queued::Raw { channel, payload } => channel.len() + payload.len(),
+        }
+    }
+}
+
+impl std::fmt::Display for Queued {
+    /// What a log line says of it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Queued::Broadcast(m) => write!(f, "broadcast of {:?} in {}", m.event, m.nsp),
+            Queued::Raw { channel, .. } => write!(f, "message on {channel}"),
+        }
+    }
+}
+
+/// What the adapters and the connection tasks share.
+pub(crate) struct Shared {
+    pub(crate) config: ClusterConfig,
+    /// This node's id on the bus: six characters as the Node adapter's
+    /// `uid2(6)`, never `emitter`.
+    pub(crate) uid: String,
+    pub(crate) stats: BusStats,
+    queue: mpsc::Sender<Queued>,
+    receivers: RwLock<HashMap<Room, Receiver>>,
+    next_token: AtomicU64,
+    /// Wakes the subscriber when a namespace comes or goes.
+    pub(crate) patterns_changed: Notify,
+    /// Counts the namespaces' comings and goings: the subscriber is up
+    /// only once it holds the patterns of the latest.
+    pub(crate) generation: AtomicU64,
+    /// The last connection error, for `/readyz`.
+    last_error: Mutex<Option<String>>,
+    drop_log: Throttle,
+    pub(crate) malformed_log: Throttle,
+    /// This node's requests waiting for answers.
+    pub(crate) pending: Pending,
+    /// A handle on the publishing connection while it is open, for the
+    /// requests that need Redis's reply (how many nodes heard them).
+    pub(crate) command: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// What the application plugs in (server-side events, socket data).
+    pub(crate) hooks: RwLock<Hooks>,
+    /// The other Switchboard nodes, by heartbeats.
+    pub(crate) nodes: Registry,
+}
+
+impl Shared {
+    /// Hands a broadcast to the publisher task; never waits. A full queue
+    /// drops it, counted and logged (see the crate docs for why).
+    pub(crate) fn publish(&self, message: Outbound) {
+        self.enqueue(Queued::Broadcast(message));
+    }
+
+    /// Hands a request or an answer, already encoded, to the publisher
+    /// task, behind the broadcasts queued before it (a `socketsJoin` then
+    /// an emit to the room arrive in that order); never waits.
+    pub(crate) fn publish_raw(&self, channel: String, payload: Vec<u8>) {
+        self.enqueue(Queued::Raw { channel, payload });
+    }
+
+    fn enqueue(&self, message: Queued) {
+        let bytes = message.byte_len();
+        if bytes > self.config.max_message_bytes {
+            self.stats.dropped_too_large.fetch_add(1, Relaxed);
+            if let Some(held) = self.drop_log.check() {
+                tracing::error!(
+                    message = %message,
+                    bytes,
+                    max = self.config.max_message_bytes,
+                    also_dropped = held,
+                    "bus message over cluster.max_message_bytes: not published to the other nodes"
+                );
+            }
+            return;
+        }
+        let before = self.stats.queued_bytes.fetch_add(bytes, Relaxed);
+        if before + bytes > self.config.publish_queue_bytes {
+            self.stats.queued_bytes.fetch_sub(bytes, Relaxed);
+            return self.dropped(&message, "cluster.publish_queue_bytes");
+        }
+        match self.queue.try_send(message) {
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                self.stats.queued_bytes.fetch_sub(bytes, Relaxed);
+                self.dropped(&message, "cluster.publish_queue");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.stats.queued_bytes.fetch_sub(bytes, Relaxed);
+                self.stats.dropped_closed.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn dropped(&self, message: &Queued, bound: &str) {
+        self.stats.dropped_queue_full.fetch_add(1, Relaxed);
+        if let Some(held) = self.drop_log.check() {
+            tracing::error!(
+                message = %message,
+                bound,
+                also_dropped = held,
+                "the publish queue is full (Redis down or too slow): not published to the \
+                 other nodes (a broadcast is still delivered on this node)"
+            );
+        }
+    }
+
+    /// The publisher took a message off the queue.
+    pub(crate) fn dequeued(&self, message: &Queued) {
+        self.stats.queued.fetch_sub(1, Relaxed);
+        self.stats
+            .queued_bytes
+            .fetch_sub(message.byte_len(), Relaxed);
+    }
+
+    pub(crate) fn register(
+        &self,
+        nsp: &Room,
+        ns: &Arc<Namespace>,
+        local: Arc<LocalAdapter>,
+    ) -> u64 {
+        let token = self.next_token.fetch_add(1, Relaxed);
+        self.receivers.write().insert(
+            nsp.clone(),
+            Receiver {
+                token,
+                ns: Arc::downgrade(ns),
+                local,
+            },
+        );
+        // Not up until this namespace's pattern is subscribed: a broadcast
+        // published meanwhile would not reach its sockets.
+        self.generation.fetch_add(1, Relaxed);
+        self.stats.subscribe_up.store(false, Relaxed);
+        self.patterns_changed.notify_one();
+        token
+    }
+
+    pub(crate) fn unregister(&self, nsp: &Room, token: u64) {
+        let mut receivers = self.receivers.write();
+        if receivers.get(nsp).is_some_and(|r| r.token == token) {
+            receivers.remove(nsp);
+            drop(receivers);
+            self.generation.fetch_add(1, Relaxed);
+            self.patterns_changed.notify_one();
+        }
+    }
+
+    /// What the subscriber must hold: the heartbeats, and per namespace
+    /// the pattern of its broadcasts, its request channel, and the
+    /// response channels (the shared one and this node's own).
+    pub(crate) fn subscriptions(&self) -> Vec<Subscription> {
+        let prefix = &self.config.key_prefix;
+        let receivers = self.receivers.read();
+        let mut out = Vec::with_capacity(1 + 4 * receivers.len());
+        out.push(Subscription::Channel(heartbeat_channel(prefix)));
+        for nsp in receivers.keys() {
+            out.push(Subscription::Pattern(wire::pattern_of(prefix, nsp)));
+            out.push(Subscription::Channel(request::request_channel(prefix, nsp)));
+            out.push(Subscription::Channel(request::response_channel(
+                prefix, nsp,
+            )));
+            out.push(Subscription::Channel(request::own_response_channel(
+                prefix, nsp, &self.uid,
+            )));
+        }
+        out
+    }
+
+    /// The namespace `nsp` and its rooms, if it receives from the bus.
+    pub(crate) fn receiver(&self, nsp: &str) -> Option<(Arc<Namespace>, Arc<LocalAdapter>)> {
+        let receivers = self.receivers.read();
+        let receiver = receivers.get(nsp)?;
+        Some((receiver.ns.upgrade()?, receiver.local.clone()))
+    }
+
+    pub(crate) fn set_error(&self, error: Option<String>) {
+        *self.last_error.lock() = error;
+    }
+
+    /// A message from Redis on `channel`, matched by `pattern`: decoded
+    /// and delivered to this node's sockets, on the subscriber
+    /// connection's own task (delivery only queues frames: it never
+    /// waits). While it runs the connection is not read, so a node that
+    /// falls behind holds Redis back rather than buffering without bound.
+    pub(crate) fn on_message(&self, pattern: &str, channel: &str, message: Bytes) {
+        let prefix = &self.config.key_prefix;
+        let Some(nsp) = pattern
+            .strip_prefix(prefix.as_str())
+            .and_then(|p| p.strip_prefix('#'))
+            .and_then(|p| p.strip_suffix("#*"))
+        else {
+            return;
+        };
+        let Some((ns, local)) = self.receiver(nsp) else {
+            return;
+        };
+        // `<prefix>#<nsp>#<room>#`: skipped unread when no socket here is
+        // in the room (the Node adapter's `hasRoom`).
+        let room = channel
+            .strip_prefix(&wire::channel_of(prefix, nsp))
+            .and_then(|rest| rest.strip_suffix('#'))
+            .filter(|room| !room.is_empty());
+        if let Some(room) = room {
+            let here = local.has_room(room)
+                || SocketId::parse(room).is_some_and(|id| ns.get(&id).is_some());
+            if !here {
+                self.stats.unknown_room.fetch_add(1, Relaxed);
+                return;
+            }
+        }
+        if message.len() > self.config.max_message_bytes {
+            self.stats.received_too_large.fetch_add(1, Relaxed);
+            if let Some(held) = self.malformed_log.check() {
+                tracing::warn!(
+                    channel,
+                    bytes = message.len(),
+                    max = self.config.max_message_bytes,
+                    also_refused = held,
+                    "bus message over cluster.max_message_bytes: not delivered"
+                );
+            }
+            return;
+        }
+        match wire::decode(&message, &self.uid, nsp) {
+            Ok(Decoded::Own) => {
+                self.stats.own.fetch_add(1, Relaxed);
+            }
+            Ok(Decoded::OtherNamespace) => {
+                self.stats.other_namespace.fetch_add(1, Relaxed);
+            }
+            Ok(Decoded::Broadcast(inbound)) => {
+                // Encoded once for every socket of this node it reaches.
+                let packet = Encoded::event(nsp, &inbound.event, &inbound.args, None);
+                let count = Adapter::broadcast(&*local, &ns, &packet, &inbound.opts);
+                let stats = ns.stats();
+                stats.events_out.add(&inbound.event, count as u64);
+                stats.fanout.observe(count as f64);
+                self.stats.delivered.fetch_add(1, Relaxed);
+            }
+            Err(err) => {
+                self.stats.malformed.fetch_add(1, Relaxed);
+                if let Some(held) = self.malformed_log.check() {
+                    tracing::warn!(%err, channel, also_refused = held, "malformed bus message ignored");
+                }
+            }
+        }
+    }
+}
+
+/// The node's place in the cluster: the bus's connection tasks and the
+/// adapters they serve. Cloning shares it; the tasks stop when the last
+/// clone is dropped or [`close`](Cluster::close) is called.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Whether the bus works, for `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// The publishing connection is open.
+    pub publish_up: bool,
+    /// The subscribing connection is open and holds every namespace's pattern.
+    pub subscribe_up: bool,
+    /// The last connection error, while either is down.
+    pub error: Option<String>,
+}
+
+impl Health {
+    /// Both connections work.
+    pub fn is_up(&self) -> bool {
+        self.publish_up && self.subscribe_up
+    }
+}
+
+impl Cluster {
+    /// Starts the bus's two connection tasks (on the current tokio
+    /// runtime); they connect, and reconnect, on their own: until then
+    /// [`health`](Cluster::health) says so, and broadcasts wait in the
+    /// publish queue.
+    pub fn start(config: ClusterConfig) -> Result<Cluster, ClusterError> {
+        crate::config::check_url(&config.redis_url).map_err(ClusterError::Url)?;
+        let (queue, queued) = mpsc::channel(config.publish_queue.max(1));
+        let shared = Arc::new(Shared {
+            uid: new_uid(),
+            stats: BusStats::default(),
+            queue,
+            receivers: RwLock::new(HashMap::new()),
+            next_token: AtomicU64::new(0),
+            patterns_changed: Notify::new(),
+            generation: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            drop_log: Throttle::new(LOG_PERIOD),
+            malformed_log: Throttle::new(LOG_PERIOD),
+            pending: Mutex::new(HashMap::new()),
+            command: Mutex::new(None),
+            hooks: RwLock::new(Hooks::default()),
+            nodes: Registry::default(),
+            config,
+        });
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(crate::publisher::run(
+            shared.clone(),
+            queued,
+            stopped.clone(),
+        ));
+        tokio::spawn(crate::subscriber::run(shared.clone(), stopped.clone()));
+        tokio::spawn(crate::nodes::run(shared.clone(), stopped));
+        tracing::info!(uid = %shared.uid, prefix = %shared.config.key_prefix, "cluster bus starting");
+        Ok(Cluster {
+            inner: Arc::new(Inner { shared, stop }),
+        })
+    }
+
+    /// The adapter factory to give Socket.IO: every namespace gets a
+    /// [`RedisAdapter`] on this bus.
+    pub fn adapters(&self) -> AdapterFactory {
+        let shared = self.inner.shared.clone();
+        AdapterFactory::new(move |nsp| Box::new(RedisAdapter::new(nsp, shared.clone())))
+    }
+
+    /// This node's uid on the bus.
+    pub fn uid(&self) -> &str {
+        &self.inner.shared.uid
+    }
+
+    /// The channels' prefix (`cluster.key_prefix`).
+    pub fn key_prefix(&self) -> &str {
+        &self.inner.shared.config.key_prefix
+    }
+
+    /// Whether the connections work.
+    pub fn health(&self) -> Health {
+        let stats = &self.inner.shared.stats;
+        let publish_up = stats.publish_up.load(Relaxed);
+        let subscribe_up = stats.subscribe_up.load(Relaxed);
+        let error = if publish_up && subscribe_up {
+            None
+        } else {
+            self.inner.shared.last_error.lock().clone()
+        };
+        Health {
+            publish_up,
+            subscribe_up,
+            error,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.shared.stats.snapshot()
+    }
+
+    /// Waits until both connections work, at most `timeout`; returns
+    /// whether they do.
+    pub async fn wait_up(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.health().is_up() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// The other Switchboard nodes alive (heard from within
+    /// `heartbeat_timeout`), by uid, sorted.
+    pub fn nodes(&self) -> Vec<String> {
+        self.inner.shared.nodes.live()
+    }
+
+    /// Stops the bus: tells the other nodes, waits up to `grace` for the
+    /// publish queue to empty (what the last sockets' departures emitted),
+    /// then ends the tasks.
+    pub async fn close(&self, grace: Duration) {
+        self.inner.shared.farewell().await;
+        let stats = &self.inner.shared.stats;
+        let flushed = tokio::time::timeout(grace, async {
+            while stats.queued.load(Relaxed) > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        if flushed.is_err() {
+            tracing::warn!(
+                queued = stats.queued.load(Relaxed),
+                "cluster bus closed with broadcasts still unpublished"
+            );
+        }
+        let _ = self.inner.stop.send(true);
+    }
+}
+
+/// Six characters from the alphabet of the `uid2` package the Node
+/// adapter uses (never `emitter`, which has seven).
+pub(crate) fn new_uid() -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut raw = [0u8; 6];
+    rand::fill(&mut raw);
+    raw.iter()
+        .map(|b| CHARS[(*b % 64) as usize] as char)
+        .collect()
+}
+
+/// Names a fresh connection `switchboard:<uid>:<role>` (`CLIENT LIST`
+/// then tells an operator which node holds it); a Redis that refuses is
+/// only logged.
+pub(crate) async fn name_connection(
+    shared: &Shared,
+    conn: &mut redis::aio::MultiplexedConnection,
+    role: &str,
+) {
+    let name = format!("switchboard:{}:{role}", shared.uid);
+    let named = crate::publisher::timed(
+        shared.config.command_timeout,
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&name)
+            .query_async::<()>(conn),
+    )
+    .await;
+    if let Err(err) = named {
+        tracing::debug!(%err, name, "CLIENT SETNAME refused");
+    }
+}
+
+/// Resolves once the bus is told to stop (or its handle is gone).
+pub(crate) async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here: it must not live
+    // across the callers' awaits (it is not `Send`).
+    let _ = stopped.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// Sleeps `delay`, or less if the bus stops; returns whether it did.
+pub(crate) async fn sleep_or_stop(delay: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = stop_requested(stopped) => true,
+    }
+}
+
+/// The next reconnection delay after `delay`: doubled, up to the maximum.
+pub(crate) fn backoff(delay: Duration, config: &ClusterConfig) -> Duration {
+    (delay * 2).clamp(config.reconnect_min, config.reconnect_max)
+}

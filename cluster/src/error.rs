@@ -1,0 +1,15 @@
+//! What can go wrong between a node and Redis.
+
+/// An error of the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The configured URL is not one the client takes.
+    #[error("cluster.redis_url: {0}")]
+    Url(String),
+    /// Redis refused or failed a command, or the connection broke.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis did not answer in time.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+}

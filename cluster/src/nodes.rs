@@ -1,0 +1,275 @@
+//! Which other Switchboard nodes are alive, by heartbeats, with the
+//! semantics of socket.io's cluster adapter (`ClusterAdapterWithHeartbeat`):
+//! every node says it is there every `heartbeat_interval` (5 s), a node not
+//! heard from for `heartbeat_timeout` (10 s) is taken for dead, one that
+//! starts (or subscribes again) says so and the others answer at once, one
+//! that stops cleanly says so and is dropped at once.
+//!
+//! `@socket.io/redis-adapter` 8.x has no heartbeats, so they travel on a
+//! channel of their own, `<prefix>-heartbeat#`, which no Node node
+//! subscribes to (its patterns are `<prefix>#<nsp>#*`): JSON
+//! `{"uid", "type"}` with the cluster adapter's numbers (1
+//! INITIAL_HEARTBEAT, 2 HEARTBEAT, 13 ADAPTER_CLOSE). Node nodes are not in
+//! the registry; requests still count them through Redis.
+//!
+//! Requests use it to name who did not answer, and not to wait for a node
+//! known dead: a frozen node (SIGSTOP, a stuck event loop) keeps its
+//! connections, so Redis still counts its subscription, but it stops
+//! heartbeating; once it is dead here a request checks that its
+//! subscription is still there (PUBSUB NUMSUB of its own response
+//! channel) and answers without waiting for it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+use crate::bus::{Shared, stop_requested};
+use crate::publisher::timed;
+
+const INITIAL_HEARTBEAT: u8 = 1;
+const HEARTBEAT: u8 = 2;
+const ADAPTER_CLOSE: u8 = 13;
+
+/// Dead nodes remembered (to tell a frozen node's subscription from a
+/// gone one's); the oldest are forgotten past it.
+const MAX_DEAD: usize = 64;
+
+/// `<prefix>-heartbeat#`.
+pub fn heartbeat_channel(prefix: &str) -> String {
+    format!("{prefix}-heartbeat#")
+}
+
+#[derive(Serialize, Deserialize)]
+struct Beat<'a> {
+    uid: &'a str,
+    #[serde(rename = "type")]
+    kind: u8,
+}
+
+/// The other nodes, alive or recently dead.
+#[derive(Default)]
+pub(crate) struct Registry {
+    state: Mutex<State>,
+    /// Wakes the requests waiting on a node when one dies or comes back.
+    pub(crate) changed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// uid → when last heard from.
+    live: HashMap<String, Instant>,
+    /// Taken for dead, newest last.
+    dead: VecDeque<String>,
+}
+
+impl Registry {
+    /// Heard from `uid`; true if it was not known alive.
+    fn seen(&self, uid: &str) -> bool {
+        let mut state = self.state.lock();
+        state.dead.retain(|d| d != uid);
+        let new = state.live.insert(uid.to_owned(), Instant::now()).is_none();
+        drop(state);
+        if new {
+            self.changed.notify_waiters();
+        }
+        new
+    }
+
+    /// `uid` stopped cleanly: its connections close with it.
+    fn closed(&self, uid: &str) {
+        let removed = self.state.lock().live.remove(uid).is_some();
+        if removed {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Takes for dead the nodes not heard from for `timeout`; returns them.
+    fn sweep(&self, timeout: Duration) -> Vec<String> {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        let died: Vec<String> = (state.live.iter())
+            .filter(|(_, last)| now.duration_since(**last) > timeout)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in &died {
+            state.live.remove(uid);
+            state.dead.push_back(uid.clone());
+        }
+        while state.dead.len() > MAX_DEAD {
+            state.dead.pop_front();
+        }
+        drop(state);
+        if !died.is_empty() {
+            self.changed.notify_waiters();
+        }
+        died
+    }
+
+    /// The nodes alive, sorted.
+    pub(crate) fn live(&self) -> Vec<String> {
+        let mut live: Vec<String> = self.state.lock().live.keys().cloned().collect();
+        live.sort();
+        live
+    }
+
+    /// The nodes taken for dead, oldest first.
+    pub(crate) fn dead(&self) -> Vec<String> {
+        self.state.lock().dead.iter().cloned().collect()
+    }
+
+    /// `uid` was dead and its subscription is gone too: forgotten.
+    pub(crate) fn forget(&self, uid: &str) {
+        self.state.lock().dead.retain(|d| d != uid);
+    }
+}
+
+impl Shared {
+    /// Publishes a heartbeat at once, on the publishing connection, not
+    /// through the publish queue: one stuck behind a full queue would say
+    /// nothing true, and while the connection is down there is no one to
+    /// tell.
+    async fn beat(&self, kind: u8) {
+        let Some(mut conn) = self.command.lock().clone() else {
+            return;
+        };
+        let payload = serde_json::to_vec(&Beat {
+            uid: &self.uid,
+            kind,
+        })
+        .unwrap_or_default();
+        let sent = timed(
+            self.config.command_timeout,
+            redis::cmd("PUBLISH")
+                .arg(heartbeat_channel(&self.config.key_prefix))
+                .arg(payload)
+                .query_async::<()>(&mut conn),
+        )
+        .await;
+        if let Err(err) = sent {
+            tracing::debug!(%err, "cluster: a heartbeat was not published");
+        }
+    }
+
+    /// This node (again) holds its subscriptions: it says so, and the
+    /// others answer at once.
+    pub(crate) async fn announce(&self) {
+        self.beat(INITIAL_HEARTBEAT).await;
+    }
+
+    /// This node stops: the others drop it at once.
+    pub(crate) async fn farewell(&self) {
+        self.beat(ADAPTER_CLOSE).await;
+    }
+
+    /// A message on the heartbeat channel (read on the subscriber's task:
+    /// the answer to a newcomer is sent from a task of its own).
+    pub(crate) fn on_heartbeat(self: &Arc<Self>, message: &[u8]) {
+        let Ok(beat) = serde_json::from_slice::<Beat>(message) else {
+            self.stats
+                .requests_malformed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        };
+        if beat.uid == self.uid {
+            return;
+        }
+        match beat.kind {
+            ADAPTER_CLOSE => {
+                self.nodes.closed(beat.uid);
+                tracing::info!(node = beat.uid, "cluster: a node left");
+            }
+            kind => {
+                if self.nodes.seen(beat.uid) {
+                    tracing::info!(node = beat.uid, "cluster: a node joined");
+                }
+                if kind == INITIAL_HEARTBEAT {
+                    let shared = self.clone();
+                    tokio::spawn(async move { shared.beat(HEARTBEAT).await });
+                }
+            }
+        }
+    }
+}
+
+/// The heartbeat task: beats every `heartbeat_interval`, announces the
+/// node whenever its connections are up again, and takes for dead the
+/// nodes silent for `heartbeat_timeout` (checked ten times per timeout, so
+/// a node that stops is dropped within two intervals, as the defaults
+/// are).
+pub(crate) async fn run(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let timeout = shared.config.heartbeat_timeout;
+    let mut beat = tokio::time::interval(shared.config.heartbeat_interval);
+    let mut sweep = tokio::time::interval((timeout / 10).max(Duration::from_millis(10)));
+    for tick in [&mut beat, &mut sweep] {
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    // Whether the others were told this node is up since it last was not.
+    let mut announced = false;
+    loop {
+        tokio::select! {
+            _ = beat.tick() => shared.beat(HEARTBEAT).await,
+            _ = sweep.tick() => {
+                // Once both connections work (at start, after Redis came
+                // back): the others answer with their heartbeats at once.
+                let up = shared.stats.publish_up.load(Relaxed) && shared.stats.subscribe_up.load(Relaxed);
+                if up && !announced {
+                    shared.announce().await;
+                }
+                announced = up;
+                for uid in shared.nodes.sweep(timeout) {
+                    tracing::warn!(
+                        node = uid,
+                        silent_for = ?timeout,
+                        "cluster: a node stopped sending heartbeats; taken for dead"
+                    );
+                }
+            }
+            _ = stop_requested(&mut stopped) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_node_dies_a_heard_one_comes_back_a_closed_one_is_gone() {
+        let nodes = Registry::default();
+        assert!(nodes.seen("B"));
+        assert!(!nodes.seen("B"));
+        assert!(nodes.seen("C"));
+        assert_eq!(nodes.live(), ["B", "C"]);
+        assert!(nodes.sweep(Duration::from_secs(60)).is_empty());
+        let mut died = nodes.sweep(Duration::ZERO);
+        died.sort();
+        assert_eq!(died, ["B", "C"]);
+        assert!(nodes.live().is_empty());
+        assert_eq!(nodes.dead().len(), 2);
+        // Heard again: alive, no longer dead.
+        assert!(nodes.seen("B"));
+        assert_eq!(
+            (nodes.live(), nodes.dead()),
+            (vec!["B".into()], vec!["C".into()])
+        );
+        nodes.closed("B");
+        nodes.forget("C");
+        assert!(nodes.live().is_empty() && nodes.dead().is_empty());
+    }
+
+    #[test]
+    fn dead_nodes_are_remembered_up_to_a_bound() {
+        let nodes = Registry::default();
+        for i in 0..MAX_DEAD + 10 {
+            nodes.seen(&i.to_string());
+        }
+        nodes.sweep(Duration::ZERO);
+        let dead = nodes.dead();
+        assert_eq!(dead.len(), MAX_DEAD);
+    }
+}

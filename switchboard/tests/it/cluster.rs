@@ -1,0 +1,875 @@
+//! Cluster mode: nodes sharing the test Redis and a PostgreSQL database
+//! (`common::start_cluster`), clients on each. A broadcast from either node
+//! — to a room, to a user's room, to the namespace with `except`, from the
+//! publish API — reaches exactly the matching sockets of every node, once
+//! each. A node asks the others (the sockets of a room, room sizes, every
+//! room, joins, leaves, disconnects, server-side events with acks) and
+//! hears every answer, or a partial one that says a node did not answer.
+//! `/readyz` and `/metrics` report the bus; a node whose Redis is gone
+//! still serves its own sockets and counts what it could not publish; a
+//! connection Redis drops, and Redis itself restarting, are recovered from.
+//!
+//! "Did not receive" is checked without sleeping: after the broadcast
+//! under test, the same socket broadcasts a marker to the whole namespace.
+//! A node publishes in order and each connection delivers in order, so a
+//! client holding the marker holds everything the broadcast meant for it.
+
+use crate::common::*;
+
+/// A client of one node in namespace `nsp` (`""` for `/`).
+struct Member {
+    name: &'static str,
+    client: Client,
+    sid: String,
+    nsp: &'static str,
+}
+
+impl Member {
+    async fn on(addr: std::net::SocketAddr, name: &'static str) -> Member {
+        let (client, sid) = Client::connect(addr).await;
+        Member {
+            name,
+            client,
+            sid,
+            nsp: "",
+        }
+    }
+
+    /// On `/secure` (auth: the socket is in `user:<user>`).
+    async fn secure(addr: std::net::SocketAddr, name: &'static str, user: &str) -> Member {
+        let (client, reply) =
+            connect_secure(addr, &format!(r#"{{"token":"{}"}}"#, token(user, 60))).await;
+        assert!(reply.starts_with("40/secure,{"), "{reply}");
+        let value: serde_json::Value = serde_json::from_str(&reply["40/secure,".len()..]).unwrap();
+        Member {
+            name,
+            client,
+            sid: value["sid"].as_str().unwrap().to_owned(),
+            nsp: "/secure",
+        }
+    }
+
+    async fn emit(&mut self, id: u64, event: &str, args: &str) {
+        match self.nsp {
+            "" => self.client.emit(id, event, args).await,
+            nsp => self.client.emit_to(nsp, id, event, args).await,
+        }
+    }
+
+    /// The packet prefix of this namespace's events (`42` or `42/secure,`).
+    fn event_prefix(&self) -> String {
+        match self.nsp {
+            "" => "42".to_owned(),
+            nsp => format!("42{nsp},"),
+        }
+    }
+
+    async fn join(&mut self, room: &str) {
+        self.emit(1, "join", &format!("{room:?}")).await;
+        let ack = self.client.recv().await;
+        assert!(ack.ends_with(r#"1[{"ok":true}]"#), "{ack}");
+    }
+
+    /// The next text frame but the acks of a [`round`]'s broadcasts.
+    async fn next_frame(&mut self) -> String {
+        loop {
+            let text = self.client.recv().await;
+            if !text.starts_with("43100[") && !text.starts_with("43101[") {
+                return text;
+            }
+        }
+    }
+
+    /// Every text frame up to the marker `n` (left out).
+    async fn until_marker(&mut self, n: u64) -> Vec<String> {
+        let marker = format!(r#"{}["marker",{n}]"#, self.event_prefix());
+        let mut got = Vec::new();
+        loop {
+            let text = self.client.recv().await;
+            if text == marker {
+                return got;
+            }
+            got.push(text);
+        }
+    }
+}
+
+/// Broadcasts `spec` (the test kit's `broadcast` event, without `event` and
+/// `data`) from `members[sender]` as `news` `{id: n}`, then the marker;
+/// returns who received the news, with how many copies each.
+async fn round(
+    members: &mut [Member],
+    sender: usize,
+    n: u64,
+    spec: &str,
+) -> Vec<(&'static str, usize)> {
+    let sep = if spec.is_empty() { "" } else { "," };
+    let news = format!(r#"{{"event":"news","data":{{"id":{n}}}{sep}{spec}}}"#);
+    members[sender].emit(100, "broadcast", &news).await;
+    let marker = format!(r#"{{"event":"marker","data":{n}}}"#);
+    members[sender].emit(101, "broadcast", &marker).await;
+    let mut got = Vec::new();
+    for member in members.iter_mut() {
+        let expected = format!(r#"{}["news",{{"id":{n}}}]"#, member.event_prefix());
+        let frames = member.until_marker(n).await;
+        let copies = frames.iter().filter(|f| **f == expected).count();
+        if copies > 0 {
+            got.push((member.name, copies));
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn broadcasts_reach_the_matching_sockets_of_every_node_once() {
+    let Some(nodes) = start_cluster(2, "").await else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let mut members = vec![
+        Member::on(a, "a1").await,
+        Member::on(a, "a2").await,
+        Member::on(a, "a3").await,
+        Member::on(b, "b1").await,
+        Member::on(b, "b2").await,
+        Member::on(b, "b3").await,
+    ];
+    members[0].join("r1").await;
+    members[1].join("r2").await;
+    members[3].join("r1").await;
+    members[4].join("r1").await;
+    members[4].join("r2").await;
+    let (a1, b1) = (0, 3);
+
+    // One room, from either node (its own channel on the bus).
+    let got = round(&mut members, a1, 1, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("a1", 1), ("b1", 1), ("b2", 1)]);
+    let got = round(&mut members, b1, 2, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("a1", 1), ("b1", 1), ("b2", 1)]);
+    // Two rooms: the union, b2 (in both) once.
+    let got = round(&mut members, b1, 3, r#""rooms":["r1","r2"]"#).await;
+    assert_eq!(got, [("a1", 1), ("a2", 1), ("b1", 1), ("b2", 1)]);
+    // The namespace but a room, and but the sender.
+    let got = round(&mut members, a1, 4, r#""except":["r2"]"#).await;
+    assert_eq!(got, [("a1", 1), ("a3", 1), ("b1", 1), ("b3", 1)]);
+    let got = round(&mut members, b1, 5, r#""rooms":["r1"],"others":true"#).await;
+    assert_eq!(got, [("a1", 1), ("b2", 1)]);
+    // A socket id is a room: a socket of the other node, alone.
+    let b3 = members[5].sid.clone();
+    let got = round(&mut members, a1, 6, &format!(r#""rooms":[{b3:?}]"#)).await;
+    assert_eq!(got, [("b3", 1)]);
+    // And excepted as a room.
+    let a2 = members[1].sid.clone();
+    let got = round(&mut members, b1, 7, &format!(r#""except":[{a2:?},"r1"]"#)).await;
+    assert_eq!(got, [("a3", 1), ("b3", 1)]);
+    // Volatile broadcasts cross too.
+    let got = round(&mut members, a1, 8, r#""rooms":["r2"],"volatile":true"#).await;
+    assert_eq!(got, [("a2", 1), ("b2", 1)]);
+
+    // Each broadcast crossed the bus once per node, not once per socket.
+    let published: u64 = nodes
+        .iter()
+        .map(|n| n.app.cluster.as_ref().unwrap().stats().published)
+        .sum();
+    assert_eq!(published, 16, "8 broadcasts and 8 markers");
+}
+
+#[tokio::test]
+async fn a_users_room_reaches_every_device_of_that_user_on_every_node() {
+    let Some(nodes) = start_cluster(2, "").await else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let mut members = vec![
+        Member::secure(a, "alice@a", "alice").await,
+        Member::secure(b, "alice@b", "alice").await,
+        Member::secure(b, "bob@b", "bob").await,
+        Member::secure(a, "carol@a", "carol").await,
+    ];
+    let got = round(&mut members, 2, 1, r#""rooms":["user:alice"]"#).await;
+    assert_eq!(got, [("alice@a", 1), ("alice@b", 1)]);
+    // Alice's other devices, not the one that sent (socket.to(room)).
+    let got = round(
+        &mut members,
+        1,
+        2,
+        r#""rooms":["user:alice"],"others":true"#,
+    )
+    .await;
+    assert_eq!(got, [("alice@a", 1)]);
+    let got = round(&mut members, 0, 3, r#""rooms":["user:bob","user:carol"]"#).await;
+    assert_eq!(got, [("bob@b", 1), ("carol@a", 1)]);
+
+    // The publish API of one node reaches the user's sockets on both.
+    let mut alice_a = connect_pubsub(a, "alice").await;
+    let mut alice_b = connect_pubsub(b, "alice").await;
+    let mut bob_b = connect_pubsub(b, "bob").await;
+    let (status, json) = api(
+        a,
+        "POST",
+        "/api/v1/publish",
+        r#"{"event":"notification","users":["alice"],"namespace":"/pubsub","data":{"n":1}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{json}");
+    for device in [&mut alice_a, &mut alice_b] {
+        assert_eq!(device.recv().await, r#"42/pubsub,["notification",{"n":1}]"#);
+    }
+    // Bob got nothing: the next thing he sees is the answer to his own event.
+    bob_b
+        .emit_to("/pubsub", 5, "subscribe", r#""topic:x""#)
+        .await;
+    assert!(bob_b.recv().await.starts_with("43/pubsub,5["));
+}
+
+/// Closes, from Redis's side, the connection `switchboard:<uid>:<role>`
+/// (`CLIENT KILL`, with redis-cli from the Redis installation).
+fn kill_connection(url: &str, uid: &str, role: &str) {
+    let redis_cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .arg("-u")
+            .arg(url)
+            .args(args)
+            .output()
+            .expect("redis-cli (installed with redis-server)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let name = format!("name=switchboard:{uid}:{role} ");
+    let list = redis_cli(&["CLIENT", "LIST"]);
+    let line = list
+        .lines()
+        .find(|line| line.contains(&name))
+        .unwrap_or_else(|| panic!("no connection {name} in\n{list}"));
+    let id = line
+        .split(' ')
+        .find_map(|field| field.strip_prefix("id="))
+        .unwrap();
+    assert_eq!(redis_cli(&["CLIENT", "KILL", "ID", id]).trim(), "1");
+}
+
+/// Waits until `done` holds for the node's counters and it is up again.
+async fn until(cluster: &cluster::Cluster, done: impl Fn(&cluster::StatsSnapshot) -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !(done(&cluster.stats()) && cluster.health().is_up()) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{:?} {:?}", cluster.stats(), cluster.health()));
+}
+
+#[tokio::test]
+async fn a_connection_redis_drops_is_reopened_and_resubscribed() {
+    let Some(nodes) = start_cluster(2, "").await else {
+        return;
+    };
+    let url = redis_url().unwrap();
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let mut members = vec![Member::on(a, "a1").await, Member::on(b, "b1").await];
+    members[1].join("r1").await;
+    let (node_a, node_b) = (
+        nodes[0].app.cluster.as_ref().unwrap(),
+        nodes[1].app.cluster.as_ref().unwrap(),
+    );
+
+    // B's subscription is cut: B opens it again, subscribed anew.
+    kill_connection(&url, node_b.uid(), "subscribe");
+    until(node_b, |s| s.subscribe_reconnects == 1).await;
+    let got = round(&mut members, 0, 1, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+
+    // A's publishing connection is cut: found by its health check, opened
+    // again, and A's broadcasts reach B.
+    kill_connection(&url, node_a.uid(), "publish");
+    until(node_a, |s| s.publish_reconnects == 1).await;
+    let got = round(&mut members, 0, 2, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+    assert_eq!(node_a.stats().publish_failed, 0);
+}
+
+#[tokio::test]
+async fn readyz_and_metrics_report_the_bus() {
+    let Some(nodes) = start_cluster(1, "").await else {
+        return;
+    };
+    let addr = nodes[0].addr;
+    let response = http(addr, "GET", "/readyz", &[], "").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let json: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(json["cluster"]["publish"], "up");
+    assert_eq!(json["cluster"]["subscribe"], "up");
+    assert_eq!(json["store"]["backend"], "postgres");
+    let (mut client, _) = Client::connect(addr).await;
+    client
+        .emit(1, "broadcast", r#"{"event":"news","data":1}"#)
+        .await;
+    let _ = client.recv().await;
+    let _ = client.recv().await;
+    let metrics = http(addr, "GET", "/metrics", &[], "").await.body;
+    for line in [
+        "switchboard_cluster_redis_up{connection=\"subscribe\"} 1",
+        "switchboard_cluster_publish_dropped_total{reason=\"queue_full\"} 0",
+        "switchboard_cluster_publish_queue 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+    // Its own message came back from Redis, and was left alone.
+    let cluster = nodes[0].app.cluster.as_ref().unwrap();
+    tokio::time::timeout(WAIT, async {
+        while cluster.stats().own == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the node's own message never came back");
+    assert_eq!(cluster.stats().delivered, 0);
+}
+
+#[tokio::test]
+async fn without_redis_a_node_serves_its_sockets_counts_what_it_cannot_publish_and_is_degraded() {
+    // Nothing listens on port 1: the bus never connects.
+    let Some(_) = redis_url() else {
+        return;
+    };
+    let Some((_, database)) = postgres_database().await else {
+        return;
+    };
+    let server = start(&format!(
+        "[store]\nurl = {database:?}\n\n[cluster]\nredis_url = \"redis://127.0.0.1:1\"\n\
+         connect_timeout_ms = 100\npublish_queue = 2\n"
+    ))
+    .await;
+    let addr = server.addr;
+    let response = http(addr, "GET", "/readyz", &[], "").await;
+    assert_eq!(response.status, 503, "{}", response.body);
+    let json: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(json["status"], "degraded");
+    assert_eq!(json["error"]["code"], "bus_unreachable");
+    assert_eq!(json["cluster"]["subscribe"], "down");
+
+    let (mut client, _) = Client::connect(addr).await;
+    for n in 0..5 {
+        client
+            .emit(n, "broadcast", &format!(r#"{{"event":"news","data":{n}}}"#))
+            .await;
+        let mut frames = [client.recv().await, client.recv().await];
+        frames.sort();
+        assert_eq!(frames[0], format!(r#"42["news",{n}]"#));
+    }
+    // The queue holds two while the publisher waits to connect: the other
+    // three were dropped, and counted.
+    let stats = server.app.cluster.as_ref().unwrap().stats();
+    assert_eq!(
+        (stats.queued, stats.dropped_queue_full),
+        (2, 3),
+        "{stats:?}"
+    );
+    assert_eq!(stats.published, 0);
+}
+
+#[tokio::test]
+async fn a_cluster_on_sqlite_refuses_to_start_and_says_why() {
+    let err = try_start_raw(
+        "[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\n\n[[namespaces]]\nname = \"/\"\nhandler = \"echo\"\n",
+    )
+    .await
+    .err()
+    .expect("a cluster on SQLite started");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("cluster.redis_url: a cluster's nodes share one store"),
+        "{message}"
+    );
+}
+
+/// The ids of `sockets`, sorted.
+fn ids(sockets: &[cluster::RemoteSocket]) -> Vec<String> {
+    let mut ids: Vec<String> = sockets.iter().map(|s| s.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(names: &[&String]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    names.sort();
+    names
+}
+
+fn in_rooms(rooms: &[&str]) -> socketio::BroadcastOptions {
+    socketio::BroadcastOptions {
+        rooms: rooms.iter().map(|r| socketio::Room::from(*r)).collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_node_asks_the_others_about_their_sockets_and_hears_every_answer() {
+    let Some(nodes) = start_cluster(2, "").await else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let (node_a, node_b) = (
+        nodes[0].app.cluster.as_ref().unwrap(),
+        nodes[1].app.cluster.as_ref().unwrap(),
+    );
+    let mut members = vec![
+        Member::on(a, "a1").await,
+        Member::on(b, "b1").await,
+        Member::on(b, "b2").await,
+    ];
+    members[0].join("r1").await;
+    members[1].join("r1").await;
+    members[2].join("r2").await;
+    let (a1, b1, b2) = (&members[0].sid, &members[1].sid, &members[2].sid);
+
+    // The sockets of a room on every node: A's own, then B's answer.
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    assert_eq!((answer.asked, answer.answered), (Some(1), 1));
+    assert_eq!(answer.answered_by, [node_b.uid()]);
+    assert_eq!(ids(&answer.value), sorted(&[a1, b1]));
+    let b1_seen = answer.value.iter().find(|s| &s.id == b1).unwrap();
+    assert_eq!(b1_seen.rooms, [b1.as_str(), "r1"]);
+
+    // Room sizes across nodes; a room nobody is in counts 0.
+    let sizes = node_b
+        .room_sizes("/", &["r1".into(), "r2".into(), "none".into()])
+        .await;
+    assert!(sizes.is_complete());
+    let expected: Vec<(String, usize)> =
+        vec![("none".into(), 0), ("r1".into(), 2), ("r2".into(), 1)];
+    assert_eq!(sizes.value.into_iter().collect::<Vec<_>>(), expected);
+
+    // Every room, the sockets' own ids included (as Node lists them).
+    let rooms = node_a.all_rooms("/").await;
+    assert!(rooms.is_complete());
+    for room in ["r1", "r2", a1, b1, b2] {
+        assert!(
+            rooms.value.contains(room),
+            "{room} not in {:?}",
+            rooms.value
+        );
+    }
+
+    // A signed-in socket is described with its user (Node's socket.data).
+    let alice = Member::secure(b, "alice@b", "alice").await;
+    let answer = node_a
+        .fetch_sockets("/secure", &in_rooms(&["user:alice"]))
+        .await;
+    assert_eq!(ids(&answer.value), [alice.sid.as_str()]);
+    assert_eq!(answer.value[0].data, serde_json::json!({"user": "alice"}));
+    assert!(answer.value[0].handshake["auth"]["token"].is_string());
+
+    // Join and leave from A reach B's sockets before A's next broadcast
+    // (one queue, one connection, in order).
+    node_a.sockets_join("/", &in_rooms(&["r2"]), &["r3".into()]);
+    let got = round(&mut members, 0, 1, r#""rooms":["r3"]"#).await;
+    assert_eq!(got, [("b2", 1)]);
+    node_a.sockets_leave("/", &in_rooms(&["r3"]), &["r3".into()]);
+    let got = round(&mut members, 0, 2, r#""rooms":["r3"]"#).await;
+    assert_eq!(got, []);
+
+    // Disconnecting the sockets of a room on every node.
+    node_a.disconnect_sockets("/", &in_rooms(&["r1"]), false);
+    for member in &mut members[..2] {
+        assert_eq!(member.next_frame().await, "41", "{}", member.name);
+    }
+    let left = node_b.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(left.is_complete() && left.value.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn server_side_events_reach_the_other_nodes_and_their_acks_come_back() {
+    let Some(nodes) = start_cluster(3, "").await else {
+        return;
+    };
+    let [node_a, node_b, node_c] = [0, 1, 2].map(|i| nodes[i].app.cluster.clone().unwrap());
+    let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
+    for (node, name) in [(&node_b, "b"), (&node_c, "c")] {
+        let heard = heard.clone();
+        node.on_server_side_emit(move |event| {
+            let text = format!(
+                "{name}:{}:{}:{}",
+                event.namespace,
+                event.event,
+                event.args.raw()
+            );
+            if let Some(reply) = event.reply {
+                let value = serde_json::value::RawValue::from_string(format!("{name:?}")).unwrap();
+                reply.send(&value);
+            }
+            heard.send(text).unwrap();
+        });
+    }
+    let args = socketio::Args::from_parts(r#"1,{"x":"y"}"#.into(), vec![]);
+    node_a.server_side_emit("/", "hello", &args);
+    let mut got = vec![hearing.recv().await.unwrap(), hearing.recv().await.unwrap()];
+    got.sort();
+    assert_eq!(
+        got,
+        [r#"b:/:hello:1,{"x":"y"}"#, r#"c:/:hello:1,{"x":"y"}"#]
+    );
+
+    let answer = node_a.server_side_emit_with_ack("/", "ask", &args).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    let mut acks: Vec<&str> = answer.value.iter().map(|v| v.get()).collect();
+    acks.sort();
+    assert_eq!(acks, [r#""b""#, r#""c""#]);
+}
+
+/// A connection subscribed to namespace `/`'s request channel that never
+/// answers: a node that hangs (`redis-cli SUBSCRIBE`, killed on drop).
+struct SilentNode(std::process::Child);
+
+impl SilentNode {
+    fn start(url: &str, prefix: &str) -> SilentNode {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("redis-cli")
+            .args(["-u", url, "SUBSCRIBE", &format!("{prefix}-request#/#")])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-cli (installed with redis-server)");
+        // `subscribe`, the channel, `1`: subscribed.
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let confirmation: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+        assert_eq!(confirmation[0], "subscribe", "{confirmation:?}");
+        SilentNode(child)
+    }
+}
+
+impl Drop for SilentNode {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_does_not_answer_makes_the_answer_partial_not_lost() {
+    let Some(nodes) = start_cluster_with(2, "", "request_timeout_ms = 300").await else {
+        return;
+    };
+    let (node_a, node_b) = (
+        nodes[0].app.cluster.as_ref().unwrap(),
+        nodes[1].app.cluster.as_ref().unwrap(),
+    );
+    let mut b1 = Member::on(nodes[1].addr, "b1").await;
+    b1.join("r1").await;
+    let _silent = SilentNode::start(&redis_url().unwrap(), node_a.key_prefix());
+
+    let started = std::time::Instant::now();
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    let waited = started.elapsed();
+    // B's sockets are there; the answer says one node of two did not answer.
+    assert_eq!(ids(&answer.value), [b1.sid.as_str()]);
+    assert_eq!(
+        (answer.asked, answer.answered, answer.unanswered()),
+        (Some(2), 1, Some(1))
+    );
+    // A stand-in that never heartbeats is not a node it can name.
+    assert!(answer.missing.is_empty(), "{answer:?}");
+    assert_eq!(answer.answered_by, [node_b.uid()]);
+    assert!(!answer.is_complete());
+    assert!(
+        waited >= std::time::Duration::from_millis(300) && waited < WAIT,
+        "{waited:?}"
+    );
+    assert_eq!(node_a.stats().requests_incomplete, 1);
+    let metrics = http(nodes[0].addr, "GET", "/metrics", &[], "").await.body;
+    let line = "switchboard_cluster_requests_incomplete_total 1";
+    assert!(metrics.contains(line), "{line} not in\n{metrics}");
+}
+
+/// A Redis server of this test's own, on a loopback port, that can be
+/// killed and started again on the same port (the shared test Redis cannot
+/// be: other tests use it). Killed on drop.
+struct OwnRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("sb-own-redis-{}", rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = OwnRedis {
+            port,
+            dir,
+            child: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    /// Starts the server and returns once it says it accepts connections.
+    fn spawn(&mut self) {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-server (what TEST_REDIS_URL runs)");
+        let stdout = child.stdout.take().unwrap();
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        // Drained to the end on a thread: a full pipe would stop Redis.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("Ready to accept connections") {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        is_ready
+            .recv_timeout(WAIT)
+            .expect("redis-server did not get ready");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: every connection drops at once.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `/readyz` (as an operator, with the detail) until it answers
+/// `status`; returns its body.
+async fn until_readyz(addr: std::net::SocketAddr, status: u16) -> serde_json::Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let response = http(addr, "GET", "/readyz", &[], "").await;
+            if response.status == status {
+                return serde_json::from_str(&response.body).unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/readyz of {addr} never answered {status}"))
+}
+
+#[tokio::test]
+async fn after_redis_restarts_the_nodes_are_ready_again_and_broadcasts_cross() {
+    if redis_url().is_none() {
+        return;
+    }
+    let mut redis = OwnRedis::start();
+    let Some(nodes) = start_cluster_on(2, "", &redis.url(), "reconnect_max_ms = 200").await else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let mut members = vec![Member::on(a, "a1").await, Member::on(b, "b1").await];
+    members[1].join("r1").await;
+    let got = round(&mut members, 0, 1, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+
+    // Redis goes: both nodes say they are degraded, and why.
+    redis.kill();
+    for node in [a, b] {
+        let body = until_readyz(node, 503).await;
+        assert_eq!(body["status"], "degraded", "{body}");
+        assert_eq!(body["error"]["code"], "bus_unreachable", "{body}");
+    }
+    // Their own sockets are still served.
+    members[0].client.emit(7, "echo", r#""still here""#).await;
+    assert_eq!(members[0].next_frame().await, r#"437["still here"]"#);
+
+    // Redis comes back on the same port: both reconnect and resubscribe.
+    redis.spawn();
+    for node in [a, b] {
+        let body = until_readyz(node, 200).await;
+        assert_eq!(body["cluster"]["subscribe"], "up", "{body}");
+    }
+    for node in &nodes {
+        let stats = node.app.cluster.as_ref().unwrap().stats();
+        assert!(stats.subscribe_reconnects >= 1, "{stats:?}");
+        assert!(stats.publish_reconnects >= 1, "{stats:?}");
+    }
+    let got = round(&mut members, 0, 2, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+    let got = round(&mut members, 1, 3, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+    // Requests cross again too.
+    let node_a = nodes[0].app.cluster.as_ref().unwrap();
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    assert_eq!(ids(&answer.value), [members[1].sid.as_str()]);
+}
+
+/// Waits until `cluster` knows `n` other nodes alive; returns them.
+async fn until_nodes(cluster: &cluster::Cluster, n: usize) -> Vec<String> {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let nodes = cluster.nodes();
+            if nodes.len() == n {
+                return nodes;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never {n} nodes: {:?}", cluster.nodes()))
+}
+
+#[tokio::test]
+async fn nodes_know_each_other_at_once_and_one_that_stops_cleanly_is_dropped_at_once() {
+    // The default heartbeats (every 5 s, dead after 10 s): what happens
+    // here within WAIT (5 s) is the nodes' own announcements.
+    let Some(nodes) = start_cluster(3, "").await else {
+        return;
+    };
+    let clusters: Vec<&cluster::Cluster> = nodes
+        .iter()
+        .map(|n| n.app.cluster.as_ref().unwrap())
+        .collect();
+    for (i, cluster) in clusters.iter().enumerate() {
+        let mut others: Vec<String> = (clusters.iter().enumerate())
+            .filter(|(j, _)| *j != i)
+            .map(|(_, c)| c.uid().to_owned())
+            .collect();
+        others.sort();
+        assert_eq!(until_nodes(cluster, 2).await, others);
+    }
+    let metrics = http(nodes[0].addr, "GET", "/metrics", &[], "").await.body;
+    assert!(metrics.contains("switchboard_cluster_nodes 3"), "{metrics}");
+
+    clusters[2].close(std::time::Duration::from_secs(1)).await;
+    for cluster in &clusters[..2] {
+        assert!(
+            !until_nodes(cluster, 1)
+                .await
+                .contains(&clusters[2].uid().to_owned())
+        );
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits until every thread of process `pid` is stopped (`kill` returns
+/// before a busy thread has taken the SIGSTOP).
+async fn until_stopped(pid: u32) {
+    let stopped = || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        tasks.flatten().all(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // `pid (name) STATE …`: the state follows the last `)`.
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+            matches!(state, Some(Some('T' | 't')))
+        })
+    };
+    tokio::time::timeout(WAIT, async {
+        while !stopped() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the process did not stop");
+}
+
+#[tokio::test]
+async fn a_frozen_node_is_named_and_not_waited_for_and_a_killed_one_is_dropped() {
+    let Some(redis) = redis_url() else {
+        return;
+    };
+    let keys = "heartbeat_interval_ms = 100\nheartbeat_timeout_ms = 300\nrequest_timeout_ms = 3000";
+    let Some(sections) = cluster_sections_on(&redis, keys).await else {
+        return;
+    };
+    let a = start(&sections).await;
+    let node_a = a.app.cluster.as_ref().unwrap();
+    assert!(node_a.wait_up(WAIT).await);
+    // C: the real binary, another process of the same cluster.
+    let c = crate::common::binary::Binary::spawn(
+        &format!(
+            "test_setup = true\n{sections}\n[[namespaces]]\nname = \"/\"\nhandler = \"testkit\"\n"
+        ),
+        |_, _| {},
+    )
+    .await;
+    let c_uid = until_nodes(node_a, 1).await.remove(0);
+    let mut c1 = Member::on(c.addr, "c1").await;
+    c1.join("r1").await;
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    assert_eq!(ids(&answer.value), [c1.sid.as_str()]);
+
+    // Frozen (SIGSTOP): its connections stay open, so Redis still counts
+    // it, but its heartbeats stop. A request waits only until it is taken
+    // for dead, not its whole timeout, and names it.
+    signal(c.pid(), "STOP");
+    until_stopped(c.pid()).await;
+    let started = std::time::Instant::now();
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    let waited = started.elapsed();
+    assert_eq!((answer.asked, answer.answered), (Some(1), 0), "{answer:?}");
+    assert_eq!(answer.missing, [c_uid.as_str()]);
+    assert!(
+        waited < std::time::Duration::from_millis(3000),
+        "{waited:?}"
+    );
+    assert!(node_a.nodes().is_empty());
+    // Known dead and still subscribed: the next request does not wait.
+    let started = std::time::Instant::now();
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(started.elapsed() < std::time::Duration::from_millis(1000));
+    assert_eq!(answer.missing, [c_uid.as_str()]);
+
+    // It thaws: heard again, answering again.
+    signal(c.pid(), "CONT");
+    assert_eq!(until_nodes(node_a, 1).await, [c_uid.as_str()]);
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    assert_eq!(ids(&answer.value), [c1.sid.as_str()]);
+
+    // Killed (SIGKILL): its connections close, so Redis no longer counts
+    // it and requests complete at once; it is dropped within about two
+    // heartbeat intervals of silence.
+    signal(c.pid(), "KILL");
+    let killed = std::time::Instant::now();
+    let answer = tokio::time::timeout(std::time::Duration::from_millis(1000), async {
+        loop {
+            let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+            if answer.asked == Some(0) {
+                return answer;
+            }
+        }
+    })
+    .await
+    .expect("Redis still counts the killed node");
+    assert!(answer.value.is_empty());
+    until_nodes(node_a, 0).await;
+    assert!(
+        killed.elapsed() < std::time::Duration::from_millis(1500),
+        "{:?}",
+        killed.elapsed()
+    );
+}

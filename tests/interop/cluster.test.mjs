@@ -1,0 +1,379 @@
+// Cluster mode against the real npm packages: two Switchboard nodes
+// (cluster.toml) and a Node socket.io 4 node with @socket.io/redis-adapter
+// 8 on one Redis, official socket.io-client clients on each, and a Node
+// service emitting with @socket.io/redis-emitter 5.
+//
+// - What the emitter publishes (to a namespace, a room, a user's room, with
+//   `except`, volatile, with Buffers) reaches exactly the matching clients
+//   of every node, once each.
+// - A broadcast from a Switchboard node reaches the Node node's clients
+//   (its adapter decodes our messages) and the other way round.
+// - What Switchboard publishes is byte for byte what notepack.io writes for
+//   the same value, with the shape the Node adapter publishes.
+// - The emitter's socketsJoin, socketsLeave and disconnectSockets reach the
+//   sockets of every node; the Node node's requests (fetchSockets,
+//   allRooms, socketsJoin, disconnectSockets, a broadcast with acks) are
+//   answered by the Switchboard nodes as by another Node node.
+//
+// Needs TEST_REDIS_URL and TEST_POSTGRES_URL (`make interop` runs the tests
+// under tests/redis/with-redis.sh and tests/postgres/with-postgres.sh);
+// without them the file is skipped, except under CI, where it fails.
+//
+// "Did not receive" is checked without sleeping: after the emit under test
+// the emitter emits a marker to the namespace; Redis delivers one
+// publisher's messages in order, so a client holding the marker holds
+// everything the emit meant for it.
+
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { after, afterEach, before, test } from "node:test";
+import { Emitter } from "@socket.io/redis-emitter";
+import { createAdapter } from "@socket.io/redis-adapter";
+import msgpack from "notepack.io";
+import { createClient } from "redis";
+import { Server } from "socket.io";
+import { io } from "socket.io-client";
+import { token } from "./esn.mjs";
+import { Clients, Recorder, TEST_TIMEOUT_MS, WAIT_MS, ack, connected, stopServer } from "./helpers.mjs";
+import { startServer } from "./server.mjs";
+
+const REDIS = process.env.TEST_REDIS_URL;
+const POSTGRES = process.env.TEST_POSTGRES_URL;
+const missing = !REDIS || !POSTGRES;
+if (missing && process.env.CI) {
+  throw new Error("CI must run the cluster interop tests: run them under tests/redis/with-redis.sh and tests/postgres/with-postgres.sh");
+}
+const skip = missing ? "TEST_REDIS_URL or TEST_POSTGRES_URL not set" : false;
+
+// A prefix of this run's own: nothing else on the test Redis hears it.
+const KEY = `sbinterop-${process.pid}-${Date.now()}`;
+
+let nodes = [];
+let nodeIo;
+let nodeHttp;
+let nodeUrl;
+let redis = [];
+let emitter;
+let clients;
+
+before(async () => {
+  if (skip) return;
+  const database = `sb_interop_${process.pid}_${Date.now()}`;
+  execFileSync("psql", [POSTGRES, "-q", "-c", `CREATE DATABASE ${database}`]);
+  const store = POSTGRES.replace(/\/[^/]*$/, `/${database}`);
+  const env = {
+    SWITCHBOARD_CLUSTER_REDIS_URL: REDIS,
+    SWITCHBOARD_STORE_URL: store,
+    SWITCHBOARD_CLUSTER_KEY_PREFIX: KEY,
+  };
+  // One after the other: the first migrates the shared database.
+  nodes.push(await startServer({ config: "tests/interop/cluster.toml", env }));
+  nodes.push(await startServer({ config: "tests/interop/cluster.toml", env }));
+
+  // A Node socket.io node with the Redis adapter, on the same bus.
+  const pub = createClient({ url: REDIS });
+  const sub = pub.duplicate();
+  const emitterClient = pub.duplicate();
+  redis = [pub, sub, emitterClient];
+  await Promise.all(redis.map((c) => c.connect()));
+  nodeHttp = createServer();
+  nodeIo = new Server(nodeHttp, { adapter: createAdapter(pub, sub, { key: KEY }) });
+  nodeIo.on("connection", (socket) => {
+    socket.on("join", (room, reply) => {
+      socket.join(room);
+      reply({ ok: true });
+    });
+  });
+  // On the bus for /secure too, with no client of its own: its requests
+  // ask the Switchboard nodes.
+  nodeIo.of("/secure");
+  await new Promise((resolve) => nodeHttp.listen(0, "127.0.0.1", resolve));
+  nodeUrl = `http://127.0.0.1:${nodeHttp.address().port}`;
+
+  emitter = new Emitter(emitterClient, { key: KEY });
+  clients = new Clients(nodes[0].url);
+});
+
+afterEach(() => clients?.closeAll());
+
+after(async () => {
+  clients?.closeAll();
+  nodeIo?.close();
+  await Promise.all(redis.map((c) => c.quit().catch(() => {})));
+  for (const node of nodes) await stopServer(node);
+});
+
+/**
+ * A client of `url` in `nsp`, recording `news`, `bin`, `marker` and its
+ * disconnection; it acks `ask` with its name and what it was asked.
+ */
+async function member(name, url, nsp = "/", opts = {}) {
+  const socket = clients.track(
+    io(url + nsp, { forceNew: true, reconnection: false, transports: ["websocket"], ...opts }),
+  );
+  await connected(socket);
+  socket.on("ask", (n, reply) => reply({ from: name, n }));
+  return {
+    name,
+    socket,
+    news: new Recorder(socket, "news", (...args) => args),
+    bin: new Recorder(socket, "bin", (...args) => args),
+    markers: new Recorder(socket, "marker", (n) => n),
+    gone: new Recorder(socket, "disconnect", (reason) => reason),
+  };
+}
+
+async function join(m, room) {
+  assert.deepEqual(await ack(m.socket, "join", room), { ok: true });
+}
+
+let markerId = 0;
+
+/**
+ * Runs `emit`, then has `marker` (an emitter for the namespace) mark the
+ * end; returns who received `news` with `id`, and how many times.
+ */
+async function round(members, marker, emit) {
+  const id = ++markerId;
+  await emit(id);
+  marker.emit("marker", id);
+  const got = {};
+  await Promise.all(
+    members.map(async (m) => {
+      await m.markers.waitUntil((items) => items.includes(id), `marker ${id} for ${m.name}`);
+      const times = m.news.items.filter(([data]) => data?.id === id).length;
+      if (times) got[m.name] = times;
+    }),
+  );
+  return got;
+}
+
+test("what the emitter publishes reaches the matching clients of every node, once", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const [a, b] = nodes;
+  const a1 = await member("a1", a.url);
+  const a2 = await member("a2", a.url);
+  const b1 = await member("b1", b.url);
+  const b2 = await member("b2", b.url);
+  const n1 = await member("n1", nodeUrl);
+  const n2 = await member("n2", nodeUrl);
+  for (const m of [a1, b1, n1]) await join(m, "r1");
+  await join(b2, "r2");
+  const all = [a1, a2, b1, b2, n1, n2];
+
+  let got = await round(all, emitter, (id) => emitter.emit("news", { id }, "two", 3));
+  assert.deepEqual(got, { a1: 1, a2: 1, b1: 1, b2: 1, n1: 1, n2: 1 });
+  assert.deepEqual(a2.news.items.at(-1), [{ id: markerId }, "two", 3]);
+
+  got = await round(all, emitter, (id) => emitter.to("r1").emit("news", { id }));
+  assert.deepEqual(got, { a1: 1, b1: 1, n1: 1 });
+
+  got = await round(all, emitter, (id) => emitter.to(["r1", "r2"]).emit("news", { id }));
+  assert.deepEqual(got, { a1: 1, b1: 1, b2: 1, n1: 1 });
+
+  got = await round(all, emitter, (id) => emitter.except("r1").emit("news", { id }));
+  assert.deepEqual(got, { a2: 1, b2: 1, n2: 1 });
+
+  got = await round(all, emitter, (id) => emitter.to("r1").except("r2").except(b1.socket.id).emit("news", { id }));
+  assert.deepEqual(got, { a1: 1, n1: 1 });
+
+  // A socket id is a room: one client of a Switchboard node, alone.
+  got = await round(all, emitter, (id) => emitter.to(a2.socket.id).emit("news", { id }));
+  assert.deepEqual(got, { a2: 1 });
+
+  got = await round(all, emitter, (id) => emitter.volatile.to("r2").emit("news", { id }));
+  assert.deepEqual(got, { b2: 1 });
+});
+
+test("a user's room reaches that user's devices on every node", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const [a, b] = nodes;
+  const auth = (user) => ({ auth: { token: token(user) } });
+  const aliceA = await member("alice@a", a.url, "/secure", auth("alice"));
+  const aliceB = await member("alice@b", b.url, "/secure", auth("alice"));
+  const bobB = await member("bob@b", b.url, "/secure", auth("bob"));
+  const secure = emitter.of("/secure");
+  const all = [aliceA, aliceB, bobB];
+
+  let got = await round(all, secure, (id) => secure.to("user:alice").emit("news", { id }));
+  assert.deepEqual(got, { "alice@a": 1, "alice@b": 1 });
+
+  got = await round(all, secure, (id) => secure.except("user:alice").emit("news", { id }));
+  assert.deepEqual(got, { "bob@b": 1 });
+
+  // The default namespace's emitter does not reach /secure.
+  got = await round(all, secure, (id) => emitter.to("user:alice").emit("news", { id }));
+  assert.deepEqual(got, {});
+});
+
+test("Buffers from the emitter arrive as binary, nested ones too", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const b1 = await member("b1", nodes[1].url);
+  const n1 = await member("n1", nodeUrl);
+  emitter.emit("bin", Buffer.from([1, 2, 3]), { name: "f", data: Buffer.from([4, 5]) }, [Buffer.alloc(0)]);
+  for (const m of [b1, n1]) {
+    const [[first, second, third]] = await m.bin.waitFor(1);
+    assert.deepEqual([...first], [1, 2, 3], m.name);
+    assert.equal(second.name, "f");
+    assert.deepEqual([...second.data], [4, 5], m.name);
+    assert.equal(third[0].byteLength, 0);
+  }
+});
+
+test("Switchboard and Node nodes deliver each other's broadcasts", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const [a, b] = nodes;
+  const a1 = await member("a1", a.url);
+  const b1 = await member("b1", b.url);
+  const n1 = await member("n1", nodeUrl);
+  const n2 = await member("n2", nodeUrl);
+  for (const m of [a1, b1, n1]) await join(m, "nodes");
+  const all = [a1, b1, n1, n2];
+
+  // From Switchboard (the test kit's broadcast), the sender left out.
+  let got = await round(all, emitter, async (id) => {
+    const reply = await ack(b1.socket, "broadcast", { event: "news", data: { id }, rooms: ["nodes"], others: true });
+    assert.equal(reply.ok, true);
+  });
+  assert.deepEqual(got, { a1: 1, n1: 1 });
+
+  // From the Node node.
+  got = await round(all, emitter, (id) => nodeIo.to("nodes").emit("news", { id }));
+  assert.deepEqual(got, { a1: 1, b1: 1, n1: 1 });
+  got = await round(all, emitter, (id) => nodeIo.except("nodes").emit("news", { id }));
+  assert.deepEqual(got, { n2: 1 });
+});
+
+test("what Switchboard publishes is notepack's bytes in the Node adapter's shape", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const listener = redis[0].duplicate();
+  await listener.connect();
+  try {
+    const heard = [];
+    await listener.pSubscribe(`${KEY}#/#*`, (message, channel) => heard.push({ message, channel: channel.toString() }), true);
+    const a1 = await member("a1", nodes[0].url);
+    await join(a1, "r1");
+    // The test kit re-serializes `data` with its keys sorted: given here in
+    // that order, which is also JavaScript's (integer-like keys first).
+    const data = { 1: { nested: [] }, 2: [1.5, -7, 300, 70000, 5000000000, null, true], a: "é".repeat(40), b: 1 };
+    for (const spec of [
+      { rooms: ["r1"], others: true },
+      { rooms: ["r1", "r2"], except: ["x"] },
+      { volatile: true },
+    ]) {
+      heard.length = 0;
+      const reply = await ack(a1.socket, "broadcast", { event: "news", data, ...spec });
+      assert.equal(reply.ok, true);
+      while (heard.length === 0) await new Promise((r) => setTimeout(r, 10));
+      const { message, channel } = heard[0];
+      const [uid, packet, opts] = msgpack.decode(message);
+      assert.match(uid, /^[A-Za-z0-9_-]{6}$/);
+      const rooms = spec.rooms ?? [];
+      const except = [...(spec.others ? [a1.socket.id] : []), ...(spec.except ?? [])];
+      const flags = spec.volatile ? { volatile: true } : {};
+      // The Node adapter's broadcast(): [uid, {type, data, nsp}, {rooms, except, flags}].
+      const expected = [uid, { type: 2, data: ["news", data], nsp: "/" }, { rooms, except, flags }];
+      assert.deepEqual([uid, packet, opts], expected);
+      assert.ok(Buffer.from(message).equals(msgpack.encode(expected)), `bytes differ for ${JSON.stringify(spec)}`);
+      assert.equal(channel, rooms.length === 1 ? `${KEY}#/#${rooms[0]}#` : `${KEY}#/#`);
+    }
+  } finally {
+    await listener.quit();
+  }
+});
+
+test("the emitter's socketsJoin, socketsLeave and disconnectSockets reach the sockets of every node", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const [a, b] = nodes;
+  const a1 = await member("a1", a.url);
+  const b1 = await member("b1", b.url);
+  const b2 = await member("b2", b.url);
+  const n1 = await member("n1", nodeUrl);
+  for (const m of [a1, b1, n1]) await join(m, "e1");
+  const all = [a1, b1, b2, n1];
+
+  // One emitter connection: its request and its broadcast arrive in order.
+  let got = await round(all, emitter, (id) => {
+    emitter.in("e1").socketsJoin(["e5", "e6"]);
+    emitter.to("e5").emit("news", { id });
+  });
+  assert.deepEqual(got, { a1: 1, b1: 1, n1: 1 });
+
+  got = await round(all, emitter, (id) => {
+    emitter.in("e5").except(b1.socket.id).socketsLeave("e5");
+    emitter.to("e5").emit("news", { id });
+  });
+  assert.deepEqual(got, { b1: 1 });
+  got = await round(all, emitter, (id) => emitter.to("e6").emit("news", { id }));
+  assert.deepEqual(got, { a1: 1, b1: 1, n1: 1 });
+
+  emitter.in("e1").except(a1.socket.id).disconnectSockets();
+  for (const m of [b1, n1]) assert.deepEqual(await m.gone.waitFor(1), ["io server disconnect"], m.name);
+  got = await round([a1, b2], emitter, (id) => emitter.emit("news", { id }));
+  assert.deepEqual(got, { a1: 1, b2: 1 });
+  assert.equal(a1.socket.connected, true);
+
+  // close: the whole connection goes.
+  emitter.in(b2.socket.id).disconnectSockets(true);
+  assert.deepEqual(await b2.gone.waitFor(1), ["io server disconnect"]);
+});
+
+test("a Node node's fetchSockets() and allRooms() count the Switchboard nodes' sockets", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const [a, b] = nodes;
+  const a1 = await member("a1", a.url);
+  const b1 = await member("b1", b.url);
+  const b2 = await member("b2", b.url);
+  const n1 = await member("n1", nodeUrl);
+  for (const m of [a1, b1, n1]) await join(m, "f1");
+  await join(b2, "f2");
+
+  const sockets = await nodeIo.in("f1").fetchSockets();
+  assert.deepEqual(sockets.map((s) => s.id).sort(), [a1, b1, n1].map((m) => m.socket.id).sort());
+  const remote = sockets.find((s) => s.id === b1.socket.id);
+  assert.deepEqual([...remote.rooms], [b1.socket.id, "f1"]);
+  assert.equal(remote.handshake.query.EIO, "4");
+
+  const both = await nodeIo.in(["f1", "f2"]).fetchSockets();
+  assert.equal(both.length, 4);
+  const rooms = await nodeIo.of("/").adapter.allRooms();
+  for (const room of ["f1", "f2", a1.socket.id, b2.socket.id, n1.socket.id]) assert.ok(rooms.has(room), room);
+
+  // A signed-in user's sockets on both Switchboard nodes, with their user.
+  const auth = { auth: { token: token("alice") } };
+  const aliceA = await member("alice@a", a.url, "/secure", auth);
+  const aliceB = await member("alice@b", b.url, "/secure", auth);
+  const alice = await nodeIo.of("/secure").in("user:alice").fetchSockets();
+  assert.deepEqual(alice.map((s) => s.id).sort(), [aliceA.socket.id, aliceB.socket.id].sort());
+  assert.deepEqual(alice[0].data, { user: "alice" });
+
+  // A RemoteSocket's methods go through the bus too.
+  remote.join("f7");
+  assert.deepEqual((await nodeIo.in("f7").fetchSockets()).map((s) => s.id), [b1.socket.id]);
+});
+
+test("a Node node's socketsJoin, disconnectSockets and broadcast with acks reach Switchboard's clients", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const [a, b] = nodes;
+  const a1 = await member("a1", a.url);
+  const b1 = await member("b1", b.url);
+  const b2 = await member("b2", b.url);
+  const n1 = await member("n1", nodeUrl);
+  for (const m of [a1, b1, n1]) await join(m, "j1");
+
+  // Requests from one Node connection are served in order: the join is
+  // done on the Switchboard nodes once the fetch that follows it is
+  // answered. (The Node node joins its own socket when its request comes
+  // back from Redis, after its fetch has counted its local sockets.)
+  nodeIo.in("j1").socketsJoin("j8");
+  const joined = await nodeIo.in("j8").fetchSockets();
+  const switchboards = joined.map((s) => s.id).filter((id) => id !== n1.socket.id);
+  assert.deepEqual(switchboards.sort(), [a1, b1].map((m) => m.socket.id).sort());
+
+  // Every client's ack, from every node (the count of each comes first).
+  const acks = await nodeIo.to("j8").timeout(WAIT_MS).emitWithAck("ask", 7);
+  assert.deepEqual(acks.sort((x, y) => x.from.localeCompare(y.from)), [
+    { from: "a1", n: 7 },
+    { from: "b1", n: 7 },
+    { from: "n1", n: 7 },
+  ]);
+
+  nodeIo.in("j8").except(n1.socket.id).disconnectSockets();
+  for (const m of [a1, b1]) assert.deepEqual(await m.gone.waitFor(1), ["io server disconnect"], m.name);
+  const left = await nodeIo.in("j8").fetchSockets();
+  assert.deepEqual(left.map((s) => s.id), [n1.socket.id]);
+  assert.equal(b2.socket.connected, true);
+});
