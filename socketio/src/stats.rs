@@ -175,6 +175,12 @@ pub struct NamespaceStats {
     /// Events the namespace's handler refused unhandled (over a rate limit,
     /// say): counted by the handler.
     pub events_refused: AtomicU64,
+    /// Sockets restored by connection state recovery.
+    pub recovered: AtomicU64,
+    /// Restores that found their session but could not replay every
+    /// missed packet (dropped meanwhile, or more than the connection could
+    /// take): the connection was closed and the client starts afresh.
+    pub not_recovered: AtomicU64,
 }
 
 impl NamespaceStats {
@@ -185,6 +191,8 @@ impl NamespaceStats {
             fanout: Histogram::new(FANOUT_BOUNDS),
             inbox_overflows: AtomicU64::new(0),
             events_refused: AtomicU64::new(0),
+            recovered: AtomicU64::new(0),
+            not_recovered: AtomicU64::new(0),
         }
     }
 }
