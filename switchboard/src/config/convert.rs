@@ -263,6 +263,11 @@ impl Config {
             // The cluster's adapters are set by `App::new`, which starts
             // the bus (a runtime object, not a setting).
             adapter: socketio::AdapterFactory::default(),
+            recovery: socketio::RecoveryConfig {
+                window: Duration::from_millis(self.socketio.recovery_window_ms),
+                max_bytes: self.socketio.recovery_max_bytes,
+                max_sessions: self.socketio.recovery_max_sessions,
+            },
         }
     }
 }
@@ -304,6 +309,34 @@ mod tests {
         assert_eq!(io.max_attachment_bytes, 700);
         assert_eq!(io.connects_per_sec, 2.0);
         assert_eq!(io.attachment_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn recovery_is_on_by_default_and_off_with_a_zero_window() {
+        let config = Config::load(None, env(&[])).unwrap();
+        let recovery = config.socketio_config().recovery;
+        assert_eq!(recovery.window, Duration::from_secs(120));
+        assert!(recovery.enabled());
+        let config = Config::load(
+            None,
+            env(&[
+                ("SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS", "0"),
+                ("SWITCHBOARD_SOCKETIO_RECOVERY_MAX_BYTES", "1000"),
+            ]),
+        )
+        .unwrap();
+        let recovery = config.socketio_config().recovery;
+        assert!(!recovery.enabled());
+        assert_eq!(recovery.max_bytes, 1000);
+        let bad = Config::load(
+            None,
+            env(&[("SWITCHBOARD_SOCKETIO_RECOVERY_MAX_SESSIONS", "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{bad:#}").contains("socketio.recovery_max_sessions"),
+            "{bad:#}"
+        );
     }
 
     #[test]

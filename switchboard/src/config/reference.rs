@@ -232,6 +232,18 @@ const SECTIONS: &[Section] = &[
                 "connect_burst",
                 "CONNECTs a connection may send at once; at least 1.",
             ),
+            key(
+                "recovery_window_ms",
+                "Connection state recovery, as the reference server's `connectionStateRecovery`: a client whose connection dropped and that comes back within this time keeps its socket id and rooms and receives the events it missed (`socket.recovered` on the official client). Recoverable events carry an offset as their last argument. 0 turns recovery off (no offsets). See docs/OPERATIONS.md.",
+            ),
+            key(
+                "recovery_max_bytes",
+                "Bytes of events kept for recovery, all namespaces together; past it the oldest go, and a client that missed one of them is not recovered (never a partial replay).",
+            ),
+            key(
+                "recovery_max_sessions",
+                "Sessions of dropped clients kept for recovery; past it the oldest are forgotten.",
+            ),
         ],
     },
     Section {
