@@ -109,10 +109,11 @@ pub struct RecoveryConfig {
     /// How long a disconnected socket's session, and the packets it may
     /// miss, are kept (the reference's `maxDisconnectionDuration`).
     pub window: Duration,
-    /// Bytes of packets the log keeps, all namespaces together (their
-    /// encoded frames plus bookkeeping). Past it the oldest are dropped,
-    /// even inside the window: a client that missed one of them is not
-    /// recovered.
+    /// Bytes the store keeps, all namespaces together: the packets (their
+    /// encoded frames plus bookkeeping) and the sessions of disconnected
+    /// sockets (their rooms plus bookkeeping). Past it the oldest of
+    /// either are dropped, even inside the window: a client whose session
+    /// went, or that missed a packet that went, is not recovered.
     pub max_bytes: usize,
     /// Sessions of disconnected sockets kept, all namespaces together; past
     /// it the oldest are forgotten.
@@ -228,6 +229,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The packets recorded after `after` that `session` would have
     /// received, in order; `None` if some of them are no longer held.
     fn missed(&self, session: &Session, after: Offset) -> BoxFuture<Option<Vec<Missed>>>;
+
+    /// What the store holds on this node, for metrics.
+    fn usage(&self) -> Usage;
 }
 
 /// What a client asks for in its CONNECT payload: `{pid, offset, …}`.
@@ -255,6 +259,22 @@ pub(crate) fn requested(auth: &RawValue) -> Option<(Pid, Offset)> {
 /// its frame list, its room names' pointers.
 const ENTRY_OVERHEAD: usize = 160;
 
+/// Bookkeeping counted for each session kept, beyond its rooms' names: the
+/// session, its map and age-order entries, its namespace's pointer.
+const SESSION_OVERHEAD: usize = 192;
+
+/// What the store holds, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes counted against [`RecoveryConfig::max_bytes`]: packets and
+    /// sessions, with their bookkeeping.
+    pub bytes: u64,
+    /// Recoverable packets held.
+    pub packets: u64,
+    /// Sessions of disconnected sockets kept.
+    pub sessions: u64,
+}
+
 /// The in-memory [`SessionStore`] of one node: one log for every namespace
 /// (a `VecDeque` dropped from the front, so that holding a packet means
 /// holding every later one), and the sessions of disconnected sockets. A
@@ -265,8 +285,6 @@ pub struct MemoryStore {
     config: RecoveryConfig,
     key: [u8; 32],
     inner: Mutex<Log>,
-    /// Bytes held (packets), for metrics without the lock.
-    held_bytes: AtomicU64,
     pruning: AtomicBool,
 }
 
@@ -274,6 +292,8 @@ struct Log {
     entries: VecDeque<Entry>,
     /// The offset the next packet gets (the first is 1).
     next: u64,
+    /// Bytes of the packets and sessions held (see [`Entry::bytes`],
+    /// [`Kept::bytes`]).
     bytes: usize,
     sessions: HashMap<Pid, Kept>,
     /// Sessions by age (the key of each is its `order`).
@@ -344,6 +364,16 @@ struct Kept {
     session: Session,
     at: Instant,
     order: u64,
+    /// What keeping it counts against the byte bound.
+    bytes: usize,
+}
+
+impl Kept {
+    fn bytes_of(session: &Session) -> usize {
+        // Each room: its name and the Arc's counts, and the pointer to it.
+        let rooms: usize = session.rooms.iter().map(|room| room.len() + 32).sum();
+        SESSION_OVERHEAD + rooms + session.owner.as_ref().map_or(0, |o| o.len() + 16)
+    }
 }
 
 impl Log {
@@ -376,14 +406,52 @@ impl Log {
             }
             let pid = *pid;
             self.order.remove(&order);
-            self.sessions.remove(&pid);
+            if let Some(kept) = self.sessions.remove(&pid) {
+                self.bytes -= kept.bytes;
+            }
         }
     }
 
     fn forget(&mut self, pid: &Pid) -> Option<Kept> {
         let kept = self.sessions.remove(pid)?;
         self.order.remove(&kept.order);
+        self.bytes -= kept.bytes;
         Some(kept)
+    }
+
+    /// Forgets the oldest session.
+    fn forget_oldest_session(&mut self) -> bool {
+        let Some((_, pid)) = self.order.pop_first() else {
+            return false;
+        };
+        if let Some(kept) = self.sessions.remove(&pid) {
+            self.bytes -= kept.bytes;
+        }
+        true
+    }
+
+    /// Drops the oldest of packets and sessions alike until what is held
+    /// fits in `max_bytes`: a packet kept for sessions that are gone, or a
+    /// session whose packets are gone, would be of no use.
+    fn shrink(&mut self, max_bytes: usize) {
+        while self.bytes > max_bytes {
+            let oldest_session = (self.order.first_key_value())
+                .and_then(|(_, pid)| self.sessions.get(pid))
+                .map(|kept| kept.at);
+            let oldest_packet = self.entries.front().map(|entry| entry.at);
+            let dropped = match (oldest_packet, oldest_session) {
+                (Some(packet), Some(session)) if session < packet => self.forget_oldest_session(),
+                (Some(_), _) => self
+                    .entries
+                    .pop_front()
+                    .map(|e| self.bytes -= e.bytes)
+                    .is_some(),
+                (None, _) => self.forget_oldest_session(),
+            };
+            if !dropped {
+                break;
+            }
+        }
     }
 }
 
@@ -403,7 +471,6 @@ impl MemoryStore {
                 order: BTreeMap::new(),
                 next_order: 0,
             }),
-            held_bytes: AtomicU64::new(0),
             pruning: AtomicBool::new(false),
         }
     }
@@ -433,25 +500,17 @@ impl MemoryStore {
         });
     }
 
-    /// Bytes of packets held.
-    pub fn held_bytes(&self) -> u64 {
-        self.held_bytes.load(Ordering::Relaxed)
-    }
-
-    /// Packets held.
-    pub fn held_packets(&self) -> usize {
-        self.inner.lock().entries.len()
-    }
-
-    /// Sessions of disconnected sockets kept.
-    pub fn kept_sessions(&self) -> usize {
-        self.inner.lock().sessions.len()
-    }
-
     fn prune(&self, now: Instant) {
-        let mut log = self.inner.lock();
-        log.prune(now, self.config.window);
-        self.held_bytes.store(log.bytes as u64, Ordering::Relaxed);
+        self.inner.lock().prune(now, self.config.window);
+    }
+
+    fn usage_now(&self) -> Usage {
+        let log = self.inner.lock();
+        Usage {
+            bytes: log.bytes as u64,
+            packets: log.entries.len() as u64,
+            sessions: log.sessions.len() as u64,
+        }
     }
 
     fn record_at(
@@ -479,13 +538,7 @@ impl MemoryStore {
             packet: packet.clone(),
             bytes,
         });
-        while log.bytes > self.config.max_bytes {
-            let Some(oldest) = log.entries.pop_front() else {
-                break;
-            };
-            log.bytes -= oldest.bytes;
-        }
-        self.held_bytes.store(log.bytes as u64, Ordering::Relaxed);
+        log.shrink(self.config.max_bytes);
         packet
     }
 
@@ -493,27 +546,25 @@ impl MemoryStore {
         let mut log = self.inner.lock();
         log.prune(now, self.config.window);
         log.forget(&session.pid);
-        if !keep || self.config.max_sessions == 0 {
-            return;
+        if keep && self.config.max_sessions > 0 {
+            while log.sessions.len() >= self.config.max_sessions && log.forget_oldest_session() {}
+            let order = log.next_order;
+            log.next_order += 1;
+            let pid = session.pid;
+            let bytes = Kept::bytes_of(&session);
+            log.order.insert(order, pid);
+            log.bytes += bytes;
+            log.sessions.insert(
+                pid,
+                Kept {
+                    session,
+                    at: now,
+                    order,
+                    bytes,
+                },
+            );
+            log.shrink(self.config.max_bytes);
         }
-        while log.sessions.len() >= self.config.max_sessions {
-            let Some((_, pid)) = log.order.pop_first() else {
-                break;
-            };
-            log.sessions.remove(&pid);
-        }
-        let order = log.next_order;
-        log.next_order += 1;
-        let pid = session.pid;
-        log.order.insert(order, pid);
-        log.sessions.insert(
-            pid,
-            Kept {
-                session,
-                at: now,
-                order,
-            },
-        );
     }
 
     fn restore_at(
@@ -603,6 +654,10 @@ impl SessionStore for MemoryStore {
     fn missed(&self, session: &Session, after: Offset) -> BoxFuture<Option<Vec<Missed>>> {
         let missed = self.missed_at(Instant::now(), session, after);
         Box::pin(std::future::ready(missed))
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage_now()
     }
 }
 

@@ -81,7 +81,7 @@ fn offsets_grow_and_ride_as_the_last_argument() {
         Encoded::event_at("/", "c", &Args::new(), offset)
     });
     assert_eq!(packet.text(), format!(r#"42["c","{}"]"#, b.0 + 1));
-    assert_eq!(store.held_packets(), 3);
+    assert_eq!(store.usage().packets, 3);
 }
 
 #[test]
@@ -160,7 +160,7 @@ fn nothing_is_kept_for_a_socket_that_left_for_good() {
     let offset = record(&store, now, "/", &to(&[]), "x");
     let me = sid();
     store.disconnected_at(now, session(&store, "/", me, &[]), false);
-    assert_eq!(store.kept_sessions(), 0);
+    assert_eq!(store.usage().sessions, 0);
     let pid = store.pid("/", &me);
     assert_eq!(store.restore_at(now, "/", &pid, offset, None), None);
 }
@@ -175,8 +175,11 @@ fn past_the_window_neither_sessions_nor_packets_are_kept() {
     let pid = store.pid("/", &me);
     let late = start + WINDOW;
     assert_eq!(store.restore_at(late, "/", &pid, offset, None), None);
-    assert_eq!(store.kept_sessions(), 0);
-    assert_eq!(store.held_packets(), 0, "pruned with the session");
+    assert_eq!(
+        store.usage(),
+        Usage::default(),
+        "packets and session pruned, their bytes with them"
+    );
 }
 
 #[test]
@@ -222,31 +225,77 @@ fn an_offset_whose_own_packet_aged_out_still_recovers_when_nothing_after_it_did(
 #[test]
 fn the_byte_bound_drops_the_oldest_and_whoever_missed_them_is_not_recovered() {
     let now = Instant::now();
-    let one = {
-        let probe = store(1 << 20);
-        record(&probe, now, "/", &to(&[]), "x");
-        probe.held_bytes() as usize
-    };
-    // Room for three packets.
-    let store = store(3 * one);
+    let later = now + Duration::from_secs(1);
+    let (one, kept) = costs(now, &[]);
+    // Room for three packets and the two sessions.
+    let store = store(3 * one + 2 * kept);
     let first = record(&store, now, "/", &to(&[]), "x");
     let second = record(&store, now, "/", &to(&[]), "x");
     let early = sid();
     let late = sid();
-    store.disconnected_at(now, session(&store, "/", early, &[]), true);
-    store.disconnected_at(now, session(&store, "/", late, &[]), true);
+    store.disconnected_at(later, session(&store, "/", early, &[]), true);
+    store.disconnected_at(later, session(&store, "/", late, &[]), true);
     for _ in 0..3 {
-        record(&store, now, "/", &to(&[]), "x");
+        record(&store, later, "/", &to(&[]), "x");
     }
-    assert_eq!(store.held_packets(), 3);
-    assert!(store.held_bytes() as usize <= 3 * one);
+    let usage = store.usage();
+    assert_eq!((usage.packets, usage.sessions), (3, 2));
+    assert!(usage.bytes as usize <= 3 * one + 2 * kept);
     // `early` last saw the first packet: the second, which it missed, is gone.
     let pid = store.pid("/", &early);
-    assert_eq!(store.restore_at(now, "/", &pid, first, None), None);
+    assert_eq!(store.restore_at(later, "/", &pid, first, None), None);
     // `late` saw the second: the three after it are all held.
     let pid = store.pid("/", &late);
-    let restored = store.restore_at(now, "/", &pid, second, None).unwrap();
-    assert_eq!(store.missed_at(now, &restored, second).unwrap().len(), 3);
+    let restored = store.restore_at(later, "/", &pid, second, None).unwrap();
+    assert_eq!(store.missed_at(later, &restored, second).unwrap().len(), 3);
+}
+
+/// What one packet (`["x",1]` to everyone) and one session in `rooms`
+/// count against the byte bound.
+fn costs(now: Instant, rooms: &[&str]) -> (usize, usize) {
+    let probe = store(1 << 20);
+    record(&probe, now, "/", &to(&[]), "x");
+    let one = probe.usage().bytes as usize;
+    probe.disconnected_at(now, session(&probe, "/", sid(), rooms), true);
+    (one, probe.usage().bytes as usize - one)
+}
+
+#[test]
+fn sessions_count_against_the_byte_bound_and_the_oldest_of_either_go_first() {
+    let at = |secs| Instant::now() + Duration::from_secs(secs);
+    let long = "r".repeat(400);
+    let rooms = [long.as_str()];
+    let (one, kept) = costs(at(0), &rooms);
+    assert!(kept > 400, "a session counts its rooms: {kept}");
+    assert!(kept > one);
+    // Room for one packet and two sessions.
+    let store = store(one + 2 * kept);
+    let seen = record(&store, at(0), "/", &to(&[]), "x");
+    let ids: Vec<SocketId> = (0..3).map(|_| sid()).collect();
+    store.disconnected_at(at(1), session(&store, "/", ids[0], &rooms), true);
+    store.disconnected_at(at(2), session(&store, "/", ids[1], &rooms), true);
+    let usage = store.usage();
+    assert_eq!((usage.packets, usage.sessions), (1, 2));
+    assert_eq!(usage.bytes as usize, one + 2 * kept);
+    // A third session: the packet goes first (the oldest), then the
+    // oldest session, for want of room.
+    store.disconnected_at(at(3), session(&store, "/", ids[2], &rooms), true);
+    let usage = store.usage();
+    assert_eq!((usage.packets, usage.sessions), (0, 2));
+    assert_eq!(usage.bytes as usize, 2 * kept);
+    let restore = |id: &SocketId| store.restore_at(at(3), "/", &store.pid("/", id), seen, None);
+    assert_eq!(restore(&ids[0]), None, "the oldest session went");
+    // Nothing after `seen` is missing: the others still recover.
+    let restored = restore(&ids[1]).unwrap();
+    assert_eq!(store.missed_at(at(3), &restored, seen).unwrap().len(), 0);
+    assert!(restore(&ids[2]).is_some());
+    assert_eq!(store.usage(), Usage::default());
+
+    // A session larger than the whole bound is not kept at all.
+    let small = self::store(kept - 1);
+    let me = sid();
+    small.disconnected_at(at(0), session(&small, "/", me, &rooms), true);
+    assert_eq!(small.usage(), Usage::default());
 }
 
 #[test]
@@ -296,7 +345,7 @@ fn the_session_bound_forgets_the_oldest() {
     for id in &ids {
         store.disconnected_at(now, session(&store, "/", *id, &[]), true);
     }
-    assert_eq!(store.kept_sessions(), 2);
+    assert_eq!(store.usage().sessions, 2);
     let restore = |id: &SocketId| {
         store
             .restore_at(now, "/", &store.pid("/", id), offset, None)

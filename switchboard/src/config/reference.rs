@@ -238,7 +238,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "recovery_max_bytes",
-                "Bytes of events kept for recovery, all namespaces together; past it the oldest go, and a client that missed one of them is not recovered (never a partial replay).",
+                "Bytes of events and sessions kept for recovery, all namespaces together (encoded events, room names, bookkeeping); past it the oldest of either go, and a client whose session went, or that missed an event that went, is not recovered (never a partial replay).",
             ),
             key(
                 "recovery_max_sessions",

@@ -402,7 +402,8 @@ pub struct SocketIoSection {
     /// Connection state recovery: how long a dropped client's session and
     /// the events it misses are kept; 0 turns recovery off.
     pub recovery_window_ms: u64,
-    /// Bytes of events kept for recovery, all namespaces together.
+    /// Bytes of events and sessions kept for recovery, all namespaces
+    /// together.
     pub recovery_max_bytes: usize,
     /// Sessions of dropped clients kept for recovery.
     pub recovery_max_sessions: usize,
