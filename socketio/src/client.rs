@@ -1,6 +1,7 @@
 //! One client connection (one Engine.IO session): decodes its packets and
 //! multiplexes them over the namespaces it joined.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::Context;
 
@@ -174,7 +175,11 @@ impl Client {
                                 recovery
                                     .store
                                     .restore(ns.name(), &pid, offset, owner.as_deref());
-                            restore.await.map(|session| (session, offset))
+                            let restored = restore.await.map(|session| (session, offset));
+                            if restored.is_none() {
+                                (ns.stats().not_recovered).fetch_add(1, Ordering::Relaxed);
+                            }
+                            restored
                         }
                         _ => None,
                     };
@@ -200,7 +205,13 @@ impl Client {
     ) {
         // A socket id in use is never given twice (a store that still
         // thought it disconnected): such a client starts afresh.
-        let restored = restored.filter(|(session, _)| ns.get(&session.sid).is_none());
+        let restored = restored.filter(|(session, _)| {
+            let free = ns.get(&session.sid).is_none();
+            if !free {
+                (ns.stats().not_recovered).fetch_add(1, Ordering::Relaxed);
+            }
+            free
+        });
         let socket = Socket::new(
             ns.clone(),
             self.clone(),

@@ -593,9 +593,10 @@ impl Socket {
             return;
         };
         let Some((session, offset)) = restored else {
+            let owner = self.ns.session_owner(&self.extensions());
             recovery
                 .store
-                .connected(&self.session(recovery, Vec::new()));
+                .connected(&self.session(recovery, Vec::new(), owner));
             self.connect_handler(None);
             return;
         };
@@ -620,14 +621,36 @@ impl Socket {
         }
     }
 
+    /// Hands the leaving socket's session to the recovery store: kept for
+    /// the window if the client may come back for it.
+    fn persist(
+        &self,
+        recovery: &NsRecovery,
+        rooms: &[Room],
+        owner: Option<Arc<str>>,
+        reason: DisconnectReason,
+    ) {
+        let flags = self.flags.load(Ordering::Relaxed);
+        // A restore that had not completed: its client saw nothing of it,
+        // and keeps the session as it was restored.
+        let restoring = if flags & RECOVERING != 0 {
+            recovery.abort(&self.id)
+        } else {
+            None
+        };
+        let session = restoring.unwrap_or_else(|| self.session(recovery, rooms.to_vec(), owner));
+        let keep = flags & FORGET == 0 && reason.is_recoverable();
+        recovery.store.disconnected(session, keep);
+    }
+
     /// The socket's session, in `rooms`, for the recovery store.
-    fn session(&self, recovery: &NsRecovery, rooms: Vec<Room>) -> Session {
+    fn session(&self, recovery: &NsRecovery, rooms: Vec<Room>, owner: Option<Arc<str>>) -> Session {
         Session {
             nsp: recovery.nsp().clone(),
             sid: self.id,
             pid: recovery.store.pid(self.ns.name(), &self.id),
             rooms,
-            owner: self.ns.session_owner(&self.extensions()),
+            owner,
         }
     }
 
@@ -774,7 +797,10 @@ impl Socket {
     /// after them); `on_disconnect` runs once `on_connect` has finished,
     /// with the rooms the socket was in still readable.
     pub(crate) fn on_close(self: &Arc<Self>, reason: DisconnectReason) {
-        let (ready, rooms) = {
+        // Read before the state lock: the extensions' lock is not taken
+        // under it.
+        let owner = (self.ns.recovery()).and_then(|_| self.ns.session_owner(&self.extensions()));
+        let ready = {
             let mut state = self.state.lock();
             if !state.connected {
                 return;
@@ -788,22 +814,14 @@ impl Socket {
             if !state.ready {
                 state.left_early = Some(reason);
             }
-            let rooms = self.ns.recovery().map(|_| state.left_rooms.clone());
-            (state.ready, rooms)
+            if let Some(recovery) = self.ns.recovery() {
+                // Still under the lock, so that a socket gone from its
+                // namespace has its session kept already (the store's
+                // lock is taken under no other).
+                self.persist(recovery, &state.left_rooms, owner, reason);
+            }
+            state.ready
         };
-        if let (Some(recovery), Some(rooms)) = (self.ns.recovery(), rooms) {
-            let flags = self.flags.load(Ordering::Relaxed);
-            // A restore that had not completed: its client saw nothing of
-            // it, and keeps the session as it was restored.
-            let restoring = if flags & RECOVERING != 0 {
-                recovery.abort(&self.id)
-            } else {
-                None
-            };
-            let session = restoring.unwrap_or_else(|| self.session(recovery, rooms));
-            let keep = flags & FORGET == 0 && reason.is_recoverable();
-            recovery.store.disconnected(session, keep);
-        }
         self.client.remove(self);
         if ready {
             self.ns.handler().on_disconnect(self, reason);

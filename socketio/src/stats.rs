@@ -175,11 +175,13 @@ pub struct NamespaceStats {
     /// Events the namespace's handler refused unhandled (over a rate limit,
     /// say): counted by the handler.
     pub events_refused: AtomicU64,
-    /// Sockets restored by connection state recovery.
+    /// CONNECTs that recovered their socket (connection state recovery).
     pub recovered: AtomicU64,
-    /// Restores that found their session but could not replay every
-    /// missed packet (dropped meanwhile, or more than the connection could
-    /// take): the connection was closed and the client starts afresh.
+    /// CONNECTs that asked to recover a socket and did not: its session
+    /// unknown, expired, dropped for room or another owner's; or its
+    /// missed packets no longer all held, or more than the connection
+    /// could take (then the connection is closed before the client is
+    /// told anything, and its next attempt is counted too).
     pub not_recovered: AtomicU64,
 }
 

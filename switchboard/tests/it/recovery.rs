@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Client, connect_secure, start, token};
+use crate::common::{Client, TestServer, WAIT, connect_secure, http, sample, start, token};
 
 /// The `sid` and `pid` of a `/secure` CONNECT reply.
 fn ids(reply: &str) -> (String, String) {
@@ -72,8 +72,11 @@ async fn a_session_is_restored_for_its_user_only_with_what_they_missed() {
     assert_eq!(data, 0);
 
     drop(alice);
-    // The server hears of the closed connection before the broadcasts.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Once the socket is gone from its namespace, its session is kept.
+    gone(&server, &sid).await;
+    let metrics = http(addr, "GET", "/metrics", &[], "").await.body;
+    assert_eq!(sample(&metrics, "switchboard_recovery_sessions"), 1.0);
+    assert!(sample(&metrics, "switchboard_recovery_bytes") > 0.0);
     broadcast(&mut bob, "r", json!(1)).await;
     broadcast(&mut bob, "r", json!(2)).await;
 
@@ -116,6 +119,28 @@ async fn a_session_is_restored_for_its_user_only_with_what_they_missed() {
         rooms.contains("\"r\"") && rooms.contains("user:alice"),
         "{rooms}"
     );
+    // Mallory's attempt counts as not recovered; alice's as recovered.
+    let metrics = http(addr, "GET", "/metrics", &[], "").await.body;
+    let outcome = |outcome: &str| {
+        let line =
+            format!("switchboard_recoveries_total{{namespace=\"/secure\",outcome=\"{outcome}\"}}");
+        sample(&metrics, &line)
+    };
+    assert_eq!((outcome("recovered"), outcome("not_recovered")), (1.0, 1.0));
+    assert_eq!(sample(&metrics, "switchboard_recovery_sessions"), 0.0);
+}
+
+/// Waits until socket `sid` of `/secure` has left its namespace.
+async fn gone(server: &TestServer, sid: &str) {
+    let ns = server.app.io.of("/secure").unwrap();
+    let id = socketio::SocketId::parse(sid).unwrap();
+    tokio::time::timeout(WAIT, async {
+        while ns.get(&id).is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("socket {sid} still connected"));
 }
 
 #[test]
