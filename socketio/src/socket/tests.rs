@@ -623,3 +623,68 @@ async fn with_recovery_off_no_pid_and_no_offset() {
     ns.broadcast().emit("news", &crate::Args::one(&"text"));
     assert_eq!(collect(&hub, &sid, 1).await, [r#"2["news","text"]"#]);
 }
+
+/// An EVENT packet's arguments without the offset (`2["e","x","7"]` →
+/// `["e","x"]`), given that it has one.
+fn without_offset(packet: &str) -> String {
+    let mut args: Vec<serde_json::Value> =
+        serde_json::from_str(packet.strip_prefix('2').unwrap()).unwrap();
+    let offset = args.pop().unwrap();
+    assert!(
+        offset.as_str().unwrap().bytes().all(|b| b.is_ascii_digit()),
+        "{packet}"
+    );
+    serde_json::Value::from(args).to_string()
+}
+
+#[tokio::test]
+async fn only_events_without_ack_and_not_volatile_carry_an_offset_and_are_replayed() {
+    let hub = Harness::new(Script {
+        connect_rooms: vec!["r"],
+        ..Default::default()
+    });
+    let ns = hub.namespace();
+    let sid = hub.open().await;
+    hub.send(&sid, &["0"]).await;
+    let (socket_id, pid) = connect_reply(&collect(&hub, &sid, 1).await[0]);
+    hub.until("on_connected", |s| s.contains(&Seen::Connected))
+        .await;
+    let socket = ns.get(&SocketId::parse(&socket_id).unwrap()).unwrap();
+    let text = crate::Args::one(&"text");
+    ns.to("r").emit("room", &text);
+    ns.to("r").volatile().emit("volatile", &text);
+    socket.emit("direct", &text);
+    socket.emit_volatile("direct_volatile", &text);
+    let _asked = socket.emit_with_ack("asked", &text, Duration::from_secs(5));
+    let got = collect(&hub, &sid, 5).await;
+    // As the reference: broadcasts and emits to the socket get an
+    // offset; volatile ones and those waiting for an ack do not (a string
+    // last argument is the data's own).
+    assert_eq!(without_offset(&got[0]), r#"["room","text"]"#);
+    assert_eq!(got[1], r#"2["volatile","text"]"#);
+    assert_eq!(without_offset(&got[2]), r#"["direct","text"]"#);
+    assert_eq!(got[3], r#"2["direct_volatile","text"]"#);
+    assert_eq!(got[4], r#"20["asked","text"]"#);
+    let seen = last_string(&got[0]);
+
+    // Away: a volatile broadcast is not kept, a plain one is.
+    hub.close_session(&sid).await;
+    hub.until("on_disconnect", |s| s.contains(&disconnected(&["r"])))
+        .await;
+    ns.to("r").volatile().emit("volatile", &text);
+    ns.to("r").emit("room", &crate::Args::one(&"missed"));
+    let again = hub.open().await;
+    let connect = format!(r#"0{{"pid":"{}","offset":"{seen}"}}"#, pid.unwrap());
+    hub.send(&again, &[&connect]).await;
+    let got = collect(&hub, &again, 3).await;
+    assert_eq!(connect_reply(&got[0]).0, socket_id);
+    // What followed the client's offset, sent while it was connected
+    // (its client had not said it received it) or away.
+    assert_eq!(without_offset(&got[1]), r#"["direct","text"]"#);
+    assert_eq!(without_offset(&got[2]), r#"["room","missed"]"#);
+    // Nothing else was replayed: the next packet is a live one.
+    let socket = ns.get(&SocketId::parse(&socket_id).unwrap()).unwrap();
+    socket.emit("marker", &crate::Args::new());
+    let next = collect(&hub, &again, 1).await;
+    assert!(next[0].starts_with(r#"2["marker","#), "{next:?}");
+}
