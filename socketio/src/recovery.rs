@@ -283,7 +283,9 @@ pub struct Usage {
 /// start, so it is never stored.
 pub struct MemoryStore {
     config: RecoveryConfig,
-    key: [u8; 32],
+    /// HMAC-SHA256 under a key drawn at start, the key already absorbed:
+    /// each pid is a clone of it and two compressions, not four.
+    mac: Hmac<Sha256>,
     inner: Mutex<Log>,
     pruning: AtomicBool,
 }
@@ -460,9 +462,11 @@ impl MemoryStore {
     pub fn new(config: RecoveryConfig) -> MemoryStore {
         let mut key = [0u8; 32];
         rand::fill(&mut key);
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(&key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
         MemoryStore {
             config,
-            key,
+            mac,
             inner: Mutex::new(Log {
                 entries: VecDeque::new(),
                 next: 1,
@@ -616,8 +620,7 @@ impl SessionStore for MemoryStore {
     fn pid(&self, nsp: &str, sid: &SocketId) -> Pid {
         // HMAC-SHA256 of the namespace and the socket id: unguessable
         // without the key, and the same for a recovered socket.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        let mut mac = self.mac.clone();
         mac.update(nsp.as_bytes());
         mac.update(&[0]);
         mac.update(sid.as_str().as_bytes());
