@@ -264,7 +264,14 @@ impl Config {
             // the bus (a runtime object, not a setting).
             adapter: socketio::AdapterFactory::default(),
             recovery: socketio::RecoveryConfig {
-                window: Duration::from_millis(self.socketio.recovery_window_ms),
+                // Off in cluster mode for now: the events other nodes
+                // publish reach a socket without an offset and are not in
+                // this node's log, so a replay would miss them (a gap).
+                // The reference's Redis adapter recovers nothing either.
+                window: match self.cluster.redis_url.is_empty() {
+                    true => Duration::from_millis(self.socketio.recovery_window_ms),
+                    false => Duration::ZERO,
+                },
                 max_bytes: self.socketio.recovery_max_bytes,
                 max_sessions: self.socketio.recovery_max_sessions,
             },
@@ -328,6 +335,17 @@ mod tests {
         let recovery = config.socketio_config().recovery;
         assert!(!recovery.enabled());
         assert_eq!(recovery.max_bytes, 1000);
+        // Cluster mode: off, whatever the window says.
+        let config = Config::load(
+            None,
+            env(&[
+                ("SWITCHBOARD_CLUSTER_REDIS_URL", "redis://127.0.0.1:6379"),
+                ("SWITCHBOARD_STORE_URL", "postgres://u@db/sb"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.socketio.recovery_window_ms, 120_000);
+        assert!(!config.socketio_config().recovery.enabled());
         let bad = Config::load(
             None,
             env(&[("SWITCHBOARD_SOCKETIO_RECOVERY_MAX_SESSIONS", "0")]),

@@ -234,7 +234,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "recovery_window_ms",
-                "Connection state recovery, as the reference server's `connectionStateRecovery`: a client whose connection dropped and that comes back within this time keeps its socket id and rooms and receives the events it missed (`socket.recovered` on the official client). Recoverable events carry an offset as their last argument. 0 turns recovery off (no offsets). See docs/OPERATIONS.md.",
+                "Connection state recovery, as the reference server's `connectionStateRecovery`: a client whose connection dropped and that comes back within this time keeps its socket id and rooms and receives the events it missed (`socket.recovered` on the official client). Recoverable events carry an offset as their last argument. 0 turns recovery off (no offsets). One node only for now: in cluster mode (`cluster.redis_url`) recovery is off. See docs/OPERATIONS.md.",
             ),
             key(
                 "recovery_max_bytes",
