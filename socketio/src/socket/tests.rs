@@ -510,6 +510,17 @@ async fn collect(hub: &Harness, sid: &str, count: usize) -> Vec<String> {
     got
 }
 
+/// Opens a session and connects it to `/`; once the handler is past
+/// `on_connected`, its Engine.IO sid, socket id and pid.
+async fn connect_client(hub: &Harness) -> (String, String, Option<String>) {
+    let sid = hub.open().await;
+    hub.send(&sid, &["0"]).await;
+    let (socket_id, pid) = connect_reply(&collect(hub, &sid, 1).await[0]);
+    hub.until("on_connected", |s| s.contains(&Seen::Connected))
+        .await;
+    (sid, socket_id, pid)
+}
+
 #[tokio::test]
 async fn a_dropped_client_comes_back_with_its_id_its_rooms_and_what_it_missed() {
     let hub = Harness::new(Script {
@@ -517,13 +528,9 @@ async fn a_dropped_client_comes_back_with_its_id_its_rooms_and_what_it_missed() 
         ..Default::default()
     });
     let ns = hub.namespace();
-    let sid = hub.open().await;
-    hub.send(&sid, &["0"]).await;
-    let (socket_id, pid) = connect_reply(&collect(&hub, &sid, 1).await[0]);
+    let (sid, socket_id, pid) = connect_client(&hub).await;
     let pid = pid.expect("a pid with recovery on");
     assert_ne!(pid, socket_id);
-    hub.until("on_connected", |s| s.contains(&Seen::Connected))
-        .await;
     ns.to("r").emit("news", &crate::Args::one(&0));
     let seen = collect(&hub, &sid, 1).await;
     let offset = last_string(&seen[0]);
@@ -587,11 +594,7 @@ async fn a_dropped_client_comes_back_with_its_id_its_rooms_and_what_it_missed() 
 async fn a_client_that_left_the_namespace_itself_is_not_recovered() {
     let hub = Harness::new(Script::default());
     let ns = hub.namespace();
-    let sid = hub.open().await;
-    hub.send(&sid, &["0"]).await;
-    let (socket_id, pid) = connect_reply(&collect(&hub, &sid, 1).await[0]);
-    hub.until("on_connected", |s| s.contains(&Seen::Connected))
-        .await;
+    let (sid, socket_id, pid) = connect_client(&hub).await;
     ns.broadcast().emit("news", &crate::Args::new());
     let offset = last_string(&collect(&hub, &sid, 1).await[0]);
     hub.send(&sid, &["1"]).await;
@@ -614,12 +617,8 @@ async fn with_recovery_off_no_pid_and_no_offset() {
     };
     let hub = Harness::with_config(Script::default(), config);
     let ns = hub.namespace();
-    let sid = hub.open().await;
-    hub.send(&sid, &["0"]).await;
-    let (_, pid) = connect_reply(&collect(&hub, &sid, 1).await[0]);
+    let (sid, _, pid) = connect_client(&hub).await;
     assert_eq!(pid, None);
-    hub.until("on_connected", |s| s.contains(&Seen::Connected))
-        .await;
     ns.broadcast().emit("news", &crate::Args::one(&"text"));
     assert_eq!(collect(&hub, &sid, 1).await, [r#"2["news","text"]"#]);
 }
@@ -644,11 +643,7 @@ async fn only_events_without_ack_and_not_volatile_carry_an_offset_and_are_replay
         ..Default::default()
     });
     let ns = hub.namespace();
-    let sid = hub.open().await;
-    hub.send(&sid, &["0"]).await;
-    let (socket_id, pid) = connect_reply(&collect(&hub, &sid, 1).await[0]);
-    hub.until("on_connected", |s| s.contains(&Seen::Connected))
-        .await;
+    let (sid, socket_id, pid) = connect_client(&hub).await;
     let socket = ns.get(&SocketId::parse(&socket_id).unwrap()).unwrap();
     let text = crate::Args::one(&"text");
     ns.to("r").emit("room", &text);
