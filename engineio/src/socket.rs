@@ -331,6 +331,22 @@ impl Socket {
         Ok(())
     }
 
+    /// How many more frames, and bytes, the session can queue now before
+    /// it is a slow consumer (see [`send_all`](Self::send_all)). For a
+    /// sender about to queue a batch it must not cut in two (a replay):
+    /// one that does not fit is better not started.
+    pub fn queue_room(&self) -> (usize, usize) {
+        let state = self.state.lock();
+        let config = &self.shared.config;
+        let unsent = self.writer_unsent.load(Ordering::Relaxed);
+        (
+            config.max_queued_frames.saturating_sub(state.queue.len()),
+            config
+                .max_queued_bytes
+                .saturating_sub(state.queued_bytes + unsent),
+        )
+    }
+
     /// Completes once every frame queued so far has been handed to the
     /// transport (written to the WebSocket, or taken by a poll), or the
     /// session closed.

@@ -38,8 +38,16 @@ impl Auth {
         }
     }
 
-    /// Protects `ns`: its clients must present a valid token.
+    /// Protects `ns`: its clients must present a valid token. A socket's
+    /// session belongs to its user: connection state recovery restores it
+    /// only for a client whose token (verified again, so an expired one
+    /// revives nothing) names the same user.
     pub fn protect(&self, ns: &Namespace) {
+        ns.set_session_owner(|extensions| {
+            extensions
+                .get::<Identity>()
+                .map(|identity| Arc::from(identity.user.as_str()))
+        });
         let verifier = self.verifier.clone();
         ns.use_middleware(move |mut request: ConnectRequest| {
             let token = token_of(&request);

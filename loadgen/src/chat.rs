@@ -411,12 +411,12 @@ pub struct Delivered {
 
 const MESSAGE_EVENT: &[u8] = b"[\"message\",";
 
-/// `Some` for a `message` event's data (`["message",{…}]`), `None` for
-/// another event; `Some(None)` for a `message` that does not parse.
+/// `Some` for a `message` event's data (`["message",{…}]`, perhaps with a
+/// recovery offset after it), `None` for another event; `Some(None)` for a
+/// `message` that does not parse.
 pub fn parse_message_event(data: &[u8]) -> Option<Option<Delivered>> {
     let body = data.strip_prefix(MESSAGE_EVENT)?;
-    let body = body.strip_suffix(b"]")?;
-    Some(serde_json::from_slice(body).ok())
+    Some(sio::event_payload(body))
 }
 
 /// One sent message waiting for its ack.
@@ -811,6 +811,14 @@ mod tests {
             None
         );
         assert_eq!(parse_message_event(br#"["message",{"seq":4}]"#), Some(None));
+        // With the recovery offset the server appends by default.
+        assert_eq!(
+            parse_message_event(br#"["message",{"conversation":9,"seq":4},"12"]"#),
+            Some(Some(Delivered {
+                conversation: 9,
+                seq: 4
+            }))
+        );
     }
 
     #[test]

@@ -99,20 +99,15 @@ pub fn parse_event(data: &[u8]) -> Event {
     struct Count {
         count: u64,
     }
+    // Each perhaps with a recovery offset after its payload.
     if let Some(rest) = data.strip_prefix(b"[\"unread\",") {
-        return match rest
-            .strip_suffix(b"]")
-            .and_then(|b| serde_json::from_slice::<Count>(b).ok())
-        {
+        return match sio::event_payload::<Count>(rest) {
             Some(c) => Event::Unread(c.count),
             None => Event::Bad,
         };
     }
     if let Some(rest) = data.strip_prefix(b"[\"notification\",") {
-        return match rest
-            .strip_suffix(b"]")
-            .and_then(|b| serde_json::from_slice::<NotificationEvent>(b).ok())
-        {
+        return match sio::event_payload::<NotificationEvent>(rest) {
             Some(n) => Event::Notification(n),
             None => Event::Bad,
         };
@@ -394,6 +389,10 @@ mod tests {
     #[test]
     fn events_parse() {
         assert_eq!(parse_event(br#"["unread",{"count":3}]"#), Event::Unread(3));
+        assert_eq!(
+            parse_event(br#"["unread",{"count":3},"41"]"#),
+            Event::Unread(3)
+        );
         let n = parse_event(
             br#"["notification",{"notification":{"id":1,"type":"bench","title":"round 2","body":"","data":{"round":2},"created_at":5,"read":false},"unread":3}]"#,
         );

@@ -213,6 +213,21 @@ pub fn split_packet<'a>(p: &'a [u8], ns: &str) -> Option<(u8, Option<u64>, &'a [
     Some((kind, id, &p[pos..]))
 }
 
+/// The payload of an event whose `["name",` has been taken off: `{…}]`,
+/// or `{…},"17"]` when the server appends a connection state recovery
+/// offset (on by default in Switchboard; the reference server's
+/// `connectionStateRecovery` does the same). `None` if the payload does not
+/// parse as `T` or anything else follows it.
+pub fn event_payload<'a, T: serde::Deserialize<'a>>(rest: &'a [u8]) -> Option<T> {
+    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
+    let value = values.next()?.ok()?;
+    let tail = &rest[values.byte_offset()..];
+    let offset = (tail.strip_prefix(b",\""))
+        .and_then(|t| t.strip_suffix(b"\"]"))
+        .is_some_and(|digits| !digits.is_empty() && digits.iter().all(u8::is_ascii_digit));
+    (tail == b"]" || offset).then_some(value)
+}
+
 /// Queues `42[/ns,]ID[body…]`: an event with ack id `id`; `body` is the
 /// JSON array's inside (`"message",{…}`), in parts.
 pub fn queue_emit(conn: &mut WsConn, head: &mut Vec<u8>, ns: &str, id: u64, body: &[&[u8]]) {
@@ -598,6 +613,20 @@ mod tests {
             .unwrap();
         assert_eq!(err.kind, "connect_error");
         server.await.unwrap();
+    }
+
+    #[test]
+    fn event_payloads_parse_with_or_without_an_offset() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct P {
+            n: u64,
+        }
+        assert_eq!(event_payload(br#"{"n":1}]"#), Some(P { n: 1 }));
+        assert_eq!(event_payload(br#"{"n":1},"17"]"#), Some(P { n: 1 }));
+        assert_eq!(event_payload::<P>(br#"{"n":1},"x"]"#), None);
+        assert_eq!(event_payload::<P>(br#"{"n":1},2]"#), None);
+        assert_eq!(event_payload::<P>(br#"{"n":1}"#), None);
+        assert_eq!(event_payload::<P>(br#"{"m":1}]"#), None);
     }
 
     #[test]

@@ -50,10 +50,12 @@ pub trait Adapter: Send + Sync + 'static {
     fn broadcast(&self, ns: &Namespace, packet: &Encoded, opts: &BroadcastOptions) -> usize;
 
     /// Emits an event: what [`BroadcastOperator::emit`](crate::BroadcastOperator::emit)
-    /// calls. Encodes it once and delivers it to this node's sockets; a
-    /// cluster adapter also hands the event (not its encoding: the bus
-    /// carries the packet object) to the other nodes, unless `opts.local`.
-    /// Returns how many of this node's sockets it was queued for.
+    /// calls. Encodes it once and delivers it to this node's sockets
+    /// (through [`Namespace::deliver_event`], which gives it its recovery
+    /// offset); a cluster adapter also hands the event (not its encoding:
+    /// the bus carries the packet object) to the other nodes, unless
+    /// `opts.local`. Returns how many of this node's sockets it was queued
+    /// for.
     fn broadcast_event(
         &self,
         ns: &Namespace,
@@ -61,7 +63,7 @@ pub trait Adapter: Send + Sync + 'static {
         args: &Args,
         opts: &BroadcastOptions,
     ) -> usize {
-        self.broadcast(ns, &Encoded::event(ns.name(), event, args, None), opts)
+        ns.deliver_event(event, args, opts, |packet| self.broadcast(ns, packet, opts))
     }
 
     /// The namespace was created with this adapter (once, before any

@@ -1,6 +1,7 @@
 //! One client connection (one Engine.IO session): decodes its packets and
 //! multiplexes them over the namespaces it joined.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::Context;
 
@@ -12,6 +13,7 @@ use tokio::task::AbortHandle;
 use crate::budget::Budget;
 use crate::namespace::{ConnectRequest, Namespace};
 use crate::packet::{Decoded, Decoder, Encoded, Packet, PacketType, Payload};
+use crate::recovery::{Offset, Session};
 use crate::server::ServerInner;
 use crate::socket::{DisconnectReason, Socket};
 
@@ -147,17 +149,42 @@ impl Client {
             Payload::Json(raw) => raw,
             _ => RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!()),
         };
+        // A client that had a session presents its pid and last offset.
+        let asked = ns
+            .recovery()
+            .and_then(|_| crate::recovery::requested(&auth));
         let request = ConnectRequest {
             nsp: packet.nsp,
             auth,
             query: self.query.clone(),
             extensions: http::Extensions::new(),
         };
+        // The middleware runs for a recovering client too (unlike the
+        // reference's default, `skipMiddlewares`): its credentials are
+        // checked again, so an expired or revoked token is not revived,
+        // and the session is restored only for the owner they name.
         let authorized = ns.authorize(request);
         let client = self.clone();
         let mut future = Box::pin(async move {
             match authorized.await {
-                Ok(request) => client.join(ns, request),
+                Ok(request) => {
+                    let restored = match (asked, ns.recovery()) {
+                        (Some((pid, offset)), Some(recovery)) => {
+                            let owner = ns.session_owner(&request.extensions);
+                            let restore =
+                                recovery
+                                    .store
+                                    .restore(ns.name(), &pid, offset, owner.as_deref());
+                            let restored = restore.await.map(|session| (session, offset));
+                            if restored.is_none() {
+                                (ns.stats().not_recovered).fetch_add(1, Ordering::Relaxed);
+                            }
+                            restored
+                        }
+                        _ => None,
+                    };
+                    client.join(ns, request, restored)
+                }
                 Err(error) => {
                     client.send(&Encoded::connect_error(ns.name(), &error.to_json()), false)
                 }
@@ -170,11 +197,42 @@ impl Client {
         }
     }
 
-    fn join(self: &Arc<Self>, ns: Arc<Namespace>, request: ConnectRequest) {
-        let socket = Socket::new(ns.clone(), self.clone(), request.auth, request.extensions);
+    fn join(
+        self: &Arc<Self>,
+        ns: Arc<Namespace>,
+        request: ConnectRequest,
+        restored: Option<(Session, Offset)>,
+    ) {
+        // A socket id in use is never given twice (a store that still
+        // thought it disconnected): such a client starts afresh.
+        let restored = restored.filter(|(session, _)| {
+            let free = ns.get(&session.sid).is_none();
+            if !free {
+                (ns.stats().not_recovered).fetch_add(1, Ordering::Relaxed);
+            }
+            free
+        });
+        let socket = Socket::new(
+            ns.clone(),
+            self.clone(),
+            request.auth,
+            request.extensions,
+            restored.as_ref().map(|(session, _)| session),
+        );
+        if let (Some(recovery), Some((session, _))) = (ns.recovery(), &restored) {
+            // Held from before anything can reach the socket, and before
+            // anything can close it (which keeps the session again).
+            recovery.begin(session.clone(), self.engine.queue_room());
+        }
         let replaced: Vec<Arc<Socket>> = {
             let mut state = self.state.lock();
             if state.closed {
+                drop(state);
+                if restored.is_some() {
+                    // Closed meanwhile: the session is kept again for the
+                    // client's next attempt.
+                    socket.on_close(DisconnectReason::Transport(CloseReason::TransportClose));
+                }
                 return;
             }
             if let Some(timeout) = state.connect_timeout.take() {
@@ -193,7 +251,7 @@ impl Client {
         }
         // Registers it (unless the connection closed meanwhile), runs the
         // handler's `on_connect`, then sends the CONNECT reply.
-        socket.start();
+        socket.start(restored);
     }
 
     /// Closes the connection unless the packet waiting for attachments

@@ -15,6 +15,8 @@
 //! - [`broadcast`]: [`BroadcastOperator`] (`to`, `except`, `volatile`, `local`).
 //! - [`adapter`]: [`Adapter`], [`LocalAdapter`] and the [`AdapterFactory`]
 //!   that gives each namespace its own.
+//! - [`recovery`]: connection state recovery: [`SessionStore`] and its
+//!   in-memory [`MemoryStore`].
 //! - [`stats`]: events in and out by name (bounded), broadcast fan-out.
 //! - `budget`: the token bucket of a connection's CONNECTs.
 
@@ -24,6 +26,7 @@ mod budget;
 mod client;
 pub mod namespace;
 pub mod packet;
+pub mod recovery;
 pub mod server;
 pub mod socket;
 pub mod stats;
@@ -32,5 +35,6 @@ pub use adapter::{Adapter, AdapterFactory, BroadcastOptions, LocalAdapter};
 pub use broadcast::BroadcastOperator;
 pub use namespace::{ConnectError, ConnectRequest, Middleware, Namespace, NamespaceHandler};
 pub use packet::{Args, Encoded};
+pub use recovery::{MemoryStore, RecoveryConfig, SessionStore};
 pub use server::{SocketIo, SocketIoConfig};
 pub use socket::{AckError, AckSender, BoxFuture, DisconnectReason, Event, Room, Socket, SocketId};

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde_json::value::RawValue;
 
-use crate::adapter::Adapter;
+use crate::adapter::{Adapter, BroadcastOptions};
 use crate::broadcast::BroadcastOperator;
+use crate::packet::{Args, Encoded};
+use crate::recovery::{Audience, NsRecovery, SessionStore};
 use crate::server::SocketIoConfig;
 use crate::socket::{BoxFuture, DisconnectReason, Event, Room, Socket, SocketId};
 use crate::stats::NamespaceStats;
@@ -109,11 +111,18 @@ pub trait NamespaceHandler: Send + Sync + 'static {
     fn on_disconnect(&self, _socket: &Arc<Socket>, _reason: DisconnectReason) {}
 }
 
+/// Who a socket's session belongs to, from what middleware attached to it
+/// (see [`Namespace::set_session_owner`]).
+type SessionOwner = dyn Fn(&http::Extensions) -> Option<Arc<str>> + Send + Sync;
+
 /// A namespace.
 pub struct Namespace {
     name: String,
     handler: Arc<dyn NamespaceHandler>,
     middlewares: RwLock<Vec<Arc<dyn Middleware>>>,
+    /// Connection state recovery, when it is on.
+    recovery: Option<NsRecovery>,
+    session_owner: RwLock<Option<Arc<SessionOwner>>>,
     sockets: RwLock<HashMap<SocketId, Arc<Socket>>>,
     adapter: Box<dyn Adapter>,
     stats: NamespaceStats,
@@ -128,9 +137,12 @@ impl Namespace {
         name: String,
         handler: Arc<dyn NamespaceHandler>,
         config: &SocketIoConfig,
+        store: Option<Arc<dyn SessionStore>>,
     ) -> Namespace {
         Namespace {
             adapter: config.adapter.make(&name),
+            recovery: store.map(|store| NsRecovery::new(&name, store)),
+            session_owner: RwLock::new(None),
             name,
             handler,
             middlewares: RwLock::new(Vec::new()),
@@ -154,6 +166,57 @@ impl Namespace {
     /// Adds connect middleware; middleware runs in the order added.
     pub fn use_middleware(&self, middleware: impl Middleware) {
         self.middlewares.write().push(Arc::new(middleware));
+    }
+
+    /// Says whom a socket's session belongs to, from the data its
+    /// middleware attached (the signed-in user): a session is restored by
+    /// connection state recovery only for a client whose middleware finds
+    /// the same owner, so a private session id presented with another
+    /// user's credentials restores nothing. Set by the middleware's owner
+    /// (not the handler), so that no handler wrapping another can lose it.
+    pub fn set_session_owner(
+        &self,
+        owner: impl Fn(&http::Extensions) -> Option<Arc<str>> + Send + Sync + 'static,
+    ) {
+        *self.session_owner.write() = Some(Arc::new(owner));
+    }
+
+    /// The owner of a session whose socket carries `extensions`.
+    pub(crate) fn session_owner(&self, extensions: &http::Extensions) -> Option<Arc<str>> {
+        let owner = self.session_owner.read().clone();
+        owner.and_then(|owner| owner(extensions))
+    }
+
+    /// Connection state recovery, when it is on.
+    pub(crate) fn recovery(&self) -> Option<&NsRecovery> {
+        self.recovery.as_ref()
+    }
+
+    /// Encodes an event for this node's sockets, once, and hands it to
+    /// `deliver` (an adapter's local delivery); returns what `deliver`
+    /// returns. With recovery on, an event that is not volatile is
+    /// recorded with an offset as its last argument, and a socket being
+    /// restored waits until it is delivered (see [`crate::recovery`]).
+    /// [`Adapter::broadcast_event`]'s default goes through here.
+    pub fn deliver_event(
+        &self,
+        event: &str,
+        args: &Args,
+        opts: &BroadcastOptions,
+        deliver: impl FnOnce(&Encoded) -> usize,
+    ) -> usize {
+        match self.recovery() {
+            Some(recovery) if !opts.volatile => {
+                // Held from before the packet has its offset until it is
+                // delivered: a socket being restored waits for it.
+                let _pass = recovery.barrier.enter();
+                let packet = recovery.record(Audience::Broadcast(opts), |offset| {
+                    Encoded::event_at(&self.name, event, args, offset)
+                });
+                deliver(&packet)
+            }
+            _ => deliver(&Encoded::event(&self.name, event, args, None)),
+        }
     }
 
     pub(crate) fn handler(&self) -> &Arc<dyn NamespaceHandler> {

@@ -10,6 +10,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use crate::recovery::Offset;
+
 /// Event names a client may not use: they mean something to the library.
 pub const RESERVED_EVENTS: [&str; 6] = [
     "connect",
@@ -493,6 +495,10 @@ fn args_after(data: &str, elements: &[&RawValue], skip: usize) -> Args {
 #[derive(Debug, Clone)]
 pub struct Encoded {
     pub frames: Vec<Frame>,
+    /// The recovery offset the packet carries as its last argument, if it
+    /// is a recoverable event (see [`Encoded::event_at`]): a socket whose
+    /// state is being recovered tells a packet it was already replayed by it.
+    offset: Option<Offset>,
 }
 
 impl Encoded {
@@ -529,7 +535,10 @@ impl Encoded {
         let mut frames = Vec::with_capacity(1 + attachments.len());
         frames.push(Frame::from_message_buffer(buf));
         frames.extend(attachments.iter().cloned().map(Frame::binary));
-        Encoded { frames }
+        Encoded {
+            frames,
+            offset: None,
+        }
     }
 
     /// An EVENT packet.
@@ -543,6 +552,37 @@ impl Encoded {
             &["[", &name, sep, args.raw(), "]"],
             &args.attachments,
         )
+    }
+
+    /// A recoverable EVENT packet: `offset` is appended as its last
+    /// argument, a string, as the reference server's connection state
+    /// recovery does. The official client keeps the last one it received
+    /// and presents it when it reconnects.
+    pub fn event_at(nsp: &str, name: &str, args: &Args, offset: Offset) -> Encoded {
+        let name = serde_json::to_string(name).unwrap_or_else(|_| "\"\"".to_owned());
+        let mut digits = itoa::Buffer::new();
+        let offset_text = digits.format(offset.0);
+        let sep = if args.is_empty() { "" } else { "," };
+        let mut packet = Encoded::new(
+            PacketType::Event,
+            nsp,
+            None,
+            &["[", &name, sep, args.raw(), ",\"", offset_text, "\"]"],
+            &args.attachments,
+        );
+        packet.offset = Some(offset);
+        packet
+    }
+
+    /// The recovery offset the packet carries, if any.
+    pub fn offset(&self) -> Option<Offset> {
+        self.offset
+    }
+
+    /// Bytes of the packet's frames (its text and its attachments): what
+    /// queueing it costs a session, and what keeping it for recovery holds.
+    pub fn byte_len(&self) -> usize {
+        self.frames.iter().map(Frame::byte_len).sum()
     }
 
     /// An ACK packet.
@@ -799,6 +839,25 @@ mod tests {
         let e = Encoded::ack("/", 789, &bin);
         assert_eq!(e.text(), r#"461-789[{"_placeholder":true,"num":0}]"#);
         assert_eq!(e.frames.len(), 2);
+    }
+
+    #[test]
+    fn a_recoverable_event_carries_its_offset_as_the_last_argument() {
+        let e = Encoded::event_at("/", "news", &decode_args(r#"[1,{"a":2}]"#), Offset(17));
+        assert_eq!(e.text(), r#"42["news",1,{"a":2},"17"]"#);
+        assert_eq!(e.offset(), Some(Offset(17)));
+        assert_eq!(
+            Encoded::event_at("/chat", "ping", &Args::new(), Offset(3)).text(),
+            r#"42/chat,["ping","3"]"#
+        );
+        // Binary arguments keep their placeholders; the offset follows them.
+        let mut bin = Args::new();
+        bin.push_binary(Bytes::from_static(&[1]));
+        let e = Encoded::event_at("/", "b", &bin, Offset(9));
+        assert_eq!(e.text(), r#"451-["b",{"_placeholder":true,"num":0},"9"]"#);
+        assert_eq!(e.frames.len(), 2);
+        assert_eq!(e.byte_len(), e.text().len() + 1);
+        assert_eq!(Encoded::event("/", "x", &Args::new(), None).offset(), None);
     }
 
     fn decode_args(json: &str) -> Args {

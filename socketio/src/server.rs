@@ -9,6 +9,7 @@ use parking_lot::RwLock;
 
 use crate::client::{Client, ClientConnection};
 use crate::namespace::{Namespace, NamespaceHandler};
+use crate::recovery::{MemoryStore, RecoveryConfig, SessionStore};
 
 /// Socket.IO settings. Defaults are the reference server's.
 #[derive(Debug, Clone)]
@@ -48,6 +49,12 @@ pub struct SocketIoConfig {
     /// Makes each namespace's adapter: in memory (one node) by default, a
     /// cluster adapter when the nodes share a bus.
     pub adapter: crate::adapter::AdapterFactory,
+    /// Connection state recovery (see [`crate::recovery`]); on by default,
+    /// off with a zero window. An adapter whose `broadcast_event` does not
+    /// deliver through [`Namespace::deliver_event`](crate::Namespace::deliver_event)
+    /// (the default does) sends events without offsets: run it with
+    /// recovery off.
+    pub recovery: RecoveryConfig,
 }
 
 impl Default for SocketIoConfig {
@@ -63,6 +70,7 @@ impl Default for SocketIoConfig {
             connects_per_sec: 5.0,
             connect_burst: 20.0,
             adapter: crate::adapter::AdapterFactory::default(),
+            recovery: RecoveryConfig::default(),
         }
     }
 }
@@ -70,6 +78,8 @@ impl Default for SocketIoConfig {
 pub(crate) struct ServerInner {
     pub(crate) config: SocketIoConfig,
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
+    /// Where recovery keeps sessions and packets, when it is on.
+    store: Option<Arc<dyn SessionStore>>,
 }
 
 impl ServerInner {
@@ -86,14 +96,34 @@ pub struct SocketIo {
 }
 
 impl SocketIo {
-    /// A server with no namespace yet.
+    /// A server with no namespace yet. With recovery on
+    /// (`config.recovery`), its sessions and packets are kept in memory
+    /// ([`MemoryStore`]).
     pub fn new(config: SocketIoConfig) -> SocketIo {
+        let store = config.recovery.enabled().then(|| {
+            let store = Arc::new(MemoryStore::new(config.recovery));
+            store.spawn_pruning();
+            store as Arc<dyn SessionStore>
+        });
+        SocketIo::with_store(config, store)
+    }
+
+    /// A server whose recovery keeps sessions and packets in `store` (a
+    /// cluster's), or that recovers nothing (`None`), whatever
+    /// `config.recovery` says.
+    pub fn with_store(config: SocketIoConfig, store: Option<Arc<dyn SessionStore>>) -> SocketIo {
         SocketIo {
             inner: Arc::new(ServerInner {
                 config,
                 namespaces: RwLock::new(HashMap::new()),
+                store,
             }),
         }
+    }
+
+    /// The recovery store, when recovery is on.
+    pub fn session_store(&self) -> Option<&Arc<dyn SessionStore>> {
+        self.inner.store.as_ref()
     }
 
     /// Adds a namespace owned by `handler` (replacing one of the same name).
@@ -107,7 +137,12 @@ impl SocketIo {
         name: &str,
         handler: Arc<dyn NamespaceHandler>,
     ) -> Arc<Namespace> {
-        let ns = Arc::new(Namespace::new(name.to_owned(), handler, &self.inner.config));
+        let ns = Arc::new(Namespace::new(
+            name.to_owned(),
+            handler,
+            &self.inner.config,
+            self.inner.store.clone(),
+        ));
         ns.adapter().init(&ns);
         self.inner
             .namespaces

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::Context;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::broadcast::BroadcastOperator;
 use crate::client::Client;
 use crate::namespace::Namespace;
 use crate::packet::{Args, Encoded, Packet, PacketType, Payload};
+use crate::recovery::{Audience, Hold, Missed, NsRecovery, Offset, Session};
 
 /// A socket id: 20 random base64url characters per socket. Its own type,
 /// so that it is never confused with the Engine.IO session id (which
@@ -101,6 +103,20 @@ impl DisconnectReason {
             DisconnectReason::Transport(reason) => reason.as_str(),
         }
     }
+
+    /// Whether the client may recover the socket's state: the connection
+    /// dropped or the server closed it (the reference's list: `transport
+    /// error`, `transport close`, `forced close`, `ping timeout`, `server
+    /// shutting down`, `forced server close`), not a namespace disconnect
+    /// either side asked for, nor a client that broke the protocol.
+    pub fn is_recoverable(self) -> bool {
+        match self {
+            DisconnectReason::ServerNamespaceDisconnect
+            | DisconnectReason::ClientNamespaceDisconnect => false,
+            DisconnectReason::ForcedServerClose | DisconnectReason::ServerShuttingDown => true,
+            DisconnectReason::Transport(reason) => reason != engineio::CloseReason::ParseError,
+        }
+    }
 }
 
 /// Why an emit with ack did not get its answer.
@@ -154,9 +170,21 @@ impl AckSender {
     }
 }
 
+/// The socket was restored by connection state recovery.
+const RECOVERED: u8 = 1;
+/// The restore is under way: what is delivered to the socket is held (see
+/// [`crate::recovery`]) until the client has its CONNECT and missed packets.
+const RECOVERING: u8 = 2;
+/// The socket's session must not be kept when it leaves (a restore that
+/// could not complete: the client's next attempt must not recover).
+const FORGET: u8 = 4;
+
 /// One client connected to one namespace.
 pub struct Socket {
     id: SocketId,
+    /// [`RECOVERED`], [`RECOVERING`], [`FORGET`]: in what was padding
+    /// after the id, so a socket is no larger for them.
+    flags: AtomicU8,
     ns: Arc<Namespace>,
     client: Arc<Client>,
     auth: Box<RawValue>,
@@ -191,14 +219,21 @@ struct State {
 }
 
 impl Socket {
+    /// A socket; with `restored`, the socket of that session (its id).
     pub(crate) fn new(
         ns: Arc<Namespace>,
         client: Arc<Client>,
         auth: Box<RawValue>,
         extensions: http::Extensions,
+        restored: Option<&Session>,
     ) -> Arc<Socket> {
+        let (id, flags) = match restored {
+            Some(session) => (session.sid, RECOVERED | RECOVERING),
+            None => (SocketId::random(), 0),
+        };
         Arc::new(Socket {
-            id: SocketId::random(),
+            id,
+            flags: AtomicU8::new(flags),
             ns,
             client,
             auth,
@@ -266,6 +301,13 @@ impl Socket {
         self.state.lock().connected
     }
 
+    /// Whether the socket was restored by connection state recovery: same
+    /// id and rooms as before its connection dropped, and the events it
+    /// missed replayed (its client's `socket.recovered`).
+    pub fn recovered(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & RECOVERED != 0
+    }
+
     /// Emits an event to this socket's client.
     pub fn emit(&self, event: &str, args: &Args) {
         self.emit_packet(event, args, None, false);
@@ -276,10 +318,23 @@ impl Socket {
         self.emit_packet(event, args, None, true);
     }
 
-    /// Encodes, counts and queues one event for this socket's client.
+    /// Encodes, counts and queues one event for this socket's client. With
+    /// recovery on, an event without ack that is not volatile is recorded
+    /// with an offset, as a broadcast to the socket alone (as the
+    /// reference does): the client would otherwise take a string last
+    /// argument of it for an offset.
     fn emit_packet(&self, event: &str, args: &Args, ack: Option<u64>, volatile: bool) {
         self.ns.stats().events_out.add(event, 1);
-        self.send_encoded(&Encoded::event(self.ns.name(), event, args, ack), volatile);
+        match self.ns.recovery() {
+            Some(recovery) if ack.is_none() && !volatile => {
+                let _pass = recovery.barrier.enter();
+                let packet = recovery.record(Audience::Socket(&self.id), |offset| {
+                    Encoded::event_at(self.ns.name(), event, args, offset)
+                });
+                self.send_encoded(&packet, false);
+            }
+            _ => self.send_encoded(&Encoded::event(self.ns.name(), event, args, ack), volatile),
+        }
     }
 
     /// Emits an event and waits for the client's ack, at most `timeout`.
@@ -338,12 +393,18 @@ impl Socket {
             return false;
         }
         self.ns.adapter().add_all(&self.ns, self, rooms);
+        if let Some(recovery) = self.ns.recovery() {
+            recovery.store.joined(self.ns.name(), &self.id, rooms);
+        }
         true
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
         self.ns.adapter().del(&self.ns, self, room);
+        if let Some(recovery) = self.ns.recovery() {
+            recovery.store.left(self.ns.name(), &self.id, room);
+        }
     }
 
     /// The rooms this socket is in; once it has left, the rooms it was in
@@ -385,7 +446,37 @@ impl Socket {
 
     /// Queues an encoded packet for this socket's client.
     pub fn send_encoded(&self, packet: &Encoded, volatile: bool) {
+        // One atomic load in the common case; the socket's lock is not taken.
+        if self.flags.load(Ordering::Relaxed) & RECOVERING != 0 && self.hold(packet, volatile) {
+            return;
+        }
         self.client.send(packet, volatile);
+    }
+
+    /// A packet for a socket whose restore is under way: held until the
+    /// client has its CONNECT reply and missed packets. True if it was
+    /// taken care of.
+    #[cold]
+    fn hold(&self, packet: &Encoded, volatile: bool) -> bool {
+        let Some(recovery) = self.ns.recovery() else {
+            return false;
+        };
+        match recovery.hold(&self.id, packet, volatile) {
+            Hold::Held => true,
+            Hold::Send => false,
+            Hold::Overflow => {
+                // More than the connection could take: the restore cannot
+                // deliver everything. Closed before the client was told
+                // anything; its session is kept, and it tries again from
+                // the same offset.
+                tracing::debug!(
+                    namespace = self.ns.name(),
+                    "too much delivered during a restore: closing"
+                );
+                self.close_connection();
+                true
+            }
+        }
     }
 
     /// A packet for this socket (anything but CONNECT).
@@ -488,23 +579,128 @@ impl Socket {
     /// sees `connect`. Then `on_connected`, once the CONNECT reply has
     /// reached the transport, and the events that arrived meanwhile (they
     /// wait in the inbox: the socket is busy from its creation).
-    pub(crate) fn start(self: &Arc<Self>) {
+    ///
+    /// A socket restored from `restored` (its session, and the offset its
+    /// client last received) first joins the session's rooms, then reads
+    /// what it missed and waits for the deliveries under way; only then
+    /// does `on_connect` run (with [`recovered`](Self::recovered) true).
+    pub(crate) fn start(self: &Arc<Self>, restored: Option<(Session, Offset)>) {
         if !self.register() {
             return;
         }
+        let Some(recovery) = self.ns.recovery() else {
+            self.connect_handler(None);
+            return;
+        };
+        let Some((session, offset)) = restored else {
+            let owner = self.ns.session_owner(&self.extensions());
+            recovery
+                .store
+                .connected(&self.session(recovery, Vec::new(), owner));
+            self.connect_handler(None);
+            return;
+        };
+        recovery.store.connected(&session);
+        // Joined before the log is read: a packet recorded after the read
+        // finds the socket in its rooms (and is held for it).
+        self.join_all(&session.rooms);
+        let missed = recovery.store.missed(&session, offset);
+        let socket = self.clone();
+        let mut future = Box::pin(async move {
+            let missed = missed.await;
+            if let Some(recovery) = socket.ns.recovery() {
+                // Deliveries begun before the read are done: none of the
+                // missed packets can reach the socket live any more.
+                recovery.barrier.wait().await;
+            }
+            socket.resume(missed);
+        });
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if future.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(future);
+        }
+    }
+
+    /// Hands the leaving socket's session to the recovery store: kept for
+    /// the window if the client may come back for it.
+    fn persist(
+        &self,
+        recovery: &NsRecovery,
+        rooms: &[Room],
+        owner: Option<Arc<str>>,
+        reason: DisconnectReason,
+    ) {
+        let flags = self.flags.load(Ordering::Relaxed);
+        // A restore that had not completed: its client saw nothing of it,
+        // and keeps the session as it was restored.
+        let restoring = if flags & RECOVERING != 0 {
+            recovery.abort(&self.id)
+        } else {
+            None
+        };
+        let session = restoring.unwrap_or_else(|| self.session(recovery, rooms.to_vec(), owner));
+        let keep = flags & FORGET == 0 && reason.is_recoverable();
+        recovery.store.disconnected(session, keep);
+    }
+
+    /// The socket's session, in `rooms`, for the recovery store.
+    fn session(&self, recovery: &NsRecovery, rooms: Vec<Room>, owner: Option<Arc<str>>) -> Session {
+        Session {
+            nsp: recovery.nsp().clone(),
+            sid: self.id,
+            pid: recovery.store.pid(self.ns.name(), &self.id),
+            rooms,
+            owner,
+        }
+    }
+
+    /// A restore has read what the socket missed: goes on to `on_connect`
+    /// if all of it can be sent; otherwise closes the connection before
+    /// the client is told anything (never a partial replay), and forgets
+    /// the session so that the client's next attempt starts afresh.
+    fn resume(self: &Arc<Self>, missed: Option<Vec<Missed>>) {
+        let fits = missed.as_ref().is_some_and(|missed| {
+            let (frames, bytes) = self.client.engine().queue_room();
+            let needed_frames: usize = missed.iter().map(|m| m.packet.frames.len()).sum();
+            let needed_bytes: usize = missed.iter().map(|m| m.packet.byte_len()).sum();
+            // One frame, and some bytes, for the CONNECT reply too.
+            needed_frames < frames && needed_bytes.saturating_add(128) <= bytes
+        });
+        match missed {
+            Some(missed) if fits => {
+                self.ns.stats().recovered.fetch_add(1, Ordering::Relaxed);
+                self.connect_handler(Some(missed));
+            }
+            _ => {
+                self.ns
+                    .stats()
+                    .not_recovered
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    namespace = self.ns.name(),
+                    "missed packets no longer held, or too many: not recovered"
+                );
+                self.flags.fetch_or(FORGET, Ordering::Relaxed);
+                self.close_connection();
+            }
+        }
+    }
+
+    /// Runs the handler's `on_connect`, then tells the client.
+    fn connect_handler(self: &Arc<Self>, missed: Option<Vec<Missed>>) {
         let Some(mut future) = self.ns.handler().on_connect(self) else {
-            self.announce();
+            self.announce(missed);
             return;
         };
         let mut cx = Context::from_waker(std::task::Waker::noop());
         if future.as_mut().poll(&mut cx).is_ready() {
-            self.announce();
+            self.announce(missed);
             return;
         }
         let socket = self.clone();
         tokio::spawn(async move {
             future.await;
-            socket.announce();
+            socket.announce(missed);
         });
     }
 
@@ -520,15 +716,36 @@ impl Socket {
 
     /// `on_connect` is done: tells the client (under the state lock, so a
     /// socket that left meanwhile sends no CONNECT), or, if the socket left
-    /// during `on_connect`, runs the `on_disconnect` it deferred.
-    fn announce(self: &Arc<Self>) {
+    /// during `on_connect`, runs the `on_disconnect` it deferred. A
+    /// restored socket's client then gets the packets it missed, and those
+    /// held for it meanwhile.
+    fn announce(self: &Arc<Self>, missed: Option<Vec<Missed>>) {
         let left_early = {
             let mut state = self.state.lock();
             state.ready = true;
             if state.connected {
-                let handshake = format!(r#"{{"sid":"{}"}}"#, self.id.as_str());
-                self.client
-                    .send(&Encoded::connect(self.ns.name(), &handshake), false);
+                let handshake = match self.ns.recovery() {
+                    Some(recovery) => format!(
+                        r#"{{"sid":"{}","pid":"{}"}}"#,
+                        self.id.as_str(),
+                        recovery.store.pid(self.ns.name(), &self.id).as_str()
+                    ),
+                    None => format!(r#"{{"sid":"{}"}}"#, self.id.as_str()),
+                };
+                let connect = Encoded::connect(self.ns.name(), &handshake);
+                match (self.ns.recovery(), missed) {
+                    (Some(recovery), Some(missed)) => {
+                        let released = recovery
+                            .release(&self.id, &connect, &missed, |p, v| self.client.send(p, v));
+                        self.flags.fetch_and(!RECOVERING, Ordering::Relaxed);
+                        if !released {
+                            // It held more than the connection can take
+                            // (and is closing already).
+                            self.close_connection();
+                        }
+                    }
+                    _ => self.client.send(&connect, false),
+                }
                 None
             } else {
                 state.left_early.take()
@@ -580,6 +797,9 @@ impl Socket {
     /// after them); `on_disconnect` runs once `on_connect` has finished,
     /// with the rooms the socket was in still readable.
     pub(crate) fn on_close(self: &Arc<Self>, reason: DisconnectReason) {
+        // Read before the state lock: the extensions' lock is not taken
+        // under it.
+        let owner = (self.ns.recovery()).and_then(|_| self.ns.session_owner(&self.extensions()));
         let ready = {
             let mut state = self.state.lock();
             if !state.connected {
@@ -593,6 +813,12 @@ impl Socket {
             state.left_rooms = self.ns.remove(self);
             if !state.ready {
                 state.left_early = Some(reason);
+            }
+            if let Some(recovery) = self.ns.recovery() {
+                // Still under the lock, so that a socket gone from its
+                // namespace has its session kept already (the store's
+                // lock is taken under no other).
+                self.persist(recovery, &state.left_rooms, owner, reason);
             }
             state.ready
         };

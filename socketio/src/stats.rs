@@ -175,6 +175,14 @@ pub struct NamespaceStats {
     /// Events the namespace's handler refused unhandled (over a rate limit,
     /// say): counted by the handler.
     pub events_refused: AtomicU64,
+    /// CONNECTs that recovered their socket (connection state recovery).
+    pub recovered: AtomicU64,
+    /// CONNECTs that asked to recover a socket and did not: its session
+    /// unknown, expired, dropped for room or another owner's; or its
+    /// missed packets no longer all held, or more than the connection
+    /// could take (then the connection is closed before the client is
+    /// told anything, and its next attempt is counted too).
+    pub not_recovered: AtomicU64,
 }
 
 impl NamespaceStats {
@@ -185,6 +193,8 @@ impl NamespaceStats {
             fanout: Histogram::new(FANOUT_BOUNDS),
             inbox_overflows: AtomicU64::new(0),
             events_refused: AtomicU64::new(0),
+            recovered: AtomicU64::new(0),
+            not_recovered: AtomicU64::new(0),
         }
     }
 }

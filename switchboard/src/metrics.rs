@@ -214,6 +214,57 @@ impl Collector for Scrape {
             per_ns(|ns| ns.stats().inbox_overflows.load(Relaxed))
                 .map(|(l, n)| (l, ConstCounter::new(n))),
         )?;
+        family(
+            e,
+            (
+                "switchboard_recoveries",
+                "CONNECTs that asked to recover a socket (connection state recovery), \
+                 by namespace and outcome: recovered, or not (session unknown, expired, \
+                 dropped for room or another user's; missed events no longer all kept).",
+                Counter,
+            ),
+            namespaces.iter().flat_map(|ns| {
+                let stats = ns.stats();
+                [
+                    ("recovered", stats.recovered.load(Relaxed)),
+                    ("not_recovered", stats.not_recovered.load(Relaxed)),
+                ]
+                .map(|(outcome, n)| {
+                    let labels = [("namespace", ns.name()), ("outcome", outcome)];
+                    (labels, ConstCounter::new(n))
+                })
+            }),
+        )?;
+        let held = (app.io.session_store()).map_or_else(Default::default, |store| store.usage());
+        single(
+            e,
+            (
+                "switchboard_recovery_bytes",
+                "Bytes kept for connection state recovery: events and sessions \
+                 (what socketio.recovery_max_bytes bounds).",
+                Gauge,
+            ),
+            held.bytes,
+        )?;
+        single(
+            e,
+            (
+                "switchboard_recovery_events",
+                "Events kept for connection state recovery.",
+                Gauge,
+            ),
+            held.packets,
+        )?;
+        single(
+            e,
+            (
+                "switchboard_recovery_sessions",
+                "Sessions of dropped sockets kept for connection state recovery \
+                 (what socketio.recovery_max_sessions bounds).",
+                Gauge,
+            ),
+            held.sessions,
+        )?;
         single(
             e,
             (

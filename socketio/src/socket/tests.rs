@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::{BoxFuture, DisconnectReason, Event, Room, Socket};
+use super::{BoxFuture, DisconnectReason, Event, Room, Socket, SocketId};
 use crate::adapter::BroadcastOptions;
 use crate::namespace::{Namespace, NamespaceHandler};
 use crate::server::{SocketIo, SocketIoConfig};
@@ -136,7 +136,11 @@ struct Harness {
 
 impl Harness {
     fn new(script: Script) -> Harness {
-        let io = SocketIo::new(SocketIoConfig::default());
+        Harness::with_config(script, SocketIoConfig::default())
+    }
+
+    fn with_config(script: Script, config: SocketIoConfig) -> Harness {
+        let io = SocketIo::new(config);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sockets = Arc::new(Mutex::new(Vec::new()));
         let event_gate = Arc::new(Notify::new());
@@ -470,4 +474,212 @@ async fn events_wait_for_on_connect_and_on_connected() {
             Seen::EventDone("slow:next".into()),
         ]
     );
+}
+
+/// Socket.IO packets of a polling reply (Engine.IO messages `4…`).
+fn packets(reply: &str) -> Vec<String> {
+    reply
+        .split('\x1e')
+        .filter_map(|m| m.strip_prefix('4'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `sid` and `pid` of a CONNECT reply (`0{"sid":…,"pid":…}`).
+fn connect_reply(packet: &str) -> (String, Option<String>) {
+    let json: serde_json::Value = serde_json::from_str(packet.strip_prefix('0').unwrap()).unwrap();
+    (
+        json["sid"].as_str().unwrap().to_owned(),
+        json["pid"].as_str().map(str::to_owned),
+    )
+}
+
+/// The last argument of an EVENT packet, as text.
+fn last_string(packet: &str) -> String {
+    let args: Vec<serde_json::Value> =
+        serde_json::from_str(packet.strip_prefix('2').unwrap()).unwrap();
+    args.last().unwrap().as_str().unwrap().to_owned()
+}
+
+/// Polls until `count` Socket.IO packets have arrived.
+async fn collect(hub: &Harness, sid: &str, count: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        got.extend(packets(&hub.poll(sid).await));
+    }
+    got
+}
+
+/// Opens a session and connects it to `/`; once the handler is past
+/// `on_connected`, its Engine.IO sid, socket id and pid.
+async fn connect_client(hub: &Harness) -> (String, String, Option<String>) {
+    let sid = hub.open().await;
+    hub.send(&sid, &["0"]).await;
+    let (socket_id, pid) = connect_reply(&collect(hub, &sid, 1).await[0]);
+    hub.until("on_connected", |s| s.contains(&Seen::Connected))
+        .await;
+    (sid, socket_id, pid)
+}
+
+#[tokio::test]
+async fn a_dropped_client_comes_back_with_its_id_its_rooms_and_what_it_missed() {
+    let hub = Harness::new(Script {
+        connect_rooms: vec!["r"],
+        ..Default::default()
+    });
+    let ns = hub.namespace();
+    let (sid, socket_id, pid) = connect_client(&hub).await;
+    let pid = pid.expect("a pid with recovery on");
+    assert_ne!(pid, socket_id);
+    ns.to("r").emit("news", &crate::Args::one(&0));
+    let seen = collect(&hub, &sid, 1).await;
+    let offset = last_string(&seen[0]);
+
+    hub.close_session(&sid).await;
+    hub.until("on_disconnect", |s| s.contains(&disconnected(&["r"])))
+        .await;
+    for n in 1..=3 {
+        ns.to("r").emit("news", &crate::Args::one(&n));
+    }
+    ns.to("elsewhere").emit("news", &crate::Args::one(&99));
+    ns.broadcast().emit("all", &crate::Args::new());
+
+    let again = hub.open().await;
+    let connect = format!(r#"0{{"pid":"{pid}","offset":"{offset}"}}"#);
+    hub.send(&again, &[&connect]).await;
+    let got = collect(&hub, &again, 5).await;
+    assert_eq!(
+        connect_reply(&got[0]),
+        (socket_id.clone(), Some(pid.clone()))
+    );
+    let events: Vec<String> = got[1..]
+        .iter()
+        .map(|p| {
+            let args: Vec<serde_json::Value> = serde_json::from_str(&p[1..]).unwrap();
+            format!(
+                "{}{}",
+                args[0].as_str().unwrap(),
+                if args.len() > 2 {
+                    args[1].to_string()
+                } else {
+                    String::new()
+                }
+            )
+        })
+        .collect();
+    assert_eq!(events, ["news1", "news2", "news3", "all"]);
+
+    let socket = ns.get(&SocketId::parse(&socket_id).unwrap()).unwrap();
+    assert!(socket.recovered());
+    assert_eq!(socket.rooms(), [Room::from("r")]);
+    // Live again: the next broadcast arrives once.
+    ns.to("r").emit("news", &crate::Args::one(&4));
+    let next = collect(&hub, &again, 1).await;
+    assert!(next[0].starts_with(r#"2["news",4,"#), "{next:?}");
+    // The handler saw the socket leave and come back.
+    hub.until("on_connected again", |s| {
+        s.iter().filter(|s| **s == Seen::Connected).count() == 2
+    })
+    .await;
+
+    // Taken once: the same pid and offset again recover nothing.
+    let third = hub.open().await;
+    hub.send(&third, &[&connect]).await;
+    let (other_id, other_pid) = connect_reply(&collect(&hub, &third, 1).await[0]);
+    assert_ne!(other_id, socket_id);
+    assert_ne!(other_pid, Some(pid));
+}
+
+#[tokio::test]
+async fn a_client_that_left_the_namespace_itself_is_not_recovered() {
+    let hub = Harness::new(Script::default());
+    let ns = hub.namespace();
+    let (sid, socket_id, pid) = connect_client(&hub).await;
+    ns.broadcast().emit("news", &crate::Args::new());
+    let offset = last_string(&collect(&hub, &sid, 1).await[0]);
+    hub.send(&sid, &["1"]).await;
+    hub.until("on_disconnect", |s| s.contains(&disconnected(&[])))
+        .await;
+    let connect = format!(r#"0{{"pid":"{}","offset":"{offset}"}}"#, pid.unwrap());
+    hub.send(&sid, &[&connect]).await;
+    let (again, _) = connect_reply(&collect(&hub, &sid, 1).await[0]);
+    assert_ne!(again, socket_id);
+}
+
+#[tokio::test]
+async fn with_recovery_off_no_pid_and_no_offset() {
+    let config = SocketIoConfig {
+        recovery: crate::RecoveryConfig {
+            window: Duration::ZERO,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let hub = Harness::with_config(Script::default(), config);
+    let ns = hub.namespace();
+    let (sid, _, pid) = connect_client(&hub).await;
+    assert_eq!(pid, None);
+    ns.broadcast().emit("news", &crate::Args::one(&"text"));
+    assert_eq!(collect(&hub, &sid, 1).await, [r#"2["news","text"]"#]);
+}
+
+/// An EVENT packet's arguments without the offset (`2["e","x","7"]` →
+/// `["e","x"]`), given that it has one.
+fn without_offset(packet: &str) -> String {
+    let mut args: Vec<serde_json::Value> =
+        serde_json::from_str(packet.strip_prefix('2').unwrap()).unwrap();
+    let offset = args.pop().unwrap();
+    assert!(
+        offset.as_str().unwrap().bytes().all(|b| b.is_ascii_digit()),
+        "{packet}"
+    );
+    serde_json::Value::from(args).to_string()
+}
+
+#[tokio::test]
+async fn only_events_without_ack_and_not_volatile_carry_an_offset_and_are_replayed() {
+    let hub = Harness::new(Script {
+        connect_rooms: vec!["r"],
+        ..Default::default()
+    });
+    let ns = hub.namespace();
+    let (sid, socket_id, pid) = connect_client(&hub).await;
+    let socket = ns.get(&SocketId::parse(&socket_id).unwrap()).unwrap();
+    let text = crate::Args::one(&"text");
+    ns.to("r").emit("room", &text);
+    ns.to("r").volatile().emit("volatile", &text);
+    socket.emit("direct", &text);
+    socket.emit_volatile("direct_volatile", &text);
+    let _asked = socket.emit_with_ack("asked", &text, Duration::from_secs(5));
+    let got = collect(&hub, &sid, 5).await;
+    // As the reference: broadcasts and emits to the socket get an
+    // offset; volatile ones and those waiting for an ack do not (a string
+    // last argument is the data's own).
+    assert_eq!(without_offset(&got[0]), r#"["room","text"]"#);
+    assert_eq!(got[1], r#"2["volatile","text"]"#);
+    assert_eq!(without_offset(&got[2]), r#"["direct","text"]"#);
+    assert_eq!(got[3], r#"2["direct_volatile","text"]"#);
+    assert_eq!(got[4], r#"20["asked","text"]"#);
+    let seen = last_string(&got[0]);
+
+    // Away: a volatile broadcast is not kept, a plain one is.
+    hub.close_session(&sid).await;
+    hub.until("on_disconnect", |s| s.contains(&disconnected(&["r"])))
+        .await;
+    ns.to("r").volatile().emit("volatile", &text);
+    ns.to("r").emit("room", &crate::Args::one(&"missed"));
+    let again = hub.open().await;
+    let connect = format!(r#"0{{"pid":"{}","offset":"{seen}"}}"#, pid.unwrap());
+    hub.send(&again, &[&connect]).await;
+    let got = collect(&hub, &again, 3).await;
+    assert_eq!(connect_reply(&got[0]).0, socket_id);
+    // What followed the client's offset, sent while it was connected
+    // (its client had not said it received it) or away.
+    assert_eq!(without_offset(&got[1]), r#"["direct","text"]"#);
+    assert_eq!(without_offset(&got[2]), r#"["room","missed"]"#);
+    // Nothing else was replayed: the next packet is a live one.
+    let socket = ns.get(&SocketId::parse(&socket_id).unwrap()).unwrap();
+    socket.emit("marker", &crate::Args::new());
+    let next = collect(&hub, &again, 1).await;
+    assert!(next[0].starts_with(r#"2["marker","#), "{next:?}");
 }

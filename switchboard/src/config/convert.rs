@@ -263,6 +263,18 @@ impl Config {
             // The cluster's adapters are set by `App::new`, which starts
             // the bus (a runtime object, not a setting).
             adapter: socketio::AdapterFactory::default(),
+            recovery: socketio::RecoveryConfig {
+                // Off in cluster mode for now: the events other nodes
+                // publish reach a socket without an offset and are not in
+                // this node's log, so a replay would miss them (a gap).
+                // The reference's Redis adapter recovers nothing either.
+                window: match self.cluster.redis_url.is_empty() {
+                    true => Duration::from_millis(self.socketio.recovery_window_ms),
+                    false => Duration::ZERO,
+                },
+                max_bytes: self.socketio.recovery_max_bytes,
+                max_sessions: self.socketio.recovery_max_sessions,
+            },
         }
     }
 }
@@ -304,6 +316,45 @@ mod tests {
         assert_eq!(io.max_attachment_bytes, 700);
         assert_eq!(io.connects_per_sec, 2.0);
         assert_eq!(io.attachment_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn recovery_is_on_by_default_and_off_with_a_zero_window() {
+        let config = Config::load(None, env(&[])).unwrap();
+        let recovery = config.socketio_config().recovery;
+        assert_eq!(recovery.window, Duration::from_secs(120));
+        assert!(recovery.enabled());
+        let config = Config::load(
+            None,
+            env(&[
+                ("SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS", "0"),
+                ("SWITCHBOARD_SOCKETIO_RECOVERY_MAX_BYTES", "1000"),
+            ]),
+        )
+        .unwrap();
+        let recovery = config.socketio_config().recovery;
+        assert!(!recovery.enabled());
+        assert_eq!(recovery.max_bytes, 1000);
+        // Cluster mode: off, whatever the window says.
+        let config = Config::load(
+            None,
+            env(&[
+                ("SWITCHBOARD_CLUSTER_REDIS_URL", "redis://127.0.0.1:6379"),
+                ("SWITCHBOARD_STORE_URL", "postgres://u@db/sb"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.socketio.recovery_window_ms, 120_000);
+        assert!(!config.socketio_config().recovery.enabled());
+        let bad = Config::load(
+            None,
+            env(&[("SWITCHBOARD_SOCKETIO_RECOVERY_MAX_SESSIONS", "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{bad:#}").contains("socketio.recovery_max_sessions"),
+            "{bad:#}"
+        );
     }
 
     #[test]

@@ -399,6 +399,14 @@ pub struct SocketIoSection {
     pub connects_per_sec: f64,
     /// CONNECTs a connection may send at once.
     pub connect_burst: f64,
+    /// Connection state recovery: how long a dropped client's session and
+    /// the events it misses are kept; 0 turns recovery off.
+    pub recovery_window_ms: u64,
+    /// Bytes of events and sessions kept for recovery, all namespaces
+    /// together.
+    pub recovery_max_bytes: usize,
+    /// Sessions of dropped clients kept for recovery.
+    pub recovery_max_sessions: usize,
 }
 
 /// `[raw_engine]`: a raw Engine.IO echo server, for the Engine.IO suite.
@@ -547,6 +555,9 @@ impl Default for SocketIoSection {
             attachment_timeout_ms: io.attachment_timeout.as_millis() as u64,
             connects_per_sec: io.connects_per_sec,
             connect_burst: io.connect_burst,
+            recovery_window_ms: io.recovery.window.as_millis() as u64,
+            recovery_max_bytes: io.recovery.max_bytes,
+            recovery_max_sessions: io.recovery.max_sessions,
         }
     }
 }

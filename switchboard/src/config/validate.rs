@@ -128,7 +128,13 @@ impl Config {
             1,
         )?;
         rate("socketio.connects_per_sec", io.connects_per_sec)?;
-        burst("socketio.connect_burst", io.connect_burst)
+        burst("socketio.connect_burst", io.connect_burst)?;
+        at_least("socketio.recovery_max_bytes", io.recovery_max_bytes, 1)?;
+        at_least(
+            "socketio.recovery_max_sessions",
+            io.recovery_max_sessions,
+            1,
+        )
     }
 
     fn validate_namespaces(&self) -> Result<(), ConfigError> {

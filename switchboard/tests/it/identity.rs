@@ -113,7 +113,7 @@ async fn a_socket_whose_token_expires_is_disconnected() {
     .await;
     assert!(reply.starts_with("40/secure,{"), "{reply}");
     assert_eq!(
-        client.recv().await,
+        without_offset(client.recv().await),
         r#"42/secure,["auth:expired",{"code":"token_expired"}]"#
     );
     assert_eq!(client.recv().await, "41/secure,");

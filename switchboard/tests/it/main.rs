@@ -31,6 +31,7 @@ mod operations;
 mod operator_endpoints;
 mod presence;
 mod process;
+mod recovery;
 mod sender_bounds;
 mod web;
 mod ws_limits;

@@ -21,7 +21,7 @@ mod server;
 
 pub use client::{
     Client, Ws, closed_by_server, connect_pubsub, connect_secure, next_text,
-    publish_until_slow_consumer, token,
+    publish_until_slow_consumer, token, without_offset,
 };
 pub use device::Device;
 pub use http::{HttpResponse, KeepAlive, RawResponse, api, error_code, http, http_raw};
