@@ -136,12 +136,14 @@ impl Reply {
 
 type ServerSideHandler = dyn Fn(ServerSideEvent) + Send + Sync;
 type SocketData = dyn Fn(&Socket) -> Option<serde_json::Value> + Send + Sync;
+type NodeDropped = dyn Fn(&str) + Send + Sync;
 
 /// What the application plugs in.
 #[derive(Default)]
 pub(crate) struct Hooks {
     server_side: Option<Arc<ServerSideHandler>>,
     socket_data: Option<Arc<SocketData>>,
+    pub(crate) node_dropped: Option<Arc<NodeDropped>>,
 }
 
 /// This node's requests waiting for answers, by request id. The channel
@@ -785,6 +787,16 @@ impl Cluster {
     /// without one they are dropped, as on a Node node with no listener).
     pub fn on_server_side_emit(&self, handler: impl Fn(ServerSideEvent) + Send + Sync + 'static) {
         self.shared().hooks.write().server_side = Some(Arc::new(handler));
+    }
+
+    /// Where the nodes this node stops counting go: one that said goodbye
+    /// (stopped cleanly), or one silent for `heartbeat_timeout` while this
+    /// node's own subscription was up that long (so that its silence means
+    /// something: a node whose Redis was away hears nobody, and takes
+    /// nobody for dead). Called on the subscriber's or the heartbeat task:
+    /// the handler must not wait.
+    pub fn on_node_dropped(&self, handler: impl Fn(&str) + Send + Sync + 'static) {
+        self.shared().hooks.write().node_dropped = Some(Arc::new(handler));
     }
 
     /// What REMOTE_FETCH answers as a socket's `data` (Node's

@@ -26,6 +26,7 @@ use crate::identity::{KeyError, Verifier};
 use crate::limits::{Limits, RateLimited, RoomLimits};
 use crate::services::Context;
 use crate::services::notifications::Notifications;
+use crate::services::presence::PresenceService;
 use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
 
@@ -233,6 +234,8 @@ pub struct Hub {
     pub components: Arc<[String]>,
     /// Namespaces whose sockets are disconnected when their token expires.
     protected: Vec<Weak<Namespace>>,
+    /// The namespaces the presence component serves.
+    presence: Arc<[String]>,
 }
 
 impl Hub {
@@ -265,7 +268,13 @@ impl Hub {
                 notifications_ns,
                 config.components.notifications.clone(),
             ),
-            presence: config.components.presence.service(store.clone()),
+            presence: match (&config.live.presence, &config.live.node) {
+                (Some(state), Some(node)) => {
+                    PresenceService::on_node(state.clone(), store.clone(), node)
+                }
+                (Some(state), None) => PresenceService::new(state.clone(), store.clone()),
+                (None, _) => config.components.presence.service(store.clone()),
+            },
             tasks: Tasks::new(),
         };
         ctx.notifications.start_pruning(&ctx.tasks);
@@ -291,13 +300,33 @@ impl Hub {
             .filter(|ns| component(&ns.handler).is_some_and(|c| c.closed))
             .map(|ns| ns.name.clone())
             .collect();
+        let presence = config
+            .namespaces
+            .iter()
+            .filter(|ns| ns.handler == "presence")
+            .map(|ns| ns.name.clone())
+            .collect();
         Ok(Hub {
             io,
             store,
             ctx,
             components,
             protected,
+            presence,
         })
+    }
+
+    /// Node `node` of the cluster stopped (it said goodbye, or went
+    /// silent): the live state it held is dropped at once — its users'
+    /// devices stop counting — and the watchers are told. Every node hears
+    /// of it and calls this; the state hands each change to one of them.
+    pub async fn node_dropped(&self, node: &str) {
+        let namespaces: Vec<Arc<Namespace>> = self
+            .presence
+            .iter()
+            .filter_map(|name| self.io.of(name))
+            .collect();
+        crate::components::presence::node_dropped(&self.ctx.presence, &namespaces, node).await;
     }
 
     /// Starts the background work: the sweep that disconnects sockets whose
@@ -456,6 +485,7 @@ mod tests {
                 backend: None,
             }],
             components: ComponentsConfig::default(),
+            live: Default::default(),
         }
     }
 

@@ -72,7 +72,9 @@ pub mod store;
 pub mod tasks;
 
 pub use assembly::{Handlers, Hub, StartError};
-pub use config::{BackendConfig, ComponentsConfig, HubConfig, IdentityConfig, NamespaceConfig};
+pub use config::{
+    BackendConfig, ComponentsConfig, HubConfig, IdentityConfig, LiveConfig, NamespaceConfig,
+};
 
 #[cfg(test)]
 mod layering;

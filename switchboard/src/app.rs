@@ -31,6 +31,8 @@ pub struct App {
     pub store: Store,
     /// The cluster bus, in cluster mode (`cluster.redis_url`).
     pub cluster: Option<cluster::Cluster>,
+    /// The failures of the live state in Redis, in cluster mode.
+    pub live: Option<Arc<crate::live::LiveStats>>,
     /// Dev mode's token signer (`POST /dev/token`), when `dev_mode` is on.
     pub dev: Option<Arc<crate::dev::DevTokens>>,
     /// The web client served at `/`, when it is built.
@@ -56,7 +58,22 @@ impl App {
             None => None,
         };
         let mut hub_config = config.hub_config();
+        let mut live = None;
         if let Some(cluster) = &cluster {
+            // The live state every node shares, in Redis; this node's
+            // entries name it by its uid on the bus, so that they go with
+            // it when it stops.
+            let stats = Arc::new(crate::live::LiveStats::default());
+            let presence = crate::live::RedisPresence::new(
+                cluster,
+                config.presence.max_lingering,
+                stats.clone(),
+            );
+            hub_config.live = hub::LiveConfig {
+                node: Some(cluster.uid().to_owned()),
+                presence: Some(Arc::new(presence.clone())),
+            };
+            live = Some((stats, presence));
             // Every namespace's rooms on this node, its broadcasts on the bus.
             hub_config.socketio.adapter = cluster.adapters();
             // What another node's fetchSockets() sees of a socket here:
@@ -66,6 +83,9 @@ impl App {
             });
         }
         let hub = Hub::new(hub_config, &handlers::provided()).await?;
+        if let (Some(cluster), Some((_, presence))) = (&cluster, &live) {
+            crate::live::watch_nodes(cluster, &hub, presence);
+        }
         if let Some(cluster) = &cluster {
             // Once every namespace has its adapter: up means subscribed for
             // all of them.
@@ -86,6 +106,7 @@ impl App {
             api_requests: Arc::default(),
             store: hub.store.clone(),
             cluster,
+            live: live.map(|(stats, _)| stats),
             hub,
             dev,
             web: crate::web::WebClient::from_config(config),

@@ -1,0 +1,168 @@
+//! The hub's live state in Redis, for cluster mode: implementations of
+//! the hub's state traits that every node of the cluster shares, each
+//! change one Lua script (atomic, its version from Redis in the same
+//! step), on the cluster's command connection ([`cluster::Cluster::connection`]).
+//!
+//! The hub knows no Redis and the cluster no component: this is where the
+//! two meet, as the rest of the binary's wiring.
+//!
+//! - [`presence`]: [`RedisPresence`], who is online.
+//! - [`watch_nodes`]: what a node does when another stops: its live state
+//!   is dropped at once ([`hub::Hub::node_dropped`]).
+//!
+//! Keys live under `<cluster.key_prefix>-<state>#…` and are listed, with
+//! when they go, in `docs/DEPLOY.md`. Nothing here has a TTL: an entry goes
+//! when what made it goes (a device leaves, its node stops).
+//!
+//! A reply Redis gives that is not what the script returns (another
+//! program writing the keys, a version mismatch) is an error of the call
+//! (`unavailable` to the client), counted and logged, never a panic.
+
+pub mod presence;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use cluster::redis::{self, Value};
+
+pub use presence::RedisPresence;
+
+/// Failures of the live state in Redis, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Presence calls Redis did not answer (down, timed out, refused).
+    pub presence_unavailable: AtomicU64,
+    /// Presence replies that were not what the script returns.
+    pub presence_malformed: AtomicU64,
+}
+
+/// A reply that is not what a script returns.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed reply from Redis: {0}")]
+pub struct Malformed(pub String);
+
+/// Runs one script invocation on the cluster's connection, bounded by
+/// `cluster.command_timeout_ms`.
+async fn invoke(
+    cluster: &cluster::Cluster,
+    invocation: &redis::ScriptInvocation<'_>,
+) -> Result<Value, String> {
+    let mut conn = cluster.connection().ok_or(NOT_CONNECTED)?;
+    bounded(cluster, invocation.invoke_async::<Value>(&mut conn)).await
+}
+
+/// Runs one command on the cluster's connection, bounded by
+/// `cluster.command_timeout_ms`.
+async fn query(cluster: &cluster::Cluster, command: redis::Cmd) -> Result<Value, String> {
+    let mut conn = cluster.connection().ok_or(NOT_CONNECTED)?;
+    bounded(cluster, command.query_async::<Value>(&mut conn)).await
+}
+
+const NOT_CONNECTED: &str = "not connected to Redis";
+
+async fn bounded(
+    cluster: &cluster::Cluster,
+    call: impl std::future::Future<Output = redis::RedisResult<Value>>,
+) -> Result<Value, String> {
+    let limit = cluster.command_timeout();
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(format!("redis: {err}")),
+        Err(_) => Err(format!("redis did not answer within {limit:?}")),
+    }
+}
+
+/// The elements of an array reply.
+fn array(value: &Value) -> Result<&[Value], Malformed> {
+    match value {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        other => Err(Malformed(format!("expected an array, got {other:?}"))),
+    }
+}
+
+/// A text reply.
+fn text(value: &Value) -> Result<String, Malformed> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone())
+            .map_err(|_| Malformed("a text that is not UTF-8".to_owned())),
+        Value::SimpleString(s) => Ok(s.clone()),
+        other => Err(Malformed(format!("expected a text, got {other:?}"))),
+    }
+}
+
+/// An integer reply.
+fn integer(value: &Value) -> Result<i64, Malformed> {
+    match value {
+        Value::Int(n) => Ok(*n),
+        other => Err(Malformed(format!("expected an integer, got {other:?}"))),
+    }
+}
+
+/// The time as the floor of the versions Redis gives: thousandths of a
+/// millisecond, so that versions keep growing after Redis lost its data
+/// (as the in-memory state's do after a restart).
+fn version_floor() -> String {
+    let now = u64::try_from(hub::clock::now_ms()).unwrap_or(0);
+    now.saturating_mul(1_000).to_string()
+}
+
+/// How many users one `drop_node` call handles: a node with many users is
+/// dropped in several scripts, so that none holds Redis for long.
+const DROP_BATCH: usize = 500;
+
+/// Watches the other nodes for this node's hub: when the cluster stops
+/// counting one ([`cluster::Cluster::on_node_dropped`]: it said goodbye, or
+/// went silent for `heartbeat_timeout`), its live state is dropped at once
+/// and the watchers told. Every `heartbeat_interval` it also drops what
+/// nodes that are not alive left in Redis (one that stopped while no node
+/// was listening, or before this one started), once this node has heard
+/// the cluster long enough to tell. Runs until the hub closes.
+pub fn watch_nodes(cluster: &cluster::Cluster, hub: &hub::Hub, presence: &RedisPresence) {
+    let (dropped, mut to_drop) = tokio::sync::mpsc::channel::<String>(64);
+    cluster.on_node_dropped(move |uid| {
+        // The periodic check catches what a full channel refuses.
+        let _ = dropped.try_send(uid.to_owned());
+    });
+    let (cluster, hub, presence) = (cluster.clone(), hub.clone(), presence.clone());
+    let tasks = hub.ctx.tasks.clone();
+    tasks.spawn(async move {
+        let mut check = tokio::time::interval(cluster.heartbeat_interval());
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(uid) = to_drop.recv() => hub.node_dropped(&uid).await,
+                _ = check.tick() => {
+                    if !cluster.hears_the_others() {
+                        continue;
+                    }
+                    let alive = cluster.nodes();
+                    let Ok(with_state) = presence.nodes().await else { continue };
+                    for node in with_state {
+                        if node != cluster.uid() && !alive.contains(&node) {
+                            tracing::info!(node, "cluster: live state of a node not alive dropped");
+                            hub.node_dropped(&node).await;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Shared by the Redis states: the cluster, the key prefix, the counters.
+#[derive(Clone)]
+struct Redis {
+    cluster: cluster::Cluster,
+    stats: Arc<LiveStats>,
+}
+
+impl Redis {
+    /// Counts a failure of `counter`'s kind and turns it into the state's
+    /// error text.
+    fn failed(&self, counter: &AtomicU64, err: impl std::fmt::Display) -> String {
+        counter.fetch_add(1, Relaxed);
+        let text = err.to_string();
+        tracing::warn!(error = %text, "live state in Redis");
+        text
+    }
+}

@@ -1,0 +1,150 @@
+//! The hub's features across the nodes of a cluster (the test Redis, a
+//! fresh PostgreSQL database, the four components on each node): presence
+//! is one state for every node, and a node that dies (SIGKILL, the real
+//! binary) takes its devices with it as soon as the others stop counting
+//! it, not after a TTL.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::binary::Binary;
+use crate::common::{Device, RawServer, api, cluster_sections_on, redis_url, start_raw};
+
+/// Heartbeats of the test clusters: a node silent for two intervals is
+/// dead.
+const HEARTBEAT_MS: u64 = 200;
+
+/// The configuration of one node: the components, the test secret and key,
+/// no grace period, and `sections` (the cluster's store and Redis).
+fn node_toml(sections: &str) -> String {
+    format!(
+        "[auth]\nhs256_secret = \"test-secret\"\n[api]\nkeys = [\"test-key\"]\n\
+         [presence]\ngrace_ms = 0\n{sections}\n"
+    )
+}
+
+/// The `[store]` and `[cluster]` sections of a test cluster with fast
+/// heartbeats; `None` outside CI without Redis or PostgreSQL.
+async fn sections() -> Option<String> {
+    let redis = redis_url()?;
+    let keys = format!(
+        "heartbeat_interval_ms = {HEARTBEAT_MS}\nheartbeat_timeout_ms = {}",
+        2 * HEARTBEAT_MS
+    );
+    cluster_sections_on(&redis, &keys).await
+}
+
+/// Waits until `node` counts `n` other nodes alive.
+async fn until_nodes(node: &RawServer, n: usize) {
+    let cluster = node.app.cluster.as_ref().expect("cluster mode");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while cluster.nodes().len() != n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never {n} other nodes: {:?}", cluster.nodes()));
+}
+
+/// The `presence` events `device` receives up to the one that shows `user`
+/// as `status` with `devices`; returns that one.
+async fn until_shown(device: &mut Device, user: &str, status: &str, devices: u64) -> Value {
+    let seen = device
+        .until("presence", |p| {
+            p["user"] == user && p["status"] == status && p["devices"] == devices
+        })
+        .await;
+    seen.last().unwrap().1.clone()
+}
+
+/// A presence as the tests compare it.
+fn shown(presence: &Value) -> (&str, u64) {
+    (
+        presence["status"].as_str().unwrap(),
+        presence["devices"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_one_across_nodes_and_a_killed_nodes_devices_drop_at_once() {
+    let Some(sections) = sections().await else {
+        return;
+    };
+    let toml = node_toml(&sections);
+    // The watcher's node, and alice's other node, in this process; C is
+    // the real binary, to be killed.
+    let a = start_raw(&toml).await;
+    let b = start_raw(&toml).await;
+    let mut c = Binary::spawn(&toml, |_, _| {}).await;
+    until_nodes(&a, 2).await;
+    until_nodes(&b, 2).await;
+
+    let mut watcher = Device::connect(a.addr, "watcher", "/presence").await;
+    let ack = watcher
+        .call("watch", json!({"users": ["alice", "carol"]}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    for p in ack["presence"].as_array().unwrap() {
+        assert_eq!(shown(p), ("offline", 0), "{ack}");
+    }
+
+    // Alice's devices on B and C, carol's on C only: the watcher on A sees
+    // them all counted, once each.
+    let mut alice_b = Device::connect(b.addr, "alice", "/presence").await;
+    until_shown(&mut watcher, "alice", "online", 1).await;
+    let mut alice_c = Device::connect(c.addr, "alice", "/presence").await;
+    until_shown(&mut watcher, "alice", "online", 2).await;
+    // Her first device hears of her second, on another node.
+    until_shown(&mut alice_b, "alice", "online", 2).await;
+    let _carol_c = Device::connect(c.addr, "carol", "/presence").await;
+    until_shown(&mut watcher, "carol", "online", 1).await;
+    // A status chosen on C reaches the watcher on A and her device on B.
+    let ack = alice_c.call("status", json!({"status": "busy"})).await;
+    assert_eq!(shown(&ack["presence"]), ("busy", 2), "{ack}");
+    let busy = until_shown(&mut watcher, "alice", "busy", 2).await;
+    until_shown(&mut alice_b, "alice", "busy", 2).await;
+    // The publish API of any node reads the same state.
+    let (status, body) = api(b.addr, "GET", "/api/v1/presence?user=alice", "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(shown(&body["presence"]["alice"]), ("busy", 2), "{body}");
+
+    // C dies without a word: within two heartbeat intervals of silence the
+    // others stop counting it, and its devices go with it.
+    let killed = Instant::now();
+    c.child.kill().await.unwrap();
+    // One change per user, in either order.
+    let mut dropped = None;
+    let mut carol_offline = false;
+    while dropped.is_none() || !carol_offline {
+        let p = watcher.event("presence").await;
+        match (p["user"].as_str(), shown(&p)) {
+            (Some("alice"), ("busy", 1)) => dropped = Some(p),
+            (Some("carol"), ("offline", 0)) => carol_offline = true,
+            _ => panic!("unexpected {p}"),
+        }
+    }
+    let dropped = dropped.unwrap();
+    let waited = killed.elapsed();
+    assert!(
+        waited < Duration::from_millis(1500),
+        "the killed node's devices dropped after {waited:?}"
+    );
+    assert!(dropped["version"].as_u64() > busy["version"].as_u64());
+    until_shown(&mut alice_b, "alice", "busy", 1).await;
+    let (_, body) = api(a.addr, "GET", "/api/v1/presence?user=alice&user=carol", "").await;
+    assert_eq!(shown(&body["presence"]["alice"]), ("busy", 1), "{body}");
+    let carol = &body["presence"]["carol"];
+    assert_eq!(shown(carol), ("offline", 0), "{body}");
+    assert!(
+        carol["last_seen"].as_i64().is_some(),
+        "the node that dropped carol remembered when: {body}"
+    );
+    // Both nodes heard of it; the watcher was told once.
+    watcher.quiet().await;
+    let told: Vec<_> = (watcher.history().iter())
+        .filter(|e| e.name == "presence" && e.data["user"] == "carol")
+        .filter(|e| e.data["status"] == "offline")
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+}
