@@ -20,10 +20,10 @@ use crate::components::notifications::NotificationsComponent;
 use crate::components::presence::Presence;
 use crate::components::proxy::Proxy;
 use crate::components::pubsub::PubSub;
-use crate::config::{ComponentsConfig, HubConfig, IdentityConfig, NamespaceConfig};
+use crate::config::{ComponentsConfig, HubConfig, IdentityConfig, LiveConfig, NamespaceConfig};
 use crate::contract::Contract;
 use crate::identity::{KeyError, Verifier};
-use crate::limits::{Limits, RateLimited, RoomLimits};
+use crate::limits::{RateLimited, RoomLimits};
 use crate::services::Context;
 use crate::services::notifications::Notifications;
 use crate::services::presence::PresenceService;
@@ -35,6 +35,7 @@ struct Building<'a> {
     ns: &'a NamespaceConfig,
     ctx: &'a Context,
     components: &'a ComponentsConfig,
+    live: &'a LiveConfig,
     rooms: RoomLimits,
 }
 
@@ -70,7 +71,14 @@ const COMPONENTS: [Registered; 6] = [
     Registered {
         name: "chat",
         closed: true,
-        build: |b| Ok(b.run(Chat::new(b.ctx.clone(), b.components.chat.clone()))),
+        build: |b| {
+            let config = b.components.chat.clone();
+            let chat = match &b.live.typing {
+                Some(typing) => Chat::with_state(b.ctx.clone(), config, typing.clone()),
+                None => Chat::new(b.ctx.clone(), config),
+            };
+            Ok(b.run(chat.in_namespace(&b.ns.name)))
+        },
         contract: Some(crate::components::chat::contract::contract),
     },
     Registered {
@@ -276,20 +284,13 @@ impl Hub {
                 (None, _) => config.components.presence.service(store.clone()),
             },
             tasks: Tasks::new(),
+            peers: Default::default(),
         };
         ctx.notifications.start_pruning(&ctx.tasks);
         let mut protected = Vec::new();
         for ns in &config.namespaces {
             let auth = auth.as_ref().filter(|_| ns.auth);
-            let namespace = install(
-                &io,
-                ns,
-                auth,
-                config.limits,
-                &ctx,
-                &config.components,
-                provided,
-            )?;
+            let namespace = install(&io, ns, auth, &config, &ctx, provided)?;
             if auth.is_some() {
                 protected.push(Arc::downgrade(&namespace));
             }
@@ -318,7 +319,8 @@ impl Hub {
 
     /// Node `node` of the cluster stopped (it said goodbye, or went
     /// silent): the live state it held is dropped at once — its users'
-    /// devices stop counting — and the watchers are told. Every node hears
+    /// devices stop counting, their typing stops, their devices leave
+    /// their calls — and the others are told. Every node hears
     /// of it and calls this; the state hands each change to one of them.
     pub async fn node_dropped(&self, node: &str) {
         let namespaces: Vec<Arc<Namespace>> = self
@@ -327,6 +329,7 @@ impl Hub {
             .filter_map(|name| self.io.of(name))
             .collect();
         crate::components::presence::node_dropped(&self.ctx.presence, &namespaces, node).await;
+        self.ctx.peers.dropped(node).await;
     }
 
     /// Starts the background work: the sweep that disconnects sockets whose
@@ -352,11 +355,11 @@ fn install(
     io: &SocketIo,
     ns: &NamespaceConfig,
     auth: Option<&Auth>,
-    limits: Limits,
+    config: &HubConfig,
     ctx: &Context,
-    components: &ComponentsConfig,
     provided: &Handlers,
 ) -> Result<Arc<Namespace>, StartError> {
+    let limits = config.limits;
     let failed = |message: String| StartError::Namespace {
         name: ns.name.clone(),
         message,
@@ -369,7 +372,8 @@ fn install(
                 let building = Building {
                     ns,
                     ctx,
-                    components,
+                    components: &config.components,
+                    live: &config.live,
                     rooms: limits.rooms,
                 };
                 (
@@ -476,7 +480,7 @@ mod tests {
                 data_dir: dir.to_owned(),
                 ..IdentityConfig::default()
             },
-            limits: Limits::default(),
+            limits: crate::limits::Limits::default(),
             socketio: socketio::SocketIoConfig::default(),
             namespaces: vec![NamespaceConfig {
                 name: "/x".to_owned(),

@@ -40,6 +40,9 @@ pub struct LiveConfig {
     pub node: Option<String>,
     /// The presence state every node shares; `None`: in memory.
     pub presence: Option<std::sync::Arc<dyn crate::services::presence::PresenceState>>,
+    /// Chat's typing state, with what the cluster must know of it (whose
+    /// indicators a stopped node leaves shown); `None`: in memory.
+    pub typing: Option<std::sync::Arc<dyn crate::components::chat::state::TypingState>>,
 }
 
 impl std::fmt::Debug for LiveConfig {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for LiveConfig {
         f.debug_struct("LiveConfig")
             .field("node", &self.node)
             .field("presence", &self.presence.as_ref().map(|_| "shared"))
+            .field("typing", &self.typing.as_ref().map(|_| "shared"))
             .finish()
     }
 }

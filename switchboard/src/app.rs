@@ -69,9 +69,16 @@ impl App {
                 config.presence.max_lingering,
                 stats.clone(),
             );
+            let timers = config.chat.typing_timers();
+            let typing = hub::components::chat::state::MemoryTyping::new(timers);
             hub_config.live = hub::LiveConfig {
                 node: Some(cluster.uid().to_owned()),
                 presence: Some(Arc::new(presence.clone())),
+                typing: Some(Arc::new(crate::live::RedisTyping::new(
+                    cluster,
+                    typing,
+                    stats.clone(),
+                ))),
             };
             live = Some((stats, presence));
             // Every namespace's rooms on this node, its broadcasts on the bus.

@@ -455,11 +455,14 @@ fn cluster_families(
     let Some(live) = live else {
         return Ok(());
     };
-    let errors = [(
-        "presence",
-        &live.presence_unavailable,
-        &live.presence_malformed,
-    )];
+    let errors = [
+        (
+            "presence",
+            &live.presence_unavailable,
+            &live.presence_malformed,
+        ),
+        ("typing", &live.typing_unavailable, &live.typing_malformed),
+    ];
     family(
         e,
         (

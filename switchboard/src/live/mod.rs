@@ -7,6 +7,7 @@
 //! two meet, as the rest of the binary's wiring.
 //!
 //! - [`presence`]: [`RedisPresence`], who is online.
+//! - [`typing`]: [`RedisTyping`], which typing indicators each node shows.
 //! - [`watch_nodes`]: what a node does when another stops: its live state
 //!   is dropped at once ([`hub::Hub::node_dropped`]).
 //!
@@ -19,6 +20,7 @@
 //! (`unavailable` to the client), counted and logged, never a panic.
 
 pub mod presence;
+pub mod typing;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -26,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use cluster::redis::{self, Value};
 
 pub use presence::RedisPresence;
+pub use typing::RedisTyping;
 
 /// Failures of the live state in Redis, for `/metrics`.
 #[derive(Debug, Default)]
@@ -34,6 +37,10 @@ pub struct LiveStats {
     pub presence_unavailable: AtomicU64,
     /// Presence replies that were not what the script returns.
     pub presence_malformed: AtomicU64,
+    /// Typing marks or takes Redis did not answer.
+    pub typing_unavailable: AtomicU64,
+    /// Typing index fields that were not ours.
+    pub typing_malformed: AtomicU64,
 }
 
 /// A reply that is not what a script returns.
@@ -164,5 +171,28 @@ impl Redis {
         let text = err.to_string();
         tracing::warn!(error = %text, "live state in Redis");
         text
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    /// A cluster bus on the test Redis (`TEST_REDIS_URL`, set by
+    /// `tests/redis/with-redis.sh`) under a key prefix of its own; `None`
+    /// outside CI without one.
+    pub(crate) async fn test_cluster() -> Option<cluster::Cluster> {
+        let Ok(url) = std::env::var("TEST_REDIS_URL") else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must run the Redis tests: run them through tests/redis/with-redis.sh"
+            );
+            return None;
+        };
+        let mut config = cluster::ClusterConfig::new(url);
+        config.key_prefix = format!("sbunit-{:016x}", rand::random::<u64>());
+        let cluster = cluster::Cluster::start(config).unwrap();
+        assert!(cluster.wait_up(Duration::from_secs(5)).await);
+        Some(cluster)
     }
 }

@@ -357,17 +357,7 @@ mod tests {
     /// A presence state on the test Redis under a prefix of its own; `None`
     /// outside CI without one.
     async fn state() -> Option<(RedisPresence, Arc<LiveStats>, cluster::Cluster)> {
-        let Ok(url) = std::env::var("TEST_REDIS_URL") else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must run the Redis tests: run them through tests/redis/with-redis.sh"
-            );
-            return None;
-        };
-        let mut config = cluster::ClusterConfig::new(url);
-        config.key_prefix = format!("sbunit-{:016x}", rand::random::<u64>());
-        let cluster = cluster::Cluster::start(config).unwrap();
-        assert!(cluster.wait_up(Duration::from_secs(5)).await);
+        let cluster = crate::live::tests::test_cluster().await?;
         let stats = Arc::new(LiveStats::default());
         Some((
             RedisPresence::new(&cluster, 2, stats.clone()),

@@ -148,3 +148,51 @@ async fn presence_is_one_across_nodes_and_a_killed_nodes_devices_drop_at_once() 
         .collect();
     assert_eq!(told.len(), 1, "{told:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_typists_stop_typing_at_once() {
+    let Some(sections) = sections().await else {
+        return;
+    };
+    // Typing starts that would stay shown for 30 s if nobody stopped them.
+    let toml = format!("{}[chat]\ntyping_ttl_ms = 30000\n", node_toml(&sections));
+    let a = start_raw(&toml).await;
+    let mut c = Binary::spawn(&toml, |_, _| {}).await;
+    until_nodes(&a, 1).await;
+    let mut bob = Device::connect(a.addr, "bob", "/chat").await;
+    let mut alice = Device::connect(c.addr, "alice", "/chat").await;
+    let created = alice
+        .call("conversation:create", json!({"direct": "bob"}))
+        .await;
+    assert_eq!(created["ok"], true, "{created}");
+    let conversation = created["conversation"]["id"].as_i64().unwrap();
+    bob.event("conversation:joined").await;
+
+    // Alice types on C: bob, on A, sees it.
+    let ack = alice
+        .call(
+            "typing",
+            json!({"conversation": conversation, "typing": true}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let typing = bob.event("typing").await;
+    assert_eq!(
+        typing,
+        json!({"conversation": conversation, "typing": true, "user": "alice"})
+    );
+
+    // C dies: A stops counting it and tells bob she stopped.
+    let killed = Instant::now();
+    c.child.kill().await.unwrap();
+    let stopped = bob.event("typing").await;
+    let waited = killed.elapsed();
+    assert_eq!(
+        stopped,
+        json!({"conversation": conversation, "typing": false, "user": "alice"})
+    );
+    assert!(
+        waited < Duration::from_millis(1500),
+        "the typing stopped after {waited:?}"
+    );
+}

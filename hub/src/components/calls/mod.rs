@@ -871,6 +871,7 @@ mod tests {
             ),
             presence: PresenceService::new(Arc::new(MemoryState::new(4)), store.clone()),
             tasks: crate::tasks::Tasks::new(),
+            peers: Default::default(),
         };
         let flaky = Arc::new(Flaky {
             inner: MemoryCallState::new(),
