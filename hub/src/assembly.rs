@@ -93,7 +93,14 @@ const COMPONENTS: [Registered; 6] = [
     Registered {
         name: "calls",
         closed: true,
-        build: |b| Ok(b.run(Calls::new(b.ctx.clone(), b.components.calls.clone()))),
+        build: |b| {
+            let config = b.components.calls.clone();
+            let calls = match &b.live.calls {
+                Some(state) => Calls::with_state(b.ctx.clone(), config, state.clone()),
+                None => Calls::new(b.ctx.clone(), config),
+            };
+            Ok(b.run(calls.in_namespace(&b.ns.name)))
+        },
         contract: Some(crate::components::calls::contract::contract),
     },
     Registered {

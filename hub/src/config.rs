@@ -43,6 +43,8 @@ pub struct LiveConfig {
     /// Chat's typing state, with what the cluster must know of it (whose
     /// indicators a stopped node leaves shown); `None`: in memory.
     pub typing: Option<std::sync::Arc<dyn crate::components::chat::state::TypingState>>,
+    /// The calls state every node shares; `None`: in memory.
+    pub calls: Option<std::sync::Arc<dyn crate::components::calls::CallState>>,
 }
 
 impl std::fmt::Debug for LiveConfig {
@@ -51,6 +53,7 @@ impl std::fmt::Debug for LiveConfig {
             .field("node", &self.node)
             .field("presence", &self.presence.as_ref().map(|_| "shared"))
             .field("typing", &self.typing.as_ref().map(|_| "shared"))
+            .field("calls", &self.calls.as_ref().map(|_| "shared"))
             .finish()
     }
 }

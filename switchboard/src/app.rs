@@ -79,6 +79,10 @@ impl App {
                     typing,
                     stats.clone(),
                 ))),
+                calls: Some(Arc::new(crate::live::RedisCalls::new(
+                    cluster,
+                    stats.clone(),
+                ))),
             };
             live = Some((stats, presence));
             // Every namespace's rooms on this node, its broadcasts on the bus.

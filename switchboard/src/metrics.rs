@@ -462,6 +462,7 @@ fn cluster_families(
             &live.presence_malformed,
         ),
         ("typing", &live.typing_unavailable, &live.typing_malformed),
+        ("calls", &live.calls_unavailable, &live.calls_malformed),
     ];
     family(
         e,

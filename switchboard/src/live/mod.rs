@@ -8,6 +8,7 @@
 //!
 //! - [`presence`]: [`RedisPresence`], who is online.
 //! - [`typing`]: [`RedisTyping`], which typing indicators each node shows.
+//! - [`calls`]: [`RedisCalls`], the live calls.
 //! - [`watch_nodes`]: what a node does when another stops: its live state
 //!   is dropped at once ([`hub::Hub::node_dropped`]).
 //!
@@ -19,6 +20,7 @@
 //! program writing the keys, a version mismatch) is an error of the call
 //! (`unavailable` to the client), counted and logged, never a panic.
 
+pub mod calls;
 pub mod presence;
 pub mod typing;
 
@@ -27,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use cluster::redis::{self, Value};
 
+pub use calls::RedisCalls;
 pub use presence::RedisPresence;
 pub use typing::RedisTyping;
 
@@ -41,6 +44,10 @@ pub struct LiveStats {
     pub typing_unavailable: AtomicU64,
     /// Typing index fields that were not ours.
     pub typing_malformed: AtomicU64,
+    /// Calls state calls Redis did not answer.
+    pub calls_unavailable: AtomicU64,
+    /// Calls Redis held that were not ours to read.
+    pub calls_malformed: AtomicU64,
 }
 
 /// A reply that is not what a script returns.

@@ -35,6 +35,17 @@ async fn sections() -> Option<String> {
     cluster_sections_on(&redis, &keys).await
 }
 
+/// Two nodes of a test cluster configured with `more` besides
+/// [`node_toml`]'s: one in this process, one the real binary (to be
+/// killed), each counting the other.
+async fn node_and_binary(more: &str) -> Option<(RawServer, Binary)> {
+    let toml = format!("{}{more}\n", node_toml(&sections().await?));
+    let a = start_raw(&toml).await;
+    let c = Binary::spawn(&toml, |_, _| {}).await;
+    until_nodes(&a, 1).await;
+    Some((a, c))
+}
+
 /// Waits until `node` counts `n` other nodes alive.
 async fn until_nodes(node: &RawServer, n: usize) {
     let cluster = node.app.cluster.as_ref().expect("cluster mode");
@@ -151,14 +162,10 @@ async fn presence_is_one_across_nodes_and_a_killed_nodes_devices_drop_at_once() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_typists_stop_typing_at_once() {
-    let Some(sections) = sections().await else {
+    // Typing starts that would stay shown for 30 s if nobody stopped them.
+    let Some((a, mut c)) = node_and_binary("[chat]\ntyping_ttl_ms = 30000").await else {
         return;
     };
-    // Typing starts that would stay shown for 30 s if nobody stopped them.
-    let toml = format!("{}[chat]\ntyping_ttl_ms = 30000\n", node_toml(&sections));
-    let a = start_raw(&toml).await;
-    let mut c = Binary::spawn(&toml, |_, _| {}).await;
-    until_nodes(&a, 1).await;
     let mut bob = Device::connect(a.addr, "bob", "/chat").await;
     let mut alice = Device::connect(c.addr, "alice", "/chat").await;
     let created = alice
@@ -195,4 +202,69 @@ async fn a_killed_nodes_typists_stop_typing_at_once() {
         waited < Duration::from_millis(1500),
         "the typing stopped after {waited:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_cross_nodes_and_a_killed_nodes_devices_leave_them_at_once() {
+    // Calls that would ring for a minute if nobody ended them.
+    let Some((a, mut c)) = node_and_binary("[calls]\nring_timeout_ms = 60000").await else {
+        return;
+    };
+
+    // Alice calls from A; bob answers on C; each hears the other.
+    let mut alice = Device::connect(a.addr, "alice", "/calls").await;
+    let mut bob = Device::connect(c.addr, "bob", "/calls").await;
+    let ack = alice
+        .ask("call:invite", json!({"users": ["bob"], "kind": "audio"}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let call = ack["call"].as_str().unwrap().to_owned();
+    assert_eq!(bob.event("call:ringing").await["call"], call.as_str());
+    let ack = bob.ask("call:accept", json!({"call": call})).await;
+    assert_eq!(
+        ack["ok"], true,
+        "the call placed on A is answered on C: {ack}"
+    );
+    let accepted = alice.event("call:accepted").await;
+    assert_eq!(accepted["device"], bob.id.as_str(), "{accepted}");
+    let ack = alice
+        .ask(
+            "signal",
+            json!({"call": call, "to": bob.id, "data": {"sdp": "offer"}}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let signal = bob.event("signal").await;
+    assert_eq!(signal["data"], json!({"sdp": "offer"}), "{signal}");
+
+    // Carol, on C, rings dave, on A.
+    let mut carol = Device::connect(c.addr, "carol", "/calls").await;
+    let mut dave = Device::connect(a.addr, "dave", "/calls").await;
+    let ack = carol
+        .ask("call:invite", json!({"users": ["dave"], "kind": "video"}))
+        .await;
+    let ringing_call = ack["call"].as_str().unwrap().to_owned();
+    assert_eq!(
+        dave.event("call:ringing").await["call"],
+        ringing_call.as_str()
+    );
+
+    // C dies: bob's device leaves alice's call, carol's leaves hers (which
+    // stops ringing for dave), as soon as A stops counting C.
+    let killed = Instant::now();
+    c.child.kill().await.unwrap();
+    let ended = alice.event("call:ended").await;
+    assert_eq!(ended, json!({"call": call, "reason": "disconnected"}));
+    let ended = dave.event("call:ended").await;
+    assert_eq!(ended, json!({"call": ringing_call, "reason": "cancelled"}));
+    let waited = killed.elapsed();
+    assert!(
+        waited < Duration::from_millis(1500),
+        "the calls ended after {waited:?}"
+    );
+    // Both are free again: a new call is placed at once.
+    let ack = alice
+        .ask("call:invite", json!({"users": ["dave"], "kind": "audio"}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
 }
