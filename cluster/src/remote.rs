@@ -656,6 +656,24 @@ impl Cluster {
         collected.answer(shared, sockets)
     }
 
+    /// The ids of the sockets of the *other* nodes in any of `rooms` of
+    /// namespace `nsp` (every socket there when `rooms` is empty): the
+    /// Node adapter's SOCKETS request, the lightest answer (ids only) a
+    /// Node node gives too. This node's are not asked for (its caller
+    /// has them).
+    pub async fn socket_ids_elsewhere(&self, nsp: &str, rooms: &[Room]) -> Answer<Vec<String>> {
+        let shared = self.shared();
+        let uid = shared.uid.clone();
+        let collected = shared
+            .ask(nsp, |id| request::sockets_request(&uid, id, rooms))
+            .await;
+        let ids = (collected.responses.iter())
+            .flat_map(|r| r.sockets.iter().flatten())
+            .filter_map(json_text)
+            .collect();
+        collected.answer(shared, ids)
+    }
+
     /// Every room of namespace `nsp` on every node, sockets' own ids
     /// included (Node's `allRooms()`).
     pub async fn all_rooms(&self, nsp: &str) -> Answer<BTreeSet<String>> {

@@ -96,6 +96,8 @@ impl App {
         let hub = Hub::new(hub_config, &handlers::provided()).await?;
         if let (Some(cluster), Some((_, presence))) = (&cluster, &live) {
             crate::live::watch_nodes(cluster, &hub, presence);
+            let others = crate::live::ClusterNodes(cluster.clone());
+            hub.ctx.peers.set_others(Arc::new(others));
         }
         if let Some(cluster) = &cluster {
             // Once every namespace has its adapter: up means subscribed for

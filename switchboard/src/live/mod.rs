@@ -163,6 +163,58 @@ pub fn watch_nodes(cluster: &cluster::Cluster, hub: &hub::Hub, presence: &RedisP
     });
 }
 
+/// The other nodes of the cluster as the hub asks them (the publish API's
+/// counts and disconnects): the Node adapter's SOCKETS request, then for a
+/// disconnect its REMOTE_DISCONNECT, so that Node nodes answer too.
+pub struct ClusterNodes(pub cluster::Cluster);
+
+impl ClusterNodes {
+    async fn count(
+        cluster: &cluster::Cluster,
+        nsp: &str,
+        rooms: &[socketio::Room],
+    ) -> hub::peers::Tally {
+        let answer = cluster.socket_ids_elsewhere(nsp, rooms).await;
+        hub::peers::Tally {
+            count: answer.value.len(),
+            unanswered: answer.unanswered().unwrap_or(0),
+            missing: answer.missing,
+            error: answer.error,
+        }
+    }
+}
+
+fn rooms_of(rooms: Vec<String>) -> Vec<socketio::Room> {
+    rooms.into_iter().map(socketio::Room::from).collect()
+}
+
+impl hub::peers::OtherNodes for ClusterNodes {
+    fn count(&self, nsp: String, rooms: Vec<String>) -> socketio::BoxFuture<hub::peers::Tally> {
+        let cluster = self.0.clone();
+        Box::pin(async move { ClusterNodes::count(&cluster, &nsp, &rooms_of(rooms)).await })
+    }
+
+    fn disconnect(
+        &self,
+        nsp: String,
+        rooms: Vec<String>,
+    ) -> socketio::BoxFuture<hub::peers::Tally> {
+        let cluster = self.0.clone();
+        Box::pin(async move {
+            let rooms = rooms_of(rooms);
+            let found = ClusterNodes::count(&cluster, &nsp, &rooms).await;
+            // Published behind the count's question, so every node that
+            // answered it has its sockets disconnected next.
+            let opts = socketio::BroadcastOptions {
+                rooms,
+                ..Default::default()
+            };
+            cluster.disconnect_sockets(&nsp, &opts, false);
+            found
+        })
+    }
+}
+
 /// Shared by the Redis states: the cluster, the key prefix, the counters.
 #[derive(Clone)]
 struct Redis {

@@ -1,15 +1,18 @@
 //! The hub's features across the nodes of a cluster (the test Redis, a
 //! fresh PostgreSQL database, the four components on each node): presence
-//! is one state for every node, and a node that dies (SIGKILL, the real
-//! binary) takes its devices with it as soon as the others stop counting
-//! it, not after a TTL.
+//! and calls are one state for every node, and a node that dies (SIGKILL,
+//! the real binary) takes its devices, typing indicators and calls with it
+//! as soon as the others stop counting it, not after a TTL; the publish
+//! API counts every node's sockets, and says which node did not answer.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::binary::Binary;
-use crate::common::{Device, RawServer, api, cluster_sections_on, redis_url, start_raw};
+use crate::common::binary::{Binary, signal, until_stopped};
+use crate::common::{
+    Device, RawServer, api, cluster_sections_on, connect_pubsub, redis_url, start_raw,
+};
 
 /// Heartbeats of the test clusters: a node silent for two intervals is
 /// dead.
@@ -267,4 +270,78 @@ async fn calls_cross_nodes_and_a_killed_nodes_devices_leave_them_at_once() {
         .ask("call:invite", json!({"users": ["dave"], "kind": "audio"}))
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
+}
+
+/// The publish API's counts across nodes: `delivered`, a room's size and
+/// a user's disconnection count every node's sockets; a node that does
+/// not answer (frozen) makes the answer partial, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publish_api_counts_every_nodes_sockets_and_names_a_node_that_does_not_answer() {
+    let Some(sections) = sections().await else {
+        return;
+    };
+    let toml = format!(
+        "{}[[namespaces]]\nname = \"/pubsub\"\nhandler = \"pubsub\"\nauth = true\n",
+        node_toml(&sections)
+    );
+    let a = start_raw(&toml).await;
+    let b = start_raw(&toml).await;
+    let c = Binary::spawn(&toml, |_, _| {}).await;
+    until_nodes(&a, 2).await;
+    until_nodes(&b, 2).await;
+    let b_uid = b.app.cluster.as_ref().unwrap().uid().to_owned();
+    let c_uid: Vec<String> = (a.app.cluster.as_ref().unwrap().nodes().into_iter())
+        .filter(|uid| *uid != b_uid)
+        .collect();
+    let mut devices = Vec::new();
+    for addr in [a.addr, b.addr, c.addr] {
+        devices.push(connect_pubsub(addr, "alice").await);
+    }
+    let publish = r#"{"event":"news","users":["alice"],"namespace":"/pubsub","data":1}"#;
+
+    // Every node answers: one socket of alice's on each.
+    let (status, body) = api(a.addr, "POST", "/api/v1/publish", publish).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"ok": true, "delivered": 3}));
+    for device in &mut devices {
+        assert_eq!(device.recv().await, r#"42/pubsub,["news",1]"#);
+    }
+    let room = "/api/v1/rooms/user:alice?namespace=/pubsub";
+    let (_, body) = api(b.addr, "GET", room, "").await;
+    assert_eq!(
+        body,
+        json!({"ok": true, "room": "user:alice", "sockets": 3})
+    );
+
+    // C freezes: its answer never comes. Once it is taken for dead the
+    // answer is given without it, and says so.
+    signal(c.pid(), "STOP");
+    until_stopped(c.pid()).await;
+    let (status, body) = api(a.addr, "POST", "/api/v1/publish", publish).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"ok": true, "delivered": 2,
+               "incomplete": {"unanswered": 1, "missing": c_uid, "error": null}})
+    );
+    signal(c.pid(), "CONT");
+    until_nodes(&a, 2).await;
+    until_nodes(&b, 2).await;
+    // C delivers what it held while frozen.
+    for device in &mut devices {
+        assert_eq!(device.recv().await, r#"42/pubsub,["news",1]"#);
+    }
+
+    // Disconnecting alice from B disconnects her sockets on every node.
+    let (status, body) = api(b.addr, "POST", "/api/v1/disconnect", r#"{"user":"alice"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"ok": true, "disconnected": 3}));
+    for device in &mut devices {
+        assert_eq!(device.recv().await, "41/pubsub,");
+    }
+    let (_, body) = api(a.addr, "GET", room, "").await;
+    assert_eq!(
+        body,
+        json!({"ok": true, "room": "user:alice", "sockets": 0})
+    );
 }
