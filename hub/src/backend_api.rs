@@ -137,13 +137,40 @@ pub struct Counted {
 }
 
 /// The emits of one publish, as the other nodes are asked about them: a
-/// namespace and the rooms of one emit (every socket when empty).
-type Targets = Vec<(String, Vec<String>)>;
+/// namespace and the rooms of one emit (every socket when empty). Alone
+/// (nobody to ask) nothing is kept, nor built: one node pays nothing for
+/// the cluster's counts.
+struct Targets {
+    wanted: bool,
+    list: Vec<(String, Vec<String>)>,
+}
+
+impl Targets {
+    fn for_(peers: &Peers) -> Targets {
+        Targets {
+            wanted: peers.others().is_some(),
+            list: Vec::new(),
+        }
+    }
+
+    /// Keeps the emit `target` describes, in a cluster.
+    fn push(&mut self, target: impl FnOnce() -> (String, Vec<String>)) {
+        if self.wanted {
+            self.list.push(target());
+        }
+    }
+}
 
 /// `local` plus what the other nodes say of `targets` (asked, and with
 /// `disconnect` disconnected, only in a cluster).
 async fn everywhere(peers: &Peers, local: usize, targets: Targets, disconnect: bool) -> Counted {
-    match peers.tally(targets, disconnect).await {
+    if !targets.wanted {
+        return Counted {
+            count: local,
+            incomplete: None,
+        };
+    }
+    match peers.tally(targets.list, disconnect).await {
         Some(tally) => Counted {
             count: local + tally.count,
             incomplete: (!tally.is_complete()).then_some(tally),
@@ -221,7 +248,7 @@ pub async fn publish_persisted<E: From<HubError>>(
     request: &PublishRequest,
     admit: impl FnOnce(usize) -> Result<(), E>,
 ) -> Result<Published, E> {
-    let mut targets = Targets::new();
+    let mut targets = Targets::for_(peers);
     if !request.persist {
         if request.kind.is_some() || request.title.is_some() || request.body.is_some() {
             return Err(invalid("type, title and body need persist: true").into());
@@ -295,7 +322,7 @@ pub async fn notify<E: From<HubError>>(
     notifications.check(&request.users, &new).map_err(invalid)?;
     admit(request.recipients())?;
     let created = notifications.create(&request.users, &new).await?;
-    let mut targets = Targets::new();
+    let mut targets = Targets::for_(peers);
     let users = created.iter().map(|(user, _, _)| user);
     let local = delivered_to(io, notifications, users, &mut targets);
     let counted = everywhere(peers, local, targets, false).await;
@@ -322,7 +349,7 @@ fn delivered_to<'a>(
         .map(|user| {
             let room = user_room(user);
             let here = ns.to(room.as_str()).sockets().len();
-            targets.push((ns.name().to_owned(), vec![room]));
+            targets.push(|| (ns.name().to_owned(), vec![room]));
             here
         })
         .sum()
@@ -372,34 +399,34 @@ fn emit(
         if skip.iter().any(|name| name == ns.name()) {
             continue;
         }
-        let nsp = ns.name().to_owned();
         if request.broadcast {
             delivered += ns
                 .broadcast()
                 .emit(&request.event, &Args::one(&request.data));
-            targets.push((nsp, Vec::new()));
+            targets.push(|| (ns.name().to_owned(), Vec::new()));
             continue;
         }
         if !request.users.is_empty() {
-            let rooms: Vec<String> = request.users.iter().map(|u| user_room(u)).collect();
             let mut op: Option<BroadcastOperator> = None;
-            for room in &rooms {
+            for user in &request.users {
+                let room = user_room(user);
                 op = Some(match op {
-                    Some(op) => op.to(room.as_str()),
-                    None => ns.to(room.as_str()),
+                    Some(op) => op.to(room),
+                    None => ns.to(room),
                 });
             }
             if let Some(op) = op {
                 delivered += op.emit(&request.event, &Args::one(&request.data));
             }
-            targets.push((nsp.clone(), rooms));
+            let users = || request.users.iter().map(|u| user_room(u)).collect();
+            targets.push(|| (ns.name().to_owned(), users()));
         }
         for room in &request.rooms {
             let envelope = json!({"room": room, "data": &request.data});
             delivered += ns
                 .to(room.as_str())
                 .emit(&request.event, &Args::one(&envelope));
-            targets.push((nsp.clone(), vec![room.clone()]));
+            targets.push(|| (ns.name().to_owned(), vec![room.clone()]));
         }
     }
     Ok(delivered)
@@ -417,14 +444,14 @@ pub async fn disconnect_user(
     }
     let room = user_room(&request.user);
     let mut count = 0;
-    let mut targets = Targets::new();
+    let mut targets = Targets::for_(peers);
     for ns in io.namespaces() {
         let sockets = ns.to(room.as_str()).sockets();
         count += sockets.len();
         for socket in sockets {
             socket.disconnect();
         }
-        targets.push((ns.name().to_owned(), vec![room.clone()]));
+        targets.push(|| (ns.name().to_owned(), vec![room.clone()]));
     }
     Ok(everywhere(peers, count, targets, true).await)
 }
@@ -437,10 +464,10 @@ pub async fn room_size(
     namespace: Option<&str>,
 ) -> Result<Counted, HubError> {
     let mut count = 0;
-    let mut targets = Targets::new();
+    let mut targets = Targets::for_(peers);
     for ns in namespaces(io, namespace)? {
         count += ns.to(room).sockets().len();
-        targets.push((ns.name().to_owned(), vec![room.to_owned()]));
+        targets.push(|| (ns.name().to_owned(), vec![room.to_owned()]));
     }
     Ok(everywhere(peers, count, targets, false).await)
 }

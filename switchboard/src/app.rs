@@ -73,7 +73,7 @@ impl App {
             let typing = hub::components::chat::state::MemoryTyping::new(timers);
             hub_config.live = hub::LiveConfig {
                 node: Some(cluster.uid().to_owned()),
-                presence: Some(Arc::new(presence.clone())),
+                presence: Some(Arc::new(presence)),
                 typing: Some(Arc::new(crate::live::RedisTyping::new(
                     cluster,
                     typing,
@@ -84,7 +84,7 @@ impl App {
                     stats.clone(),
                 ))),
             };
-            live = Some((stats, presence));
+            live = Some(stats);
             // Every namespace's rooms on this node, its broadcasts on the bus.
             hub_config.socketio.adapter = cluster.adapters();
             // What another node's fetchSockets() sees of a socket here:
@@ -94,8 +94,8 @@ impl App {
             });
         }
         let hub = Hub::new(hub_config, &handlers::provided()).await?;
-        if let (Some(cluster), Some((_, presence))) = (&cluster, &live) {
-            crate::live::watch_nodes(cluster, &hub, presence);
+        if let Some(cluster) = &cluster {
+            crate::live::watch_nodes(cluster, &hub);
             let others = crate::live::ClusterNodes(cluster.clone());
             hub.ctx.peers.set_others(Arc::new(others));
         }
@@ -119,7 +119,7 @@ impl App {
             api_requests: Arc::default(),
             store: hub.store.clone(),
             cluster,
-            live: live.map(|(stats, _)| stats),
+            live,
             hub,
             dev,
             web: crate::web::WebClient::from_config(config),

@@ -11,6 +11,7 @@
 //! - [`calls`]: [`RedisCalls`], the live calls.
 //! - [`watch_nodes`]: what a node does when another stops: its live state
 //!   is dropped at once ([`hub::Hub::node_dropped`]).
+//! - [`ClusterNodes`]: the other nodes as the publish API asks them.
 //!
 //! Keys live under `<cluster.key_prefix>-<state>#…` and are listed, with
 //! when they go, in `docs/DEPLOY.md`. Nothing here has a TTL: an entry goes
@@ -127,34 +128,55 @@ const DROP_BATCH: usize = 500;
 /// Watches the other nodes for this node's hub: when the cluster stops
 /// counting one ([`cluster::Cluster::on_node_dropped`]: it said goodbye, or
 /// went silent for `heartbeat_timeout`), its live state is dropped at once
-/// and the watchers told. Every `heartbeat_interval` it also drops what
-/// nodes that are not alive left in Redis (one that stopped while no node
-/// was listening, or before this one started), once this node has heard
-/// the cluster long enough to tell. Runs until the hub closes.
-pub fn watch_nodes(cluster: &cluster::Cluster, hub: &hub::Hub, presence: &RedisPresence) {
+/// and the others told ([`hub::Hub::node_dropped`]). Every node keeps
+/// itself in `<key_prefix>-live#nodes`; every `heartbeat_interval` it also
+/// drops the nodes listed there that are not alive (one that stopped while
+/// no node was listening, or before this one started), once this node has
+/// heard the cluster long enough to tell. Runs until the hub closes.
+pub fn watch_nodes(cluster: &cluster::Cluster, hub: &hub::Hub) {
     let (dropped, mut to_drop) = tokio::sync::mpsc::channel::<String>(64);
     cluster.on_node_dropped(move |uid| {
         // The periodic check catches what a full channel refuses.
         let _ = dropped.try_send(uid.to_owned());
     });
-    let (cluster, hub, presence) = (cluster.clone(), hub.clone(), presence.clone());
+    let (cluster, hub) = (cluster.clone(), hub.clone());
+    let registry = format!("{}-live#nodes", cluster.key_prefix());
     let tasks = hub.ctx.tasks.clone();
     tasks.spawn(async move {
         let mut check = tokio::time::interval(cluster.heartbeat_interval());
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let forget = |node: String| {
+            let mut command = redis::cmd("SREM");
+            command.arg(&registry).arg(node);
+            command
+        };
         loop {
             tokio::select! {
-                Some(uid) = to_drop.recv() => hub.node_dropped(&uid).await,
+                Some(uid) = to_drop.recv() => {
+                    hub.node_dropped(&uid).await;
+                    let _ = query(&cluster, forget(uid)).await;
+                }
                 _ = check.tick() => {
+                    // Listed again every time: Redis may have lost it.
+                    let mut here = redis::cmd("SADD");
+                    here.arg(&registry).arg(cluster.uid());
+                    let _ = query(&cluster, here).await;
                     if !cluster.hears_the_others() {
                         continue;
                     }
+                    let mut listed = redis::cmd("SMEMBERS");
+                    listed.arg(&registry);
+                    let Ok(Ok(listed)) = query(&cluster, listed).await.map(|v| {
+                        array(&v).and_then(|items| items.iter().map(text).collect::<Result<Vec<_>, _>>())
+                    }) else {
+                        continue;
+                    };
                     let alive = cluster.nodes();
-                    let Ok(with_state) = presence.nodes().await else { continue };
-                    for node in with_state {
+                    for node in listed {
                         if node != cluster.uid() && !alive.contains(&node) {
-                            tracing::info!(node, "cluster: live state of a node not alive dropped");
+                            tracing::info!(node, "cluster: the live state of a node not alive dropped");
                             hub.node_dropped(&node).await;
+                            let _ = query(&cluster, forget(node)).await;
                         }
                     }
                 }

@@ -12,7 +12,6 @@
 //!   node; deleted with the user's last device.
 //! - `n#<node>`: a set per node, the users with a device on it, so that the
 //!   devices of a node that stops are dropped at once ([`drop_node`]).
-//! - `nodes`: the nodes with such a set.
 //! - `version`: the counter.
 //!
 //! [`drop_node`]: PresenceState::drop_node
@@ -79,22 +78,8 @@ impl RedisPresence {
         format!("{}n#", self.prefix)
     }
 
-    fn nodes_key(&self) -> String {
-        format!("{}nodes", self.prefix)
-    }
-
     fn version_key(&self) -> String {
         format!("{}version", self.prefix)
-    }
-
-    /// The nodes that have devices in the state (alive or not).
-    pub async fn nodes(&self) -> Result<Vec<String>, StateError> {
-        let mut command = cluster::redis::cmd("SMEMBERS");
-        command.arg(self.nodes_key());
-        let value = query(&self.redis.cluster, command)
-            .await
-            .map_err(|err| self.unavailable(err))?;
-        self.read(|| array(&value)?.iter().map(text).collect())
     }
 
     fn unavailable(&self, err: impl std::fmt::Display) -> StateError {
@@ -183,7 +168,6 @@ impl PresenceState for RedisPresence {
             let mut call = CONNECT.prepare_invoke();
             call.key(this.user_key(&user))
                 .key(format!("{}{}", this.node_prefix(), device.node))
-                .key(this.nodes_key())
                 .key(this.version_key())
                 .arg(&user)
                 .arg(&device.socket)
@@ -311,7 +295,6 @@ impl PresenceState for RedisPresence {
             loop {
                 let mut call = DROP_NODE.prepare_invoke();
                 call.key(format!("{}{node}", this.node_prefix()))
-                    .key(this.nodes_key())
                     .key(this.version_key())
                     .arg(&node)
                     .arg(version_floor())
@@ -516,7 +499,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_nodes_devices_connected_or_lingering_are_gone_at_once() {
-        let Some((state, _, _)) = state().await else {
+        let Some((state, _, cluster)) = state().await else {
             return;
         };
         connect(&state, "alice", "a1", "A", 0).await;
@@ -526,9 +509,6 @@ mod tests {
         // One of carol's lingers (its node's timer would expire it).
         state.disconnect("carol", "c2", 1, GRACE).await.unwrap();
         connect(&state, "dave", "d1", "A", 0).await;
-        let mut nodes = state.nodes().await.unwrap();
-        nodes.sort();
-        assert_eq!(nodes, ["A", "B"]);
         let before = state.get(&["alice".to_owned()]).await.unwrap().remove(0);
 
         let mut changes = state.drop_node("B").await.unwrap();
@@ -552,7 +532,8 @@ mod tests {
         );
         assert!(changes[0].presence.version > before.version);
         assert!(!state.knows("carol").await.unwrap());
-        assert_eq!(state.nodes().await.unwrap(), ["A"]);
+        let index = format!("{}B", state.node_prefix());
+        assert_eq!(redis(&cluster, &["EXISTS", &index]).await, Value::Int(0));
         // Every node hears it; only the first gets the changes.
         assert!(state.drop_node("B").await.unwrap().is_empty());
         let dave = state.get(&["dave".to_owned()]).await.unwrap().remove(0);
@@ -571,7 +552,7 @@ mod tests {
         let changes = state.drop_node("B").await.unwrap();
         assert_eq!(changes.len(), users);
         assert!(changes.iter().all(|c| c.presence.status == Status::Offline));
-        assert!(state.nodes().await.unwrap().is_empty());
+        assert!(state.drop_node("B").await.unwrap().is_empty());
     }
 
     #[tokio::test]

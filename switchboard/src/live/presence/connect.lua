@@ -1,8 +1,8 @@
--- KEYS: the user's hash, the index of the device's node, the set of
--- nodes with devices, the version counter.
+-- KEYS: the user's hash, the index of the device's node, the version
+-- counter.
 -- ARGV: user, socket, node, remembered status, remembered last seen (''
 -- if none), now (ms), version floor, node index prefix.
-local key, node_index, nodes, vkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local key, node_index, vkey = KEYS[1], KEYS[2], KEYS[3]
 local user, socket, node = ARGV[1], ARGV[2], ARGV[3]
 local now, floor = tonumber(ARGV[6]), ARGV[7]
 local e = load(key)
@@ -31,5 +31,4 @@ e.connected[socket] = node
 redis.call('HSET', key, 'd#' .. socket, node)
 see(key, e, now)
 redis.call('SADD', node_index, user)
-redis.call('SADD', nodes, node)
 return changed(key, e, status, count, vkey, floor)

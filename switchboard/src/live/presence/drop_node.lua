@@ -1,10 +1,9 @@
--- KEYS: the node's device index, the set of nodes with devices, the
--- version counter.
+-- KEYS: the node's device index, the version counter.
 -- ARGV: node, version floor, users per call at most, user hash prefix.
 -- Takes up to that many users off the node's index and drops the node's
 -- devices, connected or lingering, from each; returns {users left in the
 -- index, {{user, presence}, …}} for the users whose presence changed.
-local node_index, nodes, vkey = KEYS[1], KEYS[2], KEYS[3]
+local node_index, vkey = KEYS[1], KEYS[2]
 local node, floor = ARGV[1], ARGV[2]
 local users = redis.call('SPOP', node_index, tonumber(ARGV[3]))
 local out = {}
@@ -33,8 +32,4 @@ for _, user in ipairs(users) do
     end
   end
 end
-local left = redis.call('SCARD', node_index)
-if left == 0 then
-  redis.call('SREM', nodes, node)
-end
-return {left, out}
+return {redis.call('SCARD', node_index), out}
