@@ -100,6 +100,9 @@ pub(crate) struct Shared {
     pub(crate) hooks: RwLock<Hooks>,
     /// The other Switchboard nodes, by heartbeats.
     pub(crate) nodes: Registry,
+    /// Since when both connections have been up without a break (the
+    /// heartbeat task keeps it).
+    pub(crate) up_since: Mutex<Option<std::time::Instant>>,
 }
 
 impl Shared {
@@ -367,6 +370,7 @@ impl Cluster {
             command: Mutex::new(None),
             hooks: RwLock::new(Hooks::default()),
             nodes: Registry::default(),
+            up_since: Mutex::new(None),
             config,
         });
         let (stop, stopped) = watch::channel(false);
@@ -443,6 +447,30 @@ impl Cluster {
     /// `heartbeat_timeout`), by uid, sorted.
     pub fn nodes(&self) -> Vec<String> {
         self.inner.shared.nodes.live()
+    }
+
+    /// Whether this node has heard the cluster for a whole
+    /// `heartbeat_timeout` without a break, so that a node it does not
+    /// count alive ([`nodes`](Cluster::nodes)) is one that stopped.
+    pub fn hears_the_others(&self) -> bool {
+        self.inner.shared.hears_the_others()
+    }
+
+    /// A handle on the node's command connection to Redis (the publishing
+    /// one; commands and scripts share it, multiplexed), `None` while it is
+    /// down. For the state kept in Redis beside the bus.
+    pub fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
+        self.inner.shared.command.lock().clone()
+    }
+
+    /// How long a command may take (`cluster.command_timeout_ms`).
+    pub fn command_timeout(&self) -> Duration {
+        self.inner.shared.config.command_timeout
+    }
+
+    /// How often the nodes heartbeat (`cluster.heartbeat_interval_ms`).
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.inner.shared.config.heartbeat_interval
     }
 
     /// Stops the bus: tells the other nodes, waits up to `grace` for the

@@ -103,3 +103,7 @@ pub use config::{ClusterConfig, check_url};
 pub use error::ClusterError;
 pub use remote::{Answer, RemoteSocket, Reply, ServerSideEvent};
 pub use stats::StatsSnapshot;
+
+/// The Redis client this crate speaks through, for the state kept in
+/// Redis beside the bus ([`Cluster::connection`]).
+pub use redis;

@@ -80,12 +80,14 @@ impl Registry {
         new
     }
 
-    /// `uid` stopped cleanly: its connections close with it.
-    fn closed(&self, uid: &str) {
+    /// `uid` stopped cleanly: its connections close with it. True if it
+    /// was known alive.
+    fn closed(&self, uid: &str) -> bool {
         let removed = self.state.lock().live.remove(uid).is_some();
         if removed {
             self.changed.notify_waiters();
         }
+        removed
     }
 
     /// Takes for dead the nodes not heard from for `timeout`; returns them.
@@ -166,6 +168,23 @@ impl Shared {
         self.beat(ADAPTER_CLOSE).await;
     }
 
+    /// Tells the application that `uid` is no longer counted.
+    fn node_dropped(&self, uid: &str) {
+        let hook = self.hooks.read().node_dropped.clone();
+        if let Some(hook) = hook {
+            hook(uid);
+        }
+    }
+
+    /// Whether this node's connections have been up for a whole
+    /// `heartbeat_timeout`: then every node alive has been heard from, and
+    /// one not heard from is dead, not merely unheard.
+    pub(crate) fn hears_the_others(&self) -> bool {
+        self.up_since
+            .lock()
+            .is_some_and(|since| since.elapsed() >= self.config.heartbeat_timeout)
+    }
+
     /// A message on the heartbeat channel (read on the subscriber's task:
     /// the answer to a newcomer is sent from a task of its own).
     pub(crate) fn on_heartbeat(self: &Arc<Self>, message: &[u8]) {
@@ -180,8 +199,10 @@ impl Shared {
         }
         match beat.kind {
             ADAPTER_CLOSE => {
-                self.nodes.closed(beat.uid);
-                tracing::info!(node = beat.uid, "cluster: a node left");
+                if self.nodes.closed(beat.uid) {
+                    tracing::info!(node = beat.uid, "cluster: a node left");
+                    self.node_dropped(beat.uid);
+                }
             }
             kind => {
                 if self.nodes.seen(beat.uid) {
@@ -221,12 +242,26 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>)
                     shared.announce().await;
                 }
                 announced = up;
+                {
+                    let mut since = shared.up_since.lock();
+                    match (up, *since) {
+                        (true, None) => *since = Some(Instant::now()),
+                        (false, Some(_)) => *since = None,
+                        _ => {}
+                    }
+                }
+                // Judged before the sweep: a node that was not hearing
+                // anyone takes the silent for dead, not for gone.
+                let hearing = shared.hears_the_others();
                 for uid in shared.nodes.sweep(timeout) {
                     tracing::warn!(
                         node = uid,
                         silent_for = ?timeout,
                         "cluster: a node stopped sending heartbeats; taken for dead"
                     );
+                    if hearing {
+                        shared.node_dropped(&uid);
+                    }
                 }
             }
             _ = stop_requested(&mut stopped) => return,

@@ -136,12 +136,14 @@ impl Reply {
 
 type ServerSideHandler = dyn Fn(ServerSideEvent) + Send + Sync;
 type SocketData = dyn Fn(&Socket) -> Option<serde_json::Value> + Send + Sync;
+type NodeDropped = dyn Fn(&str) + Send + Sync;
 
 /// What the application plugs in.
 #[derive(Default)]
 pub(crate) struct Hooks {
     server_side: Option<Arc<ServerSideHandler>>,
     socket_data: Option<Arc<SocketData>>,
+    pub(crate) node_dropped: Option<Arc<NodeDropped>>,
 }
 
 /// This node's requests waiting for answers, by request id. The channel
@@ -654,6 +656,24 @@ impl Cluster {
         collected.answer(shared, sockets)
     }
 
+    /// The ids of the sockets of the *other* nodes in any of `rooms` of
+    /// namespace `nsp` (every socket there when `rooms` is empty): the
+    /// Node adapter's SOCKETS request, the lightest answer (ids only) a
+    /// Node node gives too. This node's are not asked for (its caller
+    /// has them).
+    pub async fn socket_ids_elsewhere(&self, nsp: &str, rooms: &[Room]) -> Answer<Vec<String>> {
+        let shared = self.shared();
+        let uid = shared.uid.clone();
+        let collected = shared
+            .ask(nsp, |id| request::sockets_request(&uid, id, rooms))
+            .await;
+        let ids = (collected.responses.iter())
+            .flat_map(|r| r.sockets.iter().flatten())
+            .filter_map(json_text)
+            .collect();
+        collected.answer(shared, ids)
+    }
+
     /// Every room of namespace `nsp` on every node, sockets' own ids
     /// included (Node's `allRooms()`).
     pub async fn all_rooms(&self, nsp: &str) -> Answer<BTreeSet<String>> {
@@ -785,6 +805,16 @@ impl Cluster {
     /// without one they are dropped, as on a Node node with no listener).
     pub fn on_server_side_emit(&self, handler: impl Fn(ServerSideEvent) + Send + Sync + 'static) {
         self.shared().hooks.write().server_side = Some(Arc::new(handler));
+    }
+
+    /// Where the nodes this node stops counting go: one that said goodbye
+    /// (stopped cleanly), or one silent for `heartbeat_timeout` while this
+    /// node's own subscription was up that long (so that its silence means
+    /// something: a node whose Redis was away hears nobody, and takes
+    /// nobody for dead). Called on the subscriber's or the heartbeat task:
+    /// the handler must not wait.
+    pub fn on_node_dropped(&self, handler: impl Fn(&str) + Send + Sync + 'static) {
+        self.shared().hooks.write().node_dropped = Some(Arc::new(handler));
     }
 
     /// What REMOTE_FETCH answers as a socket's `data` (Node's

@@ -426,6 +426,16 @@ pub fn all_rooms_request(uid: &str, request_id: &str) -> Vec<u8> {
     OutRequest::new(uid, Some(request_id), kind::ALL_ROOMS).json()
 }
 
+/// SOCKETS: the ids of the sockets in any of `rooms` (every socket of
+/// the namespace when empty).
+pub fn sockets_request(uid: &str, request_id: &str, rooms: &[Room]) -> Vec<u8> {
+    OutRequest {
+        rooms: Some(rooms.iter().map(|r| &**r).collect()),
+        ..OutRequest::new(uid, Some(request_id), kind::SOCKETS)
+    }
+    .json()
+}
+
 /// REMOTE_FETCH of the sockets `opts` reaches.
 pub fn fetch_request(uid: &str, request_id: &str, opts: &BroadcastOptions) -> Vec<u8> {
     OutRequest {

@@ -20,12 +20,13 @@ use crate::components::notifications::NotificationsComponent;
 use crate::components::presence::Presence;
 use crate::components::proxy::Proxy;
 use crate::components::pubsub::PubSub;
-use crate::config::{ComponentsConfig, HubConfig, IdentityConfig, NamespaceConfig};
+use crate::config::{ComponentsConfig, HubConfig, IdentityConfig, LiveConfig, NamespaceConfig};
 use crate::contract::Contract;
 use crate::identity::{KeyError, Verifier};
-use crate::limits::{Limits, RateLimited, RoomLimits};
+use crate::limits::{RateLimited, RoomLimits};
 use crate::services::Context;
 use crate::services::notifications::Notifications;
+use crate::services::presence::PresenceService;
 use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
 
@@ -34,6 +35,7 @@ struct Building<'a> {
     ns: &'a NamespaceConfig,
     ctx: &'a Context,
     components: &'a ComponentsConfig,
+    live: &'a LiveConfig,
     rooms: RoomLimits,
 }
 
@@ -69,7 +71,14 @@ const COMPONENTS: [Registered; 6] = [
     Registered {
         name: "chat",
         closed: true,
-        build: |b| Ok(b.run(Chat::new(b.ctx.clone(), b.components.chat.clone()))),
+        build: |b| {
+            let config = b.components.chat.clone();
+            let chat = match &b.live.typing {
+                Some(typing) => Chat::with_state(b.ctx.clone(), config, typing.clone()),
+                None => Chat::new(b.ctx.clone(), config),
+            };
+            Ok(b.run(chat.in_namespace(&b.ns.name)))
+        },
         contract: Some(crate::components::chat::contract::contract),
     },
     Registered {
@@ -84,7 +93,14 @@ const COMPONENTS: [Registered; 6] = [
     Registered {
         name: "calls",
         closed: true,
-        build: |b| Ok(b.run(Calls::new(b.ctx.clone(), b.components.calls.clone()))),
+        build: |b| {
+            let config = b.components.calls.clone();
+            let calls = match &b.live.calls {
+                Some(state) => Calls::with_state(b.ctx.clone(), config, state.clone()),
+                None => Calls::new(b.ctx.clone(), config),
+            };
+            Ok(b.run(calls.in_namespace(&b.ns.name)))
+        },
         contract: Some(crate::components::calls::contract::contract),
     },
     Registered {
@@ -233,6 +249,8 @@ pub struct Hub {
     pub components: Arc<[String]>,
     /// Namespaces whose sockets are disconnected when their token expires.
     protected: Vec<Weak<Namespace>>,
+    /// The namespaces the presence component serves.
+    presence: Arc<[String]>,
 }
 
 impl Hub {
@@ -265,22 +283,21 @@ impl Hub {
                 notifications_ns,
                 config.components.notifications.clone(),
             ),
-            presence: config.components.presence.service(store.clone()),
+            presence: match (&config.live.presence, &config.live.node) {
+                (Some(state), Some(node)) => {
+                    PresenceService::on_node(state.clone(), store.clone(), node)
+                }
+                (Some(state), None) => PresenceService::new(state.clone(), store.clone()),
+                (None, _) => config.components.presence.service(store.clone()),
+            },
             tasks: Tasks::new(),
+            peers: Default::default(),
         };
         ctx.notifications.start_pruning(&ctx.tasks);
         let mut protected = Vec::new();
         for ns in &config.namespaces {
             let auth = auth.as_ref().filter(|_| ns.auth);
-            let namespace = install(
-                &io,
-                ns,
-                auth,
-                config.limits,
-                &ctx,
-                &config.components,
-                provided,
-            )?;
+            let namespace = install(&io, ns, auth, &config, &ctx, provided)?;
             if auth.is_some() {
                 protected.push(Arc::downgrade(&namespace));
             }
@@ -291,13 +308,35 @@ impl Hub {
             .filter(|ns| component(&ns.handler).is_some_and(|c| c.closed))
             .map(|ns| ns.name.clone())
             .collect();
+        let presence = config
+            .namespaces
+            .iter()
+            .filter(|ns| ns.handler == "presence")
+            .map(|ns| ns.name.clone())
+            .collect();
         Ok(Hub {
             io,
             store,
             ctx,
             components,
             protected,
+            presence,
         })
+    }
+
+    /// Node `node` of the cluster stopped (it said goodbye, or went
+    /// silent): the live state it held is dropped at once — its users'
+    /// devices stop counting, their typing stops, their devices leave
+    /// their calls — and the others are told. Every node hears
+    /// of it and calls this; the state hands each change to one of them.
+    pub async fn node_dropped(&self, node: &str) {
+        let namespaces: Vec<Arc<Namespace>> = self
+            .presence
+            .iter()
+            .filter_map(|name| self.io.of(name))
+            .collect();
+        crate::components::presence::node_dropped(&self.ctx.presence, &namespaces, node).await;
+        self.ctx.peers.dropped(node).await;
     }
 
     /// Starts the background work: the sweep that disconnects sockets whose
@@ -323,11 +362,11 @@ fn install(
     io: &SocketIo,
     ns: &NamespaceConfig,
     auth: Option<&Auth>,
-    limits: Limits,
+    config: &HubConfig,
     ctx: &Context,
-    components: &ComponentsConfig,
     provided: &Handlers,
 ) -> Result<Arc<Namespace>, StartError> {
+    let limits = config.limits;
     let failed = |message: String| StartError::Namespace {
         name: ns.name.clone(),
         message,
@@ -340,7 +379,8 @@ fn install(
                 let building = Building {
                     ns,
                     ctx,
-                    components,
+                    components: &config.components,
+                    live: &config.live,
                     rooms: limits.rooms,
                 };
                 (
@@ -447,7 +487,7 @@ mod tests {
                 data_dir: dir.to_owned(),
                 ..IdentityConfig::default()
             },
-            limits: Limits::default(),
+            limits: crate::limits::Limits::default(),
             socketio: socketio::SocketIoConfig::default(),
             namespaces: vec![NamespaceConfig {
                 name: "/x".to_owned(),
@@ -456,6 +496,7 @@ mod tests {
                 backend: None,
             }],
             components: ComponentsConfig::default(),
+            live: Default::default(),
         }
     }
 

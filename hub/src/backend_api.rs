@@ -7,6 +7,12 @@
 //! and are carried out only once the caller's `admit` took that cost,
 //! after they were found valid and before anything is stored or sent: the
 //! binary's per-key rate.
+//!
+//! In a cluster, what is counted (sockets reached, disconnected, in a
+//! room) is counted on every node: this node's at once, the others' by
+//! asking them ([`Peers::tally`]), all the emits' questions at once; an
+//! answer that lacks a node says so ([`Tally`]: how many did not answer,
+//! which by name). Alone, nobody is asked.
 
 use std::sync::Arc;
 
@@ -16,6 +22,7 @@ use socketio::{Args, BroadcastOperator, Namespace, SocketIo};
 
 use crate::auth::user_room;
 use crate::error::{ErrorCode, HubError};
+use crate::peers::{Peers, Tally};
 use crate::services::notifications::{NewNotification, Notifications};
 
 /// Longest event name accepted, in bytes (UTF-8).
@@ -110,12 +117,69 @@ impl NotificationRequest {
 }
 
 /// What a publish did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
-    /// Sockets reached on this node.
+    /// Sockets reached, on every node that answered.
     pub delivered: usize,
     /// Notifications stored (`persist`).
     pub stored: Option<usize>,
+    /// In a cluster, when a node did not say how many of its sockets it
+    /// reached: who (the count is of those that did).
+    pub incomplete: Option<Tally>,
+}
+
+/// A count on every node that answered, and who did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    pub count: usize,
+    /// In a cluster, when a node did not answer.
+    pub incomplete: Option<Tally>,
+}
+
+/// The emits of one publish, as the other nodes are asked about them: a
+/// namespace and the rooms of one emit (every socket when empty). Alone
+/// (nobody to ask) nothing is kept, nor built: one node pays nothing for
+/// the cluster's counts.
+struct Targets {
+    wanted: bool,
+    list: Vec<(String, Vec<String>)>,
+}
+
+impl Targets {
+    fn for_(peers: &Peers) -> Targets {
+        Targets {
+            wanted: peers.others().is_some(),
+            list: Vec::new(),
+        }
+    }
+
+    /// Keeps the emit `target` describes, in a cluster.
+    fn push(&mut self, target: impl FnOnce() -> (String, Vec<String>)) {
+        if self.wanted {
+            self.list.push(target());
+        }
+    }
+}
+
+/// `local` plus what the other nodes say of `targets` (asked, and with
+/// `disconnect` disconnected, only in a cluster).
+async fn everywhere(peers: &Peers, local: usize, targets: Targets, disconnect: bool) -> Counted {
+    if !targets.wanted {
+        return Counted {
+            count: local,
+            incomplete: None,
+        };
+    }
+    match peers.tally(targets.list, disconnect).await {
+        Some(tally) => Counted {
+            count: local + tally.count,
+            incomplete: (!tally.is_complete()).then_some(tally),
+        },
+        None => Counted {
+            count: local,
+            incomplete: None,
+        },
+    }
 }
 
 /// `POST /api/v1/disconnect`.
@@ -180,9 +244,11 @@ pub async fn publish_persisted<E: From<HubError>>(
     io: &SocketIo,
     notifications: &Notifications,
     components: &[String],
+    peers: &Peers,
     request: &PublishRequest,
     admit: impl FnOnce(usize) -> Result<(), E>,
 ) -> Result<Published, E> {
+    let mut targets = Targets::for_(peers);
     if !request.persist {
         if request.kind.is_some() || request.title.is_some() || request.body.is_some() {
             return Err(invalid("type, title and body need persist: true").into());
@@ -190,9 +256,12 @@ pub async fn publish_persisted<E: From<HubError>>(
         refuse_component(components, request, None)?;
         check(io, request)?;
         admit(request.recipients())?;
+        let local = emit(io, request, components, &mut targets)?;
+        let counted = everywhere(peers, local, targets, false).await;
         return Ok(Published {
-            delivered: emit(io, request, components)?,
+            delivered: counted.count,
             stored: None,
+            incomplete: counted.incomplete,
         });
     }
     let skip = notifications.namespace_name();
@@ -217,11 +286,14 @@ pub async fn publish_persisted<E: From<HubError>>(
     check(io, request)?;
     admit(request.recipients())?;
     let created = notifications.create(&request.users, &new).await?;
-    let mut delivered = emit(io, request, components)?;
-    delivered += delivered_to(io, notifications, created.iter().map(|(user, _, _)| user));
+    let mut local = emit(io, request, components, &mut targets)?;
+    let users = created.iter().map(|(user, _, _)| user);
+    local += delivered_to(io, notifications, users, &mut targets);
+    let counted = everywhere(peers, local, targets, false).await;
     Ok(Published {
-        delivered,
+        delivered: counted.count,
         stored: Some(created.len()),
+        incomplete: counted.incomplete,
     })
 }
 
@@ -237,6 +309,7 @@ pub async fn publish_persisted<E: From<HubError>>(
 pub async fn notify<E: From<HubError>>(
     io: &SocketIo,
     notifications: &Notifications,
+    peers: &Peers,
     request: &NotificationRequest,
     admit: impl FnOnce(usize) -> Result<(), E>,
 ) -> Result<Published, E> {
@@ -249,23 +322,36 @@ pub async fn notify<E: From<HubError>>(
     notifications.check(&request.users, &new).map_err(invalid)?;
     admit(request.recipients())?;
     let created = notifications.create(&request.users, &new).await?;
+    let mut targets = Targets::for_(peers);
+    let users = created.iter().map(|(user, _, _)| user);
+    let local = delivered_to(io, notifications, users, &mut targets);
+    let counted = everywhere(peers, local, targets, false).await;
     Ok(Published {
-        delivered: delivered_to(io, notifications, created.iter().map(|(user, _, _)| user)),
+        delivered: counted.count,
         stored: Some(created.len()),
+        incomplete: counted.incomplete,
     })
 }
 
-/// Sockets of `users` on the notifications namespace (on this node).
+/// Sockets of `users` on the notifications namespace on this node; the
+/// same question for the other nodes goes to `targets` (one per user:
+/// each got their own notification).
 fn delivered_to<'a>(
     io: &SocketIo,
     notifications: &Notifications,
     users: impl Iterator<Item = &'a String>,
+    targets: &mut Targets,
 ) -> usize {
     let Some(ns) = notifications.namespace_name().and_then(|name| io.of(&name)) else {
         return 0;
     };
     users
-        .map(|user| ns.to(user_room(user)).sockets().len())
+        .map(|user| {
+            let room = user_room(user);
+            let here = ns.to(room.as_str()).sockets().len();
+            targets.push(|| (ns.name().to_owned(), vec![room]));
+            here
+        })
         .sum()
 }
 
@@ -298,20 +384,16 @@ fn check(io: &SocketIo, request: &PublishRequest) -> Result<(), HubError> {
     Ok(())
 }
 
-/// Checks and carries out a publish (but `persist`: see
-/// [`publish_persisted`]) in every namespace it names but those of `skip`
-/// (the components'); returns how many sockets it reached on this node.
-pub fn publish(
+/// Carries out a publish [`check`] found valid in every namespace it
+/// names but those of `skip` (the components'); returns how many sockets
+/// it reached on this node, and puts each emit's namespace and rooms in
+/// `targets` (to ask the other nodes the same).
+fn emit(
     io: &SocketIo,
     request: &PublishRequest,
     skip: &[String],
+    targets: &mut Targets,
 ) -> Result<usize, HubError> {
-    check(io, request)?;
-    emit(io, request, skip)
-}
-
-/// Carries out a publish [`check`] found valid (see [`publish`]).
-fn emit(io: &SocketIo, request: &PublishRequest, skip: &[String]) -> Result<usize, HubError> {
     let mut delivered = 0;
     for ns in namespaces(io, request.namespace.as_deref())? {
         if skip.iter().any(|name| name == ns.name()) {
@@ -321,6 +403,7 @@ fn emit(io: &SocketIo, request: &PublishRequest, skip: &[String]) -> Result<usiz
             delivered += ns
                 .broadcast()
                 .emit(&request.event, &Args::one(&request.data));
+            targets.push(|| (ns.name().to_owned(), Vec::new()));
             continue;
         }
         if !request.users.is_empty() {
@@ -335,40 +418,58 @@ fn emit(io: &SocketIo, request: &PublishRequest, skip: &[String]) -> Result<usiz
             if let Some(op) = op {
                 delivered += op.emit(&request.event, &Args::one(&request.data));
             }
+            let users = || request.users.iter().map(|u| user_room(u)).collect();
+            targets.push(|| (ns.name().to_owned(), users()));
         }
         for room in &request.rooms {
             let envelope = json!({"room": room, "data": &request.data});
             delivered += ns
                 .to(room.as_str())
                 .emit(&request.event, &Args::one(&envelope));
+            targets.push(|| (ns.name().to_owned(), vec![room.clone()]));
         }
     }
     Ok(delivered)
 }
 
-/// Disconnects every socket of a user, in every namespace; returns how many.
-pub fn disconnect_user(io: &SocketIo, request: &DisconnectRequest) -> Result<usize, HubError> {
+/// Disconnects every socket of a user, in every namespace, on every
+/// node; returns how many.
+pub async fn disconnect_user(
+    io: &SocketIo,
+    peers: &Peers,
+    request: &DisconnectRequest,
+) -> Result<Counted, HubError> {
     if request.user.is_empty() {
         return Err(invalid("user must not be empty"));
     }
+    let room = user_room(&request.user);
     let mut count = 0;
+    let mut targets = Targets::for_(peers);
     for ns in io.namespaces() {
-        let op = ns.to(user_room(&request.user));
-        let sockets = op.sockets();
+        let sockets = ns.to(room.as_str()).sockets();
         count += sockets.len();
         for socket in sockets {
             socket.disconnect();
         }
+        targets.push(|| (ns.name().to_owned(), vec![room.clone()]));
     }
-    Ok(count)
+    Ok(everywhere(peers, count, targets, true).await)
 }
 
-/// Sockets in `room` (in one namespace, or all).
-pub fn room_size(io: &SocketIo, room: &str, namespace: Option<&str>) -> Result<usize, HubError> {
-    Ok(namespaces(io, namespace)?
-        .iter()
-        .map(|ns| ns.to(room).sockets().len())
-        .sum())
+/// Sockets in `room` (in one namespace, or all), on every node.
+pub async fn room_size(
+    io: &SocketIo,
+    peers: &Peers,
+    room: &str,
+    namespace: Option<&str>,
+) -> Result<Counted, HubError> {
+    let mut count = 0;
+    let mut targets = Targets::for_(peers);
+    for ns in namespaces(io, namespace)? {
+        count += ns.to(room).sockets().len();
+        targets.push(|| (ns.name().to_owned(), vec![room.to_owned()]));
+    }
+    Ok(everywhere(peers, count, targets, false).await)
 }
 
 /// Most users one presence request may ask about.

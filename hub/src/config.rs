@@ -25,6 +25,37 @@ pub struct HubConfig {
     pub namespaces: Vec<NamespaceConfig>,
     /// The settings of the hub's ESN components.
     pub components: ComponentsConfig,
+    /// Where the live state is kept: this process, or a cluster's store.
+    pub live: LiveConfig,
+}
+
+/// Where the hub keeps its live state (who is online, …): in this
+/// process's memory (one node: the default), or in what a cluster shares
+/// (the embedding program's Redis-backed implementations of the state
+/// traits).
+#[derive(Clone, Default)]
+pub struct LiveConfig {
+    /// This node's id in the cluster, which the entries of its devices
+    /// name (they are dropped with it); `None`: a random one, alone.
+    pub node: Option<String>,
+    /// The presence state every node shares; `None`: in memory.
+    pub presence: Option<std::sync::Arc<dyn crate::services::presence::PresenceState>>,
+    /// Chat's typing state, with what the cluster must know of it (whose
+    /// indicators a stopped node leaves shown); `None`: in memory.
+    pub typing: Option<std::sync::Arc<dyn crate::components::chat::state::TypingState>>,
+    /// The calls state every node shares; `None`: in memory.
+    pub calls: Option<std::sync::Arc<dyn crate::components::calls::CallState>>,
+}
+
+impl std::fmt::Debug for LiveConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveConfig")
+            .field("node", &self.node)
+            .field("presence", &self.presence.as_ref().map(|_| "shared"))
+            .field("typing", &self.typing.as_ref().map(|_| "shared"))
+            .field("calls", &self.calls.as_ref().map(|_| "shared"))
+            .finish()
+    }
 }
 
 /// The settings of each ESN component (whichever namespace it serves).

@@ -42,7 +42,7 @@ impl Layer {
                 ..,
             ] => Layer::Assembly,
             [
-                "ComponentsConfig" | "IdentityConfig" | "NamespaceConfig",
+                "ComponentsConfig" | "IdentityConfig" | "NamespaceConfig" | "LiveConfig",
                 ..,
             ] => Layer::Assembly,
             ["services", ..] => Layer::Services,

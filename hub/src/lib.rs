@@ -24,6 +24,8 @@
 //! - [`limits`]: what one socket may ask of a component namespace (event
 //!   rate, rooms).
 //! - [`tasks`]: background work that stops with the hub.
+//! - [`peers`]: what the components do when another node of the cluster
+//!   stops.
 //! - [`clock`]: the time, in Unix milliseconds.
 //! - [`signature`]: the HMAC signature of each request to a backend.
 //! - [`query`]: percent-decoding of query values and path segments.
@@ -65,6 +67,7 @@ pub mod error;
 pub mod identity;
 pub mod jwks;
 pub mod limits;
+pub mod peers;
 pub mod query;
 pub mod services;
 pub mod signature;
@@ -72,7 +75,9 @@ pub mod store;
 pub mod tasks;
 
 pub use assembly::{Handlers, Hub, StartError};
-pub use config::{BackendConfig, ComponentsConfig, HubConfig, IdentityConfig, NamespaceConfig};
+pub use config::{
+    BackendConfig, ComponentsConfig, HubConfig, IdentityConfig, LiveConfig, NamespaceConfig,
+};
 
 #[cfg(test)]
 mod layering;

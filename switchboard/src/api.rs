@@ -306,41 +306,72 @@ struct ErrorBody {
     message: String,
 }
 
-/// `{ok:true, delivered}`: sockets reached on this node; with `persist`,
-/// `stored` too: notifications stored (one per distinct user).
+/// In cluster mode, when a node did not answer within
+/// `cluster.request_timeout_ms`: the count beside it is of the nodes that
+/// did.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct IncompleteReply {
+    /// Nodes that did not answer.
+    unanswered: u64,
+    /// Those of them known by name (Switchboard nodes' uids).
+    missing: Vec<String>,
+    /// Why the other nodes could not be asked at all (Redis down), if so.
+    error: Option<String>,
+}
+
+/// `{ok:true, delivered}`: sockets reached, on every node of a cluster;
+/// with `persist`, `stored` too: notifications stored (one per distinct
+/// user).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct PublishReply {
     ok: bool,
     delivered: u64,
     stored: Option<u64>,
+    incomplete: Option<IncompleteReply>,
 }
 
 /// `{ok:true, stored, delivered}`: notifications stored (one per distinct
-/// user), sockets of theirs reached on `/notifications` on this node.
+/// user), sockets of theirs reached on `/notifications`, on every node.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct NotificationsReply {
     ok: bool,
     stored: u64,
     delivered: u64,
+    incomplete: Option<IncompleteReply>,
 }
 
-/// `{ok:true, disconnected}`.
+/// `{ok:true, disconnected}`: the user's sockets disconnected, on every
+/// node.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct DisconnectReply {
     ok: bool,
     disconnected: u64,
+    incomplete: Option<IncompleteReply>,
 }
 
-/// `{ok:true, room, sockets}`.
+/// `{ok:true, room, sockets}`: the room's sockets, on every node.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct RoomReply {
     ok: bool,
     room: String,
     sockets: u64,
+    incomplete: Option<IncompleteReply>,
+}
+
+/// Adds `incomplete` to a reply when a node did not answer.
+fn note_incomplete(body: &mut Value, incomplete: Option<hub::peers::Tally>) {
+    if let Some(tally) = incomplete {
+        body["incomplete"] = json!({
+            "unanswered": tally.unanswered,
+            "missing": tally.missing,
+            "error": tally.error,
+        });
+    }
 }
 
 /// Publishes an event to users (every socket of each), rooms (members get
@@ -371,6 +402,7 @@ async fn publish(
         &app.io,
         &app.hub.ctx.notifications,
         &app.hub.components,
+        &app.hub.ctx.peers,
         &request,
         |recipients| metered.charge(&app, recipients),
     )
@@ -379,6 +411,7 @@ async fn publish(
     if let Some(stored) = published.stored {
         body["stored"] = json!(stored);
     }
+    note_incomplete(&mut body, published.incomplete);
     Ok(reply(StatusCode::OK, body))
 }
 
@@ -407,14 +440,15 @@ async fn notifications(
     let done = backend_api::notify(
         &app.io,
         &app.hub.ctx.notifications,
+        &app.hub.ctx.peers,
         &request,
         |recipients| metered.charge(&app, recipients),
     )
     .await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({"ok": true, "stored": done.stored.unwrap_or(0), "delivered": done.delivered}),
-    ))
+    let mut body =
+        json!({"ok": true, "stored": done.stored.unwrap_or(0), "delivered": done.delivered});
+    note_incomplete(&mut body, done.incomplete);
+    Ok(reply(StatusCode::OK, body))
 }
 
 /// Disconnects every socket of a user, in every namespace.
@@ -433,11 +467,10 @@ async fn disconnect(
     _: Allowed<DisconnectScope>,
     ApiJson(request): ApiJson<DisconnectRequest>,
 ) -> Result<Response, Failure> {
-    let count = backend_api::disconnect_user(&app.io, &request)?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({"ok": true, "disconnected": count}),
-    ))
+    let done = backend_api::disconnect_user(&app.io, &app.hub.ctx.peers, &request).await?;
+    let mut body = json!({"ok": true, "disconnected": done.count});
+    note_incomplete(&mut body, done.incomplete);
+    Ok(reply(StatusCode::OK, body))
 }
 
 /// One user's presence: `{online, sockets, status, devices, last_seen}`;
@@ -535,11 +568,11 @@ async fn room(
         .map(|(_, value)| hub::query::percent_decode(value))
         .unwrap_or_default();
     let namespace = query_values(query.as_deref().unwrap_or(""), "namespace").next();
-    let sockets = backend_api::room_size(&app.io, &room, namespace.as_deref())?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({"ok": true, "room": room, "sockets": sockets}),
-    ))
+    let peers = &app.hub.ctx.peers;
+    let counted = backend_api::room_size(&app.io, peers, &room, namespace.as_deref()).await?;
+    let mut body = json!({"ok": true, "room": room, "sockets": counted.count});
+    note_incomplete(&mut body, counted.incomplete);
+    Ok(reply(StatusCode::OK, body))
 }
 
 /// Any other path under `/api/v1/` (after the key check).

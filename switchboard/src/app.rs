@@ -31,6 +31,8 @@ pub struct App {
     pub store: Store,
     /// The cluster bus, in cluster mode (`cluster.redis_url`).
     pub cluster: Option<cluster::Cluster>,
+    /// The failures of the live state in Redis, in cluster mode.
+    pub live: Option<Arc<crate::live::LiveStats>>,
     /// Dev mode's token signer (`POST /dev/token`), when `dev_mode` is on.
     pub dev: Option<Arc<crate::dev::DevTokens>>,
     /// The web client served at `/`, when it is built.
@@ -56,7 +58,33 @@ impl App {
             None => None,
         };
         let mut hub_config = config.hub_config();
+        let mut live = None;
         if let Some(cluster) = &cluster {
+            // The live state every node shares, in Redis; this node's
+            // entries name it by its uid on the bus, so that they go with
+            // it when it stops.
+            let stats = Arc::new(crate::live::LiveStats::default());
+            let presence = crate::live::RedisPresence::new(
+                cluster,
+                config.presence.max_lingering,
+                stats.clone(),
+            );
+            let timers = config.chat.typing_timers();
+            let typing = hub::components::chat::state::MemoryTyping::new(timers);
+            hub_config.live = hub::LiveConfig {
+                node: Some(cluster.uid().to_owned()),
+                presence: Some(Arc::new(presence)),
+                typing: Some(Arc::new(crate::live::RedisTyping::new(
+                    cluster,
+                    typing,
+                    stats.clone(),
+                ))),
+                calls: Some(Arc::new(crate::live::RedisCalls::new(
+                    cluster,
+                    stats.clone(),
+                ))),
+            };
+            live = Some(stats);
             // Every namespace's rooms on this node, its broadcasts on the bus.
             hub_config.socketio.adapter = cluster.adapters();
             // What another node's fetchSockets() sees of a socket here:
@@ -66,6 +94,11 @@ impl App {
             });
         }
         let hub = Hub::new(hub_config, &handlers::provided()).await?;
+        if let Some(cluster) = &cluster {
+            crate::live::watch_nodes(cluster, &hub);
+            let others = crate::live::ClusterNodes(cluster.clone());
+            hub.ctx.peers.set_others(Arc::new(others));
+        }
         if let Some(cluster) = &cluster {
             // Once every namespace has its adapter: up means subscribed for
             // all of them.
@@ -86,6 +119,7 @@ impl App {
             api_requests: Arc::default(),
             store: hub.store.clone(),
             cluster,
+            live,
             hub,
             dev,
             web: crate::web::WebClient::from_config(config),

@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML configuration and its `SWITCHBOARD_*` overrides,
 //!   turned into the hub's plain configuration.
 //! - [`app`]: the hub and the engines wired together.
+//! - [`live`]: the hub's live state in Redis, in cluster mode.
 //! - [`server`]: the listener and graceful shutdown.
 //! - [`routes`]: the HTTP routes beside Engine.IO (health, readiness,
 //!   metrics, the API).
@@ -28,6 +29,7 @@ pub mod config;
 pub mod contract;
 pub mod dev;
 pub mod handlers;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod reply;

@@ -137,7 +137,7 @@ impl Collector for Scrape {
             }),
         )?;
         if let Some(cluster) = &app.cluster {
-            cluster_families(e, cluster)?;
+            cluster_families(e, cluster, app.live.as_deref())?;
         }
         single(
             e,
@@ -299,7 +299,11 @@ impl Collector for Scrape {
 }
 
 /// The cluster bus's figures (cluster mode only), in name order.
-fn cluster_families(e: &mut DescriptorEncoder, cluster: &cluster::Cluster) -> std::fmt::Result {
+fn cluster_families(
+    e: &mut DescriptorEncoder,
+    cluster: &cluster::Cluster,
+    live: Option<&crate::live::LiveStats>,
+) -> std::fmt::Result {
     let s = cluster.stats();
     let health = cluster.health();
     let counted = |pairs: &[(&'static str, u64)], label: &'static str| {
@@ -447,5 +451,35 @@ fn cluster_families(e: &mut DescriptorEncoder, cluster: &cluster::Cluster) -> st
             Counter,
         ),
         s.requests_sent,
+    )?;
+    let Some(live) = live else {
+        return Ok(());
+    };
+    let errors = [
+        (
+            "presence",
+            &live.presence_unavailable,
+            &live.presence_malformed,
+        ),
+        ("typing", &live.typing_unavailable, &live.typing_malformed),
+        ("calls", &live.calls_unavailable, &live.calls_malformed),
+    ];
+    family(
+        e,
+        (
+            "switchboard_cluster_state_errors",
+            "Calls to the live state in Redis that failed, by state and kind: unavailable \
+             (Redis down, slow or refusing; the client is answered unavailable), malformed \
+             (a reply that is not what the script returns: keys written by something else).",
+            Counter,
+        ),
+        errors.iter().flat_map(|(state, unavailable, malformed)| {
+            [("unavailable", *unavailable), ("malformed", *malformed)].map(|(kind, n)| {
+                (
+                    [("state", *state), ("kind", kind)],
+                    ConstCounter::new(n.load(std::sync::atomic::Ordering::Relaxed)),
+                )
+            })
+        }),
     )
 }

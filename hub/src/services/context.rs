@@ -14,6 +14,7 @@ use socketio::{Args, SocketIo};
 use super::notifications::Notifications;
 use super::presence::PresenceService;
 use crate::auth::user_room;
+use crate::peers::Peers;
 use crate::store::Store;
 use crate::tasks::Tasks;
 
@@ -31,6 +32,9 @@ pub struct Context {
     pub presence: PresenceService,
     /// Background work that stops with the server.
     pub tasks: Tasks,
+    /// What to do when another node of the cluster stops (components
+    /// whose live state names its node register here).
+    pub peers: Peers,
 }
 
 impl Context {

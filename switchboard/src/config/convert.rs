@@ -214,6 +214,8 @@ impl Config {
                 presence: self.presence.clone(),
                 calls: self.calls.clone(),
             },
+            // In cluster mode the application puts the Redis state here.
+            live: hub::LiveConfig::default(),
         }
     }
 

@@ -1,13 +1,15 @@
 //! `/chat` over the wire, what devices receive and in which order: a
 //! thousand messages sent at once from four devices get seqs 1..=1000,
-//! each once, in the same order on every device, retries included; a
+//! each once, in the same order on every device, retries included (and,
+//! with the devices on three nodes of a cluster, each seq once on every
+//! device); a
 //! member who leaves mid-stream gets what preceded the leave and nothing
 //! after.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use crate::common::{Device, postgres_database, start_raw};
+use crate::common::{Device, cluster_sections_on, postgres_database, redis_url, start_raw};
 use serde_json::{Value, json};
 
 const PREFIX: &str = "42/chat,";
@@ -35,19 +37,27 @@ fn parse_ack(frame: &str) -> Option<(u64, Value)> {
 
 const TOTAL: usize = 1000;
 
-/// Four devices of two users send 1,000 messages at once to one
-/// conversation (with retries of earlier client_ids among them).
-async fn a_thousand_at_once(store_toml: &str) {
-    let server = start_raw(&format!(
+/// The configuration of a server for [`a_thousand_at_once`]: no rate
+/// limits, and `store_toml` (the store, and a cluster's section).
+fn unlimited(store_toml: &str) -> String {
+    format!(
         "[auth]\nhs256_secret = \"test-secret\"\n[limits]\nevents_per_sec = 0\n\
          [chat]\nmessages_per_sec = 0\n{store_toml}"
-    ))
-    .await;
+    )
+}
+
+/// Four devices of two users, on the servers at `addrs` (one server, or
+/// the nodes of a cluster), send 1,000 messages at once to one
+/// conversation (with retries of earlier client_ids among them). On one
+/// node every device sees them in one order; across nodes each node
+/// delivers its own commits in order, and a device sees every seq once.
+async fn a_thousand_at_once(addrs: [std::net::SocketAddr; 4]) {
+    let one_node = addrs.iter().all(|a| *a == addrs[0]);
     let mut devices = [
-        device(server.addr, "alice").await,
-        device(server.addr, "alice").await,
-        device(server.addr, "bob").await,
-        device(server.addr, "bob").await,
+        device(addrs[0], "alice").await,
+        device(addrs[1], "alice").await,
+        device(addrs[2], "bob").await,
+        device(addrs[3], "bob").await,
     ];
     devices[0]
         .emit_with_id(1, "conversation:create", &json!({"direct": "bob"}))
@@ -128,13 +138,19 @@ async fn a_thousand_at_once(store_toml: &str) {
         }
         orders.push(order);
     }
-    // Seqs 1..=1000, in order, each client_id once, on every device.
+    // Seqs 1..=1000, each client_id once, on every device; in one order
+    // on one node.
     let expected: Vec<i64> = (1..=TOTAL as i64).collect();
-    for order in &orders {
+    for order in orders.iter_mut() {
+        if !one_node {
+            order.sort();
+        }
         assert_eq!(order.iter().map(|o| o.0).collect::<Vec<_>>(), expected);
         let distinct: HashSet<&String> = order.iter().map(|o| &o.1).collect();
         assert_eq!(distinct.len(), TOTAL, "a message was doubled");
-        assert_eq!(order, &orders[0], "devices disagree on the order");
+    }
+    for order in &orders {
+        assert_eq!(order, &orders[0], "devices disagree on the messages");
     }
     // Acks: every client_id got one seq; a retry got the same one.
     assert_eq!(acks_by_client.len(), TOTAL);
@@ -170,7 +186,8 @@ async fn a_thousand_at_once(store_toml: &str) {
 async fn a_thousand_messages_from_four_devices_at_once_on_sqlite() {
     // A generous store timeout: a loaded test machine must not turn a
     // slow fsync into `unavailable`.
-    a_thousand_at_once("[store]\ntimeout_ms = 20000\n").await;
+    let server = start_raw(&unlimited("[store]\ntimeout_ms = 20000\n")).await;
+    a_thousand_at_once([server.addr; 4]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +195,30 @@ async fn a_thousand_messages_from_four_devices_at_once_on_postgres() {
     let Some((_, url)) = postgres_database().await else {
         return;
     };
-    a_thousand_at_once(&format!("[store]\nurl = {url:?}\ntimeout_ms = 20000\n")).await;
+    let store = format!("[store]\nurl = {url:?}\ntimeout_ms = 20000\n");
+    let server = start_raw(&unlimited(&store)).await;
+    a_thousand_at_once([server.addr; 4]).await;
+}
+
+/// The same with the four devices on three nodes of a cluster on one
+/// PostgreSQL: three writers take seqs at once, and still none is skipped
+/// or given twice, and every device gets every message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_messages_from_four_devices_on_three_nodes_at_once() {
+    let Some(redis) = redis_url() else {
+        return;
+    };
+    let Some(sections) = cluster_sections_on(&redis, "").await else {
+        return;
+    };
+    // The sections name the store: its timeout is added to them.
+    let sections = sections.replace("[store]\n", "[store]\ntimeout_ms = 20000\n");
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(start_raw(&unlimited(&sections)).await);
+    }
+    let [a, b, c] = [0, 1, 2].map(|i| nodes[i].addr);
+    a_thousand_at_once([a, b, c, a]).await;
 }
 
 /// A member who leaves while messages stream in gets every message

@@ -14,6 +14,7 @@
 //! A node publishes in order and each connection delivers in order, so a
 //! client holding the marker holds everything the broadcast meant for it.
 
+use crate::common::binary::{signal, until_stopped};
 use crate::common::*;
 
 /// A client of one node in namespace `nsp` (`""` for `/`).
@@ -763,36 +764,6 @@ async fn nodes_know_each_other_at_once_and_one_that_stops_cleanly_is_dropped_at_
                 .contains(&clusters[2].uid().to_owned())
         );
     }
-}
-
-/// Sends `signal` (`STOP`, `CONT`, `KILL`) to process `pid`.
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-/// Waits until every thread of process `pid` is stopped (`kill` returns
-/// before a busy thread has taken the SIGSTOP).
-async fn until_stopped(pid: u32) {
-    let stopped = || {
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-        tasks.flatten().all(|task| {
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            // `pid (name) STATE …`: the state follows the last `)`.
-            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
-            matches!(state, Some(Some('T' | 't')))
-        })
-    };
-    tokio::time::timeout(WAIT, async {
-        while !stopped() {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the process did not stop");
 }
 
 #[tokio::test]

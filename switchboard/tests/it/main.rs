@@ -19,6 +19,7 @@ mod chat;
 mod chat_conversations;
 mod chat_writes;
 mod cluster;
+mod cluster_hub;
 mod components;
 mod engine;
 mod http_routes;

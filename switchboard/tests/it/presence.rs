@@ -644,10 +644,13 @@ enum Step {
     Reload,
 }
 
-/// A device of `user` connects and takes `steps`, as fast as the server
-/// answers; returns it connected, with what it made of the events so far.
-async fn racer(addr: SocketAddr, user: String, steps: Vec<Step>) -> Observer {
-    let mut me = Observer::connect(addr, &user).await;
+/// A device of `user` connects to the first of `addrs` and takes `steps`,
+/// as fast as the server answers, reloading onto the next node each time
+/// (a client behind a load balancer); returns it connected, with what it
+/// made of the events so far.
+async fn racer(addrs: Vec<SocketAddr>, user: String, steps: Vec<Step>) -> Observer {
+    let mut next = addrs.iter().cycle();
+    let mut me = Observer::connect(*next.next().unwrap(), &user).await;
     for step in steps {
         match step {
             Step::Status(status) => {
@@ -657,7 +660,7 @@ async fn racer(addr: SocketAddr, user: String, steps: Vec<Step>) -> Observer {
             }
             Step::Reload => {
                 me.device.close().await;
-                me = Observer::connect(addr, &user).await;
+                me = Observer::connect(*next.next().unwrap(), &user).await;
             }
         }
     }
@@ -677,14 +680,15 @@ impl Rng {
     }
 }
 
-/// One round on the server at `addr`: `user`'s devices (2 or 3) connect at
-/// once and each takes a few random steps (status changes, reloads) while
-/// `watcher` starts watching; once every step is acknowledged, every device
+/// One round on the servers at `addrs` (one, or the nodes of a cluster):
+/// `user`'s devices (2 or 3) connect at once, each to the next node, and
+/// each takes a few random steps (status changes, reloads) while `watcher`
+/// starts watching; once every step is acknowledged, every device
 /// and the watcher must come to show the status the server holds and as
 /// many devices as are connected. `None` when they do, what each showed
 /// otherwise.
 async fn race_round(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     watcher: &mut Observer,
     user: &str,
     rng: &mut Rng,
@@ -696,7 +700,8 @@ async fn race_round(
     let quiet = rng.below(4) == 0;
     let mut racers = tokio::task::JoinSet::new();
     let mut plan = Vec::new();
-    for _ in 0..count {
+    let addr = addrs[0];
+    for i in 0..count {
         let steps: Vec<Step> = if quiet {
             Vec::new()
         } else {
@@ -708,7 +713,9 @@ async fn race_round(
                 .collect()
         };
         plan.push(steps.clone());
-        racers.spawn(racer(addr, user.to_owned(), steps));
+        let mut from = addrs.to_vec();
+        from.rotate_left(i % addrs.len());
+        racers.spawn(racer(from, user.to_owned(), steps));
     }
     watcher.user = user.to_owned();
     watcher.view = View::default();
@@ -791,9 +798,21 @@ async fn presence_converges_whatever_order_connects_reloads_and_status_changes_r
         let presence = format!("grace_ms = {grace}\nstatus_changes_per_sec = 0");
         servers.push(serve(&presence, unlimited, |_| {}).await);
     }
-    let mut watchers = Vec::new();
+    let mut groups = Vec::new();
     for (addr, _, _) in &servers {
-        watchers.push(Observer::connect(*addr, "watcher").await);
+        groups.push(vec![*addr]);
+    }
+    race(rounds, &groups, "").await;
+}
+
+/// Runs `rounds` rounds, alternating between the two servers (or
+/// clusters) of `groups`: the first without a grace period, the second
+/// with one, a watcher on the last node of each. Stops after ten rounds
+/// that do not converge and says how many of how many did not.
+async fn race(rounds: u64, groups: &[Vec<SocketAddr>], across: &str) {
+    let mut watchers = Vec::new();
+    for addrs in groups {
+        watchers.push(Observer::connect(*addrs.last().unwrap(), "watcher").await);
     }
     let seed = rand_suffix() | 1;
     let mut rng = Rng(seed);
@@ -803,7 +822,7 @@ async fn presence_converges_whatever_order_connects_reloads_and_status_changes_r
         let which = (run % 2) as usize;
         let user = format!("racer-{run}");
         if let Some(failure) =
-            race_round(servers[which].0, &mut watchers[which], &user, &mut rng).await
+            race_round(&groups[which], &mut watchers[which], &user, &mut rng).await
         {
             failed.push(format!("grace {}: {failure}", [0, 50][which]));
         }
@@ -811,8 +830,39 @@ async fn presence_converges_whatever_order_connects_reloads_and_status_changes_r
     }
     assert!(
         failed.is_empty(),
-        "{} of {run} rounds did not converge (seed {seed}); the first:\n{}",
+        "{} of {run} rounds did not converge{across} (seed {seed}); the first:\n{}",
         failed.len(),
         failed[0]
     );
+}
+
+/// The same convergence across the nodes of a cluster (three nodes on the
+/// test Redis and PostgreSQL, the presence state in Redis): a user's
+/// devices connect to different nodes and reload onto the next one, the
+/// watcher is on another. Versions come from Redis, so every node orders
+/// a user's changes the same way. `PRESENCE_CLUSTER_RACE_ROUNDS` sets the
+/// rounds (60).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_converges_across_the_nodes_of_a_cluster() {
+    let rounds: u64 = env_or("PRESENCE_CLUSTER_RACE_ROUNDS", 60);
+    let Some(redis) = common::redis_url() else {
+        return;
+    };
+    let unlimited = "[limits]\nevents_per_sec = 0\n[server]\nhandshakes_per_sec_per_address = 0";
+    let mut clusters = Vec::new();
+    for grace in [0, 50] {
+        let Some(sections) = common::cluster_sections_on(&redis, "").await else {
+            return;
+        };
+        let presence = format!("grace_ms = {grace}\nstatus_changes_per_sec = 0");
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(serve(&presence, &format!("{unlimited}\n{sections}"), |_| {}).await);
+        }
+        clusters.push(nodes);
+    }
+    let groups: Vec<Vec<SocketAddr>> = (clusters.iter())
+        .map(|nodes| nodes.iter().map(|n| n.0).collect())
+        .collect();
+    race(rounds, &groups, " across nodes").await;
 }

@@ -41,7 +41,7 @@ use crate::services::Context;
 use crate::services::notifications::NewNotification;
 
 pub use call::{Answer, Call, EndReason, Invitee, Kind, Leave, Participant, Phase, Refusal};
-pub use state::{CallState, InsertError, MemoryCallState, StateError};
+pub use state::{CallState, InsertError, MemoryCallState, Orphans, StateError};
 pub use turn::{IceServer, credentials, ice_servers};
 
 /// The component's settings (`[calls]` in the configuration).
@@ -122,6 +122,10 @@ struct Inner {
     ctx: Context,
     config: CallsConfig,
     state: Arc<dyn CallState>,
+    /// The namespace's name, when the assembly says it
+    /// ([`Calls::in_namespace`]): what a stopped node left is handled by
+    /// whichever node drops it, sockets or not.
+    name: std::sync::OnceLock<String>,
     /// Invitations per user, of all their devices together: more
     /// connections do not ring more phones.
     invites: KeyedBuckets,
@@ -140,14 +144,31 @@ impl Calls {
         }
         let per_minute = config.invites_per_minute;
         let invites = KeyedBuckets::new(per_minute / 60.0, per_minute.max(1.0));
-        Calls {
-            inner: Arc::new(Inner {
-                ctx,
-                config,
-                state,
-                invites,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            ctx,
+            config,
+            state,
+            name: std::sync::OnceLock::new(),
+            invites,
+        });
+        // Another node stopped: its devices leave their calls, and the
+        // calls it timed ring out here.
+        let weak = Arc::downgrade(&inner);
+        inner.ctx.peers.on_dropped(move |node| {
+            let inner = weak.clone();
+            Box::pin(async move {
+                if let Some(inner) = inner.upgrade() {
+                    inner.node_dropped(&node).await;
+                }
+            })
+        });
+        Calls { inner }
+    }
+
+    /// Says which namespace it serves.
+    pub fn in_namespace(self, name: &str) -> Calls {
+        let _ = self.inner.name.set(name.to_owned());
+        self
     }
 }
 
@@ -225,10 +246,17 @@ fn admit_signal(socket: &Socket, per_sec: f64, burst: f64) -> bool {
 
 // --- emitting ---------------------------------------------------------------
 
-/// Emits to one device (a socket of this namespace), if it is here.
-fn to_device<T: Serialize + ?Sized>(ns: &Namespace, device: &str, event: &str, payload: &T) {
-    if let Some(socket) = SocketId::parse(device).and_then(|id| ns.get(&id)) {
-        socket.emit(event, &Args::one(payload));
+/// Emits to one device (a socket of this namespace): at once if it is on
+/// this node, else to its id as a room (in a cluster, the node it is on
+/// delivers it; alone, nobody).
+fn to_device<T: Serialize + ?Sized>(ns: &Arc<Namespace>, device: &str, event: &str, payload: &T) {
+    match SocketId::parse(device).and_then(|id| ns.get(&id)) {
+        Some(socket) => {
+            socket.emit(event, &Args::one(payload));
+        }
+        None => {
+            ns.to(device).emit(event, &Args::one(payload));
+        }
     }
 }
 
@@ -465,10 +493,42 @@ impl Inner {
     }
 
     fn start_ring_timer(self: &Arc<Self>, ns: &Arc<Namespace>, id: &str) {
+        self.ring_timer_after(ns, id, Duration::from_millis(self.config.ring_timeout_ms));
+    }
+
+    /// Node `node` of the cluster stopped: its devices leave their calls
+    /// (as if disconnected: the others are told), and the calls whose ring
+    /// timer ran there ring out here when they were due to.
+    async fn node_dropped(self: &Arc<Self>, node: &str) {
+        let Some(ns) = self.name.get().and_then(|name| self.ctx.io.of(name)) else {
+            return;
+        };
+        let orphans = match self.state.drop_node(node).await {
+            Ok(orphans) => orphans,
+            Err(err) => {
+                tracing::warn!(%err, node, "the calls of a stopped node were not ended");
+                return;
+            }
+        };
+        for device in &orphans.devices {
+            self.disconnected(&ns, device).await;
+        }
+        for id in &orphans.ringing {
+            let Ok(Some(call)) = self.state.get(id).await else {
+                continue;
+            };
+            let due = call
+                .created_at
+                .saturating_add(self.config.ring_timeout_ms as i64);
+            let left = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
+            self.ring_timer_after(&ns, id, Duration::from_millis(left));
+        }
+    }
+
+    fn ring_timer_after(self: &Arc<Self>, ns: &Arc<Namespace>, id: &str, after: Duration) {
         let inner = Arc::downgrade(self);
         let ns: Weak<Namespace> = Arc::downgrade(ns);
         let id = id.to_owned();
-        let after = Duration::from_millis(self.config.ring_timeout_ms);
         self.ctx.tasks.spawn(async move {
             tokio::time::sleep(after).await;
             let (Some(inner), Some(ns)) = (inner.upgrade(), ns.upgrade()) else {
@@ -840,6 +900,9 @@ mod tests {
         fn calls_of_user(&self, user: &str) -> BoxFuture<Result<Vec<String>, StateError>> {
             self.inner.calls_of_user(user)
         }
+        fn drop_node(&self, node: &str) -> BoxFuture<Result<Orphans, StateError>> {
+            self.inner.drop_node(node)
+        }
     }
 
     struct Silent;
@@ -871,6 +934,7 @@ mod tests {
             ),
             presence: PresenceService::new(Arc::new(MemoryState::new(4)), store.clone()),
             tasks: crate::tasks::Tasks::new(),
+            peers: Default::default(),
         };
         let flaky = Arc::new(Flaky {
             inner: MemoryCallState::new(),

@@ -58,6 +58,20 @@ pub trait CallState: Send + Sync + 'static {
     /// The ids of the calls live for `user` (see [`Call::live_users`]:
     /// ringing for them, or with a device of theirs in it).
     fn calls_of_user(&self, user: &str) -> BoxFuture<Result<Vec<String>, StateError>>;
+
+    /// Node `node` of the cluster stopped: what it left (its devices in
+    /// calls, the calls whose ring timer ran there, now the caller's to
+    /// run), handed to one caller. A state of one node has nothing.
+    fn drop_node(&self, node: &str) -> BoxFuture<Result<Orphans, StateError>>;
+}
+
+/// What a stopped node left in the calls state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Orphans {
+    /// Its devices that are in calls: they leave them (disconnected).
+    pub devices: Vec<String>,
+    /// The calls that ring and whose ring timer ran there.
+    pub ringing: Vec<String>,
 }
 
 /// [`CallState`] in this process's memory.
@@ -184,6 +198,11 @@ impl CallState for MemoryCallState {
     fn calls_of_user(&self, user: &str) -> BoxFuture<Result<Vec<String>, StateError>> {
         let ids = Inner::ids(&self.inner.lock().by_user, user);
         Box::pin(std::future::ready(Ok(ids)))
+    }
+
+    fn drop_node(&self, _node: &str) -> BoxFuture<Result<Orphans, StateError>> {
+        // Alone, every device and timer is this node's own.
+        Box::pin(std::future::ready(Ok(Orphans::default())))
     }
 }
 

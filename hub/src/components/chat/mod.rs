@@ -170,6 +170,16 @@ impl Default for ChatConfig {
     }
 }
 
+impl ChatConfig {
+    /// The typing indicator's timers.
+    pub fn typing_timers(&self) -> TypingTimers {
+        TypingTimers {
+            ttl: Duration::from_millis(self.typing_ttl_ms),
+            relay_interval: Duration::from_millis(self.typing_relay_ms),
+        }
+    }
+}
+
 /// The `/chat` namespace's component.
 pub struct Chat {
     inner: Arc<Inner>,
@@ -188,6 +198,10 @@ struct Inner {
     /// The namespace served, learnt from the first socket (delivery and
     /// the typing sweep emit to it).
     ns: Arc<OnceLock<Weak<Namespace>>>,
+    /// Its name, when the assembly says it ([`Chat::in_namespace`]): the
+    /// namespace is then found before any socket came (the stops of a
+    /// stopped node's typists are emitted by whichever node drops it).
+    name: OnceLock<String>,
     /// Typing relays of a conversation are emitted one at a time, each
     /// right after the state change it reports: a start relayed after the
     /// stop that followed it would leave the others seeing the user type
@@ -219,11 +233,15 @@ const TYPING_START_COST: usize = 2;
 impl Chat {
     /// With the in-memory typing state.
     pub fn new(ctx: Context, config: ChatConfig) -> Chat {
-        let timers = TypingTimers {
-            ttl: Duration::from_millis(config.typing_ttl_ms),
-            relay_interval: Duration::from_millis(config.typing_relay_ms),
-        };
-        Chat::with_state(ctx, config, Arc::new(MemoryTyping::new(timers)))
+        let typing = MemoryTyping::new(config.typing_timers());
+        Chat::with_state(ctx, config, Arc::new(typing))
+    }
+
+    /// Says which namespace it serves, so that it can emit there before
+    /// any socket connected.
+    pub fn in_namespace(self, name: &str) -> Chat {
+        let _ = self.inner.name.set(name.to_owned());
+        self
     }
 
     /// With `typing` as the live state (the cluster's).
@@ -270,8 +288,27 @@ impl Chat {
             writer,
             typing,
             ns,
+            name: OnceLock::new(),
             typing_emitted: Mutex::default(),
             typing_audience,
+        });
+        // Another node stopped: the indicators its devices showed stop.
+        let weak = Arc::downgrade(&inner);
+        inner.ctx.peers.on_dropped(move |node| {
+            let inner = weak.clone();
+            Box::pin(async move {
+                let Some(inner) = inner.upgrade() else { return };
+                match inner.typing.drop_node(&node).await {
+                    Ok(stopped) => {
+                        for relay in stopped {
+                            inner.relay_typing(relay).await;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, node, "typing of a stopped node not stopped");
+                    }
+                }
+            })
         });
         // The binary refuses a sweep under 10 ms at start; the floor keeps
         // an embedder that skips that check from a busy loop.
@@ -534,7 +571,12 @@ pub(crate) fn too_many_conversations(full: &[String], cap: usize) -> HubError {
 impl Inner {
     /// The namespace (first socket seen).
     fn namespace(&self) -> Option<Arc<Namespace>> {
-        self.ns.get().and_then(Weak::upgrade)
+        if let Some(ns) = self.ns.get().and_then(Weak::upgrade) {
+            return Some(ns);
+        }
+        let ns = self.ctx.io.of(self.name.get()?)?;
+        let _ = self.ns.set(Arc::downgrade(&ns));
+        Some(ns)
     }
 
     fn check_text(&self, text: &str) -> Result<(), HubError> {

@@ -73,6 +73,11 @@ pub trait TypingState: Send + Sync + 'static {
     /// that the next [`TypingState::expire`] stops it again (a stop is
     /// never lost; the others see the user typing until it is told).
     fn stop_failed(&self, relay: &Relay) -> BoxFuture<Result<(), HubError>>;
+
+    /// Node `node` of the cluster stopped: the indicators its devices
+    /// showed, now stopped (the others must be told `typing:false`), each
+    /// handed to one caller. A state of one node has none.
+    fn drop_node(&self, node: &str) -> BoxFuture<Result<Vec<Relay>, HubError>>;
 }
 
 /// The timers of the typing indicator.
@@ -136,6 +141,12 @@ impl MemoryTyping {
             timers,
             entries: Mutex::new(Entries::default()),
         }
+    }
+
+    /// A version later than every change made so far (for a relay this
+    /// state did not make: a stopped node's typist's stop).
+    pub fn next_version(&self) -> u64 {
+        self.entries.lock().next_version()
     }
 
     fn set_now(&self, key: Typist, socket: &str, on: bool, now: Instant) -> Option<Relay> {
@@ -269,6 +280,11 @@ impl TypingState for MemoryTyping {
     fn stop_failed(&self, relay: &Relay) -> BoxFuture<Result<(), HubError>> {
         self.stop_failed_now(relay, Instant::now());
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn drop_node(&self, _node: &str) -> BoxFuture<Result<Vec<Relay>, HubError>> {
+        // Alone, every indicator is this node's own.
+        Box::pin(std::future::ready(Ok(Vec::new())))
     }
 }
 

@@ -230,6 +230,49 @@ async fn restore_status(service: PresenceService, ns: Arc<Namespace>, user: Stri
     tracing::warn!(user, "presence: the stored status could not be read back");
 }
 
+/// Node `node` of the cluster stopped: its devices stop counting at once
+/// (see [`PresenceState::drop_node`](crate::services::presence::PresenceState::drop_node)),
+/// the watchers of each user it changed hear of it in every presence
+/// namespace, and a user it took offline is remembered as last seen now.
+pub(crate) async fn node_dropped(
+    service: &PresenceService,
+    namespaces: &[Arc<Namespace>],
+    node: &str,
+) {
+    let changes = match service.state().drop_node(node).await {
+        Ok(changes) => changes,
+        Err(err) => {
+            tracing::warn!(%err, node, "presence: the devices of a stopped node could not be dropped");
+            return;
+        }
+    };
+    if !changes.is_empty() {
+        tracing::info!(
+            node,
+            users = changes.len(),
+            "presence: a stopped node's devices dropped"
+        );
+    }
+    // Those it took offline are remembered first (then every read that
+    // finds them offline finds when they left), many in one transaction.
+    let now = now_ms();
+    let mut writes = tokio::task::JoinSet::new();
+    for change in &changes {
+        if change.visible && change.presence.status == Status::Offline {
+            let (service, user) = (service.clone(), change.presence.user.clone());
+            writes.spawn(async move {
+                let _ = service.record_seen(&user, now).await;
+            });
+        }
+    }
+    writes.join_all().await;
+    for change in changes.iter().filter(|c| c.visible) {
+        for ns in namespaces {
+            announce(ns, &change.presence, None);
+        }
+    }
+}
+
 /// What a device that arrived while its user had others is told once its
 /// client knows it is connected (see [`Presence::on_connected`]): the
 /// user's presence as its arrival left it.

@@ -53,6 +53,12 @@ impl PresenceService {
         // A random node id: entries of a node that restarted are not
         // mistaken for its new ones.
         let node = format!("node-{:016x}", rand::random::<u64>());
+        PresenceService::on_node(state, store, &node)
+    }
+
+    /// On node `node` of a cluster (its id on the bus: the entries of its
+    /// devices are dropped with it when it stops).
+    pub fn on_node(state: Arc<dyn PresenceState>, store: Store, node: &str) -> PresenceService {
         PresenceService {
             state,
             store,

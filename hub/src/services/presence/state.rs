@@ -1,7 +1,8 @@
-//! The live presence state behind a trait ([`PresenceState`]), so that the
-//! cluster can keep it in Redis (per-device keys with a TTL refreshed by a
-//! heartbeat, as Centrifugo does) without touching the component's logic;
-//! [`MemoryState`] is the one-node implementation.
+//! The live presence state behind a trait ([`PresenceState`]), so that a
+//! cluster can keep it in Redis (the binary's `live/presence.rs`: a hash
+//! per user, a device per field naming its node, dropped with its node)
+//! without touching the component's logic; [`MemoryState`] is the
+//! one-node implementation.
 //!
 //! The model is Phoenix.Presence's: per user, one entry per device (a
 //! socket of `/presence`, with the node it is on). A device that leaves
@@ -111,8 +112,8 @@ impl UserPresence {
 pub struct Device {
     /// The socket's id (unique per namespace, so per device).
     pub socket: String,
-    /// The node it is connected to (in the cluster, a node that dies
-    /// takes its devices with it: their TTL runs out).
+    /// The node it is connected to (in a cluster, a node that stops takes
+    /// its devices with it: [`PresenceState::drop_node`]).
     pub node: String,
 }
 
@@ -219,6 +220,13 @@ pub trait PresenceState: Send + Sync + 'static {
     /// for a user without any, offline with a `last_seen` of `None` (the
     /// store knows it).
     fn get(&self, users: &[String]) -> BoxFuture<Result<Vec<UserPresence>, StateError>>;
+
+    /// Node `node` stopped (the cluster no longer counts it): every device
+    /// on it, connected or lingering, is gone at once. Returns the visible
+    /// changes, for the watchers (a user with no device left is offline,
+    /// and forgotten). Only one caller gets a given change: every node
+    /// hears that a node stopped, and the watchers hear it once.
+    fn drop_node(&self, node: &str) -> BoxFuture<Result<Vec<Change>, StateError>>;
 }
 
 /// One user's entries.
@@ -365,6 +373,22 @@ impl MemoryState {
         change.visible.then_some(change)
     }
 
+    fn drop_node_now(&self, node: &str) -> Vec<Change> {
+        let mut users = self.users.lock();
+        let Users { entries, version } = &mut *users;
+        let mut changes = Vec::new();
+        entries.retain(|user, entry| {
+            if !entry.connected.iter().any(|d| d.node == node) {
+                return true;
+            }
+            let before = entry.presence(user);
+            entry.connected.retain(|d| d.node != node);
+            changes.push(changed(user, &before, entry, version));
+            entry.devices() > 0
+        });
+        changes
+    }
+
     fn set_status_now(&self, user: &str, status: Status) -> Option<Change> {
         let mut users = self.users.lock();
         let Users { entries, version } = &mut *users;
@@ -434,6 +458,10 @@ impl PresenceState for MemoryState {
         status: Status,
     ) -> BoxFuture<Result<Option<Change>, StateError>> {
         ready(self.set_status_now(user, status))
+    }
+
+    fn drop_node(&self, node: &str) -> BoxFuture<Result<Vec<Change>, StateError>> {
+        ready(self.drop_node_now(node))
     }
 
     fn get(&self, users: &[String]) -> BoxFuture<Result<Vec<UserPresence>, StateError>> {
@@ -674,6 +702,38 @@ mod tests {
         let after = MemoryState::new(8);
         let first = connect(&after, "alice", "s1", 0).await.presence.version;
         assert!(first > last, "{first} after a restart, {last} before");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_nodes_devices_are_gone_at_once() {
+        let state = MemoryState::new(8);
+        let on = |socket: &str, node: &str| Device {
+            socket: socket.to_owned(),
+            node: node.to_owned(),
+        };
+        for (user, socket, node) in [
+            ("alice", "s1", "A"),
+            ("alice", "s2", "B"),
+            ("bob", "s3", "B"),
+        ] {
+            (state.connect(user, on(socket, node), Remembered::default(), 0))
+                .await
+                .unwrap();
+        }
+        let before = shown(&state, "alice").await.unwrap().version;
+        let mut changes = state.drop_node("B").await.unwrap();
+        changes.sort_by(|a, b| a.presence.user.cmp(&b.presence.user));
+        let seen: Vec<(&str, Status, usize)> = (changes.iter())
+            .map(|c| (&*c.presence.user, c.presence.status, c.presence.devices))
+            .collect();
+        assert_eq!(
+            seen,
+            [("alice", Status::Online, 1), ("bob", Status::Offline, 0)]
+        );
+        assert!(changes.iter().all(|c| c.visible));
+        assert!(changes[0].presence.version > before);
+        assert_eq!(state.len(), 1, "bob is forgotten");
+        assert!(state.drop_node("B").await.unwrap().is_empty());
     }
 
     #[test]

@@ -100,3 +100,33 @@ impl Binary {
         sigterm(&self.child);
     }
 }
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits until every thread of process `pid` is stopped (`kill` returns
+/// before a busy thread has taken the SIGSTOP).
+pub async fn until_stopped(pid: u32) {
+    let stopped = || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        tasks.flatten().all(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // `pid (name) STATE …`: the state follows the last `)`.
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+            matches!(state, Some(Some('T' | 't')))
+        })
+    };
+    tokio::time::timeout(super::WAIT, async {
+        while !stopped() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the process did not stop");
+}
