@@ -169,9 +169,12 @@ return out
 "#;
 
 /// Reads what followed an offset. KEYS: stream, meta. ARGV: offset text,
-/// offset entry id. Returns false when some of it is no longer held, else
-/// the messages after it, in order.
+/// offset entry id, and a channel and a marker to publish on it (none when
+/// empty). Returns false when some of it is no longer held, else the
+/// messages after it, in order. The marker is published after every
+/// message read: a subscriber that receives it has received them all.
 const MISSED: &str = r#"
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 if not held(KEYS[2], ARGV[1]) then return false end
 local out = {}
 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+')) do
@@ -259,8 +262,18 @@ impl RecoveryLog {
     /// namespace's log and publishes it on the bus, in one script; the
     /// offset it was given.
     pub async fn append(&self, outbound: &Outbound, uid: &str) -> Result<Offset, ClusterError> {
-        let (message, slot) = outbound.encode_with_offset_slot(uid);
+        let (cmd, _) = self.append_cmd(outbound, uid);
         let mut conn = self.conn()?;
+        let text: String = timed(self.timeout, cmd.query_async(&mut conn)).await?;
+        Offset::parse(&text).ok_or(ClusterError::Malformed("offset from the append script"))
+    }
+
+    /// The command [`append`](Self::append) sends (the publisher sends it
+    /// in its pipelines, in order with the bus's other messages), and the
+    /// message's size.
+    pub(crate) fn append_cmd(&self, outbound: &Outbound, uid: &str) -> (redis::Cmd, usize) {
+        let (message, slot) = outbound.encode_with_offset_slot(uid);
+        let size = message.len();
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(APPEND)
             .arg(2)
@@ -276,8 +289,7 @@ impl RecoveryLog {
             // The metadata outlives the stream: a log that expired idle
             // still knows its last id (an offset equal to it missed nothing).
             .arg(Self::ms(self.window * 4).max(86_400_000));
-        let text: String = timed(self.timeout, cmd.query_async(&mut conn)).await?;
-        Offset::parse(&text).ok_or(ClusterError::Malformed("offset from the append script"))
+        (cmd, size)
     }
 
     /// Writes the session of a socket that entered its namespace (fresh or
@@ -417,10 +429,13 @@ impl RecoveryLog {
 
     /// The packets after `after` that `session` would have received, in
     /// order, each once; `None` if the log no longer holds all of them.
+    /// With `marker` (a channel, a message), the marker is published on
+    /// the channel in the same script, after every message read.
     pub async fn missed(
         &self,
         session: &Session,
         after: Offset,
+        marker: Option<(&str, &str)>,
     ) -> Result<Option<Vec<Missed>>, ClusterError> {
         let mut conn = self.conn()?;
         let mut cmd = redis::cmd("EVAL");
@@ -429,7 +444,9 @@ impl RecoveryLog {
             .arg(self.stream_key(&session.nsp))
             .arg(self.meta_key(&session.nsp))
             .arg(offset_text(after))
-            .arg(entry_id(after));
+            .arg(entry_id(after))
+            .arg(marker.map_or("", |m| m.0))
+            .arg(marker.map_or("", |m| m.1));
         let answer: Option<Vec<Vec<u8>>> = timed(self.timeout, cmd.query_async(&mut conn)).await?;
         let Some(messages) = answer else {
             return Ok(None);
@@ -456,7 +473,7 @@ impl RecoveryLog {
 }
 
 /// The offset a logged message carries as its last argument.
-fn last_offset(args: &str) -> Option<Offset> {
+pub(crate) fn last_offset(args: &str) -> Option<Offset> {
     let quoted = args.get(args.len().checked_sub(OFFSET_DIGITS + 2)?..)?;
     Offset::parse(quoted.strip_prefix('"')?.strip_suffix('"')?)
 }
@@ -470,6 +487,11 @@ fn reaches(opts: &BroadcastOptions, session: &Session) -> bool {
         && !opts.except.iter().any(member)
         && (opts.rooms.is_empty() || opts.rooms.iter().any(member))
 }
+
+mod store;
+
+pub(crate) use store::MARKER_PREFIX;
+pub use store::RedisStore;
 
 #[cfg(test)]
 mod tests;

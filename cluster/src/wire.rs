@@ -360,7 +360,16 @@ pub struct Inbound {
     pub event: String,
     pub args: Args,
     pub opts: BroadcastOptions,
+    /// It is in the recovery log, its offset its last argument (its uid
+    /// ends with [`LOGGED_UID_SUFFIX`]).
+    pub logged: bool,
 }
+
+/// Ends the uid of a message that a Switchboard node appended to the
+/// recovery log: every node delivers it, the one that sent it too (it
+/// has its offset only once Redis gave it one). A Node node's uid, six
+/// alphanumeric characters, or the emitter's never end so.
+pub const LOGGED_UID_SUFFIX: &str = "~log";
 
 /// What the first element of a bus message said.
 #[derive(Debug)]
@@ -384,9 +393,13 @@ pub fn decode(message: &Bytes, uid: &str, nsp: &str) -> Result<Decoded, WireErro
     if len < 3 {
         return Err(WireError::Shape("fewer than three elements"));
     }
-    if reader.value()?.as_str() == Some(uid) {
+    let sender = reader.value()?;
+    if sender.as_str() == Some(uid) {
         return Ok(Decoded::Own);
     }
+    let logged = sender
+        .as_str()
+        .is_some_and(|s| s.ends_with(LOGGED_UID_SUFFIX));
     let packet = reader.value()?;
     let opts = reader.value()?;
     for _ in 3..len {
@@ -394,7 +407,7 @@ pub fn decode(message: &Bytes, uid: &str, nsp: &str) -> Result<Decoded, WireErro
     }
     reader.finish()?;
     Ok(match inbound(&packet, &opts, message, nsp)? {
-        Some(inbound) => Decoded::Broadcast(inbound),
+        Some(inbound) => Decoded::Broadcast(Inbound { logged, ..inbound }),
         None => Decoded::OtherNamespace,
     })
 }
@@ -454,6 +467,7 @@ pub(crate) fn inbound(
                 .is_some_and(Value::truthy),
             local: false,
         },
+        logged: false,
     }))
 }
 

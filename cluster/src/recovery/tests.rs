@@ -95,7 +95,11 @@ async fn missed_packets_are_the_sessions_rooms_in_order_with_their_offsets() {
         );
     }
     assert!(offsets.windows(2).all(|w| w[0] < w[1]) && first < offsets[0]);
-    let missed = log.missed(&s, first).await.unwrap().expect("all held");
+    let missed = log
+        .missed(&s, first, None)
+        .await
+        .unwrap()
+        .expect("all held");
     let expected: Vec<String> = [0, 2, 3]
         .iter()
         .map(|&i| format!("42[\"e{i}\",{{\"x\":1}},\"{}\"]", offset_text(offsets[i])))
@@ -106,12 +110,15 @@ async fn missed_packets_are_the_sessions_rooms_in_order_with_their_offsets() {
     assert!(missed.iter().all(|m| m.packet.offset() == Some(m.offset)));
     // Up to date: nothing missed, and recoverable.
     assert_eq!(
-        log.missed(&s, offsets[3]).await.unwrap().map(|m| m.len()),
+        log.missed(&s, offsets[3], None)
+            .await
+            .unwrap()
+            .map(|m| m.len()),
         Some(0)
     );
     // Another namespace's log is its own.
     let other = session("/other", &["a"], None);
-    assert!(log.missed(&other, first).await.unwrap().is_none());
+    assert!(log.missed(&other, first, None).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -227,7 +234,7 @@ async fn an_offset_whose_followers_were_trimmed_is_not_recovered_at_all() {
             .unwrap();
     }
     // Never some of them: none, and the session is not restored.
-    assert!(log.missed(&s, first).await.unwrap().is_none());
+    assert!(log.missed(&s, first, None).await.unwrap().is_none());
     assert!(
         log.restore("/", &s.pid, first, None)
             .await
@@ -237,7 +244,7 @@ async fn an_offset_whose_followers_were_trimmed_is_not_recovered_at_all() {
     // A recent offset still has everything after it.
     let t = session("/", &[], None);
     assert_eq!(
-        log.missed(&t, last).await.unwrap().map(|m| m.len()),
+        log.missed(&t, last, None).await.unwrap().map(|m| m.len()),
         Some(0)
     );
 }
@@ -250,7 +257,7 @@ async fn offsets_from_before_the_log_or_made_up_are_not_recovered() {
     let s = session("/", &[], None);
     // No log yet.
     assert!(
-        log.missed(&s, Offset(1_700_000_000_000_000_000))
+        log.missed(&s, Offset(1_700_000_000_000_000_000), None)
             .await
             .unwrap()
             .is_none()
@@ -262,12 +269,12 @@ async fn offsets_from_before_the_log_or_made_up_are_not_recovered() {
     // Before the log began, after its last entry, or not 19 digits.
     for offset in [Offset(first.0 - 1), Offset(first.0 + 1_000_000), Offset(5)] {
         assert!(
-            log.missed(&s, offset).await.unwrap().is_none(),
+            log.missed(&s, offset, None).await.unwrap().is_none(),
             "{offset:?}"
         );
     }
     assert_eq!(
-        log.missed(&s, first).await.unwrap().map(|m| m.len()),
+        log.missed(&s, first, None).await.unwrap().map(|m| m.len()),
         Some(0)
     );
 }
@@ -300,14 +307,18 @@ async fn packets_older_than_the_window_are_trimmed_and_their_followers_not_repla
     assert_eq!(len, 1, "the old entries are trimmed");
     // `old` missed `trimmed`, which is gone: nothing. `trimmed` missed
     // nothing that is gone.
-    assert!(log.missed(&s, old).await.unwrap().is_none());
-    let after_trimmed = log.missed(&s, trimmed).await.unwrap().expect("all held");
+    assert!(log.missed(&s, old, None).await.unwrap().is_none());
+    let after_trimmed = log
+        .missed(&s, trimmed, None)
+        .await
+        .unwrap()
+        .expect("all held");
     assert_eq!(
         after_trimmed.iter().map(|m| m.offset).collect::<Vec<_>>(),
         [recent]
     );
     assert_eq!(
-        log.missed(&s, recent).await.unwrap().map(|m| m.len()),
+        log.missed(&s, recent, None).await.unwrap().map(|m| m.len()),
         Some(0)
     );
 }
