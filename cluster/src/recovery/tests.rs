@@ -346,3 +346,16 @@ async fn the_append_publishes_what_the_log_holds() {
     assert_eq!(inbound.args.raw(), format!("2,\"{}\"", offset_text(offset)));
     assert_eq!(inbound.opts.rooms, vec![Room::from("r")]);
 }
+
+#[test]
+fn an_entry_costs_what_redis_was_measured_to_spend_on_it_or_more() {
+    // (message bytes, bytes an entry in Redis, measured)
+    for (message, measured) in [(117, 149), (348, 419), (1_099, 1_358), (2_099, 2_949)] {
+        let cost = entry_cost(message);
+        assert!(cost >= measured, "{message}: {cost} < {measured}");
+        assert!(
+            cost < measured * 3 / 2,
+            "{message}: {cost} is far above {measured}"
+        );
+    }
+}

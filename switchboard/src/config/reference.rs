@@ -238,7 +238,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "recovery_max_bytes",
-                "Bytes of events and sessions kept for recovery, all namespaces together (encoded events, room names, bookkeeping); past it the oldest of either go, and a client whose session went, or that missed an event that went, is not recovered (never a partial replay). In cluster mode: the bytes of each namespace's event log in Redis (messages plus 48 bytes each); sessions are not counted.",
+                "Bytes of events and sessions kept for recovery, all namespaces together (encoded events, room names, bookkeeping); past it the oldest of either go, and a client whose session went, or that missed an event that went, is not recovered (never a partial replay). In cluster mode: the bytes of each namespace's event log in Redis, each event counted at what Redis spends on it (docs/DEPLOY.md); sessions are not counted.",
             ),
             key(
                 "recovery_max_sessions",
