@@ -116,9 +116,12 @@ redis.call('HSET', meta, 'ms', ms, 'seq', seq)
 local oldest = now - tonumber(ARGV[4])
 local max = tonumber(ARGV[5])
 local budget = tonumber(ARGV[7])
-local cursor, dropped, keep = '-', nil, nil
+-- The oldest entry first, alone (usually it stays: one entry read per
+-- append), then growing batches while entries go.
+local cursor, dropped, keep, count = '-', nil, nil, 1
 while budget > 0 and not keep do
-  local batch = redis.call('XRANGE', stream, cursor, '+', 'COUNT', 64)
+  local batch = redis.call('XRANGE', stream, cursor, '+', 'COUNT', count)
+  count = math.min(count * 8, 64)
   if #batch == 0 then break end
   for _, e in ipairs(batch) do
     local ems = tonumber(string.match(e[1], '^(%d+)-'))

@@ -31,9 +31,10 @@ use crate::request::own_response_channel;
 /// first byte of a MessagePack response (a map or an array).
 pub(crate) const MARKER_PREFIX: &str = "sb-recovery-sync:";
 
-/// Session writes waiting for Redis, at most; past it a write is dropped
-/// and counted (the session may then not be restored, or be restored in
-/// rooms it left: see `dropped_writes`).
+/// Session writes waiting for Redis, at most; past it a write is dropped,
+/// counted, and its session deleted once the queue drains (a session
+/// missing a write could be restored without a room it joined, and the
+/// replay would miss that room's events: better not restored).
 const WRITE_QUEUE: usize = 65_536;
 
 /// A session write, queued in the order of the socket's life.
@@ -42,6 +43,16 @@ enum Write {
     Joined(Pid, Vec<Room>),
     Left(Pid, Room),
     Disconnected(Pid, bool),
+}
+
+impl Write {
+    /// The session it writes.
+    fn pid(&self) -> Pid {
+        match self {
+            Write::Connected(session) => session.pid,
+            Write::Joined(pid, _) | Write::Left(pid, _) | Write::Disconnected(pid, _) => *pid,
+        }
+    }
 }
 
 /// Restores waiting for their marker, by token.
@@ -61,6 +72,10 @@ pub struct RedisStore {
     prefix: String,
     wait_limit: Duration,
     dropped_writes: AtomicU64,
+    /// Sessions a write of which was dropped or failed: their later writes
+    /// are not made, their hash is deleted (again on each refresh), so
+    /// they are never restored; forgotten when their socket leaves.
+    spoiled: Mutex<HashSet<Pid>>,
 }
 
 impl RedisStore {
@@ -78,6 +93,7 @@ impl RedisStore {
             prefix: shared.config.key_prefix.clone(),
             wait_limit: shared.config.command_timeout,
             dropped_writes: AtomicU64::new(0),
+            spoiled: Mutex::new(HashSet::new()),
         });
         tokio::spawn(write_loop(Arc::downgrade(&store), queue));
         store
@@ -100,9 +116,46 @@ impl RedisStore {
     }
 
     fn queue(&self, write: Write) {
-        if self.writes.try_send(write).is_err() {
-            self.dropped_writes.fetch_add(1, Relaxed);
-            tracing::warn!("recovery: session write queue full; a session write was dropped");
+        if let Err(err) = self.writes.try_send(write) {
+            self.spoil(err.into_inner().pid());
+            tracing::warn!("recovery: session write queue full; that session will not be restored");
+        }
+    }
+
+    /// A write of session `pid` was lost: the session must not be restored.
+    fn spoil(&self, pid: Pid) {
+        self.dropped_writes.fetch_add(1, Relaxed);
+        self.spoiled.lock().insert(pid);
+    }
+
+    /// Deletes the spoiled sessions' hashes.
+    async fn delete_spoiled(&self) {
+        let spoiled: Vec<Pid> = self.spoiled.lock().iter().copied().collect();
+        for pid in spoiled {
+            // Failing, it is tried again on the next refresh.
+            let _ = self.log.disconnected(&pid, false).await;
+        }
+    }
+
+    /// Makes one write, or for a spoiled session deletes its hash instead.
+    async fn write(&self, write: &Write) {
+        let pid = write.pid();
+        if self.spoiled.lock().contains(&pid) {
+            let deleted = self.log.disconnected(&pid, false).await.is_ok();
+            if deleted && matches!(write, Write::Disconnected(..)) {
+                self.spoiled.lock().remove(&pid);
+            }
+            return;
+        }
+        let result = match write {
+            Write::Connected(session) => self.log.connected(session).await,
+            Write::Joined(pid, rooms) => self.log.joined(pid, rooms).await,
+            Write::Left(pid, room) => self.log.left(pid, room).await,
+            Write::Disconnected(pid, keep) => self.log.disconnected(pid, *keep).await,
+        };
+        if let Err(err) = result {
+            self.spoil(pid);
+            tracing::warn!(%err, "recovery: a session write failed; that session will not be restored");
         }
     }
 
@@ -168,20 +221,12 @@ async fn write_loop(store: std::sync::Weak<RedisStore>, mut queue: mpsc::Receive
                 }
                 let Some(store) = store.upgrade() else { return };
                 for write in batch.drain(..) {
-                    let result = match &write {
-                        Write::Connected(session) => store.log.connected(session).await,
-                        Write::Joined(pid, rooms) => store.log.joined(pid, rooms).await,
-                        Write::Left(pid, room) => store.log.left(pid, room).await,
-                        Write::Disconnected(pid, keep) => store.log.disconnected(pid, *keep).await,
-                    };
-                    if let Err(err) = result {
-                        store.dropped_writes.fetch_add(1, Relaxed);
-                        tracing::warn!(%err, "recovery: a session write failed");
-                    }
+                    store.write(&write).await;
                 }
             }
             _ = tick.tick() => {
                 let Some(store) = store.upgrade() else { return };
+                store.delete_spoiled().await;
                 if let Err(err) = store.log.refresh(&store.live_pids()).await {
                     tracing::warn!(%err, "recovery: the live sessions' TTL could not be renewed");
                 }
