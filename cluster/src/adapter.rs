@@ -74,7 +74,8 @@ impl Adapter for RedisAdapter {
             // offset (the order of the log is the bus's).
             self.shared
                 .publish_logged(Outbound::new(self.nsp.clone(), event, args, opts));
-            return 0;
+            // What it will reach here (the publish API counts it now).
+            return self.local.sockets(ns, opts).len();
         }
         if !opts.local {
             // Queued before the local delivery, as the Node adapter
