@@ -68,6 +68,15 @@ impl Adapter for RedisAdapter {
         args: &Args,
         opts: &BroadcastOptions,
     ) -> usize {
+        if !opts.local && !opts.volatile && ns.logs_through_adapter() {
+            // Recoverable: logged and published by one script, and
+            // delivered here too once it is back from the bus with its
+            // offset (the order of the log is the bus's).
+            self.shared
+                .publish_logged(Outbound::new(self.nsp.clone(), event, args, opts));
+            // What it will reach here (the publish API counts it now).
+            return self.local.sockets(ns, opts).len();
+        }
         if !opts.local {
             // Queued before the local delivery, as the Node adapter
             // publishes before it delivers: the other nodes start sooner.

@@ -18,6 +18,7 @@ use crate::adapter::RedisAdapter;
 use crate::config::ClusterConfig;
 use crate::error::ClusterError;
 use crate::nodes::{Registry, heartbeat_channel};
+use crate::recovery::{RecoveryLog, RedisStore};
 use crate::remote::{Hooks, Pending};
 use crate::request;
 use crate::stats::{BusStats, StatsSnapshot, Throttle};
@@ -50,13 +51,17 @@ pub(crate) enum Queued {
     Broadcast(Outbound),
     /// A request or an answer, encoded.
     Raw { channel: String, payload: Vec<u8> },
+    /// A recoverable broadcast: appended to the recovery log and published
+    /// by one script, then delivered by every node from the bus, this one
+    /// included (see [`crate::recovery`]).
+    Logged(Outbound),
 }
 
 impl Queued {
     /// What the queue's byte bound counts.
     pub(crate) fn byte_len(&self) -> usize {
         match self {
-            Queued::Broadcast(message) => message.byte_len(),
+            Queued::Broadcast(message) | Queued::Logged(message) => message.byte_len(),
             Queued::Raw { channel, payload } => channel.len() + payload.len(),
         }
     }
@@ -67,6 +72,7 @@ impl std::fmt::Display for Queued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Queued::Broadcast(m) => write!(f, "broadcast of {:?} in {}", m.event, m.nsp),
+            Queued::Logged(m) => write!(f, "recoverable broadcast of {:?} in {}", m.event, m.nsp),
             Queued::Raw { channel, .. } => write!(f, "message on {channel}"),
         }
     }
@@ -103,6 +109,9 @@ pub(crate) struct Shared {
     /// Since when both connections have been up without a break (the
     /// heartbeat task keeps it).
     pub(crate) up_since: Mutex<Option<std::time::Instant>>,
+    /// Connection state recovery's store, once
+    /// [`Cluster::recovery_store`] made it.
+    pub(crate) recovery: std::sync::OnceLock<Arc<RedisStore>>,
 }
 
 impl Shared {
@@ -115,6 +124,12 @@ impl Shared {
     /// Hands a request or an answer, already encoded, to the publisher
     /// task, behind the broadcasts queued before it (a `socketsJoin` then
     /// an emit to the room arrive in that order); never waits.
+    /// Hands a recoverable broadcast to the publisher task, which logs
+    /// and publishes it; never waits.
+    pub(crate) fn publish_logged(&self, message: Outbound) {
+        self.enqueue(Queued::Logged(message));
+    }
+
     pub(crate) fn publish_raw(&self, channel: String, payload: Vec<u8>) {
         self.enqueue(Queued::Raw { channel, payload });
     }
@@ -293,7 +308,14 @@ impl Shared {
             }
             Ok(Decoded::Broadcast(inbound)) => {
                 // Encoded once for every socket of this node it reaches.
-                let packet = Encoded::event(nsp, &inbound.event, &inbound.args, None);
+                let mut packet = Encoded::event(nsp, &inbound.event, &inbound.args, None);
+                if inbound.logged {
+                    // A socket being restored tells it from the missed
+                    // packets by its offset.
+                    if let Some(offset) = crate::recovery::last_offset(inbound.args.raw()) {
+                        packet = packet.with_offset(offset);
+                    }
+                }
                 let count = Adapter::broadcast(&*local, &ns, &packet, &inbound.opts);
                 let stats = ns.stats();
                 stats.events_out.add(&inbound.event, count as u64);
@@ -371,6 +393,7 @@ impl Cluster {
             hooks: RwLock::new(Hooks::default()),
             nodes: Registry::default(),
             up_since: Mutex::new(None),
+            recovery: std::sync::OnceLock::new(),
             config,
         });
         let (stop, stopped) = watch::channel(false);
@@ -388,10 +411,44 @@ impl Cluster {
     }
 
     /// The adapter factory to give Socket.IO: every namespace gets a
-    /// [`RedisAdapter`] on this bus.
+    /// [`RedisAdapter`] on this bus; with the recovery store, once
+    /// [`recovery_store`](Self::recovery_store) made it.
     pub fn adapters(&self) -> AdapterFactory {
         let shared = self.inner.shared.clone();
-        AdapterFactory::new(move |nsp| Box::new(RedisAdapter::new(nsp, shared.clone())))
+        let store = shared.recovery.get().cloned();
+        let factory =
+            AdapterFactory::new(move |nsp| Box::new(RedisAdapter::new(nsp, shared.clone())));
+        match store {
+            Some(store) => factory.with_session_store(store),
+            None => factory,
+        }
+    }
+
+    /// Connection state recovery kept in Redis, for every node of the
+    /// cluster: the store to give the adapters
+    /// ([`AdapterFactory::with_session_store`](socketio::AdapterFactory::with_session_store)).
+    /// Its pids are keyed by a secret kept in Redis (`<prefix>-recovery-key`,
+    /// made by the first node), so that every node gives a socket the same
+    /// pid; it is read here, once, within the connect and command timeouts.
+    pub async fn recovery_store(
+        &self,
+        config: socketio::RecoveryConfig,
+    ) -> Result<Arc<RedisStore>, ClusterError> {
+        let shared = self.inner.shared.clone();
+        if let Some(store) = shared.recovery.get() {
+            return Ok(store.clone());
+        }
+        let key = recovery_key(&shared.config).await?;
+        let command = shared.clone();
+        let log = Arc::new(RecoveryLog::new(
+            &shared.config.key_prefix,
+            config.window,
+            config.max_bytes,
+            shared.config.command_timeout,
+            Arc::new(move || command.command.lock().clone()),
+        ));
+        let store = RedisStore::start(&shared, log, &key);
+        Ok(shared.recovery.get_or_init(|| store).clone())
     }
 
     /// This node's uid on the bus.
@@ -546,4 +603,29 @@ pub(crate) async fn sleep_or_stop(delay: Duration, stopped: &mut watch::Receiver
 /// The next reconnection delay after `delay`: doubled, up to the maximum.
 pub(crate) fn backoff(delay: Duration, config: &ClusterConfig) -> Duration {
     (delay * 2).clamp(config.reconnect_min, config.reconnect_max)
+}
+
+/// The pid key shared by the nodes: made by the first to ask (SET NX),
+/// read by the others.
+async fn recovery_key(config: &ClusterConfig) -> Result<Vec<u8>, ClusterError> {
+    let client = redis::Client::open(config.redis_url.as_str())?;
+    let connection = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.command_timeout));
+    let mut conn = crate::publisher::timed(
+        config.connect_timeout + config.command_timeout,
+        client.get_multiplexed_async_connection_with_config(&connection),
+    )
+    .await?;
+    let fresh: String = (0..4)
+        .map(|_| format!("{:016x}", rand::random::<u64>()))
+        .collect();
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(format!("{}-recovery-key", config.key_prefix))
+        .arg(&fresh)
+        .arg("NX")
+        .arg("GET");
+    let existing: Option<String> =
+        crate::publisher::timed(config.command_timeout, cmd.query_async(&mut conn)).await?;
+    Ok(existing.unwrap_or(fresh).into_bytes())
 }

@@ -12,4 +12,10 @@ pub enum ClusterError {
     /// Redis did not answer in time.
     #[error("redis did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// The connection to Redis is down (the bus reconnects it).
+    #[error("redis: not connected")]
+    NotConnected,
+    /// Redis answered something other than what was asked for.
+    #[error("redis answered an unexpected {0}")]
+    Malformed(&'static str),
 }

@@ -82,6 +82,7 @@
 //! - [`wire`]: the Node adapter's message format and channels.
 //! - [`msgpack`]: MessagePack as notepack.io writes and reads it.
 //! - [`stats`]: the counters, for `/metrics`.
+//! - [`recovery`]: connection state recovery's log and sessions in Redis.
 //! - `error`: [`ClusterError`].
 
 mod adapter;
@@ -91,6 +92,7 @@ mod error;
 pub mod msgpack;
 mod nodes;
 mod publisher;
+pub mod recovery;
 mod remote;
 pub mod request;
 pub mod stats;

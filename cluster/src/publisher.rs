@@ -115,6 +115,25 @@ async fn send(
     for message in batch {
         shared.dequeued(message);
         let (channel, payload) = match message {
+            Queued::Logged(broadcast) => {
+                let Some(store) = shared.recovery.get() else {
+                    continue;
+                };
+                let uid = format!("{}{}", shared.uid, crate::wire::LOGGED_UID_SUFFIX);
+                let (cmd, size) = store.log().append_cmd(broadcast, &uid);
+                if size > shared.config.max_message_bytes {
+                    shared.stats.dropped_too_large.fetch_add(1, Relaxed);
+                    tracing::error!(
+                        %message,
+                        bytes = size,
+                        "bus message over cluster.max_message_bytes once encoded: not published"
+                    );
+                    continue;
+                }
+                pipe.add_command(cmd).ignore();
+                count += 1;
+                continue;
+            }
             Queued::Broadcast(broadcast) => (
                 Cow::Owned(broadcast.channel(&shared.config.key_prefix)),
                 Cow::Owned(broadcast.encode(&shared.uid)),

@@ -206,6 +206,13 @@ impl Shared {
         if channel == crate::nodes::heartbeat_channel(prefix) {
             return self.on_heartbeat(&message);
         }
+        if let Some(token) = message.strip_prefix(crate::recovery::MARKER_PREFIX.as_bytes()) {
+            // A restore's marker, on this node's response channel.
+            if let (Some(store), Ok(token)) = (self.recovery.get(), std::str::from_utf8(token)) {
+                store.on_marker(token);
+            }
+            return;
+        }
         if let Some(rest) = channel
             .strip_prefix(prefix.as_str())
             .and_then(|c| c.strip_prefix("-request#"))

@@ -104,6 +104,21 @@ impl Outbound {
     /// `[uid, {type, data, nsp}, {rooms, except, flags}]`, as the Node
     /// adapter's `broadcast` publishes it.
     pub fn encode(&self, uid: &str) -> Vec<u8> {
+        self.encode_with(uid, false).0
+    }
+
+    /// The message as [`encode`](Self::encode) writes it, with one more
+    /// last argument: a string of [`OFFSET_DIGITS`] zeros, which the
+    /// recovery log's script overwrites with the offset Redis gives it
+    /// (the reference server's recovery sends the offset as the last
+    /// argument; a Node node delivers it as it is). Returns the message and
+    /// the position of the first zero.
+    pub fn encode_with_offset_slot(&self, uid: &str) -> (Vec<u8>, usize) {
+        let (buf, slot) = self.encode_with(uid, true);
+        (buf, slot.unwrap_or_default())
+    }
+
+    fn encode_with(&self, uid: &str, offset_slot: bool) -> (Vec<u8>, Option<usize>) {
         let mut w = Writer::with_capacity(64 + self.byte_len());
         w.array(3);
         w.str(uid);
@@ -111,7 +126,7 @@ impl Outbound {
         w.str("type");
         w.uint(EVENT);
         w.str("data");
-        write_data(&mut w, &self.event, &self.args);
+        let slot = write_data(&mut w, &self.event, &self.args, offset_slot);
         w.str("nsp");
         w.str(&self.nsp);
         w.map(3);
@@ -133,9 +148,14 @@ impl Outbound {
         } else {
             w.map(0);
         }
-        w.buf
+        (w.buf, slot)
     }
 }
+
+/// Digits of a recovery offset in a bus message (see
+/// [`Outbound::encode_with_offset_slot`]): the decimal text of
+/// `ms * 10^6 + seq` for the log entry `ms-seq`, 19 digits until 2286.
+pub const OFFSET_DIGITS: usize = 19;
 
 /// Writes one JSON value (`json`, its placeholders naming `attachments`)
 /// as notepack writes the JavaScript value; `null` if it is not JSON.
@@ -155,7 +175,9 @@ fn distinct(rooms: impl Iterator<Item = Room>) -> Vec<Room> {
 
 /// `[event, ...args]`: the event name, then each argument converted from
 /// its JSON text.
-fn write_data(w: &mut Writer, event: &str, args: &Args) {
+/// Writes `[event, ...args]`, and with `offset_slot` one more string of
+/// [`OFFSET_DIGITS`] zeros, whose position is returned.
+fn write_data(w: &mut Writer, event: &str, args: &Args, offset_slot: bool) -> Option<usize> {
     // The arguments' text came from a JSON parser or serializer: it parses.
     // Should it not, the event still goes out, with no arguments, rather
     // than a panic on the publisher task.
@@ -167,11 +189,15 @@ fn write_data(w: &mut Writer, event: &str, args: &Args) {
             Vec::new()
         })
     };
-    w.array(1 + values.len());
+    w.array(1 + values.len() + usize::from(offset_slot));
     w.str(event);
     for value in &values {
         value.write(w, args.attachments());
     }
+    offset_slot.then(|| {
+        w.str(&"0".repeat(OFFSET_DIGITS));
+        w.buf.len() - OFFSET_DIGITS
+    })
 }
 
 /// A JSON value as JavaScript holds it after `JSON.parse`: numbers are
@@ -334,7 +360,16 @@ pub struct Inbound {
     pub event: String,
     pub args: Args,
     pub opts: BroadcastOptions,
+    /// It is in the recovery log, its offset its last argument (its uid
+    /// ends with [`LOGGED_UID_SUFFIX`]).
+    pub logged: bool,
 }
+
+/// Ends the uid of a message that a Switchboard node appended to the
+/// recovery log: every node delivers it, the one that sent it too (it
+/// has its offset only once Redis gave it one). A Node node's uid, six
+/// alphanumeric characters, or the emitter's never end so.
+pub const LOGGED_UID_SUFFIX: &str = "~log";
 
 /// What the first element of a bus message said.
 #[derive(Debug)]
@@ -358,9 +393,13 @@ pub fn decode(message: &Bytes, uid: &str, nsp: &str) -> Result<Decoded, WireErro
     if len < 3 {
         return Err(WireError::Shape("fewer than three elements"));
     }
-    if reader.value()?.as_str() == Some(uid) {
+    let sender = reader.value()?;
+    if sender.as_str() == Some(uid) {
         return Ok(Decoded::Own);
     }
+    let logged = sender
+        .as_str()
+        .is_some_and(|s| s.ends_with(LOGGED_UID_SUFFIX));
     let packet = reader.value()?;
     let opts = reader.value()?;
     for _ in 3..len {
@@ -368,7 +407,7 @@ pub fn decode(message: &Bytes, uid: &str, nsp: &str) -> Result<Decoded, WireErro
     }
     reader.finish()?;
     Ok(match inbound(&packet, &opts, message, nsp)? {
-        Some(inbound) => Decoded::Broadcast(inbound),
+        Some(inbound) => Decoded::Broadcast(Inbound { logged, ..inbound }),
         None => Decoded::OtherNamespace,
     })
 }
@@ -428,6 +467,7 @@ pub(crate) fn inbound(
                 .is_some_and(Value::truthy),
             local: false,
         },
+        logged: false,
     }))
 }
 

@@ -12,6 +12,7 @@ use parking_lot::RwLock;
 
 use crate::namespace::Namespace;
 use crate::packet::{Args, Encoded};
+use crate::recovery::SessionStore;
 use crate::socket::{Room, Socket, SocketId};
 
 /// Whom a broadcast reaches.
@@ -78,17 +79,36 @@ type MakeAdapter = dyn Fn(&str) -> Box<dyn Adapter> + Send + Sync;
 /// Makes the adapter of each namespace, given its name; by default a
 /// [`LocalAdapter`] (one node). Cloning shares it.
 #[derive(Clone)]
-pub struct AdapterFactory(Arc<MakeAdapter>);
+pub struct AdapterFactory {
+    make: Arc<MakeAdapter>,
+    /// Where connection state recovery keeps its sessions and log when the
+    /// adapters' nodes share them (a cluster's); `None`: in memory.
+    store: Option<Arc<dyn SessionStore>>,
+}
 
 impl AdapterFactory {
     /// A factory calling `make` with each namespace's name.
     pub fn new(make: impl Fn(&str) -> Box<dyn Adapter> + Send + Sync + 'static) -> AdapterFactory {
-        AdapterFactory(Arc::new(make))
+        AdapterFactory {
+            make: Arc::new(make),
+            store: None,
+        }
+    }
+
+    /// The same adapters, with the recovery store they go with.
+    pub fn with_session_store(mut self, store: Arc<dyn SessionStore>) -> AdapterFactory {
+        self.store = Some(store);
+        self
+    }
+
+    /// The recovery store the adapters go with, if any.
+    pub fn session_store(&self) -> Option<&Arc<dyn SessionStore>> {
+        self.store.as_ref()
     }
 
     /// The adapter of namespace `nsp`.
     pub fn make(&self, nsp: &str) -> Box<dyn Adapter> {
-        (self.0)(nsp)
+        (self.make)(nsp)
     }
 }
 

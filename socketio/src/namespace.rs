@@ -187,6 +187,16 @@ impl Namespace {
         owner.and_then(|owner| owner(extensions))
     }
 
+    /// Whether recoverable events must be logged by the adapter as it
+    /// publishes them (recovery is on with a store that says so, see
+    /// [`SessionStore::logs_through_adapter`]), rather than delivered here
+    /// at once.
+    pub fn logs_through_adapter(&self) -> bool {
+        self.recovery
+            .as_ref()
+            .is_some_and(|recovery| recovery.store.logs_through_adapter())
+    }
+
     /// Connection state recovery, when it is on.
     pub(crate) fn recovery(&self) -> Option<&NsRecovery> {
         self.recovery.as_ref()

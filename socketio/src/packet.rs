@@ -574,6 +574,14 @@ impl Encoded {
         packet
     }
 
+    /// The packet, known to carry `offset` as its last argument already
+    /// (an event whose arguments came with it, as a cluster's recovery log
+    /// keeps them): a socket being restored then tells it was replayed.
+    pub fn with_offset(mut self, offset: Offset) -> Encoded {
+        self.offset = Some(offset);
+        self
+    }
+
     /// The recovery offset the packet carries, if any.
     pub fn offset(&self) -> Option<Offset> {
         self.offset

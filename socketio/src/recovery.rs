@@ -103,6 +103,44 @@ impl std::fmt::Debug for Pid {
     }
 }
 
+/// Computes pids: HMAC-SHA256 of the namespace and the socket id under a
+/// secret key, cut to 15 bytes. Unguessable without the key, and the same
+/// for the same socket on every node that holds the same key.
+#[derive(Clone)]
+pub struct PidMac {
+    /// The key already absorbed: each pid is a clone of it and two
+    /// compressions, not four.
+    mac: Hmac<Sha256>,
+}
+
+impl PidMac {
+    /// A MAC under `key`.
+    pub fn new(key: &[u8]) -> PidMac {
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        PidMac { mac }
+    }
+
+    /// A MAC under a fresh random key (one node's).
+    pub fn random() -> PidMac {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        PidMac::new(&key)
+    }
+
+    /// The pid of socket `sid` in namespace `nsp`.
+    pub fn pid(&self, nsp: &str, sid: &SocketId) -> Pid {
+        let mut mac = self.mac.clone();
+        mac.update(nsp.as_bytes());
+        mac.update(&[0]);
+        mac.update(sid.as_str().as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let mut bytes = [0u8; 15];
+        bytes.copy_from_slice(&tag[..15]);
+        Pid::from_bytes(bytes)
+    }
+}
+
 /// Recovery settings. A zero `window` turns recovery off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecoveryConfig {
@@ -186,6 +224,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// (a recovered socket is told the same one), and the same on every
     /// node that may restore it.
     fn pid(&self, nsp: &str, sid: &SocketId) -> Pid;
+
+    /// Whether the namespaces' adapter writes the log as it publishes
+    /// (a cluster's: the order of the log is then the bus's, which only
+    /// the bus knows). Recoverable events then all go through the
+    /// adapter's `broadcast_event` — an emit to one socket as a broadcast
+    /// to its own room, as the reference does — and reach the sockets with
+    /// their offsets from there; [`record`](Self::record) is not called.
+    fn logs_through_adapter(&self) -> bool {
+        false
+    }
 
     /// A socket entered its namespace (fresh, or recovered with its
     /// session's rooms). A store that must survive the node keeps the
@@ -283,9 +331,8 @@ pub struct Usage {
 /// start, so it is never stored.
 pub struct MemoryStore {
     config: RecoveryConfig,
-    /// HMAC-SHA256 under a key drawn at start, the key already absorbed:
-    /// each pid is a clone of it and two compressions, not four.
-    mac: Hmac<Sha256>,
+    /// Under a key drawn at start.
+    mac: PidMac,
     inner: Mutex<Log>,
     pruning: AtomicBool,
 }
@@ -460,13 +507,9 @@ impl Log {
 impl MemoryStore {
     /// A store with `config` and a fresh random key for its pids.
     pub fn new(config: RecoveryConfig) -> MemoryStore {
-        let mut key = [0u8; 32];
-        rand::fill(&mut key);
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(&key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
         MemoryStore {
             config,
-            mac,
+            mac: PidMac::random(),
             inner: Mutex::new(Log {
                 entries: VecDeque::new(),
                 next: 1,
@@ -618,16 +661,7 @@ impl MemoryStore {
 
 impl SessionStore for MemoryStore {
     fn pid(&self, nsp: &str, sid: &SocketId) -> Pid {
-        // HMAC-SHA256 of the namespace and the socket id: unguessable
-        // without the key, and the same for a recovered socket.
-        let mut mac = self.mac.clone();
-        mac.update(nsp.as_bytes());
-        mac.update(&[0]);
-        mac.update(sid.as_str().as_bytes());
-        let tag = mac.finalize().into_bytes();
-        let mut bytes = [0u8; 15];
-        bytes.copy_from_slice(&tag[..15]);
-        Pid::from_bytes(bytes)
+        self.mac.pid(nsp, sid)
     }
 
     fn disconnected(&self, session: Session, keep: bool) {

@@ -97,10 +97,14 @@ pub struct SocketIo {
 
 impl SocketIo {
     /// A server with no namespace yet. With recovery on
-    /// (`config.recovery`), its sessions and packets are kept in memory
+    /// (`config.recovery`), its sessions and packets are kept in the
+    /// adapters' store when they have one (a cluster's), else in memory
     /// ([`MemoryStore`]).
     pub fn new(config: SocketIoConfig) -> SocketIo {
         let store = config.recovery.enabled().then(|| {
+            if let Some(store) = config.adapter.session_store() {
+                return store.clone();
+            }
             let store = Arc::new(MemoryStore::new(config.recovery));
             store.spawn_pruning();
             store as Arc<dyn SessionStore>

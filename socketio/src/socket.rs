@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
+use crate::adapter::BroadcastOptions;
 use crate::broadcast::BroadcastOperator;
 use crate::client::Client;
 use crate::namespace::Namespace;
@@ -326,6 +327,19 @@ impl Socket {
     fn emit_packet(&self, event: &str, args: &Args, ack: Option<u64>, volatile: bool) {
         self.ns.stats().events_out.add(event, 1);
         match self.ns.recovery() {
+            Some(recovery)
+                if ack.is_none() && !volatile && recovery.store.logs_through_adapter() =>
+            {
+                // The log's order is the bus's: the event goes out through
+                // it and comes back to this socket with its offset.
+                let opts = BroadcastOptions {
+                    rooms: vec![Room::from(self.id.as_str())],
+                    ..BroadcastOptions::default()
+                };
+                self.ns
+                    .adapter()
+                    .broadcast_event(&self.ns, event, args, &opts);
+            }
             Some(recovery) if ack.is_none() && !volatile => {
                 let _pass = recovery.barrier.enter();
                 let packet = recovery.record(Audience::Socket(&self.id), |offset| {

@@ -85,7 +85,21 @@ impl App {
                 ))),
             };
             live = Some(stats);
-            // Every namespace's rooms on this node, its broadcasts on the bus.
+            let recovery = hub_config.socketio.recovery;
+            if recovery.enabled() {
+                // Sessions and missed events in Redis, for every node.
+                if let Err(err) = cluster.recovery_store(recovery).await {
+                    // Recovering from a node's memory would miss the other
+                    // nodes' events: better none than a gap.
+                    tracing::error!(
+                        %err,
+                        "connection state recovery is off: its key could not be read from Redis"
+                    );
+                    hub_config.socketio.recovery.window = std::time::Duration::ZERO;
+                }
+            }
+            // Every namespace's rooms on this node, its broadcasts on the
+            // bus (and recovery's store, when it is on).
             hub_config.socketio.adapter = cluster.adapters();
             // What another node's fetchSockets() sees of a socket here:
             // its user, as a Node app would keep it in `socket.data`.

@@ -265,15 +265,10 @@ impl Config {
             // The cluster's adapters are set by `App::new`, which starts
             // the bus (a runtime object, not a setting).
             adapter: socketio::AdapterFactory::default(),
+            // In cluster mode the store is the cluster's (sessions and log
+            // in Redis), set by `App::new` with the adapters.
             recovery: socketio::RecoveryConfig {
-                // Off in cluster mode for now: the events other nodes
-                // publish reach a socket without an offset and are not in
-                // this node's log, so a replay would miss them (a gap).
-                // The reference's Redis adapter recovers nothing either.
-                window: match self.cluster.redis_url.is_empty() {
-                    true => Duration::from_millis(self.socketio.recovery_window_ms),
-                    false => Duration::ZERO,
-                },
+                window: Duration::from_millis(self.socketio.recovery_window_ms),
                 max_bytes: self.socketio.recovery_max_bytes,
                 max_sessions: self.socketio.recovery_max_sessions,
             },
@@ -337,7 +332,7 @@ mod tests {
         let recovery = config.socketio_config().recovery;
         assert!(!recovery.enabled());
         assert_eq!(recovery.max_bytes, 1000);
-        // Cluster mode: off, whatever the window says.
+        // Cluster mode: on too (kept in Redis).
         let config = Config::load(
             None,
             env(&[
@@ -347,7 +342,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.socketio.recovery_window_ms, 120_000);
-        assert!(!config.socketio_config().recovery.enabled());
+        assert!(config.socketio_config().recovery.enabled());
         let bad = Config::load(
             None,
             env(&[("SWITCHBOARD_SOCKETIO_RECOVERY_MAX_SESSIONS", "0")]),

@@ -234,11 +234,11 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "recovery_window_ms",
-                "Connection state recovery, as the reference server's `connectionStateRecovery`: a client whose connection dropped and that comes back within this time keeps its socket id and rooms and receives the events it missed (`socket.recovered` on the official client). Recoverable events carry an offset as their last argument. 0 turns recovery off (no offsets). One node only for now: in cluster mode (`cluster.redis_url`) recovery is off. See docs/OPERATIONS.md.",
+                "Connection state recovery, as the reference server's `connectionStateRecovery`: a client whose connection dropped and that comes back within this time keeps its socket id and rooms and receives the events it missed (`socket.recovered` on the official client). Recoverable events carry an offset as their last argument. 0 turns recovery off (no offsets). In cluster mode (`cluster.redis_url`) sessions and events are kept in Redis, so a client recovers on any node, even after its node was killed; see docs/OPERATIONS.md.",
             ),
             key(
                 "recovery_max_bytes",
-                "Bytes of events and sessions kept for recovery, all namespaces together (encoded events, room names, bookkeeping); past it the oldest of either go, and a client whose session went, or that missed an event that went, is not recovered (never a partial replay).",
+                "Bytes of events and sessions kept for recovery, all namespaces together (encoded events, room names, bookkeeping); past it the oldest of either go, and a client whose session went, or that missed an event that went, is not recovered (never a partial replay). In cluster mode: the bytes of each namespace's event log in Redis, each event counted at what Redis spends on it (docs/DEPLOY.md); sessions are not counted.",
             ),
             key(
                 "recovery_max_sessions",

@@ -71,22 +71,24 @@ impl Member {
         assert!(ack.ends_with(r#"1[{"ok":true}]"#), "{ack}");
     }
 
-    /// The next text frame but the acks of a [`round`]'s broadcasts.
+    /// The next text frame but the acks of a [`round`]'s broadcasts (an
+    /// event without its recovery offset).
     async fn next_frame(&mut self) -> String {
         loop {
-            let text = self.client.recv().await;
+            let text = without_offset(self.client.recv().await);
             if !text.starts_with("43100[") && !text.starts_with("43101[") {
                 return text;
             }
         }
     }
 
-    /// Every text frame up to the marker `n` (left out).
+    /// Every text frame up to the marker `n` (left out), events without
+    /// their recovery offsets.
     async fn until_marker(&mut self, n: u64) -> Vec<String> {
         let marker = format!(r#"{}["marker",{n}]"#, self.event_prefix());
         let mut got = Vec::new();
         loop {
-            let text = self.client.recv().await;
+            let text = without_offset(self.client.recv().await);
             if text == marker {
                 return got;
             }
@@ -214,7 +216,10 @@ async fn a_users_room_reaches_every_device_of_that_user_on_every_node() {
     .await;
     assert_eq!(status, 200, "{json}");
     for device in [&mut alice_a, &mut alice_b] {
-        assert_eq!(device.recv().await, r#"42/pubsub,["notification",{"n":1}]"#);
+        assert_eq!(
+            without_offset(device.recv().await),
+            r#"42/pubsub,["notification",{"n":1}]"#
+        );
     }
     // Bob got nothing: the next thing he sees is the answer to his own event.
     bob_b
@@ -301,8 +306,15 @@ async fn readyz_and_metrics_report_the_bus() {
     assert_eq!(json["cluster"]["subscribe"], "up");
     assert_eq!(json["store"]["backend"], "postgres");
     let (mut client, _) = Client::connect(addr).await;
+    // Volatile: not recoverable, so delivered here at once and published
+    // under the node's own uid (a recoverable one comes back from Redis
+    // with its offset, and this node delivers it then).
     client
-        .emit(1, "broadcast", r#"{"event":"news","data":1}"#)
+        .emit(
+            1,
+            "broadcast",
+            r#"{"event":"news","data":1,"volatile":true}"#,
+        )
         .await;
     let _ = client.recv().await;
     let _ = client.recv().await;
@@ -845,4 +857,165 @@ async fn a_frozen_node_is_named_and_not_waited_for_and_a_killed_one_is_dropped()
         "{:?}",
         killed.elapsed()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Connection state recovery across nodes: sessions and missed events in
+// Redis, so a client comes back on another node, even after its node was
+// killed.
+
+/// The `[auth]` and `/secure` sections of a killable node of these tests
+/// (the real binary; `start` gives the same to a node in this process).
+const SECURE: &str = "test_setup = true\n[auth]\nhs256_secret = \"test-secret\"\n\n\
+    [[namespaces]]\nname = \"/secure\"\nhandler = \"testkit\"\nauth = true\n";
+
+/// `redis-cli` on the test Redis.
+fn redis_cli(url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-u")
+        .arg(url)
+        .args(args)
+        .output()
+        .expect("redis-cli (installed with redis-server)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The key prefix that `sections` give the cluster.
+fn key_prefix(sections: &str) -> String {
+    let line = sections
+        .lines()
+        .find_map(|l| l.strip_prefix("key_prefix = "))
+        .expect("a key prefix");
+    line.trim_matches('"').to_owned()
+}
+
+/// Waits until the session of `pid` in Redis has `field` (its node writes
+/// it off the socket's path; nothing here can be awaited but Redis).
+async fn until_session_has(redis: &str, prefix: &str, pid: &str, field: &str) {
+    let key = format!("{prefix}-session#{pid}");
+    tokio::time::timeout(WAIT, async {
+        while !redis_cli(redis, &["HKEYS", &key])
+            .lines()
+            .any(|l| l == field)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the session {key} never had {field}"));
+}
+
+/// Alice's socket on node A, killed (SIGKILL) after she received one
+/// event: what she presents to come back, and B with Bob on it.
+struct KilledNode {
+    b: TestServer,
+    bob: Client,
+    sid: String,
+    pid: String,
+    offset: String,
+}
+
+impl KilledNode {
+    /// Alice connects to B presenting her pid and last offset.
+    async fn come_back(&self) -> (Client, String) {
+        let auth = serde_json::json!({
+            "token": token("alice", 600), "pid": self.pid, "offset": self.offset
+        });
+        connect_secure(self.b.addr, &auth.to_string()).await
+    }
+}
+
+/// Starts A (the real binary) and B (in this process) with `toml` each,
+/// Alice on A in room `r`, Bob on B; Bob broadcasts `0` to `r`, Alice
+/// receives it, her session is in Redis, and A is killed. `None` without
+/// the test servers.
+async fn killed_node(toml: &str) -> Option<KilledNode> {
+    use crate::recovery::{broadcast, event, ids, join};
+    use serde_json::json;
+    let redis = redis_url()?;
+    let sections = cluster_sections_on(&redis, "").await?;
+    let a =
+        crate::common::binary::Binary::spawn(&format!("{SECURE}\n{toml}\n{sections}"), |_, _| {})
+            .await;
+    let b = start(&format!("{toml}\n{sections}")).await;
+    let node_b = b.app.cluster.as_ref().unwrap();
+    assert!(node_b.wait_up(WAIT).await);
+    until_nodes(node_b, 1).await;
+
+    let (mut alice, reply) =
+        connect_secure(a.addr, &json!({"token": token("alice", 600)}).to_string()).await;
+    let (sid, pid) = ids(&reply);
+    join(&mut alice, "r").await;
+    let (mut bob, _) =
+        connect_secure(b.addr, &json!({"token": token("bob", 600)}).to_string()).await;
+    broadcast(&mut bob, "r", json!(0)).await;
+    let (data, offset) = event(&alice.recv().await);
+    assert_eq!(data, 0);
+    until_session_has(&redis, &key_prefix(&sections), &pid, "r:r").await;
+    // A dies without a word: nothing written at disconnection.
+    signal(a.pid(), "KILL");
+    drop(alice);
+    Some(KilledNode {
+        b,
+        bob,
+        sid,
+        pid,
+        offset,
+    })
+}
+
+#[tokio::test]
+async fn a_client_recovers_on_another_node_after_its_node_was_killed() {
+    use crate::recovery::{broadcast, event, ids};
+    use serde_json::json;
+    let Some(mut killed) = killed_node("").await else {
+        return;
+    };
+    // B goes on broadcasting to the room.
+    for n in 1..=3 {
+        broadcast(&mut killed.bob, "r", json!(n)).await;
+    }
+
+    // Alice comes back on B: the same socket, in her room, and what she
+    // missed, in order, once.
+    let (mut alice, reply) = killed.come_back().await;
+    assert_eq!(ids(&reply), (killed.sid.clone(), killed.pid.clone()));
+    let mut offsets = vec![killed.offset.clone()];
+    for n in 1..=3 {
+        let (data, offset) = event(&alice.recv().await);
+        assert_eq!(data, n);
+        offsets.push(offset);
+    }
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    // Live again: the next broadcast arrives once, and nothing before it.
+    broadcast(&mut killed.bob, "r", json!(4)).await;
+    assert_eq!(event(&alice.recv().await).0, 4);
+    alice.emit_to("/secure", 5, "rooms", "").await;
+    let rooms = alice.recv().await;
+    assert!(rooms.starts_with("43/secure,5["), "{rooms}");
+    assert!(rooms.contains("\"r\""), "{rooms}");
+}
+
+#[tokio::test]
+async fn a_client_whose_missed_events_are_gone_is_not_recovered_and_gets_none() {
+    use crate::recovery::{broadcast, ids};
+    use serde_json::json;
+    // A log of a few hundred bytes: the oldest events go.
+    let Some(mut killed) = killed_node("[socketio]\nrecovery_max_bytes = 400").await else {
+        return;
+    };
+    for n in 1..=20 {
+        broadcast(&mut killed.bob, "r", json!(n)).await;
+    }
+
+    let (mut alice, reply) = killed.come_back().await;
+    let (sid, pid) = ids(&reply);
+    assert_ne!(sid, killed.sid);
+    assert_ne!(pid, killed.pid);
+    // Nothing replayed, and not in the room: the next frame is the
+    // answer to her own question.
+    alice.emit_to("/secure", 5, "rooms", "").await;
+    let rooms = alice.recv().await;
+    assert!(rooms.starts_with("43/secure,5["), "{rooms}");
+    assert!(!rooms.contains("\"r\""), "{rooms}");
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::common::{Client, TestServer, WAIT, connect_secure, http, sample, start, token};
 
 /// The `sid` and `pid` of a `/secure` CONNECT reply.
-fn ids(reply: &str) -> (String, String) {
+pub(crate) fn ids(reply: &str) -> (String, String) {
     let json: Value = serde_json::from_str(
         reply
             .strip_prefix("40/secure,")
@@ -26,7 +26,7 @@ fn ids(reply: &str) -> (String, String) {
 }
 
 /// An event of `/secure`: its first argument and its last (the offset).
-fn event(frame: &str) -> (Value, String) {
+pub(crate) fn event(frame: &str) -> (Value, String) {
     let args: Vec<Value> = serde_json::from_str(
         frame
             .strip_prefix("42/secure,")
@@ -44,7 +44,7 @@ async fn connect(addr: std::net::SocketAddr, auth: Value) -> (Client, String) {
 }
 
 /// `client` joins `room` in `/secure`.
-async fn join(client: &mut Client, room: &str) {
+pub(crate) async fn join(client: &mut Client, room: &str) {
     client
         .emit_to("/secure", 1, "join", &json!(room).to_string())
         .await;
@@ -52,7 +52,7 @@ async fn join(client: &mut Client, room: &str) {
 }
 
 /// `client` broadcasts `news` with `data` to `room` in `/secure`.
-async fn broadcast(client: &mut Client, room: &str, data: Value) {
+pub(crate) async fn broadcast(client: &mut Client, room: &str, data: Value) {
     let args = json!({"event": "news", "rooms": [room], "data": data}).to_string();
     client.emit_to("/secure", 2, "broadcast", &args).await;
     let ack = client.recv().await;
