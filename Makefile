@@ -49,10 +49,12 @@ schemathesis: release
 browser: web release
 	tests/browser/run.sh $(CURDIR)/$(BIN)
 
-# The cluster interop tests (cluster.test.mjs) run two nodes on a throwaway
-# Redis and PostgreSQL, as the Rust tests do.
+# The cluster interop tests (cluster.test.mjs, lb.test.mjs) run their nodes
+# on a throwaway Redis and PostgreSQL, as the Rust tests do; lb.test.mjs puts
+# HAProxy in front of three (tests/lb/haproxy.sh installs it when missing).
 interop: release
 	cd tests/interop && $(NPM) ci --no-audit --no-fund --loglevel=error
+	tests/lb/haproxy.sh --install
 	tests/redis/with-redis.sh tests/postgres/with-postgres.sh \
 	  sh -c 'cd tests/interop && INTEROP_SERVER_BIN=$(CURDIR)/$(BIN) $(NPM) test --silent'
 
