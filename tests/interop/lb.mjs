@@ -3,10 +3,9 @@
 // free loopback port, and what its statistics say.
 
 import { execFileSync, spawn } from "node:child_process";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { withTimeout } from "./helpers.mjs";
 import { REPO_ROOT } from "./server.mjs";
 
 const SCRIPT = path.join(REPO_ROOT, "tests/lb/haproxy.sh");
@@ -55,6 +54,23 @@ export async function serverStatus(url) {
 }
 
 /**
+ * Resolves once `check()` resolves true (asked every 50 ms: HAProxy's
+ * checks and statistics have no events to await); rejects after `ms`.
+ */
+export async function until(check, ms, what) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Waits until HAProxy at `url` says its server `name` is `status` (UP, DOWN). */
+export function untilServer(url, name, status, ms = 10_000) {
+  return until(async () => (await serverStatus(url))[name] === status, ms, `${name} ${status}`);
+}
+
+/**
  * Starts HAProxy in front of `nodes` (each with a `port`) and resolves once
  * its statistics say every node is UP (its health checks of /readyz
  * passed): `{url, stop(), output()}`.
@@ -78,30 +94,60 @@ export async function startHaproxy(nodes) {
   };
   process.on("exit", () => child.kill("SIGKILL"));
 
-  let waiting = true;
-  const up = (async () => {
-    while (waiting) {
-      try {
-        const status = await serverStatus(url);
-        if (Object.keys(status).length === nodes.length && Object.values(status).every((s) => s === "UP")) return;
-      } catch {
-        // not listening yet
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
+  const allUp = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`haproxy exited: ${JSON.stringify(await exited)}`);
     }
-  })();
+    const status = await serverStatus(url).catch(() => ({}));
+    return Object.keys(status).length === nodes.length && Object.values(status).every((s) => s === "UP");
+  };
   try {
-    await withTimeout(
-      Promise.race([up, exited.then((s) => Promise.reject(new Error(`haproxy exited: ${JSON.stringify(s)}`)))]),
-      START_TIMEOUT_MS,
-      "HAProxy and every node UP",
-    );
+    await until(allUp, START_TIMEOUT_MS, "HAProxy and every node UP");
   } catch (err) {
-    waiting = false;
     await stop();
     err.message += `\n--- haproxy output ---\n${output()}`;
     throw err;
   }
-  waiting = false;
   return { url, port, stop, output };
+}
+
+/**
+ * A TCP forwarder on a loopback port to `target` (host:port) that can be
+ * unplugged (its connections cut, its port closed: new ones refused), as
+ * when what is behind it goes away, and plugged in again on the same port.
+ */
+export class Plug {
+  constructor(target) {
+    const [host, port] = target.split(":");
+    this.sockets = new Set();
+    this.server = createServer((client) => {
+      const upstream = connect(Number(port), host);
+      for (const [a, b] of [
+        [client, upstream],
+        [upstream, client],
+      ]) {
+        this.sockets.add(a);
+        a.pipe(b);
+        a.on("error", () => b.destroy());
+        a.on("close", () => {
+          this.sockets.delete(a);
+          b.destroy();
+        });
+      }
+    });
+  }
+
+  /** Listens on a free port (the first time) or on the same one again. */
+  async plugIn() {
+    await new Promise((resolve) => this.server.listen(this.port ?? 0, "127.0.0.1", resolve));
+    this.port = this.server.address().port;
+    return this;
+  }
+
+  /** Cuts every connection and closes the port. */
+  async unplug() {
+    const closed = new Promise((resolve) => this.server.close(resolve));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
 }

@@ -13,6 +13,11 @@
 // - A broadcast from a client of one node reaches every client of every
 //   node, once, round after round; nobody is disconnected, nothing is
 //   dropped on the bus.
+// - A node that is not ready (its store unreachable: its connection to
+//   PostgreSQL goes through a plug the test pulls) is taken out by
+//   HAProxy's health check of /readyz: new clients go to the others, while
+//   the clients it holds, long-polling ones included, stay and still get
+//   broadcasts; plugged in again, it takes new clients again.
 //
 // Needs TEST_REDIS_URL and TEST_POSTGRES_URL (`make interop` runs under
 // tests/redis/with-redis.sh and tests/postgres/with-postgres.sh) and
@@ -24,11 +29,12 @@
 // node whose count went up holds the new one.
 
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { after, afterEach, before, test } from "node:test";
 import { io } from "socket.io-client";
-import { clusterSkip, startNodes } from "./cluster.mjs";
+import { CLUSTER_CONFIG, clusterEnv, clusterSkip, createDatabase } from "./cluster.mjs";
 import { Clients, Recorder, ack, connected, once, stopServer } from "./helpers.mjs";
-import { haproxySkip, startHaproxy } from "./lb.mjs";
+import { Plug, haproxySkip, startHaproxy, until, untilServer } from "./lb.mjs";
+import { startServer } from "./server.mjs";
 
 const skip = clusterSkip() || haproxySkip();
 const KEY = `sblb-${process.pid}-${Date.now()}`;
@@ -39,20 +45,29 @@ const PING_INTERVAL_MS = 300;
 let nodes = [];
 let lb;
 let clients;
+/** The third node's connection to PostgreSQL. */
+let plug;
 
 before(async () => {
   if (skip) return;
-  nodes = await startNodes(3, {
-    keyPrefix: KEY,
-    env: {
-      SWITCHBOARD_ENGINE_PING_INTERVAL_MS: String(PING_INTERVAL_MS),
-      // HAProxy adds X-Forwarded-For: per-address admission counts clients.
-      SWITCHBOARD_SERVER_TRUSTED_PROXIES: "127.0.0.1",
-    },
-  });
+  const store = createDatabase();
+  const env = {
+    ...clusterEnv(store, KEY),
+    SWITCHBOARD_ENGINE_PING_INTERVAL_MS: String(PING_INTERVAL_MS),
+    // HAProxy adds X-Forwarded-For: per-address admission counts clients.
+    SWITCHBOARD_SERVER_TRUSTED_PROXIES: "127.0.0.1",
+  };
+  // One after the other: the first migrates the shared database.
+  for (let i = 0; i < 2; i++) nodes.push(await startServer({ config: CLUSTER_CONFIG, env }));
+  const url = new URL(store);
+  plug = await new Plug(url.host).plugIn();
+  url.port = String(plug.port);
+  nodes.push(await startServer({ config: CLUSTER_CONFIG, env: { ...env, SWITCHBOARD_STORE_URL: url.href } }));
   lb = await startHaproxy(nodes);
   clients = new Clients(lb.url);
 });
+
+afterEach(() => clients?.closeAll());
 
 after(async () => {
   clients?.closeAll();
@@ -61,6 +76,7 @@ after(async () => {
     assert.equal(status.code ?? 0, 0, `haproxy exit ${JSON.stringify(status)}\n${lb.output()}`);
   }
   for (const node of nodes) await stopServer(node);
+  await plug?.unplug();
 });
 
 /** A node's figure `name` from its /metrics (a line `name value`). */
@@ -118,6 +134,51 @@ async function member(name, kind) {
   return m;
 }
 
+/** A client of `kind` on node `i` (new clients go round the nodes up). */
+async function memberOn(i, kind) {
+  for (let tries = 1; tries <= nodes.length; tries++) {
+    const m = await member(`${kind}@${i}.${tries}`, kind);
+    if (m.node === i) return m;
+  }
+  assert.fail(`no new ${kind} client reached node ${i}`);
+}
+
+/**
+ * A client of the first node itself (not through the proxy), once the
+ * sessions of earlier tests are gone from every node (counting who goes
+ * where needs a quiet start).
+ */
+async function publisher() {
+  await until(async () => (await sessions()).every((n) => n === 0), 5_000, "no session left");
+  const socket = clients.track(io(nodes[0].url, { forceNew: true, reconnection: false, transports: ["websocket"] }));
+  return connected(socket);
+}
+
+let lastId = 0;
+
+/**
+ * `publisher` broadcasts news to the room, then a marker to the
+ * namespace; each member must hold the news once when its marker comes
+ * (one publisher, in order on every node).
+ */
+async function round(from, members) {
+  const id = ++lastId;
+  assert.equal((await ack(from, "broadcast", { event: "news", data: { id }, rooms: ["lb"] })).ok, true);
+  assert.equal((await ack(from, "broadcast", { event: "marker", data: id })).ok, true);
+  for (const m of members) {
+    await m.markers.waitUntil((items) => items.includes(id), `marker ${id} for ${m.name}`);
+    assert.equal(m.news.items.filter((n) => n === id).length, 1, `${m.name} (node ${m.node}) got news ${id} once`);
+  }
+}
+
+/** Neither left nor moved: the same session, on its transport. */
+function stayed(m) {
+  assert.deepEqual(m.gone.items, [], m.name);
+  assert.equal(m.socket.io.engine.id, m.engineId, m.name);
+  const transport = m.kind === "polling" ? "polling" : "websocket";
+  assert.equal(m.socket.io.engine.transport.name, transport, m.name);
+}
+
 /** Waits until every polling member has seen `n` more pings. */
 async function pingCycles(members, n) {
   const polling = members.filter((m) => m.kind === "polling");
@@ -130,8 +191,7 @@ async function pingCycles(members, n) {
 }
 
 test("clients spread over three nodes behind HAProxy all get a broadcast from another node, polling stays sticky", { skip, timeout: 60_000 }, async () => {
-  // The publisher, on the first node directly, not in the room.
-  const publisher = await clients.connect("/", { transports: ["websocket"] });
+  const from = await publisher();
   // Interleaved: round robin gives each node one of each kind.
   const members = [];
   for (const kind of ["websocket", "polling", "upgrade"]) {
@@ -145,27 +205,14 @@ test("clients spread over three nodes behind HAProxy all get a broadcast from an
     assert.deepEqual(on, [0, 1, 2], `${kind} clients by node`);
   }
 
-  let id = 0;
-  for (let round = 1; round <= 3; round++) {
+  for (let n = 1; n <= 3; n++) {
     // Several ping cycles of every polling session between rounds.
     await pingCycles(members, 2);
-    id++;
-    assert.equal((await ack(publisher, "broadcast", { event: "news", data: { id }, rooms: ["lb"] })).ok, true);
-    assert.equal((await ack(publisher, "broadcast", { event: "marker", data: id })).ok, true);
-    // One publisher, in order on every node: the marker comes after the news.
-    for (const m of members) {
-      await m.markers.waitUntil((items) => items.includes(id), `marker ${id} for ${m.name}`);
-      assert.equal(m.news.items.filter((n) => n === id).length, 1, `${m.name} (node ${m.node}) got news ${id} once`);
-    }
+    await round(from, members);
   }
 
   // Nobody left or moved: same sessions, on the same nodes, same transports.
-  for (const m of members) {
-    assert.deepEqual(m.gone.items, [], m.name);
-    assert.equal(m.socket.io.engine.id, m.engineId, m.name);
-    const transport = m.kind === "polling" ? "polling" : "websocket";
-    assert.equal(m.socket.io.engine.transport.name, transport, m.name);
-  }
+  members.forEach(stayed);
   assert.deepEqual(await sessions(), placed);
   for (const m of members.filter((m) => m.kind === "polling")) assert.ok(m.pings >= 6, `${m.name}: ${m.pings} pings`);
 
@@ -181,4 +228,29 @@ test("clients spread over three nodes behind HAProxy all get a broadcast from an
       assert.ok(Number(delivered?.[1]) >= 6, `node ${i} delivered ${delivered?.[1]}`);
     }
   }
+});
+
+test("a node that is not ready gets no new clients and keeps its own, long-polling ones included", { skip, timeout: 60_000 }, async () => {
+  const from = await publisher();
+  const own = [await memberOn(2, "polling"), await memberOn(2, "websocket")];
+
+  // Its store goes: /readyz 503, and HAProxy's checks take it out.
+  await plug.unplug();
+  await untilServer(lb.url, "n3", "DOWN");
+  // What it holds stays: the polling session's requests still reach it
+  // (the cookie) through several ping cycles, and broadcasts arrive.
+  await pingCycles(own, 3);
+  await round(from, own);
+  own.forEach(stayed);
+  // New clients, of either transport, go to the other nodes.
+  for (let i = 0; i < 4; i++) {
+    const m = await member(`new${i}`, i % 2 ? "polling" : "websocket");
+    assert.notEqual(m.node, 2, m.name);
+  }
+
+  // Back: checked ready again, it takes new clients again.
+  await plug.plugIn();
+  await untilServer(lb.url, "n3", "UP");
+  await memberOn(2, "websocket");
+  own.forEach(stayed);
 });
