@@ -18,6 +18,11 @@
 //   HAProxy's health check of /readyz: new clients go to the others, while
 //   the clients it holds, long-polling ones included, stay and still get
 //   broadcasts; plugged in again, it takes new clients again.
+// - A rolling restart: a node stopped with SIGTERM closes its sessions,
+//   whose clients reconnect through the proxy to the other nodes (the
+//   polling one's cookie names the stopped node: the proxy sends it
+//   elsewhere) and get broadcasts there; started again on its address, it
+//   is checked ready and takes new clients.
 //
 // Needs TEST_REDIS_URL and TEST_POSTGRES_URL (`make interop` runs under
 // tests/redis/with-redis.sh and tests/postgres/with-postgres.sh) and
@@ -47,11 +52,13 @@ let lb;
 let clients;
 /** The third node's connection to PostgreSQL. */
 let plug;
+/** The nodes' environment (a restarted node gets it again). */
+let env;
 
 before(async () => {
   if (skip) return;
   const store = createDatabase();
-  const env = {
+  env = {
     ...clusterEnv(store, KEY),
     SWITCHBOARD_ENGINE_PING_INTERVAL_MS: String(PING_INTERVAL_MS),
     // HAProxy adds X-Forwarded-For: per-address admission counts clients.
@@ -102,10 +109,10 @@ const KINDS = {
  * A client of `kind` through the proxy, connected (and upgraded, for
  * `upgrade`); its node is the one whose session count went up.
  */
-async function member(name, kind) {
+async function member(name, kind, opts = {}) {
   const before = await sessions();
   const socket = clients.track(
-    io(`${lb.url}/`, { forceNew: true, reconnection: false, ...KINDS[kind] }),
+    io(`${lb.url}/`, { forceNew: true, reconnection: false, ...KINDS[kind], ...opts }),
   );
   const engine = socket.io.engine;
   const upgraded = kind === "upgrade" ? once(engine, "upgrade") : null;
@@ -135,9 +142,9 @@ async function member(name, kind) {
 }
 
 /** A client of `kind` on node `i` (new clients go round the nodes up). */
-async function memberOn(i, kind) {
+async function memberOn(i, kind, opts = {}) {
   for (let tries = 1; tries <= nodes.length; tries++) {
-    const m = await member(`${kind}@${i}.${tries}`, kind);
+    const m = await member(`${kind}@${i}.${tries}`, kind, opts);
     if (m.node === i) return m;
   }
   assert.fail(`no new ${kind} client reached node ${i}`);
@@ -253,4 +260,31 @@ test("a node that is not ready gets no new clients and keeps its own, long-polli
   await untilServer(lb.url, "n3", "UP");
   await memberOn(2, "websocket");
   own.forEach(stayed);
+});
+
+test("a rolling restart: a node's clients reconnect through the proxy to the others, and it comes back on its address", { skip, timeout: 60_000 }, async () => {
+  const from = await publisher();
+  // Clients that reconnect by themselves, as applications' do (quickly here).
+  const quick = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 };
+  const moving = [await memberOn(1, "polling", quick), await memberOn(1, "websocket", quick)];
+  for (const m of moving) m.connects = new Recorder(m.socket, "connect");
+
+  const { port } = nodes[1];
+  assert.deepEqual(await nodes[1].stop(), { code: 0, signal: null }, nodes[1].output());
+  await untilServer(lb.url, "n2", "DOWN");
+  for (const m of moving) {
+    // Closed by the server as a transport (not a Socket.IO DISCONNECT,
+    // after which a client would not come back by itself).
+    assert.deepEqual(await m.gone.waitFor(1), ["transport close"], m.name);
+    await m.connects.waitFor(1, 10_000);
+    // A new session on another node: the application joins its rooms again.
+    assert.deepEqual(await ack(m.socket, "join", "lb"), { ok: true });
+  }
+  await round(from, moving);
+
+  // The new version on the same address: ready, up, and given new clients.
+  nodes[1] = await startServer({ config: CLUSTER_CONFIG, env, args: ["--listen", `127.0.0.1:${port}`] });
+  await untilServer(lb.url, "n2", "UP");
+  await memberOn(1, "websocket");
+  await round(from, moving);
 });
