@@ -9,15 +9,26 @@
 #               schemathesis against the publish API (installs it from PyPI),
 #               browser tests of the web client in Debian's Chromium
 #               (installs Chromium with apt-get and the npm packages)
+# and, to try a cluster:
+#   make cluster  Redis, PostgreSQL, three nodes serving the web client and
+#               HAProxy in front, on this machine (installs what is missing);
+#               prints the URL to open, Ctrl-C stops everything
 
 CARGO ?= cargo
 NPM ?= npm
 BIN := target/release/switchboard
 
-.PHONY: run test lint rust-test interop schemathesis browser build release web
+.PHONY: run test lint rust-test interop schemathesis browser build release web cluster
 
 run: web release
 	$(BIN) serve $(if $(CONFIG),--config $(CONFIG),)
+
+# A cluster on this machine, to try one: throwaway Redis and PostgreSQL
+# (installed with apt-get when missing), three nodes serving the web client,
+# HAProxy in front (tests/lb/haproxy.cfg); prints the URL to open, Ctrl-C
+# stops everything. CLUSTER_PORT=8080 by default. See scripts/cluster.sh.
+cluster: web release
+	scripts/cluster.sh $(CURDIR)/$(BIN)
 
 # The web client, built into web/dist/ (served by the hub at /).
 web:
@@ -49,10 +60,13 @@ schemathesis: release
 browser: web release
 	tests/browser/run.sh $(CURDIR)/$(BIN)
 
-# The cluster interop tests (cluster.test.mjs) run two nodes on a throwaway
-# Redis and PostgreSQL, as the Rust tests do.
-interop: release
+# The cluster interop tests (cluster.test.mjs, lb.test.mjs) run their nodes
+# on a throwaway Redis and PostgreSQL, as the Rust tests do; lb.test.mjs puts
+# HAProxy in front of three (tests/lb/haproxy.sh installs it when missing);
+# cluster-script.test.mjs runs `make cluster`'s script, web client included.
+interop: web release
 	cd tests/interop && $(NPM) ci --no-audit --no-fund --loglevel=error
+	tests/lb/haproxy.sh --install
 	tests/redis/with-redis.sh tests/postgres/with-postgres.sh \
 	  sh -c 'cd tests/interop && INTEROP_SERVER_BIN=$(CURDIR)/$(BIN) $(NPM) test --silent'
 

@@ -640,6 +640,12 @@ impl std::fmt::Debug for Socket {
 /// Drives the heartbeat of a polling session until it closes or moves to
 /// WebSocket (whose task then drives it). Holds only a weak reference, so
 /// a closed session is freed at once.
+///
+/// While a pong is awaited it wakes at least every `pingInterval`, not
+/// only at the pong's deadline: a pong (on a POST, which does not wake
+/// this task) brings the next ping forward to `pingInterval` after it, and
+/// when `pingTimeout` is the longer of the two, sleeping to the deadline
+/// sent that ping late, with less than `pingTimeout` left to answer it.
 pub(crate) async fn polling_heartbeat(socket: std::sync::Weak<Socket>) {
     loop {
         let Some(strong) = socket.upgrade() else {
@@ -648,9 +654,11 @@ pub(crate) async fn polling_heartbeat(socket: std::sync::Weak<Socket>) {
         if strong.lock().upgrade == Upgrade::Done {
             return;
         }
-        let Some(next) = strong.heartbeat(Instant::now()) else {
+        let now = Instant::now();
+        let Some(next) = strong.heartbeat(now) else {
             return;
         };
+        let next = next.min(now + strong.shared.config.ping_interval);
         drop(strong);
         tokio::time::sleep_until(next).await;
     }

@@ -25,7 +25,6 @@
 // everything the emit meant for it.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { createServer } from "node:http";
 import { after, afterEach, before, test } from "node:test";
 import { Emitter } from "@socket.io/redis-emitter";
@@ -34,17 +33,11 @@ import msgpack from "notepack.io";
 import { createClient } from "redis";
 import { Server } from "socket.io";
 import { io } from "socket.io-client";
+import { REDIS, clusterSkip, startNodes } from "./cluster.mjs";
 import { token } from "./esn.mjs";
 import { Clients, Recorder, TEST_TIMEOUT_MS, WAIT_MS, ack, connected, stopServer } from "./helpers.mjs";
-import { startServer } from "./server.mjs";
 
-const REDIS = process.env.TEST_REDIS_URL;
-const POSTGRES = process.env.TEST_POSTGRES_URL;
-const missing = !REDIS || !POSTGRES;
-if (missing && process.env.CI) {
-  throw new Error("CI must run the cluster interop tests: run them under tests/redis/with-redis.sh and tests/postgres/with-postgres.sh");
-}
-const skip = missing ? "TEST_REDIS_URL or TEST_POSTGRES_URL not set" : false;
+const skip = clusterSkip();
 
 // A prefix of this run's own: nothing else on the test Redis hears it.
 const KEY = `sbinterop-${process.pid}-${Date.now()}`;
@@ -59,17 +52,7 @@ let clients;
 
 before(async () => {
   if (skip) return;
-  const database = `sb_interop_${process.pid}_${Date.now()}`;
-  execFileSync("psql", [POSTGRES, "-q", "-c", `CREATE DATABASE ${database}`]);
-  const store = POSTGRES.replace(/\/[^/]*$/, `/${database}`);
-  const env = {
-    SWITCHBOARD_CLUSTER_REDIS_URL: REDIS,
-    SWITCHBOARD_STORE_URL: store,
-    SWITCHBOARD_CLUSTER_KEY_PREFIX: KEY,
-  };
-  // One after the other: the first migrates the shared database.
-  nodes.push(await startServer({ config: "tests/interop/cluster.toml", env }));
-  nodes.push(await startServer({ config: "tests/interop/cluster.toml", env }));
+  nodes = await startNodes(2, { keyPrefix: KEY });
 
   // A Node socket.io node with the Redis adapter, on the same bus.
   const pub = createClient({ url: REDIS });

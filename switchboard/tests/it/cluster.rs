@@ -669,22 +669,6 @@ impl Drop for OwnRedis {
     }
 }
 
-/// Polls `/readyz` (as an operator, with the detail) until it answers
-/// `status`; returns its body.
-async fn until_readyz(addr: std::net::SocketAddr, status: u16) -> serde_json::Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let response = http(addr, "GET", "/readyz", &[], "").await;
-            if response.status == status {
-                return serde_json::from_str(&response.body).unwrap();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("/readyz of {addr} never answered {status}"))
-}
-
 #[tokio::test]
 async fn after_redis_restarts_the_nodes_are_ready_again_and_broadcasts_cross() {
     if redis_url().is_none() {

@@ -140,6 +140,33 @@ async fn polling_body_over_max_payload_is_refused_and_closes_the_session() {
     assert_eq!(error_code(&after), 1);
 }
 
+/// A polling session is pinged `ping_interval` after its pong, also when
+/// `ping_timeout` is the longer (the heartbeat used to sleep to the pong's
+/// deadline, so every other ping came `ping_timeout` late, with little
+/// time left to answer it).
+#[tokio::test]
+async fn a_polling_session_is_pinged_every_interval_after_its_pong() {
+    let server = start("[engine]\nping_interval_ms = 100\nping_timeout_ms = 4000").await;
+    let addr = server.addr;
+    let open = http(addr, "GET", "/socket.io/?EIO=4&transport=polling", &[], "").await;
+    let sid = serde_json::from_str::<serde_json::Value>(&open.body[1..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    for round in 0..4 {
+        let started = std::time::Instant::now();
+        let ping = http(addr, "GET", &path, &[], "").await;
+        let waited = started.elapsed();
+        assert_eq!(ping.body, "2", "round {round}");
+        assert!(
+            waited < std::time::Duration::from_millis(1000),
+            "round {round}: the ping came after {waited:?}"
+        );
+        assert_eq!(http(addr, "POST", &path, &[], "3").await.body, "ok");
+    }
+}
+
 #[tokio::test]
 async fn malformed_packets_close_only_the_sender() {
     let server = start("").await;

@@ -20,6 +20,7 @@ mod chat_conversations;
 mod chat_writes;
 mod cluster;
 mod cluster_hub;
+mod cluster_store_outage;
 mod components;
 mod engine;
 mod http_routes;

@@ -159,11 +159,22 @@ pub fn redis_url() -> Option<String> {
 /// server is not given.
 pub async fn cluster_sections_on(redis: &str, extra_cluster_keys: &str) -> Option<String> {
     let (_, database) = postgres_database().await?;
-    Some(format!(
-        "[store]\nurl = {database:?}\n\n[cluster]\nredis_url = {redis:?}\n\
+    Some(cluster_sections(
+        redis,
+        &format!("url = {database:?}"),
+        extra_cluster_keys,
+    ))
+}
+
+/// The `[store]` section (`store_keys`, its `url` included) and the
+/// `[cluster]` section of one test cluster on the Redis at `redis`, under
+/// a key prefix of its own.
+pub fn cluster_sections(redis: &str, store_keys: &str, extra_cluster_keys: &str) -> String {
+    format!(
+        "[store]\n{store_keys}\n\n[cluster]\nredis_url = {redis:?}\n\
          key_prefix = \"sbtest-{}\"\nhealth_interval_ms = 100\n{extra_cluster_keys}\n",
         rand_suffix()
-    ))
+    )
 }
 
 /// `n` nodes of one cluster on the test Redis (see [`cluster_sections_on`]),
@@ -191,9 +202,16 @@ pub async fn start_cluster_on(
     extra_cluster_keys: &str,
 ) -> Option<Vec<TestServer>> {
     let sections = cluster_sections_on(redis, extra_cluster_keys).await?;
+    Some(start_nodes(n, &format!("{toml}\n{sections}")).await)
+}
+
+/// `n` [`start`]ed servers configured by `toml`, which names a cluster
+/// (see [`cluster_sections`]), one after the other (the first migrates the
+/// store), each connected to Redis when it returns.
+pub async fn start_nodes(n: usize, toml: &str) -> Vec<TestServer> {
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
-        let node = start(&format!("{toml}\n{sections}")).await;
+        let node = start(toml).await;
         let cluster = node.app.cluster.as_ref().expect("cluster mode");
         assert!(
             cluster.wait_up(super::WAIT).await,
@@ -202,7 +220,23 @@ pub async fn start_cluster_on(
         );
         nodes.push(node);
     }
-    Some(nodes)
+    nodes
+}
+
+/// Polls `/readyz` (with its detail, as an operator) until it answers
+/// `status`; returns its body.
+pub async fn until_readyz(addr: SocketAddr, status: u16) -> serde_json::Value {
+    tokio::time::timeout(super::WAIT, async {
+        loop {
+            let response = super::http(addr, "GET", "/readyz", &[], "").await;
+            if response.status == status {
+                return serde_json::from_str(&response.body).unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/readyz of {addr} never answered {status}"))
 }
 
 /// A server configured by `toml` alone (no namespaces or keys added): its

@@ -1,0 +1,58 @@
+// What the cluster interop tests share: the test Redis and PostgreSQL
+// (TEST_REDIS_URL and TEST_POSTGRES_URL, set by tests/redis/with-redis.sh
+// and tests/postgres/with-postgres.sh, which `make interop` runs), and the
+// nodes of one cluster on them.
+//
+// Without those servers a cluster test file is skipped, except under CI,
+// where it fails.
+
+import { execFileSync } from "node:child_process";
+import { startServer } from "./server.mjs";
+
+export const REDIS = process.env.TEST_REDIS_URL;
+/** Two namespaces with the test kit, `/secure` for signed-in users. */
+export const CLUSTER_CONFIG = "tests/interop/cluster.toml";
+export const POSTGRES = process.env.TEST_POSTGRES_URL;
+
+/** The `skip` option of a cluster test: false, or why it cannot run. */
+export function clusterSkip() {
+  const missing = !REDIS || !POSTGRES;
+  if (missing && process.env.CI) {
+    throw new Error(
+      "CI must run the cluster interop tests: run them under tests/redis/with-redis.sh and tests/postgres/with-postgres.sh",
+    );
+  }
+  return missing ? "TEST_REDIS_URL or TEST_POSTGRES_URL not set" : false;
+}
+
+/** A fresh database on the test PostgreSQL server; returns its URL. */
+export function createDatabase() {
+  const database = `sb_interop_${process.pid}_${Date.now()}`;
+  execFileSync("psql", [POSTGRES, "-q", "-c", `CREATE DATABASE ${database}`]);
+  return POSTGRES.replace(/\/[^/]*$/, `/${database}`);
+}
+
+/**
+ * What a node of one cluster needs in its environment: the test Redis
+ * under `keyPrefix` (a run's own: nothing else on the test Redis hears
+ * it) and the database `store`.
+ */
+export function clusterEnv(store, keyPrefix) {
+  return {
+    SWITCHBOARD_CLUSTER_REDIS_URL: REDIS,
+    SWITCHBOARD_STORE_URL: store,
+    SWITCHBOARD_CLUSTER_KEY_PREFIX: keyPrefix,
+  };
+}
+
+/**
+ * Starts `n` nodes of one cluster (`config`, from the repo root: it names
+ * no store or Redis) on a fresh database, with `env` besides. One after
+ * the other: the first migrates the shared database.
+ */
+export async function startNodes(n, { config = CLUSTER_CONFIG, keyPrefix, env = {} }) {
+  const nodeEnv = { ...clusterEnv(createDatabase(), keyPrefix), ...env };
+  const nodes = [];
+  for (let i = 0; i < n; i++) nodes.push(await startServer({ config, env: nodeEnv }));
+  return nodes;
+}
