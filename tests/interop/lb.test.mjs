@@ -21,8 +21,10 @@
 // - A rolling restart: a node stopped with SIGTERM closes its sessions,
 //   whose clients reconnect through the proxy to the other nodes (the
 //   polling one's cookie names the stopped node: the proxy sends it
-//   elsewhere) and get broadcasts there; started again on its address, it
-//   is checked ready and takes new clients.
+//   elsewhere) and are recovered there (connection state recovery from
+//   Redis: same socket, rooms, the event emitted while they were away,
+//   once); started again on its address, the node is checked ready and
+//   takes new clients.
 //
 // Needs TEST_REDIS_URL and TEST_POSTGRES_URL (`make interop` runs under
 // tests/redis/with-redis.sh and tests/postgres/with-postgres.sh) and
@@ -78,12 +80,19 @@ afterEach(() => clients?.closeAll());
 
 after(async () => {
   clients?.closeAll();
+  // Everything stops whatever fails (a process left running would keep
+  // the test file from ever ending); the first failure is reported after.
+  const failures = [];
+  const check = (step) => step().catch((err) => failures.push(err));
   if (lb) {
-    const status = await lb.stop();
-    assert.equal(status.code ?? 0, 0, `haproxy exit ${JSON.stringify(status)}\n${lb.output()}`);
+    await check(async () => {
+      const status = await lb.stop();
+      assert.equal(status.code ?? 0, 0, `haproxy exit ${JSON.stringify(status)}\n${lb.output()}`);
+    });
   }
-  for (const node of nodes) await stopServer(node);
-  await plug?.unplug();
+  for (const node of nodes) await check(() => stopServer(node));
+  await check(async () => plug?.unplug());
+  if (failures.length) throw failures[0];
 });
 
 /** A node's figure `name` from its /metrics (a line `name value`). */
@@ -262,25 +271,41 @@ test("a node that is not ready gets no new clients and keeps its own, long-polli
   own.forEach(stayed);
 });
 
-test("a rolling restart: a node's clients reconnect through the proxy to the others, and it comes back on its address", { skip, timeout: 60_000 }, async () => {
+test("a rolling restart: a node's clients reconnect through the proxy to the others, recovered, and it comes back on its address", { skip, timeout: 60_000 }, async () => {
   const from = await publisher();
-  // Clients that reconnect by themselves, as applications' do (quickly here).
-  const quick = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 };
-  const moving = [await memberOn(1, "polling", quick), await memberOn(1, "websocket", quick)];
+  // Clients that reconnect by themselves, as applications' do, after
+  // exactly 500 ms here: an event emitted in that gap is one they missed.
+  const retry = { reconnection: true, reconnectionDelay: 500, randomizationFactor: 0 };
+  const moving = [await memberOn(1, "polling", retry), await memberOn(1, "websocket", retry)];
+  const ids = moving.map((m) => m.socket.id);
   for (const m of moving) m.connects = new Recorder(m.socket, "connect");
+  // Each has received an event (an offset to present when it comes back).
+  await round(from, moving);
 
   const { port } = nodes[1];
-  assert.deepEqual(await nodes[1].stop(), { code: 0, signal: null }, nodes[1].output());
-  await untilServer(lb.url, "n2", "DOWN");
+  const stopped = nodes[1].stop();
   for (const m of moving) {
     // Closed by the server as a transport (not a Socket.IO DISCONNECT,
-    // after which a client would not come back by itself).
-    assert.deepEqual(await m.gone.waitFor(1), ["transport close"], m.name);
+    // after which a client would not come back by itself): a waiting poll
+    // or the WebSocket is told so; a poller between two polls finds the
+    // node gone.
+    const [reason] = await m.gone.waitFor(1);
+    assert.ok(["transport close", "transport error"].includes(reason), `${m.name}: ${reason}`);
+  }
+  const missed = ++lastId;
+  assert.equal((await ack(from, "broadcast", { event: "news", data: { id: missed }, rooms: ["lb"] })).ok, true);
+  assert.deepEqual(await stopped, { code: 0, signal: null });
+  await untilServer(lb.url, "n2", "DOWN");
+  for (const [i, m] of moving.entries()) {
     await m.connects.waitFor(1, 10_000);
-    // A new session on another node: the application joins its rooms again.
-    assert.deepEqual(await ack(m.socket, "join", "lb"), { ok: true });
+    // Recovered on another node (the sessions and events are in Redis):
+    // the same socket, in its rooms, with the event it missed, once.
+    assert.equal(m.socket.recovered, true, m.name);
+    assert.equal(m.socket.id, ids[i], m.name);
+    await m.news.waitUntil((items) => items.includes(missed), `the missed news for ${m.name}`);
   }
   await round(from, moving);
+  for (const m of moving) assert.equal(m.news.items.filter((n) => n === missed).length, 1, m.name);
 
   // The new version on the same address: ready, up, and given new clients.
   nodes[1] = await startServer({ config: CLUSTER_CONFIG, env, args: ["--listen", `127.0.0.1:${port}`] });
