@@ -13,9 +13,10 @@
 //   there (`socket.recovered`, the same socket id: connection state
 //   recovery reads their sessions and the events they missed from Redis).
 // - Chat: three users in a group conversation of /chat, each sending from
-//   a device on another node (one on the node that is killed), as an
-//   application does: a send whose ack does not come (the node died with
-//   it) is sent again with the same client_id when the device is back.
+//   a device on another node (one on the node that is killed, with a burst
+//   of sends on the wire), as an application does: a send whose ack does
+//   not come (the node died with it) is sent again with the same client_id
+//   when the device is back.
 //   Every device ends with every message once, each sender's in the order
 //   sent, and the seqs complete; a device that came back not recovered
 //   would fill the gap from `history` (by seq) as an application does, and
@@ -28,13 +29,14 @@
 // quick come-back (RETRY below: first attempt after 200 ms ± 50 %, then
 // doubling up to 1 s). HAProxy marks the dead node down after two failed
 // checks of /readyz (500 ms apart); meanwhile a reconnection sent to it is
-// refused and redispatched to another node (`option redispatch`).
+// refused and sent to another node at once (`option redispatch 1`).
 //
 // Needs TEST_REDIS_URL, TEST_POSTGRES_URL and HAProxy, as lb.test.mjs;
 // skipped without them, failing under CI. Run with
 // SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS=0 in the environment (recovery
-// off on the nodes), both tests fail: nobody is recovered, and the room's
-// clients miss what was sent while they were away.
+// off on the nodes), both tests fail: nobody comes back recovered (the
+// room's clients come back as new sockets, out of the room; the chat
+// devices fill the gap from the history).
 
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
@@ -55,7 +57,7 @@ const KEY = `sbfaults-${process.pid}-${Date.now()}`;
 const VICTIM = 2;
 /** How the clients reconnect: quickly, as an application would ask. */
 const RETRY = { reconnection: true, reconnectionDelay: 200, reconnectionDelayMax: 1000, randomizationFactor: 0.5 };
-/** Bound on a client's way back after the kill (it takes about a second). */
+/** Bound on a client's way back after the kill (it takes about 0.3 s). */
 const BACK_MS = 30_000;
 /** Bound on every client having everything once the senders are done. */
 const DRAIN_MS = 30_000;
@@ -259,8 +261,10 @@ test("SIGKILL of a node mid-stream: every client of the room gets 1..N in order,
 
 /** Messages each sender sends to the group. */
 const PER_SENDER = 40;
-/** The node is killed once this many sends (of all senders) were acked. */
+/** Once this many sends (of all senders) were acked, the sender on the node to kill sends a burst, and the node is killed. */
 const KILL_AFTER_ACKS = 60;
+/** Sends in that burst. */
+const BURST = 4;
 /** Pause between two sends of one sender. */
 const SEND_PACE_MS = 20;
 /** Bound on one attempt of a send (a longer wait: the ack is lost, send again). */
@@ -349,6 +353,7 @@ test("chat in a group across nodes while one is killed: every device ends with e
   let acked = 0;
   let killedAt;
   let resent = 0;
+  let duplicates = 0;
   const sendSurely = async (d, payload) => {
     for (let attempt = 1; ; attempt++) {
       if (!d.socket.connected) await once(d.socket, "connect", BACK_MS);
@@ -362,21 +367,44 @@ test("chat in a group across nodes while one is killed: every device ends with e
         continue;
       }
       assert.equal(reply.ok, true, `${d.name}: ${JSON.stringify(reply)}`);
+      if (reply.duplicate) duplicates++;
       return reply;
     }
   };
+  /** Each sender's client_ids, in the order sent. */
+  const order = new Map(senders.map((d) => [d, []]));
   const run = async (d, count, tag) => {
-    for (let k = 1; k <= count; k++) {
-      const clientId = `${d.user}-${tag}${k}`;
-      const reply = await sendSurely(d, { conversation: conv, client_id: clientId, text: `${d.user} ${tag}${k}` });
-      acks.set(clientId, reply.seq);
-      if (++acked === KILL_AFTER_ACKS) killedAt = await killVictim();
+    for (let k = 1; k <= count; ) {
+      // The sender on the node to kill, once enough is acked, sends a
+      // burst at once (a user typing fast), and the node is killed with the
+      // burst on the wire: none of its acks can have come back.
+      const burst = d.node === VICTIM && killedAt === undefined && acked >= KILL_AFTER_ACKS ? BURST : 1;
+      const sends = [];
+      for (let j = 0; j < burst && k <= count; j++, k++) {
+        const clientId = `${d.user}-${tag}${k}`;
+        order.get(d).push(clientId);
+        const payload = { conversation: conv, client_id: clientId, text: `${d.user} ${tag}${k}` };
+        // sendSurely emits at once (before its first await).
+        const sent = sendSurely(d, payload).then((reply) => {
+          acks.set(clientId, reply.seq);
+          acked++;
+        });
+        sends.push(sent);
+      }
+      if (burst > 1) killedAt = await killVictim();
+      await Promise.all(sends);
       // The pace of the conversation (not a wait for anything).
       await delay(SEND_PACE_MS);
     }
   };
   await Promise.all(senders.map((d) => run(d, PER_SENDER, "")));
   assert.ok(killedAt !== undefined, "the node was killed mid-conversation");
+  assert.ok(resent >= 1, "the burst on the killed node was sent again");
+  // Each device's messages stored in the order it sent them.
+  for (const [d, ids] of order) {
+    const seqs = ids.map((id) => acks.get(id));
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `${d.name}'s messages stored in the order sent`);
+  }
   // Once more from each sender, now that everybody is back: the last
   // message from every surviving node.
   await Promise.all(senders.map((d) => run(d, 1, "end")));
@@ -415,9 +443,9 @@ test("chat in a group across nodes while one is killed: every device ends with e
       recovered.push(`${d.name}: ${d.back.items.map((b) => (b.recovered ? "recovered" : `not recovered, ${d.filled.length} from history`)).join(", ")}`);
     }
   }
-  t.diagnostic(`chat: ${recovered.join("; ")}; ${resent} sends sent again`);
+  t.diagnostic(`chat: ${recovered.join("; ")}; ${resent} sends sent again, ${duplicates} acked as duplicates`);
   const times = checkMoves(devices, killedAt);
   // Messages were sent while they were away.
   assert.ok(times.reduce((sum, c) => sum + c.missed, 0) > 0, JSON.stringify(times));
-  t.diagnostic(`chat: ${summary(times, "messages")}; ${total} messages from ${senders.length} senders, the kill after ${KILL_AFTER_ACKS} acks`);
+  t.diagnostic(`chat: ${summary(times, "messages")}; ${total} messages from ${senders.length} senders, the kill after ${KILL_AFTER_ACKS} acks, with a burst of ${BURST} sends on the wire`);
 });
