@@ -60,9 +60,10 @@ schemathesis: release
 browser: web release
 	tests/browser/run.sh $(CURDIR)/$(BIN)
 
-# The cluster interop tests (cluster.test.mjs, lb.test.mjs) run their nodes
-# on a throwaway Redis and PostgreSQL, as the Rust tests do; lb.test.mjs puts
-# HAProxy in front of three (tests/lb/haproxy.sh installs it when missing);
+# The cluster interop tests (cluster.test.mjs, lb.test.mjs, faults.test.mjs)
+# run their nodes on a throwaway Redis and PostgreSQL, as the Rust tests do;
+# lb.test.mjs and faults.test.mjs (a node killed with SIGKILL) put HAProxy in
+# front of three (tests/lb/haproxy.sh installs it when missing);
 # cluster-script.test.mjs runs `make cluster`'s script, web client included.
 interop: web release
 	cd tests/interop && $(NPM) ci --no-audit --no-fund --loglevel=error

@@ -2,6 +2,7 @@
 // tests/lb/haproxy.sh (Debian's haproxy with tests/lb/haproxy.cfg) on a
 // free loopback port, and what its statistics say.
 
+import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { connect, createServer } from "node:net";
 import path from "node:path";
@@ -51,6 +52,22 @@ export async function serverStatus(url) {
   return Object.fromEntries(
     rows.filter((r) => r.pxname === "nodes" && r.svname !== "BACKEND").map((r) => [r.svname, r.status]),
   );
+}
+
+/** A node's figure `name` from its /metrics (a line `name value`). */
+export async function metric(node, name) {
+  const text = await (await fetch(`${node.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  assert.ok(line, `${name} not in /metrics of ${node.url}`);
+  return Number(line.slice(name.length + 1));
+}
+
+/**
+ * Engine.IO sessions open on each of `nodes` (`switchboard_connections`;
+ * 0 for a node that is no longer running).
+ */
+export function sessionsOf(nodes) {
+  return Promise.all(nodes.map((node) => (node.alive === false ? 0 : metric(node, "switchboard_connections"))));
 }
 
 /**
@@ -109,6 +126,26 @@ export async function startHaproxy(nodes) {
     throw err;
   }
   return { url, port, stop, output };
+}
+
+/**
+ * The `after` hook of a load-balancer test file: stops HAProxy (`lb`, when
+ * it started; it must exit cleanly), then runs each of `steps` (stopping
+ * the nodes and whatever else was started), whatever fails — a process
+ * left running would keep the test file from ever ending. Throws the first
+ * failure once everything ran.
+ */
+export async function stopAll(lb, steps) {
+  const failures = [];
+  const check = (step) => step().catch((err) => failures.push(err));
+  if (lb) {
+    await check(async () => {
+      const status = await lb.stop();
+      assert.equal(status.code ?? 0, 0, `haproxy exit ${JSON.stringify(status)}\n${lb.output()}`);
+    });
+  }
+  for (const step of steps) await check(step);
+  if (failures.length) throw failures[0];
 }
 
 /**

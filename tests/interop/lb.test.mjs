@@ -40,7 +40,7 @@ import { after, afterEach, before, test } from "node:test";
 import { io } from "socket.io-client";
 import { CLUSTER_CONFIG, clusterEnv, clusterSkip, createDatabase } from "./cluster.mjs";
 import { Clients, Recorder, ack, connected, once, stopServer } from "./helpers.mjs";
-import { Plug, haproxySkip, startHaproxy, until, untilServer } from "./lb.mjs";
+import { Plug, haproxySkip, sessionsOf, startHaproxy, stopAll, until, untilServer } from "./lb.mjs";
 import { startServer } from "./server.mjs";
 
 const skip = clusterSkip() || haproxySkip();
@@ -80,32 +80,12 @@ afterEach(() => clients?.closeAll());
 
 after(async () => {
   clients?.closeAll();
-  // Everything stops whatever fails (a process left running would keep
-  // the test file from ever ending); the first failure is reported after.
-  const failures = [];
-  const check = (step) => step().catch((err) => failures.push(err));
-  if (lb) {
-    await check(async () => {
-      const status = await lb.stop();
-      assert.equal(status.code ?? 0, 0, `haproxy exit ${JSON.stringify(status)}\n${lb.output()}`);
-    });
-  }
-  for (const node of nodes) await check(() => stopServer(node));
-  await check(async () => plug?.unplug());
-  if (failures.length) throw failures[0];
+  await stopAll(lb, [...nodes.map((node) => () => stopServer(node)), async () => plug?.unplug()]);
 });
-
-/** A node's figure `name` from its /metrics (a line `name value`). */
-async function metric(node, name) {
-  const text = await (await fetch(`${node.url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  assert.ok(line, `${name} not in /metrics of ${node.url}`);
-  return Number(line.slice(name.length + 1));
-}
 
 /** Engine.IO sessions open on each node. */
 function sessions() {
-  return Promise.all(nodes.map((node) => metric(node, "switchboard_connections")));
+  return sessionsOf(nodes);
 }
 
 const KINDS = {

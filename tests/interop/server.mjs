@@ -138,6 +138,17 @@ export async function startServer(options = {}) {
     get alive() {
       return child.exitCode === null && child.signalCode === null;
     },
+    /**
+     * SIGKILL at once, as a crash or the kernel's OOM killer would: no
+     * goodbye to the cluster, no session closed. Resolves with the exit status.
+     */
+    kill() {
+      stopping ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+        return exited;
+      })();
+      return stopping;
+    },
     /** SIGTERM, then SIGKILL if it has not exited after 5 s; resolves with the exit status. */
     stop() {
       stopping ??= (async () => {
