@@ -7,8 +7,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
+use tokio::sync::oneshot;
 
 use crate::namespace::Namespace;
 use crate::packet::{Args, Encoded};
@@ -29,6 +31,71 @@ pub struct BroadcastOptions {
     pub volatile: bool,
     /// This node's sockets only: a cluster adapter does not publish it.
     pub local: bool,
+}
+
+/// A broadcast that the whole cluster publishes at most once, under
+/// `key`: a retry of an operation whose first emission may or may not
+/// have left this node (it was killed, or Redis did not answer in time)
+/// emits it again with `again`, and only the emission that finds `key`
+/// unused reaches anyone.
+#[derive(Debug, Clone)]
+pub struct Once {
+    /// Names the broadcast in its namespace (the application's: a chat
+    /// message's conversation and seq).
+    pub key: String,
+    /// How long the cluster remembers that `key` was published (a retry
+    /// after that would publish it again).
+    pub ttl: Duration,
+    /// A retry: on one node, whose first emission was delivered at once
+    /// and cannot have been lost, it delivers nothing.
+    pub again: bool,
+}
+
+/// Why a broadcast was not handed to the other nodes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotPublished {
+    /// The bus did not take it within the bound (Redis down or slow).
+    #[error("the bus did not take the broadcast within {0:?}")]
+    Timeout(Duration),
+    /// The bus dropped it (its queue full, the publish failed, the node
+    /// stopping).
+    #[error("the bus dropped the broadcast")]
+    Dropped,
+}
+
+/// When a broadcast was handed to the other nodes (Redis answered the
+/// command that publishes it): what an emitter that answers its client
+/// only after the other nodes have it waits for
+/// ([`BroadcastOperator::emit_published`](crate::BroadcastOperator::emit_published)).
+/// On one node it is ready at once.
+#[derive(Debug)]
+#[must_use = "a publication is only known by waiting for it"]
+pub struct Published(Option<(oneshot::Receiver<()>, Duration)>);
+
+impl Published {
+    /// Already published (one node: delivered at once).
+    pub fn done() -> Published {
+        Published(None)
+    }
+
+    /// A publication to come: the sender is fired once the broadcast is
+    /// published, dropped if it never is; waiting gives up after `bound`.
+    pub fn channel(bound: Duration) -> (oneshot::Sender<()>, Published) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Published(Some((rx, bound))))
+    }
+
+    /// Resolves once the broadcast was published, or says why not.
+    pub async fn wait(self) -> Result<(), NotPublished> {
+        let Some((rx, bound)) = self.0 else {
+            return Ok(());
+        };
+        match tokio::time::timeout(bound, rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(NotPublished::Dropped),
+            Err(_) => Err(NotPublished::Timeout(bound)),
+        }
+    }
 }
 
 /// Room membership and broadcast delivery for one namespace. Joins come
@@ -65,6 +132,30 @@ pub trait Adapter: Send + Sync + 'static {
         opts: &BroadcastOptions,
     ) -> usize {
         ns.deliver_event(event, args, opts, |packet| self.broadcast(ns, packet, opts))
+    }
+
+    /// Emits an event as [`broadcast_event`](Adapter::broadcast_event)
+    /// does, and says when the other nodes have it; with `once`, the
+    /// cluster publishes it at most once under its key. One node: the
+    /// first emission is delivered at once (a retry, `once.again`,
+    /// delivers nothing: the first cannot have been lost), and the
+    /// publication is ready. Returns how many of this node's sockets it
+    /// was queued for (or will be, once back from the bus).
+    fn broadcast_event_published(
+        &self,
+        ns: &Namespace,
+        event: &str,
+        args: &Args,
+        opts: &BroadcastOptions,
+        once: Option<&Once>,
+    ) -> (usize, Published) {
+        if once.is_some_and(|once| once.again) {
+            return (0, Published::done());
+        }
+        (
+            self.broadcast_event(ns, event, args, opts),
+            Published::done(),
+        )
     }
 
     /// The namespace was created with this adapter (once, before any

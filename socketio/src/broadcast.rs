@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::adapter::BroadcastOptions;
+use crate::adapter::{BroadcastOptions, Once, Published};
 use crate::namespace::Namespace;
 use crate::packet::Args;
 use crate::socket::{Room, Socket, SocketId};
@@ -60,10 +60,28 @@ impl BroadcastOperator {
             .ns
             .adapter()
             .broadcast_event(&self.ns, event, args, &self.opts);
+        self.count(event, count);
+        count
+    }
+
+    /// Emits as [`emit`](Self::emit) does, and says when the other nodes
+    /// have it (at once on one node): for an emitter that answers its
+    /// client only once every node can deliver. With `once`, published at
+    /// most once by the cluster under its key (see [`Once`]). Only these
+    /// callers pay for the wait; `emit` is unchanged.
+    pub fn emit_published(&self, event: &str, args: &Args, once: Option<&Once>) -> Published {
+        let (count, published) = self
+            .ns
+            .adapter()
+            .broadcast_event_published(&self.ns, event, args, &self.opts, once);
+        self.count(event, count);
+        published
+    }
+
+    fn count(&self, event: &str, count: usize) {
         let stats = self.ns.stats();
         stats.events_out.add(event, count as u64);
         stats.fanout.observe(count as f64);
-        count
     }
 
     /// The sockets of this node this broadcast reaches (other nodes' are

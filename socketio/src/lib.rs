@@ -31,7 +31,9 @@ pub mod server;
 pub mod socket;
 pub mod stats;
 
-pub use adapter::{Adapter, AdapterFactory, BroadcastOptions, LocalAdapter};
+pub use adapter::{
+    Adapter, AdapterFactory, BroadcastOptions, LocalAdapter, NotPublished, Once, Published,
+};
 pub use broadcast::BroadcastOperator;
 pub use namespace::{ConnectError, ConnectRequest, Middleware, Namespace, NamespaceHandler};
 pub use packet::{Args, Encoded};
