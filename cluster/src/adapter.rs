@@ -7,9 +7,13 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use socketio::{Adapter, Args, BroadcastOptions, Encoded, LocalAdapter, Namespace, Room, Socket};
+use socketio::{
+    Adapter, Args, BroadcastOptions, Encoded, LocalAdapter, Namespace, Once, Published, Room,
+    Socket,
+};
 
 use crate::bus::Shared;
+use crate::confirmed::Confirmed;
 use crate::wire::Outbound;
 
 /// A namespace's adapter on the Redis bus.
@@ -85,6 +89,39 @@ impl Adapter for RedisAdapter {
         }
         self.local
             .broadcast(ns, &Encoded::event(ns.name(), event, args, None), opts)
+    }
+
+    /// Queued as [`broadcast_event`](Adapter::broadcast_event) queues it,
+    /// with a completion fired when Redis answered the command that
+    /// published it (waited for at most `command_timeout`). Published
+    /// once, it is delivered here from the bus too, as a logged one is.
+    fn broadcast_event_published(
+        &self,
+        ns: &Namespace,
+        event: &str,
+        args: &Args,
+        opts: &BroadcastOptions,
+        once: Option<&Once>,
+    ) -> (usize, Published) {
+        if opts.local {
+            return (
+                self.broadcast_event(ns, event, args, opts),
+                Published::done(),
+            );
+        }
+        let logged = !opts.volatile && ns.logs_through_adapter();
+        let (done, published) = Published::channel(self.shared.config.command_timeout);
+        let message = Outbound::new(self.nsp.clone(), event, args, opts);
+        let prefix = &self.shared.config.key_prefix;
+        self.shared
+            .publish_confirmed(Confirmed::new(message, logged, once, prefix, done));
+        let count = if logged || once.is_some() {
+            self.local.sockets(ns, opts).len()
+        } else {
+            self.local
+                .broadcast(ns, &Encoded::event(ns.name(), event, args, None), opts)
+        };
+        (count, published)
     }
 
     fn init(&self, ns: &Arc<Namespace>) {

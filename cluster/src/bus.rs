@@ -16,6 +16,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::adapter::RedisAdapter;
 use crate::config::ClusterConfig;
+use crate::confirmed::Confirmed;
 use crate::error::ClusterError;
 use crate::nodes::{Registry, heartbeat_channel};
 use crate::recovery::{RecoveryLog, RedisStore};
@@ -55,6 +56,9 @@ pub(crate) enum Queued {
     /// by one script, then delivered by every node from the bus, this one
     /// included (see [`crate::recovery`]).
     Logged(Outbound),
+    /// A broadcast whose emitter waits for its publication (see
+    /// [`crate::confirmed`]).
+    Confirmed(Confirmed),
 }
 
 impl Queued {
@@ -62,6 +66,7 @@ impl Queued {
     pub(crate) fn byte_len(&self) -> usize {
         match self {
             Queued::Broadcast(message) | Queued::Logged(message) => message.byte_len(),
+            Queued::Confirmed(c) => c.message.byte_len(),
             Queued::Raw { channel, payload } => channel.len() + payload.len(),
         }
     }
@@ -73,6 +78,11 @@ impl std::fmt::Display for Queued {
         match self {
             Queued::Broadcast(m) => write!(f, "broadcast of {:?} in {}", m.event, m.nsp),
             Queued::Logged(m) => write!(f, "recoverable broadcast of {:?} in {}", m.event, m.nsp),
+            Queued::Confirmed(c) => write!(
+                f,
+                "awaited broadcast of {:?} in {}",
+                c.message.event, c.message.nsp
+            ),
             Queued::Raw { channel, .. } => write!(f, "message on {channel}"),
         }
     }
@@ -128,6 +138,12 @@ impl Shared {
     /// and publishes it; never waits.
     pub(crate) fn publish_logged(&self, message: Outbound) {
         self.enqueue(Queued::Logged(message));
+    }
+
+    /// Hands a broadcast whose emitter waits for it to the publisher
+    /// task; never waits. Dropped, the emitter hears so at once.
+    pub(crate) fn publish_confirmed(&self, message: Confirmed) {
+        self.enqueue(Queued::Confirmed(message));
     }
 
     pub(crate) fn publish_raw(&self, channel: String, payload: Vec<u8>) {

@@ -75,6 +75,8 @@
 //!   that receive, inbound delivery.
 //! - `adapter`: [`RedisAdapter`], a namespace's adapter.
 //! - `publisher`: the task draining the queue into PUBLISH pipelines.
+//! - `confirmed`: broadcasts whose emitter waits for their publication,
+//!   and publication at most once under a key.
 //! - `subscriber`: the task holding the subscribing connection.
 //! - `remote`: requests between nodes, served and sent; [`Answer`].
 //! - `nodes`: the other Switchboard nodes, by heartbeats.
@@ -88,6 +90,7 @@
 mod adapter;
 mod bus;
 pub mod config;
+mod confirmed;
 mod error;
 pub mod msgpack;
 mod nodes;

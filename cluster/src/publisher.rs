@@ -13,6 +13,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 
 use crate::bus::{Queued, Shared, backoff, name_connection, sleep_or_stop, stop_requested};
+use crate::confirmed::{Confirmed, ONCE, ONCE_UID_SUFFIX, ttl_ms};
 use crate::error::ClusterError;
 
 pub(crate) async fn run(
@@ -57,7 +58,7 @@ pub(crate) async fn run(
                 if received == 0 {
                     return;
                 }
-                if let Err(err) = send(&shared, c, &batch).await {
+                if let Err(err) = send(&shared, c, &mut batch).await {
                     shared.stats.publish_failed.fetch_add(batch.len() as u64, Relaxed);
                     tracing::error!(
                         %err,
@@ -67,7 +68,14 @@ pub(crate) async fn run(
                     );
                     conn = None;
                     down(&shared, &err);
+                } else {
+                    for message in &mut batch {
+                        if let Queued::Confirmed(confirmed) = message {
+                            confirmed.fire();
+                        }
+                    }
                 }
+                // Unfired confirmations are dropped: their emitters hear so.
                 batch.clear();
             }
             _ = tokio::time::sleep(shared.config.health_interval) => {
@@ -108,13 +116,25 @@ async fn connect(shared: &Shared) -> Result<MultiplexedConnection, ClusterError>
 async fn send(
     shared: &Shared,
     conn: &mut MultiplexedConnection,
-    batch: &[Queued],
+    batch: &mut [Queued],
 ) -> Result<(), ClusterError> {
     let mut pipe = redis::pipe();
     let mut count = 0u64;
-    for message in batch {
+    for message in batch.iter_mut() {
         shared.dequeued(message);
+        if let Queued::Confirmed(confirmed) = message {
+            let Some(cmd) = confirmed_cmd(shared, confirmed) else {
+                // Not published: its emitter hears so now.
+                confirmed.done = None;
+                continue;
+            };
+            pipe.add_command(cmd).ignore();
+            count += 1;
+            continue;
+        }
+        let message = &*message;
         let (channel, payload) = match message {
+            Queued::Confirmed(_) => continue,
             Queued::Logged(broadcast) => {
                 let Some(store) = shared.recovery.get() else {
                     continue;
@@ -167,6 +187,47 @@ async fn send(
     timed(shared.config.command_timeout, pipe.exec_async(conn)).await?;
     shared.stats.published.fetch_add(count, Relaxed);
     Ok(())
+}
+
+/// The command that publishes a broadcast whose emitter waits for it
+/// (see [`crate::confirmed`]); `None` when it is not published (over
+/// `max_message_bytes`, or logged without a recovery store).
+fn confirmed_cmd(shared: &Shared, confirmed: &Confirmed) -> Option<redis::Cmd> {
+    let message = &confirmed.message;
+    let once = confirmed.once.as_ref();
+    let (cmd, size) = if confirmed.logged {
+        let store = shared.recovery.get()?;
+        let uid = format!("{}{}", shared.uid, crate::wire::LOGGED_UID_SUFFIX);
+        store.log().append_cmd_once(message, &uid, once)
+    } else if let Some((marker, ttl)) = once {
+        let payload = message.encode(&format!("{}{ONCE_UID_SUFFIX}", shared.uid));
+        let size = payload.len();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ONCE)
+            .arg(1)
+            .arg(marker)
+            .arg(message.channel(&shared.config.key_prefix))
+            .arg(payload)
+            .arg(ttl_ms(*ttl));
+        (cmd, size)
+    } else {
+        let payload = message.encode(&shared.uid);
+        let size = payload.len();
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(message.channel(&shared.config.key_prefix))
+            .arg(payload);
+        (cmd, size)
+    };
+    if size > shared.config.max_message_bytes {
+        shared.stats.dropped_too_large.fetch_add(1, Relaxed);
+        tracing::error!(
+            event = %message.event,
+            bytes = size,
+            "bus message over cluster.max_message_bytes once encoded: not published"
+        );
+        return None;
+    }
+    Some(cmd)
 }
 
 async fn ping(shared: &Shared, conn: &mut MultiplexedConnection) -> Result<(), ClusterError> {

@@ -78,11 +78,14 @@ const TRIM_BUDGET: usize = 1000;
 
 /// Appends a message to a namespace's log and publishes it.
 ///
-/// KEYS: stream, meta. ARGV: channel, message, position of the offset's
-/// digits (1-based), window ms, max bytes, entry overhead, trim budget,
-/// meta TTL ms. Returns the offset's text.
+/// KEYS: stream, meta, and the marker of a broadcast published at most
+/// once (see [`crate::confirmed`]). ARGV: channel, message, position of
+/// the offset's digits (1-based), window ms, max bytes, entry overhead,
+/// trim budget, meta TTL ms, and the marker's TTL ms. Returns the
+/// offset's text, or false when the marker was set (nothing done).
 const APPEND: &str = r#"
 local stream, meta = KEYS[1], KEYS[2]
+if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then return false end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local last_ms = tonumber(redis.call('HGET', meta, 'ms') or '-1')
@@ -142,6 +145,7 @@ if dropped then
 end
 redis.call('PEXPIRE', stream, 2 * tonumber(ARGV[4]))
 redis.call('PEXPIRE', meta, tonumber(ARGV[8]))
+if KEYS[3] then redis.call('SET', KEYS[3], '1', 'PX', ARGV[9]) end
 redis.call('PUBLISH', ARGV[1], message)
 return text
 "#;
@@ -287,14 +291,28 @@ impl RecoveryLog {
     /// in its pipelines, in order with the bus's other messages), and the
     /// message's size.
     pub(crate) fn append_cmd(&self, outbound: &Outbound, uid: &str) -> (redis::Cmd, usize) {
+        self.append_cmd_once(outbound, uid, None)
+    }
+
+    /// [`append_cmd`](Self::append_cmd), appending and publishing nothing
+    /// when the marker `once` (key, lifetime) is set, and setting it (see
+    /// [`crate::confirmed`]).
+    pub(crate) fn append_cmd_once(
+        &self,
+        outbound: &Outbound,
+        uid: &str,
+        once: Option<&(String, Duration)>,
+    ) -> (redis::Cmd, usize) {
         let (message, slot) = outbound.encode_with_offset_slot(uid);
         let size = message.len();
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(APPEND)
-            .arg(2)
-            .arg(self.stream_key(&outbound.nsp))
-            .arg(self.meta_key(&outbound.nsp))
-            .arg(outbound.channel(&self.prefix))
+        cmd.arg(APPEND).arg(if once.is_some() { 3 } else { 2 });
+        cmd.arg(self.stream_key(&outbound.nsp))
+            .arg(self.meta_key(&outbound.nsp));
+        if let Some((marker, _)) = once {
+            cmd.arg(marker);
+        }
+        cmd.arg(outbound.channel(&self.prefix))
             .arg(message)
             .arg(slot + 1)
             .arg(Self::ms(self.window))
@@ -304,6 +322,9 @@ impl RecoveryLog {
             // The metadata outlives the stream: a log that expired idle
             // still knows its last id (an offset equal to it missed nothing).
             .arg(Self::ms(self.window * 4).max(86_400_000));
+        if let Some((_, ttl)) = once {
+            cmd.arg(crate::confirmed::ttl_ms(*ttl));
+        }
         (cmd, size)
     }
 
