@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use socketio::{Args, Namespace, Room, SocketId};
+use socketio::{Args, BroadcastOperator, Namespace, Once, Published, Room, SocketId};
 
 use crate::component::{HubError, Reply};
 
@@ -72,16 +72,43 @@ pub fn emit_to_users<U: AsRef<str>, T: Serialize + ?Sized>(
     event: &str,
     payload: &T,
 ) {
+    if let Some(to) = to_users(ns, except, users) {
+        to.emit(event, &Args::one(payload));
+    }
+}
+
+/// [`emit_to_users`] for a caller that answers only once the other nodes
+/// have it (see [`BroadcastOperator::emit_published`]); `once`: published
+/// at most once by the cluster. Ready at once when `users` is empty.
+pub fn emit_to_users_published<U: AsRef<str>, T: Serialize + ?Sized>(
+    ns: &Arc<Namespace>,
+    users: impl IntoIterator<Item = U>,
+    event: &str,
+    payload: &T,
+    once: Option<&Once>,
+) -> Published {
+    match to_users(ns, None, users) {
+        Some(to) => to.emit_published(event, &Args::one(payload), once),
+        None => Published::done(),
+    }
+}
+
+/// The broadcast to `users`' rooms but the socket `except`; `None` when
+/// `users` is empty.
+fn to_users<U: AsRef<str>>(
+    ns: &Arc<Namespace>,
+    except: Option<SocketId>,
+    users: impl IntoIterator<Item = U>,
+) -> Option<BroadcastOperator> {
     let mut rooms = user_rooms(users);
-    let Some(first) = rooms.next() else { return };
-    let mut to = ns.to(first);
+    let mut to = ns.to(rooms.next()?);
     for room in rooms {
         to = to.to(room);
     }
     if let Some(id) = except {
         to = to.except_socket(id);
     }
-    to.emit(event, &Args::one(payload));
+    Some(to)
 }
 
 #[cfg(test)]

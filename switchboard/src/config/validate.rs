@@ -346,6 +346,7 @@ impl Config {
             1,
         )?;
         at_least("chat.max_sends_in_flight", c.max_sends_in_flight, 1)?;
+        at_least("chat.retry_window_ms", c.retry_window_ms, 1)?;
         rate("chat.members_added_per_min", c.members_added_per_min)?;
         // Any burst is taken: below `max_members - 1` it counts as that
         // (a full group can always be created).

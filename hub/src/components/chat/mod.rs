@@ -57,12 +57,12 @@ use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
-use socketio::{Args, DisconnectReason, Namespace, Socket};
+use socketio::{Args, DisconnectReason, Namespace, Once, Published, Socket};
 use tokio::sync::Semaphore;
 
 use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
-use crate::components::kit::{as_value, emit_to_users, reply};
+use crate::components::kit::{as_value, emit_to_users, emit_to_users_published, reply};
 use crate::identity::Identity;
 use crate::limits::KeyedBuckets;
 use crate::services::Context;
@@ -137,6 +137,13 @@ pub struct ChatConfig {
     /// `max_members - 1`, the others of a full group, so that a full group
     /// can be created).
     pub members_added_burst: f64,
+    /// In a cluster, how long after a message was stored a retry of its
+    /// send (the same `client_id`) still publishes it if no node did (its
+    /// node was killed with it queued, or Redis did not take it in time),
+    /// in ms. The cluster keeps a marker per published message this long
+    /// (133 bytes of Redis memory each, measured); a retry later than this is
+    /// answered as a duplicate and publishes nothing.
+    pub retry_window_ms: u64,
 }
 
 impl Default for ChatConfig {
@@ -166,6 +173,10 @@ impl Default for ChatConfig {
             max_sends_in_flight: 64,
             members_added_per_min: 60.0,
             members_added_burst: 512.0,
+            // Ten minutes: a client resends an unacked message as soon as
+            // it is connected again; 1,000 messages a second keep 600,000
+            // markers (about 80 MB).
+            retry_window_ms: 600_000,
         }
     }
 }
@@ -252,6 +263,7 @@ impl Chat {
             let ns = ns.clone();
             let ctx = ctx.clone();
             let audience = typing_audience.clone();
+            let retry_window = Duration::from_millis(config.retry_window_ms);
             Arc::new(move |done: &Done| {
                 if let Done::Added { conversation, .. }
                 | Done::Left { conversation, .. }
@@ -259,8 +271,9 @@ impl Chat {
                 {
                     audience.lock().remove(conversation);
                 }
-                if let Some(ns) = ns.get().and_then(Weak::upgrade) {
-                    deliver(&ctx, &ns, done);
+                match ns.get().and_then(Weak::upgrade) {
+                    Some(ns) => deliver(&ctx, &ns, done, retry_window),
+                    None => Published::done(),
                 }
             })
         };
@@ -375,28 +388,48 @@ fn notify_mentions(ctx: &Context, message: &store::Message, users: &[String]) {
 }
 
 /// Tells members what the writer did (called by the writer task, in commit
-/// order).
-fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
+/// order). What carries a message (a send, an edit, a delete) is acked
+/// once the other nodes have it: the returned publication.
+///
+/// A message is published at most once by the cluster, under its
+/// conversation and seq (see [`socketio::Once`]). A retried send (`fresh:
+/// false`) emits it again: that publishes it only if no node did (its
+/// first node was killed with it queued, or Redis did not take it in time
+/// and the sender was answered `unavailable`), within `retry_window` of
+/// when it was stored; on one node, nothing (its first delivery was at
+/// once).
+fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done, retry_window: Duration) -> Published {
     match done {
         Done::Sent {
             message,
             members,
-            fresh: true,
+            fresh,
         } => {
-            emit_to_users(ns, None, members, "message", message);
-            notify_mentions(ctx, message, &message.mentions);
+            if !fresh && now_ms().saturating_sub(message.ts) > retry_window.as_millis() as i64 {
+                return Published::done();
+            }
+            let once = Once {
+                key: format!("{}:{}", message.conversation, message.seq),
+                ttl: retry_window,
+                again: !fresh,
+            };
+            let published = emit_to_users_published(ns, members, "message", message, Some(&once));
+            if *fresh {
+                notify_mentions(ctx, message, &message.mentions);
+            }
+            return published;
         }
-        Done::Sent { fresh: false, .. } => {}
         Done::Edited {
             message,
             members,
             mentioned,
         } => {
-            emit_to_users(ns, None, members, "message:updated", message);
+            let published = emit_to_users_published(ns, members, "message:updated", message, None);
             notify_mentions(ctx, message, mentioned);
+            return published;
         }
         Done::Deleted { message, members } => {
-            emit_to_users(ns, None, members, "message:deleted", message);
+            return emit_to_users_published(ns, members, "message:deleted", message, None);
         }
         Done::Added {
             conversation,
@@ -485,6 +518,7 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done) {
         }
         Done::Read { moved: false, .. } => {}
     }
+    Published::done()
 }
 
 /// An event of `/chat`, read once (see [`Inner::parse`]).

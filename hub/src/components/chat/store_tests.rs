@@ -37,7 +37,10 @@ async fn store_logic(store: Store) {
     };
     let writer = Writer::start(store.clone(), &tasks, config, {
         let delivered = delivered.clone();
-        Arc::new(move |done: &Done| delivered.lock().unwrap().push(done.clone()))
+        Arc::new(move |done: &Done| {
+            delivered.lock().unwrap().push(done.clone());
+            socketio::Published::done()
+        })
     });
 
     // Both users open their direct conversation at once: one is created.

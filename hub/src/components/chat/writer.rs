@@ -31,6 +31,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use socketio::Published;
 use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -146,8 +147,10 @@ pub enum Done {
 }
 
 /// Called by the writer task with each outcome, in commit order, before
-/// the operation is acked. Must not block (it emits).
-pub type Deliver = Arc<dyn Fn(&Done) + Send + Sync>;
+/// the operation is acked. Must not block (it emits); returns when the
+/// other nodes have what it emitted, which the operation's ack waits for
+/// (not the writer: it goes on with the next batch).
+pub type Deliver = Arc<dyn Fn(&Done) -> Published + Send + Sync>;
 
 type Outcome = Result<Done, HubError>;
 
@@ -167,7 +170,7 @@ pub struct WriterConfig {
 
 struct Job {
     op: Op,
-    reply: oneshot::Sender<Outcome>,
+    reply: oneshot::Sender<(Outcome, Published)>,
 }
 
 /// The handle the component submits operations through. Cloning shares
@@ -193,7 +196,9 @@ impl Writer {
         Writer { jobs }
     }
 
-    /// Runs `op`; resolves once it is committed and delivered.
+    /// Runs `op`; resolves once it is committed and delivered (in a
+    /// cluster: published to the other nodes; if that does not happen in
+    /// time, `unavailable`, with the change stored).
     pub async fn submit(&self, op: Op) -> Outcome {
         self.enqueue(op).await?.await
     }
@@ -208,8 +213,30 @@ impl Writer {
             .send(Job { op, reply })
             .await
             .map_err(|_| stopped())?;
-        Ok(Box::pin(async move { done.await.map_err(|_| stopped())? }))
+        Ok(Box::pin(async move {
+            let (outcome, published) = done.await.map_err(|_| stopped())?;
+            let done = outcome?;
+            published
+                .wait()
+                .await
+                .map_err(|err| not_published(&done, err))?;
+            Ok(done)
+        }))
     }
+}
+
+/// The answer to a change stored whose broadcast the other nodes did not
+/// get in time: retryable (a send again with the same `client_id`
+/// publishes the stored message if no node did).
+fn not_published(done: &Done, err: socketio::NotPublished) -> HubError {
+    tracing::warn!(%err, "chat: a change is stored, its broadcast not published");
+    let what = match done {
+        Done::Sent { .. } => {
+            "the message is stored but not yet delivered; send it again with the same client_id"
+        }
+        _ => "the change is stored but not yet delivered; send it again",
+    };
+    HubError::new(ErrorCode::Unavailable, what)
 }
 
 async fn run(
@@ -247,10 +274,11 @@ async fn run(
             Err(err) => vec![Err(HubError::from(err))],
         };
         for (job, outcome) in batch.drain(..).zip(outcomes) {
-            if let Ok(done) = &outcome {
-                deliver(done);
-            }
-            let _ = job.reply.send(outcome);
+            let published = match &outcome {
+                Ok(done) => deliver(done),
+                Err(_) => Published::done(),
+            };
+            let _ = job.reply.send((outcome, published));
         }
     }
 }

@@ -228,7 +228,10 @@ async fn a_commit_slower_than_the_store_timeout_is_delivered_not_answered_unavai
     };
     let writer = Writer::start(store.clone(), &tasks, config, {
         let delivered = delivered.clone();
-        Arc::new(move |done: &Done| delivered.lock().unwrap().push(done.clone()))
+        Arc::new(move |done: &Done| {
+            delivered.lock().unwrap().push(done.clone());
+            socketio::Published::done()
+        })
     });
 
     let mut reader = sqlx::AnyConnection::connect(scratch.url()).await.unwrap();
@@ -303,7 +306,12 @@ async fn writer_alone() {
         queue: 10_000,
         max_mentions: 8,
     };
-    let writer = Writer::start(store.clone(), &tasks, config, Arc::new(|_: &Done| {}));
+    let writer = Writer::start(
+        store.clone(),
+        &tasks,
+        config,
+        Arc::new(|_: &Done| socketio::Published::done()),
+    );
     let started = std::time::Instant::now();
     let mut running = Vec::new();
     for s in 0..senders {
