@@ -598,14 +598,14 @@ async fn a_node_that_does_not_answer_makes_the_answer_partial_not_lost() {
 /// A Redis server of this test's own, on a loopback port, that can be
 /// killed and started again on the same port (the shared test Redis cannot
 /// be: other tests use it). Killed on drop.
-struct OwnRedis {
+pub(crate) struct OwnRedis {
     port: u16,
     dir: std::path::PathBuf,
     child: Option<std::process::Child>,
 }
 
 impl OwnRedis {
-    fn start() -> OwnRedis {
+    pub(crate) fn start() -> OwnRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -657,8 +657,13 @@ impl OwnRedis {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's pid (to freeze it with SIGSTOP).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis-server running").id()
     }
 }
 

@@ -21,7 +21,7 @@ const HEARTBEAT_MS: u64 = 200;
 
 /// The configuration of one node: the components, the test secret and key,
 /// no grace period, and `sections` (the cluster's store and Redis).
-fn node_toml(sections: &str) -> String {
+pub(crate) fn node_toml(sections: &str) -> String {
     format!(
         "[auth]\nhs256_secret = \"test-secret\"\n[api]\nkeys = [\"test-key\"]\n\
          [presence]\ngrace_ms = 0\n{sections}\n"
@@ -51,7 +51,7 @@ async fn node_and_binary(more: &str) -> Option<(RawServer, Binary)> {
 }
 
 /// Waits until `node` counts `n` other nodes alive.
-async fn until_nodes(node: &RawServer, n: usize) {
+pub(crate) async fn until_nodes(node: &RawServer, n: usize) {
     let cluster = node.app.cluster.as_ref().expect("cluster mode");
     tokio::time::timeout(Duration::from_secs(5), async {
         while cluster.nodes().len() != n {

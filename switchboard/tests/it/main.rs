@@ -19,6 +19,7 @@ mod chat;
 mod chat_conversations;
 mod chat_writes;
 mod cluster;
+mod cluster_chat;
 mod cluster_hub;
 mod cluster_store_outage;
 mod components;
