@@ -134,7 +134,7 @@ async fn send(
         }
         let message = &*message;
         let (channel, payload) = match message {
-            Queued::Confirmed(_) => continue,
+            Queued::Confirmed(_) => continue, // sent above
             Queued::Logged(broadcast) => {
                 let Some(store) = shared.recovery.get() else {
                     continue;
