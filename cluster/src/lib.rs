@@ -59,7 +59,11 @@
 //!   node outage. What waits in the queue is published, in order, once
 //!   the connection is back. A pipeline that fails mid-way is counted and
 //!   not sent again (Redis pub/sub is at most once; a resend could
-//!   deliver twice).
+//!   deliver twice). An emitter that must know (the chat, before it acks
+//!   a message) asks for a completion instead of waiting on the queue:
+//!   it hears when Redis took the broadcast, or that it did not, and its
+//!   client retries; a marker set by the publishing script makes a
+//!   publish and its retry race to one (`confirmed`).
 //! - **Receiving holds Redis back rather than buffering.** A message is
 //!   decoded and delivered on the subscriber connection's task as it is
 //!   read; a node that cannot keep up stops reading, and Redis's own
