@@ -547,7 +547,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "retry_window_ms",
-                "In a cluster, how long after a message was stored a retry of its send (the same `client_id`) still publishes it if no node did (its node was killed with it queued, or Redis did not take it in time), in ms. The cluster keeps a marker per published message this long (133 bytes of Redis memory each, measured); a retry later than this is answered as a duplicate and publishes nothing.",
+                "In a cluster, how long after a message was stored a retry of its send (the same `client_id`) still publishes it if no node did (its node was killed with it queued, or Redis did not take it in time), in ms. The cluster keeps a marker per published message this long (149 bytes of Redis memory each, measured); a retry later than this is answered as a duplicate and publishes nothing.",
             ),
         ],
     },

@@ -141,7 +141,7 @@ pub struct ChatConfig {
     /// send (the same `client_id`) still publishes it if no node did (its
     /// node was killed with it queued, or Redis did not take it in time),
     /// in ms. The cluster keeps a marker per published message this long
-    /// (133 bytes of Redis memory each, measured); a retry later than this is
+    /// (149 bytes of Redis memory each, measured); a retry later than this is
     /// answered as a duplicate and publishes nothing.
     pub retry_window_ms: u64,
 }
@@ -175,7 +175,7 @@ impl Default for ChatConfig {
             members_added_burst: 512.0,
             // Ten minutes: a client resends an unacked message as soon as
             // it is connected again; 1,000 messages a second keep 600,000
-            // markers (about 80 MB).
+            // markers (about 90 MB).
             retry_window_ms: 600_000,
         }
     }
@@ -392,7 +392,7 @@ fn notify_mentions(ctx: &Context, message: &store::Message, users: &[String]) {
 /// once the other nodes have it: the returned publication.
 ///
 /// A message is published at most once by the cluster, under its
-/// conversation and seq (see [`socketio::Once`]). A retried send (`fresh:
+/// conversation, seq and time (see [`socketio::Once`]). A retried send (`fresh:
 /// false`) emits it again: that publishes it only if no node did (its
 /// first node was killed with it queued, or Redis did not take it in time
 /// and the sender was answered `unavailable`), within `retry_window` of
@@ -408,8 +408,11 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done, retry_window: Durati
             if !fresh && now_ms().saturating_sub(message.ts) > retry_window.as_millis() as i64 {
                 return Published::done();
             }
+            // Its time too: a store replaced (restored, or reset) while
+            // Redis still holds markers gives old (conversation, seq)
+            // pairs to new messages, which must not be taken as published.
             let once = Once {
-                key: format!("{}:{}", message.conversation, message.seq),
+                key: format!("{}:{}:{}", message.conversation, message.seq, message.ts),
                 ttl: retry_window,
                 again: !fresh,
             };
