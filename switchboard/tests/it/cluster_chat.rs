@@ -46,8 +46,23 @@ async fn direct(from: &mut Device, devices: &mut [&mut Device]) -> i64 {
     created["conversation"]["id"].as_i64().unwrap()
 }
 
+/// What recovery off adds to the nodes' configuration: broadcasts are
+/// then published by a script of their own, not the log's.
+const RECOVERY_OFF: &str = "[socketio]\nrecovery_window_ms = 0";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_of_a_node_killed_before_publishing_reach_every_device_once_when_retried() {
+    killed_before_publishing("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_recovery_sends_of_a_node_killed_before_publishing_reach_every_device_once() {
+    killed_before_publishing(RECOVERY_OFF).await;
+}
+
+/// Nodes configured with `more`: Redis frozen, three sends on A stored
+/// and not acked, A killed, Redis resumed, the sends retried on B.
+async fn killed_before_publishing(more: &str) {
     if redis_url().is_none() {
         return;
     }
@@ -56,7 +71,7 @@ async fn sends_of_a_node_killed_before_publishing_reach_every_device_once_when_r
     let Some(sections) = cluster_sections_on(&redis.url(), "").await else {
         return;
     };
-    let toml = node_toml(&sections);
+    let toml = format!("{}{more}\n", node_toml(&sections));
     let b = start_raw(&toml).await;
     let mut a = Binary::spawn(&toml, |_, _| {}).await;
     until_nodes(&b, 1).await;
@@ -121,13 +136,24 @@ async fn sends_of_a_node_killed_before_publishing_reach_every_device_once_when_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_send_already_published_publishes_nothing_more() {
+    retried_after_published("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_recovery_a_retried_send_already_published_publishes_nothing_more() {
+    retried_after_published(RECOVERY_OFF).await;
+}
+
+/// Nodes configured with `more`: a send acked, then sent again from
+/// both nodes, then another.
+async fn retried_after_published(more: &str) {
     let Some(redis) = redis_url() else {
         return;
     };
     let Some(sections) = cluster_sections_on(&redis, "").await else {
         return;
     };
-    let toml = node_toml(&sections);
+    let toml = format!("{}{more}\n", node_toml(&sections));
     let a = start_raw(&toml).await;
     let b = start_raw(&toml).await;
     until_nodes(&a, 1).await;
