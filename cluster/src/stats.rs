@@ -25,6 +25,7 @@ pub struct BusStats {
     pub(crate) received_too_large: AtomicU64,
     pub(crate) publish_reconnects: AtomicU64,
     pub(crate) subscribe_reconnects: AtomicU64,
+    pub(crate) rejoins: AtomicU64,
     pub(crate) requests_served: AtomicU64,
     pub(crate) requests_malformed: AtomicU64,
     pub(crate) requests_sent: AtomicU64,
@@ -68,6 +69,9 @@ pub struct StatsSnapshot {
     pub publish_reconnects: u64,
     /// Times the subscribing connection was opened again after a failure.
     pub subscribe_reconnects: u64,
+    /// Times this node found it had been silent past `heartbeat_timeout`
+    /// (frozen, or cut off from Redis) and rejoined the cluster clean.
+    pub rejoins: u64,
     /// Requests of other nodes (or of an emitter) served.
     pub requests_served: u64,
     /// Requests or answers that could not be read (counted and logged).
@@ -97,6 +101,7 @@ impl BusStats {
             received_too_large: self.received_too_large.load(Relaxed),
             publish_reconnects: self.publish_reconnects.load(Relaxed),
             subscribe_reconnects: self.subscribe_reconnects.load(Relaxed),
+            rejoins: self.rejoins.load(Relaxed),
             requests_served: self.requests_served.load(Relaxed),
             requests_malformed: self.requests_malformed.load(Relaxed),
             requests_sent: self.requests_sent.load(Relaxed),
