@@ -418,6 +418,17 @@ fn cluster_families(
     single(
         e,
         (
+            "switchboard_cluster_rejoins",
+            "Times this node found it had been silent past cluster.heartbeat_timeout_ms \
+             (frozen, or cut off from Redis), so that the others may have dropped it, and \
+             rejoined: it closed its clients' connections, which reconnect and recover.",
+            Counter,
+        ),
+        s.rejoins,
+    )?;
+    single(
+        e,
+        (
             "switchboard_cluster_requests_incomplete",
             "Requests of this node to the others (the sockets of a room on every node, every \
              room, a server-side emit with acks) that ended without every node's answer \
