@@ -280,6 +280,15 @@ impl Shared {
         let Some((ns, local)) = self.receiver(nsp) else {
             return;
         };
+        if self.out_of_touch() {
+            // What Redis kept for this node while it was frozen, read as it
+            // wakes: its clients are about to be closed, and recover what
+            // they missed from the log. Queued to a connection that is
+            // being closed, a packet could reach the client after its
+            // socket disconnected and be replayed again once it recovers.
+            self.stats.out_of_touch.fetch_add(1, Relaxed);
+            return;
+        }
         // `<prefix>#<nsp>#<room>#`: skipped unread when no socket here is
         // in the room (the Node adapter's `hasRoom`).
         let room = channel

@@ -29,8 +29,12 @@
 //! SIGSTOP, so this is true the moment it wakes, before any task of it
 //! ran). Until it has rejoined it sends no plain heartbeat, takes nobody
 //! for dead (its own silence is not theirs: the nodes it counted are
-//! given a fresh timeout), and the application keeps its timers off the
-//! shared state (`Cluster::out_of_touch`). Once both connections are up
+//! given a fresh timeout), delivers no broadcast it reads (what Redis
+//! kept for it while it was stopped: its clients recover that from the
+//! log, and a packet queued to a connection being closed could reach the
+//! client after its socket disconnected, then be replayed again), and the
+//! application keeps its timers off the shared state
+//! (`Cluster::out_of_touch`). Once both connections are up
 //! it rejoins: it announces itself (INITIAL_HEARTBEAT: the others count
 //! it again and answer), then runs the application's hook
 //! (`Cluster::on_rejoin`), which drops what the others ended and closes

@@ -20,6 +20,7 @@ pub struct BusStats {
     pub(crate) delivered: AtomicU64,
     pub(crate) own: AtomicU64,
     pub(crate) unknown_room: AtomicU64,
+    pub(crate) out_of_touch: AtomicU64,
     pub(crate) other_namespace: AtomicU64,
     pub(crate) malformed: AtomicU64,
     pub(crate) received_too_large: AtomicU64,
@@ -59,6 +60,9 @@ pub struct StatsSnapshot {
     pub own: u64,
     /// Messages for a room no socket of this node is in (ignored unread).
     pub unknown_room: u64,
+    /// Broadcasts read while this node was out of touch (it rejoins and
+    /// closes its clients, which recover them from the log): not delivered.
+    pub out_of_touch: u64,
     /// Messages of another namespace on a matching channel (ignored).
     pub other_namespace: u64,
     /// Messages that are not a broadcast (counted and logged).
@@ -96,6 +100,7 @@ impl BusStats {
             delivered: self.delivered.load(Relaxed),
             own: self.own.load(Relaxed),
             unknown_room: self.unknown_room.load(Relaxed),
+            out_of_touch: self.out_of_touch.load(Relaxed),
             other_namespace: self.other_namespace.load(Relaxed),
             malformed: self.malformed.load(Relaxed),
             received_too_large: self.received_too_large.load(Relaxed),

@@ -202,10 +202,9 @@ pub fn watch_nodes(cluster: &cluster::Cluster, hub: &hub::Hub) {
 /// order), their devices counted again as they connect. Their departures
 /// here change nothing the others ended (presence and calls find those
 /// devices gone; typing forgot them). The pub/sub backlog Redis kept for
-/// this node while it was frozen is delivered as ever: each recoverable
-/// event carries its offset, so a client that got it before its
-/// connection closed is not given it again, and one that did not gets it
-/// from the log.
+/// this node while it was frozen is not delivered to the clients being
+/// closed (the cluster drops it while out of touch): they get it from the
+/// log, once.
 pub fn rejoin_clean(
     cluster: &cluster::Cluster,
     typing: RedisTyping,
