@@ -396,9 +396,10 @@ async fn a_node_that_died_alone_is_dropped_by_the_next_node_to_start() {
 }
 
 /// The namespaces of [`a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once`]:
-/// presence, chat, and `/secure` (broadcasts to rooms, recovery).
+/// presence, chat, calls, and `/secure` (broadcasts to rooms, recovery).
 const FROZEN_NAMESPACES: &str = "[[namespaces]]\nname = \"/presence\"\nhandler = \"presence\"\nauth = true\n\
     [[namespaces]]\nname = \"/chat\"\nhandler = \"chat\"\nauth = true\n\
+    [[namespaces]]\nname = \"/calls\"\nhandler = \"calls\"\nauth = true\n\
     [[namespaces]]\nname = \"/secure\"\nhandler = \"testkit\"\nauth = true\n";
 
 /// Frames that are Socket.IO DISCONNECT packets (`41…`): a client told
@@ -415,10 +416,11 @@ async fn a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once() {
     let Some(sections) = sections().await else {
         return;
     };
-    // Typing starts that expire while A is frozen: its sweep would find
-    // them when it wakes.
+    // Typing starts and ringing that expire while A is frozen: its timers
+    // would find them when it wakes.
     let toml = format!(
-        "test_setup = true\n{}[chat]\ntyping_ttl_ms = 300\n{FROZEN_NAMESPACES}",
+        "test_setup = true\n{}[chat]\ntyping_ttl_ms = 300\n[calls]\nring_timeout_ms = 300\n\
+         {FROZEN_NAMESPACES}",
         node_toml(&sections)
     );
     let b = start_raw(&toml).await;
@@ -451,6 +453,15 @@ async fn a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once() {
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(bob_chat.event("typing").await, shown_typing(true));
 
+    // Alice calls bob from A: A times the ringing.
+    let mut bob_calls = Device::connect(b.addr, "bob", "/calls").await;
+    let mut alice_calls = Device::connect(a.addr, "alice", "/calls").await;
+    let invite = json!({"users": ["bob"], "kind": "audio"});
+    let ack = alice_calls.ask("call:invite", invite.clone()).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let call = ack["call"].as_str().unwrap().to_owned();
+    assert_eq!(bob_calls.event("call:ringing").await["call"], call.as_str());
+
     // Alice in room r of /secure on A; bob broadcasts there from B.
     let InRoom {
         mut alice,
@@ -466,6 +477,11 @@ async fn a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once() {
     until_stopped(a.pid()).await;
     until_shown(&mut watcher, "alice", "offline", 0).await;
     assert_eq!(bob_chat.event("typing").await, shown_typing(false));
+    // Her device left the call it placed: cancelled, for bob.
+    assert_eq!(
+        bob_calls.event("call:ended").await,
+        json!({"call": call, "reason": "cancelled"})
+    );
     // B goes on broadcasting to alice's room.
     for n in 1..=3 {
         broadcast(&mut bob, "r", json!(n)).await;
@@ -483,7 +499,7 @@ async fn a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once() {
         received.push(data.as_i64().unwrap());
         offset = at;
     }
-    for device in [alice_chat, alice_presence] {
+    for device in [alice_chat, alice_presence, alice_calls] {
         let frames = device.until_closed().await;
         assert!(disconnects(&frames).is_empty(), "{frames:?}");
     }
@@ -529,6 +545,15 @@ async fn a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once() {
     let ack = alice_chat.call("typing", typing(true)).await;
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(bob_chat.event("typing").await, shown_typing(true));
+
+    // She calls again from A: bob's next event of /calls is that call
+    // ringing, not a second end of the first from A's ring timer.
+    let mut alice_calls = Device::connect(a.addr, "alice", "/calls").await;
+    let ack = alice_calls.ask("call:invite", invite).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let (name, data) = bob_calls.until("call:ringing", |_| true).await.remove(0);
+    assert_eq!(name, "call:ringing", "{data}");
+    assert_eq!(data["call"], ack["call"]);
 
     // Counted on A.
     let metrics = crate::common::http(a.addr, "GET", "/metrics", &[], "")
