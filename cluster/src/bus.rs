@@ -109,6 +109,14 @@ pub(crate) struct Shared {
     /// Since when both connections have been up without a break (the
     /// heartbeat task keeps it).
     pub(crate) up_since: Mutex<Option<std::time::Instant>>,
+    /// When a heartbeat of this node last reached Redis: the others heard
+    /// it then, so past `heartbeat_timeout` since, they may have dropped
+    /// this node (see `nodes::Shared::out_of_touch`). Tokio's clock runs
+    /// through a SIGSTOP, so this holds the moment a frozen node wakes.
+    pub(crate) last_beat: Mutex<Option<std::time::Instant>>,
+    /// Set from when this node found itself silent past the timeout until
+    /// it has rejoined (announced itself and run the application's hook).
+    pub(crate) rejoining: std::sync::atomic::AtomicBool,
     /// Connection state recovery's store, once
     /// [`Cluster::recovery_store`] made it.
     pub(crate) recovery: std::sync::OnceLock<Arc<RedisStore>>,
@@ -272,6 +280,15 @@ impl Shared {
         let Some((ns, local)) = self.receiver(nsp) else {
             return;
         };
+        if self.out_of_touch() {
+            // What Redis kept for this node while it was frozen, read as it
+            // wakes: its clients are about to be closed, and recover what
+            // they missed from the log. Queued to a connection that is
+            // being closed, a packet could reach the client after its
+            // socket disconnected and be replayed again once it recovers.
+            self.stats.out_of_touch.fetch_add(1, Relaxed);
+            return;
+        }
         // `<prefix>#<nsp>#<room>#`: skipped unread when no socket here is
         // in the room (the Node adapter's `hasRoom`).
         let room = channel
@@ -393,6 +410,8 @@ impl Cluster {
             hooks: RwLock::new(Hooks::default()),
             nodes: Registry::default(),
             up_since: Mutex::new(None),
+            last_beat: Mutex::new(None),
+            rejoining: std::sync::atomic::AtomicBool::new(false),
             recovery: std::sync::OnceLock::new(),
             config,
         });
@@ -511,6 +530,17 @@ impl Cluster {
     /// count alive ([`nodes`](Cluster::nodes)) is one that stopped.
     pub fn hears_the_others(&self) -> bool {
         self.inner.shared.hears_the_others()
+    }
+
+    /// Whether the other nodes may have dropped this node and it has not
+    /// rejoined yet: its last heartbeat that reached Redis is older than
+    /// `heartbeat_timeout` (it was frozen, stuck, or cut off from Redis),
+    /// or it is rejoining ([`on_rejoin`](Cluster::on_rejoin)). True the
+    /// moment a frozen node wakes, before any of its tasks ran: what it
+    /// still holds of the live state the others ended (a typing start, a
+    /// timer) must not be acted on then.
+    pub fn out_of_touch(&self) -> bool {
+        self.inner.shared.out_of_touch()
     }
 
     /// A handle on the node's command connection to Redis (the publishing

@@ -77,7 +77,8 @@
 //! - `publisher`: the task draining the queue into PUBLISH pipelines.
 //! - `subscriber`: the task holding the subscribing connection.
 //! - `remote`: requests between nodes, served and sent; [`Answer`].
-//! - `nodes`: the other Switchboard nodes, by heartbeats.
+//! - `nodes`: the other Switchboard nodes, by heartbeats; whether this
+//!   node was silent itself past the timeout, and its rejoining.
 //! - [`request`]: the requests' and answers' wire format.
 //! - [`wire`]: the Node adapter's message format and channels.
 //! - [`msgpack`]: MessagePack as notepack.io writes and reads it.

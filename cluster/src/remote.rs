@@ -137,6 +137,7 @@ impl Reply {
 type ServerSideHandler = dyn Fn(ServerSideEvent) + Send + Sync;
 type SocketData = dyn Fn(&Socket) -> Option<serde_json::Value> + Send + Sync;
 type NodeDropped = dyn Fn(&str) + Send + Sync;
+type Rejoined = dyn Fn(std::time::Duration) -> socketio::BoxFuture<()> + Send + Sync;
 
 /// What the application plugs in.
 #[derive(Default)]
@@ -144,6 +145,7 @@ pub(crate) struct Hooks {
     server_side: Option<Arc<ServerSideHandler>>,
     socket_data: Option<Arc<SocketData>>,
     pub(crate) node_dropped: Option<Arc<NodeDropped>>,
+    pub(crate) rejoined: Option<Arc<Rejoined>>,
 }
 
 /// This node's requests waiting for answers, by request id. The channel
@@ -822,6 +824,24 @@ impl Cluster {
     /// the handler must not wait.
     pub fn on_node_dropped(&self, handler: impl Fn(&str) + Send + Sync + 'static) {
         self.shared().hooks.write().node_dropped = Some(Arc::new(handler));
+    }
+
+    /// What this node does when it finds that the others may have
+    /// dropped it: it was silent past `heartbeat_timeout` (frozen, stuck,
+    /// or cut off from Redis), so they stopped counting it and ended the
+    /// live state it held. Called with how long it was silent, on the
+    /// heartbeat task, once it has announced itself again (the others
+    /// count it from then on); awaited before anything else of that task
+    /// runs, and until it returns [`out_of_touch`](Cluster::out_of_touch)
+    /// stays true. The handler drops what this node still holds of the
+    /// state the others ended, and closes its clients' connections so
+    /// that they come back (connection state recovery gives them what
+    /// they missed).
+    pub fn on_rejoin(
+        &self,
+        handler: impl Fn(std::time::Duration) -> socketio::BoxFuture<()> + Send + Sync + 'static,
+    ) {
+        self.shared().hooks.write().rejoined = Some(Arc::new(handler));
     }
 
     /// What REMOTE_FETCH answers as a socket's `data` (Node's

@@ -59,6 +59,7 @@ impl App {
         };
         let mut hub_config = config.hub_config();
         let mut live = None;
+        let mut cluster_typing = None;
         if let Some(cluster) = &cluster {
             // The live state every node shares, in Redis; this node's
             // entries name it by its uid on the bus, so that they go with
@@ -71,14 +72,12 @@ impl App {
             );
             let timers = config.chat.typing_timers();
             let typing = hub::components::chat::state::MemoryTyping::new(timers);
+            let typing = crate::live::RedisTyping::new(cluster, typing, stats.clone());
+            cluster_typing = Some(typing.clone());
             hub_config.live = hub::LiveConfig {
                 node: Some(cluster.uid().to_owned()),
                 presence: Some(Arc::new(presence)),
-                typing: Some(Arc::new(crate::live::RedisTyping::new(
-                    cluster,
-                    typing,
-                    stats.clone(),
-                ))),
+                typing: Some(Arc::new(typing)),
                 calls: Some(Arc::new(crate::live::RedisCalls::new(
                     cluster,
                     stats.clone(),
@@ -121,6 +120,9 @@ impl App {
         let dev = crate::dev::DevTokens::from_config(config)?.map(Arc::new);
         let io = hub.io.clone();
         let engine = Engine::new(config.engine_config(), io.clone());
+        if let (Some(cluster), Some(typing)) = (&cluster, cluster_typing) {
+            crate::live::rejoin_clean(cluster, typing, engine.clone());
+        }
         let raw_engine = config.raw_engine.as_ref().map(|raw| {
             let mut engine_config = config.engine_config();
             engine_config.path = raw.path.clone();

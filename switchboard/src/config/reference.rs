@@ -392,7 +392,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "heartbeat_timeout_ms",
-                "How long a node may stay silent before the others take it for dead: a request then names it as missing and, if it is frozen (still subscribed), stops waiting for it. More than `heartbeat_interval_ms`; the default is two intervals, as socket.io's cluster adapter.",
+                "How long a node may stay silent before the others take it for dead: a request then names it as missing and, if it is frozen (still subscribed), stops waiting for it. A node that finds itself silent that long (frozen, or cut off from Redis) rejoins: it closes its clients' connections, which reconnect and recover. More than `heartbeat_interval_ms`; the default is two intervals, as socket.io's cluster adapter.",
             ),
             key(
                 "reconnect_min_ms",

@@ -812,9 +812,16 @@ async fn a_frozen_node_is_named_and_not_waited_for_and_a_killed_one_is_dropped()
     assert!(started.elapsed() < std::time::Duration::from_millis(1000));
     assert_eq!(answer.missing, [c_uid.as_str()]);
 
-    // It thaws: heard again, answering again.
+    // It thaws: heard again, answering again. Taken for dead meanwhile,
+    // it closed its clients' connections as a transport close (no
+    // DISCONNECT: a client reconnects by itself); one that reconnects is
+    // found there.
     signal(c.pid(), "CONT");
     assert_eq!(until_nodes(node_a, 1).await, [c_uid.as_str()]);
+    let frames = c1.client.until_closed().await;
+    assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+    let mut c1 = Member::on(c.addr, "c1").await;
+    c1.join("r1").await;
     let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
     assert!(answer.is_complete(), "{answer:?}");
     assert_eq!(ids(&answer.value), [c1.sid.as_str()]);
@@ -914,8 +921,6 @@ impl KilledNode {
 /// receives it, her session is in Redis, and A is killed. `None` without
 /// the test servers.
 async fn killed_node(toml: &str) -> Option<KilledNode> {
-    use crate::recovery::{broadcast, event, ids, join};
-    use serde_json::json;
     let redis = redis_url()?;
     let sections = cluster_sections_on(&redis, "").await?;
     let a =
@@ -926,16 +931,13 @@ async fn killed_node(toml: &str) -> Option<KilledNode> {
     assert!(node_b.wait_up(WAIT).await);
     until_nodes(node_b, 1).await;
 
-    let (mut alice, reply) =
-        connect_secure(a.addr, &json!({"token": token("alice", 600)}).to_string()).await;
-    let (sid, pid) = ids(&reply);
-    join(&mut alice, "r").await;
-    let (mut bob, _) =
-        connect_secure(b.addr, &json!({"token": token("bob", 600)}).to_string()).await;
-    broadcast(&mut bob, "r", json!(0)).await;
-    let (data, offset) = event(&alice.recv().await);
-    assert_eq!(data, 0);
-    until_session_has(&redis, &key_prefix(&sections), &pid, "r:r").await;
+    let InRoom {
+        alice,
+        bob,
+        sid,
+        pid,
+        offset,
+    } = alice_in_room(a.addr, b.addr, &sections).await;
     // A dies without a word: nothing written at disconnection.
     signal(a.pid(), "KILL");
     drop(alice);
@@ -946,6 +948,46 @@ async fn killed_node(toml: &str) -> Option<KilledNode> {
         pid,
         offset,
     })
+}
+
+/// Alice on `/secure` of one node, in room `r`, and Bob on another.
+pub(crate) struct InRoom {
+    pub alice: Client,
+    pub bob: Client,
+    /// Alice's socket id and recovery pid.
+    pub sid: String,
+    pub pid: String,
+    /// The offset of the last event she received.
+    pub offset: String,
+}
+
+/// Alice connects to `a` and joins `r`, Bob connects to `b` and
+/// broadcasts `0` there; Alice receives it, and her session in the Redis
+/// of `sections` holds the room (so that she can be recovered in it).
+pub(crate) async fn alice_in_room(
+    a: std::net::SocketAddr,
+    b: std::net::SocketAddr,
+    sections: &str,
+) -> InRoom {
+    use crate::recovery::{broadcast, event, ids, join};
+    use serde_json::json;
+    let (mut alice, reply) =
+        connect_secure(a, &json!({"token": token("alice", 600)}).to_string()).await;
+    let (sid, pid) = ids(&reply);
+    join(&mut alice, "r").await;
+    let (mut bob, _) = connect_secure(b, &json!({"token": token("bob", 600)}).to_string()).await;
+    broadcast(&mut bob, "r", json!(0)).await;
+    let (data, offset) = event(&alice.recv().await);
+    assert_eq!(data, 0);
+    let redis = redis_url().expect("the test Redis");
+    until_session_has(&redis, &key_prefix(sections), &pid, "r:r").await;
+    InRoom {
+        alice,
+        bob,
+        sid,
+        pid,
+        offset,
+    }
 }
 
 #[tokio::test]
