@@ -65,6 +65,9 @@ def parse_args():
     p.add_argument("--out", help="JSON lines file (default target/bench-cluster/cluster-results.jsonl)")
     p.add_argument("--bin", default=os.path.join(ROOT, "target/release/switchboard"))
     p.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/loadgen"))
+    p.add_argument("--from", dest="from_file",
+                   help="run nothing: print the report of earlier runs' JSON lines "
+                        "(several files, comma-separated: several sittings)")
     a = p.parse_args()
     if a.reps is None:
         a.reps = 1 if a.quick else 3
@@ -404,6 +407,10 @@ def summarize(rows, kinds):
                            f"| {'-' if s == 'alone' else fmt(rcpu)} | {io} | {fmt(ncpu)} "
                            f"| {'-' if s == 'alone' else drops} |")
         out.append("")
+        out.append("Ratios of the medians; in brackets, the median of the ratios within each "
+                   "repetition (the set-ups of one repetition run one after the other, so a "
+                   "slow period of the machine hits them alike).")
+        out.append("")
         out.append("| case | three / one, deliveries/s | one / alone | three / alone "
                    "| three / one, p99 | recovery off: three / one | three / alone |")
         out.append("| --- | --- | --- | --- | --- | --- | --- |")
@@ -412,12 +419,11 @@ def summarize(rows, kinds):
                  for s in SETUPS}
             p = {s: med([r["loadgen"]["metrics"]["latency_us"]["p99"] for r in by.get((c, s), [])])
                  for s in SETUPS}
-            out.append(f"| {c} | {fmt(ratio(d['three'], d['one']), 'x')} "
-                       f"| {fmt(ratio(d['one'], d['alone']), 'x')} "
-                       f"| {fmt(ratio(d['three'], d['alone']), 'x')} "
-                       f"| {fmt(ratio(p['three'], p['one']), 'x')} "
-                       f"| {fmt(ratio(d['three-norec'], d['one-norec']), 'x')} "
-                       f"| {fmt(ratio(d['three-norec'], d['alone']), 'x')} |")
+            def both(x, y, p=d, key="deliveries_per_sec"):
+                return f"{fmt(ratio(p[x], p[y]), 'x')} ({fmt(rep_ratio(by, c, x, y, key), 'x')})"
+            out.append(f"| {c} | {both('three', 'one')} | {both('one', 'alone')} "
+                       f"| {both('three', 'alone')} | {both('three', 'one', p, 'p99')} "
+                       f"| {both('three-norec', 'one-norec')} | {both('three-norec', 'alone')} |")
         out.append("")
     con = [c for c in case_ids if kinds.get(c) == "conns"]
     if con:
@@ -447,6 +453,16 @@ def summarize(rows, kinds):
                            f"| {fails} | {disc} |")
         out.append("")
     return "\n".join(out)
+
+
+def rep_ratio(by, case, x, y, key):
+    """The median over repetitions of x's figure / y's in the same one."""
+    def fig(r):
+        m = r["loadgen"]["metrics"]
+        return m["latency_us"]["p99"] if key == "p99" else m.get(key)
+    xs = {(r.get("sitting", 0), r["rep"]): fig(r) for r in by.get((case, x), [])}
+    ys = {(r.get("sitting", 0), r["rep"]): fig(r) for r in by.get((case, y), [])}
+    return med([ratio(xs[k], ys[k]) for k in xs if k in ys])
 
 
 def ratio(a, b):
@@ -491,8 +507,31 @@ def machine():
     return {"cpu": cpu, "cores": os.cpu_count(), "loadavg_at_start": load}
 
 
+def report_from(paths):
+    rows, metas = [], []
+    for sitting, path in enumerate(paths.split(",")):
+        with open(path) as f:
+            for line in f:
+                r = json.loads(line)
+                if r.get("scenario") == "cluster-meta":
+                    metas.append(r)
+                else:
+                    r["sitting"] = sitting
+                    rows.append(r)
+    kinds = {r["case"]: r["scenario"].removeprefix("cluster-") for r in rows}
+    for m in metas:
+        print(f"Cluster benchmark, {m.get('date')}, commit {m.get('commit')}, {m.get('cpu')} "
+              f"({m.get('cores')} cores), {m.get('reps')} run(s) per set-up and case; load average "
+              f"at start {' '.join(m.get('loadavg_at_start', []))}.")
+    print("Medians.\n")
+    print(summarize(rows, kinds))
+
+
 def main():
     a = parse_args()
+    if a.from_file:
+        report_from(a.from_file)
+        return
     for path in (a.bin, a.loadgen):
         if not os.access(path, os.X_OK):
             sys.exit(f"bench-cluster: {path} not built (make bench-build)")
@@ -528,6 +567,11 @@ def main():
                            "params": params}
                     nodes = []
                     try:
+                        # An empty Redis for every run: the sessions of the
+                        # runs before would expire during this one (and
+                        # skew its Redis memory and CPU).
+                        subprocess.run(["redis-cli", "-u", os.environ["TEST_REDIS_URL"], "FLUSHALL"],
+                                       check=True, capture_output=True, timeout=30)
                         nodes = start_setup(a, setup, logdir, run_id)
                         if kind == "conns":
                             row.update(conns_run(a, setup, case, params, nodes, logdir, run_id))
