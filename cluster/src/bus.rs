@@ -117,6 +117,13 @@ pub(crate) struct Shared {
     /// Set from when this node found itself silent past the timeout until
     /// it has rejoined (announced itself and run the application's hook).
     pub(crate) rejoining: std::sync::atomic::AtomicBool,
+    /// Set when the subscribing connection, once up, was lost: broadcasts
+    /// published until it is back never reached this node, so its clients
+    /// are closed to recover them (`nodes::Shared::rejoin`).
+    pub(crate) bus_gap: std::sync::atomic::AtomicBool,
+    /// One rejoin at a time (the heartbeat task and the subscriber both
+    /// start one).
+    pub(crate) rejoin_lock: tokio::sync::Mutex<()>,
     /// Connection state recovery's store, once
     /// [`Cluster::recovery_store`] made it.
     pub(crate) recovery: std::sync::OnceLock<Arc<RedisStore>>,
@@ -282,8 +289,9 @@ impl Shared {
         };
         if self.out_of_touch() {
             // What Redis kept for this node while it was frozen, read as it
-            // wakes: its clients are about to be closed, and recover what
-            // they missed from the log. Queued to a connection that is
+            // wakes, or what arrives as its subscription is made again
+            // after a cut: its clients are about to be closed, and recover
+            // what they missed from the log. Queued to a connection that is
             // being closed, a packet could reach the client after its
             // socket disconnected and be replayed again once it recovers.
             self.stats.out_of_touch.fetch_add(1, Relaxed);
@@ -412,6 +420,8 @@ impl Cluster {
             up_since: Mutex::new(None),
             last_beat: Mutex::new(None),
             rejoining: std::sync::atomic::AtomicBool::new(false),
+            bus_gap: std::sync::atomic::AtomicBool::new(false),
+            rejoin_lock: tokio::sync::Mutex::new(()),
             recovery: std::sync::OnceLock::new(),
             config,
         });

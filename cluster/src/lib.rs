@@ -104,7 +104,7 @@ pub use adapter::RedisAdapter;
 pub use bus::{Cluster, Health};
 pub use config::{ClusterConfig, check_url};
 pub use error::ClusterError;
-pub use remote::{Answer, RemoteSocket, Reply, ServerSideEvent};
+pub use remote::{Answer, Rejoin, RemoteSocket, Reply, ServerSideEvent};
 pub use stats::StatsSnapshot;
 
 /// The Redis client this crate speaks through, for the state kept in

@@ -39,7 +39,13 @@
 //! it again and answer), then runs the application's hook
 //! (`Cluster::on_rejoin`), which drops what the others ended and closes
 //! its clients' connections so that they come back and are recovered.
-//! It is counted (`StatsSnapshot::rejoins`) and logged. Whether the
+//! It is counted (`StatsSnapshot::rejoins`) and logged.
+//!
+//! A cut subscription (Redis restarted, the connection killed, its
+//! output buffer over `client-output-buffer-limit pubsub`) goes the same
+//! way, without the announce: the others still count this node, but what
+//! they published until it subscribed again never reached it, so its
+//! clients are closed to recover it (`Rejoin::dropped` false). Whether the
 //! others did drop it is not asked: a node silent that long is one they
 //! may have dropped, and a client's recovery costs little.
 
@@ -54,6 +60,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::bus::{Shared, stop_requested};
 use crate::publisher::timed;
+use crate::remote::Rejoin;
 
 const INITIAL_HEARTBEAT: u8 = 1;
 const HEARTBEAT: u8 = 2;
@@ -231,33 +238,52 @@ impl Shared {
     /// Whether the others may have dropped this node and it has not
     /// rejoined yet (see the module docs).
     pub(crate) fn out_of_touch(&self) -> bool {
-        self.rejoining.load(Relaxed) || self.lapsed().is_some()
+        self.rejoining.load(Relaxed) || self.bus_gap.load(Relaxed) || self.lapsed().is_some()
     }
 
-    /// This node was silent past the timeout: it announces itself, then
-    /// the application drops what the others ended and closes its
-    /// clients. False if the announce did not reach Redis (tried again
-    /// later).
-    async fn rejoin(&self) -> bool {
-        let silent = (*self.last_beat.lock()).map_or(Duration::ZERO, |last| last.elapsed());
-        if !self.announce().await {
-            return false;
+    /// This node may have missed what the cluster said (see the module
+    /// docs): silent past the timeout, it announces itself (the others
+    /// count it again and answer); then the application drops what the
+    /// others ended and closes its clients. A cut subscription only needs
+    /// the clients closed. False if the announce did not reach Redis
+    /// (tried again later); true if there was nothing to do.
+    pub(crate) async fn rejoin(&self) -> bool {
+        let _one = self.rejoin_lock.lock().await;
+        let dropped = self.rejoining.load(Relaxed);
+        let gap = self.bus_gap.load(Relaxed);
+        if !dropped && !gap {
+            return true; // another rejoin just ran
         }
-        // Hearing the cluster starts again now: a whole timeout before a
-        // silence means anything to this node.
-        *self.up_since.lock() = Some(Instant::now());
+        let silent = (*self.last_beat.lock()).map_or(Duration::ZERO, |last| last.elapsed());
+        if dropped {
+            if !self.announce().await {
+                return false;
+            }
+            // Hearing the cluster starts again now: a whole timeout before
+            // a silence means anything to this node.
+            *self.up_since.lock() = Some(Instant::now());
+        }
         self.stats.rejoins.fetch_add(1, Relaxed);
-        tracing::warn!(
-            ?silent,
-            timeout = ?self.config.heartbeat_timeout,
-            "cluster: this node was silent past the heartbeat timeout (frozen, or cut off \
-             from Redis), so the others may have dropped it and ended its live state: it \
-             rejoins, closing its clients' connections so that they reconnect and recover"
-        );
+        if dropped {
+            tracing::warn!(
+                ?silent,
+                timeout = ?self.config.heartbeat_timeout,
+                "cluster: this node was silent past the heartbeat timeout (frozen, or cut off \
+                 from Redis), so the others may have dropped it and ended its live state: it \
+                 rejoins, closing its clients' connections so that they reconnect and recover"
+            );
+        } else {
+            tracing::warn!(
+                "cluster: the subscription to Redis was cut and is back; broadcasts published \
+                 meanwhile never reached this node: closing its clients' connections so that \
+                 they reconnect and recover them"
+            );
+        }
         let hook = self.hooks.read().rejoined.clone();
         if let Some(hook) = hook {
-            hook(silent).await;
+            hook(Rejoin { silent, dropped }).await;
         }
+        self.bus_gap.store(false, Relaxed);
         self.rejoining.store(false, Relaxed);
         true
     }
@@ -343,7 +369,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>)
                 if shared.lapsed().is_some() && !shared.rejoining.swap(true, Relaxed) {
                     shared.nodes.refresh();
                 }
-                if shared.rejoining.load(Relaxed) {
+                if shared.rejoining.load(Relaxed) || shared.bus_gap.load(Relaxed) {
                     if up && shared.rejoin().await {
                         announced = true;
                     }

@@ -137,7 +137,20 @@ impl Reply {
 type ServerSideHandler = dyn Fn(ServerSideEvent) + Send + Sync;
 type SocketData = dyn Fn(&Socket) -> Option<serde_json::Value> + Send + Sync;
 type NodeDropped = dyn Fn(&str) + Send + Sync;
-type Rejoined = dyn Fn(std::time::Duration) -> socketio::BoxFuture<()> + Send + Sync;
+type Rejoined = dyn Fn(Rejoin) -> socketio::BoxFuture<()> + Send + Sync;
+
+/// Why this node closes its clients so that they recover
+/// ([`Cluster::on_rejoin`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejoin {
+    /// How long since this node's last heartbeat reached Redis.
+    pub silent: std::time::Duration,
+    /// Silent past `heartbeat_timeout`: the others may have dropped this
+    /// node and ended the live state it held (presence, typing, calls).
+    /// False when only its subscription was cut for a while: the others
+    /// still count it, but it may have missed what they published.
+    pub dropped: bool,
+}
 
 /// What the application plugs in.
 #[derive(Default)]
@@ -826,20 +839,23 @@ impl Cluster {
         self.shared().hooks.write().node_dropped = Some(Arc::new(handler));
     }
 
-    /// What this node does when it finds that the others may have
-    /// dropped it: it was silent past `heartbeat_timeout` (frozen, stuck,
-    /// or cut off from Redis), so they stopped counting it and ended the
-    /// live state it held. Called with how long it was silent, on the
-    /// heartbeat task, once it has announced itself again (the others
-    /// count it from then on); awaited before anything else of that task
-    /// runs, and until it returns [`out_of_touch`](Cluster::out_of_touch)
-    /// stays true. The handler drops what this node still holds of the
-    /// state the others ended, and closes its clients' connections so
-    /// that they come back (connection state recovery gives them what
-    /// they missed).
+    /// What this node does when it may have missed what the cluster
+    /// said: either it was silent past `heartbeat_timeout` (frozen,
+    /// stuck, or cut off from Redis), so the others may have dropped it
+    /// and ended the live state it held (`Rejoin::dropped`), or its
+    /// subscription was cut and opened again, so broadcasts published
+    /// meanwhile never reached it. Called once it is back (announced
+    /// again to the others if they may have dropped it), before it
+    /// delivers anything read from the bus again: until the handler
+    /// returns, [`out_of_touch`](Cluster::out_of_touch) stays true and
+    /// what the bus brings is not delivered. The handler drops what this
+    /// node still holds of the state the others ended, and closes its
+    /// clients' connections so that they come back (connection state
+    /// recovery gives them what they missed; without it, they
+    /// resynchronize as after any reconnection).
     pub fn on_rejoin(
         &self,
-        handler: impl Fn(std::time::Duration) -> socketio::BoxFuture<()> + Send + Sync + 'static,
+        handler: impl Fn(Rejoin) -> socketio::BoxFuture<()> + Send + Sync + 'static,
     ) {
         self.shared().hooks.write().rejoined = Some(Arc::new(handler));
     }

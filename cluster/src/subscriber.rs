@@ -5,7 +5,12 @@
 //! When the connection drops — Redis says so, or a PING goes unanswered —
 //! it is opened again with backoff and every subscription made again
 //! before the node counts as up: nothing is left half-subscribed, the
-//! failure node-redis users report (socket.io-redis-adapter#446).
+//! failure node-redis users report (socket.io-redis-adapter#446). What
+//! the others published while it was cut never reached this node, so
+//! before it counts as up again it has the application close its
+//! clients, which recover it from the log (`Cluster::on_rejoin`): it
+//! tells its clients to resynchronize rather than lose a broadcast
+//! silently.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -41,6 +46,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>)
             Err(err) => {
                 if shared.stats.subscribe_up.swap(false, Relaxed) {
                     tracing::error!(%err, "cluster bus: subscribing connection lost");
+                    // What the others publish until it is back never
+                    // reaches this node: its clients are closed then, to
+                    // recover it (`serve`).
+                    shared.bus_gap.store(true, Relaxed);
                 }
                 shared.set_error(Some(err.to_string()));
             }
@@ -83,6 +92,13 @@ async fn serve(
         if shared.generation.load(Relaxed) != generation {
             // A namespace came or went meanwhile: its pattern first.
             continue;
+        }
+        if shared.bus_gap.load(Relaxed) {
+            // Subscribed again after a cut: before the node counts as up
+            // and delivers what it reads, its clients are closed so that
+            // they recover what was published meanwhile (what arrives
+            // until then is not delivered: they get it from the log).
+            shared.rejoin().await;
         }
         if !shared.stats.subscribe_up.swap(true, Relaxed) {
             tracing::info!(subscriptions = subscribed.len(), "cluster bus: subscribed");

@@ -373,7 +373,7 @@ fn cluster_families(
             "switchboard_cluster_received",
             "Bus messages received, by outcome: delivered, own (this node's, back from Redis), \
              unknown_room (no socket here in its room), out_of_touch (read while this node \
-             rejoins after a freeze: its clients recover them from the log), other_namespace, \
+             rejoins after a freeze or a cut subscription: its clients recover them from the log), other_namespace, \
              malformed, too_large.",
             Counter,
         ),
@@ -422,9 +422,10 @@ fn cluster_families(
         e,
         (
             "switchboard_cluster_rejoins",
-            "Times this node found it had been silent past cluster.heartbeat_timeout_ms \
-             (frozen, or cut off from Redis), so that the others may have dropped it, and \
-             rejoined: it closed its clients' connections, which reconnect and recover.",
+            "Times this node closed its clients' connections so that they reconnect and \
+             recover what it may have missed: it had been silent past \
+             cluster.heartbeat_timeout_ms (frozen, or cut off from Redis), so that the others \
+             may have dropped it, or its subscription to Redis was cut.",
             Counter,
         ),
         s.rejoins,

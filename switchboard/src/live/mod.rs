@@ -189,8 +189,11 @@ pub fn watch_nodes(cluster: &cluster::Cluster, hub: &hub::Hub) {
     });
 }
 
-/// Rejoins clean when the cluster finds this node was silent past the
-/// heartbeat timeout ([`cluster::Cluster::on_rejoin`]): the others
+/// Rejoins clean when the cluster finds this node may have missed what
+/// the cluster said ([`cluster::Cluster::on_rejoin`]). Its subscription
+/// cut for a while: broadcasts published meanwhile never reached it, so
+/// its clients are closed to recover them (below). Silent past the
+/// heartbeat timeout: the others
 /// dropped it meanwhile, so its devices no longer count in presence, its
 /// typing indicators were stopped and its devices left their calls (the
 /// calls it timed ring out on the node that dropped it). So it forgets
@@ -210,16 +213,25 @@ pub fn rejoin_clean(
     typing: RedisTyping,
     engine: engineio::Engine<socketio::SocketIo>,
 ) {
-    cluster.on_rejoin(move |silent| {
-        let typists = typing.forget_local();
+    cluster.on_rejoin(move |rejoin| {
+        // Stopped already by the node that dropped this one; a cut
+        // subscription alone ended nothing, and their typists' clients
+        // stop them as they reconnect.
+        let typists = if rejoin.dropped {
+            typing.forget_local()
+        } else {
+            0
+        };
         let sessions = engine.session_count();
         tracing::warn!(
-            ?silent,
+            silent = ?rejoin.silent,
+            dropped = rejoin.dropped,
             sessions,
             typists,
-            "cluster: rejoined after the others may have dropped this node: closing every \
-             client connection (clients reconnect and recover what they missed; their \
-             devices count again in presence as they connect)"
+            "cluster: this node may have missed what the cluster said (dropped by the others, \
+             or its subscription cut): closing every client connection (clients reconnect \
+             and recover what they missed; their devices count again in presence as they \
+             connect)"
         );
         engine.close_all();
         Box::pin(async {})

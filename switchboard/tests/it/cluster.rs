@@ -278,9 +278,17 @@ async fn a_connection_redis_drops_is_reopened_and_resubscribed() {
         nodes[1].app.cluster.as_ref().unwrap(),
     );
 
-    // B's subscription is cut: B opens it again, subscribed anew.
+    // B's subscription is cut: B opens it again, subscribed anew, and
+    // closes its client's connection as a transport (what A published
+    // meanwhile never reached B: the client recovers it; see
+    // `a_node_whose_subscription_was_cut_closes_its_clients_…`). The
+    // client comes back.
     kill_connection(&url, node_b.uid(), "subscribe");
-    until(node_b, |s| s.subscribe_reconnects == 1).await;
+    let frames = members[1].client.until_closed().await;
+    assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+    until(node_b, |s| s.subscribe_reconnects == 1 && s.rejoins == 1).await;
+    members[1] = Member::on(b, "b1").await;
+    members[1].join("r1").await;
     let got = round(&mut members, 0, 1, r#""rooms":["r1"]"#).await;
     assert_eq!(got, [("b1", 1)]);
 
@@ -706,6 +714,15 @@ async fn after_redis_restarts_the_nodes_are_ready_again_and_broadcasts_cross() {
         assert!(stats.subscribe_reconnects >= 1, "{stats:?}");
         assert!(stats.publish_reconnects >= 1, "{stats:?}");
     }
+    // Each node may have missed what the other published meanwhile: it
+    // closes its clients' connections as a transport (no DISCONNECT), and
+    // they come back (recovering what they can: this Redis lost its data).
+    for member in &mut members {
+        let frames = member.client.until_closed().await;
+        assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+    }
+    members = vec![Member::on(a, "a1").await, Member::on(b, "b1").await];
+    members[1].join("r1").await;
     let got = round(&mut members, 0, 2, r#""rooms":["r1"]"#).await;
     assert_eq!(got, [("b1", 1)]);
     let got = round(&mut members, 1, 3, r#""rooms":["r1"]"#).await;
@@ -990,6 +1007,37 @@ pub(crate) async fn alice_in_room(
     }
 }
 
+impl InRoom {
+    /// Alice's connection closed by her node as a transport close (no
+    /// DISCONNECT: her client would come back by itself), with what it
+    /// delivered before; she comes back on `node` with the last offset she
+    /// got: the same socket, every event of 1–3 she had not received,
+    /// once, in order (0 she had), then 4 live.
+    pub(crate) async fn closed_then_recovered_on(&mut self, node: std::net::SocketAddr) {
+        use crate::recovery::{broadcast, event, ids};
+        use serde_json::json;
+        let frames = self.alice.until_closed().await;
+        assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+        let mut received = vec![0];
+        for frame in frames.iter().filter(|f| f.starts_with("42/secure,")) {
+            let (data, at) = event(frame);
+            received.push(data.as_i64().unwrap());
+            self.offset = at;
+        }
+        let auth = json!({"token": token("alice", 600), "pid": self.pid, "offset": self.offset});
+        let (alice, reply) = connect_secure(node, &auth.to_string()).await;
+        self.alice = alice;
+        assert_eq!(ids(&reply), (self.sid.clone(), self.pid.clone()));
+        while received.len() < 4 {
+            let (data, _) = event(&self.alice.recv().await);
+            received.push(data.as_i64().unwrap());
+        }
+        assert_eq!(received, [0, 1, 2, 3]);
+        broadcast(&mut self.bob, "r", json!(4)).await;
+        assert_eq!(event(&self.alice.recv().await).0, 4);
+    }
+}
+
 #[tokio::test]
 async fn a_client_recovers_on_another_node_after_its_node_was_killed() {
     use crate::recovery::{broadcast, event, ids};
@@ -1020,6 +1068,76 @@ async fn a_client_recovers_on_another_node_after_its_node_was_killed() {
     let rooms = alice.recv().await;
     assert!(rooms.starts_with("43/secure,5["), "{rooms}");
     assert!(rooms.contains("\"r\""), "{rooms}");
+}
+
+/// A Redis user of its own for one node (`ACL SETUSER`), so that the test
+/// can keep that node from connecting again; the node's URL with it.
+fn redis_user(url: &str) -> (String, String) {
+    let user = format!("sbtest-{}", rand_suffix());
+    let answer = redis_cli(
+        url,
+        &["ACL", "SETUSER", &user, "on", ">pw", "~*", "&*", "+@all"],
+    );
+    assert_eq!(answer.trim(), "OK", "{answer}");
+    let with_user = url.replacen("redis://", &format!("redis://{user}:pw@"), 1);
+    (user, with_user)
+}
+
+#[tokio::test]
+async fn a_node_whose_subscription_was_cut_closes_its_clients_which_recover_what_was_published_meanwhile()
+ {
+    use crate::recovery::broadcast;
+    use serde_json::json;
+    let Some(redis) = redis_url() else {
+        return;
+    };
+    let Some(sections) =
+        cluster_sections_on(&redis, "reconnect_min_ms = 20\nreconnect_max_ms = 100").await
+    else {
+        return;
+    };
+    // B reaches Redis as a user of its own, which the test can turn off.
+    let (user, b_url) = redis_user(&redis);
+    let a = start(&sections).await;
+    let b = start(&sections.replace(&format!("{redis:?}"), &format!("{b_url:?}"))).await;
+    let (node_a, node_b) = (
+        a.app.cluster.as_ref().unwrap(),
+        b.app.cluster.as_ref().unwrap(),
+    );
+    assert!(node_b.wait_up(WAIT).await);
+    until_nodes(node_a, 1).await;
+
+    // Alice on B in room r, Bob on A; she received 0.
+    let mut room = alice_in_room(b.addr, a.addr, &sections).await;
+
+    // B's subscription is cut, and B cannot subscribe again: what A
+    // publishes meanwhile never reaches B.
+    redis_cli(&redis, &["ACL", "SETUSER", &user, "off"]);
+    kill_connection(&redis, node_b.uid(), "subscribe");
+    let published = node_a.stats().published;
+    for n in 1..=3 {
+        broadcast(&mut room.bob, "r", json!(n)).await;
+    }
+    tokio::time::timeout(WAIT, async {
+        while node_a.stats().published < published + 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("A published the three broadcasts");
+    assert!(
+        !node_b.health().subscribe_up,
+        "B subscribed again too soon: the gap is not covered"
+    );
+
+    // B subscribes again: it closes Alice's connection as a transport (no
+    // DISCONNECT: her client comes back by itself), delivering nothing of
+    // the gap; she comes back with her last offset, the same socket, and
+    // gets 1–3, once, in order, then what follows.
+    redis_cli(&redis, &["ACL", "SETUSER", &user, "on"]);
+    room.closed_then_recovered_on(b.addr).await;
+    assert_eq!(node_b.stats().rejoins, 1);
+    redis_cli(&redis, &["ACL", "DELUSER", &user]);
 }
 
 #[tokio::test]

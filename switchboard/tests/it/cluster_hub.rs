@@ -410,9 +410,8 @@ fn disconnects(frames: &[String]) -> Vec<&String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once() {
-    use crate::cluster::{InRoom, alice_in_room};
-    use crate::common::{connect_secure, token};
-    use crate::recovery::{broadcast, event, ids};
+    use crate::cluster::alice_in_room;
+    use crate::recovery::broadcast;
     let Some(sections) = sections().await else {
         return;
     };
@@ -463,13 +462,7 @@ async fn a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once() {
     assert_eq!(bob_calls.event("call:ringing").await["call"], call.as_str());
 
     // Alice in room r of /secure on A; bob broadcasts there from B.
-    let InRoom {
-        mut alice,
-        mut bob,
-        sid,
-        pid,
-        mut offset,
-    } = alice_in_room(a.addr, b.addr, &sections).await;
+    let mut room = alice_in_room(a.addr, b.addr, &sections).await;
 
     // A freezes past the heartbeat timeout: B drops it. Alice goes
     // offline for the watcher, bob sees her typing stop, once.
@@ -484,38 +477,19 @@ async fn a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once() {
     );
     // B goes on broadcasting to alice's room.
     for n in 1..=3 {
-        broadcast(&mut bob, "r", json!(n)).await;
+        broadcast(&mut room.bob, "r", json!(n)).await;
     }
 
     // A wakes: it finds it was dropped and closes its clients' connections
-    // as a transport close (no DISCONNECT: they reconnect by themselves),
-    // maybe after delivering some of what Redis held for it.
+    // as a transport close (no DISCONNECT: they reconnect by themselves).
+    // Alice comes back on A with her last offset: the same socket, and
+    // every event she had not received, once, in order.
     signal(a.pid(), "CONT");
-    let frames = alice.until_closed().await;
-    assert!(disconnects(&frames).is_empty(), "{frames:?}");
-    let mut received = vec![0];
-    for frame in frames.iter().filter(|f| f.starts_with("42/secure,")) {
-        let (data, at) = event(frame);
-        received.push(data.as_i64().unwrap());
-        offset = at;
-    }
+    room.closed_then_recovered_on(a.addr).await;
     for device in [alice_chat, alice_presence, alice_calls] {
         let frames = device.until_closed().await;
         assert!(disconnects(&frames).is_empty(), "{frames:?}");
     }
-
-    // Alice comes back on A with her last offset: the same socket, and
-    // every event she had not received, once, in order.
-    let auth = json!({"token": token("alice", 600), "pid": pid, "offset": offset});
-    let (mut alice, reply) = connect_secure(a.addr, &auth.to_string()).await;
-    assert_eq!(ids(&reply), (sid, pid));
-    while received.len() < 4 {
-        let (data, _) = event(&alice.recv().await);
-        received.push(data.as_i64().unwrap());
-    }
-    assert_eq!(received, [0, 1, 2, 3]);
-    broadcast(&mut bob, "r", json!(4)).await;
-    assert_eq!(event(&alice.recv().await).0, 4);
 
     // Her presence device reconnects: the watcher sees her online again,
     // once, with one device; bob was never dropped by A.
