@@ -95,6 +95,7 @@ mod publisher;
 pub mod recovery;
 mod remote;
 pub mod request;
+pub mod sharded;
 pub mod stats;
 mod subscriber;
 pub mod wire;
