@@ -367,17 +367,7 @@ impl Shared {
                 return;
             }
         }
-        if message.len() > self.config.max_message_bytes {
-            self.stats.received_too_large.fetch_add(1, Relaxed);
-            if let Some(held) = self.malformed_log.check() {
-                tracing::warn!(
-                    channel,
-                    bytes = message.len(),
-                    max = self.config.max_message_bytes,
-                    also_refused = held,
-                    "bus message over cluster.max_message_bytes: not delivered"
-                );
-            }
+        if self.too_large(channel, message.len()) {
             return;
         }
         self.deliver(
@@ -393,17 +383,7 @@ impl Shared {
     /// or an answer, by its type (as `ClusterAdapter.onMessage` reads it;
     /// the channel does not matter).
     pub(crate) fn on_shard_message(self: &Arc<Self>, channel: &str, message: Bytes) {
-        if message.len() > self.config.max_message_bytes {
-            self.stats.received_too_large.fetch_add(1, Relaxed);
-            if let Some(held) = self.malformed_log.check() {
-                tracing::warn!(
-                    channel,
-                    bytes = message.len(),
-                    max = self.config.max_message_bytes,
-                    also_refused = held,
-                    "bus message over cluster.max_message_bytes: not delivered"
-                );
-            }
+        if self.too_large(channel, message.len()) {
             return;
         }
         match sharded::decode(&message, &self.uid) {
@@ -432,6 +412,25 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Whether a message read is over `max_message_bytes` (then counted
+    /// and logged, not delivered).
+    fn too_large(&self, channel: &str, bytes: usize) -> bool {
+        if bytes <= self.config.max_message_bytes {
+            return false;
+        }
+        self.stats.received_too_large.fetch_add(1, Relaxed);
+        if let Some(held) = self.malformed_log.check() {
+            tracing::warn!(
+                channel,
+                bytes,
+                max = self.config.max_message_bytes,
+                also_refused = held,
+                "bus message over cluster.max_message_bytes: not delivered"
+            );
+        }
+        true
     }
 
     /// Delivers what a broadcast message said to this node's sockets of
@@ -555,7 +554,12 @@ impl Cluster {
         ));
         tokio::spawn(crate::subscriber::run(shared.clone(), stopped.clone()));
         tokio::spawn(crate::nodes::run(shared.clone(), stopped));
-        tracing::info!(uid = %shared.uid, prefix = %shared.config.key_prefix, "cluster bus starting");
+        tracing::info!(
+            uid = %shared.uid,
+            prefix = %shared.config.key_prefix,
+            pubsub = ?shared.config.pubsub,
+            "cluster bus starting"
+        );
         Ok(Cluster {
             inner: Arc::new(Inner { shared, stop }),
         })

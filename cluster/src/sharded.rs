@@ -98,25 +98,7 @@ pub fn encode_broadcast(message: &Outbound, uid: &str) -> Vec<u8> {
     w.str("data");
     wire::write_data(&mut w, &message.event, &message.args, false);
     w.str("opts");
-    w.map(3);
-    w.str("rooms");
-    w.array(message.rooms.len());
-    for room in &message.rooms {
-        w.str(room);
-    }
-    w.str("except");
-    w.array(message.except.len());
-    for room in &message.except {
-        w.str(room);
-    }
-    w.str("flags");
-    if message.volatile {
-        w.map(1);
-        w.str("volatile");
-        w.bool(true);
-    } else {
-        w.map(0);
-    }
+    message.write_opts(&mut w);
     w.str("uid");
     w.str(uid);
     w.str("nsp");

@@ -82,9 +82,9 @@ async fn serve(
             wanted.extend(subscribed.difference(&base).cloned());
         }
         let new: Vec<&Subscription> = wanted.difference(&subscribed).collect();
-        subscribe(&mut conn, &new, limit).await?;
+        change(&mut conn, &new, true, limit).await?;
         let old: Vec<&Subscription> = subscribed.difference(&wanted).collect();
-        unsubscribe(&mut conn, &old, limit).await?;
+        change(&mut conn, &old, false, limit).await?;
         subscribed = wanted;
         all_rooms = false;
         if shared.generation.load(Relaxed) != generation {
@@ -202,72 +202,41 @@ fn smessage(shared: &Arc<Shared>, data: Vec<Value>) {
 /// Shard channels subscribed or unsubscribed per round trip, at most.
 const SHARD_BATCH: usize = 256;
 
-/// Subscribes: patterns and channels one command each, shard channels
-/// [`SHARD_BATCH`] per pipeline.
-async fn subscribe(
+/// Subscribes (`on`) or unsubscribes: patterns and channels one command
+/// each, shard channels [`SHARD_BATCH`] per pipeline.
+async fn change(
     conn: &mut MultiplexedConnection,
-    new: &[&Subscription],
+    list: &[&Subscription],
+    on: bool,
     limit: std::time::Duration,
 ) -> Result<(), ClusterError> {
     let mut shards = Vec::new();
-    for subscription in new {
-        match subscription {
-            Subscription::Pattern(p) => timed(limit, conn.psubscribe(p)).await?,
-            Subscription::Channel(c) => timed(limit, conn.subscribe(c)).await?,
-            Subscription::Shard(c) => shards.push(c.as_str()),
+    for subscription in list {
+        match (subscription, on) {
+            (Subscription::Pattern(p), true) => timed(limit, conn.psubscribe(p)).await?,
+            (Subscription::Pattern(p), false) => timed(limit, conn.punsubscribe(p)).await?,
+            (Subscription::Channel(c), true) => timed(limit, conn.subscribe(c)).await?,
+            (Subscription::Channel(c), false) => timed(limit, conn.unsubscribe(c)).await?,
+            (Subscription::Shard(c), _) => shards.push(c.as_str()),
         }
     }
-    ssubscribe(conn, &shards, limit).await
-}
-
-async fn unsubscribe(
-    conn: &mut MultiplexedConnection,
-    old: &[&Subscription],
-    limit: std::time::Duration,
-) -> Result<(), ClusterError> {
-    let mut shards = Vec::new();
-    for subscription in old {
-        match subscription {
-            Subscription::Pattern(p) => timed(limit, conn.punsubscribe(p)).await?,
-            Subscription::Channel(c) => timed(limit, conn.unsubscribe(c)).await?,
-            Subscription::Shard(c) => shards.push(c.as_str()),
-        }
-    }
-    sunsubscribe(conn, &shards, limit).await
-}
-
-/// SSUBSCRIBE, one channel per command (redis-rs's multiplexed connection
-/// has no `ssubscribe`; each command's one confirmation is its reply).
-async fn ssubscribe(
-    conn: &mut MultiplexedConnection,
-    channels: &[&str],
-    limit: std::time::Duration,
-) -> Result<(), ClusterError> {
-    for chunk in channels.chunks(SHARD_BATCH) {
+    for chunk in shards.chunks(SHARD_BATCH) {
         let mut pipe = redis::pipe();
+        let command = if on { "SSUBSCRIBE" } else { "SUNSUBSCRIBE" };
         for channel in chunk {
-            pipe.cmd("SSUBSCRIBE").arg(*channel);
+            pipe.cmd(command).arg(*channel);
         }
-        timed(limit, pipe.exec_async(conn)).await?;
-    }
-    Ok(())
-}
-
-/// SUNSUBSCRIBE, then a PING whose reply alone is awaited: redis-rs 1.8
-/// does not take a raw SUNSUBSCRIBE's confirmation for its reply (it
-/// drops it, redis-rs#2533), so waiting for it would wait forever.
-async fn sunsubscribe(
-    conn: &mut MultiplexedConnection,
-    channels: &[&str],
-    limit: std::time::Duration,
-) -> Result<(), ClusterError> {
-    for chunk in channels.chunks(SHARD_BATCH) {
-        let mut pipe = redis::pipe();
-        for channel in chunk {
-            pipe.cmd("SUNSUBSCRIBE").arg(*channel);
+        if on {
+            // redis-rs's multiplexed connection has no `ssubscribe`: one
+            // channel per command, whose one confirmation is its reply.
+            timed(limit, pipe.exec_async(conn)).await?;
+        } else {
+            // redis-rs 1.8 does not take a raw SUNSUBSCRIBE's confirmation
+            // for its reply (it drops it, redis-rs#2533): waiting for it
+            // would wait forever, so a PING behind them is what is awaited.
+            pipe.cmd("PING");
+            timed(limit, conn.send_packed_commands(&pipe, 0, 1)).await?;
         }
-        pipe.cmd("PING");
-        timed(limit, conn.send_packed_commands(&pipe, 0, 1)).await?;
     }
     Ok(())
 }
@@ -295,9 +264,9 @@ async fn rooms_changed(
             old.push(subscription);
         }
     }
-    subscribe(conn, &new.iter().collect::<Vec<_>>(), limit).await?;
+    change(conn, &new.iter().collect::<Vec<_>>(), true, limit).await?;
     subscribed.extend(new);
-    unsubscribe(conn, &old.iter().collect::<Vec<_>>(), limit).await?;
+    change(conn, &old.iter().collect::<Vec<_>>(), false, limit).await?;
     for subscription in &old {
         subscribed.remove(subscription);
     }

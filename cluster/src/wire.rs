@@ -129,6 +129,12 @@ impl Outbound {
         let slot = write_data(&mut w, &self.event, &self.args, offset_slot);
         w.str("nsp");
         w.str(&self.nsp);
+        self.write_opts(&mut w);
+        (w.buf, slot)
+    }
+
+    /// `{rooms, except, flags}`, as `encodeOptions` gives them.
+    pub(crate) fn write_opts(&self, w: &mut Writer) {
         w.map(3);
         w.str("rooms");
         w.array(self.rooms.len());
@@ -148,7 +154,6 @@ impl Outbound {
         } else {
             w.map(0);
         }
-        (w.buf, slot)
     }
 }
 

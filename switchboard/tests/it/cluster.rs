@@ -1148,3 +1148,25 @@ async fn in_sharded_mode_server_side_events_and_their_acks_cross() {
     let acks: Vec<&str> = answer.value.iter().map(|v| v.get()).collect();
     assert_eq!(acks, [r#""pong""#]);
 }
+
+#[tokio::test]
+async fn in_sharded_mode_a_dropped_subscription_comes_back_with_its_rooms_channels() {
+    let Some(nodes) = start_cluster_with(2, "", "pubsub = \"sharded\"").await else {
+        return;
+    };
+    let url = redis_url().unwrap();
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let node_b = nodes[1].app.cluster.as_ref().unwrap();
+    let mut members = vec![Member::on(a, "a1").await, Member::on(b, "b1").await];
+    members[1].join("r1").await;
+    let room = format!("{}#/#r1#", node_b.key_prefix());
+    until_shard_subscribers(&url, &room, 1).await;
+
+    // B's subscription is cut: B opens it again, the room's channel with
+    // it, before it counts as up.
+    kill_connection(&url, node_b.uid(), "subscribe");
+    until(node_b, |s| s.subscribe_reconnects == 1).await;
+    until_shard_subscribers(&url, &room, 1).await;
+    let got = round(&mut members, 0, 1, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+}
