@@ -305,3 +305,56 @@ fn malformed_messages_are_errors_not_panics() {
         );
     }
 }
+
+/// A stand-in for a Redis 6 on loopback: `+OK` to every command but
+/// `PUBSUB SHARDNUMSUB`, which it does not know (as Redis 6 answers).
+async fn redis_6() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    // One reply per command (each starts with `*`).
+                    let mut reply = String::new();
+                    for command in text.split('*').filter(|c| !c.is_empty()) {
+                        reply.push_str(if command.contains("SHARDNUMSUB") {
+                            "-ERR unknown subcommand 'SHARDNUMSUB'. Try PUBSUB HELP.\r\n"
+                        } else {
+                            "+OK\r\n"
+                        });
+                    }
+                    if conn.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn sharded_mode_on_a_redis_before_7_is_refused_with_a_clear_message() {
+    let addr = redis_6().await;
+    let mut config = crate::ClusterConfig::new(format!("redis://{addr}"));
+    config.pubsub = crate::config::PubSub::Sharded;
+    let cluster = crate::Cluster::start(config.clone()).unwrap();
+    let err = cluster.check_server().await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("needs Redis 7.0 or later"), "{message}");
+    assert!(message.contains("unknown subcommand"), "{message}");
+    cluster.close(std::time::Duration::ZERO).await;
+
+    // Classic mode asks nothing of it.
+    config.pubsub = crate::config::PubSub::Classic;
+    let cluster = crate::Cluster::start(config).unwrap();
+    assert!(cluster.check_server().await.is_ok());
+    cluster.close(std::time::Duration::ZERO).await;
+}
