@@ -41,32 +41,30 @@ impl Adapter for RedisAdapter {
         if !self.room_channels {
             return self.local.add_all(ns, socket, rooms);
         }
-        // The rooms this join creates here get their channel (the Node
-        // adapter's "create-room"); a read of the rooms each, and the
-        // subscribing is the subscriber task's.
-        let created: Vec<&Room> = rooms.iter().filter(|r| !self.local.has_room(r)).collect();
-        self.local.add_all(ns, socket, rooms);
-        for room in created {
-            self.shared.room_touched(&self.nsp, room);
-        }
+        // A room this join creates here gets its channel (the Node
+        // adapter's "create-room"): noted in a set, the subscribing is the
+        // subscriber task's.
+        self.local.join(socket, rooms, |room| {
+            self.shared.room_touched(&self.nsp, room)
+        });
     }
 
     fn del(&self, ns: &Namespace, socket: &Socket, room: &str) {
-        self.local.del(ns, socket, room);
-        if self.room_channels && !self.local.has_room(room) {
+        if !self.room_channels {
+            return self.local.del(ns, socket, room);
+        }
+        if self.local.leave(socket, room) {
             // "delete-room": its channel goes.
             self.shared.room_touched(&self.nsp, &Room::from(room));
         }
     }
 
     fn del_all(&self, ns: &Namespace, socket: &Socket) -> Vec<Room> {
-        let left = self.local.del_all(ns, socket);
-        if self.room_channels {
-            for room in left.iter().filter(|r| !self.local.has_room(r)) {
-                self.shared.room_touched(&self.nsp, room);
-            }
+        if !self.room_channels {
+            return self.local.del_all(ns, socket);
         }
-        left
+        self.local
+            .leave_all(socket, |room| self.shared.room_touched(&self.nsp, room))
     }
 
     fn rooms_of(&self, ns: &Namespace, socket: &Socket) -> Vec<Room> {

@@ -1102,11 +1102,14 @@ async fn in_sharded_mode_room_broadcasts_reach_only_the_nodes_with_the_room_once
     until_shard_subscribers(&redis, &channel("r3"), 1).await;
     let got = round(&mut members, a1, 7, r#""rooms":["r3"]"#).await;
     assert_eq!(got, [("b2", 1)]);
-    // The last socket of a room gone, its node lets the channel go.
+    // The last socket of a room gone (it left; it disconnected), its node
+    // lets the channel go.
+    node_a.sockets_leave("/", &in_rooms(&["r3"]), &["r3".into()]);
+    until_shard_subscribers(&redis, &channel("r3"), 0).await;
     node_a.disconnect_sockets("/", &in_rooms(&["r2"]), false);
     assert_eq!(members[3].next_frame().await, "41");
     until_shard_subscribers(&redis, &channel("r2"), 0).await;
-    until_shard_subscribers(&redis, &channel("r3"), 0).await;
+    until_shard_subscribers(&redis, &channel("r1"), 2).await;
 }
 
 #[tokio::test]
