@@ -21,6 +21,7 @@ use crate::nodes::{Registry, heartbeat_channel};
 use crate::recovery::{RecoveryLog, RedisStore};
 use crate::remote::{Hooks, Pending};
 use crate::request;
+use crate::sharded;
 use crate::stats::{BusStats, StatsSnapshot, Throttle};
 use crate::wire::{self, Decoded, Outbound};
 
@@ -43,6 +44,8 @@ pub(crate) enum Subscription {
     Pattern(String),
     /// SUBSCRIBE.
     Channel(String),
+    /// SSUBSCRIBE (sharded mode).
+    Shard(String),
 }
 
 /// What waits in the publish queue.
@@ -81,8 +84,9 @@ impl std::fmt::Display for Queued {
 /// What the adapters and the connection tasks share.
 pub(crate) struct Shared {
     pub(crate) config: ClusterConfig,
-    /// This node's id on the bus: six characters as the Node adapter's
-    /// `uid2(6)`, never `emitter`.
+    /// This node's id on the bus: six characters as the classic Node
+    /// adapter's `uid2(6)`, never `emitter`; sixteen hex digits in sharded
+    /// mode, as `ClusterAdapter`'s.
     pub(crate) uid: String,
     pub(crate) stats: BusStats,
     queue: mpsc::Sender<Queued>,
@@ -127,6 +131,14 @@ pub(crate) struct Shared {
     /// Connection state recovery's store, once
     /// [`Cluster::recovery_store`] made it.
     pub(crate) recovery: std::sync::OnceLock<Arc<RedisStore>>,
+    /// In dynamic sharded mode, the rooms (namespace, room) that may have
+    /// been created or deleted since the subscriber last looked: it
+    /// SSUBSCRIBEs or SUNSUBSCRIBEs their channels as they are then. A set,
+    /// so a room joined and left a thousand times waits once; bounded by
+    /// the rooms there are.
+    pub(crate) rooms_touched: Mutex<std::collections::HashSet<(Room, Room)>>,
+    /// Wakes the subscriber when `rooms_touched` has something.
+    pub(crate) rooms_changed: Notify,
 }
 
 impl Shared {
@@ -240,12 +252,23 @@ impl Shared {
 
     /// What the subscriber must hold: the heartbeats, and per namespace
     /// the pattern of its broadcasts, its request channel, and the
-    /// response channels (the shared one and this node's own).
+    /// response channels (the shared one and this node's own). In sharded
+    /// mode, per namespace its channel and this node's response channel
+    /// (the rooms' are [`room_subscriptions`](Self::room_subscriptions)).
     pub(crate) fn subscriptions(&self) -> Vec<Subscription> {
         let prefix = &self.config.key_prefix;
         let receivers = self.receivers.read();
         let mut out = Vec::with_capacity(1 + 4 * receivers.len());
         out.push(Subscription::Channel(heartbeat_channel(prefix)));
+        if self.config.sharded() {
+            for nsp in receivers.keys() {
+                out.push(Subscription::Shard(sharded::channel_of(prefix, nsp)));
+                out.push(Subscription::Shard(sharded::response_channel(
+                    prefix, nsp, &self.uid,
+                )));
+            }
+            return out;
+        }
         for nsp in receivers.keys() {
             out.push(Subscription::Pattern(wire::pattern_of(prefix, nsp)));
             out.push(Subscription::Channel(request::request_channel(prefix, nsp)));
@@ -257,6 +280,64 @@ impl Shared {
             )));
         }
         out
+    }
+
+    /// In dynamic sharded mode, the channel of every room a socket of this
+    /// node is in (what a fresh connection subscribes to).
+    pub(crate) fn room_subscriptions(&self) -> Vec<Subscription> {
+        if !self.config.dynamic_rooms() {
+            return Vec::new();
+        }
+        let prefix = &self.config.key_prefix;
+        let receivers = self.receivers.read();
+        let mut out = Vec::new();
+        for (nsp, receiver) in receivers.iter() {
+            for room in receiver.local.room_names() {
+                out.push(Subscription::Shard(sharded::room_channel(
+                    prefix, nsp, &room,
+                )));
+            }
+        }
+        out
+    }
+
+    /// A room of namespace `nsp` may have been created or deleted on this
+    /// node (dynamic sharded mode): the subscriber looks at it. Never waits.
+    pub(crate) fn room_touched(&self, nsp: &Room, room: &Room) {
+        let added = self
+            .rooms_touched
+            .lock()
+            .insert((nsp.clone(), room.clone()));
+        if added {
+            self.rooms_changed.notify_one();
+        }
+    }
+
+    /// Takes up to `max` of the rooms touched, each with whether its
+    /// channel is wanted now (a socket of this node is in it).
+    pub(crate) fn take_touched_rooms(&self, max: usize) -> Vec<(String, bool)> {
+        let taken: Vec<(Room, Room)> = {
+            let mut touched = self.rooms_touched.lock();
+            let taken: Vec<(Room, Room)> = touched.iter().take(max).cloned().collect();
+            for key in &taken {
+                touched.remove(key);
+            }
+            if !touched.is_empty() {
+                // The rest on the next round.
+                self.rooms_changed.notify_one();
+            }
+            taken
+        };
+        let prefix = &self.config.key_prefix;
+        taken
+            .into_iter()
+            .map(|(nsp, room)| {
+                let wanted = self
+                    .receiver(&nsp)
+                    .is_some_and(|(_, local)| local.has_room(&room));
+                (sharded::room_channel(prefix, &nsp, &room), wanted)
+            })
+            .collect()
     }
 
     /// The namespace `nsp` and its rooms, if it receives from the bus.
@@ -311,20 +392,90 @@ impl Shared {
                 return;
             }
         }
-        if message.len() > self.config.max_message_bytes {
-            self.stats.received_too_large.fetch_add(1, Relaxed);
-            if let Some(held) = self.malformed_log.check() {
-                tracing::warn!(
-                    channel,
-                    bytes = message.len(),
-                    max = self.config.max_message_bytes,
-                    also_refused = held,
-                    "bus message over cluster.max_message_bytes: not delivered"
-                );
-            }
+        if self.too_large(channel, message.len()) {
             return;
         }
-        match wire::decode(&message, &self.uid, nsp) {
+        self.deliver(
+            wire::decode(&message, &self.uid, nsp),
+            channel,
+            nsp,
+            &ns,
+            &local,
+        );
+    }
+
+    /// A message on a shard channel (sharded mode): a broadcast, a request
+    /// or an answer, by its type (as `ClusterAdapter.onMessage` reads it;
+    /// the channel does not matter).
+    pub(crate) fn on_shard_message(self: &Arc<Self>, channel: &str, message: Bytes) {
+        if self.too_large(channel, message.len()) {
+            return;
+        }
+        match sharded::decode(&message, &self.uid) {
+            Ok(sharded::Message::Own) => {
+                self.stats.own.fetch_add(1, Relaxed);
+            }
+            Ok(sharded::Message::Ignored) => {}
+            Ok(sharded::Message::Broadcast { nsp, inbound }) => {
+                let Some((ns, local)) = self.receiver(&nsp) else {
+                    self.stats.other_namespace.fetch_add(1, Relaxed);
+                    return;
+                };
+                if self.out_of_touch() {
+                    // As in `on_message`: its clients are about to be
+                    // closed (sharded mode has no recovery: they come back
+                    // as new sockets and resynchronize).
+                    self.stats.out_of_touch.fetch_add(1, Relaxed);
+                    return;
+                }
+                self.deliver(Ok(Decoded::Broadcast(inbound)), channel, &nsp, &ns, &local);
+            }
+            Ok(sharded::Message::Request { nsp, request }) => {
+                self.on_shard_request(&nsp, request);
+            }
+            Ok(sharded::Message::Response {
+                request_id,
+                response,
+            }) => self.on_shard_response(&request_id, response),
+            Err(err) => {
+                self.stats.malformed.fetch_add(1, Relaxed);
+                if let Some(held) = self.malformed_log.check() {
+                    tracing::warn!(%err, channel, also_refused = held, "malformed bus message ignored");
+                }
+            }
+        }
+    }
+
+    /// Whether a message read is over `max_message_bytes` (then counted
+    /// and logged, not delivered).
+    fn too_large(&self, channel: &str, bytes: usize) -> bool {
+        if bytes <= self.config.max_message_bytes {
+            return false;
+        }
+        self.stats.received_too_large.fetch_add(1, Relaxed);
+        if let Some(held) = self.malformed_log.check() {
+            tracing::warn!(
+                channel,
+                bytes,
+                max = self.config.max_message_bytes,
+                also_refused = held,
+                "bus message over cluster.max_message_bytes: not delivered"
+            );
+        }
+        true
+    }
+
+    /// Delivers what a broadcast message said to this node's sockets of
+    /// namespace `nsp`.
+    fn deliver(
+        &self,
+        decoded: Result<Decoded, wire::WireError>,
+        channel: &str,
+        nsp: &str,
+        ns: &Arc<Namespace>,
+        local: &Arc<LocalAdapter>,
+    ) {
+        match decoded {
             Ok(Decoded::Own) => {
                 self.stats.own.fetch_add(1, Relaxed);
             }
@@ -341,7 +492,7 @@ impl Shared {
                         packet = packet.with_offset(offset);
                     }
                 }
-                let count = Adapter::broadcast(&*local, &ns, &packet, &inbound.opts);
+                let count = Adapter::broadcast(&**local, ns, &packet, &inbound.opts);
                 let stats = ns.stats();
                 stats.events_out.add(&inbound.event, count as u64);
                 stats.fanout.observe(count as f64);
@@ -403,7 +554,11 @@ impl Cluster {
         crate::config::check_url(&config.redis_url).map_err(ClusterError::Url)?;
         let (queue, queued) = mpsc::channel(config.publish_queue.max(1));
         let shared = Arc::new(Shared {
-            uid: new_uid(),
+            uid: if config.sharded() {
+                format!("{:016x}", rand::random::<u64>())
+            } else {
+                new_uid()
+            },
             stats: BusStats::default(),
             queue,
             receivers: RwLock::new(HashMap::new()),
@@ -423,6 +578,8 @@ impl Cluster {
             bus_gap: std::sync::atomic::AtomicBool::new(false),
             rejoin_lock: tokio::sync::Mutex::new(()),
             recovery: std::sync::OnceLock::new(),
+            rooms_touched: Mutex::new(std::collections::HashSet::new()),
+            rooms_changed: Notify::new(),
             config,
         });
         let (stop, stopped) = watch::channel(false);
@@ -433,7 +590,12 @@ impl Cluster {
         ));
         tokio::spawn(crate::subscriber::run(shared.clone(), stopped.clone()));
         tokio::spawn(crate::nodes::run(shared.clone(), stopped));
-        tracing::info!(uid = %shared.uid, prefix = %shared.config.key_prefix, "cluster bus starting");
+        tracing::info!(
+            uid = %shared.uid,
+            prefix = %shared.config.key_prefix,
+            pubsub = ?shared.config.pubsub,
+            "cluster bus starting"
+        );
         Ok(Cluster {
             inner: Arc::new(Inner { shared, stop }),
         })
@@ -464,6 +626,9 @@ impl Cluster {
         config: socketio::RecoveryConfig,
     ) -> Result<Arc<RedisStore>, ClusterError> {
         let shared = self.inner.shared.clone();
+        if shared.config.sharded() {
+            return Err(ClusterError::RecoveryNeedsClassic);
+        }
         if let Some(store) = shared.recovery.get() {
             return Ok(store.clone());
         }
@@ -478,6 +643,36 @@ impl Cluster {
         ));
         let store = RedisStore::start(&shared, log, &key);
         Ok(shared.recovery.get_or_init(|| store).clone())
+    }
+
+    /// In sharded mode, checks that Redis knows sharded pub/sub (7.0 or
+    /// later): `Err(ShardedUnsupported)` says it does not. A Redis that
+    /// cannot be reached now is not an error here (the node starts and
+    /// reconnects, as in classic mode); in classic mode, nothing is asked.
+    pub async fn check_server(&self) -> Result<(), ClusterError> {
+        let config = &self.inner.shared.config;
+        if !config.sharded() {
+            return Ok(());
+        }
+        let Ok(mut conn) = command_connection(config).await else {
+            return Ok(());
+        };
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg("SHARDNUMSUB")
+            .arg(crate::sharded::channel_of(&config.key_prefix, "/"));
+        match crate::publisher::timed(
+            config.command_timeout,
+            cmd.query_async::<redis::Value>(&mut conn),
+        )
+        .await
+        {
+            // An error Redis answered (not a broken connection): an unknown
+            // subcommand before 7.0.
+            Err(ClusterError::Redis(err)) if err.code().is_some() => {
+                Err(ClusterError::ShardedUnsupported(err.to_string()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// This node's uid on the bus.
@@ -645,18 +840,26 @@ pub(crate) fn backoff(delay: Duration, config: &ClusterConfig) -> Duration {
     (delay * 2).clamp(config.reconnect_min, config.reconnect_max)
 }
 
-/// The pid key shared by the nodes: made by the first to ask (SET NX),
-/// read by the others.
-async fn recovery_key(config: &ClusterConfig) -> Result<Vec<u8>, ClusterError> {
+/// A connection for one-off commands at start, within the connect and
+/// command timeouts.
+async fn command_connection(
+    config: &ClusterConfig,
+) -> Result<redis::aio::MultiplexedConnection, ClusterError> {
     let client = redis::Client::open(config.redis_url.as_str())?;
     let connection = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.command_timeout));
-    let mut conn = crate::publisher::timed(
+    crate::publisher::timed(
         config.connect_timeout + config.command_timeout,
         client.get_multiplexed_async_connection_with_config(&connection),
     )
-    .await?;
+    .await
+}
+
+/// The pid key shared by the nodes: made by the first to ask (SET NX),
+/// read by the others.
+async fn recovery_key(config: &ClusterConfig) -> Result<Vec<u8>, ClusterError> {
+    let mut conn = command_connection(config).await?;
     let fresh: String = (0..4)
         .map(|_| format!("{:016x}", rand::random::<u64>()))
         .collect();

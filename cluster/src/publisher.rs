@@ -1,5 +1,5 @@
 //! The publisher task: drains the publish queue into Redis, in order, up
-//! to `publish_batch` PUBLISHes per pipeline (one round trip for a burst),
+//! to `publish_batch` PUBLISHes (SPUBLISHes in sharded mode) per pipeline (one round trip for a burst),
 //! encoding each message on the way (off the emitting caller's path). Its
 //! connection is opened again, with backoff, when it fails; meanwhile the
 //! queue holds what is emitted, up to its bounds.
@@ -112,6 +112,11 @@ async fn send(
 ) -> Result<(), ClusterError> {
     let mut pipe = redis::pipe();
     let mut count = 0u64;
+    let publish = if shared.config.sharded() {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
+    };
     for message in batch {
         shared.dequeued(message);
         let (channel, payload) = match message {
@@ -134,6 +139,14 @@ async fn send(
                 count += 1;
                 continue;
             }
+            Queued::Broadcast(broadcast) if shared.config.sharded() => (
+                Cow::Owned(crate::sharded::broadcast_channel(
+                    &shared.config.key_prefix,
+                    broadcast,
+                    shared.config.dynamic_rooms(),
+                )),
+                Cow::Owned(crate::sharded::encode_broadcast(broadcast, &shared.uid)),
+            ),
             Queued::Broadcast(broadcast) => (
                 Cow::Owned(broadcast.channel(&shared.config.key_prefix)),
                 Cow::Owned(broadcast.encode(&shared.uid)),
@@ -155,7 +168,7 @@ async fn send(
             );
             continue;
         }
-        pipe.cmd("PUBLISH")
+        pipe.cmd(publish)
             .arg(channel.as_ref())
             .arg(payload.as_ref())
             .ignore();

@@ -57,6 +57,11 @@ impl App {
             Some(settings) => Some(cluster::Cluster::start(settings)?),
             None => None,
         };
+        if let Some(cluster) = &cluster {
+            // Sharded pub/sub on a Redis before 7.0 stops the start: every
+            // SSUBSCRIBE would fail.
+            cluster.check_server().await?;
+        }
         let mut hub_config = config.hub_config();
         let mut live = None;
         let mut cluster_typing = None;
@@ -85,7 +90,16 @@ impl App {
             };
             live = Some(stats);
             let recovery = hub_config.socketio.recovery;
-            if recovery.enabled() {
+            if recovery.enabled() && config.cluster.pubsub == crate::config::PubSubSection::Sharded
+            {
+                // Its log is published in the classic format (as Node's
+                // sharded adapter, which keeps no sessions either).
+                tracing::warn!(
+                    "connection state recovery is off: it needs cluster.pubsub = \"classic\" \
+                     (set socketio.recovery_window_ms = 0 to say so and silence this)"
+                );
+                hub_config.socketio.recovery.window = std::time::Duration::ZERO;
+            } else if recovery.enabled() {
                 // Sessions and missed events in Redis, for every node.
                 if let Err(err) = cluster.recovery_store(recovery).await {
                     // Recovering from a node's memory would miss the other

@@ -402,6 +402,23 @@ const SECTIONS: &[Section] = &[
                 "reconnect_max_ms",
                 "The longest wait between reconnection attempts (at least `reconnect_min_ms`).",
             ),
+            key(
+                "pubsub",
+                "The Redis pub/sub the bus uses. \"classic\": PUBLISH/PSUBSCRIBE in the \
+                 format of Node's `createAdapter` (what `@socket.io/redis-emitter` speaks). \
+                 \"sharded\": Redis 7's SPUBLISH/SSUBSCRIBE in the format of Node's \
+                 `createShardedAdapter`; needs Redis 7.0 or later (checked at start), and \
+                 turns connection state recovery off. Every node of a cluster, Node ones \
+                 included, must use the same (see docs/DEPLOY.md for the trade-off).",
+            ),
+            key(
+                "sharded_subscription_mode",
+                "With pubsub = \"sharded\": \"dynamic\" gives every room a channel, which \
+                 a node subscribes to while one of its sockets is in the room, so a \
+                 broadcast to one room reaches only the nodes that have it (Node's \
+                 default); \"static\" keeps one channel per namespace. Must match the \
+                 Node nodes' `subscriptionMode` (\"dynamic-private\" is not offered).",
+            ),
         ],
     },
     Section {

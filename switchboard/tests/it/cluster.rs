@@ -1163,3 +1163,179 @@ async fn a_client_whose_missed_events_are_gone_is_not_recovered_and_gets_none() 
     assert!(rooms.starts_with("43/secure,5["), "{rooms}");
     assert!(!rooms.contains("\"r\""), "{rooms}");
 }
+
+/// How many connections hold the shard channel `channel` (`PUBSUB
+/// SHARDNUMSUB`), once it is `n`: a node subscribes to a room's channel
+/// off the join's path, so a test waits for Redis to say so.
+async fn until_shard_subscribers(redis: &str, channel: &str, n: usize) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let out = redis_cli(redis, &["PUBSUB", "SHARDNUMSUB", channel]);
+            if out
+                .lines()
+                .nth(1)
+                .and_then(|l| l.trim().parse::<usize>().ok())
+                == Some(n)
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{channel} never had {n} subscribers"));
+}
+
+#[tokio::test]
+async fn in_sharded_mode_room_broadcasts_reach_only_the_nodes_with_the_room_once() {
+    let Some(nodes) = start_cluster_with(2, "", "pubsub = \"sharded\"").await else {
+        return;
+    };
+    let redis = redis_url().unwrap();
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let (node_a, node_b) = (
+        nodes[0].app.cluster.as_ref().unwrap(),
+        nodes[1].app.cluster.as_ref().unwrap(),
+    );
+    let channel = |room: &str| format!("{}#/#{room}#", node_a.key_prefix());
+    // ClusterAdapter's uids: sixteen hex digits.
+    assert_eq!(node_a.uid().len(), 16);
+    // Each node holds the namespace's channel.
+    let namespace = format!("{}#/#", node_a.key_prefix());
+    until_shard_subscribers(&redis, &namespace, 2).await;
+
+    let mut members = vec![
+        Member::on(a, "a1").await,
+        Member::on(a, "a2").await,
+        Member::on(b, "b1").await,
+        Member::on(b, "b2").await,
+    ];
+    members[0].join("r1").await;
+    members[2].join("r1").await;
+    members[3].join("r2").await;
+    // Dynamic mode: a room's channel is held by the nodes that have it.
+    until_shard_subscribers(&redis, &channel("r1"), 2).await;
+    until_shard_subscribers(&redis, &channel("r2"), 1).await;
+    let (a1, b1) = (0, 2);
+
+    // One room, either way, on its own channel.
+    let got = round(&mut members, a1, 1, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("a1", 1), ("b1", 1)]);
+    let got = round(&mut members, b1, 2, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("a1", 1), ("b1", 1)]);
+    // A room only the other node has.
+    let got = round(&mut members, a1, 3, r#""rooms":["r2"]"#).await;
+    assert_eq!(got, [("b2", 1)]);
+    // Two rooms, the namespace's channel: the union, once each.
+    let got = round(&mut members, a1, 4, r#""rooms":["r1","r2"]"#).await;
+    assert_eq!(got, [("a1", 1), ("b1", 1), ("b2", 1)]);
+    let got = round(&mut members, b1, 5, r#""except":["r1"]"#).await;
+    assert_eq!(got, [("a2", 1), ("b2", 1)]);
+    // A socket id as the room (the namespace's channel, as Node sends it).
+    let b2 = members[3].sid.clone();
+    let got = round(&mut members, a1, 6, &format!(r#""rooms":[{b2:?}]"#)).await;
+    assert_eq!(got, [("b2", 1)]);
+    let published: u64 = [node_a, node_b].iter().map(|n| n.stats().published).sum();
+    assert_eq!(published, 12, "6 broadcasts and 6 markers");
+
+    // A request is answered: the sockets of a room on every node.
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    assert_eq!((answer.asked, answer.answered), (Some(1), 1));
+    assert_eq!(answer.answered_by, [node_b.uid()]);
+    let (a1_sid, b1_sid) = (&members[0].sid, &members[2].sid);
+    assert_eq!(ids(&answer.value), sorted(&[a1_sid, b1_sid]));
+    // Every room, through the same request.
+    let rooms = node_b.all_rooms("/").await;
+    assert!(rooms.is_complete());
+    for room in ["r1", "r2", a1_sid, b1_sid] {
+        assert!(
+            rooms.value.contains(room),
+            "{room} not in {:?}",
+            rooms.value
+        );
+    }
+
+    // socketsJoin from A reaches B's socket, and B takes the new room's
+    // channel.
+    node_a.sockets_join("/", &in_rooms(&["r2"]), &["r3".into()]);
+    until_shard_subscribers(&redis, &channel("r3"), 1).await;
+    let got = round(&mut members, a1, 7, r#""rooms":["r3"]"#).await;
+    assert_eq!(got, [("b2", 1)]);
+    // The last socket of a room gone (it left; it disconnected), its node
+    // lets the channel go.
+    node_a.sockets_leave("/", &in_rooms(&["r3"]), &["r3".into()]);
+    until_shard_subscribers(&redis, &channel("r3"), 0).await;
+    node_a.disconnect_sockets("/", &in_rooms(&["r2"]), false);
+    assert_eq!(members[3].next_frame().await, "41");
+    until_shard_subscribers(&redis, &channel("r2"), 0).await;
+    until_shard_subscribers(&redis, &channel("r1"), 2).await;
+}
+
+#[tokio::test]
+async fn in_sharded_mode_server_side_events_and_their_acks_cross() {
+    let Some(nodes) = start_cluster_with(
+        2,
+        "",
+        "pubsub = \"sharded\"\nsharded_subscription_mode = \"static\"",
+    )
+    .await
+    else {
+        return;
+    };
+    let (node_a, node_b) = (
+        nodes[0].app.cluster.as_ref().unwrap(),
+        nodes[1].app.cluster.as_ref().unwrap(),
+    );
+    let (heard, mut hear) = tokio::sync::mpsc::unbounded_channel();
+    node_b.on_server_side_emit(move |event| {
+        if let Some(reply) = event.reply {
+            let value = serde_json::value::RawValue::from_string(r#""pong""#.into()).unwrap();
+            reply.send(&value);
+        }
+        let _ = heard.send((event.event, event.args.raw().to_owned()));
+    });
+    node_a.server_side_emit(
+        "/",
+        "hello",
+        &socketio::Args::from_parts("1".into(), vec![]),
+    );
+    assert_eq!(
+        hear.recv().await.unwrap(),
+        ("hello".to_owned(), "1".to_owned())
+    );
+    let answer = node_a
+        .server_side_emit_with_ack("/", "ping", &socketio::Args::new())
+        .await;
+    assert!(answer.is_complete(), "{answer:?}");
+    let acks: Vec<&str> = answer.value.iter().map(|v| v.get()).collect();
+    assert_eq!(acks, [r#""pong""#]);
+}
+
+#[tokio::test]
+async fn in_sharded_mode_a_dropped_subscription_comes_back_and_so_do_its_rooms_channels() {
+    let Some(nodes) = start_cluster_with(2, "", "pubsub = \"sharded\"").await else {
+        return;
+    };
+    let url = redis_url().unwrap();
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let node_b = nodes[1].app.cluster.as_ref().unwrap();
+    let mut members = vec![Member::on(a, "a1").await, Member::on(b, "b1").await];
+    members[1].join("r1").await;
+    let room = format!("{}#/#r1#", node_b.key_prefix());
+    until_shard_subscribers(&url, &room, 1).await;
+
+    // B's subscription is cut: B opens it again, and closes its client's
+    // connection as a transport (what was published meanwhile never
+    // reached B; sharded mode has no recovery, so the client comes back as
+    // a new socket and joins again). The room's channel comes back with it.
+    kill_connection(&url, node_b.uid(), "subscribe");
+    let frames = members[1].client.until_closed().await;
+    assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+    until(node_b, |s| s.subscribe_reconnects == 1 && s.rejoins == 1).await;
+    members[1] = Member::on(b, "b1").await;
+    members[1].join("r1").await;
+    until_shard_subscribers(&url, &room, 1).await;
+    let got = round(&mut members, 0, 1, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
+}
