@@ -101,9 +101,15 @@ conformance:
 #
 #   make bench        full matrix, 3 runs per server and case, about 15 min;
 #                     regenerates docs/BENCHMARKS.md (between its bench markers),
-#                     docs/bench-results.jsonl and docs/bench-chart.svg
+#                     docs/bench-results.jsonl and docs/bench-chart.svg; then
+#                     bench-cluster
 #   make bench-quick  small sizes, 1 run: a smoke test of a minute or two, written
 #                     to target/bench-quick/ (docs/ is left alone)
+#   make bench-cluster  one node alone, one node in cluster mode and three nodes
+#                     on one Redis, alternating, 3 runs each (about 20 min):
+#                     fan-out, Redis per broadcast, 3 x 19,000 connections;
+#                     writes docs/cluster-results.jsonl and docs/cluster-report.md
+#   make bench-cluster-quick  the same at small sizes, 1 run, in target/bench-cluster/
 #
 # Options for loadgen suite: BENCH_ARGS="--only fanout,echo --reps 5". See
 # docs/BENCHMARKS.md for single scenarios by hand.
@@ -111,7 +117,7 @@ conformance:
 BENCH_ARGS ?=
 LOADGEN := target/release/loadgen
 
-.PHONY: bench bench-quick bench-build bench-ceiling
+.PHONY: bench bench-quick bench-build bench-ceiling bench-cluster bench-cluster-quick
 
 bench-build:
 	$(CARGO) build --release -p switchboard -p loadgen
@@ -123,6 +129,16 @@ bench-build:
 # (with-postgres.sh exports its URL; without PostgreSQL those runs are skipped).
 bench: bench-build
 	tests/postgres/with-postgres.sh $(LOADGEN) suite --reps 3 $(BENCH_ARGS)
+	SB_BENCH_CLUSTER_OPTIONAL=1 bench/cluster.sh --reps 3 --out docs/cluster-results.jsonl
+
+# Starts its own throwaway Redis and PostgreSQL (bench/cluster.sh); no Node peer.
+bench-cluster:
+	$(CARGO) build --release -p switchboard -p loadgen
+	bench/cluster.sh --reps 3 --out docs/cluster-results.jsonl $(BENCH_CLUSTER_ARGS)
+
+bench-cluster-quick:
+	$(CARGO) build --release -p switchboard -p loadgen
+	bench/cluster.sh --quick $(BENCH_CLUSTER_ARGS)
 
 bench-quick: bench-build
 	tests/postgres/with-postgres.sh $(LOADGEN) suite --quick $(BENCH_ARGS)

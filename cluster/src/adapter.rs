@@ -23,6 +23,9 @@ pub struct RedisAdapter {
     shared: Arc<Shared>,
     /// The bus registration, once `init` has run.
     token: Mutex<Option<u64>>,
+    /// Rooms have channels of their own (dynamic sharded mode): their
+    /// creation and deletion here are told to the subscriber.
+    room_channels: bool,
 }
 
 impl RedisAdapter {
@@ -30,6 +33,7 @@ impl RedisAdapter {
         RedisAdapter {
             nsp: Room::from(nsp),
             local: Arc::new(LocalAdapter::default()),
+            room_channels: shared.config.dynamic_rooms(),
             shared,
             token: Mutex::new(None),
         }
@@ -38,15 +42,33 @@ impl RedisAdapter {
 
 impl Adapter for RedisAdapter {
     fn add_all(&self, ns: &Namespace, socket: &Arc<Socket>, rooms: &[Room]) {
-        self.local.add_all(ns, socket, rooms);
+        if !self.room_channels {
+            return self.local.add_all(ns, socket, rooms);
+        }
+        // A room this join creates here gets its channel (the Node
+        // adapter's "create-room"): noted in a set, the subscribing is the
+        // subscriber task's.
+        self.local.join(socket, rooms, |room| {
+            self.shared.room_touched(&self.nsp, room)
+        });
     }
 
     fn del(&self, ns: &Namespace, socket: &Socket, room: &str) {
-        self.local.del(ns, socket, room);
+        if !self.room_channels {
+            return self.local.del(ns, socket, room);
+        }
+        if self.local.leave(socket, room) {
+            // "delete-room": its channel goes.
+            self.shared.room_touched(&self.nsp, &Room::from(room));
+        }
     }
 
     fn del_all(&self, ns: &Namespace, socket: &Socket) -> Vec<Room> {
-        self.local.del_all(ns, socket)
+        if !self.room_channels {
+            return self.local.del_all(ns, socket);
+        }
+        self.local
+            .leave_all(socket, |room| self.shared.room_touched(&self.nsp, room))
     }
 
     fn rooms_of(&self, ns: &Namespace, socket: &Socket) -> Vec<Room> {

@@ -22,6 +22,7 @@ use crate::nodes::{Registry, heartbeat_channel};
 use crate::recovery::{RecoveryLog, RedisStore};
 use crate::remote::{Hooks, Pending};
 use crate::request;
+use crate::sharded;
 use crate::stats::{BusStats, StatsSnapshot, Throttle};
 use crate::wire::{self, Decoded, Outbound};
 
@@ -44,6 +45,8 @@ pub(crate) enum Subscription {
     Pattern(String),
     /// SUBSCRIBE.
     Channel(String),
+    /// SSUBSCRIBE (sharded mode).
+    Shard(String),
 }
 
 /// What waits in the publish queue.
@@ -91,8 +94,9 @@ impl std::fmt::Display for Queued {
 /// What the adapters and the connection tasks share.
 pub(crate) struct Shared {
     pub(crate) config: ClusterConfig,
-    /// This node's id on the bus: six characters as the Node adapter's
-    /// `uid2(6)`, never `emitter`.
+    /// This node's id on the bus: six characters as the classic Node
+    /// adapter's `uid2(6)`, never `emitter`; sixteen hex digits in sharded
+    /// mode, as `ClusterAdapter`'s.
     pub(crate) uid: String,
     pub(crate) stats: BusStats,
     queue: mpsc::Sender<Queued>,
@@ -119,9 +123,32 @@ pub(crate) struct Shared {
     /// Since when both connections have been up without a break (the
     /// heartbeat task keeps it).
     pub(crate) up_since: Mutex<Option<std::time::Instant>>,
+    /// When a heartbeat of this node last reached Redis: the others heard
+    /// it then, so past `heartbeat_timeout` since, they may have dropped
+    /// this node (see `nodes::Shared::out_of_touch`). Tokio's clock runs
+    /// through a SIGSTOP, so this holds the moment a frozen node wakes.
+    pub(crate) last_beat: Mutex<Option<std::time::Instant>>,
+    /// Set from when this node found itself silent past the timeout until
+    /// it has rejoined (announced itself and run the application's hook).
+    pub(crate) rejoining: std::sync::atomic::AtomicBool,
+    /// Set when the subscribing connection, once up, was lost: broadcasts
+    /// published until it is back never reached this node, so its clients
+    /// are closed to recover them (`nodes::Shared::rejoin`).
+    pub(crate) bus_gap: std::sync::atomic::AtomicBool,
+    /// One rejoin at a time (the heartbeat task and the subscriber both
+    /// start one).
+    pub(crate) rejoin_lock: tokio::sync::Mutex<()>,
     /// Connection state recovery's store, once
     /// [`Cluster::recovery_store`] made it.
     pub(crate) recovery: std::sync::OnceLock<Arc<RedisStore>>,
+    /// In dynamic sharded mode, the rooms (namespace, room) that may have
+    /// been created or deleted since the subscriber last looked: it
+    /// SSUBSCRIBEs or SUNSUBSCRIBEs their channels as they are then. A set,
+    /// so a room joined and left a thousand times waits once; bounded by
+    /// the rooms there are.
+    pub(crate) rooms_touched: Mutex<std::collections::HashSet<(Room, Room)>>,
+    /// Wakes the subscriber when `rooms_touched` has something.
+    pub(crate) rooms_changed: Notify,
 }
 
 impl Shared {
@@ -241,12 +268,23 @@ impl Shared {
 
     /// What the subscriber must hold: the heartbeats, and per namespace
     /// the pattern of its broadcasts, its request channel, and the
-    /// response channels (the shared one and this node's own).
+    /// response channels (the shared one and this node's own). In sharded
+    /// mode, per namespace its channel and this node's response channel
+    /// (the rooms' are [`room_subscriptions`](Self::room_subscriptions)).
     pub(crate) fn subscriptions(&self) -> Vec<Subscription> {
         let prefix = &self.config.key_prefix;
         let receivers = self.receivers.read();
         let mut out = Vec::with_capacity(1 + 4 * receivers.len());
         out.push(Subscription::Channel(heartbeat_channel(prefix)));
+        if self.config.sharded() {
+            for nsp in receivers.keys() {
+                out.push(Subscription::Shard(sharded::channel_of(prefix, nsp)));
+                out.push(Subscription::Shard(sharded::response_channel(
+                    prefix, nsp, &self.uid,
+                )));
+            }
+            return out;
+        }
         for nsp in receivers.keys() {
             out.push(Subscription::Pattern(wire::pattern_of(prefix, nsp)));
             out.push(Subscription::Channel(request::request_channel(prefix, nsp)));
@@ -258,6 +296,64 @@ impl Shared {
             )));
         }
         out
+    }
+
+    /// In dynamic sharded mode, the channel of every room a socket of this
+    /// node is in (what a fresh connection subscribes to).
+    pub(crate) fn room_subscriptions(&self) -> Vec<Subscription> {
+        if !self.config.dynamic_rooms() {
+            return Vec::new();
+        }
+        let prefix = &self.config.key_prefix;
+        let receivers = self.receivers.read();
+        let mut out = Vec::new();
+        for (nsp, receiver) in receivers.iter() {
+            for room in receiver.local.room_names() {
+                out.push(Subscription::Shard(sharded::room_channel(
+                    prefix, nsp, &room,
+                )));
+            }
+        }
+        out
+    }
+
+    /// A room of namespace `nsp` may have been created or deleted on this
+    /// node (dynamic sharded mode): the subscriber looks at it. Never waits.
+    pub(crate) fn room_touched(&self, nsp: &Room, room: &Room) {
+        let added = self
+            .rooms_touched
+            .lock()
+            .insert((nsp.clone(), room.clone()));
+        if added {
+            self.rooms_changed.notify_one();
+        }
+    }
+
+    /// Takes up to `max` of the rooms touched, each with whether its
+    /// channel is wanted now (a socket of this node is in it).
+    pub(crate) fn take_touched_rooms(&self, max: usize) -> Vec<(String, bool)> {
+        let taken: Vec<(Room, Room)> = {
+            let mut touched = self.rooms_touched.lock();
+            let taken: Vec<(Room, Room)> = touched.iter().take(max).cloned().collect();
+            for key in &taken {
+                touched.remove(key);
+            }
+            if !touched.is_empty() {
+                // The rest on the next round.
+                self.rooms_changed.notify_one();
+            }
+            taken
+        };
+        let prefix = &self.config.key_prefix;
+        taken
+            .into_iter()
+            .map(|(nsp, room)| {
+                let wanted = self
+                    .receiver(&nsp)
+                    .is_some_and(|(_, local)| local.has_room(&room));
+                (sharded::room_channel(prefix, &nsp, &room), wanted)
+            })
+            .collect()
     }
 
     /// The namespace `nsp` and its rooms, if it receives from the bus.
@@ -288,6 +384,16 @@ impl Shared {
         let Some((ns, local)) = self.receiver(nsp) else {
             return;
         };
+        if self.out_of_touch() {
+            // What Redis kept for this node while it was frozen, read as it
+            // wakes, or what arrives as its subscription is made again
+            // after a cut: its clients are about to be closed, and recover
+            // what they missed from the log. Queued to a connection that is
+            // being closed, a packet could reach the client after its
+            // socket disconnected and be replayed again once it recovers.
+            self.stats.out_of_touch.fetch_add(1, Relaxed);
+            return;
+        }
         // `<prefix>#<nsp>#<room>#`: skipped unread when no socket here is
         // in the room (the Node adapter's `hasRoom`).
         let room = channel
@@ -302,20 +408,90 @@ impl Shared {
                 return;
             }
         }
-        if message.len() > self.config.max_message_bytes {
-            self.stats.received_too_large.fetch_add(1, Relaxed);
-            if let Some(held) = self.malformed_log.check() {
-                tracing::warn!(
-                    channel,
-                    bytes = message.len(),
-                    max = self.config.max_message_bytes,
-                    also_refused = held,
-                    "bus message over cluster.max_message_bytes: not delivered"
-                );
-            }
+        if self.too_large(channel, message.len()) {
             return;
         }
-        match wire::decode(&message, &self.uid, nsp) {
+        self.deliver(
+            wire::decode(&message, &self.uid, nsp),
+            channel,
+            nsp,
+            &ns,
+            &local,
+        );
+    }
+
+    /// A message on a shard channel (sharded mode): a broadcast, a request
+    /// or an answer, by its type (as `ClusterAdapter.onMessage` reads it;
+    /// the channel does not matter).
+    pub(crate) fn on_shard_message(self: &Arc<Self>, channel: &str, message: Bytes) {
+        if self.too_large(channel, message.len()) {
+            return;
+        }
+        match sharded::decode(&message, &self.uid) {
+            Ok(sharded::Message::Own) => {
+                self.stats.own.fetch_add(1, Relaxed);
+            }
+            Ok(sharded::Message::Ignored) => {}
+            Ok(sharded::Message::Broadcast { nsp, inbound }) => {
+                let Some((ns, local)) = self.receiver(&nsp) else {
+                    self.stats.other_namespace.fetch_add(1, Relaxed);
+                    return;
+                };
+                if self.out_of_touch() {
+                    // As in `on_message`: its clients are about to be
+                    // closed (sharded mode has no recovery: they come back
+                    // as new sockets and resynchronize).
+                    self.stats.out_of_touch.fetch_add(1, Relaxed);
+                    return;
+                }
+                self.deliver(Ok(Decoded::Broadcast(inbound)), channel, &nsp, &ns, &local);
+            }
+            Ok(sharded::Message::Request { nsp, request }) => {
+                self.on_shard_request(&nsp, request);
+            }
+            Ok(sharded::Message::Response {
+                request_id,
+                response,
+            }) => self.on_shard_response(&request_id, response),
+            Err(err) => {
+                self.stats.malformed.fetch_add(1, Relaxed);
+                if let Some(held) = self.malformed_log.check() {
+                    tracing::warn!(%err, channel, also_refused = held, "malformed bus message ignored");
+                }
+            }
+        }
+    }
+
+    /// Whether a message read is over `max_message_bytes` (then counted
+    /// and logged, not delivered).
+    fn too_large(&self, channel: &str, bytes: usize) -> bool {
+        if bytes <= self.config.max_message_bytes {
+            return false;
+        }
+        self.stats.received_too_large.fetch_add(1, Relaxed);
+        if let Some(held) = self.malformed_log.check() {
+            tracing::warn!(
+                channel,
+                bytes,
+                max = self.config.max_message_bytes,
+                also_refused = held,
+                "bus message over cluster.max_message_bytes: not delivered"
+            );
+        }
+        true
+    }
+
+    /// Delivers what a broadcast message said to this node's sockets of
+    /// namespace `nsp`.
+    fn deliver(
+        &self,
+        decoded: Result<Decoded, wire::WireError>,
+        channel: &str,
+        nsp: &str,
+        ns: &Arc<Namespace>,
+        local: &Arc<LocalAdapter>,
+    ) {
+        match decoded {
             Ok(Decoded::Own) => {
                 self.stats.own.fetch_add(1, Relaxed);
             }
@@ -332,7 +508,7 @@ impl Shared {
                         packet = packet.with_offset(offset);
                     }
                 }
-                let count = Adapter::broadcast(&*local, &ns, &packet, &inbound.opts);
+                let count = Adapter::broadcast(&**local, ns, &packet, &inbound.opts);
                 let stats = ns.stats();
                 stats.events_out.add(&inbound.event, count as u64);
                 stats.fanout.observe(count as f64);
@@ -394,7 +570,11 @@ impl Cluster {
         crate::config::check_url(&config.redis_url).map_err(ClusterError::Url)?;
         let (queue, queued) = mpsc::channel(config.publish_queue.max(1));
         let shared = Arc::new(Shared {
-            uid: new_uid(),
+            uid: if config.sharded() {
+                format!("{:016x}", rand::random::<u64>())
+            } else {
+                new_uid()
+            },
             stats: BusStats::default(),
             queue,
             receivers: RwLock::new(HashMap::new()),
@@ -409,7 +589,13 @@ impl Cluster {
             hooks: RwLock::new(Hooks::default()),
             nodes: Registry::default(),
             up_since: Mutex::new(None),
+            last_beat: Mutex::new(None),
+            rejoining: std::sync::atomic::AtomicBool::new(false),
+            bus_gap: std::sync::atomic::AtomicBool::new(false),
+            rejoin_lock: tokio::sync::Mutex::new(()),
             recovery: std::sync::OnceLock::new(),
+            rooms_touched: Mutex::new(std::collections::HashSet::new()),
+            rooms_changed: Notify::new(),
             config,
         });
         let (stop, stopped) = watch::channel(false);
@@ -420,7 +606,12 @@ impl Cluster {
         ));
         tokio::spawn(crate::subscriber::run(shared.clone(), stopped.clone()));
         tokio::spawn(crate::nodes::run(shared.clone(), stopped));
-        tracing::info!(uid = %shared.uid, prefix = %shared.config.key_prefix, "cluster bus starting");
+        tracing::info!(
+            uid = %shared.uid,
+            prefix = %shared.config.key_prefix,
+            pubsub = ?shared.config.pubsub,
+            "cluster bus starting"
+        );
         Ok(Cluster {
             inner: Arc::new(Inner { shared, stop }),
         })
@@ -451,6 +642,9 @@ impl Cluster {
         config: socketio::RecoveryConfig,
     ) -> Result<Arc<RedisStore>, ClusterError> {
         let shared = self.inner.shared.clone();
+        if shared.config.sharded() {
+            return Err(ClusterError::RecoveryNeedsClassic);
+        }
         if let Some(store) = shared.recovery.get() {
             return Ok(store.clone());
         }
@@ -465,6 +659,36 @@ impl Cluster {
         ));
         let store = RedisStore::start(&shared, log, &key);
         Ok(shared.recovery.get_or_init(|| store).clone())
+    }
+
+    /// In sharded mode, checks that Redis knows sharded pub/sub (7.0 or
+    /// later): `Err(ShardedUnsupported)` says it does not. A Redis that
+    /// cannot be reached now is not an error here (the node starts and
+    /// reconnects, as in classic mode); in classic mode, nothing is asked.
+    pub async fn check_server(&self) -> Result<(), ClusterError> {
+        let config = &self.inner.shared.config;
+        if !config.sharded() {
+            return Ok(());
+        }
+        let Ok(mut conn) = command_connection(config).await else {
+            return Ok(());
+        };
+        let mut cmd = redis::cmd("PUBSUB");
+        cmd.arg("SHARDNUMSUB")
+            .arg(crate::sharded::channel_of(&config.key_prefix, "/"));
+        match crate::publisher::timed(
+            config.command_timeout,
+            cmd.query_async::<redis::Value>(&mut conn),
+        )
+        .await
+        {
+            // An error Redis answered (not a broken connection): an unknown
+            // subcommand before 7.0.
+            Err(ClusterError::Redis(err)) if err.code().is_some() => {
+                Err(ClusterError::ShardedUnsupported(err.to_string()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// This node's uid on the bus.
@@ -527,6 +751,17 @@ impl Cluster {
     /// count alive ([`nodes`](Cluster::nodes)) is one that stopped.
     pub fn hears_the_others(&self) -> bool {
         self.inner.shared.hears_the_others()
+    }
+
+    /// Whether the other nodes may have dropped this node and it has not
+    /// rejoined yet: its last heartbeat that reached Redis is older than
+    /// `heartbeat_timeout` (it was frozen, stuck, or cut off from Redis),
+    /// or it is rejoining ([`on_rejoin`](Cluster::on_rejoin)). True the
+    /// moment a frozen node wakes, before any of its tasks ran: what it
+    /// still holds of the live state the others ended (a typing start, a
+    /// timer) must not be acted on then.
+    pub fn out_of_touch(&self) -> bool {
+        self.inner.shared.out_of_touch()
     }
 
     /// A handle on the node's command connection to Redis (the publishing
@@ -621,18 +856,26 @@ pub(crate) fn backoff(delay: Duration, config: &ClusterConfig) -> Duration {
     (delay * 2).clamp(config.reconnect_min, config.reconnect_max)
 }
 
-/// The pid key shared by the nodes: made by the first to ask (SET NX),
-/// read by the others.
-async fn recovery_key(config: &ClusterConfig) -> Result<Vec<u8>, ClusterError> {
+/// A connection for one-off commands at start, within the connect and
+/// command timeouts.
+async fn command_connection(
+    config: &ClusterConfig,
+) -> Result<redis::aio::MultiplexedConnection, ClusterError> {
     let client = redis::Client::open(config.redis_url.as_str())?;
     let connection = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.command_timeout));
-    let mut conn = crate::publisher::timed(
+    crate::publisher::timed(
         config.connect_timeout + config.command_timeout,
         client.get_multiplexed_async_connection_with_config(&connection),
     )
-    .await?;
+    .await
+}
+
+/// The pid key shared by the nodes: made by the first to ask (SET NX),
+/// read by the others.
+async fn recovery_key(config: &ClusterConfig) -> Result<Vec<u8>, ClusterError> {
+    let mut conn = command_connection(config).await?;
     let fresh: String = (0..4)
         .map(|_| format!("{:016x}", rand::random::<u64>()))
         .collect();

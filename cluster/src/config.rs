@@ -43,9 +43,50 @@ pub struct ClusterConfig {
     pub reconnect_min: Duration,
     /// The longest wait between reconnection attempts.
     pub reconnect_max: Duration,
+    /// Which Redis pub/sub the bus uses (see [`PubSub`]).
+    pub pubsub: PubSub,
+    /// In sharded mode, whether a room has a channel of its own
+    /// ([`SubscriptionMode`]); classic mode ignores it.
+    pub sharded_subscription_mode: SubscriptionMode,
+}
+
+/// Which Redis pub/sub carries the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PubSub {
+    /// PUBLISH/PSUBSCRIBE in `@socket.io/redis-adapter`'s classic
+    /// `createAdapter` format (the emitter's too).
+    #[default]
+    Classic,
+    /// Redis 7's SPUBLISH/SSUBSCRIBE in the format of the Node package's
+    /// `createShardedAdapter` (socket.io-adapter's `ClusterAdapter`); see
+    /// [`crate::sharded`].
+    Sharded,
+}
+
+/// The sharded adapter's `subscriptionMode` (its `dynamic-private` is not
+/// offered: it would take a channel per socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubscriptionMode {
+    /// One channel per namespace: every node gets every broadcast.
+    Static,
+    /// Besides it, a channel per public room, which a node subscribes to
+    /// while one of its sockets is in the room: a broadcast to one room
+    /// reaches only the nodes that have it (Node's default).
+    #[default]
+    Dynamic,
 }
 
 impl ClusterConfig {
+    /// The bus is on sharded pub/sub.
+    pub fn sharded(&self) -> bool {
+        self.pubsub == PubSub::Sharded
+    }
+
+    /// The bus is on sharded pub/sub with a channel per room.
+    pub fn dynamic_rooms(&self) -> bool {
+        self.sharded() && self.sharded_subscription_mode == SubscriptionMode::Dynamic
+    }
+
     /// The defaults, for the Redis at `redis_url`.
     pub fn new(redis_url: impl Into<String>) -> ClusterConfig {
         ClusterConfig {
@@ -63,6 +104,8 @@ impl ClusterConfig {
             heartbeat_timeout: Duration::from_secs(10),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            pubsub: PubSub::Classic,
+            sharded_subscription_mode: SubscriptionMode::Dynamic,
         }
     }
 }

@@ -26,12 +26,13 @@ pub(crate) const ONCE_UID_SUFFIX: &str = "~once";
 
 /// Publishes a message unless its marker is set, and sets it.
 ///
-/// KEYS: marker. ARGV: channel, message, marker TTL ms. Returns how many
-/// subscribers got it, or false when it had been published already.
+/// KEYS: marker. ARGV: channel, message, marker TTL ms, and the command
+/// that publishes (`PUBLISH`, or `SPUBLISH` in sharded mode). Returns how
+/// many subscribers got it, or false when it had been published already.
 pub(crate) const ONCE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[3])
-return redis.call('PUBLISH', ARGV[1], ARGV[2])
+return redis.call(ARGV[4], ARGV[1], ARGV[2])
 "#;
 
 /// A broadcast in the publish queue whose emitter waits for it.

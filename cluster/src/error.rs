@@ -18,4 +18,16 @@ pub enum ClusterError {
     /// Redis answered something other than what was asked for.
     #[error("redis answered an unexpected {0}")]
     Malformed(&'static str),
+    /// `cluster.pubsub = "sharded"` on a Redis older than 7.0.
+    #[error(
+        "cluster.pubsub = \"sharded\" needs Redis 7.0 or later (sharded pub/sub, \
+         SSUBSCRIBE/SPUBLISH); this Redis answered: {0}"
+    )]
+    ShardedUnsupported(String),
+    /// Connection state recovery in Redis needs classic pub/sub.
+    #[error(
+        "connection state recovery across nodes needs cluster.pubsub = \"classic\" (its log \
+         is published with PUBLISH, in the classic format)"
+    )]
+    RecoveryNeedsClassic,
 }

@@ -33,6 +33,19 @@
 //! nodes too. An answer that lacks a node's part after `request_timeout`
 //! comes back partial and says so ([`Answer`]).
 //!
+//! # Sharded pub/sub
+//!
+//! With [`PubSub::Sharded`](config::PubSub) the same tasks speak the
+//! format of the Node package's `createShardedAdapter` ([`sharded`]):
+//! SPUBLISH on `<prefix>#<nsp>#` (or a room's own channel in dynamic
+//! mode), SSUBSCRIBE of it and of this node's answers channel, requests
+//! and answers on the same channels. redis-rs's multiplexed connection has
+//! no `ssubscribe`: the subscriber sends the raw commands (an SSUBSCRIBE's
+//! one confirmation is its reply; a SUNSUBSCRIBE's is dropped by redis-rs
+//! 1.8, so a PING behind it is what is awaited) and reads `smessage`
+//! pushes. Heartbeats stay on classic pub/sub; recovery is refused (its
+//! log publishes the classic format).
+//!
 //! # Choices
 //!
 //! - **The Redis client is redis-rs** (crate `redis` 1.x, actively
@@ -83,9 +96,13 @@
 //!   and publication at most once under a key.
 //! - `subscriber`: the task holding the subscribing connection.
 //! - `remote`: requests between nodes, served and sent; [`Answer`].
-//! - `nodes`: the other Switchboard nodes, by heartbeats.
+//! - `nodes`: the other Switchboard nodes, by heartbeats; whether this
+//!   node was silent itself past the timeout, and its rejoining.
 //! - [`request`]: the requests' and answers' wire format.
 //! - [`wire`]: the Node adapter's message format and channels.
+//! - [`sharded`]: the sharded adapter's (`cluster.pubsub = "sharded"`):
+//!   Redis 7's SPUBLISH/SSUBSCRIBE in socket.io-adapter's `ClusterAdapter`
+//!   format, read into the same requests and broadcasts.
 //! - [`msgpack`]: MessagePack as notepack.io writes and reads it.
 //! - [`stats`]: the counters, for `/metrics`.
 //! - [`recovery`]: connection state recovery's log and sessions in Redis.
@@ -102,6 +119,7 @@ mod publisher;
 pub mod recovery;
 mod remote;
 pub mod request;
+pub mod sharded;
 pub mod stats;
 mod subscriber;
 pub mod wire;
@@ -110,7 +128,7 @@ pub use adapter::RedisAdapter;
 pub use bus::{Cluster, Health};
 pub use config::{ClusterConfig, check_url};
 pub use error::ClusterError;
-pub use remote::{Answer, RemoteSocket, Reply, ServerSideEvent};
+pub use remote::{Answer, Rejoin, RemoteSocket, Reply, ServerSideEvent};
 pub use stats::StatsSnapshot;
 
 /// The Redis client this crate speaks through, for the state kept in

@@ -18,6 +18,36 @@
 //! heartbeating; once it is dead here a request checks that its
 //! subscription is still there (PUBSUB NUMSUB of its own response
 //! channel) and answers without waiting for it.
+//!
+//! # A node that was silent itself
+//!
+//! A node frozen past `heartbeat_timeout` (SIGSTOP, a long pause), or cut
+//! off from Redis that long, was dropped by the others meanwhile: its
+//! devices no longer count, its typing was stopped, its calls left. It
+//! finds out by itself: its last heartbeat that reached Redis is older
+//! than the timeout (`Shared::out_of_touch`; tokio's clock runs through a
+//! SIGSTOP, so this is true the moment it wakes, before any task of it
+//! ran). Until it has rejoined it sends no plain heartbeat, takes nobody
+//! for dead (its own silence is not theirs: the nodes it counted are
+//! given a fresh timeout), delivers no broadcast it reads (what Redis
+//! kept for it while it was stopped: its clients recover that from the
+//! log, and a packet queued to a connection being closed could reach the
+//! client after its socket disconnected, then be replayed again), and the
+//! application keeps its timers off the shared state
+//! (`Cluster::out_of_touch`). Once both connections are up
+//! it rejoins: it announces itself (INITIAL_HEARTBEAT: the others count
+//! it again and answer), then runs the application's hook
+//! (`Cluster::on_rejoin`), which drops what the others ended and closes
+//! its clients' connections so that they come back and are recovered.
+//! It is counted (`StatsSnapshot::rejoins`) and logged.
+//!
+//! A cut subscription (Redis restarted, the connection killed, its
+//! output buffer over `client-output-buffer-limit pubsub`) goes the same
+//! way, without the announce: the others still count this node, but what
+//! they published until it subscribed again never reached it, so its
+//! clients are closed to recover it (`Rejoin::dropped` false). Whether the
+//! others did drop it is not asked: a node silent that long is one they
+//! may have dropped, and a client's recovery costs little.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -30,6 +60,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::bus::{Shared, stop_requested};
 use crate::publisher::timed;
+use crate::remote::Rejoin;
 
 const INITIAL_HEARTBEAT: u8 = 1;
 const HEARTBEAT: u8 = 2;
@@ -124,6 +155,15 @@ impl Registry {
         self.state.lock().dead.iter().cloned().collect()
     }
 
+    /// Every node alive counts as heard now: this node itself was not
+    /// listening (frozen, or cut off), so their silence meant nothing.
+    fn refresh(&self) {
+        let now = Instant::now();
+        for last in self.state.lock().live.values_mut() {
+            *last = now;
+        }
+    }
+
     /// `uid` was dead and its subscription is gone too: forgotten.
     pub(crate) fn forget(&self, uid: &str) {
         self.state.lock().dead.retain(|d| d != uid);
@@ -135,9 +175,21 @@ impl Shared {
     /// through the publish queue: one stuck behind a full queue would say
     /// nothing true, and while the connection is down there is no one to
     /// tell.
-    async fn beat(&self, kind: u8) {
+    ///
+    /// Nothing is said while this node is out of touch: the others may
+    /// have dropped it, and count it again only once it rejoined.
+    async fn beat(&self, kind: u8) -> bool {
+        if self.out_of_touch() {
+            return false;
+        }
+        self.beat_now(kind).await
+    }
+
+    /// Publishes a heartbeat; returns whether Redis took it (and notes
+    /// when).
+    async fn beat_now(&self, kind: u8) -> bool {
         let Some(mut conn) = self.command.lock().clone() else {
-            return;
+            return false;
         };
         let payload = serde_json::to_vec(&Beat {
             uid: &self.uid,
@@ -152,20 +204,88 @@ impl Shared {
                 .query_async::<()>(&mut conn),
         )
         .await;
-        if let Err(err) = sent {
-            tracing::debug!(%err, "cluster: a heartbeat was not published");
+        match sent {
+            Ok(()) => {
+                *self.last_beat.lock() = Some(Instant::now());
+                true
+            }
+            Err(err) => {
+                tracing::debug!(%err, "cluster: a heartbeat was not published");
+                false
+            }
         }
     }
 
     /// This node (again) holds its subscriptions: it says so, and the
     /// others answer at once.
-    pub(crate) async fn announce(&self) {
-        self.beat(INITIAL_HEARTBEAT).await;
+    pub(crate) async fn announce(&self) -> bool {
+        self.beat_now(INITIAL_HEARTBEAT).await
     }
 
     /// This node stops: the others drop it at once.
     pub(crate) async fn farewell(&self) {
-        self.beat(ADAPTER_CLOSE).await;
+        self.beat_now(ADAPTER_CLOSE).await;
+    }
+
+    /// How long since this node's last heartbeat reached Redis, if that
+    /// is past `heartbeat_timeout`: the others may have dropped it.
+    fn lapsed(&self) -> Option<Duration> {
+        let last = (*self.last_beat.lock())?;
+        let silent = last.elapsed();
+        (silent > self.config.heartbeat_timeout).then_some(silent)
+    }
+
+    /// Whether the others may have dropped this node and it has not
+    /// rejoined yet (see the module docs).
+    pub(crate) fn out_of_touch(&self) -> bool {
+        self.rejoining.load(Relaxed) || self.bus_gap.load(Relaxed) || self.lapsed().is_some()
+    }
+
+    /// This node may have missed what the cluster said (see the module
+    /// docs): silent past the timeout, it announces itself (the others
+    /// count it again and answer); then the application drops what the
+    /// others ended and closes its clients. A cut subscription only needs
+    /// the clients closed. False if the announce did not reach Redis
+    /// (tried again later); true if there was nothing to do.
+    pub(crate) async fn rejoin(&self) -> bool {
+        let _one = self.rejoin_lock.lock().await;
+        let dropped = self.rejoining.load(Relaxed);
+        let gap = self.bus_gap.load(Relaxed);
+        if !dropped && !gap {
+            return true; // another rejoin just ran
+        }
+        let silent = (*self.last_beat.lock()).map_or(Duration::ZERO, |last| last.elapsed());
+        if dropped {
+            if !self.announce().await {
+                return false;
+            }
+            // Hearing the cluster starts again now: a whole timeout before
+            // a silence means anything to this node.
+            *self.up_since.lock() = Some(Instant::now());
+        }
+        self.stats.rejoins.fetch_add(1, Relaxed);
+        if dropped {
+            tracing::warn!(
+                ?silent,
+                timeout = ?self.config.heartbeat_timeout,
+                "cluster: this node was silent past the heartbeat timeout (frozen, or cut off \
+                 from Redis), so the others may have dropped it and ended its live state: it \
+                 rejoins, closing its clients' connections so that they reconnect and recover"
+            );
+        } else {
+            tracing::warn!(
+                "cluster: the subscription to Redis was cut and is back; broadcasts published \
+                 meanwhile never reached this node: closing its clients' connections so that \
+                 they reconnect and recover them"
+            );
+        }
+        let hook = self.hooks.read().rejoined.clone();
+        if let Some(hook) = hook {
+            hook(Rejoin { silent, dropped }).await;
+        }
+        self.bus_gap.store(false, Relaxed);
+        self.rejoining.store(false, Relaxed);
+        true
     }
 
     /// Tells the application that `uid` is no longer counted.
@@ -178,11 +298,14 @@ impl Shared {
 
     /// Whether this node's connections have been up for a whole
     /// `heartbeat_timeout`: then every node alive has been heard from, and
-    /// one not heard from is dead, not merely unheard.
+    /// one not heard from is dead, not merely unheard. Never while it is
+    /// out of touch (frozen meanwhile, it heard nothing).
     pub(crate) fn hears_the_others(&self) -> bool {
-        self.up_since
-            .lock()
-            .is_some_and(|since| since.elapsed() >= self.config.heartbeat_timeout)
+        !self.out_of_touch()
+            && self
+                .up_since
+                .lock()
+                .is_some_and(|since| since.elapsed() >= self.config.heartbeat_timeout)
     }
 
     /// A message on the heartbeat channel (read on the subscriber's task:
@@ -210,7 +333,9 @@ impl Shared {
                 }
                 if kind == INITIAL_HEARTBEAT {
                     let shared = self.clone();
-                    tokio::spawn(async move { shared.beat(HEARTBEAT).await });
+                    tokio::spawn(async move {
+                        shared.beat(HEARTBEAT).await;
+                    });
                 }
             }
         }
@@ -233,15 +358,30 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>)
     let mut announced = false;
     loop {
         tokio::select! {
-            _ = beat.tick() => shared.beat(HEARTBEAT).await,
+            _ = beat.tick() => {
+                shared.beat(HEARTBEAT).await;
+            }
             _ = sweep.tick() => {
-                // Once both connections work (at start, after Redis came
-                // back): the others answer with their heartbeats at once.
                 let up = shared.stats.publish_up.load(Relaxed) && shared.stats.subscribe_up.load(Relaxed);
-                if up && !announced {
-                    shared.announce().await;
+                // Silent past the timeout itself: before anything else,
+                // so that the nodes it counted are not taken for dead for
+                // its own silence.
+                if shared.lapsed().is_some() && !shared.rejoining.swap(true, Relaxed) {
+                    shared.nodes.refresh();
                 }
-                announced = up;
+                if shared.rejoining.load(Relaxed) || shared.bus_gap.load(Relaxed) {
+                    if up && shared.rejoin().await {
+                        announced = true;
+                    }
+                } else if up && !announced {
+                    // Once both connections work (at start, after Redis
+                    // came back): the others answer with their heartbeats
+                    // at once.
+                    announced = shared.announce().await;
+                }
+                if !up {
+                    announced = false;
+                }
                 {
                     let mut since = shared.up_since.lock();
                     match (up, *since) {
@@ -295,6 +435,18 @@ mod tests {
         nodes.closed("B");
         nodes.forget("C");
         assert!(nodes.live().is_empty() && nodes.dead().is_empty());
+    }
+
+    #[test]
+    fn after_this_node_was_silent_the_nodes_it_counted_get_a_fresh_timeout() {
+        let nodes = Registry::default();
+        nodes.seen("B");
+        // Silent for longer than the timeout below, as far as this node
+        // heard: without the refresh it would die.
+        std::thread::sleep(Duration::from_millis(50));
+        nodes.refresh();
+        assert!(nodes.sweep(Duration::from_millis(40)).is_empty());
+        assert_eq!(nodes.live(), ["B"]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The publisher task: drains the publish queue into Redis, in order, up
-//! to `publish_batch` PUBLISHes per pipeline (one round trip for a burst),
+//! to `publish_batch` PUBLISHes (SPUBLISHes in sharded mode) per pipeline (one round trip for a burst),
 //! encoding each message on the way (off the emitting caller's path). Its
 //! connection is opened again, with backoff, when it fails; meanwhile the
 //! queue holds what is emitted, up to its bounds.
@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use crate::bus::{Queued, Shared, backoff, name_connection, sleep_or_stop, stop_requested};
 use crate::confirmed::{Confirmed, ONCE, ONCE_UID_SUFFIX, ttl_ms};
 use crate::error::ClusterError;
+use crate::wire::Outbound;
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -120,6 +121,7 @@ async fn send(
 ) -> Result<(), ClusterError> {
     let mut pipe = redis::pipe();
     let mut count = 0u64;
+    let publish = publish_command(shared);
     for message in batch.iter_mut() {
         shared.dequeued(message);
         if let Queued::Confirmed(confirmed) = message {
@@ -154,10 +156,10 @@ async fn send(
                 count += 1;
                 continue;
             }
-            Queued::Broadcast(broadcast) => (
-                Cow::Owned(broadcast.channel(&shared.config.key_prefix)),
-                Cow::Owned(broadcast.encode(&shared.uid)),
-            ),
+            Queued::Broadcast(broadcast) => {
+                let (channel, payload) = encoded(shared, broadcast, &shared.uid);
+                (Cow::Owned(channel), Cow::Owned(payload))
+            }
             Queued::Raw { channel, payload } => (
                 Cow::Borrowed(channel.as_str()),
                 Cow::Borrowed(payload.as_slice()),
@@ -175,7 +177,7 @@ async fn send(
             );
             continue;
         }
-        pipe.cmd("PUBLISH")
+        pipe.cmd(publish)
             .arg(channel.as_ref())
             .arg(payload.as_ref())
             .ignore();
@@ -189,6 +191,29 @@ async fn send(
     Ok(())
 }
 
+/// `PUBLISH`, or `SPUBLISH` in sharded mode.
+fn publish_command(shared: &Shared) -> &'static str {
+    if shared.config.sharded() {
+        "SPUBLISH"
+    } else {
+        "PUBLISH"
+    }
+}
+
+/// A broadcast's channel and bytes from node `uid`, in the bus's format
+/// (the Node adapter's, or the sharded adapter's in sharded mode).
+fn encoded(shared: &Shared, message: &Outbound, uid: &str) -> (String, Vec<u8>) {
+    let prefix = &shared.config.key_prefix;
+    if shared.config.sharded() {
+        (
+            crate::sharded::broadcast_channel(prefix, message, shared.config.dynamic_rooms()),
+            crate::sharded::encode_broadcast(message, uid),
+        )
+    } else {
+        (message.channel(prefix), message.encode(uid))
+    }
+}
+
 /// The command that publishes a broadcast whose emitter waits for it
 /// (see [`crate::confirmed`]); `None` when it is not published (over
 /// `max_message_bytes`, or logged without a recovery store).
@@ -200,22 +225,23 @@ fn confirmed_cmd(shared: &Shared, confirmed: &Confirmed) -> Option<redis::Cmd> {
         let uid = format!("{}{}", shared.uid, crate::wire::LOGGED_UID_SUFFIX);
         store.log().append_cmd_once(message, &uid, once)
     } else if let Some((marker, ttl)) = once {
-        let payload = message.encode(&format!("{}{ONCE_UID_SUFFIX}", shared.uid));
+        let (channel, payload) =
+            encoded(shared, message, &format!("{}{ONCE_UID_SUFFIX}", shared.uid));
         let size = payload.len();
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(ONCE)
             .arg(1)
             .arg(marker)
-            .arg(message.channel(&shared.config.key_prefix))
+            .arg(channel)
             .arg(payload)
-            .arg(ttl_ms(*ttl));
+            .arg(ttl_ms(*ttl))
+            .arg(publish_command(shared));
         (cmd, size)
     } else {
-        let payload = message.encode(&shared.uid);
+        let (channel, payload) = encoded(shared, message, &shared.uid);
         let size = payload.len();
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(message.channel(&shared.config.key_prefix))
-            .arg(payload);
+        let mut cmd = redis::cmd(publish_command(shared));
+        cmd.arg(channel).arg(payload);
         (cmd, size)
     };
     if size > shared.config.max_message_bytes {

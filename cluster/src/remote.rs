@@ -35,6 +35,7 @@ use crate::request::{
     self, Acked, ClientCount, Fetched, FetchedSocket, Nothing, Request, RequestBody, Response,
     Rooms, SocketIds, Target, kind,
 };
+use crate::sharded;
 
 /// What the other nodes answered, with how complete it is.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +116,7 @@ pub struct ServerSideEvent {
 #[derive(Debug)]
 pub struct Reply {
     shared: Weak<Shared>,
+    nsp: String,
     channel: String,
     request_id: String,
 }
@@ -123,12 +125,16 @@ impl Reply {
     /// Sends the ack: one JSON value.
     pub fn send(self, value: &RawValue) {
         if let Some(shared) = self.shared.upgrade() {
-            let payload = request::response(
-                Some(kind::SERVER_SIDE_EMIT),
-                &self.request_id,
-                &shared.uid,
-                Acked { data: value },
-            );
+            let payload = if shared.config.sharded() {
+                sharded::server_side_emit_response(&shared.uid, &self.nsp, &self.request_id, value)
+            } else {
+                request::response(
+                    Some(kind::SERVER_SIDE_EMIT),
+                    &self.request_id,
+                    &shared.uid,
+                    Acked { data: value },
+                )
+            };
             shared.publish_raw(self.channel, payload);
         }
     }
@@ -137,6 +143,20 @@ impl Reply {
 type ServerSideHandler = dyn Fn(ServerSideEvent) + Send + Sync;
 type SocketData = dyn Fn(&Socket) -> Option<serde_json::Value> + Send + Sync;
 type NodeDropped = dyn Fn(&str) + Send + Sync;
+type Rejoined = dyn Fn(Rejoin) -> socketio::BoxFuture<()> + Send + Sync;
+
+/// Why this node closes its clients so that they recover
+/// ([`Cluster::on_rejoin`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejoin {
+    /// How long since this node's last heartbeat reached Redis.
+    pub silent: std::time::Duration,
+    /// Silent past `heartbeat_timeout`: the others may have dropped this
+    /// node and ended the live state it held (presence, typing, calls).
+    /// False when only its subscription was cut for a while: the others
+    /// still count it, but it may have missed what they published.
+    pub dropped: bool,
+}
 
 /// What the application plugs in.
 #[derive(Default)]
@@ -144,6 +164,7 @@ pub(crate) struct Hooks {
     server_side: Option<Arc<ServerSideHandler>>,
     socket_data: Option<Arc<SocketData>>,
     pub(crate) node_dropped: Option<Arc<NodeDropped>>,
+    pub(crate) rejoined: Option<Arc<Rejoined>>,
 }
 
 /// This node's requests waiting for answers, by request id. The channel
@@ -244,6 +265,33 @@ impl Shared {
         self.serve(&ns, &local, request);
     }
 
+    /// A request read from a shard channel (sharded mode).
+    pub(crate) fn on_shard_request(self: &Arc<Self>, nsp: &str, request: Request) {
+        let Some((ns, local)) = self.receiver(nsp) else {
+            return;
+        };
+        self.stats.requests_served.fetch_add(1, Relaxed);
+        self.serve(&ns, &local, request);
+    }
+
+    /// An answer read from a shard channel (sharded mode).
+    pub(crate) fn on_shard_response(&self, request_id: &str, response: Response) {
+        if let Some(waiter) = self.pending.lock().get(request_id).cloned() {
+            let _ = waiter.send(response);
+        }
+    }
+
+    /// Where requests and server-side emits of namespace `nsp` go: its
+    /// request channel, or in sharded mode its channel.
+    pub(crate) fn request_channel(&self, nsp: &str) -> String {
+        let prefix = &self.config.key_prefix;
+        if self.config.sharded() {
+            sharded::channel_of(prefix, nsp)
+        } else {
+            request::request_channel(prefix, nsp)
+        }
+    }
+
     fn malformed_request(&self, err: &dyn std::fmt::Display, nsp: &str) {
         self.stats.requests_malformed.fetch_add(1, Relaxed);
         if let Some(held) = self.malformed_log.check() {
@@ -256,6 +304,7 @@ impl Shared {
     fn answer_channel(&self, nsp: &str, request: &Request) -> String {
         let prefix = &self.config.key_prefix;
         match &request.uid {
+            Some(uid) if self.config.sharded() => sharded::response_channel(prefix, nsp, uid),
             Some(uid) => request::own_response_channel(prefix, nsp, uid),
             None => request::response_channel(prefix, nsp),
         }
@@ -310,14 +359,21 @@ impl Shared {
             }
             RequestBody::Fetch { opts } => {
                 let sockets = local.sockets(ns, opts);
-                let described = sockets.iter().map(|s| self.describe(s)).collect();
-                self.answer(nsp, &request, None, Fetched { sockets: described });
+                let described: Vec<FetchedSocket> =
+                    sockets.iter().map(|s| self.describe(s)).collect();
+                if !self.config.sharded() {
+                    self.answer(nsp, &request, None, Fetched { sockets: described });
+                } else if let Some(id) = &request.request_id {
+                    let payload = sharded::fetch_response(&self.uid, nsp, id, &described);
+                    self.publish_raw(self.answer_channel(nsp, &request), payload);
+                }
             }
             RequestBody::ServerSideEmit { event, args } => {
                 let handler = self.hooks.read().server_side.clone();
                 let Some(handler) = handler else { return };
                 let reply = request.request_id.clone().map(|request_id| Reply {
                     shared: Arc::downgrade(self),
+                    nsp: nsp.to_owned(),
                     channel: self.answer_channel(nsp, &request),
                     request_id,
                 });
@@ -371,14 +427,19 @@ impl Shared {
         };
         let sockets = local.sockets(ns, opts);
         let channel = self.answer_channel(ns.name(), request);
-        let count = request::response(
-            Some(kind::BROADCAST_CLIENT_COUNT),
-            &request_id,
-            &self.uid,
-            ClientCount {
-                client_count: sockets.len(),
-            },
-        );
+        let nsp = ns.name().to_owned();
+        let count = if self.config.sharded() {
+            sharded::client_count(&self.uid, &nsp, &request_id, sockets.len())
+        } else {
+            request::response(
+                Some(kind::BROADCAST_CLIENT_COUNT),
+                &request_id,
+                &self.uid,
+                ClientCount {
+                    client_count: sockets.len(),
+                },
+            )
+        };
         self.publish_raw(channel.clone(), count);
         ns.stats().events_out.add(event, sockets.len() as u64);
         let mut acks: FuturesUnordered<_> = sockets
@@ -391,7 +452,12 @@ impl Shared {
                 let (Ok(args), Some(shared)) = (result, shared.upgrade()) else {
                     continue;
                 };
-                shared.publish_raw(channel.clone(), request::broadcast_ack(&request_id, &args));
+                let ack = if shared.config.sharded() {
+                    sharded::broadcast_ack(&shared.uid, &nsp, &request_id, &args)
+                } else {
+                    request::broadcast_ack(&request_id, &args)
+                };
+                shared.publish_raw(channel.clone(), ack);
             }
         });
     }
@@ -520,16 +586,23 @@ impl Shared {
             return Err("not connected to Redis".to_owned());
         };
         let prefix = &self.config.key_prefix;
+        let sharded = self.config.sharded();
         let dead = self.nodes.dead();
         let mut pipe = redis::pipe();
         if !dead.is_empty() {
-            let numsub = pipe.cmd("PUBSUB").arg("NUMSUB");
+            let numsub = pipe
+                .cmd("PUBSUB")
+                .arg(if sharded { "SHARDNUMSUB" } else { "NUMSUB" });
             for uid in &dead {
-                numsub.arg(request::own_response_channel(prefix, nsp, uid));
+                numsub.arg(if sharded {
+                    sharded::response_channel(prefix, nsp, uid)
+                } else {
+                    request::own_response_channel(prefix, nsp, uid)
+                });
             }
         }
-        pipe.cmd("PUBLISH")
-            .arg(request::request_channel(prefix, nsp))
+        pipe.cmd(if sharded { "SPUBLISH" } else { "PUBLISH" })
+            .arg(self.request_channel(nsp))
             .arg(payload);
         let replies: Vec<redis::Value> =
             timed(self.config.command_timeout, pipe.query_async(&mut conn))
@@ -654,7 +727,13 @@ impl Cluster {
         }
         let uid = shared.uid.clone();
         let collected = shared
-            .ask(nsp, |id| request::fetch_request(&uid, id, opts))
+            .ask(nsp, |id| {
+                if shared.config.sharded() {
+                    sharded::fetch(&uid, nsp, id, opts)
+                } else {
+                    request::fetch_request(&uid, id, opts)
+                }
+            })
             .await;
         for response in &collected.responses {
             let listed = response.sockets.iter().flatten();
@@ -670,6 +749,14 @@ impl Cluster {
     /// has them).
     pub async fn socket_ids_elsewhere(&self, nsp: &str, rooms: &[Room]) -> Answer<Vec<String>> {
         let shared = self.shared();
+        if shared.config.sharded() {
+            // The sharded format has no SOCKETS request: the other nodes'
+            // part of a fetch.
+            return self
+                .fetched_elsewhere(nsp, rooms)
+                .await
+                .map(|sockets| sockets.into_iter().map(|s| s.id).collect());
+        }
         let uid = shared.uid.clone();
         let collected = shared
             .ask(nsp, |id| request::sockets_request(&uid, id, rooms))
@@ -692,6 +779,15 @@ impl Cluster {
                 .collect(),
             None => BTreeSet::new(),
         };
+        if shared.config.sharded() {
+            // No ALL_ROOMS request either: the rooms of every fetched
+            // socket (its own id among them).
+            let fetched = self.fetched_elsewhere(nsp, &[]).await;
+            return fetched.map(|sockets| {
+                rooms.extend(sockets.into_iter().flat_map(|s| s.rooms));
+                rooms
+            });
+        }
         let uid = shared.uid.clone();
         let collected = shared
             .ask(nsp, |id| request::all_rooms_request(&uid, id))
@@ -701,6 +797,24 @@ impl Cluster {
             rooms.extend(listed.filter_map(json_text));
         }
         collected.answer(shared, rooms)
+    }
+
+    /// The sockets of the other nodes in any of `rooms` (all when empty).
+    async fn fetched_elsewhere(&self, nsp: &str, rooms: &[Room]) -> Answer<Vec<RemoteSocket>> {
+        let shared = self.shared();
+        let uid = shared.uid.clone();
+        let opts = BroadcastOptions {
+            rooms: rooms.to_vec(),
+            ..Default::default()
+        };
+        let collected = shared
+            .ask(nsp, |id| sharded::fetch(&uid, nsp, id, &opts))
+            .await;
+        let sockets = (collected.responses.iter())
+            .flat_map(|r| r.sockets.iter().flatten())
+            .filter_map(|s| remote_socket(s.clone()))
+            .collect();
+        collected.answer(shared, sockets)
     }
 
     /// How many sockets of every node are in each of `rooms` of namespace
@@ -750,11 +864,12 @@ impl Cluster {
             }
         }
         if !opts.local {
-            let payload = request::membership_request(&shared.uid, join, opts, rooms);
-            shared.publish_raw(
-                request::request_channel(&shared.config.key_prefix, nsp),
-                payload,
-            );
+            let payload = if shared.config.sharded() {
+                sharded::membership(&shared.uid, nsp, join, opts, rooms)
+            } else {
+                request::membership_request(&shared.uid, join, opts, rooms)
+            };
+            shared.publish_raw(shared.request_channel(nsp), payload);
         }
     }
 
@@ -766,22 +881,24 @@ impl Cluster {
             disconnect(&local.sockets(&ns, opts), close);
         }
         if !opts.local {
-            let payload = request::disconnect_request(&shared.uid, opts, close);
-            shared.publish_raw(
-                request::request_channel(&shared.config.key_prefix, nsp),
-                payload,
-            );
+            let payload = if shared.config.sharded() {
+                sharded::disconnect(&shared.uid, nsp, opts, close)
+            } else {
+                request::disconnect_request(&shared.uid, opts, close)
+            };
+            shared.publish_raw(shared.request_channel(nsp), payload);
         }
     }
 
     /// Emits an event to the other nodes' servers (`serverSideEmit`).
     pub fn server_side_emit(&self, nsp: &str, event: &str, args: &Args) {
         let shared = self.shared();
-        let payload = request::server_side_emit_request(&shared.uid, None, event, args);
-        shared.publish_raw(
-            request::request_channel(&shared.config.key_prefix, nsp),
-            payload,
-        );
+        let payload = if shared.config.sharded() {
+            sharded::server_side_emit(&shared.uid, nsp, None, event, args)
+        } else {
+            request::server_side_emit_request(&shared.uid, None, event, args)
+        };
+        shared.publish_raw(shared.request_channel(nsp), payload);
     }
 
     /// Emits an event to the other nodes' servers and collects their acks
@@ -796,7 +913,11 @@ impl Cluster {
         let uid = shared.uid.clone();
         let collected = shared
             .ask(nsp, |id| {
-                request::server_side_emit_request(&uid, Some(id), event, args)
+                if shared.config.sharded() {
+                    sharded::server_side_emit(&uid, nsp, Some(id), event, args)
+                } else {
+                    request::server_side_emit_request(&uid, Some(id), event, args)
+                }
             })
             .await;
         let acks = (collected.responses.iter())
@@ -822,6 +943,27 @@ impl Cluster {
     /// the handler must not wait.
     pub fn on_node_dropped(&self, handler: impl Fn(&str) + Send + Sync + 'static) {
         self.shared().hooks.write().node_dropped = Some(Arc::new(handler));
+    }
+
+    /// What this node does when it may have missed what the cluster
+    /// said: either it was silent past `heartbeat_timeout` (frozen,
+    /// stuck, or cut off from Redis), so the others may have dropped it
+    /// and ended the live state it held (`Rejoin::dropped`), or its
+    /// subscription was cut and opened again, so broadcasts published
+    /// meanwhile never reached it. Called once it is back (announced
+    /// again to the others if they may have dropped it), before it
+    /// delivers anything read from the bus again: until the handler
+    /// returns, [`out_of_touch`](Cluster::out_of_touch) stays true and
+    /// what the bus brings is not delivered. The handler drops what this
+    /// node still holds of the state the others ended, and closes its
+    /// clients' connections so that they come back (connection state
+    /// recovery gives them what they missed; without it, they
+    /// resynchronize as after any reconnection).
+    pub fn on_rejoin(
+        &self,
+        handler: impl Fn(Rejoin) -> socketio::BoxFuture<()> + Send + Sync + 'static,
+    ) {
+        self.shared().hooks.write().rejoined = Some(Arc::new(handler));
     }
 
     /// What REMOTE_FETCH answers as a socket's `data` (Node's

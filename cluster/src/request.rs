@@ -301,11 +301,7 @@ fn broadcast_request(value: &Value, message: &Bytes, nsp: &str) -> Result<Reques
     let opts = value.get("opts").ok_or(WireError::Shape("no opts"))?;
     let inbound = wire::inbound(packet, opts, message, nsp)?
         .ok_or(WireError::Shape("a packet of another namespace"))?;
-    let timeout = match opts.get("flags").and_then(|f| f.get("timeout")) {
-        Some(Value::UInt(ms)) => Duration::from_millis(*ms),
-        Some(Value::F64(ms)) if ms.is_finite() && *ms >= 0.0 => Duration::from_millis(*ms as u64),
-        _ => DEFAULT_ACK_TIMEOUT,
-    };
+    let timeout = ack_timeout(opts);
     Ok(Request {
         uid: text("uid")?,
         request_id: text("requestId")?,
@@ -316,6 +312,16 @@ fn broadcast_request(value: &Value, message: &Bytes, nsp: &str) -> Result<Reques
             timeout,
         },
     })
+}
+
+/// How long the clients of a broadcast with acks may take: its options'
+/// `flags.timeout`, in milliseconds.
+pub(crate) fn ack_timeout(opts: &Value) -> Duration {
+    match opts.get("flags").and_then(|f| f.get("timeout")) {
+        Some(Value::UInt(ms)) => Duration::from_millis(*ms),
+        Some(Value::F64(ms)) if ms.is_finite() && *ms >= 0.0 => Duration::from_millis(*ms as u64),
+        _ => DEFAULT_ACK_TIMEOUT,
+    }
 }
 
 /// The request id of a response, read without the rest (every node reads
@@ -493,7 +499,7 @@ pub fn server_side_emit_request(
 }
 
 /// `[event, ...args]` as JSON text.
-fn event_array(event: &str, args: &Args) -> String {
+pub(crate) fn event_array(event: &str, args: &Args) -> String {
     let mut data = serde_json::to_string(event).unwrap_or_default();
     data.insert(0, '[');
     if !args.is_empty() {
@@ -586,7 +592,7 @@ pub fn broadcast_ack(request_id: &str, args: &Args) -> Vec<u8> {
 }
 
 /// The first argument's JSON text.
-fn first_arg(args: &Args) -> Option<String> {
+pub(crate) fn first_arg(args: &Args) -> Option<String> {
     if args.is_empty() {
         return None;
     }

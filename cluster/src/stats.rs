@@ -20,11 +20,13 @@ pub struct BusStats {
     pub(crate) delivered: AtomicU64,
     pub(crate) own: AtomicU64,
     pub(crate) unknown_room: AtomicU64,
+    pub(crate) out_of_touch: AtomicU64,
     pub(crate) other_namespace: AtomicU64,
     pub(crate) malformed: AtomicU64,
     pub(crate) received_too_large: AtomicU64,
     pub(crate) publish_reconnects: AtomicU64,
     pub(crate) subscribe_reconnects: AtomicU64,
+    pub(crate) rejoins: AtomicU64,
     pub(crate) requests_served: AtomicU64,
     pub(crate) requests_malformed: AtomicU64,
     pub(crate) requests_sent: AtomicU64,
@@ -58,6 +60,9 @@ pub struct StatsSnapshot {
     pub own: u64,
     /// Messages for a room no socket of this node is in (ignored unread).
     pub unknown_room: u64,
+    /// Broadcasts read while this node was out of touch (it rejoins and
+    /// closes its clients, which recover them from the log): not delivered.
+    pub out_of_touch: u64,
     /// Messages of another namespace on a matching channel (ignored).
     pub other_namespace: u64,
     /// Messages that are not a broadcast (counted and logged).
@@ -68,6 +73,9 @@ pub struct StatsSnapshot {
     pub publish_reconnects: u64,
     /// Times the subscribing connection was opened again after a failure.
     pub subscribe_reconnects: u64,
+    /// Times this node found it had been silent past `heartbeat_timeout`
+    /// (frozen, or cut off from Redis) and rejoined the cluster clean.
+    pub rejoins: u64,
     /// Requests of other nodes (or of an emitter) served.
     pub requests_served: u64,
     /// Requests or answers that could not be read (counted and logged).
@@ -92,11 +100,13 @@ impl BusStats {
             delivered: self.delivered.load(Relaxed),
             own: self.own.load(Relaxed),
             unknown_room: self.unknown_room.load(Relaxed),
+            out_of_touch: self.out_of_touch.load(Relaxed),
             other_namespace: self.other_namespace.load(Relaxed),
             malformed: self.malformed.load(Relaxed),
             received_too_large: self.received_too_large.load(Relaxed),
             publish_reconnects: self.publish_reconnects.load(Relaxed),
             subscribe_reconnects: self.subscribe_reconnects.load(Relaxed),
+            rejoins: self.rejoins.load(Relaxed),
             requests_served: self.requests_served.load(Relaxed),
             requests_malformed: self.requests_malformed.load(Relaxed),
             requests_sent: self.requests_sent.load(Relaxed),

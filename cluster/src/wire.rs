@@ -129,6 +129,12 @@ impl Outbound {
         let slot = write_data(&mut w, &self.event, &self.args, offset_slot);
         w.str("nsp");
         w.str(&self.nsp);
+        self.write_opts(&mut w);
+        (w.buf, slot)
+    }
+
+    /// `{rooms, except, flags}`, as `encodeOptions` gives them.
+    pub(crate) fn write_opts(&self, w: &mut Writer) {
         w.map(3);
         w.str("rooms");
         w.array(self.rooms.len());
@@ -148,7 +154,6 @@ impl Outbound {
         } else {
             w.map(0);
         }
-        (w.buf, slot)
     }
 }
 
@@ -166,6 +171,16 @@ pub(crate) fn write_json_value(w: &mut Writer, json: &str, attachments: &[Bytes]
     }
 }
 
+/// JSON text as the MessagePack notepack writes for the value
+/// `JSON.parse` gives (so that one reader serves both of the sharded
+/// adapter's encodings); `None` if it is not JSON.
+pub(crate) fn json_to_msgpack(json: &str) -> Option<Vec<u8>> {
+    let value: Js = serde_json::from_str(json).ok()?;
+    let mut w = Writer::with_capacity(json.len());
+    value.write(&mut w, &[]);
+    Some(w.buf)
+}
+
 /// The rooms once each, in their first order (a publish to a thousand
 /// users names a thousand rooms: no quadratic scan).
 fn distinct(rooms: impl Iterator<Item = Room>) -> Vec<Room> {
@@ -177,7 +192,12 @@ fn distinct(rooms: impl Iterator<Item = Room>) -> Vec<Room> {
 /// its JSON text.
 /// Writes `[event, ...args]`, and with `offset_slot` one more string of
 /// [`OFFSET_DIGITS`] zeros, whose position is returned.
-fn write_data(w: &mut Writer, event: &str, args: &Args, offset_slot: bool) -> Option<usize> {
+pub(crate) fn write_data(
+    w: &mut Writer,
+    event: &str,
+    args: &Args,
+    offset_slot: bool,
+) -> Option<usize> {
     // The arguments' text came from a JSON parser or serializer: it parses.
     // Should it not, the event still goes out, with no arguments, rather
     // than a panic on the publisher task.
@@ -422,8 +442,20 @@ pub(crate) fn inbound(
     message: &Bytes,
     nsp: &str,
 ) -> Result<Option<Inbound>, WireError> {
+    inbound_or(packet, opts, message, nsp, "/")
+}
+
+/// [`inbound`], a packet without `nsp` taken for namespace `unnamed` (the
+/// sharded adapter's packets leave it out: their message names it).
+pub(crate) fn inbound_or(
+    packet: &Value,
+    opts: &Value,
+    message: &Bytes,
+    nsp: &str,
+    unnamed: &str,
+) -> Result<Option<Inbound>, WireError> {
     let packet_nsp = match packet.get("nsp") {
-        None | Some(Value::Undefined) => "/",
+        None | Some(Value::Undefined) => unnamed,
         Some(value) => value.as_str().ok_or(WireError::Shape("nsp"))?,
     };
     if packet_nsp != nsp {
@@ -472,7 +504,7 @@ pub(crate) fn inbound(
 }
 
 /// A list of rooms (JavaScript rooms may be numbers); absent = none.
-fn rooms(value: Option<&Value>) -> Result<Vec<Room>, WireError> {
+pub(crate) fn rooms(value: Option<&Value>) -> Result<Vec<Room>, WireError> {
     match value {
         None | Some(Value::Nil | Value::Undefined) => Ok(Vec::new()),
         Some(Value::Array(items)) => items.iter().map(|v| js_string(v).map(Room::from)).collect(),

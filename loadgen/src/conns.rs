@@ -1,6 +1,8 @@
 //! `conns`: open N idle Socket.IO connections, hold them while answering
 //! pings, and measure what they cost the server in resident memory
-//! (VmRSS of `--pid` before the ramp and after the hold).
+//! (VmRSS of `--pid` before the ramp and after the hold). With several URLs
+//! the connections go to them in turn; `--pid` is then the first URL's server,
+//! and the memory per connection counts the connections it got.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,13 +41,19 @@ pub async fn run(ctx: Ctx, a: ConnsArgs) -> anyhow::Result<Value> {
     let disconnects = Arc::new(Failures::default());
     let dropped = Arc::new(AtomicU64::new(0));
     let mut stops = Vec::with_capacity(a.connections);
+    let n_urls = ctx.targets.len().max(1);
+    let by_url: Arc<Vec<AtomicU64>> = Arc::new((0..n_urls).map(|_| AtomicU64::new(0)).collect());
 
     let t0 = Instant::now();
-    let (times, handles) = sio::ramp(&ctx, a.connections, 2048, |_| {
+    let (times, handles) = sio::ramp(&ctx, a.connections, 2048, |i| {
         let (tx, mut rx) = oneshot::channel::<()>();
         stops.push(tx);
         let (disconnects, dropped) = (disconnects.clone(), dropped.clone());
+        let by_url = by_url.clone();
         move |mut conn| async move {
+            if let Some(c) = by_url.get(i % n_urls) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
             if let Err(f) = sio::hold(&mut conn, &mut rx).await {
                 dropped.fetch_add(1, Ordering::Relaxed);
                 f.count_in(&disconnects);
@@ -72,7 +80,14 @@ pub async fn run(ctx: Ctx, a: ConnsArgs) -> anyhow::Result<Value> {
         let _ = h.await;
     }
 
-    let per_conn = match (rss_after, ok) {
+    // The connections `--pid` holds: all of them, or the first URL's.
+    let counts: Vec<u64> = by_url.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let held = if n_urls > 1 {
+        counts.first().copied().unwrap_or(0)
+    } else {
+        ok
+    };
+    let per_conn = match (rss_after, held) {
         (Some(after), ok) if ok > 0 => {
             json!(round1(
                 (after as f64 - rss_before as f64) * 1024.0 / ok as f64
@@ -80,7 +95,7 @@ pub async fn run(ctx: Ctx, a: ConnsArgs) -> anyhow::Result<Value> {
         }
         _ => Value::Null,
     };
-    Ok(json!({
+    let mut metrics = json!({
         "connections_requested": a.connections,
         "connections_ok": ok,
         "failures": ctx.failures.total(),
@@ -95,5 +110,11 @@ pub async fn run(ctx: Ctx, a: ConnsArgs) -> anyhow::Result<Value> {
         "vmhwm_after_kb": hwm_after,
         "bytes_per_connection": per_conn,
         "cpu_during_hold": cpu,
-    }))
+    });
+    if n_urls > 1
+        && let Value::Object(m) = &mut metrics
+    {
+        m.insert("connections_ok_by_url".into(), json!(counts));
+    }
+    Ok(metrics)
 }

@@ -11,6 +11,11 @@
 //! message incomplete for `--stall-secs` is given up so a loss cannot stall
 //! the run forever); in rate mode it publishes on a fixed schedule. The
 //! publisher's own copies of `msg` are read and ignored.
+//!
+//! With several URLs (a cluster's nodes) subscribers go to them in turn and
+//! the publisher to the first; the metrics then also say how many
+//! subscribers each URL got and split the latency between the subscribers
+//! of the publisher's server and those of the others (cross-node).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -25,8 +30,8 @@ use tokio::sync::{Notify, oneshot};
 use crate::Common;
 use crate::sio::{self, Ctx, Fail, Target};
 use crate::stats::{
-    CpuSample, Failures, LocalSamples, Recorder, instant_at, now_us, parse_u64, push_u64, round1,
-    round2,
+    CpuSample, Failures, LocalSamples, Recorder, instant_at, now_us, parse_u64, proc_cpu_secs,
+    push_u64, round1, round2,
 };
 use crate::ws::WsConn;
 
@@ -79,6 +84,12 @@ pub struct FanoutArgs {
     /// timed run would deliver however many the slowed server manages.
     #[arg(long)]
     pub messages: Option<u64>,
+    /// Other processes (a cluster's other nodes, its Redis) whose CPU over
+    /// the measured window is reported too, in `cpu_of_pids`, in percent
+    /// of one core.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cpu_pids: Vec<u32>,
 }
 
 /// State shared by the publisher, the subscribers and the coordinator.
@@ -96,8 +107,19 @@ struct Shared {
     measured_deliveries: AtomicU64,
     unparsed: AtomicU64,
     latency: Recorder,
+    /// With several URLs: the latency of the first URL's subscribers (the
+    /// publisher's server) and of the others' (cross-node), and how many
+    /// subscribers each URL got.
+    by_url: Option<ByUrl>,
     disconnects: Failures,
     dropped: AtomicU64,
+}
+
+/// The per-URL breakdown of a run against several servers.
+struct ByUrl {
+    same: Recorder,
+    other: Recorder,
+    subscribers: Vec<AtomicU64>,
 }
 
 /// What the publisher reports when it stops publishing.
@@ -133,17 +155,23 @@ pub async fn run(ctx: Ctx, a: FanoutArgs) -> anyhow::Result<Value> {
         measured_deliveries: AtomicU64::new(0),
         unparsed: AtomicU64::new(0),
         latency: Recorder::new(),
+        by_url: (ctx.targets.len() > 1).then(|| ByUrl {
+            same: Recorder::new(),
+            other: Recorder::new(),
+            subscribers: ctx.targets.iter().map(|_| AtomicU64::new(0)).collect(),
+        }),
         disconnects: Failures::default(),
         dropped: AtomicU64::new(0),
     });
 
     // Subscribers.
     let mut stops = Vec::with_capacity(a.subscribers + 1);
-    let (times, mut handles) = sio::ramp(&ctx, a.subscribers, 4096, |_| {
+    let n_urls = ctx.targets.len().max(1);
+    let (times, mut handles) = sio::ramp(&ctx, a.subscribers, 4096, |i| {
         let (tx, rx) = oneshot::channel::<()>();
         stops.push(tx);
         let sh = sh.clone();
-        move |conn| subscriber(conn, sh, rx)
+        move |conn| subscriber(conn, sh, i % n_urls, rx)
     })
     .await;
     let n_ok = times.len() as u64;
@@ -194,6 +222,7 @@ pub async fn run(ctx: Ctx, a: FanoutArgs) -> anyhow::Result<Value> {
 
     tokio::time::sleep_until(instant_at(m_start).into()).await;
     let cpu = CpuSample::take(ctx_pid(&a));
+    let others = OtherCpu::take(&a.cpu_pids);
     // With --messages the publisher may be done before the duration ends:
     // then the run goes on to the drain at once.
     let (cpu, done) = if a.messages.is_some() {
@@ -203,6 +232,7 @@ pub async fn run(ctx: Ctx, a: FanoutArgs) -> anyhow::Result<Value> {
         tokio::time::sleep_until(instant_at(m_end).into()).await;
         (cpu.since(), done_rx.await)
     };
+    let others = others.since();
     let done = done
         .context("publisher task ended without a report")?
         .map_err(|f| anyhow::anyhow!("publisher failed: {}: {}", f.kind, f.detail))?;
@@ -239,7 +269,7 @@ pub async fn run(ctx: Ctx, a: FanoutArgs) -> anyhow::Result<Value> {
     let deliveries = sh.deliveries.load(Ordering::Acquire);
     let measured = sh.measured_deliveries.load(Ordering::Acquire);
     let expected_total = done.published * n_ok;
-    Ok(json!({
+    let mut metrics = json!({
         "mode": if a.window.is_some() { "window" } else { "rate" },
         "subscribers_requested": a.subscribers,
         "subscribers_ok": n_ok,
@@ -260,7 +290,57 @@ pub async fn run(ctx: Ctx, a: FanoutArgs) -> anyhow::Result<Value> {
         "failure_kinds": ctx.failures.counts(),
         "failure_samples": ctx.failures.samples(),
         "cpu": cpu,
-    }))
+    });
+    if let (Some(o), Value::Object(m)) = (others, &mut metrics) {
+        m.insert("cpu_of_pids".into(), o);
+    }
+    if let (Some(b), Value::Object(m)) = (&sh.by_url, &mut metrics) {
+        let counts: Vec<u64> = b
+            .subscribers
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .collect();
+        m.insert("subscribers_ok_by_url".into(), json!(counts));
+        m.insert("latency_us_publisher_url".into(), b.same.summary());
+        m.insert("latency_us_other_urls".into(), b.other.summary());
+    }
+    Ok(metrics)
+}
+
+/// CPU seconds of the `--cpu-pids` processes at the start of the window.
+struct OtherCpu {
+    at: std::time::Instant,
+    secs: Vec<(u32, Option<f64>)>,
+}
+
+impl OtherCpu {
+    fn take(pids: &[u32]) -> Self {
+        OtherCpu {
+            at: std::time::Instant::now(),
+            secs: pids.iter().map(|&p| (p, proc_cpu_secs(p))).collect(),
+        }
+    }
+
+    /// `{"PID": percent of one core}` since `take` (null for a process
+    /// that could not be read); `None` without `--cpu-pids`.
+    fn since(&self) -> Option<Value> {
+        if self.secs.is_empty() {
+            return None;
+        }
+        let wall = self.at.elapsed().as_secs_f64().max(1e-6);
+        let m: serde_json::Map<String, Value> = self
+            .secs
+            .iter()
+            .map(|&(pid, before)| {
+                let pct = match (before, proc_cpu_secs(pid)) {
+                    (Some(b), Some(a)) => json!(round1((a - b).max(0.0) / wall * 100.0)),
+                    _ => Value::Null,
+                };
+                (pid.to_string(), pct)
+            })
+            .collect();
+        Some(Value::Object(m))
+    }
 }
 
 fn ctx_pid(a: &FanoutArgs) -> Option<u32> {
@@ -283,7 +363,19 @@ fn parse_msg(p: &[u8]) -> Option<(u64, u64)> {
     Some((seq, t))
 }
 
-async fn subscriber(mut conn: WsConn, sh: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+/// Subscriber of URL number `url` (0: the publisher's server).
+async fn subscriber(
+    mut conn: WsConn,
+    sh: Arc<Shared>,
+    url: usize,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let also = sh.by_url.as_ref().map(|b| {
+        if let Some(c) = b.subscribers.get(url) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if url == 0 { &b.same } else { &b.other }
+    });
     let mut samples = LocalSamples::new();
     let mut deliveries = 0u64;
     let mut measured = 0u64;
@@ -309,7 +401,7 @@ async fn subscriber(mut conn: WsConn, sh: Arc<Shared>, mut stop: oneshot::Receiv
                         if now >= m_start && now < m_end {
                             measured += 1;
                             if samples.push(now.saturating_sub(t)) {
-                                samples.flush(&sh.latency);
+                                samples.flush_to(&sh.latency, also);
                             }
                         }
                         let slot = &sh.ring[(seq & RING_MASK) as usize];
@@ -329,7 +421,7 @@ async fn subscriber(mut conn: WsConn, sh: Arc<Shared>, mut stop: oneshot::Receiv
         }
     }
     .await;
-    samples.flush(&sh.latency);
+    samples.flush_to(&sh.latency, also);
     sh.deliveries.fetch_add(deliveries, Ordering::AcqRel);
     sh.measured_deliveries.fetch_add(measured, Ordering::AcqRel);
     sh.unparsed.fetch_add(unparsed, Ordering::AcqRel);

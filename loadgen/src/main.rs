@@ -72,6 +72,8 @@ enum Cmd {
 #[derive(Args, Serialize, Clone, Debug)]
 pub struct Common {
     /// Server URL, ws://HOST:PORT[/path/]; HOST must be 127.0.0.1, localhost or ::1.
+    /// `fanout` and `conns` take several, comma-separated (a cluster's
+    /// nodes): connections go to them in turn, `fanout`'s publisher to the first.
     #[arg(long)]
     pub url: String,
     /// Name of the server under test, copied into the JSON line.
@@ -134,7 +136,7 @@ fn main() {
         Cmd::Conns(a) => {
             let est = a.common.ramp_secs(a.connections) + a.hold_secs;
             let params = serde_json::to_value(&a);
-            run_scenario("conns", &a.common, params, est, |ctx| {
+            run_scenario("conns", true, &a.common, params, est, |ctx| {
                 conns::run(ctx, a.clone())
             })
         }
@@ -144,21 +146,21 @@ fn main() {
                 + a.duration_secs
                 + a.drain_max_secs;
             let params = serde_json::to_value(&a);
-            run_scenario("fanout", &a.common, params, est, |ctx| {
+            run_scenario("fanout", true, &a.common, params, est, |ctx| {
                 fanout::run(ctx, a.clone())
             })
         }
         Cmd::Echo(a) => {
             let est = a.common.ramp_secs(a.connections) + a.warmup_secs + a.duration_secs;
             let params = serde_json::to_value(&a);
-            run_scenario("echo", &a.common, params, est, |ctx| {
+            run_scenario("echo", false, &a.common, params, est, |ctx| {
                 echo::run(ctx, a.clone())
             })
         }
         Cmd::Churn(a) => {
             let est = a.common.ramp_secs(a.population + a.beside_fanout) + a.duration_secs;
             let params = serde_json::to_value(&a);
-            run_scenario("churn", &a.common, params, est, |ctx| {
+            run_scenario("churn", false, &a.common, params, est, |ctx| {
                 churn::run(ctx, a.clone())
             })
         }
@@ -166,7 +168,7 @@ fn main() {
             let est = chat::estimate_secs(&a);
             let mut params = serde_json::to_value(&a);
             redact(&mut params, "jwt_secret");
-            run_scenario("chat", &a.common, params, est, |ctx| {
+            run_scenario("chat", false, &a.common, params, est, |ctx| {
                 chat::run(ctx, a.clone())
             })
         }
@@ -175,7 +177,7 @@ fn main() {
             let mut params = serde_json::to_value(&a);
             redact(&mut params, "jwt_secret");
             redact(&mut params, "api_key");
-            run_scenario("notify", &a.common, params, est, |ctx| {
+            run_scenario("notify", false, &a.common, params, est, |ctx| {
                 notify::run(ctx, a.clone())
             })
         }
@@ -213,6 +215,7 @@ fn raise_nofile_limit() -> u64 {
 /// timeout, prints the JSON line (and table) and returns the exit code.
 fn run_scenario<F, Fut>(
     name: &str,
+    several_urls: bool,
     common: &Common,
     params: Result<Value, serde_json::Error>,
     estimated_secs: f64,
@@ -222,7 +225,7 @@ where
     F: FnOnce(Ctx) -> Fut,
     Fut: Future<Output = anyhow::Result<Value>>,
 {
-    let target = match Target::parse(&common.url) {
+    let targets = match parse_targets(&common.url, several_urls) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("loadgen: {e}");
@@ -233,7 +236,8 @@ where
     stats::init_clock();
     let nofile = raise_nofile_limit();
     let ctx = Ctx {
-        target: Arc::new(target),
+        target: targets[0].clone(),
+        targets,
         ramp_per_sec: common.ramp_per_sec,
         max_handshakes: common.max_handshakes,
         handshake_timeout: Duration::from_secs_f64(common.handshake_timeout_secs.max(0.1)),
@@ -312,6 +316,20 @@ where
     if error.is_some() { 1 } else { 0 }
 }
 
+/// The targets of `--url`: one URL, or with `several` a comma-separated
+/// list of them (never empty).
+fn parse_targets(url: &str, several: bool) -> Result<Vec<Arc<Target>>, String> {
+    let urls: Vec<&str> = url.split(',').map(str::trim).collect();
+    if urls.len() > 1 && !several {
+        return Err(format!(
+            "{url}: this scenario takes one URL (only fanout and conns take several)"
+        ));
+    }
+    urls.into_iter()
+        .map(|u| Target::parse(u).map(Arc::new))
+        .collect()
+}
+
 /// Prints `metrics` as an indented `key value` table on stderr.
 fn print_table(prefix: &str, v: &Value) {
     if let Value::Object(map) = v {
@@ -333,5 +351,45 @@ fn print_table(prefix: &str, v: &Value) {
                 other => eprintln!("  {key:<28} {other}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fanout_and_conns_take_several_urls_in_order() {
+        let t = parse_targets(
+            "ws://127.0.0.1:3101, ws://127.0.0.1:3102,ws://[::1]:3103",
+            true,
+        )
+        .unwrap();
+        let ports: Vec<u16> = t.iter().map(|t| t.addr.port()).collect();
+        assert_eq!(ports, [3101, 3102, 3103]);
+        let ctx = Ctx {
+            target: t[0].clone(),
+            targets: t,
+            ramp_per_sec: 1.0,
+            max_handshakes: 1,
+            handshake_timeout: Duration::from_secs(1),
+            failures: Arc::new(Failures::default()),
+        };
+        // Connections go to the servers in turn.
+        let ports: Vec<u16> = (0..5).map(|i| ctx.target_for(i).addr.port()).collect();
+        assert_eq!(ports, [3101, 3102, 3103, 3101, 3102]);
+    }
+
+    #[test]
+    fn other_scenarios_refuse_several_urls() {
+        let err = parse_targets("ws://127.0.0.1:3101,ws://127.0.0.1:3102", false).unwrap_err();
+        assert!(err.contains("only fanout and conns"), "{err}");
+        assert_eq!(
+            parse_targets("ws://127.0.0.1:3101", false).unwrap().len(),
+            1
+        );
+        // Every URL of the list is checked (loopback only).
+        assert!(parse_targets("ws://127.0.0.1:3101,ws://10.0.0.1:3102", true).is_err());
+        assert!(parse_targets("", true).is_err());
     }
 }

@@ -331,7 +331,11 @@ pub async fn hold(conn: &mut WsConn, stop: &mut oneshot::Receiver<()>) -> Result
 
 /// What every scenario needs to open connections.
 pub struct Ctx {
+    /// The first server: the only one, or where `fanout`'s publisher goes.
     pub target: Arc<Target>,
+    /// Every server (`target` first): [`ramp`] spreads connections over
+    /// them round-robin. One for every scenario but `fanout` and `conns`.
+    pub targets: Vec<Arc<Target>>,
     /// Connections started per second while ramping.
     pub ramp_per_sec: f64,
     /// Handshakes in flight at once while ramping.
@@ -341,8 +345,19 @@ pub struct Ctx {
     pub failures: Arc<Failures>,
 }
 
+impl Ctx {
+    /// The server connection `i` goes to: the targets in turn.
+    pub fn target_for(&self, i: usize) -> Arc<Target> {
+        match self.targets.len() {
+            0 => self.target.clone(),
+            n => self.targets[i % n].clone(),
+        }
+    }
+}
+
 /// Opens `n` connections, starting at most `ctx.ramp_per_sec` per second with
-/// at most `ctx.max_handshakes` handshakes at once, each on a worker of
+/// at most `ctx.max_handshakes` handshakes at once, connection `i` to
+/// `ctx.targets[i % len]` (a cluster's nodes in turn), each on a worker of
 /// [`crate::pool`]. `make(i)` is called on the coordinator before connection
 /// `i` is started and returns what that connection then runs, on the same
 /// worker, once its handshake succeeds. Failed handshakes are counted in
@@ -398,10 +413,11 @@ where
                 let Ok(permit) = permit else { break };
                 tokio::time::sleep_until(next_due).await;
                 let (connect, cont) = make(launched);
+                let target = ctx.target_for(launched);
                 launched += 1;
                 let tx = tx.clone();
                 handles.push(crate::pool::spawn(connect_then_with(
-                    ctx.target.clone(),
+                    target,
                     connect,
                     rbuf,
                     ctx.handshake_timeout,

@@ -118,8 +118,17 @@ impl LocalSamples {
     }
 
     pub fn flush(&mut self, rec: &Recorder) {
+        self.flush_to(rec, None);
+    }
+
+    /// [`flush`](Self::flush) into `rec` and also into `also`, if any (a
+    /// breakdown beside the whole).
+    pub fn flush_to(&mut self, rec: &Recorder, also: Option<&Recorder>) {
         if !self.buf.is_empty() {
             rec.record_all(&self.buf);
+            if let Some(also) = also {
+                also.record_all(&self.buf);
+            }
             self.buf.clear();
         }
     }
@@ -196,6 +205,11 @@ fn proc_cpu_ticks(pid: Option<u32>) -> Option<u64> {
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// Seconds of CPU (utime+stime) process `pid` has used so far.
+pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    proc_cpu_ticks(Some(pid)).map(|t| t as f64 / clk_tck() as f64)
 }
 
 /// (busy, total) jiffies of the whole machine from `/proc/stat`.

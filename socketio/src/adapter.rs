@@ -241,6 +241,78 @@ impl LocalAdapter {
         self.inner.read().members.keys().cloned().collect()
     }
 
+    /// Adds `socket` to `rooms`; `created` is called, under the lock, with
+    /// each room this join makes (none of this node's sockets was in it):
+    /// the Node adapter's "create-room", which a sharded cluster adapter
+    /// follows. Told under the lock so that a join and a leave racing on
+    /// one room are told in the order they happened.
+    pub fn join(&self, socket: &Arc<Socket>, rooms: &[Room], mut created: impl FnMut(&Room)) {
+        let mut inner = self.inner.write();
+        for room in rooms {
+            let entry = inner.members.entry(room.clone());
+            if matches!(entry, std::collections::hash_map::Entry::Vacant(_)) {
+                created(room);
+            }
+            // The room's own name, when it exists: its members' lists share
+            // one allocation of it rather than one per join (10,000 sockets
+            // in `all` held 10,000 copies of "all").
+            let name = entry.key().clone();
+            if entry
+                .or_default()
+                .insert(*socket.id(), socket.clone())
+                .is_none()
+            {
+                inner
+                    .joined
+                    .entry(*socket.id())
+                    // Most sockets are in one room or two: room for one
+                    // (16 bytes) rather than the four a first push makes.
+                    .or_insert_with(|| Vec::with_capacity(1))
+                    .push(name);
+            }
+        }
+    }
+
+    /// Takes `socket` out of `room`; returns whether that emptied the room
+    /// (the Node adapter's "delete-room").
+    pub fn leave(&self, socket: &Socket, room: &str) -> bool {
+        let mut inner = self.inner.write();
+        let mut emptied = false;
+        if let Some(members) = inner.members.get_mut(room) {
+            members.remove(socket.id());
+            if members.is_empty() {
+                inner.members.remove(room);
+                emptied = true;
+            }
+        }
+        if let Some(joined) = inner.joined.get_mut(socket.id()) {
+            joined.retain(|r| &**r != room);
+            if joined.is_empty() {
+                inner.joined.remove(socket.id());
+            }
+        }
+        emptied
+    }
+
+    /// Takes `socket` out of every room; returns them, and calls `emptied`,
+    /// under the lock, with each room left without a socket.
+    pub fn leave_all(&self, socket: &Socket, mut emptied: impl FnMut(&Room)) -> Vec<Room> {
+        let mut inner = self.inner.write();
+        let Some(joined) = inner.joined.remove(socket.id()) else {
+            return Vec::new();
+        };
+        for room in &joined {
+            if let Some(members) = inner.members.get_mut(room) {
+                members.remove(socket.id());
+                if members.is_empty() {
+                    inner.members.remove(room);
+                    emptied(room);
+                }
+            }
+        }
+        joined
+    }
+
     /// The sockets `opts` reaches, each once. Taken under the read lock
     /// (cheap clones of `Arc`s), delivered to by the caller outside it: a
     /// broadcast to 10,000 sockets does not hold up the joins and leaves of
@@ -289,59 +361,15 @@ impl LocalAdapter {
 
 impl Adapter for LocalAdapter {
     fn add_all(&self, _ns: &Namespace, socket: &Arc<Socket>, rooms: &[Room]) {
-        let mut inner = self.inner.write();
-        for room in rooms {
-            let entry = inner.members.entry(room.clone());
-            // The room's own name, when it exists: its members' lists share
-            // one allocation of it rather than one per join (10,000 sockets
-            // in `all` held 10,000 copies of "all").
-            let name = entry.key().clone();
-            if entry
-                .or_default()
-                .insert(*socket.id(), socket.clone())
-                .is_none()
-            {
-                inner
-                    .joined
-                    .entry(*socket.id())
-                    // Most sockets are in one room or two: room for one
-                    // (16 bytes) rather than the four a first push makes.
-                    .or_insert_with(|| Vec::with_capacity(1))
-                    .push(name);
-            }
-        }
+        self.join(socket, rooms, |_| {});
     }
 
     fn del(&self, _ns: &Namespace, socket: &Socket, room: &str) {
-        let mut inner = self.inner.write();
-        if let Some(members) = inner.members.get_mut(room) {
-            members.remove(socket.id());
-            if members.is_empty() {
-                inner.members.remove(room);
-            }
-        }
-        if let Some(joined) = inner.joined.get_mut(socket.id()) {
-            joined.retain(|r| &**r != room);
-            if joined.is_empty() {
-                inner.joined.remove(socket.id());
-            }
-        }
+        self.leave(socket, room);
     }
 
     fn del_all(&self, _ns: &Namespace, socket: &Socket) -> Vec<Room> {
-        let mut inner = self.inner.write();
-        let Some(joined) = inner.joined.remove(socket.id()) else {
-            return Vec::new();
-        };
-        for room in &joined {
-            if let Some(members) = inner.members.get_mut(room) {
-                members.remove(socket.id());
-                if members.is_empty() {
-                    inner.members.remove(room);
-                }
-            }
-        }
-        joined
+        self.leave_all(socket, |_| {})
     }
 
     fn rooms_of(&self, _ns: &Namespace, socket: &Socket) -> Vec<Room> {

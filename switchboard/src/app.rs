@@ -57,8 +57,14 @@ impl App {
             Some(settings) => Some(cluster::Cluster::start(settings)?),
             None => None,
         };
+        if let Some(cluster) = &cluster {
+            // Sharded pub/sub on a Redis before 7.0 stops the start: every
+            // SSUBSCRIBE would fail.
+            cluster.check_server().await?;
+        }
         let mut hub_config = config.hub_config();
         let mut live = None;
+        let mut cluster_typing = None;
         if let Some(cluster) = &cluster {
             // The live state every node shares, in Redis; this node's
             // entries name it by its uid on the bus, so that they go with
@@ -71,14 +77,12 @@ impl App {
             );
             let timers = config.chat.typing_timers();
             let typing = hub::components::chat::state::MemoryTyping::new(timers);
+            let typing = crate::live::RedisTyping::new(cluster, typing, stats.clone());
+            cluster_typing = Some(typing.clone());
             hub_config.live = hub::LiveConfig {
                 node: Some(cluster.uid().to_owned()),
                 presence: Some(Arc::new(presence)),
-                typing: Some(Arc::new(crate::live::RedisTyping::new(
-                    cluster,
-                    typing,
-                    stats.clone(),
-                ))),
+                typing: Some(Arc::new(typing)),
                 calls: Some(Arc::new(crate::live::RedisCalls::new(
                     cluster,
                     stats.clone(),
@@ -86,7 +90,16 @@ impl App {
             };
             live = Some(stats);
             let recovery = hub_config.socketio.recovery;
-            if recovery.enabled() {
+            if recovery.enabled() && config.cluster.pubsub == crate::config::PubSubSection::Sharded
+            {
+                // Its log is published in the classic format (as Node's
+                // sharded adapter, which keeps no sessions either).
+                tracing::warn!(
+                    "connection state recovery is off: it needs cluster.pubsub = \"classic\" \
+                     (set socketio.recovery_window_ms = 0 to say so and silence this)"
+                );
+                hub_config.socketio.recovery.window = std::time::Duration::ZERO;
+            } else if recovery.enabled() {
                 // Sessions and missed events in Redis, for every node.
                 if let Err(err) = cluster.recovery_store(recovery).await {
                     // Recovering from a node's memory would miss the other
@@ -121,6 +134,9 @@ impl App {
         let dev = crate::dev::DevTokens::from_config(config)?.map(Arc::new);
         let io = hub.io.clone();
         let engine = Engine::new(config.engine_config(), io.clone());
+        if let (Some(cluster), Some(typing)) = (&cluster, cluster_typing) {
+            crate::live::rejoin_clean(cluster, typing, engine.clone());
+        }
         let raw_engine = config.raw_engine.as_ref().map(|raw| {
             let mut engine_config = config.engine_config();
             engine_config.path = raw.path.clone();

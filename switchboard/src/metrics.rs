@@ -372,7 +372,9 @@ fn cluster_families(
         (
             "switchboard_cluster_received",
             "Bus messages received, by outcome: delivered, own (this node's, back from Redis), \
-             unknown_room (no socket here in its room), other_namespace, malformed, too_large.",
+             unknown_room (no socket here in its room), out_of_touch (read while this node \
+             rejoins after a freeze or a cut subscription: its clients recover them from the log), other_namespace, \
+             malformed, too_large.",
             Counter,
         ),
         counted(
@@ -380,6 +382,7 @@ fn cluster_families(
                 ("delivered", s.delivered),
                 ("own", s.own),
                 ("unknown_room", s.unknown_room),
+                ("out_of_touch", s.out_of_touch),
                 ("other_namespace", s.other_namespace),
                 ("malformed", s.malformed),
                 ("too_large", s.received_too_large),
@@ -414,6 +417,18 @@ fn cluster_families(
             ("subscribe", health.subscribe_up),
         ]
         .map(|(connection, up)| ([("connection", connection)], ConstGauge::new(u64::from(up)))),
+    )?;
+    single(
+        e,
+        (
+            "switchboard_cluster_rejoins",
+            "Times this node closed its clients' connections so that they reconnect and \
+             recover what it may have missed: it had been silent past \
+             cluster.heartbeat_timeout_ms (frozen, or cut off from Redis), so that the others \
+             may have dropped it, or its subscription to Redis was cut.",
+            Counter,
+        ),
+        s.rejoins,
     )?;
     single(
         e,

@@ -7,6 +7,9 @@
 // where it fails.
 
 import { execFileSync } from "node:child_process";
+import assert from "node:assert/strict";
+import { io } from "socket.io-client";
+import { Recorder, ack, connected } from "./helpers.mjs";
 import { startServer } from "./server.mjs";
 
 export const REDIS = process.env.TEST_REDIS_URL;
@@ -55,4 +58,53 @@ export async function startNodes(n, { config = CLUSTER_CONFIG, keyPrefix, env = 
   const nodes = [];
   for (let i = 0; i < n; i++) nodes.push(await startServer({ config, env: nodeEnv }));
   return nodes;
+}
+
+/**
+ * A client of `url` in `nsp`, tracked by `clients`, recording `news`,
+ * `bin`, `marker` and its disconnection; it acks `ask` with its name and
+ * what it was asked.
+ */
+export async function member(clients, name, url, nsp = "/", opts = {}) {
+  const socket = clients.track(
+    io(url + nsp, { forceNew: true, reconnection: false, transports: ["websocket"], ...opts }),
+  );
+  await connected(socket);
+  socket.on("ask", (n, reply) => reply({ from: name, n }));
+  return {
+    name,
+    socket,
+    news: new Recorder(socket, "news", (...args) => args),
+    bin: new Recorder(socket, "bin", (...args) => args),
+    markers: new Recorder(socket, "marker", (n) => n),
+    gone: new Recorder(socket, "disconnect", (reason) => reason),
+  };
+}
+
+/** Has member `m` join `room` (the test kit's, or a Node node's, `join`). */
+export async function join(m, room) {
+  assert.deepEqual(await ack(m.socket, "join", room), { ok: true });
+}
+
+let markerId = 0;
+
+/**
+ * Runs `emit(id)`, then marks the end with `marker`: a function of the id,
+ * or an emitter (`marker.emit("marker", id)`), which must publish on the
+ * connection `emit` did, so that a client holding the marker holds all the
+ * emit meant for it. Returns who received `news` with `id`, how many times.
+ */
+export async function round(members, marker, emit) {
+  const id = ++markerId;
+  await emit(id);
+  await (typeof marker === "function" ? marker(id) : marker.emit("marker", id));
+  const got = {};
+  await Promise.all(
+    members.map(async (m) => {
+      await m.markers.waitUntil((items) => items.includes(id), `marker ${id} for ${m.name}`);
+      const times = m.news.items.filter(([data]) => data?.id === id).length;
+      if (times) got[m.name] = times;
+    }),
+  );
+  return got;
 }

@@ -32,10 +32,9 @@ import { createAdapter } from "@socket.io/redis-adapter";
 import msgpack from "notepack.io";
 import { createClient } from "redis";
 import { Server } from "socket.io";
-import { io } from "socket.io-client";
-import { REDIS, clusterSkip, startNodes } from "./cluster.mjs";
+import { REDIS, clusterSkip, join, member as clusterMember, round, startNodes } from "./cluster.mjs";
 import { token } from "./esn.mjs";
-import { Clients, Recorder, TEST_TIMEOUT_MS, WAIT_MS, ack, connected, stopServer } from "./helpers.mjs";
+import { Clients, TEST_TIMEOUT_MS, WAIT_MS, ack, stopServer } from "./helpers.mjs";
 
 const skip = clusterSkip();
 
@@ -92,50 +91,8 @@ after(async () => {
   for (const node of nodes) await stopServer(node);
 });
 
-/**
- * A client of `url` in `nsp`, recording `news`, `bin`, `marker` and its
- * disconnection; it acks `ask` with its name and what it was asked.
- */
-async function member(name, url, nsp = "/", opts = {}) {
-  const socket = clients.track(
-    io(url + nsp, { forceNew: true, reconnection: false, transports: ["websocket"], ...opts }),
-  );
-  await connected(socket);
-  socket.on("ask", (n, reply) => reply({ from: name, n }));
-  return {
-    name,
-    socket,
-    news: new Recorder(socket, "news", (...args) => args),
-    bin: new Recorder(socket, "bin", (...args) => args),
-    markers: new Recorder(socket, "marker", (n) => n),
-    gone: new Recorder(socket, "disconnect", (reason) => reason),
-  };
-}
-
-async function join(m, room) {
-  assert.deepEqual(await ack(m.socket, "join", room), { ok: true });
-}
-
-let markerId = 0;
-
-/**
- * Runs `emit`, then has `marker` (an emitter for the namespace) mark the
- * end; returns who received `news` with `id`, and how many times.
- */
-async function round(members, marker, emit) {
-  const id = ++markerId;
-  await emit(id);
-  marker.emit("marker", id);
-  const got = {};
-  await Promise.all(
-    members.map(async (m) => {
-      await m.markers.waitUntil((items) => items.includes(id), `marker ${id} for ${m.name}`);
-      const times = m.news.items.filter(([data]) => data?.id === id).length;
-      if (times) got[m.name] = times;
-    }),
-  );
-  return got;
-}
+/** A client of `url` in `nsp` (see cluster.mjs), closed after each test. */
+const member = (name, url, nsp, opts) => clusterMember(clients, name, url, nsp, opts);
 
 test("what the emitter publishes reaches the matching clients of every node, once", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
   const [a, b] = nodes;
@@ -149,9 +106,10 @@ test("what the emitter publishes reaches the matching clients of every node, onc
   await join(b2, "r2");
   const all = [a1, a2, b1, b2, n1, n2];
 
-  let got = await round(all, emitter, (id) => emitter.emit("news", { id }, "two", 3));
+  let sent;
+  let got = await round(all, emitter, (id) => emitter.emit("news", { id: (sent = id) }, "two", 3));
   assert.deepEqual(got, { a1: 1, a2: 1, b1: 1, b2: 1, n1: 1, n2: 1 });
-  assert.deepEqual(a2.news.items.at(-1), [{ id: markerId }, "two", 3]);
+  assert.deepEqual(a2.news.items.at(-1), [{ id: sent }, "two", 3]);
 
   got = await round(all, emitter, (id) => emitter.to("r1").emit("news", { id }));
   assert.deepEqual(got, { a1: 1, b1: 1, n1: 1 });

@@ -132,6 +132,8 @@ export async function startServer(options = {}) {
   return {
     port,
     url: `http://127.0.0.1:${port}`,
+    /** Its process id (to freeze it with SIGSTOP). */
+    pid: child.pid,
     /** The server's recent stdout/stderr lines, for diagnostics. */
     output,
     /** Whether the process is still alive. */

@@ -241,6 +241,18 @@ impl Config {
             heartbeat_timeout: Duration::from_millis(c.heartbeat_timeout_ms),
             reconnect_min: Duration::from_millis(c.reconnect_min_ms),
             reconnect_max: Duration::from_millis(c.reconnect_max_ms),
+            pubsub: match c.pubsub {
+                super::schema::PubSubSection::Classic => cluster::config::PubSub::Classic,
+                super::schema::PubSubSection::Sharded => cluster::config::PubSub::Sharded,
+            },
+            sharded_subscription_mode: match c.sharded_subscription_mode {
+                super::schema::SubscriptionModeSection::Static => {
+                    cluster::config::SubscriptionMode::Static
+                }
+                super::schema::SubscriptionModeSection::Dynamic => {
+                    cluster::config::SubscriptionMode::Dynamic
+                }
+            },
         })
     }
 

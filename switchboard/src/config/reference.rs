@@ -392,7 +392,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "heartbeat_timeout_ms",
-                "How long a node may stay silent before the others take it for dead: a request then names it as missing and, if it is frozen (still subscribed), stops waiting for it. More than `heartbeat_interval_ms`; the default is two intervals, as socket.io's cluster adapter.",
+                "How long a node may stay silent before the others take it for dead: a request then names it as missing and, if it is frozen (still subscribed), stops waiting for it. A node that finds itself silent that long (frozen, or cut off from Redis) rejoins: it closes its clients' connections, which reconnect and recover. More than `heartbeat_interval_ms`; the default is two intervals, as socket.io's cluster adapter.",
             ),
             key(
                 "reconnect_min_ms",
@@ -401,6 +401,23 @@ const SECTIONS: &[Section] = &[
             key(
                 "reconnect_max_ms",
                 "The longest wait between reconnection attempts (at least `reconnect_min_ms`).",
+            ),
+            key(
+                "pubsub",
+                "The Redis pub/sub the bus uses. \"classic\": PUBLISH/PSUBSCRIBE in the \
+                 format of Node's `createAdapter` (what `@socket.io/redis-emitter` speaks). \
+                 \"sharded\": Redis 7's SPUBLISH/SSUBSCRIBE in the format of Node's \
+                 `createShardedAdapter`; needs Redis 7.0 or later (checked at start), and \
+                 turns connection state recovery off. Every node of a cluster, Node ones \
+                 included, must use the same (see docs/DEPLOY.md for the trade-off).",
+            ),
+            key(
+                "sharded_subscription_mode",
+                "With pubsub = \"sharded\": \"dynamic\" gives every room a channel, which \
+                 a node subscribes to while one of its sockets is in the room, so a \
+                 broadcast to one room reaches only the nodes that have it (Node's \
+                 default); \"static\" keeps one channel per namespace. Must match the \
+                 Node nodes' `subscriptionMode` (\"dynamic-private\" is not offered).",
             ),
         ],
     },

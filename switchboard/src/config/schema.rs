@@ -153,6 +153,32 @@ pub struct ClusterSection {
     pub reconnect_min_ms: u64,
     /// The longest wait between reconnection attempts.
     pub reconnect_max_ms: u64,
+    /// The Redis pub/sub the bus uses: `classic` (PUBLISH, the Node
+    /// `createAdapter` format, which the emitter speaks) or `sharded`
+    /// (Redis 7's SPUBLISH, the Node `createShardedAdapter` format; no
+    /// emitter, no connection state recovery: see DEPLOY.md).
+    pub pubsub: PubSubSection,
+    /// With `pubsub = "sharded"`: `dynamic` (a channel per room, which a
+    /// node subscribes to while it has the room; Node's default) or
+    /// `static` (one channel per namespace). Every node, Node ones
+    /// included, must use the same.
+    pub sharded_subscription_mode: SubscriptionModeSection,
+}
+
+/// `cluster.pubsub`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PubSubSection {
+    Classic,
+    Sharded,
+}
+
+/// `cluster.sharded_subscription_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionModeSection {
+    Static,
+    Dynamic,
 }
 
 impl Default for ClusterSection {
@@ -173,6 +199,14 @@ impl Default for ClusterSection {
             heartbeat_timeout_ms: c.heartbeat_timeout.as_millis() as u64,
             reconnect_min_ms: c.reconnect_min.as_millis() as u64,
             reconnect_max_ms: c.reconnect_max.as_millis() as u64,
+            pubsub: match c.pubsub {
+                cluster::config::PubSub::Classic => PubSubSection::Classic,
+                cluster::config::PubSub::Sharded => PubSubSection::Sharded,
+            },
+            sharded_subscription_mode: match c.sharded_subscription_mode {
+                cluster::config::SubscriptionMode::Static => SubscriptionModeSection::Static,
+                cluster::config::SubscriptionMode::Dynamic => SubscriptionModeSection::Dynamic,
+            },
         }
     }
 }

@@ -11,6 +11,10 @@
 //! - [`calls`]: [`RedisCalls`], the live calls.
 //! - [`watch_nodes`]: what a node does when another stops: its live state
 //!   is dropped at once ([`hub::Hub::node_dropped`]).
+//! - [`rejoin_clean`]: what a node does when it finds the others may
+//!   have dropped it (it was frozen, or cut off from Redis, past the
+//!   heartbeat timeout): it forgets what they ended and closes its
+//!   clients' connections, which come back and are recovered.
 //! - [`ClusterNodes`]: the other nodes as the publish API asks them.
 //!
 //! Keys live under `<cluster.key_prefix>-<state>#…` and are listed, with
@@ -182,6 +186,55 @@ pub fn watch_nodes(cluster: &cluster::Cluster, hub: &hub::Hub) {
                 }
             }
         }
+    });
+}
+
+/// Rejoins clean when the cluster finds this node may have missed what
+/// the cluster said ([`cluster::Cluster::on_rejoin`]). Its subscription
+/// cut for a while: broadcasts published meanwhile never reached it, so
+/// its clients are closed to recover them (below). Silent past the
+/// heartbeat timeout: the others
+/// dropped it meanwhile, so its devices no longer count in presence, its
+/// typing indicators were stopped and its devices left their calls (the
+/// calls it timed ring out on the node that dropped it). So it forgets
+/// the typing starts it still holds (stopped already: telling them again
+/// would be a second `typing:false`), and closes every client connection
+/// as a transport close, not a Socket.IO disconnect, so that clients
+/// reconnect by themselves — here or on another node — and are recovered
+/// from Redis (same socket ids, rooms, every event they missed, once, in
+/// order), their devices counted again as they connect. Their departures
+/// here change nothing the others ended (presence and calls find those
+/// devices gone; typing forgot them). The pub/sub backlog Redis kept for
+/// this node while it was frozen is not delivered to the clients being
+/// closed (the cluster drops it while out of touch): they get it from the
+/// log, once.
+pub fn rejoin_clean(
+    cluster: &cluster::Cluster,
+    typing: RedisTyping,
+    engine: engineio::Engine<socketio::SocketIo>,
+) {
+    cluster.on_rejoin(move |rejoin| {
+        // Stopped already by the node that dropped this one; a cut
+        // subscription alone ended nothing, and their typists' clients
+        // stop them as they reconnect.
+        let typists = if rejoin.dropped {
+            typing.forget_local()
+        } else {
+            0
+        };
+        let sessions = engine.session_count();
+        tracing::warn!(
+            silent = ?rejoin.silent,
+            dropped = rejoin.dropped,
+            sessions,
+            typists,
+            "cluster: this node may have missed what the cluster said (dropped by the others, \
+             or its subscription cut): closing every client connection (clients reconnect \
+             and recover what they missed; their devices count again in presence as they \
+             connect)"
+        );
+        engine.close_all();
+        Box::pin(async {})
     });
 }
 

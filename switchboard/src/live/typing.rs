@@ -56,6 +56,21 @@ impl RedisTyping {
         }
     }
 
+    /// This node rejoins its cluster after the others dropped it: the
+    /// indicators its devices showed were stopped by the node that dropped
+    /// it (it took this node's index), so they are forgotten here without
+    /// a second stop. Returns how many.
+    pub fn forget_local(&self) -> usize {
+        self.local.forget_all()
+    }
+
+    /// While this node is out of touch ([`cluster::Cluster::out_of_touch`]),
+    /// the node that dropped it stopped its indicators: what its own
+    /// timers or departures decide now is not told again.
+    fn stale(&self) -> bool {
+        self.redis.cluster.out_of_touch()
+    }
+
     fn index(&self, node: &str) -> String {
         format!("{}{node}", self.prefix)
     }
@@ -107,6 +122,13 @@ impl TypingState for RedisTyping {
         socket: &str,
         on: bool,
     ) -> BoxFuture<Result<Option<Relay>, HubError>> {
+        if self.stale() {
+            // Shown now, it could be forgotten unstopped when the node
+            // rejoins: the client tries again once reconnected.
+            return Box::pin(async {
+                Err(unavailable("this node is rejoining its cluster".to_owned()))
+            });
+        }
         let decided = self.local.set(conversation, user, socket, on);
         let this = self.clone();
         Box::pin(async move {
@@ -123,6 +145,9 @@ impl TypingState for RedisTyping {
         let this = self.clone();
         Box::pin(async move {
             let stopped = decided.await?;
+            if this.stale() {
+                return Ok(Vec::new());
+            }
             this.mark(&stopped).await;
             Ok(stopped)
         })
@@ -133,6 +158,9 @@ impl TypingState for RedisTyping {
         let this = self.clone();
         Box::pin(async move {
             let stopped = decided.await?;
+            if this.stale() {
+                return Ok(Vec::new());
+            }
             this.mark(&stopped).await;
             Ok(stopped)
         })

@@ -278,9 +278,17 @@ async fn a_connection_redis_drops_is_reopened_and_resubscribed() {
         nodes[1].app.cluster.as_ref().unwrap(),
     );
 
-    // B's subscription is cut: B opens it again, subscribed anew.
+    // B's subscription is cut: B opens it again, subscribed anew, and
+    // closes its client's connection as a transport (what A published
+    // meanwhile never reached B: the client recovers it; see
+    // `a_node_whose_subscription_was_cut_closes_its_clients_…`). The
+    // client comes back.
     kill_connection(&url, node_b.uid(), "subscribe");
-    until(node_b, |s| s.subscribe_reconnects == 1).await;
+    let frames = members[1].client.until_closed().await;
+    assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+    until(node_b, |s| s.subscribe_reconnects == 1 && s.rejoins == 1).await;
+    members[1] = Member::on(b, "b1").await;
+    members[1].join("r1").await;
     let got = round(&mut members, 0, 1, r#""rooms":["r1"]"#).await;
     assert_eq!(got, [("b1", 1)]);
 
@@ -711,6 +719,15 @@ async fn after_redis_restarts_the_nodes_are_ready_again_and_broadcasts_cross() {
         assert!(stats.subscribe_reconnects >= 1, "{stats:?}");
         assert!(stats.publish_reconnects >= 1, "{stats:?}");
     }
+    // Each node may have missed what the other published meanwhile: it
+    // closes its clients' connections as a transport (no DISCONNECT), and
+    // they come back (recovering what they can: this Redis lost its data).
+    for member in &mut members {
+        let frames = member.client.until_closed().await;
+        assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+    }
+    members = vec![Member::on(a, "a1").await, Member::on(b, "b1").await];
+    members[1].join("r1").await;
     let got = round(&mut members, 0, 2, r#""rooms":["r1"]"#).await;
     assert_eq!(got, [("b1", 1)]);
     let got = round(&mut members, 1, 3, r#""rooms":["r1"]"#).await;
@@ -817,9 +834,16 @@ async fn a_frozen_node_is_named_and_not_waited_for_and_a_killed_one_is_dropped()
     assert!(started.elapsed() < std::time::Duration::from_millis(1000));
     assert_eq!(answer.missing, [c_uid.as_str()]);
 
-    // It thaws: heard again, answering again.
+    // It thaws: heard again, answering again. Taken for dead meanwhile,
+    // it closed its clients' connections as a transport close (no
+    // DISCONNECT: a client reconnects by itself); one that reconnects is
+    // found there.
     signal(c.pid(), "CONT");
     assert_eq!(until_nodes(node_a, 1).await, [c_uid.as_str()]);
+    let frames = c1.client.until_closed().await;
+    assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+    let mut c1 = Member::on(c.addr, "c1").await;
+    c1.join("r1").await;
     let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
     assert!(answer.is_complete(), "{answer:?}");
     assert_eq!(ids(&answer.value), [c1.sid.as_str()]);
@@ -919,8 +943,6 @@ impl KilledNode {
 /// receives it, her session is in Redis, and A is killed. `None` without
 /// the test servers.
 async fn killed_node(toml: &str) -> Option<KilledNode> {
-    use crate::recovery::{broadcast, event, ids, join};
-    use serde_json::json;
     let redis = redis_url()?;
     let sections = cluster_sections_on(&redis, "").await?;
     let a =
@@ -931,16 +953,13 @@ async fn killed_node(toml: &str) -> Option<KilledNode> {
     assert!(node_b.wait_up(WAIT).await);
     until_nodes(node_b, 1).await;
 
-    let (mut alice, reply) =
-        connect_secure(a.addr, &json!({"token": token("alice", 600)}).to_string()).await;
-    let (sid, pid) = ids(&reply);
-    join(&mut alice, "r").await;
-    let (mut bob, _) =
-        connect_secure(b.addr, &json!({"token": token("bob", 600)}).to_string()).await;
-    broadcast(&mut bob, "r", json!(0)).await;
-    let (data, offset) = event(&alice.recv().await);
-    assert_eq!(data, 0);
-    until_session_has(&redis, &key_prefix(&sections), &pid, "r:r").await;
+    let InRoom {
+        alice,
+        bob,
+        sid,
+        pid,
+        offset,
+    } = alice_in_room(a.addr, b.addr, &sections).await;
     // A dies without a word: nothing written at disconnection.
     signal(a.pid(), "KILL");
     drop(alice);
@@ -951,6 +970,77 @@ async fn killed_node(toml: &str) -> Option<KilledNode> {
         pid,
         offset,
     })
+}
+
+/// Alice on `/secure` of one node, in room `r`, and Bob on another.
+pub(crate) struct InRoom {
+    pub alice: Client,
+    pub bob: Client,
+    /// Alice's socket id and recovery pid.
+    pub sid: String,
+    pub pid: String,
+    /// The offset of the last event she received.
+    pub offset: String,
+}
+
+/// Alice connects to `a` and joins `r`, Bob connects to `b` and
+/// broadcasts `0` there; Alice receives it, and her session in the Redis
+/// of `sections` holds the room (so that she can be recovered in it).
+pub(crate) async fn alice_in_room(
+    a: std::net::SocketAddr,
+    b: std::net::SocketAddr,
+    sections: &str,
+) -> InRoom {
+    use crate::recovery::{broadcast, event, ids, join};
+    use serde_json::json;
+    let (mut alice, reply) =
+        connect_secure(a, &json!({"token": token("alice", 600)}).to_string()).await;
+    let (sid, pid) = ids(&reply);
+    join(&mut alice, "r").await;
+    let (mut bob, _) = connect_secure(b, &json!({"token": token("bob", 600)}).to_string()).await;
+    broadcast(&mut bob, "r", json!(0)).await;
+    let (data, offset) = event(&alice.recv().await);
+    assert_eq!(data, 0);
+    let redis = redis_url().expect("the test Redis");
+    until_session_has(&redis, &key_prefix(sections), &pid, "r:r").await;
+    InRoom {
+        alice,
+        bob,
+        sid,
+        pid,
+        offset,
+    }
+}
+
+impl InRoom {
+    /// Alice's connection closed by her node as a transport close (no
+    /// DISCONNECT: her client would come back by itself), with what it
+    /// delivered before; she comes back on `node` with the last offset she
+    /// got: the same socket, every event of 1–3 she had not received,
+    /// once, in order (0 she had), then 4 live.
+    pub(crate) async fn closed_then_recovered_on(&mut self, node: std::net::SocketAddr) {
+        use crate::recovery::{broadcast, event, ids};
+        use serde_json::json;
+        let frames = self.alice.until_closed().await;
+        assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+        let mut received = vec![0];
+        for frame in frames.iter().filter(|f| f.starts_with("42/secure,")) {
+            let (data, at) = event(frame);
+            received.push(data.as_i64().unwrap());
+            self.offset = at;
+        }
+        let auth = json!({"token": token("alice", 600), "pid": self.pid, "offset": self.offset});
+        let (alice, reply) = connect_secure(node, &auth.to_string()).await;
+        self.alice = alice;
+        assert_eq!(ids(&reply), (self.sid.clone(), self.pid.clone()));
+        while received.len() < 4 {
+            let (data, _) = event(&self.alice.recv().await);
+            received.push(data.as_i64().unwrap());
+        }
+        assert_eq!(received, [0, 1, 2, 3]);
+        broadcast(&mut self.bob, "r", json!(4)).await;
+        assert_eq!(event(&self.alice.recv().await).0, 4);
+    }
 }
 
 #[tokio::test]
@@ -985,6 +1075,76 @@ async fn a_client_recovers_on_another_node_after_its_node_was_killed() {
     assert!(rooms.contains("\"r\""), "{rooms}");
 }
 
+/// A Redis user of its own for one node (`ACL SETUSER`), so that the test
+/// can keep that node from connecting again; the node's URL with it.
+fn redis_user(url: &str) -> (String, String) {
+    let user = format!("sbtest-{}", rand_suffix());
+    let answer = redis_cli(
+        url,
+        &["ACL", "SETUSER", &user, "on", ">pw", "~*", "&*", "+@all"],
+    );
+    assert_eq!(answer.trim(), "OK", "{answer}");
+    let with_user = url.replacen("redis://", &format!("redis://{user}:pw@"), 1);
+    (user, with_user)
+}
+
+#[tokio::test]
+async fn a_node_whose_subscription_was_cut_closes_its_clients_which_recover_what_was_published_meanwhile()
+ {
+    use crate::recovery::broadcast;
+    use serde_json::json;
+    let Some(redis) = redis_url() else {
+        return;
+    };
+    let Some(sections) =
+        cluster_sections_on(&redis, "reconnect_min_ms = 20\nreconnect_max_ms = 100").await
+    else {
+        return;
+    };
+    // B reaches Redis as a user of its own, which the test can turn off.
+    let (user, b_url) = redis_user(&redis);
+    let a = start(&sections).await;
+    let b = start(&sections.replace(&format!("{redis:?}"), &format!("{b_url:?}"))).await;
+    let (node_a, node_b) = (
+        a.app.cluster.as_ref().unwrap(),
+        b.app.cluster.as_ref().unwrap(),
+    );
+    assert!(node_b.wait_up(WAIT).await);
+    until_nodes(node_a, 1).await;
+
+    // Alice on B in room r, Bob on A; she received 0.
+    let mut room = alice_in_room(b.addr, a.addr, &sections).await;
+
+    // B's subscription is cut, and B cannot subscribe again: what A
+    // publishes meanwhile never reaches B.
+    redis_cli(&redis, &["ACL", "SETUSER", &user, "off"]);
+    kill_connection(&redis, node_b.uid(), "subscribe");
+    let published = node_a.stats().published;
+    for n in 1..=3 {
+        broadcast(&mut room.bob, "r", json!(n)).await;
+    }
+    tokio::time::timeout(WAIT, async {
+        while node_a.stats().published < published + 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("A published the three broadcasts");
+    assert!(
+        !node_b.health().subscribe_up,
+        "B subscribed again too soon: the gap is not covered"
+    );
+
+    // B subscribes again: it closes Alice's connection as a transport (no
+    // DISCONNECT: her client comes back by itself), delivering nothing of
+    // the gap; she comes back with her last offset, the same socket, and
+    // gets 1–3, once, in order, then what follows.
+    redis_cli(&redis, &["ACL", "SETUSER", &user, "on"]);
+    room.closed_then_recovered_on(b.addr).await;
+    assert_eq!(node_b.stats().rejoins, 1);
+    redis_cli(&redis, &["ACL", "DELUSER", &user]);
+}
+
 #[tokio::test]
 async fn a_client_whose_missed_events_are_gone_is_not_recovered_and_gets_none() {
     use crate::recovery::{broadcast, ids};
@@ -1007,4 +1167,180 @@ async fn a_client_whose_missed_events_are_gone_is_not_recovered_and_gets_none() 
     let rooms = alice.recv().await;
     assert!(rooms.starts_with("43/secure,5["), "{rooms}");
     assert!(!rooms.contains("\"r\""), "{rooms}");
+}
+
+/// How many connections hold the shard channel `channel` (`PUBSUB
+/// SHARDNUMSUB`), once it is `n`: a node subscribes to a room's channel
+/// off the join's path, so a test waits for Redis to say so.
+async fn until_shard_subscribers(redis: &str, channel: &str, n: usize) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let out = redis_cli(redis, &["PUBSUB", "SHARDNUMSUB", channel]);
+            if out
+                .lines()
+                .nth(1)
+                .and_then(|l| l.trim().parse::<usize>().ok())
+                == Some(n)
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{channel} never had {n} subscribers"));
+}
+
+#[tokio::test]
+async fn in_sharded_mode_room_broadcasts_reach_only_the_nodes_with_the_room_once() {
+    let Some(nodes) = start_cluster_with(2, "", "pubsub = \"sharded\"").await else {
+        return;
+    };
+    let redis = redis_url().unwrap();
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let (node_a, node_b) = (
+        nodes[0].app.cluster.as_ref().unwrap(),
+        nodes[1].app.cluster.as_ref().unwrap(),
+    );
+    let channel = |room: &str| format!("{}#/#{room}#", node_a.key_prefix());
+    // ClusterAdapter's uids: sixteen hex digits.
+    assert_eq!(node_a.uid().len(), 16);
+    // Each node holds the namespace's channel.
+    let namespace = format!("{}#/#", node_a.key_prefix());
+    until_shard_subscribers(&redis, &namespace, 2).await;
+
+    let mut members = vec![
+        Member::on(a, "a1").await,
+        Member::on(a, "a2").await,
+        Member::on(b, "b1").await,
+        Member::on(b, "b2").await,
+    ];
+    members[0].join("r1").await;
+    members[2].join("r1").await;
+    members[3].join("r2").await;
+    // Dynamic mode: a room's channel is held by the nodes that have it.
+    until_shard_subscribers(&redis, &channel("r1"), 2).await;
+    until_shard_subscribers(&redis, &channel("r2"), 1).await;
+    let (a1, b1) = (0, 2);
+
+    // One room, either way, on its own channel.
+    let got = round(&mut members, a1, 1, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("a1", 1), ("b1", 1)]);
+    let got = round(&mut members, b1, 2, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("a1", 1), ("b1", 1)]);
+    // A room only the other node has.
+    let got = round(&mut members, a1, 3, r#""rooms":["r2"]"#).await;
+    assert_eq!(got, [("b2", 1)]);
+    // Two rooms, the namespace's channel: the union, once each.
+    let got = round(&mut members, a1, 4, r#""rooms":["r1","r2"]"#).await;
+    assert_eq!(got, [("a1", 1), ("b1", 1), ("b2", 1)]);
+    let got = round(&mut members, b1, 5, r#""except":["r1"]"#).await;
+    assert_eq!(got, [("a2", 1), ("b2", 1)]);
+    // A socket id as the room (the namespace's channel, as Node sends it).
+    let b2 = members[3].sid.clone();
+    let got = round(&mut members, a1, 6, &format!(r#""rooms":[{b2:?}]"#)).await;
+    assert_eq!(got, [("b2", 1)]);
+    let published: u64 = [node_a, node_b].iter().map(|n| n.stats().published).sum();
+    assert_eq!(published, 12, "6 broadcasts and 6 markers");
+
+    // A request is answered: the sockets of a room on every node.
+    let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
+    assert!(answer.is_complete(), "{answer:?}");
+    assert_eq!((answer.asked, answer.answered), (Some(1), 1));
+    assert_eq!(answer.answered_by, [node_b.uid()]);
+    let (a1_sid, b1_sid) = (&members[0].sid, &members[2].sid);
+    assert_eq!(ids(&answer.value), sorted(&[a1_sid, b1_sid]));
+    // Every room, through the same request.
+    let rooms = node_b.all_rooms("/").await;
+    assert!(rooms.is_complete());
+    for room in ["r1", "r2", a1_sid, b1_sid] {
+        assert!(
+            rooms.value.contains(room),
+            "{room} not in {:?}",
+            rooms.value
+        );
+    }
+
+    // socketsJoin from A reaches B's socket, and B takes the new room's
+    // channel.
+    node_a.sockets_join("/", &in_rooms(&["r2"]), &["r3".into()]);
+    until_shard_subscribers(&redis, &channel("r3"), 1).await;
+    let got = round(&mut members, a1, 7, r#""rooms":["r3"]"#).await;
+    assert_eq!(got, [("b2", 1)]);
+    // The last socket of a room gone (it left; it disconnected), its node
+    // lets the channel go.
+    node_a.sockets_leave("/", &in_rooms(&["r3"]), &["r3".into()]);
+    until_shard_subscribers(&redis, &channel("r3"), 0).await;
+    node_a.disconnect_sockets("/", &in_rooms(&["r2"]), false);
+    assert_eq!(members[3].next_frame().await, "41");
+    until_shard_subscribers(&redis, &channel("r2"), 0).await;
+    until_shard_subscribers(&redis, &channel("r1"), 2).await;
+}
+
+#[tokio::test]
+async fn in_sharded_mode_server_side_events_and_their_acks_cross() {
+    let Some(nodes) = start_cluster_with(
+        2,
+        "",
+        "pubsub = \"sharded\"\nsharded_subscription_mode = \"static\"",
+    )
+    .await
+    else {
+        return;
+    };
+    let (node_a, node_b) = (
+        nodes[0].app.cluster.as_ref().unwrap(),
+        nodes[1].app.cluster.as_ref().unwrap(),
+    );
+    let (heard, mut hear) = tokio::sync::mpsc::unbounded_channel();
+    node_b.on_server_side_emit(move |event| {
+        if let Some(reply) = event.reply {
+            let value = serde_json::value::RawValue::from_string(r#""pong""#.into()).unwrap();
+            reply.send(&value);
+        }
+        let _ = heard.send((event.event, event.args.raw().to_owned()));
+    });
+    node_a.server_side_emit(
+        "/",
+        "hello",
+        &socketio::Args::from_parts("1".into(), vec![]),
+    );
+    assert_eq!(
+        hear.recv().await.unwrap(),
+        ("hello".to_owned(), "1".to_owned())
+    );
+    let answer = node_a
+        .server_side_emit_with_ack("/", "ping", &socketio::Args::new())
+        .await;
+    assert!(answer.is_complete(), "{answer:?}");
+    let acks: Vec<&str> = answer.value.iter().map(|v| v.get()).collect();
+    assert_eq!(acks, [r#""pong""#]);
+}
+
+#[tokio::test]
+async fn in_sharded_mode_a_dropped_subscription_comes_back_and_so_do_its_rooms_channels() {
+    let Some(nodes) = start_cluster_with(2, "", "pubsub = \"sharded\"").await else {
+        return;
+    };
+    let url = redis_url().unwrap();
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let node_b = nodes[1].app.cluster.as_ref().unwrap();
+    let mut members = vec![Member::on(a, "a1").await, Member::on(b, "b1").await];
+    members[1].join("r1").await;
+    let room = format!("{}#/#r1#", node_b.key_prefix());
+    until_shard_subscribers(&url, &room, 1).await;
+
+    // B's subscription is cut: B opens it again, and closes its client's
+    // connection as a transport (what was published meanwhile never
+    // reached B; sharded mode has no recovery, so the client comes back as
+    // a new socket and joins again). The room's channel comes back with it.
+    kill_connection(&url, node_b.uid(), "subscribe");
+    let frames = members[1].client.until_closed().await;
+    assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+    until(node_b, |s| s.subscribe_reconnects == 1 && s.rejoins == 1).await;
+    members[1] = Member::on(b, "b1").await;
+    members[1].join("r1").await;
+    until_shard_subscribers(&url, &room, 1).await;
+    let got = round(&mut members, 0, 1, r#""rooms":["r1"]"#).await;
+    assert_eq!(got, [("b1", 1)]);
 }

@@ -136,21 +136,28 @@ async fn killed_before_publishing(more: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_send_already_published_publishes_nothing_more() {
-    retried_after_published("").await;
+    retried_after_published("", "").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_recovery_a_retried_send_already_published_publishes_nothing_more() {
-    retried_after_published(RECOVERY_OFF).await;
+    retried_after_published(RECOVERY_OFF, "").await;
 }
 
-/// Nodes configured with `more`: a send acked, then sent again from
-/// both nodes, then another.
-async fn retried_after_published(more: &str) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_sharded_mode_a_retried_send_already_published_publishes_nothing_more() {
+    // Sharded pub/sub (recovery off there): the same script, on SPUBLISH
+    // in the sharded adapter's format.
+    retried_after_published("", "pubsub = \"sharded\"").await;
+}
+
+/// Nodes configured with `more` and the `[cluster]` keys `cluster`: a
+/// send acked, then sent again from both nodes, then another.
+async fn retried_after_published(more: &str, cluster: &str) {
     let Some(redis) = redis_url() else {
         return;
     };
-    let Some(sections) = cluster_sections_on(&redis, "").await else {
+    let Some(sections) = cluster_sections_on(&redis, cluster).await else {
         return;
     };
     let toml = format!("{}{more}\n", node_toml(&sections));

@@ -332,13 +332,19 @@ async fn the_publish_api_counts_every_nodes_sockets_and_names_a_node_that_does_n
     signal(c.pid(), "CONT");
     until_nodes(&a, 2).await;
     until_nodes(&b, 2).await;
-    // C delivers what it held while frozen.
-    for device in &mut devices {
+    for device in &mut devices[..2] {
         assert_eq!(
             without_offset(device.recv().await),
             r#"42/pubsub,["news",1]"#
         );
     }
+    // C was taken for dead: it rejoins, closing its clients' connections
+    // as a transport close (they reconnect by themselves, and recover what
+    // they missed: `a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once`).
+    // Alice's device there comes back.
+    let frames = devices[2].until_closed().await;
+    assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+    devices[2] = connect_pubsub(c.addr, "alice").await;
 
     // Disconnecting alice from B disconnects her sockets on every node.
     let (status, body) = api(b.addr, "POST", "/api/v1/disconnect", r#"{"user":"alice"}"#).await;
@@ -386,5 +392,149 @@ async fn a_node_that_died_alone_is_dropped_by_the_next_node_to_start() {
     assert!(
         started.elapsed() >= Duration::from_millis(2 * HEARTBEAT_MS),
         "{offline}"
+    );
+}
+
+/// The namespaces of [`a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once`]:
+/// presence, chat, calls, and `/secure` (broadcasts to rooms, recovery).
+const FROZEN_NAMESPACES: &str = "[[namespaces]]\nname = \"/presence\"\nhandler = \"presence\"\nauth = true\n\
+    [[namespaces]]\nname = \"/chat\"\nhandler = \"chat\"\nauth = true\n\
+    [[namespaces]]\nname = \"/calls\"\nhandler = \"calls\"\nauth = true\n\
+    [[namespaces]]\nname = \"/secure\"\nhandler = \"testkit\"\nauth = true\n";
+
+/// Frames that are Socket.IO DISCONNECT packets (`41…`): a client told
+/// that does not reconnect by itself.
+fn disconnects(frames: &[String]) -> Vec<&String> {
+    frames.iter().filter(|f| f.starts_with("41")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_frozen_past_the_timeout_rejoins_and_its_clients_recover_once() {
+    use crate::cluster::alice_in_room;
+    use crate::recovery::broadcast;
+    let Some(sections) = sections().await else {
+        return;
+    };
+    // Typing starts and ringing that expire while A is frozen: its timers
+    // would find them when it wakes.
+    let toml = format!(
+        "test_setup = true\n{}[chat]\ntyping_ttl_ms = 300\n[calls]\nring_timeout_ms = 300\n\
+         {FROZEN_NAMESPACES}",
+        node_toml(&sections)
+    );
+    let b = start_raw(&toml).await;
+    let a = Binary::spawn(&toml, |_, _| {}).await;
+    until_nodes(&b, 1).await;
+
+    // On B: a watcher of alice and bob, bob's devices. On A: alice's.
+    let mut watcher = Device::connect(b.addr, "watcher", "/presence").await;
+    let ack = watcher
+        .call("watch", json!({"users": ["alice", "bob"]}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let _bob_presence = Device::connect(b.addr, "bob", "/presence").await;
+    until_shown(&mut watcher, "bob", "online", 1).await;
+    let alice_presence = Device::connect(a.addr, "alice", "/presence").await;
+    until_shown(&mut watcher, "alice", "online", 1).await;
+
+    let mut bob_chat = Device::connect(b.addr, "bob", "/chat").await;
+    let mut alice_chat = Device::connect(a.addr, "alice", "/chat").await;
+    let created = alice_chat
+        .call("conversation:create", json!({"direct": "bob"}))
+        .await;
+    assert_eq!(created["ok"], true, "{created}");
+    let conversation = created["conversation"]["id"].as_i64().unwrap();
+    bob_chat.event("conversation:joined").await;
+    let typing = |on: bool| json!({"conversation": conversation, "typing": on});
+    let shown_typing =
+        |on: bool| json!({"conversation": conversation, "typing": on, "user": "alice"});
+    let ack = alice_chat.call("typing", typing(true)).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(bob_chat.event("typing").await, shown_typing(true));
+
+    // Alice calls bob from A: A times the ringing.
+    let mut bob_calls = Device::connect(b.addr, "bob", "/calls").await;
+    let mut alice_calls = Device::connect(a.addr, "alice", "/calls").await;
+    let invite = json!({"users": ["bob"], "kind": "audio"});
+    let ack = alice_calls.ask("call:invite", invite.clone()).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let call = ack["call"].as_str().unwrap().to_owned();
+    assert_eq!(bob_calls.event("call:ringing").await["call"], call.as_str());
+
+    // Alice in room r of /secure on A; bob broadcasts there from B.
+    let mut room = alice_in_room(a.addr, b.addr, &sections).await;
+
+    // A freezes past the heartbeat timeout: B drops it. Alice goes
+    // offline for the watcher, bob sees her typing stop, once.
+    signal(a.pid(), "STOP");
+    until_stopped(a.pid()).await;
+    until_shown(&mut watcher, "alice", "offline", 0).await;
+    assert_eq!(bob_chat.event("typing").await, shown_typing(false));
+    // Her device left the call it placed: cancelled, for bob.
+    assert_eq!(
+        bob_calls.event("call:ended").await,
+        json!({"call": call, "reason": "cancelled"})
+    );
+    // B goes on broadcasting to alice's room.
+    for n in 1..=3 {
+        broadcast(&mut room.bob, "r", json!(n)).await;
+    }
+
+    // A wakes: it finds it was dropped and closes its clients' connections
+    // as a transport close (no DISCONNECT: they reconnect by themselves).
+    // Alice comes back on A with her last offset: the same socket, and
+    // every event she had not received, once, in order.
+    signal(a.pid(), "CONT");
+    room.closed_then_recovered_on(a.addr).await;
+    for device in [alice_chat, alice_presence, alice_calls] {
+        let frames = device.until_closed().await;
+        assert!(disconnects(&frames).is_empty(), "{frames:?}");
+    }
+
+    // Her presence device reconnects: the watcher sees her online again,
+    // once, with one device; bob was never dropped by A.
+    let _alice_presence = Device::connect(a.addr, "alice", "/presence").await;
+    let seen = watcher
+        .until("presence", |p| {
+            p["user"] == "alice" && p["status"] == "online"
+        })
+        .await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(shown(&seen[0].1), ("online", 1));
+    watcher.quiet().await;
+    let events: Vec<_> = watcher.pending();
+    assert!(events.is_empty(), "{events:?}");
+    assert!(
+        !watcher
+            .history()
+            .iter()
+            .any(|e| e.data["user"] == "bob" && e.data["status"] == "offline"),
+        "{:?}",
+        watcher.history()
+    );
+
+    // Her chat device reconnects and types again: bob's next typing event
+    // is that start, not a second stop from A's expired timer.
+    let mut alice_chat = Device::connect(a.addr, "alice", "/chat").await;
+    let ack = alice_chat.call("typing", typing(true)).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(bob_chat.event("typing").await, shown_typing(true));
+
+    // She calls again from A: bob's next event of /calls is that call
+    // ringing, not a second end of the first from A's ring timer.
+    let mut alice_calls = Device::connect(a.addr, "alice", "/calls").await;
+    let ack = alice_calls.ask("call:invite", invite).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let (name, data) = bob_calls.until("call:ringing", |_| true).await.remove(0);
+    assert_eq!(name, "call:ringing", "{data}");
+    assert_eq!(data["call"], ack["call"]);
+
+    // Counted on A.
+    let metrics = crate::common::http(a.addr, "GET", "/metrics", &[], "")
+        .await
+        .body;
+    assert_eq!(
+        crate::common::sample(&metrics, "switchboard_cluster_rejoins_total"),
+        1.0
     );
 }

@@ -149,6 +149,17 @@ impl MemoryTyping {
         self.entries.lock().next_version()
     }
 
+    /// Forgets every indicator without stopping any: another node already
+    /// told the others they stopped (this node was dropped from its
+    /// cluster while it was frozen). Versions go on from where they were,
+    /// so a later relay still wins over any before.
+    pub fn forget_all(&self) -> usize {
+        let mut guard = self.entries.lock();
+        let forgotten = guard.map.len();
+        guard.map.clear();
+        forgotten
+    }
+
     fn set_now(&self, key: Typist, socket: &str, on: bool, now: Instant) -> Option<Relay> {
         let mut guard = self.entries.lock();
         let version = guard.next_version();
@@ -356,6 +367,20 @@ mod tests {
         assert_eq!(typists(typing.device_gone_now("s1", t0)), [key()]);
         assert!(typing.device_gone_now("s1", t0).is_empty());
         assert_eq!(typing.set_now(key(), "s1", false, t0), None);
+    }
+
+    #[test]
+    fn forgotten_starts_neither_expire_nor_stop_with_their_device_and_versions_go_on() {
+        let typing = state();
+        let t0 = Instant::now();
+        let s = |n| t0 + Duration::from_secs(n);
+        let start = typing.set_now(key(), "s1", true, t0).unwrap();
+        typing.set_now((2, "bob".to_owned()), "s2", true, t0);
+        assert_eq!(typing.forget_all(), 2);
+        assert!(typing.expire_now(s(9)).is_empty());
+        assert!(typing.device_gone_now("s1", s(9)).is_empty());
+        let again = typing.set_now(key(), "s1", true, s(10)).unwrap();
+        assert!(again.typing && again.version > start.version);
     }
 
     #[test]

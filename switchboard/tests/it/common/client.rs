@@ -71,6 +71,27 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The text frames the server sends until it closes the connection
+    /// (pings answered, not kept); fails the test if it stays open.
+    pub async fn until_closed(&mut self) -> Vec<String> {
+        let mut frames = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("the server did not close the connection")
+            {
+                Some(Ok(Message::Text(text))) if text.as_str() == "2" => {
+                    let _ = self.ws.send(Message::text("3")).await;
+                }
+                Some(Ok(Message::Text(text))) => frames.push(text.to_string()),
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return frames,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
 pub async fn next_text(ws: &mut Ws) -> String {
     loop {
         match tokio::time::timeout(WAIT, ws.next())

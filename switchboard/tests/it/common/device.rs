@@ -353,6 +353,21 @@ impl Device {
         Some(frame)
     }
 
+    /// The frames the server sends until it closes the connection (kept
+    /// ones first); fails the test if it stays open.
+    pub async fn until_closed(mut self) -> Vec<String> {
+        let mut frames: Vec<String> = self.kept.drain(..).collect();
+        loop {
+            match tokio::time::timeout(self.wait, self.frames.recv())
+                .await
+                .expect("the server did not close the connection")
+            {
+                Some(frame) => frames.push(frame),
+                None => return frames,
+            }
+        }
+    }
+
     /// Closes the connection (a WebSocket close, then the drop).
     pub async fn close(self) {
         let _ = self.tx.lock().await.close().await;
