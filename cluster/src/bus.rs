@@ -499,15 +499,14 @@ impl Shared {
                 self.stats.other_namespace.fetch_add(1, Relaxed);
             }
             Ok(Decoded::Broadcast(inbound)) => {
-                // Encoded once for every socket of this node it reaches.
-                let mut packet = Encoded::event(nsp, &inbound.event, &inbound.args, None);
-                if inbound.logged {
-                    // A socket being restored tells it from the missed
-                    // packets by its offset.
-                    if let Some(offset) = crate::recovery::last_offset(inbound.args.raw()) {
-                        packet = packet.with_offset(offset);
-                    }
-                }
+                // Encoded once for every socket of this node it reaches;
+                // a logged one with its offset as the last argument (a
+                // socket being restored also tells it from the missed
+                // packets by it).
+                let packet = match inbound.offset {
+                    Some(offset) => Encoded::event_at(nsp, &inbound.event, &inbound.args, offset),
+                    None => Encoded::event(nsp, &inbound.event, &inbound.args, None),
+                };
                 let count = Adapter::broadcast(&**local, ns, &packet, &inbound.opts);
                 let stats = ns.stats();
                 stats.events_out.add(&inbound.event, count as u64);

@@ -495,23 +495,16 @@ impl RecoveryLog {
             let Ok(Decoded::Broadcast(inbound)) = wire::decode(&message, "", &session.nsp) else {
                 return Ok(None);
             };
-            let Some(offset) = last_offset(inbound.args.raw()) else {
+            let Some(offset) = inbound.offset else {
                 return Ok(None);
             };
             if reaches(&inbound.opts, session) {
-                let packet = Encoded::event(&session.nsp, &inbound.event, &inbound.args, None)
-                    .with_offset(offset);
+                let packet = Encoded::event_at(&session.nsp, &inbound.event, &inbound.args, offset);
                 missed.push(Missed { offset, packet });
             }
         }
         Ok(Some(missed))
     }
-}
-
-/// The offset a logged message carries as its last argument.
-pub(crate) fn last_offset(args: &str) -> Option<Offset> {
-    let quoted = args.get(args.len().checked_sub(OFFSET_DIGITS + 2)?..)?;
-    Offset::parse(quoted.strip_prefix('"')?.strip_suffix('"')?)
 }
 
 /// Whether a socket of `session` was meant to receive a broadcast to

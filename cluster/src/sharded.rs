@@ -96,7 +96,7 @@ pub fn encode_broadcast(message: &Outbound, uid: &str) -> Vec<u8> {
     w.str("type");
     w.uint(2);
     w.str("data");
-    wire::write_data(&mut w, &message.event, &message.args, false);
+    wire::write_data(&mut w, &message.event, &message.args);
     w.str("opts");
     message.write_opts(&mut w);
     w.str("uid");

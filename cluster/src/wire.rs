@@ -25,6 +25,7 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use socketio::packet::RESERVED_EVENTS;
+use socketio::recovery::Offset;
 use socketio::{Args, BroadcastOptions, Room};
 
 use crate::msgpack::{self, Reader, Value, Writer};
@@ -107,12 +108,16 @@ impl Outbound {
         self.encode_with(uid, false).0
     }
 
-    /// The message as [`encode`](Self::encode) writes it, with one more
-    /// last argument: a string of [`OFFSET_DIGITS`] zeros, which the
-    /// recovery log's script overwrites with the offset Redis gives it
-    /// (the reference server's recovery sends the offset as the last
-    /// argument; a Node node delivers it as it is). Returns the message and
-    /// the position of the first zero.
+    /// The message as [`encode`](Self::encode) writes it, with a fourth
+    /// element: a string of [`OFFSET_DIGITS`] zeros, which the recovery
+    /// log's script overwrites with the offset Redis gives it. Returns the
+    /// message and the position of the first zero.
+    ///
+    /// The offset rides beside the packet, not in it: a Switchboard node
+    /// adds it as the event's last argument for its clients (as the
+    /// reference server's recovery sends it), while a Node node reads
+    /// `[uid, packet, opts]` and ignores what follows, so its clients get
+    /// exactly the arguments emitted.
     pub fn encode_with_offset_slot(&self, uid: &str) -> (Vec<u8>, usize) {
         let (buf, slot) = self.encode_with(uid, true);
         (buf, slot.unwrap_or_default())
@@ -120,16 +125,20 @@ impl Outbound {
 
     fn encode_with(&self, uid: &str, offset_slot: bool) -> (Vec<u8>, Option<usize>) {
         let mut w = Writer::with_capacity(64 + self.byte_len());
-        w.array(3);
+        w.array(3 + usize::from(offset_slot));
         w.str(uid);
         w.map(3);
         w.str("type");
         w.uint(EVENT);
         w.str("data");
-        let slot = write_data(&mut w, &self.event, &self.args, offset_slot);
+        write_data(&mut w, &self.event, &self.args);
         w.str("nsp");
         w.str(&self.nsp);
         self.write_opts(&mut w);
+        let slot = offset_slot.then(|| {
+            w.str(&"0".repeat(OFFSET_DIGITS));
+            w.buf.len() - OFFSET_DIGITS
+        });
         (w.buf, slot)
     }
 
@@ -188,16 +197,9 @@ fn distinct(rooms: impl Iterator<Item = Room>) -> Vec<Room> {
     rooms.filter(|room| seen.insert(room.clone())).collect()
 }
 
-/// `[event, ...args]`: the event name, then each argument converted from
-/// its JSON text.
-/// Writes `[event, ...args]`, and with `offset_slot` one more string of
-/// [`OFFSET_DIGITS`] zeros, whose position is returned.
-pub(crate) fn write_data(
-    w: &mut Writer,
-    event: &str,
-    args: &Args,
-    offset_slot: bool,
-) -> Option<usize> {
+/// Writes `[event, ...args]`: the event name, then each argument
+/// converted from its JSON text.
+pub(crate) fn write_data(w: &mut Writer, event: &str, args: &Args) {
     // The arguments' text came from a JSON parser or serializer: it parses.
     // Should it not, the event still goes out, with no arguments, rather
     // than a panic on the publisher task.
@@ -209,15 +211,11 @@ pub(crate) fn write_data(
             Vec::new()
         })
     };
-    w.array(1 + values.len() + usize::from(offset_slot));
+    w.array(1 + values.len());
     w.str(event);
     for value in &values {
         value.write(w, args.attachments());
     }
-    offset_slot.then(|| {
-        w.str(&"0".repeat(OFFSET_DIGITS));
-        w.buf.len() - OFFSET_DIGITS
-    })
 }
 
 /// A JSON value as JavaScript holds it after `JSON.parse`: numbers are
@@ -380,9 +378,9 @@ pub struct Inbound {
     pub event: String,
     pub args: Args,
     pub opts: BroadcastOptions,
-    /// It is in the recovery log, its offset its last argument (its uid
-    /// ends with [`LOGGED_UID_SUFFIX`]).
-    pub logged: bool,
+    /// It is in the recovery log at this offset (its uid ends with
+    /// [`LOGGED_UID_SUFFIX`], and the offset follows its options).
+    pub offset: Option<Offset>,
 }
 
 /// Ends the uid of a message that a Switchboard node appended to the
@@ -422,12 +420,21 @@ pub fn decode(message: &Bytes, uid: &str, nsp: &str) -> Result<Decoded, WireErro
         .is_some_and(|s| s.ends_with(LOGGED_UID_SUFFIX));
     let packet = reader.value()?;
     let opts = reader.value()?;
-    for _ in 3..len {
-        reader.value()?;
+    // The recovery offset follows the options (no Node publisher sends
+    // a fourth element; a Node node ignores it).
+    let mut offset = None;
+    for i in 3..len {
+        let value = reader.value()?;
+        if i == 3 {
+            offset = value.as_str().and_then(Offset::parse);
+        }
     }
     reader.finish()?;
+    if logged && offset.is_none() {
+        return Err(WireError::Shape("a logged message without its offset"));
+    }
     Ok(match inbound(&packet, &opts, message, nsp)? {
-        Some(inbound) => Decoded::Broadcast(Inbound { logged, ..inbound }),
+        Some(inbound) => Decoded::Broadcast(Inbound { offset, ..inbound }),
         None => Decoded::OtherNamespace,
     })
 }
@@ -499,7 +506,7 @@ pub(crate) fn inbound_or(
                 .is_some_and(Value::truthy),
             local: false,
         },
-        logged: false,
+        offset: None,
     }))
 }
 

@@ -57,6 +57,8 @@ export async function startNodes(n, { config = CLUSTER_CONFIG, keyPrefix, env = 
   const nodeEnv = { ...clusterEnv(createDatabase(), keyPrefix), ...env };
   const nodes = [];
   for (let i = 0; i < n; i++) nodes.push(await startServer({ config, env: nodeEnv }));
+  // Another node of the same cluster can be started with it (and more).
+  for (const node of nodes) node.env = nodeEnv;
   return nodes;
 }
 

@@ -32,9 +32,10 @@ import { createAdapter } from "@socket.io/redis-adapter";
 import msgpack from "notepack.io";
 import { createClient } from "redis";
 import { Server } from "socket.io";
-import { REDIS, clusterSkip, join, member as clusterMember, round, startNodes } from "./cluster.mjs";
+import { CLUSTER_CONFIG, REDIS, clusterSkip, join, member as clusterMember, round, startNodes } from "./cluster.mjs";
 import { token } from "./esn.mjs";
 import { Clients, TEST_TIMEOUT_MS, WAIT_MS, ack, stopServer } from "./helpers.mjs";
+import { startServer } from "./server.mjs";
 
 const skip = clusterSkip();
 
@@ -185,6 +186,36 @@ test("Switchboard and Node nodes deliver each other's broadcasts", { skip, timeo
   assert.deepEqual(got, { a1: 1, b1: 1, n1: 1 });
   got = await round(all, emitter, (id) => nodeIo.except("nodes").emit("news", { id }));
   assert.deepEqual(got, { n2: 1 });
+});
+
+test("with recovery on, a Node node's clients get a Switchboard broadcast's arguments as emitted, and Switchboard's the offset after them", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  // A third Switchboard node of this cluster, with recovery on (the
+  // default): its recoverable broadcasts go through the recovery log and
+  // carry their offset beside the packet, which a Node node ignores.
+  const c = await startServer({
+    config: CLUSTER_CONFIG,
+    env: { ...nodes[0].env, SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS: "120000" },
+  });
+  try {
+    const c1 = await member("c1", c.url);
+    const c2 = await member("c2", c.url);
+    const n1 = await member("n1", nodeUrl);
+    for (const m of [c1, c2, n1]) await join(m, "rec");
+    // The marker from the same node, so that it follows the news.
+    const fromC = (event, data) => async () => {
+      const reply = await ack(c1.socket, "broadcast", { event, data, rooms: ["rec"], others: true });
+      assert.equal(reply.ok, true);
+    };
+    const got = await round([c2, n1], (id) => fromC("marker", id)(), (id) => fromC("news", { id })());
+    assert.deepEqual(got, { c2: 1, n1: 1 });
+    const [news] = n1.news.items.filter(([data]) => data?.id !== undefined).slice(-1);
+    assert.deepEqual(news, [{ id: news[0].id }], "the Node node's client got more than was emitted");
+    const [mine] = c2.news.items.slice(-1);
+    assert.equal(mine.length, 2, `Switchboard's client gets the offset last: ${JSON.stringify(mine)}`);
+    assert.match(mine[1], /^\d{19}$/);
+  } finally {
+    await stopServer(c);
+  }
 });
 
 test("what Switchboard publishes is notepack's bytes in the Node adapter's shape", { skip, timeout: TEST_TIMEOUT_MS }, async () => {

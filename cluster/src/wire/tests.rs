@@ -266,3 +266,42 @@ fn malformed_messages_are_errors() {
         assert!(decoded(&bytes, "XXXXXX", "/").is_err(), "{what}");
     }
 }
+
+#[test]
+fn a_logged_message_is_the_node_adapters_with_the_offset_after_it() {
+    let out = outbound(
+        "/chat",
+        "news",
+        args(r#"{"id":1},"two""#, Vec::new()),
+        BroadcastOptions {
+            rooms: rooms(&["r"]),
+            ..BroadcastOptions::default()
+        },
+    );
+    let uid = format!("node{LOGGED_UID_SUFFIX}");
+    let plain = out.encode(&uid);
+    let (logged, slot) = out.encode_with_offset_slot(&uid);
+    // `[uid, packet, opts]` as the Node adapter publishes it (what a Node
+    // node reads: its clients get the arguments emitted, no more), then
+    // the offset's slot.
+    assert_eq!((plain[0], logged[0]), (0x93, 0x94));
+    assert_eq!(&logged[1..plain.len()], &plain[1..]);
+    assert_eq!(logged[plain.len()], 0xa0 | OFFSET_DIGITS as u8);
+    assert_eq!(slot, plain.len() + 1);
+    assert_eq!(&logged[slot..], "0".repeat(OFFSET_DIGITS).as_bytes());
+
+    // With the offset the log's script writes there, a Switchboard node
+    // reads the packet as emitted and the offset beside it.
+    let mut written = logged.clone();
+    written[slot..].copy_from_slice(b"1796660077191000003");
+    let inbound = broadcast(&written, "/chat");
+    assert_eq!(inbound.args.raw(), r#"{"id":1},"two""#);
+    assert_eq!(
+        inbound.offset,
+        Some(socketio::recovery::Offset(1_796_660_077_191_000_003))
+    );
+    // A message of another node has none; one that says it is logged
+    // must carry it.
+    assert_eq!(broadcast(&out.encode("node"), "/chat").offset, None);
+    assert!(decoded(&plain, "other", "/chat").is_err());
+}
