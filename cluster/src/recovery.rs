@@ -7,13 +7,15 @@
 //! One Redis stream per namespace, `<prefix>-log#<nsp>#`, holds the
 //! recoverable broadcasts of every node in the order Redis received them.
 //! A node appends a broadcast with one script ([`RecoveryLog::append`]) that
-//! gives it its entry id, writes the id into the message as its last
-//! argument, adds the message to the stream, trims the stream and
-//! PUBLISHes the message on the bus channel: atomically, so the order of
-//! the log is the order every subscriber receives, and nothing is
-//! published that the log does not hold. The message stays the Node
-//! adapter's `[uid, packet, opts]` (a Node node delivers it, offset
-//! included, as the reference server's recovery would).
+//! gives it its entry id, writes the id into the message's offset slot,
+//! adds the message to the stream, trims the stream and PUBLISHes the
+//! message on the bus channel: atomically, so the order of the log is the
+//! order every subscriber receives, and nothing is published that the log
+//! does not hold. The message is the Node adapter's `[uid, packet, opts]`
+//! with the offset as a fourth element: a Node node reads the first three
+//! and delivers the packet as emitted; a Switchboard node adds the offset
+//! as the event's last argument, as the reference server's recovery
+//! sends it.
 //!
 //! Entry ids are chosen by the script (`ms-seq`, `ms` from Redis's clock,
 //! never going back), and a client's offset is the decimal text of

@@ -52,11 +52,10 @@ let clients;
 
 before(async () => {
   if (skip) return;
-  // A Node node shares this cluster: recovery off, as docs/DEPLOY.md asks
-  // of a mixed cluster (with it on, a recoverable broadcast's bus message
-  // carries its offset as a last argument, which a Node node would hand its
-  // clients, and the byte-for-byte check would fail). lb.test.mjs and the
-  // Rust cluster tests cover recovery across Switchboard nodes.
+  // Recovery off on these two: the byte-for-byte test compares their bus
+  // messages with what the Node adapter publishes, [uid, packet, opts]; with
+  // recovery on a recoverable broadcast carries its offset as a fourth
+  // element, which a Node node ignores (the test with recovery on, below).
   nodes = await startNodes(2, { keyPrefix: KEY, env: { SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS: "0" } });
 
   // A Node socket.io node with the Redis adapter, on the same bus.
