@@ -35,6 +35,13 @@ redis.call('SET', KEYS[1], '1', 'PX', ARGV[3])
 return redis.call(ARGV[4], ARGV[1], ARGV[2])
 "#;
 
+/// [`ONCE`] by its SHA-1 (see `recovery::append_sha`).
+pub(crate) fn once_sha() -> &'static str {
+    static SCRIPT: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(ONCE));
+    SCRIPT.get_hash()
+}
+
 /// A broadcast in the publish queue whose emitter waits for it.
 pub(crate) struct Confirmed {
     pub(crate) message: Outbound,

@@ -13,7 +13,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, watch};
 
 use crate::bus::{Queued, Shared, backoff, name_connection, sleep_or_stop, stop_requested};
-use crate::confirmed::{Confirmed, ONCE, ONCE_UID_SUFFIX, ttl_ms};
+use crate::confirmed::{Confirmed, ONCE_UID_SUFFIX, once_sha, ttl_ms};
 use crate::error::ClusterError;
 use crate::wire::Outbound;
 
@@ -109,6 +109,17 @@ async fn connect(shared: &Shared) -> Result<MultiplexedConnection, ClusterError>
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
     name_connection(shared, &mut conn, "publish").await;
+    // Before it counts as up: its scripts run by their SHA-1.
+    for script in crate::recovery::SCRIPTS {
+        let _: String = timed(
+            shared.config.command_timeout,
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(script)
+                .query_async(&mut conn),
+        )
+        .await?;
+    }
     Ok(conn)
 }
 
@@ -228,8 +239,8 @@ fn confirmed_cmd(shared: &Shared, confirmed: &Confirmed) -> Option<redis::Cmd> {
         let (channel, payload) =
             encoded(shared, message, &format!("{}{ONCE_UID_SUFFIX}", shared.uid));
         let size = payload.len();
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(ONCE)
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(once_sha())
             .arg(1)
             .arg(marker)
             .arg(channel)

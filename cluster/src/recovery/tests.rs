@@ -360,3 +360,40 @@ fn an_entry_costs_what_redis_was_measured_to_spend_on_it_or_more() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_append_after_a_script_flush_loads_the_script_and_appends_once() {
+    let Some((log, mut conn)) = log(1 << 20).await else {
+        return;
+    };
+    // Redis forgot its scripts (SCRIPT FLUSH): EVALSHA answers NOSCRIPT,
+    // which means the script did not run.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let first = log
+        .append(&outbound("/", "news", "1", &[]), "node-a")
+        .await
+        .unwrap();
+    let second = log
+        .append(&outbound("/", "news", "2", &[]), "node-a")
+        .await
+        .unwrap();
+    assert!(second.0 > first.0);
+    // Appended once each, and the script is known by its SHA-1 again.
+    let len: usize = redis::cmd("XLEN")
+        .arg(log.stream_key("/"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 2);
+    let known: Vec<bool> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(append_sha())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(known, [true]);
+}
