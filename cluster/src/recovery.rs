@@ -22,13 +22,16 @@
 //! `ms * 10^6 + seq`: 19 digits, so texts compare as numbers, and a `u64`
 //! on our side ([`Offset`]).
 //!
-//! The stream is trimmed on each append, exactly, of the entries older
-//! than the window and of the oldest ones while the log's bytes exceed
-//! `max_bytes`. The stream's metadata hash `<prefix>-log#<nsp>#meta` keeps
-//! the last id given, the bytes held and the *floor*: every entry after
-//! the floor is still held. An offset below the floor is not recovered;
-//! a log that expired (idle past twice the window) or never existed has
-//! its floor at its last id: what came before it cannot be replayed.
+//! The stream is trimmed by the appends: of the entries older than the
+//! window, in a batch once the oldest has been past it for a 64th of the
+//! window (the log holds at least the window, at most a 64th more), and
+//! at once of the oldest ones while the log's bytes exceed `max_bytes`.
+//! The stream's metadata hash `<prefix>-log#<nsp>#meta` keeps the last
+//! id given, the bytes held, the oldest entry's ms (`head`) and the
+//! *floor*: every entry after the floor is still held. An offset below
+//! the floor is not recovered; a log that expired (idle past twice the
+//! window) or never existed has its floor at its last id: what came
+//! before it cannot be replayed.
 //!
 //! # Sessions
 //!
@@ -85,13 +88,31 @@ const TRIM_BUDGET: usize = 1000;
 /// the offset's digits (1-based), window ms, max bytes, entry overhead,
 /// trim budget, meta TTL ms, and the marker's TTL ms. Returns the
 /// offset's text, or false when the marker was set (nothing done).
+///
+/// Written for Redis's CPU, which one script per recoverable broadcast
+/// makes the cluster's shared cost: each `redis.call` costs about 0.5 µs
+/// beyond its command, so the metadata is read with one HMGET and written
+/// with one HSET (the byte count added here, not by HINCRBY); the stream's
+/// PEXPIRE doubles as the check that it still exists; and the stream is
+/// read to trim only when its oldest entry (`head` in the metadata) has
+/// been past the window for a 64th of the window, or the bytes are over
+/// the bound — a batch every ~2 s under a steady flow rather than one
+/// XRANGE per append. 22.5 → 17 µs a call in steady state, 27 → 19 µs
+/// while trimming (`INFO commandstats`, 220-byte messages, 120 s and 1 s
+/// windows).
 const APPEND: &str = r#"
 local stream, meta = KEYS[1], KEYS[2]
 if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then return false end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local last_ms = tonumber(redis.call('HGET', meta, 'ms') or '-1')
-local last_seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
+local window = tonumber(ARGV[4])
+local h = redis.call('HMGET', meta, 'ms', 'seq', 'bytes', 'head')
+local last_ms = tonumber(h[1] or '-1')
+local last_seq = tonumber(h[2] or '0')
+local bytes = tonumber(h[3] or '0')
+-- The ms of the oldest entry held (0 when not known: the next append
+-- reads the stream and learns it).
+local head = tonumber(h[4] or '0')
 local ms, seq = now, 0
 if last_ms >= 0 and ms <= last_ms then
   ms, seq = last_ms, last_seq + 1
@@ -101,51 +122,58 @@ local text = text_of(ms, seq)
 if seq > 999999 or #text ~= 19 then
   return redis.error_reply('recovery log: entry id out of range')
 end
+local floor, fresh = nil, false
 if last_ms < 0 then
   -- A new log: no offset before its first entry can be replayed.
   redis.call('DEL', stream)
-  redis.call('HSET', meta, 'floor', text, 'bytes', 0)
-elseif redis.call('EXISTS', stream) == 0 then
+  floor, fresh = text, true
+elseif redis.call('PEXPIRE', stream, 2 * window) == 0 then
   -- The stream expired (idle): what it held is gone.
-  redis.call('HSET', meta, 'floor', text_of(last_ms, last_seq), 'bytes', 0)
+  floor, fresh = text_of(last_ms, last_seq), true
 end
+if fresh then bytes, head = 0, ms end
 local slot = tonumber(ARGV[3])
 local message = string.sub(ARGV[2], 1, slot - 1) .. text .. string.sub(ARGV[2], slot + 19)
 local id = ms .. '-' .. seq
 redis.call('XADD', stream, id, 'm', message)
+if fresh then redis.call('PEXPIRE', stream, 2 * window) end
 local overhead = tonumber(ARGV[6])
 -- What an entry costs Redis (see `entry_cost`).
 local function cost(n) return n + overhead + math.min(n, math.floor(n * n / 4096)) end
-local bytes = tonumber(redis.call('HINCRBY', meta, 'bytes', cost(#message)))
-redis.call('HSET', meta, 'ms', ms, 'seq', seq)
-local oldest = now - tonumber(ARGV[4])
+bytes = bytes + cost(#message)
+local oldest = now - window
 local max = tonumber(ARGV[5])
-local budget = tonumber(ARGV[7])
--- The oldest entry first, alone (usually it stays: one entry read per
--- append), then growing batches while entries go.
-local cursor, dropped, keep, count = '-', nil, nil, 1
-while budget > 0 and not keep do
-  local batch = redis.call('XRANGE', stream, cursor, '+', 'COUNT', count)
-  count = math.min(count * 8, 64)
-  if #batch == 0 then break end
-  for _, e in ipairs(batch) do
-    local ems = tonumber(string.match(e[1], '^(%d+)-'))
-    if e[1] == id or budget == 0 or (ems > oldest and bytes <= max) then
-      keep = e[1]
-      break
+if head < oldest - math.floor(window / 64) or bytes > max then
+  -- The oldest entry first, alone, then growing batches while entries go.
+  local budget = tonumber(ARGV[7])
+  local cursor, dropped, keep, count = '-', nil, nil, 1
+  while budget > 0 and not keep do
+    local batch = redis.call('XRANGE', stream, cursor, '+', 'COUNT', count)
+    count = math.min(count * 8, 64)
+    if #batch == 0 then break end
+    for _, e in ipairs(batch) do
+      local ems = tonumber(string.match(e[1], '^(%d+)-'))
+      if e[1] == id or budget == 0 or (ems > oldest and bytes <= max) then
+        keep, head = e[1], ems
+        break
+      end
+      bytes = bytes - cost(#e[2][2])
+      dropped = e[1]
+      budget = budget - 1
     end
-    bytes = bytes - cost(#e[2][2])
-    dropped = e[1]
-    budget = budget - 1
+    cursor = '(' .. batch[#batch][1]
   end
-  cursor = '(' .. batch[#batch][1]
+  if dropped then
+    redis.call('XTRIM', stream, 'MINID', keep or id)
+    local m, s = string.match(dropped, '^(%d+)-(%d+)$')
+    floor = text_of(m, tonumber(s))
+  end
 end
-if dropped then
-  redis.call('XTRIM', stream, 'MINID', keep or id)
-  local m, s = string.match(dropped, '^(%d+)-(%d+)$')
-  redis.call('HSET', meta, 'floor', text_of(m, tonumber(s)), 'bytes', bytes)
+if floor then
+  redis.call('HSET', meta, 'ms', ms, 'seq', seq, 'bytes', bytes, 'head', head, 'floor', floor)
+else
+  redis.call('HSET', meta, 'ms', ms, 'seq', seq, 'bytes', bytes, 'head', head)
 end
-redis.call('PEXPIRE', stream, 2 * tonumber(ARGV[4]))
 redis.call('PEXPIRE', meta, tonumber(ARGV[8]))
 if KEYS[3] then redis.call('SET', KEYS[3], '1', 'PX', ARGV[9]) end
 redis.call('PUBLISH', ARGV[1], message)
