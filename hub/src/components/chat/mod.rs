@@ -142,10 +142,10 @@ pub struct ChatConfig {
     /// or Redis did not take it in time), in ms: a send again with the
     /// same `client_id`, a membership change repeated. The cluster keeps
     /// a marker this long per message published (149 bytes of Redis
-    /// memory each, measured), per membership announcement, and two per
-    /// read that moves a mark (164 bytes each); a later retry publishes
-    /// nothing (a read asking for the mark excepted: a receipt carries
-    /// the mark itself, so it is announced again).
+    /// memory each, measured) and per membership announcement; a later
+    /// retry publishes nothing. (A read asking for its mark again always
+    /// announces it: a receipt carries the mark itself, so a second copy
+    /// is harmless, and reads keep no marker.)
     pub retry_window_ms: u64,
 }
 
@@ -536,14 +536,14 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done, retry_window: Durati
         }
         // A read that did not move the mark but asked for it (`again`) is
         // taken as the retry of the read that set it, and its receipts are
-        // announced again if no node published them: a receipt lost with
-        // its node would leave the others showing an old mark until they
-        // reload, while a receipt carries the mark itself, so a second
-        // copy changes nothing for a client. Hence no window here (past
-        // it, a late retry may announce the mark once more, harmlessly),
-        // and the marker only spares the others a copy. A mark set by the
-        // reader's own send was never announced: in a cluster a read
-        // asking for it announces it (on one node nothing, as before).
+        // announced again: a receipt lost with its node would leave the
+        // others showing an old mark until they reload, while a receipt
+        // carries the mark itself, so a second copy changes nothing for a
+        // client. Hence no marker (it would only spare a harmless copy, at
+        // two Redis keys per read for the retry window: about 200 MB at
+        // 1,000 reads a second) and no window. A mark set by the reader's
+        // own send was never announced: in a cluster a read asking for it
+        // announces it (on one node nothing, as before).
         Done::Read {
             conversation,
             user,
@@ -553,7 +553,6 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done, retry_window: Durati
             members,
             moved,
             again,
-            created_at,
         } if *moved || *again => {
             let others = members.iter().filter(|m| *m != user);
             let mut receipt = ReadReceipt {
@@ -563,25 +562,14 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done, retry_window: Durati
                 unread: None,
                 user,
             };
-            // The conversation's creation time: a store replaced while
-            // Redis still holds markers must not take a new receipt for
-            // one already published.
-            let to_others = once(
-                format!("{conversation}:{created_at}:read:{seq}:{user}"),
-                *again,
-            );
-            let to_reader = once(
-                format!("{conversation}:{created_at}:read-own:{seq}:{user}"),
-                *again,
-            );
-            let published = emit_to_users_published(ns, others, "read", &receipt, Some(&to_others));
+            let published = emit_to_users_published(ns, others, "read", &receipt, None);
             (receipt.mentions, receipt.unread) = (Some(*mentions), Some(*unread));
             published.and(emit_to_users_published(
                 ns,
                 std::iter::once(user),
                 "read",
                 &receipt,
-                Some(&to_reader),
+                None,
             ))
         }
         Done::Read { .. } => Published::done(),

@@ -149,9 +149,7 @@ pub enum Done {
     /// `user`'s read mark is `seq` (`moved`: it went up), leaving
     /// `unread` messages and `mentions` unread. `again`: it did not move
     /// but the read asked for at least the mark it found, as a retry of
-    /// the read that set it does (the receipt is announced again if no
-    /// node did). `created_at`: the conversation's, which names its
-    /// receipts with their seq (see the component's `deliver`).
+    /// the read that set it does (the receipt is announced again).
     Read {
         conversation: i64,
         user: String,
@@ -161,7 +159,6 @@ pub enum Done {
         members: Vec<String>,
         moved: bool,
         again: bool,
-        created_at: i64,
     },
 }
 
@@ -1163,7 +1160,6 @@ impl<'t> Batch<'t> {
             // (that one asked for the mark or more); a mark of 0 was never
             // announced.
             again: !moved && seq >= before && before > 0,
-            created_at: found.created_at,
         })
     }
 }
