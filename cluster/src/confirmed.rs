@@ -1,8 +1,9 @@
 //! Broadcasts whose emitter waits for their publication
 //! ([`socketio::Published`]), and publication at most once under a key
-//! ([`socketio::Once`]): what lets the chat ack a message only once the
-//! other nodes have it, and a retry of a send whose node was killed
-//! publish it if, and only if, nothing did.
+//! ([`socketio::Once`]): what lets the chat ack a change (a message, a
+//! membership change, a read) only once the other nodes have it, and a
+//! retry of one whose node was killed publish it if, and only if,
+//! nothing did.
 //!
 //! The marker `<prefix>-once#<nsp>#<key>` is set by the very script that
 //! publishes (the recovery log's append, or [`ONCE`] when recovery is

@@ -73,7 +73,7 @@
 //!   the connection is back. A pipeline that fails mid-way is counted and
 //!   not sent again (Redis pub/sub is at most once; a resend could
 //!   deliver twice). An emitter that must know (the chat, before it acks
-//!   a message) asks for a completion instead of waiting on the queue:
+//!   a change) asks for a completion instead of waiting on the queue:
 //!   it hears when Redis took the broadcast, or that it did not, and its
 //!   client retries; a marker set by the publishing script makes a
 //!   publish and its retry race to one (`confirmed`).

@@ -41,7 +41,8 @@ pub struct BroadcastOptions {
 #[derive(Debug, Clone)]
 pub struct Once {
     /// Names the broadcast in its namespace (the application's: a chat
-    /// message's conversation and seq).
+    /// message's conversation and seq, a membership change's kind and
+    /// time).
     pub key: String,
     /// How long the cluster remembers that `key` was published (a retry
     /// after that would publish it again).
@@ -67,34 +68,45 @@ pub enum NotPublished {
 /// command that publishes it): what an emitter that answers its client
 /// only after the other nodes have it waits for
 /// ([`BroadcastOperator::emit_published`](crate::BroadcastOperator::emit_published)).
-/// On one node it is ready at once.
+/// On one node it is ready at once. Several broadcasts of one change
+/// (a read receipt to the others and to the reader's devices) are waited
+/// for together ([`Published::and`]).
 #[derive(Debug)]
 #[must_use = "a publication is only known by waiting for it"]
-pub struct Published(Option<(oneshot::Receiver<()>, Duration)>);
+pub struct Published(Vec<(oneshot::Receiver<()>, Duration)>);
 
 impl Published {
     /// Already published (one node: delivered at once).
     pub fn done() -> Published {
-        Published(None)
+        Published(Vec::new())
     }
 
     /// A publication to come: the sender is fired once the broadcast is
     /// published, dropped if it never is; waiting gives up after `bound`.
     pub fn channel(bound: Duration) -> (oneshot::Sender<()>, Published) {
         let (tx, rx) = oneshot::channel();
-        (tx, Published(Some((rx, bound))))
+        (tx, Published(vec![(rx, bound)]))
     }
 
-    /// Resolves once the broadcast was published, or says why not.
+    /// Ready once both this and `other` are.
+    pub fn and(mut self, other: Published) -> Published {
+        self.0.extend(other.0);
+        self
+    }
+
+    /// Resolves once every broadcast was published, or says why one was
+    /// not. Each is given its bound from the moment the wait starts (they
+    /// were emitted together), not one after the other.
     pub async fn wait(self) -> Result<(), NotPublished> {
-        let Some((rx, bound)) = self.0 else {
-            return Ok(());
-        };
-        match tokio::time::timeout(bound, rx).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(NotPublished::Dropped),
-            Err(_) => Err(NotPublished::Timeout(bound)),
+        let start = tokio::time::Instant::now();
+        for (rx, bound) in self.0 {
+            match tokio::time::timeout_at(start + bound, rx).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(NotPublished::Dropped),
+                Err(_) => return Err(NotPublished::Timeout(bound)),
+            }
         }
+        Ok(())
     }
 }
 
@@ -391,5 +403,43 @@ impl Adapter for LocalAdapter {
             socket.send_encoded(packet, opts.volatile);
         }
         targets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn publications_together_are_ready_only_when_each_is() {
+        let bound = Duration::from_secs(5);
+        let (first, a) = Published::channel(bound);
+        let (second, b) = Published::channel(bound);
+        let both = Published::done().and(a).and(b);
+        first.send(()).unwrap();
+        second.send(()).unwrap();
+        assert_eq!(both.wait().await, Ok(()));
+
+        // One of them dropped (its queue full): the whole is not published.
+        let (first, a) = Published::channel(bound);
+        let (second, b) = Published::channel(bound);
+        first.send(()).unwrap();
+        drop(second);
+        assert_eq!(a.and(b).wait().await, Err(NotPublished::Dropped));
+
+        // Five never answered: the bound counts from the start of the wait, once
+        // for all of them (one after the other, five would take 500 ms).
+        let short = Duration::from_millis(100);
+        let (first, mut all) = Published::channel(short);
+        first.send(()).unwrap();
+        let mut unanswered = Vec::new();
+        for _ in 0..5 {
+            let (tx, one) = Published::channel(short);
+            unanswered.push(tx);
+            all = all.and(one);
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(all.wait().await, Err(NotPublished::Timeout(short)));
+        assert!(started.elapsed() < short * 4, "{:?}", started.elapsed());
     }
 }

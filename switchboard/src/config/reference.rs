@@ -564,7 +564,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "retry_window_ms",
-                "In a cluster, how long after a message was stored a retry of its send (the same `client_id`) still publishes it if no node did (its node was killed with it queued, or Redis did not take it in time), in ms. The cluster keeps a marker per published message this long (149 bytes of Redis memory each, measured); a retry later than this is answered as a duplicate and publishes nothing.",
+                "In a cluster, how long after a change was stored its retry still publishes it if no node did (its node was killed with it queued, or Redis did not take it in time), in ms: a send again with the same `client_id`, a membership change repeated. The cluster keeps a marker this long per message published (149 bytes of Redis memory each, measured) and per membership announcement; a later retry publishes nothing. (A read asking for its mark again always announces it: a receipt carries the mark itself, so a second copy is harmless, and reads keep no marker.)",
             ),
         ],
     },

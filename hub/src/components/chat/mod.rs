@@ -137,12 +137,15 @@ pub struct ChatConfig {
     /// `max_members - 1`, the others of a full group, so that a full group
     /// can be created).
     pub members_added_burst: f64,
-    /// In a cluster, how long after a message was stored a retry of its
-    /// send (the same `client_id`) still publishes it if no node did (its
-    /// node was killed with it queued, or Redis did not take it in time),
-    /// in ms. The cluster keeps a marker per published message this long
-    /// (149 bytes of Redis memory each, measured); a retry later than this is
-    /// answered as a duplicate and publishes nothing.
+    /// In a cluster, how long after a change was stored its retry still
+    /// publishes it if no node did (its node was killed with it queued,
+    /// or Redis did not take it in time), in ms: a send again with the
+    /// same `client_id`, a membership change repeated. The cluster keeps
+    /// a marker this long per message published (149 bytes of Redis
+    /// memory each, measured) and per membership announcement; a later
+    /// retry publishes nothing. (A read asking for its mark again always
+    /// announces it: a receipt carries the mark itself, so a second copy
+    /// is harmless, and reads keep no marker.)
     pub retry_window_ms: u64,
 }
 
@@ -388,39 +391,50 @@ fn notify_mentions(ctx: &Context, message: &store::Message, users: &[String]) {
 }
 
 /// Tells members what the writer did (called by the writer task, in commit
-/// order). What carries a message (a send, an edit, a delete) is acked
-/// once the other nodes have it: the returned publication.
+/// order). Every change is acked once the other nodes have what it
+/// emitted: the returned publication (at once on one node).
 ///
-/// A message is published at most once by the cluster, under its
-/// conversation, seq and time (see [`socketio::Once`]). A retried send (`fresh:
-/// false`) emits it again: that publishes it only if no node did (its
-/// first node was killed with it queued, or Redis did not take it in time
-/// and the sender was answered `unavailable`), within `retry_window` of
-/// when it was stored; on one node, nothing (its first delivery was at
-/// once).
+/// A change is published at most once by the cluster, under a key naming
+/// it (see [`socketio::Once`]): a message by its conversation, seq and
+/// time; a membership change by its conversation, kind, time and first
+/// user; a read receipt by its conversation (and the conversation's
+/// creation time), seq and reader. A retry finds the change stored by the
+/// first attempt (a send's `client_id`; a repeated add, leave or removal;
+/// a read asking for the mark it finds) and emits it again
+/// (`again`): that publishes it only if no node did (its first node was
+/// killed with it queued, or Redis did not take it in time and the client
+/// was answered `unavailable`), within `retry_window` of when it was
+/// stored; on one node, nothing (its first delivery was at once).
 fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done, retry_window: Duration) -> Published {
+    // A retry past the window publishes nothing: the marker of its first
+    // publication may be gone, and a second one must not be risked.
+    let stale = |at: i64| now_ms().saturating_sub(at) > retry_window.as_millis() as i64;
+    let once = |key: String, again: bool| Once {
+        key,
+        ttl: retry_window,
+        again,
+    };
     match done {
         Done::Sent {
             message,
             members,
             fresh,
         } => {
-            if !fresh && now_ms().saturating_sub(message.ts) > retry_window.as_millis() as i64 {
+            if !fresh && stale(message.ts) {
                 return Published::done();
             }
             // Its time too: a store replaced (restored, or reset) while
             // Redis still holds markers gives old (conversation, seq)
             // pairs to new messages, which must not be taken as published.
-            let once = Once {
-                key: format!("{}:{}:{}", message.conversation, message.seq, message.ts),
-                ttl: retry_window,
-                again: !fresh,
-            };
+            let once = once(
+                format!("{}:{}:{}", message.conversation, message.seq, message.ts),
+                !fresh,
+            );
             let published = emit_to_users_published(ns, members, "message", message, Some(&once));
             if *fresh {
                 notify_mentions(ctx, message, &message.mentions);
             }
-            return published;
+            published
         }
         Done::Edited {
             message,
@@ -429,10 +443,10 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done, retry_window: Durati
         } => {
             let published = emit_to_users_published(ns, members, "message:updated", message, None);
             notify_mentions(ctx, message, mentioned);
-            return published;
+            published
         }
         Done::Deleted { message, members } => {
-            return emit_to_users_published(ns, members, "message:deleted", message, None);
+            emit_to_users_published(ns, members, "message:deleted", message, None)
         }
         Done::Added {
             conversation,
@@ -440,55 +454,76 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done, retry_window: Durati
             added,
             before,
             summary,
+            at,
+            fresh,
         } => {
-            if !added.is_empty() {
-                emit_to_users(
-                    ns,
-                    None,
-                    added,
-                    "conversation:joined",
-                    &as_value(&Joined {
-                        conversation: summary,
-                    }),
-                );
-                emit_to_users(
-                    ns,
-                    None,
-                    before,
-                    "conversation:member_added",
-                    &MemberAdded {
-                        by,
-                        conversation: *conversation,
-                        users: added,
-                    },
-                );
+            let Some(first) = added.first() else {
+                return Published::done();
+            };
+            if !fresh && stale(*at) {
+                return Published::done();
             }
+            // The users one add adds are members of no other add made
+            // at that time: the first names them.
+            let joined = once(format!("{conversation}:joined:{at}:{first}"), !fresh);
+            let told = once(format!("{conversation}:added:{at}:{first}"), !fresh);
+            emit_to_users_published(
+                ns,
+                added,
+                "conversation:joined",
+                &as_value(&Joined {
+                    conversation: summary,
+                }),
+                Some(&joined),
+            )
+            .and(emit_to_users_published(
+                ns,
+                before,
+                "conversation:member_added",
+                &MemberAdded {
+                    by,
+                    conversation: *conversation,
+                    users: added,
+                },
+                Some(&told),
+            ))
         }
         Done::Left {
             conversation,
             user,
             members,
+            at,
+            fresh,
         } => {
-            emit_to_users(
+            if !fresh && stale(*at) {
+                return Published::done();
+            }
+            let once = once(format!("{conversation}:left:{at}:{user}"), !fresh);
+            emit_to_users_published(
                 ns,
-                None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_left",
                 &MemberLeft {
                     conversation: *conversation,
                     user,
                 },
-            );
+                Some(&once),
+            )
         }
         Done::Removed {
             conversation,
             user,
             by,
             members,
+            at,
+            fresh,
         } => {
-            emit_to_users(
+            if !fresh && stale(*at) {
+                return Published::done();
+            }
+            let once = once(format!("{conversation}:removed:{at}:{user}"), !fresh);
+            emit_to_users_published(
                 ns,
-                None,
                 members.iter().chain(std::iter::once(user)),
                 "conversation:member_removed",
                 &MemberRemoved {
@@ -496,8 +531,19 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done, retry_window: Durati
                     conversation: *conversation,
                     user,
                 },
-            );
+                Some(&once),
+            )
         }
+        // A read that did not move the mark but asked for it (`again`) is
+        // taken as the retry of the read that set it, and its receipts are
+        // announced again: a receipt lost with its node would leave the
+        // others showing an old mark until they reload, while a receipt
+        // carries the mark itself, so a second copy changes nothing for a
+        // client. Hence no marker (it would only spare a harmless copy, at
+        // two Redis keys per read for the retry window: about 200 MB at
+        // 1,000 reads a second) and no window. A mark set by the reader's
+        // own send was never announced: in a cluster a read asking for it
+        // announces it (on one node nothing, as before).
         Done::Read {
             conversation,
             user,
@@ -505,8 +551,9 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done, retry_window: Durati
             unread,
             mentions,
             members,
-            moved: true,
-        } => {
+            moved,
+            again,
+        } if *moved || *again => {
             let others = members.iter().filter(|m| *m != user);
             let mut receipt = ReadReceipt {
                 conversation: *conversation,
@@ -515,13 +562,41 @@ fn deliver(ctx: &Context, ns: &Arc<Namespace>, done: &Done, retry_window: Durati
                 unread: None,
                 user,
             };
-            emit_to_users(ns, None, others, "read", &receipt);
+            let published = emit_to_users_published(ns, others, "read", &receipt, None);
             (receipt.mentions, receipt.unread) = (Some(*mentions), Some(*unread));
-            emit_to_users(ns, None, std::iter::once(user), "read", &receipt);
+            published.and(emit_to_users_published(
+                ns,
+                std::iter::once(user),
+                "read",
+                &receipt,
+                None,
+            ))
         }
-        Done::Read { moved: false, .. } => {}
+        Done::Read { .. } => Published::done(),
     }
-    Published::done()
+}
+
+/// Tells `members` of the conversation `summary` (created, or found by a
+/// retry whose first attempt's announcement may be lost) and waits until
+/// the other nodes have it; `unannounced` is the client's answer when they
+/// do not in time (the conversation is stored all the same).
+async fn announce_joined(
+    ns: &Arc<Namespace>,
+    members: &[String],
+    summary: &store::Summary,
+    once: Option<&Once>,
+    unannounced: impl Into<String>,
+) -> Result<(), HubError> {
+    let joined = as_value(&Joined {
+        conversation: summary,
+    });
+    emit_to_users_published(ns, members, "conversation:joined", &joined, once)
+        .wait()
+        .await
+        .map_err(|err| {
+            tracing::warn!(%err, "chat: a conversation is stored, its announcement not published");
+            HubError::new(ErrorCode::Unavailable, unannounced)
+        })
 }
 
 /// An event of `/chat`, read once (see [`Inner::parse`]).
@@ -853,9 +928,17 @@ impl Inner {
             })
             .await?;
         match done {
-            Done::Added { added, before, .. } => {
+            Done::Added {
+                added,
+                before,
+                fresh,
+                ..
+            } => {
                 let mut members: Vec<String> = before.into_iter().chain(added.clone()).collect();
                 members.sort();
+                // A repeated add (announced again if need be) added
+                // nobody, as its ack has always said.
+                let added = if fresh { added } else { Vec::new() };
                 reply(&MembersAdded { added, members })
             }
             _ => Ok(Map::new()),
@@ -863,12 +946,18 @@ impl Inner {
     }
 
     async fn leave(&self, user: String, leave: ConversationOnly) -> Reply {
-        self.writer
+        let done = self
+            .writer
             .submit(Op::Leave {
                 user,
                 conversation: leave.conversation,
             })
             .await?;
+        // A repeated leave (announced again if need be) is answered as a
+        // non-member's has always been.
+        if let Done::Left { fresh: false, .. } = done {
+            return Err(writer::forbidden());
+        }
         reply(&ConversationLeft {
             conversation: leave.conversation,
         })
@@ -876,13 +965,19 @@ impl Inner {
 
     async fn remove_member(&self, user: String, remove: RemoveMember) -> Reply {
         self.check_user_id(&remove.user)?;
-        self.writer
+        let done = self
+            .writer
             .submit(Op::RemoveMember {
                 user,
                 conversation: remove.conversation,
                 member: remove.user.clone(),
             })
             .await?;
+        // A repeated removal (announced again if need be) is answered as
+        // the removal of a non-member has always been.
+        if let Done::Removed { fresh: false, .. } = done {
+            return Err(writer::not_a_member(&remove.user));
+        }
         reply(&MemberRemovedAck {
             conversation: remove.conversation,
             user: remove.user,
@@ -1132,15 +1227,14 @@ impl Inner {
             .await?
             .map_err(|full| too_many_conversations(&full, cap))?;
         if let Some(ns) = ns {
-            emit_to_users(
-                &ns,
-                None,
-                &members,
-                "conversation:joined",
-                &as_value(&Joined {
-                    conversation: &summary,
-                }),
+            // Nothing names a group before it exists, so a retry cannot
+            // find it: it creates another. The answer says so.
+            let unannounced = format!(
+                "group {} is created but its members are not told yet (it is in their \
+                 conversations); creating it again makes another group",
+                summary.id
             );
+            announce_joined(&ns, &members, &summary, None, unannounced).await?;
         }
         reply(&Created {
             conversation: summary,
@@ -1184,16 +1278,27 @@ impl Inner {
             })
             .await?
             .map_err(|full| too_many_conversations(&full, cap))?;
-        if created && let Some(ns) = self.namespace() {
-            emit_to_users(
-                &ns,
-                None,
-                &summary.members,
-                "conversation:joined",
-                &as_value(&Joined {
-                    conversation: &summary,
-                }),
-            );
+        // Found, not created: maybe by a first attempt whose announcement
+        // no node published (its node killed, or `unavailable`), announced
+        // again if so. Only while it has no message, when every member
+        // sees it alike (the summary is `user`'s view) — a message
+        // announces it anyway.
+        let window = self.config.retry_window_ms;
+        let again = !created
+            && summary.last_seq == 0
+            && now.saturating_sub(summary.created_at) <= window as i64;
+        if let Some(ns) = self.namespace()
+            && (created || again)
+            && let Some(first) = summary.members.iter().min()
+        {
+            let once = Once {
+                key: format!("{}:joined:{}:{first}", summary.id, summary.created_at),
+                ttl: Duration::from_millis(window),
+                again,
+            };
+            let unannounced =
+                "the conversation is created but not yet announced to its members; ask again";
+            announce_joined(&ns, &summary.members, &summary, Some(&once), unannounced).await?;
         }
         Ok((summary, created))
     }

@@ -280,7 +280,7 @@ pub async fn direct_get_or_create_capped(
     .await?;
     if let Some(row) = inserted {
         let id: i64 = row.try_get(0)?;
-        add_members(conn, id, &[a.to_owned(), b.to_owned()], 0, now).await?;
+        add_members(conn, id, &[a.to_owned(), b.to_owned()], 0, now, None).await?;
         return Ok(Ok((id, true)));
     }
     // The other side created it meanwhile.
@@ -310,30 +310,33 @@ pub async fn create_group(
     .fetch_one(&mut *conn)
     .await?;
     let id: i64 = row.try_get(0)?;
-    add_members(conn, id, members, 0, now).await?;
+    add_members(conn, id, members, 0, now, None).await?;
     Ok(id)
 }
 
 /// Adds `users` to `conversation` with their read mark at `read_seq` (a
-/// newcomer has nothing unread); returns those that were not members yet.
+/// newcomer has nothing unread), added `by` a member (`None`: with the
+/// conversation); returns those that were not members yet.
 pub async fn add_members(
     conn: &mut AnyConnection,
     conversation: i64,
     users: &[String],
     read_seq: i64,
     now: i64,
+    by: Option<&str>,
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut added = Vec::new();
     for user in users {
         let row = sqlx::query(
-            "INSERT INTO chat_members (conversation_id, user_id, joined_at, last_read_seq) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id, user_id) DO NOTHING \
-             RETURNING user_id",
+            "INSERT INTO chat_members (conversation_id, user_id, joined_at, last_read_seq, \
+             added_by) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (conversation_id, user_id) DO NOTHING RETURNING user_id",
         )
         .bind(conversation)
         .bind(user)
         .bind(now)
         .bind(read_seq)
+        .bind(by)
         .fetch_optional(&mut *conn)
         .await?;
         if row.is_some() {
@@ -401,11 +404,59 @@ pub async fn at_conversation_cap(
     Ok(full)
 }
 
-/// Removes `user` from `conversation`; whether they were a member.
+/// Those of `users` in `conversation` whom `by` added, with when (a
+/// repeated `add_member` finds what the first one did).
+pub async fn added_by(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    by: &str,
+    users: &[String],
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT user_id, joined_at FROM chat_members \
+         WHERE conversation_id = $1 AND added_by = $2 AND user_id IN ({}) ORDER BY user_id",
+        placeholders(3, users.len())
+    );
+    let mut query = sqlx::query(&sql).bind(conversation).bind(by);
+    for user in users {
+        query = query.bind(user);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// `user`'s last departure from `conversation`: when, and the owner who
+/// removed them (`None`: they left).
+pub async fn departure(
+    conn: &mut AnyConnection,
+    conversation: i64,
+    user: &str,
+) -> Result<Option<(i64, Option<String>)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT left_at, removed_by FROM chat_departures \
+         WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(conversation)
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}
+
+/// Removes `user` from `conversation` at `now`, `removed_by` its owner
+/// (`None`: they left), and records the departure; whether they were a
+/// member.
 pub async fn remove_member(
     conn: &mut AnyConnection,
     conversation: i64,
     user: &str,
+    now: i64,
+    removed_by: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("DELETE FROM chat_members WHERE conversation_id = $1 AND user_id = $2")
         .bind(conversation)
@@ -415,6 +466,17 @@ pub async fn remove_member(
     if done.rows_affected() == 0 {
         return Ok(false);
     }
+    sqlx::query(
+        "INSERT INTO chat_departures (conversation_id, user_id, left_at, removed_by) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id, user_id) \
+         DO UPDATE SET left_at = excluded.left_at, removed_by = excluded.removed_by",
+    )
+    .bind(conversation)
+    .bind(user)
+    .bind(now)
+    .bind(removed_by)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "UPDATE chat_user_conversations SET conversations = conversations - 1 \
          WHERE user_id = $1 AND conversations > 0",

@@ -339,6 +339,196 @@ async fn store_logic(store: Store) {
     store.close().await;
 }
 
+/// A repeated membership change or read finds the change the first one
+/// stored (the retry of a change whose announcement may be lost, which
+/// the component announces again if no node did); what merely resembles
+/// one is no repeat.
+async fn repeats(store: Store) {
+    let tasks = Tasks::new();
+    let config = WriterConfig {
+        max_batch: 64,
+        queue: 100,
+        max_mentions: 256,
+    };
+    let writer = Writer::start(
+        store.clone(),
+        &tasks,
+        config,
+        Arc::new(|_: &Done| socketio::Published::done()),
+    );
+    let group = {
+        let mut tx = store.begin_write().await.unwrap();
+        let id = store::create_group(&mut tx, "team", "alice", &[s("alice"), s("bob")], 5)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        id
+    };
+    let add = |by: &str, users: &[&str]| Op::AddMembers {
+        user: s(by),
+        conversation: group,
+        users: users.iter().map(|u| s(u)).collect(),
+        max_members: 10,
+        max_conversations: usize::MAX,
+    };
+    let leave = |user: &str| Op::Leave {
+        user: s(user),
+        conversation: group,
+    };
+    let remove = |by: &str, member: &str| Op::RemoveMember {
+        user: s(by),
+        conversation: group,
+        member: s(member),
+    };
+    let read = |user: &str, seq| Op::Read {
+        user: s(user),
+        conversation: group,
+        seq,
+    };
+
+    // An add, then the same again: the newcomers of the first, and when.
+    let first = match writer.submit(add("bob", &["carol", "dave"])).await.unwrap() {
+        Done::Added {
+            added,
+            at,
+            fresh: true,
+            ..
+        } => {
+            assert_eq!(added, [s("carol"), s("dave")]);
+            at
+        }
+        other => panic!("{other:?}"),
+    };
+    match writer
+        .submit(add("bob", &["dave", "carol", "bob"]))
+        .await
+        .unwrap()
+    {
+        Done::Added {
+            added,
+            before,
+            at,
+            fresh: false,
+            ..
+        } => {
+            assert_eq!(added, [s("carol"), s("dave")]);
+            assert_eq!(before, [s("alice"), s("bob")]);
+            assert_eq!(at, first);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Not a repeat: another member naming them, the members a group was
+    // created with.
+    for (by, users) in [("alice", ["carol"]), ("alice", ["bob"])] {
+        match writer.submit(add(by, &users)).await.unwrap() {
+            Done::Added {
+                added, fresh: true, ..
+            } => assert!(added.is_empty(), "{added:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // A leave, then the same again: who left, when, who remains.
+    let first = match writer.submit(leave("carol")).await.unwrap() {
+        Done::Left {
+            at, fresh: true, ..
+        } => at,
+        other => panic!("{other:?}"),
+    };
+    match writer.submit(leave("carol")).await.unwrap() {
+        Done::Left {
+            user,
+            members,
+            at,
+            fresh: false,
+            ..
+        } => {
+            assert_eq!((user, at), (s("carol"), first));
+            assert_eq!(members, [s("alice"), s("bob"), s("dave")]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = writer.submit(leave("zed")).await.unwrap_err();
+    assert_eq!(err.code, "forbidden", "never a member");
+
+    // A removal by the owner, then the same again; who left by themselves
+    // was removed by no one.
+    let first = match writer.submit(remove("alice", "dave")).await.unwrap() {
+        Done::Removed {
+            at, fresh: true, ..
+        } => at,
+        other => panic!("{other:?}"),
+    };
+    match writer.submit(remove("alice", "dave")).await.unwrap() {
+        Done::Removed {
+            user,
+            by,
+            members,
+            at,
+            fresh: false,
+            ..
+        } => {
+            assert_eq!((user, by, at), (s("dave"), s("alice"), first));
+            assert_eq!(members, [s("alice"), s("bob")]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = writer.submit(remove("alice", "carol")).await.unwrap_err();
+    assert_eq!(err.code, "not_found", "carol left");
+    // Back and gone again: the last departure counts.
+    writer.submit(add("bob", &["carol"])).await.unwrap();
+    writer.submit(remove("alice", "carol")).await.unwrap();
+    assert!(matches!(
+        writer.submit(leave("carol")).await,
+        Err(err) if err.code == "forbidden"
+    ));
+    assert!(matches!(
+        writer.submit(remove("alice", "carol")).await.unwrap(),
+        Done::Removed { fresh: false, .. }
+    ));
+
+    // Reads: the mark asked for again (or more than there is) is a
+    // repeat, a lower seq is not, and neither is a mark never set.
+    let moved_again = |done: Done| match done {
+        Done::Read { moved, again, .. } => (moved, again),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        moved_again(writer.submit(read("bob", 0)).await.unwrap()),
+        (false, false)
+    );
+    for n in 1..=2 {
+        writer
+            .submit(send("alice", group, &format!("r{n}"), "hi"))
+            .await
+            .unwrap();
+    }
+    for (seq, expected) in [(2, (true, false)), (2, (false, true)), (9, (false, true))] {
+        let done = writer.submit(read("bob", seq)).await.unwrap();
+        assert_eq!(moved_again(done), expected, "read {seq}");
+    }
+    assert_eq!(
+        moved_again(writer.submit(read("bob", 1)).await.unwrap()),
+        (false, false)
+    );
+    tasks.shutdown(Duration::from_secs(5)).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn repeats_on_sqlite() {
+    let scratch = Scratch::sqlite("chat-repeats");
+    repeats(scratch.open(8, Duration::from_secs(10)).await).await;
+}
+
+#[tokio::test]
+async fn repeats_on_postgres() {
+    let Some(scratch) = Scratch::postgres().await else {
+        return;
+    };
+    repeats(scratch.open(8, Duration::from_secs(10)).await).await;
+}
+
 #[tokio::test]
 async fn store_logic_on_sqlite() {
     let scratch = Scratch::sqlite("chat-store");

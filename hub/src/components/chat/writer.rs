@@ -111,30 +111,45 @@ pub enum Done {
         message: Message,
         members: Vec<String>,
     },
-    /// `added` joined; `before` were the members already there;
-    /// `summary` is the conversation as a newcomer sees it.
+    /// `added` joined at `at`; `before` were the members already there;
+    /// `summary` is the conversation as a newcomer sees it. Not `fresh`:
+    /// a repeated add that found the members `by` added at `at` (added
+    /// is then who that earlier add added, to be announced again if no
+    /// node did; the ack says nobody was added).
     Added {
         conversation: i64,
         by: String,
         added: Vec<String>,
         before: Vec<String>,
         summary: Box<store::Summary>,
+        at: i64,
+        fresh: bool,
     },
-    /// `user` left; `members` remain.
+    /// `user` left at `at`; `members` remain. Not `fresh`: a repeated
+    /// leave of a user no longer a member, who left at `at` (announced
+    /// again if no node did; the ack is the non-member's `forbidden`).
     Left {
         conversation: i64,
         user: String,
         members: Vec<String>,
+        at: i64,
+        fresh: bool,
     },
-    /// `user` was removed by `by`; `members` remain.
+    /// `user` was removed by `by` at `at`; `members` remain. Not `fresh`:
+    /// a repeated removal, by the same owner, of a user it removed at
+    /// `at` (announced again if no node did; the ack is `not_found`).
     Removed {
         conversation: i64,
         user: String,
         by: String,
         members: Vec<String>,
+        at: i64,
+        fresh: bool,
     },
     /// `user`'s read mark is `seq` (`moved`: it went up), leaving
-    /// `unread` messages and `mentions` unread.
+    /// `unread` messages and `mentions` unread. `again`: it did not move
+    /// but the read asked for at least the mark it found, as a retry of
+    /// the read that set it does (the receipt is announced again).
     Read {
         conversation: i64,
         user: String,
@@ -143,6 +158,7 @@ pub enum Done {
         mentions: i64,
         members: Vec<String>,
         moved: bool,
+        again: bool,
     },
 }
 
@@ -387,8 +403,14 @@ impl OpError {
     }
 }
 
-fn forbidden() -> HubError {
+/// The refusal of an event naming a conversation its user is not in.
+pub(super) fn forbidden() -> HubError {
     HubError::new(ErrorCode::Forbidden, "not a member of this conversation")
+}
+
+/// The refusal of a removal of `member`, who is not in the group.
+pub(super) fn not_a_member(member: &str) -> HubError {
+    HubError::new(ErrorCode::NotFound, format!("{member} is not a member"))
 }
 
 fn not_found() -> HubError {
@@ -908,6 +930,9 @@ impl<'t> Batch<'t> {
             .collect();
         new.sort();
         new.dedup();
+        if new.is_empty() {
+            return self.added_before(user, &found, users, before).await;
+        }
         if before.len() + new.len() > max_members {
             return Err(HubError::new(
                 ErrorCode::TooManyMembers,
@@ -919,7 +944,15 @@ impl<'t> Batch<'t> {
         if !full.is_empty() {
             return Err(super::too_many_conversations(&full, max_conversations).into());
         }
-        let added = store::add_members(self.conn, conversation, &new, found.last_seq, now).await?;
+        let added = store::add_members(
+            self.conn,
+            conversation,
+            &new,
+            found.last_seq,
+            now,
+            Some(user),
+        )
+        .await?;
         let list = self.members.lists.entry(conversation).or_default();
         list.extend(added.iter().cloned());
         list.sort();
@@ -932,11 +965,69 @@ impl<'t> Batch<'t> {
             added,
             before,
             summary: Box::new(summary),
+            at: now,
+            fresh: true,
+        })
+    }
+
+    /// An add that adds nobody: if `user` added some of `users` already,
+    /// it may be the retry of that add (its ack lost, or `unavailable`),
+    /// whose announcement no node may have published: that add again
+    /// (its latest one among them, `fresh: false`), else nobody added.
+    async fn added_before(
+        &mut self,
+        user: &str,
+        found: &store::Conversation,
+        users: &[String],
+        before: Vec<String>,
+    ) -> Result<Done, OpError> {
+        let mut asked: Vec<String> = users.iter().filter(|u| *u != user).cloned().collect();
+        asked.sort();
+        asked.dedup();
+        let mine = store::added_by(self.conn, found.id, user, &asked).await?;
+        let at = mine.iter().map(|(_, at)| *at).max();
+        let mut again: Vec<String> = mine
+            .into_iter()
+            .filter(|(_, joined)| Some(*joined) == at)
+            .map(|(added, _)| added)
+            .collect();
+        // In the order the first add had them (byte order, whatever the
+        // database's collation): the first names the announcement.
+        again.sort();
+        let Some((at, newcomer)) = at.zip(again.first()) else {
+            let summary = store::summary(self.conn, found, user, found.last_seq).await?;
+            return Ok(Done::Added {
+                conversation: found.id,
+                by: user.to_owned(),
+                added: Vec::new(),
+                before,
+                summary: Box::new(summary),
+                at: now_ms(),
+                fresh: true,
+            });
+        };
+        let read = store::membership(self.conn, found.id, newcomer)
+            .await?
+            .unwrap_or(found.last_seq);
+        let summary = store::summary(self.conn, found, newcomer, read).await?;
+        Ok(Done::Added {
+            conversation: found.id,
+            by: user.to_owned(),
+            before: before.into_iter().filter(|m| !again.contains(m)).collect(),
+            added: again,
+            summary: Box::new(summary),
+            at,
+            fresh: false,
         })
     }
 
     async fn leave(&mut self, user: &str, conversation: i64) -> Result<Done, OpError> {
-        let (found, mut list) = self.member_of(conversation, user).await?;
+        let (found, mut list) = match self.member_of(conversation, user).await {
+            Err(OpError::Refused(refused)) if refused.code == ErrorCode::Forbidden => {
+                return self.left_before(conversation, user, refused).await;
+            }
+            other => other?,
+        };
         if found.kind != store::GROUP {
             return Err(HubError::new(
                 ErrorCode::BadRequest,
@@ -944,13 +1035,38 @@ impl<'t> Batch<'t> {
             )
             .into());
         }
-        store::remove_member(self.conn, conversation, user).await?;
+        let now = now_ms();
+        store::remove_member(self.conn, conversation, user, now, None).await?;
         list.retain(|m| m != user);
         self.members.lists.insert(conversation, list.clone());
         Ok(Done::Left {
             conversation,
             user: user.to_owned(),
             members: list,
+            at: now,
+            fresh: true,
+        })
+    }
+
+    /// A leave by a user who is not a member: if they left, it may be the
+    /// retry of that leave (its ack lost, or `unavailable`), whose
+    /// announcement no node may have published: that leave again
+    /// (`fresh: false`); else `refused`.
+    async fn left_before(
+        &mut self,
+        conversation: i64,
+        user: &str,
+        refused: HubError,
+    ) -> Result<Done, OpError> {
+        let Some((at, None)) = store::departure(self.conn, conversation, user).await? else {
+            return Err(refused.into());
+        };
+        Ok(Done::Left {
+            conversation,
+            user: user.to_owned(),
+            members: self.members.of(self.conn, conversation).await?.clone(),
+            at,
+            fresh: false,
         })
     }
 
@@ -985,11 +1101,24 @@ impl<'t> Batch<'t> {
             .into());
         }
         if !list.iter().any(|m| m == member) {
-            return Err(
-                HubError::new(ErrorCode::NotFound, format!("{member} is not a member")).into(),
-            );
+            // A removal this owner made may be retried (its ack lost, or
+            // `unavailable`): announced again if no node did.
+            if let Some((at, Some(by))) = store::departure(self.conn, conversation, member).await?
+                && by == user
+            {
+                return Ok(Done::Removed {
+                    conversation,
+                    user: member.to_owned(),
+                    by,
+                    members: list,
+                    at,
+                    fresh: false,
+                });
+            }
+            return Err(not_a_member(member).into());
         }
-        store::remove_member(self.conn, conversation, member).await?;
+        let now = now_ms();
+        store::remove_member(self.conn, conversation, member, now, Some(user)).await?;
         list.retain(|m| m != member);
         self.members.lists.insert(conversation, list.clone());
         Ok(Done::Removed {
@@ -997,6 +1126,8 @@ impl<'t> Batch<'t> {
             user: member.to_owned(),
             by: user.to_owned(),
             members: list,
+            at: now,
+            fresh: true,
         })
     }
 
@@ -1016,6 +1147,7 @@ impl<'t> Batch<'t> {
             before
         };
         let mentions = store::mention_count(self.conn, user, conversation, now_read).await?;
+        let moved = now_read > before;
         Ok(Done::Read {
             conversation,
             user: user.to_owned(),
@@ -1023,7 +1155,11 @@ impl<'t> Batch<'t> {
             unread: (found.last_seq - now_read).max(0),
             mentions,
             members: list,
-            moved: now_read > before,
+            moved,
+            // A read below the mark is not a retry of the one that set it
+            // (that one asked for the mark or more); a mark of 0 was never
+            // announced.
+            again: !moved && seq >= before && before > 0,
         })
     }
 }
