@@ -709,7 +709,7 @@ impl Cluster {
         opts: &BroadcastOptions,
     ) -> Answer<Vec<RemoteSocket>> {
         let shared = self.shared();
-        let mut sockets: Vec<RemoteSocket> = match shared.receiver(nsp) {
+        let here: Vec<RemoteSocket> = match shared.receiver(nsp) {
             Some((ns, local)) => (local.sockets(&ns, opts).iter())
                 .map(|s| RemoteSocket::from(shared.describe(s)))
                 .collect(),
@@ -717,7 +717,7 @@ impl Cluster {
         };
         if opts.local {
             return Answer {
-                value: sockets,
+                value: here,
                 asked: Some(0),
                 answered: 0,
                 answered_by: Vec::new(),
@@ -725,21 +725,11 @@ impl Cluster {
                 error: None,
             };
         }
-        let uid = shared.uid.clone();
-        let collected = shared
-            .ask(nsp, |id| {
-                if shared.config.sharded() {
-                    sharded::fetch(&uid, nsp, id, opts)
-                } else {
-                    request::fetch_request(&uid, id, opts)
-                }
-            })
-            .await;
-        for response in &collected.responses {
-            let listed = response.sockets.iter().flatten();
-            sockets.extend(listed.filter_map(|s| remote_socket(s.clone())));
-        }
-        collected.answer(shared, sockets)
+        self.fetched_elsewhere(nsp, opts).await.map(|elsewhere| {
+            let mut sockets = here;
+            sockets.extend(elsewhere);
+            sockets
+        })
     }
 
     /// The ids of the sockets of the *other* nodes in any of `rooms` of
@@ -753,7 +743,7 @@ impl Cluster {
             // The sharded format has no SOCKETS request: the other nodes'
             // part of a fetch.
             return self
-                .fetched_elsewhere(nsp, rooms)
+                .fetched_elsewhere(nsp, &in_any_of(rooms))
                 .await
                 .map(|sockets| sockets.into_iter().map(|s| s.id).collect());
         }
@@ -782,7 +772,9 @@ impl Cluster {
         if shared.config.sharded() {
             // No ALL_ROOMS request either: the rooms of every fetched
             // socket (its own id among them).
-            let fetched = self.fetched_elsewhere(nsp, &[]).await;
+            let fetched = self
+                .fetched_elsewhere(nsp, &BroadcastOptions::default())
+                .await;
             return fetched.map(|sockets| {
                 rooms.extend(sockets.into_iter().flat_map(|s| s.rooms));
                 rooms
@@ -799,16 +791,23 @@ impl Cluster {
         collected.answer(shared, rooms)
     }
 
-    /// The sockets of the other nodes in any of `rooms` (all when empty).
-    async fn fetched_elsewhere(&self, nsp: &str, rooms: &[Room]) -> Answer<Vec<RemoteSocket>> {
+    /// The sockets `opts` reaches on the *other* nodes: REMOTE_FETCH (in
+    /// sharded mode, its message of that format).
+    async fn fetched_elsewhere(
+        &self,
+        nsp: &str,
+        opts: &BroadcastOptions,
+    ) -> Answer<Vec<RemoteSocket>> {
         let shared = self.shared();
         let uid = shared.uid.clone();
-        let opts = BroadcastOptions {
-            rooms: rooms.to_vec(),
-            ..Default::default()
-        };
         let collected = shared
-            .ask(nsp, |id| sharded::fetch(&uid, nsp, id, &opts))
+            .ask(nsp, |id| {
+                if shared.config.sharded() {
+                    sharded::fetch(&uid, nsp, id, opts)
+                } else {
+                    request::fetch_request(&uid, id, opts)
+                }
+            })
             .await;
         let sockets = (collected.responses.iter())
             .flat_map(|r| r.sockets.iter().flatten())
@@ -820,23 +819,24 @@ impl Cluster {
     /// How many sockets of every node are in each of `rooms` of namespace
     /// `nsp` (a room no socket is in counts 0).
     pub async fn room_sizes(&self, nsp: &str, rooms: &[Room]) -> Answer<BTreeMap<String, usize>> {
-        let opts = BroadcastOptions {
-            rooms: rooms.to_vec(),
-            ..Default::default()
-        };
-        let wanted: BTreeSet<&str> = rooms.iter().map(|r| &**r).collect();
-        self.fetch_sockets(nsp, &opts).await.map(|sockets| {
-            let mut sizes: BTreeMap<String, usize> =
-                wanted.iter().map(|r| (r.to_string(), 0)).collect();
-            for socket in &sockets {
-                for room in &socket.rooms {
-                    if let Some(n) = sizes.get_mut(room.as_str()) {
-                        *n += 1;
-                    }
-                }
-            }
-            sizes
-        })
+        let opts = in_any_of(rooms);
+        let sockets = self.fetch_sockets(nsp, &opts).await;
+        sockets.map(|sockets| sizes(rooms, &sockets))
+    }
+
+    /// How many sockets of the *other* nodes are in each of `rooms` of
+    /// namespace `nsp` (a room no socket is in counts 0): one REMOTE_FETCH
+    /// for every room, which Node nodes answer too (the only request of
+    /// the Node adapter's whose answer says which rooms each socket is
+    /// in). This node's are not asked for (its caller counts them).
+    pub async fn room_sizes_elsewhere(
+        &self,
+        nsp: &str,
+        rooms: &[Room],
+    ) -> Answer<BTreeMap<String, usize>> {
+        let opts = in_any_of(rooms);
+        let sockets = self.fetched_elsewhere(nsp, &opts).await;
+        sockets.map(|sockets| sizes(rooms, &sockets))
     }
 
     /// Makes the sockets `opts` reaches on every node join `rooms`
@@ -974,6 +974,27 @@ impl Cluster {
     ) {
         self.shared().hooks.write().socket_data = Some(Arc::new(describe));
     }
+}
+
+/// What reaches the sockets in any of `rooms`.
+fn in_any_of(rooms: &[Room]) -> BroadcastOptions {
+    BroadcastOptions {
+        rooms: rooms.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// How many of `sockets` are in each of `rooms` (0 for a room none is in).
+fn sizes(rooms: &[Room], sockets: &[RemoteSocket]) -> BTreeMap<String, usize> {
+    let mut sizes: BTreeMap<String, usize> = rooms.iter().map(|r| (r.to_string(), 0)).collect();
+    for socket in sockets {
+        for room in &socket.rooms {
+            if let Some(n) = sizes.get_mut(room.as_str()) {
+                *n += 1;
+            }
+        }
+    }
+    sizes
 }
 
 impl From<FetchedSocket> for RemoteSocket {

@@ -9,7 +9,7 @@
 //! binary's per-key rate.
 //!
 //! In a cluster, what is counted (sockets reached, disconnected, in a
-//! room) is counted on every node: this node's at once, the others' by
+//! room, of a user) is counted on every node: this node's at once, the others' by
 //! asking them ([`Peers::tally`]), all the emits' questions at once; an
 //! answer that lacks a node says so ([`Tally`]: how many did not answer,
 //! which by name). Alone, nobody is asked.
@@ -481,18 +481,31 @@ pub struct PresenceReport {
     /// The user's presence, from the `/presence` component's state (the
     /// same the watchers see).
     pub presence: crate::services::presence::UserPresence,
-    /// Sockets the user has connected on this node, every namespace
-    /// together.
+    /// Sockets the user has connected, every namespace together, on every
+    /// node that answered.
     pub sockets: usize,
 }
 
+/// What `GET /api/v1/presence` tells: each user's report, in the order
+/// asked, and whether every node counted its sockets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Presences {
+    pub users: Vec<PresenceReport>,
+    /// In a cluster, when a node did not say how many sockets of these
+    /// users it has: who (the counts are of those that did).
+    pub incomplete: Option<Tally>,
+}
+
 /// Each user's presence (status, devices, last_seen, from the presence
-/// state and the store) and their sockets on this node in every namespace.
+/// state and the store) and their sockets in every namespace: this node's,
+/// and in a cluster the other nodes' (one question per namespace for every
+/// user together, asked while the presence is looked up).
 pub async fn presence(
     io: &SocketIo,
     service: &crate::services::presence::PresenceService,
+    peers: &Peers,
     users: &[String],
-) -> Result<Vec<PresenceReport>, HubError> {
+) -> Result<Presences, HubError> {
     if users.is_empty() || users.len() > MAX_PRESENCE_USERS {
         return Err(invalid(format!(
             "ask about 1 to {MAX_PRESENCE_USERS} users"
@@ -502,16 +515,35 @@ pub async fn presence(
         return Err(invalid("user ids must not be empty"));
     }
     let namespaces = io.namespaces();
-    let presence = service.lookup(users).await?;
-    Ok(presence
+    let elsewhere = async {
+        if peers.others().is_none() {
+            return Ok(None);
+        }
+        let names = namespaces.iter().map(|ns| ns.name().to_owned()).collect();
+        let rooms = users.iter().map(|user| user_room(user)).collect();
+        Ok::<_, HubError>(peers.sizes(names, rooms).await)
+    };
+    let (presence, elsewhere) = tokio::try_join!(service.lookup(users), elsewhere)?;
+    let users = presence
         .into_iter()
         .map(|presence| {
             let room = user_room(&presence.user);
-            let sockets = namespaces
+            let here: usize = namespaces
                 .iter()
                 .map(|ns| ns.to(room.as_str()).sockets().len())
                 .sum();
-            PresenceReport { presence, sockets }
+            let there = elsewhere
+                .as_ref()
+                .and_then(|sizes| sizes.rooms.get(&room).copied())
+                .unwrap_or(0);
+            PresenceReport {
+                presence,
+                sockets: here + there,
+            }
         })
-        .collect())
+        .collect();
+    let incomplete = elsewhere
+        .map(|sizes| sizes.tally)
+        .filter(|tally| !tally.is_complete());
+    Ok(Presences { users, incomplete })
 }

@@ -4,9 +4,10 @@
 //! built; [`Hub::node_dropped`](crate::Hub::node_dropped) runs them all
 //! when the cluster stops counting a node. The publish API asks the
 //! other nodes ([`OtherNodes`], which the embedding program provides in
-//! cluster mode) how many of their sockets it reached, and disconnects
-//! theirs. Alone, no hook ever runs and nobody is asked.
+//! cluster mode) how many of their sockets it reached or are in rooms,
+//! and disconnects theirs. Alone, no hook ever runs and nobody is asked.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -49,12 +50,79 @@ impl Tally {
     }
 }
 
+/// How many sockets of the other nodes are in each of some rooms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sizes {
+    /// Each room asked, with the sockets in it on the nodes that answered
+    /// (0 when none).
+    pub rooms: BTreeMap<String, usize>,
+    /// How complete that is (its `count`: every room's together).
+    pub tally: Tally,
+}
+
+/// An answer of the other nodes, which the answers of several questions
+/// asked at once add up to.
+trait Adds: Default + Send + 'static {
+    /// Both answers together.
+    fn and(self, other: Self) -> Self;
+    /// The answer of a question that could not be asked.
+    fn failed(error: String) -> Self;
+}
+
+impl Adds for Tally {
+    fn and(self, other: Tally) -> Tally {
+        Tally::and(self, other)
+    }
+
+    fn failed(error: String) -> Tally {
+        Tally {
+            error: Some(error),
+            ..Tally::default()
+        }
+    }
+}
+
+impl Adds for Sizes {
+    /// Room by room (the same rooms asked in several namespaces).
+    fn and(mut self, other: Sizes) -> Sizes {
+        for (room, n) in other.rooms {
+            *self.rooms.entry(room).or_default() += n;
+        }
+        self.tally = self.tally.and(other.tally);
+        self
+    }
+
+    fn failed(error: String) -> Sizes {
+        Sizes {
+            rooms: BTreeMap::new(),
+            tally: Tally::failed(error),
+        }
+    }
+}
+
+/// Runs every question at once and adds up their answers.
+async fn at_once<T: Adds>(questions: Vec<BoxFuture<T>>) -> T {
+    let mut asked = tokio::task::JoinSet::new();
+    for question in questions {
+        asked.spawn(question);
+    }
+    let mut total = T::default();
+    while let Some(answer) = asked.join_next().await {
+        total = total.and(answer.unwrap_or_else(|err| T::failed(err.to_string())));
+    }
+    total
+}
+
 /// The other nodes of a cluster, asked about their sockets (the embedding
 /// program's, over the cluster's bus).
 pub trait OtherNodes: Send + Sync + 'static {
     /// How many sockets of the other nodes are in any of `rooms` of
     /// namespace `nsp` (every socket of it when `rooms` is empty).
     fn count(&self, nsp: String, rooms: Vec<String>) -> BoxFuture<Tally>;
+
+    /// How many sockets of the other nodes are in each of `rooms` of
+    /// namespace `nsp`: one question for all the rooms.
+    fn sizes(&self, nsp: String, rooms: Vec<String>) -> BoxFuture<Sizes>;
 
     /// Disconnects the sockets of the other nodes in any of `rooms` of
     /// namespace `nsp`; the tally counts them as they were found just
@@ -89,22 +157,30 @@ impl Peers {
         disconnect: bool,
     ) -> Option<Tally> {
         let others = self.others.get()?.clone();
-        let mut asked = tokio::task::JoinSet::new();
-        for (nsp, rooms) in targets {
-            asked.spawn(if disconnect {
-                others.disconnect(nsp, rooms)
-            } else {
-                others.count(nsp, rooms)
-            });
-        }
-        let mut total = Tally::default();
-        while let Some(answer) = asked.join_next().await {
-            total = total.and(answer.unwrap_or_else(|err| Tally {
-                error: Some(err.to_string()),
-                ..Tally::default()
-            }));
-        }
-        Some(total)
+        let questions = targets
+            .into_iter()
+            .map(|(nsp, rooms)| {
+                if disconnect {
+                    others.disconnect(nsp, rooms)
+                } else {
+                    others.count(nsp, rooms)
+                }
+            })
+            .collect();
+        Some(at_once(questions).await)
+    }
+
+    /// Asks the other nodes, in each of `namespaces` at once, how many of
+    /// their sockets are in each of `rooms` (one question per namespace,
+    /// whatever the number of rooms), and adds up the namespaces' answers
+    /// room by room; `None` alone.
+    pub async fn sizes(&self, namespaces: Vec<String>, rooms: Vec<String>) -> Option<Sizes> {
+        let others = self.others.get()?.clone();
+        let questions = namespaces
+            .into_iter()
+            .map(|nsp| others.sizes(nsp, rooms.clone()))
+            .collect();
+        Some(at_once(questions).await)
     }
 
     /// Runs `hook` with the node's id whenever a node stops (after the
@@ -145,6 +221,31 @@ mod tests {
         assert_eq!(total.missing, ["B", "C"]);
         assert!(!total.is_complete());
         assert!(Tally::default().is_complete());
+    }
+
+    #[test]
+    fn sizes_of_several_namespaces_add_up_room_by_room() {
+        let sizes = |rooms: &[(&str, usize)], missing: &[&str]| Sizes {
+            rooms: rooms.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            tally: Tally {
+                count: rooms.iter().map(|(_, n)| n).sum(),
+                unanswered: missing.len(),
+                missing: missing.iter().map(|m| m.to_string()).collect(),
+                error: None,
+            },
+        };
+        let chat = sizes(&[("user:a", 2), ("user:b", 0)], &[]);
+        let calls = sizes(&[("user:a", 1), ("user:b", 1)], &["C"]);
+        let total = Adds::and(chat, calls);
+        assert_eq!(
+            total.rooms,
+            sizes(&[("user:a", 3), ("user:b", 1)], &[]).rooms
+        );
+        assert_eq!(total.tally.count, 4);
+        assert_eq!(total.tally.missing, ["C"]);
+        assert!(!total.tally.is_complete());
+        let failed = Adds::and(Sizes::default(), Sizes::failed("redis down".into()));
+        assert_eq!(failed.tally.error.as_deref(), Some("redis down"));
     }
 
     #[tokio::test]

@@ -482,7 +482,8 @@ struct UserPresenceReply {
     /// Whether the user is online (a `/presence` socket connected, or
     /// within the grace period after the last one left).
     online: bool,
-    /// The user's sockets on this node, every namespace together.
+    /// The user's sockets, every namespace together, on every node (of a
+    /// cluster) that answered.
     sockets: u64,
     #[schema(inline)]
     status: hub::services::presence::Status,
@@ -499,11 +500,12 @@ struct UserPresenceReply {
 struct PresenceReply {
     ok: bool,
     presence: std::collections::BTreeMap<String, UserPresenceReply>,
+    incomplete: Option<IncompleteReply>,
 }
 
 /// Whether users are online, with their status, devices and last_seen —
 /// what the `/presence` namespace shows its watchers — and their sockets
-/// on this node.
+/// on every node.
 #[utoipa::path(get, path = "/api/v1/presence",
     security(("api_key" = [])),
     params(("user" = Vec<String>, Query, description = "A user id; repeat for several (at most 100)")),
@@ -520,8 +522,10 @@ async fn presence(
     RawQuery(query): RawQuery,
 ) -> Result<Response, Failure> {
     let users: Vec<String> = query_values(query.as_deref().unwrap_or(""), "user").collect();
-    let reports = backend_api::presence(&app.io, &app.hub.ctx.presence, &users).await?;
+    let peers = &app.hub.ctx.peers;
+    let reports = backend_api::presence(&app.io, &app.hub.ctx.presence, peers, &users).await?;
     let presence: serde_json::Map<String, Value> = reports
+        .users
         .into_iter()
         .map(|report| {
             let p = report.presence;
@@ -535,10 +539,9 @@ async fn presence(
             (p.user, entry)
         })
         .collect();
-    Ok(reply(
-        StatusCode::OK,
-        json!({"ok": true, "presence": presence}),
-    ))
+    let mut body = json!({"ok": true, "presence": presence});
+    note_incomplete(&mut body, reports.incomplete);
+    Ok(reply(StatusCode::OK, body))
 }
 
 /// Counts the sockets in a room.

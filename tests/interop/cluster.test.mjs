@@ -13,7 +13,9 @@
 // - The emitter's socketsJoin, socketsLeave and disconnectSockets reach the
 //   sockets of every node; the Node node's requests (fetchSockets,
 //   allRooms, socketsJoin, disconnectSockets, a broadcast with acks) are
-//   answered by the Switchboard nodes as by another Node node.
+//   answered by the Switchboard nodes as by another Node node; and the
+//   Node node answers a Switchboard node's (the publish API's presence
+//   counts its sockets).
 //
 // Needs TEST_REDIS_URL and TEST_POSTGRES_URL (`make interop` runs the tests
 // under tests/redis/with-redis.sh and tests/postgres/with-postgres.sh);
@@ -41,6 +43,8 @@ const skip = clusterSkip();
 
 // A prefix of this run's own: nothing else on the test Redis hears it.
 const KEY = `sbinterop-${process.pid}-${Date.now()}`;
+// The publish API's key on the Switchboard nodes.
+const API_KEY = "interop-cluster-key";
 
 let nodes = [];
 let nodeIo;
@@ -56,7 +60,10 @@ before(async () => {
   // messages with what the Node adapter publishes, [uid, packet, opts]; with
   // recovery on a recoverable broadcast carries its offset as a fourth
   // element, which a Node node ignores (the test with recovery on, below).
-  nodes = await startNodes(2, { keyPrefix: KEY, env: { SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS: "0" } });
+  nodes = await startNodes(2, {
+    keyPrefix: KEY,
+    env: { SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS: "0", SWITCHBOARD_API_KEYS: API_KEY },
+  });
 
   // A Node socket.io node with the Redis adapter, on the same bus.
   const pub = createClient({ url: REDIS });
@@ -320,6 +327,27 @@ test("a Node node's fetchSockets() and allRooms() count the Switchboard nodes' s
   // A RemoteSocket's methods go through the bus too.
   remote.join("f7");
   assert.deepEqual((await nodeIo.in("f7").fetchSockets()).map((s) => s.id), [b1.socket.id]);
+});
+
+test("a Switchboard node's presence API counts a user's sockets on the Node node too", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
+  const [a, b] = nodes;
+  // Dora: one socket on each Switchboard node, one on the Node node in her
+  // room (as a Node app would put her there); erin: none.
+  const auth = { auth: { token: token("dora") } };
+  await member("dora@a", a.url, "/secure", auth);
+  await member("dora@b", b.url, "/secure", auth);
+  await join(await member("dora@node", nodeUrl), "user:dora");
+
+  const res = await fetch(`${a.url}/api/v1/presence?user=dora&user=erin`, {
+    headers: { authorization: `Bearer ${API_KEY}` },
+  });
+  const body = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(body));
+  const sockets = Object.fromEntries(Object.entries(body.presence).map(([user, p]) => [user, p.sockets]));
+  assert.deepEqual(sockets, { dora: 3, erin: 0 }, JSON.stringify(body));
+  // Every node answered, the Node node included (one that did not would
+  // be counted in `incomplete`, after cluster.request_timeout_ms).
+  assert.equal(body.incomplete, undefined, JSON.stringify(body));
 });
 
 test("a Node node's socketsJoin, disconnectSockets and broadcast with acks reach Switchboard's clients", { skip, timeout: TEST_TIMEOUT_MS }, async () => {

@@ -240,7 +240,9 @@ pub fn rejoin_clean(
 
 /// The other nodes of the cluster as the hub asks them (the publish API's
 /// counts and disconnects): the Node adapter's SOCKETS request, then for a
-/// disconnect its REMOTE_DISCONNECT, so that Node nodes answer too.
+/// disconnect its REMOTE_DISCONNECT; for the sockets of each of several
+/// rooms (the users of a presence request) its REMOTE_FETCH, whose answer
+/// lists each socket's rooms; so that Node nodes answer too.
 pub struct ClusterNodes(pub cluster::Cluster);
 
 impl ClusterNodes {
@@ -250,13 +252,32 @@ impl ClusterNodes {
         rooms: &[socketio::Room],
     ) -> hub::peers::Tally {
         let answer = cluster.socket_ids_elsewhere(nsp, rooms).await;
-        hub::peers::Tally {
-            count: answer.value.len(),
-            unanswered: answer.unanswered().unwrap_or(0),
-            missing: answer.missing,
-            error: answer.error,
-        }
+        let count = answer.value.len();
+        tally(count, answer).0
     }
+
+    async fn sizes(
+        cluster: &cluster::Cluster,
+        nsp: &str,
+        rooms: &[socketio::Room],
+    ) -> hub::peers::Sizes {
+        let answer = cluster.room_sizes_elsewhere(nsp, rooms).await;
+        let count = answer.value.values().sum();
+        let (tally, rooms) = tally(count, answer);
+        hub::peers::Sizes { rooms, tally }
+    }
+}
+
+/// `answer`'s completeness as the hub tallies it, with `count`; and its
+/// value.
+fn tally<T>(count: usize, answer: cluster::Answer<T>) -> (hub::peers::Tally, T) {
+    let tally = hub::peers::Tally {
+        count,
+        unanswered: answer.unanswered().unwrap_or(0),
+        missing: answer.missing,
+        error: answer.error,
+    };
+    (tally, answer.value)
 }
 
 fn rooms_of(rooms: Vec<String>) -> Vec<socketio::Room> {
@@ -267,6 +288,11 @@ impl hub::peers::OtherNodes for ClusterNodes {
     fn count(&self, nsp: String, rooms: Vec<String>) -> socketio::BoxFuture<hub::peers::Tally> {
         let cluster = self.0.clone();
         Box::pin(async move { ClusterNodes::count(&cluster, &nsp, &rooms_of(rooms)).await })
+    }
+
+    fn sizes(&self, nsp: String, rooms: Vec<String>) -> socketio::BoxFuture<hub::peers::Sizes> {
+        let cluster = self.0.clone();
+        Box::pin(async move { ClusterNodes::sizes(&cluster, &nsp, &rooms_of(rooms)).await })
     }
 
     fn disconnect(

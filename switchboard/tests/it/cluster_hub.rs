@@ -360,6 +360,70 @@ async fn the_publish_api_counts_every_nodes_sockets_and_names_a_node_that_does_n
     );
 }
 
+/// Each user's `sockets` in a presence reply, in the order asked.
+fn sockets_of<'a>(body: &Value, users: &[&'a str]) -> Vec<(&'a str, u64)> {
+    let presence = &body["presence"];
+    (users.iter())
+        .map(|user| (*user, presence[*user]["sockets"].as_u64().unwrap()))
+        .collect()
+}
+
+/// `GET /api/v1/presence` counts each user's sockets on every node, in
+/// one question per namespace for all the users asked; a node that does
+/// not answer (frozen) makes the answer partial, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_presence_api_counts_every_nodes_sockets_and_names_a_node_that_does_not_answer() {
+    let Some((a, b)) = node_and_binary("").await else {
+        return;
+    };
+    let node_a = a.app.cluster.as_ref().unwrap();
+    let b_uid = node_a.nodes();
+    // Alice: one socket on A, two on B (in two namespaces); bob one on B;
+    // carol none.
+    let _alice_a = Device::connect(a.addr, "alice", "/presence").await;
+    let _alice_b = Device::connect(b.addr, "alice", "/presence").await;
+    let _alice_b_chat = Device::connect(b.addr, "alice", "/chat").await;
+    let _bob_b = Device::connect(b.addr, "bob", "/calls").await;
+    let users = ["alice", "bob", "carol"];
+    let query = "/api/v1/presence?user=alice&user=bob&user=carol";
+
+    // Either node counts every node's sockets, every namespace together.
+    let asked = node_a.stats().requests_sent;
+    for addr in [a.addr, b.addr] {
+        let (status, body) = api(addr, "GET", query, "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            sockets_of(&body, &users),
+            [("alice", 3), ("bob", 1), ("carol", 0)],
+            "{body}"
+        );
+        assert_eq!(body.get("incomplete"), None, "{body}");
+        assert_eq!(shown(&body["presence"]["alice"]), ("online", 2), "{body}");
+    }
+    // A asked one question per namespace, whatever the number of users.
+    let namespaces = a.app.io.namespaces().len() as u64;
+    assert_eq!(node_a.stats().requests_sent - asked, namespaces);
+
+    // B freezes: its answer never comes. Once it is taken for dead the
+    // answer is given without it, and says so.
+    signal(b.pid(), "STOP");
+    until_stopped(b.pid()).await;
+    let (status, body) = api(a.addr, "GET", query, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        sockets_of(&body, &users),
+        [("alice", 1), ("bob", 0), ("carol", 0)],
+        "{body}"
+    );
+    assert_eq!(
+        body["incomplete"],
+        json!({"unanswered": 1, "missing": b_uid, "error": null}),
+        "{body}"
+    );
+    signal(b.pid(), "CONT");
+    until_nodes(&a, 1).await;
+}
+
 /// A node that dies while no other node is up leaves its live state in
 /// Redis; the next node to start drops it once it has heard the cluster
 /// for a heartbeat timeout (the dead node is listed, and not alive).
