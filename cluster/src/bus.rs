@@ -566,7 +566,10 @@ impl Cluster {
     /// [`health`](Cluster::health) says so, and broadcasts wait in the
     /// publish queue.
     pub fn start(config: ClusterConfig) -> Result<Cluster, ClusterError> {
-        crate::config::check_url(&config.redis_url).map_err(ClusterError::Url)?;
+        crate::config::check(&config.redis_url, config.redis_ca_file.as_deref())?;
+        if crate::config::is_tls(&config.redis_url) {
+            crate::config::install_crypto();
+        }
         let (queue, queued) = mpsc::channel(config.publish_queue.max(1));
         let shared = Arc::new(Shared {
             uid: if config.sharded() {
@@ -860,15 +863,14 @@ pub(crate) fn backoff(delay: Duration, config: &ClusterConfig) -> Duration {
 async fn command_connection(
     config: &ClusterConfig,
 ) -> Result<redis::aio::MultiplexedConnection, ClusterError> {
-    let client = redis::Client::open(config.redis_url.as_str())?;
+    let client = crate::config::client(config, config.redis_url.as_str())?;
     let connection = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(Some(config.command_timeout));
-    crate::publisher::timed(
-        config.connect_timeout + config.command_timeout,
-        client.get_multiplexed_async_connection_with_config(&connection),
-    )
-    .await
+    let limit = config.connect_timeout + config.command_timeout;
+    tokio::time::timeout(limit, crate::config::connect(config, &client, &connection))
+        .await
+        .map_err(|_| ClusterError::Timeout(limit))?
 }
 
 /// The pid key shared by the nodes: made by the first to ask (SET NX),

@@ -6,6 +6,13 @@ pub enum ClusterError {
     /// The configured URL is not one the client takes.
     #[error("cluster.redis_url: {0}")]
     Url(String),
+    /// `redis_ca_file` cannot be used (unreadable, no certificate, or
+    /// without TLS).
+    #[error("cluster.redis_ca_file: {0}")]
+    Ca(String),
+    /// The TLS handshake with Redis failed on its certificate.
+    #[error("redis TLS: {0}")]
+    Tls(String),
     /// Redis refused or failed a command, or the connection broke.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),

@@ -86,7 +86,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: [`ClusterConfig`], every bound of the bus; [`check_url`].
+//! - [`config`]: [`ClusterConfig`], every bound of the bus, TLS to Redis;
+//!   [`check_url`], [`check`].
 //! - `bus`: [`Cluster`] (start, health, stats, close) and what the
 //!   adapters and tasks share: the uid, the publish queue, the namespaces
 //!   that receive, inbound delivery.
@@ -126,7 +127,7 @@ pub mod wire;
 
 pub use adapter::RedisAdapter;
 pub use bus::{Cluster, Health};
-pub use config::{ClusterConfig, check_url};
+pub use config::{ClusterConfig, check, check_url};
 pub use error::ClusterError;
 pub use remote::{Answer, Rejoin, RemoteSocket, Reply, ServerSideEvent};
 pub use stats::StatsSnapshot;

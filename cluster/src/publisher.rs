@@ -101,13 +101,11 @@ fn down(shared: &Shared, err: &ClusterError) {
 
 /// Opens the publishing connection.
 async fn connect(shared: &Shared) -> Result<MultiplexedConnection, ClusterError> {
-    let client = redis::Client::open(shared.config.redis_url.as_str())?;
+    let client = crate::config::client(&shared.config, shared.config.redis_url.as_str())?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(shared.config.connect_timeout))
         .set_response_timeout(Some(shared.config.command_timeout));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+    let mut conn = crate::config::connect(&shared.config, &client, &config).await?;
     name_connection(shared, &mut conn, "publish").await;
     // Before it counts as up: its scripts run by their SHA-1.
     for script in crate::recovery::SCRIPTS {

@@ -141,7 +141,7 @@ async fn connect(
         .redis_settings()
         .clone()
         .set_protocol(redis::ProtocolVersion::RESP3);
-    let client = redis::Client::open(info.set_redis_settings(settings))?;
+    let client = crate::config::client(&shared.config, info.set_redis_settings(settings))?;
     let weak = Arc::downgrade(shared);
     let push = move |push: PushInfo| -> Result<(), redis::aio::SendError> {
         match push.kind {
@@ -169,9 +169,7 @@ async fn connect(
         .set_connection_timeout(Some(shared.config.connect_timeout))
         .set_response_timeout(Some(shared.config.command_timeout))
         .set_push_sender(push);
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+    let mut conn = crate::config::connect(&shared.config, &client, &config).await?;
     name_connection(shared, &mut conn, "subscribe").await;
     Ok(conn)
 }

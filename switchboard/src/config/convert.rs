@@ -228,6 +228,7 @@ impl Config {
         }
         Some(cluster::ClusterConfig {
             redis_url: c.redis_url.clone(),
+            redis_ca_file: (!c.redis_ca_file.is_empty()).then(|| c.redis_ca_file.clone().into()),
             key_prefix: c.key_prefix.clone(),
             publish_queue: c.publish_queue,
             publish_queue_bytes: c.publish_queue_bytes,

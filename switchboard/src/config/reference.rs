@@ -348,7 +348,11 @@ const SECTIONS: &[Section] = &[
         keys: &[
             key(
                 "redis_url",
-                "`redis://[user:password@]host[:port][/db]` (Redis 6 or later: the bus uses RESP3); empty = one node, no cluster.",
+                "`redis://[user:password@]host[:port][/db]` (Redis 6 or later: the bus uses RESP3), or `rediss://…` for TLS (managed Redis with in-transit encryption), every connection of the node then verifying the server's certificate and name; empty = one node, no cluster. redis-rs's `#insecure` fragment (no verification) is refused: use `redis_ca_file`.",
+            ),
+            key(
+                "redis_ca_file",
+                "With a `rediss://` URL: a PEM file of the CA certificates to trust instead of the system's roots (a private CA, a self-signed Redis); empty = the system's roots. Checked at start (readable, at least one certificate); read again at each reconnection, so a renewed file is picked up. A certificate Redis presents that it does not verify keeps the node unready (`/readyz` 503 `bus_unreachable`, with the TLS error).",
             ),
             key(
                 "key_prefix",

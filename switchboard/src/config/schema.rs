@@ -125,8 +125,12 @@ impl Default for StoreSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSection {
-    /// `redis://[user:password@]host[:port][/db]`; empty = one node.
+    /// `redis://[user:password@]host[:port][/db]` (`rediss://` for TLS);
+    /// empty = one node.
     pub redis_url: String,
+    /// With `rediss://`: a PEM file of the CAs to trust instead of the
+    /// system's roots; empty = the system's roots.
+    pub redis_ca_file: String,
     /// The channels' prefix (the Node adapter's and emitter's `key`).
     pub key_prefix: String,
     /// Broadcasts waiting to be published, at most.
@@ -186,6 +190,7 @@ impl Default for ClusterSection {
         let c = cluster::ClusterConfig::new("");
         ClusterSection {
             redis_url: c.redis_url,
+            redis_ca_file: String::new(),
             key_prefix: c.key_prefix,
             publish_queue: c.publish_queue,
             publish_queue_bytes: c.publish_queue_bytes,

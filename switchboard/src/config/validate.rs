@@ -248,8 +248,16 @@ impl Config {
         if c.redis_url.is_empty() {
             return Ok(());
         }
-        cluster::check_url(&c.redis_url)
-            .map_err(|message| ConfigError::invalid("cluster.redis_url", message))?;
+        let ca_file = (!c.redis_ca_file.is_empty()).then(|| std::path::Path::new(&c.redis_ca_file));
+        cluster::check(&c.redis_url, ca_file).map_err(|err| match err {
+            cluster::ClusterError::Ca(message) => {
+                ConfigError::invalid("cluster.redis_ca_file", message)
+            }
+            cluster::ClusterError::Url(message) => {
+                ConfigError::invalid("cluster.redis_url", message)
+            }
+            other => ConfigError::invalid("cluster.redis_url", other.to_string()),
+        })?;
         // Every node must see every write: one node's SQLite file cannot.
         if hub::store::Backend::of(&self.store.url) != Some(hub::store::Backend::Postgres) {
             return Err(ConfigError::invalid(
@@ -632,7 +640,20 @@ mod tests {
                 .cluster_config()
                 .is_none()
         );
-        for (url, message) in [("rediss://h", "TLS"), ("http://h", "must be redis://")] {
+        let tls = (
+            "SWITCHBOARD_CLUSTER_REDIS_URL",
+            "rediss://redis.example:6380",
+        );
+        let config = Config::load(None, env(&[tls, postgres])).unwrap();
+        assert_eq!(
+            config.cluster_config().unwrap().redis_ca_file,
+            None,
+            "rediss:// trusts the system's roots unless told"
+        );
+        for (url, message) in [
+            ("rediss://h/#insecure", "cluster.redis_url: #insecure"),
+            ("http://h", "must be redis://"),
+        ] {
             let err = Config::load(
                 None,
                 env(&[("SWITCHBOARD_CLUSTER_REDIS_URL", url), postgres]),

@@ -609,11 +609,32 @@ async fn a_node_that_does_not_answer_makes_the_answer_partial_not_lost() {
 pub(crate) struct OwnRedis {
     port: u16,
     dir: std::path::PathBuf,
+    /// Over TLS only (`--port 0`), with the certificate and key in `dir`.
+    tls: bool,
     child: Option<std::process::Child>,
 }
 
 impl OwnRedis {
     pub(crate) fn start() -> OwnRedis {
+        let mut redis = OwnRedis::new(false);
+        redis
+            .spawn()
+            .expect("redis-server (what TEST_REDIS_URL runs)");
+        redis
+    }
+
+    /// A Redis that speaks TLS only, presenting `cert` (PEM, with its
+    /// `key`); `Err` says why it did not start (a redis-server built
+    /// without TLS refuses `--tls-port`).
+    pub(crate) fn start_tls(cert: &str, key: &str) -> Result<OwnRedis, String> {
+        let mut redis = OwnRedis::new(true);
+        std::fs::write(redis.dir.join("redis.crt"), cert).unwrap();
+        std::fs::write(redis.dir.join("redis.key"), key).unwrap();
+        redis.spawn()?;
+        Ok(redis)
+    }
+
+    fn new(tls: bool) -> OwnRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -621,40 +642,72 @@ impl OwnRedis {
             .port();
         let dir = std::env::temp_dir().join(format!("sb-own-redis-{}", rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = OwnRedis {
+        OwnRedis {
             port,
             dir,
+            tls,
             child: None,
-        };
-        redis.spawn();
-        redis
+        }
     }
 
-    /// Starts the server and returns once it says it accepts connections.
-    fn spawn(&mut self) {
+    /// Starts the server and returns once it says it accepts connections;
+    /// `Err` with what it logged when it exits instead (its fatal
+    /// configuration errors go to the test's stderr).
+    fn spawn(&mut self) -> Result<(), String> {
         use std::io::BufRead;
-        let mut child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+        let port = self.port.to_string();
+        let mut command = std::process::Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1"]);
+        if self.tls {
+            command
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(self.dir.join("redis.crt"))
+                .arg("--tls-key-file")
+                .arg(self.dir.join("redis.key"));
+        } else {
+            command.args(["--port", &port]);
+        }
+        let mut child = command
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(&self.dir)
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .expect("redis-server (what TEST_REDIS_URL runs)");
+            .map_err(|err| format!("redis-server: {err}"))?;
         let stdout = child.stdout.take().unwrap();
         let (ready, is_ready) = std::sync::mpsc::channel();
         // Drained to the end on a thread: a full pipe would stop Redis.
         std::thread::spawn(move || {
+            let mut said = String::new();
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if line.contains("Ready to accept connections") {
-                    let _ = ready.send(());
+                    let _ = ready.send(Ok(()));
                 }
+                said.push_str(&line);
+                said.push('\n');
             }
+            // It exited (before getting ready, when nobody took the Ok).
+            let _ = ready.send(Err(said));
         });
-        is_ready
+        let outcome = is_ready
             .recv_timeout(WAIT)
-            .expect("redis-server did not get ready");
+            .map_err(|_| "redis-server did not get ready".to_owned())
+            .and_then(|outcome| outcome);
+        if let Err(said) = outcome {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("redis-server did not start: {said}"));
+        }
         self.child = Some(child);
+        Ok(())
     }
 
     /// SIGKILL: every connection drops at once.
@@ -666,7 +719,8 @@ impl OwnRedis {
     }
 
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The server's pid (to freeze it with SIGSTOP).
@@ -709,7 +763,7 @@ async fn after_redis_restarts_the_nodes_are_ready_again_and_broadcasts_cross() {
     assert_eq!(members[0].next_frame().await, r#"437["still here"]"#);
 
     // Redis comes back on the same port: both reconnect and resubscribe.
-    redis.spawn();
+    redis.spawn().expect("redis-server restarts");
     for node in [a, b] {
         let body = until_readyz(node, 200).await;
         assert_eq!(body["cluster"]["subscribe"], "up", "{body}");

@@ -24,14 +24,15 @@ fn alice(key: u8, kid: &str) -> String {
     rs256(key, Some(kid), &claims)
 }
 
-/// A certificate authority made for one test.
-struct Ca {
+/// A certificate authority made for one test (the Redis TLS tests use it
+/// too).
+pub(crate) struct Ca {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -46,20 +47,32 @@ impl Ca {
 
     /// A server certificate for `names` (host names or IP addresses).
     fn server_cert(&self, names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let (cert, key) = self.issue(names);
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        (cert.der().clone(), key)
+    }
+
+    /// [`server_cert`](Ca::server_cert) as PEM: the certificate and its
+    /// key (for a server configured by files, as redis-server).
+    pub(crate) fn server_pem(&self, names: &[&str]) -> (String, String) {
+        let (cert, key) = self.issue(names);
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn issue(&self, names: &[&str]) -> (rcgen::Certificate, KeyPair) {
         let key = KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
         params
             .distinguished_name
-            .push(DnType::CommonName, "test identity provider");
+            .push(DnType::CommonName, "test server");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        (cert.der().clone(), key)
+        (cert, key)
     }
 
     /// Writes the CA's certificate as PEM into `dir`.
-    fn write(&self, dir: &Path) -> PathBuf {
+    pub(crate) fn write(&self, dir: &Path) -> PathBuf {
         let path = dir.join(format!("ca-{}.pem", rand_suffix()));
         std::fs::write(&path, &self.pem).unwrap();
         path

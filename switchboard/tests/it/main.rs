@@ -22,6 +22,7 @@ mod cluster;
 mod cluster_chat;
 mod cluster_hub;
 mod cluster_store_outage;
+mod cluster_tls;
 mod components;
 mod engine;
 mod http_routes;
