@@ -24,8 +24,11 @@
 // (socket.io-client's reconnectionDelay, reconnectionDelayMax,
 // randomizationFactor): the first attempt comes delay × (1 ± randomization)
 // after the cut, which is most of the time measured. Also printed, to tell
-// whether this process kept up: its CPU over the kill-to-last-back window
-// (all threads; a core is 100) and each worker's event-loop delay there.
+// whether this process kept up: the CPU of this process (all threads), of
+// HAProxy and of the --cpu-pids ones (name=pid,…) over the kill-to-last-back
+// window, in % of a core, and each worker's event-loop delay (from the first
+// event published to the end of that window) and how late it heard of the
+// kill.
 
 import { readFileSync } from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -91,13 +94,14 @@ async function main() {
     const connectSecs = (now() - connectedAt) / 1000;
     const perNode = await sessionsOf(nodes);
     publisher = await Publisher.start(nodes[0].url, Number(o.rate));
+    clients.tell({ type: "publishing" });
 
     await delay(Number(o["lead-ms"]));
     const onVictim = (await sessionsOf(nodes))[victim];
     const cpu0 = cpuOf(pids);
-    clients.tell({ type: "killed" });
     const killedAt = now();
     process.kill(Number(o["victim-pid"]), "SIGKILL");
+    clients.tell({ type: "killed", at: killedAt });
     const sentAtKill = publisher.sent;
     await clients.back(onVictim, BACK_MS).catch((err) => console.error(`measure-kill: ${err.message}`));
     const windowMs = now() - killedAt;
@@ -343,13 +347,20 @@ async function worker({ url, clients, retry }) {
   }
   parentPort.postMessage({ type: "ready" });
 
+  // How far behind the clients' thread is, from the first event published
+  // to the end of the window: the largest delay of its event loop, and how
+  // late it heard of the kill (a thread that has fallen behind the stream
+  // notices the cut late too).
   const eld = monitorEventLoopDelay({ resolution: 10 });
   let eventLoopDelay = null;
+  let killHeardAfter = null;
   parentPort.on("message", async (msg) => {
-    if (msg.type === "killed") eld.enable();
+    if (msg.type === "publishing") eld.enable();
+    else if (msg.type === "killed") killHeardAfter = now() - msg.at;
     else if (msg.type === "window") {
       eld.disable();
-      eventLoopDelay = { p99: round(eld.percentile(99) / 1e6, 1), max: round(eld.max / 1e6, 1) };
+      const ms = (ns) => (eld.count ? round(ns / 1e6, 1) : null);
+      eventLoopDelay = { p99: ms(eld.percentile(99)), max: ms(eld.max), kill_heard_after: round(killHeardAfter, 1) };
     } else if (msg.type === "drain") {
       let short = members.filter((m) => m.last < msg.last).length;
       const done = new Promise((resolve) => {
