@@ -38,11 +38,12 @@ Cases:
                           received twice (all must be 0: a run with any
                           fails the bench). `three` only
                           (tests/interop/measure-kill.mjs). Not more clients
-                          by default: the official client spends about 1 ms
-                          of CPU on a reconnection, 2-3x what a node spends,
-                          and would become what is measured
-                          (docs/BENCHMARKS.md). Skipped, saying why, without
-                          HAProxy, Node.js or tests/interop/node_modules
+                          by default: the official client spends 1.4-2.6 ms of
+                          CPU per reconnection, three times what the two
+                          surviving nodes spend together, and would become
+                          what is measured (docs/BENCHMARKS.md). Skipped,
+                          saying why, without HAProxy, Node.js or
+                          tests/interop/node_modules
 
 Around every run: Redis's INFO (CPU, bytes in and out), each node's
 `switchboard_cluster_*` counters and its CPU. Every run is one JSON line in
