@@ -107,8 +107,10 @@ conformance:
 #                     to target/bench-quick/ (docs/ is left alone)
 #   make bench-cluster  one node alone, one node in cluster mode and three nodes
 #                     on one Redis, alternating, 3 runs each (about 20 min):
-#                     fan-out, Redis per broadcast, 3 x 19,000 connections;
-#                     writes docs/cluster-results.jsonl and docs/cluster-report.md
+#                     fan-out, Redis per broadcast, 3 x 19,000 connections, a
+#                     node killed under 3,000 clients (behind HAProxy, when
+#                     installed); writes docs/cluster-results.jsonl and
+#                     docs/cluster-report.md
 #   make bench-cluster-quick  the same at small sizes, 1 run, in target/bench-cluster/
 #
 # Options for loadgen suite: BENCH_ARGS="--only fanout,echo --reps 5". See
@@ -117,7 +119,7 @@ conformance:
 BENCH_ARGS ?=
 LOADGEN := target/release/loadgen
 
-.PHONY: bench bench-quick bench-build bench-ceiling bench-cluster bench-cluster-quick
+.PHONY: bench bench-quick bench-build bench-ceiling bench-cluster bench-cluster-quick bench-cluster-build
 
 bench-build:
 	$(CARGO) build --release -p switchboard -p loadgen
@@ -127,18 +129,23 @@ bench-build:
 
 # The chat and notify cases run on SQLite and on a throwaway PostgreSQL server
 # (with-postgres.sh exports its URL; without PostgreSQL those runs are skipped).
-bench: bench-build
+bench: bench-build bench-cluster-build
 	tests/postgres/with-postgres.sh $(LOADGEN) suite --reps 3 $(BENCH_ARGS)
 	SB_BENCH_CLUSTER_OPTIONAL=1 bench/cluster.sh --reps 3 --out docs/cluster-results.jsonl
 
-# Starts its own throwaway Redis and PostgreSQL (bench/cluster.sh); no Node peer.
-bench-cluster:
-	$(CARGO) build --release -p switchboard -p loadgen
+# Starts its own throwaway Redis and PostgreSQL (bench/cluster.sh); no Node
+# peer, but the kill case's clients are the interop tests' socket.io-client.
+bench-cluster: bench-cluster-build
 	bench/cluster.sh --reps 3 --out docs/cluster-results.jsonl $(BENCH_CLUSTER_ARGS)
 
-bench-cluster-quick:
-	$(CARGO) build --release -p switchboard -p loadgen
+bench-cluster-quick: bench-cluster-build
 	bench/cluster.sh --quick $(BENCH_CLUSTER_ARGS)
+
+bench-cluster-build:
+	$(CARGO) build --release -p switchboard -p loadgen
+	@if [ ! -d tests/interop/node_modules ]; then \
+	  cd tests/interop && $(NPM) ci --no-audit --no-fund --loglevel=error; \
+	fi
 
 bench-quick: bench-build
 	tests/postgres/with-postgres.sh $(LOADGEN) suite --quick $(BENCH_ARGS)

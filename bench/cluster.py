@@ -26,6 +26,24 @@ Cases:
                           held at once (the nodes' `switchboard_connections`
                           summed while they hold); Redis's used_memory before and after (the
                           sessions recovery keeps there, per connection)
+  kill-1k                 1,000 official socket.io-client clients (WebSocket,
+                          one worker thread of one Node process; 300 with
+                          --quick, N with --kill-clients N) through HAProxy
+                          to the three nodes, all in room `all`, a publisher
+                          on node 1 sending numbered events at 10/s; node 3
+                          killed with SIGKILL: for its clients the time from
+                          the kill until each is back with `socket.recovered`
+                          (p50, p99, max), those back not recovered or not
+                          back, and for every client the numbers lost or
+                          received twice (all must be 0: a run with any
+                          fails the bench). `three` only
+                          (tests/interop/measure-kill.mjs). Not more clients
+                          by default: the official client spends 1.4-2.6 ms of
+                          CPU per reconnection, three times what the two
+                          surviving nodes spend together, and would become
+                          what is measured (docs/BENCHMARKS.md). Skipped,
+                          saying why, without HAProxy, Node.js or
+                          tests/interop/node_modules
 
 Around every run: Redis's INFO (CPU, bytes in and out), each node's
 `switchboard_cluster_*` counters and its CPU. Every run is one JSON line in
@@ -37,6 +55,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -51,6 +70,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # changes nothing an idle connection holds on the node).
 SETUPS = ["alone", "one", "three", "one-norec", "three-norec"]
 CONNS_SETUPS = ["alone", "one", "three"]
+# Killing a node needs nodes to go to: three.
+SETUPS_OF = {"conns": CONNS_SETUPS, "kill": ["three"]}
+MEASURE_KILL = os.path.join(ROOT, "tests/interop/measure-kill.mjs")
 
 
 def log(msg):
@@ -61,7 +83,9 @@ def parse_args():
     p = argparse.ArgumentParser(description="Switchboard cluster benchmark")
     p.add_argument("--quick", action="store_true", help="small sizes, 1 run")
     p.add_argument("--reps", type=int, help="runs per set-up and case (3; 1 with --quick)")
-    p.add_argument("--only", default="", help="cases: fanout, rate, conns, or case ids")
+    p.add_argument("--only", default="", help="cases: fanout, rate, conns, kill, or case ids")
+    p.add_argument("--kill-clients", type=int,
+                   help="clients in the kill case (1,000; 300 with --quick), a third on the node killed")
     p.add_argument("--out", help="JSON lines file (default target/bench-cluster/cluster-results.jsonl)")
     p.add_argument("--bin", default=os.path.join(ROOT, "target/release/switchboard"))
     p.add_argument("--loadgen", default=os.path.join(ROOT, "target/release/loadgen"))
@@ -76,20 +100,44 @@ def parse_args():
     return a
 
 
-def cases(quick):
+# How the kill case's clients reconnect (socket.io-client's
+# reconnectionDelay, reconnectionDelayMax, randomizationFactor): quickly, as
+# faults.test.mjs has them. The first attempt comes 100-300 ms after the cut:
+# most of the time to recovered.
+KILL_RETRY = {"delay": 200, "delay_max": 1000, "randomization": 0.5}
+
+
+def cases(quick, kill_clients=None):
     """(id, kind, params) of every case, full or quick sizes."""
+    n = kill_clients or (300 if quick else 1000)
+    kill = (f"kill-{n // 1000}k" if n % 1000 == 0 else f"kill-{n}", "kill",
+            {"clients": n, "workers": 1, "rate": 10, "lead_ms": 500 if quick else 1000,
+             "tail_ms": 500 if quick else 1000, **KILL_RETRY})
     if quick:
         return [
             ("fanout-1k", "fanout", {"subscribers": 1000, "window": 64, "duration": 3}),
             ("fanout-1k-rate", "rate", {"subscribers": 1000, "rate": 20, "duration": 3}),
             ("conns-2k", "conns", {"connections": 2000, "hold": 3, "ramp": 1000}),
+            kill,
         ]
     return [
         ("fanout-1k", "fanout", {"subscribers": 1000, "window": 64, "duration": 8}),
         ("fanout-10k", "fanout", {"subscribers": 10000, "window": 64, "duration": 8}),
         ("fanout-10k-rate", "rate", {"subscribers": 10000, "rate": 2, "duration": 10}),
         ("conns-19k", "conns", {"connections": 19000, "hold": 10, "ramp": 1000}),
+        kill,
     ]
+
+
+def kill_skip():
+    """Why the kill case cannot run here, or None."""
+    if not shutil.which("haproxy"):
+        return "HAProxy not found (apt-get install haproxy)"
+    if not shutil.which("node"):
+        return "Node.js not found"
+    if not os.path.isdir(os.path.join(ROOT, "tests/interop/node_modules/socket.io-client")):
+        return "no socket.io-client in tests/interop/node_modules (cd tests/interop && npm ci)"
+    return None
 
 
 # --- Redis, metrics, processes -------------------------------------------
@@ -335,6 +383,44 @@ def conns_run(a, setup, case, params, nodes, workdir, run_id):
             "redis_used_memory_delta": mem1 - mem0}
 
 
+def kill_run(a, setup, case, params, nodes, workdir, run_id):
+    """measure-kill.mjs: HAProxy in front of the nodes, the official
+    clients through it, the last node killed with SIGKILL by the script (so
+    that the kill and the clients' times are on one clock)."""
+    victim = nodes[-1]
+    # Whose CPU is read over the kill-to-last-back window, beside HAProxy's
+    # and the clients': who was busy.
+    busy = [f"node{i + 1}={x.proc.pid}" for i, x in enumerate(nodes[:-1])]
+    busy.append(f"redis={redis_counters(os.environ['TEST_REDIS_URL'])['pid']}")
+    cmd = ["node", MEASURE_KILL, "--nodes", ",".join(x.addr for x in nodes),
+           "--victim-pid", str(victim.proc.pid), "--cpu-pids", ",".join(busy)]
+    for k, v in params.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    errpath = os.path.join(workdir, f"{run_id}-measure-kill.log")
+    with open(errpath, "w") as err:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=600)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"measure-kill.mjs exit {proc.returncode}, no result; see {errpath}")
+    out = json.loads(lines[-1])
+    status = victim.proc.wait(timeout=10)
+    if status != -signal.SIGKILL:
+        raise RuntimeError(f"node 3 exited with {status}, not killed by SIGKILL")
+    return {"kill": out}
+
+
+def kill_faults(row):
+    """What a kill run must not have: clients back not recovered or not
+    back, numbers lost or received twice (a description, or None)."""
+    k = row.get("kill")
+    if not k:
+        return None
+    bad = [f"{k[x]} {x}" for x in ("not_recovered", "not_back", "lost", "duplicates", "unacked") if k[x]]
+    if k["cut"] != k["on_killed_node"]:
+        bad.append(f"{k['cut']} clients cut for {k['on_killed_node']} on the killed node")
+    return ", ".join(bad) or None
+
+
 def proc_kb(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -452,7 +538,47 @@ def summarize(rows, kinds):
                            f"| {' / '.join(fmt(p) for p in per)} | {'-' if s == 'alone' else fmt(rmem)} "
                            f"| {fails} | {disc} |")
         out.append("")
+    out += kill_table([c for c in case_ids if kinds.get(c) == "kill"], by)
     return "\n".join(out)
+
+
+def kill_table(case_ids, by):
+    """The kill case's lines: medians of the times, sums of what must be 0."""
+    if not case_ids:
+        return []
+    out = ["| case | runs | clients | on the killed node | SIGKILL → recovered p50 | p99 | max "
+           "| after the first attempt, p50 | not recovered | not back | lost | duplicates "
+           "| reconnection delay | events/s | CPU in the window, % of a core: clients / HAProxy / "
+           "nodes / Redis | client event-loop delay, max |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in case_ids:
+        rs = [r["kill"] for s in SETUPS_OF["kill"] for r in by.get((c, s), [])]
+        if not rs:
+            continue
+        t = [k["recovered_ms"] for k in rs]
+        total = {x: sum(k[x] for k in rs) for x in ("not_recovered", "not_back", "lost", "duplicates")}
+        retry = rs[0]["retry"]
+        cpu = [k["cpu_pct_window"] for k in rs]
+        nodes = med([sum(v for n, v in x.items() if n.startswith("node")) for x in cpu])
+        # A thread that never turned in the window has no delay sampled, but
+        # heard of the kill late.
+        eld = med([max(max(w.get("max") or 0, w.get("kill_heard_after") or 0)
+                       for w in k["event_loop_delay_ms"]) for k in rs])
+        out.append(f"| {c} | {len(rs)} | {fmt(rs[0]['clients'])} | {fmt(med([k['on_killed_node'] for k in rs]))} "
+                   f"| {fmt_ms(med([x['p50'] for x in t]))} | {fmt_ms(med([x['p99'] for x in t]))} "
+                   f"| {fmt_ms(med([x['max'] for x in t]))} "
+                   f"| {fmt_ms(med([k['after_attempt_ms']['p50'] for k in rs]))} "
+                   f"| {total['not_recovered']} | {total['not_back']} | {total['lost']} | {total['duplicates']} "
+                   f"| {retry['reconnectionDelay']} ms ± {retry['randomizationFactor'] * 100:.0f} %, "
+                   f"max {retry['reconnectionDelayMax']} ms | {rs[0]['rate']} "
+                   f"| {' / '.join(fmt(med([x.get(n) for x in cpu])) for n in ('clients', 'haproxy'))} "
+                   f"/ {fmt(nodes)} / {fmt(med([x.get('redis') for x in cpu]))} | {fmt_ms(eld)} |")
+    out.append("")
+    return out
+
+
+def fmt_ms(v):
+    return "-" if v is None else f"{v:,.0f} ms"
 
 
 def rep_ratio(by, case, x, y, key):
@@ -540,10 +666,14 @@ def main():
     subprocess.run(["psql", "-q", pg, "-c", "CREATE DATABASE switchboard_bench"],
                    check=True, capture_output=True)
     a.store_url = pg.rsplit("/", 1)[0] + "/switchboard_bench"
-    all_cases = cases(a.quick)
+    all_cases = cases(a.quick, a.kill_clients)
     kinds = {c: k for c, k, _ in all_cases}
     only = [x for x in a.only.split(",") if x]
     selected = [c for c in all_cases if not only or c[0] in only or c[1] in only]
+    kill_skipped = kill_skip() if any(k == "kill" for _, k, _ in selected) else None
+    if kill_skipped:
+        log(f"the kill case is skipped: {kill_skipped}")
+        selected = [c for c in selected if c[1] != "kill"]
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     logdir = os.path.join(ROOT, "target/bench-cluster/logs")
     os.makedirs(logdir, exist_ok=True)
@@ -560,7 +690,7 @@ def main():
         n = 0
         for rep in range(1, a.reps + 1):
             for case, kind, params in selected:
-                for setup in CONNS_SETUPS if kind == "conns" else SETUPS:
+                for setup in SETUPS_OF.get(kind, SETUPS):
                     n += 1
                     run_id = f"{case}-{setup}-{rep}"
                     row = {"scenario": f"cluster-{kind}", "case": case, "setup": setup, "rep": rep,
@@ -575,6 +705,8 @@ def main():
                         nodes = start_setup(a, setup, logdir, run_id)
                         if kind == "conns":
                             row.update(conns_run(a, setup, case, params, nodes, logdir, run_id))
+                        elif kind == "kill":
+                            row.update(kill_run(a, setup, case, params, nodes, logdir, run_id))
                         else:
                             row.update(fanout_run(a, setup, case, params, nodes, logdir, run_id))
                     except Exception as e:  # one failed run is reported, the rest go on
@@ -592,7 +724,8 @@ def main():
     head = (f"Cluster benchmark, {meta['date']}, commit {commit}, {meta['cpu']} "
             f"({meta['cores']} cores), {a.reps} run(s) per set-up and case, alternating "
             f"alone / one / three; load average at start {' '.join(meta['loadavg_at_start'])}; "
-            f"{mins:.1f} min. Medians.\n")
+            f"{mins:.1f} min. Medians."
+            + (f" The kill case was skipped: {kill_skipped}." if kill_skipped else "") + "\n")
     report = os.path.join(os.path.dirname(os.path.abspath(a.out)), "cluster-report.md")
     with open(report, "w") as f:
         f.write(head + "\n" + table + "\n")
@@ -602,12 +735,24 @@ def main():
     failed = [r for r in rows if r.get("error")]
     if failed:
         log(f"{len(failed)} run(s) failed")
+    faulty = [r for r in rows if kill_faults(r)]
+    for r in faulty:
+        log(f"{r['case']} run {r['rep']}: {kill_faults(r)} (must be 0)")
+    if failed or faulty:
         sys.exit(1)
 
 
 def brief(row):
     if row.get("error"):
         return "ERROR " + row["error"]
+    if "kill" in row:
+        k = row["kill"]
+        t = k["recovered_ms"]
+        return (f"{k['on_killed_node']} clients on the killed node, SIGKILL → recovered p50 {t['p50']} ms, "
+                f"p99 {t['p99']} ms, max {t['max']} ms; {k['not_recovered']} not recovered, "
+                f"{k['not_back']} not back, {k['lost']} lost, {k['duplicates']} duplicates; "
+                f"after the first attempt p50 {k['after_attempt_ms']['p50']} ms; CPU in the window, % of a "
+                f"core: {k['cpu_pct_window']}; client event-loop delay {k['event_loop_delay_ms']}")
     lg = row["loadgen"]
     if isinstance(lg, list):
         return " ".join(f"{o.get('metrics', {}).get('connections_ok')} conns "

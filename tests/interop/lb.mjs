@@ -90,7 +90,7 @@ export function untilServer(url, name, status, ms = 10_000) {
 /**
  * Starts HAProxy in front of `nodes` (each with a `port`) and resolves once
  * its statistics say every node is UP (its health checks of /readyz
- * passed): `{url, stop(), output()}`.
+ * passed): `{url, port, pid, stop(), output()}`.
  */
 export async function startHaproxy(nodes) {
   const port = await freePort();
@@ -125,7 +125,7 @@ export async function startHaproxy(nodes) {
     err.message += `\n--- haproxy output ---\n${output()}`;
     throw err;
   }
-  return { url, port, stop, output };
+  return { url, port, pid: child.pid, stop, output };
 }
 
 /**
