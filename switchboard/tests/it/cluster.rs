@@ -342,6 +342,56 @@ async fn readyz_and_metrics_report_the_bus() {
     assert_eq!(cluster.stats().delivered, 0);
 }
 
+/// With recovery on (the default), a broadcast goes out through the bus
+/// and is delivered here once it is back, with its offset: the emitter
+/// still answers with the sockets it reaches here (`/pubsub`'s
+/// `delivered`), and `/metrics` counts each copy and the broadcast once.
+#[tokio::test]
+async fn a_broadcast_back_from_the_bus_is_counted_once_where_it_was_emitted() {
+    let Some(nodes) = start_cluster(1, "").await else {
+        return;
+    };
+    let addr = nodes[0].addr;
+    let mut alice = connect_pubsub(addr, "alice").await;
+    let mut bob = connect_pubsub(addr, "bob").await;
+    for client in [&mut alice, &mut bob] {
+        client
+            .emit_to("/pubsub", 1, "subscribe", r#""topic:news""#)
+            .await;
+        assert!(client.recv().await.starts_with("43/pubsub,1"));
+    }
+    alice
+        .emit_to("/pubsub", 2, "publish", r#"{"room":"topic:news","data":1}"#)
+        .await;
+    // The ack may come before the message (which goes round through Redis).
+    let mut frames = [alice.recv().await, alice.recv().await];
+    frames.sort();
+    assert!(
+        frames[0].starts_with(r#"42/pubsub,["message""#),
+        "{frames:?}"
+    );
+    assert!(frames[1].starts_with("43/pubsub,2"), "{frames:?}");
+    assert!(frames[1].contains(r#""delivered":2"#), "{frames:?}");
+    assert!(bob.recv().await.starts_with(r#"42/pubsub,["message""#));
+    let metrics = http(addr, "GET", "/metrics", &[], "").await.body;
+    for (line, value) in [
+        (
+            "switchboard_events_sent_total{namespace=\"/pubsub\",event=\"message\"}",
+            2.0,
+        ),
+        (
+            "switchboard_broadcast_fanout_count{namespace=\"/pubsub\"}",
+            1.0,
+        ),
+        (
+            "switchboard_broadcast_fanout_sum{namespace=\"/pubsub\"}",
+            2.0,
+        ),
+    ] {
+        assert_eq!(sample(&metrics, line), value, "{line} in\n{metrics}");
+    }
+}
+
 #[tokio::test]
 async fn without_redis_a_node_serves_its_sockets_counts_what_it_cannot_publish_and_is_degraded() {
     // Nothing listens on port 1: the bus never connects.
