@@ -345,7 +345,8 @@ async fn readyz_and_metrics_report_the_bus() {
 /// With recovery on (the default), a broadcast goes out through the bus
 /// and is delivered here once it is back, with its offset: the emitter
 /// still answers with the sockets it reaches here (`/pubsub`'s
-/// `delivered`), and `/metrics` counts each copy and the broadcast once.
+/// `delivered`), and `/metrics` counts each copy and the broadcast once;
+/// so does an event to one socket, which goes the same way.
 #[tokio::test]
 async fn a_broadcast_back_from_the_bus_is_counted_once_where_it_was_emitted() {
     let Some(nodes) = start_cluster(1, "").await else {
@@ -373,8 +374,17 @@ async fn a_broadcast_back_from_the_bus_is_counted_once_where_it_was_emitted() {
     assert!(frames[1].starts_with("43/pubsub,2"), "{frames:?}");
     assert!(frames[1].contains(r#""delivered":2"#), "{frames:?}");
     assert!(bob.recv().await.starts_with(r#"42/pubsub,["message""#));
+    // An event to one socket goes the same way (the test kit's `echo`
+    // without an ack is a `socket.emit`).
+    let (mut carol, _) = Client::connect(addr).await;
+    carol.send(r#"42["echo",1]"#).await;
+    assert!(carol.recv().await.starts_with(r#"42["echo",1,"#));
     let metrics = http(addr, "GET", "/metrics", &[], "").await.body;
     for (line, value) in [
+        (
+            "switchboard_events_sent_total{namespace=\"/\",event=\"echo\"}",
+            1.0,
+        ),
         (
             "switchboard_events_sent_total{namespace=\"/pubsub\",event=\"message\"}",
             2.0,
