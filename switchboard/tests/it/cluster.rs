@@ -353,14 +353,8 @@ async fn a_broadcast_back_from_the_bus_is_counted_once_where_it_was_emitted() {
         return;
     };
     let addr = nodes[0].addr;
-    let mut alice = connect_pubsub(addr, "alice").await;
-    let mut bob = connect_pubsub(addr, "bob").await;
-    for client in [&mut alice, &mut bob] {
-        client
-            .emit_to("/pubsub", 1, "subscribe", r#""topic:news""#)
-            .await;
-        assert!(client.recv().await.starts_with("43/pubsub,1"));
-    }
+    let mut alice = news_subscriber(addr, "alice").await;
+    let mut bob = news_subscriber(addr, "bob").await;
     alice
         .emit_to("/pubsub", 2, "publish", r#"{"room":"topic:news","data":1}"#)
         .await;
