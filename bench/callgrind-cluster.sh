@@ -9,6 +9,9 @@
 # a broadcast delivered where it is emitted (docs/BENCHMARKS.md, "Cluster").
 #   bench/callgrind-cluster.sh BIN MESSAGES OUT
 # RECOVERY=0 runs both nodes with socketio.recovery_window_ms = 0.
+# NODE=1 runs node 1 under callgrind instead: what a broadcast costs the
+# node that emits it (with recovery on, its own 200 deliveries come from
+# the bus too); the figures printed are then node 1's.
 # Needs valgrind, Redis, PostgreSQL and target/release/loadgen.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,13 +43,21 @@ listening() {
   done
   cat "$1" >&2; exit 1
 }
-SWITCHBOARD_DATA_DIR="$dir" "$bin" serve --config "$root/bench/bench.toml" --listen 127.0.0.1:0 >"$dir/node1.log" 2>&1 &
-pids+=($!)
+measured="${NODE:-2}"
+case "$measured" in 1|2) ;; *) echo "NODE is 1 or 2" >&2; exit 1 ;; esac
+# Starts node $1, under callgrind if it is the one measured.
+start_node() {
+  local run=()
+  [ "$1" = "$measured" ] && run=(valgrind --tool=callgrind --callgrind-out-file="$out")
+  SWITCHBOARD_DATA_DIR="$dir" "${run[@]}" "$bin" serve --config "$root/bench/bench.toml" \
+    --listen 127.0.0.1:0 >"$dir/node$1.log" 2>&1 &
+  pids+=($!)
+  [ "$1" = "$measured" ] && callgrind=$!
+  return 0
+}
+start_node 1
 addr1="$(listening "$dir/node1.log")"
-SWITCHBOARD_DATA_DIR="$dir" valgrind --tool=callgrind --callgrind-out-file="$out" \
-  "$bin" serve --config "$root/bench/bench.toml" --listen 127.0.0.1:0 >"$dir/node2.log" 2>&1 &
-node2=$!
-pids+=($node2)
+start_node 2
 addr2="$(listening "$dir/node2.log")"
 # Both nodes see each other before anything is published.
 for _ in $(seq 1 600); do
@@ -57,15 +68,15 @@ done
 "$root/target/release/loadgen" fanout --url "ws://$addr1,ws://$addr2" --subscribers 400 \
   --payload 100 --window 64 --messages "$messages" --warmup-secs 0 --duration-secs 3600 \
   --drain-secs 10 --json-only --label callgrind-cluster >"$out.json"
-kill -TERM "$node2"
-wait "$node2" || true
+kill -TERM "$callgrind"
+wait "$callgrind" || true
 ir=$(grep -m1 '^summary:' "$out" | awk '{print $2}')
-python3 - "$out.json" "$ir" <<'PY'
+python3 - "$out.json" "$ir" "$measured" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))["metrics"]
-ir = int(sys.argv[2])
-node2 = m["subscribers_ok_by_url"][1] * m["published"]
-per = ir / node2 if node2 else float("nan")
-print(f"node 2: Ir {ir} published {m['published']} its deliveries {node2} "
+ir, node = int(sys.argv[2]), int(sys.argv[3])
+mine = m["subscribers_ok_by_url"][node - 1] * m["published"]
+per = ir / mine if mine else float("nan")
+print(f"node {node}: Ir {ir} published {m['published']} its deliveries {mine} "
       f"lost {m['lost']} Ir/delivery {per:.1f}")
 PY

@@ -463,36 +463,10 @@ def summarize(rows, kinds):
             case_ids.append(r["case"])
     fan = [c for c in case_ids if kinds.get(c) in ("fanout", "rate")]
     if fan:
-        out.append("| case | set-up | runs | deliveries/s | p50 | p99 | p99 same node | p99 cross-node "
-                   "| lost | Redis CPU, % of a core | Redis CPU µs/broadcast | Redis bytes in / out per broadcast "
-                   "| nodes' CPU µs/delivery | drops |")
-        out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for c in fan:
-            for s in SETUPS:
-                rs = by.get((c, s), [])
-                if not rs:
-                    continue
-                ms = [r["loadgen"]["metrics"] for r in rs]
-                dps = med([m.get("deliveries_per_sec") for m in ms])
-                p50 = med([m["latency_us"]["p50"] for m in ms])
-                p99 = med([m["latency_us"]["p99"] for m in ms])
-                same = med([m.get("latency_us_publisher_url", {}).get("p99") for m in ms])
-                cross = med([m.get("latency_us_other_urls", {}).get("p99") for m in ms])
-                lost = sum(m.get("lost", 0) for m in ms)
-                rcpu = med([per_broadcast(r["redis"]["cpu_secs"] * 1e6, r) for r in rs])
-                rpct = med([r.get("redis_cpu_pct_window") for r in rs])
-                rin = med([per_broadcast(r["redis"]["net_in_bytes"], r) for r in rs])
-                rout = med([per_broadcast(r["redis"]["net_out_bytes"], r) for r in rs])
-                ncpu = med([node_us_per_delivery(r) for r in rs])
-                drops = sum((r["bus"] or {}).get("publish_dropped", 0)
-                            + (r["bus"] or {}).get("received_malformed", 0) for r in rs)
-                io = "-" if s == "alone" else f"{fmt(rin)} / {fmt(rout)}"
-                out.append(f"| {c} | {s} | {len(rs)} | {fmt(dps)} | {fmt(p50, 'ms')} | {fmt(p99, 'ms')} "
-                           f"| {fmt(same, 'ms')} | {fmt(cross, 'ms')} | {lost} "
-                           f"| {'-' if s == 'alone' else fmt(rpct)} "
-                           f"| {'-' if s == 'alone' else fmt(rcpu)} | {io} | {fmt(ncpu)} "
-                           f"| {'-' if s == 'alone' else drops} |")
-        out.append("")
+        out += table(by, fan, ["deliveries/s", "p50", "p99", "p99 same node", "p99 cross-node", "lost",
+                               "Redis CPU, % of a core", "Redis CPU µs/broadcast",
+                               "Redis bytes in / out per broadcast", "nodes' CPU µs/delivery", "drops"],
+                     fanout_cells)
         out.append("Ratios of the medians; in brackets, the median of the ratios within each "
                    "repetition (the set-ups of one repetition run one after the other, so a "
                    "slow period of the machine hits them alike).")
@@ -513,33 +487,65 @@ def summarize(rows, kinds):
         out.append("")
     con = [c for c in case_ids if kinds.get(c) == "conns"]
     if con:
-        out.append("| case | set-up | runs | connections held (per node) | most held at once, all nodes "
-                   "| bytes per connection, per node (median of runs) | Redis bytes per connection "
-                   "| failures | disconnects |")
-        out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for c in con:
-            for s in SETUPS:
-                rs = by.get((c, s), [])
-                if not rs:
-                    continue
-                n = len(rs[0]["loadgen"])
-                held = [med([r["loadgen"][i].get("metrics", {}).get("connections_ok") for r in rs])
-                        for i in range(n)]
-                per = [med([r["loadgen"][i].get("metrics", {}).get("bytes_per_connection") for r in rs])
-                       for i in range(n)]
-                most = med([r["most_held_at_once"] for r in rs])
-                conns = [sum(o.get("metrics", {}).get("connections_ok") or 0 for o in r["loadgen"])
-                         for r in rs]
-                rmem = med([r["redis_used_memory_delta"] / c if c else None
-                            for r, c in zip(rs, conns)])
-                fails = sum(o.get("metrics", {}).get("failures", 0) for r in rs for o in r["loadgen"])
-                disc = sum(o.get("metrics", {}).get("disconnects", 0) for r in rs for o in r["loadgen"])
-                out.append(f"| {c} | {s} | {len(rs)} | {' / '.join(fmt(h) for h in held)} | {fmt(most)} "
-                           f"| {' / '.join(fmt(p) for p in per)} | {'-' if s == 'alone' else fmt(rmem)} "
-                           f"| {fails} | {disc} |")
-        out.append("")
+        out += table(by, con, ["connections held (per node)", "most held at once, all nodes",
+                               "bytes per connection, per node (median of runs)",
+                               "Redis bytes per connection", "failures", "disconnects"],
+                     conns_cells)
     out += kill_table([c for c in case_ids if kinds.get(c) == "kill"], by)
     return "\n".join(out)
+
+
+def table(by, case_ids, columns, cells):
+    """A Markdown table, a row per case of `case_ids` and set-up that has runs in `by`:
+    the case, the set-up, the runs, then `columns`, which `cells(setup, runs)` fills."""
+    columns = ["case", "set-up", "runs", *columns]
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join(["---"] * len(columns)) + " |"]
+    for c in case_ids:
+        for s in SETUPS:
+            rs = by.get((c, s), [])
+            if rs:
+                lines.append("| " + " | ".join([c, s, str(len(rs)), *cells(s, rs)]) + " |")
+    return lines + [""]
+
+
+def fanout_cells(s, rs):
+    """A fan-out case's medians over the runs `rs` of set-up `s`."""
+    ms = [r["loadgen"]["metrics"] for r in rs]
+    dps = med([m.get("deliveries_per_sec") for m in ms])
+    p50 = med([m["latency_us"]["p50"] for m in ms])
+    p99 = med([m["latency_us"]["p99"] for m in ms])
+    same = med([m.get("latency_us_publisher_url", {}).get("p99") for m in ms])
+    cross = med([m.get("latency_us_other_urls", {}).get("p99") for m in ms])
+    lost = sum(m.get("lost", 0) for m in ms)
+    rcpu = med([per_broadcast(r["redis"]["cpu_secs"] * 1e6, r) for r in rs])
+    rpct = med([r.get("redis_cpu_pct_window") for r in rs])
+    rin = med([per_broadcast(r["redis"]["net_in_bytes"], r) for r in rs])
+    rout = med([per_broadcast(r["redis"]["net_out_bytes"], r) for r in rs])
+    ncpu = med([node_us_per_delivery(r) for r in rs])
+    drops = sum((r["bus"] or {}).get("publish_dropped", 0)
+                + (r["bus"] or {}).get("received_malformed", 0) for r in rs)
+    alone = s == "alone"
+    return [fmt(dps), fmt(p50, "ms"), fmt(p99, "ms"), fmt(same, "ms"), fmt(cross, "ms"), str(lost),
+            "-" if alone else fmt(rpct), "-" if alone else fmt(rcpu),
+            "-" if alone else f"{fmt(rin)} / {fmt(rout)}", fmt(ncpu), "-" if alone else str(drops)]
+
+
+def conns_cells(s, rs):
+    """A connections case's medians over the runs `rs` of set-up `s`."""
+    n = len(rs[0]["loadgen"])
+    held = [med([r["loadgen"][i].get("metrics", {}).get("connections_ok") for r in rs])
+            for i in range(n)]
+    per = [med([r["loadgen"][i].get("metrics", {}).get("bytes_per_connection") for r in rs])
+           for i in range(n)]
+    most = med([r["most_held_at_once"] for r in rs])
+    conns = [sum(o.get("metrics", {}).get("connections_ok") or 0 for o in r["loadgen"])
+             for r in rs]
+    rmem = med([r["redis_used_memory_delta"] / c if c else None
+                for r, c in zip(rs, conns)])
+    fails = sum(o.get("metrics", {}).get("failures", 0) for r in rs for o in r["loadgen"])
+    disc = sum(o.get("metrics", {}).get("disconnects", 0) for r in rs for o in r["loadgen"])
+    return [" / ".join(fmt(h) for h in held), fmt(most), " / ".join(fmt(p) for p in per),
+            "-" if s == "alone" else fmt(rmem), str(fails), str(disc)]
 
 
 def kill_table(case_ids, by):

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use socketio::{
-    Adapter, Args, BroadcastOptions, Encoded, LocalAdapter, Namespace, Once, Published, Room,
-    Socket,
+    Adapter, Args, BroadcastOptions, Delivery, Encoded, LocalAdapter, Namespace, Once, Published,
+    Room, Socket,
 };
 
 use crate::bus::Shared;
@@ -93,15 +93,16 @@ impl Adapter for RedisAdapter {
         event: &str,
         args: &Args,
         opts: &BroadcastOptions,
-    ) -> usize {
+    ) -> Delivery {
         if !opts.local && !opts.volatile && ns.logs_through_adapter() {
             // Recoverable: logged and published by one script, and
             // delivered here too once it is back from the bus with its
-            // offset (the order of the log is the bus's).
+            // offset (the order of the log is the bus's). Its recipients
+            // here are found then; an emitter that answers with a count
+            // asks for it (`Emitted::recipients`).
             self.shared
                 .publish_logged(Outbound::new(self.nsp.clone(), event, args, opts));
-            // What it will reach here (the publish API counts it now).
-            return self.local.sockets(ns, opts).len();
+            return Delivery::FromBus;
         }
         if !opts.local {
             // Queued before the local delivery, as the Node adapter
@@ -109,8 +110,10 @@ impl Adapter for RedisAdapter {
             self.shared
                 .publish(Outbound::new(self.nsp.clone(), event, args, opts));
         }
-        self.local
-            .broadcast(ns, &Encoded::event(ns.name(), event, args, None), opts)
+        Delivery::Now(
+            self.local
+                .broadcast(ns, &Encoded::event(ns.name(), event, args, None), opts),
+        )
     }
 
     /// Queued as [`broadcast_event`](Adapter::broadcast_event) queues it,
@@ -124,7 +127,7 @@ impl Adapter for RedisAdapter {
         args: &Args,
         opts: &BroadcastOptions,
         once: Option<&Once>,
-    ) -> (usize, Published) {
+    ) -> (Delivery, Published) {
         if opts.local {
             return (
                 self.broadcast_event(ns, event, args, opts),
@@ -137,13 +140,16 @@ impl Adapter for RedisAdapter {
         let prefix = &self.shared.config.key_prefix;
         self.shared
             .publish_confirmed(Confirmed::new(message, logged, once, prefix, done));
-        let count = if logged || once.is_some() {
-            self.local.sockets(ns, opts).len()
+        let delivery = if logged || once.is_some() {
+            Delivery::FromBus
         } else {
-            self.local
-                .broadcast(ns, &Encoded::event(ns.name(), event, args, None), opts)
+            Delivery::Now(self.local.broadcast(
+                ns,
+                &Encoded::event(ns.name(), event, args, None),
+                opts,
+            ))
         };
-        (count, published)
+        (delivery, published)
     }
 
     fn init(&self, ns: &Arc<Namespace>) {

@@ -18,7 +18,7 @@ use crate::adapter::RedisAdapter;
 use crate::config::ClusterConfig;
 use crate::confirmed::Confirmed;
 use crate::error::ClusterError;
-use crate::nodes::{Registry, heartbeat_channel};
+use crate::nodes::{LastBeat, Registry, heartbeat_channel};
 use crate::recovery::{RecoveryLog, RedisStore};
 use crate::remote::{Hooks, Pending};
 use crate::request;
@@ -125,9 +125,9 @@ pub(crate) struct Shared {
     pub(crate) up_since: Mutex<Option<std::time::Instant>>,
     /// When a heartbeat of this node last reached Redis: the others heard
     /// it then, so past `heartbeat_timeout` since, they may have dropped
-    /// this node (see `nodes::Shared::out_of_touch`). Tokio's clock runs
-    /// through a SIGSTOP, so this holds the moment a frozen node wakes.
-    pub(crate) last_beat: Mutex<Option<std::time::Instant>>,
+    /// this node (see `nodes::Shared::out_of_touch`, which every bus
+    /// message asks: an atomic, no lock).
+    pub(crate) last_beat: LastBeat,
     /// Set from when this node found itself silent past the timeout until
     /// it has rejoined (announced itself and run the application's hook).
     pub(crate) rejoining: std::sync::atomic::AtomicBool,
@@ -591,7 +591,7 @@ impl Cluster {
             hooks: RwLock::new(Hooks::default()),
             nodes: Registry::default(),
             up_since: Mutex::new(None),
-            last_beat: Mutex::new(None),
+            last_beat: LastBeat::new(),
             rejoining: std::sync::atomic::AtomicBool::new(false),
             bus_gap: std::sync::atomic::AtomicBool::new(false),
             rejoin_lock: tokio::sync::Mutex::new(()),

@@ -25,8 +25,9 @@
 //! off from Redis that long, was dropped by the others meanwhile: its
 //! devices no longer count, its typing was stopped, its calls left. It
 //! finds out by itself: its last heartbeat that reached Redis is older
-//! than the timeout (`Shared::out_of_touch`; tokio's clock runs through a
-//! SIGSTOP, so this is true the moment it wakes, before any task of it
+//! than the timeout (`Shared::out_of_touch`, which compares the moment
+//! of that heartbeat with the monotonic clock, which runs through a
+//! SIGSTOP: so this is true the moment it wakes, before any task of it
 //! ran). Until it has rejoined it sends no plain heartbeat, takes nobody
 //! for dead (its own silence is not theirs: the nodes it counted are
 //! given a fresh timeout), delivers no broadcast it reads (what Redis
@@ -51,6 +52,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -170,6 +172,49 @@ impl Registry {
     }
 }
 
+/// When this node's last heartbeat reached Redis, read without a lock on
+/// every bus message: nanoseconds from `epoch` to that moment, plus one
+/// (0: none yet), in an atomic. The moment is stored, not a flag set
+/// when it grows old: whoever asks compares it with the clock, so a node
+/// is out of touch the moment it wakes from a freeze, before the
+/// heartbeat task (frozen with the rest, and not necessarily the first
+/// task to run) could set anything. `Instant` is the monotonic clock,
+/// which runs through a SIGSTOP.
+pub(crate) struct LastBeat {
+    epoch: Instant,
+    nanos: AtomicU64,
+}
+
+impl LastBeat {
+    pub(crate) fn new() -> LastBeat {
+        LastBeat {
+            epoch: Instant::now(),
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// A heartbeat reached Redis now.
+    fn note(&self) {
+        self.nanos.store(self.since_epoch() + 1, Relaxed);
+    }
+
+    /// How long since the last heartbeat reached Redis; `None` before the
+    /// first.
+    fn silent(&self) -> Option<Duration> {
+        match self.nanos.load(Relaxed) {
+            0 => None,
+            at => Some(Duration::from_nanos(
+                (self.since_epoch() + 1).saturating_sub(at),
+            )),
+        }
+    }
+
+    /// Nanoseconds since `epoch` (u64 holds 584 years of them).
+    fn since_epoch(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
 impl Shared {
     /// Publishes a heartbeat at once, on the publishing connection, not
     /// through the publish queue: one stuck behind a full queue would say
@@ -206,7 +251,7 @@ impl Shared {
         .await;
         match sent {
             Ok(()) => {
-                *self.last_beat.lock() = Some(Instant::now());
+                self.last_beat.note();
                 true
             }
             Err(err) => {
@@ -230,8 +275,7 @@ impl Shared {
     /// How long since this node's last heartbeat reached Redis, if that
     /// is past `heartbeat_timeout`: the others may have dropped it.
     fn lapsed(&self) -> Option<Duration> {
-        let last = (*self.last_beat.lock())?;
-        let silent = last.elapsed();
+        let silent = self.last_beat.silent()?;
         (silent > self.config.heartbeat_timeout).then_some(silent)
     }
 
@@ -254,7 +298,7 @@ impl Shared {
         if !dropped && !gap {
             return true; // another rejoin just ran
         }
-        let silent = (*self.last_beat.lock()).map_or(Duration::ZERO, |last| last.elapsed());
+        let silent = self.last_beat.silent().unwrap_or_default();
         if dropped {
             if !self.announce().await {
                 return false;
@@ -447,6 +491,17 @@ mod tests {
         nodes.refresh();
         assert!(nodes.sweep(Duration::from_millis(40)).is_empty());
         assert_eq!(nodes.live(), ["B"]);
+    }
+
+    #[test]
+    fn the_last_beat_is_none_until_one_reached_redis_then_ages_with_the_clock() {
+        let last = LastBeat::new();
+        assert_eq!(last.silent(), None);
+        last.note();
+        let first = last.silent().expect("a beat was noted");
+        assert!(first < Duration::from_secs(1), "{first:?}");
+        // A later reading is never younger: the clock is monotonic.
+        assert!(last.silent().unwrap() >= first);
     }
 
     #[test]

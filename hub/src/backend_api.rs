@@ -402,7 +402,8 @@ fn emit(
         if request.broadcast {
             delivered += ns
                 .broadcast()
-                .emit(&request.event, &Args::one(&request.data));
+                .emit(&request.event, &Args::one(&request.data))
+                .recipients();
             targets.push(|| (ns.name().to_owned(), Vec::new()));
             continue;
         }
@@ -416,7 +417,9 @@ fn emit(
                 });
             }
             if let Some(op) = op {
-                delivered += op.emit(&request.event, &Args::one(&request.data));
+                delivered += op
+                    .emit(&request.event, &Args::one(&request.data))
+                    .recipients();
             }
             let users = || request.users.iter().map(|u| user_room(u)).collect();
             targets.push(|| (ns.name().to_owned(), users()));
@@ -425,7 +428,8 @@ fn emit(
             let envelope = json!({"room": room, "data": &request.data});
             delivered += ns
                 .to(room.as_str())
-                .emit(&request.event, &Args::one(&envelope));
+                .emit(&request.event, &Args::one(&envelope))
+                .recipients();
             targets.push(|| (ns.name().to_owned(), vec![room.clone()]));
         }
     }

@@ -141,4 +141,5 @@ pub struct Envelope<'a> {
 pub fn publish_to_room(ns: &Arc<Namespace>, room: &str, event: &str, data: &Value) -> usize {
     ns.to(room)
         .emit(event, &Args::one(&Envelope { room, data }))
+        .recipients()
 }

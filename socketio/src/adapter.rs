@@ -110,6 +110,22 @@ impl Published {
     }
 }
 
+/// Where an emit stands on this node once
+/// [`Adapter::broadcast_event`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued for this many of this node's sockets (and counted in the
+    /// namespace's stats by the emitter).
+    Now(usize),
+    /// Delivered to this node's sockets once back from the bus (a
+    /// cluster's recoverable broadcasts, whose order the bus decides, and
+    /// those published at most once), and counted then, by what delivers
+    /// it. Nothing has walked the rooms:
+    /// an emitter that needs a count asks for one
+    /// ([`Emitted::recipients`](crate::broadcast::Emitted::recipients)).
+    FromBus,
+}
+
 /// Room membership and broadcast delivery for one namespace. Joins come
 /// from [`Socket::join_all`], under the socket's state lock (so none lands
 /// after the socket left); an adapter must not call back into the socket's
@@ -135,15 +151,17 @@ pub trait Adapter: Send + Sync + 'static {
     /// offset); a cluster adapter also hands the event (not its encoding:
     /// the bus carries the packet object) to the other nodes, unless
     /// `opts.local`. Returns how many of this node's sockets it was queued
-    /// for.
+    /// for, or that it is delivered here from the bus.
     fn broadcast_event(
         &self,
         ns: &Namespace,
         event: &str,
         args: &Args,
         opts: &BroadcastOptions,
-    ) -> usize {
-        ns.deliver_event(event, args, opts, |packet| self.broadcast(ns, packet, opts))
+    ) -> Delivery {
+        Delivery::Now(
+            ns.deliver_event(event, args, opts, |packet| self.broadcast(ns, packet, opts)),
+        )
     }
 
     /// Emits an event as [`broadcast_event`](Adapter::broadcast_event)
@@ -151,8 +169,8 @@ pub trait Adapter: Send + Sync + 'static {
     /// cluster publishes it at most once under its key. One node: the
     /// first emission is delivered at once (a retry, `once.again`,
     /// delivers nothing: the first cannot have been lost), and the
-    /// publication is ready. Returns how many of this node's sockets it
-    /// was queued for (or will be, once back from the bus).
+    /// publication is ready. Returns where it stands on this node, as
+    /// `broadcast_event` does.
     fn broadcast_event_published(
         &self,
         ns: &Namespace,
@@ -160,9 +178,9 @@ pub trait Adapter: Send + Sync + 'static {
         args: &Args,
         opts: &BroadcastOptions,
         once: Option<&Once>,
-    ) -> (usize, Published) {
+    ) -> (Delivery, Published) {
         if once.is_some_and(|once| once.again) {
-            return (0, Published::done());
+            return (Delivery::Now(0), Published::done());
         }
         (
             self.broadcast_event(ns, event, args, opts),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::adapter::{BroadcastOptions, Once, Published};
+use crate::adapter::{BroadcastOptions, Delivery, Once, Published};
 use crate::namespace::Namespace;
 use crate::packet::Args;
 use crate::socket::{Room, Socket, SocketId};
@@ -53,15 +53,15 @@ impl BroadcastOperator {
         self
     }
 
-    /// Emits (to every node, through a cluster adapter); returns how many
-    /// of this node's sockets it was queued for.
-    pub fn emit(&self, event: &str, args: &Args) -> usize {
-        let count = self
+    /// Emits (to every node, through a cluster adapter); what it returns
+    /// tells how many of this node's sockets it reaches, when asked.
+    pub fn emit(&self, event: &str, args: &Args) -> Emitted<'_> {
+        let delivery = self
             .ns
             .adapter()
             .broadcast_event(&self.ns, event, args, &self.opts);
-        self.count(event, count);
-        count
+        self.count(event, delivery);
+        Emitted { op: self, delivery }
     }
 
     /// Emits as [`emit`](Self::emit) does, and says when the other nodes
@@ -70,18 +70,22 @@ impl BroadcastOperator {
     /// most once by the cluster under its key (see [`Once`]). Only these
     /// callers pay for the wait; `emit` is unchanged.
     pub fn emit_published(&self, event: &str, args: &Args, once: Option<&Once>) -> Published {
-        let (count, published) = self
+        let (delivery, published) = self
             .ns
             .adapter()
             .broadcast_event_published(&self.ns, event, args, &self.opts, once);
-        self.count(event, count);
+        self.count(event, delivery);
         published
     }
 
-    fn count(&self, event: &str, count: usize) {
-        let stats = self.ns.stats();
-        stats.events_out.add(event, count as u64);
-        stats.fanout.observe(count as f64);
+    /// Counts what was queued here; what comes back from the bus is
+    /// counted where it is delivered.
+    fn count(&self, event: &str, delivery: Delivery) {
+        if let Delivery::Now(count) = delivery {
+            let stats = self.ns.stats();
+            stats.events_out.add(event, count as u64);
+            stats.fanout.observe(count as f64);
+        }
     }
 
     /// The sockets of this node this broadcast reaches (other nodes' are
@@ -102,6 +106,27 @@ impl BroadcastOperator {
     pub fn disconnect(&self) {
         for socket in self.sockets() {
             socket.disconnect();
+        }
+    }
+}
+
+/// What [`BroadcastOperator::emit`] did on this node.
+#[derive(Debug)]
+pub struct Emitted<'a> {
+    op: &'a BroadcastOperator,
+    delivery: Delivery,
+}
+
+impl Emitted<'_> {
+    /// How many of this node's sockets the event was queued for; or, when
+    /// it is delivered here from the bus ([`Delivery::FromBus`]), how
+    /// many it will reach: the sockets in its rooms now, found on this
+    /// call (a walk of the rooms that the emit itself no longer makes, so
+    /// that only an emitter answering with the count pays for it).
+    pub fn recipients(&self) -> usize {
+        match self.delivery {
+            Delivery::Now(count) => count,
+            Delivery::FromBus => self.op.sockets().len(),
         }
     }
 }

@@ -32,9 +32,10 @@ pub mod socket;
 pub mod stats;
 
 pub use adapter::{
-    Adapter, AdapterFactory, BroadcastOptions, LocalAdapter, NotPublished, Once, Published,
+    Adapter, AdapterFactory, BroadcastOptions, Delivery, LocalAdapter, NotPublished, Once,
+    Published,
 };
-pub use broadcast::BroadcastOperator;
+pub use broadcast::{BroadcastOperator, Emitted};
 pub use namespace::{ConnectError, ConnectRequest, Middleware, Namespace, NamespaceHandler};
 pub use packet::{Args, Encoded};
 pub use recovery::{MemoryStore, RecoveryConfig, SessionStore};

@@ -325,13 +325,13 @@ impl Socket {
     /// reference does): the client would otherwise take a string last
     /// argument of it for an offset.
     fn emit_packet(&self, event: &str, args: &Args, ack: Option<u64>, volatile: bool) {
-        self.ns.stats().events_out.add(event, 1);
         match self.ns.recovery() {
             Some(recovery)
                 if ack.is_none() && !volatile && recovery.store.logs_through_adapter() =>
             {
                 // The log's order is the bus's: the event goes out through
-                // it and comes back to this socket with its offset.
+                // it and comes back to this socket with its offset (counted
+                // then, where it is delivered).
                 let opts = BroadcastOptions {
                     rooms: vec![Room::from(self.id.as_str())],
                     ..BroadcastOptions::default()
@@ -341,13 +341,17 @@ impl Socket {
                     .broadcast_event(&self.ns, event, args, &opts);
             }
             Some(recovery) if ack.is_none() && !volatile => {
+                self.ns.stats().events_out.add(event, 1);
                 let _pass = recovery.barrier.enter();
                 let packet = recovery.record(Audience::Socket(&self.id), |offset| {
                     Encoded::event_at(self.ns.name(), event, args, offset)
                 });
                 self.send_encoded(&packet, false);
             }
-            _ => self.send_encoded(&Encoded::event(self.ns.name(), event, args, ack), volatile),
+            _ => {
+                self.ns.stats().events_out.add(event, 1);
+                self.send_encoded(&Encoded::event(self.ns.name(), event, args, ack), volatile);
+            }
         }
     }
 

@@ -21,60 +21,25 @@
 // holds everything the emit meant for it.
 
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { after, afterEach, before, test } from "node:test";
+import { test } from "node:test";
 import { createShardedAdapter } from "@socket.io/redis-adapter";
-import { createClient } from "redis";
-import { Server } from "socket.io";
-import { REDIS, clusterSkip, join, member as clusterMember, round, startNodes } from "./cluster.mjs";
-import { Clients, TEST_TIMEOUT_MS, WAIT_MS, ack, stopServer, withTimeout } from "./helpers.mjs";
+import { clusterSkip, join, round, useCluster } from "./cluster.mjs";
+import { TEST_TIMEOUT_MS, WAIT_MS, ack, withTimeout } from "./helpers.mjs";
 
 const skip = clusterSkip();
 
 // A prefix of this run's own: nothing else on the test Redis hears it.
 const KEY = `sbsharded-${process.pid}-${Date.now()}`;
 
-let nodes = [];
-let nodeIo;
-let nodeHttp;
-let nodeUrl;
-let redis = [];
-let clients;
-
-before(async () => {
-  if (skip) return;
-  nodes = await startNodes(2, {
-    keyPrefix: KEY,
-    // Recovery is off in sharded mode (the node says so at start); said
-    // here so that it does not warn.
-    env: { SWITCHBOARD_CLUSTER_PUBSUB: "sharded", SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS: "0" },
-  });
-  const pub = createClient({ url: REDIS });
-  const sub = pub.duplicate();
-  redis = [pub, sub];
-  await Promise.all(redis.map((c) => c.connect()));
-  nodeHttp = createServer();
-  nodeIo = new Server(nodeHttp, { adapter: createShardedAdapter(pub, sub, { channelPrefix: KEY }) });
-  nodeIo.on("connection", (socket) => {
-    socket.on("join", (room, reply) => {
-      socket.join(room);
-      reply({ ok: true });
-    });
-  });
-  await new Promise((resolve) => nodeHttp.listen(0, "127.0.0.1", resolve));
-  nodeUrl = `http://127.0.0.1:${nodeHttp.address().port}`;
-  clients = new Clients(nodes[0].url);
+const cluster = useCluster({
+  skip,
+  keyPrefix: KEY,
+  // Recovery is off in sharded mode (the node says so at start); said
+  // here so that it does not warn.
+  env: { SWITCHBOARD_CLUSTER_PUBSUB: "sharded", SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS: "0" },
+  adapter: (pub, sub) => createShardedAdapter(pub, sub, { channelPrefix: KEY }),
   // Three nodes on the namespace's channel before anything is asked.
-  await untilSubscribers(`${KEY}#/#`, 3);
-});
-
-afterEach(() => clients?.closeAll());
-
-after(async () => {
-  clients?.closeAll();
-  nodeIo?.close();
-  await Promise.all(redis.map((c) => c.quit().catch(() => {})));
-  for (const node of nodes) await stopServer(node);
+  setup: () => untilSubscribers(`${KEY}#/#`, 3),
 });
 
 /** Waits until `n` connections hold the shard channel `channel`. */
@@ -82,7 +47,7 @@ async function untilSubscribers(channel, n) {
   await withTimeout(
     (async () => {
       for (;;) {
-        const [, count] = await redis[0].sendCommand(["PUBSUB", "SHARDNUMSUB", channel]);
+        const [, count] = await cluster.redis.sendCommand(["PUBSUB", "SHARDNUMSUB", channel]);
         if (Number(count) === n) return;
         await new Promise((r) => setTimeout(r, 10));
       }
@@ -93,7 +58,7 @@ async function untilSubscribers(channel, n) {
 }
 
 /** A client of `url` (see cluster.mjs), closed after each test. */
-const member = (name, url) => clusterMember(clients, name, url);
+const member = (name, url) => cluster.member(name, url);
 
 /** Has Switchboard client `m` broadcast `event` `data` (the test kit). */
 async function broadcast(m, spec) {
@@ -101,15 +66,15 @@ async function broadcast(m, spec) {
   assert.equal(reply.ok, true, JSON.stringify(reply));
 }
 
-const nodeMarker = (id) => nodeIo.emit("marker", id);
+const nodeMarker = (id) => cluster.nodeIo.emit("marker", id);
 const markerOf = (m) => (id) => broadcast(m, { event: "marker", data: id });
 
 test("Switchboard and Node nodes deliver each other's broadcasts over sharded pub/sub", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const [a, b] = nodes;
+  const [a, b] = cluster.nodes;
   const a1 = await member("a1", a.url);
   const b1 = await member("b1", b.url);
-  const n1 = await member("n1", nodeUrl);
-  const n2 = await member("n2", nodeUrl);
+  const n1 = await member("n1", cluster.nodeUrl);
+  const n2 = await member("n2", cluster.nodeUrl);
   for (const m of [a1, b1, n1]) await join(m, "nodes");
   // Dynamic mode: each node holds the room's channel once it has the room.
   await untilSubscribers(`${KEY}#/#nodes#`, 3);
@@ -123,45 +88,45 @@ test("Switchboard and Node nodes deliver each other's broadcasts over sharded pu
   assert.deepEqual(got, { a1: 1, b1: 1, n1: 1, n2: 1 });
 
   // From the Node node: the room, all but the room, the namespace.
-  got = await round(all, nodeMarker, (id) => nodeIo.to("nodes").emit("news", { id }));
+  got = await round(all, nodeMarker, (id) => cluster.nodeIo.to("nodes").emit("news", { id }));
   assert.deepEqual(got, { a1: 1, b1: 1, n1: 1 });
-  got = await round(all, nodeMarker, (id) => nodeIo.except("nodes").emit("news", { id }));
+  got = await round(all, nodeMarker, (id) => cluster.nodeIo.except("nodes").emit("news", { id }));
   assert.deepEqual(got, { n2: 1 });
-  got = await round(all, nodeMarker, (id) => nodeIo.emit("news", { id }));
+  got = await round(all, nodeMarker, (id) => cluster.nodeIo.emit("news", { id }));
   assert.deepEqual(got, { a1: 1, b1: 1, n1: 1, n2: 1 });
   // A Switchboard socket by its id (the namespace's channel: it looks
   // like a socket id).
-  got = await round(all, nodeMarker, (id) => nodeIo.to(b1.socket.id).emit("news", { id }));
+  got = await round(all, nodeMarker, (id) => cluster.nodeIo.to(b1.socket.id).emit("news", { id }));
   assert.deepEqual(got, { b1: 1 });
 });
 
 test("a Node node's fetchSockets() counts the Switchboard nodes' sockets; its socketsJoin, acks and disconnectSockets reach them", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const [a, b] = nodes;
+  const [a, b] = cluster.nodes;
   const a1 = await member("a1", a.url);
   const b1 = await member("b1", b.url);
   const b2 = await member("b2", b.url);
-  const n1 = await member("n1", nodeUrl);
+  const n1 = await member("n1", cluster.nodeUrl);
   for (const m of [a1, b1, n1]) await join(m, "f1");
 
-  const sockets = await nodeIo.in("f1").fetchSockets();
+  const sockets = await cluster.nodeIo.in("f1").fetchSockets();
   assert.deepEqual(sockets.map((s) => s.id).sort(), [a1, b1, n1].map((m) => m.socket.id).sort());
   const remote = sockets.find((s) => s.id === b1.socket.id);
   assert.deepEqual([...remote.rooms], [b1.socket.id, "f1"]);
   assert.equal(remote.handshake.query.EIO, "4");
-  assert.equal((await nodeIo.fetchSockets()).length, 4);
+  assert.equal((await cluster.nodeIo.fetchSockets()).length, 4);
 
   // socketsJoin: the Switchboard nodes take the new room's channel too.
-  nodeIo.in("f1").socketsJoin("f9");
+  cluster.nodeIo.in("f1").socketsJoin("f9");
   await untilSubscribers(`${KEY}#/#f9#`, 3);
   const all = [a1, b1, b2, n1];
-  const got = await round(all, nodeMarker, (id) => nodeIo.to("f9").emit("news", { id }));
+  const got = await round(all, nodeMarker, (id) => cluster.nodeIo.to("f9").emit("news", { id }));
   assert.deepEqual(got, { a1: 1, b1: 1, n1: 1 });
 
   // A broadcast with acks: every client's ack comes back to the Node node.
-  const acks = await nodeIo.to("f1").timeout(WAIT_MS).emitWithAck("ask", 7);
+  const acks = await cluster.nodeIo.to("f1").timeout(WAIT_MS).emitWithAck("ask", 7);
   assert.deepEqual(acks.map((a) => a.from).sort(), ["a1", "b1", "n1"]);
 
-  nodeIo.in("f1").except(a1.socket.id).disconnectSockets();
+  cluster.nodeIo.in("f1").except(a1.socket.id).disconnectSockets();
   for (const m of [b1, n1]) assert.deepEqual(await m.gone.waitFor(1), ["io server disconnect"], m.name);
   assert.equal(a1.socket.connected, true);
   // b1 was B's last socket in f1 and f9: B lets their channels go.
@@ -169,13 +134,13 @@ test("a Node node's fetchSockets() counts the Switchboard nodes' sockets; its so
 });
 
 test("what Switchboard publishes is the sharded adapter's JSON, on the channel it would pick", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const listener = redis[0].duplicate();
+  const listener = cluster.redis.duplicate();
   await listener.connect();
   try {
     const heard = [];
     const hear = (message, channel) => heard.push({ message: message.toString(), channel: channel.toString() });
     await listener.sSubscribe([`${KEY}#/#`, `${KEY}#/#r1#`], hear, true);
-    const a1 = await member("a1", nodes[0].url);
+    const a1 = await member("a1", cluster.nodes[0].url);
     await join(a1, "r1");
     const data = { a: "é", b: [1, 1.5, null, true] };
     for (const spec of [{ rooms: ["r1"], others: true }, { rooms: ["r1", "r2"], except: ["x"] }, { volatile: true }]) {

@@ -8,8 +8,12 @@
 
 import { execFileSync } from "node:child_process";
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { after, afterEach, before } from "node:test";
+import { createClient } from "redis";
+import { Server } from "socket.io";
 import { io } from "socket.io-client";
-import { Recorder, ack, connected } from "./helpers.mjs";
+import { Clients, Recorder, ack, connected, stopServer } from "./helpers.mjs";
 import { startServer } from "./server.mjs";
 
 export const REDIS = process.env.TEST_REDIS_URL;
@@ -60,6 +64,66 @@ export async function startNodes(n, { config = CLUSTER_CONFIG, keyPrefix, env = 
   // Another node of the same cluster can be started with it (and more).
   for (const node of nodes) node.env = nodeEnv;
   return nodes;
+}
+
+/**
+ * The setup of a test file of two Switchboard nodes and a Node node (call
+ * it once at the top level, as useServer): registers the hooks that start
+ * two nodes of one cluster under `keyPrefix` (startNodes, with `env`) and
+ * a Node socket.io 4 node on the same Redis, its adapter made by
+ * `adapter(pub, sub)` and its clients acking `join` (`{ok: true}`) as the
+ * test kit does (`before`); close the test's clients (`afterEach`); stop
+ * everything and check the Switchboard nodes' exits (`after`). `setup`,
+ * if given, runs last in that `before` (with the context): a file's own
+ * root-level `before` may run alongside it. Nothing starts when `skip`
+ * (see clusterSkip). Returns a context whose fields `before` sets:
+ *
+ * - `nodes`: the Switchboard nodes; `nodeIo` and `nodeUrl`: the Node node.
+ * - `redis`: the Node node's publishing client (to `duplicate()`).
+ * - `member(name, url, nsp, opts)`: a member (below) of the current test.
+ * - `connectRedis()`: one more client of the test Redis, quit after the file.
+ */
+export function useCluster({ skip, keyPrefix, env, adapter, setup }) {
+  const redis = [];
+  let clients;
+  const cluster = {
+    nodes: [],
+    member: (name, url, nsp, opts) => member(clients, name, url, nsp, opts),
+    async connectRedis() {
+      const client = redis[0].duplicate();
+      redis.push(client);
+      await client.connect();
+      return client;
+    },
+  };
+  before(async () => {
+    if (skip) return;
+    cluster.nodes = await startNodes(2, { keyPrefix, env });
+    const pub = createClient({ url: REDIS });
+    redis.push(pub, pub.duplicate());
+    await Promise.all(redis.map((c) => c.connect()));
+    cluster.redis = pub;
+    const http = createServer();
+    cluster.nodeIo = new Server(http, { adapter: adapter(...redis) });
+    cluster.nodeIo.on("connection", (socket) => {
+      socket.on("join", (room, reply) => {
+        socket.join(room);
+        reply({ ok: true });
+      });
+    });
+    await new Promise((resolve) => http.listen(0, "127.0.0.1", resolve));
+    cluster.nodeUrl = `http://127.0.0.1:${http.address().port}`;
+    clients = new Clients(cluster.nodes[0].url);
+    await setup?.(cluster);
+  });
+  afterEach(() => clients?.closeAll());
+  after(async () => {
+    clients?.closeAll();
+    cluster.nodeIo?.close();
+    await Promise.all(redis.map((c) => c.quit().catch(() => {})));
+    for (const node of cluster.nodes) await stopServer(node);
+  });
+  return cluster;
 }
 
 /**

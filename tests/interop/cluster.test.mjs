@@ -27,16 +27,13 @@
 // everything the emit meant for it.
 
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { after, afterEach, before, test } from "node:test";
+import { test } from "node:test";
 import { Emitter } from "@socket.io/redis-emitter";
 import { createAdapter } from "@socket.io/redis-adapter";
 import msgpack from "notepack.io";
-import { createClient } from "redis";
-import { Server } from "socket.io";
-import { CLUSTER_CONFIG, REDIS, clusterSkip, join, member as clusterMember, round, startNodes } from "./cluster.mjs";
+import { CLUSTER_CONFIG, clusterSkip, join, round, useCluster } from "./cluster.mjs";
 import { token } from "./esn.mjs";
-import { Clients, TEST_TIMEOUT_MS, WAIT_MS, ack, stopServer } from "./helpers.mjs";
+import { TEST_TIMEOUT_MS, WAIT_MS, ack, stopServer } from "./helpers.mjs";
 import { startServer } from "./server.mjs";
 
 const skip = clusterSkip();
@@ -46,69 +43,35 @@ const KEY = `sbinterop-${process.pid}-${Date.now()}`;
 // The publish API's key on the Switchboard nodes.
 const API_KEY = "interop-cluster-key";
 
-let nodes = [];
-let nodeIo;
-let nodeHttp;
-let nodeUrl;
-let redis = [];
+// Recovery off on the two Switchboard nodes: the byte-for-byte test
+// compares their bus messages with what the Node adapter publishes, [uid,
+// packet, opts]; with recovery on a recoverable broadcast carries its
+// offset as a fourth element, which a Node node ignores (the test with
+// recovery on, below). The Node node has the Redis adapter.
 let emitter;
-let clients;
-
-before(async () => {
-  if (skip) return;
-  // Recovery off on these two: the byte-for-byte test compares their bus
-  // messages with what the Node adapter publishes, [uid, packet, opts]; with
-  // recovery on a recoverable broadcast carries its offset as a fourth
-  // element, which a Node node ignores (the test with recovery on, below).
-  nodes = await startNodes(2, {
-    keyPrefix: KEY,
-    env: { SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS: "0", SWITCHBOARD_API_KEYS: API_KEY },
-  });
-
-  // A Node socket.io node with the Redis adapter, on the same bus.
-  const pub = createClient({ url: REDIS });
-  const sub = pub.duplicate();
-  const emitterClient = pub.duplicate();
-  redis = [pub, sub, emitterClient];
-  await Promise.all(redis.map((c) => c.connect()));
-  nodeHttp = createServer();
-  nodeIo = new Server(nodeHttp, { adapter: createAdapter(pub, sub, { key: KEY }) });
-  nodeIo.on("connection", (socket) => {
-    socket.on("join", (room, reply) => {
-      socket.join(room);
-      reply({ ok: true });
-    });
-  });
-  // On the bus for /secure too, with no client of its own: its requests
-  // ask the Switchboard nodes.
-  nodeIo.of("/secure");
-  await new Promise((resolve) => nodeHttp.listen(0, "127.0.0.1", resolve));
-  nodeUrl = `http://127.0.0.1:${nodeHttp.address().port}`;
-
-  emitter = new Emitter(emitterClient, { key: KEY });
-  clients = new Clients(nodes[0].url);
+const cluster = useCluster({
+  skip,
+  keyPrefix: KEY,
+  env: { SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS: "0", SWITCHBOARD_API_KEYS: API_KEY },
+  adapter: (pub, sub) => createAdapter(pub, sub, { key: KEY }),
+  async setup({ nodeIo, connectRedis }) {
+    // The Node node on the bus for /secure too, with no client of its
+    // own: its requests ask the Switchboard nodes.
+    nodeIo.of("/secure");
+    emitter = new Emitter(await connectRedis(), { key: KEY });
+  },
 });
-
-afterEach(() => clients?.closeAll());
-
-after(async () => {
-  clients?.closeAll();
-  nodeIo?.close();
-  await Promise.all(redis.map((c) => c.quit().catch(() => {})));
-  for (const node of nodes) await stopServer(node);
-});
-
 /** A client of `url` in `nsp` (see cluster.mjs), closed after each test. */
-const member = (name, url, nsp, opts) => clusterMember(clients, name, url, nsp, opts);
+const member = cluster.member;
 
 test("what the emitter publishes reaches the matching clients of every node, once", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const [a, b] = nodes;
+  const [a, b] = cluster.nodes;
   const a1 = await member("a1", a.url);
   const a2 = await member("a2", a.url);
   const b1 = await member("b1", b.url);
   const b2 = await member("b2", b.url);
-  const n1 = await member("n1", nodeUrl);
-  const n2 = await member("n2", nodeUrl);
+  const n1 = await member("n1", cluster.nodeUrl);
+  const n2 = await member("n2", cluster.nodeUrl);
   for (const m of [a1, b1, n1]) await join(m, "r1");
   await join(b2, "r2");
   const all = [a1, a2, b1, b2, n1, n2];
@@ -139,7 +102,7 @@ test("what the emitter publishes reaches the matching clients of every node, onc
 });
 
 test("a user's room reaches that user's devices on every node", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const [a, b] = nodes;
+  const [a, b] = cluster.nodes;
   const auth = (user) => ({ auth: { token: token(user) } });
   const aliceA = await member("alice@a", a.url, "/secure", auth("alice"));
   const aliceB = await member("alice@b", b.url, "/secure", auth("alice"));
@@ -159,8 +122,8 @@ test("a user's room reaches that user's devices on every node", { skip, timeout:
 });
 
 test("Buffers from the emitter arrive as binary, nested ones too", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const b1 = await member("b1", nodes[1].url);
-  const n1 = await member("n1", nodeUrl);
+  const b1 = await member("b1", cluster.nodes[1].url);
+  const n1 = await member("n1", cluster.nodeUrl);
   emitter.emit("bin", Buffer.from([1, 2, 3]), { name: "f", data: Buffer.from([4, 5]) }, [Buffer.alloc(0)]);
   for (const m of [b1, n1]) {
     const [[first, second, third]] = await m.bin.waitFor(1);
@@ -172,11 +135,11 @@ test("Buffers from the emitter arrive as binary, nested ones too", { skip, timeo
 });
 
 test("Switchboard and Node nodes deliver each other's broadcasts", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const [a, b] = nodes;
+  const [a, b] = cluster.nodes;
   const a1 = await member("a1", a.url);
   const b1 = await member("b1", b.url);
-  const n1 = await member("n1", nodeUrl);
-  const n2 = await member("n2", nodeUrl);
+  const n1 = await member("n1", cluster.nodeUrl);
+  const n2 = await member("n2", cluster.nodeUrl);
   for (const m of [a1, b1, n1]) await join(m, "nodes");
   const all = [a1, b1, n1, n2];
 
@@ -188,9 +151,9 @@ test("Switchboard and Node nodes deliver each other's broadcasts", { skip, timeo
   assert.deepEqual(got, { a1: 1, n1: 1 });
 
   // From the Node node.
-  got = await round(all, emitter, (id) => nodeIo.to("nodes").emit("news", { id }));
+  got = await round(all, emitter, (id) => cluster.nodeIo.to("nodes").emit("news", { id }));
   assert.deepEqual(got, { a1: 1, b1: 1, n1: 1 });
-  got = await round(all, emitter, (id) => nodeIo.except("nodes").emit("news", { id }));
+  got = await round(all, emitter, (id) => cluster.nodeIo.except("nodes").emit("news", { id }));
   assert.deepEqual(got, { n2: 1 });
 });
 
@@ -200,12 +163,12 @@ test("with recovery on, a Node node's clients get a Switchboard broadcast's argu
   // carry their offset beside the packet, which a Node node ignores.
   const c = await startServer({
     config: CLUSTER_CONFIG,
-    env: { ...nodes[0].env, SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS: "120000" },
+    env: { ...cluster.nodes[0].env, SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS: "120000" },
   });
   try {
     const c1 = await member("c1", c.url);
     const c2 = await member("c2", c.url);
-    const n1 = await member("n1", nodeUrl);
+    const n1 = await member("n1", cluster.nodeUrl);
     for (const m of [c1, c2, n1]) await join(m, "rec");
     // The marker from the same node, so that it follows the news.
     const fromC = (event, data) => async () => {
@@ -225,12 +188,12 @@ test("with recovery on, a Node node's clients get a Switchboard broadcast's argu
 });
 
 test("what Switchboard publishes is notepack's bytes in the Node adapter's shape", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const listener = redis[0].duplicate();
+  const listener = cluster.redis.duplicate();
   await listener.connect();
   try {
     const heard = [];
     await listener.pSubscribe(`${KEY}#/#*`, (message, channel) => heard.push({ message, channel: channel.toString() }), true);
-    const a1 = await member("a1", nodes[0].url);
+    const a1 = await member("a1", cluster.nodes[0].url);
     await join(a1, "r1");
     // The test kit re-serializes `data` with its keys sorted: given here in
     // that order, which is also JavaScript's (integer-like keys first).
@@ -262,11 +225,11 @@ test("what Switchboard publishes is notepack's bytes in the Node adapter's shape
 });
 
 test("the emitter's socketsJoin, socketsLeave and disconnectSockets reach the sockets of every node", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const [a, b] = nodes;
+  const [a, b] = cluster.nodes;
   const a1 = await member("a1", a.url);
   const b1 = await member("b1", b.url);
   const b2 = await member("b2", b.url);
-  const n1 = await member("n1", nodeUrl);
+  const n1 = await member("n1", cluster.nodeUrl);
   for (const m of [a1, b1, n1]) await join(m, "e1");
   const all = [a1, b1, b2, n1];
 
@@ -297,46 +260,46 @@ test("the emitter's socketsJoin, socketsLeave and disconnectSockets reach the so
 });
 
 test("a Node node's fetchSockets() and allRooms() count the Switchboard nodes' sockets", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const [a, b] = nodes;
+  const [a, b] = cluster.nodes;
   const a1 = await member("a1", a.url);
   const b1 = await member("b1", b.url);
   const b2 = await member("b2", b.url);
-  const n1 = await member("n1", nodeUrl);
+  const n1 = await member("n1", cluster.nodeUrl);
   for (const m of [a1, b1, n1]) await join(m, "f1");
   await join(b2, "f2");
 
-  const sockets = await nodeIo.in("f1").fetchSockets();
+  const sockets = await cluster.nodeIo.in("f1").fetchSockets();
   assert.deepEqual(sockets.map((s) => s.id).sort(), [a1, b1, n1].map((m) => m.socket.id).sort());
   const remote = sockets.find((s) => s.id === b1.socket.id);
   assert.deepEqual([...remote.rooms], [b1.socket.id, "f1"]);
   assert.equal(remote.handshake.query.EIO, "4");
 
-  const both = await nodeIo.in(["f1", "f2"]).fetchSockets();
+  const both = await cluster.nodeIo.in(["f1", "f2"]).fetchSockets();
   assert.equal(both.length, 4);
-  const rooms = await nodeIo.of("/").adapter.allRooms();
+  const rooms = await cluster.nodeIo.of("/").adapter.allRooms();
   for (const room of ["f1", "f2", a1.socket.id, b2.socket.id, n1.socket.id]) assert.ok(rooms.has(room), room);
 
   // A signed-in user's sockets on both Switchboard nodes, with their user.
   const auth = { auth: { token: token("alice") } };
   const aliceA = await member("alice@a", a.url, "/secure", auth);
   const aliceB = await member("alice@b", b.url, "/secure", auth);
-  const alice = await nodeIo.of("/secure").in("user:alice").fetchSockets();
+  const alice = await cluster.nodeIo.of("/secure").in("user:alice").fetchSockets();
   assert.deepEqual(alice.map((s) => s.id).sort(), [aliceA.socket.id, aliceB.socket.id].sort());
   assert.deepEqual(alice[0].data, { user: "alice" });
 
   // A RemoteSocket's methods go through the bus too.
   remote.join("f7");
-  assert.deepEqual((await nodeIo.in("f7").fetchSockets()).map((s) => s.id), [b1.socket.id]);
+  assert.deepEqual((await cluster.nodeIo.in("f7").fetchSockets()).map((s) => s.id), [b1.socket.id]);
 });
 
 test("a Switchboard node's presence API counts a user's sockets on the Node node too", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const [a, b] = nodes;
+  const [a, b] = cluster.nodes;
   // Dora: one socket on each Switchboard node, one on the Node node in her
   // room (as a Node app would put her there); erin: none.
   const auth = { auth: { token: token("dora") } };
   await member("dora@a", a.url, "/secure", auth);
   await member("dora@b", b.url, "/secure", auth);
-  await join(await member("dora@node", nodeUrl), "user:dora");
+  await join(await member("dora@node", cluster.nodeUrl), "user:dora");
 
   const res = await fetch(`${a.url}/api/v1/presence?user=dora&user=erin`, {
     headers: { authorization: `Bearer ${API_KEY}` },
@@ -351,33 +314,33 @@ test("a Switchboard node's presence API counts a user's sockets on the Node node
 });
 
 test("a Node node's socketsJoin, disconnectSockets and broadcast with acks reach Switchboard's clients", { skip, timeout: TEST_TIMEOUT_MS }, async () => {
-  const [a, b] = nodes;
+  const [a, b] = cluster.nodes;
   const a1 = await member("a1", a.url);
   const b1 = await member("b1", b.url);
   const b2 = await member("b2", b.url);
-  const n1 = await member("n1", nodeUrl);
+  const n1 = await member("n1", cluster.nodeUrl);
   for (const m of [a1, b1, n1]) await join(m, "j1");
 
   // Requests from one Node connection are served in order: the join is
   // done on the Switchboard nodes once the fetch that follows it is
   // answered. (The Node node joins its own socket when its request comes
   // back from Redis, after its fetch has counted its local sockets.)
-  nodeIo.in("j1").socketsJoin("j8");
-  const joined = await nodeIo.in("j8").fetchSockets();
+  cluster.nodeIo.in("j1").socketsJoin("j8");
+  const joined = await cluster.nodeIo.in("j8").fetchSockets();
   const switchboards = joined.map((s) => s.id).filter((id) => id !== n1.socket.id);
   assert.deepEqual(switchboards.sort(), [a1, b1].map((m) => m.socket.id).sort());
 
   // Every client's ack, from every node (the count of each comes first).
-  const acks = await nodeIo.to("j8").timeout(WAIT_MS).emitWithAck("ask", 7);
+  const acks = await cluster.nodeIo.to("j8").timeout(WAIT_MS).emitWithAck("ask", 7);
   assert.deepEqual(acks.sort((x, y) => x.from.localeCompare(y.from)), [
     { from: "a1", n: 7 },
     { from: "b1", n: 7 },
     { from: "n1", n: 7 },
   ]);
 
-  nodeIo.in("j8").except(n1.socket.id).disconnectSockets();
+  cluster.nodeIo.in("j8").except(n1.socket.id).disconnectSockets();
   for (const m of [a1, b1]) assert.deepEqual(await m.gone.waitFor(1), ["io server disconnect"], m.name);
-  const left = await nodeIo.in("j8").fetchSockets();
+  const left = await cluster.nodeIo.in("j8").fetchSockets();
   assert.deepEqual(left.map((s) => s.id), [n1.socket.id]);
   assert.equal(b2.socket.connected, true);
 });

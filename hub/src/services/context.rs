@@ -49,7 +49,10 @@ impl Context {
     /// `ns`, encoded once; returns how many local sockets it reached.
     pub fn emit_to_room(&self, ns: &str, room: &str, event: &str, payload: &Value) -> usize {
         match self.io.of(ns) {
-            Some(namespace) => namespace.to(room).emit(event, &Args::one(payload)),
+            Some(namespace) => namespace
+                .to(room)
+                .emit(event, &Args::one(payload))
+                .recipients(),
             None => 0,
         }
     }

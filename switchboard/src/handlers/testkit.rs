@@ -143,7 +143,7 @@ impl NamespaceHandler for TestKit {
                     if b.others {
                         op = op.except_socket(*socket.id());
                     }
-                    let count = op.emit(&b.event, &Args::one(&b.data));
+                    let count = op.emit(&b.event, &Args::one(&b.data)).recipients();
                     ack(&mut event, json!({"ok": true, "count": count}));
                 }
                 Err(err) => bad_request(&mut event, err),

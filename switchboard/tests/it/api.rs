@@ -123,11 +123,7 @@ async fn a_publish_to_a_user_reaches_every_socket_of_that_user_and_nobody_else()
 async fn the_api_publishes_to_rooms_counts_them_and_disconnects_users() {
     let server = start("").await;
     let addr = server.addr;
-    let mut alice = connect_pubsub(addr, "alice").await;
-    alice
-        .emit_to("/pubsub", 1, "subscribe", r#""topic:news""#)
-        .await;
-    alice.recv().await;
+    let mut alice = news_subscriber(addr, "alice").await;
     let (status, json) = api(
         addr,
         "GET",

@@ -170,10 +170,7 @@ async fn broadcasts_reach_the_matching_sockets_of_every_node_once() {
     assert_eq!(got, [("a2", 1), ("b2", 1)]);
 
     // Each broadcast crossed the bus once per node, not once per socket.
-    let published: u64 = nodes
-        .iter()
-        .map(|n| n.app.cluster.as_ref().unwrap().stats().published)
-        .sum();
+    let published: u64 = nodes.iter().map(|n| n.cluster().stats().published).sum();
     assert_eq!(published, 16, "8 broadcasts and 8 markers");
 }
 
@@ -273,10 +270,7 @@ async fn a_connection_redis_drops_is_reopened_and_resubscribed() {
     let (a, b) = (nodes[0].addr, nodes[1].addr);
     let mut members = vec![Member::on(a, "a1").await, Member::on(b, "b1").await];
     members[1].join("r1").await;
-    let (node_a, node_b) = (
-        nodes[0].app.cluster.as_ref().unwrap(),
-        nodes[1].app.cluster.as_ref().unwrap(),
-    );
+    let (node_a, node_b) = (nodes[0].cluster(), nodes[1].cluster());
 
     // B's subscription is cut: B opens it again, subscribed anew, and
     // closes its client's connection as a transport (what A published
@@ -329,7 +323,7 @@ async fn readyz_and_metrics_report_the_bus() {
     // Its own message came back from Redis, and was left alone: it was
     // published, so the publish queue is empty again (read before that, the
     // queue may still hold it: publishing is asynchronous).
-    let cluster = nodes[0].app.cluster.as_ref().unwrap();
+    let cluster = nodes[0].cluster();
     tokio::time::timeout(WAIT, async {
         while cluster.stats().own == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -346,6 +340,60 @@ async fn readyz_and_metrics_report_the_bus() {
         assert!(metrics.contains(line), "{line} not in\n{metrics}");
     }
     assert_eq!(cluster.stats().delivered, 0);
+}
+
+/// With recovery on (the default), a broadcast goes out through the bus
+/// and is delivered here once it is back, with its offset: the emitter
+/// still answers with the sockets it reaches here (`/pubsub`'s
+/// `delivered`), and `/metrics` counts each copy and the broadcast once;
+/// so does an event to one socket, which goes the same way.
+#[tokio::test]
+async fn a_broadcast_back_from_the_bus_is_counted_once_where_it_was_emitted() {
+    let Some(nodes) = start_cluster(1, "").await else {
+        return;
+    };
+    let addr = nodes[0].addr;
+    let mut alice = news_subscriber(addr, "alice").await;
+    let mut bob = news_subscriber(addr, "bob").await;
+    alice
+        .emit_to("/pubsub", 2, "publish", r#"{"room":"topic:news","data":1}"#)
+        .await;
+    // The ack may come before the message (which goes round through Redis).
+    let mut frames = [alice.recv().await, alice.recv().await];
+    frames.sort();
+    assert!(
+        frames[0].starts_with(r#"42/pubsub,["message""#),
+        "{frames:?}"
+    );
+    assert!(frames[1].starts_with("43/pubsub,2"), "{frames:?}");
+    assert!(frames[1].contains(r#""delivered":2"#), "{frames:?}");
+    assert!(bob.recv().await.starts_with(r#"42/pubsub,["message""#));
+    // An event to one socket goes the same way (the test kit's `echo`
+    // without an ack is a `socket.emit`).
+    let (mut carol, _) = Client::connect(addr).await;
+    carol.send(r#"42["echo",1]"#).await;
+    assert!(carol.recv().await.starts_with(r#"42["echo",1,"#));
+    let metrics = http(addr, "GET", "/metrics", &[], "").await.body;
+    for (line, value) in [
+        (
+            "switchboard_events_sent_total{namespace=\"/\",event=\"echo\"}",
+            1.0,
+        ),
+        (
+            "switchboard_events_sent_total{namespace=\"/pubsub\",event=\"message\"}",
+            2.0,
+        ),
+        (
+            "switchboard_broadcast_fanout_count{namespace=\"/pubsub\"}",
+            1.0,
+        ),
+        (
+            "switchboard_broadcast_fanout_sum{namespace=\"/pubsub\"}",
+            2.0,
+        ),
+    ] {
+        assert_eq!(sample(&metrics, line), value, "{line} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -381,7 +429,7 @@ async fn without_redis_a_node_serves_its_sockets_counts_what_it_cannot_publish_a
     }
     // The queue holds two while the publisher waits to connect: the other
     // three were dropped, and counted.
-    let stats = server.app.cluster.as_ref().unwrap().stats();
+    let stats = server.cluster().stats();
     assert_eq!(
         (stats.queued, stats.dropped_queue_full),
         (2, 3),
@@ -431,10 +479,7 @@ async fn a_node_asks_the_others_about_their_sockets_and_hears_every_answer() {
         return;
     };
     let (a, b) = (nodes[0].addr, nodes[1].addr);
-    let (node_a, node_b) = (
-        nodes[0].app.cluster.as_ref().unwrap(),
-        nodes[1].app.cluster.as_ref().unwrap(),
-    );
+    let (node_a, node_b) = (nodes[0].cluster(), nodes[1].cluster());
     let mut members = vec![
         Member::on(a, "a1").await,
         Member::on(b, "b1").await,
@@ -506,7 +551,7 @@ async fn server_side_events_reach_the_other_nodes_and_their_acks_come_back() {
     let Some(nodes) = start_cluster(3, "").await else {
         return;
     };
-    let [node_a, node_b, node_c] = [0, 1, 2].map(|i| nodes[i].app.cluster.clone().unwrap());
+    let [node_a, node_b, node_c] = [0, 1, 2].map(|i| nodes[i].cluster().clone());
     let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
     for (node, name) in [(&node_b, "b"), (&node_c, "c")] {
         let heard = heard.clone();
@@ -572,10 +617,7 @@ async fn a_node_that_does_not_answer_makes_the_answer_partial_not_lost() {
     let Some(nodes) = start_cluster_with(2, "", "request_timeout_ms = 300").await else {
         return;
     };
-    let (node_a, node_b) = (
-        nodes[0].app.cluster.as_ref().unwrap(),
-        nodes[1].app.cluster.as_ref().unwrap(),
-    );
+    let (node_a, node_b) = (nodes[0].cluster(), nodes[1].cluster());
     let mut b1 = Member::on(nodes[1].addr, "b1").await;
     b1.join("r1").await;
     let _silent = SilentNode::start(&redis_url().unwrap(), node_a.key_prefix());
@@ -769,7 +811,7 @@ async fn after_redis_restarts_the_nodes_are_ready_again_and_broadcasts_cross() {
         assert_eq!(body["cluster"]["subscribe"], "up", "{body}");
     }
     for node in &nodes {
-        let stats = node.app.cluster.as_ref().unwrap().stats();
+        let stats = node.cluster().stats();
         assert!(stats.subscribe_reconnects >= 1, "{stats:?}");
         assert!(stats.publish_reconnects >= 1, "{stats:?}");
     }
@@ -787,7 +829,7 @@ async fn after_redis_restarts_the_nodes_are_ready_again_and_broadcasts_cross() {
     let got = round(&mut members, 1, 3, r#""rooms":["r1"]"#).await;
     assert_eq!(got, [("b1", 1)]);
     // Requests cross again too.
-    let node_a = nodes[0].app.cluster.as_ref().unwrap();
+    let node_a = nodes[0].cluster();
     let answer = node_a.fetch_sockets("/", &in_rooms(&["r1"])).await;
     assert!(answer.is_complete(), "{answer:?}");
     assert_eq!(ids(&answer.value), [members[1].sid.as_str()]);
@@ -815,10 +857,7 @@ async fn nodes_know_each_other_at_once_and_one_that_stops_cleanly_is_dropped_at_
     let Some(nodes) = start_cluster(3, "").await else {
         return;
     };
-    let clusters: Vec<&cluster::Cluster> = nodes
-        .iter()
-        .map(|n| n.app.cluster.as_ref().unwrap())
-        .collect();
+    let clusters: Vec<&cluster::Cluster> = nodes.iter().map(|n| n.cluster()).collect();
     for (i, cluster) in clusters.iter().enumerate() {
         let mut others: Vec<String> = (clusters.iter().enumerate())
             .filter(|(j, _)| *j != i)
@@ -850,7 +889,7 @@ async fn a_frozen_node_is_named_and_not_waited_for_and_a_killed_one_is_dropped()
         return;
     };
     let a = start(&sections).await;
-    let node_a = a.app.cluster.as_ref().unwrap();
+    let node_a = a.cluster();
     assert!(node_a.wait_up(WAIT).await);
     // C: the real binary, another process of the same cluster.
     let c = crate::common::binary::Binary::spawn(
@@ -1003,7 +1042,7 @@ async fn killed_node(toml: &str) -> Option<KilledNode> {
         crate::common::binary::Binary::spawn(&format!("{SECURE}\n{toml}\n{sections}"), |_, _| {})
             .await;
     let b = start(&format!("{toml}\n{sections}")).await;
-    let node_b = b.app.cluster.as_ref().unwrap();
+    let node_b = b.cluster();
     assert!(node_b.wait_up(WAIT).await);
     until_nodes(node_b, 1).await;
 
@@ -1159,10 +1198,7 @@ async fn a_node_whose_subscription_was_cut_closes_its_clients_which_recover_what
     let (user, b_url) = redis_user(&redis);
     let a = start(&sections).await;
     let b = start(&sections.replace(&format!("{redis:?}"), &format!("{b_url:?}"))).await;
-    let (node_a, node_b) = (
-        a.app.cluster.as_ref().unwrap(),
-        b.app.cluster.as_ref().unwrap(),
-    );
+    let (node_a, node_b) = (a.cluster(), b.cluster());
     assert!(node_b.wait_up(WAIT).await);
     until_nodes(node_a, 1).await;
 
@@ -1252,10 +1288,7 @@ async fn in_sharded_mode_room_broadcasts_reach_only_the_nodes_with_the_room_once
     };
     let redis = redis_url().unwrap();
     let (a, b) = (nodes[0].addr, nodes[1].addr);
-    let (node_a, node_b) = (
-        nodes[0].app.cluster.as_ref().unwrap(),
-        nodes[1].app.cluster.as_ref().unwrap(),
-    );
+    let (node_a, node_b) = (nodes[0].cluster(), nodes[1].cluster());
     let channel = |room: &str| format!("{}#/#{room}#", node_a.key_prefix());
     // ClusterAdapter's uids: sixteen hex digits.
     assert_eq!(node_a.uid().len(), 16);
@@ -1342,10 +1375,7 @@ async fn in_sharded_mode_server_side_events_and_their_acks_cross() {
     else {
         return;
     };
-    let (node_a, node_b) = (
-        nodes[0].app.cluster.as_ref().unwrap(),
-        nodes[1].app.cluster.as_ref().unwrap(),
-    );
+    let (node_a, node_b) = (nodes[0].cluster(), nodes[1].cluster());
     let (heard, mut hear) = tokio::sync::mpsc::unbounded_channel();
     node_b.on_server_side_emit(move |event| {
         if let Some(reply) = event.reply {
@@ -1378,7 +1408,7 @@ async fn in_sharded_mode_a_dropped_subscription_comes_back_and_so_do_its_rooms_c
     };
     let url = redis_url().unwrap();
     let (a, b) = (nodes[0].addr, nodes[1].addr);
-    let node_b = nodes[1].app.cluster.as_ref().unwrap();
+    let node_b = nodes[1].cluster();
     let mut members = vec![Member::on(a, "a1").await, Member::on(b, "b1").await];
     members[1].join("r1").await;
     let room = format!("{}#/#r1#", node_b.key_prefix());

@@ -136,14 +136,8 @@ async fn an_unreachable_postgresql_store_stops_the_start_with_a_clear_error() {
 #[tokio::test]
 async fn metrics_count_events_fanout_and_store_latency() {
     let server = start("[socketio]\nmetrics_max_event_names = 3\n").await;
-    let mut alice = connect_pubsub(server.addr, "alice").await;
-    let mut bob = connect_pubsub(server.addr, "bob").await;
-    for client in [&mut alice, &mut bob] {
-        client
-            .emit_to("/pubsub", 1, "subscribe", r#""topic:news""#)
-            .await;
-        assert!(client.recv().await.starts_with("43/pubsub,1"));
-    }
+    let mut alice = news_subscriber(server.addr, "alice").await;
+    let mut bob = news_subscriber(server.addr, "bob").await;
     alice
         .emit_to("/pubsub", 2, "publish", r#"{"room":"topic:news","data":1}"#)
         .await;

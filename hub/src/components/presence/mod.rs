@@ -142,14 +142,14 @@ struct UsersRequest {
 /// Called after the state changed, outside its lock: two announcements of
 /// one user may be sent in the other order than their changes were made,
 /// which their versions put right.
-fn announce(ns: &Arc<Namespace>, presence: &UserPresence, except: Option<&Socket>) -> usize {
+fn announce(ns: &Arc<Namespace>, presence: &UserPresence, except: Option<&Socket>) {
     let mut op = ns
         .to(watch_room(&presence.user))
         .to(user_room(&presence.user));
     if let Some(socket) = except {
         op = op.except_socket(*socket.id());
     }
-    op.emit("presence", &Args::one(presence))
+    op.emit("presence", &Args::one(presence));
 }
 
 /// The users `socket` watches now.

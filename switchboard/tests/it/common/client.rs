@@ -156,6 +156,17 @@ pub async fn connect_pubsub(addr: SocketAddr, user: &str) -> Client {
     client
 }
 
+/// [`connect_pubsub`], then subscribed to `topic:news` (its ack received).
+pub async fn news_subscriber(addr: SocketAddr, user: &str) -> Client {
+    let mut client = connect_pubsub(addr, user).await;
+    client
+        .emit_to("/pubsub", 1, "subscribe", r#""topic:news""#)
+        .await;
+    let ack = client.recv().await;
+    assert!(ack.starts_with("43/pubsub,1"), "{ack}");
+    client
+}
+
 /// Broadcasts 64 KiB events to room `news` from `publisher` (each acked)
 /// until the server has closed a slow consumer; panics after `max_events`.
 pub async fn publish_until_slow_consumer(

@@ -22,7 +22,7 @@ mod postgres;
 mod server;
 
 pub use client::{
-    Client, Ws, closed_by_server, connect_pubsub, connect_secure, next_text,
+    Client, Ws, closed_by_server, connect_pubsub, connect_secure, news_subscriber, next_text,
     publish_until_slow_consumer, token, without_offset,
 };
 pub use device::Device;

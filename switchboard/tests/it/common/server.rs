@@ -21,6 +21,14 @@ pub struct TestServer {
     _cleanup: RemoveOnDrop,
 }
 
+impl TestServer {
+    /// Its place in the cluster (a node of [`start_cluster`], or of a
+    /// `toml` with a `[cluster]` section).
+    pub fn cluster(&self) -> &cluster::Cluster {
+        self.app.cluster.as_ref().expect("cluster mode")
+    }
+}
+
 /// Removes a folder when dropped.
 pub struct RemoveOnDrop(pub std::path::PathBuf);
 
@@ -212,7 +220,7 @@ pub async fn start_nodes(n: usize, toml: &str) -> Vec<TestServer> {
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
         let node = start(toml).await;
-        let cluster = node.app.cluster.as_ref().expect("cluster mode");
+        let cluster = node.cluster();
         assert!(
             cluster.wait_up(super::WAIT).await,
             "a node did not connect to Redis: {:?}",
