@@ -179,11 +179,17 @@ const RECOVERING: u8 = 2;
 /// The socket's session must not be kept when it leaves (a restore that
 /// could not complete: the client's next attempt must not recover).
 const FORGET: u8 = 4;
+/// The CONNECT reply is not sent yet (`on_connect` is running): what is
+/// delivered to the socket meanwhile (a broadcast to a room it joined
+/// while connecting, from this node or another) waits in its outbox and
+/// follows the CONNECT, as the reference server's order has it (it
+/// replies before its connection handlers run).
+const CONNECTING: u8 = 8;
 
 /// One client connected to one namespace.
 pub struct Socket {
     id: SocketId,
-    /// [`RECOVERED`], [`RECOVERING`], [`FORGET`]: in what was padding
+    /// [`RECOVERED`], [`RECOVERING`], [`FORGET`], [`CONNECTING`]: in what was padding
     /// after the id, so a socket is no larger for them.
     flags: AtomicU8,
     ns: Arc<Namespace>,
@@ -217,6 +223,10 @@ struct State {
     overflowed: bool,
     next_ack_id: u64,
     acks: HashMap<u64, oneshot::Sender<Args>>,
+    /// Packets delivered while [`CONNECTING`], sent after the CONNECT
+    /// reply; bounded as the inbox is (`max_pending_events`, `_bytes`).
+    outbox: Vec<(Encoded, bool)>,
+    outbox_bytes: usize,
 }
 
 impl Socket {
@@ -230,7 +240,7 @@ impl Socket {
     ) -> Arc<Socket> {
         let (id, flags) = match restored {
             Some(session) => (session.sid, RECOVERED | RECOVERING),
-            None => (SocketId::random(), 0),
+            None => (SocketId::random(), CONNECTING),
         };
         Arc::new(Socket {
             id,
@@ -251,6 +261,8 @@ impl Socket {
                 overflowed: false,
                 next_ack_id: 0,
                 acks: HashMap::new(),
+                outbox: Vec::new(),
+                outbox_bytes: 0,
             }),
         })
     }
@@ -465,10 +477,45 @@ impl Socket {
     /// Queues an encoded packet for this socket's client.
     pub fn send_encoded(&self, packet: &Encoded, volatile: bool) {
         // One atomic load in the common case; the socket's lock is not taken.
-        if self.flags.load(Ordering::Relaxed) & RECOVERING != 0 && self.hold(packet, volatile) {
-            return;
+        let flags = self.flags.load(Ordering::Relaxed);
+        if flags & (RECOVERING | CONNECTING) != 0 {
+            if flags & RECOVERING != 0 && self.hold(packet, volatile) {
+                return;
+            }
+            if flags & CONNECTING != 0 && self.hold_until_connected(packet, volatile) {
+                return;
+            }
         }
         self.client.send(packet, volatile);
+    }
+
+    /// A packet for a socket whose CONNECT reply is not sent yet: kept in
+    /// its outbox (true), or false when the reply went meanwhile. Past the
+    /// outbox's bounds a volatile packet is dropped and any other closes
+    /// the connection: the client would otherwise miss it silently.
+    #[cold]
+    fn hold_until_connected(&self, packet: &Encoded, volatile: bool) -> bool {
+        let mut state = self.state.lock();
+        // Checked again under the lock that `announce` clears it under.
+        if self.flags.load(Ordering::Relaxed) & CONNECTING == 0 {
+            return false;
+        }
+        if !state.connected {
+            return true;
+        }
+        let bytes = state.outbox_bytes.saturating_add(packet.byte_len());
+        if state.outbox.len() < self.ns.max_pending_events && bytes <= self.ns.max_pending_bytes {
+            state.outbox.push((packet.clone(), volatile));
+            state.outbox_bytes = bytes;
+        } else if !volatile {
+            drop(state);
+            tracing::debug!(
+                namespace = self.ns.name(),
+                "too much delivered before the CONNECT reply: closing"
+            );
+            self.close_connection();
+        }
+        true
     }
 
     /// A packet for a socket whose restore is under way: held until the
@@ -762,8 +809,15 @@ impl Socket {
                             self.close_connection();
                         }
                     }
-                    _ => self.client.send(&connect, false),
+                    _ => {
+                        self.client.send(&connect, false);
+                        for (packet, volatile) in std::mem::take(&mut state.outbox) {
+                            self.client.send(&packet, volatile);
+                        }
+                        state.outbox_bytes = 0;
+                    }
                 }
+                self.flags.fetch_and(!CONNECTING, Ordering::Relaxed);
                 None
             } else {
                 state.left_early.take()
@@ -826,6 +880,8 @@ impl Socket {
             state.connected = false;
             state.inbox.clear();
             state.inbox_bytes = 0;
+            state.outbox.clear();
+            state.outbox_bytes = 0;
             // Dropping the senders tells every waiting emit_with_ack.
             state.acks.clear();
             state.left_rooms = self.ns.remove(self);

@@ -226,6 +226,31 @@ async fn next_seen(seen: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_reaches_a_socket_before_its_connect_reply_follows_the_reply() {
+    let server = start("").await;
+    let (mut seen, gates) = add_recorder(&server);
+    let (go, gate) = oneshot::channel();
+    gates.send(gate).unwrap();
+    let ns = server.app.io.of("/life").unwrap();
+
+    let mut client = Client::open(server.addr).await;
+    client.send("40/life,").await;
+    // In the namespace while its on_connect waits: a broadcast reaches it
+    // (as one to a room it joined while connecting would, from another
+    // node say). The client is told it is connected first, as the
+    // reference server, which replies before its connection handlers run,
+    // always does: some clients drop an event of a namespace they are not
+    // connected to.
+    eventually("the socket is in its namespace", || !ns.is_empty()).await;
+    assert_eq!(ns.broadcast().emit("early", &Args::new()).recipients(), 1);
+    go.send(()).unwrap();
+    assert_eq!(next_seen(&mut seen).await, Seen::Connect { joined: true });
+    let reply = client.recv().await;
+    assert!(reply.starts_with("40/life,{"), "{reply}");
+    assert_eq!(without_offset(client.recv().await), r#"42/life,["early"]"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_sees_on_connect_first_and_on_disconnect_once_with_its_rooms() {
     let server = start("").await;
     let (mut seen, gates) = add_recorder(&server);
