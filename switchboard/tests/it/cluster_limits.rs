@@ -14,12 +14,14 @@ use crate::cluster_hub::until_nodes;
 use crate::common::{Device, RawServer, cluster_sections_on, redis_url, start_raw};
 use crate::sender_bounds::{Bucket, json_of, post, retry_after};
 
-/// What a test configures: keys of `[api]`, `[presence]` and `[chat]`.
+/// What a test configures: keys of `[api]`, `[presence]`, `[chat]` and
+/// `[limits]`.
 #[derive(Default)]
 struct Keys {
     api: String,
     presence: String,
     chat: String,
+    limits: String,
 }
 
 /// Two nodes of a fresh test cluster, with the test secret and API key
@@ -31,10 +33,11 @@ async fn two_nodes(keys: Keys) -> Option<(RawServer, RawServer)> {
         api,
         presence,
         chat,
+        limits,
     } = keys;
     let toml = format!(
         "[auth]\nhs256_secret = \"test-secret\"\n[api]\nkeys = [\"test-key\"]\n{api}\n\
-         [presence]\ngrace_ms = 0\n{presence}\n[chat]\n{chat}\n{sections}\n"
+         [presence]\ngrace_ms = 0\n{presence}\n[chat]\n{chat}\n[limits]\n{limits}\n{sections}\n"
     );
     let a = start_raw(&toml).await;
     let b = start_raw(&toml).await;
@@ -253,6 +256,7 @@ async fn round_trips() {
     let Some((a, _b)) = two_nodes(Keys {
         presence: "status_changes_per_sec = 1e6\nstatus_change_burst = 1e6".to_owned(),
         chat: "messages_per_sec = 1e6\nmessage_burst = 1e6".to_owned(),
+        limits: "events_per_sec = 0".to_owned(),
         ..Keys::default()
     })
     .await
