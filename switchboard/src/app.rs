@@ -83,7 +83,11 @@ impl App {
             // The per-sender bounds (the components' and the API keys'),
             // every node's admits together.
             let rates: Arc<dyn hub::limits::SharedBuckets> =
-                Arc::new(crate::live::RedisRates::new(cluster, stats.clone()));
+                Arc::new(crate::live::RedisRates::new(
+                    cluster,
+                    std::time::Duration::from_millis(config.cluster.rate_timeout_ms),
+                    stats.clone(),
+                ));
             shared_rates = Some(rates.clone());
             hub_config.live = hub::LiveConfig {
                 node: Some(cluster.uid().to_owned()),

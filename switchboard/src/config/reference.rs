@@ -383,6 +383,10 @@ const SECTIONS: &[Section] = &[
                 "How long Redis may take to answer a command (a PUBLISH pipeline, a PING, a PSUBSCRIBE); past it the connection is opened again.",
             ),
             key(
+                "rate_timeout_ms",
+                "How long a write (a status change, a chat write or typing start, an invitation, an API publish) waits for Redis to take it from its sender's bucket, which every node shares so that the per-sender limits hold across the cluster. Past it, or when Redis fails, the write is admitted on the node's own bucket (the limit then holds per node), and Redis is not asked again for a second: a Redis that hangs delays at most one write a second by this much. Short on purpose: Redis answers in well under a millisecond when it is well.",
+            ),
+            key(
                 "health_interval_ms",
                 "How often an idle connection to Redis is checked with a PING (a connection that dropped silently is found this way; `/readyz` says so).",
             ),

@@ -76,8 +76,17 @@ async fn invoke(
     cluster: &cluster::Cluster,
     invocation: &redis::ScriptInvocation<'_>,
 ) -> Result<Value, String> {
+    invoke_within(cluster, invocation, cluster.command_timeout()).await
+}
+
+/// [`invoke`] bounded by `limit` instead.
+async fn invoke_within(
+    cluster: &cluster::Cluster,
+    invocation: &redis::ScriptInvocation<'_>,
+    limit: std::time::Duration,
+) -> Result<Value, String> {
     let mut conn = cluster.connection().ok_or(NOT_CONNECTED)?;
-    bounded(cluster, invocation.invoke_async::<Value>(&mut conn)).await
+    within(limit, invocation.invoke_async::<Value>(&mut conn)).await
 }
 
 /// Runs one command on the cluster's connection, bounded by
@@ -93,7 +102,13 @@ async fn bounded(
     cluster: &cluster::Cluster,
     call: impl std::future::Future<Output = redis::RedisResult<Value>>,
 ) -> Result<Value, String> {
-    let limit = cluster.command_timeout();
+    within(cluster.command_timeout(), call).await
+}
+
+async fn within(
+    limit: std::time::Duration,
+    call: impl std::future::Future<Output = redis::RedisResult<Value>>,
+) -> Result<Value, String> {
     match tokio::time::timeout(limit, call).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(format!("redis: {err}")),

@@ -18,18 +18,25 @@
 //! attempt.
 //!
 //! When Redis does not answer (not connected, or not within
-//! `cluster.command_timeout_ms`), or answers what the script does not
+//! `cluster.rate_timeout_ms`), or answers what the script does not
 //! return, the take is [`SharedTake::Unavailable`] — counted, logged, and
 //! admitted by the hub on its node's bucket alone (see
-//! [`hub::limits::SenderRate`] for why fail-open).
+//! [`hub::limits::SenderRate`] for why fail-open). The wait is short
+//! (100 ms by default, not the command timeout's seconds) and, once Redis
+//! failed, the takes of the next [`PAUSE`] are answered `Unavailable` at
+//! once without asking: a Redis that hangs would otherwise hold every
+//! write of the node for the whole wait — a chat message would not even
+//! be stored until then — when the nodes' own buckets bound it anyway.
 
 use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use cluster::redis::Script;
 use hub::limits::{SharedBuckets, SharedTake};
+use parking_lot::Mutex;
 use socketio::BoxFuture;
 
-use super::{Redis, integer, invoke};
+use super::{Redis, integer, invoke_within};
 
 static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("rates/take.lua")));
 
@@ -38,23 +45,52 @@ static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("rates
 /// through, is that rather than an infinite interval Lua would choke on.
 const MAX_INTERVAL_US: f64 = 1e15;
 
+/// How long after Redis failed a take the node asks it nothing, each take
+/// admitted on the node's own bucket meanwhile: at most one write a second
+/// waits out `cluster.rate_timeout_ms` while Redis hangs.
+pub const PAUSE: Duration = Duration::from_secs(1);
+
 /// The buckets of a cluster's nodes, in Redis. Cloning shares them.
 #[derive(Clone)]
 pub struct RedisRates {
     redis: Redis,
     /// `<key_prefix>-rate#`.
     prefix: Arc<str>,
+    /// How long a take may wait for Redis (`cluster.rate_timeout_ms`).
+    timeout: Duration,
+    /// Until when Redis is not asked, after a failure.
+    paused_until: Arc<Mutex<Option<Instant>>>,
 }
 
 impl RedisRates {
-    /// The buckets `cluster`'s nodes share.
-    pub fn new(cluster: &cluster::Cluster, stats: Arc<super::LiveStats>) -> RedisRates {
+    /// The buckets `cluster`'s nodes share; a take waits at most `timeout`
+    /// for Redis.
+    pub fn new(
+        cluster: &cluster::Cluster,
+        timeout: Duration,
+        stats: Arc<super::LiveStats>,
+    ) -> RedisRates {
         RedisRates {
             redis: Redis {
                 cluster: cluster.clone(),
                 stats,
             },
             prefix: format!("{}-rate#", cluster.key_prefix()).into(),
+            timeout,
+            paused_until: Arc::default(),
+        }
+    }
+
+    /// Whether Redis failed a take less than [`PAUSE`] ago.
+    fn paused(&self) -> bool {
+        let mut until = self.paused_until.lock();
+        match *until {
+            Some(at) if Instant::now() < at => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
         }
     }
 
@@ -65,6 +101,14 @@ impl RedisRates {
             // The limit is off.
             return Box::pin(async { SharedTake::Taken });
         }
+        let stats = &self.redis.stats;
+        if self.paused() {
+            // Counted, not logged: the failure that paused it was.
+            stats
+                .rates_unavailable
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Box::pin(async { SharedTake::Unavailable });
+        }
         let this = self.clone();
         let key = format!("{}{name}", self.prefix);
         let interval = (1e6 / per_sec).min(MAX_INTERVAL_US);
@@ -72,16 +116,17 @@ impl RedisRates {
             let mut call = TAKE.prepare_invoke();
             call.key(key).arg(n).arg(interval).arg(burst);
             let stats = &this.redis.stats;
-            let value = match invoke(&this.redis.cluster, &call).await {
+            let value = match invoke_within(&this.redis.cluster, &call, this.timeout).await {
                 Ok(value) => value,
                 Err(err) => {
+                    *this.paused_until.lock() = Some(Instant::now() + PAUSE);
                     this.redis.failed(&stats.rates_unavailable, err);
                     return SharedTake::Unavailable;
                 }
             };
             match integer(&value).map(u64::try_from) {
                 Ok(Ok(0)) => SharedTake::Taken,
-                Ok(Ok(wait)) => SharedTake::Refused(std::time::Duration::from_micros(wait)),
+                Ok(Ok(wait)) => SharedTake::Refused(Duration::from_micros(wait)),
                 Ok(Err(_)) => {
                     let err = format!("a negative wait from the rate script: {value:?}");
                     this.redis.failed(&stats.rates_malformed, err);
@@ -131,9 +176,9 @@ mod tests {
             return;
         };
         let stats = Arc::new(super::super::LiveStats::default());
-        let rates = RedisRates::new(&cluster, stats.clone());
+        let rates = RedisRates::new(&cluster, Duration::from_secs(5), stats.clone());
         // Two "nodes" taking from one bucket: 3 at once, 1 a second.
-        let other = RedisRates::new(&cluster, stats.clone());
+        let other = RedisRates::new(&cluster, Duration::from_secs(5), stats.clone());
         assert_eq!(
             rates.take("t#alice", 2.0, 1.0, 3.0).await,
             SharedTake::Taken
@@ -197,7 +242,7 @@ mod tests {
             return;
         };
         let stats = Arc::new(super::super::LiveStats::default());
-        let rates = RedisRates::new(&cluster, stats.clone());
+        let rates = RedisRates::new(&cluster, Duration::from_secs(5), stats.clone());
         let mut list = redis::cmd("RPUSH");
         list.arg(format!("{}t#list", rates.prefix)).arg("x");
         super::super::query(&cluster, list).await.unwrap();
@@ -207,5 +252,15 @@ mod tests {
             "GET on a list: WRONGTYPE"
         );
         assert_eq!(stats.rates_unavailable.load(Relaxed), 1);
+        // Redis is not asked again for a while: a good bucket is not
+        // refused, nor counted as taken.
+        assert_eq!(
+            rates.take("t#fine", 1.0, 1.0, 1.0).await,
+            SharedTake::Unavailable
+        );
+        assert_eq!(stats.rates_unavailable.load(Relaxed), 2);
+        assert_eq!(ttl(&cluster, &rates, "t#fine").await, -2, "not asked");
+        tokio::time::sleep(PAUSE).await;
+        assert_eq!(rates.take("t#fine", 1.0, 1.0, 1.0).await, SharedTake::Taken);
     }
 }
