@@ -292,6 +292,7 @@ impl Hub {
             },
             tasks: Tasks::new(),
             peers: Default::default(),
+            shared_rates: config.live.rates.clone(),
         };
         ctx.notifications.start_pruning(&ctx.tasks);
         let mut protected = Vec::new();

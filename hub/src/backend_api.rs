@@ -240,13 +240,13 @@ fn namespaces(io: &SocketIo, name: Option<&str>) -> Result<Vec<Arc<Namespace>>, 
 /// named, skipped otherwise (see [`PublishRequest::namespace`]). `admit`
 /// is given the publish's cost ([`PublishRequest::recipients`]) once it is
 /// found valid; its refusal is the answer, and nothing is done.
-pub async fn publish_persisted<E: From<HubError>>(
+pub async fn publish_persisted<E: From<HubError>, A: Future<Output = Result<(), E>>>(
     io: &SocketIo,
     notifications: &Notifications,
     components: &[String],
     peers: &Peers,
     request: &PublishRequest,
-    admit: impl FnOnce(usize) -> Result<(), E>,
+    admit: impl FnOnce(usize) -> A,
 ) -> Result<Published, E> {
     let mut targets = Targets::for_(peers);
     if !request.persist {
@@ -255,7 +255,7 @@ pub async fn publish_persisted<E: From<HubError>>(
         }
         refuse_component(components, request, None)?;
         check(io, request)?;
-        admit(request.recipients())?;
+        admit(request.recipients()).await?;
         let local = emit(io, request, components, &mut targets)?;
         let counted = everywhere(peers, local, targets, false).await;
         return Ok(Published {
@@ -284,7 +284,7 @@ pub async fn publish_persisted<E: From<HubError>>(
     notifications.check(&request.users, &new).map_err(invalid)?;
     // Checked before anything is stored: a refused publish stores nothing.
     check(io, request)?;
-    admit(request.recipients())?;
+    admit(request.recipients()).await?;
     let created = notifications.create(&request.users, &new).await?;
     let mut local = emit(io, request, components, &mut targets)?;
     let users = created.iter().map(|(user, _, _)| user);
@@ -306,12 +306,12 @@ pub async fn publish_persisted<E: From<HubError>>(
 /// users are the identity provider's, which the hub does not ask, and a
 /// user who has not connected yet must find their notifications when they
 /// do. The key's rate bounds what a caller may store this way.
-pub async fn notify<E: From<HubError>>(
+pub async fn notify<E: From<HubError>, A: Future<Output = Result<(), E>>>(
     io: &SocketIo,
     notifications: &Notifications,
     peers: &Peers,
     request: &NotificationRequest,
-    admit: impl FnOnce(usize) -> Result<(), E>,
+    admit: impl FnOnce(usize) -> A,
 ) -> Result<Published, E> {
     let new = NewNotification {
         kind: request.kind.clone(),
@@ -320,7 +320,7 @@ pub async fn notify<E: From<HubError>>(
         data: request.data.clone(),
     };
     notifications.check(&request.users, &new).map_err(invalid)?;
-    admit(request.recipients())?;
+    admit(request.recipients()).await?;
     let created = notifications.create(&request.users, &new).await?;
     let mut targets = Targets::for_(peers);
     let users = created.iter().map(|(user, _, _)| user);

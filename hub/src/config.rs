@@ -45,6 +45,11 @@ pub struct LiveConfig {
     pub typing: Option<std::sync::Arc<dyn crate::components::chat::state::TypingState>>,
     /// The calls state every node shares; `None`: in memory.
     pub calls: Option<std::sync::Arc<dyn crate::components::calls::CallState>>,
+    /// The token buckets every node shares, so that the per-user bounds
+    /// (chat's writes, members added and typing, presence's status,
+    /// calls' invitations) hold across the cluster; `None`: each node's
+    /// own.
+    pub rates: Option<std::sync::Arc<dyn crate::limits::SharedBuckets>>,
 }
 
 impl std::fmt::Debug for LiveConfig {
@@ -54,6 +59,7 @@ impl std::fmt::Debug for LiveConfig {
             .field("presence", &self.presence.as_ref().map(|_| "shared"))
             .field("typing", &self.typing.as_ref().map(|_| "shared"))
             .field("calls", &self.calls.as_ref().map(|_| "shared"))
+            .field("rates", &self.rates.as_ref().map(|_| "shared"))
             .finish()
     }
 }

@@ -9,6 +9,13 @@
 //! together): the per-socket event limit, the calls' signal and invitation
 //! limits, chat's per-user message and typing rates, presence's status
 //! rate and the publish API's per-key rate all count with it.
+//!
+//! A per-sender bound must hold across a cluster too, or a sender whose
+//! connections (or requests) a load balancer spreads over K nodes gets K
+//! times it: [`SenderRate`] is a node's [`KeyedBuckets`] checked first
+//! (free: a flood is refused here without asking anyone), then, for what
+//! it admits, a bucket every node shares ([`SharedBuckets`], the embedding
+//! program's, on the cluster's store; none when alone).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -17,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use socketio::{BoxFuture, DisconnectReason, Event, NamespaceHandler, Socket};
+use std::future::Future;
 
 use crate::error::{ErrorCode, HubError};
 
@@ -246,6 +254,149 @@ impl KeyedBuckets {
     }
 }
 
+/// What a bucket every node of a cluster shares answered a take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedTake {
+    /// Taken.
+    Taken,
+    /// Not enough tokens: nothing taken, and this long until there would
+    /// be.
+    Refused(Duration),
+    /// The cluster's store did not answer (down, or not within its
+    /// timeout): nothing is known, nothing was taken.
+    Unavailable,
+}
+
+/// Token buckets every node of a cluster shares, by name: the embedding
+/// program's, on the cluster's store (the hub knows none), so that a
+/// per-sender bound counts what every node admitted.
+pub trait SharedBuckets: Send + Sync + 'static {
+    /// Takes `n` tokens from bucket `name`, which holds up to `burst`
+    /// refilled at `per_sec` (a new bucket is full): all or none, and, as
+    /// [`TokenBucket::charge`], a cost over the burst is taken from a full
+    /// bucket, into debt.
+    fn take(&self, name: &str, n: f64, per_sec: f64, burst: f64) -> BoxFuture<SharedTake>;
+
+    /// Gives `n` tokens back to bucket `name` (refilled at `per_sec`, never
+    /// fuller than full): what a take took for something that then did
+    /// not happen. A failure is the implementation's to count; the tokens
+    /// then come back as the bucket refills.
+    fn give_back(&self, name: &str, n: f64, per_sec: f64) -> BoxFuture<()>;
+}
+
+/// A per-sender bound (a user of every device together) that holds across
+/// a cluster: `burst` at once, `per_sec` sustained, whichever nodes the
+/// sender's connections are on.
+///
+/// Two steps. [`admit_here`](Self::admit_here) is this node's
+/// [`KeyedBuckets`]: free, and what refuses a flood without a round trip
+/// (a refused event never reaches the shared bucket, so the store's work
+/// follows what the nodes admit, not what a sender sends). What it admits
+/// is then [`confirm`](Self::confirm)ed by the sender's bucket in the
+/// cluster's store ([`SharedBuckets`]), which every node takes from: the
+/// sum of what the nodes admit is one bucket's worth. A refusal there
+/// gives nothing back here on purpose: a sender that the cluster holds
+/// back empties this node's bucket too, and is then refused here, without
+/// asking the store again.
+///
+/// When the store does not answer, the event is admitted (fail-open):
+/// each node's own bucket still holds the sender to the bound on that
+/// node (what a cluster allowed before it shared them), and a bound that
+/// refused everything while the store is away would stop writes that do
+/// not need it (a chat message is stored in SQL, an API publish is
+/// queued for the bus) for want of a count. The implementation counts
+/// and logs each such failure.
+pub struct SenderRate {
+    /// The bucket's kind in its shared name (`<kind>#<sender>`).
+    kind: &'static str,
+    per_sec: f64,
+    burst: f64,
+    local: KeyedBuckets,
+    shared: Option<Arc<dyn SharedBuckets>>,
+}
+
+impl SenderRate {
+    /// `per_sec` 0 (or less) turns the limit off; `burst` is used as given.
+    /// `kind` names the limit among the shared buckets (`status`,
+    /// `typing`, …); `shared` is the cluster's buckets, `None` alone.
+    pub fn new(
+        kind: &'static str,
+        per_sec: f64,
+        burst: f64,
+        shared: Option<Arc<dyn SharedBuckets>>,
+    ) -> SenderRate {
+        SenderRate {
+            kind,
+            per_sec,
+            burst,
+            local: KeyedBuckets::new(per_sec, burst),
+            shared: shared.filter(|_| per_sec > 0.0),
+        }
+    }
+
+    /// The first step: takes `n` tokens from `key`'s bucket on this node;
+    /// false (nothing taken) if it has fewer. Once it admitted, the
+    /// cluster's share is [`confirm`](Self::confirm)ed.
+    pub fn admit_here(&self, key: &str, n: usize) -> bool {
+        self.local.admit_n(key, n)
+    }
+
+    /// [`admit_here`](Self::admit_here) at `now` (for tests).
+    pub fn admit_here_at(&self, key: &str, n: usize, now: Instant) -> bool {
+        self.local.admit_n_at(key, n, now)
+    }
+
+    /// The second step, for what [`admit_here`](Self::admit_here)
+    /// admitted: takes the same `n` from `key`'s bucket in the cluster;
+    /// false if the sender's other nodes used it up. True at once alone,
+    /// and when the cluster's store does not answer (see [`SenderRate`]).
+    pub fn confirm(&self, key: &str, n: usize) -> impl Future<Output = bool> + Send + use<> {
+        let asked = self
+            .shared
+            .as_ref()
+            .map(|shared| shared.take(&self.name(key), n as f64, self.per_sec, self.burst));
+        async move {
+            match asked {
+                Some(asked) => !matches!(asked.await, SharedTake::Refused(_)),
+                None => true,
+            }
+        }
+    }
+
+    /// Both steps: takes `n` tokens from `key`'s buckets, here then in the
+    /// cluster; false if either refused.
+    pub fn admit_n(&self, key: &str, n: usize) -> impl Future<Output = bool> + Send + use<> {
+        let confirmed = self.admit_here(key, n).then(|| self.confirm(key, n));
+        async move {
+            match confirmed {
+                Some(confirmed) => confirmed.await,
+                None => false,
+            }
+        }
+    }
+
+    /// Gives back `n` tokens that [`admit_n`](Self::admit_n) took (both
+    /// steps admitted) for something that then did not happen: here at
+    /// once, in the cluster when the future is awaited.
+    pub fn give_back(&self, key: &str, n: usize) -> impl Future<Output = ()> + Send + use<> {
+        self.local.give_back(key, n);
+        let asked = self
+            .shared
+            .as_ref()
+            .map(|shared| shared.give_back(&self.name(key), n as f64, self.per_sec));
+        async move {
+            if let Some(asked) = asked {
+                asked.await;
+            }
+        }
+    }
+
+    /// `key`'s bucket among the shared ones.
+    fn name(&self, key: &str) -> String {
+        format!("{}#{key}", self.kind)
+    }
+}
+
 impl RateLimit {
     /// Takes one event from `socket`'s bucket; false if it is empty.
     pub fn admit(&self, socket: &Socket) -> bool {
@@ -409,6 +560,69 @@ mod tests {
         assert_eq!(bucket.charge(1.0, 1e-300, 1.0, t0), Err(Duration::MAX));
         assert_eq!(refill_time(1.0, 0.0), Duration::MAX);
         assert_eq!(refill_time(3.0, 2.0), Duration::from_millis(1_500));
+    }
+
+    /// A cluster's buckets as a test drives them: one bucket's answers in
+    /// turn, every call recorded.
+    #[derive(Default)]
+    struct FakeShared {
+        answers: Mutex<VecDeque<SharedTake>>,
+        calls: Mutex<Vec<(String, f64)>>,
+    }
+
+    impl SharedBuckets for FakeShared {
+        fn take(&self, name: &str, n: f64, _: f64, _: f64) -> BoxFuture<SharedTake> {
+            self.calls.lock().push((name.to_owned(), n));
+            let answer = self.answers.lock().pop_front().unwrap_or(SharedTake::Taken);
+            Box::pin(async move { answer })
+        }
+
+        fn give_back(&self, name: &str, n: f64, _: f64) -> BoxFuture<()> {
+            self.calls.lock().push((name.to_owned(), -n));
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sender_rate_asks_the_cluster_only_for_what_this_node_admitted() {
+        let shared = Arc::new(FakeShared::default());
+        let rate = SenderRate::new("status", 1.0, 2.0, Some(shared.clone()));
+        assert!(rate.admit_n("alice", 1).await);
+        // The sender's other nodes used the shared bucket up: refused,
+        // and what this node took is not given back (its bucket empties
+        // too, so the next ones are refused without asking).
+        shared
+            .answers
+            .lock()
+            .push_back(SharedTake::Refused(Duration::from_secs(1)));
+        assert!(!rate.admit_n("alice", 1).await);
+        assert!(!rate.admit_n("alice", 1).await, "refused here");
+        assert!(!rate.admit_n("alice", 1).await, "refused here");
+        assert_eq!(
+            *shared.calls.lock(),
+            [
+                ("status#alice".to_owned(), 1.0),
+                ("status#alice".to_owned(), 1.0)
+            ],
+            "a flood refused here costs the store nothing"
+        );
+        // The store does not answer: this node's bucket alone decides.
+        shared.answers.lock().push_back(SharedTake::Unavailable);
+        assert!(rate.admit_n("bob", 2).await, "fail-open");
+        rate.give_back("bob", 2).await;
+        assert_eq!(
+            shared.calls.lock().last().unwrap(),
+            &("status#bob".to_owned(), -2.0)
+        );
+        assert!(rate.admit_here("bob", 2), "given back here too");
+        // Alone, or with the limit off, nothing is asked.
+        let alone = SenderRate::new("status", 1.0, 1.0, None);
+        assert!(alone.admit_n("alice", 1).await);
+        assert!(!alone.admit_n("alice", 1).await);
+        let off = SenderRate::new("status", 0.0, 1.0, Some(shared.clone()));
+        let before = shared.calls.lock().len();
+        assert!(off.admit_n("alice", 5).await);
+        assert_eq!(shared.calls.lock().len(), before);
     }
 
     #[test]

@@ -205,11 +205,13 @@ impl FromRequestParts<App> for Metered {
 }
 
 impl Metered {
-    /// Takes `recipients` from the key's rate, or refuses the request.
-    fn charge(&self, app: &App, recipients: usize) -> Result<(), Failure> {
+    /// Takes `recipients` from the key's rate (in a cluster, every
+    /// node's), or refuses the request.
+    async fn charge(&self, app: &App, recipients: usize) -> Result<(), Failure> {
         app.api
             .rates
             .charge(self.key, recipients)
+            .await
             .map_err(|wait| rate_limited(app, wait))
     }
 }

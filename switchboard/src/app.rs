@@ -65,6 +65,7 @@ impl App {
         let mut hub_config = config.hub_config();
         let mut live = None;
         let mut cluster_typing = None;
+        let mut shared_rates: Option<Arc<dyn hub::limits::SharedBuckets>> = None;
         if let Some(cluster) = &cluster {
             // The live state every node shares, in Redis; this node's
             // entries name it by its uid on the bus, so that they go with
@@ -79,6 +80,15 @@ impl App {
             let typing = hub::components::chat::state::MemoryTyping::new(timers);
             let typing = crate::live::RedisTyping::new(cluster, typing, stats.clone());
             cluster_typing = Some(typing.clone());
+            // The per-sender bounds (the components' and the API keys'),
+            // every node's admits together.
+            let rates: Arc<dyn hub::limits::SharedBuckets> =
+                Arc::new(crate::live::RedisRates::new(
+                    cluster,
+                    std::time::Duration::from_millis(config.cluster.rate_timeout_ms),
+                    stats.clone(),
+                ));
+            shared_rates = Some(rates.clone());
             hub_config.live = hub::LiveConfig {
                 node: Some(cluster.uid().to_owned()),
                 presence: Some(Arc::new(presence)),
@@ -87,6 +97,7 @@ impl App {
                     cluster,
                     stats.clone(),
                 ))),
+                rates: Some(rates),
             };
             live = Some(stats);
             let recovery = hub_config.socketio.recovery;
@@ -132,6 +143,20 @@ impl App {
             wait_for_bus(cluster, config).await;
         }
         let dev = crate::dev::DevTokens::from_config(config)?.map(Arc::new);
+        let keys = config
+            .api
+            .keys
+            .iter()
+            .map(|key| key.resolve())
+            .collect::<Result<Vec<_>, crate::config::ConfigError>>()?;
+        let (per_sec, burst) = (config.api.recipients_per_sec, config.api.recipient_burst);
+        let rates = match shared_rates {
+            Some(shared) => {
+                let secrets: Vec<&str> = keys.iter().map(|k| k.key.as_str()).collect();
+                crate::api_rate::KeyRates::shared(&secrets, per_sec, burst, shared)
+            }
+            None => crate::api_rate::KeyRates::new(keys.len(), per_sec, burst),
+        };
         let io = hub.io.clone();
         let engine = Engine::new(config.engine_config(), io.clone());
         if let (Some(cluster), Some(typing)) = (&cluster, cluster_typing) {
@@ -154,19 +179,10 @@ impl App {
             dev,
             web: crate::web::WebClient::from_config(config),
             api: Arc::new(crate::api::ApiConfig {
-                keys: config
-                    .api
-                    .keys
-                    .iter()
-                    .map(|key| key.resolve())
-                    .collect::<Result<_, crate::config::ConfigError>>()?,
+                keys,
                 max_body_bytes: config.api.max_body_bytes,
                 cors_origins: config.api.cors_origins.clone(),
-                rates: crate::api_rate::KeyRates::new(
-                    config.api.keys.len(),
-                    config.api.recipients_per_sec,
-                    config.api.recipient_burst,
-                ),
+                rates,
             }),
         })
     }

@@ -478,13 +478,15 @@ fn cluster_families(
         ),
         ("typing", &live.typing_unavailable, &live.typing_malformed),
         ("calls", &live.calls_unavailable, &live.calls_malformed),
+        ("rates", &live.rates_unavailable, &live.rates_malformed),
     ];
     family(
         e,
         (
             "switchboard_cluster_state_errors",
             "Calls to the live state in Redis that failed, by state and kind: unavailable \
-             (Redis down, slow or refusing; the client is answered unavailable), malformed \
+             (Redis down, slow or refusing; the client is answered unavailable, except for \
+             rates: admitted on the node's own bucket), malformed \
              (a reply that is not what the script returns: keys written by something else).",
             Counter,
         ),

@@ -1,7 +1,9 @@
 //! [`Context`]: what the hub hands each of its components — the store, the
 //! Socket.IO server (to emit to any namespace and room), the notifications
-//! service (a missed call or a mention becomes a notification), and
-//! background tasks that stop with the server ([`Tasks`]).
+//! service (a missed call or a mention becomes a notification),
+//! background tasks that stop with the server ([`Tasks`]), and in a
+//! cluster the buckets its nodes share ([`SharedBuckets`]), with which a
+//! component's per-user bounds count every node's admits.
 //!
 //! A component keeps its live state (typing, presence, ringing calls)
 //! behind a trait of its own with an in-memory implementation, not here:
@@ -14,6 +16,7 @@ use socketio::{Args, SocketIo};
 use super::notifications::Notifications;
 use super::presence::PresenceService;
 use crate::auth::user_room;
+use crate::limits::SharedBuckets;
 use crate::peers::Peers;
 use crate::store::Store;
 use crate::tasks::Tasks;
@@ -35,6 +38,9 @@ pub struct Context {
     /// What to do when another node of the cluster stops (components
     /// whose live state names its node register here).
     pub peers: Peers,
+    /// The token buckets every node of the cluster shares, for the
+    /// per-user bounds ([`crate::limits::SenderRate`]); `None` alone.
+    pub shared_rates: Option<std::sync::Arc<dyn SharedBuckets>>,
 }
 
 impl Context {

@@ -317,7 +317,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "recipients_per_sec",
-                "Recipients one API key may address per second on `POST /api/v1/notifications` and `POST /api/v1/publish`, each key on its own: every user or room a request names counts one (a notification stored per user, an emit per room; a request naming none, a broadcast, counts one). Past it the request is refused 429 `rate_limited` with `Retry-After`, and nothing is stored or sent. The cost, not the requests, is counted so that one key's store writes stay bounded whatever the size of its requests. 0 = no limit.",
+                "Recipients one API key may address per second on `POST /api/v1/notifications` and `POST /api/v1/publish`, each key on its own (in a cluster, its requests to every node together): every user or room a request names counts one (a notification stored per user, an emit per room; a request naming none, a broadcast, counts one). Past it the request is refused 429 `rate_limited` with `Retry-After`, and nothing is stored or sent. The cost, not the requests, is counted so that one key's store writes stay bounded whatever the size of its requests. 0 = no limit.",
             ),
             key(
                 "recipient_burst",
@@ -381,6 +381,10 @@ const SECTIONS: &[Section] = &[
             key(
                 "command_timeout_ms",
                 "How long Redis may take to answer a command (a PUBLISH pipeline, a PING, a PSUBSCRIBE); past it the connection is opened again.",
+            ),
+            key(
+                "rate_timeout_ms",
+                "How long a write (a status change, a chat write or typing start, an invitation, an API publish) waits for Redis to take it from its sender's bucket, which every node shares so that the per-sender limits hold across the cluster. Past it, or when Redis fails, the write is admitted on the node's own bucket (the limit then holds per node), and Redis is not asked again for a second: a Redis that hangs delays at most one write a second by this much. Short on purpose: Redis answers in well under a millisecond when it is well.",
             ),
             key(
                 "health_interval_ms",
@@ -512,7 +516,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "messages_per_sec",
-                "Messages per second per user (all devices together); 0 = no limit.",
+                "Messages per second per user (all devices together; in a cluster, on every node together); 0 = no limit.",
             ),
             key(
                 "message_burst",
@@ -528,7 +532,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "typing_relays_per_sec",
-                "Typing events (starts and the stops that follow them) one user's typing may send each other member per second, whatever the conversation, all devices together: `typing_relay_ms` holds per conversation only, and a user in many groups with the same member would reach them once per group. A start is charged 2 (itself and its stop, which is never refused, so that an indicator does not stick); a start past the limit is not relayed (acked `relayed: false`). 0 = no limit.",
+                "Typing events (starts and the stops that follow them) one user's typing may send each other member per second, whatever the conversation, all devices (and, in a cluster, nodes) together: `typing_relay_ms` holds per conversation only, and a user in many groups with the same member would reach them once per group. A start is charged 2 (itself and its stop, which is never refused, so that an indicator does not stick); a start past the limit is not relayed (acked `relayed: false`). 0 = no limit.",
             ),
             key(
                 "typing_relay_burst",
@@ -560,7 +564,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "members_added_per_min",
-                "Other users a user may put into groups (by creating them or adding members), per minute, all devices together; 0 = no limit. Being in a group counts against the added user's `max_conversations_per_user`, so without this one user could fill other users' conversation cap quickly (a full group per write).",
+                "Other users a user may put into groups (by creating them or adding members), per minute, all devices (and, in a cluster, nodes) together; 0 = no limit. Being in a group counts against the added user's `max_conversations_per_user`, so without this one user could fill other users' conversation cap quickly (a full group per write).",
             ),
             key(
                 "members_added_burst",
@@ -592,7 +596,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "status_changes_per_sec",
-                "`status` events per second per user, all devices together (each change is a store write and an event to every watcher); past it, `status` is refused `rate_limited` and nothing changes. 0 = no limit.",
+                "`status` events per second per user, all devices (and, in a cluster, nodes) together (each change is a store write and an event to every watcher); past it, `status` is refused `rate_limited` and nothing changes. 0 = no limit.",
             ),
             key(
                 "status_change_burst",
@@ -635,7 +639,7 @@ const SECTIONS: &[Section] = &[
             ),
             key(
                 "invites_per_minute",
-                "Invitations one user may send per minute (all their devices together), all at once at most (each may ring several users and leave them a missed-call notification); 0 = no limit.",
+                "Invitations one user may send per minute (all their devices together, on every node of a cluster), all at once at most (each may ring several users and leave them a missed-call notification); 0 = no limit.",
             ),
             key(
                 "stun_urls",

@@ -145,6 +145,9 @@ pub struct ClusterSection {
     pub connect_timeout_ms: u64,
     /// How long Redis may take to answer a command.
     pub command_timeout_ms: u64,
+    /// How long a write waits for Redis to take it from its sender's
+    /// bucket every node shares; past it, admitted on the node's own.
+    pub rate_timeout_ms: u64,
     /// How often an idle connection is checked with a PING.
     pub health_interval_ms: u64,
     /// How long a request to the other nodes waits for their answers.
@@ -198,6 +201,7 @@ impl Default for ClusterSection {
             max_message_bytes: c.max_message_bytes,
             connect_timeout_ms: c.connect_timeout.as_millis() as u64,
             command_timeout_ms: c.command_timeout.as_millis() as u64,
+            rate_timeout_ms: 100,
             health_interval_ms: c.health_interval.as_millis() as u64,
             request_timeout_ms: c.request_timeout.as_millis() as u64,
             heartbeat_interval_ms: c.heartbeat_interval.as_millis() as u64,

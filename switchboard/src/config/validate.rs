@@ -278,6 +278,7 @@ impl Config {
         at_least("cluster.max_message_bytes", c.max_message_bytes, 1)?;
         at_least("cluster.connect_timeout_ms", c.connect_timeout_ms, 1)?;
         at_least("cluster.command_timeout_ms", c.command_timeout_ms, 1)?;
+        at_least("cluster.rate_timeout_ms", c.rate_timeout_ms, 1)?;
         at_least(
             "cluster.health_interval_ms",
             c.health_interval_ms,

@@ -9,6 +9,8 @@
 //! - [`presence`]: [`RedisPresence`], who is online.
 //! - [`typing`]: [`RedisTyping`], which typing indicators each node shows.
 //! - [`calls`]: [`RedisCalls`], the live calls.
+//! - [`rates`]: [`RedisRates`], the token buckets of the per-sender
+//!   bounds, shared so that they hold across the nodes.
 //! - [`watch_nodes`]: what a node does when another stops: its live state
 //!   is dropped at once ([`hub::Hub::node_dropped`]).
 //! - [`rejoin_clean`]: what a node does when it finds the others may
@@ -19,7 +21,8 @@
 //!
 //! Keys live under `<cluster.key_prefix>-<state>#…` and are listed, with
 //! when they go, in `docs/DEPLOY.md`. Nothing here has a TTL: an entry goes
-//! when what made it goes (a device leaves, its node stops).
+//! when what made it goes (a device leaves, its node stops) — except a
+//! rate's bucket, which goes when it has refilled.
 //!
 //! A reply Redis gives that is not what the script returns (another
 //! program writing the keys, a version mismatch) is an error of the call
@@ -27,6 +30,7 @@
 
 pub mod calls;
 pub mod presence;
+pub mod rates;
 pub mod typing;
 
 use std::sync::Arc;
@@ -36,6 +40,7 @@ use cluster::redis::{self, Value};
 
 pub use calls::RedisCalls;
 pub use presence::RedisPresence;
+pub use rates::RedisRates;
 pub use typing::RedisTyping;
 
 /// Failures of the live state in Redis, for `/metrics`.
@@ -53,6 +58,11 @@ pub struct LiveStats {
     pub calls_unavailable: AtomicU64,
     /// Calls Redis held that were not ours to read.
     pub calls_malformed: AtomicU64,
+    /// Takes from the shared rate buckets Redis did not answer (admitted
+    /// on the node's own bucket).
+    pub rates_unavailable: AtomicU64,
+    /// Rate script replies that were not what it returns.
+    pub rates_malformed: AtomicU64,
 }
 
 /// A reply that is not what a script returns.
@@ -66,8 +76,17 @@ async fn invoke(
     cluster: &cluster::Cluster,
     invocation: &redis::ScriptInvocation<'_>,
 ) -> Result<Value, String> {
+    invoke_within(cluster, invocation, cluster.command_timeout()).await
+}
+
+/// [`invoke`] bounded by `limit` instead.
+async fn invoke_within(
+    cluster: &cluster::Cluster,
+    invocation: &redis::ScriptInvocation<'_>,
+    limit: std::time::Duration,
+) -> Result<Value, String> {
     let mut conn = cluster.connection().ok_or(NOT_CONNECTED)?;
-    bounded(cluster, invocation.invoke_async::<Value>(&mut conn)).await
+    within(limit, invocation.invoke_async::<Value>(&mut conn)).await
 }
 
 /// Runs one command on the cluster's connection, bounded by
@@ -83,7 +102,13 @@ async fn bounded(
     cluster: &cluster::Cluster,
     call: impl std::future::Future<Output = redis::RedisResult<Value>>,
 ) -> Result<Value, String> {
-    let limit = cluster.command_timeout();
+    within(cluster.command_timeout(), call).await
+}
+
+async fn within(
+    limit: std::time::Duration,
+    call: impl std::future::Future<Output = redis::RedisResult<Value>>,
+) -> Result<Value, String> {
     match tokio::time::timeout(limit, call).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(format!("redis: {err}")),

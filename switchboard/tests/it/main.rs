@@ -21,6 +21,7 @@ mod chat_writes;
 mod cluster;
 mod cluster_chat;
 mod cluster_hub;
+mod cluster_limits;
 mod cluster_store_outage;
 mod cluster_tls;
 mod components;

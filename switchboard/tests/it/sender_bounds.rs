@@ -16,33 +16,38 @@ use serde_json::{Value, json};
 use crate::common::{Device, HttpResponse, RawServer, http, start_raw};
 
 /// A bound as a test configures it: a token bucket.
-struct Bucket {
-    burst: f64,
-    per_sec: f64,
+pub(crate) struct Bucket {
+    pub(crate) burst: f64,
+    pub(crate) per_sec: f64,
 }
 
 impl Bucket {
     /// `burst` at once, `per_sec` sustained.
-    fn new(burst: f64, per_sec: f64) -> Bucket {
+    pub(crate) fn new(burst: f64, per_sec: f64) -> Bucket {
         Bucket { burst, per_sec }
     }
 
     /// Most it admits from `since` to now: what an attacker may get
     /// through, however fast they send.
-    fn allowed(&self, since: Instant) -> usize {
+    pub(crate) fn allowed(&self, since: Instant) -> usize {
         (self.burst + self.per_sec * since.elapsed().as_secs_f64()).floor() as usize
     }
 
     /// A server with the test secret and the default namespaces, this
     /// bound as `[section]`'s keys `rate` and `burst`, and `more` keys of
     /// that section.
-    async fn serve(&self, section: &str, [rate, burst]: [&str; 2], more: &str) -> RawServer {
+    async fn serve(&self, section: &str, keys: [&str; 2], more: &str) -> RawServer {
         start_raw(&format!(
             "[auth]\nhs256_secret = \"test-secret\"\n\
-             [{section}]\n{rate} = {}\n{burst} = {}\n{more}\n",
-            self.per_sec, self.burst
+             [{section}]\n{}\n{more}\n",
+            self.keys(keys)
         ))
         .await
+    }
+
+    /// This bound as a section's keys `rate` and `burst`.
+    pub(crate) fn keys(&self, [rate, burst]: [&str; 2]) -> String {
+        format!("{rate} = {}\n{burst} = {}", self.per_sec, self.burst)
     }
 }
 
@@ -213,7 +218,7 @@ async fn typing_is_bounded_per_user_across_conversations() {
 const API_BOUND: [&str; 2] = ["recipients_per_sec", "recipient_burst"];
 
 /// A request with API key `key` and a JSON body.
-async fn post(addr: SocketAddr, key: &str, path: &str, body: &str) -> HttpResponse {
+pub(crate) async fn post(addr: SocketAddr, key: &str, path: &str, body: &str) -> HttpResponse {
     let auth = format!("Bearer {key}");
     http(
         addr,
@@ -228,13 +233,13 @@ async fn post(addr: SocketAddr, key: &str, path: &str, body: &str) -> HttpRespon
     .await
 }
 
-fn json_of(response: &HttpResponse) -> Value {
+pub(crate) fn json_of(response: &HttpResponse) -> Value {
     assert_eq!(response.headers["content-type"], "application/json");
     serde_json::from_str(&response.body).unwrap()
 }
 
 /// A 429 as the API answers it: the JSON error, and when to retry.
-fn retry_after(response: &HttpResponse) -> u64 {
+pub(crate) fn retry_after(response: &HttpResponse) -> u64 {
     assert_eq!(response.status, 429, "{}", response.body);
     let body = json_of(response);
     assert_eq!(body["ok"], false, "{body}");

@@ -36,7 +36,7 @@ use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
 use crate::components::kit::{emit_to_users, parse, reply};
 use crate::identity::Identity;
-use crate::limits::{KeyedBuckets, TokenBucket};
+use crate::limits::{SenderRate, TokenBucket};
 use crate::services::Context;
 use crate::services::notifications::NewNotification;
 
@@ -126,9 +126,9 @@ struct Inner {
     /// ([`Calls::in_namespace`]): what a stopped node left is handled by
     /// whichever node drops it, sockets or not.
     name: std::sync::OnceLock<String>,
-    /// Invitations per user, of all their devices together: more
-    /// connections do not ring more phones.
-    invites: KeyedBuckets,
+    /// Invitations per user, of all their devices together (in a cluster,
+    /// on every node together): more connections do not ring more phones.
+    invites: SenderRate,
 }
 
 impl Calls {
@@ -143,7 +143,12 @@ impl Calls {
             tracing::warn!("calls.turn_urls without calls.turn_secret: no TURN server handed out");
         }
         let per_minute = config.invites_per_minute;
-        let invites = KeyedBuckets::new(per_minute / 60.0, per_minute.max(1.0));
+        let invites = SenderRate::new(
+            "invite",
+            per_minute / 60.0,
+            per_minute.max(1.0),
+            ctx.shared_rates.clone(),
+        );
         let inner = Arc::new(Inner {
             ctx,
             config,
@@ -288,14 +293,9 @@ impl Inner {
         match event {
             "call:invite" => {
                 let args = parse::<InviteArgs>(args, event)?;
-                if !self.invites.admit(user) {
-                    return Err(HubError::new(
-                        ErrorCode::RateLimited,
-                        format!(
-                            "at most {} invitations a minute per user",
-                            config.invites_per_minute
-                        ),
-                    ));
+                // The cluster's share is taken by `invite`.
+                if !self.invites.admit_here(user, 1) {
+                    return Err(self.too_many_invites());
                 }
                 Ok(CallsEvent::Invite(args))
             }
@@ -363,12 +363,26 @@ impl Inner {
         ))
     }
 
+    fn too_many_invites(&self) -> HubError {
+        HubError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "at most {} invitations a minute per user",
+                self.config.invites_per_minute
+            ),
+        )
+    }
+
     async fn invite(
         self: &Arc<Self>,
         socket: &Arc<Socket>,
         caller: &str,
         args: InviteArgs,
     ) -> Reply {
+        // Admitted on this node by `parse`; now by the cluster.
+        if !self.invites.confirm(caller, 1).await {
+            return Err(self.too_many_invites());
+        }
         let config = &self.config;
         let mut users: Vec<String> = Vec::with_capacity(args.users.len());
         for user in args.users {
@@ -935,6 +949,7 @@ mod tests {
             presence: PresenceService::new(Arc::new(MemoryState::new(4)), store.clone()),
             tasks: crate::tasks::Tasks::new(),
             peers: Default::default(),
+            shared_rates: None,
         };
         let flaky = Arc::new(Flaky {
             inner: MemoryCallState::new(),

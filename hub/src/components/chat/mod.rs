@@ -64,7 +64,7 @@ use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
 use crate::components::kit::{as_value, emit_to_users, emit_to_users_published, reply};
 use crate::identity::Identity;
-use crate::limits::KeyedBuckets;
+use crate::limits::SenderRate;
 use crate::services::Context;
 use crate::services::notifications::NewNotification;
 use payloads::*;
@@ -206,9 +206,9 @@ struct Inner {
     typing: Arc<dyn TypingState>,
     rate: rate::UserRate,
     /// Others each user has put into groups (`members_added_per_min`).
-    added_by: KeyedBuckets,
+    added_by: SenderRate,
     /// Typing relays each user's starts may cause (`typing_relays_per_sec`).
-    typing_rate: KeyedBuckets,
+    typing_rate: SenderRate,
     /// The namespace served, learnt from the first socket (delivery and
     /// the typing sweep emit to it).
     ns: Arc<OnceLock<Weak<Namespace>>>,
@@ -291,14 +291,25 @@ impl Chat {
             deliver,
         );
         let inner = Arc::new(Inner {
-            rate: rate::UserRate::new(config.messages_per_sec, config.message_burst),
-            added_by: KeyedBuckets::new(
+            rate: rate::UserRate::new(
+                config.messages_per_sec,
+                config.message_burst,
+                ctx.shared_rates.clone(),
+            ),
+            added_by: SenderRate::new(
+                "added",
                 config.members_added_per_min / 60.0,
                 config
                     .members_added_burst
                     .max(config.max_members.saturating_sub(1) as f64),
+                ctx.shared_rates.clone(),
             ),
-            typing_rate: KeyedBuckets::new(config.typing_relays_per_sec, config.typing_relay_burst),
+            typing_rate: SenderRate::new(
+                "typing",
+                config.typing_relays_per_sec,
+                config.typing_relay_burst,
+                ctx.shared_rates.clone(),
+            ),
             ctx,
             config,
             writer,
@@ -616,6 +627,22 @@ enum ChatEvent {
     Typing(Typing),
 }
 
+impl ChatEvent {
+    /// Whether [`Inner::parse`] took it from the user's write bucket on
+    /// this node (the cluster's share is then taken by [`Inner::handle`]).
+    fn admitted_by_parse(&self) -> bool {
+        matches!(
+            self,
+            ChatEvent::AddMembers(_)
+                | ChatEvent::Leave(_)
+                | ChatEvent::RemoveMember(_)
+                | ChatEvent::Edit(_)
+                | ChatEvent::Delete(_)
+                | ChatEvent::Read(_)
+        )
+    }
+}
+
 /// The writer's operation for a checked send.
 fn send_op(user: &str, conversation: i64, send: SendMessage) -> Op {
     Op::Send {
@@ -705,25 +732,42 @@ impl Inner {
         Ok(())
     }
 
-    /// Takes one from `user`'s write bucket: every event that writes for
-    /// others to see (sends, edits, deletes, conversation changes, reads).
+    /// Takes one from `user`'s write bucket on this node: every event that
+    /// writes for others to see (sends, edits, deletes, conversation
+    /// changes, reads). What it admits is then [`confirm`](Self::confirm)ed
+    /// by the cluster's bucket.
     fn admit(&self, user: &str) -> Result<(), HubError> {
         if self.rate.admit(user) {
             return Ok(());
         }
-        Err(HubError::new(
+        Err(self.too_many_writes())
+    }
+
+    /// Takes the write [`admit`](Self::admit) admitted from `user`'s
+    /// bucket in the cluster (every node's devices together); alone, at
+    /// once.
+    async fn confirm(&self, user: &str) -> Result<(), HubError> {
+        if self.rate.confirm(user).await {
+            return Ok(());
+        }
+        Err(self.too_many_writes())
+    }
+
+    fn too_many_writes(&self) -> HubError {
+        HubError::new(
             ErrorCode::RateLimited,
             format!(
                 "at most {} writes (messages, edits, reads…) per second per user",
                 self.config.messages_per_sec
             ),
-        ))
+        )
     }
 
     /// Takes `others` from `user`'s budget of users put into groups
-    /// (`members_added_per_min`): all of them, or the event is refused.
-    fn admit_added(&self, user: &str, others: usize) -> Result<(), HubError> {
-        if others == 0 || self.added_by.admit_n(user, others) {
+    /// (`members_added_per_min`, every node's together): all of them, or
+    /// the event is refused.
+    async fn admit_added(&self, user: &str, others: usize) -> Result<(), HubError> {
+        if others == 0 || self.added_by.admit_n(user, others).await {
             return Ok(());
         }
         Err(HubError::new(
@@ -840,8 +884,9 @@ impl Inner {
     }
 
     /// Reads `event` once, or says what is wrong. The events that write
-    /// take from `user`'s write rate first, before their payload is read
-    /// (a send, and a create, once it is checked).
+    /// take from `user`'s write rate on this node first, before their
+    /// payload is read (a send, and a create, once it is checked); each
+    /// one taken here is [`ChatEvent::admitted_by_parse`].
     fn parse(&self, user: &str, event: &str, args: &Args) -> Result<ChatEvent, HubError> {
         Ok(match event {
             "conversations" => ChatEvent::Conversations(parse_or_default(args)?),
@@ -884,6 +929,9 @@ impl Inner {
     }
 
     async fn handle(&self, socket: &Socket, user: String, event: ChatEvent) -> Reply {
+        if event.admitted_by_parse() {
+            self.confirm(&user).await?;
+        }
         match event {
             ChatEvent::Conversations(list) => self.conversations(&user, list).await,
             ChatEvent::Create(create) => self.create(&user, create).await,
@@ -916,7 +964,7 @@ impl Inner {
         let mut others: Vec<&String> = add.users.iter().filter(|u| **u != user).collect();
         others.sort();
         others.dedup();
-        self.admit_added(&user, others.len())?;
+        self.admit_added(&user, others.len()).await?;
         let done = self
             .writer
             .submit(Op::AddMembers {
@@ -1068,7 +1116,7 @@ impl Inner {
             // Charged before the state is asked (two concurrent starts of
             // the user must not both pass on one token), given back if
             // the start is not relayed (a renewal, too soon, a failure).
-            if !self.typing_rate.admit_n(user, TYPING_START_COST) {
+            if !self.typing_rate.admit_n(user, TYPING_START_COST).await {
                 return reply(&Relayed { relayed: false });
             }
         }
@@ -1082,7 +1130,7 @@ impl Inner {
             .set(conversation, user, socket, typing.typing)
             .await;
         if typing.typing && !matches!(relay, Ok(Some(_))) {
-            self.typing_rate.give_back(user, TYPING_START_COST);
+            self.typing_rate.give_back(user, TYPING_START_COST).await;
         }
         let relay = relay?;
         let relayed = relay.is_some();
@@ -1161,6 +1209,7 @@ impl Inner {
         let ns = self.namespace();
         let now = now_ms();
         self.admit(user)?;
+        self.confirm(user).await?;
         if let Some(other) = create.direct {
             if create.name.is_some() || !create.members.is_empty() {
                 return Err(HubError::bad_request(
@@ -1205,7 +1254,7 @@ impl Inner {
                 format!("a group has at most {} members", self.config.max_members),
             ));
         }
-        self.admit_added(user, members.len() - 1)?;
+        self.admit_added(user, members.len() - 1).await?;
         let cap = self.config.max_conversations_per_user;
         let summary = self
             .ctx
@@ -1345,6 +1394,7 @@ impl Inner {
 
     async fn send(&self, user: &str, send: SendMessage) -> Reply {
         self.check_send(user, &send)?;
+        self.confirm(user).await?;
         let conversation = match (send.conversation, &send.to) {
             (Some(id), _) => id,
             (None, Some(to)) => self.direct_for_send(user, to).await?,
@@ -1370,6 +1420,7 @@ impl Inner {
     ) -> impl Future<Output = Reply> + Send + 'static {
         let queued = async {
             self.check_send(&user, &send)?;
+            self.confirm(&user).await?;
             let permit = in_flight
                 .acquire_owned()
                 .await

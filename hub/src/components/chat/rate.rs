@@ -1,29 +1,35 @@
 //! The per-user message rate: a token bucket per user (of every device
 //! together, unlike the per-socket event limit), so that opening more
-//! connections does not let one user flood a conversation.
+//! connections does not let one user flood a conversation; in a cluster,
+//! of every node together ([`SenderRate`]: this node's bucket first, then
+//! the one the nodes share).
 //!
 //! One lock for every user's bucket, on purpose: an admit holds it about a
 //! quarter of a microsecond, and splitting the map into shards measured
 //! no faster (`docs/BENCHMARKS.md`, "The chat writer").
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::limits::KeyedBuckets;
+use crate::limits::{SenderRate, SharedBuckets};
 
 /// Messages per second per user, with a burst.
 pub struct UserRate {
-    buckets: KeyedBuckets,
+    buckets: SenderRate,
 }
 
 impl UserRate {
     /// `per_sec` 0 turns the limit off; the burst is at least one message.
-    pub fn new(per_sec: f64, burst: f64) -> UserRate {
+    /// `shared`: the cluster's buckets, `None` alone.
+    pub fn new(per_sec: f64, burst: f64, shared: Option<Arc<dyn SharedBuckets>>) -> UserRate {
         UserRate {
-            buckets: KeyedBuckets::new(per_sec, burst.max(1.0)),
+            buckets: SenderRate::new("write", per_sec, burst.max(1.0), shared),
         }
     }
 
-    /// Takes one message from `user`'s bucket; false if it is empty.
+    /// Takes one message from `user`'s bucket on this node; false if it
+    /// is empty. What it admits is [`confirm`](Self::confirm)ed next.
     pub fn admit(&self, user: &str) -> bool {
         self.admit_at(user, Instant::now())
     }
@@ -31,7 +37,14 @@ impl UserRate {
     fn admit_at(&self, user: &str, now: Instant) -> bool {
         // The map holds users (authenticated ids), not client-chosen
         // strings, and forgets refilled buckets as it goes.
-        self.buckets.admit_at(user, now)
+        self.buckets.admit_here_at(user, 1, now)
+    }
+
+    /// Takes the message [`admit`](Self::admit) admitted from `user`'s
+    /// bucket in the cluster; false if the user's other nodes used it up
+    /// (true at once alone).
+    pub fn confirm(&self, user: &str) -> impl Future<Output = bool> + Send + use<> {
+        self.buckets.confirm(user, 1)
     }
 }
 
@@ -42,7 +55,7 @@ mod tests {
 
     #[test]
     fn a_user_gets_the_burst_then_the_rate() {
-        let rate = UserRate::new(10.0, 3.0);
+        let rate = UserRate::new(10.0, 3.0, None);
         let t0 = Instant::now();
         for _ in 0..3 {
             assert!(rate.admit_at("alice", t0));
@@ -51,7 +64,7 @@ mod tests {
         assert!(rate.admit_at("bob", t0), "buckets are per user");
         assert!(rate.admit_at("alice", t0 + Duration::from_millis(100)));
         assert!(!rate.admit_at("alice", t0 + Duration::from_millis(100)));
-        assert!(UserRate::new(0.0, 1.0).admit_at("x", t0));
+        assert!(UserRate::new(0.0, 1.0, None).admit_at("x", t0));
     }
 
     /// A measurement, not a check (`cargo test --release -p hub --lib --
@@ -66,7 +79,7 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .unwrap_or(4);
         let per_thread = 2_000_000 / threads;
-        let rate = UserRate::new(1e12, 1e12);
+        let rate = UserRate::new(1e12, 1e12, None);
         let users: Vec<String> = (0..1_000).map(|i| format!("user-{i}")).collect();
         let started = Instant::now();
         std::thread::scope(|scope| {

@@ -43,7 +43,7 @@ use crate::clock::now_ms;
 use crate::component::{Component, ErrorCode, HubError, Reply};
 use crate::components::kit;
 use crate::identity::Identity;
-use crate::limits::KeyedBuckets;
+use crate::limits::SenderRate;
 use crate::services::Context;
 use crate::services::presence::state::{Departure, Device, Remembered};
 use crate::services::presence::{MemoryState, PresenceService, Status, UserPresence};
@@ -284,36 +284,61 @@ pub struct Presence {
     ctx: Context,
     config: Arc<PresenceConfig>,
     /// `status` events per user (`status_changes_per_sec`): a bucket per
-    /// user who chose a status lately, forgotten once refilled.
-    status_rate: KeyedBuckets,
+    /// user who chose a status lately, forgotten once refilled, and in a
+    /// cluster the user's bucket every node shares.
+    status_rate: SenderRate,
 }
 
 impl Presence {
     /// Serves `/presence` from `ctx.presence`, the hub's shared state.
     pub fn new(ctx: Context, config: PresenceConfig) -> Presence {
         Presence {
-            ctx,
-            status_rate: KeyedBuckets::new(
+            status_rate: SenderRate::new(
+                "status",
                 config.status_changes_per_sec,
                 config.status_change_burst,
+                ctx.shared_rates.clone(),
             ),
+            ctx,
             config: Arc::new(config),
         }
     }
 
-    /// Takes one `status` from `user`'s bucket (every device of the user
-    /// together), or refuses it `rate_limited`.
+    /// Takes one `status` from `user`'s bucket on this node (every device
+    /// of the user together), or refuses it `rate_limited`; the cluster's
+    /// share is [`confirm_status`](Self::confirm_status)ed after.
     fn admit_status(&self, user: &str) -> Result<(), HubError> {
-        if self.status_rate.admit(user) {
+        if self.status_rate.admit_here(user, 1) {
             return Ok(());
         }
-        Err(HubError::new(
+        Err(self.too_many_statuses())
+    }
+
+    /// Takes the admitted `status` from `user`'s bucket in the cluster
+    /// (every node's devices together), or refuses it `rate_limited`.
+    fn confirm_status(
+        &self,
+        user: &str,
+    ) -> impl Future<Output = Result<(), HubError>> + Send + use<> {
+        let confirmed = self.status_rate.confirm(user, 1);
+        let refusal = self.too_many_statuses();
+        async move {
+            if confirmed.await {
+                Ok(())
+            } else {
+                Err(refusal)
+            }
+        }
+    }
+
+    fn too_many_statuses(&self) -> HubError {
+        HubError::new(
             ErrorCode::RateLimited,
             format!(
                 "at most {} status changes per second per user (all devices together)",
                 self.config.status_changes_per_sec
             ),
-        ))
+        )
     }
 
     /// `watch` / `unwatch`'s user ids: 1 to `max_watch` of them, each 1 to
@@ -631,12 +656,18 @@ impl Component for Presence {
             PresenceEvent::Status(_) => self.admit_status(&user.user).map(|()| parsed),
             _ => Ok(parsed),
         });
+        let confirmed =
+            matches!(parsed, Ok(PresenceEvent::Status(_))).then(|| self.confirm_status(&user.user));
         let service = self.ctx.presence.clone();
         let policy = self.config.watch_policy.0.clone();
         let max = self.config.max_watch;
         let socket = socket.clone();
         async move {
-            match parsed? {
+            let parsed = parsed?;
+            if let Some(confirmed) = confirmed {
+                confirmed.await?;
+            }
+            match parsed {
                 PresenceEvent::Status(status) => {
                     set_status(service, socket, user.user, status).await
                 }
