@@ -1428,3 +1428,69 @@ async fn in_sharded_mode_a_dropped_subscription_comes_back_and_so_do_its_rooms_c
     let got = round(&mut members, 0, 1, r#""rooms":["r1"]"#).await;
     assert_eq!(got, [("b1", 1)]);
 }
+
+#[tokio::test]
+async fn a_subscriber_cut_by_the_pubsub_output_buffer_limit_is_noticed_and_its_clients_recover() {
+    use crate::recovery::{broadcast, event, ids, join};
+    use serde_json::json;
+    if redis_url().is_none() {
+        return;
+    }
+    // A Redis of its own: the limit applies to every subscriber of it.
+    let redis = OwnRedis::start();
+    let url = redis.url();
+    let Some(sections) =
+        cluster_sections_on(&url, "reconnect_min_ms = 20\nreconnect_max_ms = 100").await
+    else {
+        return;
+    };
+    let a = start(&sections).await;
+    let b = start(&sections).await;
+    let (node_a, node_b) = (a.cluster(), b.cluster());
+    assert!(node_b.wait_up(WAIT).await);
+    until_nodes(node_a, 1).await;
+    // Alice on B in room r; Bob on A broadcasts 0 there.
+    let (mut alice, reply) =
+        connect_secure(b.addr, &json!({"token": token("alice", 600)}).to_string()).await;
+    let (sid, pid) = ids(&reply);
+    join(&mut alice, "r").await;
+    let (mut bob, _) =
+        connect_secure(a.addr, &json!({"token": token("bob", 600)}).to_string()).await;
+    broadcast(&mut bob, "r", json!(0)).await;
+    let (data, offset) = event(&alice.recv().await);
+    assert_eq!(data, 0);
+    let prefix = key_prefix(&sections);
+    until_session_has(&url, &prefix, &pid, "r:r").await;
+
+    // Redis lets a subscriber fall 1 KB behind, and 100 KB go out on the
+    // namespace's channel at once: Redis closes the subscribers'
+    // connections (`client-output-buffer-limit pubsub`), and whatever
+    // else was published then is lost to them.
+    let limit = ["CONFIG", "SET", "client-output-buffer-limit"];
+    let answer = redis_cli(&url, &[&limit[..], &["pubsub 1024 0 0"]].concat());
+    assert_eq!(answer.trim(), "OK", "{answer}");
+    let cut = node_b.stats().subscribe_reconnects;
+    let big = "x".repeat(100 * 1024);
+    redis_cli(&url, &["PUBLISH", &format!("{prefix}#/secure#"), &big]);
+
+    // B notices, subscribes again and tells its clients to resynchronize:
+    // Alice's connection closes as a transport (no DISCONNECT).
+    let frames = alice.until_closed().await;
+    assert!(!frames.iter().any(|f| f.starts_with("41")), "{frames:?}");
+    let answer = redis_cli(
+        &url,
+        &[&limit[..], &["pubsub 33554432 8388608 60"]].concat(),
+    );
+    assert_eq!(answer.trim(), "OK", "{answer}");
+    assert!(node_b.stats().subscribe_reconnects > cut);
+    assert!(node_b.stats().rejoins >= 1);
+
+    // She comes back with her last offset: the same socket, in her room.
+    let auth = json!({"token": token("alice", 600), "pid": pid, "offset": offset});
+    let (mut alice, reply) = connect_secure(b.addr, &auth.to_string()).await;
+    assert_eq!(ids(&reply), (sid, pid));
+    alice.emit_to("/secure", 5, "rooms", "").await;
+    let rooms = alice.recv().await;
+    assert!(rooms.starts_with("43/secure,5["), "{rooms}");
+    assert!(rooms.contains("\"r\""), "{rooms}");
+}
