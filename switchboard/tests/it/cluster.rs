@@ -1494,3 +1494,37 @@ async fn a_subscriber_cut_by_the_pubsub_output_buffer_limit_is_noticed_and_its_c
     assert!(rooms.starts_with("43/secure,5["), "{rooms}");
     assert!(rooms.contains("\"r\""), "{rooms}");
 }
+
+#[tokio::test]
+async fn an_idle_subscription_to_a_redis_gone_silent_is_noticed_by_its_probe() {
+    if redis_url().is_none() {
+        return;
+    }
+    // Redis frozen (SIGSTOP): its connections stay open and say nothing,
+    // so only the node's PING on its idle subscription can tell.
+    let redis = OwnRedis::start();
+    // A PING unanswered for `command_timeout_ms` is a dead connection.
+    let keys = "command_timeout_ms = 300\nconnect_timeout_ms = 300";
+    let Some(nodes) = start_cluster_on(1, "", &redis.url(), keys).await else {
+        return;
+    };
+    let node = nodes[0].addr;
+    until_readyz(node, 200).await;
+    signal(redis.pid(), "STOP");
+    until_stopped(redis.pid()).await;
+    let body = until_readyz(node, 503).await;
+    assert_eq!(body["error"]["code"], "bus_unreachable", "{body}");
+    // The publisher's heartbeat fails first; the subscription, which
+    // receives nothing anyway, is found dead by its probe.
+    let cluster = nodes[0].cluster();
+    tokio::time::timeout(WAIT, async {
+        while cluster.health().subscribe_up {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the subscription is found dead");
+    signal(redis.pid(), "CONT");
+    let body = until_readyz(node, 200).await;
+    assert_eq!(body["cluster"]["subscribe"], "up", "{body}");
+}
