@@ -1,14 +1,18 @@
 // The chat screen (/chat): the conversations list with unread badges, the
-// open conversation's messages (kept per conversation by seq, so a message
-// is never shown twice and always in order), history on scroll, sends that
-// survive a cut (a client_id per message, resent until acked), typing and
-// read marks, and the catch-up after a reconnection.
+// open conversation's messages — a window of at most about WINDOW of them,
+// by seq (so a message is never shown twice and always in order), paged in
+// at either end as the user scrolls and dropped at the other, drawn node by
+// node by messages.ts — the place in each conversation kept across reloads,
+// sends that survive a cut (a client_id per message, resent until acked),
+// typing and read marks, and the catch-up after a reconnection.
 
 import type { Connection } from "./connection";
 import { AckError } from "./connection";
 import type { Message, Summary } from "./contract";
-import { byId, el, formatTime, randomId, reconcile, show } from "./dom";
+import { byId, el, randomId, reconcile, show } from "./dom";
+import { MessageView } from "./messages";
 import type { WatchKind } from "./presence";
+import { MessageSearch } from "./search";
 
 // The hub's types, from the generated contract: what the page stores is what
 // the hub sends.
@@ -19,15 +23,29 @@ export type Conversation = Summary;
 /** What the page keeps of one conversation. */
 interface ConvState {
   conv: Conversation;
-  /** Messages by seq: one entry per seq, whatever delivered it (live, history, catch-up). */
+  /**
+   * The window of messages held, by seq: one entry per seq, whatever
+   * delivered it (live, history, catch-up); contiguous, at most about
+   * WINDOW, and only for the open conversation.
+   */
   messages: Map<number, Message>;
-  /** Whether its history was fetched (then the catch-up after a reconnect fetches what follows). */
+  /** Whether its window was fetched (then the catch-up after a reconnect fetches what follows). */
   loaded: boolean;
+  /** Older messages than the window's exist on the hub. */
   hasMoreBefore: boolean;
+  /** The window ends at the conversation's newest message: live ones are shown (else counted). */
+  atNewest: boolean;
+  /** Live messages that arrived while the window was away from the newest. */
+  liveUnseen: number;
+  /** The first unread seq when the conversation was opened (0: none), where "New messages" shows. */
+  dividerSeq: number;
+  /** Bumped by every new window: an answer for an older one is dropped. */
+  generation: number;
   loadingOlder: boolean;
+  loadingNewer: boolean;
   syncing: boolean;
   resync: boolean;
-  /** Other members' read marks (from `read` receipts). */
+  /** Other members' read marks (from `read` receipts, and from their own messages: a send moves the sender's mark). */
   receipts: Map<string, number>;
   /** Who is typing here, with the safety-net timer that clears each. */
   typing: Map<string, number>;
@@ -49,7 +67,16 @@ export interface ChatHooks {
   watch(users: string[], kind: WatchKind): void;
 }
 
-const PAGE = 50;
+/** Messages per history request (the hub's `chat.max_page` default is 100). */
+const PAGE = 100;
+/** Messages held and drawn for the open conversation: enough for several screens either way, few enough for a phone. */
+const WINDOW = 500;
+/** How close to an edge of the list (px, or a screen if more) the next page is fetched. */
+const EDGE_PX = 400;
+/** Where the first unread message goes when a conversation opens on it: this far below the top. */
+const DIVIDER_OFFSET = 24;
+/** The place in a conversation is remembered at most this often while scrolling. */
+const ANCHOR_SAVE_MS = 250;
 /** The hub's `chat.max_text_chars` default: the longest text it takes, in characters (code points). */
 const MAX_TEXT_CHARS = 4000;
 const TYPING_RENEW_MS = 3000;
@@ -66,13 +93,17 @@ export class Chat {
   private lastInputAt = 0;
   private typingConv: number | null = null;
   private connectedOnce = false;
+  private anchorTimer: number | null = null;
 
   private readonly list = byId<HTMLUListElement>("conversations");
   private readonly messagesEl = byId<HTMLOListElement>("messages");
   private readonly composer = byId<HTMLFormElement>("composer");
   private readonly text = byId<HTMLTextAreaElement>("composer-text");
   private readonly convNodes = new Map<string, HTMLLIElement>();
-  private readonly messageNodes = new Map<string, HTMLLIElement>();
+  private readonly view: MessageView;
+  private readonly search: MessageSearch;
+  /** "N new messages ↓": back to the newest. */
+  private readonly jump = el("button", { type: "button", id: "jump-newest", hidden: true });
 
   /**
    * The open conversation, for the other screens (calls): its id, members
@@ -88,6 +119,26 @@ export class Chat {
     private readonly me: string,
     private readonly hooks: ChatHooks,
   ) {
+    this.view = new MessageView(this.messagesEl, me);
+    this.search = new MessageSearch(this.messagesEl);
+    // Built here rather than in index.html: they belong to the list they work on.
+    byId("conversation-title").after(this.search.button);
+    this.messagesEl.before(this.search.bar);
+    this.messagesEl.after(this.jump);
+    this.text.dir = "auto";
+    this.jump.addEventListener("click", () => {
+      const st = this.openId === null ? undefined : this.convs.get(this.openId);
+      if (!st) return;
+      if (st.atNewest) this.scrollToBottom();
+      else void this.jumpToNewest(st);
+      this.text.focus();
+    });
+    byId("conversation").addEventListener("keydown", (event) => {
+      if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "f" && this.openId !== null) {
+        event.preventDefault();
+        this.search.open();
+      }
+    });
     const chat = conn.chat;
     chat.on("connect", () => void this.onConnect());
     chat.on("message", (m: Message) => this.onMessage(m));
@@ -120,10 +171,7 @@ export class Chat {
     });
     this.text.addEventListener("input", () => this.onComposerInput());
     this.text.addEventListener("blur", () => this.stopTyping());
-    this.messagesEl.addEventListener("scroll", () => {
-      if (this.messagesEl.scrollTop < 80) void this.loadOlder();
-      this.maybeMarkRead();
-    });
+    this.messagesEl.addEventListener("scroll", () => this.onScroll(), { passive: true });
     document.addEventListener("visibilitychange", () => this.maybeMarkRead());
     window.addEventListener("focus", () => this.maybeMarkRead());
 
@@ -148,7 +196,7 @@ export class Chat {
     if (reconnect) for (const st of this.convs.values()) if (st.loaded) void this.syncAfter(st);
     if (this.openId !== null) {
       const st = this.convs.get(this.openId);
-      if (st && !st.loaded) void this.loadNewest(st);
+      if (st && !st.loaded) void this.load(st);
     }
   }
 
@@ -179,7 +227,12 @@ export class Chat {
         messages: new Map(),
         loaded: false,
         hasMoreBefore: true,
+        atNewest: true,
+        liveUnseen: 0,
+        dividerSeq: 0,
+        generation: 0,
         loadingOlder: false,
+        loadingNewer: false,
         syncing: false,
         resync: false,
         receipts: new Map(),
@@ -220,7 +273,12 @@ export class Chat {
     if (!st) return;
     if (user === this.me) {
       this.convs.delete(id);
-      if (this.openId === id) this.openId = null;
+      if (this.openId === id) {
+        this.openId = null;
+        this.view.reset();
+        this.search.close();
+        this.renderJump();
+      }
     } else {
       st.conv.members = st.conv.members.filter((u) => u !== user);
       st.conv.member_count = Math.max(0, st.conv.member_count - 1);
@@ -274,91 +332,318 @@ export class Chat {
     this.open(id);
   }
 
-  /** Shows a conversation: its newest page the first time, what it missed otherwise. */
+  /**
+   * Shows a conversation: where the user left it in this tab (the anchor
+   * kept in sessionStorage), else at its newest page (the first unread at
+   * the top if the unread ones are more than a screen). The conversation left is
+   * unloaded: only the open one holds a window of messages.
+   */
   open(id: number): void {
     const st = this.convs.get(id);
     if (!st) return;
     if (this.openId !== id) {
       this.stopTyping();
+      const previous = this.openId === null ? undefined : this.convs.get(this.openId);
+      if (previous) this.unload(previous);
       this.openId = id;
-      this.messageNodes.clear();
-      this.messagesEl.replaceChildren();
+      this.view.reset();
+      this.search.close();
+      st.dividerSeq = st.conv.last_read_seq < st.conv.last_seq ? st.conv.last_read_seq + 1 : 0;
+      this.view.dividerSeq = st.dividerSeq;
       this.watchMembers(st, st.conv.members);
-    }
-    this.renderAll();
-    if (!st.loaded) void this.loadNewest(st);
-    else {
-      this.scrollToBottom();
-      void this.syncAfter(st);
-    }
+      this.renderAll();
+      void this.load(st);
+    } else this.renderAll();
     this.text.focus();
   }
 
+  /** Forgets a conversation's window (its counters stay): memory is held for the open conversation only. */
+  private unload(st: ConvState): void {
+    st.messages.clear();
+    st.loaded = false;
+    st.atNewest = true;
+    st.hasMoreBefore = true;
+    st.liveUnseen = 0;
+    st.generation++;
+  }
+
+  private async load(st: ConvState): Promise<void> {
+    const anchor = this.readAnchor(st.conv.id);
+    if (anchor && anchor.seq <= st.conv.last_seq) return this.loadAround(st, anchor.seq, anchor.offset);
+    return this.loadNewest(st);
+  }
+
+  /** Whether `st` is still the conversation shown by the load that started at `generation`. */
+  private stillOpen(st: ConvState, generation: number): boolean {
+    return this.openId === st.conv.id && st.generation === generation;
+  }
+
+  /** The newest page: the window ends at the conversation's newest message. */
   private async loadNewest(st: ConvState): Promise<void> {
+    const generation = ++st.generation;
+    let ack;
     try {
-      const ack = await this.conn.request(this.conn.chat, "history", { conversation: st.conv.id, limit: PAGE });
-      // Live messages held from before may leave a gap below the page: the
-      // page is the start (older ones come back on scroll, newer ones by syncAfter).
-      st.messages.clear();
-      this.addMessages(st, ack.messages);
-      st.hasMoreBefore = Boolean(ack.has_more);
-      st.loaded = true;
+      ack = await this.conn.request(this.conn.chat, "history", { conversation: st.conv.id, limit: PAGE });
     } catch (err) {
       return this.showError(`Could not load the conversation: ${(err as Error).message}`);
     }
-    if (this.openId === st.conv.id) {
-      this.renderMessages();
-      this.scrollToBottom();
-      this.fillViewport(st);
-      this.maybeMarkRead();
-    }
+    if (!this.stillOpen(st, generation)) return;
+    this.setWindow(st, ack.messages, Boolean(ack.has_more), true);
+    const divider = st.dividerSeq ? this.view.node(st.dividerSeq) : undefined;
+    // The first unread at the top if the unread ones are more than a screen, else the newest at the bottom.
+    if (divider && this.view.root.scrollHeight - divider.offsetTop > this.view.root.clientHeight) {
+      this.view.root.scrollTop = divider.offsetTop - DIVIDER_OFFSET;
+    } else this.scrollToBottom();
+    this.afterLoad(st);
     // Anything that arrived between the page and now (or a gap) is fetched.
     void this.syncAfter(st);
   }
 
-  /** Older history: the page before the oldest seq shown, keeping what the user looks at in place. */
+  /** A window around `seq` (a remembered place, the first unread), `seq` put `offset` px below the list's top. */
+  private async loadAround(st: ConvState, seq: number, offset: number): Promise<void> {
+    const generation = ++st.generation;
+    const conversation = st.conv.id;
+    let older, newer;
+    try {
+      [older, newer] = await Promise.all([
+        this.conn.request(this.conn.chat, "history", { conversation, before: seq + 1, limit: PAGE }),
+        this.conn.request(this.conn.chat, "history", { conversation, after: seq, limit: PAGE }),
+      ]);
+    } catch (err) {
+      return this.showError(`Could not load the conversation: ${(err as Error).message}`);
+    }
+    if (!this.stillOpen(st, generation)) return;
+    this.setWindow(st, [...older.messages, ...newer.messages], Boolean(older.has_more), !newer.has_more);
+    const held = [...st.messages.keys()].filter((s) => s <= seq);
+    const target = this.view.node(held.length ? Math.max(...held) : seq);
+    if (target) this.view.root.scrollTop = target.offsetTop - offset;
+    else this.scrollToBottom();
+    this.afterLoad(st);
+    if (st.atNewest) void this.syncAfter(st);
+  }
+
+  /** Replaces the window of `st` by `messages` and draws it. */
+  private setWindow(st: ConvState, messages: Message[], hasMoreBefore: boolean, atNewest: boolean): void {
+    st.messages.clear();
+    st.liveUnseen = 0;
+    for (const m of messages) this.hold(st, m);
+    st.hasMoreBefore = hasMoreBefore;
+    st.atNewest = atNewest;
+    st.loaded = true;
+    this.view.reset();
+    this.view.put(messages);
+    if (atNewest) for (const p of this.pending.values()) if (p.conversation === st.conv.id) this.view.putPending(this.pendingMessage(p));
+    this.view.setMarks(st.receipts, st.atNewest);
+  }
+
+  private afterLoad(st: ConvState): void {
+    this.fillViewport(st);
+    this.maybeMarkRead();
+    this.renderJump();
+    this.search.refresh();
+  }
+
+  /** Goes to the newest message (the jump button, a send from far up). */
+  private jumpToNewest(st: ConvState): Promise<void> {
+    this.forgetAnchor(st.conv.id);
+    st.dividerSeq = 0;
+    this.view.dividerSeq = 0;
+    return this.loadNewest(st);
+  }
+
+  /** Older history: the page before the oldest seq held, keeping what the user looks at in place; the newest end is dropped past the window. */
   private async loadOlder(): Promise<void> {
     const st = this.openId === null ? undefined : this.convs.get(this.openId);
     if (!st || !st.loaded || !st.hasMoreBefore || st.loadingOlder) return;
-    const oldest = Math.min(...st.messages.keys());
-    if (!Number.isFinite(oldest) || oldest <= 1) {
+    const oldest = this.view.first();
+    if (oldest === undefined || oldest <= 1) {
       st.hasMoreBefore = false;
       return;
     }
+    const generation = st.generation;
     st.loadingOlder = true;
+    let ack;
     try {
-      const ack = await this.conn.request(this.conn.chat, "history", { conversation: st.conv.id, before: oldest, limit: PAGE });
-      this.addMessages(st, ack.messages);
-      st.hasMoreBefore = Boolean(ack.has_more);
+      ack = await this.conn.request(this.conn.chat, "history", { conversation: st.conv.id, before: oldest, limit: PAGE });
     } catch {
       // Scrolling up again retries.
+      return;
     } finally {
       st.loadingOlder = false;
     }
-    if (this.openId !== st.conv.id) return;
-    const box = this.messagesEl;
-    const fromBottom = box.scrollHeight - box.scrollTop;
-    this.renderMessages();
-    box.scrollTop = box.scrollHeight - fromBottom;
+    if (!this.stillOpen(st, generation)) return;
+    const fresh = ack.messages.filter((m) => !st.messages.has(m.seq));
+    for (const m of fresh) this.hold(st, m);
+    st.hasMoreBefore = Boolean(ack.has_more);
+    this.keepPlace(() => {
+      this.view.put(fresh);
+      this.trim(st, "newest");
+    });
+    this.view.setMarks(st.receipts, st.atNewest);
+    this.renderJump();
+    this.search.refresh();
     this.fillViewport(st);
   }
 
-  /** A page that does not fill the list cannot be scrolled up: load more until it does. */
+  /** Newer history, when the window does not reach the newest: the page after the newest seq held; the oldest end is dropped past the window. */
+  private async loadNewer(): Promise<void> {
+    const st = this.openId === null ? undefined : this.convs.get(this.openId);
+    if (!st || !st.loaded || st.atNewest || st.loadingNewer) return;
+    const newest = this.view.last();
+    if (newest === undefined) return;
+    const generation = st.generation;
+    st.loadingNewer = true;
+    let ack;
+    try {
+      ack = await this.conn.request(this.conn.chat, "history", { conversation: st.conv.id, after: newest, limit: PAGE });
+    } catch {
+      return;
+    } finally {
+      st.loadingNewer = false;
+    }
+    if (!this.stillOpen(st, generation)) return;
+    const fresh = ack.messages.filter((m) => !st.messages.has(m.seq));
+    for (const m of fresh) this.hold(st, m);
+    if (!ack.has_more) {
+      st.atNewest = true;
+      st.liveUnseen = 0;
+    }
+    this.keepPlace(() => {
+      this.view.put(fresh);
+      if (st.atNewest) for (const p of this.pending.values()) if (p.conversation === st.conv.id) this.view.putPending(this.pendingMessage(p));
+      this.trim(st, "oldest");
+    });
+    this.view.setMarks(st.receipts, st.atNewest);
+    this.renderJump();
+    this.search.refresh();
+    this.maybeMarkRead();
+    if (st.atNewest) void this.syncAfter(st);
+  }
+
+  /** Drops messages from one end of the window until it holds WINDOW. */
+  private trim(st: ConvState, end: "oldest" | "newest"): void {
+    const over = st.messages.size - WINDOW;
+    if (over <= 0) return;
+    for (const seq of this.view.drop(over, end)) st.messages.delete(seq);
+    if (end === "oldest") st.hasMoreBefore = true;
+    else st.atNewest = false;
+  }
+
+  /**
+   * Runs a change of the list without moving what the user looks at: the
+   * first message in view keeps its distance from the list's top (the
+   * browser's own scroll anchoring is off on the list, see style.css).
+   */
+  private keepPlace(change: () => void): void {
+    const box = this.view.root;
+    const anchor = this.topVisible();
+    const delta = anchor ? anchor.offsetTop - box.scrollTop : 0;
+    change();
+    if (anchor?.isConnected) box.scrollTop = anchor.offsetTop - delta;
+  }
+
+  /** The first message whose bottom is below the list's top edge. */
+  private topVisible(): HTMLLIElement | undefined {
+    const box = this.view.root;
+    const top = box.scrollTop;
+    // Binary search over the children (in document order, so by offsetTop).
+    const children = box.children;
+    let lo = 0;
+    let hi = children.length - 1;
+    let found: HTMLLIElement | undefined;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const li = children[mid] as HTMLLIElement;
+      if (li.offsetTop + li.offsetHeight > top) {
+        found = li;
+        hi = mid - 1;
+      } else lo = mid + 1;
+    }
+    return found;
+  }
+
+  /** A window that does not fill the list cannot be scrolled: more pages until it does. */
   private fillViewport(st: ConvState): void {
-    const box = this.messagesEl;
-    if (st.hasMoreBefore && box.scrollHeight <= box.clientHeight + 80) void this.loadOlder();
+    const box = this.view.root;
+    if (box.scrollHeight > box.clientHeight + EDGE_PX) return;
+    if (st.hasMoreBefore) void this.loadOlder();
+    else if (!st.atNewest) void this.loadNewer();
+  }
+
+  /** Scrolling: pages in at either edge, read marks, the remembered place, the jump button. */
+  private onScroll(): void {
+    const box = this.view.root;
+    const st = this.openId === null ? undefined : this.convs.get(this.openId);
+    if (!st || !st.loaded) return;
+    const edge = Math.max(EDGE_PX, box.clientHeight);
+    if (box.scrollTop < edge) void this.loadOlder();
+    if (box.scrollHeight - box.scrollTop - box.clientHeight < edge) void this.loadNewer();
+    this.maybeMarkRead();
+    this.renderJump();
+    this.saveAnchorSoon();
+  }
+
+  // --- the place in a conversation, kept across reloads ---------------------
+
+  private anchorKey(id: number): string {
+    return `switchboard.place.${this.me}.${id}`;
+  }
+
+  private readAnchor(id: number): { seq: number; offset: number } | null {
+    try {
+      const value = JSON.parse(sessionStorage.getItem(this.anchorKey(id)) ?? "null") as { seq?: unknown; offset?: unknown } | null;
+      if (value && typeof value.seq === "number" && typeof value.offset === "number") return { seq: value.seq, offset: value.offset };
+    } catch {
+      // A value this page cannot read is no place.
+    }
+    return null;
+  }
+
+  private forgetAnchor(id: number): void {
+    sessionStorage.removeItem(this.anchorKey(id));
+  }
+
+  /** Remembers the place at most every ANCHOR_SAVE_MS while the user scrolls (and once after the last scroll). */
+  private saveAnchorSoon(): void {
+    if (this.anchorTimer !== null) return;
+    this.anchorTimer = window.setTimeout(() => {
+      this.anchorTimer = null;
+      this.saveAnchor();
+    }, ANCHOR_SAVE_MS);
+  }
+
+  /**
+   * The message at the top of the view and how far below the list's top it
+   * starts; at the newest, scrolled to the bottom, there is no place to
+   * keep: the newest is where an opening goes anyway.
+   */
+  private saveAnchor(): void {
+    const st = this.openId === null ? undefined : this.convs.get(this.openId);
+    if (!st || !st.loaded) return;
+    if (st.atNewest && this.atBottom()) return this.forgetAnchor(st.conv.id);
+    const box = this.view.root;
+    let li: Element | null | undefined = this.topVisible();
+    while (li && !(li as HTMLElement).dataset.seq) li = li.nextElementSibling;
+    if (!li) return;
+    const seq = Number((li as HTMLElement).dataset.seq);
+    const offset = (li as HTMLElement).offsetTop - box.scrollTop;
+    sessionStorage.setItem(this.anchorKey(st.conv.id), JSON.stringify({ seq, offset }));
   }
 
   /**
    * Fetches every message after the last seq held without a gap, page by
    * page until `has_more` is false: the catch-up after a reconnect, and the
-   * repair when a live message skips seqs.
+   * repair when a live message skips seqs. Only while the window reaches
+   * the newest; past WINDOW, a reader scrolled up keeps the older end and
+   * the rest is counted, not shown.
    */
   private async syncAfter(st: ConvState): Promise<void> {
+    if (!st.loaded || !st.atNewest) return;
     if (st.syncing) {
       st.resync = true;
       return;
     }
+    const generation = st.generation;
     st.syncing = true;
     try {
       do {
@@ -366,37 +651,40 @@ export class Chat {
         let after = this.contiguousTop(st);
         for (let page = 0; page < 1000; page++) {
           const ack = await this.conn.request(this.conn.chat, "history", { conversation: st.conv.id, after, limit: 100 });
+          if (!this.stillOpen(st, generation) || !st.atNewest) return;
           const messages = ack.messages;
-          this.addMessages(st, messages);
-          if (!ack.has_more || messages.length === 0) break;
+          for (const m of messages) this.count(st, m);
+          this.showNew(st, messages.filter((m) => !st.messages.has(m.seq) || st.messages.get(m.seq) !== m));
+          if (!ack.has_more || messages.length === 0 || !st.atNewest) break;
           after = messages[messages.length - 1].seq;
         }
-      } while (st.resync);
+      } while (st.resync && st.atNewest);
     } catch {
       // The next reconnect (or live message with a gap) tries again.
     } finally {
       st.syncing = false;
     }
-    this.afterChange(st);
+    this.renderConversations();
   }
 
   /** The highest seq such that every seq from the oldest held up to it is held. */
   private contiguousTop(st: ConvState): number {
-    if (st.messages.size === 0) return 0;
-    let seq = Math.min(...st.messages.keys());
+    let seq = this.view.first();
+    if (seq === undefined) return 0;
     while (st.messages.has(seq + 1)) seq++;
     return seq;
   }
 
   // --- messages ---------------------------------------------------------
 
-  private addMessages(st: ConvState, messages: Message[]): void {
-    for (const m of messages) this.store(st, m);
+  /** Keeps `m` in the window of `st`; its sender has read up to it (a send moves the sender's mark). */
+  private hold(st: ConvState, m: Message): void {
+    st.messages.set(m.seq, m);
+    if (m.sender !== this.me) st.receipts.set(m.sender, Math.max(st.receipts.get(m.sender) ?? 0, m.seq));
   }
 
-  /** Keeps one message by seq; settles the pending send it answers. */
-  private store(st: ConvState, m: Message): void {
-    st.messages.set(m.seq, m);
+  /** The conversation's counters after `m`, and the pending send it answers settled. */
+  private count(st: ConvState, m: Message): void {
     if (m.sender === this.me && this.pending.has(m.client_id)) this.pending.delete(m.client_id);
     const c = st.conv;
     if (m.seq > c.last_seq) c.last_seq = m.seq;
@@ -407,6 +695,34 @@ export class Chat {
     c.unread = Math.max(0, c.last_seq - c.last_read_seq);
   }
 
+  /**
+   * Shows messages that belong at the newest end of the open window (live,
+   * catch-up, an acked send), holding the reader at the bottom if they were
+   * there (or `own`: they just sent), else keeping their place. Past
+   * WINDOW + PAGE, the oldest end goes when the reader is at the bottom; the
+   * newest end when they read further up (then the list is no longer at the
+   * newest: what comes is counted).
+   */
+  private showNew(st: ConvState, messages: Message[], own = false): void {
+    if (this.openId !== st.conv.id || !st.loaded) return;
+    for (const m of messages) this.hold(st, m);
+    const stick = own || this.atBottom();
+    if (stick) {
+      this.view.put(messages);
+      if (st.messages.size > WINDOW + PAGE) this.keepPlace(() => this.trim(st, "oldest"));
+      this.scrollToBottom();
+    } else {
+      this.keepPlace(() => {
+        this.view.put(messages);
+        if (st.messages.size > WINDOW + PAGE) this.trim(st, "newest");
+      });
+    }
+    this.view.setMarks(st.receipts, st.atNewest);
+    this.renderJump();
+    if (this.search.isOpen()) this.search.refresh();
+    this.maybeMarkRead();
+  }
+
   private onMessage(m: Message): void {
     const st = this.convs.get(m.conversation);
     if (!st) {
@@ -414,16 +730,28 @@ export class Chat {
       void this.refreshConversations();
       return;
     }
-    const gap = st.loaded && st.messages.size > 0 && m.seq > this.contiguousTop(st) + 1;
-    const fresh = !st.messages.has(m.seq);
-    this.store(st, m);
+    const newest = this.view.last() ?? 0;
+    const open = this.openId === st.conv.id && st.loaded;
+    const fresh = m.seq > st.conv.last_seq;
+    this.count(st, m);
     this.clearTypingOf(st, m.sender);
-    if (gap) void this.syncAfter(st);
+    if (open) {
+      if (st.messages.has(m.seq) || st.atNewest) {
+        const gap = st.messages.size > 0 && m.seq > this.contiguousTop(st) + 1;
+        this.showNew(st, [m], m.sender === this.me);
+        if (gap) void this.syncAfter(st);
+      } else if (m.seq > newest) {
+        // The window is further up: counted for the jump button, not shown.
+        if (fresh) st.liveUnseen++;
+        if (m.sender !== this.me) st.receipts.set(m.sender, Math.max(st.receipts.get(m.sender) ?? 0, m.seq));
+        this.renderJump();
+      }
+    }
     // Screen readers hear of messages elsewhere; the open one is a role="log" (read out by itself).
     if (fresh && m.sender !== this.me && m.conversation !== this.openId) {
       byId("announcer").textContent = `New message from ${m.sender} in ${this.name(st.conv)}: ${st.conv.unread} unread`;
     }
-    this.afterChange(st, m.sender === this.me);
+    this.renderConversations();
   }
 
   private onUpdated(m: Message): void {
@@ -432,9 +760,13 @@ export class Chat {
     // Only a message held is replaced: an edit of an old one not loaded must
     // not sit beside the loaded window (a hole before it would make every
     // catch-up fetch the whole history); it shows when scrolled back to.
-    if (st.messages.has(m.seq)) st.messages.set(m.seq, m);
+    if (st.messages.has(m.seq)) {
+      st.messages.set(m.seq, m);
+      if (this.openId === st.conv.id) this.keepPlace(() => this.view.put([m]));
+      if (this.search.isOpen()) this.search.refresh();
+    }
     if (st.conv.last_message?.seq === m.seq) st.conv.last_message = m;
-    this.afterChange(st);
+    this.renderConversations();
   }
 
   private onRead(e: { conversation: number; user: string; seq: number; unread?: number }): void {
@@ -446,19 +778,21 @@ export class Chat {
       st.conv.unread = typeof e.unread === "number" ? e.unread : Math.max(0, st.conv.last_seq - st.conv.last_read_seq);
     } else {
       st.receipts.set(e.user, Math.max(st.receipts.get(e.user) ?? 0, e.seq));
-    }
-    this.afterChange(st);
-  }
-
-  /** Re-renders after a change to `st`, keeping the reader at the bottom if they were there. */
-  private afterChange(st: ConvState, own = false): void {
-    if (this.openId === st.conv.id) {
-      const stick = own || this.atBottom();
-      this.renderMessages();
-      if (stick) this.scrollToBottom();
-      this.maybeMarkRead();
+      if (this.openId === st.conv.id && st.loaded) this.view.setMarks(st.receipts, st.atNewest);
     }
     this.renderConversations();
+  }
+
+  /** The jump button: shown while the window is away from the newest (counting what arrived meanwhile) or the reader is far up. */
+  private renderJump(): void {
+    const st = this.openId === null ? undefined : this.convs.get(this.openId);
+    const box = this.view.root;
+    const far = box.scrollHeight - box.scrollTop - box.clientHeight > 2 * box.clientHeight;
+    const visible = Boolean(st && st.loaded && (!st.atNewest || far));
+    const n = st?.liveUnseen ?? 0;
+    const label = n > 0 ? `${n} new message${n === 1 ? "" : "s"} ↓` : "Jump to newest ↓";
+    if (this.jump.textContent !== label) this.jump.textContent = label;
+    if (this.jump.hidden === visible) this.jump.hidden = !visible;
   }
 
   // --- sending ----------------------------------------------------------
@@ -477,8 +811,33 @@ export class Chat {
     const p: Pending = { clientId: randomId(), conversation: this.openId, text, ts: Date.now() };
     this.pending.set(p.clientId, p);
     const st = this.convs.get(p.conversation);
-    if (st) this.afterChange(st, true);
+    if (st && st.loaded) {
+      // Written far up: the list goes to the newest, where the send shows.
+      if (!st.atNewest) void this.jumpToNewest(st);
+      else {
+        this.view.putPending(this.pendingMessage(p));
+        this.scrollToBottom();
+        this.renderJump();
+      }
+    }
     this.pump();
+  }
+
+  /** A pending send as the message it will be (seq 0 until acked). */
+  private pendingMessage(p: Pending): Message {
+    return {
+      id: 0,
+      conversation: p.conversation,
+      seq: 0,
+      sender: this.me,
+      client_id: p.clientId,
+      text: p.text,
+      reply_to: null,
+      mentions: [],
+      ts: p.ts,
+      edited_at: null,
+      deleted: false,
+    };
   }
 
   /**
@@ -504,23 +863,13 @@ export class Chat {
         const st = this.convs.get(ack.conversation);
         // The ack may come before the `message` event: the message is known from it.
         if (st && this.pending.has(p.clientId) && !st.messages.has(ack.seq)) {
-          this.store(st, {
-            id: ack.id,
-            conversation: ack.conversation,
-            seq: ack.seq,
-            sender: this.me,
-            client_id: p.clientId,
-            text: p.text,
-            reply_to: null,
-            mentions: [],
-            ts: ack.ts,
-            edited_at: null,
-            deleted: false,
-          });
+          const m: Message = { ...this.pendingMessage(p), id: ack.id, seq: ack.seq, ts: ack.ts };
+          this.count(st, m);
+          if (this.openId === st.conv.id && st.loaded && st.atNewest) this.showNew(st, [m]);
         }
         this.pending.delete(p.clientId);
         this.sending = false;
-        if (st) this.afterChange(st);
+        if (st) this.renderConversations();
         this.pump();
       })
       .catch((err: AckError) => {
@@ -538,8 +887,8 @@ export class Chat {
         this.showError(`Not sent: ${err.message}`);
         // Refused for good: the text goes back to the composer (unless the user writes something else there now).
         if (this.openId === p.conversation && !this.text.value) this.text.value = p.text;
-        const st = this.convs.get(p.conversation);
-        if (st) this.afterChange(st);
+        this.view.dropPending(p.clientId);
+        this.renderConversations();
         this.pump();
       });
   }
@@ -625,13 +974,13 @@ export class Chat {
 
   // --- read marks -------------------------------------------------------
 
-  /** The open conversation's newest message is on screen and the page is seen: mark it read. */
+  /** The page is seen: the open conversation is marked read up to the last message on screen. */
   private maybeMarkRead(): void {
     if (this.openId === null || document.visibilityState !== "visible" || !this.conn.chat.connected) return;
     const st = this.convs.get(this.openId);
-    if (!st || !st.loaded || st.messages.size === 0 || !this.atBottom()) return;
-    const newest = Math.max(...st.messages.keys());
-    if (newest <= st.conv.last_read_seq || newest <= st.readSent) return;
+    if (!st || !st.loaded || st.messages.size === 0) return;
+    const newest = this.atBottom() ? this.view.last() : this.bottomVisibleSeq();
+    if (newest === undefined || newest <= st.conv.last_read_seq || newest <= st.readSent) return;
     st.readSent = newest;
     this.conn
       .request(this.conn.chat, "read", { conversation: st.conv.id, seq: newest })
@@ -650,7 +999,6 @@ export class Chat {
   private renderAll(): void {
     this.renderConversations();
     this.renderOpen();
-    this.renderMessages();
   }
 
   name(conv: Conversation): string {
@@ -712,6 +1060,7 @@ export class Chat {
     }
     show(byId("no-conversation"), !st);
     show(this.messagesEl, Boolean(st));
+    show(this.search.button, Boolean(st));
     this.text.disabled = !st;
     this.composer.querySelector("button")!.disabled = !st;
     this.renderTyping();
@@ -726,75 +1075,26 @@ export class Chat {
     if (node.textContent !== text) node.textContent = text;
   }
 
-  private renderMessages(): void {
-    const st = this.openId === null ? undefined : this.convs.get(this.openId);
-    if (!st) {
-      this.messagesEl.replaceChildren();
-      this.messageNodes.clear();
-      return;
+  /** The seq of the last message whose top is on screen. */
+  private bottomVisibleSeq(): number | undefined {
+    const box = this.view.root;
+    const bottom = box.scrollTop + box.clientHeight;
+    const children = box.children;
+    let lo = 0;
+    let hi = children.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if ((children[mid] as HTMLElement).offsetTop < bottom) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
     }
-    type Item = { m: Message; pending: boolean };
-    const items: Item[] = [...st.messages.values()].sort((a, b) => a.seq - b.seq).map((m) => ({ m, pending: false }));
-    for (const p of this.pending.values()) {
-      if (p.conversation !== st.conv.id) continue;
-      items.push({
-        pending: true,
-        m: {
-          id: 0,
-          conversation: p.conversation,
-          seq: 0,
-          sender: this.me,
-          client_id: p.clientId,
-          text: p.text,
-          reply_to: null,
-          mentions: [],
-          ts: p.ts,
-          edited_at: null,
-          deleted: false,
-        },
-      });
+    for (let i = found; i >= 0; i--) {
+      const seq = (children[i] as HTMLElement).dataset.seq;
+      if (seq) return Number(seq);
     }
-    const receipts = [...st.receipts.entries()];
-    reconcile(
-      this.messagesEl,
-      this.messageNodes,
-      items,
-      // The sender's client_id names one message: the pending line becomes the acked one in place.
-      ({ m }) => (m.client_id ? `c:${m.sender}\u0000${m.client_id}` : `s:${m.seq}`),
-      ({ m }) =>
-        // role="none": inside the role="log" list an li is not a list item (axe: listitem).
-        el("li", { class: m.sender === this.me ? "message own" : "message", role: "none" }, [
-          el("div", { class: "message-meta" }, [el("span", { class: "message-sender" }), el("time", { class: "message-time" })]),
-          el("p", { class: "message-text" }),
-          el("span", { class: "message-receipt" }),
-        ]),
-      (li, { m, pending }) => {
-        li.dataset.conversation = String(m.conversation);
-        li.dataset.clientId = m.client_id;
-        li.dataset.sender = m.sender;
-        if (pending) {
-          delete li.dataset.seq;
-          li.dataset.pending = "true";
-        } else {
-          li.dataset.seq = String(m.seq);
-          delete li.dataset.pending;
-        }
-        const sender = li.querySelector(".message-sender")!;
-        sender.textContent = m.sender === this.me ? "You" : m.sender;
-        const time = li.querySelector<HTMLTimeElement>(".message-time")!;
-        time.textContent = pending ? "Sending…" : formatTime(m.ts) + (m.edited_at ? " · edited" : "");
-        time.dateTime = new Date(m.ts).toISOString();
-        const text = li.querySelector(".message-text")!;
-        text.textContent = m.deleted || m.text === null ? "This message was deleted." : m.text;
-        text.classList.toggle("deleted", m.deleted);
-        const receipt = li.querySelector<HTMLElement>(".message-receipt")!;
-        const seenBy = m.sender === this.me && !pending ? receipts.filter(([, seq]) => seq >= m.seq).map(([u]) => u) : [];
-        receipt.textContent = seenBy.length ? `Seen by ${seenBy.join(", ")}` : "";
-        receipt.hidden = seenBy.length === 0;
-        if (seenBy.length) li.dataset.read = "true";
-        else delete li.dataset.read;
-      },
-    );
+    return undefined;
   }
 
   private atBottom(): boolean {
