@@ -94,6 +94,8 @@ export class Chat {
   private typingConv: number | null = null;
   private connectedOnce = false;
   private anchorTimer: number | null = null;
+  /** See atBottom(). */
+  private stuck = true;
 
   private readonly list = byId<HTMLUListElement>("conversations");
   private readonly messagesEl = byId<HTMLOListElement>("messages");
@@ -172,6 +174,10 @@ export class Chat {
     this.text.addEventListener("input", () => this.onComposerInput());
     this.text.addEventListener("blur", () => this.stopTyping());
     this.messagesEl.addEventListener("scroll", () => this.onScroll(), { passive: true });
+    // The list resized (the window, a phone's keyboard, the list shown again): a reader at the bottom stays there.
+    new ResizeObserver(() => {
+      if (this.stuck && this.openId !== null) this.scrollToBottom();
+    }).observe(this.messagesEl);
     document.addEventListener("visibilitychange", () => this.maybeMarkRead());
     window.addEventListener("focus", () => this.maybeMarkRead());
 
@@ -393,6 +399,7 @@ export class Chat {
     // The first unread at the top if the unread ones are more than a screen, else the newest at the bottom.
     if (divider && this.view.root.scrollHeight - divider.offsetTop > this.view.root.clientHeight) {
       this.view.root.scrollTop = divider.offsetTop - DIVIDER_OFFSET;
+      this.stuck = this.measureBottom();
     } else this.scrollToBottom();
     this.afterLoad(st);
     // Anything that arrived between the page and now (or a gap) is fetched.
@@ -416,8 +423,10 @@ export class Chat {
     this.setWindow(st, [...older.messages, ...newer.messages], Boolean(older.has_more), !newer.has_more);
     const held = [...st.messages.keys()].filter((s) => s <= seq);
     const target = this.view.node(held.length ? Math.max(...held) : seq);
-    if (target) this.view.root.scrollTop = target.offsetTop - offset;
-    else this.scrollToBottom();
+    if (target) {
+      this.view.root.scrollTop = target.offsetTop - offset;
+      this.stuck = this.measureBottom();
+    } else this.scrollToBottom();
     this.afterLoad(st);
     if (st.atNewest) void this.syncAfter(st);
   }
@@ -540,6 +549,7 @@ export class Chat {
     const delta = anchor ? anchor.offsetTop - box.scrollTop : 0;
     change();
     if (anchor?.isConnected) box.scrollTop = anchor.offsetTop - delta;
+    this.stuck = this.measureBottom();
   }
 
   /** The first message whose bottom is below the list's top edge. */
@@ -575,6 +585,7 @@ export class Chat {
     const box = this.view.root;
     const st = this.openId === null ? undefined : this.convs.get(this.openId);
     if (!st || !st.loaded) return;
+    this.stuck = this.measureBottom();
     const edge = Math.max(EDGE_PX, box.clientHeight);
     if (box.scrollTop < edge) void this.loadOlder();
     if (box.scrollHeight - box.scrollTop - box.clientHeight < edge) void this.loadNewer();
@@ -709,15 +720,16 @@ export class Chat {
     const stick = own || this.atBottom();
     if (stick) {
       this.view.put(messages);
-      if (st.messages.size > WINDOW + PAGE) this.keepPlace(() => this.trim(st, "oldest"));
+      if (st.messages.size > WINDOW + PAGE) this.trim(st, "oldest");
+      this.view.setMarks(st.receipts, st.atNewest);
       this.scrollToBottom();
     } else {
       this.keepPlace(() => {
         this.view.put(messages);
         if (st.messages.size > WINDOW + PAGE) this.trim(st, "newest");
+        this.view.setMarks(st.receipts, st.atNewest);
       });
     }
-    this.view.setMarks(st.receipts, st.atNewest);
     this.renderJump();
     if (this.search.isOpen()) this.search.refresh();
     this.maybeMarkRead();
@@ -778,7 +790,12 @@ export class Chat {
       st.conv.unread = typeof e.unread === "number" ? e.unread : Math.max(0, st.conv.last_seq - st.conv.last_read_seq);
     } else {
       st.receipts.set(e.user, Math.max(st.receipts.get(e.user) ?? 0, e.seq));
-      if (this.openId === st.conv.id && st.loaded) this.view.setMarks(st.receipts, st.atNewest);
+      if (this.openId === st.conv.id && st.loaded) {
+        // A row of marks may appear under the last message: a reader at the bottom stays there.
+        const stick = this.atBottom();
+        this.view.setMarks(st.receipts, st.atNewest);
+        if (stick) this.scrollToBottom();
+      }
     }
     this.renderConversations();
   }
@@ -1097,13 +1114,23 @@ export class Chat {
     return undefined;
   }
 
+  /**
+   * Whether the reader is at the bottom of the list, as of their last
+   * scroll: content or a size changing under them (a row of read marks, the
+   * list hidden and shown, a phone's keyboard) must not unstick them.
+   */
   private atBottom(): boolean {
+    return this.stuck;
+  }
+
+  private measureBottom(): boolean {
     const box = this.messagesEl;
     return box.scrollHeight - box.scrollTop - box.clientHeight < 48;
   }
 
   private scrollToBottom(): void {
     this.messagesEl.scrollTop = this.messagesEl.scrollHeight;
+    this.stuck = true;
   }
 
   private showError(text: string): void {
