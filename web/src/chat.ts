@@ -535,7 +535,10 @@ export class Chat {
     if (over <= 0) return;
     for (const seq of this.view.drop(over, end)) st.messages.delete(seq);
     if (end === "oldest") st.hasMoreBefore = true;
-    else st.atNewest = false;
+    else {
+      st.atNewest = false;
+      this.view.dropAllPending();
+    }
   }
 
   /**
@@ -665,7 +668,7 @@ export class Chat {
           if (!this.stillOpen(st, generation) || !st.atNewest) return;
           const messages = ack.messages;
           for (const m of messages) this.count(st, m);
-          this.showNew(st, messages.filter((m) => !st.messages.has(m.seq) || st.messages.get(m.seq) !== m));
+          this.showNew(st, messages);
           if (!ack.has_more || messages.length === 0 || !st.atNewest) break;
           after = messages[messages.length - 1].seq;
         }

@@ -199,9 +199,10 @@ export class MessageView {
     if (next) this.decorate(next);
   }
 
-  /** The client_ids of the pending sends shown. */
-  pendingIds(): string[] {
-    return [...this.byClient.keys()];
+  /** Takes every pending send off the list (it moved away from the newest end, where they belong; they are still sent). */
+  dropAllPending(): void {
+    for (const li of this.byClient.values()) li.remove();
+    this.byClient.clear();
   }
 
   /** Removes the `count` oldest (`"oldest"`) or newest stored messages from the list. */
