@@ -126,20 +126,25 @@ describe("a conversation of 10,000 messages", () => {
           let pages = 0;
           let maxItems = 0;
           let maxNodes = 0;
+          // How far the message at the top of the view moved on screen when a page came in or went (scroll anchoring).
+          let maxDrift = 0;
           while (!box.querySelector(`li.message[data-seq="${target}"]`)) {
             const before = edge();
             box.scrollTop = end === "top" ? 0 : box.scrollHeight;
+            const anchor = [...box.children].find((li) => li.offsetTop + li.offsetHeight > box.scrollTop).querySelector(".message-text");
+            const anchorTop = anchor.getBoundingClientRect().top;
             const deadline = performance.now() + 15_000;
             while (edge() === before) {
               if (performance.now() > deadline) throw new Error(`no page came in at the ${end} after seq ${before}`);
               await new Promise((resolve) => requestAnimationFrame(resolve));
             }
             pages++;
+            if (anchor.isConnected) maxDrift = Math.max(maxDrift, Math.abs(anchor.getBoundingClientRect().top - anchorTop));
             maxItems = Math.max(maxItems, box.childElementCount);
             maxNodes = Math.max(maxNodes, box.getElementsByTagName("*").length);
           }
           box.scrollTop = end === "top" ? 0 : box.scrollHeight;
-          return { pages, ms: performance.now() - t0, maxItems, maxNodes };
+          return { pages, ms: performance.now() - t0, maxItems, maxNodes, maxDrift };
         },
         [end, target],
       );
@@ -172,13 +177,14 @@ describe("a conversation of 10,000 messages", () => {
     const domNodes = await dave.evaluate(() => document.getElementsByTagName("*").length);
     console.log(
       `# big: first render ${Math.round(firstRender)} ms; to seq 1: ${up.pages} pages in ${(up.ms / 1000).toFixed(1)} s; ` +
-        `back to the newest: ${down.pages} pages in ${(down.ms / 1000).toFixed(1)} s`,
+        `back to the newest: ${down.pages} pages in ${(down.ms / 1000).toFixed(1)} s; the message in view moved at most ${Math.max(up.maxDrift, down.maxDrift)} px`,
     );
     console.log(
       `# big: list held at most ${Math.max(up.maxItems, down.maxItems)} items / ${Math.max(up.maxNodes, down.maxNodes)} nodes; ` +
         `page DOM ${domNodes} nodes; long tasks ${longTasks.length} (longest ${Math.max(0, ...longTasks)} ms); ` +
         `JS heap ${heapBefore.toFixed(1)} MB before opening, ${heapAfter.toFixed(1)} MB after the round trip (after GC)`,
     );
+    assert.ok(Math.max(up.maxDrift, down.maxDrift) <= 2, `the message in view stays put as pages come and go (moved ${up.maxDrift} / ${down.maxDrift} px)`);
     assert.ok(firstRender < FIRST_RENDER_BOUND_MS, `first render took ${Math.round(firstRender)} ms`);
     assert.ok(up.pages >= (TOTAL - 100) / 100, `paged in by seq (${up.pages} pages)`);
     assert.ok(Math.max(up.maxItems, down.maxItems) <= MAX_ITEMS, "the list holds a window, not the history");

@@ -286,7 +286,8 @@ for (const [size, viewport] of SIZES) {
         ben.evaluate(() => {
           const box = document.querySelector("#messages");
           const top = [...box.querySelectorAll("li.message[data-seq]")].find((n) => n.offsetTop + n.offsetHeight > box.scrollTop);
-          return { seq: Number(top.dataset.seq), offset: top.offsetTop - box.scrollTop };
+          const text = top.querySelector(".message-text");
+          return { seq: Number(top.dataset.seq), offset: text.getBoundingClientRect().top - box.getBoundingClientRect().top };
         });
       const before = await place();
       // The place is saved as the user scrolls (throttled): wait for it to be.

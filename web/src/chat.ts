@@ -424,7 +424,9 @@ export class Chat {
     const held = [...st.messages.keys()].filter((s) => s <= seq);
     const target = this.view.node(held.length ? Math.max(...held) : seq);
     if (target) {
-      this.view.root.scrollTop = target.offsetTop - offset;
+      const box = this.view.root;
+      const text = target.querySelector(".message-text") ?? target;
+      box.scrollTop += text.getBoundingClientRect().top - box.getBoundingClientRect().top - offset;
       this.stuck = this.measureBottom();
     } else this.scrollToBottom();
     this.afterLoad(st);
@@ -487,8 +489,8 @@ export class Chat {
     this.keepPlace(() => {
       this.view.put(fresh);
       this.trim(st, "newest");
+      this.view.setMarks(st.receipts, st.atNewest);
     });
-    this.view.setMarks(st.receipts, st.atNewest);
     this.renderJump();
     this.search.refresh();
     this.fillViewport(st);
@@ -521,8 +523,8 @@ export class Chat {
       this.view.put(fresh);
       if (st.atNewest) for (const p of this.pending.values()) if (p.conversation === st.conv.id) this.view.putPending(this.pendingMessage(p));
       this.trim(st, "oldest");
+      this.view.setMarks(st.receipts, st.atNewest);
     });
-    this.view.setMarks(st.receipts, st.atNewest);
     this.renderJump();
     this.search.refresh();
     this.maybeMarkRead();
@@ -548,11 +550,21 @@ export class Chat {
    */
   private keepPlace(change: () => void): void {
     const box = this.view.root;
+    // The text read, not its li: the li may gain or lose a day separator or its name line as its neighbours change.
     const anchor = this.topVisible();
-    const delta = anchor ? anchor.offsetTop - box.scrollTop : 0;
+    const mark = anchor?.querySelector(".message-text") ?? anchor;
+    const before = mark?.getBoundingClientRect().top ?? 0;
     change();
-    if (anchor?.isConnected) box.scrollTop = anchor.offsetTop - delta;
+    if (mark?.isConnected) box.scrollTop += mark.getBoundingClientRect().top - before;
     this.stuck = this.measureBottom();
+  }
+
+  /** Runs a change in the list that may move heights: a reader at the bottom stays there, any other keeps their place. */
+  private inPlace(change: () => void): void {
+    if (this.atBottom()) {
+      change();
+      this.scrollToBottom();
+    } else this.keepPlace(change);
   }
 
   /** The first message whose bottom is below the list's top edge. */
@@ -640,7 +652,9 @@ export class Chat {
     while (li && !(li as HTMLElement).dataset.seq) li = li.nextElementSibling;
     if (!li) return;
     const seq = Number((li as HTMLElement).dataset.seq);
-    const offset = (li as HTMLElement).offsetTop - box.scrollTop;
+    // Where its text starts below the list's top (see keepPlace).
+    const text = li.querySelector(".message-text") ?? li;
+    const offset = text.getBoundingClientRect().top - box.getBoundingClientRect().top;
     sessionStorage.setItem(this.anchorKey(st.conv.id), JSON.stringify({ seq, offset }));
   }
 
@@ -777,7 +791,7 @@ export class Chat {
     // catch-up fetch the whole history); it shows when scrolled back to.
     if (st.messages.has(m.seq)) {
       st.messages.set(m.seq, m);
-      if (this.openId === st.conv.id) this.keepPlace(() => this.view.put([m]));
+      if (this.openId === st.conv.id) this.inPlace(() => this.view.put([m]));
       if (this.search.isOpen()) this.search.refresh();
     }
     if (st.conv.last_message?.seq === m.seq) st.conv.last_message = m;
@@ -794,10 +808,8 @@ export class Chat {
     } else {
       st.receipts.set(e.user, Math.max(st.receipts.get(e.user) ?? 0, e.seq));
       if (this.openId === st.conv.id && st.loaded) {
-        // A row of marks may appear under the last message: a reader at the bottom stays there.
-        const stick = this.atBottom();
-        this.view.setMarks(st.receipts, st.atNewest);
-        if (stick) this.scrollToBottom();
+        // A row of marks appears or goes: the reader stays where they are.
+        this.inPlace(() => this.view.setMarks(st.receipts, st.atNewest));
       }
     }
     this.renderConversations();

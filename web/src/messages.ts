@@ -36,8 +36,13 @@ export function dayLabel(ms: number, now = new Date()): string {
   return day.toLocaleDateString([], options);
 }
 
+// Formatters made once: toLocale*String builds one per call, a measurable
+// part of drawing a page of a hundred messages.
+const CLOCK = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
+const FULL = new Intl.DateTimeFormat([], { dateStyle: "full", timeStyle: "short" });
+
 function clock(ms: number): string {
-  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return CLOCK.format(ms);
 }
 
 const MENTION = /@([A-Za-z0-9._-]+)/g;
@@ -256,7 +261,7 @@ export class MessageView {
     const time = li.querySelector<HTMLTimeElement>(".message-time")!;
     time.textContent = pending ? "Sending…" : clock(m.ts) + (m.edited_at ? " · edited" : "");
     time.dateTime = new Date(m.ts).toISOString();
-    li.title = new Date(m.ts).toLocaleString();
+    li.title = FULL.format(m.ts);
     const text = li.querySelector<HTMLElement>(".message-text")!;
     const deleted = m.deleted || m.text === null;
     if (deleted) text.textContent = "This message was deleted.";
