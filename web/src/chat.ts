@@ -74,6 +74,15 @@ export class Chat {
   private readonly convNodes = new Map<string, HTMLLIElement>();
   private readonly messageNodes = new Map<string, HTMLLIElement>();
 
+  /**
+   * The open conversation, for the other screens (calls): its id, members
+   * and whether it is a direct one; null when none is open.
+   */
+  current(): { id: number; members: string[]; direct: boolean } | null {
+    const st = this.openId === null ? undefined : this.convs.get(this.openId);
+    return st ? { id: st.conv.id, members: [...st.conv.members], direct: st.conv.kind === "direct" } : null;
+  }
+
   constructor(
     private readonly conn: Connection,
     private readonly me: string,
