@@ -1,0 +1,128 @@
+// Group calls: alice calls the group "Team" (bob and carol) from its
+// header's Call button; both ring with who calls and for which group; once
+// both answered, everyone has two remote tiles, every peer connection is
+// connected and media flows on each; carol leaving takes her tile away on
+// both other pages while their call goes on. A group larger than the hub's
+// calls.max_participants cannot be called, and the page says why.
+
+import assert from "node:assert/strict";
+import { before, describe } from "node:test";
+import { eventually, openConversation, setupFile } from "./harness.mjs";
+
+const env = setupFile();
+
+/** calls.max_participants in the browser tests' hub configuration (the default). */
+const MAX_PARTICIPANTS = 8;
+
+/**
+ * Creates a group as `page`'s user through the page's own /chat socket (the
+ * group form's look is not what this file tests) and opens it; resolves
+ * with its id.
+ */
+async function createGroup(page, name, members) {
+  const id = await page.evaluate(
+    async ([name, members]) => {
+      const chat = window.__switchboard.manager.nsps["/chat"];
+      const ack = await chat.timeout(10_000).emitWithAck("conversation:create", { name, members });
+      if (!ack.ok) throw new Error(JSON.stringify(ack));
+      return ack.conversation.id;
+    },
+    [name, members],
+  );
+  await page.locator(`li.conversation[data-id="${id}"]`).waitFor();
+  await openConversation(page, id);
+  return id;
+}
+
+const probe = (page) => page.evaluate(() => window.__switchboard.callProbe());
+
+/** Waits until the page has `count` peer connections, all connected, and media arriving on each. */
+async function inCallWith(page, count) {
+  await page.waitForFunction((n) => {
+    const states = window.__switchboard.peerStates();
+    return states.length === n && states.every((s) => s === "connected");
+  }, count, { timeout: 30_000 });
+  const before = await probe(page);
+  await eventually(async () => {
+    const now = await probe(page);
+    assert.equal(now.length, count);
+    for (const p of now) {
+      const then = before.find((b) => b.user === p.user)?.bytesReceived ?? 0;
+      assert.ok(p.bytesReceived > then + 10_000, `${p.user}: ${then} -> ${p.bytesReceived} bytes`);
+    }
+  }, { timeout: 20_000 });
+}
+
+/** The users whose remote tiles the page shows, sorted. */
+async function tiles(page) {
+  const users = await page.locator("#call-tiles .call-tile.remote").evaluateAll((ts) => ts.map((t) => t.dataset.user));
+  return users.sort();
+}
+
+describe("group calls", () => {
+  let alice, bob, carol;
+
+  before(async () => {
+    alice = (await env.device("alice")).page;
+    bob = (await env.device("bob")).page;
+    carol = (await env.device("carol")).page;
+  });
+
+  env.test("alice calls a group: three in a mesh, two tiles each, a leaver's tile goes", async () => {
+    await createGroup(alice, "Team", ["bob", "carol"]);
+    const call = alice.locator("#conversation").getByRole("button", { name: /^Call/ });
+    await call.click();
+    await alice.locator('#call[data-state="outgoing"]').waitFor({ state: "attached" });
+    for (const [page, other] of [
+      [bob, "carol"],
+      [carol, "bob"],
+    ]) {
+      await page.locator('#call[data-state="ringing"]').waitFor({ state: "attached" });
+      // Who calls, with whom, and for which group.
+      await page.locator("#call-info", { hasText: /alice is calling Team/ }).waitFor();
+      assert.match(await page.locator("#call-info").textContent(), new RegExp(`you and ${other}`));
+    }
+    await bob.locator("#call-accept").click();
+    await bob.locator('#call[data-state="connected"]').waitFor({ state: "attached", timeout: 30_000 });
+    await carol.locator("#call-accept").click();
+
+    await Promise.all([inCallWith(alice, 2), inCallWith(bob, 2), inCallWith(carol, 2)]);
+    assert.deepEqual(await tiles(alice), ["bob", "carol"]);
+    assert.deepEqual(await tiles(bob), ["alice", "carol"]);
+    assert.deepEqual(await tiles(carol), ["alice", "bob"]);
+    // Each remote tile plays its video.
+    for (const page of [alice, bob, carol]) {
+      await page.waitForFunction(() => [...document.querySelectorAll("#call-tiles .call-tile.remote video")].every((v) => v.videoWidth > 0));
+    }
+
+    await carol.locator("#call-hangup").click();
+    for (const page of [alice, bob]) {
+      await page.locator('#call-tiles .call-tile[data-user="carol"]').waitFor({ state: "detached" });
+      await page.locator("#call-info", { hasText: "carol left the call." }).waitFor();
+    }
+    await carol.locator('#call:is([data-state="idle"], [data-state="ended"])').waitFor({ state: "attached" });
+    // Alice and bob go on.
+    await Promise.all([inCallWith(alice, 1), inCallWith(bob, 1)]);
+    assert.equal(await alice.locator("#call").getAttribute("data-state"), "connected");
+
+    await alice.locator("#call-hangup").click();
+    await bob.locator('#call:is([data-state="idle"], [data-state="ended"])').waitFor({ state: "attached" });
+  });
+
+  env.test("a group larger than a call takes: the Call button is disabled, and the page says why", async () => {
+    const others = Array.from({ length: MAX_PARTICIPANTS }, (_, i) => `member${i + 1}`);
+    await alice.locator('#call:is([data-state="idle"], [data-state="ended"])').waitFor({ state: "attached" });
+    const close = alice.locator("#call-close");
+    if (await close.isVisible()) await close.click();
+    await createGroup(alice, "Everyone", others);
+    const call = alice.locator("#conversation").getByRole("button", { name: /^Call/ });
+    await call.waitFor();
+    assert.equal(await call.isDisabled(), true);
+    await alice.locator("#conversation-call-note", { hasText: `up to ${MAX_PARTICIPANTS} people; this group has ${MAX_PARTICIPANTS + 1}` }).waitFor();
+
+    // A group that fits can be called.
+    await createGroup(alice, "Pair", ["bob"]);
+    await alice.locator("#conversation-call-note").waitFor({ state: "hidden" });
+    assert.equal(await call.isDisabled(), false);
+  });
+});
