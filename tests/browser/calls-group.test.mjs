@@ -7,12 +7,14 @@
 
 import assert from "node:assert/strict";
 import { before, describe } from "node:test";
-import { eventually, openConversation, setupFile } from "./harness.mjs";
+import { checkScreen, eventually, openConversation, setupFile } from "./harness.mjs";
 
 const env = setupFile();
 
 /** calls.max_participants in the browser tests' hub configuration (the default). */
 const MAX_PARTICIPANTS = 8;
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
 
 /**
  * Creates a group as `page`'s user through the page's own /chat socket (the
@@ -71,6 +73,17 @@ describe("group calls", () => {
   env.test("alice calls a group: three in a mesh, two tiles each, a leaver's tile goes", async () => {
     await createGroup(alice, "Team", ["bob", "carol"]);
     const call = alice.locator("#conversation").getByRole("button", { name: /^Call/ });
+    // The Call button is on screen beside the title, at both sizes.
+    for (const size of [PHONE, DESKTOP]) {
+      await alice.setViewportSize(size);
+      const box = await call.boundingBox();
+      const title = await alice.locator("#conversation-title").boundingBox();
+      assert.ok(
+        box && box.x >= 0 && box.x + box.width <= size.width && Math.abs(box.y + box.height / 2 - (title.y + title.height / 2)) < 24,
+        `Call at ${size.width}: ${JSON.stringify(box)}, the title at ${JSON.stringify(title)}`,
+      );
+      await checkScreen(alice, `group-conversation-${size.width}`);
+    }
     await call.click();
     await alice.locator('#call[data-state="outgoing"]').waitFor({ state: "attached" });
     for (const [page, other] of [
@@ -94,6 +107,15 @@ describe("group calls", () => {
     for (const page of [alice, bob, carol]) {
       await page.waitForFunction(() => [...document.querySelectorAll("#call-tiles .call-tile.remote video")].every((v) => v.videoWidth > 0));
     }
+    // On a phone, the three tiles and the controls fit the screen.
+    await bob.setViewportSize(PHONE);
+    for (const selector of ["#call-tiles .call-tile >> nth=0", "#call-tiles .call-tile >> nth=1", "#local-tile", "#call-hangup"]) {
+      const box = await bob.locator(selector).boundingBox();
+      assert.ok(box && box.y >= 0 && box.y + box.height <= PHONE.height && box.x + box.width <= PHONE.width, `${selector}: ${JSON.stringify(box)}`);
+    }
+    await checkScreen(bob, "call-group-phone");
+    await bob.setViewportSize(DESKTOP);
+    await checkScreen(bob, "call-group-desktop");
 
     await carol.locator("#call-hangup").click();
     for (const page of [alice, bob]) {
