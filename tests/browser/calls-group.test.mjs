@@ -95,6 +95,14 @@ describe("group calls", () => {
       await page.locator("#call-info", { hasText: /alice is calling Team/ }).waitFor();
       assert.match(await page.locator("#call-info").textContent(), new RegExp(`you and ${other}`));
     }
+    // Ringing on a phone: the whole screen, Accept and Decline within reach at the bottom.
+    await carol.setViewportSize(PHONE);
+    for (const id of ["#call-accept", "#call-decline"]) {
+      const box = await carol.locator(id).boundingBox();
+      assert.ok(box && box.y > PHONE.height / 2 && box.y + box.height <= PHONE.height && box.x + box.width <= PHONE.width, `${id}: ${JSON.stringify(box)}`);
+    }
+    await checkScreen(carol, "call-ringing-phone");
+    await carol.setViewportSize(DESKTOP);
     await bob.locator("#call-accept").click();
     await bob.locator('#call[data-state="connected"]').waitFor({ state: "attached", timeout: 30_000 });
     await carol.locator("#call-accept").click();

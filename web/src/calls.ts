@@ -646,6 +646,13 @@ export class Calls {
     const title = { idle: "Call", ringing: "Incoming call", outgoing: "Calling", connecting: "Connecting", connected: "In a call", ended: "Call ended" }[s];
     byId("call-title").textContent = title;
     show(byId("incoming-call"), s === "ringing");
+    // Who calls, as a face would show: their initials on their colour.
+    const caller = byId("call-caller");
+    show(caller, s === "ringing" && this.ringing !== null);
+    if (this.ringing) {
+      caller.textContent = initials(this.ringing.from);
+      caller.className = `call-caller avatar-${colourOf(this.ringing.from)}`;
+    }
     const live = s === "outgoing" || s === "connecting" || s === "connected";
     show(byId("call-media"), live);
     show(byId("call-controls"), live);
