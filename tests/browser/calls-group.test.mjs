@@ -1,7 +1,8 @@
 // Group calls: alice calls the group "Team" (bob and carol) from its
 // header's Call button; both ring with who calls and for which group; once
-// both answered, everyone has two remote tiles, every peer connection is
-// connected and media flows on each; carol leaving takes her tile away on
+// both answered (alice muted before carol joined: carol sees it), everyone
+// has two remote tiles, every peer connection is connected and media flows
+// on each; carol leaving takes her tile away on
 // both other pages while their call goes on. A group larger than the hub's
 // calls.max_participants cannot be called, and the page says why.
 
@@ -105,7 +106,12 @@ describe("group calls", () => {
     await carol.setViewportSize(DESKTOP);
     await bob.locator("#call-accept").click();
     await bob.locator('#call[data-state="connected"]').waitFor({ state: "attached", timeout: 30_000 });
+    // Alice mutes before carol joins: carol, joining late, sees it too.
+    await alice.locator("#call-mute").click();
+    await bob.locator('#call-tiles .call-tile[data-user="alice"] .tile-muted').waitFor();
     await carol.locator("#call-accept").click();
+    await carol.locator('#call-tiles .call-tile[data-user="alice"] .tile-muted').waitFor({ timeout: 30_000 });
+    assert.equal(await carol.locator('#call-tiles .call-tile[data-user="bob"] .tile-muted').isVisible(), false);
 
     await Promise.all([inCallWith(alice, 2), inCallWith(bob, 2), inCallWith(carol, 2)]);
     assert.deepEqual(await tiles(alice), ["bob", "carol"]);
