@@ -102,7 +102,7 @@ describe("accessibility and screenshots", () => {
         const states = window.__switchboard.peerStates();
         return states.length > 0 && states.every((s) => s === "connected");
       }, null, { timeout: 30_000 });
-      await page.waitForFunction(() => document.querySelector("#remote-video")?.videoWidth > 0);
+      await page.waitForFunction(() => document.querySelector("#call-tiles .call-tile.remote video")?.videoWidth > 0);
     }
     const inCall = await checkScreen(alice, "call").catch((err) => err);
     await alice.locator("#call-hangup").click();

@@ -50,9 +50,10 @@ async function waitMedia(page) {
     const states = window.__switchboard.peerStates();
     return states.length > 0 && states.every((s) => s === "connected");
   });
-  await page.waitForFunction(() => document.querySelector("#remote-video")?.videoWidth > 0);
-  const t = await page.locator("#remote-video").evaluate((v) => v.currentTime);
-  await page.waitForFunction((t0) => document.querySelector("#remote-video").currentTime > t0 + 0.5, t);
+  const remote = "#call-tiles .call-tile.remote video";
+  await page.waitForFunction((sel) => document.querySelector(sel)?.videoWidth > 0, remote);
+  const t = await page.locator(remote).evaluate((v) => v.currentTime);
+  await page.waitForFunction(([sel, t0]) => document.querySelector(sel).currentTime > t0 + 0.5, [remote, t]);
 }
 
 /** Opens the bell's panel and waits for a missed call from alice among the unread. */
@@ -85,7 +86,7 @@ describe("calls", () => {
     for (const page of [alice, bob]) {
       await page.locator('#call[data-state="connected"]').waitFor({ state: "attached", timeout: 30_000 });
       await page.locator("#local-video").waitFor();
-      await page.locator("#remote-video").waitFor();
+      await page.locator("#call-tiles .call-tile.remote video").waitFor();
     }
     await Promise.all([waitMedia(alice), waitMedia(bob)]);
     // The local preview is the page's own camera.

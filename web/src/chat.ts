@@ -116,6 +116,15 @@ export class Chat {
     return st ? { id: st.conv.id, members: [...st.conv.members], direct: st.conv.kind === "direct" } : null;
   }
 
+  /**
+   * The open conversation, for the other screens (calls): its id, members
+   * and whether it is a direct one; null when none is open.
+   */
+  current(): { id: number; members: string[]; direct: boolean } | null {
+    const st = this.openId === null ? undefined : this.convs.get(this.openId);
+    return st ? { id: st.conv.id, members: [...st.conv.members], direct: st.conv.kind === "direct" } : null;
+  }
+
   constructor(
     private readonly conn: Connection,
     private readonly me: string,

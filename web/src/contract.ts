@@ -200,6 +200,11 @@ export interface IceServers {
   /** Unix seconds. */
   expires_at: number;
   ice_servers: IceServer[];
+  /**
+   * `calls.max_participants`: the most devices a call takes, the
+   * caller's included (a page offers a group call only up to it).
+   */
+  max_participants: number;
   ttl_secs: number;
 }
 

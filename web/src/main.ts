@@ -180,7 +180,7 @@ function start(session: Session): void {
   const chat = new Chat(conn, session.user, { watch: (users, kind) => presence.watch(users, kind) });
   const notifications = new Notifications(conn);
   notifications.openConversation = (id) => void chat.openById(id);
-  const calls = new Calls(conn);
+  const calls = new Calls(conn, session.user, () => chat.current());
   presence.hooks = {
     message: (user) => void chat.openDirect(user),
     call: (user) => void calls.start(user),
@@ -196,6 +196,7 @@ function start(session: Session): void {
   Object.defineProperty(window, "__switchboard", {
     value: Object.freeze({
       peerStates: () => calls.peerStates(),
+      callProbe: () => calls.probe(),
       manager: conn.manager,
       user: session.user,
     }),

@@ -275,6 +275,9 @@ async fn invitations_and_signals_are_bounded() {
     .await;
     let mut alice = Device::connect(server.addr, "alice", "/calls").await;
     let mut bob = Device::connect(server.addr, "bob", "/calls").await;
+    // A page learns the bound before it offers a group call.
+    let ack = alice.ask("ice_servers", json!({})).await;
+    assert_eq!(ack["max_participants"], 3, "{ack}");
     let ack = alice
         .ask(
             "call:invite",

@@ -788,6 +788,7 @@ impl Inner {
         reply(&IceServers {
             expires_at: now.saturating_add(config.turn_ttl_secs),
             ice_servers: servers,
+            max_participants: config.max_participants,
             ttl_secs: config.turn_ttl_secs,
         })
     }

@@ -58,6 +58,9 @@ pub struct IceServers {
     /// Unix seconds.
     pub expires_at: u64,
     pub ice_servers: Vec<IceServer>,
+    /// `calls.max_participants`: the most devices a call takes, the
+    /// caller's included (a page offers a group call only up to it).
+    pub max_participants: usize,
     pub ttl_secs: u64,
 }
 
