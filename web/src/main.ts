@@ -84,14 +84,16 @@ async function mint(user: string): Promise<Session> {
 }
 
 /**
- * Whether the hub signs names in: /dev/token exists only in dev mode (an
- * empty body is a 400 there, a 404 elsewhere). Unknown (unreachable): yes,
- * so that the form says what goes wrong when used.
+ * Whether the hub signs names in here: GET /dev/mode answers 200 in every
+ * mode (probing /dev/token itself would log a failed request in the
+ * console on every fresh load). Unknown (unreachable): yes, so that the
+ * form says what goes wrong when used.
  */
 async function devMode(): Promise<boolean> {
   try {
-    const res = await fetch("/dev/token", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
-    return res.status !== 404;
+    const res = await fetch("/dev/mode", { cache: "no-store" });
+    const body = (await res.json()) as { sign_in_by_name?: unknown };
+    return body.sign_in_by_name === true;
   } catch {
     return true;
   }
