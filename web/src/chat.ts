@@ -74,6 +74,14 @@ export class Chat {
   private readonly convNodes = new Map<string, HTMLLIElement>();
   private readonly messageNodes = new Map<string, HTMLLIElement>();
 
+  /** Called whenever a conversation is shown (by the user, a link or the page's address): the shell routes on it. */
+  onOpened: (id: number) => void = () => {};
+
+  /** What the page knows of conversation `id` (its kind, name, members), if anything. */
+  conversation(id: number): Conversation | undefined {
+    return this.convs.get(id)?.conv;
+  }
+
   constructor(
     private readonly conn: Connection,
     private readonly me: string,
@@ -283,6 +291,7 @@ export class Chat {
       void this.syncAfter(st);
     }
     this.text.focus();
+    this.onOpened(id);
   }
 
   private async loadNewest(st: ConvState): Promise<void> {

@@ -10,6 +10,7 @@ import { Connection, TOKEN_REFUSALS } from "./connection";
 import { byId, show } from "./dom";
 import { Notifications } from "./notifications";
 import { Presence } from "./presence";
+import { Shell } from "./shell";
 
 interface Session {
   token: string;
@@ -183,6 +184,7 @@ function start(session: Session): void {
   const notifications = new Notifications(conn);
   notifications.openConversation = (id) => void chat.openById(id);
   const calls = new Calls(conn);
+  new Shell(conn, chat);
   presence.hooks = {
     message: (user) => void chat.openDirect(user),
     call: (user) => void calls.start(user),

@@ -78,6 +78,8 @@ export class Presence {
       input.setCustomValidity("");
       input.value = "";
       this.watch([user], "pin");
+      // Added: the dialog it sits in closes (focus goes back to its opener).
+      form.closest("dialog")?.close();
     });
     input.addEventListener("input", () => input.setCustomValidity(""));
     this.render();
