@@ -8,7 +8,7 @@ import { Calls } from "./calls";
 import { Chat } from "./chat";
 import { Connection, TOKEN_REFUSALS } from "./connection";
 import { byId, show } from "./dom";
-import { Notifications } from "./notifications";
+import { DesktopNotifications, Notifications } from "./notifications";
 import { Presence } from "./presence";
 import { Shell } from "./shell";
 
@@ -185,6 +185,15 @@ function start(session: Session): void {
   notifications.openConversation = (id) => void chat.openById(id);
   const calls = new Calls(conn);
   new Shell(conn, chat);
+  // Desktop notifications while the tab is hidden: direct messages and
+  // mentions (after the chat has taken the message in: it knows the
+  // conversation then), and incoming calls.
+  const desktop = new DesktopNotifications(session.user);
+  conn.chat.on("message", (m) => {
+    const conv = chat.conversation(m.conversation);
+    desktop.message(m, conv?.kind, conv ? chat.name(conv) : "a conversation", () => void chat.openById(m.conversation));
+  });
+  conn.calls.on("call:ringing", (e) => desktop.ringing(e.from, e.kind));
   presence.hooks = {
     message: (user) => void chat.openDirect(user),
     call: (user) => void calls.start(user),
