@@ -3,7 +3,8 @@
 // and a conversation are two screens with a back control, the top bar fits,
 // nothing scrolls sideways and the composer stays in sight when the
 // keyboard takes half the height; every conversation has its address (back,
-// forward, reload); "Add a person" and "New group" are dialogs; others'
+// forward, reload); "Add a person" and "New group" are dialogs, Ctrl+K a
+// command palette; a call fills a phone's screen; others'
 // presence is unknown while the page is disconnected; desktop notifications
 // while the tab is hidden; axe at both sizes. With UPDATE_SCREENSHOTS=1 the
 // README's screenshots (docs/screenshots/) are written again.
@@ -225,6 +226,42 @@ describe("navigation", () => {
     await alice.waitForFunction(() => document.activeElement?.id === "composer-text");
     await alice.getByRole("button", { name: "Back to conversations" }).click();
     await alice.locator(".sidebar").waitFor();
+  });
+
+  env.test("the command palette: Ctrl+K, a few letters and Enter open a conversation or run a command; Escape closes", async () => {
+    const palette = bob.getByRole("dialog", { name: /^Go to a conversation/ });
+    await bob.locator("#composer-text").focus();
+    await bob.keyboard.press("Control+k");
+    await palette.waitFor();
+    assert.equal(await bob.evaluate(() => document.activeElement?.id), "palette-input", "focus in the palette");
+    await screen(bob, "palette-desktop");
+    await bob.keyboard.type("quar");
+    await bob.locator('#palette-list li[aria-selected="true"]', { hasText: "Quarterly" }).waitFor();
+    await bob.keyboard.press("Enter");
+    await palette.waitFor({ state: "hidden" });
+    await bob.locator(`#conversation[data-id="${second}"]`).waitFor();
+    assert.equal(await bob.evaluate(() => location.hash), `#/c/${second}`, "opened as a click would: its address");
+
+    // A command, chosen with the arrows.
+    await bob.keyboard.press("Control+k");
+    await palette.waitFor();
+    await bob.keyboard.type("a");
+    const items = await bob.locator("#palette-list li").allTextContents();
+    const target = items.findIndex((text) => text.startsWith("Add a person"));
+    assert.ok(target >= 0, `"Add a person" is among ${JSON.stringify(items)}`);
+    for (let i = 0; i < target; i++) await bob.keyboard.press("ArrowDown");
+    await bob.keyboard.press("Enter");
+    await bob.getByRole("dialog", { name: "Add a person" }).waitFor();
+    await bob.keyboard.press("Escape");
+    await bob.locator("#watch-dialog").waitFor({ state: "hidden" });
+
+    // Escape closes it, focus back where it was.
+    await bob.locator("#composer-text").focus();
+    await bob.keyboard.press("Control+k");
+    await palette.waitFor();
+    await bob.keyboard.press("Escape");
+    await palette.waitFor({ state: "hidden" });
+    assert.equal(await bob.evaluate(() => document.activeElement?.id), "composer-text");
   });
 
   env.test("the notifications panel at both sizes", async () => {

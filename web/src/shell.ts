@@ -2,15 +2,27 @@
 // conversations, or one conversation with a back control: #app[data-view]),
 // the address of each conversation (#/c/<id>: opening one pushes a history
 // entry, back and forward move between them, a reload opens it again), the
-// "Add a person" and "New group" dialogs, and the height of the visible
+// "Add a person" and "New group" dialogs, the command palette (Ctrl+K or
+// Cmd+K: jump to a conversation or a person, or run a command), and the
+// height of the visible
 // viewport, so that the composer stays above a phone's on-screen keyboard.
 
 import type { Chat } from "./chat";
 import type { Connection } from "./connection";
-import { byId } from "./dom";
+import { byId, el } from "./dom";
 
 /** The address of conversation `id`, in the fragment (the hub serves one page). */
 const ROUTE = /^#\/c\/(\d{1,15})$/;
+
+/** One line of the command palette. */
+interface Choice {
+  label: string;
+  kind: string;
+  run: () => void;
+}
+
+/** The most lines the palette lists. */
+const PALETTE_MAX = 12;
 
 /** What history.state holds for an entry this page pushed (back within the page is then possible). */
 interface Entry {
@@ -39,6 +51,7 @@ export class Shell {
     this.dialog("group-dialog", "open-new-group", "group-name");
 
     this.trackViewport();
+    this.palette();
 
     // A reload (or a shared link) names a conversation: open it once the
     // chat knows the user's conversations.
@@ -112,6 +125,98 @@ export class Shell {
     });
     dialog.addEventListener("close", () => {
       if (!document.activeElement || document.activeElement === document.body || dialog.contains(document.activeElement)) opener.focus();
+    });
+  }
+
+  /**
+   * The command palette: Ctrl+K (Cmd+K) anywhere opens it; typing filters
+   * the conversations, the people listed and the commands; arrows move,
+   * Enter runs, Escape closes (focus back where it was).
+   */
+  private palette(): void {
+    const dialog = byId<HTMLDialogElement>("palette");
+    const input = byId<HTMLInputElement>("palette-input");
+    const list = byId<HTMLUListElement>("palette-list");
+    let choices: Choice[] = [];
+    let selected = 0;
+    let before: HTMLElement | null = null;
+
+    const all = (): Choice[] => {
+      const out: Choice[] = [];
+      for (const li of document.querySelectorAll<HTMLLIElement>("li.conversation[data-id]")) {
+        const id = Number(li.dataset.id);
+        const label = li.querySelector(".conversation-name")?.textContent ?? "";
+        out.push({ label, kind: "Conversation", run: () => void this.chat.openById(id) });
+      }
+      for (const li of document.querySelectorAll<HTMLLIElement>("li.person[data-user]")) {
+        const user = li.dataset.user ?? "";
+        out.push({ label: user, kind: "Message", run: () => void this.chat.openDirect(user) });
+      }
+      out.push({ label: "New group", kind: "Command", run: () => byId("open-new-group").click() });
+      out.push({ label: "Add a person", kind: "Command", run: () => byId("open-watch").click() });
+      return out;
+    };
+    const render = () => {
+      const query = input.value.trim().toLowerCase();
+      choices = all()
+        .filter((c) => c.label.toLowerCase().includes(query))
+        .slice(0, PALETTE_MAX);
+      selected = Math.min(selected, Math.max(0, choices.length - 1));
+      list.replaceChildren(
+        ...choices.map((c, i) => {
+          const li = el("li", { id: `palette-${i}`, class: "palette-item", role: "option", "aria-selected": String(i === selected) }, [
+            el("span", { text: c.label }),
+            el("span", { class: "palette-kind", text: c.kind }),
+          ]);
+          li.addEventListener("click", () => choose(i));
+          return li;
+        }),
+      );
+      if (choices.length) input.setAttribute("aria-activedescendant", `palette-${selected}`);
+      else input.removeAttribute("aria-activedescendant");
+    };
+    const choose = (i: number) => {
+      const choice = choices[i];
+      if (!choice) return;
+      before = null; // what it runs takes the focus
+      dialog.close();
+      choice.run();
+    };
+
+    document.addEventListener("keydown", (event) => {
+      if (event.key.toLowerCase() !== "k" || !(event.ctrlKey || event.metaKey) || event.altKey || event.shiftKey) return;
+      event.preventDefault();
+      if (dialog.open) return dialog.close();
+      if (document.querySelector("dialog[open]")) return;
+      before = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+      input.value = "";
+      selected = 0;
+      render();
+      dialog.showModal();
+      input.focus();
+    });
+    input.addEventListener("input", () => {
+      selected = 0;
+      render();
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+        event.preventDefault();
+        const step = event.key === "ArrowDown" ? 1 : -1;
+        selected = choices.length ? (selected + step + choices.length) % choices.length : 0;
+        render();
+        document.getElementById(`palette-${selected}`)?.scrollIntoView({ block: "nearest" });
+      } else if (event.key === "Enter") {
+        event.preventDefault();
+        choose(selected);
+      }
+    });
+    dialog.addEventListener("click", (event) => {
+      if (event.target === dialog) dialog.close();
+    });
+    dialog.addEventListener("close", () => {
+      before?.focus();
+      before = null;
     });
   }
 
