@@ -1,6 +1,6 @@
 // Vite: builds index.html and src/ into dist/ (hashed files under assets/,
 // served by the hub with long cache lifetimes). `npm run dev` proxies the
-// hub's Socket.IO endpoint and /dev/token to SWITCHBOARD_URL
+// hub's Socket.IO endpoint and /dev/token, /dev/mode to SWITCHBOARD_URL
 // (default http://127.0.0.1:3000).
 import { defineConfig } from "vite";
 

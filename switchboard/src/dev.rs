@@ -9,6 +9,11 @@
 //! of another site cannot reach it by rebinding its own name (DNS
 //! rebinding).
 //!
+//! `GET /dev/mode` exists whether dev mode is on or not: an always-200
+//! `{"dev_mode": bool, "sign_in_by_name": bool}` that tells the web client
+//! whether to show its sign-in form, so that its first screen probes no
+//! URL that fails (a 400 or 404 that the browser's console would log).
+//!
 //! Tokens are signed like `switchboard token`'s: the configured HS256
 //! secret or the development secret in `data_dir`. A hub that verifies
 //! RS256 tokens only cannot sign any, and refuses to start in dev mode.
@@ -19,7 +24,7 @@ use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use http::{StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
@@ -98,6 +103,28 @@ impl DevTokens {
 /// `POST /dev/token`, for the public router when dev mode is on.
 pub fn router() -> Router<App> {
     Router::new().route("/dev/token", post(token))
+}
+
+/// `GET /dev/mode`, for the public router whether dev mode is on or not.
+pub fn mode_router() -> Router<App> {
+    Router::new().route("/dev/mode", get(mode))
+}
+
+/// Whether this hub is in dev mode, and whether it would sign a token for
+/// this request (dev mode, and a request addressed to a local host name):
+/// the web client shows its sign-in form only then.
+async fn mode(State(app): State<App>, headers: http::HeaderMap) -> Response {
+    let dev_mode = app.dev.is_some();
+    let mut response = reply(
+        StatusCode::OK,
+        json!({"dev_mode": dev_mode, "sign_in_by_name": dev_mode && local_host(&headers)}),
+    );
+    // A hub restarted with another configuration answers otherwise.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// `{"user": "alice"}`.

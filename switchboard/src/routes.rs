@@ -4,7 +4,7 @@
 //! behind tower-http's tracing and compression layers; every error answered
 //! with a JSON body. Engine.IO requests never come here: the listener hands
 //! them to the engine directly (`server`). In dev mode, `POST /dev/token`
-//! (`dev`); every other path is the web client's (`web`).
+//! (`dev`), and `GET /dev/mode` always (whether it is dev mode); every other path is the web client's (`web`).
 //!
 //! The operator endpoints — `/metrics` and the detail of `/readyz` (the
 //! store's backend, latency, error) — can be kept off the public listener
@@ -169,7 +169,9 @@ impl Readiness {
 
 /// The router of the public listener.
 pub fn router(app: &App, operator: Operator) -> Router {
-    let mut routes = operator_routes().merge(crate::api::router(app));
+    let mut routes = operator_routes()
+        .merge(crate::api::router(app))
+        .merge(crate::dev::mode_router());
     if app.dev.is_some() {
         routes = routes.merge(crate::dev::router());
     }

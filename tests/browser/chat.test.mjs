@@ -16,6 +16,7 @@ import {
   openDirect,
   send,
   setupFile,
+  showList,
   waitConnection,
   watchPerson,
 } from "./harness.mjs";
@@ -37,15 +38,15 @@ async function waitMessage(page, text, timeout = WAIT_MS) {
   );
 }
 
-/** Creates a group from the page's form and opens it; resolves with its id. */
+/** Creates a group through the "New group" dialog, as a person would, and opens it; resolves with its id. */
 async function createGroup(page, name, members) {
-  // The form may sit folded in a <details>: open it as a person would.
-  if (!(await page.locator("#group-name").isVisible())) {
-    await page.locator("details:has(#group-name) > summary").click();
-  }
-  await page.locator("#group-name").fill(name);
-  await page.locator("#group-members").fill(members);
-  await page.locator("#group-members").press("Enter");
+  await showList(page);
+  await page.getByRole("button", { name: "New group" }).click();
+  await page.getByLabel("Group name").fill(name);
+  await page.getByLabel("Members (comma-separated ids)").fill(members);
+  // Enter in the last field creates it.
+  await page.getByLabel("Members (comma-separated ids)").press("Enter");
+  await page.locator("#group-dialog").waitFor({ state: "hidden" });
   const item = page.locator("li.conversation", { has: page.locator(".conversation-name", { hasText: name }) });
   await item.waitFor();
   const id = await item.getAttribute("data-id");

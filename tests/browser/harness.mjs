@@ -262,9 +262,18 @@ export async function launchBrowser() {
   return chromium.launch({ executablePath, headless: true, args: CHROMIUM_FLAGS });
 }
 
-/** A new context (a device: its own cookies and storage) on the hub's origin, camera and microphone allowed. */
-export async function newContext(browser, hub) {
-  const context = await browser.newContext({ baseURL: hub.url, viewport: { width: 1280, height: 800 } });
+/** The two sizes every layout is tested at: a desktop, and a phone (an iPhone 14's CSS pixels). */
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+/**
+ * A new context (a device: its own cookies and storage) on the hub's
+ * origin, camera and microphone allowed; `viewport` DESKTOP (the default)
+ * or PHONE (then a touch screen, as a phone has).
+ */
+export async function newContext(browser, hub, { viewport = DESKTOP } = {}) {
+  const phone = viewport.width < 700;
+  const context = await browser.newContext({ baseURL: hub.url, viewport, hasTouch: phone, isMobile: phone });
   await context.grantPermissions(["camera", "microphone"], { origin: hub.url });
   context.setDefaultTimeout(WAIT_MS);
   return context;
@@ -386,16 +395,29 @@ export async function signIn(context, name, sockets) {
   await page.getByLabel("Your name").fill(name);
   await page.getByRole("button", { name: "Sign in" }).click();
   await waitConnection(page, "connected");
-  await page.locator("#me", { hasText: name }).waitFor();
+  // Attached: a phone's compact top bar does not show "Signed in as".
+  await page.locator("#me", { hasText: name }).waitFor({ state: "attached" });
   return page;
 }
 
-/** Watches `user` through the People form and waits for their row. */
+/**
+ * Shows the list of people and conversations: on a phone, going back from
+ * an open conversation with its back control (a no-op on a desktop).
+ */
+export async function showList(page) {
+  if (await page.locator("#back").isVisible()) await page.locator("#back").click();
+  await page.locator(".sidebar").waitFor();
+}
+
+/** Watches `user` through the "Add a person" dialog, as a person would, and waits for their row. */
 export async function watchPerson(page, user) {
   const row = page.locator(`li.person[data-user="${user}"]`);
   if ((await row.count()) === 0) {
-    await page.locator("#watch-name").fill(user);
-    await page.locator("#watch-name").press("Enter");
+    await showList(page);
+    await page.getByRole("button", { name: "Add a person" }).click();
+    await page.getByLabel("Their user id").fill(user);
+    await page.getByLabel("Their user id").press("Enter");
+    await page.locator("#watch-dialog").waitFor({ state: "hidden" });
   }
   await row.waitFor();
   return row;
@@ -404,12 +426,14 @@ export async function watchPerson(page, user) {
 /** Opens the direct conversation with `user` (creating it if need be); resolves with its id. */
 export async function openDirect(page, user) {
   const row = await watchPerson(page, user);
+  await showList(page);
   await row.locator(".person-message").click();
   return openConversationId(page);
 }
 
 /** Opens conversation `id` from the list; resolves when it is shown. */
 export async function openConversation(page, id) {
+  await showList(page);
   const item = page.locator(`li.conversation[data-id="${id}"]`);
   await item.locator("button").first().click();
   await page.locator(`#conversation[data-id="${id}"]`).waitFor();
@@ -518,9 +542,9 @@ export function setupFile() {
     hub: null,
     browser: null,
     sockets: new SocketWatch(),
-    /** A new device of `name`: {context, page}, signed in and connected. */
-    async device(name) {
-      const context = await newContext(env.browser, env.hub);
+    /** A new device of `name`: {context, page}, signed in and connected (`{viewport}`: see newContext). */
+    async device(name, options) {
+      const context = await newContext(env.browser, env.hub, options);
       const page = await signIn(context, name, env.sockets);
       return { context, page };
     },

@@ -125,6 +125,14 @@ export class Chat {
     return st ? { id: st.conv.id, members: [...st.conv.members], direct: st.conv.kind === "direct" } : null;
   }
 
+  /** Called whenever a conversation is shown (by the user, a link or the page's address): the shell routes on it. */
+  onOpened: (id: number) => void = () => {};
+
+  /** What the page knows of conversation `id` (its kind, name, members), if anything. */
+  conversation(id: number): Conversation | undefined {
+    return this.convs.get(id)?.conv;
+  }
+
   constructor(
     private readonly conn: Connection,
     private readonly me: string,
@@ -370,6 +378,7 @@ export class Chat {
       void this.load(st);
     } else this.renderAll();
     this.text.focus();
+    this.onOpened(id);
   }
 
   /** Forgets a conversation's window (its counters stay): memory is held for the open conversation only. */

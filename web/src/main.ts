@@ -8,8 +8,9 @@ import { Calls } from "./calls";
 import { Chat } from "./chat";
 import { Connection, TOKEN_REFUSALS } from "./connection";
 import { byId, show } from "./dom";
-import { Notifications } from "./notifications";
+import { DesktopNotifications, Notifications } from "./notifications";
 import { Presence } from "./presence";
+import { Shell } from "./shell";
 
 interface Session {
   token: string;
@@ -84,14 +85,16 @@ async function mint(user: string): Promise<Session> {
 }
 
 /**
- * Whether the hub signs names in: /dev/token exists only in dev mode (an
- * empty body is a 400 there, a 404 elsewhere). Unknown (unreachable): yes,
- * so that the form says what goes wrong when used.
+ * Whether the hub signs names in here: GET /dev/mode answers 200 in every
+ * mode (probing /dev/token itself would log a failed request in the
+ * console on every fresh load). Unknown (unreachable): yes, so that the
+ * form says what goes wrong when used.
  */
 async function devMode(): Promise<boolean> {
   try {
-    const res = await fetch("/dev/token", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
-    return res.status !== 404;
+    const res = await fetch("/dev/mode", { cache: "no-store" });
+    const body = (await res.json()) as { sign_in_by_name?: unknown };
+    return body.sign_in_by_name === true;
   } catch {
     return true;
   }
@@ -181,6 +184,16 @@ function start(session: Session): void {
   const notifications = new Notifications(conn);
   notifications.openConversation = (id) => void chat.openById(id);
   const calls = new Calls(conn, session.user, () => chat.current());
+  new Shell(conn, chat);
+  // Desktop notifications while the tab is hidden: direct messages and
+  // mentions (after the chat has taken the message in: it knows the
+  // conversation then), and incoming calls.
+  const desktop = new DesktopNotifications(session.user);
+  conn.chat.on("message", (m) => {
+    const conv = chat.conversation(m.conversation);
+    desktop.message(m, conv?.kind, conv ? chat.name(conv) : "a conversation", () => void chat.openById(m.conversation));
+  });
+  conn.calls.on("call:ringing", (e) => desktop.ringing(e.from, e.kind));
   presence.hooks = {
     message: (user) => void chat.openDirect(user),
     call: (user) => void calls.start(user),

@@ -1,7 +1,8 @@
 // The notifications bell (/notifications): the unread count the hub
 // announces, the drop-down list (merged by id, newest first, the newest 200
 // kept, fetched again at every (re)connection), marking one or all read, and
-// reads made on the user's other devices.
+// reads made on the user's other devices; and desktop notifications while
+// the tab is hidden (DesktopNotifications).
 
 import type { Connection } from "./connection";
 import type { Notification } from "./contract";
@@ -163,4 +164,91 @@ export class Notifications {
 function mentionedIn(n: Notification): number | null {
   const data = n.data as { conversation?: unknown } | null;
   return n.type === "chat:mention" && data && typeof data.conversation === "number" ? data.conversation : null;
+}
+
+/** What a desktop notification is about, for DesktopNotifications.show(). */
+interface Alert {
+  title: string;
+  body: string;
+  /** One notification per tag at a time: a newer one replaces it. */
+  tag: string;
+  /** What clicking it opens (after focusing the tab). */
+  open?: () => void;
+}
+
+/**
+ * Desktop notifications (the Notification API) while the tab is hidden: a
+ * direct message, a mention of the user in a group, an incoming call.
+ * Permission is asked only when the user presses "Enable desktop
+ * notifications" in the notifications panel, never at load. Clicking one
+ * focuses the tab and opens what it is about.
+ */
+export class DesktopNotifications {
+  private readonly button = byId<HTMLButtonElement>("desktop-notifications");
+  private readonly state = byId("desktop-notifications-state");
+
+  constructor(private readonly me: string) {
+    this.button.addEventListener("click", () => void this.enable());
+    this.render();
+  }
+
+  private supported(): boolean {
+    return typeof window.Notification === "function";
+  }
+
+  private async enable(): Promise<void> {
+    if (!this.supported()) return;
+    try {
+      await Notification.requestPermission();
+    } catch {
+      // An old browser's callback form, or refused: render() says which.
+    }
+    this.render();
+  }
+
+  private render(): void {
+    const permission = this.supported() ? Notification.permission : null;
+    show(this.button, permission === "default");
+    this.state.textContent =
+      permission === null
+        ? "This browser has no desktop notifications."
+        : permission === "granted"
+          ? "Desktop notifications are on while this tab is hidden."
+          : permission === "denied"
+            ? "Desktop notifications are blocked in this browser's site settings."
+            : "";
+  }
+
+  /** A message arrived (`kind`: its conversation's, when the page knows it). */
+  message(m: { conversation: number; sender: string; text: string | null; mentions: string[] }, kind: string | undefined, name: string, open: () => void): void {
+    if (m.sender === this.me) return;
+    const mention = m.mentions.includes(this.me);
+    if (kind !== "direct" && !mention) return;
+    this.show({
+      title: kind === "direct" ? m.sender : `${m.sender} mentioned you in ${name}`,
+      body: m.text ?? "",
+      tag: `conversation:${m.conversation}`,
+      open,
+    });
+  }
+
+  /** Someone is calling the user. */
+  ringing(from: string, kind: string): void {
+    this.show({ title: `${from} is calling you`, body: `Incoming ${kind} call`, tag: "call" });
+  }
+
+  private show(alert: Alert): void {
+    if (document.visibilityState !== "hidden" || !this.supported() || Notification.permission !== "granted") return;
+    try {
+      const n = new Notification(alert.title, { body: alert.body, tag: alert.tag });
+      n.onclick = () => {
+        window.focus();
+        n.close();
+        alert.open?.();
+      };
+    } catch {
+      // Where only a service worker may show notifications (Chrome on
+      // Android): the tab title's unread count still says it.
+    }
+  }
 }

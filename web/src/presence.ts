@@ -5,7 +5,9 @@
 // the least recently used dropped and unwatched), watched again with a fresh
 // snapshot at every (re)connection. Of the presences of a user it receives
 // (events, acks, snapshots), it keeps the one with the highest `version`:
-// they may arrive out of order (docs/EVENTS.md, /presence).
+// they may arrive out of order (docs/EVENTS.md, /presence). While the page
+// is disconnected nobody's presence is known: each person shows as
+// "unknown" (greyed) until the next connection's snapshot says otherwise.
 
 import type { AckError, Connection } from "./connection";
 import type { ChosenStatus, UserPresence } from "./contract";
@@ -52,6 +54,8 @@ export class Presence {
   /** The user's own status as the hub last said it, while online. */
   private ownStatus: string | null = null;
   private readonly nodes = new Map<string, HTMLLIElement>();
+  /** Who has a presence from the current connection (the others show as unknown). */
+  private readonly fresh = new Set<string>();
   private readonly select = byId<HTMLSelectElement>("status-select");
   hooks: PresenceHooks = { message: () => {}, call: () => {} };
 
@@ -62,6 +66,11 @@ export class Presence {
     const socket = conn.presence;
     socket.on("connect", () => void this.onConnect());
     socket.on("presence", (p: PresenceInfo) => this.apply(p));
+    socket.on("disconnect", () => {
+      // What was shown may change unseen from now on: not shown as if known.
+      this.fresh.clear();
+      this.render();
+    });
 
     this.select.addEventListener("change", () => void this.setStatus(this.select.value as ChosenStatus));
 
@@ -78,6 +87,8 @@ export class Presence {
       input.setCustomValidity("");
       input.value = "";
       this.watch([user], "pin");
+      // Added: the dialog it sits in closes (focus goes back to its opener).
+      form.closest("dialog")?.close();
     });
     input.addEventListener("input", () => input.setCustomValidity(""));
     this.render();
@@ -118,6 +129,7 @@ export class Presence {
     for (const user of gone) {
       this.rank.delete(user);
       this.people.delete(user);
+      this.fresh.delete(user);
     }
     return gone;
   }
@@ -185,8 +197,13 @@ export class Presence {
       return;
     }
     const known = this.people.get(p.user);
-    if (!known || p.version <= known.version) return;
-    this.people.set(p.user, p);
+    if (!known) return;
+    const newer = p.version > known.version;
+    // The first word of this connection about them makes them known again,
+    // even when it says what was shown before.
+    if (!newer && this.fresh.has(p.user)) return;
+    this.fresh.add(p.user);
+    if (newer) this.people.set(p.user, p);
     this.render();
   }
 
@@ -228,9 +245,13 @@ export class Presence {
         ]);
       },
       (li, p) => {
-        li.dataset.status = p.status;
-        li.querySelector(".person-status")!.textContent =
-          p.status === "offline" && p.last_seen ? `offline · seen ${formatTime(p.last_seen)}` : p.status;
+        const known = this.fresh.has(p.user);
+        li.dataset.status = known ? p.status : "unknown";
+        li.querySelector(".person-status")!.textContent = !known
+          ? "unknown"
+          : p.status === "offline" && p.last_seen
+            ? `offline · seen ${formatTime(p.last_seen)}`
+            : p.status;
       },
     );
   }

@@ -1,7 +1,7 @@
 //! The web client's side of the hub: the static files at `/` (caching,
 //! precompressed files, conditional requests, security headers, paths that
 //! leave the directory), the URL `serve` prints, and dev mode's
-//! `POST /dev/token`.
+//! `POST /dev/token` and `GET /dev/mode`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -274,6 +274,32 @@ async fn dev_mode_signs_a_token_a_socket_connects_with() {
     other.send(r#"40/chat,{"token":"not-a-token"}"#).await;
     let refused = other.recv().await;
     assert!(refused.starts_with("44/chat,"), "{refused}");
+}
+
+/// The web client's sign-in page asks `GET /dev/mode` whether to show its
+/// form: a 200 in either mode (a failing probe is an error in the
+/// browser's console on every fresh load), and a name only where
+/// `/dev/token` would sign one.
+#[tokio::test]
+async fn dev_mode_says_whether_sign_in_by_name_is_available() {
+    let (dist, _dist) = fake_dist();
+    for dev_mode in [false, true] {
+        let server = start_raw(&web_config(&dist, dev_mode)).await;
+        let reply = get(server.addr, "/dev/mode", &[]).await;
+        assert_eq!(reply.status, 200, "dev_mode = {dev_mode}");
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        let body = reply.json();
+        assert_eq!(body["dev_mode"], dev_mode);
+        assert_eq!(body["sign_in_by_name"], dev_mode);
+        // Asked through a host name that is not local, dev mode signs no
+        // token (403): the page is told so and shows no form.
+        let remote = get(server.addr, "/dev/mode", &[("Host", "chat.example.com")]).await;
+        assert_eq!(remote.status, 200);
+        assert_eq!(remote.json()["dev_mode"], dev_mode);
+        assert_eq!(remote.json()["sign_in_by_name"], false);
+        let status = dev_token(server.addr, r#"{"user":"alice"}"#).await.status;
+        assert_eq!(status, if dev_mode { 200 } else { 404 });
+    }
 }
 
 #[tokio::test]
