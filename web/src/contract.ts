@@ -273,6 +273,12 @@ export interface MemberList {
   conversation: number;
   member_count: number;
   members: string[];
+  /**
+   * Each member's read mark (the highest seq they have read, 0: none),
+   * as their `read` receipts said it: a page that opens the
+   * conversation later shows where everyone is.
+   */
+  reads: Record<string, number>;
 }
 
 /** `conversation:member_removed`. */

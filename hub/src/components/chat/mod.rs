@@ -1034,18 +1034,19 @@ impl Inner {
 
     async fn members(&self, user: &str, of: ConversationOnly) -> Reply {
         self.member_check(of.conversation, user).await?;
-        let members = self
+        let marks = self
             .ctx
             .store
             .timed(async {
                 let mut conn = self.ctx.store.pool().acquire().await?;
-                store::members(&mut conn, of.conversation).await
+                store::read_marks(&mut conn, of.conversation).await
             })
             .await?;
         reply(&MemberList {
             conversation: of.conversation,
-            member_count: members.len(),
-            members,
+            member_count: marks.len(),
+            members: marks.iter().map(|(user, _)| user.clone()).collect(),
+            reads: marks.into_iter().collect(),
         })
     }
 

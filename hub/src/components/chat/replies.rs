@@ -63,6 +63,10 @@ pub struct MemberList {
     pub conversation: i64,
     pub member_count: usize,
     pub members: Vec<String>,
+    /// Each member's read mark (the highest seq they have read, 0: none),
+    /// as their `read` receipts said it: a page that opens the
+    /// conversation later shows where everyone is.
+    pub reads: std::collections::BTreeMap<String, i64>,
 }
 
 /// `message`: where the message was stored.

@@ -211,6 +211,25 @@ pub async fn members(
     rows.iter().map(|r| r.try_get(0)).collect()
 }
 
+/// Each member of `conversation` with their read mark (`last_read_seq`),
+/// by user id: what other members' read receipts have said, for a page
+/// that opens the conversation after they were sent.
+pub async fn read_marks(
+    conn: &mut AnyConnection,
+    conversation: i64,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT user_id, last_read_seq FROM chat_members WHERE conversation_id = $1 \
+         ORDER BY user_id",
+    )
+    .bind(conversation)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
 /// The id of the direct conversation of `a` and `b`, if it exists (a
 /// read: a send `to` a user looks here before creating anything).
 pub async fn direct_id(
