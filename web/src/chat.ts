@@ -116,15 +116,6 @@ export class Chat {
     return st ? { id: st.conv.id, members: [...st.conv.members], direct: st.conv.kind === "direct" } : null;
   }
 
-  /**
-   * The open conversation, for the other screens (calls): its id, members
-   * and whether it is a direct one; null when none is open.
-   */
-  current(): { id: number; members: string[]; direct: boolean } | null {
-    const st = this.openId === null ? undefined : this.convs.get(this.openId);
-    return st ? { id: st.conv.id, members: [...st.conv.members], direct: st.conv.kind === "direct" } : null;
-  }
-
   /** Called whenever a conversation is shown (by the user, a link or the page's address): the shell routes on it. */
   onOpened: (id: number) => void = () => {};
 
@@ -220,6 +211,8 @@ export class Chat {
     if (this.openId !== null) {
       const st = this.convs.get(this.openId);
       if (st && !st.loaded) void this.load(st);
+      // Receipts sent while the page was cut off.
+      if (st && reconnect) void this.fetchMembers(st);
     }
   }
 
@@ -376,9 +369,35 @@ export class Chat {
       this.watchMembers(st, st.conv.members);
       this.renderAll();
       void this.load(st);
+      void this.fetchMembers(st);
     } else this.renderAll();
     this.text.focus();
     this.onOpened(id);
+  }
+
+  /**
+   * Every member and their read mark, asked when a conversation is shown
+   * (and again after a reconnection): receipts sent before this page
+   * opened it came as events it never saw, and a long group's listed
+   * members are only its first `chat.max_listed_members` (a group call
+   * rings them all).
+   */
+  private async fetchMembers(st: ConvState): Promise<void> {
+    let ack;
+    try {
+      ack = await this.conn.request(this.conn.chat, "conversation:members", { conversation: st.conv.id });
+    } catch {
+      return; // the marks that come live still show; the next open asks again
+    }
+    st.conv.members = ack.members;
+    st.conv.member_count = ack.member_count;
+    for (const [user, seq] of Object.entries(ack.reads)) {
+      if (user !== this.me) st.receipts.set(user, Math.max(st.receipts.get(user) ?? 0, seq));
+    }
+    if (this.openId !== st.conv.id) return;
+    this.watchMembers(st, st.conv.members);
+    if (st.loaded) this.inPlace(() => this.view.setMarks(st.receipts, st.atNewest));
+    this.renderAll();
   }
 
   /** Forgets a conversation's window (its counters stay): memory is held for the open conversation only. */
