@@ -473,5 +473,12 @@ test("remove_member: the owner removes; the removed user's devices get what prec
   const history = await ack(chat.carol[1], "history", { conversation: conv.id });
   assert.equal(history.error.code, "forbidden");
   const members = await ack(chat.bob[1], "conversation:members", { conversation: conv.id });
-  assert.deepEqual(members, { ok: true, conversation: conv.id, members: ["alice", "bob"], member_count: 2 });
+  // Read marks: a send moves the sender's (alice's last send is the newest); bob read nothing.
+  assert.deepEqual(members, {
+    ok: true,
+    conversation: conv.id,
+    members: ["alice", "bob"],
+    member_count: 2,
+    reads: { alice: later.at(-1).seq, bob: 0 },
+  });
 });
