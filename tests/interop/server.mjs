@@ -42,11 +42,14 @@ process.on("exit", () => {
  * Spawns the server and resolves once it listens.
  * @param {{env?: Record<string,string>, args?: string[], config?: string}} [options]
  *   extra environment (e.g. SWITCHBOARD_ENGINE_PING_INTERVAL_MS) and arguments;
- *   `config`: another configuration file, from the repo root (default CONFIG).
+ *   `config`: another configuration file, from the repo root (default CONFIG);
+ *   `command`: another server instead ([program, ...args], run from the repo
+ *   root; it must print the same `listening on` line), e.g. a reference
+ *   Node.js server.
  */
 export async function startServer(options = {}) {
   const bin = serverBinary();
-  if (!existsSync(bin)) {
+  if (!options.command && !existsSync(bin)) {
     throw new Error(
       `server binary not found: ${bin} (build it with ` +
         "`cargo build --release -p switchboard` or set INTEROP_SERVER_BIN)",
@@ -55,7 +58,14 @@ export async function startServer(options = {}) {
   // Each server its own data folder: servers start in parallel, and each
   // creates and migrates its SQLite store there.
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "sb-interop-"));
-  const child = spawn(bin, ["serve", "--config", options.config ?? CONFIG, ...(options.args ?? [])], {
+  const [program, ...programArgs] = options.command ?? [
+    bin,
+    "serve",
+    "--config",
+    options.config ?? CONFIG,
+    ...(options.args ?? []),
+  ];
+  const child = spawn(program, programArgs, {
     cwd: REPO_ROOT,
     env: { ...process.env, SWITCHBOARD_DATA_DIR: dataDir, ...(options.env ?? {}) },
     stdio: ["ignore", "pipe", "pipe"],
