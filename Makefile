@@ -7,6 +7,8 @@
 #               cluster's tests), interop
 #               tests with the official socket.io-client (installs npm packages),
 #               schemathesis against the publish API (installs it from PyPI),
+#               python-socketio 5 and 4 (PyPI) and the Rust crate rust_socketio
+#               (crates.io, a crate of its own in tests/rust-client),
 #               browser tests of the web client in Debian's Chromium
 #               (installs Chromium with apt-get and the npm packages)
 # and, to try a cluster:
@@ -18,7 +20,7 @@ CARGO ?= cargo
 NPM ?= npm
 BIN := target/release/switchboard
 
-.PHONY: run test lint rust-test interop schemathesis browser build release web cluster
+.PHONY: run test lint rust-test interop schemathesis python-clients rust-client browser build release web cluster
 
 run: web release
 	$(BIN) serve $(if $(CONFIG),--config $(CONFIG),)
@@ -40,7 +42,7 @@ release:
 build:
 	$(CARGO) build --workspace --all-targets
 
-test: lint rust-test interop schemathesis browser
+test: lint rust-test interop schemathesis python-clients rust-client browser
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -54,6 +56,12 @@ rust-test:
 
 schemathesis: release
 	tests/schemathesis/run.sh $(CURDIR)/$(BIN)
+
+# python-socketio from PyPI, 5.18.1 (Engine.IO v4) and 4.6.1 (v3), each in
+# a venv under target/python-clients/ (python3-venv installed when missing),
+# against one server; see tests/python/run.sh.
+python-clients: release
+	tests/python/run.sh $(CURDIR)/$(BIN)
 
 # The web client in a real browser (playwright-core driving Debian's
 # Chromium, installed when missing); see tests/browser/run.sh.
