@@ -63,6 +63,12 @@ schemathesis: release
 python-clients: release
 	tests/python/run.sh $(CURDIR)/$(BIN)
 
+# rust_socketio 0.6.0 from crates.io (Engine.IO v4), a crate of its own
+# outside the workspace (tests/rust-client, built into target/rust-client/;
+# OpenSSL's headers installed when missing), against one server.
+rust-client: release
+	tests/rust-client/run.sh $(CURDIR)/$(BIN)
+
 # The web client in a real browser (playwright-core driving Debian's
 # Chromium, installed when missing); see tests/browser/run.sh.
 browser: web release

@@ -1,0 +1,2 @@
+//! Nothing but the tests: tests/clients.rs drives rust_socketio against a
+//! running server (see run.sh).
