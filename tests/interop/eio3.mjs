@@ -20,7 +20,8 @@ export const REFERENCE = Boolean(process.env.EIO3_REFERENCE);
 /** Starts the server of eio3.test.mjs: Switchboard on eio3.toml, or the reference. */
 export function startEio3Server(options = {}) {
   return REFERENCE
-    ? startServer({ ...options, command: ["node", "tests/interop/reference-eio3.mjs"] })
+    ? // Recovery on, as Switchboard's default: events carry their offset last.
+      startServer({ ...options, command: ["node", "tests/interop/reference-eio3.mjs"], env: { REFERENCE_RECOVERY: "1" } })
     : startServer({ ...options, config: "tests/interop/eio3.toml" });
 }
 

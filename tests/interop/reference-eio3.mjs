@@ -14,7 +14,13 @@ import { createServer } from "node:http";
 import { Server } from "socket.io";
 
 const http = createServer();
-const io = new Server(http, { allowEIO3: true, maxHttpBufferSize: 10000 });
+// REFERENCE_RECOVERY=1: connection state recovery on, as it is by default in
+// Switchboard (every event then carries its offset as a last argument).
+const io = new Server(http, {
+  allowEIO3: true,
+  maxHttpBufferSize: 10000,
+  ...(process.env.REFERENCE_RECOVERY ? { connectionStateRecovery: {} } : {}),
+});
 
 function testkit(nsp) {
   if (nsp.name.includes("private")) {

@@ -144,7 +144,8 @@ class Clients(unittest.TestCase):
                 self.assertEqual(nested, {"label": "x", "data": b"abc"})
                 # An event from the server with bytes (echo without an ack).
                 sio.emit("echo", b"\x09\x08\x07")
-                self.assertEqual(echo.wait(what="the echoed bytes"), (b"\x09\x08\x07",))
+                # (With recovery on, as by default, the offset follows as a last argument.)
+                self.assertEqual(echo.wait(what="the echoed bytes")[0], b"\x09\x08\x07")
 
     def test_broadcast_to_a_room(self):
         for transport in TRANSPORTS:
@@ -157,7 +158,7 @@ class Clients(unittest.TestCase):
                 data = {"text": "à tous", "n": [1, 2.5, None]}
                 reply = sender.call("broadcast", {"event": "news", "data": data, "rooms": [room]}, timeout=WAIT)
                 self.assertTrue(reply["ok"], reply)
-                self.assertEqual(news.wait(what="the broadcast"), (data,))
+                self.assertEqual(news.wait(what="the broadcast")[0], data)
 
     @unittest.skipIf(SKIP_CHAT, "SKIP_CHAT: no /chat on this server")
     def test_chat_sign_in_and_message(self):
@@ -175,7 +176,7 @@ class Clients(unittest.TestCase):
                     timeout=WAIT,
                 )
                 self.assertTrue(sent["ok"], sent)
-                (message,) = got.wait(lambda args: args[0].get("id") == sent["id"], "alice's message")
+                message = got.wait(lambda args: args[0].get("id") == sent["id"], "alice's message")[0]
                 self.assertEqual(message["sender"], alice)
                 self.assertEqual(message["text"], "bonjour, ça va ?")
 

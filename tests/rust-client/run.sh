@@ -37,7 +37,12 @@ if [ -n "${SERVER_CMD:-}" ]; then
   $SERVER_CMD > "$log" 2>&1 &
   filter=(--skip chat)
 else
-  SWITCHBOARD_DATA_DIR="$data" "$bin" serve --config tests/interop/eio3-esn.toml > "$log" 2>&1 &
+  # Recovery off: rust_socketio 0.6.0 cannot read a binary event with more
+  # arguments than its attachment, and with recovery on every event to a
+  # socket carries its offset last (the reference's too, with
+  # connectionStateRecovery): `51-["echo",{"_placeholder":…},"10"]` reaches
+  # no handler (the crate takes `echo,,10` as the event's name).
+  SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS=0 SWITCHBOARD_DATA_DIR="$data" "$bin" serve --config tests/interop/eio3-esn.toml > "$log" 2>&1 &
 fi
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$log" "$data"' EXIT
