@@ -5,24 +5,26 @@
 // bounded waits on their events, whose names differ from 4.x's: a refused
 // namespace is `error` (with the refusal's data), not `connect_error`.
 
-import { after, afterEach, before } from "node:test";
+import { afterEach } from "node:test";
 import io2 from "socket.io-client-v2";
 import io1 from "socket.io-client-v1";
 import { io as io4 } from "socket.io-client";
-import { stopServer, withTimeout, WAIT_MS } from "./helpers.mjs";
-import { startServer } from "./server.mjs";
+import { useServer, withTimeout, WAIT_MS } from "./helpers.mjs";
 
 export { io1, io2, io4 };
 
 /** Whether the tests run against the reference Node.js server. */
 export const REFERENCE = Boolean(process.env.EIO3_REFERENCE);
 
-/** Starts the server of eio3.test.mjs: Switchboard on eio3.toml, or the reference. */
-export function startEio3Server(options = {}) {
+/**
+ * startServer's options for the server of the eio3 tests: Switchboard on
+ * `config` (default eio3.toml), or the reference (EIO3_REFERENCE).
+ */
+function eio3Options(options = {}) {
   return REFERENCE
     ? // Recovery on, as Switchboard's default: events carry their offset last.
-      startServer({ ...options, command: ["node", "tests/interop/reference-eio3.mjs"], env: { REFERENCE_RECOVERY: "1" } })
-    : startServer({ ...options, config: "tests/interop/eio3.toml" });
+      { ...options, command: ["node", "tests/interop/reference-eio3.mjs"], env: { REFERENCE_RECOVERY: "1" } }
+    : { config: "tests/interop/eio3.toml", ...options };
 }
 
 /** Resolves once an old client's socket is connected; rejects on `error` / `connect_error`. */
@@ -99,34 +101,26 @@ export class OldClients {
 }
 
 /**
- * The per-file setup (as helpers.mjs's useServer): the server from
- * startEio3Server in `before`, stopped and checked in `after`, the test's
- * clients closed after each test. Returns `{server, url, clients}`.
+ * The per-file setup: helpers.mjs's useServer on the server of
+ * eio3Options, whose `clients` are OldClients (closed after each test).
+ * Returns `{server, url, clients}`.
  */
 export function useEio3Server(options) {
-  let server;
+  const ctx = useServer(eio3Options(options));
   let clients;
-  before(async () => {
-    server = await startEio3Server(options);
-  });
-  after(async () => {
-    clients?.closeAll();
-    if (REFERENCE) await server?.stop();
-    else await stopServer(server);
-  });
   afterEach(() => {
     clients?.closeAll();
     clients = undefined;
   });
   return {
     get server() {
-      return server;
+      return ctx.server;
     },
     get url() {
-      return server.url;
+      return ctx.url;
     },
     get clients() {
-      clients ??= new OldClients(server.url);
+      clients ??= new OldClients(ctx.url);
       return clients;
     },
   };

@@ -39,24 +39,15 @@ for v in v5 v4; do
   fi
 done
 
-log="$(mktemp)"
-data="$(mktemp -d)"
 cd "$root"
+# shellcheck source=../serve.sh
+. "$root/tests/serve.sh"
 if [ -n "${SERVER_CMD:-}" ]; then
-  # shellcheck disable=SC2086
-  $SERVER_CMD > "$log" 2>&1 &
+  # shellcheck disable=SC2086 # a command line
+  serve python-clients $SERVER_CMD
 else
-  SWITCHBOARD_DATA_DIR="$data" "$bin" serve --config tests/interop/eio3-esn.toml > "$log" 2>&1 &
+  serve python-clients "$bin" serve --config tests/interop/eio3-esn.toml
 fi
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$log" "$data"' EXIT
-addr=""
-for _ in $(seq 100); do
-  addr="$(sed -n 's/^listening on //p' "$log" | head -n1)"
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "python-clients: the server did not start"; cat "$log"; exit 1; }
 
 status=0
 for v in v5 v4; do
@@ -65,6 +56,6 @@ for v in v5 v4; do
 done
 if [ $status != 0 ]; then
   echo "--- server output ---"
-  tail -50 "$log"
+  tail -50 "$server_log"
 fi
 exit $status

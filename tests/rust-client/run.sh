@@ -28,13 +28,13 @@ export CARGO_TARGET_DIR="$root/target/rust-client"
 manifest="$root/tests/rust-client/Cargo.toml"
 cargo build --locked --tests --manifest-path "$manifest"
 
-log="$(mktemp)"
-data="$(mktemp -d)"
 cd "$root"
+# shellcheck source=../serve.sh
+. "$root/tests/serve.sh"
 filter=()
 if [ -n "${SERVER_CMD:-}" ]; then
-  # shellcheck disable=SC2086
-  $SERVER_CMD > "$log" 2>&1 &
+  # shellcheck disable=SC2086 # a command line
+  serve rust-client $SERVER_CMD
   filter=(--skip chat)
 else
   # Recovery off: rust_socketio 0.6.0 cannot read a binary event with more
@@ -42,20 +42,11 @@ else
   # socket carries its offset last (the reference's too, with
   # connectionStateRecovery): `51-["echo",{"_placeholder":…},"10"]` reaches
   # no handler (the crate takes `echo,,10` as the event's name).
-  SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS=0 SWITCHBOARD_DATA_DIR="$data" "$bin" serve --config tests/interop/eio3-esn.toml > "$log" 2>&1 &
+  SWITCHBOARD_SOCKETIO_RECOVERY_WINDOW_MS=0 serve rust-client "$bin" serve --config tests/interop/eio3-esn.toml
 fi
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$log" "$data"' EXIT
-addr=""
-for _ in $(seq 100); do
-  addr="$(sed -n 's/^listening on //p' "$log" | head -n1)"
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "rust-client: the server did not start"; cat "$log"; exit 1; }
 
 if ! SERVER_URL="http://$addr" cargo test --locked --manifest-path "$manifest" -- "${filter[@]}"; then
   echo "--- server output ---"
-  tail -50 "$log"
+  tail -50 "$server_log"
   exit 1
 fi

@@ -12,17 +12,9 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi
-log="$(mktemp)"
-"$bin" serve --config "$root/tests/schemathesis/api.toml" > "$log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -f "$log"' EXIT
-addr=""
-for _ in $(seq 100); do
-  addr="$(sed -n 's/^listening on //p' "$log" | head -n1)"
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "schemathesis: the server did not start"; cat "$log"; exit 1; }
+# shellcheck source=../serve.sh
+. "$root/tests/serve.sh"
+serve schemathesis "$bin" serve --config "$root/tests/schemathesis/api.toml"
 "$venv/bin/schemathesis" run "http://$addr/api/v1/openapi.json" \
   --header "Authorization: Bearer schemathesis-key" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
