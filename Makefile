@@ -113,7 +113,7 @@ conformance:
 
 # --- benchmarks: Switchboard against the Node.js socket.io@4 reference -------
 #
-#   make bench        full matrix, 3 runs per server and case, about 15 min;
+#   make bench        full matrix, 3 runs per server and case, about 18 min;
 #                     regenerates docs/BENCHMARKS.md (between its bench markers),
 #                     docs/bench-results.jsonl and docs/bench-chart.svg; then
 #                     bench-cluster

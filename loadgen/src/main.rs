@@ -1,5 +1,7 @@
 //! `loadgen`: a load generator speaking raw Engine.IO v4 / Socket.IO v5 over
-//! WebSocket, used to measure Switchboard against the reference Node server.
+//! WebSocket (and, for a share of the connections, `--eio3-share`, Engine.IO
+//! v3 as socket.io 2.x), used to measure Switchboard against the reference
+//! Node server.
 //!
 //! Each scenario subcommand (`conns`, `fanout`, `echo`, `churn`, and the ESN
 //! ones, `chat` and `notify`, which sign in with tokens) is one bounded
@@ -102,6 +104,12 @@ pub struct Common {
     /// Limit for the whole run; the default is derived from the scenario's sizes.
     #[arg(long)]
     pub timeout_secs: Option<f64>,
+    /// The share of the connections (`conns`, `fanout`'s subscribers, …)
+    /// that speak Engine.IO v3 / Socket.IO 4, as socket.io 2.x clients do
+    /// (they ping the server; the server connects `/` by itself). The server
+    /// must allow them (`[engine] allow_eio3`, the reference's `allowEIO3`).
+    #[arg(long, default_value_t = 0.0)]
+    pub eio3_share: f64,
     /// Print only the JSON line (no table on stderr).
     #[arg(long)]
     #[serde(skip)]
@@ -242,6 +250,7 @@ where
         max_handshakes: common.max_handshakes,
         handshake_timeout: Duration::from_secs_f64(common.handshake_timeout_secs.max(0.1)),
         failures: Arc::new(Failures::default()),
+        eio3_share: common.eio3_share,
     };
     let failures = ctx.failures.clone();
     let limit = common
@@ -374,10 +383,14 @@ mod tests {
             max_handshakes: 1,
             handshake_timeout: Duration::from_secs(1),
             failures: Arc::new(Failures::default()),
+            eio3_share: 0.5,
         };
         // Connections go to the servers in turn.
         let ports: Vec<u16> = (0..5).map(|i| ctx.target_for(i).addr.port()).collect();
         assert_eq!(ports, [3101, 3102, 3103, 3101, 3102]);
+        // Half of them speak Engine.IO v3: every other one.
+        let v3: Vec<bool> = (0..6).map(|i| ctx.eio3_for(i)).collect();
+        assert_eq!(v3, [false, true, false, true, false, true]);
     }
 
     #[test]

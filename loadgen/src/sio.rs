@@ -5,6 +5,10 @@
 //! A connection joins `/` or, with a [`Connect`], one namespace with an auth
 //! payload (`40/chat,{"token":…}`); [`split_packet`] takes a namespace's
 //! events and acks apart and [`queue_emit`] sends one with an ack id.
+//! A share of the connections ([`Ctx::eio3_share`]) may speak Engine.IO v3 /
+//! Socket.IO 4 as socket.io 2.x does: `EIO=3`, no CONNECT for `/` (the
+//! server sends `40` by itself), a namespace's token in its query, and the
+//! client pinging every `pingInterval` ([`fill`] sends them).
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -25,6 +29,8 @@ pub struct Target {
     pub host: String,
     /// Request path with the Engine.IO query.
     pub path: String,
+    /// The same for an Engine.IO v3 connection (socket.io 2.x's).
+    pub path_v3: String,
 }
 
 impl Target {
@@ -75,6 +81,7 @@ impl Target {
             addr: SocketAddr::new(ip, port),
             host: authority.to_string(),
             path: format!("{path}?EIO=4&transport=websocket"),
+            path_v3: format!("{path}?EIO=3&transport=websocket"),
         })
     }
 }
@@ -107,17 +114,38 @@ impl From<WsError> for Fail {
 }
 
 /// Reads once from the socket; end of stream and errors become [`Fail`]s.
+/// An Engine.IO v3 connection sends its pings meanwhile, when due.
 pub async fn fill(conn: &mut WsConn) -> Result<(), Fail> {
-    match conn.fill().await {
-        Ok(0) => Err(Fail::new("server_closed", "end of stream")),
-        Ok(_) => Ok(()),
-        Err(e) => Err(Fail::new("io", e.to_string())),
+    enum Woke {
+        Read(std::io::Result<usize>),
+        Ping,
+    }
+    loop {
+        let woke = match conn.next_ping() {
+            None => Woke::Read(conn.fill().await),
+            // One read() per fill: dropping it for the ping loses nothing.
+            Some(at) => tokio::select! {
+                r = conn.fill() => Woke::Read(r),
+                _ = tokio::time::sleep_until(at) => Woke::Ping,
+            },
+        };
+        match woke {
+            Woke::Ping => {
+                conn.queue_ping();
+                flush(conn).await?;
+            }
+            Woke::Read(Ok(0)) => return Err(Fail::new("server_closed", "end of stream")),
+            Woke::Read(Ok(_)) => return Ok(()),
+            Woke::Read(Err(e)) => return Err(Fail::new("io", e.to_string())),
+        }
     }
 }
 
-/// Next Engine.IO packet that is not a ping/noop, or `None` when the buffer
-/// holds no complete message. Pings (`2`) are answered with `3` (queued:
-/// the caller flushes); a close (`1` or a WebSocket close) is an error.
+/// Next Engine.IO packet that is not a ping/pong/noop, or `None` when the
+/// buffer holds no complete message. Pings (`2`) are answered with `3`
+/// (queued: the caller flushes); pongs (`3`, the answers to an Engine.IO v3
+/// client's pings) are skipped; a close (`1` or a WebSocket close) is an
+/// error.
 #[inline]
 pub fn next_packet(conn: &mut WsConn) -> Result<Option<Msg>, Fail> {
     while let Some(m) = conn.next_message()? {
@@ -126,7 +154,7 @@ pub fn next_packet(conn: &mut WsConn) -> Result<Option<Msg>, Fail> {
         }
         match conn.payload(m) {
             b"2" => conn.queue_text(&[b"3"]),
-            b"6" => {}
+            b"3" | b"6" => {}
             b"1" => return Err(Fail::new("server_closed", "engine.io close packet")),
             _ => return Ok(Some(m)),
         }
@@ -148,6 +176,12 @@ pub struct Connect {
     pub ns: String,
     /// The CONNECT payload (a JSON object, e.g. `{"token":"…"}`), if any.
     pub auth: Option<String>,
+    /// The token of `auth`, which an Engine.IO v3 connection sends in the
+    /// namespace's query instead (`40/chat?token=…,`).
+    pub token: Option<String>,
+    /// Speak Engine.IO v3 / Socket.IO 4 (socket.io 2.x): the server
+    /// connects `/` by itself, and the client pings.
+    pub eio3: bool,
 }
 
 impl Connect {
@@ -165,6 +199,8 @@ impl Connect {
                 ns.to_string()
             },
             auth: Some(serde_json::json!({ "token": token }).to_string()),
+            token: Some(token.to_string()),
+            eio3: false,
         }
     }
 
@@ -178,13 +214,28 @@ impl Connect {
         p
     }
 
-    /// The CONNECT packet: `40`, `40{auth}` or `40/ns,{auth}`.
-    pub fn packet(&self) -> Vec<u8> {
+    /// The CONNECT packet: `40`, `40{auth}` or `40/ns,{auth}`; for v3,
+    /// `40/ns,` or `40/ns?token=…,` (tokens are URL-safe: JWTs), and none
+    /// for `/`, which the server connects by itself.
+    pub fn packet(&self) -> Option<Vec<u8>> {
+        if self.eio3 {
+            if self.ns.is_empty() {
+                return None;
+            }
+            let mut p = b"40".to_vec();
+            p.extend_from_slice(self.ns.as_bytes());
+            if let Some(t) = &self.token {
+                p.extend_from_slice(b"?token=");
+                p.extend_from_slice(t.as_bytes());
+            }
+            p.push(b',');
+            return Some(p);
+        }
         let mut p = self.prefix(b'0');
         if let Some(a) = &self.auth {
             p.extend_from_slice(a.as_bytes());
         }
-        p
+        Some(p)
     }
 }
 
@@ -270,12 +321,23 @@ pub async fn open_with(
 }
 
 async fn open_inner(target: &Target, connect: &Connect, rbuf: usize) -> Result<WsConn, Fail> {
-    let mut conn = WsConn::connect(target.addr, &target.host, &target.path, rbuf).await?;
+    let path = if connect.eio3 {
+        &target.path_v3
+    } else {
+        &target.path
+    };
+    let mut conn = WsConn::connect(target.addr, &target.host, path, rbuf).await?;
     // Engine.IO open packet.
     loop {
         if let Some(m) = next_packet(&mut conn)? {
             let p = conn.payload(m);
             if p.starts_with(b"0{") {
+                if connect.eio3 {
+                    let every = ping_interval(&p[1..]).ok_or_else(|| {
+                        Fail::new("eio_open", "no pingInterval in the open packet")
+                    })?;
+                    conn.ping_every(every);
+                }
                 break;
             }
             return Err(Fail::new(
@@ -288,8 +350,10 @@ async fn open_inner(target: &Target, connect: &Connect, rbuf: usize) -> Result<W
         }
         fill(&mut conn).await?;
     }
-    conn.queue_text(&[&connect.packet()]);
-    flush(&mut conn).await?;
+    if let Some(packet) = connect.packet() {
+        conn.queue_text(&[&packet]);
+        flush(&mut conn).await?;
+    }
     // Socket.IO CONNECT ack.
     loop {
         while let Some(m) = next_packet(&mut conn)? {
@@ -311,6 +375,17 @@ async fn open_inner(target: &Target, connect: &Connect, rbuf: usize) -> Result<W
         flush(&mut conn).await?;
         fill(&mut conn).await?;
     }
+}
+
+/// The `pingInterval` of an open packet's JSON.
+fn ping_interval(open: &[u8]) -> Option<Duration> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Open {
+        ping_interval: u64,
+    }
+    let open: Open = serde_json::from_slice(open).ok()?;
+    Some(Duration::from_millis(open.ping_interval.max(1)))
 }
 
 /// Keeps an open connection alive (answering pings, discarding everything
@@ -343,9 +418,19 @@ pub struct Ctx {
     /// Limit for one full handshake (TCP, upgrade, open, CONNECT).
     pub handshake_timeout: Duration,
     pub failures: Arc<Failures>,
+    /// The share of [`ramp`]'s connections that speak Engine.IO v3
+    /// (socket.io 2.x clients), spread evenly: 0.5 is every other one.
+    pub eio3_share: f64,
 }
 
 impl Ctx {
+    /// Whether connection `i` of a ramp speaks Engine.IO v3: the `i`-th
+    /// step that makes `floor(i × share)` grow.
+    pub fn eio3_for(&self, i: usize) -> bool {
+        let share = self.eio3_share.clamp(0.0, 1.0);
+        ((i + 1) as f64 * share).floor() > (i as f64 * share).floor()
+    }
+
     /// The server connection `i` goes to: the targets in turn.
     pub fn target_for(&self, i: usize) -> Arc<Target> {
         match self.targets.len() {
@@ -412,7 +497,8 @@ where
             permit = sem.clone().acquire_owned(), if launched < n => {
                 let Ok(permit) = permit else { break };
                 tokio::time::sleep_until(next_due).await;
-                let (connect, cont) = make(launched);
+                let (mut connect, cont) = make(launched);
+                connect.eio3 = ctx.eio3_for(launched);
                 let target = ctx.target_for(launched);
                 launched += 1;
                 let tx = tx.clone();
@@ -500,6 +586,20 @@ mod tests {
     use crate::ws::testutil::{read_client_frame, server_frame};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// Accepts one connection and reads its upgrade request's head.
+    async fn accept_upgrade(
+        listener: &tokio::net::TcpListener,
+    ) -> (tokio::net::TcpStream, Vec<u8>) {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut req = Vec::new();
+        let mut b = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut b).await.unwrap();
+            req.extend_from_slice(&b[..n]);
+        }
+        (s, req)
+    }
+
     /// A scripted server: open packet, CONNECT ack, then a ping, an event
     /// and an Engine.IO close.
     #[tokio::test]
@@ -507,13 +607,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut req = Vec::new();
-            let mut b = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = s.read(&mut b).await.unwrap();
-                req.extend_from_slice(&b[..n]);
-            }
+            let (mut s, req) = accept_upgrade(&listener).await;
             assert!(req.starts_with(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1"));
             let mut out = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
             out.extend(server_frame(0x81, br#"0{"sid":"a","pingInterval":25000}"#));
@@ -549,6 +643,57 @@ mod tests {
         server.await.unwrap();
     }
 
+    /// Engine.IO v3: the v3 path, no CONNECT for `/` (the server's `40`
+    /// comes by itself), the client's pings every pingInterval answered
+    /// with `3` (skipped), events as usual.
+    #[tokio::test]
+    async fn eio3_waits_for_the_servers_connect_and_pings() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, req) = accept_upgrade(&listener).await;
+            assert!(req.starts_with(b"GET /socket.io/?EIO=3&transport=websocket HTTP/1.1"));
+            let mut out = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
+            out.extend(server_frame(0x81, br#"0{"sid":"a","pingInterval":50}"#));
+            out.extend(server_frame(0x81, b"40"));
+            s.write_all(&out).await.unwrap();
+            // The client's first frame is a ping, not a CONNECT.
+            for _ in 0..2 {
+                assert_eq!(read_client_frame(&mut s).await.1, b"2");
+                s.write_all(&server_frame(0x81, b"3")).await.unwrap();
+            }
+            s.write_all(&server_frame(0x81, br#"42["msg",1,2,"x"]"#))
+                .await
+                .unwrap();
+            s.write_all(&server_frame(0x81, b"1")).await.unwrap();
+        });
+        let target = Target::parse(&format!("ws://127.0.0.1:{port}")).unwrap();
+        let connect = Connect {
+            eio3: true,
+            ..Connect::root()
+        };
+        let mut conn = open_with(&target, &connect, 1024, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        let err = loop {
+            match next_packet(&mut conn) {
+                Ok(Some(m)) => {
+                    events.push(conn.payload(m).to_vec());
+                    continue;
+                }
+                Ok(None) => {}
+                Err(f) => break f,
+            }
+            if let Err(f) = fill(&mut conn).await {
+                break f;
+            }
+        };
+        assert_eq!(events, [br#"42["msg",1,2,"x"]"#.to_vec()]);
+        assert_eq!(err.kind, "server_closed");
+        server.await.unwrap();
+    }
+
     /// A namespace CONNECT carries the auth payload; the ack is the
     /// namespace's `40/chat,{…}`; events of the namespace come apart.
     #[tokio::test]
@@ -556,13 +701,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut req = Vec::new();
-            let mut b = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = s.read(&mut b).await.unwrap();
-                req.extend_from_slice(&b[..n]);
-            }
+            let (mut s, _) = accept_upgrade(&listener).await;
             let mut out = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
             out.extend(server_frame(0x81, br#"0{"sid":"a","pingInterval":25000}"#));
             s.write_all(&out).await.unwrap();
@@ -579,12 +718,7 @@ mod tests {
                 read_client_frame(&mut s).await.1,
                 br#"42/chat,8["message",{"a":1}]"#
             );
-            let mut refused = Vec::new();
-            let (mut s2, _) = listener.accept().await.unwrap();
-            while !refused.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = s2.read(&mut b).await.unwrap();
-                refused.extend_from_slice(&b[..n]);
-            }
+            let (mut s2, _) = accept_upgrade(&listener).await;
             let mut out = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
             out.extend(server_frame(0x81, br#"0{"sid":"c","pingInterval":25000}"#));
             s2.write_all(&out).await.unwrap();
@@ -600,6 +734,7 @@ mod tests {
         let connect = Connect {
             ns: "/chat".into(),
             auth: Some(r#"{"token":"t.o.k"}"#.into()),
+            ..Connect::default()
         };
         let mut conn = open_with(&target, &connect, 1024, Duration::from_secs(5))
             .await
@@ -662,14 +797,25 @@ mod tests {
             Some((b'3', Some(5), b"[1]".as_slice()))
         );
         assert_eq!(split_packet(b"3", ""), None);
-        assert_eq!(Connect::root().packet(), b"40");
+        assert_eq!(Connect::root().packet().unwrap(), b"40");
         assert_eq!(
-            Connect::with_token("/chat", "a\"b").packet(),
+            Connect::with_token("/chat", "a\"b").packet().unwrap(),
             br#"40/chat,{"token":"a\"b"}"#
         );
         assert_eq!(
-            Connect::with_token("/", "t").packet(),
+            Connect::with_token("/", "t").packet().unwrap(),
             br#"40{"token":"t"}"#
+        );
+        // Engine.IO v3: nothing for `/` (the server connects it), the token
+        // in the namespace's query.
+        let v3 = |mut c: Connect| {
+            c.eio3 = true;
+            c.packet()
+        };
+        assert_eq!(v3(Connect::root()), None);
+        assert_eq!(
+            v3(Connect::with_token("/chat", "x.y.z")).unwrap(),
+            b"40/chat?token=x.y.z,"
         );
     }
 

@@ -90,6 +90,9 @@ pub struct WsConn {
     frag: Vec<u8>,
     frag_active: bool,
     rng: u64,
+    /// Engine.IO v3: the client pings (every `.0`; the next one is due at
+    /// `.1`). `None` for v4, where the server pings.
+    client_pings: Option<(std::time::Duration, tokio::time::Instant)>,
 }
 
 /// Splitmix64 step, used for mask keys and handshake keys (not cryptographic;
@@ -212,6 +215,7 @@ impl WsConn {
             frag: Vec::new(),
             frag_active: false,
             rng,
+            client_pings: None,
         };
         conn.stream.write_all(req.as_bytes()).await?;
         // Read until the end of the response head; bytes after it are frames.
@@ -247,6 +251,25 @@ impl WsConn {
     /// Reads more bytes from the socket into the read buffer (one `read`
     /// call). Returns 0 at end of stream. Cancel-safe. Invalidates the
     /// ranges of previously returned messages.
+    /// Engine.IO v3: from now on the client pings every `every` (see
+    /// [`WsConn::next_ping`]).
+    pub fn ping_every(&mut self, every: std::time::Duration) {
+        self.client_pings = Some((every, tokio::time::Instant::now() + every));
+    }
+
+    /// When the client's next ping is due (Engine.IO v3 only).
+    pub fn next_ping(&self) -> Option<tokio::time::Instant> {
+        self.client_pings.map(|(_, at)| at)
+    }
+
+    /// Queues a ping (`2`) and schedules the next one.
+    pub fn queue_ping(&mut self) {
+        if let Some((every, at)) = self.client_pings.as_mut() {
+            *at = tokio::time::Instant::now() + *every;
+        }
+        self.queue_text(&[b"2"]);
+    }
+
     pub async fn fill(&mut self) -> io::Result<usize> {
         if self.rstart == self.rend {
             self.rstart = 0;

@@ -5,7 +5,8 @@ const { Server } = require("socket.io");
 
 const port = Number(process.env.PORT || 3200);
 const httpServer = createServer();
-const io = new Server(httpServer, { maxHttpBufferSize: 1e6 });
+// allowEIO3: socket.io 2.x clients too (loadgen --eio3-share), as bench.toml's allow_eio3.
+const io = new Server(httpServer, { maxHttpBufferSize: 1e6, allowEIO3: true });
 
 io.on("connection", (socket) => {
   socket.join("all");
