@@ -28,7 +28,7 @@ mod transports;
 
 pub use admission::{AdmissionConfig, AdmissionStats, ClientAddr, IpNet, Refusal};
 pub use config::{Cors, EngineConfig};
-pub use packet::{Frame, Message, Packet, Str};
+pub use packet::{Frame, Message, Packet, Protocol, Str};
 pub use server::{Body, ConnectionGuard, Engine, EngineStats, ErrorCode, Handler};
 pub use sid::LogId;
 pub use socket::{CloseReason, Connection, SendError, Socket, Transport};
