@@ -9,7 +9,7 @@
 # same clients against the reference Node.js server instead.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-bin="${1:-$root/target/release/switchboard}"
+bin="$(realpath -m "${1:-$root/target/release/switchboard}")"
 
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

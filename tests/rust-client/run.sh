@@ -10,7 +10,7 @@
 # no /chat against the reference Node.js server instead (SKIP_CHAT is set).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-bin="${1:-$root/target/release/switchboard}"
+bin="$(realpath -m "${1:-$root/target/release/switchboard}")"
 
 if ! pkg-config --exists openssl 2>/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
