@@ -116,27 +116,12 @@ impl From<WsError> for Fail {
 /// Reads once from the socket; end of stream and errors become [`Fail`]s.
 /// An Engine.IO v3 connection sends its pings meanwhile, when due.
 pub async fn fill(conn: &mut WsConn) -> Result<(), Fail> {
-    enum Woke {
-        Read(std::io::Result<usize>),
-        Ping,
-    }
     loop {
-        let woke = match conn.next_ping() {
-            None => Woke::Read(conn.fill().await),
-            // One read() per fill: dropping it for the ping loses nothing.
-            Some(at) => tokio::select! {
-                r = conn.fill() => Woke::Read(r),
-                _ = tokio::time::sleep_until(at) => Woke::Ping,
-            },
-        };
-        match woke {
-            Woke::Ping => {
-                conn.queue_ping();
-                flush(conn).await?;
-            }
-            Woke::Read(Ok(0)) => return Err(Fail::new("server_closed", "end of stream")),
-            Woke::Read(Ok(_)) => return Ok(()),
-            Woke::Read(Err(e)) => return Err(Fail::new("io", e.to_string())),
+        match conn.fill_or_ping().await {
+            Ok(None) => flush(conn).await?,
+            Ok(Some(0)) => return Err(Fail::new("server_closed", "end of stream")),
+            Ok(Some(_)) => return Ok(()),
+            Err(e) => return Err(Fail::new("io", e.to_string())),
         }
     }
 }

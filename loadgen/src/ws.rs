@@ -9,6 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -90,9 +91,10 @@ pub struct WsConn {
     frag: Vec<u8>,
     frag_active: bool,
     rng: u64,
-    /// Engine.IO v3: the client pings (every `.0`; the next one is due at
-    /// `.1`). `None` for v4, where the server pings.
-    client_pings: Option<(std::time::Duration, tokio::time::Instant)>,
+    /// Engine.IO v3: the client pings every `.0`; `.1` wakes it when the
+    /// next one is due. One timer per connection, reset only when it
+    /// fires: not a timer per read. `None` for v4, where the server pings.
+    client_pings: Option<(std::time::Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 /// Splitmix64 step, used for mask keys and handshake keys (not cryptographic;
@@ -248,29 +250,43 @@ impl WsConn {
         Ok(conn)
     }
 
-    /// Reads more bytes from the socket into the read buffer (one `read`
-    /// call). Returns 0 at end of stream. Cancel-safe. Invalidates the
-    /// ranges of previously returned messages.
     /// Engine.IO v3: from now on the client pings every `every` (see
-    /// [`WsConn::next_ping`]).
+    /// [`WsConn::fill_or_ping`]).
     pub fn ping_every(&mut self, every: std::time::Duration) {
-        self.client_pings = Some((every, tokio::time::Instant::now() + every));
+        self.client_pings = Some((every, Box::pin(tokio::time::sleep(every))));
     }
 
-    /// When the client's next ping is due (Engine.IO v3 only).
-    pub fn next_ping(&self) -> Option<tokio::time::Instant> {
-        self.client_pings.map(|(_, at)| at)
-    }
-
-    /// Queues a ping (`2`) and schedules the next one.
-    pub fn queue_ping(&mut self) {
-        if let Some((every, at)) = self.client_pings.as_mut() {
-            *at = tokio::time::Instant::now() + *every;
+    /// Reads more bytes from the socket into the read buffer (one `read`
+    /// call): `Some` of how many, 0 at end of stream. Cancel-safe.
+    /// Invalidates the ranges of previously returned messages. On an
+    /// Engine.IO v3 connection whose next ping falls due first, queues the
+    /// ping (`2`), schedules the next one and returns `None` (the caller
+    /// flushes).
+    pub async fn fill_or_ping(&mut self) -> io::Result<Option<usize>> {
+        self.prepare_read();
+        let Some((every, sleep)) = self.client_pings.as_mut() else {
+            let n = self.stream.read(&mut self.rbuf[self.rend..]).await?;
+            self.rend += n;
+            return Ok(Some(n));
+        };
+        // One read() per call: dropping it for the ping loses nothing.
+        let read = tokio::select! {
+            r = self.stream.read(&mut self.rbuf[self.rend..]) => Some(r?),
+            _ = sleep.as_mut() => {
+                let next = tokio::time::Instant::now() + *every;
+                sleep.as_mut().reset(next);
+                None
+            }
+        };
+        match read {
+            Some(n) => self.rend += n,
+            None => self.queue_text(&[b"2"]),
         }
-        self.queue_text(&[b"2"]);
+        Ok(read)
     }
 
-    pub async fn fill(&mut self) -> io::Result<usize> {
+    /// Makes room at the end of the read buffer for the next read.
+    fn prepare_read(&mut self) {
         if self.rstart == self.rend {
             self.rstart = 0;
             self.rend = 0;
@@ -287,9 +303,6 @@ impl WsConn {
             let n = self.rbuf.len() * 2;
             self.rbuf.resize(n, 0);
         }
-        let n = self.stream.read(&mut self.rbuf[self.rend..]).await?;
-        self.rend += n;
-        Ok(n)
     }
 
     /// Parses the next complete message out of the read buffer, or `None`
@@ -607,7 +620,7 @@ mod tests {
                 got.push(c.payload(m).to_vec());
             }
             c.flush().await.unwrap();
-            assert!(c.fill().await.unwrap() > 0);
+            assert!(c.fill_or_ping().await.unwrap().unwrap() > 0);
         }
         assert_eq!(got.len(), 4);
         assert_eq!(got[0], b"small");
