@@ -56,6 +56,10 @@ pub struct EngineConfig {
     pub partial_timeout: Duration,
     /// How many sessions are admitted, in all and per client address.
     pub admission: AdmissionConfig,
+    /// Whether Engine.IO v3 clients (socket.io 1.x and 2.x) are served
+    /// beside v4 ones, as the reference's `allowEIO3`. Off: their
+    /// handshake is refused with error 5.
+    pub allow_eio3: bool,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +78,7 @@ impl Default for EngineConfig {
             max_partial_bytes: 256 << 20,
             partial_timeout: Duration::from_millis(30_000),
             admission: AdmissionConfig::default(),
+            allow_eio3: false,
         }
     }
 }

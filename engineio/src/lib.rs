@@ -1,4 +1,5 @@
-//! Engine.IO v4 server: the transport layer under Socket.IO.
+//! Engine.IO v4 server, and v3 beside it with `allow_eio3` (socket.io 1.x
+//! and 2.x clients): the transport layer under Socket.IO.
 //!
 //! It owns the handshake, HTTP long-polling and WebSocket transports, the
 //! upgrade from one to the other, heartbeats, the packet codec and
@@ -28,7 +29,7 @@ mod transports;
 
 pub use admission::{AdmissionConfig, AdmissionStats, ClientAddr, IpNet, Refusal};
 pub use config::{Cors, EngineConfig};
-pub use packet::{Frame, Message, Packet, Str};
+pub use packet::{Frame, Message, Packet, Protocol, Str};
 pub use server::{Body, ConnectionGuard, Engine, EngineStats, ErrorCode, Handler};
 pub use sid::LogId;
 pub use socket::{CloseReason, Connection, SendError, Socket, Transport};

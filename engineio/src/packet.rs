@@ -1,5 +1,6 @@
 //! The Engine.IO v4 packet codec: single packets (one WebSocket frame) and
-//! payloads (several packets in one HTTP long-polling body).
+//! payloads (several packets in one HTTP long-polling body); [`v3`] holds
+//! what differs in v3 (`allow_eio3`).
 //!
 //! Inbound data is decoded into [`Packet`]; outbound data is carried as
 //! [`Frame`]s, which are already encoded so that a broadcast is encoded once
@@ -8,6 +9,18 @@
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
 use bytes::{BufMut, Bytes, BytesMut};
+
+pub mod v3;
+
+/// The Engine.IO protocol revision a session speaks (its handshake's `EIO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Revision 3: socket.io 1.x and 2.x clients (client-sent pings,
+    /// length-prefixed polling payloads, typed binary messages).
+    V3,
+    /// Revision 4, the current one.
+    V4,
+}
 
 /// Separates the packets of a long-polling payload (the ASCII record separator).
 pub const SEPARATOR: u8 = 0x1e;
@@ -23,6 +36,8 @@ pub enum DecodeError {
     Base64,
     #[error("payload is not valid UTF-8")]
     Utf8,
+    #[error("invalid packet length in payload")]
+    Length,
 }
 
 /// UTF-8 text held in shared bytes, so that slicing a received frame or
@@ -58,6 +73,12 @@ impl Str {
     pub fn slice_from(&self, at: usize) -> Str {
         assert!(self.as_str().is_char_boundary(at));
         Str(self.0.slice(at..))
+    }
+
+    /// The text between bytes `start` and `end` (char boundaries).
+    pub(crate) fn slice(&self, start: usize, end: usize) -> Str {
+        assert!(self.as_str().is_char_boundary(start) && self.as_str().is_char_boundary(end));
+        Str(self.0.slice(start..end))
     }
 
     /// The bytes, giving up the UTF-8 guarantee.
@@ -174,6 +195,8 @@ pub enum Frame {
 
 impl Frame {
     pub const PING: Frame = Frame::Text(Str::from_static("2"));
+    /// The answer to a v3 client's ping (the reference sends no data back).
+    pub const PONG: Frame = Frame::Text(Str::from_static("3"));
     pub const CLOSE: Frame = Frame::Text(Str::from_static("1"));
     pub const NOOP: Frame = Frame::Text(Str::from_static("6"));
     pub const PROBE_PONG: Frame = Frame::Text(Str::from_static("3probe"));

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 
 use crate::admission::{Admission, AdmissionStats, ClientAddr, Refusal, SessionPermit};
 use crate::config::{Cors, EngineConfig};
+use crate::packet::Protocol;
 use crate::partial::PartialBudget;
 use crate::sid::Sid;
 use crate::socket::{Connection, Socket, Transport};
@@ -68,6 +69,8 @@ impl ErrorCode {
 pub(crate) struct Counters {
     pub(crate) slow_consumers: AtomicU64,
     pub(crate) volatile_dropped: AtomicU64,
+    /// Sessions open now that speak Engine.IO v3.
+    pub(crate) v3_sessions: AtomicUsize,
 }
 
 /// A snapshot of the engine's counters.
@@ -76,6 +79,9 @@ pub struct EngineStats {
     /// Sessions open now (each holds an admission slot until it closes,
     /// whatever its transport).
     pub sessions: usize,
+    /// Of `sessions`, those of Engine.IO v3 clients (socket.io 1.x/2.x),
+    /// for an operator deciding when `allow_eio3` can go.
+    pub sessions_v3: usize,
     /// Sessions closed because their outbound queue was full.
     pub slow_consumer_disconnects: u64,
     /// Volatile frames dropped because a queue was full.
@@ -140,6 +146,11 @@ struct Query<'a> {
     eio: Option<&'a str>,
     transport: Option<&'a str>,
     sid: Option<&'a str>,
+    /// v3: the client cannot read binary (any non-empty value, as the
+    /// reference's truthiness test).
+    b64: bool,
+    /// JSONP polling was asked for (not served).
+    jsonp: bool,
 }
 
 impl<'a> Query<'a> {
@@ -151,6 +162,8 @@ impl<'a> Query<'a> {
                 "EIO" => q.eio = Some(value),
                 "transport" => q.transport = Some(value),
                 "sid" => q.sid = Some(value),
+                "b64" => q.b64 = !value.is_empty(),
+                "j" => q.jsonp = true,
                 _ => {}
             }
         }
@@ -202,6 +215,7 @@ impl<H: Handler> Engine<H> {
         let admission = self.shared.admission.stats();
         EngineStats {
             sessions: admission.open,
+            sessions_v3: self.shared.counters.v3_sessions.load(Ordering::Relaxed),
             admission,
             slow_consumer_disconnects: self.shared.counters.slow_consumers.load(Ordering::Relaxed),
             volatile_dropped: self
@@ -252,6 +266,12 @@ impl<H: Handler> Engine<H> {
             _ => return error_response(ErrorCode::UnknownTransport),
         };
         let is_upgrade = websocket::is_upgrade_request(&req);
+        if query.jsonp {
+            // The reference still serves JSONP polling (`j`); no client we
+            // support uses it, and a JSON-less answer would fail silently
+            // in the client: say so instead.
+            return error_response(ErrorCode::BadRequest);
+        }
 
         if let Some(sid) = query.sid {
             let Some(socket) = Sid::parse(sid).and_then(|sid| self.lookup(&sid)) else {
@@ -272,7 +292,7 @@ impl<H: Handler> Engine<H> {
                     Method::POST => polling::post(&socket, req).await,
                     _ => error_response(ErrorCode::BadRequest),
                 },
-                Transport::WebSocket => websocket::upgrade(socket, req),
+                Transport::WebSocket => websocket::upgrade(socket, req, query.b64),
             };
         }
 
@@ -282,9 +302,13 @@ impl<H: Handler> Engine<H> {
         if transport == Transport::WebSocket && !is_upgrade {
             return error_response(ErrorCode::BadRequest);
         }
-        if query.eio != Some("4") {
-            return error_response(ErrorCode::UnsupportedProtocolVersion);
-        }
+        // As the reference: anything but `4`, a missing `EIO` included, is v3.
+        let protocol = match query.eio {
+            Some("4") => Protocol::V4,
+            _ if self.shared.config.allow_eio3 => Protocol::V3,
+            _ => return error_response(ErrorCode::UnsupportedProtocolVersion),
+        };
+        let b64 = query.b64;
         // The slot is taken before the session exists (a WebSocket's is
         // created only after the upgrade), and freed if it never does.
         let permit = match self.admit(&req) {
@@ -294,14 +318,15 @@ impl<H: Handler> Engine<H> {
         match transport {
             Transport::Polling => {
                 let (parts, _body) = req.into_parts();
-                let socket = self.open(Transport::Polling, &parts, permit);
+                let socket = self.open(Transport::Polling, protocol, b64, &parts, permit);
                 tokio::spawn(crate::socket::polling_heartbeat(Arc::downgrade(&socket)));
-                polling::handshake_response(self.open_packet(&socket, Transport::Polling))
+                let open = self.open_packet(&socket, Transport::Polling);
+                polling::handshake_response(&socket, open)
             }
             Transport::WebSocket => {
                 let engine = self.clone();
                 websocket::handshake(req, self.shared.ws_limits.clone(), move |parts| {
-                    let socket = engine.open(Transport::WebSocket, parts, permit);
+                    let socket = engine.open(Transport::WebSocket, protocol, b64, parts, permit);
                     let open = engine.open_packet(&socket, Transport::WebSocket);
                     (socket, open)
                 })
@@ -330,11 +355,13 @@ impl<H: Handler> Engine<H> {
     fn open(
         &self,
         transport: Transport,
+        protocol: Protocol,
+        b64: bool,
         parts: &http::request::Parts,
         permit: SessionPermit,
     ) -> Arc<Socket> {
         let sid = Sid::random();
-        let socket = Socket::new(sid, self.shared.clone(), transport);
+        let socket = Socket::new(sid, self.shared.clone(), transport, protocol, b64);
         socket.set_permit(permit);
         self.shared.sessions.lock().insert(sid, socket.clone());
         let conn = self.handler.on_open(&socket, parts);
@@ -342,6 +369,7 @@ impl<H: Handler> Engine<H> {
         tracing::debug!(
             sid = %socket.log_id(),
             transport = transport.as_str(),
+            v3 = protocol == Protocol::V3,
             "session opened"
         );
         socket
@@ -473,7 +501,11 @@ mod tests {
         assert_eq!(q.eio, Some("4"));
         assert_eq!(q.transport, Some("polling"));
         assert_eq!(q.sid, Some("xyz"));
+        assert!(!q.b64 && !q.jsonp);
         let q = Query::parse("");
         assert!(q.eio.is_none() && q.transport.is_none() && q.sid.is_none());
+        let q = Query::parse("EIO=3&b64=1&j=0");
+        assert!(q.b64 && q.jsonp);
+        assert!(!Query::parse("b64=").b64);
     }
 }

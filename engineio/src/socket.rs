@@ -9,14 +9,14 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::admission::SessionPermit;
-use crate::packet::{Frame, Message, Packet};
+use crate::packet::{Frame, Message, Packet, Protocol};
 use crate::server::Shared;
 use crate::sid::Sid;
 
@@ -92,9 +92,36 @@ pub enum SendError {
     Dropped,
 }
 
+/// How a session frames what differs between protocol revisions: bits of
+/// `Socket::flags`.
+mod flag {
+    /// The session speaks Engine.IO v3.
+    pub(super) const V3: u8 = 1;
+    /// v3 polling: the client cannot read binary payloads (`b64` on its
+    /// handshake), so binaries travel as base64 text.
+    pub(super) const POLLING_B64: u8 = 2;
+    /// v3 WebSocket: the same, for the request that opened the WebSocket.
+    pub(super) const WS_B64: u8 = 4;
+}
+
+/// How the WebSocket writer frames a binary message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BinaryFraming {
+    /// v4: the bytes as they are.
+    Raw,
+    /// v3: a binary frame led by the `message` type byte (`04`).
+    Typed,
+    /// v3 with `b64`: a text frame `b4<base64>`.
+    Base64,
+}
+
 /// An Engine.IO session, shared by its transports and its [`Connection`].
 pub struct Socket {
     id: Sid,
+    /// Protocol revision and `b64` bits (see [`flag`]). Set at creation,
+    /// but for the WebSocket bit set by an upgrade; in what was padding
+    /// after `id`, so a session weighs no more for it.
+    flags: AtomicU8,
     shared: Arc<Shared>,
     state: Mutex<State>,
     /// The WebSocket task is handling the client's messages and will take
@@ -209,10 +236,39 @@ pub(crate) enum Upgrade {
 }
 
 impl Socket {
-    pub(crate) fn new(id: Sid, shared: Arc<Shared>, transport: Transport) -> Arc<Socket> {
-        let heartbeat_at = Instant::now() + shared.config.ping_interval;
+    /// A session of `protocol` on `transport`; `b64` says the client cannot
+    /// read binary on it (v3 only).
+    pub(crate) fn new(
+        id: Sid,
+        shared: Arc<Shared>,
+        transport: Transport,
+        protocol: Protocol,
+        b64: bool,
+    ) -> Arc<Socket> {
+        let mut flags = 0;
+        // v3: the client pings; the session always awaits its next ping,
+        // within `pingInterval + pingTimeout` (the reference's deadline).
+        let (awaiting_pong, heartbeat_at) = match protocol {
+            Protocol::V4 => (false, Instant::now() + shared.config.ping_interval),
+            Protocol::V3 => {
+                flags |= flag::V3;
+                if b64 {
+                    flags |= match transport {
+                        Transport::Polling => flag::POLLING_B64,
+                        Transport::WebSocket => flag::WS_B64,
+                    };
+                }
+                shared.counters.v3_sessions.fetch_add(1, Ordering::Relaxed);
+                let config = &shared.config;
+                (
+                    true,
+                    Instant::now() + config.ping_interval + config.ping_timeout,
+                )
+            }
+        };
         Arc::new(Socket {
             id,
+            flags: AtomicU8::new(flags),
             shared,
             state: Mutex::new(State {
                 transport,
@@ -225,7 +281,7 @@ impl Socket {
                 closing: false,
                 closed: None,
                 conn: None,
-                awaiting_pong: false,
+                awaiting_pong,
                 queued_total: 0,
                 sent_total: 0,
                 flush_waiters: false,
@@ -254,6 +310,37 @@ impl Socket {
     /// What logs show for this session instead of its id (see [`Sid::log_id`]).
     pub fn log_id(&self) -> crate::sid::LogId {
         self.id.log_id()
+    }
+
+    /// The Engine.IO protocol revision the client speaks.
+    pub fn protocol(&self) -> Protocol {
+        if self.flags.load(Ordering::Relaxed) & flag::V3 != 0 {
+            Protocol::V3
+        } else {
+            Protocol::V4
+        }
+    }
+
+    /// Whether a v3 polling client asked for binaries as base64 text.
+    pub(crate) fn polling_b64(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & flag::POLLING_B64 != 0
+    }
+
+    /// How the WebSocket writer frames binary messages for this client.
+    pub(crate) fn binary_framing(&self) -> BinaryFraming {
+        let flags = self.flags.load(Ordering::Relaxed);
+        if flags & flag::V3 == 0 {
+            BinaryFraming::Raw
+        } else if flags & flag::WS_B64 != 0 {
+            BinaryFraming::Base64
+        } else {
+            BinaryFraming::Typed
+        }
+    }
+
+    /// A v3 client upgrading with `b64` on its WebSocket request.
+    pub(crate) fn set_ws_b64(&self) {
+        self.flags.fetch_or(flag::WS_B64, Ordering::Relaxed);
     }
 
     /// The transport in use.
@@ -438,6 +525,10 @@ impl Socket {
             state.queued_bytes = 0;
             (state.conn.take(), linger, permit)
         };
+        if self.protocol() == Protocol::V3 {
+            let v3 = &self.shared.counters.v3_sessions;
+            v3.fetch_sub(1, Ordering::Relaxed);
+        }
         drop(permit);
         self.changed.notify_waiters();
         if linger {
@@ -482,12 +573,32 @@ impl Socket {
                     conn.on_message(message);
                 }
             }
+            // v3: only the client pings ("invalid heartbeat direction").
+            Packet::Pong(_) if self.protocol() == Protocol::V3 => {
+                self.close_now(CloseReason::TransportError, Frame::CLOSE)
+            }
             Packet::Pong(_) => {
                 let mut state = self.state.lock();
                 if state.awaiting_pong {
                     state.awaiting_pong = false;
                     state.heartbeat_at = Instant::now() + self.shared.config.ping_interval;
                 }
+            }
+            // v3: the next ping is due within `pingInterval + pingTimeout`.
+            Packet::Ping(_) if self.protocol() == Protocol::V3 => {
+                {
+                    let mut state = self.state.lock();
+                    // A closing session keeps its deadline: a client that
+                    // pings but never polls must not hold it open.
+                    if state.closed.is_some() || state.closing {
+                        return;
+                    }
+                    let config = &self.shared.config;
+                    state.heartbeat_at =
+                        Instant::now() + config.ping_interval + config.ping_timeout;
+                }
+                // Fails only on a closing session, which needs no pong.
+                let _ = self.send(Frame::PONG);
             }
             // In v4 only the server pings ("invalid heartbeat direction").
             Packet::Ping(_) => self.close_now(CloseReason::TransportError, Frame::CLOSE),
@@ -670,7 +781,121 @@ mod tests {
 
     fn session() -> Arc<Socket> {
         let shared = Shared::for_tests(crate::EngineConfig::default());
-        Socket::new(Sid::random(), shared, Transport::WebSocket)
+        Socket::new(
+            Sid::random(),
+            shared,
+            Transport::WebSocket,
+            Protocol::V4,
+            false,
+        )
+    }
+
+    fn v3_session(transport: Transport, b64: bool) -> (Arc<Socket>, crate::EngineConfig) {
+        let config = crate::EngineConfig {
+            ping_interval: std::time::Duration::from_millis(300),
+            ping_timeout: std::time::Duration::from_millis(200),
+            ..crate::EngineConfig::default()
+        };
+        let shared = Shared::for_tests(config.clone());
+        let socket = Socket::new(Sid::random(), shared, transport, Protocol::V3, b64);
+        (socket, config)
+    }
+
+    /// The protocol byte sits in what was padding after the 20-byte id
+    /// (with `writer_busy`): a session weighs what it weighed before v3.
+    #[test]
+    fn the_protocol_costs_a_session_no_memory() {
+        use std::mem::size_of;
+        let words = size_of::<Arc<Shared>>()
+            + size_of::<Mutex<State>>()
+            + size_of::<AtomicUsize>()
+            + size_of::<Notify>();
+        let bytes_before_v3 = size_of::<Sid>() + size_of::<AtomicBool>();
+        assert_eq!(
+            size_of::<Socket>(),
+            words + bytes_before_v3.next_multiple_of(8)
+        );
+    }
+
+    #[test]
+    fn protocol_and_framing_follow_the_handshake() {
+        assert_eq!(session().protocol(), Protocol::V4);
+        assert_eq!(session().binary_framing(), BinaryFraming::Raw);
+        let (polling, _) = v3_session(Transport::Polling, true);
+        assert_eq!(polling.protocol(), Protocol::V3);
+        assert!(polling.polling_b64());
+        assert_eq!(polling.binary_framing(), BinaryFraming::Typed);
+        polling.set_ws_b64();
+        assert_eq!(polling.binary_framing(), BinaryFraming::Base64);
+        let (ws, _) = v3_session(Transport::WebSocket, true);
+        assert!(!ws.polling_b64());
+        assert_eq!(ws.binary_framing(), BinaryFraming::Base64);
+    }
+
+    /// v3: the client pings, the server never does; each ping is answered
+    /// with `3` and moves the deadline to `pingInterval + pingTimeout`.
+    #[tokio::test(start_paused = true)]
+    async fn a_v3_session_answers_pings_and_never_sends_one() {
+        let (socket, config) = v3_session(Transport::WebSocket, false);
+        let deadline = config.ping_interval + config.ping_timeout;
+        let mut batch = idle_queue();
+        tokio::time::advance(deadline - std::time::Duration::from_millis(1)).await;
+        assert!(matches!(
+            socket.writer_turn(&mut batch, true),
+            WriterTurn::Open { .. }
+        ));
+        assert!(batch.is_empty(), "the server sent {batch:?}");
+        socket.on_packet(Packet::Ping(crate::Str::from("")));
+        socket.writer_turn(&mut batch, true);
+        assert_eq!(batch.drain(..).collect::<Vec<_>>(), vec![Frame::PONG]);
+        // The ping moved the deadline: past the first one, still open.
+        tokio::time::advance(std::time::Duration::from_millis(2)).await;
+        assert!(!socket.check_expired());
+        tokio::time::advance(deadline).await;
+        assert!(matches!(
+            socket.writer_turn(&mut batch, true),
+            WriterTurn::Closed(CloseReason::PingTimeout)
+        ));
+        assert!(batch.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_do_not_keep_a_closing_v3_session_open() {
+        let (socket, config) = v3_session(Transport::Polling, false);
+        socket.close();
+        socket.on_packet(Packet::Ping(crate::Str::from("")));
+        tokio::time::advance(config.ping_timeout).await;
+        assert_eq!(socket.heartbeat(Instant::now()), None);
+        assert_eq!(socket.lock().closed, Some(CloseReason::ForcedClose));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_v3_client_expires_at_interval_plus_timeout() {
+        let (socket, config) = v3_session(Transport::Polling, false);
+        tokio::time::advance(config.ping_interval + config.ping_timeout / 2).await;
+        assert!(!socket.check_expired());
+        tokio::time::advance(config.ping_timeout / 2).await;
+        assert!(socket.check_expired());
+        assert_eq!(socket.lock().closed, Some(CloseReason::PingTimeout));
+    }
+
+    #[test]
+    fn a_pong_from_a_v3_client_closes_it() {
+        let (socket, _) = v3_session(Transport::WebSocket, false);
+        socket.on_packet(Packet::Pong(crate::Str::from("")));
+        assert_eq!(socket.lock().closed, Some(CloseReason::TransportError));
+        let v4 = session();
+        v4.on_packet(Packet::Ping(crate::Str::from("")));
+        assert_eq!(v4.lock().closed, Some(CloseReason::TransportError));
+    }
+
+    #[test]
+    fn v3_sessions_are_counted_while_open() {
+        let (socket, _) = v3_session(Transport::Polling, false);
+        let count = || socket.shared.counters.v3_sessions.load(Ordering::Relaxed);
+        assert_eq!(count(), 1);
+        socket.close_now(CloseReason::ForcedClose, Frame::CLOSE);
+        assert_eq!(count(), 0);
     }
 
     /// An idle connection is sent one frame at a time: its queue, and the

@@ -99,6 +99,28 @@ impl Client {
         &self.query
     }
 
+    /// Whether the client speaks Engine.IO v3 (socket.io 1.x/2.x).
+    pub(crate) fn is_v3(&self) -> bool {
+        self.engine.protocol() == engineio::Protocol::V3
+    }
+
+    /// A v3 client is in `/` from the start, without asking (the
+    /// reference's `client.connect("/")`): its CONNECT reply is queued
+    /// behind the `open` packet, like any. Without a `/` namespace nothing
+    /// is sent: an ERROR for `/` would reach every namespace of a 2.x
+    /// client (switchboard's configuration requires `/` with v3 on).
+    pub(crate) fn connect_implicitly(self: &Arc<Self>) {
+        if self.server.namespace("/").is_none() {
+            return;
+        }
+        self.connect(Packet {
+            kind: PacketType::Connect,
+            nsp: "/".to_owned(),
+            id: None,
+            payload: Payload::None,
+        });
+    }
+
     /// Queues an encoded packet (and its attachments) on the connection.
     pub(crate) fn send(&self, packet: &Encoded, volatile: bool) {
         let _ = self
@@ -140,21 +162,31 @@ impl Client {
             self.engine.close();
             return;
         }
-        let Some(ns) = self.server.namespace(&packet.nsp) else {
+        let v3 = self.is_v3();
+        // v3: the credentials come in the name's query (`/chat?token=…`).
+        let (nsp, query) = match packet.nsp.split_once('?') {
+            Some((nsp, query)) if v3 => (nsp.to_owned(), Some(query)),
+            _ => (packet.nsp.clone(), None),
+        };
+        let Some(ns) = self.server.namespace(&nsp) else {
+            // An object for v3 clients too, as the reference sends it.
             let error = r#"{"message":"Invalid namespace"}"#;
-            self.send(&Encoded::connect_error(&packet.nsp, error), false);
+            self.send(&Encoded::connect_error(&nsp, error), false);
             return;
         };
-        let auth = match packet.payload {
-            Payload::Json(raw) => raw,
+        let auth = match (packet.payload, query) {
+            (_, Some(query)) => query_auth(query),
+            (Payload::Json(raw), None) if !v3 => raw,
             _ => RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!()),
         };
-        // A client that had a session presents its pid and last offset.
+        // A client that had a session presents its pid and last offset (a
+        // v3 client has none to present).
         let asked = ns
             .recovery()
+            .filter(|_| !v3)
             .and_then(|_| crate::recovery::requested(&auth));
         let request = ConnectRequest {
-            nsp: packet.nsp,
+            nsp,
             auth,
             query: self.query.clone(),
             extensions: http::Extensions::new(),
@@ -186,7 +218,12 @@ impl Client {
                     client.join(ns, request, restored)
                 }
                 Err(error) => {
-                    client.send(&Encoded::connect_error(ns.name(), &error.to_json()), false)
+                    let payload = if v3 {
+                        error.to_json_v3()
+                    } else {
+                        error.to_json()
+                    };
+                    client.send(&Encoded::connect_error(ns.name(), &payload), false)
                 }
             }
         });
@@ -310,6 +347,18 @@ impl Client {
     }
 }
 
+/// The auth object of a v3 CONNECT: its namespace query's pairs, as the
+/// reference makes it (`Object.fromEntries(new URLSearchParams(query))`:
+/// string values, `+` a space, a later duplicate wins).
+fn query_auth(query: &str) -> Box<RawValue> {
+    let mut object = serde_json::Map::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        object.insert(key.into_owned(), value.into_owned().into());
+    }
+    let json = serde_json::Value::Object(object).to_string();
+    RawValue::from_string(json).unwrap_or_else(|_| unreachable!())
+}
+
 /// The Engine.IO connection of a client: decodes, then dispatches.
 pub(crate) struct ClientConnection(pub(crate) Arc<Client>);
 
@@ -319,7 +368,7 @@ impl Connection for ClientConnection {
         let decoded = {
             let mut state = client.state.lock();
             let decoded = match message {
-                Message::Text(text) => state.decoder.text(&text),
+                Message::Text(text) => state.decoder.text_for(&text, client.is_v3()),
                 Message::Binary(data) => state.decoder.binary(data),
             };
             // The timer runs from a packet's header to its last attachment.
@@ -348,5 +397,19 @@ impl Connection for ClientConnection {
 
     fn on_close(&self, reason: CloseReason) {
         self.0.close_sockets(DisconnectReason::Transport(reason));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v3_namespace_query_is_the_auth_object() {
+        assert_eq!(
+            query_auth("token=a%2Fb+c&x=1&x=2&empty=&flag").get(),
+            r#"{"empty":"","flag":"","token":"a/b c","x":"2"}"#
+        );
+        assert_eq!(query_auth("").get(), "{}");
     }
 }

@@ -61,6 +61,24 @@ impl ConnectError {
         }
         serde_json::Value::Object(object).to_string()
     }
+
+    /// The ERROR payload a v3 client (socket.io 1.x/2.x) gets, as the
+    /// reference sends it: `data` when it is set and JavaScript-truthy,
+    /// else `message` as a JSON string (its `error` event's argument).
+    pub(crate) fn to_json_v3(&self) -> String {
+        use serde_json::Value;
+        let truthy = |v: &Value| match v {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+            Value::String(s) => !s.is_empty(),
+            Value::Array(_) | Value::Object(_) => true,
+        };
+        match &self.data {
+            Some(data) if truthy(data) => data.to_string(),
+            _ => Value::String(self.message.clone()).to_string(),
+        }
+    }
 }
 
 /// Connect middleware: lets a client in (possibly attaching data to the
@@ -308,5 +326,26 @@ impl std::fmt::Debug for Namespace {
         f.debug_struct("Namespace")
             .field("name", &self.name)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A v3 client's `error` event gets `data || message`, as from the reference.
+    #[test]
+    fn a_v3_refusal_carries_data_or_else_the_message() {
+        let with = |data| ConnectError::with_data("unauthorized", data).to_json_v3();
+        assert_eq!(
+            with(json!({"code": "auth", "message": "no token"})),
+            r#"{"code":"auth","message":"no token"}"#
+        );
+        assert_eq!(with(json!("why")), r#""why""#);
+        for falsy in [json!(null), json!(false), json!(0), json!("")] {
+            assert_eq!(with(falsy), r#""unauthorized""#);
+        }
+        assert_eq!(ConnectError::new("no").to_json_v3(), r#""no""#);
     }
 }

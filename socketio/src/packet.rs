@@ -25,6 +25,11 @@ pub const RESERVED_EVENTS: [&str; 6] = [
 /// Longest namespace name accepted, in bytes.
 pub const MAX_NAMESPACE_LEN: usize = 256;
 
+/// Longest query a v3 client may put behind a namespace name in its
+/// CONNECT (`/chat?token=…`), in bytes: room for a JWT, which is routinely
+/// longer than a name may be. (The packet is within `max_payload` anyway.)
+pub const MAX_NAMESPACE_QUERY_LEN: usize = 8 << 10;
+
 /// The type of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketType {
@@ -290,10 +295,18 @@ impl Decoder {
 
     /// Feeds a text message.
     pub fn text(&mut self, text: &str) -> Result<Decoded, DecodeError> {
+        self.text_for(text, false)
+    }
+
+    /// Feeds a text message from a client speaking Engine.IO v3 (`v3`):
+    /// its CONNECT's namespace may carry a query (`/chat?token=…`), which
+    /// is bounded apart from the name ([`MAX_NAMESPACE_QUERY_LEN`]) and
+    /// kept in [`Packet::nsp`] for the caller to split.
+    pub fn text_for(&mut self, text: &str, v3: bool) -> Result<Decoded, DecodeError> {
         if self.partial.is_some() {
             return Err(DecodeError::UnexpectedText);
         }
-        let (packet, expected) = decode_header(text, self.max_attachments)?;
+        let (packet, expected) = decode_header(text, self.max_attachments, v3)?;
         if expected == 0 {
             if packet.kind.is_binary() {
                 check_placeholders(&packet, 0)?;
@@ -367,7 +380,11 @@ fn check_placeholders(packet: &Packet, count: usize) -> Result<(), DecodeError> 
 }
 
 /// Decodes a text packet; returns it and how many attachments follow.
-fn decode_header(s: &str, max_attachments: usize) -> Result<(Packet, usize), DecodeError> {
+fn decode_header(
+    s: &str,
+    max_attachments: usize,
+    v3: bool,
+) -> Result<(Packet, usize), DecodeError> {
     let bytes = s.as_bytes();
     let kind = bytes
         .first()
@@ -397,7 +414,14 @@ fn decode_header(s: &str, max_attachments: usize) -> Result<(Packet, usize), Dec
         nsp = &s[i..end];
         // Names are echoed in replies: no control characters (a record
         // separator would split a polling payload), and a sane length.
-        if nsp.len() > MAX_NAMESPACE_LEN || nsp.chars().any(char::is_control) {
+        let (name, query) = match nsp.split_once('?') {
+            Some((name, query)) if v3 => (name, query),
+            _ => (nsp, ""),
+        };
+        if name.len() > MAX_NAMESPACE_LEN
+            || query.len() > MAX_NAMESPACE_QUERY_LEN
+            || nsp.chars().any(char::is_control)
+        {
             return Err(DecodeError::InvalidNamespace);
         }
         i = (end + 1).min(s.len());
@@ -707,7 +731,7 @@ mod tests {
             "299999999999999999999[\"a\"]",
             "29007199254740993[\"a\"]",
         ] {
-            assert!(decode_header(bad, 10).is_err(), "accepted {bad:?}");
+            assert!(decode_header(bad, 10, false).is_err(), "accepted {bad:?}");
         }
     }
 
@@ -751,6 +775,33 @@ mod tests {
             decode(&format!("0/{},", "n".repeat(300))).unwrap_err(),
             DecodeError::InvalidNamespace
         );
+    }
+
+    /// A v3 CONNECT carries its credentials in the name's query: a JWT is
+    /// longer than a name may be, so the query has its own bound.
+    #[test]
+    fn a_v3_namespace_query_is_bounded_apart_from_the_name() {
+        let v3 = |s: &str| match Decoder::new(10).text_for(s, true) {
+            Ok(Decoded::Packet(p)) => Ok(p),
+            Ok(Decoded::Pending) => panic!("pending"),
+            Err(err) => Err(err),
+        };
+        let jwt = "t".repeat(2048);
+        let packet = v3(&format!("0/chat?token={jwt},")).unwrap();
+        assert_eq!(packet.nsp, format!("/chat?token={jwt}"));
+        // socket.io-client 1.x and python-socketio 4 write no comma.
+        assert_eq!(v3("0/chat?token=abc").unwrap().nsp, "/chat?token=abc");
+        // v4 unchanged: the whole name is bounded.
+        assert_eq!(
+            decode(&format!("0/chat?token={jwt},")).unwrap_err(),
+            DecodeError::InvalidNamespace
+        );
+        let long_name = format!("0/{}?a=b,", "n".repeat(300));
+        let long_query = format!("0/chat?t={},", "q".repeat(MAX_NAMESPACE_QUERY_LEN));
+        let control = "0/chat?t=\x1e,";
+        for bad in [long_name.as_str(), long_query.as_str(), control] {
+            assert_eq!(v3(bad).unwrap_err(), DecodeError::InvalidNamespace);
+        }
     }
 
     #[test]

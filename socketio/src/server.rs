@@ -173,10 +173,10 @@ impl engineio::Handler for SocketIo {
         request: &http::request::Parts,
     ) -> Arc<dyn engineio::Connection> {
         let query = request.uri.query().unwrap_or("");
-        Arc::new(ClientConnection(Client::new(
-            socket.clone(),
-            self.inner.clone(),
-            query,
-        )))
+        let client = Client::new(socket.clone(), self.inner.clone(), query);
+        if client.is_v3() {
+            client.connect_implicitly();
+        }
+        Arc::new(ClientConnection(client))
     }
 }

@@ -331,13 +331,20 @@ impl Socket {
         self.emit_packet(event, args, None, true);
     }
 
+    /// The namespace's connection state recovery, for this socket: none
+    /// for a v3 client, which can never present a session to restore
+    /// (the store keeps nothing for it).
+    fn recovery(&self) -> Option<&NsRecovery> {
+        self.ns.recovery().filter(|_| !self.client.is_v3())
+    }
+
     /// Encodes, counts and queues one event for this socket's client. With
     /// recovery on, an event without ack that is not volatile is recorded
     /// with an offset, as a broadcast to the socket alone (as the
     /// reference does): the client would otherwise take a string last
     /// argument of it for an offset.
     fn emit_packet(&self, event: &str, args: &Args, ack: Option<u64>, volatile: bool) {
-        match self.ns.recovery() {
+        match self.recovery() {
             Some(recovery)
                 if ack.is_none() && !volatile && recovery.store.logs_through_adapter() =>
             {
@@ -423,7 +430,7 @@ impl Socket {
             return false;
         }
         self.ns.adapter().add_all(&self.ns, self, rooms);
-        if let Some(recovery) = self.ns.recovery() {
+        if let Some(recovery) = self.recovery() {
             recovery.store.joined(self.ns.name(), &self.id, rooms);
         }
         true
@@ -432,7 +439,7 @@ impl Socket {
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
         self.ns.adapter().del(&self.ns, self, room);
-        if let Some(recovery) = self.ns.recovery() {
+        if let Some(recovery) = self.recovery() {
             recovery.store.left(self.ns.name(), &self.id, room);
         }
     }
@@ -523,7 +530,7 @@ impl Socket {
     /// taken care of.
     #[cold]
     fn hold(&self, packet: &Encoded, volatile: bool) -> bool {
-        let Some(recovery) = self.ns.recovery() else {
+        let Some(recovery) = self.recovery() else {
             return false;
         };
         match recovery.hold(&self.id, packet, volatile) {
@@ -653,7 +660,7 @@ impl Socket {
         if !self.register() {
             return;
         }
-        let Some(recovery) = self.ns.recovery() else {
+        let Some(recovery) = self.recovery() else {
             self.connect_handler(None);
             return;
         };
@@ -673,7 +680,7 @@ impl Socket {
         let socket = self.clone();
         let mut future = Box::pin(async move {
             let missed = missed.await;
-            if let Some(recovery) = socket.ns.recovery() {
+            if let Some(recovery) = socket.recovery() {
                 // Deliveries begun before the read are done: none of the
                 // missed packets can reach the socket live any more.
                 recovery.barrier.wait().await;
@@ -789,7 +796,10 @@ impl Socket {
             let mut state = self.state.lock();
             state.ready = true;
             if state.connected {
-                let handshake = match self.ns.recovery() {
+                let handshake = match self.recovery() {
+                    // A v3 client's CONNECT carries nothing (`40/chat,`):
+                    // it makes up its socket id from the Engine.IO sid.
+                    _ if self.client.is_v3() => String::new(),
                     Some(recovery) => format!(
                         r#"{{"sid":"{}","pid":"{}"}}"#,
                         self.id.as_str(),
@@ -798,7 +808,7 @@ impl Socket {
                     None => format!(r#"{{"sid":"{}"}}"#, self.id.as_str()),
                 };
                 let connect = Encoded::connect(self.ns.name(), &handshake);
-                match (self.ns.recovery(), missed) {
+                match (self.recovery(), missed) {
                     (Some(recovery), Some(missed)) => {
                         let released = recovery
                             .release(&self.id, &connect, &missed, |p, v| self.client.send(p, v));
@@ -871,7 +881,7 @@ impl Socket {
     pub(crate) fn on_close(self: &Arc<Self>, reason: DisconnectReason) {
         // Read before the state lock: the extensions' lock is not taken
         // under it.
-        let owner = (self.ns.recovery()).and_then(|_| self.ns.session_owner(&self.extensions()));
+        let owner = (self.recovery()).and_then(|_| self.ns.session_owner(&self.extensions()));
         let ready = {
             let mut state = self.state.lock();
             if !state.connected {
@@ -888,7 +898,7 @@ impl Socket {
             if !state.ready {
                 state.left_early = Some(reason);
             }
-            if let Some(recovery) = self.ns.recovery() {
+            if let Some(recovery) = self.recovery() {
                 // Still under the lock, so that a socket gone from its
                 // namespace has its session kept already (the store's
                 // lock is taken under no other).

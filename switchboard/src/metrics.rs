@@ -151,6 +151,15 @@ impl Collector for Scrape {
         single(
             e,
             (
+                "switchboard_connections_eio3",
+                "Of switchboard_connections, those of Engine.IO v3 clients (socket.io 1.x/2.x, engine.allow_eio3): when it stays at 0 the flag can go.",
+                Gauge,
+            ),
+            stats.sessions_v3 as u64,
+        )?;
+        single(
+            e,
+            (
                 "switchboard_dropped_packets",
                 "Volatile packets dropped because a queue was full.",
                 Counter,

@@ -10,14 +10,22 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::packet::{self, Frame, Packet};
+use crate::packet::{self, Frame, Packet, Protocol, Str};
 use crate::server::{Body, ErrorCode, error_response, json_response};
 use crate::socket::{CloseReason, Socket, State, Transport, Upgrade};
 use tokio::time::Instant;
 
-/// The answer to the handshake GET: the `open` packet.
-pub(crate) fn handshake_response(open: String) -> Response<Body> {
-    text_response(Bytes::from(open))
+/// The answer to the handshake GET: the `open` packet (in a v3 payload
+/// for a v3 client: `NN:0{…}`).
+pub(crate) fn handshake_response(socket: &Socket, open: String) -> Response<Body> {
+    let open = Frame::Text(Str::from(open));
+    match socket.protocol() {
+        Protocol::V4 => text_response(match open {
+            Frame::Text(s) => s.into_bytes(),
+            Frame::Binary(b) => b,
+        }),
+        Protocol::V3 => payload_response(socket, &[open]),
+    }
 }
 
 /// How long a poll waiting during an upgrade is held before the noop that
@@ -46,7 +54,7 @@ pub(crate) async fn poll(socket: &Arc<Socket>) -> Response<Body> {
             };
             drop(state);
             socket.forget();
-            return text_response(packet::encode_payload(&[frame]));
+            return payload_response(socket, &[frame]);
         }
         if state.poll_waiting {
             drop(state);
@@ -94,7 +102,7 @@ pub(crate) async fn poll(socket: &Arc<Socket>) -> Response<Body> {
             if finish_close {
                 socket.close_now(CloseReason::ForcedClose, Frame::CLOSE);
             }
-            text_response(packet::encode_payload(&frames))
+            payload_response(socket, &frames)
         }
         PollAnswer::Refused => error_response(ErrorCode::BadRequest),
     }
@@ -211,8 +219,11 @@ where
     };
     let bad_request = |reason| (reason, error_response(ErrorCode::BadRequest));
     let content_type = req.headers().get(header::CONTENT_TYPE);
-    if content_type.is_some_and(|v| v.as_bytes() == b"application/octet-stream") {
+    let binary_body = content_type.is_some_and(|v| v.as_bytes() == b"application/octet-stream");
+    let protocol = socket.protocol();
+    if binary_body && protocol == Protocol::V4 {
         // v4 sends binary as base64 text; a raw binary body is not valid.
+        // (v3 clients send the XHR2 binary form; python-engineio 3 always.)
         return Err(bad_request(CloseReason::TransportError));
     }
     let declared = req
@@ -235,7 +246,11 @@ where
         }
         Err(BodyError::Failed) => return Err(bad_request(CloseReason::TransportError)),
     };
-    let packets = match packet::decode_payload(body) {
+    let decoded = match protocol {
+        Protocol::V4 => packet::decode_payload(body),
+        Protocol::V3 => packet::v3::decode_payload(body, binary_body),
+    };
+    let packets = match decoded {
         Ok(packets) => packets,
         Err(err) => {
             tracing::debug!(sid = %socket.log_id(), %err, "invalid polling payload");
@@ -316,6 +331,21 @@ where
         }
     }
     Ok(first.unwrap_or_else(|| joined.freeze()))
+}
+
+/// A GET's answer: `frames` as one payload, in the session's protocol.
+fn payload_response(socket: &Socket, frames: &[Frame]) -> Response<Body> {
+    match socket.protocol() {
+        Protocol::V4 => text_response(packet::encode_payload(frames)),
+        Protocol::V3 => {
+            let (body, content_type) = packet::v3::encode_payload(frames, socket.polling_b64());
+            let mut response = Response::new(Body::from(body));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            response
+        }
+    }
 }
 
 fn text_response(body: Bytes) -> Response<Body> {

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::packet::{Frame, Message, Packet, Str};
+use crate::packet::{self, Frame, Message, Packet, Protocol, Str};
 use crate::server::{Body, ConnectionGuard, ErrorCode, error_response};
 use crate::socket::{CloseReason, Socket, Transport, Upgrade, WriterTurn, idle_queue};
 use crate::transports::ws::{WsConn, WsError, WsEvent, WsLimits, accept_key, close_code};
@@ -132,7 +132,8 @@ where
 }
 
 /// A WebSocket for an existing polling session: probe, then take over.
-pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>) -> Response<Body> {
+/// `b64`: a v3 client asked for binaries as base64 text on this WebSocket.
+pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>, b64: bool) -> Response<Body> {
     if !is_upgrade_request(&req) {
         return error_response(ErrorCode::BadRequest);
     }
@@ -165,6 +166,9 @@ pub(crate) fn upgrade<B>(socket: Arc<Socket>, mut req: Request<B>) -> Response<B
         }
         let mut events = Vec::new();
         if probe(&socket, &mut ws, &mut events).await {
+            if b64 && socket.protocol() == Protocol::V3 {
+                socket.set_ws_b64();
+            }
             Some((socket, ws, events, guard))
         } else {
             reset_upgrade(&socket, false);
@@ -313,7 +317,7 @@ fn run(
                 // the session's bounded queue is what holds a slow client back.
                 let turn = socket.writer_turn(&mut batch, !ws.has_unsent());
                 if !batch.is_empty() {
-                    let written = ws.write_frames(&batch);
+                    let written = ws.write_frames_framed(&batch, socket.binary_framing());
                     // Taking the batch counted all of it: now only what is unsent.
                     socket.set_writer_unsent(ws.unsent_bytes());
                     batch.clear();
@@ -419,19 +423,22 @@ fn failed(socket: &Socket, err: WsError) -> Exit {
 }
 
 fn on_event(socket: &Socket, event: WsEvent) {
-    let packet = match event {
-        WsEvent::Text(text) => match Str::from_utf8(text).and_then(Packet::decode_text) {
-            Ok(packet) => packet,
-            Err(err) => {
-                tracing::debug!(sid = %socket.log_id(), %err, "invalid packet");
-                socket.close_now(CloseReason::ParseError, Frame::CLOSE);
-                return;
-            }
-        },
-        WsEvent::Binary(data) => Packet::Message(Message::Binary(data)),
-        WsEvent::Close => Packet::Close,
+    let v3 = socket.protocol() == Protocol::V3;
+    let decoded = match event {
+        WsEvent::Text(text) if v3 => Str::from_utf8(text).and_then(packet::v3::decode_text),
+        WsEvent::Text(text) => Str::from_utf8(text).and_then(Packet::decode_text),
+        // v3: a binary frame starts with its packet type.
+        WsEvent::Binary(data) if v3 => packet::v3::decode_binary(data),
+        WsEvent::Binary(data) => Ok(Packet::Message(Message::Binary(data))),
+        WsEvent::Close => Ok(Packet::Close),
     };
-    socket.on_packet(packet);
+    match decoded {
+        Ok(packet) => socket.on_packet(packet),
+        Err(err) => {
+            tracing::debug!(sid = %socket.log_id(), %err, "invalid packet");
+            socket.close_now(CloseReason::ParseError, Frame::CLOSE);
+        }
+    }
 }
 
 fn close_code_for(reason: CloseReason) -> u16 {

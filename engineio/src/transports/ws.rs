@@ -33,8 +33,9 @@ use tokio::io::Interest;
 use tokio::time::Instant;
 
 use crate::EngineConfig;
-use crate::packet::Frame;
+use crate::packet::{Frame, v3};
 use crate::partial::PartialHold;
+use crate::socket::BinaryFraming;
 use tokio::net::TcpStream;
 
 /// Read granularity: enough for a burst of small frames.
@@ -520,6 +521,17 @@ impl WsConn {
         &mut self,
         frames: impl IntoIterator<Item = &'a Frame>,
     ) -> Result<(), WsError> {
+        self.write_frames_framed(frames, BinaryFraming::Raw)
+    }
+
+    /// As [`write_frames`](Self::write_frames), binary messages framed as
+    /// the session's protocol wants them (text frames are the same in v3
+    /// and v4: a broadcast's shared frame serves both).
+    pub(crate) fn write_frames_framed<'a>(
+        &mut self,
+        frames: impl IntoIterator<Item = &'a Frame>,
+        framing: BinaryFraming,
+    ) -> Result<(), WsError> {
         if self.close_sent {
             return Ok(());
         }
@@ -527,9 +539,22 @@ impl WsConn {
             let mut scratch = scratch.borrow_mut();
             scratch.clear();
             for frame in frames {
-                match frame {
-                    Frame::Text(text) => encode_frame(&mut scratch, Opcode::Text, text.as_bytes()),
-                    Frame::Binary(data) => encode_frame(&mut scratch, Opcode::Binary, data),
+                match (frame, framing) {
+                    (Frame::Text(text), _) => {
+                        encode_frame(&mut scratch, Opcode::Text, text.as_bytes())
+                    }
+                    (Frame::Binary(data), BinaryFraming::Raw) => {
+                        encode_frame(&mut scratch, Opcode::Binary, data)
+                    }
+                    (Frame::Binary(data), BinaryFraming::Typed) => {
+                        encode_header(&mut scratch, Opcode::Binary, data.len() + 1);
+                        scratch.push(v3::BINARY_MESSAGE_TYPE);
+                        scratch.extend_from_slice(data);
+                    }
+                    (Frame::Binary(data), BinaryFraming::Base64) => {
+                        let text = v3::base64_message(data);
+                        encode_frame(&mut scratch, Opcode::Text, text.as_bytes())
+                    }
                 }
             }
             let result = if self.has_unsent() {
@@ -758,9 +783,16 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 
 /// Appends a server frame (never masked) to `out`.
 pub(crate) fn encode_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
-    out.reserve(payload.len() + 10);
+    encode_header(out, opcode, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Appends the header of a server frame of `len` payload bytes, and
+/// reserves room for them.
+fn encode_header(out: &mut Vec<u8>, opcode: Opcode, len: usize) {
+    out.reserve(len + 10);
     out.push(0x80 | opcode as u8);
-    match payload.len() {
+    match len {
         n if n < 126 => out.push(n as u8),
         n if n <= u16::MAX as usize => {
             out.push(126);
@@ -771,7 +803,6 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
             out.extend_from_slice(&(n as u64).to_be_bytes());
         }
     }
-    out.extend_from_slice(payload);
 }
 
 /// The `Sec-WebSocket-Accept` value for a client's key.
@@ -1003,6 +1034,28 @@ mod tests {
         let mut reply = [0u8; 4];
         client.read_exact(&mut reply).await.unwrap();
         assert_eq!(reply, [0x88, 2, 0x03, 0xe8]);
+    }
+
+    /// v3: a binary message is a binary frame led by its type byte (`04`),
+    /// or with `b64` a text frame `b4<base64>`; text frames are as in v4.
+    #[tokio::test]
+    async fn writes_v3_binary_framing() {
+        use tokio::io::AsyncReadExt;
+        let (mut conn, mut client) = pair(100).await;
+        let frames = [
+            Frame::Text(Str::from("42")),
+            Frame::binary(Bytes::from_static(&[1, 2, 3])),
+        ];
+        conn.write_frames_framed(&frames, BinaryFraming::Typed)
+            .unwrap();
+        conn.write_frames_framed(&frames[1..], BinaryFraming::Base64)
+            .unwrap();
+        conn.flush().await.unwrap();
+        let mut got = [0u8; 4 + 6 + 8];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..4], &[0x81, 2, b'4', b'2']);
+        assert_eq!(&got[4..10], &[0x82, 4, 4, 1, 2, 3]);
+        assert_eq!(&got[10..], b"\x81\x06b4AQID");
     }
 
     #[tokio::test]

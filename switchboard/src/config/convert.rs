@@ -85,6 +85,7 @@ impl Config {
             max_partial_bytes: e.max_partial_bytes,
             partial_timeout: Duration::from_millis(e.partial_timeout_ms),
             admission: self.admission(),
+            allow_eio3: e.allow_eio3,
         }
     }
 

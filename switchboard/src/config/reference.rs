@@ -189,6 +189,10 @@ const SECTIONS: &[Section] = &[
                 "partial_timeout_ms",
                 "How long a client message may take to arrive once it started.",
             ),
+            key(
+                "allow_eio3",
+                "Also serve Engine.IO v3 clients (socket.io-client 1.x and 2.x, python-socketio 4.x), as the reference server's `allowEIO3`; off, their handshake gets error 5. They join `/` without asking, so a `/` namespace must be configured; they authenticate with `?token=` in the URL (handshake and namespace queries), which proxies may log. Browsers send their credentials: list the origins in `cors_origins` rather than `*`.",
+            ),
         ],
     },
     Section {

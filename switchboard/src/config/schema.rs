@@ -415,6 +415,8 @@ pub struct EngineSection {
     pub max_partial_bytes: usize,
     /// How long a client message may take to arrive once it started.
     pub partial_timeout_ms: u64,
+    /// Serve Engine.IO v3 clients (socket.io 1.x/2.x) beside v4 ones.
+    pub allow_eio3: bool,
 }
 
 /// `[socketio]`: the Socket.IO protocol's limits and timeouts.
@@ -581,6 +583,7 @@ impl Default for EngineSection {
             max_queued_bytes: engine.max_queued_bytes,
             max_partial_bytes: engine.max_partial_bytes,
             partial_timeout_ms: engine.partial_timeout.as_millis() as u64,
+            allow_eio3: engine.allow_eio3,
         }
     }
 }

@@ -114,7 +114,17 @@ impl Config {
         at_least("engine.max_queued_frames", e.max_queued_frames, 1)?;
         at_least("engine.max_queued_bytes", e.max_queued_bytes, 1)?;
         at_least("engine.max_partial_bytes", e.max_partial_bytes, 1)?;
-        at_least("engine.partial_timeout_ms", e.partial_timeout_ms, 1)
+        at_least("engine.partial_timeout_ms", e.partial_timeout_ms, 1)?;
+        // A v3 client is put in `/` by the server, never asks for it, and
+        // waits for it before anything else (python-socketio 4 never joins
+        // another namespace without it).
+        if e.allow_eio3 && !self.namespaces.iter().any(|ns| ns.name == "/") {
+            return Err(ConfigError::invalid(
+                "engine.allow_eio3",
+                "needs a `/` namespace: Engine.IO v3 clients are connected to it implicitly",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_socketio(&self) -> Result<(), ConfigError> {
@@ -677,6 +687,24 @@ mod tests {
             err,
             "cluster.reconnect_max_ms: must be at least 100, got 10"
         );
+    }
+
+    /// v3 clients are put in `/` without asking: serving them needs it.
+    #[test]
+    fn allow_eio3_needs_the_root_namespace() {
+        let on = env(&[("SWITCHBOARD_ENGINE_ALLOW_EIO3", "true")]);
+        let config = Config::load(None, on.clone()).unwrap();
+        assert!(config.engine.allow_eio3 && config.engine_config().allow_eio3);
+        assert!(!Config::default().engine_config().allow_eio3);
+        let file = super::super::tests::TempFile::new(
+            "[[namespaces]]\nname = \"/chat\"\nhandler = \"echo\"\n",
+        );
+        let err = Config::load(Some(&file.path), on).unwrap_err().to_string();
+        assert!(
+            err.starts_with("engine.allow_eio3: needs a `/` namespace"),
+            "{err}"
+        );
+        Config::load(Some(&file.path), Vec::new()).unwrap();
     }
 
     #[test]

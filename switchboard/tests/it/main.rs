@@ -25,6 +25,7 @@ mod cluster_limits;
 mod cluster_store_outage;
 mod cluster_tls;
 mod components;
+mod eio3;
 mod engine;
 mod http_routes;
 mod identity;
