@@ -588,7 +588,9 @@ impl Socket {
             Packet::Ping(_) if self.protocol() == Protocol::V3 => {
                 {
                     let mut state = self.state.lock();
-                    if state.closed.is_some() {
+                    // A closing session keeps its deadline: a client that
+                    // pings but never polls must not hold it open.
+                    if state.closed.is_some() || state.closing {
                         return;
                     }
                     let config = &self.shared.config;
@@ -855,6 +857,16 @@ mod tests {
             WriterTurn::Closed(CloseReason::PingTimeout)
         ));
         assert!(batch.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_do_not_keep_a_closing_v3_session_open() {
+        let (socket, config) = v3_session(Transport::Polling, false);
+        socket.close();
+        socket.on_packet(Packet::Ping(crate::Str::from("")));
+        tokio::time::advance(config.ping_timeout).await;
+        assert_eq!(socket.heartbeat(Instant::now()), None);
+        assert_eq!(socket.lock().closed, Some(CloseReason::ForcedClose));
     }
 
     #[tokio::test(start_paused = true)]

@@ -290,8 +290,9 @@ describe("chat", () => {
     }, total);
     await waitMessage(alice, `History ${total}`);
 
-    // A device of bob's that opens now has none of them in hand.
-    const later = (await env.device("bob")).page;
+    // A new device of alice's (she wrote them: nothing unread, so it opens
+    // at the newest) has none of them in hand.
+    const later = (await env.device("alice")).page;
     await later.locator(`li.conversation[data-id="${history}"]`).waitFor();
     await openConversation(later, history);
     await waitMessage(later, `History ${total}`);
@@ -311,7 +312,7 @@ describe("chat", () => {
       { timeout: 30_000, interval: 300 },
     );
     const all = await messages(later);
-    assertCleanLog(all, "bob's new device");
+    assertCleanLog(all, "alice's new device");
     assert.deepEqual(
       all.map((m) => m.text),
       Array.from({ length: total }, (_, i) => `History ${i + 1}`),
@@ -322,14 +323,14 @@ describe("chat", () => {
   env.test("an edit of an old message not loaded stays out of the loaded page; the next live message arrives alone", async () => {
     const history = await alice.locator('li.conversation', { has: alice.locator(".conversation-name", { hasText: "History" }) }).getAttribute("data-id");
     const total = 101;
-    const later = (await env.device("bob")).page;
+    const later = (await env.device("alice")).page;
     await later.locator(`li.conversation[data-id="${history}"]`).waitFor();
     await openConversation(later, history);
     await waitMessage(later, `History ${total}`);
     const loaded = await messages(later);
     assert.ok(loaded[0].seq > 1, "the first page is the newest, not the whole history");
 
-    // Alice edits the oldest message (not loaded on bob's new device), then the newest (loaded).
+    // Alice edits the oldest message (not loaded on her newest device), then the newest (loaded).
     await alice.evaluate(async ([conversation, total]) => {
       const chat = window.__switchboard.manager.socket("/chat");
       for (const [seq, text] of [[1, "History 1 (edited)"], [total, `History ${total} (edited)`]]) {
@@ -347,7 +348,7 @@ describe("chat", () => {
     await send(alice, "After the edits");
     await waitMessage(later, "After the edits");
     const afterLive = await messages(later);
-    assertCleanLog(afterLive, "bob's newest device");
+    assertCleanLog(afterLive, "alice's newest device");
     assert.deepEqual(afterLive.map((m) => m.seq), [...loaded.map((m) => m.seq), total + 1]);
   });
 

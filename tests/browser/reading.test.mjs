@@ -252,6 +252,25 @@ for (const [size, viewport] of SIZES) {
       assert.equal(await cleo.locator("#messages .new-divider").count(), 0);
     });
 
+    env.test("more unread than a page: the conversation opens at the first unread, its divider in view", async () => {
+      const backlog = await group(ann, `Backlog ${size}`, [c]);
+      const texts = Array.from({ length: 150 }, (_, i) => `Backlog ${String(i + 1).padStart(3, "0")} ${size}`);
+      await post(ann, backlog, texts);
+      await cleo.locator(`li.conversation[data-id="${backlog}"] .unread-badge`, { hasText: /^\s*150\s*$/ }).waitFor({ state: "attached" });
+      await openConversation(cleo, backlog);
+      const firstUnread = cleo.locator("#messages li.message:has(.new-divider)");
+      await firstUnread.waitFor();
+      assert.equal(await firstUnread.locator(".message-text").textContent(), texts[0]);
+      // The divider is on screen, near the top of the list.
+      const box = await cleo.locator("#messages").boundingBox();
+      const divider = await cleo.locator("#messages .new-divider").boundingBox();
+      assert.ok(divider.y >= box.y && divider.y + divider.height <= box.y + box.height / 2, `divider at ${divider.y - box.y} px of ${box.height}`);
+      // The newest is not drawn yet; the jump button goes there.
+      assert.equal(await li(cleo, texts[149]).count(), 0);
+      await cleo.locator("#jump-newest").click();
+      await li(cleo, texts[149]).waitFor();
+    });
+
     env.test("search finds the loaded messages, counts, steps, Escape closes", async () => {
       await openConversation(ann, conv);
       await ann.locator("#search-toggle").click();
@@ -283,6 +302,9 @@ for (const [size, viewport] of SIZES) {
       const long = await group(ann, `Long ${size}`, [b]);
       await post(ann, long, Array.from({ length: 300 }, (_, i) => `Line ${i + 1} ${"of a longer conversation ".repeat(i % 3)}`));
       await openConversation(ben, long);
+      // 300 unread: it opens at the first; ben jumps to the newest.
+      await ben.locator("#messages li.message:has(.new-divider)").waitFor();
+      await ben.locator("#jump-newest").click();
       await li(ben, "Line 300").waitFor();
       // Up to line 230 or so: inside the newest page, far from its edges.
       await ben.locator('#messages li.message[data-seq="230"]').evaluate((node) => {

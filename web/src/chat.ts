@@ -75,6 +75,8 @@ const WINDOW = 500;
 const EDGE_PX = 400;
 /** Where the first unread message goes when a conversation opens on it: this far below the top. */
 const DIVIDER_OFFSET = 24;
+/** Where the first unread message's text goes when a conversation opens there: below the top by room for the divider and the sender's line. */
+const FIRST_UNREAD_OFFSET = 72;
 /** The place in a conversation is remembered at most this often while scrolling. */
 const ANCHOR_SAVE_MS = 250;
 /** The hub's `chat.max_text_chars` default: the longest text it takes, in characters (code points). */
@@ -413,6 +415,9 @@ export class Chat {
   private async load(st: ConvState): Promise<void> {
     const anchor = this.readAnchor(st.conv.id);
     if (anchor && anchor.seq <= st.conv.last_seq) return this.loadAround(st, anchor.seq, anchor.offset);
+    // More unread than the newest page holds: open at the first unread (its
+    // divider near the top), as a reader expects to go on from there.
+    if (st.dividerSeq && st.conv.last_seq - st.dividerSeq >= PAGE) return this.loadAround(st, st.dividerSeq, FIRST_UNREAD_OFFSET);
     return this.loadNewest(st);
   }
 

@@ -139,6 +139,9 @@ async fn eio3_polling_session_connects_pings_and_joins_namespaces() {
     assert_eq!(client.get_text().await, "5:40/a,");
     client.post(&[r#"42/a,1["echo","héllo €"]"#]).await;
     assert_eq!(client.get_text().await, payload(&[r#"43/a,1["héllo €"]"#]));
+    // socket.io-client 1.x and python-socketio 4 write no comma after it.
+    client.post(&["40/a?token=t"]).await;
+    assert_eq!(client.get_text().await, "5:40/a,");
     // An unknown namespace: the reference's object, on that namespace only.
     client.post(&["40/nope,"]).await;
     assert_eq!(
@@ -316,4 +319,74 @@ async fn eio3_heartbeat_is_driven_by_the_client() {
     let (mut v4, _) = Client::connect(server.addr).await;
     v4.emit(1, "echo", "1").await;
     assert_eq!(v4.recv().await, "431[1]");
+}
+
+/// The upgrade as a 2.x client makes it: probe on the WebSocket, the
+/// waiting poll released with a v3 noop (`1:6`), then `5`; the WebSocket
+/// request's own `b64` decides its binary framing.
+#[tokio::test]
+async fn eio3_upgrade_moves_the_session_to_websocket() {
+    let server = start(ON).await;
+    let (client, _) = Poller::open(server.addr, "").await;
+    assert_eq!(client.get_text().await, "2:40");
+    let waiting = tokio::spawn({
+        let (addr, path) = (client.addr, client.path());
+        async move { http_raw(addr, "GET", &path, &[], b"").await }
+    });
+    let url = format!(
+        "ws://{}/socket.io/?EIO=3&transport=websocket&sid={}&b64=1",
+        server.addr, client.sid
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    let released = waiting.await.unwrap();
+    assert_eq!((released.status, released.text()), (200, "1:6".to_owned()));
+    ws.send(Message::text("5")).await.unwrap();
+    ws.send(Message::text("2")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "3");
+    ws.send(Message::text(
+        r#"451-1["echo",{"_placeholder":true,"num":0}]"#,
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::binary(vec![4u8, 7])).await.unwrap();
+    assert_eq!(
+        next_frame(&mut ws).await,
+        Message::text(r#"461-1[{"_placeholder":true,"num":0}]"#)
+    );
+    assert_eq!(next_frame(&mut ws).await, Message::text("b4Bw=="));
+}
+
+/// v3 and v4 clients share rooms: a broadcast reaches both, as the same
+/// bytes (one encoding for every client), either way round.
+#[tokio::test]
+async fn eio3_and_v4_clients_share_rooms_and_broadcasts() {
+    let server = start(ON).await;
+    let mut old = ws_open(server.addr, "").await;
+    let (mut new, _) = Client::connect(server.addr).await;
+    old.send(Message::text(r#"421["join","r"]"#)).await.unwrap();
+    assert_eq!(next_text(&mut old).await, r#"431[{"ok":true}]"#);
+    new.emit(1, "join", r#""r""#).await;
+    assert_eq!(new.recv().await, r#"431[{"ok":true}]"#);
+    let news = r#"{"event":"news","data":"é","rooms":["r"]}"#;
+    new.emit(2, "broadcast", news).await;
+    let mut to_new = Vec::new();
+    for _ in 0..2 {
+        to_new.push(new.recv().await);
+    }
+    // The ack and the event, in either order: the event first once sorted.
+    to_new.sort();
+    assert_eq!(to_new[1], r#"432[{"count":2,"ok":true}]"#);
+    let to_old = next_text(&mut old).await;
+    assert_eq!(to_old, to_new[0]);
+    assert_eq!(without_offset(to_old), r#"42["news","é"]"#);
+    // And from the v3 client.
+    old.send(Message::text(format!(r#"423["broadcast",{news}]"#)))
+        .await
+        .unwrap();
+    let mut to_old = [next_text(&mut old).await, next_text(&mut old).await];
+    to_old.sort();
+    assert_eq!(to_old[1], r#"433[{"count":2,"ok":true}]"#);
+    assert_eq!(new.recv().await, to_old[0]);
 }
