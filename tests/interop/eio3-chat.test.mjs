@@ -82,3 +82,46 @@ test("a 2.x client's Manager: /chat, /notifications and / on one connection, wit
   assert.equal(sent.ok, true, JSON.stringify(sent));
   assert.equal(await ack(root, "echo", "root"), "root");
 });
+
+test("a 2.x user in /presence and /calls: a 4.x user sees their status, calls them, and signals reach both ways", t, async () => {
+  const oldUser = "old-presence";
+  const newUser = "new-presence";
+  const manager = ctx.clients.manager(io2, { transports: ["polling"], query: { token: token(oldUser) } });
+  const oldPresence = manager.socket("/presence");
+  const oldCalls = manager.socket("/calls");
+  for (const s of [oldPresence, oldCalls]) await connected(s);
+  const newPresence = await ctx.clients.connect(io4, "/presence", { transports: ["websocket"], auth: { token: token(newUser) } });
+  const newCalls = await ctx.clients.connect(io4, "/calls", { transports: ["websocket"], auth: { token: token(newUser) } });
+
+  // The 4.x user watches the 2.x user: online, then busy when they say so.
+  const watched = await newPresence.timeout(5000).emitWithAck("watch", { users: [oldUser] });
+  assert.equal(watched.ok, true, JSON.stringify(watched));
+  assert.equal(watched.presence[0].status, "online");
+  const seen = new Recorder(newPresence, "presence", (p) => p);
+  const set = await ack(oldPresence, "status", { status: "busy" });
+  assert.equal(set.ok, true, JSON.stringify(set));
+  await seen.waitUntil((xs) => xs.some((p) => p.user === oldUser && p.status === "busy"), "the 2.x user's busy status");
+
+  // The 4.x user calls; the 2.x client rings, accepts, and they signal each other.
+  const ringing = once(oldCalls, "call:ringing");
+  const invited = await newCalls.timeout(5000).emitWithAck("call:invite", { users: [oldUser], kind: "audio" });
+  assert.equal(invited.ok, true, JSON.stringify(invited));
+  const [ring] = await ringing;
+  assert.equal(ring.call, invited.call);
+  assert.equal(ring.from, newUser);
+  const accepted = once(newCalls, "call:accepted");
+  const answer = await ack(oldCalls, "call:accept", { call: invited.call });
+  assert.equal(answer.ok, true, JSON.stringify(answer));
+  const [joined] = await accepted;
+  assert.equal(joined.user, oldUser);
+  const newDevice = answer.participants[0].device;
+
+  const atNew = once(newCalls, "signal");
+  assert.equal((await ack(oldCalls, "signal", { call: invited.call, to: newDevice, data: { type: "offer", sdp: "v=0 from 2.x" } })).ok, true);
+  const [offer] = await atNew;
+  assert.deepEqual([offer.user, offer.data], [oldUser, { type: "offer", sdp: "v=0 from 2.x" }]);
+  const atOld = once(oldCalls, "signal");
+  assert.equal((await newCalls.timeout(5000).emitWithAck("signal", { call: invited.call, to: joined.device, data: { type: "answer", sdp: "v=0 from 4.x" } })).ok, true);
+  const [reply] = await atOld;
+  assert.deepEqual([reply.user, reply.data], [newUser, { type: "answer", sdp: "v=0 from 4.x" }]);
+});
