@@ -60,6 +60,11 @@ pub struct EngineConfig {
     /// beside v4 ones, as the reference's `allowEIO3`. Off: their
     /// handshake is refused with error 5.
     pub allow_eio3: bool,
+    /// Whether polling may be JSONP (a `j` in the query: a script per GET,
+    /// a form per POST), for pages without `XMLHttpRequest`, as the
+    /// reference serves it to both protocol revisions. Off: such requests
+    /// get error 3.
+    pub allow_jsonp: bool,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +84,7 @@ impl Default for EngineConfig {
             partial_timeout: Duration::from_millis(30_000),
             admission: AdmissionConfig::default(),
             allow_eio3: false,
+            allow_jsonp: true,
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::partial::PartialBudget;
 use crate::sid::Sid;
 use crate::socket::{Connection, Socket, Transport};
 use crate::transports::ws::WsLimits;
-use crate::transports::{polling, websocket};
+use crate::transports::{jsonp, polling, websocket};
 
 /// The body type of every response the engine produces.
 pub type Body = Full<Bytes>;
@@ -149,8 +149,8 @@ struct Query<'a> {
     /// v3: the client cannot read binary (any non-empty value, as the
     /// reference's truthiness test).
     b64: bool,
-    /// JSONP polling was asked for (not served).
-    jsonp: bool,
+    /// JSONP polling: the page's callback number, as sent.
+    j: Option<&'a str>,
 }
 
 impl<'a> Query<'a> {
@@ -163,7 +163,7 @@ impl<'a> Query<'a> {
                 "transport" => q.transport = Some(value),
                 "sid" => q.sid = Some(value),
                 "b64" => q.b64 = !value.is_empty(),
-                "j" => q.jsonp = true,
+                "j" => q.j = Some(value),
                 _ => {}
             }
         }
@@ -266,10 +266,7 @@ impl<H: Handler> Engine<H> {
             _ => return error_response(ErrorCode::UnknownTransport),
         };
         let is_upgrade = websocket::is_upgrade_request(&req);
-        if query.jsonp {
-            // The reference still serves JSONP polling (`j`); no client we
-            // support uses it, and a JSON-less answer would fail silently
-            // in the client: say so instead.
+        if query.j.is_some() && transport == Transport::Polling && !self.shared.config.allow_jsonp {
             return error_response(ErrorCode::BadRequest);
         }
 
@@ -286,10 +283,15 @@ impl<H: Handler> Engine<H> {
             if !is_upgrade && socket.transport() != transport {
                 return error_response(ErrorCode::BadRequest);
             }
+            // A JSONP session answers each request with the callback its
+            // `j` names (a real client sends the same one every time).
+            let jsonp = socket
+                .is_jsonp()
+                .then(|| jsonp::callback_index(query.j.unwrap_or("")));
             return match transport {
                 Transport::Polling => match *req.method() {
-                    Method::GET => polling::poll(&socket).await,
-                    Method::POST => polling::post(&socket, req).await,
+                    Method::GET => polling::poll(&socket, jsonp.as_deref()).await,
+                    Method::POST => polling::post(&socket, req, jsonp.is_some()).await,
                     _ => error_response(ErrorCode::BadRequest),
                 },
                 Transport::WebSocket => websocket::upgrade(socket, req, query.b64),
@@ -318,10 +320,17 @@ impl<H: Handler> Engine<H> {
         match transport {
             Transport::Polling => {
                 let (parts, _body) = req.into_parts();
+                let jsonp = query.j.map(jsonp::callback_index);
+                // A script carries strings only: a v3 JSONP client gets
+                // binaries as base64 whatever its `b64` says.
+                let b64 = b64 || jsonp.is_some();
                 let socket = self.open(Transport::Polling, protocol, b64, &parts, permit);
+                if jsonp.is_some() {
+                    socket.set_jsonp();
+                }
                 tokio::spawn(crate::socket::polling_heartbeat(Arc::downgrade(&socket)));
                 let open = self.open_packet(&socket, Transport::Polling);
-                polling::handshake_response(&socket, open)
+                polling::handshake_response(&socket, open, jsonp.as_deref())
             }
             Transport::WebSocket => {
                 let engine = self.clone();
@@ -501,11 +510,11 @@ mod tests {
         assert_eq!(q.eio, Some("4"));
         assert_eq!(q.transport, Some("polling"));
         assert_eq!(q.sid, Some("xyz"));
-        assert!(!q.b64 && !q.jsonp);
+        assert!(!q.b64 && q.j.is_none());
         let q = Query::parse("");
         assert!(q.eio.is_none() && q.transport.is_none() && q.sid.is_none());
         let q = Query::parse("EIO=3&b64=1&j=0");
-        assert!(q.b64 && q.jsonp);
+        assert!(q.b64 && q.j == Some("0"));
         assert!(!Query::parse("b64=").b64);
     }
 }

@@ -102,6 +102,8 @@ mod flag {
     pub(super) const POLLING_B64: u8 = 2;
     /// v3 WebSocket: the same, for the request that opened the WebSocket.
     pub(super) const WS_B64: u8 = 4;
+    /// Polling answered as JSONP scripts (`j` on the handshake).
+    pub(super) const JSONP: u8 = 8;
 }
 
 /// How the WebSocket writer frames a binary message.
@@ -336,6 +338,17 @@ impl Socket {
         } else {
             BinaryFraming::Typed
         }
+    }
+
+    /// A session opened by a JSONP handshake: its polling requests are
+    /// scripts and forms (see `transports::jsonp`).
+    pub(crate) fn set_jsonp(&self) {
+        self.flags.fetch_or(flag::JSONP, Ordering::Relaxed);
+    }
+
+    /// Whether the session polls by JSONP.
+    pub(crate) fn is_jsonp(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & flag::JSONP != 0
     }
 
     /// A v3 client upgrading with `b64` on its WebSocket request.

@@ -1,5 +1,6 @@
-//! The two transports of Engine.IO v4.
+//! The two transports of Engine.IO (and JSONP, a way of polling).
 
+pub(crate) mod jsonp;
 pub(crate) mod polling;
 pub(crate) mod websocket;
 pub(crate) mod ws;

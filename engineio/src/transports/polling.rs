@@ -13,19 +13,18 @@ use http_body_util::BodyExt;
 use crate::packet::{self, Frame, Packet, Protocol, Str};
 use crate::server::{Body, ErrorCode, error_response, json_response};
 use crate::socket::{CloseReason, Socket, State, Transport, Upgrade};
+use crate::transports::jsonp;
 use tokio::time::Instant;
 
 /// The answer to the handshake GET: the `open` packet (in a v3 payload
-/// for a v3 client: `NN:0{…}`).
-pub(crate) fn handshake_response(socket: &Socket, open: String) -> Response<Body> {
-    let open = Frame::Text(Str::from(open));
-    match socket.protocol() {
-        Protocol::V4 => text_response(match open {
-            Frame::Text(s) => s.into_bytes(),
-            Frame::Binary(b) => b,
-        }),
-        Protocol::V3 => payload_response(socket, &[open]),
-    }
+/// for a v3 client: `NN:0{…}`), called back by a JSONP one (`jsonp` is
+/// its callback index).
+pub(crate) fn handshake_response(
+    socket: &Socket,
+    open: String,
+    jsonp: Option<&str>,
+) -> Response<Body> {
+    payload_response(socket, &[Frame::Text(Str::from(open))], jsonp)
 }
 
 /// How long a poll waiting during an upgrade is held before the noop that
@@ -43,8 +42,9 @@ enum PollAnswer {
     Refused,
 }
 
-/// A GET: answers at once with what is queued, or waits for it.
-pub(crate) async fn poll(socket: &Arc<Socket>) -> Response<Body> {
+/// A GET: answers at once with what is queued, or waits for it. `jsonp`:
+/// the callback index a JSONP session's answer calls.
+pub(crate) async fn poll(socket: &Arc<Socket>, jsonp: Option<&str>) -> Response<Body> {
     let during_upgrade = {
         let mut state = socket.lock();
         if state.closed.is_some() {
@@ -54,7 +54,7 @@ pub(crate) async fn poll(socket: &Arc<Socket>) -> Response<Body> {
             };
             drop(state);
             socket.forget();
-            return payload_response(socket, &[frame]);
+            return payload_response(socket, &[frame], jsonp);
         }
         if state.poll_waiting {
             drop(state);
@@ -102,7 +102,7 @@ pub(crate) async fn poll(socket: &Arc<Socket>) -> Response<Body> {
             if finish_close {
                 socket.close_now(CloseReason::ForcedClose, Frame::CLOSE);
             }
-            payload_response(socket, &frames)
+            payload_response(socket, &frames, jsonp)
         }
         PollAnswer::Refused => error_response(ErrorCode::BadRequest),
     }
@@ -164,7 +164,8 @@ impl Drop for PollGuard<'_> {
 }
 
 /// A POST: decodes the payload and hands its packets to the session.
-pub(crate) async fn post<B>(socket: &Arc<Socket>, req: Request<B>) -> Response<Body>
+/// `jsonp`: the body is a JSONP form (`d=<payload>`).
+pub(crate) async fn post<B>(socket: &Arc<Socket>, req: Request<B>, jsonp: bool) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -182,7 +183,7 @@ where
         }
         state.post_active = true;
     }
-    let result = read_and_dispatch(socket, req, max).await;
+    let result = read_and_dispatch(socket, req, max, jsonp).await;
     socket.lock().post_active = false;
     match result {
         Ok(()) => {
@@ -203,6 +204,7 @@ async fn read_and_dispatch<B>(
     socket: &Arc<Socket>,
     req: Request<B>,
     max: usize,
+    jsonp: bool,
 ) -> Result<(), (CloseReason, Response<Body>)>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -219,7 +221,8 @@ where
     };
     let bad_request = |reason| (reason, error_response(ErrorCode::BadRequest));
     let content_type = req.headers().get(header::CONTENT_TYPE);
-    let binary_body = content_type.is_some_and(|v| v.as_bytes() == b"application/octet-stream");
+    let binary_body =
+        !jsonp && content_type.is_some_and(|v| v.as_bytes() == b"application/octet-stream");
     let protocol = socket.protocol();
     if binary_body && protocol == Protocol::V4 {
         // v4 sends binary as base64 text; a raw binary body is not valid.
@@ -245,6 +248,17 @@ where
             ));
         }
         Err(BodyError::Failed) => return Err(bad_request(CloseReason::TransportError)),
+    };
+    let body = if jsonp {
+        match jsonp::form_payload(&body) {
+            Ok(payload) => Bytes::from(payload),
+            Err(err) => {
+                tracing::debug!(sid = %socket.log_id(), %err, "invalid JSONP form");
+                return Err(bad_request(CloseReason::ParseError));
+            }
+        }
+    } else {
+        body
     };
     let decoded = match protocol {
         Protocol::V4 => packet::decode_payload(body),
@@ -333,26 +347,27 @@ where
     Ok(first.unwrap_or_else(|| joined.freeze()))
 }
 
-/// A GET's answer: `frames` as one payload, in the session's protocol.
-fn payload_response(socket: &Socket, frames: &[Frame]) -> Response<Body> {
-    match socket.protocol() {
-        Protocol::V4 => text_response(packet::encode_payload(frames)),
-        Protocol::V3 => {
-            let (body, content_type) = packet::v3::encode_payload(frames, socket.polling_b64());
-            let mut response = Response::new(Body::from(body));
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            response
-        }
-    }
-}
-
-fn text_response(body: Bytes) -> Response<Body> {
+/// A GET's answer: `frames` as one payload, in the session's protocol;
+/// for a JSONP session, that payload as a call of callback `jsonp`.
+fn payload_response(socket: &Socket, frames: &[Frame], jsonp: Option<&str>) -> Response<Body> {
+    let (body, content_type) = match socket.protocol() {
+        // The v4 `open` packet is a payload of one packet, so the same.
+        Protocol::V4 => (packet::encode_payload(frames), TEXT_CONTENT_TYPE),
+        Protocol::V3 => packet::v3::encode_payload(frames, socket.polling_b64()),
+    };
+    let (body, content_type) = match jsonp {
+        // A JSONP session's payloads are text (its v3 `b64` is forced).
+        Some(index) => (
+            jsonp::wrap(index, &String::from_utf8_lossy(&body)),
+            jsonp::CONTENT_TYPE,
+        ),
+        None => (body, content_type),
+    };
     let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=UTF-8"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
+
+const TEXT_CONTENT_TYPE: &str = "text/plain; charset=UTF-8";

@@ -86,6 +86,7 @@ impl Config {
             partial_timeout: Duration::from_millis(e.partial_timeout_ms),
             admission: self.admission(),
             allow_eio3: e.allow_eio3,
+            allow_jsonp: e.allow_jsonp,
         }
     }
 

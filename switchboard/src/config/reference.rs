@@ -193,6 +193,10 @@ const SECTIONS: &[Section] = &[
                 "allow_eio3",
                 "Also serve Engine.IO v3 clients (socket.io-client 1.x and 2.x, python-socketio 4.x), as the reference server's `allowEIO3`; off, their handshake gets error 5. They join `/` without asking, so a `/` namespace must be configured; they authenticate with `?token=` in the URL (handshake and namespace queries), which proxies may log. Browsers send their credentials: list the origins in `cors_origins` rather than `*`.",
             ),
+            key(
+                "allow_jsonp",
+                "Serve JSONP polling: a `j` in the query makes each GET a script calling the page's callback and each POST a form (engine.io-client up to 5.x, so socket.io-client up to 3.x, uses it with `forceJSONP` or where `XMLHttpRequest` is missing), for both protocol revisions, as the reference server does. A script's answer is readable by any page that knows the session id; the form's POST is checked against `cors_origins` like any other request. Off: such requests get error 3.",
+            ),
         ],
     },
     Section {

@@ -417,6 +417,8 @@ pub struct EngineSection {
     pub partial_timeout_ms: u64,
     /// Serve Engine.IO v3 clients (socket.io 1.x/2.x) beside v4 ones.
     pub allow_eio3: bool,
+    /// Serve JSONP polling (pages without `XMLHttpRequest`).
+    pub allow_jsonp: bool,
 }
 
 /// `[socketio]`: the Socket.IO protocol's limits and timeouts.
@@ -584,6 +586,7 @@ impl Default for EngineSection {
             max_partial_bytes: engine.max_partial_bytes,
             partial_timeout_ms: engine.partial_timeout.as_millis() as u64,
             allow_eio3: engine.allow_eio3,
+            allow_jsonp: engine.allow_jsonp,
         }
     }
 }

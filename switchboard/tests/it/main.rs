@@ -31,6 +31,7 @@ mod http_routes;
 mod identity;
 mod identity_idp;
 mod identity_tls;
+mod jsonp;
 mod lifecycle;
 mod notifications;
 mod operations;
