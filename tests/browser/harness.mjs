@@ -92,9 +92,10 @@ process.on("exit", () => {
 /**
  * Starts the hub on a fresh test configuration and resolves once it listens.
  * The hub keeps its port and data directory across stop()/start(), as a
- * hub restarted by its operator does.
+ * hub restarted by its operator does. `config`: TOML appended to the file
+ * (sections the file does not have, such as `[engine]`).
  */
-export async function startHub() {
+export async function startHub({ config: extra = "" } = {}) {
   const bin = hubBinary();
   if (!existsSync(bin)) throw new Error(`hub binary not found: ${bin} (set BROWSER_HUB_BIN)`);
   const web = webDir();
@@ -132,6 +133,7 @@ export async function startHub() {
       "[calls]",
       `ring_timeout_ms = ${RING_TIMEOUT_MS}`,
       "",
+      extra,
     ].join("\n"),
   );
 
