@@ -8,6 +8,11 @@
 # machine runs, where deliveries/s on a shared machine do
 # (docs/BENCHMARKS.md, "Fan-out in instructions").
 #   bench/callgrind-fanout.sh BIN MESSAGES OUT [PORT]
+# EIO3_SHARE=F (optional; unset, every subscriber speaks Engine.IO v4):
+# that share of the subscribers speak Engine.IO v3 as socket.io 2.x
+# clients do (loadgen --eio3-share F; bench.toml allows them), e.g.
+# EIO3_SHARE=0.5 for every other one: what serving both protocols in one
+# room costs per delivery against the all-v4 runs.
 # Needs valgrind and target/release/loadgen (cargo build --release -p loadgen).
 set -euo pipefail
 bin="${1:?usage: bench/callgrind-fanout.sh BIN MESSAGES OUT [PORT]}"
@@ -15,6 +20,10 @@ messages="${2:?messages}"
 out="${3:?callgrind output file}"
 port="${4:-3190}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+eio3=()
+if [ -n "${EIO3_SHARE:-}" ]; then
+  eio3=(--eio3-share "$EIO3_SHARE")
+fi
 valgrind --tool=callgrind --callgrind-out-file="$out" \
   "$bin" serve --config "$root/bench/bench.toml" --listen "127.0.0.1:$port" >"$out.log" 2>&1 &
 server=$!
@@ -28,7 +37,7 @@ done
 # any binary; run MESSAGES=0 to see it alone).
 "$root/target/release/loadgen" fanout --url "ws://127.0.0.1:$port" --subscribers 200 \
   --payload 100 --window 64 --messages "$messages" --warmup-secs 0 --duration-secs 3600 \
-  --drain-secs 10 --json-only --label callgrind >"$out.json"
+  --drain-secs 10 --json-only --label callgrind ${eio3[@]+"${eio3[@]}"} >"$out.json"
 kill -TERM "$server"
 wait "$server" || true
 ir=$(grep -m1 '^summary:' "$out" | awk '{print $2}')
