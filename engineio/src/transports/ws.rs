@@ -788,7 +788,11 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
 }
 
 /// Appends the header of a server frame of `len` payload bytes, and
-/// reserves room for them.
+/// reserves room for them. Always inlined: it runs once per frame of every
+/// broadcast, and called out of line (as the compiler chose once the v3
+/// framing called it too) it cost fan-out 7 instructions per delivery
+/// (callgrind, 1.6%).
+#[inline(always)]
 fn encode_header(out: &mut Vec<u8>, opcode: Opcode, len: usize) {
     out.reserve(len + 10);
     out.push(0x80 | opcode as u8);
