@@ -11,7 +11,8 @@
 //! - [`packet`]: packet and payload codec; [`Frame`], the encoded outbound unit.
 //! - [`server`]: [`Engine`]: request checks, handshake, error codes, CORS.
 //! - [`socket`]: [`Socket`], one session: queue, heartbeat, upgrade, close.
-//! - `transports::polling`, `transports::websocket`: moving frames.
+//! - `transports::polling`, `transports::websocket`: moving frames;
+//!   `transports::jsonp`: polling as scripts and forms (`j` in the query).
 //! - [`config`]: [`EngineConfig`], with the reference server's defaults.
 //! - `partial`: the engine-wide budget for incomplete client messages.
 //! - [`sid`]: random session ids.
