@@ -77,41 +77,28 @@ pub(crate) fn form_payload(body: &[u8]) -> Result<String, FormError> {
     Ok(unescape_newlines(&data))
 }
 
-/// Undoes the client's newline escaping (see [`form_payload`]): first
-/// backslash, n becomes a newline unless a backslash precedes it; then
-/// backslash, backslash, n becomes backslash, n.
+/// Undoes the client's newline escaping (see [`form_payload`]), as the
+/// reference's two replacements do, in one pass: backslash, n is a
+/// newline, unless a backslash precedes it, and then the two backslashes
+/// and the n stand for backslash, n.
 fn unescape_newlines(data: &str) -> String {
-    if !data.contains("\\n") {
-        return data.to_owned();
-    }
-    let bytes = data.as_bytes();
-    let mut first = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i..].starts_with(b"\\\\n") {
-            first.extend_from_slice(b"\\\\n");
-            i += 3;
-        } else if bytes[i..].starts_with(b"\\n") {
-            first.push(b'\n');
-            i += 2;
-        } else {
-            first.push(bytes[i]);
-            i += 1;
+    let mut out = String::with_capacity(data.len());
+    let mut rest = data;
+    while let Some(at) = rest.find("\\n") {
+        match rest[..at].strip_suffix('\\') {
+            Some(before) => {
+                out.push_str(before);
+                out.push_str("\\n");
+            }
+            None => {
+                out.push_str(&rest[..at]);
+                out.push('\n');
+            }
         }
+        rest = &rest[at + 2..];
     }
-    let mut out = Vec::with_capacity(first.len());
-    let mut i = 0;
-    while i < first.len() {
-        if first[i..].starts_with(b"\\\\n") {
-            out.extend_from_slice(b"\\n");
-            i += 3;
-        } else {
-            out.push(first[i]);
-            i += 1;
-        }
-    }
-    // Only ASCII sequences were replaced by ASCII: still UTF-8.
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -165,6 +152,47 @@ mod tests {
                 Ok(payload),
                 "{payload:?}"
             );
+        }
+    }
+
+    /// The reference's `data.replace(/(\\)?\\n/g, …).replace(/\\\\n/g, "\\n")`,
+    /// written as the two scans the regular expressions make.
+    fn reference_unescape(data: &str) -> String {
+        let scan = |s: &[u8], keep_double: bool| {
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < s.len() {
+                if s[i..].starts_with(b"\\\\n") {
+                    out.extend_from_slice(if keep_double { b"\\\\n" } else { b"\\n" });
+                    i += 3;
+                } else if keep_double && s[i..].starts_with(b"\\n") {
+                    out.push(b'\n');
+                    i += 2;
+                } else {
+                    out.push(s[i]);
+                    i += 1;
+                }
+            }
+            out
+        };
+        String::from_utf8(scan(&scan(data.as_bytes(), true), false)).unwrap()
+    }
+
+    #[test]
+    fn unescaping_is_the_references_two_replacements() {
+        // Every string of up to 7 of backslash, n, newline and a.
+        let mut strings = vec![String::new()];
+        for _ in 0..7 {
+            let longer: Vec<String> = strings
+                .iter()
+                .filter(|s| s.len() == strings.last().map_or(0, String::len))
+                .flat_map(|s| ['\\', 'n', '\n', 'a'].map(|c| format!("{s}{c}")))
+                .collect();
+            strings.extend(longer);
+        }
+        assert_eq!(strings.len(), (0..=7).map(|n| 4usize.pow(n)).sum::<usize>());
+        for s in &strings {
+            assert_eq!(unescape_newlines(s), reference_unescape(s), "{s:?}");
         }
     }
 
